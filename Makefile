@@ -1,0 +1,90 @@
+# tapegrad - build, test, install.
+#   make            static + shared library
+#   make check      Check suite (runs scripts/deps.sh first)
+#   make demo       the main job: LeNet-5 on Fashion-MNIST + whole-graph check
+#   make install    PREFIX=/usr/local DESTDIR=
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+CC       ?= cc
+BUILD    ?= build
+OPT      ?= -O2 -march=native
+PKGS      = openblas
+WARN      = -Wall -Wextra -Werror
+CFLAGS   += -std=gnu11 $(OPT) -g -fPIC -fopenmp $(WARN) $(shell pkg-config --cflags $(PKGS))
+LDLIBS   += $(shell pkg-config --libs $(PKGS)) -lz -lm -fopenmp
+ifeq ($(SANITIZE),1)
+  # ASan/UBSan with the system allocator: jemalloc and ASan do not mix.
+  BUILD   = build-asan
+  CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all \
+            -DTAPEGRAD_SYSTEM_ALLOC -O1
+  LDFLAGS += -fsanitize=address,undefined
+else
+  LDLIBS += -ljemalloc
+endif
+
+LIB_SRC  = $(wildcard autograd/*.c ops/*.c nn/*.c)
+LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
+HEADERS  = $(wildcard include/*.h autograd/*.h ops/*.h nn/*.h)
+TESTS    = $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
+EXAMPLES = $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+BENCHES  = $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
+TOOLS    = $(patsubst tools/%.c,$(BUILD)/tools/%,$(wildcard tools/*.c))
+STATIC   = $(BUILD)/libtapegrad.a
+SHARED   = $(BUILD)/libtapegrad.so
+
+.PHONY: all deps check check-asan demo install uninstall clean docs gradcheck bench examples tools
+all: $(STATIC) $(SHARED) $(EXAMPLES) $(TOOLS)
+
+deps:
+	@sh scripts/deps.sh
+
+$(BUILD)/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(STATIC): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(SHARED): $(LIB_OBJ)
+	$(CC) -shared -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c tests/check_main.h $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< -o $@ $(STATIC) $(LDFLAGS) $(shell pkg-config --libs check) $(LDLIBS)
+
+$(BUILD)/examples/%: examples/%.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< -o $@ $(STATIC) $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/bench/%: bench/%.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< -o $@ $(STATIC) $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/tools/%: tools/%.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< -o $@ $(STATIC) $(LDFLAGS) $(LDLIBS)
+
+check: deps
+	@$(MAKE) --no-print-directory $(TESTS)
+	@sh scripts/run_tests.sh $(TESTS)
+
+check-asan: deps
+	@$(MAKE) --no-print-directory SANITIZE=1 check-built
+
+check-built: $(TESTS)
+	@sh scripts/run_tests.sh $(TESTS)
+
+install: $(STATIC) $(SHARED)
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 $(STATIC) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(SHARED) $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 include/tapegrad.h $(DESTDIR)$(PREFIX)/include/
+	sed -e 's|@PREFIX@|$(PREFIX)|' tapegrad.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/tapegrad.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/lib/libtapegrad.a $(DESTDIR)$(PREFIX)/lib/libtapegrad.so \
+	      $(DESTDIR)$(PREFIX)/include/tapegrad.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/tapegrad.pc
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,155 @@
+/*
+ * internal.h - what the library shares with itself: the tape node, the op
+ * registry entry, the arena, error helpers and the helpers every op uses.
+ * Users include tapegrad.h only.
+ */
+#ifndef TAPEGRAD_INTERNAL_H
+#define TAPEGRAD_INTERNAL_H
+
+#include "../include/tapegrad.h"
+
+#define NODE_MAX_IPARAMS 16
+#define NODE_MAX_FPARAMS 4
+#define NODE_MAX_SAVED 4
+
+/* One recorded op application. forward() reads in[] and the params and
+ * writes out (and saved tensors it owns); it must be pure so that the checker
+ * can replay it: RNG draws and running-statistic updates happen in the op's
+ * builder, before forward, never inside it. */
+typedef struct tape_node {
+    const op_def *op;
+    int n_in;
+    tensor **in;                      /* arena array of n_in inputs (some may be NULL) */
+    tensor *out;
+    tensor *saved[NODE_MAX_SAVED];    /* masks, indices, statistics (tape-owned) */
+    int64_t ip[NODE_MAX_IPARAMS];     /* integer params: axes, strides, ... */
+    double fp[NODE_MAX_FPARAMS];      /* scalar params: slope, eps, ... */
+} tape_node;
+
+/* The checker's sample cases (see autograd/gradcheck.c). A case owns its
+ * inputs (user-owned float64 or int64 tensors) until the checker frees them. */
+#define SAMPLE_MAX_INPUTS 8
+typedef struct op_sample {
+    char name[96];                    /* "broadcast [3] + [2,3]" */
+    int n_inputs;
+    tensor *inputs[SAMPLE_MAX_INPUTS];
+    uint32_t no_grad_mask;            /* inputs not to check (labels, masks) */
+    int64_t ip[NODE_MAX_IPARAMS];     /* passed through to build() */
+    double fp[NODE_MAX_FPARAMS];
+} op_sample;
+
+struct op_def {
+    const char *name;
+    int arity;                        /* tensor inputs (-1: variable, e.g. concat) */
+    uint32_t no_grad_inputs;          /* bit i: input i never has a gradient */
+    void (*forward)(tape_node *n);
+    /* Accumulate (+=) the input gradients given n->out->grad. gin[i] is NULL
+     * when input i needs no gradient. */
+    void (*vjp)(tape_node *n, tensor *const *gin);
+    /* Sample case k (0, 1, 2, ...): fill s and return 0; return 1 when there
+     * is no case k. Values must be seeded from g, non-uniform, and keep a
+     * margin wider than eps from every kink, tie and domain edge. */
+    int (*sample)(int k, rng *g, op_sample *s);
+    /* Build the graph of a sample through the public API. */
+    tensor *(*build)(tensor *const *in, const op_sample *s);
+    const char *signature;            /* "tensor_add(a, b)" */
+    const char *formula_forward;      /* "y = a + b" */
+    const char *formula_gradient;     /* "da = sum_bcast(g), db = sum_bcast(g)" */
+    const char *notes;                /* non-differentiable points, ties, ... */
+};
+
+/* The registry is the concatenation of the family tables in ops/. Each family
+ * file defines `const op_def ops_<family>[]` and `const int ops_<family>_count`. */
+#define OP_FAMILY(fam)                        \
+    extern const op_def ops_##fam[];          \
+    extern const int ops_##fam##_count;
+
+/* ---------------------------------------------------------------- errors */
+/* Sets the pending error unless one is already pending; printf-style. */
+void error_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+bool error_pending(void);
+
+/* ------------------------------------------------------------ allocation */
+/* Every byte the library allocates goes through these (64-byte aligned).
+ * jemalloc by default; the system allocator with -DTAPEGRAD_SYSTEM_ALLOC
+ * (sanitizer builds). A test hook can make the n-th allocation fail. */
+void *mem_alloc(size_t bytes);
+void *mem_calloc(size_t bytes);
+void mem_free(void *p);
+void mem_fail_after(int64_t n);      /* -1: never fail (default) */
+
+/* The tape's arena: bump allocation, released all at once by tape_reset. */
+void *arena_alloc(size_t bytes);      /* 64-byte aligned, uninitialised */
+
+/* ----------------------------------------------------------- tensor help */
+size_t dtype_size(dtype dt);
+const char *dtype_name(dtype dt);
+int64_t shape_numel(int ndim, const int64_t *shape);
+int shape_check(const char *op, int ndim, const int64_t *shape);
+/* A TAPE-OWNED tensor in the arena (data uninitialised / zeroed). */
+tensor *tensor_tape_new(dtype dt, int ndim, const int64_t *shape);
+tensor *tensor_tape_zeros(dtype dt, int ndim, const int64_t *shape);
+/* Normalises a possibly negative axis; -1 (and an error naming op) when out of range. */
+int axis_normalize(const char *op, int axis, int ndim);
+
+/* --------------------------------------------------------- op plumbing */
+/* Validates that the n tensors are non-NULL (an error is set only when none
+ * is pending) and that all float inputs share one dtype; input i with bit i of
+ * allow_i64 may be DTYPE_I64. Returns 0 or -1. */
+int op_check_inputs(const op_def *op, tensor *const *in, int n, uint32_t allow_i64);
+/* Starts a node: allocates the output (uninitialised) and returns the node,
+ * whose ip/fp/saved the caller may fill before node_finish(). The node lives
+ * at the tape's end; it is kept only if recording and some input requires
+ * grad. No other op may run between node_begin and node_finish. */
+tape_node *node_begin(const op_def *op, tensor *const *in, int n_in, dtype out_dtype, int ndim,
+                      const int64_t *shape);
+/* Runs op->forward, records the node when needed; returns the output. */
+tensor *node_finish(tape_node *n);
+/* node_begin + node_finish. */
+tensor *op_apply(const op_def *op, tensor *const *in, int n_in, dtype out_dtype, int ndim,
+                 const int64_t *shape);
+
+/* The tape, for the checker. */
+int64_t tape_node_count(void);
+tape_node *tape_node_at(int64_t i);
+uint32_t tape_epoch(void);
+
+/* ------------------------------------------------------ broadcasting */
+/* NumPy broadcast of two shapes; sets an error naming op and both shapes. */
+int broadcast_shapes(const char *op, const tensor *a, const tensor *b, int *ndim, int64_t *shape);
+/* Strides (in elements) of t viewed with shape out (ndim dims, right-aligned):
+ * 0 on broadcast dims. */
+void broadcast_strides(const tensor *t, int ndim, const int64_t *shape, int64_t *strides);
+/* dst (shape of the smaller operand) += src summed over the broadcast dims. */
+void reduce_to_shape_acc(tensor *dst, const tensor *src);
+
+/* Flat offset iteration helper for broadcast binaries: calls nothing, just
+ * computes the source offset of out element i. Used by generic slow paths. */
+static inline int64_t bcast_offset(int64_t i, int ndim, const int64_t *shape,
+                                   const int64_t *strides) {
+    int64_t off = 0;
+    for (int d = ndim - 1; d >= 0; d--) {
+        int64_t c = i % shape[d];
+        i /= shape[d];
+        off += c * strides[d];
+    }
+    return off;
+}
+
+/* Threading threshold: kernels parallelise loops of at least this many
+ * elements (small tensors stay on one thread). */
+#define PARALLEL_MIN_ELEMS 32768
+
+/* ------------------------------------------------- sample helpers */
+/* A user-owned float64 tensor with values uniform in [lo, hi) from g, each
+ * at least `margin` away from every point in avoid[0..n_avoid). */
+tensor *sample_tensor(rng *g, int ndim, const int64_t *shape, double lo, double hi);
+tensor *sample_tensor_avoiding(rng *g, int ndim, const int64_t *shape, double lo, double hi,
+                               const double *avoid, int n_avoid, double margin);
+/* A float64 tensor whose elements are pairwise at least `gap` apart (for
+ * max/min/pool ties): a shuffled arithmetic progression. */
+tensor *sample_tensor_distinct(rng *g, int ndim, const int64_t *shape, double lo, double gap);
+tensor *sample_labels(rng *g, int ndim, const int64_t *shape, int64_t n_classes);
+void sample_name(op_sample *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

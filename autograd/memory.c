@@ -1,0 +1,143 @@
+/* memory.c - every allocation of the library, and the tape's arena.
+ *
+ * jemalloc (mallocx with 64-byte alignment) is the allocator; sanitizer
+ * builds define TAPEGRAD_SYSTEM_ALLOC and use aligned_alloc instead, since
+ * jemalloc and ASan do not mix. The arena is a list of chunks with a bump
+ * pointer; tape_reset rewinds it, and when a step needed more than one chunk
+ * the chunks are merged into one big enough for the whole step, so after the
+ * first steps a training loop allocates nothing. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#ifndef TAPEGRAD_SYSTEM_ALLOC
+#include <jemalloc/jemalloc.h>
+#else
+static int64_t system_live_bytes; /* live bytes, counted by hand */
+#endif
+
+#define ALIGN 64
+static int64_t fail_countdown = -1;
+
+void mem_fail_after(int64_t n) { fail_countdown = n; }
+
+void *mem_alloc(size_t bytes) {
+    if (fail_countdown >= 0 && fail_countdown-- == 0) {
+        error_set("out of memory: allocation of %zu bytes failed", bytes);
+        return NULL;
+    }
+    if (bytes == 0) bytes = 1;
+    size_t rounded = (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+#ifdef TAPEGRAD_SYSTEM_ALLOC
+    void *p = aligned_alloc(ALIGN, rounded + ALIGN);
+    if (p) {
+        *(size_t *)p = rounded; /* size kept in a header for the byte count */
+        system_live_bytes += (int64_t)rounded;
+        p = (char *)p + ALIGN;
+    }
+#else
+    void *p = mallocx(rounded, MALLOCX_ALIGN(ALIGN));
+#endif
+    if (!p) error_set("out of memory: allocation of %zu bytes failed", bytes);
+    return p;
+}
+
+void *mem_calloc(size_t bytes) {
+    void *p = mem_alloc(bytes);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
+void mem_free(void *p) {
+    if (!p) return;
+#ifdef TAPEGRAD_SYSTEM_ALLOC
+    char *base = (char *)p - ALIGN;
+    system_live_bytes -= (int64_t) * (size_t *)base;
+    free(base);
+#else
+    dallocx(p, MALLOCX_ALIGN(ALIGN));
+#endif
+}
+
+int64_t tapegrad_allocated_bytes(void) {
+#ifdef TAPEGRAD_SYSTEM_ALLOC
+    return system_live_bytes;
+#else
+    uint64_t epoch = 1;
+    size_t sz = sizeof epoch;
+    mallctl("epoch", &epoch, &sz, &epoch, sz); /* refresh the cached stats */
+    size_t allocated = 0;
+    sz = sizeof allocated;
+    if (mallctl("stats.allocated", &allocated, &sz, NULL, 0) != 0) return -1;
+    return (int64_t)allocated;
+#endif
+}
+
+/* ------------------------------------------------------------- arena */
+typedef struct chunk {
+    struct chunk *next;
+    size_t cap, used;
+    char *base;
+} chunk;
+
+static chunk *arena_first, *arena_cur;
+static size_t arena_step_bytes; /* bytes requested since the last rewind */
+#define ARENA_MIN_CHUNK (1u << 20)
+
+static chunk *chunk_new(size_t cap) {
+    chunk *c = mem_alloc(sizeof *c);
+    if (!c) return NULL;
+    c->base = mem_alloc(cap);
+    if (!c->base) {
+        mem_free(c);
+        return NULL;
+    }
+    c->next = NULL;
+    c->cap = cap;
+    c->used = 0;
+    return c;
+}
+
+void *arena_alloc(size_t bytes) {
+    size_t need = (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    if (need == 0) need = ALIGN;
+    arena_step_bytes += need;
+    while (arena_cur && arena_cur->used + need > arena_cur->cap) {
+        if (!arena_cur->next) break;
+        arena_cur = arena_cur->next;
+        arena_cur->used = 0;
+    }
+    if (!arena_cur || arena_cur->used + need > arena_cur->cap) {
+        size_t cap = need > ARENA_MIN_CHUNK ? need : ARENA_MIN_CHUNK;
+        chunk *c = chunk_new(cap);
+        if (!c) return NULL;
+        if (arena_cur)
+            arena_cur->next = c;
+        else
+            arena_first = c;
+        arena_cur = c;
+    }
+    void *p = arena_cur->base + arena_cur->used;
+    arena_cur->used += need;
+    return p;
+}
+
+void arena_rewind(void) {
+    if (arena_first && arena_first->next) {
+        /* The step spilled into several chunks: replace them by one chunk
+         * that holds the whole step, so the next step stays in one chunk. */
+        size_t cap = arena_step_bytes + arena_step_bytes / 8;
+        chunk *c = arena_first;
+        while (c) {
+            chunk *next = c->next;
+            mem_free(c->base);
+            mem_free(c);
+            c = next;
+        }
+        arena_first = chunk_new(cap < ARENA_MIN_CHUNK ? ARENA_MIN_CHUNK : cap);
+    }
+    if (arena_first) arena_first->used = 0;
+    arena_cur = arena_first;
+    arena_step_bytes = 0;
+}

@@ -1,0 +1,185 @@
+/*
+ * elementwise.h - kernel generators for elementwise ops, shared by the
+ * arithmetic, math and activation families.
+ *
+ * Each macro expands to plain loops over contiguous memory, one per dtype, so
+ * the compiler vectorises them and no function pointer is called per element.
+ * Expressions see:   x (first input), y (second input), z (the output),
+ *                    g (upstream gradient), p0..p3 (the node's fp[0..3]).
+ * Large tensors are split across OpenMP threads; each thread owns a disjoint
+ * range, so results do not depend on the thread count.
+ */
+#ifndef TAPEGRAD_ELEMENTWISE_H
+#define TAPEGRAD_ELEMENTWISE_H
+
+#include <math.h>
+#include <string.h>
+
+#include "../autograd/internal.h"
+
+#define EW_PARAMS(n)                                                   \
+    const double p0 = (n)->fp[0], p1 = (n)->fp[1], p2 = (n)->fp[2],    \
+                 p3 = (n)->fp[3];                                      \
+    (void)p0; (void)p1; (void)p2; (void)p3
+
+#define EW_PRAGMA _Pragma("omp parallel for simd schedule(static) if (cnt >= PARALLEL_MIN_ELEMS)")
+
+/* y = f(x), same shape. */
+#define EW_UNARY_FORWARD(name, EXPR)                                             \
+    static void name##_forward(tape_node *n) {                                   \
+        EW_PARAMS(n);                                                            \
+        int64_t cnt = n->out->size;                                              \
+        if (n->out->dtype == DTYPE_F32) {                                        \
+            const float *X = n->in[0]->data;                                     \
+            float *Z = n->out->data;                                             \
+            EW_PRAGMA for (int64_t i = 0; i < cnt; i++) {                        \
+                const float x = X[i];                                            \
+                Z[i] = (float)(EXPR);                                            \
+            }                                                                    \
+        } else {                                                                 \
+            const double *X = n->in[0]->data;                                    \
+            double *Z = n->out->data;                                            \
+            EW_PRAGMA for (int64_t i = 0; i < cnt; i++) {                        \
+                const double x = X[i];                                           \
+                Z[i] = (EXPR);                                                   \
+            }                                                                    \
+        }                                                                        \
+    }
+
+/* dx += DX(x, z, g). */
+#define EW_UNARY_VJP(name, DX)                                                   \
+    static void name##_vjp(tape_node *n, tensor *const *gin) {                   \
+        EW_PARAMS(n);                                                            \
+        int64_t cnt = n->out->size;                                              \
+        if (!gin[0]) return;                                                     \
+        if (n->out->dtype == DTYPE_F32) {                                        \
+            const float *X = n->in[0]->data, *Z = n->out->data,                  \
+                        *G = n->out->grad->data;                                 \
+            float *D = gin[0]->data;                                             \
+            EW_PRAGMA for (int64_t i = 0; i < cnt; i++) {                        \
+                const float x = X[i], z = Z[i], g = G[i];                        \
+                (void)x; (void)z;                                                \
+                D[i] += (float)(DX);                                             \
+            }                                                                    \
+        } else {                                                                 \
+            const double *X = n->in[0]->data, *Z = n->out->data,                 \
+                         *G = n->out->grad->data;                                \
+            double *D = gin[0]->data;                                            \
+            EW_PRAGMA for (int64_t i = 0; i < cnt; i++) {                        \
+                const double x = X[i], z = Z[i], g = G[i];                       \
+                (void)x; (void)z;                                                \
+                D[i] += (DX);                                                    \
+            }                                                                    \
+        }                                                                        \
+    }
+
+/* z = f(x, y) with NumPy broadcasting. Fast paths: equal sizes, a scalar
+ * operand, and a trailing-suffix operand (bias-like). */
+#define EW_BINARY_LOOP_T(T, EXPR)                                                     \
+    do {                                                                              \
+        const T *A = n->in[0]->data, *B = n->in[1]->data;                             \
+        T *Z = n->out->data;                                                          \
+        int64_t na = n->in[0]->size, nb = n->in[1]->size;                             \
+        if (na == cnt && nb == cnt) {                                                 \
+            EW_PRAGMA for (int64_t i = 0; i < cnt; i++) {                             \
+                const T x = A[i], y = B[i];                                           \
+                Z[i] = (T)(EXPR);                                                     \
+            }                                                                         \
+        } else if (na == cnt && nb == 1) {                                            \
+            const T y = B[0];                                                         \
+            EW_PRAGMA for (int64_t i = 0; i < cnt; i++) {                             \
+                const T x = A[i];                                                     \
+                Z[i] = (T)(EXPR);                                                     \
+            }                                                                         \
+        } else if (na == 1 && nb == cnt) {                                            \
+            const T x = A[0];                                                         \
+            EW_PRAGMA for (int64_t i = 0; i < cnt; i++) {                             \
+                const T y = B[i];                                                     \
+                Z[i] = (T)(EXPR);                                                     \
+            }                                                                         \
+        } else {                                                                      \
+            int64_t sa[TENSOR_MAX_DIMS], sb[TENSOR_MAX_DIMS];                         \
+            broadcast_strides(n->in[0], n->out->ndim, n->out->shape, sa);             \
+            broadcast_strides(n->in[1], n->out->ndim, n->out->shape, sb);             \
+            for (int64_t i = 0; i < cnt; i++) {                                       \
+                const T x = A[bcast_offset(i, n->out->ndim, n->out->shape, sa)];      \
+                const T y = B[bcast_offset(i, n->out->ndim, n->out->shape, sb)];      \
+                Z[i] = (T)(EXPR);                                                     \
+            }                                                                         \
+        }                                                                             \
+    } while (0)
+
+#define EW_BINARY_FORWARD(name, EXPR)                                            \
+    static void name##_forward(tape_node *n) {                                   \
+        EW_PARAMS(n);                                                            \
+        int64_t cnt = n->out->size;                                              \
+        if (n->out->dtype == DTYPE_F32)                                          \
+            EW_BINARY_LOOP_T(float, EXPR);                                       \
+        else                                                                     \
+            EW_BINARY_LOOP_T(double, EXPR);                                      \
+    }
+
+/* da += reduce_bcast(DA(x, y, z, g)), db likewise. When an operand has the
+ * output's shape its gradient is accumulated in place; otherwise the full
+ * gradient goes to an arena buffer and is summed over the broadcast dims. */
+#define EW_BINARY_VJP_T(T, which, DEXPR)                                              \
+    do {                                                                              \
+        tensor *dst = gin[which];                                                     \
+        tensor *full = dst->size == cnt ? dst                                          \
+                                        : tensor_tape_zeros(dst->dtype, n->out->ndim, \
+                                                            n->out->shape);          \
+        if (!full) return;                                                            \
+        const T *A = n->in[0]->data, *B = n->in[1]->data, *Z = n->out->data,          \
+                *G = n->out->grad->data;                                              \
+        T *D = full->data;                                                            \
+        int64_t na = n->in[0]->size, nb = n->in[1]->size;                             \
+        if (na == cnt && nb == cnt) {                                                 \
+            EW_PRAGMA for (int64_t i = 0; i < cnt; i++) {                             \
+                const T x = A[i], y = B[i], z = Z[i], g = G[i];                       \
+                (void)x; (void)y; (void)z;                                            \
+                D[i] += (T)(DEXPR);                                                   \
+            }                                                                         \
+        } else {                                                                      \
+            int64_t sa[TENSOR_MAX_DIMS], sb[TENSOR_MAX_DIMS];                         \
+            broadcast_strides(n->in[0], n->out->ndim, n->out->shape, sa);             \
+            broadcast_strides(n->in[1], n->out->ndim, n->out->shape, sb);             \
+            for (int64_t i = 0; i < cnt; i++) {                                       \
+                const T x = A[bcast_offset(i, n->out->ndim, n->out->shape, sa)];      \
+                const T y = B[bcast_offset(i, n->out->ndim, n->out->shape, sb)];      \
+                const T z = Z[i], g = G[i];                                           \
+                (void)x; (void)y; (void)z;                                            \
+                D[i] += (T)(DEXPR);                                                   \
+            }                                                                         \
+        }                                                                             \
+        if (full != dst) reduce_to_shape_acc(dst, full);                              \
+    } while (0)
+
+#define EW_BINARY_VJP(name, DA, DB)                                              \
+    static void name##_vjp(tape_node *n, tensor *const *gin) {                   \
+        EW_PARAMS(n);                                                            \
+        int64_t cnt = n->out->size;                                              \
+        for (int w = 0; w < 2; w++) {                                            \
+            if (!gin[w]) continue;                                               \
+            if (n->out->dtype == DTYPE_F32) {                                    \
+                if (w == 0) EW_BINARY_VJP_T(float, 0, DA);                       \
+                else EW_BINARY_VJP_T(float, 1, DB);                              \
+            } else {                                                             \
+                if (w == 0) EW_BINARY_VJP_T(double, 0, DA);                      \
+                else EW_BINARY_VJP_T(double, 1, DB);                             \
+            }                                                                    \
+        }                                                                        \
+    }
+
+/* Builders shared by elementwise ops. */
+tensor *ew_unary_apply(const op_def *op, tensor *a, const double *fp, int nfp);
+tensor *ew_binary_apply(const op_def *op, tensor *a, tensor *b, const double *fp, int nfp);
+
+/* Sample-case helpers for elementwise ops: unary over a few shapes, binary
+ * over equal shapes and the broadcasting variants [3] + [2,3], [2,1,4] * [3,1]
+ * and scalar operands. Values in [lo, hi), at least margin from each listed point. */
+int ew_unary_sample(int k, rng *g, op_sample *s, double lo, double hi, const double *avoid,
+                    int n_avoid, double margin);
+int ew_binary_sample(int k, rng *g, op_sample *s, double lo, double hi, const double *avoid,
+                     int n_avoid, double margin);
+
+#endif

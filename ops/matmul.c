@@ -1,0 +1,141 @@
+/* matmul.c - batched matrix product through OpenBLAS.
+ *
+ *   C[b] = A[b] @ B[b]      A (.., M, K), B (.., K, N), C (.., M, N)
+ *   dA[b] += G[b] @ B[b]^T  dB[b] += A[b]^T @ G[b]
+ * Batch dimensions broadcast; a broadcast operand's gradient sums over the
+ * batches that shared it (GEMM with beta = 1 into the same slot). */
+#include <cblas.h>
+
+#include "elementwise.h"
+
+typedef struct {
+    int64_t M, K, N, batches;
+    int bnd;                                   /* batch dims of the output */
+    int64_t bshape[TENSOR_MAX_DIMS], sa[TENSOR_MAX_DIMS], sb[TENSOR_MAX_DIMS];
+} mm_geom;
+
+/* Batch offsets (in matrices) of A and B for output batch i. */
+static void mm_geom_of(const tape_node *n, mm_geom *m) {
+    const tensor *a = n->in[0], *b = n->in[1], *c = n->out;
+    m->M = a->shape[a->ndim - 2];
+    m->K = a->shape[a->ndim - 1];
+    m->N = b->shape[b->ndim - 1];
+    m->bnd = c->ndim - 2;
+    m->batches = 1;
+    for (int d = 0; d < m->bnd; d++) m->bshape[d] = c->shape[d], m->batches *= c->shape[d];
+    /* strides of each operand's batch dims, in matrices, 0 where broadcast */
+    int64_t s = 1;
+    for (int d = m->bnd - 1; d >= 0; d--) {
+        int ia = a->ndim - 2 - (m->bnd - d);
+        int64_t da = ia >= 0 ? a->shape[ia] : 1;
+        m->sa[d] = da == 1 ? 0 : s;
+        s *= da;
+    }
+    s = 1;
+    for (int d = m->bnd - 1; d >= 0; d--) {
+        int ib = b->ndim - 2 - (m->bnd - d);
+        int64_t db = ib >= 0 ? b->shape[ib] : 1;
+        m->sb[d] = db == 1 ? 0 : s;
+        s *= db;
+    }
+}
+
+static void gemm(dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void *A,
+                 int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
+    if (dt == DTYPE_F32)
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, (float)beta, C, (int)ldc);
+    else
+        cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    (int)M, (int)N, (int)K, 1.0, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+static void matmul_forward(tape_node *n) {
+    mm_geom m;
+    mm_geom_of(n, &m);
+    size_t es = dtype_size(n->out->dtype);
+    const char *A = n->in[0]->data, *B = n->in[1]->data;
+    char *C = n->out->data;
+    for (int64_t i = 0; i < m.batches; i++) {
+        int64_t oa = bcast_offset(i, m.bnd, m.bshape, m.sa), ob = bcast_offset(i, m.bnd, m.bshape, m.sb);
+        gemm(n->out->dtype, false, false, m.M, m.N, m.K, A + (size_t)(oa * m.M * m.K) * es, m.K,
+             B + (size_t)(ob * m.K * m.N) * es, m.N, 0.0, C + (size_t)(i * m.M * m.N) * es, m.N);
+    }
+}
+
+static void matmul_vjp(tape_node *n, tensor *const *gin) {
+    mm_geom m;
+    mm_geom_of(n, &m);
+    size_t es = dtype_size(n->out->dtype);
+    const char *A = n->in[0]->data, *B = n->in[1]->data, *G = n->out->grad->data;
+    for (int64_t i = 0; i < m.batches; i++) {
+        int64_t oa = bcast_offset(i, m.bnd, m.bshape, m.sa), ob = bcast_offset(i, m.bnd, m.bshape, m.sb);
+        const char *g = G + (size_t)(i * m.M * m.N) * es;
+        if (gin[0]) /* dA (M,K) += G (M,N) @ B^T (N,K) */
+            gemm(n->out->dtype, false, true, m.M, m.K, m.N, g, m.N, B + (size_t)(ob * m.K * m.N) * es,
+                 m.N, 1.0, (char *)gin[0]->data + (size_t)(oa * m.M * m.K) * es, m.K);
+        if (gin[1]) /* dB (K,N) += A^T (K,M) @ G (M,N) */
+            gemm(n->out->dtype, true, false, m.K, m.N, m.M, A + (size_t)(oa * m.M * m.K) * es, m.K, g,
+                 m.N, 1.0, (char *)gin[1]->data + (size_t)(ob * m.K * m.N) * es, m.N);
+    }
+}
+
+extern const op_def ops_matmul[];
+tensor *tensor_matmul(tensor *a, tensor *b) {
+    const op_def *op = &ops_matmul[0];
+    tensor *in[2] = {a, b};
+    if (op_check_inputs(op, in, 2, 0)) return NULL;
+    char sa[96], sb[96];
+    if (a->ndim < 2 || b->ndim < 2) {
+        error_set("matmul: operands need at least 2 dimensions: %s @ %s (use tensor_dot or "
+                  "tensor_outer for vectors)",
+                  tensor_shape_str(a, sa, sizeof sa), tensor_shape_str(b, sb, sizeof sb));
+        return NULL;
+    }
+    if (a->shape[a->ndim - 1] != b->shape[b->ndim - 2]) {
+        error_set("matmul: inner dimensions differ: %s @ %s", tensor_shape_str(a, sa, sizeof sa),
+                  tensor_shape_str(b, sb, sizeof sb));
+        return NULL;
+    }
+    /* broadcast the batch dims: shapes without their last two dims */
+    tensor ba = *a, bb = *b;
+    ba.ndim -= 2;
+    bb.ndim -= 2;
+    int nd;
+    int64_t shape[TENSOR_MAX_DIMS];
+    if (broadcast_shapes("matmul (batch dimensions)", &ba, &bb, &nd, shape)) return NULL;
+    shape[nd] = a->shape[a->ndim - 2];
+    shape[nd + 1] = b->shape[b->ndim - 1];
+    return op_apply(op, in, 2, a->dtype, nd + 2, shape);
+}
+
+static int matmul_sample(int k, rng *g, op_sample *s) {
+    static const struct {
+        int na, nb;
+        int64_t a[4], b[4];
+    } cases[] = {
+        {2, 2, {3, 4}, {4, 5}},
+        {3, 2, {2, 3, 4}, {4, 5}},
+        {4, 3, {5, 1, 3, 4}, {2, 4, 6}},
+        {3, 3, {2, 3, 4}, {2, 4, 2}},
+    };
+    if (k >= 4) return 1;
+    s->n_inputs = 2;
+    s->inputs[0] = sample_tensor(g, cases[k].na, cases[k].a, -1.5, 1.5);
+    s->inputs[1] = sample_tensor(g, cases[k].nb, cases[k].b, -1.5, 1.5);
+    char sa[64], sb[64];
+    sample_name(s, "%s @ %s", tensor_shape_str(s->inputs[0], sa, sizeof sa),
+                tensor_shape_str(s->inputs[1], sb, sizeof sb));
+    return s->inputs[0] && s->inputs[1] ? 0 : -1;
+}
+static tensor *matmul_build(tensor *const *in, const op_sample *s) {
+    (void)s;
+    return tensor_matmul(in[0], in[1]);
+}
+
+const op_def ops_matmul[] = {
+    {"matmul", 2, 0, matmul_forward, matmul_vjp, matmul_sample, matmul_build,
+     "tensor_matmul(a, b)", "C[..] = A[..] @ B[..] (batch dims broadcast)",
+     "dA = G @ B^T, dB = A^T @ G, each summed over broadcast batch dims", ""},
+};
+const int ops_matmul_count = 1;

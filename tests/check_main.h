@@ -1,0 +1,40 @@
+/* check_main.h - shared by the test files: each tests/test_*.c is its own
+ * Check program and ends with TEST_MAIN(its_suite). */
+#ifndef TAPEGRAD_CHECK_MAIN_H
+#define TAPEGRAD_CHECK_MAIN_H
+
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "../include/tapegrad.h"
+
+/* |a - b| <= tol, with both values in the failure message. */
+#define ck_assert_close(a, b, tol)                                                   \
+    do {                                                                             \
+        double _a = (a), _b = (b);                                                   \
+        ck_assert_msg(fabs(_a - _b) <= (tol), "%s = %.10g, expected %.10g (tol %g)", \
+                      #a, _a, _b, (double)(tol));                                    \
+    } while (0)
+
+/* Every element of t equals expected[] within tol. */
+#define ck_assert_tensor(t, expected, tol)                                          \
+    do {                                                                            \
+        const tensor *_t = (t);                                                     \
+        ck_assert_ptr_nonnull(_t);                                                  \
+        for (int64_t _i = 0; _i < _t->size; _i++)                                   \
+            ck_assert_msg(fabs(tensor_get(_t, _i) - (expected)[_i]) <= (tol),       \
+                          "%s[%lld] = %.10g, expected %.10g", #t, (long long)_i,    \
+                          tensor_get(_t, _i), (double)(expected)[_i]);              \
+    } while (0)
+
+#define TEST_MAIN(suite_fn)                                    \
+    int main(void) {                                           \
+        SRunner *sr = srunner_create(suite_fn());              \
+        srunner_run_all(sr, CK_NORMAL);                        \
+        int failed = srunner_ntests_failed(sr);                \
+        srunner_free(sr);                                      \
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;           \
+    }
+
+#endif
