@@ -32,7 +32,8 @@ TOOLS    = $(patsubst tools/%.c,$(BUILD)/tools/%,$(wildcard tools/*.c))
 STATIC   = $(BUILD)/libtapegrad.a
 SHARED   = $(BUILD)/libtapegrad.so
 
-.PHONY: all deps check check-asan demo install uninstall clean docs gradcheck bench examples tools
+.PHONY: all deps check check-asan check-built check-valgrind demo install uninstall clean docs gradcheck \
+        bench plot fuzz
 all: $(STATIC) $(SHARED) $(EXAMPLES) $(TOOLS)
 
 deps:
@@ -74,6 +75,26 @@ check-asan: deps
 
 check-built: $(TESTS)
 	@sh scripts/run_tests.sh $(TESTS)
+
+# The main job: one epoch of LeNet-5 on Fashion-MNIST, a checkpoint, and the
+# whole-LeNet-5 gradient check with its report.
+demo: deps all
+	$(BUILD)/examples/lenet5 --epochs 1 --save $(BUILD)/lenet5.safetensors --csv $(BUILD)/lenet5.csv
+	$(BUILD)/tools/gradcheck --lenet5
+
+# Registry-wide numerical check, one row per op and case, then whole LeNet-5.
+gradcheck: deps all
+	$(BUILD)/tools/gradcheck
+
+# docs/ops.md is produced from the registry.
+docs: $(BUILD)/tools/opsdoc
+	$(BUILD)/tools/opsdoc > docs/ops.md
+
+bench: deps all $(BENCHES)
+	sh bench/run.sh $(BUILD)
+
+plot: deps
+	gnuplot -e "csv='$(BUILD)/lenet5.csv'; png='$(BUILD)/lenet5.png'" scripts/plot.gp
 
 install: $(STATIC) $(SHARED)
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
