@@ -109,3 +109,6 @@ uninstall:
 
 clean:
 	rm -rf build build-asan
+
+# Extra targets of the benchmark and reliability work live in mk/*.mk.
+-include mk/*.mk
