@@ -10,7 +10,7 @@ BUILD    ?= build
 OPT      ?= -O2 -march=native
 PKGS      = openblas
 WARN      = -Wall -Wextra -Werror
-CFLAGS   += -std=gnu11 $(OPT) -g -fPIC -fopenmp $(WARN) $(shell pkg-config --cflags $(PKGS))
+CFLAGS   += -std=gnu11 -Iinclude $(OPT) -g -fPIC -fopenmp $(WARN) $(shell pkg-config --cflags $(PKGS))
 LDLIBS   += $(shell pkg-config --libs $(PKGS)) -lz -lm -fopenmp
 ifeq ($(SANITIZE),1)
   # ASan/UBSan with the system allocator: jemalloc and ASan do not mix.
@@ -67,7 +67,8 @@ $(BUILD)/tools/%: tools/%.c $(STATIC)
 	$(CC) $(CFLAGS) $< -o $@ $(STATIC) $(LDFLAGS) $(LDLIBS)
 
 check: deps
-	@$(MAKE) --no-print-directory $(TESTS)
+	@$(MAKE) --no-print-directory all $(TESTS)
+	@sh scripts/test_install.sh
 	@sh scripts/run_tests.sh $(TESTS)
 
 check-asan: deps
