@@ -18,6 +18,13 @@ ifeq ($(SANITIZE),1)
   CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all \
             -DTAPEGRAD_SYSTEM_ALLOC -O1
   LDFLAGS += -fsanitize=address,undefined
+else ifeq ($(FUZZ),1)
+  # libFuzzer builds (clang): the library instrumented for coverage, ASan, UBSan.
+  CC      = clang
+  BUILD   = build-fuzz
+  WARN    = -Wall -Wextra -Werror -Wno-pass-failed
+  CFLAGS += -fsanitize=fuzzer-no-link,address,undefined -DTAPEGRAD_SYSTEM_ALLOC -O1
+  LDFLAGS += -fsanitize=address,undefined
 else
   LDLIBS += -ljemalloc
 endif
@@ -33,7 +40,7 @@ STATIC   = $(BUILD)/libtapegrad.a
 SHARED   = $(BUILD)/libtapegrad.so
 
 .PHONY: all deps check check-asan check-built check-valgrind demo install uninstall clean docs gradcheck \
-        bench plot fuzz
+        bench plot fuzz fuzz-run
 all: $(STATIC) $(SHARED) $(EXAMPLES) $(TOOLS)
 
 deps:
@@ -73,6 +80,20 @@ check: deps
 
 check-asan: deps
 	@$(MAKE) --no-print-directory SANITIZE=1 check-built
+
+FUZZERS      = $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard fuzz/*.c))
+FUZZ_SECONDS ?= 60
+$(BUILD)/fuzz/%: fuzz/%.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer $< -o $@ $(STATIC) $(LDFLAGS) $(LDLIBS)
+
+# Each libFuzzer target for FUZZ_SECONDS on a copy of its seed corpus.
+fuzz:
+	@sh scripts/deps.sh --extra clang --extra libclang-rt-dev --extra libomp-dev
+	@$(MAKE) --no-print-directory FUZZ=1 fuzz-run
+
+fuzz-run: $(FUZZERS)
+	@sh scripts/run_fuzz.sh $(BUILD) $(FUZZ_SECONDS) $(FUZZERS)
 
 check-built: $(TESTS)
 	@sh scripts/run_tests.sh $(TESTS)
