@@ -597,11 +597,16 @@ static int run_checks(checker *c) {
     }
     if (!c->rerun && build_plans(c)) return -1;
     if (c->opt->fast && !c->rerun && check_fast(c, fallback)) return -1;
+    bool probes_failed = false;
     for (int i = 0; i < c->n; i++) {
         if (!fallback[i]) continue;
-        if (c->opt->fast) msg_add(r, " input %d failed a fast-mode probe; full check:", i);
+        if (c->opt->fast && !c->rerun) {
+            msg_add(r, "%s%d", probes_failed ? ", " : " fast-mode probe failed for input ", i);
+            probes_failed = true;
+        }
         check_full(c, i, &r->input[i]);
     }
+    if (probes_failed) msg_add(r, " (full check follows);");
     bool value_failure = false;
     for (int i = 0; i < c->n; i++) {
         gradcheck_input_report *ir = &r->input[i];
@@ -618,7 +623,13 @@ static int run_checks(checker *c) {
             explain_element(c, i, ir);
         }
     }
-    if (value_failure && c->opt->localize && !c->rerun) localize(c);
+    if (value_failure && c->opt->localize && !c->rerun) {
+        char details[sizeof r->message];
+        memcpy(details, r->message, sizeof details);
+        r->message[0] = '\0';
+        localize(c); /* its sentence goes first: the most useful line of the report */
+        msg_add(r, "%s", details);
+    }
     return 0;
 }
 
