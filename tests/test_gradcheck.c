@@ -619,6 +619,43 @@ START_TEST(test_errors_from_fn) {
 }
 END_TEST
 
+
+/* ------------------------------------------------ the whole LeNet-5 */
+#ifdef NN_LENET5_NPARAMS
+static tensor *lenet5_fn(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    (void)ctx;
+    return nn_lenet5_loss_with(in + 1, in[0], in[1 + NN_LENET5_NPARAMS]);
+}
+
+/* Input (batch 2) and all ten parameters, 63,274 numbers, full mode: passes,
+ * nothing vacuous, two replays per number plus one restore per input. */
+START_TEST(test_whole_lenet5_full_check_passes) {
+    tapegrad_set_threads(1);
+    nn_lenet5 *net = nn_lenet5_new(DTYPE_F32, 11);
+    ck_assert_ptr_nonnull(net);
+    rng g;
+    rng_seed(&g, 11, 5);
+    tensor *in[NN_LENET5_NPARAMS + 2] = {
+        tensor_rand(&g, DTYPE_F32, SHAPE(2, 1, 28, 28), 0.0, 1.0), net->c1.weight, net->c1.bias,
+        net->c2.weight, net->c2.bias, net->f1.weight, net->f1.bias, net->f2.weight,
+        net->f2.bias, net->f3.weight, net->f3.bias, sample_labels(&g, SHAPE(2), 10)};
+    int64_t numbers = 0;
+    for (int i = 0; i <= NN_LENET5_NPARAMS; i++) numbers += in[i]->size;
+    ck_assert_int_eq(numbers, 63274);
+    gradcheck_report r;
+    ck_assert_int_eq(gradcheck(lenet5_fn, NULL, in, NN_LENET5_NPARAMS + 2, NULL, &r), 0);
+    ck_assert_msg(r.passed, "%s", r.message);
+    for (int i = 0; i <= NN_LENET5_NPARAMS; i++) ck_assert(r.input[i].checked && !r.input[i].vacuous);
+    ck_assert_int_eq(r.evaluations, 2 * 63274 + NN_LENET5_NPARAMS + 1);
+    printf("whole LeNet-5 full check: %.3f s\n", r.seconds);
+    tensor_free(in[0]);
+    tensor_free(in[NN_LENET5_NPARAMS + 1]);
+    nn_lenet5_free(net);
+}
+END_TEST
+#endif
+
 Suite *gradcheck_suite(void) {
     Suite *s = suite_create("gradcheck");
     TCase *reg = tcase_create("registry");
@@ -651,6 +688,12 @@ Suite *gradcheck_suite(void) {
     tcase_add_test(tc, test_errors_bad_arguments);
     tcase_add_test(tc, test_errors_from_fn);
     suite_add_tcase(s, tc);
+#ifdef NN_LENET5_NPARAMS
+    TCase *net = tcase_create("lenet5");
+    tcase_set_timeout(net, 60);
+    tcase_add_test(net, test_whole_lenet5_full_check_passes);
+    suite_add_tcase(s, net);
+#endif
     return s;
 }
 
