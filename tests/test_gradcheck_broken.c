@@ -259,6 +259,47 @@ START_TEST(test_chain_with_real_ops_passes) {
 }
 END_TEST
 
+/* ----------- a correct node on a kink is passed over, the broken one named */
+/* relu without a margin: y = max(x, 0), dx = g [x > 0] (right at x = 0 only from the left) */
+static void relu0_forward(tape_node *n) {
+    const double *x = n->in[0]->data;
+    double *y = n->out->data;
+    for (int64_t i = 0; i < n->out->size; i++) y[i] = x[i] > 0 ? x[i] : 0;
+}
+static void relu0_vjp(tape_node *n, tensor *const *gin) {
+    const double *x = n->in[0]->data, *g = n->out->grad->data;
+    double *d = gin[0]->data;
+    for (int64_t i = 0; i < n->out->size; i++) d[i] += x[i] > 0 ? g[i] : 0;
+}
+static const op_def relu0_op = {"relu0", 1, 0, relu0_forward, relu0_vjp, NULL, NULL, "", "", "", ""};
+
+/* node 0 relu0 (x has an exact 0: a kink), node 1 broken mul */
+static tensor *kink_then_broken_fn(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    (void)ctx;
+    tensor *x[1] = {in[0]};
+    tape_node *nd = node_begin(&relu0_op, x, 1, DTYPE_F64, in[0]->ndim, in[0]->shape);
+    tensor *h = nd ? node_finish(nd) : NULL;
+    return tensor_sum_all(apply2(&bad_mul, h, in[1], h->ndim, h->shape));
+}
+
+START_TEST(test_localisation_passes_over_a_node_on_a_kink) {
+    bad_mul = broken("mul", mul_vjp_wrong_sign);
+    tensor *in[2] = {tensor_from_doubles(DTYPE_F64, SHAPE(4), (double[]){0.0, 1.25, -0.5, 2}),
+                     rand_leaf(31, SHAPE(4))};
+    gradcheck_report r;
+    ck_assert_int_eq(gradcheck(kink_then_broken_fn, NULL, in, 2, NULL, &r), 0);
+    ck_assert(!r.passed);
+    ck_assert(r.localized);
+    ck_assert_int_eq(r.bad_node, 1);
+    ck_assert_str_eq(r.bad_node_desc, "mul [4] * [4]");
+    ck_assert_msg(strstr(r.message, "node 0 (relu0 [4]): input 0 element 0 sits on a kink") != NULL,
+                  "%s", r.message);
+    tensor_free(in[0]);
+    tensor_free(in[1]);
+}
+END_TEST
+
 Suite *broken_suite(void) {
     Suite *s = suite_create("gradcheck_broken");
     TCase *tc = tcase_create("broken");
@@ -270,6 +311,7 @@ Suite *broken_suite(void) {
     tcase_add_test(tc, test_caught_mean_not_divided_by_n);
     tcase_add_test(tc, test_localisation_names_broken_node_in_chain);
     tcase_add_test(tc, test_chain_with_real_ops_passes);
+    tcase_add_test(tc, test_localisation_passes_over_a_node_on_a_kink);
     suite_add_tcase(s, tc);
     return s;
 }
