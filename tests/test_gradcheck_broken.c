@@ -293,8 +293,8 @@ START_TEST(test_localisation_passes_over_a_node_on_a_kink) {
     ck_assert(r.localized);
     ck_assert_int_eq(r.bad_node, 1);
     ck_assert_str_eq(r.bad_node_desc, "mul [4] * [4]");
-    ck_assert_msg(strstr(r.message, "node 0 (relu0 [4]): input 0 element 0 sits on a kink") != NULL,
-                  "%s", r.message);
+    ck_assert_msg(strstr(r.message, "excused 1 node-level element on a kink") != NULL, "%s",
+                  r.message);
     tensor_free(in[0]);
     tensor_free(in[1]);
 }
