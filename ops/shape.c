@@ -120,8 +120,9 @@ tensor *tensor_flatten(tensor *a, int start_dim, int end_dim) {
     const op_def *op = &ops_shape[FLATTEN];
     tensor *in[1] = {a};
     if (op_check_inputs(op, in, 1, 1)) return NULL;
-    int s = axis_normalize("flatten", start_dim, a->ndim);
-    int e = s < 0 ? -1 : axis_normalize("flatten", end_dim, a->ndim);
+    int nd_dims = a->ndim ? a->ndim : 1; /* a scalar flattens like [1] */
+    int s = axis_normalize("flatten", start_dim, nd_dims);
+    int e = s < 0 ? -1 : axis_normalize("flatten", end_dim, nd_dims);
     if (e < 0) return NULL;
     if (s > e) {
         error_set("flatten: start_dim %d comes after end_dim %d", start_dim, end_dim);
@@ -617,18 +618,24 @@ static tensor *one_input(op_sample *s, rng *g, int nd, const int64_t *shape) {
 
 static int shape_sample(int k, rng *g, op_sample *s) {
     static const int64_t shape[3] = {2, 3, 4};
-    if (k >= 2) return 1;
-    sample_name(s, k == 0 ? "[2,3,4] -> [4,-1] / perm (2,0,1)" : "[2,3,4] -> [24] / perm (1,0,2)");
+    static const char *names[] = {"[2,3,4] -> [4,-1] / perm (2,0,1)", "[2,3,4] -> [24] / perm (1,0,2)",
+                                  "[2,3,4] -> [6,1,-1] / perm (-1,1,0)"};
+    if (k >= 3) return 1;
+    sample_name(s, "%s", names[k]);
     s->ip[0] = k;
     return one_input(s, g, 3, shape) ? 0 : -1;
 }
 static tensor *reshape_build(tensor *const *in, const op_sample *s) {
-    const int64_t a[2] = {4, -1}, b[1] = {24};
-    return s->ip[0] == 0 ? tensor_reshape(in[0], 2, a) : tensor_reshape(in[0], 1, b);
+    const int64_t a[2] = {4, -1}, b[1] = {24}, c[3] = {6, 1, -1};
+    switch (s->ip[0]) {
+    case 0: return tensor_reshape(in[0], 2, a);
+    case 1: return tensor_reshape(in[0], 1, b);
+    default: return tensor_reshape(in[0], 3, c);
+    }
 }
 static tensor *permute_build(tensor *const *in, const op_sample *s) {
-    const int a[3] = {2, 0, 1}, b[3] = {1, 0, 2};
-    return tensor_permute(in[0], s->ip[0] == 0 ? a : b);
+    static const int perms[3][3] = {{2, 0, 1}, {1, 0, 2}, {-1, 1, 0}};
+    return tensor_permute(in[0], perms[s->ip[0]]);
 }
 
 static int flatten_sample(int k, rng *g, op_sample *s) {
