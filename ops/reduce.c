@@ -72,9 +72,22 @@ static void rgeom_of(const tensor *x, uint32_t mask, rgeom *g) {
 static inline int64_t rg_base(const rgeom *g, int64_t o) {
     return g->nk == 1 ? o * g->kst[0] : bcast_offset(o, g->nk, g->ks, g->kst);
 }
-static inline int64_t rg_off(const rgeom *g, int64_t r) {
-    return g->nr == 1 ? r * g->rst[0] : bcast_offset(r, g->nr, g->rs, g->rst);
-}
+
+/* Runs the body for each reduced element of one output, in row-major order:
+ * r is its rank, i its offset from the output's base. The innermost reduced
+ * group is a plain strided loop; only the outer groups need a division. */
+#define RG_FOR(g, r, i, ...)                                                          \
+    for (int64_t ro_ = 0, nin_ = (g)->nr ? (g)->rs[(g)->nr - 1] : 1,                  \
+                 sin_ = (g)->nr ? (g)->rst[(g)->nr - 1] : 0,                          \
+                 nout_ = nin_ ? (g)->nred / nin_ : 0;                                 \
+         ro_ < nout_; ro_++)                                                          \
+        for (int64_t ri_ = 0,                                                         \
+                     b_ = (g)->nr > 1 ? bcast_offset(ro_, (g)->nr - 1, (g)->rs, (g)->rst) : 0; \
+             ri_ < nin_; ri_++) {                                                     \
+            const int64_t r = ro_ * nin_ + ri_, i = b_ + ri_ * sin_;                  \
+            (void)r;                                                                  \
+            __VA_ARGS__;                                                              \
+        }
 
 /* True when the reduced elements form one block [outer, red, inner] with
  * inner > 1 (leading or middle axes): rows are then added as whole vectors. */
@@ -114,7 +127,7 @@ static bool rg_block(const rgeom *g, int64_t *outer, int64_t *red, int64_t *inne
             OMP_IF_BIG for (int64_t o = 0; o < g->nout; o++) {                        \
                 const T *Xo = X + rg_base(g, o);                                      \
                 T acc = 0;                                                            \
-                for (int64_t r = 0; r < g->nred; r++) acc += Xo[rg_off(g, r)];        \
+                RG_FOR(g, r, i, acc += Xo[i]);                                        \
                 O[o] = (T)(acc * scale);                                              \
             }                                                                         \
         }                                                                             \
@@ -139,7 +152,7 @@ static bool rg_block(const rgeom *g, int64_t *outer, int64_t *red, int64_t *inne
             OMP_IF_BIG for (int64_t o = 0; o < g->nout; o++) {                        \
                 T *Do = D + rg_base(g, o);                                            \
                 const T go = (T)(G[o] * scale);                                       \
-                for (int64_t r = 0; r < g->nred; r++) Do[rg_off(g, r)] += go;         \
+                RG_FOR(g, r, i, Do[i] += go);                                         \
             }                                                                         \
         }                                                                             \
     }
@@ -155,10 +168,8 @@ static bool rg_block(const rgeom *g, int64_t *outer, int64_t *red, int64_t *inne
                                            T *val) {                                  \
         T m = Xo[0];                                                                  \
         int64_t at = 0;                                                               \
-        for (int64_t r = 1; r < g->nred && m == m; r++) {                             \
-            T v = Xo[rg_off(g, r)];                                                   \
-            if ((is_max ? v > m : v < m) || v != v) m = v, at = r;                    \
-        }                                                                             \
+        RG_FOR(g, r, i, const T v = Xo[i];                                            \
+               if (m == m && ((is_max ? v > m : v < m) || v != v)) m = v, at = r);    \
         *val = m;                                                                     \
         return at;                                                                    \
     }                                                                                 \
@@ -180,11 +191,10 @@ static bool rg_block(const rgeom *g, int64_t *outer, int64_t *red, int64_t *inne
         T *D = gx->data;                                                              \
         OMP_IF_BIG for (int64_t o = 0; o < g->nout; o++) {                            \
             int64_t base = rg_base(g, o), ties = 0;                                   \
-            for (int64_t r = 0; r < g->nred; r++) ties += X[base + rg_off(g, r)] == Y[o]; \
+            RG_FOR(g, r, i, ties += X[base + i] == Y[o]);                             \
             if (!ties) continue;                                                      \
             const T share = (T)(G[o] / (T)ties);                                      \
-            for (int64_t r = 0; r < g->nred; r++)                                     \
-                if (X[base + rg_off(g, r)] == Y[o]) D[base + rg_off(g, r)] += share;  \
+            RG_FOR(g, r, i, if (X[base + i] == Y[o]) D[base + i] += share);           \
         }                                                                             \
     }
 
@@ -197,20 +207,17 @@ static bool rg_block(const rgeom *g, int64_t *outer, int64_t *red, int64_t *inne
 #define VAR_LOOPS(T)                                                                  \
     static inline double mean_of_##T(const T *Xo, const rgeom *g) {                   \
         double acc = 0;                                                               \
-        for (int64_t r = 0; r < g->nred; r++) acc += Xo[rg_off(g, r)];                \
+        RG_FOR(g, r, i, acc += Xo[i]);                                                \
         return acc / (double)g->nred;                                                 \
     }                                                                                 \
-    static void var_fwd_##T(const tensor *x, tensor *out, const rgeom *g, double den,  \
+    static void var_fwd_##T(const tensor *x, tensor *out, const rgeom *g, double den, \
                             bool is_std) {                                            \
         const T *X = x->data;                                                         \
         T *O = out->data;                                                             \
         OMP_IF_BIG for (int64_t o = 0; o < g->nout; o++) {                            \
             const T *Xo = X + rg_base(g, o);                                          \
             double mu = mean_of_##T(Xo, g), ss = 0;                                   \
-            for (int64_t r = 0; r < g->nred; r++) {                                   \
-                double d = Xo[rg_off(g, r)] - mu;                                     \
-                ss += d * d;                                                          \
-            }                                                                         \
+            RG_FOR(g, r, i, const double d = Xo[i] - mu; ss += d * d);                \
             O[o] = (T)(is_std ? sqrt(ss / den) : ss / den);                           \
         }                                                                             \
     }                                                                                 \
@@ -222,10 +229,7 @@ static bool rg_block(const rgeom *g, int64_t *outer, int64_t *red, int64_t *inne
             int64_t base = rg_base(g, o);                                             \
             double mu = mean_of_##T(X + base, g);                                     \
             double c = !is_std ? 2.0 * G[o] / den : Y[o] > 0 ? G[o] / (den * Y[o]) : 0.0; \
-            for (int64_t r = 0; r < g->nred; r++) {                                   \
-                int64_t i = base + rg_off(g, r);                                      \
-                D[i] += (T)(c * (X[i] - mu));                                         \
-            }                                                                         \
+            RG_FOR(g, r, i, D[base + i] += (T)(c * (X[base + i] - mu)));              \
         }                                                                             \
     }
 
@@ -240,15 +244,12 @@ static bool rg_block(const rgeom *g, int64_t *outer, int64_t *red, int64_t *inne
         OMP_IF_BIG for (int64_t o = 0; o < g->nout; o++) {                            \
             const T *Xo = X + rg_base(g, o);                                          \
             double m = -INFINITY, s = 0;                                              \
-            for (int64_t r = 0; r < g->nred; r++) {                                   \
-                double v = Xo[rg_off(g, r)];                                          \
-                if (v > m || v != v) m = v;                                           \
-            }                                                                         \
+            RG_FOR(g, r, i, const double v = Xo[i]; if (v > m || v != v) m = v);      \
             if (!isfinite(m)) {                                                       \
                 O[o] = (T)m;                                                          \
                 continue;                                                             \
             }                                                                         \
-            for (int64_t r = 0; r < g->nred; r++) s += exp(Xo[rg_off(g, r)] - m);     \
+            RG_FOR(g, r, i, s += exp(Xo[i] - m));                                     \
             O[o] = (T)(m + log(s));                                                   \
         }                                                                             \
     }                                                                                 \
@@ -258,10 +259,7 @@ static bool rg_block(const rgeom *g, int64_t *outer, int64_t *red, int64_t *inne
         OMP_IF_BIG for (int64_t o = 0; o < g->nout; o++) {                            \
             if (!isfinite(Y[o])) continue;                                            \
             int64_t base = rg_base(g, o);                                             \
-            for (int64_t r = 0; r < g->nred; r++) {                                   \
-                int64_t i = base + rg_off(g, r);                                      \
-                D[i] += (T)((double)G[o] * exp((double)X[i] - (double)Y[o]));         \
-            }                                                                         \
+            RG_FOR(g, r, i, D[base + i] += (T)((double)G[o] * exp((double)X[base + i] - (double)Y[o]))); \
         }                                                                             \
     }
 

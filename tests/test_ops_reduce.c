@@ -464,6 +464,22 @@ START_TEST(test_argmax_samples_select_the_maximum) {
 }
 END_TEST
 
+/* A scalar reduces to itself (over no axes or its axis 0); argmax is 0. */
+START_TEST(test_reductions_of_a_scalar) {
+    tensor *a = leaf(0, NULL, (double[]){-1.5});
+    ck_assert_close(tensor_item(tensor_max(a, NULL, 0, false)), -1.5, 0);
+    ck_assert_close(tensor_item(tensor_min(a, (int[]){0}, 1, true)), -1.5, 0);
+    ck_assert_close(tensor_item(tensor_logsumexp(a, NULL, 0, false)), -1.5, 1e-15);
+    ck_assert_close(tensor_item(tensor_argmax(a, 0, false)), 0, 0);
+    tensor *y = tensor_sum(a, (int[]){0}, 1, false);
+    ck_assert_int_eq(y->ndim, 0);
+    ck_assert_int_eq(tensor_backward(tensor_mul_scalar(y, 3)), 0);
+    ck_assert_tensor(a->grad, ((double[]){3}), 0);
+    tape_reset();
+    tensor_free(a);
+}
+END_TEST
+
 /* ------------------------------------------------------------- errors */
 
 START_TEST(test_reduce_error_bad_axis) {
@@ -591,6 +607,7 @@ Suite *ops_reduce_suite(void) {
     tcase_add_test(tc, test_argmax_axes_keepdim_int64_not_recorded);
     tcase_add_test(tc, test_argmax_tie_first_and_nan);
     tcase_add_test(tc, test_argmax_samples_select_the_maximum);
+    tcase_add_test(tc, test_reductions_of_a_scalar);
     tcase_add_test(tc, test_reduce_error_bad_axis);
     tcase_add_test(tc, test_reduce_error_axis_twice_and_bad_list);
     tcase_add_test(tc, test_reduce_error_null_input_and_propagation);
