@@ -369,7 +369,7 @@ tensor *tensor_slice(tensor *a, int axis, int64_t start, int64_t stop, int64_t s
         return NULL;
     }
     int64_t size = a->shape[ax], b = py_bound(start, size), e = py_bound(stop, size);
-    int64_t len = e > b ? (e - b + step - 1) / step : 0;
+    int64_t len = e > b ? 1 + (e - b - 1) / step : 0; /* no overflow for any step */
     return subrange(op, a, ax, b, len, step);
 }
 
@@ -454,9 +454,10 @@ tensor *tensor_pad(tensor *a, const int64_t *pads, double value) {
     }
     int64_t shape[TENSOR_MAX_DIMS];
     for (int d = 0; d < a->ndim; d++) {
-        if (pads[2 * d] < 0 || pads[2 * d + 1] < 0) {
-            error_set("pad: negative padding (%lld, %lld) for dimension %d", (long long)pads[2 * d],
-                      (long long)pads[2 * d + 1], d);
+        const int64_t limit = (int64_t)1 << 40; /* keeps the sum below clear of overflow */
+        if (pads[2 * d] < 0 || pads[2 * d + 1] < 0 || pads[2 * d] > limit || pads[2 * d + 1] > limit) {
+            error_set("pad: padding (%lld, %lld) for dimension %d must be in [0, 2^40]",
+                      (long long)pads[2 * d], (long long)pads[2 * d + 1], d);
             return NULL;
         }
         shape[d] = a->shape[d] + pads[2 * d] + pads[2 * d + 1];

@@ -379,6 +379,7 @@ START_TEST(test_slice_python_semantics_and_grad) {
     ck_assert_tensor(tensor_slice(a, -1, -100, 2, 1), ((double[]){0, 10}), 0);
     ck_assert_tensor(tensor_slice(a, 0, 0, 100, 3), ((double[]){0, 30, 60}), 0);
     ck_assert_int_eq(tensor_slice(a, 0, 5, 2, 1)->size, 0);
+    ck_assert_tensor(tensor_slice(a, 0, INT64_MIN, INT64_MAX, INT64_MAX), ((double[]){0}), 0);
     tape_reset();
     tensor_free(a);
     tensor_free(g);
@@ -598,7 +599,9 @@ START_TEST(test_pad_expand_errors) {
     tensor *a = tensor_zeros(DTYPE_F64, SHAPE(3, 1));
     tensor *i = tensor_zeros(DTYPE_I64, SHAPE(3, 1));
     ck_assert_ptr_null(tensor_pad(a, (int64_t[]){0, 1, -1, 0}, 0));
-    ck_assert_error("pad: negative padding (-1, 0) for dimension 1");
+    ck_assert_error("pad: padding (-1, 0) for dimension 1 must be in [0, 2^40]");
+    ck_assert_ptr_null(tensor_pad(a, (int64_t[]){0, INT64_MAX, 0, 0}, 0));
+    ck_assert_error("pad: padding (0, 9223372036854775807) for dimension 0 must be in [0, 2^40]");
     ck_assert_ptr_null(tensor_pad(a, NULL, 0));
     ck_assert_error("pad: pads is NULL");
     ck_assert_ptr_null(tensor_pad(NULL, (int64_t[]){0, 0, 0, 0}, 0));
