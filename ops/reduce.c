@@ -583,7 +583,8 @@ const op_def ops_reduce[] = {
     {"argmax", 1, 1, argmax_forward, argmax_vjp, argmax_sample, argmax_build,
      "tensor_argmax(a, axis, keepdim)", "y = index of the first maximum of a along axis (int64)",
      "none: the index is piecewise constant in a; never recorded on the tape",
-     "ties: the first maximum; NaN counts as largest. The checker's case is "
-     "gather(a, axis, argmax(a, axis)), which must equal max(a, axis) and has a one-hot gradient"},
+     "ties: the first maximum; NaN counts as largest. Its cases build gather(a, axis, "
+     "argmax(a, axis)), which must equal max(a, axis, keepdim) and has a one-hot gradient in a "
+     "(tests/test_ops_reduce.c checks both); the registry checker lists them as no-grad"},
 };
 const int ops_reduce_count = sizeof ops_reduce / sizeof ops_reduce[0];

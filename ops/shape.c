@@ -617,10 +617,19 @@ static tensor *one_input(op_sample *s, rng *g, int nd, const int64_t *shape) {
     return s->inputs[0];
 }
 
-static int shape_sample(int k, rng *g, op_sample *s) {
+/* reshape / permute: ip[0] picks the target shape or permutation. */
+static int reshape_sample(int k, rng *g, op_sample *s) {
     static const int64_t shape[3] = {2, 3, 4};
-    static const char *names[] = {"[2,3,4] -> [4,-1] / perm (2,0,1)", "[2,3,4] -> [24] / perm (1,0,2)",
-                                  "[2,3,4] -> [6,1,-1] / perm (-1,1,0)"};
+    static const char *names[] = {"[2,3,4] -> [4,-1]", "[2,3,4] -> [24]", "[2,3,4] -> [6,1,-1]"};
+    if (k >= 3) return 1;
+    sample_name(s, "%s", names[k]);
+    s->ip[0] = k;
+    return one_input(s, g, 3, shape) ? 0 : -1;
+}
+static int permute_sample(int k, rng *g, op_sample *s) {
+    static const int64_t shape[3] = {2, 3, 4};
+    static const char *names[] = {"[2,3,4] perm (2,0,1)", "[2,3,4] perm (1,0,2)",
+                                  "[2,3,4] perm (-1,1,0)"};
     if (k >= 3) return 1;
     sample_name(s, "%s", names[k]);
     s->ip[0] = k;
@@ -785,10 +794,10 @@ static tensor *expand_build(tensor *const *in, const op_sample *s) {
 }
 
 const op_def ops_shape[] = {
-    {"reshape", 1, 0, reshape_forward, reshape_vjp, shape_sample, reshape_build,
+    {"reshape", 1, 0, reshape_forward, reshape_vjp, reshape_sample, reshape_build,
      "tensor_reshape(a, ndim, shape)", "y = a with a new shape (row-major order kept)",
      "da = reshape(g, shape of a)", "one dimension may be -1 (inferred); int64 tensors allowed"},
-    {"permute", 1, 0, permute_forward, permute_vjp, shape_sample, permute_build,
+    {"permute", 1, 0, permute_forward, permute_vjp, permute_sample, permute_build,
      "tensor_permute(a, perm) / tensor_transpose(a, d0, d1)", "y[i_0..i_n] = a[i_perm^-1...]: y's dim d is a's dim perm[d]",
      "da = permute(g, inverse(perm))", "transpose is permute with two dims swapped"},
     {"flatten", 1, 0, reshape_forward, reshape_vjp, flatten_sample, flatten_build,
