@@ -232,53 +232,81 @@ static int pow_sample(int k, rng *g, op_sample *s) {
     return r;
 }
 
-/* Ties are avoided by construction: a's values sit on the grid 0.2 Z + 0.05
- * and b's on 0.2 Z + 0.15, so |a - b| >= 0.1 for every broadcast pair. A
- * one-element operand sits mid-range and the other operand has values on
- * both sides of it, so each operand wins somewhere. */
-static int max_min_sample(int k, rng *g, op_sample *s) {
-    int r = ew_binary_sample(k, g, s, -2.0, 2.0, NULL, 0, 0);
-    for (int w = 0; r == 0 && w < 2; w++) {
-        tensor *t = s->inputs[w];
-        double *p = t->data, off = w ? 0.15 : 0.05;
-        for (int64_t i = 0; i < t->size; i++) p[i] = 0.2 * floor(p[i] / 0.2) + off;
-        if (t->size == 1) p[0] = off;
-        if (s->inputs[1 - w]->size == 1 && t->size >= 2) {
-            p[0] = -2.0 + off;
-            p[1] = 1.8 + off;
-        }
-    }
-    return r;
-}
-
-/* True when every broadcast pair (a, b) has a/b at least margin from an integer. */
-static bool quotients_off_integers(const tensor *a, const tensor *b, double margin) {
+/* Calls f(a, b) for every broadcast pair of a sample's two float64 inputs;
+ * stops at and returns the first nonzero result. */
+static int for_each_pair(const op_sample *s, int (*f)(double a, double b, void *ctx), void *ctx) {
+    const tensor *a = s->inputs[0], *b = s->inputs[1];
     int nd;
     int64_t sh[TENSOR_MAX_DIMS], sa[TENSOR_MAX_DIMS], sb[TENSOR_MAX_DIMS];
-    if (broadcast_shapes("sample", a, b, &nd, sh)) return false;
+    if (broadcast_shapes("sample", a, b, &nd, sh)) return -1;
     broadcast_strides(a, nd, sh, sa);
     broadcast_strides(b, nd, sh, sb);
     const double *A = a->data, *B = b->data;
     for (int64_t i = 0, cnt = shape_numel(nd, sh); i < cnt; i++) {
-        double q = A[bcast_offset(i, nd, sh, sa)] / B[bcast_offset(i, nd, sh, sb)];
-        if (fabs(q - round(q)) < margin) return false;
+        int r = f(A[bcast_offset(i, nd, sh, sa)], B[bcast_offset(i, nd, sh, sb)], ctx);
+        if (r) return r;
     }
-    return true;
+    return 0;
 }
 
-/* floor_divide and remainder jump where a/b is an integer: draws are redone
- * until every quotient is 0.02 from one (a perturbation of 1e-6 moves a/b by
- * under 2e-5 here). |b| >= 0.4 keeps away from division by 0. */
-static int floor_mod_sample(int k, rng *g, op_sample *s) {
+/* Redraws a binary sample (at most 500 times) until accept() holds. */
+static int binary_sample_until(int k, rng *g, op_sample *s, double lo, double hi,
+                               const double *avoid, int n_avoid, double margin,
+                               void (*shape_values)(op_sample *), bool (*accept)(const op_sample *)) {
     for (int tries = 0; tries < 500; tries++) {
-        int r = ew_binary_sample(k, g, s, -2.0, 2.0, at_zero, 1, 0.4);
+        int r = ew_binary_sample(k, g, s, lo, hi, avoid, n_avoid, margin);
         if (r) return r;
-        if (quotients_off_integers(s->inputs[0], s->inputs[1], 0.02)) return 0;
+        if (shape_values) shape_values(s);
+        if (accept(s)) return 0;
         tensor_free(s->inputs[0]);
         tensor_free(s->inputs[1]);
         s->inputs[0] = s->inputs[1] = NULL;
     }
     return -1;
+}
+
+/* Ties are avoided by construction: a's values sit on the grid 0.2 Z + 0.05
+ * and b's on 0.2 Z + 0.15, so |a - b| >= 0.1 for every broadcast pair. */
+static void snap_to_grids(op_sample *s) {
+    for (int w = 0; w < 2; w++) {
+        double *p = s->inputs[w]->data;
+        for (int64_t i = 0; i < s->inputs[w]->size; i++)
+            p[i] = 0.2 * floor(p[i] / 0.2) + (w ? 0.15 : 0.05);
+    }
+}
+static int count_a_larger(double a, double b, void *ctx) {
+    int *n = ctx;
+    n[a > b]++;
+    return 0;
+}
+/* Each operand is the larger in some pair and the smaller in another, so
+ * neither gets an all-zero gradient from maximum or minimum. */
+static bool both_operands_win(const op_sample *s) {
+    int n[2] = {0, 0};
+    return for_each_pair(s, count_a_larger, n) == 0 && n[0] > 0 && n[1] > 0;
+}
+static int max_min_sample(int k, rng *g, op_sample *s) {
+    return binary_sample_until(k, g, s, -2.0, 2.0, NULL, 0, 0, snap_to_grids, both_operands_win);
+}
+
+/* Fails (returns 1) on a quotient within 0.02 of an integer; counts the
+ * pairs with floor(a/b) != 0 in *ctx. */
+static int quotient_off_integers(double a, double b, void *ctx) {
+    double q = a / b;
+    if (fabs(q - round(q)) < 0.02) return 1;
+    *(int *)ctx += floor(q) != 0;
+    return 0;
+}
+static bool quotients_usable(const op_sample *s) {
+    int nonzero_floor = 0;
+    return for_each_pair(s, quotient_off_integers, &nonzero_floor) == 0 && nonzero_floor > 0;
+}
+/* floor_divide and remainder jump where a/b is an integer: draws are redone
+ * until every quotient is 0.02 from one (a perturbation of 1e-6 moves a/b by
+ * under 2e-5 here), and some floor(a/b) is nonzero (else remainder's db is
+ * all zero). |b| >= 0.4 keeps away from division by 0. */
+static int floor_mod_sample(int k, rng *g, op_sample *s) {
+    return binary_sample_until(k, g, s, -2.0, 2.0, at_zero, 1, 0.4, NULL, quotients_usable);
 }
 
 /* A condition or mask of the given shape: int64 0/1, or float64 with zeros
