@@ -221,8 +221,15 @@ static const double at_zero[] = {0.0};
 static int smooth_sample(int k, rng *g, op_sample *s) {
     return ew_unary_sample(k, g, s, -3.0, 3.0, NULL, 0, 0);
 }
+/* Values 0.05 from the kink at 0, of both signs (so no case has an all-zero gradient). */
 static int relu_sample(int k, rng *g, op_sample *s) {
-    return ew_unary_sample(k, g, s, -2.0, 2.0, at_zero, 1, 0.05);
+    int r = ew_unary_sample(k, g, s, -2.0, 2.0, at_zero, 1, 0.05);
+    if (r == 0) {
+        double *p = s->inputs[0]->data;
+        p[0] = fabs(p[0]);
+        p[1] = -fabs(p[1]);
+    }
+    return r;
 }
 /* Slopes 0.1, 0.01 and a negative one; values 0.05 from the kink. */
 static int leaky_relu_sample(int k, rng *g, op_sample *s) {
@@ -264,6 +271,8 @@ static int hardtanh_sample(int k, rng *g, op_sample *s) {
     if (k >= 3) return 1;
     double bounds[2] = {lo[k], hi[k]};
     int r = ew_unary_sample(k, g, s, -2.0, 2.0, bounds, 2, 0.05);
+    if (r == 0) /* one value strictly inside, so no case is all-zero gradient */
+        ((double *)s->inputs[0]->data)[0] = 0.5 * (lo[k] + hi[k]);
     s->fp[0] = lo[k];
     s->fp[1] = hi[k];
     return r;
