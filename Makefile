@@ -89,6 +89,7 @@ $(BUILD)/tools/%: tools/%.c $(STATIC)
 check: deps
 	@$(MAKE) --no-print-directory all $(TESTS)
 	@sh scripts/test_install.sh
+	@sh scripts/errors_doc.sh --check
 	@sh scripts/run_tests.sh $(TESTS)
 
 check-asan: deps
@@ -131,9 +132,10 @@ demo: deps all
 gradcheck: deps all
 	$(BUILD)/tools/gradcheck
 
-# docs/ops.md is produced from the registry.
+# docs/ops.md is produced from the registry, docs/errors.md from the sources.
 docs: $(BUILD)/tools/opsdoc
 	$(BUILD)/tools/opsdoc > docs/ops.md
+	sh scripts/errors_doc.sh
 
 bench: deps all $(BENCHES)
 	sh bench/run.sh $(BUILD)
