@@ -69,6 +69,9 @@ static void gemm(dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, co
                     (int)M, (int)N, (int)K, 1.0, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
+/* Inner loops are forced to vectorise: -O2 alone leaves them scalar. */
+#define SIMD _Pragma("omp simd")
+
 #define CONV_KERNELS(T)                                                                     \
     /* cols[(c, kh, kw)][(b, oh, ow)] = x[b, c, oh sh - ph + kh dh, ow sw - pw + kw dw],     \
      * 0 in the padding. Row index (c KH + kh) KW + kw runs over all C channels, which \
@@ -86,16 +89,16 @@ static void gemm(dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, co
                 for (int64_t oh = 0; oh < q->OH; oh++, dst += q->OW) {                      \
                     int64_t ih = oh * q->sh - q->ph + kh * q->dh;                           \
                     if (ih < 0 || ih >= q->H) {                                             \
-                        for (int64_t ow = 0; ow < q->OW; ow++) dst[ow] = 0;                 \
+                        SIMD for (int64_t ow = 0; ow < q->OW; ow++) dst[ow] = 0;            \
                         continue;                                                           \
                     }                                                                       \
                     const T *src = plane + ih * q->W;                                       \
-                    for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0;                        \
+                    SIMD for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0;                   \
                     if (q->sw == 1)                                                         \
-                        for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[ow + off];       \
+                        SIMD for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[ow + off];  \
                     else                                                                    \
-                        for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[ow * q->sw + off]; \
-                    for (int64_t ow = hi; ow < q->OW; ow++) dst[ow] = 0;                    \
+                        SIMD for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[ow * q->sw + off]; \
+                    SIMD for (int64_t ow = hi; ow < q->OW; ow++) dst[ow] = 0;               \
                 }                                                                           \
             }                                                                               \
         }                                                                                   \
@@ -118,9 +121,9 @@ static void gemm(dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, co
                             if (ih < 0 || ih >= q->H) continue;                             \
                             T *d = plane + ih * q->W;                                       \
                             if (q->sw == 1)                                                 \
-                                for (int64_t ow = lo; ow < hi; ow++) d[ow + off] += src[ow]; \
+                                SIMD for (int64_t ow = lo; ow < hi; ow++) d[ow + off] += src[ow]; \
                             else                                                            \
-                                for (int64_t ow = lo; ow < hi; ow++) d[ow * q->sw + off] += src[ow]; \
+                                SIMD for (int64_t ow = lo; ow < hi; ow++) d[ow * q->sw + off] += src[ow]; \
                         }                                                                   \
                     }                                                                       \
                 }                                                                           \
@@ -135,7 +138,7 @@ static void gemm(dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, co
                 const T *s = tmp + oc * q->N + b * q->OHW;                                  \
                 T *d = y + (b * q->OC + oc) * q->OHW;                                       \
                 const T bv = bias ? bias[oc] : (T)0;                                        \
-                for (int64_t p = 0; p < q->OHW; p++) d[p] = s[p] + bv;                      \
+                SIMD for (int64_t p = 0; p < q->OHW; p++) d[p] = s[p] + bv;                 \
             }                                                                               \
         }                                                                                   \
     }                                                                                       \
@@ -146,15 +149,16 @@ static void gemm(dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, co
             for (int64_t b = 0; b < q->B; b++) {                                            \
                 const T *s = g + (b * q->OC + oc) * q->OHW;                                 \
                 T *d = gp + oc * q->N + b * q->OHW;                                         \
-                for (int64_t p = 0; p < q->OHW; p++) d[p] = s[p];                           \
+                SIMD for (int64_t p = 0; p < q->OHW; p++) d[p] = s[p];                      \
             }                                                                               \
         }                                                                                   \
     }                                                                                       \
-    /* db[oc] += sum of gp[oc, :], summed in double in a fixed order */                     \
+    /* db[oc] += sum of gp[oc, :], summed in double (lane order fixed at compile time) */                     \
     static void bias_grad_##T(const conv_geom *q, const T *gp, T *db) {                     \
         for (int64_t oc = 0; oc < q->OC; oc++) {                                            \
             double acc = 0;                                                                 \
             const T *s = gp + oc * q->N;                                                    \
+            _Pragma("omp simd reduction(+ : acc)")                                           \
             for (int64_t i = 0; i < q->N; i++) acc += s[i];                                 \
             db[oc] += (T)acc;                                                               \
         }                                                                                   \
