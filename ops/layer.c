@@ -150,7 +150,10 @@ static void dropout_vjp(tape_node *n, tensor *const *gin) {
  * worth 1 / (1 - p); at p = 1 nothing is kept and the scale is never needed. */
 static void dropout_draw(tensor *m, double p, rng *g) {
     double scale = p < 1.0 ? 1.0 / (1.0 - p) : 0.0;
-    for (int64_t i = 0; i < m->size; i++) tensor_set(m, i, rng_uniform(g) >= p ? scale : 0.0);
+    if (m->dtype == DTYPE_F32)
+        for (int64_t i = 0; i < m->size; i++) ((float *)m->data)[i] = rng_uniform(g) >= p ? (float)scale : 0.0f;
+    else
+        for (int64_t i = 0; i < m->size; i++) ((double *)m->data)[i] = rng_uniform(g) >= p ? scale : 0.0;
 }
 
 static tensor *dropout_apply(int which, tensor *x, double p, bool training, rng *g) {

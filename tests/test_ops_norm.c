@@ -378,6 +378,45 @@ END_TEST
 START_TEST(test_layer_norm_samples_numerically) { check_samples_numerically("layer_norm"); }
 END_TEST
 
+/* Above PARALLEL_MIN_ELEMS the channel (row) loops run on several threads;
+ * each channel is reduced by one thread in a fixed order, so outputs and
+ * gradients are bit-identical for 1 and 2 threads. */
+static void norms_run(int threads, tensor *x, tensor *w, tensor *g, tensor **out) {
+    tapegrad_set_threads(threads);
+    tensor_zero_grad(x);
+    tensor_zero_grad(w);
+    tensor *y = tensor_add(tensor_batch_norm(x, w, NULL, NULL, NULL, true, 0.1, 1e-5),
+                           tensor_layer_norm(x, 2, NULL, NULL, 1e-5));
+    ck_assert_int_eq(tensor_backward_with(y, g), 0);
+    out[0] = tensor_clone(y);
+    out[1] = tensor_clone(x->grad);
+    out[2] = tensor_clone(w->grad);
+    tape_reset();
+}
+
+START_TEST(test_norms_bit_identical_across_threads) {
+    rng r;
+    rng_seed(&r, 11, 0);
+    tensor *x = tensor_randn(&r, DTYPE_F32, SHAPE(16, 8, 16, 16), 0.5, 2.0);
+    tensor *w = tensor_rand(&r, DTYPE_F32, SHAPE(8), 0.5, 1.5);
+    tensor *g = tensor_randn(&r, DTYPE_F32, SHAPE(16, 8, 16, 16), 0.0, 1.0);
+    tensor_set_requires_grad(x, true);
+    tensor_set_requires_grad(w, true);
+    tensor *one[3], *two[3];
+    norms_run(1, x, w, g, one);
+    norms_run(2, x, w, g, two);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(memcmp(one[i]->data, two[i]->data, (size_t)one[i]->size * sizeof(float)), 0);
+        tensor_free(one[i]);
+        tensor_free(two[i]);
+    }
+    tapegrad_set_threads(1);
+    tensor_free(x);
+    tensor_free(w);
+    tensor_free(g);
+}
+END_TEST
+
 Suite *ops_norm_suite(void) {
     Suite *s = suite_create("ops_norm");
     TCase *tc = tcase_create("norm");
@@ -394,6 +433,7 @@ Suite *ops_norm_suite(void) {
     tcase_add_test(tc, test_layer_norm_two_dims_eps_f32);
     tcase_add_test(tc, test_layer_norm_errors);
     tcase_add_test(tc, test_layer_norm_samples_numerically);
+    tcase_add_test(tc, test_norms_bit_identical_across_threads);
     suite_add_tcase(s, tc);
     return s;
 }
