@@ -50,8 +50,8 @@ START_TEST(test_anomaly_names_backward_node) {
     ck_assert_ptr_nonnull(loss);
     ck_assert_int_eq(tensor_backward(loss), -1);
     tape_set_anomaly(false);
-    ck_assert_ptr_nonnull(strstr(tapegrad_error(), "anomaly: backward of div (tape position 0"));
-    ck_assert_ptr_nonnull(strstr(tapegrad_error(), "gradient of input 1"));
+    ck_assert_str_eq(tapegrad_error(), "anomaly: backward of div (tape position 0, inputs [2], [2]) produced "
+                                       "NaN or Inf in the gradient of input 1");
     tapegrad_error_clear();
     tape_reset();
     tensor_free(a);
