@@ -27,8 +27,8 @@ EW_UNARY_VJP(sqrt, g / (2 * z))
 /* z = |x|;  dx = g sign(x), and 0 at x = 0 (the subgradient PyTorch uses) */
 EW_UNARY_FORWARD(abs, fabs(x))
 EW_UNARY_VJP(abs, x > 0 ? g : (x < 0 ? -g : 0))
-/* z = sign(x) in {-1, 0, 1} (NaN stays NaN);  dx = 0: piecewise constant,
- * so there is nothing to accumulate. */
+/* z = sign(x) in {-1, 0, 1} (NaN stays NaN);  dx = 0: piecewise constant.
+ * The input is declared gradient-free, so this vjp is never reached. */
 EW_UNARY_FORWARD(sign, x > 0 ? 1 : (x < 0 ? -1 : x))
 static void sign_vjp(tape_node *n, tensor *const *gin) { (void)n; (void)gin; }
 /* z = x^2;  dx = 2 g x */
@@ -59,7 +59,8 @@ EW_BINARY_VJP(maximum, x > y ? g : (x == y ? 0.5 * g : 0), y > x ? g : (x == y ?
 /* z = min(x, y); the smaller operand gets the gradient, ties split 0.5 / 0.5 */
 EW_BINARY_FORWARD(minimum, (x < y || x != x) ? x : y)
 EW_BINARY_VJP(minimum, x < y ? g : (x == y ? 0.5 * g : 0), y < x ? g : (x == y ? 0.5 * g : 0))
-/* z = floor(x / y);  piecewise constant: dx = dy = 0 (PyTorch's definition) */
+/* z = floor(x / y);  piecewise constant: dx = dy = 0 (PyTorch's definition).
+ * Both inputs are declared gradient-free, so this vjp is never reached. */
 EW_BINARY_FORWARD(floor_divide, floor(x / y))
 static void floor_divide_vjp(tape_node *n, tensor *const *gin) { (void)n; (void)gin; }
 
@@ -404,9 +405,11 @@ const op_def ops_math[] = {
           "defined for a >= 0, gradient infinite at a = 0; samples keep a >= 0.2"),
     UNARY(abs, kink_at_zero_sample, "tensor_abs(a)", "y = |a|", "da = g * sign(a)",
           "kink at a = 0, where the gradient used is 0 (as PyTorch); samples keep |a| >= 0.05"),
-    UNARY(sign, kink_at_zero_sample, "tensor_sign(a)", "y = sign(a) in {-1, 0, 1}", "da = 0",
-          "piecewise constant: the gradient is 0 everywhere (jump at 0 ignored), so the "
-          "checker reports its cases as vacuous by design; NaN stays NaN"),
+    {"sign", 1, 1u, sign_forward, sign_vjp, kink_at_zero_sample, sign_build, "tensor_sign(a)",
+     "y = sign(a) in {-1, 0, 1}", "none: the output is a constant for autograd (da = 0)",
+     "piecewise constant (jump at 0), gradient 0 where it exists: the input is declared "
+     "gradient-free, so the output does not require grad and no node is recorded; wherever y "
+     "meets other terms this gives PyTorch's zero gradient. NaN stays NaN"},
     UNARY(square, exp_sample, "tensor_square(a)", "y = a^2", "da = 2 g a", ""),
     UNARY(reciprocal, reciprocal_sample, "tensor_reciprocal(a)", "y = 1 / a", "da = -g * y^2",
           "pole at a = 0; samples keep |a| >= 0.25"),
@@ -432,11 +435,12 @@ const op_def ops_math[] = {
            "da = unbroadcast(g [a < b] + 0.5 g [a = b]), db = unbroadcast(g [b < a] + 0.5 g [a = b])",
            "not differentiable on ties a = b, where the gradient is split 0.5 / 0.5 (as PyTorch); "
            "NaN in either operand gives NaN. Samples keep |a - b| >= 0.1"),
-    BINARY(floor_divide, floor_mod_sample, "tensor_floor_divide(a, b)",
-           "y = floor(a / b) (broadcast)", "da = 0, db = 0",
-           "piecewise constant with jumps where a/b is an integer; the gradient is 0 for both "
-           "operands (PyTorch's definition), so the checker reports its cases as vacuous by "
-           "design. b = 0 gives +-inf or NaN"),
+    {"floor_divide", 2, 3u, floor_divide_forward, floor_divide_vjp, floor_mod_sample,
+     floor_divide_build, "tensor_floor_divide(a, b)", "y = floor(a / b) (broadcast)",
+     "none: the output is a constant for autograd (da = db = 0)",
+     "piecewise constant with jumps where a/b is an integer, gradient 0 where it exists "
+     "(PyTorch's definition): both inputs are declared gradient-free, so the output does not "
+     "require grad and no node is recorded. b = 0 gives +-inf or NaN"},
     BINARY(remainder, floor_mod_sample, "tensor_remainder(a, b)",
            "y = a - b * floor(a / b) (broadcast; the sign of b, like Python's %)",
            "da = unbroadcast(g), db = unbroadcast(-g * floor(a / b))",
