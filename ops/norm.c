@@ -2,7 +2,8 @@
  *
  * Statistics (mean, 1/std) are float64 tensors saved on the node: allocated by
  * the builder, written by forward (so a replay recomputes them from the
- * perturbed input) and read by the vjp. Batch norm's running statistics are
+ * perturbed input) and read by the vjp; float64 whatever x's dtype, so a
+ * float64 replay of a float32 tape can use them as they are. Batch norm's running statistics are
  * updated by the builder after forward, never by forward itself. */
 #include "elementwise.h"
 
