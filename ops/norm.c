@@ -160,9 +160,12 @@ static int batch_norm_check(tensor *const *in, bool training, double momentum, d
                   tensor_shape_str(x, sx, sizeof sx));
         return -1;
     }
-    if (!(eps >= 0.0 && eps < INFINITY) || !(momentum >= 0.0 && momentum <= 1.0)) {
-        error_set("batch_norm: eps must be finite and >= 0 and momentum in [0, 1], got eps %g, "
-                  "momentum %g", eps, momentum);
+    if (!(eps >= 0.0 && eps < INFINITY)) {
+        error_set("batch_norm: eps must be finite and >= 0, got %g", eps);
+        return -1;
+    }
+    if (!(momentum >= 0.0 && momentum <= 1.0)) {
+        error_set("batch_norm: momentum must be in [0, 1], got %g", momentum);
         return -1;
     }
     return 0;

@@ -442,7 +442,7 @@ START_TEST(test_embedding_errors) {
     ck_assert_error(tensor_embedding(fidx, w), "embedding: index must be int64, got float64");
     ck_assert_error(tensor_embedding(ok, wi), "embedding: input 1 is int64");
     ck_assert_error(tensor_embedding(ok, w1),
-                    "weight must be [N, D] and index at most 7-D: index [2], weight [6]");
+                    "embedding: weight must be [N, D] and index at most 7-D: index [2], weight [6]");
     ck_assert_error(tensor_embedding(deep, w), "index [1,1,1,1,1,1,1,1], weight [3,2]");
     ck_assert_error(tensor_embedding(NULL, w), "embedding: input 0 is NULL");
     ck_assert_error(tensor_embedding(ok, NULL), "embedding: input 1 is NULL");

@@ -273,9 +273,13 @@ START_TEST(test_batch_norm_errors) {
     ck_assert_error(tensor_batch_norm(x1, NULL, NULL, NULL, NULL, true, 0.1, 1e-5),
                     "batch_norm: x must be (B, C, ...) with at least 2 dims, got [3]");
     ck_assert_error(tensor_batch_norm(x, NULL, NULL, NULL, NULL, true, 1.5, 1e-5),
-                    "momentum in [0, 1], got eps 1e-05, momentum 1.5");
+                    "batch_norm: momentum must be in [0, 1], got 1.5");
+    ck_assert_error(tensor_batch_norm(x, NULL, NULL, NULL, NULL, true, -0.1, 1e-5),
+                    "batch_norm: momentum must be in [0, 1], got -0.1");
     ck_assert_error(tensor_batch_norm(x, NULL, NULL, NULL, NULL, true, 0.1, -1.0),
-                    "batch_norm: eps must be finite and >= 0");
+                    "batch_norm: eps must be finite and >= 0, got -1");
+    ck_assert_error(tensor_batch_norm(x, NULL, NULL, NULL, NULL, true, 0.1, NAN),
+                    "batch_norm: eps must be finite and >= 0, got nan");
     ck_assert_error(tensor_batch_norm(xi, NULL, NULL, NULL, NULL, true, 0.1, 1e-5),
                     "batch_norm: input 0 is int64");
     ck_assert_error(tensor_batch_norm(x, ci, NULL, NULL, NULL, true, 0.1, 1e-5),
@@ -366,7 +370,7 @@ START_TEST(test_layer_norm_errors) {
     ck_assert_error(tensor_layer_norm(x, 0, NULL, NULL, 1e-5),
                     "layer_norm: normalized_ndim 0 out of range for x [2,3,4] (1 to 3)");
     ck_assert_error(tensor_layer_norm(x, 4, NULL, NULL, 1e-5), "normalized_ndim 4 out of range");
-    ck_assert_error(tensor_layer_norm(x, 1, NULL, NULL, -1e-5), "layer_norm: eps must be finite and >= 0");
+    ck_assert_error(tensor_layer_norm(x, 1, NULL, NULL, -1e-5), "layer_norm: eps must be finite and >= 0, got -1e-05");
     ck_assert_error(tensor_layer_norm(x, 1, NULL, NULL, INFINITY), "eps must be finite");
     ck_assert_error(tensor_layer_norm(xi, 1, NULL, NULL, 1e-5), "layer_norm: input 0 is int64");
     ck_assert_error(tensor_layer_norm(x, 1, wi, NULL, 1e-5), "layer_norm: weight is int64");
