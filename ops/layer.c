@@ -293,17 +293,32 @@ static tensor *linear_build(tensor *const *in, const op_sample *s) {
 }
 
 /* Cases (dropout, then dropout2d): train at two rates, eval, train at p = 0.
- * ip[0]: training, ip[1]: the seed of the mask (fixed per case), fp[0]: p. */
+ * ip[0]: training, ip[1]: the seed of the mask (fixed per case, chosen so that
+ * the mask keeps some values and drops some), fp[0]: p. */
+/* True when the mask that seed draws (as the builder does) keeps some of its
+ * n values and drops some: an all-dropped case would check nothing. */
+static bool dropout_seed_mixed(uint64_t seed, int64_t n, double p) {
+    rng r;
+    rng_seed(&r, seed, 1);
+    int64_t kept = 0;
+    for (int64_t i = 0; i < n; i++) kept += rng_uniform(&r) >= p;
+    return kept > 0 && kept < n;
+}
+
 static const double dropout_ps[] = {0.3, 0.5, 0.3, 0.0};
 static const bool dropout_train[] = {true, true, false, true};
-static int dropout_case(int k, rng *g, op_sample *s, const int *nd, const int64_t (*shapes)[4]) {
+static int dropout_case(int k, rng *g, op_sample *s, const int *nd, const int64_t (*shapes)[4],
+                        int mask_nd) {
     const double *ps = dropout_ps;
     const bool *train = dropout_train;
     if (k >= 4) return 1;
     s->n_inputs = 1;
     s->inputs[0] = sample_tensor(g, nd[k], shapes[k], -2.0, 2.0);
     s->ip[0] = train[k];
-    s->ip[1] = rng_next_u32(g);
+    int64_t n_mask = shape_numel(mask_nd ? mask_nd : nd[k], shapes[k]);
+    do
+        s->ip[1] = rng_next_u32(g);
+    while (train[k] && ps[k] > 0 && !dropout_seed_mixed((uint64_t)s->ip[1], n_mask, ps[k]));
     s->fp[0] = ps[k];
     char sx[64];
     sample_name(s, "x%s p %g %s", tensor_shape_str(s->inputs[0], sx, sizeof sx), ps[k],
@@ -313,12 +328,12 @@ static int dropout_case(int k, rng *g, op_sample *s, const int *nd, const int64_
 static int dropout_sample(int k, rng *g, op_sample *s) {
     static const int nd[] = {2, 3, 2, 3};
     static const int64_t shapes[][4] = {{3, 4}, {2, 3, 5}, {4, 3}, {2, 2, 3}};
-    return dropout_case(k, g, s, nd, shapes);
+    return dropout_case(k, g, s, nd, shapes, 0);
 }
 static int dropout2d_sample(int k, rng *g, op_sample *s) {
     static const int nd[] = {3, 4, 3, 4};
     static const int64_t shapes[][4] = {{2, 4, 5}, {2, 3, 2, 2}, {2, 3, 4}, {2, 3, 2, 3}};
-    return dropout_case(k, g, s, nd, shapes);
+    return dropout_case(k, g, s, nd, shapes, 2); /* one mask value per (B, C) */
 }
 static tensor *dropout_build(tensor *const *in, const op_sample *s) {
     rng g;
