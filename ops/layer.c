@@ -3,7 +3,8 @@
  *
  * Dropout draws its mask in the builder, from the caller's generator, into a
  * tape-owned saved tensor; forward only multiplies by it, so a replay by the
- * checker sees the same mask. */
+ * checker sees the same mask. The mask is float64 whatever x's dtype, so a
+ * float64 replay of a float32 tape reads it unchanged. */
 #include <cblas.h>
 
 #include "elementwise.h"
@@ -66,8 +67,10 @@ static void linear_vjp(tape_node *n, tensor *const *gin) {
     const tensor *x = n->in[0], *w = n->in[1];
     int64_t OUT = w->shape[0], IN = w->shape[1], M = shape_numel(x->ndim - 1, x->shape);
     const void *G = n->out->grad->data;
-    if (gin[0] && OUT > 0) gemm(x->dtype, false, false, M, IN, OUT, G, OUT, w->data, IN, 1.0, gin[0]->data, IN);
-    if (gin[1] && M > 0) gemm(x->dtype, true, false, OUT, IN, M, G, OUT, x->data, IN, 1.0, gin[1]->data, IN);
+    if (gin[0] && OUT > 0) /* dX (M, IN) += G (M, OUT) W (OUT, IN) */
+        gemm(x->dtype, false, false, M, IN, OUT, G, OUT, w->data, IN, 1.0, gin[0]->data, IN);
+    if (gin[1] && M > 0) /* dW (OUT, IN) += G^T (OUT, M) X (M, IN) */
+        gemm(x->dtype, true, false, OUT, IN, M, G, OUT, x->data, IN, 1.0, gin[1]->data, IN);
     if (gin[2]) {
         if (x->dtype == DTYPE_F32)
             LINEAR_BIAS_GRAD(float);
@@ -105,16 +108,18 @@ tensor *tensor_linear(tensor *x, tensor *w, tensor *b) {
  * channel);  dx += g * m.  Without a mask (eval, p = 0) y = x and dx += g. */
 #define DROPOUT_LOOPS(T)                                                        \
     static void dropout_fwd_##T(const tensor *x, const tensor *m, tensor *y, int64_t S) { \
-        const T *X = x->data, *K = m->data;                                     \
+        const T *X = x->data;                                                   \
+        const double *K = m->data;                                              \
         T *Y = y->data;                                                         \
         for (int64_t j = 0; j < m->size; j++)                                   \
-            for (int64_t i = j * S; i < (j + 1) * S; i++) Y[i] = X[i] * K[j];  \
+            for (int64_t i = j * S; i < (j + 1) * S; i++) Y[i] = (T)(X[i] * K[j]); \
     }                                                                           \
     static void dropout_bwd_##T(const tensor *g, const tensor *m, tensor *dx, int64_t S) { \
-        const T *G = g->data, *K = m->data;                                     \
+        const T *G = g->data;                                                   \
+        const double *K = m->data;                                              \
         T *D = dx->data;                                                        \
         for (int64_t j = 0; j < m->size; j++)                                   \
-            for (int64_t i = j * S; i < (j + 1) * S; i++) D[i] += G[i] * K[j]; \
+            for (int64_t i = j * S; i < (j + 1) * S; i++) D[i] += (T)(G[i] * K[j]); \
     }
 DROPOUT_LOOPS(float)
 DROPOUT_LOOPS(double)
@@ -149,11 +154,8 @@ static void dropout_vjp(tape_node *n, tensor *const *gin) {
 /* Each mask value is kept with probability 1 - p (uniform draw >= p) and then
  * worth 1 / (1 - p); at p = 1 nothing is kept and the scale is never needed. */
 static void dropout_draw(tensor *m, double p, rng *g) {
-    double scale = p < 1.0 ? 1.0 / (1.0 - p) : 0.0;
-    if (m->dtype == DTYPE_F32)
-        for (int64_t i = 0; i < m->size; i++) ((float *)m->data)[i] = rng_uniform(g) >= p ? (float)scale : 0.0f;
-    else
-        for (int64_t i = 0; i < m->size; i++) ((double *)m->data)[i] = rng_uniform(g) >= p ? scale : 0.0;
+    double scale = p < 1.0 ? 1.0 / (1.0 - p) : 0.0, *M = m->data;
+    for (int64_t i = 0; i < m->size; i++) M[i] = rng_uniform(g) >= p ? scale : 0.0;
 }
 
 static tensor *dropout_apply(int which, tensor *x, double p, bool training, rng *g) {
@@ -181,7 +183,7 @@ static tensor *dropout_apply(int which, tensor *x, double p, bool training, rng 
     n->fp[0] = p;
     if (masked) {
         int nd = which == DROPOUT2D ? 2 : x->ndim;
-        n->saved[0] = tensor_tape_new(x->dtype, nd, x->shape);
+        n->saved[0] = tensor_tape_new(DTYPE_F64, nd, x->shape);
         if (!n->saved[0]) return NULL;
         dropout_draw(n->saved[0], p, g);
     }
@@ -291,17 +293,32 @@ static tensor *linear_build(tensor *const *in, const op_sample *s) {
 }
 
 /* Cases (dropout, then dropout2d): train at two rates, eval, train at p = 0.
- * ip[0]: training, ip[1]: the seed of the mask (fixed per case), fp[0]: p. */
+ * ip[0]: training, ip[1]: the seed of the mask (fixed per case, chosen so that
+ * the mask keeps some values and drops some), fp[0]: p. */
+/* True when the mask that seed draws (as the builder does) keeps some of its
+ * n values and drops some: an all-dropped case would check nothing. */
+static bool dropout_seed_mixed(uint64_t seed, int64_t n, double p) {
+    rng r;
+    rng_seed(&r, seed, 1);
+    int64_t kept = 0;
+    for (int64_t i = 0; i < n; i++) kept += rng_uniform(&r) >= p;
+    return kept > 0 && kept < n;
+}
+
 static const double dropout_ps[] = {0.3, 0.5, 0.3, 0.0};
 static const bool dropout_train[] = {true, true, false, true};
-static int dropout_case(int k, rng *g, op_sample *s, const int *nd, const int64_t (*shapes)[4]) {
+static int dropout_case(int k, rng *g, op_sample *s, const int *nd, const int64_t (*shapes)[4],
+                        int mask_nd) {
     const double *ps = dropout_ps;
     const bool *train = dropout_train;
     if (k >= 4) return 1;
     s->n_inputs = 1;
     s->inputs[0] = sample_tensor(g, nd[k], shapes[k], -2.0, 2.0);
     s->ip[0] = train[k];
-    s->ip[1] = rng_next_u32(g);
+    int64_t n_mask = shape_numel(mask_nd ? mask_nd : nd[k], shapes[k]);
+    do
+        s->ip[1] = rng_next_u32(g);
+    while (train[k] && ps[k] > 0 && !dropout_seed_mixed((uint64_t)s->ip[1], n_mask, ps[k]));
     s->fp[0] = ps[k];
     char sx[64];
     sample_name(s, "x%s p %g %s", tensor_shape_str(s->inputs[0], sx, sizeof sx), ps[k],
@@ -311,12 +328,12 @@ static int dropout_case(int k, rng *g, op_sample *s, const int *nd, const int64_
 static int dropout_sample(int k, rng *g, op_sample *s) {
     static const int nd[] = {2, 3, 2, 3};
     static const int64_t shapes[][4] = {{3, 4}, {2, 3, 5}, {4, 3}, {2, 2, 3}};
-    return dropout_case(k, g, s, nd, shapes);
+    return dropout_case(k, g, s, nd, shapes, 0);
 }
 static int dropout2d_sample(int k, rng *g, op_sample *s) {
     static const int nd[] = {3, 4, 3, 4};
     static const int64_t shapes[][4] = {{2, 4, 5}, {2, 3, 2, 2}, {2, 3, 4}, {2, 3, 2, 3}};
-    return dropout_case(k, g, s, nd, shapes);
+    return dropout_case(k, g, s, nd, shapes, 2); /* one mask value per (B, C) */
 }
 static tensor *dropout_build(tensor *const *in, const op_sample *s) {
     rng g;

@@ -2,7 +2,8 @@
  *
  * Statistics (mean, 1/std) are float64 tensors saved on the node: allocated by
  * the builder, written by forward (so a replay recomputes them from the
- * perturbed input) and read by the vjp. Batch norm's running statistics are
+ * perturbed input) and read by the vjp; float64 whatever x's dtype, so a
+ * float64 replay of a float32 tape can use them as they are. Batch norm's running statistics are
  * updated by the builder after forward, never by forward itself. */
 #include "elementwise.h"
 
@@ -159,9 +160,12 @@ static int batch_norm_check(tensor *const *in, bool training, double momentum, d
                   tensor_shape_str(x, sx, sizeof sx));
         return -1;
     }
-    if (!(eps >= 0.0 && eps < INFINITY) || !(momentum >= 0.0 && momentum <= 1.0)) {
-        error_set("batch_norm: eps must be finite and >= 0 and momentum in [0, 1], got eps %g, "
-                  "momentum %g", eps, momentum);
+    if (!(eps >= 0.0 && eps < INFINITY)) {
+        error_set("batch_norm: eps must be finite and >= 0, got %g", eps);
+        return -1;
+    }
+    if (!(momentum >= 0.0 && momentum <= 1.0)) {
+        error_set("batch_norm: momentum must be in [0, 1], got %g", momentum);
         return -1;
     }
     return 0;

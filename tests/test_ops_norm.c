@@ -101,10 +101,12 @@ static void check_samples_numerically(const char *name) {
  *   dw = sum g xh = [(1 - 10 + 0 - 2) / 3, 1 - 1/6 + 5 - 1/3] = [-11/3, 11/2]
  *   dx = w s (g - mean g - xh mean(g xh)):
  *     c0: w s = 2/3, mean g = 1/4, mean(g xh) = -11/12
- *         [2/3 (1 - 1/4 + 11/36), 2/3 (2 - 1/4 - 55/36), 2/3 (0 - 1/4 + 11/12), 2/3 (-2 - 1/4 + 11/36)]
+ *         [2/3 (1 - 1/4 + 11/36), 2/3 (2 - 1/4 - 55/36),
+ *          2/3 (0 - 1/4 + 11/12), 2/3 (-2 - 1/4 + 11/36)]
  *         = [19/27, 4/27, 4/9, -35/27]
  *     c1: w s = -2/3, mean g = 7/8, mean(g xh) = 11/8
- *         [-2/3 (-1 - 7/8 + 11/8), -2/3 (1/2 - 7/8 + 11/24), -2/3 (3 - 7/8 - 55/24), -2/3 (1 - 7/8 + 11/24)]
+ *         [-2/3 (-1 - 7/8 + 11/8), -2/3 (1/2 - 7/8 + 11/24),
+ *          -2/3 (3 - 7/8 - 55/24), -2/3 (1 - 7/8 + 11/24)]
  *         = [1/3, -1/18, 1/9, -7/18]
  * In flat order (b0c0, b0c1, b1c0, b1c1 pairs): */
 static const double bn_x[] = {3, -3, -0.5, 0.5, 5, 3, 3.5, 0.5};
@@ -271,9 +273,13 @@ START_TEST(test_batch_norm_errors) {
     ck_assert_error(tensor_batch_norm(x1, NULL, NULL, NULL, NULL, true, 0.1, 1e-5),
                     "batch_norm: x must be (B, C, ...) with at least 2 dims, got [3]");
     ck_assert_error(tensor_batch_norm(x, NULL, NULL, NULL, NULL, true, 1.5, 1e-5),
-                    "momentum in [0, 1], got eps 1e-05, momentum 1.5");
+                    "batch_norm: momentum must be in [0, 1], got 1.5");
+    ck_assert_error(tensor_batch_norm(x, NULL, NULL, NULL, NULL, true, -0.1, 1e-5),
+                    "batch_norm: momentum must be in [0, 1], got -0.1");
     ck_assert_error(tensor_batch_norm(x, NULL, NULL, NULL, NULL, true, 0.1, -1.0),
-                    "batch_norm: eps must be finite and >= 0");
+                    "batch_norm: eps must be finite and >= 0, got -1");
+    ck_assert_error(tensor_batch_norm(x, NULL, NULL, NULL, NULL, true, 0.1, NAN),
+                    "batch_norm: eps must be finite and >= 0, got nan");
     ck_assert_error(tensor_batch_norm(xi, NULL, NULL, NULL, NULL, true, 0.1, 1e-5),
                     "batch_norm: input 0 is int64");
     ck_assert_error(tensor_batch_norm(x, ci, NULL, NULL, NULL, true, 0.1, 1e-5),
@@ -364,7 +370,7 @@ START_TEST(test_layer_norm_errors) {
     ck_assert_error(tensor_layer_norm(x, 0, NULL, NULL, 1e-5),
                     "layer_norm: normalized_ndim 0 out of range for x [2,3,4] (1 to 3)");
     ck_assert_error(tensor_layer_norm(x, 4, NULL, NULL, 1e-5), "normalized_ndim 4 out of range");
-    ck_assert_error(tensor_layer_norm(x, 1, NULL, NULL, -1e-5), "layer_norm: eps must be finite and >= 0");
+    ck_assert_error(tensor_layer_norm(x, 1, NULL, NULL, -1e-5), "layer_norm: eps must be finite and >= 0, got -1e-05");
     ck_assert_error(tensor_layer_norm(x, 1, NULL, NULL, INFINITY), "eps must be finite");
     ck_assert_error(tensor_layer_norm(xi, 1, NULL, NULL, 1e-5), "layer_norm: input 0 is int64");
     ck_assert_error(tensor_layer_norm(x, 1, wi, NULL, 1e-5), "layer_norm: weight is int64");
