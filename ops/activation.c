@@ -218,6 +218,13 @@ EW_UNARY_VJP(hardtanh, (x > p0 && x < p1) ? g : 0)
 
 static const double at_zero[] = {0.0};
 
+/* "x[3,4] <what>": the case name with the op's parameters. */
+static void name_with_params(op_sample *s, const char *fmt, double a, double b) {
+    char sh[64], what[64];
+    snprintf(what, sizeof what, fmt, a, b);
+    sample_name(s, "x%s %s", tensor_shape_str(s->inputs[0], sh, sizeof sh), what);
+}
+
 static int smooth_sample(int k, rng *g, op_sample *s) {
     return ew_unary_sample(k, g, s, -3.0, 3.0, NULL, 0, 0);
 }
@@ -237,6 +244,7 @@ static int leaky_relu_sample(int k, rng *g, op_sample *s) {
     if (k >= 3) return 1;
     int r = ew_unary_sample(k, g, s, -2.0, 2.0, at_zero, 1, 0.05);
     s->fp[0] = slope[k];
+    if (r == 0) name_with_params(s, "slope %g", slope[k], 0);
     return r;
 }
 /* elu with alpha 1 (C1 at 0), 0.5 and 2 (kinks at 0); values 0.05 from 0. */
@@ -245,6 +253,7 @@ static int elu_sample(int k, rng *g, op_sample *s) {
     if (k >= 3) return 1;
     int r = ew_unary_sample(k, g, s, -3.0, 3.0, at_zero, 1, 0.05);
     s->fp[0] = alpha[k];
+    if (r == 0) name_with_params(s, "alpha %g", alpha[k], 0);
     return r;
 }
 /* Cases 0-2: the exact (erf) form; 3-5: the tanh approximation. */
@@ -252,6 +261,7 @@ static int gelu_sample(int k, rng *g, op_sample *s) {
     if (k >= 6) return 1;
     int r = ew_unary_sample(k % 3, g, s, -3.0, 3.0, NULL, 0, 0);
     s->fp[0] = k >= 3;
+    if (r == 0) name_with_params(s, k >= 3 ? "tanh form" : "erf form", 0, 0);
     return r;
 }
 /* (beta, threshold): the default (1, 20); (2, 1.5), whose switch to the
@@ -264,6 +274,7 @@ static int softplus_sample(int k, rng *g, op_sample *s) {
     int r = ew_unary_sample(k, g, s, -3.0, 3.0, &kink, 1, 0.05);
     s->fp[0] = beta[k];
     s->fp[1] = thr[k];
+    if (r == 0) name_with_params(s, "beta %g, threshold %g", beta[k], thr[k]);
     return r;
 }
 static int hardtanh_sample(int k, rng *g, op_sample *s) {
@@ -275,6 +286,7 @@ static int hardtanh_sample(int k, rng *g, op_sample *s) {
         ((double *)s->inputs[0]->data)[0] = 0.5 * (lo[k] + hi[k]);
     s->fp[0] = lo[k];
     s->fp[1] = hi[k];
+    if (r == 0) name_with_params(s, "in [%g, %g]", lo[k], hi[k]);
     return r;
 }
 /* (x shape, slope length): per-channel on (N,C,L), on (N,C,H,W), on (N,C),
