@@ -97,42 +97,54 @@ EW_UNARY_VJP(tanh, g * (1 - z * z))
  *                 dx_d = g_d - e^(z_d) sum_k g_k
  * Sums accumulate in double; rows are independent, so splitting them across
  * threads leaves the result unchanged. */
+#define ROW_BASE(r, D, I) (((r) / (I)) * (D) * (I) + (r) % (I))
+/* for (r = 0; r < rows; r++) BODY, on several threads only for large tensors
+ * (a parallel region costs more than a small softmax). */
+#define ROWS_FOR(r, rows, total, BODY)                                  \
+    do {                                                                \
+        if ((total) >= PARALLEL_MIN_ELEMS) {                            \
+            _Pragma("omp parallel for schedule(static)")                \
+            for (int64_t r = 0; r < (rows); r++) BODY;                  \
+        } else {                                                        \
+            for (int64_t r = 0; r < (rows); r++) BODY;                  \
+        }                                                               \
+    } while (0)
 #define SOFTMAX_KERNELS(T)                                                               \
+    static void softmax_row_fwd_##T(const T *x, T *z, int64_t D, int64_t I, bool log_form) { \
+        double m = -INFINITY, s = 0;                                                     \
+        for (int64_t d = 0; d < D; d++)                                                  \
+            if (x[d * I] > m || x[d * I] != x[d * I]) m = x[d * I];                      \
+        for (int64_t d = 0; d < D; d++) s += exp(x[d * I] - m);                          \
+        if (log_form) {                                                                  \
+            const double lse = m + log(s);                                               \
+            for (int64_t d = 0; d < D; d++) z[d * I] = (T)(x[d * I] - lse);              \
+        } else {                                                                         \
+            for (int64_t d = 0; d < D; d++) z[d * I] = (T)(exp(x[d * I] - m) / s);       \
+        }                                                                                \
+    }                                                                                    \
+    static void softmax_row_bwd_##T(const T *z, const T *g, T *dx, int64_t D, int64_t I,  \
+                                    bool log_form) {                                     \
+        double acc = 0;                                                                  \
+        for (int64_t d = 0; d < D; d++)                                                  \
+            acc += log_form ? (double)g[d * I] : (double)g[d * I] * z[d * I];            \
+        for (int64_t d = 0; d < D; d++)                                                  \
+            dx[d * I] += log_form ? (T)(g[d * I] - exp(z[d * I]) * acc)                  \
+                                  : (T)(z[d * I] * (g[d * I] - acc));                    \
+    }                                                                                    \
     static void softmax_fwd_##T(tape_node *n, bool log_form) {                           \
         const T *X = n->in[0]->data;                                                     \
         T *Z = n->out->data;                                                             \
-        const int64_t O = n->ip[1], D = n->ip[2], I = n->ip[3], rows = O * I;            \
-        _Pragma("omp parallel for schedule(static) if (n->out->size >= PARALLEL_MIN_ELEMS)") \
-        for (int64_t r = 0; r < rows; r++) {                                             \
-            const T *x = X + (r / I) * D * I + r % I;                                    \
-            T *z = Z + (r / I) * D * I + r % I;                                          \
-            double m = -INFINITY, s = 0;                                                 \
-            for (int64_t d = 0; d < D; d++)                                              \
-                if (x[d * I] > m || x[d * I] != x[d * I]) m = x[d * I];                  \
-            for (int64_t d = 0; d < D; d++) s += exp(x[d * I] - m);                      \
-            if (log_form) {                                                              \
-                const double lse = m + log(s);                                           \
-                for (int64_t d = 0; d < D; d++) z[d * I] = (T)(x[d * I] - lse);          \
-            } else {                                                                     \
-                for (int64_t d = 0; d < D; d++) z[d * I] = (T)(exp(x[d * I] - m) / s);   \
-            }                                                                            \
-        }                                                                                \
+        const int64_t D = n->ip[2], I = n->ip[3], rows = n->ip[1] * I;                   \
+        ROWS_FOR(r, rows, n->out->size,                                                  \
+                 softmax_row_fwd_##T(X + ROW_BASE(r, D, I), Z + ROW_BASE(r, D, I), D, I, log_form)); \
     }                                                                                    \
     static void softmax_bwd_##T(tape_node *n, tensor *dst, bool log_form) {              \
         const T *Z = n->out->data, *G = n->out->grad->data;                              \
         T *DX = dst->data;                                                               \
-        const int64_t O = n->ip[1], D = n->ip[2], I = n->ip[3], rows = O * I;            \
-        _Pragma("omp parallel for schedule(static) if (n->out->size >= PARALLEL_MIN_ELEMS)") \
-        for (int64_t r = 0; r < rows; r++) {                                             \
-            const int64_t base = (r / I) * D * I + r % I;                                \
-            const T *z = Z + base, *g = G + base;                                        \
-            T *dx = DX + base;                                                           \
-            double acc = 0;                                                              \
-            for (int64_t d = 0; d < D; d++) acc += log_form ? g[d * I] : (double)g[d * I] * z[d * I]; \
-            for (int64_t d = 0; d < D; d++)                                              \
-                dx[d * I] += log_form ? (T)(g[d * I] - exp(z[d * I]) * acc)              \
-                                      : (T)(z[d * I] * (g[d * I] - acc));                \
-        }                                                                                \
+        const int64_t D = n->ip[2], I = n->ip[3], rows = n->ip[1] * I;                   \
+        ROWS_FOR(r, rows, n->out->size,                                                  \
+                 softmax_row_bwd_##T(Z + ROW_BASE(r, D, I), G + ROW_BASE(r, D, I),       \
+                                     DX + ROW_BASE(r, D, I), D, I, log_form));           \
     }
 SOFTMAX_KERNELS(float)
 SOFTMAX_KERNELS(double)

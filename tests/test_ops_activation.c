@@ -319,6 +319,60 @@ START_TEST(test_large_inputs_saturate_exactly) {
 }
 END_TEST
 
+/* ---------------------------------------------------- large tensors */
+
+/* Softmax of a [300, 200] tensor (above the threading threshold), along each
+ * axis: the same bits with 1 and 2 threads, forward and backward, and rows
+ * that sum to 1. */
+static void softmax_run_big(int threads, int axis, tensor *x, tensor *g, tensor **y_out,
+                            tensor **dx_out) {
+    tapegrad_set_threads(threads);
+    tensor_zero_grad(x);
+    tensor *y = tensor_softmax(x, axis);
+    ck_assert_int_eq(tensor_backward_with(y, g), 0);
+    *y_out = tensor_clone(y);
+    *dx_out = tensor_clone(x->grad);
+    tape_reset();
+}
+
+START_TEST(test_softmax_large_bit_identical_across_threads) {
+    rng r;
+    rng_seed(&r, 7, 0);
+    tensor *x = tensor_randn(&r, DTYPE_F32, SHAPE(300, 200), 0, 3);
+    tensor *g = tensor_randn(&r, DTYPE_F32, SHAPE(300, 200), 0, 1);
+    tensor_set_requires_grad(x, true);
+    int saved = tapegrad_threads();
+    for (int axis = 0; axis < 2; axis++) {
+        tensor *y1, *d1, *y2, *d2;
+        softmax_run_big(1, axis, x, g, &y1, &d1);
+        softmax_run_big(2, axis, x, g, &y2, &d2);
+        ck_assert(memcmp(y1->data, y2->data, (size_t)y1->size * sizeof(float)) == 0);
+        ck_assert(memcmp(d1->data, d2->data, (size_t)d1->size * sizeof(float)) == 0);
+        tensor *sums = tensor_sum(y1, &axis, 1, false);
+        for (int64_t i = 0; i < sums->size; i++) ck_assert_close(tensor_get(sums, i), 1.0, 1e-5);
+        tape_reset();
+        tensor_free(y1);
+        tensor_free(d1);
+        tensor_free(y2);
+        tensor_free(d2);
+    }
+    tapegrad_set_threads(saved);
+    tensor_free(x);
+    tensor_free(g);
+}
+END_TEST
+
+/* NaN passes through relu and hardtanh (it is not clamped to a bound). */
+START_TEST(test_relu_hardtanh_propagate_nan) {
+    tensor *x = tensor_from_doubles(DTYPE_F32, SHAPE(2), (double[]){NAN, -1});
+    tensor *r = tensor_relu(x), *h = tensor_hardtanh(x, -0.5, 0.5);
+    ck_assert(isnan(tensor_get(r, 0)) && tensor_get(r, 1) == 0);
+    ck_assert(isnan(tensor_get(h, 0)) && tensor_get(h, 1) == -0.5);
+    tape_reset();
+    tensor_free(x);
+}
+END_TEST
+
 /* ------------------------------------------------------- error paths */
 
 static void expect_error(tensor *result, const char *message) {
@@ -542,6 +596,8 @@ Suite *ops_activation_suite(void) {
     tcase_add_test(tc, test_hardtanh_forward_and_grad_zero_at_bounds);
     tcase_add_test(tc, test_large_inputs_give_finite_values_and_grads);
     tcase_add_test(tc, test_large_inputs_saturate_exactly);
+    tcase_add_test(tc, test_softmax_large_bit_identical_across_threads);
+    tcase_add_test(tc, test_relu_hardtanh_propagate_nan);
     tcase_add_test(tc, test_activation_errors_int64_null_dtype);
     tcase_add_test(tc, test_softmax_errors_bad_axis);
     tcase_add_test(tc, test_prelu_errors_slope_shape_and_dtype);

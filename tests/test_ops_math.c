@@ -264,6 +264,17 @@ START_TEST(test_maximum_propagates_nan) {
 }
 END_TEST
 
+/* NaN passes through clamp, sign and abs. */
+START_TEST(test_clamp_sign_abs_propagate_nan) {
+    tensor *x = tensor_from_doubles(DTYPE_F64, SHAPE(1), (double[]){NAN});
+    ck_assert(isnan(tensor_item(tensor_clamp(x, -1, 1))));
+    ck_assert(isnan(tensor_item(tensor_sign(x))));
+    ck_assert(isnan(tensor_item(tensor_abs(x))));
+    tape_reset();
+    tensor_free(x);
+}
+END_TEST
+
 /* floor(a / b) at a = [7, -7, 7.5], b = [2, 2, -2]: [3, -4, -4]. A constant for
  * autograd: y = sum(floor_divide(a, b) * a) has da = floor(a / b) = [3, -4, -4],
  * and b, reached only through floor_divide, gets no gradient at all. */
@@ -635,6 +646,7 @@ Suite *ops_math_suite(void) {
     tcase_add_test(tc, test_maximum_minimum_grad_ties_split);
     tcase_add_test(tc, test_maximum_grad_broadcast_row);
     tcase_add_test(tc, test_maximum_propagates_nan);
+    tcase_add_test(tc, test_clamp_sign_abs_propagate_nan);
     tcase_add_test(tc, test_floor_divide_forward_is_constant_for_autograd);
     tcase_add_test(tc, test_remainder_forward_and_grad_both_operands);
     tcase_add_test(tc, test_where_int64_cond_broadcast_all_three);
