@@ -387,9 +387,9 @@ tensor *tensor_focal_loss(tensor *logits, tensor *target, double alpha, double g
  *   nll_loss:  l = -w_y x_y,   dx_y = -w_y
  *
  * MEAN divides both terms by sum over positions of w_y (N S without weight),
- * as PyTorch does. The vjp recomputes each row's log-sum-exp instead of
- * keeping it from the forward: C exponentials per row, and nothing a replay
- * of the forward could leave stale. */
+ * as PyTorch does. The forward keeps p = softmax(x) in saved[0] (allocated by
+ * the builder, same layout as X), so the vjp needs no exponential: one pass of
+ * C exponentials per row in all. */
 
 typedef struct {
     int64_t N, C, S;
@@ -412,10 +412,17 @@ static double cls_denominator(const tape_node *n, cls_geom gm) {
 }
 
 #define CLS_KERNELS(T, EXP, LOG)                                                        \
-    static inline T row_lse_##T(const T *row, int64_t C, int64_t S) {                    \
+    /* Writes softmax(row) into prow and returns the row's log-sum-exp. */              \
+    static inline T row_softmax_##T(const T *row, T *prow, int64_t C, int64_t S) {      \
         T m = row[0], s = 0;                                                            \
         for (int64_t c = 1; c < C; c++) m = row[c * S] > m ? row[c * S] : m;            \
-        for (int64_t c = 0; c < C; c++) s += EXP(row[c * S] - m);                       \
+        for (int64_t c = 0; c < C; c++) {                                               \
+            const T e = EXP(row[c * S] - m);                                            \
+            prow[c * S] = e;                                                            \
+            s += e;                                                                     \
+        }                                                                               \
+        const T inv = 1 / s;                                                            \
+        for (int64_t c = 0; c < C; c++) prow[c * S] *= inv;                             \
         return m + LOG(s);                                                              \
     }                                                                                   \
     /* S is a parameter so that the call with S = 1 (the [N, C] case) inlines to \
@@ -423,14 +430,14 @@ static double cls_denominator(const tape_node *n, cls_geom gm) {
     static inline void ce_fwd_##T(tape_node *n, cls_geom gm, int64_t S) {               \
         const T *X = n->in[0]->data, *W = n->n_in > 2 ? n->in[2]->data : NULL;          \
         const int64_t *L = n->in[1]->data, C = gm.C;                                    \
-        T *Z = n->out->data;                                                            \
+        T *Z = n->out->data, *P = n->saved[0]->data;                                    \
         const double e = n->fp[0];                                                      \
         double acc = 0;                                                                 \
         for (int64_t i = 0; i < gm.N; i++)                                              \
             for (int64_t s = 0; s < S; s++) {                                           \
                 const T *row = X + i * C * S + s;                                       \
                 const int64_t y = L[i * S + s];                                         \
-                const T lse = row_lse_##T(row, C, S);                                   \
+                const T lse = row_softmax_##T(row, P + i * C * S + s, C, S);            \
                 double l = (1 - e) * (W ? W[y] : 1) * (double)(lse - row[y * S]);       \
                 if (e > 0) {                                                            \
                     double sm = 0;                                                      \
@@ -444,7 +451,7 @@ static double cls_denominator(const tape_node *n, cls_geom gm) {
         if (n->ip[0] != REDUCTION_NONE) Z[0] = (T)(acc / cls_denominator(n, gm));       \
     }                                                                                   \
     static inline void ce_bwd_##T(tape_node *n, T *D, cls_geom gm, int64_t S) {         \
-        const T *X = n->in[0]->data, *W = n->n_in > 2 ? n->in[2]->data : NULL;          \
+        const T *W = n->n_in > 2 ? n->in[2]->data : NULL, *P = n->saved[0]->data;       \
         const T *G = n->out->grad->data;                                                \
         const int64_t *L = n->in[1]->data, C = gm.C;                                    \
         const double e = n->fp[0];                                                      \
@@ -457,19 +464,17 @@ static double cls_denominator(const tape_node *n, cls_geom gm) {
         }                                                                               \
         for (int64_t i = 0; i < gm.N; i++)                                              \
             for (int64_t s = 0; s < S; s++) {                                           \
-                const T *row = X + i * C * S + s;                                       \
+                const T *prow = P + i * C * S + s;                                      \
                 T *drow = D + i * C * S + s;                                            \
                 const int64_t y = L[i * S + s];                                         \
                 const double gi = none ? G[i * S + s] : g0;                             \
-                const T lse = row_lse_##T(row, C, S);                                   \
                 const double a = (1 - e) * (W ? W[y] : 1) * gi, b = e / (double)C * gi; \
                 if (!W) { /* a p + b (C p - 1) */                                       \
                     const T ab = (T)(a + b * (double)C), bb = (T)b;                     \
-                    for (int64_t c = 0; c < C; c++)                                     \
-                        drow[c * S] += ab * EXP(row[c * S] - lse) - bb;                 \
+                    for (int64_t c = 0; c < C; c++) drow[c * S] += ab * prow[c * S] - bb; \
                 } else {                                                                \
                     for (int64_t c = 0; c < C; c++) {                                   \
-                        const double p = EXP(row[c * S] - lse);                         \
+                        const double p = prow[c * S];                                   \
                         drow[c * S] += (T)(a * p + b * (wsum * p - W[c]));              \
                     }                                                                   \
                 }                                                                       \
@@ -589,6 +594,8 @@ static tensor *cls_apply(const op_def *op, tensor *x, tensor *labels, tensor *w,
     if (!n) return NULL;
     n->ip[0] = r;
     n->fp[0] = smoothing;
+    if (op == OP(CROSS_ENTROPY) && !(n->saved[0] = tensor_tape_new(x->dtype, x->ndim, x->shape)))
+        return NULL;
     return node_finish(n);
 }
 
