@@ -812,7 +812,7 @@ static int kl_div_sample(int k, rng *g, op_sample *s) {
     pw_case_name(s, &pw_cases[k], "");
     return 0;
 }
-/* y = +-1 at random, x at least 0.05 from the kink x = y margin. */
+/* y = +-1 at random, x at least 0.05 from the kinks x = +-margin. */
 static int hinge_sample(int k, rng *g, op_sample *s) {
     static const double margins[] = {1.0, 0.5, 0.0};
     if (k >= pw_case_count(false)) return 1;
@@ -826,6 +826,8 @@ static int hinge_sample(int k, rng *g, op_sample *s) {
     if (!s->inputs[0] || !s->inputs[1]) return -1;
     double *Y = s->inputs[1]->data;
     for (int64_t i = 0; i < s->inputs[1]->size; i++) Y[i] = rng_below(g, 2) ? 1.0 : -1.0;
+    /* y x < 0 <= margin: element 0 is active, so no case has zero gradients */
+    Y[0] = ((const double *)s->inputs[0]->data)[0] > 0 ? -1.0 : 1.0;
     char extra[32];
     snprintf(extra, sizeof extra, " margin %g", margins[k]);
     pw_case_name(s, c, extra);
@@ -888,7 +890,8 @@ static int cls_sample(int k, rng *g, op_sample *s, bool smoothing, double lo, do
 static int cross_entropy_sample(int k, rng *g, op_sample *s) { return cls_sample(k, g, s, true, -3, 3); }
 static int nll_sample(int k, rng *g, op_sample *s) { return cls_sample(k, g, s, false, -4, -0.1); }
 
-/* Rows with y = -1 keep cos at least 0.05 from the margin (else y becomes +1). */
+/* Rows with y = -1 keep cos at least 0.05 from the margin (else y becomes +1);
+ * row 0 has y = +1, always active, so no case has zero gradients. */
 static int cosine_sample(int k, rng *g, op_sample *s) {
     static const int64_t shapes[][2] = {{4, 5}, {5, 3}, {3, 6}};
     static const double margins[] = {0.0, 0.2, -0.1};
@@ -908,7 +911,7 @@ static int cosine_sample(int k, rng *g, op_sample *s) {
     for (int64_t i = 0; i < N; i++) {
         double cos, n1, n2;
         cos_row_double(A + i * D, B + i * D, D, &cos, &n1, &n2);
-        Y[i] = (rng_below(g, 2) && fabs(cos - margins[k]) > 0.05) ? -1.0 : 1.0;
+        Y[i] = (i > 0 && rng_below(g, 2) && fabs(cos - margins[k]) > 0.05) ? -1.0 : 1.0;
     }
     sample_name(s, "[%lld,%lld] %s margin %g", (long long)N, (long long)D, red_name[reds[k]],
                 margins[k]);
@@ -996,7 +999,8 @@ const op_def ops_loss[] = {
                        "logits [N, C] or [N, C, d...], labels int64 [N] or [N, d...] in [0, C), no "
                        "gradient; weight [C], no gradient; label_smoothing e in [0, 1]; mean divides "
                        "by the summed weights of the targets (PyTorch); none gives [N, d...]; "
-                       "max-shifted log-sum-exp, finite for any logit"},
+                       "max-shifted log-sum-exp, finite for any logit; softmax kept for the vjp. "
+                       "Not offered: ignore_index, probability targets"},
     [NLL] = {"nll_loss", 3, (1u << 1) | (1u << 2), nll_forward, nll_vjp, nll_sample, nll_build,
              "tensor_nll_loss(logp, labels, weight or NULL, reduction)", "l = -w_y logp_y",
              "dlogp_c = -w_y [c = y] g",
