@@ -479,7 +479,7 @@ START_TEST(test_cross_entropy_errors) {
     ck_assert_error(tensor_cross_entropy(x, neg, NULL, 0, REDUCTION_MEAN), "label -1 at position 0");
     ck_assert_error(tensor_nll_loss(x, bad3, NULL, REDUCTION_SUM), "nll_loss: label 3");
     ck_assert_error(tensor_cross_entropy(x, yf, NULL, 0, REDUCTION_MEAN),
-                    "labels must be int64, got float64");
+                    "cross_entropy: labels must be int64, got float64");
     ck_assert_error(tensor_nll_loss(x, yf, NULL, REDUCTION_MEAN), "labels must be int64");
     ck_assert_error(tensor_cross_entropy(xi, y, NULL, 0, REDUCTION_MEAN), "input 0 is int64");
     ck_assert_error(tensor_cross_entropy(x, y3, NULL, 0, REDUCTION_MEAN),
@@ -488,7 +488,8 @@ START_TEST(test_cross_entropy_errors) {
     ck_assert_error(tensor_cross_entropy(x, y, w4, 0, REDUCTION_MEAN),
                     "weight must be float64 [C] = [3] for input [2,3], got float64 [4]");
     ck_assert_error(tensor_nll_loss(x, y, w32, REDUCTION_MEAN), "got float32 [3]");
-    ck_assert_error(tensor_cross_entropy(x, y, NULL, 0, (reduction)3), "bad reduction 3");
+    ck_assert_error(tensor_cross_entropy(x, y, NULL, 0, (reduction)3),
+                    "cross_entropy: bad reduction 3 (REDUCTION_MEAN, REDUCTION_SUM or REDUCTION_NONE)");
     ck_assert_error(tensor_cross_entropy(x, y, NULL, -0.1, REDUCTION_MEAN),
                     "label_smoothing must be in [0, 1], got -0.1");
     ck_assert_error(tensor_cross_entropy(x, y, NULL, 1.5, REDUCTION_MEAN), "got 1.5");
@@ -496,7 +497,8 @@ START_TEST(test_cross_entropy_errors) {
     ck_assert_error(tensor_cross_entropy(NULL, y, NULL, 0, REDUCTION_MEAN), "cross_entropy: input 0 is NULL");
     ck_assert_error(tensor_nll_loss(x, NULL, NULL, REDUCTION_MEAN), "nll_loss: input 1 is NULL");
     tensor *x1 = tensor_zeros(DTYPE_F64, SHAPE(3));
-    ck_assert_error(tensor_cross_entropy(x1, y, NULL, 0, REDUCTION_MEAN), "input must be [N, C]");
+    ck_assert_error(tensor_cross_entropy(x1, y, NULL, 0, REDUCTION_MEAN),
+                    "cross_entropy: input must be [N, C] or [N, C, d...], got [3]");
     tensor_free(x1);
     tensor_free(x);
     tensor_free(y);
@@ -530,17 +532,19 @@ START_TEST(test_pointwise_loss_errors) {
     ck_assert_error(tensor_bce_with_logits(a, b, NULL, REDUCTION_SUM), "bce_with_logits: shape mismatch");
     ck_assert_error(tensor_mse_loss(a, f, REDUCTION_MEAN), "dtype mismatch: float64 vs float32");
     ck_assert_error(tensor_mse_loss(a, i, REDUCTION_MEAN), "input 1 is int64");
-    ck_assert_error(tensor_mse_loss(a, c, (reduction)-1), "mse_loss: bad reduction -1");
+    ck_assert_error(tensor_mse_loss(a, c, (reduction)-1),
+                    "mse_loss: bad reduction -1 (REDUCTION_MEAN, REDUCTION_SUM or REDUCTION_NONE)");
     ck_assert_error(tensor_focal_loss(a, c, 0.25, 2, (reduction)9), "bad reduction 9");
-    ck_assert_error(tensor_huber_loss(a, c, 0.0, REDUCTION_MEAN), "delta must be > 0, got 0");
-    ck_assert_error(tensor_smooth_l1_loss(a, c, -1.0, REDUCTION_MEAN), "beta must be >= 0, got -1");
-    ck_assert_error(tensor_focal_loss(a, c, 0.25, -2.0, REDUCTION_MEAN), "gamma must be >= 0");
+    ck_assert_error(tensor_huber_loss(a, c, 0.0, REDUCTION_MEAN), "huber_loss: delta must be > 0, got 0");
+    ck_assert_error(tensor_smooth_l1_loss(a, c, -1.0, REDUCTION_MEAN),
+                    "smooth_l1_loss: beta must be >= 0, got -1");
+    ck_assert_error(tensor_focal_loss(a, c, 0.25, -2.0, REDUCTION_MEAN), "focal_loss: gamma must be >= 0, got -2");
     ck_assert_error(tensor_bce_loss(a, c, w2, REDUCTION_MEAN),
                     "bce_loss: weight [2] does not broadcast to input [2,3]");
     ck_assert_error(tensor_bce_loss(a, c, w3, REDUCTION_MEAN), "weight [1,2,3] does not broadcast");
     ck_assert_error(tensor_bce_with_logits(a, c, w2, REDUCTION_MEAN),
                     "bce_with_logits: pos_weight [2] does not broadcast to input [2,3]");
-    ck_assert_error(tensor_bce_loss(c, c, f, REDUCTION_MEAN), "weight is float32, input is float64");
+    ck_assert_error(tensor_bce_loss(c, c, f, REDUCTION_MEAN), "bce_loss: weight is float32, input is float64");
     tensor_set(c, 4, 1.5);
     ck_assert_error(tensor_bce_loss(c, a, NULL, REDUCTION_MEAN),
                     "input must hold probabilities in [0, 1]: element 4 is 1.5");
