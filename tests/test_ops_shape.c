@@ -334,6 +334,10 @@ START_TEST(test_concat_stack_errors) {
     ck_assert_error("stack: input 0 is NULL");
     ck_assert_ptr_null(tensor_stack(NULL, 0, 0));
     ck_assert_error("stack: needs at least one tensor (n = 0)");
+    tensor *d8 = tensor_zeros(DTYPE_F64, SHAPE(1, 1, 1, 1, 1, 1, 1, 2));
+    ck_assert_ptr_null(tensor_stack((tensor *[]){d8, d8}, 2, 0));
+    ck_assert_error("stack: inputs already have 8 dims (at most 8)");
+    tensor_free(d8);
     tensor_free(a);
     tensor_free(b);
     tensor_free(c);
