@@ -28,6 +28,15 @@ static op_def broken(const char *name, void (*vjp)(tape_node *, tensor *const *)
 }
 
 
+/* Swaps the entry of the node that produced y for a broken copy. */
+static tensor *with_op(const op_def *op, tensor *y) {
+    ck_assert_ptr_nonnull(y);
+    tape_node *n = tape_node_at(y->node);
+    ck_assert_ptr_nonnull(n);
+    n->op = op;
+    return y;
+}
+
 static tensor *apply2(const op_def *op, tensor *a, tensor *b, int ndim, const int64_t *shape) {
     tensor *in[2] = {a, b};
     tape_node *n = node_begin(op, in, 2, DTYPE_F64, ndim, shape);
@@ -259,6 +268,169 @@ START_TEST(test_chain_with_real_ops_passes) {
 }
 END_TEST
 
+
+/* ------------- softmax's gradient treated as elementwise: dx = g z (1 - z) */
+static void softmax_vjp_elementwise(tape_node *n, tensor *const *gin) {
+    const double *z = n->out->data, *g = n->out->grad->data;
+    double *d = gin[0]->data;
+    for (int64_t i = 0; i < n->out->size; i++) d[i] += g[i] * z[i] * (1 - z[i]); /* the diagonal only */
+}
+static op_def bad_softmax;
+static tensor *bad_softmax_fn(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    (void)ctx;
+    return with_op(&bad_softmax, tensor_softmax(in[0], -1));
+}
+
+START_TEST(test_caught_softmax_treated_as_elementwise) {
+    bad_softmax = broken("softmax", softmax_vjp_elementwise);
+    tensor *x = rand_leaf(21, SHAPE(3, 5));
+    gradcheck_report r;
+    ck_assert_int_eq(gradcheck(bad_softmax_fn, NULL, &x, 1, NULL, &r), 0);
+    assert_caught(&r, 0, "softmax [3,5]");
+    tensor_free(x);
+}
+END_TEST
+
+/* ----------------------- dropout's gradient ignoring the mask: dx = g / (1 - p) */
+static void dropout_vjp_no_mask(tape_node *n, tensor *const *gin) {
+    const double *g = n->out->grad->data, scale = 1.0 / (1.0 - n->fp[0]);
+    double *d = gin[0]->data;
+    for (int64_t i = 0; i < n->out->size; i++) d[i] += g[i] * scale; /* dropped ones too */
+}
+static op_def bad_dropout;
+static tensor *bad_dropout_fn(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    rng g;
+    rng_seed(&g, *(uint64_t *)ctx, 5); /* the same mask on every call of fn */
+    return with_op(&bad_dropout, tensor_dropout(in[0], 0.5, true, &g));
+}
+
+START_TEST(test_caught_dropout_ignoring_mask) {
+    bad_dropout = broken("dropout", dropout_vjp_no_mask);
+    tensor *x = rand_leaf(22, SHAPE(4, 6));
+    uint64_t mask_seed = 3;
+    gradcheck_report r;
+    ck_assert_int_eq(gradcheck(bad_dropout_fn, &mask_seed, &x, 1, NULL, &r), 0);
+    assert_caught(&r, 0, "dropout [4,6]");
+    /* the worst element was dropped: numeric 0, analytic 2 u */
+    ck_assert_close(r.input[0].worst_numeric, 0, 1e-8);
+    tensor_free(x);
+}
+END_TEST
+
+/* ----------------------- conv2d's input gradient with the stride ignored */
+static void (*real_conv_vjp)(tape_node *, tensor *const *);
+static void conv_vjp_stride_ignored(tape_node *n, tensor *const *gin) {
+    tape_node m = *n;
+    m.ip[0] = m.ip[1] = 1; /* scatter back as if the stride were 1 */
+    real_conv_vjp(&m, gin);
+}
+static op_def bad_conv;
+static tensor *bad_conv_fn(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    (void)ctx;
+    conv2d_params p = CONV2D_DEFAULT;
+    p.stride[0] = p.stride[1] = 2;
+    return with_op(&bad_conv, tensor_conv2d(in[0], in[1], in[2], p));
+}
+
+START_TEST(test_caught_conv_stride_ignored) {
+    real_conv_vjp = op_find("conv2d")->vjp;
+    bad_conv = broken("conv2d", conv_vjp_stride_ignored);
+    tensor *in[3] = {rand_leaf(23, SHAPE(2, 3, 7, 7)), rand_leaf(24, SHAPE(4, 3, 3, 3)),
+                     rand_leaf(25, SHAPE(4))};
+    gradcheck_report r;
+    ck_assert_int_eq(gradcheck(bad_conv_fn, NULL, in, 3, NULL, &r), 0);
+    assert_caught(&r, 0, "conv2d [2,3,7,7] * [4,3,3,3] * [4]");
+    ck_assert(!r.input[0].passed); /* dx is wrong */
+    ck_assert(r.input[1].passed);  /* dW and db come from the saved columns: right */
+    ck_assert(r.input[2].passed);
+    for (int i = 0; i < 3; i++) tensor_free(in[i]);
+}
+END_TEST
+
+/* ------------- max-pool's gradient routed to the wrong element (the next one) */
+static void (*real_pool_vjp)(tape_node *, tensor *const *);
+static void pool_vjp_wrong_element(tape_node *n, tensor *const *gin) {
+    tape_node m = *n;
+    const tensor *idx = n->saved[0];
+    int64_t plane = n->in[0]->shape[2] * n->in[0]->shape[3];
+    m.saved[0] = tensor_tape_new(DTYPE_I64, idx->ndim, idx->shape);
+    for (int64_t i = 0; i < idx->size; i++)
+        ((int64_t *)m.saved[0]->data)[i] = (((const int64_t *)idx->data)[i] + 1) % plane;
+    real_pool_vjp(&m, gin);
+}
+static op_def bad_pool;
+static const pool2d_params pool2 = {{2, 2}, {2, 2}, {0, 0}, false};
+static tensor *bad_pool_fn(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    (void)ctx;
+    return with_op(&bad_pool, tensor_max_pool2d(in[0], pool2));
+}
+
+START_TEST(test_caught_max_pool_wrong_element) {
+    real_pool_vjp = op_find("max_pool2d")->vjp;
+    bad_pool = broken("max_pool2d", pool_vjp_wrong_element);
+    rng g;
+    rng_seed(&g, 26, 1);
+    tensor *x = sample_tensor_distinct(&g, SHAPE(2, 3, 4, 4), -1.0, 0.02); /* no ties */
+    gradcheck_report r;
+    ck_assert_int_eq(gradcheck(bad_pool_fn, NULL, &x, 1, NULL, &r), 0);
+    assert_caught(&r, 0, "max_pool2d [2,3,4,4]");
+    tensor_free(x);
+}
+END_TEST
+
+/* ------------- localisation inside a LeNet-5 (batch 2, 63,274 numbers) -----
+ * conv1 (pad 2) relu pool conv2 relu pool reshape linear relu linear relu linear
+ * cross_entropy, with the first max-pool broken (node 2). Fast mode keeps the
+ * test short: the probes fail, the full check runs only for the inputs
+ * upstream of the broken node, and localisation probes each node. */
+static tensor *lenet_fn(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    (void)ctx;
+    conv2d_params c1 = CONV2D_DEFAULT;
+    c1.padding[0] = c1.padding[1] = 2;
+    tensor *h = tensor_relu(tensor_conv2d(in[0], in[1], in[2], c1));
+    h = with_op(&bad_pool, tensor_max_pool2d(h, pool2));
+    h = tensor_max_pool2d(tensor_relu(tensor_conv2d(h, in[3], in[4], CONV2D_DEFAULT)), pool2);
+    h = tensor_reshape(h, 2, (int64_t[]){2, -1});
+    h = tensor_relu(tensor_linear(h, in[5], in[6]));
+    h = tensor_relu(tensor_linear(h, in[7], in[8]));
+    h = tensor_linear(h, in[9], in[10]);
+    return tensor_cross_entropy(h, in[11], NULL, 0.0, REDUCTION_MEAN);
+}
+
+START_TEST(test_localisation_names_broken_node_in_lenet5) {
+    real_pool_vjp = op_find("max_pool2d")->vjp;
+    bad_pool = broken("max_pool2d", pool_vjp_wrong_element);
+    static const int64_t shapes[11][4] = {{2, 1, 28, 28}, {6, 1, 5, 5}, {6}, {16, 6, 5, 5}, {16},
+                                          {120, 400}, {120}, {84, 120}, {84}, {10, 84}, {10}};
+    static const int nd[11] = {4, 4, 1, 4, 1, 2, 1, 2, 1, 2, 1};
+    static const double scale[11] = {1, 0.4, 0.1, 0.16, 0.1, 0.05, 0.1, 0.09, 0.1, 0.11, 0.1};
+    rng g;
+    rng_seed(&g, 5, 1);
+    tensor *in[12];
+    int64_t numbers = 0;
+    for (int i = 0; i < 11; i++) {
+        in[i] = sample_tensor(&g, nd[i], shapes[i], -scale[i], scale[i]);
+        numbers += in[i]->size;
+    }
+    ck_assert_int_eq(numbers, 63274);
+    in[11] = sample_labels(&g, SHAPE(2), 10);
+    gradcheck_options o = gradcheck_defaults();
+    o.fast = true;
+    gradcheck_report r;
+    tapegrad_set_threads(1); /* the machine is shared; small kernels gain nothing from threads */
+    ck_assert_int_eq(gradcheck(lenet_fn, NULL, in, 12, &o, &r), 0);
+    assert_caught(&r, 2, "max_pool2d [2,6,28,28]");
+    ck_assert(!r.input[0].passed && !r.input[1].passed); /* upstream of the pool */
+    ck_assert(r.input[5].passed && r.input[10].passed); /* downstream of it */
+    for (int i = 0; i < 12; i++) tensor_free(in[i]);
+}
+END_TEST
+
 /* ----------- a correct node on a kink is passed over, the broken one named */
 /* relu without a margin: y = max(x, 0), dx = g [x > 0] (right at x = 0 only from the left) */
 static void relu0_forward(tape_node *n) {
@@ -303,6 +475,7 @@ END_TEST
 Suite *broken_suite(void) {
     Suite *s = suite_create("gradcheck_broken");
     TCase *tc = tcase_create("broken");
+    tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_caught_wrong_sign);
     tcase_add_test(tc, test_caught_wrong_sign_fast_mode_falls_back);
     tcase_add_test(tc, test_localize_off_names_no_node);
@@ -312,6 +485,11 @@ Suite *broken_suite(void) {
     tcase_add_test(tc, test_localisation_names_broken_node_in_chain);
     tcase_add_test(tc, test_chain_with_real_ops_passes);
     tcase_add_test(tc, test_localisation_passes_over_a_node_on_a_kink);
+    tcase_add_test(tc, test_caught_softmax_treated_as_elementwise);
+    tcase_add_test(tc, test_caught_dropout_ignoring_mask);
+    tcase_add_test(tc, test_caught_conv_stride_ignored);
+    tcase_add_test(tc, test_caught_max_pool_wrong_element);
+    tcase_add_test(tc, test_localisation_names_broken_node_in_lenet5);
     suite_add_tcase(s, tc);
     return s;
 }
