@@ -25,9 +25,10 @@
  *   - VACUOUS: an input whose analytic and numeric gradients are both within
  *     atol/2 of zero everywhere could not have failed any comparison; it proves
  *     nothing and counts as a failure.
- *   - kink: when an element fails, its one-sided differences are compared; if
- *     they disagree by more than the error, the sample sits on a
- *     non-differentiable point (still a failure: fix the sample).
+ *   - kink: the one-sided differences of every element come free with its
+ *     central difference; when a failing element's left and right slopes
+ *     disagree by more than the error, the sample sits on a non-differentiable
+ *     point (still a failure: fix the sample; no vjp is blamed for it).
  *   - determinism: backward runs twice; the two gradients must agree bit for bit.
  *   - localisation: on failure every tape node's vjp is checked at its own
  *     recorded inputs, and the first disagreeing node is named.
@@ -316,9 +317,11 @@ static int check_fast(checker *c, bool *fallback) {
     int rc = (!v || !x0 || !u_p) ? -1 : 0;
     for (int i = 0; i < c->n; i++) stats_init(&s[i]);
     for (int p = 0; p < c->opt->probes && rc == 0; p++) {
-        if (p > 0 && u_p->size > 1) fill_upstream(u_p->data, u_p->size, &g);
-        c->u = p > 0 ? u_p : u_main;
-        if (backward_into_leaves(c, c->u)) {
+        /* a scalar output has u = 1 only: every probe reuses the analytic gradient */
+        const bool new_u = p > 0 && u_p->size > 1;
+        if (new_u) fill_upstream(u_p->data, u_p->size, &g);
+        c->u = new_u ? u_p : u_main;
+        if (new_u && backward_into_leaves(c, c->u)) {
             rc = -1;
             break;
         }
@@ -328,7 +331,7 @@ static int check_fast(checker *c, bool *fallback) {
             int64_t m = c->leaf[i]->size;
             for (int64_t k = 0; k < m; k++) v[k] = rng_normal(&g);
             memcpy(x0, x, (size_t)m * sizeof *x);
-            double a = p > 0 ? grad_dot(c->leaf[i], v) : dot(c->analytic[i]->data, v, m);
+            double a = new_u ? grad_dot(c->leaf[i], v) : dot(c->analytic[i]->data, v, m);
             for (int64_t k = 0; k < m; k++) x[k] = x0[k] + eps * v[k];
             double lp = eval_loss(c, i);
             for (int64_t k = 0; k < m; k++) x[k] = x0[k] - eps * v[k];
@@ -337,7 +340,7 @@ static int check_fast(checker *c, bool *fallback) {
             eval_loss(c, i);
             stats_add(&s[i], p, a, (lp - lm) / (2 * eps), NAN, NAN, c->opt, false);
             if (c->analytic[i]) { /* vacuous needs the analytic gradient's size */
-                const double *ga = p > 0 && c->leaf[i]->grad ? c->leaf[i]->grad->data
+                const double *ga = new_u && c->leaf[i]->grad ? c->leaf[i]->grad->data
                                                              : c->analytic[i]->data;
                 for (int64_t k = 0; k < m; k++) s[i].mag_a = fmax(s[i].mag_a, fabs(ga[k]));
             }
