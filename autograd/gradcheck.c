@@ -76,6 +76,7 @@ typedef struct {
     int64_t plan_len[GRADCHECK_MAX_INPUTS];
     tensor *out;                            /* the recorded output */
     tensor *u;                              /* upstream gradient, out's shape */
+    tensor *recorded;                       /* out's values as recorded (replay check) */
     double L0;                              /* <u, out> at the unperturbed inputs */
     bool rerun;                             /* output not on the tape: call fn each time */
     int64_t evals;
@@ -569,6 +570,7 @@ static void checker_free(checker *c, tensor *const *inputs) {
         mem_free(c->plan[i]);
     }
     tensor_free(c->u);
+    tensor_free(c->recorded);
     tape_reset(); /* no node may keep pointing at the freed leaves */
 }
 
@@ -618,7 +620,37 @@ static int record(checker *c) {
         fill_upstream(c->u->data, c->u->size, &g);
     c->L0 = dot(c->u->data, c->out->data, c->out->size);
     c->rerun = producer(c->out) == NULL;
-    return 0;
+    c->recorded = c->rerun ? NULL : tensor_clone(c->out);
+    return c->rerun || c->recorded ? 0 : -1;
+}
+
+/* Replay is exact only when every forward is pure. After the last restore the
+ * output must equal the recording bit for bit; when it does not, the first
+ * node (tape order) whose forward gives a new output when run again on its
+ * restored inputs is named. */
+static void verify_replay(checker *c) {
+    size_t bytes = (size_t)c->out->size * sizeof(double);
+    if (memcmp(c->out->data, c->recorded->data, bytes) == 0) return;
+    c->rep->passed = false;
+    msg_add(c->rep, " replay is not faithful: with the inputs restored the output differs from"
+                    " the recording, so the numeric gradients cannot be trusted");
+    for (int64_t j = 0; j <= c->out->node; j++) {
+        tape_node *nd = tape_node_at(j);
+        tensor *before = tensor_clone(nd->out);
+        if (!before) break;
+        nd->op->forward(nd);
+        bool same = memcmp(before->data, nd->out->data,
+                           (size_t)before->size * dtype_size(before->dtype)) == 0;
+        tensor_free(before);
+        if (!same) {
+            char desc[sizeof c->rep->bad_node_desc];
+            describe_node(nd, desc, sizeof desc);
+            msg_add(c->rep, "; node %lld (%s) gives a new output each time its forward runs:"
+                            " that forward is not pure", (long long)j, desc);
+            break;
+        }
+    }
+    msg_add(c->rep, ";");
 }
 
 static int run_checks(checker *c) {
@@ -664,6 +696,7 @@ static int run_checks(checker *c) {
             explain_input(c, i);
         }
     }
+    if (!c->rerun) verify_replay(c);
     /* failures that are all kink crossings blame the sample, not a vjp */
     if (value_failure && !off_kink)
         msg_add(r, " every failing element sits on a kink: move the sample away from it"

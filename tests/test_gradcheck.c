@@ -379,6 +379,18 @@ static void ident_vjp(tape_node *n, tensor *const *gin) {
 }
 static const op_def counted_op = {"counted", 1, 0, counted_forward, ident_vjp, NULL, NULL, "", "", "", ""};
 
+/* identity whose forward drifts a little on every call: not pure, so replay
+ * cannot be trusted (an op that drew its dropout mask inside forward would
+ * behave like this) */
+static int impure_calls;
+static void impure_forward(tape_node *n) {
+    const double *x = n->in[0]->data;
+    double *y = n->out->data;
+    impure_calls++;
+    for (int64_t i = 0; i < n->out->size; i++) y[i] = x[i] * (1 + 1e-12 * impure_calls);
+}
+static const op_def impure_op = {"impure", 1, 0, impure_forward, ident_vjp, NULL, NULL, "", "", "", ""};
+
 static tensor *apply_unary(const op_def *op, tensor *x) {
     tensor *in[1] = {x};
     tape_node *n = node_begin(op, in, 1, x->dtype, x->ndim, x->shape);
@@ -467,6 +479,26 @@ START_TEST(test_replay_skips_nodes_upstream_of_the_perturbed_leaf) {
     ck_assert_int_eq(r.evaluations, 2 * 4 + 1);
     tensor_free(in[0]);
     tensor_free(in[1]);
+}
+END_TEST
+
+static tensor *impure_fn(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    (void)ctx;
+    return tensor_sum_all(tensor_mul(apply_unary(&impure_op, in[0]), in[0]));
+}
+
+/* The values agree within tolerance, but the replayed output is not the
+ * recorded one: the check fails and names the impure node. */
+START_TEST(test_impure_forward_detected) {
+    tensor *x = leaf(SHAPE(3), (double[]){0.5, 1.5, -2});
+    gradcheck_report r;
+    ck_assert_int_eq(gradcheck(impure_fn, NULL, &x, 1, NULL, &r), 0);
+    ck_assert(!r.passed);
+    ck_assert(r.input[0].passed);
+    ck_assert_msg(strstr(r.message, "replay is not faithful") != NULL, "%s", r.message);
+    ck_assert_msg(strstr(r.message, "node 0 (impure [3]) gives a new output") != NULL, "%s", r.message);
+    tensor_free(x);
 }
 END_TEST
 
@@ -687,6 +719,7 @@ Suite *gradcheck_suite(void) {
     tcase_add_test(tc, test_kink_op_passes_with_margin);
     tcase_add_test(tc, test_nondeterministic_backward_detected);
     tcase_add_test(tc, test_replay_skips_nodes_upstream_of_the_perturbed_leaf);
+    tcase_add_test(tc, test_impure_forward_detected);
     tcase_add_test(tc, test_output_that_is_a_leaf_is_checked_by_rerun);
     tcase_add_test(tc, test_detached_output_fails);
     tcase_add_test(tc, test_fast_mode_uses_fewer_evaluations);
