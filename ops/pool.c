@@ -1,5 +1,283 @@
-/* pool.c - the pool family of ops (being filled in). */
+/* pool.c - 2-D max and average pooling over (B, C, H, W), one (b, c) plane at
+ * a time.
+ *
+ *   OH = (H + 2 ph - KH) / sh + 1, likewise OW (floor; no ceil mode).
+ *   Window (i, j) covers rows i sh - ph .. + KH - 1 and cols j sw - pw .. + KW - 1.
+ *
+ * Padding is at most half the kernel (as in PyTorch), so every window holds at
+ * least one input element.
+ *
+ * Threads: planes are independent and each thread owns whole planes of the
+ * output and of dx, so results are bit-identical for any thread count. */
 #include "elementwise.h"
 
-const op_def ops_pool[1];
-const int ops_pool_count = 0;
+typedef struct {
+    int64_t planes, H, W, OH, OW, kh, kw, sh, sw, ph, pw;
+    bool include_pad;
+} pool_geom;
+
+/* Node integer params: ip[0..1] kernel, ip[2..3] stride, ip[4..5] padding,
+ * ip[6] count_include_pad (the same layout in the sample cases). */
+static void pool_geom_of(const tape_node *n, pool_geom *q) {
+    const tensor *x = n->in[0], *y = n->out;
+    q->planes = x->shape[0] * x->shape[1];
+    q->H = x->shape[2], q->W = x->shape[3], q->OH = y->shape[2], q->OW = y->shape[3];
+    q->kh = n->ip[0], q->kw = n->ip[1], q->sh = n->ip[2], q->sw = n->ip[3];
+    q->ph = n->ip[4], q->pw = n->ip[5], q->include_pad = n->ip[6] != 0;
+}
+
+/* The window's rows [*r0, *r1) and cols [*c0, *c1) clipped to the input. */
+static inline void window(const pool_geom *q, int64_t i, int64_t j, int64_t *r0, int64_t *r1,
+                          int64_t *c0, int64_t *c1) {
+    int64_t h0 = i * q->sh - q->ph, w0 = j * q->sw - q->pw;
+    *r0 = h0 < 0 ? 0 : h0;
+    *r1 = h0 + q->kh > q->H ? q->H : h0 + q->kh;
+    *c0 = w0 < 0 ? 0 : w0;
+    *c1 = w0 + q->kw > q->W ? q->W : w0 + q->kw;
+}
+
+#define POOL_PARALLEL                                                                   \
+    _Pragma("omp parallel for schedule(static) if (q.planes * q.OH * q.OW * q.kh * q.kw >= PARALLEL_MIN_ELEMS)")
+
+/* max:  y[p, i, j] = max over the window of x[p]; idx[p, i, j] = the argmax's
+ *       flat offset in the plane (padding is -inf, so never chosen). Ties go to
+ *       the first maximum in window order (row by row, left to right); NaN wins.
+ *       dx[p, idx[p, i, j]] += g[p, i, j]. */
+#define MAX_POOL_KERNELS(T)                                                             \
+    static void max_pool_fwd_##T(const pool_geom *qp, const T *x, T *y, int64_t *idx) { \
+        const pool_geom q = *qp;                                                        \
+        POOL_PARALLEL                                                                   \
+        for (int64_t p = 0; p < q.planes; p++) {                                        \
+            const T *xp = x + p * q.H * q.W;                                            \
+            for (int64_t i = 0; i < q.OH; i++) {                                        \
+                for (int64_t j = 0; j < q.OW; j++) {                                    \
+                    int64_t r0, r1, c0, c1;                                             \
+                    window(&q, i, j, &r0, &r1, &c0, &c1);                               \
+                    int64_t best_at = r0 * q.W + c0;                                    \
+                    T best = xp[best_at];                                               \
+                    for (int64_t r = r0; r < r1; r++)                                   \
+                        for (int64_t c = c0; c < c1; c++) {                             \
+                            T v = xp[r * q.W + c];                                      \
+                            if (v > best || (v != v && best == best))                   \
+                                best = v, best_at = r * q.W + c;                        \
+                        }                                                               \
+                    int64_t o = (p * q.OH + i) * q.OW + j;                              \
+                    y[o] = best;                                                        \
+                    idx[o] = best_at;                                                   \
+                }                                                                       \
+            }                                                                           \
+        }                                                                               \
+    }                                                                                   \
+    static void max_pool_bwd_##T(const pool_geom *qp, const T *g, const int64_t *idx, T *dx) { \
+        const pool_geom q = *qp;                                                        \
+        POOL_PARALLEL                                                                   \
+        for (int64_t p = 0; p < q.planes; p++) {                                        \
+            T *dp = dx + p * q.H * q.W;                                                 \
+            for (int64_t o = p * q.OH * q.OW; o < (p + 1) * q.OH * q.OW; o++)           \
+                dp[idx[o]] += g[o];                                                     \
+        }                                                                               \
+    }
+MAX_POOL_KERNELS(float)
+MAX_POOL_KERNELS(double)
+
+/* avg:  y[p, i, j] = sum over the window of x[p] / n(i, j), with n the full
+ *       KH KW when count_include_pad, else the number of input elements in it.
+ *       dx[p, r, c] += g[p, i, j] / n(i, j) for every window holding (r, c). */
+static inline int64_t avg_divisor(const pool_geom *q, int64_t r0, int64_t r1, int64_t c0,
+                                  int64_t c1) {
+    return q->include_pad ? q->kh * q->kw : (r1 - r0) * (c1 - c0);
+}
+
+#define AVG_POOL_KERNELS(T)                                                             \
+    static void avg_pool_fwd_##T(const pool_geom *qp, const T *x, T *y) {               \
+        const pool_geom q = *qp;                                                        \
+        POOL_PARALLEL                                                                   \
+        for (int64_t p = 0; p < q.planes; p++) {                                        \
+            const T *xp = x + p * q.H * q.W;                                            \
+            for (int64_t i = 0; i < q.OH; i++) {                                        \
+                for (int64_t j = 0; j < q.OW; j++) {                                    \
+                    int64_t r0, r1, c0, c1;                                             \
+                    window(&q, i, j, &r0, &r1, &c0, &c1);                               \
+                    T acc = 0;                                                          \
+                    for (int64_t r = r0; r < r1; r++)                                   \
+                        for (int64_t c = c0; c < c1; c++) acc += xp[r * q.W + c];       \
+                    y[(p * q.OH + i) * q.OW + j] = acc / (T)avg_divisor(&q, r0, r1, c0, c1); \
+                }                                                                       \
+            }                                                                           \
+        }                                                                               \
+    }                                                                                   \
+    static void avg_pool_bwd_##T(const pool_geom *qp, const T *g, T *dx) {              \
+        const pool_geom q = *qp;                                                        \
+        POOL_PARALLEL                                                                   \
+        for (int64_t p = 0; p < q.planes; p++) {                                        \
+            T *dp = dx + p * q.H * q.W;                                                 \
+            for (int64_t i = 0; i < q.OH; i++) {                                        \
+                for (int64_t j = 0; j < q.OW; j++) {                                    \
+                    int64_t r0, r1, c0, c1;                                             \
+                    window(&q, i, j, &r0, &r1, &c0, &c1);                               \
+                    const T gv = g[(p * q.OH + i) * q.OW + j] /                         \
+                                 (T)avg_divisor(&q, r0, r1, c0, c1);                    \
+                    for (int64_t r = r0; r < r1; r++)                                   \
+                        for (int64_t c = c0; c < c1; c++) dp[r * q.W + c] += gv;        \
+                }                                                                       \
+            }                                                                           \
+        }                                                                               \
+    }
+AVG_POOL_KERNELS(float)
+AVG_POOL_KERNELS(double)
+
+static void max_pool2d_forward(tape_node *n) {
+    pool_geom q;
+    pool_geom_of(n, &q);
+    if (n->out->dtype == DTYPE_F32)
+        max_pool_fwd_float(&q, n->in[0]->data, n->out->data, n->saved[0]->data);
+    else
+        max_pool_fwd_double(&q, n->in[0]->data, n->out->data, n->saved[0]->data);
+}
+
+static void max_pool2d_vjp(tape_node *n, tensor *const *gin) {
+    if (!gin[0]) return;
+    pool_geom q;
+    pool_geom_of(n, &q);
+    if (n->out->dtype == DTYPE_F32)
+        max_pool_bwd_float(&q, n->out->grad->data, n->saved[0]->data, gin[0]->data);
+    else
+        max_pool_bwd_double(&q, n->out->grad->data, n->saved[0]->data, gin[0]->data);
+}
+
+static void avg_pool2d_forward(tape_node *n) {
+    pool_geom q;
+    pool_geom_of(n, &q);
+    if (n->out->dtype == DTYPE_F32)
+        avg_pool_fwd_float(&q, n->in[0]->data, n->out->data);
+    else
+        avg_pool_fwd_double(&q, n->in[0]->data, n->out->data);
+}
+
+static void avg_pool2d_vjp(tape_node *n, tensor *const *gin) {
+    if (!gin[0]) return;
+    pool_geom q;
+    pool_geom_of(n, &q);
+    if (n->out->dtype == DTYPE_F32)
+        avg_pool_bwd_float(&q, n->out->grad->data, gin[0]->data);
+    else
+        avg_pool_bwd_double(&q, n->out->grad->data, gin[0]->data);
+}
+
+/* ------------------------------------------------------------ builders */
+extern const op_def ops_pool[];
+
+/* Validates x and p for op; fills the output shape. */
+static int pool_validate(const char *op, const tensor *x, pool2d_params p, int64_t *shape) {
+    char sx[96];
+    tensor_shape_str(x, sx, sizeof sx);
+    if (x->ndim != 4) {
+        error_set("%s: input must be 4-D (B, C, H, W), got %s", op, sx);
+        return -1;
+    }
+    if (p.kernel[0] < 1 || p.kernel[1] < 1 || p.stride[0] < 1 || p.stride[1] < 1) {
+        error_set("%s: kernel [%d,%d] and stride [%d,%d] must be >= 1", op, p.kernel[0],
+                  p.kernel[1], p.stride[0], p.stride[1]);
+        return -1;
+    }
+    if (p.padding[0] < 0 || p.padding[1] < 0 || p.padding[0] > p.kernel[0] / 2 ||
+        p.padding[1] > p.kernel[1] / 2) {
+        error_set("%s: padding [%d,%d] must be >= 0 and at most half the kernel [%d,%d]", op,
+                  p.padding[0], p.padding[1], p.kernel[0], p.kernel[1]);
+        return -1;
+    }
+    int64_t ph = x->shape[2] + 2 * (int64_t)p.padding[0], pw = x->shape[3] + 2 * (int64_t)p.padding[1];
+    if (p.kernel[0] > ph || p.kernel[1] > pw) {
+        error_set("%s: kernel [%d,%d] larger than padded input %lldx%lld (input %s, padding [%d,%d])",
+                  op, p.kernel[0], p.kernel[1], (long long)ph, (long long)pw, sx, p.padding[0],
+                  p.padding[1]);
+        return -1;
+    }
+    shape[0] = x->shape[0], shape[1] = x->shape[1];
+    shape[2] = (ph - p.kernel[0]) / p.stride[0] + 1;
+    shape[3] = (pw - p.kernel[1]) / p.stride[1] + 1;
+    return 0;
+}
+
+static void pool_set_params(tape_node *n, pool2d_params p) {
+    const int ip[7] = {p.kernel[0], p.kernel[1], p.stride[0], p.stride[1],
+                       p.padding[0], p.padding[1], p.count_include_pad};
+    for (int i = 0; i < 7; i++) n->ip[i] = ip[i];
+}
+
+tensor *tensor_max_pool2d(tensor *x, pool2d_params p) {
+    const op_def *op = &ops_pool[0];
+    int64_t shape[4];
+    if (op_check_inputs(op, &x, 1, 0) || pool_validate(op->name, x, p, shape)) return NULL;
+    tape_node *n = node_begin(op, &x, 1, x->dtype, 4, shape);
+    if (!n) return NULL;
+    /* argmax offsets, written by every forward, read by the vjp */
+    n->saved[0] = tensor_tape_new(DTYPE_I64, 4, shape);
+    if (!n->saved[0]) return NULL;
+    pool_set_params(n, p);
+    return node_finish(n);
+}
+
+tensor *tensor_avg_pool2d(tensor *x, pool2d_params p) {
+    const op_def *op = &ops_pool[1];
+    int64_t shape[4];
+    if (op_check_inputs(op, &x, 1, 0) || pool_validate(op->name, x, p, shape)) return NULL;
+    tape_node *n = node_begin(op, &x, 1, x->dtype, 4, shape);
+    if (!n) return NULL;
+    pool_set_params(n, p);
+    return node_finish(n);
+}
+
+/* ------------------------------------------------------------- samples */
+static const struct {
+    const char *what;
+    int64_t x[4];
+    int ip[7]; /* kernel, stride, padding, count_include_pad */
+} pool_cases[] = {
+    {"2x2 stride 2, batch 2", {2, 3, 6, 6}, {2, 2, 2, 2, 0, 0, 0}},
+    {"3x3 stride 2 padding 1, overlapping", {1, 2, 7, 7}, {3, 3, 2, 2, 1, 1, 0}},
+    {"2x3 kernel stride (1,2) padding (1,1), non-square", {2, 2, 5, 8}, {2, 3, 1, 2, 1, 1, 0}},
+    {"3x3 stride 1, overlapping", {1, 1, 6, 5}, {3, 3, 1, 1, 0, 0, 0}},
+    {"3x3 stride 2 padding 1, count_include_pad", {1, 2, 7, 7}, {3, 3, 2, 2, 1, 1, 1}},
+    {"2x3 kernel stride (1,2) padding (1,1), count_include_pad", {2, 2, 5, 8}, {2, 3, 1, 2, 1, 1, 1}},
+};
+
+/* Fills case k with input x (distinct values for max: no ties in a window). */
+static int pool_sample(int k, rng *g, op_sample *s, bool distinct, int n_cases) {
+    if (k >= n_cases) return 1;
+    s->n_inputs = 1;
+    s->inputs[0] = distinct ? sample_tensor_distinct(g, 4, pool_cases[k].x, -1.5, 0.01)
+                            : sample_tensor(g, 4, pool_cases[k].x, -1.5, 1.5);
+    for (int i = 0; i < 7; i++) s->ip[i] = pool_cases[k].ip[i];
+    char sx[64];
+    sample_name(s, "%s: %s", tensor_shape_str(s->inputs[0], sx, sizeof sx), pool_cases[k].what);
+    return s->inputs[0] ? 0 : -1;
+}
+/* count_include_pad has no meaning for max: its cases stop before those. */
+static int max_pool2d_sample(int k, rng *g, op_sample *s) { return pool_sample(k, g, s, true, 4); }
+static int avg_pool2d_sample(int k, rng *g, op_sample *s) { return pool_sample(k, g, s, false, 6); }
+
+static pool2d_params params_of(const op_sample *s) {
+    return (pool2d_params){{(int)s->ip[0], (int)s->ip[1]}, {(int)s->ip[2], (int)s->ip[3]},
+                           {(int)s->ip[4], (int)s->ip[5]}, s->ip[6] != 0};
+}
+static tensor *max_pool2d_build(tensor *const *in, const op_sample *s) {
+    return tensor_max_pool2d(in[0], params_of(s));
+}
+static tensor *avg_pool2d_build(tensor *const *in, const op_sample *s) {
+    return tensor_avg_pool2d(in[0], params_of(s));
+}
+
+const op_def ops_pool[] = {
+    {"max_pool2d", 1, 0, max_pool2d_forward, max_pool2d_vjp, max_pool2d_sample, max_pool2d_build,
+     "tensor_max_pool2d(x, params)", "y[b,c,i,j] = max over window (i,j) of x[b,c] (padding = -inf)",
+     "dx[b,c,argmax(i,j)] += g[b,c,i,j]",
+     "not differentiable where a window has tied maxima: the gradient goes to the first maximum "
+     "in window order (row by row, left to right); samples use distinct values"},
+    {"avg_pool2d", 1, 0, avg_pool2d_forward, avg_pool2d_vjp, avg_pool2d_sample, avg_pool2d_build,
+     "tensor_avg_pool2d(x, params)",
+     "y[b,c,i,j] = sum over window (i,j) of x[b,c] / n, n = KH KW if count_include_pad else the "
+     "elements inside the input",
+     "dx[b,c,r,s] += g[b,c,i,j] / n for every window (i,j) holding (r,s)", "linear; no kinks"},
+};
+const int ops_pool_count = 2;

@@ -1,0 +1,449 @@
+/* test_ops_conv.c - conv2d against hand-computed values, against a naive
+ * direct convolution written here (forward and all three gradients, for
+ * stride, padding, dilation, groups, no bias and batches), against central
+ * differences over the registry's sample cases, and every error path. */
+#include <string.h>
+
+#include "../autograd/internal.h"
+#include "check_main.h"
+
+static tensor *leaf(dtype dt, int ndim, const int64_t *shape, const double *v) {
+    tensor *t = tensor_from_doubles(dt, ndim, shape, v);
+    tensor_set_requires_grad(t, true);
+    return t;
+}
+
+static tensor *rand_leaf(rng *g, dtype dt, int ndim, const int64_t *shape) {
+    tensor *t = tensor_rand(g, dt, ndim, shape, -1.0, 1.0);
+    tensor_set_requires_grad(t, true);
+    return t;
+}
+
+static conv2d_params params(int sh, int sw, int ph, int pw, int dh, int dw, int groups) {
+    return (conv2d_params){{sh, sw}, {ph, pw}, {dh, dw}, groups};
+}
+
+/* ------------------------------------------------ naive direct reference */
+typedef struct {
+    int64_t B, C, H, W, OC, KH, KW, OH, OW, G;
+} geom;
+
+static geom geom_of(const tensor *x, const tensor *w, conv2d_params p) {
+    geom q = {x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->shape[0], w->shape[2],
+              w->shape[3], 0, 0, p.groups};
+    q.OH = (q.H + 2 * p.padding[0] - p.dilation[0] * (q.KH - 1) - 1) / p.stride[0] + 1;
+    q.OW = (q.W + 2 * p.padding[1] - p.dilation[1] * (q.KW - 1) - 1) / p.stride[1] + 1;
+    return q;
+}
+
+/* Visits every (output, weight, input) triple of the convolution: y[yi] gets
+ * w[wi] * x[xi]. The naive forward and backward are both this loop. */
+#define FOR_EACH_TAP(q, p, BODY)                                                         \
+    for (int64_t b = 0; b < q.B; b++)                                                    \
+        for (int64_t o = 0; o < q.OC; o++)                                               \
+            for (int64_t i = 0; i < q.OH; i++)                                           \
+                for (int64_t j = 0; j < q.OW; j++)                                       \
+                    for (int64_t c = 0; c < q.C / q.G; c++)                              \
+                        for (int64_t u = 0; u < q.KH; u++)                               \
+                            for (int64_t v = 0; v < q.KW; v++) {                         \
+                                int64_t ci = o / (q.OC / q.G) * (q.C / q.G) + c;         \
+                                int64_t ih = i * p.stride[0] - p.padding[0] + u * p.dilation[0]; \
+                                int64_t iw = j * p.stride[1] - p.padding[1] + v * p.dilation[1]; \
+                                if (ih < 0 || ih >= q.H || iw < 0 || iw >= q.W) continue; \
+                                int64_t yi = ((b * q.OC + o) * q.OH + i) * q.OW + j;     \
+                                int64_t wi = ((o * (q.C / q.G) + c) * q.KH + u) * q.KW + v; \
+                                int64_t xi = ((b * q.C + ci) * q.H + ih) * q.W + iw;     \
+                                BODY;                                                    \
+                            }
+
+/* Checks forward and the three gradients of tensor_conv2d against the naive
+ * loops, for a random upstream gradient. */
+static void check_against_naive(dtype dt, const int64_t *xs, const int64_t *ws, bool bias,
+                                conv2d_params p, double tol) {
+    rng g;
+    rng_seed(&g, 7, 1);
+    tensor *x = rand_leaf(&g, dt, 4, xs), *w = rand_leaf(&g, dt, 4, ws);
+    tensor *b = bias ? rand_leaf(&g, dt, 1, ws) : NULL;
+    tensor *y = tensor_conv2d(x, w, b, p);
+    ck_assert_msg(y != NULL, "conv2d failed: %s", tapegrad_error());
+    geom q = geom_of(x, w, p);
+    ck_assert_int_eq(y->shape[2], q.OH);
+    ck_assert_int_eq(y->shape[3], q.OW);
+    tensor *gy = tensor_rand(&g, dt, 4, y->shape, -1.0, 1.0);
+    double *ey = calloc((size_t)y->size, sizeof *ey), *edx = calloc((size_t)x->size, sizeof *edx);
+    double *edw = calloc((size_t)w->size, sizeof *edw), *edb = calloc((size_t)ws[0], sizeof *edb);
+    FOR_EACH_TAP(q, p, {
+        ey[yi] += tensor_get(w, wi) * tensor_get(x, xi);
+        edx[xi] += tensor_get(w, wi) * tensor_get(gy, yi);
+        edw[wi] += tensor_get(x, xi) * tensor_get(gy, yi);
+    });
+    for (int64_t k = 0; k < y->size; k++) {
+        int64_t o = k / (q.OH * q.OW) % q.OC;
+        if (b) ey[k] += tensor_get(b, o);
+        edb[o] += tensor_get(gy, k);
+    }
+    ck_assert_tensor(y, ey, tol);
+    ck_assert_int_eq(tensor_backward_with(y, gy), 0);
+    ck_assert_tensor(x->grad, edx, tol);
+    ck_assert_tensor(w->grad, edw, tol);
+    if (b) ck_assert_tensor(b->grad, edb, tol);
+    free(ey), free(edx), free(edw), free(edb);
+    tape_reset();
+    tensor_free(x), tensor_free(w), tensor_free(b), tensor_free(gy);
+}
+
+/* ------------------------------------------------------ hand-computed */
+/* x[i][j] = 4i + j + 1 (1..16), w = [[1, 2], [-1, 0.5]], b = 0.25:
+ *   y[i][j] = x[i][j] + 2 x[i][j+1] - x[i+1][j] + 0.5 x[i+1][j+1] + 0.25
+ *           = 2.5 (4i + j) + 3.25.
+ * With upstream ones: dW[u][v] = sum of the 3x3 block of x at (u, v)
+ *   = 9 (4u + v) + 54 -> [54, 63, 90, 99]; db = 9;
+ * dx[p][q] = sum of the taps w[p-i][q-j] that touch it: corners are single
+ * taps (1, 2, -1, 0.5), edges pairs (1+2, 1-1, 2+0.5, -1+0.5), inside all 2.5. */
+START_TEST(test_conv2d_forward_and_grad_4x4_kernel_2x2) {
+    double xv[16];
+    for (int k = 0; k < 16; k++) xv[k] = k + 1;
+    tensor *x = leaf(DTYPE_F64, SHAPE(1, 1, 4, 4), xv);
+    tensor *w = leaf(DTYPE_F64, SHAPE(1, 1, 2, 2), (double[]){1, 2, -1, 0.5});
+    tensor *b = leaf(DTYPE_F64, SHAPE(1), (double[]){0.25});
+    tensor *y = tensor_conv2d(x, w, b, CONV2D_DEFAULT);
+    ck_assert_int_eq(y->ndim, 4);
+    ck_assert_int_eq(y->shape[2], 3);
+    ck_assert_int_eq(y->shape[3], 3);
+    ck_assert_tensor(y, ((double[]){3.25, 5.75, 8.25, 13.25, 15.75, 18.25, 23.25, 25.75, 28.25}),
+                     1e-12);
+    ck_assert_int_eq(tensor_backward(tensor_sum_all(y)), 0);
+    ck_assert_tensor(w->grad, ((double[]){54, 63, 90, 99}), 1e-12);
+    ck_assert_tensor(b->grad, ((double[]){9}), 1e-12);
+    ck_assert_tensor(x->grad, ((double[]){1, 3, 3, 2, 0, 2.5, 2.5, 2.5, 0, 2.5, 2.5, 2.5, -1, -0.5,
+                                          -0.5, 0.5}),
+                     1e-12);
+    tape_reset();
+    tensor_free(x), tensor_free(w), tensor_free(b);
+}
+END_TEST
+
+/* x = [[1, 2], [3, 4]], w[u][v] = 3u + v + 1 (1..9), padding 1, no bias:
+ *   y[i][j] = sum_{u,v} w[u][v] x[i-1+u][j-1+v]
+ *   y = [[5+12+24+36, 4+10+21+32], [2+6+15+24, 1+4+12+20]] = [[77, 67], [47, 37]].
+ * Upstream ones: dx[p][q] = sum_{i,j} w[p-i+1][q-j+1]
+ *   = [[w11+w10+w01+w00, w12+w11+w02+w01], [w21+w20+w11+w10, w22+w21+w12+w11]]
+ *   = [[12, 16], [24, 28]];
+ * dW[u][v] = sum of x over rows R(u), cols R(v), R(0) = {0}, R(1) = {0,1}, R(2) = {1}
+ *   = [[1, 3, 2], [4, 10, 6], [3, 7, 4]]. */
+START_TEST(test_conv2d_forward_and_grad_padding_1_no_bias) {
+    tensor *x = leaf(DTYPE_F64, SHAPE(1, 1, 2, 2), (double[]){1, 2, 3, 4});
+    tensor *w = leaf(DTYPE_F64, SHAPE(1, 1, 3, 3), (double[]){1, 2, 3, 4, 5, 6, 7, 8, 9});
+    tensor *y = tensor_conv2d(x, w, NULL, params(1, 1, 1, 1, 1, 1, 1));
+    ck_assert_tensor(y, ((double[]){77, 67, 47, 37}), 1e-12);
+    ck_assert_int_eq(tensor_backward(tensor_sum_all(y)), 0);
+    ck_assert_tensor(x->grad, ((double[]){12, 16, 24, 28}), 1e-12);
+    ck_assert_tensor(w->grad, ((double[]){1, 3, 2, 4, 10, 6, 3, 7, 4}), 1e-12);
+    tape_reset();
+    tensor_free(x), tensor_free(w);
+}
+END_TEST
+
+/* Same x and w, stride 2: only y[0][0] = 77 survives; its taps touch
+ * dx = [[w11, w12], [w21, w22]] = [[5, 6], [8, 9]] and dW = x placed at
+ * (1..2, 1..2) of a zero 3x3. */
+START_TEST(test_conv2d_forward_and_grad_stride2_padding_1) {
+    tensor *x = leaf(DTYPE_F64, SHAPE(1, 1, 2, 2), (double[]){1, 2, 3, 4});
+    tensor *w = leaf(DTYPE_F64, SHAPE(1, 1, 3, 3), (double[]){1, 2, 3, 4, 5, 6, 7, 8, 9});
+    tensor *y = tensor_conv2d(x, w, NULL, params(2, 2, 1, 1, 1, 1, 1));
+    ck_assert_int_eq(y->size, 1);
+    ck_assert_tensor(y, ((double[]){77}), 1e-12);
+    ck_assert_int_eq(tensor_backward(tensor_sum_all(y)), 0);
+    ck_assert_tensor(x->grad, ((double[]){5, 6, 8, 9}), 1e-12);
+    ck_assert_tensor(w->grad, ((double[]){0, 0, 0, 0, 1, 2, 0, 3, 4}), 1e-12);
+    tape_reset();
+    tensor_free(x), tensor_free(w);
+}
+END_TEST
+
+/* ------------------------------------------------------ against naive */
+START_TEST(test_conv2d_matches_naive_batch_nonsquare) {
+    check_against_naive(DTYPE_F64, (int64_t[]){3, 2, 7, 5}, (int64_t[]){4, 2, 3, 2}, true,
+                        CONV2D_DEFAULT, 1e-12);
+}
+END_TEST
+
+START_TEST(test_conv2d_matches_naive_stride2) {
+    check_against_naive(DTYPE_F64, (int64_t[]){2, 3, 9, 8}, (int64_t[]){2, 3, 3, 3}, true,
+                        params(2, 2, 0, 0, 1, 1, 1), 1e-12);
+}
+END_TEST
+
+START_TEST(test_conv2d_matches_naive_stride_3x1_padding_2x1) {
+    check_against_naive(DTYPE_F64, (int64_t[]){2, 2, 8, 6}, (int64_t[]){3, 2, 4, 3}, true,
+                        params(3, 1, 2, 1, 1, 1, 1), 1e-12);
+}
+END_TEST
+
+START_TEST(test_conv2d_matches_naive_dilation2) {
+    check_against_naive(DTYPE_F64, (int64_t[]){2, 2, 9, 10}, (int64_t[]){3, 2, 3, 3}, true,
+                        params(1, 1, 1, 2, 2, 2, 1), 1e-12);
+}
+END_TEST
+
+START_TEST(test_conv2d_matches_naive_groups2) {
+    check_against_naive(DTYPE_F64, (int64_t[]){2, 4, 6, 6}, (int64_t[]){6, 2, 3, 3}, true,
+                        params(1, 1, 1, 1, 1, 1, 2), 1e-12);
+}
+END_TEST
+
+START_TEST(test_conv2d_matches_naive_depthwise_stride2_dilation2) {
+    check_against_naive(DTYPE_F64, (int64_t[]){2, 3, 9, 9}, (int64_t[]){3, 1, 2, 3}, false,
+                        params(2, 2, 1, 1, 2, 2, 3), 1e-12);
+}
+END_TEST
+
+START_TEST(test_conv2d_matches_naive_no_bias) {
+    check_against_naive(DTYPE_F64, (int64_t[]){1, 3, 5, 6}, (int64_t[]){2, 3, 2, 3}, false,
+                        params(2, 1, 0, 1, 1, 1, 1), 1e-12);
+}
+END_TEST
+
+/* The LeNet shapes at a small batch, in float32 (large enough for the
+ * parallel loops when threads are on). */
+START_TEST(test_conv2d_matches_naive_lenet_f32) {
+    check_against_naive(DTYPE_F32, (int64_t[]){2, 1, 28, 28}, (int64_t[]){6, 1, 5, 5}, true,
+                        params(1, 1, 2, 2, 1, 1, 1), 1e-4);
+    check_against_naive(DTYPE_F32, (int64_t[]){2, 6, 14, 14}, (int64_t[]){16, 6, 5, 5}, true,
+                        CONV2D_DEFAULT, 1e-4);
+}
+END_TEST
+
+/* 2 threads give the same bits as 1 thread, forward and backward. */
+static void run_lenet2(int threads, tensor **res) {
+    tapegrad_set_threads(threads);
+    rng g;
+    rng_seed(&g, 3, 0);
+    tensor *x = rand_leaf(&g, DTYPE_F32, SHAPE(16, 6, 14, 14));
+    tensor *w = rand_leaf(&g, DTYPE_F32, SHAPE(16, 6, 5, 5));
+    tensor *b = rand_leaf(&g, DTYPE_F32, SHAPE(16));
+    tensor *y = tensor_conv2d(x, w, b, CONV2D_DEFAULT);
+    tensor *gy = tensor_rand(&g, DTYPE_F32, 4, y->shape, -1, 1);
+    ck_assert_int_eq(tensor_backward_with(y, gy), 0);
+    res[0] = tensor_clone(y), res[1] = tensor_clone(x->grad);
+    res[2] = tensor_clone(w->grad), res[3] = tensor_clone(b->grad);
+    tape_reset();
+    tensor_free(x), tensor_free(w), tensor_free(b), tensor_free(gy);
+}
+
+START_TEST(test_conv2d_threads_bit_identical) {
+    tensor *one[4], *two[4];
+    run_lenet2(1, one);
+    run_lenet2(2, two);
+    tapegrad_set_threads(1);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(one[i]->size, two[i]->size);
+        ck_assert_msg(memcmp(one[i]->data, two[i]->data, (size_t)one[i]->size * 4) == 0,
+                      "result %d differs between 1 and 2 threads", i);
+        tensor_free(one[i]), tensor_free(two[i]);
+    }
+}
+END_TEST
+
+/* Running backward twice accumulates exactly twice the gradient (the vjp
+ * must not consume its saved columns). */
+START_TEST(test_conv2d_backward_twice_accumulates) {
+    rng g;
+    rng_seed(&g, 11, 0);
+    tensor *x = rand_leaf(&g, DTYPE_F64, SHAPE(2, 2, 5, 5));
+    tensor *w = rand_leaf(&g, DTYPE_F64, SHAPE(3, 2, 3, 3));
+    tensor *y = tensor_sum_all(tensor_conv2d(x, w, NULL, params(1, 1, 1, 1, 1, 1, 1)));
+    ck_assert_int_eq(tensor_backward(y), 0);
+    tensor *dx1 = tensor_clone(x->grad), *dw1 = tensor_clone(w->grad);
+    ck_assert_int_eq(tensor_backward(y), 0);
+    for (int64_t i = 0; i < x->size; i++)
+        ck_assert_close(tensor_get(x->grad, i), 2 * tensor_get(dx1, i), 1e-12);
+    for (int64_t i = 0; i < w->size; i++)
+        ck_assert_close(tensor_get(w->grad, i), 2 * tensor_get(dw1, i), 1e-12);
+    tape_reset();
+    tensor_free(x), tensor_free(w), tensor_free(dx1), tensor_free(dw1);
+}
+END_TEST
+
+/* ------------------------------------- central differences, registry cases */
+static double weighted_sum(const op_def *op, tensor *const *in, const op_sample *s,
+                           const tensor *r) {
+    tape_no_grad_begin();
+    tensor *y = op->build(in, s);
+    tape_no_grad_end();
+    double acc = 0;
+    for (int64_t i = 0; i < y->size; i++) acc += tensor_get(y, i) * tensor_get(r, i);
+    return acc;
+}
+
+START_TEST(test_conv2d_grad_central_differences_all_samples) {
+    const op_def *op = op_find("conv2d");
+    ck_assert_ptr_nonnull(op);
+    int cases = 0;
+    for (int k = 0;; k++) {
+        rng g;
+        rng_seed(&g, 100 + (uint64_t)k, 0);
+        op_sample s;
+        memset(&s, 0, sizeof s);
+        if (op->sample(k, &g, &s) != 0) break;
+        cases++;
+        for (int i = 0; i < s.n_inputs; i++) tensor_set_requires_grad(s.inputs[i], true);
+        tensor *y = op->build(s.inputs, &s);
+        ck_assert_msg(y != NULL, "%s: %s", s.name, tapegrad_error());
+        tensor *r = tensor_rand(&g, DTYPE_F64, y->ndim, y->shape, -1, 1);
+        ck_assert_int_eq(tensor_backward_with(y, r), 0);
+        const double eps = 1e-6;
+        for (int i = 0; i < s.n_inputs; i++) {
+            tensor *t = s.inputs[i];
+            for (int64_t e = 0; e < t->size; e++) {
+                double v = tensor_get(t, e);
+                tensor_set(t, e, v + eps);
+                double fp = weighted_sum(op, s.inputs, &s, r);
+                tensor_set(t, e, v - eps);
+                double fm = weighted_sum(op, s.inputs, &s, r);
+                tensor_set(t, e, v);
+                double num = (fp - fm) / (2 * eps), ana = tensor_get(t->grad, e);
+                ck_assert_msg(fabs(num - ana) <= 1e-5 + 1e-3 * fabs(num),
+                              "%s: input %d elem %lld analytic %g numeric %g", s.name, i,
+                              (long long)e, ana, num);
+            }
+        }
+        tape_reset();
+        tensor_free(r);
+        for (int i = 0; i < s.n_inputs; i++) tensor_free(s.inputs[i]);
+    }
+    ck_assert_int_ge(cases, 6);
+}
+END_TEST
+
+/* ----------------------------------------------------------- errors */
+static void expect_error(tensor *x, tensor *w, tensor *b, conv2d_params p, const char *msg) {
+    tapegrad_error_clear();
+    ck_assert_ptr_null(tensor_conv2d(x, w, b, p));
+    ck_assert_ptr_nonnull(tapegrad_error());
+    ck_assert_str_eq(tapegrad_error(), msg);
+    tapegrad_error_clear();
+}
+
+START_TEST(test_conv2d_error_channel_mismatch) {
+    tensor *x = tensor_zeros(DTYPE_F32, SHAPE(2, 3, 14, 14));
+    tensor *w = tensor_zeros(DTYPE_F32, SHAPE(16, 6, 5, 5));
+    expect_error(x, w, NULL, CONV2D_DEFAULT,
+                 "conv2d: input channels 3 do not match weight [16,6,5,5] (groups 1)");
+    tensor_free(x), tensor_free(w);
+}
+END_TEST
+
+START_TEST(test_conv2d_error_groups_do_not_divide) {
+    tensor *x = tensor_zeros(DTYPE_F32, SHAPE(1, 3, 8, 8));
+    tensor *w = tensor_zeros(DTYPE_F32, SHAPE(4, 1, 3, 3));
+    expect_error(x, w, NULL, params(1, 1, 0, 0, 1, 1, 2),
+                 "conv2d: groups 2 must divide input channels 3 and output channels 4 "
+                 "(input [1,3,8,8], weight [4,1,3,3])");
+    tensor *x4 = tensor_zeros(DTYPE_F32, SHAPE(1, 4, 8, 8));
+    tensor *w3 = tensor_zeros(DTYPE_F32, SHAPE(3, 2, 3, 3));
+    expect_error(x4, w3, NULL, params(1, 1, 0, 0, 1, 1, 2),
+                 "conv2d: groups 2 must divide input channels 4 and output channels 3 "
+                 "(input [1,4,8,8], weight [3,2,3,3])");
+    tensor_free(x), tensor_free(w), tensor_free(x4), tensor_free(w3);
+}
+END_TEST
+
+START_TEST(test_conv2d_error_kernel_larger_than_padded_input) {
+    tensor *x = tensor_zeros(DTYPE_F32, SHAPE(1, 1, 4, 4));
+    tensor *w = tensor_zeros(DTYPE_F32, SHAPE(1, 1, 5, 5));
+    expect_error(x, w, NULL, CONV2D_DEFAULT,
+                 "conv2d: kernel [1,1,5,5] (dilated 5x5) larger than padded input 4x4 "
+                 "(input [1,1,4,4], padding [0,0])");
+    /* padding 1 makes room; dilation 2 takes it away again */
+    tensor *w3 = tensor_zeros(DTYPE_F32, SHAPE(1, 1, 3, 3));
+    expect_error(x, w3, NULL, params(1, 1, 0, 0, 3, 1, 1),
+                 "conv2d: kernel [1,1,3,3] (dilated 7x3) larger than padded input 4x4 "
+                 "(input [1,1,4,4], padding [0,0])");
+    tensor_free(x), tensor_free(w), tensor_free(w3);
+}
+END_TEST
+
+START_TEST(test_conv2d_error_bad_stride_dilation_padding_groups) {
+    tensor *x = tensor_zeros(DTYPE_F32, SHAPE(1, 2, 6, 6));
+    tensor *w = tensor_zeros(DTYPE_F32, SHAPE(2, 2, 3, 3));
+    expect_error(x, w, NULL, params(0, 1, 0, 0, 1, 1, 1),
+                 "conv2d: bad params: stride [0,1] and dilation [1,1] must be >= 1, "
+                 "padding [0,0] >= 0, groups 1 >= 1");
+    expect_error(x, w, NULL, params(1, 1, 0, 0, 1, 0, 1),
+                 "conv2d: bad params: stride [1,1] and dilation [1,0] must be >= 1, "
+                 "padding [0,0] >= 0, groups 1 >= 1");
+    expect_error(x, w, NULL, params(1, 1, -1, 0, 1, 1, 1),
+                 "conv2d: bad params: stride [1,1] and dilation [1,1] must be >= 1, "
+                 "padding [-1,0] >= 0, groups 1 >= 1");
+    expect_error(x, w, NULL, params(1, 1, 0, 0, 1, 1, 0),
+                 "conv2d: bad params: stride [1,1] and dilation [1,1] must be >= 1, "
+                 "padding [0,0] >= 0, groups 0 >= 1");
+    tensor_free(x), tensor_free(w);
+}
+END_TEST
+
+START_TEST(test_conv2d_error_bias_wrong_size) {
+    tensor *x = tensor_zeros(DTYPE_F32, SHAPE(1, 2, 6, 6));
+    tensor *w = tensor_zeros(DTYPE_F32, SHAPE(4, 2, 3, 3));
+    tensor *b = tensor_zeros(DTYPE_F32, SHAPE(3));
+    expect_error(x, w, b, CONV2D_DEFAULT,
+                 "conv2d: bias must be [4] for weight [4,2,3,3], got [3]");
+    tensor *b2 = tensor_zeros(DTYPE_F32, SHAPE(1, 4));
+    expect_error(x, w, b2, CONV2D_DEFAULT,
+                 "conv2d: bias must be [4] for weight [4,2,3,3], got [1,4]");
+    tensor_free(x), tensor_free(w), tensor_free(b), tensor_free(b2);
+}
+END_TEST
+
+START_TEST(test_conv2d_error_not_4d) {
+    tensor *x3 = tensor_zeros(DTYPE_F32, SHAPE(2, 6, 6));
+    tensor *x = tensor_zeros(DTYPE_F32, SHAPE(1, 2, 6, 6));
+    tensor *w = tensor_zeros(DTYPE_F32, SHAPE(4, 2, 3, 3));
+    tensor *w3 = tensor_zeros(DTYPE_F32, SHAPE(4, 2, 3));
+    expect_error(x3, w, NULL, CONV2D_DEFAULT, "conv2d: input must be 4-D (B, C, H, W), got [2,6,6]");
+    expect_error(x, w3, NULL, CONV2D_DEFAULT,
+                 "conv2d: weight must be 4-D (OC, C/groups, KH, KW), got [4,2,3]");
+    tensor_free(x3), tensor_free(x), tensor_free(w), tensor_free(w3);
+}
+END_TEST
+
+START_TEST(test_conv2d_error_dtype_mismatch_and_null) {
+    tensor *x = tensor_zeros(DTYPE_F32, SHAPE(1, 2, 6, 6));
+    tensor *w = tensor_zeros(DTYPE_F64, SHAPE(4, 2, 3, 3));
+    expect_error(x, w, NULL, CONV2D_DEFAULT, "conv2d: dtype mismatch: float32 vs float64");
+    expect_error(NULL, w, NULL, CONV2D_DEFAULT, "conv2d: input 0 is NULL");
+    tensor_free(x), tensor_free(w);
+}
+END_TEST
+
+Suite *conv_suite(void) {
+    Suite *s = suite_create("ops_conv");
+    TCase *tc = tcase_create("conv2d");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_conv2d_forward_and_grad_4x4_kernel_2x2);
+    tcase_add_test(tc, test_conv2d_forward_and_grad_padding_1_no_bias);
+    tcase_add_test(tc, test_conv2d_forward_and_grad_stride2_padding_1);
+    tcase_add_test(tc, test_conv2d_matches_naive_batch_nonsquare);
+    tcase_add_test(tc, test_conv2d_matches_naive_stride2);
+    tcase_add_test(tc, test_conv2d_matches_naive_stride_3x1_padding_2x1);
+    tcase_add_test(tc, test_conv2d_matches_naive_dilation2);
+    tcase_add_test(tc, test_conv2d_matches_naive_groups2);
+    tcase_add_test(tc, test_conv2d_matches_naive_depthwise_stride2_dilation2);
+    tcase_add_test(tc, test_conv2d_matches_naive_no_bias);
+    tcase_add_test(tc, test_conv2d_matches_naive_lenet_f32);
+    tcase_add_test(tc, test_conv2d_threads_bit_identical);
+    tcase_add_test(tc, test_conv2d_backward_twice_accumulates);
+    tcase_add_test(tc, test_conv2d_grad_central_differences_all_samples);
+    tcase_add_test(tc, test_conv2d_error_channel_mismatch);
+    tcase_add_test(tc, test_conv2d_error_groups_do_not_divide);
+    tcase_add_test(tc, test_conv2d_error_kernel_larger_than_padded_input);
+    tcase_add_test(tc, test_conv2d_error_bad_stride_dilation_padding_groups);
+    tcase_add_test(tc, test_conv2d_error_bias_wrong_size);
+    tcase_add_test(tc, test_conv2d_error_not_4d);
+    tcase_add_test(tc, test_conv2d_error_dtype_mismatch_and_null);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+TEST_MAIN(conv_suite)

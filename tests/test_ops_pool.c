@@ -1,0 +1,364 @@
+/* test_ops_pool.c - max_pool2d and avg_pool2d against hand-computed values,
+ * against naive loops written here, against central differences over the
+ * registry's sample cases, and every error path. */
+#include <string.h>
+
+#include "../autograd/internal.h"
+#include "check_main.h"
+
+static tensor *leaf(int ndim, const int64_t *shape, const double *v) {
+    tensor *t = tensor_from_doubles(DTYPE_F64, ndim, shape, v);
+    tensor_set_requires_grad(t, true);
+    return t;
+}
+
+static pool2d_params pp(int kh, int kw, int sh, int sw, int ph, int pw, bool include_pad) {
+    return (pool2d_params){{kh, kw}, {sh, sw}, {ph, pw}, include_pad};
+}
+
+/* y = op(x); backward with upstream g; x's gradient. */
+static void backward_with_values(tensor *y, const double *g) {
+    tensor *gy = tensor_from_doubles(y->dtype, y->ndim, y->shape, g);
+    ck_assert_int_eq(tensor_backward_with(y, gy), 0);
+    tensor_free(gy);
+}
+
+static const double X44[16] = {1, 5, 2, 0, 3, -1, 7, 4, 6, 2, -3, 8, 0, 9, 1, 5};
+
+/* ---------------------------------------------------------------- max */
+/* x = [[1, 5, 2, 0], [3, -1, 7, 4], [6, 2, -3, 8], [0, 9, 1, 5]], 2x2 stride 2:
+ * windows {1,5,3,-1} {2,0,7,4} {6,2,0,9} {-3,8,1,5} -> y = [5, 7, 9, 8], at
+ * flat offsets 1, 6, 13, 11. Upstream [1, 2, 3, 4] lands on exactly those. */
+START_TEST(test_max_pool2d_forward_and_grad_2x2_stride2) {
+    tensor *x = leaf(SHAPE(1, 1, 4, 4), X44);
+    tensor *y = tensor_max_pool2d(x, pp(2, 2, 2, 2, 0, 0, false));
+    ck_assert_int_eq(y->shape[2], 2);
+    ck_assert_tensor(y, ((double[]){5, 7, 9, 8}), 0);
+    backward_with_values(y, (double[]){1, 2, 3, 4});
+    ck_assert_tensor(x->grad, ((double[]){0, 1, 0, 0, 0, 0, 2, 0, 0, 0, 0, 4, 0, 3, 0, 0}), 0);
+    tape_reset();
+    tensor_free(x);
+}
+END_TEST
+
+/* x = [[1, 4, 2], [3, 0, 5], [6, 2, 1]], 2x2 stride 1 (overlapping):
+ * windows {1,4,3,0} {4,2,0,5} {3,0,6,2} {0,5,2,1} -> y = [4, 5, 6, 5]; the 5 at
+ * offset 5 is the max of two windows, so with upstream ones it gets 2. */
+START_TEST(test_max_pool2d_grad_overlapping_windows_accumulate) {
+    tensor *x = leaf(SHAPE(1, 1, 3, 3), (double[]){1, 4, 2, 3, 0, 5, 6, 2, 1});
+    tensor *y = tensor_max_pool2d(x, pp(2, 2, 1, 1, 0, 0, false));
+    ck_assert_tensor(y, ((double[]){4, 5, 6, 5}), 0);
+    ck_assert_int_eq(tensor_backward(tensor_sum_all(y)), 0);
+    ck_assert_tensor(x->grad, ((double[]){0, 1, 0, 0, 0, 2, 1, 0, 0}), 0);
+    tape_reset();
+    tensor_free(x);
+}
+END_TEST
+
+/* All-negative x with padding 1, 2x2 stride 2: the padding counts as -inf, so
+ * the corner window {pad, pad, pad, -1} gives -1 (not 0). Windows: {-1},
+ * {-2,-3}, {-4,-7}, {-5,-6,-8,-9} -> y = [-1, -2, -4, -5]. */
+START_TEST(test_max_pool2d_padding_is_minus_infinity) {
+    tensor *x = leaf(SHAPE(1, 1, 3, 3), (double[]){-1, -2, -3, -4, -5, -6, -7, -8, -9});
+    tensor *y = tensor_max_pool2d(x, pp(2, 2, 2, 2, 1, 1, false));
+    ck_assert_int_eq(y->shape[2], 2);
+    ck_assert_int_eq(y->shape[3], 2);
+    ck_assert_tensor(y, ((double[]){-1, -2, -4, -5}), 0);
+    backward_with_values(y, (double[]){1, 2, 3, 4});
+    ck_assert_tensor(x->grad, ((double[]){1, 2, 0, 3, 4, 0, 0, 0, 0}), 0);
+    tape_reset();
+    tensor_free(x);
+}
+END_TEST
+
+/* Ties: the first maximum in window order (row by row) takes the gradient.
+ * [[1, 3], [3, 0]] -> offset 1; [[2, 2], [2, 2]] -> offset 0. */
+START_TEST(test_max_pool2d_tie_goes_to_first_in_window_order) {
+    tensor *x = leaf(SHAPE(2, 1, 2, 2), (double[]){1, 3, 3, 0, 2, 2, 2, 2});
+    tensor *y = tensor_max_pool2d(x, pp(2, 2, 2, 2, 0, 0, false));
+    ck_assert_tensor(y, ((double[]){3, 2}), 0);
+    backward_with_values(y, (double[]){5, 7});
+    ck_assert_tensor(x->grad, ((double[]){0, 5, 0, 0, 7, 0, 0, 0}), 0);
+    tape_reset();
+    tensor_free(x);
+}
+END_TEST
+
+START_TEST(test_max_pool2d_nan_propagates) {
+    tensor *x = tensor_from_doubles(DTYPE_F32, SHAPE(1, 1, 2, 2), (double[]){1, NAN, 3, 0});
+    tensor *y = tensor_max_pool2d(x, pp(2, 2, 2, 2, 0, 0, false));
+    ck_assert(isnan(tensor_get(y, 0)));
+    tape_reset();
+    tensor_free(x);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- avg */
+/* Same x as the max case, 2x2 stride 2: y = [8/4, 13/4, 17/4, 11/4]; each
+ * element gets its window's upstream / 4. */
+START_TEST(test_avg_pool2d_forward_and_grad_2x2_stride2) {
+    tensor *x = leaf(SHAPE(1, 1, 4, 4), X44);
+    tensor *y = tensor_avg_pool2d(x, pp(2, 2, 2, 2, 0, 0, false));
+    ck_assert_tensor(y, ((double[]){2, 3.25, 4.25, 2.75}), 1e-12);
+    backward_with_values(y, (double[]){1, 2, 3, 4});
+    ck_assert_tensor(x->grad, ((double[]){.25, .25, .5, .5, .25, .25, .5, .5, .75, .75, 1, 1, .75,
+                                          .75, 1, 1}),
+                     1e-12);
+    tape_reset();
+    tensor_free(x);
+}
+END_TEST
+
+/* x = 1..9 as 3x3, 2x2 stride 1: y = [12/4, 16/4, 24/4, 28/4]; with upstream
+ * ones each element gets (windows holding it) / 4: corners 1, edges 2, centre 4. */
+START_TEST(test_avg_pool2d_grad_overlapping_windows) {
+    tensor *x = leaf(SHAPE(1, 1, 3, 3), (double[]){1, 2, 3, 4, 5, 6, 7, 8, 9});
+    tensor *y = tensor_avg_pool2d(x, pp(2, 2, 1, 1, 0, 0, false));
+    ck_assert_tensor(y, ((double[]){3, 4, 6, 7}), 1e-12);
+    ck_assert_int_eq(tensor_backward(tensor_sum_all(y)), 0);
+    ck_assert_tensor(x->grad, ((double[]){.25, .5, .25, .5, 1, .5, .25, .5, .25}), 1e-12);
+    tape_reset();
+    tensor_free(x);
+}
+END_TEST
+
+/* x = 1..9 as 3x3, 2x2 stride 2 padding 1: windows {1}, {2,3}, {4,7}, {5,6,8,9}.
+ * count_include_pad: divide by 4 -> [0.25, 1.25, 2.75, 7]; every element sits in
+ * one window, so upstream ones give 1/4 everywhere.
+ * excluding the padding: divide by 1, 2, 2, 4 -> [1, 2.5, 5.5, 7] and the
+ * gradient is 1 / (its window's count). */
+START_TEST(test_avg_pool2d_padding_count_include_pad_both_ways) {
+    const double xv[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    tensor *x = leaf(SHAPE(1, 1, 3, 3), xv);
+    tensor *y = tensor_avg_pool2d(x, pp(2, 2, 2, 2, 1, 1, true));
+    ck_assert_tensor(y, ((double[]){0.25, 1.25, 2.75, 7}), 1e-12);
+    ck_assert_int_eq(tensor_backward(tensor_sum_all(y)), 0);
+    ck_assert_tensor(x->grad, ((double[]){.25, .25, .25, .25, .25, .25, .25, .25, .25}), 1e-12);
+    tape_reset();
+    tensor_free(x);
+
+    x = leaf(SHAPE(1, 1, 3, 3), xv);
+    y = tensor_avg_pool2d(x, pp(2, 2, 2, 2, 1, 1, false));
+    ck_assert_tensor(y, ((double[]){1, 2.5, 5.5, 7}), 1e-12);
+    ck_assert_int_eq(tensor_backward(tensor_sum_all(y)), 0);
+    ck_assert_tensor(x->grad, ((double[]){1, .5, .5, .5, .25, .25, .5, .25, .25}), 1e-12);
+    tape_reset();
+    tensor_free(x);
+}
+END_TEST
+
+/* ------------------------------------------------------ against naive */
+/* Naive max and avg pooling (forward and gradient for upstream gy) straight
+ * from the definitions, compared with the ops for one parameter set. */
+static void check_against_naive(bool is_max, dtype dt, const int64_t *xs, pool2d_params p,
+                                double tol) {
+    rng g;
+    rng_seed(&g, 5, 2);
+    /* distinct values spread over [-2, 2): no ties, float32-friendly magnitudes */
+    tensor *x64 = sample_tensor_distinct(&g, 4, xs, -2, 4.0 / (double)(xs[0] * xs[1] * xs[2] * xs[3]));
+    tensor *x = tensor_to_dtype(x64, dt);
+    tensor_set_requires_grad(x, true);
+    tensor *y = is_max ? tensor_max_pool2d(x, p) : tensor_avg_pool2d(x, p);
+    ck_assert_msg(y != NULL, "%s", tapegrad_error());
+    int64_t H = xs[2], W = xs[3], OH = y->shape[2], OW = y->shape[3];
+    ck_assert_int_eq(OH, (H + 2 * p.padding[0] - p.kernel[0]) / p.stride[0] + 1);
+    ck_assert_int_eq(OW, (W + 2 * p.padding[1] - p.kernel[1]) / p.stride[1] + 1);
+    tensor *gy = tensor_rand(&g, dt, 4, y->shape, -1, 1);
+    double *ey = calloc((size_t)y->size, sizeof *ey), *edx = calloc((size_t)x->size, sizeof *edx);
+    for (int64_t pl = 0; pl < xs[0] * xs[1]; pl++)
+        for (int64_t i = 0; i < OH; i++)
+            for (int64_t j = 0; j < OW; j++) {
+                int64_t o = (pl * OH + i) * OW + j, best = -1, cnt = 0;
+                double acc = 0;
+                for (int64_t u = 0; u < p.kernel[0]; u++)
+                    for (int64_t v = 0; v < p.kernel[1]; v++) {
+                        int64_t r = i * p.stride[0] - p.padding[0] + u;
+                        int64_t c = j * p.stride[1] - p.padding[1] + v;
+                        if (r < 0 || r >= H || c < 0 || c >= W) continue;
+                        int64_t at = (pl * H + r) * W + c;
+                        if (best < 0 || tensor_get(x, at) > tensor_get(x, best)) best = at;
+                        acc += tensor_get(x, at), cnt++;
+                    }
+                if (is_max) {
+                    ey[o] = tensor_get(x, best);
+                    edx[best] += tensor_get(gy, o);
+                    continue;
+                }
+                double n = p.count_include_pad ? p.kernel[0] * p.kernel[1] : (double)cnt;
+                ey[o] = acc / n;
+                for (int64_t u = 0; u < p.kernel[0]; u++)
+                    for (int64_t v = 0; v < p.kernel[1]; v++) {
+                        int64_t r = i * p.stride[0] - p.padding[0] + u;
+                        int64_t c = j * p.stride[1] - p.padding[1] + v;
+                        if (r >= 0 && r < H && c >= 0 && c < W)
+                            edx[(pl * H + r) * W + c] += tensor_get(gy, o) / n;
+                    }
+            }
+    ck_assert_tensor(y, ey, tol);
+    ck_assert_int_eq(tensor_backward_with(y, gy), 0);
+    ck_assert_tensor(x->grad, edx, tol);
+    free(ey), free(edx);
+    tape_reset();
+    tensor_free(x64), tensor_free(x), tensor_free(gy);
+}
+
+START_TEST(test_max_pool2d_matches_naive) {
+    check_against_naive(true, DTYPE_F64, (int64_t[]){2, 3, 7, 9}, pp(3, 2, 2, 3, 1, 1, false), 1e-12);
+    check_against_naive(true, DTYPE_F64, (int64_t[]){1, 2, 8, 8}, pp(3, 3, 1, 1, 1, 1, false), 1e-12);
+    check_against_naive(true, DTYPE_F64, (int64_t[]){3, 2, 5, 6}, pp(2, 2, 3, 2, 0, 1, false), 1e-12);
+    /* LeNet's pool, float32, large enough for the parallel loop */
+    check_against_naive(true, DTYPE_F32, (int64_t[]){16, 6, 28, 28}, pp(2, 2, 2, 2, 0, 0, false), 1e-5);
+}
+END_TEST
+
+START_TEST(test_avg_pool2d_matches_naive) {
+    check_against_naive(false, DTYPE_F64, (int64_t[]){2, 3, 7, 9}, pp(3, 2, 2, 3, 1, 1, false), 1e-12);
+    check_against_naive(false, DTYPE_F64, (int64_t[]){2, 3, 7, 9}, pp(3, 2, 2, 3, 1, 1, true), 1e-12);
+    check_against_naive(false, DTYPE_F64, (int64_t[]){1, 2, 8, 8}, pp(3, 3, 1, 1, 1, 1, true), 1e-12);
+    check_against_naive(false, DTYPE_F64, (int64_t[]){3, 2, 5, 6}, pp(2, 2, 3, 2, 0, 1, false), 1e-12);
+    check_against_naive(false, DTYPE_F32, (int64_t[]){16, 6, 28, 28}, pp(2, 2, 2, 2, 0, 0, true), 1e-5);
+}
+END_TEST
+
+/* ------------------------------------- central differences, registry cases */
+static double weighted_sum(const op_def *op, tensor *const *in, const op_sample *s,
+                           const tensor *r) {
+    tape_no_grad_begin();
+    tensor *y = op->build(in, s);
+    tape_no_grad_end();
+    double acc = 0;
+    for (int64_t i = 0; i < y->size; i++) acc += tensor_get(y, i) * tensor_get(r, i);
+    return acc;
+}
+
+static int central_differences(const char *name) {
+    const op_def *op = op_find(name);
+    ck_assert_ptr_nonnull(op);
+    int cases = 0;
+    for (int k = 0;; k++) {
+        rng g;
+        rng_seed(&g, 200 + (uint64_t)k, 0);
+        op_sample s;
+        memset(&s, 0, sizeof s);
+        if (op->sample(k, &g, &s) != 0) break;
+        cases++;
+        tensor *x = s.inputs[0];
+        tensor_set_requires_grad(x, true);
+        tensor *y = op->build(s.inputs, &s);
+        ck_assert_msg(y != NULL, "%s: %s", s.name, tapegrad_error());
+        tensor *r = tensor_rand(&g, DTYPE_F64, y->ndim, y->shape, -1, 1);
+        ck_assert_int_eq(tensor_backward_with(y, r), 0);
+        const double eps = 1e-6;
+        int nonzero = 0;
+        for (int64_t e = 0; e < x->size; e++) {
+            double v = tensor_get(x, e);
+            tensor_set(x, e, v + eps);
+            double fp = weighted_sum(op, s.inputs, &s, r);
+            tensor_set(x, e, v - eps);
+            double fm = weighted_sum(op, s.inputs, &s, r);
+            tensor_set(x, e, v);
+            double num = (fp - fm) / (2 * eps), ana = tensor_get(x->grad, e);
+            nonzero += fabs(ana) > 1e-3;
+            ck_assert_msg(fabs(num - ana) <= 1e-5 + 1e-3 * fabs(num),
+                          "%s: elem %lld analytic %g numeric %g", s.name, (long long)e, ana, num);
+        }
+        ck_assert_msg(nonzero > 0, "%s: vacuous, every gradient is zero", s.name);
+        tape_reset();
+        tensor_free(r);
+        tensor_free(x);
+    }
+    return cases;
+}
+
+START_TEST(test_max_pool2d_grad_central_differences_all_samples) {
+    ck_assert_int_ge(central_differences("max_pool2d"), 4);
+}
+END_TEST
+
+START_TEST(test_avg_pool2d_grad_central_differences_all_samples) {
+    ck_assert_int_ge(central_differences("avg_pool2d"), 6);
+}
+END_TEST
+
+/* ----------------------------------------------------------- errors */
+static void expect_error(tensor *x, pool2d_params p, const char *msg) {
+    tensor *(*fns[2])(tensor *, pool2d_params) = {tensor_max_pool2d, tensor_avg_pool2d};
+    const char *names[2] = {"max_pool2d", "avg_pool2d"};
+    for (int f = 0; f < 2; f++) {
+        tapegrad_error_clear();
+        ck_assert_ptr_null(fns[f](x, p));
+        ck_assert_ptr_nonnull(tapegrad_error());
+        char want[512];
+        snprintf(want, sizeof want, "%s: %s", names[f], msg);
+        ck_assert_str_eq(tapegrad_error(), want);
+    }
+    tapegrad_error_clear();
+}
+
+START_TEST(test_pool2d_error_not_4d) {
+    tensor *x = tensor_zeros(DTYPE_F32, SHAPE(6, 28, 28));
+    expect_error(x, pp(2, 2, 2, 2, 0, 0, false), "input must be 4-D (B, C, H, W), got [6,28,28]");
+    tensor_free(x);
+}
+END_TEST
+
+START_TEST(test_pool2d_error_bad_kernel_or_stride) {
+    tensor *x = tensor_zeros(DTYPE_F32, SHAPE(1, 1, 6, 6));
+    expect_error(x, pp(0, 2, 2, 2, 0, 0, false), "kernel [0,2] and stride [2,2] must be >= 1");
+    expect_error(x, pp(2, 2, 2, 0, 0, 0, false), "kernel [2,2] and stride [2,0] must be >= 1");
+    tensor_free(x);
+}
+END_TEST
+
+START_TEST(test_pool2d_error_bad_padding) {
+    tensor *x = tensor_zeros(DTYPE_F32, SHAPE(1, 1, 6, 6));
+    expect_error(x, pp(3, 3, 1, 1, 2, 1, false),
+                 "padding [2,1] must be >= 0 and at most half the kernel [3,3]");
+    expect_error(x, pp(2, 2, 1, 1, 0, -1, false),
+                 "padding [0,-1] must be >= 0 and at most half the kernel [2,2]");
+    tensor_free(x);
+}
+END_TEST
+
+START_TEST(test_pool2d_error_kernel_larger_than_padded_input) {
+    tensor *x = tensor_zeros(DTYPE_F32, SHAPE(1, 1, 3, 8));
+    expect_error(x, pp(6, 2, 1, 1, 1, 0, false),
+                 "kernel [6,2] larger than padded input 5x8 (input [1,1,3,8], padding [1,0])");
+    tensor_free(x);
+}
+END_TEST
+
+START_TEST(test_pool2d_error_int64_and_null_input) {
+    tensor *x = tensor_zeros(DTYPE_I64, SHAPE(1, 1, 4, 4));
+    expect_error(x, pp(2, 2, 2, 2, 0, 0, false), "input 0 is int64; this op needs float32 or float64");
+    expect_error(NULL, pp(2, 2, 2, 2, 0, 0, false), "input 0 is NULL");
+    tensor_free(x);
+}
+END_TEST
+
+Suite *pool_suite(void) {
+    Suite *s = suite_create("ops_pool");
+    TCase *tc = tcase_create("pool2d");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_max_pool2d_forward_and_grad_2x2_stride2);
+    tcase_add_test(tc, test_max_pool2d_grad_overlapping_windows_accumulate);
+    tcase_add_test(tc, test_max_pool2d_padding_is_minus_infinity);
+    tcase_add_test(tc, test_max_pool2d_tie_goes_to_first_in_window_order);
+    tcase_add_test(tc, test_max_pool2d_nan_propagates);
+    tcase_add_test(tc, test_avg_pool2d_forward_and_grad_2x2_stride2);
+    tcase_add_test(tc, test_avg_pool2d_grad_overlapping_windows);
+    tcase_add_test(tc, test_avg_pool2d_padding_count_include_pad_both_ways);
+    tcase_add_test(tc, test_max_pool2d_matches_naive);
+    tcase_add_test(tc, test_avg_pool2d_matches_naive);
+    tcase_add_test(tc, test_max_pool2d_grad_central_differences_all_samples);
+    tcase_add_test(tc, test_avg_pool2d_grad_central_differences_all_samples);
+    tcase_add_test(tc, test_pool2d_error_not_4d);
+    tcase_add_test(tc, test_pool2d_error_bad_kernel_or_stride);
+    tcase_add_test(tc, test_pool2d_error_bad_padding);
+    tcase_add_test(tc, test_pool2d_error_kernel_larger_than_padded_input);
+    tcase_add_test(tc, test_pool2d_error_int64_and_null_input);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+TEST_MAIN(pool_suite)
