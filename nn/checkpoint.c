@@ -82,9 +82,12 @@ static int buf_json_string(buf *b, const char *s) {
     int rc = buf_put(b, "\"", 1);
     for (; *s && !rc; s++) {
         unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') rc = buf_printf(b, "\\%c", c);
-        else if (c < 0x20) rc = buf_printf(b, "\\u%04x", c);
-        else rc = buf_put(b, s, 1);
+        if (c == '"' || c == '\\')
+            rc = buf_printf(b, "\\%c", c);
+        else if (c < 0x20)
+            rc = buf_printf(b, "\\u%04x", c);
+        else
+            rc = buf_put(b, s, 1);
     }
     return rc ? rc : buf_put(b, "\"", 1);
 }
@@ -162,9 +165,12 @@ static void fsync_dir(const char *path) {
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == dir) dir[1] = '\0';
-    else *slash = '\0';
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
     if (fd >= 0) {
         fsync(fd);
@@ -177,19 +183,20 @@ int nn_safetensors_save(const char *path, const char *const *names, tensor *cons
     buf h = {0};
     if (build_header(&h, names, ts, n)) {
         mem_free(h.p);
-        if (!error_pending()) error_set("nn_safetensors_save: out of memory for the header");
-        return -1;
+        return -1; /* mem_alloc has said "out of memory" */
     }
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof tmp) {
         mem_free(h.p);
-        error_set("%s: path too long", path);
+        error_set("checkpoint path too long (%zu characters, at most %d): %.60s...", strlen(path),
+                  PATH_MAX - 12, path);
         return -1;
     }
     int fd = mkstemp(tmp);
     if (fd < 0) {
         mem_free(h.p);
-        error_set("%s: cannot create a temporary file beside it: %s", path, strerror(errno));
+        error_set("%s: cannot write the checkpoint (%s): %s", path,
+                  "creating a temporary file beside it", strerror(errno));
         return -1;
     }
     fchmod(fd, 0644);
@@ -201,7 +208,9 @@ int nn_safetensors_save(const char *path, const char *const *names, tensor *cons
     if (!rc && rename(tmp, path)) rc = -1, err = errno;
     if (rc) {
         unlink(tmp);
-        if (!error_pending()) error_set("%s: write failed: %s", path, strerror(err));
+        if (!error_pending())
+            error_set("%s: cannot write the checkpoint (%s): %s", path,
+                      "writing, syncing or renaming", strerror(err));
         return -1;
     }
     fsync_dir(path);
@@ -339,9 +348,12 @@ static int skip_value(parser *ps, int depth) {
 static int parse_dtype(parser *ps, entry *e) {
     char s[16];
     if (parse_string(ps, s, sizeof s)) return -1;
-    if (!strcmp(s, "F32")) e->dt = DTYPE_F32;
-    else if (!strcmp(s, "F64")) e->dt = DTYPE_F64;
-    else if (!strcmp(s, "I64")) e->dt = DTYPE_I64;
+    if (!strcmp(s, "F32"))
+        e->dt = DTYPE_F32;
+    else if (!strcmp(s, "F64"))
+        e->dt = DTYPE_F64;
+    else if (!strcmp(s, "I64"))
+        e->dt = DTYPE_I64;
     else {
         error_set("%s: tensor \"%s\" has dtype %s; supported are F32, F64 and I64", ps->path,
                   e->name, s);
@@ -375,8 +387,12 @@ static int parse_entry(parser *ps, entry *e) {
     }
     ps->p++;
     if (!have_dt || !have_shape || !have_off) {
-        error_set("%s: tensor \"%s\" lacks %s", ps->path, e->name,
-                  !have_dt ? "its dtype" : !have_shape ? "its shape" : "its data_offsets");
+        error_set("%s: incomplete header entry (needs dtype, shape and data_offsets): "
+                  "\"%s\" has no %s",
+                  ps->path, e->name,
+                  !have_dt      ? "dtype"
+                  : !have_shape ? "shape"
+                                : "data_offsets");
         return -1;
     }
     return 0;
@@ -421,7 +437,9 @@ fail:
 
 static int cmp_begin(const void *a, const void *b) {
     const entry *x = *(const entry *const *)a, *y = *(const entry *const *)b;
-    return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : (x->end > y->end) - (x->end < y->end);
+    return x->begin < y->begin   ? -1
+           : x->begin > y->begin ? 1
+                                 : (x->end > y->end) - (x->end < y->end);
 }
 
 /* Every entry's byte range is its shape's size, inside the data, and no two
@@ -444,7 +462,8 @@ static int check_entries(const char *path, entry *es, int n, int64_t data_len) {
         }
         if (e->end - e->begin != numel * (int64_t)dtype_size(e->dt)) {
             error_set("%s: tensor \"%s\": data_offsets span %lld bytes but shape and dtype need "
-                      "%lld", path, e->name, (long long)(e->end - e->begin),
+                      "%lld",
+                      path, e->name, (long long)(e->end - e->begin),
                       (long long)(numel * (int64_t)dtype_size(e->dt)));
             return -1;
         }
@@ -484,7 +503,7 @@ static unsigned char *read_file(const char *path, int64_t *len) {
     }
     unsigned char *p = mem_alloc((size_t)st.st_size + 1);
     if (p && fread(p, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
-        error_set("%s: read error: %s", path, strerror(errno));
+        error_set("%s: read error: %s", path, strerror(errno ? errno : EIO));
         mem_free(p);
         p = NULL;
     }
@@ -550,8 +569,7 @@ static int match_and_copy(const char *path, entry *es, int n_es, const unsigned 
     }
     for (int j = 0; j < n_es; j++)
         if (!es[j].used) {
-            error_set("%s: the file has tensor \"%s\", which the model does not", path,
-                      es[j].name);
+            error_set("%s: the file has tensor \"%s\", which the model does not", path, es[j].name);
             mem_free(match);
             return -1;
         }
@@ -579,10 +597,12 @@ int nn_safetensors_load(const char *path, const char *const *names, tensor *cons
     for (int i = 0; i < 8 && len >= 8; i++) hl |= (uint64_t)file[i] << (8 * i);
     if (len < 8) {
         error_set("%s: truncated: %lld bytes, a safetensors file starts with an 8-byte header "
-                  "length", path, (long long)len);
+                  "length",
+                  path, (long long)len);
     } else if (hl > HEADER_MAX || (int64_t)hl > len - 8) {
         error_set("%s: header length %llu does not fit the file's %lld bytes (truncated or not "
-                  "safetensors)", path, (unsigned long long)hl, (long long)len);
+                  "safetensors)",
+                  path, (unsigned long long)hl, (long long)len);
     } else {
         const char *h = (const char *)file + 8;
         parser ps = {h, h + hl, path, h};
@@ -609,7 +629,7 @@ static int model_lists(const nn_model *m, const char ***names, tensor ***ts) {
 
 int nn_model_save(const nn_model *m, const char *path) {
     if (!m) {
-        error_set("nn_model_save: model is NULL");
+        error_set("%s: model is NULL", "nn_model_save");
         return -1;
     }
     const char **names = NULL;
@@ -623,7 +643,7 @@ int nn_model_save(const nn_model *m, const char *path) {
 
 int nn_model_load(nn_model *m, const char *path) {
     if (!m) {
-        error_set("nn_model_load: model is NULL");
+        error_set("%s: model is NULL", "nn_model_load");
         return -1;
     }
     const char **names = NULL;

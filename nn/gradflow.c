@@ -73,7 +73,7 @@ int nn_gradflow_check(const char *const *names, tensor *const *params, int n, do
 
 int nn_gradflow_model(const nn_model *m, double vanish, double explode, nn_gradflow *r) {
     if (!m) {
-        error_set("nn_gradflow_model: model is NULL");
+        error_set("%s: model is NULL", "nn_gradflow_model");
         return -1;
     }
     const char **names = mem_alloc((size_t)(m->n_params ? m->n_params : 1) * sizeof *names);
@@ -91,13 +91,13 @@ void nn_gradflow_print(FILE *f, const nn_gradflow *r) {
     fprintf(f, "  %-24s %12s %12s  %s\n", "parameter", "grad norm", "max |grad|", "status");
     for (int i = 0; i < r->n; i++) {
         const nn_gradflow_entry *e = &r->entries[i];
-        const char *st = !e->has_grad     ? "NO GRADIENT"
-                         : !e->shape_ok   ? "WRONG SHAPE"
-                         : !e->finite     ? "NOT FINITE"
-                         : e->all_zero    ? "ALL ZERO"
-                         : e->vanishing   ? "VANISHING"
-                         : e->exploding   ? "EXPLODING"
-                                          : "ok";
+        const char *st = !e->has_grad   ? "NO GRADIENT"
+                         : !e->shape_ok ? "WRONG SHAPE"
+                         : !e->finite   ? "NOT FINITE"
+                         : e->all_zero  ? "ALL ZERO"
+                         : e->vanishing ? "VANISHING"
+                         : e->exploding ? "EXPLODING"
+                                        : "ok";
         fprintf(f, "  %-24s %12.4e %12.4e  %s\n", e->name, e->norm, e->max_abs, st);
     }
 }

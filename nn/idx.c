@@ -62,8 +62,8 @@ static int idx_header(gzFile f, const char *path, nn_idx *a) {
         return -1;
     }
     if (h[0] || h[1]) {
-        error_set("%s: bad magic %02x %02x %02x %02x: not an IDX file (it starts with 00 00)",
-                  path, h[0], h[1], h[2], h[3]);
+        error_set("%s: bad magic %02x %02x %02x %02x: not an IDX file (it starts with 00 00)", path,
+                  h[0], h[1], h[2], h[3]);
         return -1;
     }
     if (h[2] != 0x08) {
@@ -80,8 +80,8 @@ static int idx_header(gzFile f, const char *path, nn_idx *a) {
     got = gz_read_all(f, d, 4 * a->ndim);
     if (got != 4 * a->ndim) {
         error_set("%s: truncated in the header: %d dimensions announced, %lld of %d size bytes "
-                  "present%s", path, a->ndim, (long long)(got < 0 ? 0 : got), 4 * a->ndim,
-                  gz_note(f));
+                  "present%s",
+                  path, a->ndim, (long long)(got < 0 ? 0 : got), 4 * a->ndim, gz_note(f));
         return -1;
     }
     a->size = 1;
@@ -134,14 +134,14 @@ nn_idx *nn_idx_load(const char *path) {
     int64_t more = 0, r;
     while ((r = gz_read_all(f, extra, sizeof extra)) > 0) more += r;
     if (r < 0) {
-        error_set("%s: read error after the data: %s", path, gz_msg(f));
+        error_set("%s: read error: %s", path, gz_msg(f));
         goto fail;
     }
     if (more) {
         char dims[96];
         idx_dims_str(a, dims, sizeof dims);
-        error_set("%s: %lld bytes after the data: dimensions %s do not match the file length",
-                  path, (long long)more, dims);
+        error_set("%s: %lld bytes after the data: dimensions %s do not match the file length", path,
+                  (long long)more, dims);
         goto fail;
     }
     gzclose(f);
@@ -183,8 +183,8 @@ nn_dataset *nn_dataset_load(const char *images_path, const char *labels_path) {
         goto fail;
     }
     if (im->dims[0] != lb->dims[0]) {
-        error_set("%s has %lld images but %s has %lld labels", images_path,
-                  (long long)im->dims[0], labels_path, (long long)lb->dims[0]);
+        error_set("image and label counts differ: %s has %lld images, %s has %lld labels",
+                  images_path, (long long)im->dims[0], labels_path, (long long)lb->dims[0]);
         goto fail;
     }
     d->n = im->dims[0];
@@ -242,7 +242,7 @@ struct nn_loader {
     rng g;
     int64_t *order;
     dtype dt;
-    float lut32[256];   /* pixel byte -> normalised value */
+    float lut32[256]; /* pixel byte -> normalised value */
     double lut64[256];
 };
 
@@ -274,9 +274,12 @@ void nn_loader_rewind(nn_loader *l) {
 }
 
 nn_loader *nn_loader_new(const nn_dataset *d, int64_t batch, bool shuffle, uint64_t seed) {
-    if (!d || batch <= 0) {
-        if (!error_pending())
-            error_set("nn_loader_new: %s", d ? "batch size must be positive" : "dataset is NULL");
+    if (!d) {
+        if (!error_pending()) error_set("nn_loader_new: dataset is NULL");
+        return NULL;
+    }
+    if (batch <= 0) {
+        error_set("nn_loader_new: batch size must be positive, got %lld", (long long)batch);
         return NULL;
     }
     nn_loader *l = mem_calloc(sizeof *l);

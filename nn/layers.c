@@ -33,8 +33,7 @@ static int need_model(const char *what, const void *l, const nn_model *m) {
  * from the same range. */
 static int torch_default_init(tensor *w, tensor *b, rng *g) {
     int64_t fan_in;
-    if (nn_init_kaiming_uniform(w, g, sqrt(5.0), NN_FAN_IN) || nn_fans(w, &fan_in, NULL))
-        return -1;
+    if (nn_init_kaiming_uniform(w, g, sqrt(5.0), NN_FAN_IN) || nn_fans(w, &fan_in, NULL)) return -1;
     double bound = fan_in > 0 ? 1.0 / sqrt((double)fan_in) : 0;
     return b ? nn_init_uniform(b, g, -bound, bound) : 0;
 }
@@ -57,7 +56,7 @@ int nn_linear_init(nn_linear *l, nn_model *m, const char *prefix, int64_t in, in
 
 tensor *nn_linear_forward(const nn_linear *l, tensor *x) {
     if (!l) {
-        error_set("nn_linear_forward: layer is NULL");
+        error_set("%s: layer is NULL or not initialised", "nn_linear_forward");
         return NULL;
     }
     return tensor_linear(x, l->weight, l->bias);
@@ -76,7 +75,8 @@ int nn_conv2d_init(nn_conv2d *l, nn_model *m, const char *prefix, int64_t in_ch,
     l->model = m;
     l->p = p;
     l->p.groups = groups;
-    l->weight = add(m, true, prefix, "weight", m->dtype, SHAPE(out_ch, in_ch / groups, kernel, kernel));
+    l->weight =
+        add(m, true, prefix, "weight", m->dtype, SHAPE(out_ch, in_ch / groups, kernel, kernel));
     if (bias) l->bias = add(m, true, prefix, "bias", m->dtype, SHAPE(out_ch));
     if (!l->weight || (bias && !l->bias)) return -1;
     return torch_default_init(l->weight, l->bias, &m->rng);
@@ -84,7 +84,7 @@ int nn_conv2d_init(nn_conv2d *l, nn_model *m, const char *prefix, int64_t in_ch,
 
 tensor *nn_conv2d_forward(const nn_conv2d *l, tensor *x) {
     if (!l) {
-        error_set("nn_conv2d_forward: layer is NULL");
+        error_set("%s: layer is NULL or not initialised", "nn_conv2d_forward");
         return NULL;
     }
     return tensor_conv2d(x, l->weight, l->bias, l->p);
@@ -97,7 +97,7 @@ nn_pool2d nn_pool2d_make(int kernel, int stride, int padding) {
 
 tensor *nn_max_pool2d_forward(const nn_pool2d *l, tensor *x) {
     if (!l) {
-        error_set("nn_max_pool2d_forward: layer is NULL");
+        error_set("%s: layer is NULL or not initialised", "nn_max_pool2d_forward");
         return NULL;
     }
     return tensor_max_pool2d(x, l->p);
@@ -105,7 +105,7 @@ tensor *nn_max_pool2d_forward(const nn_pool2d *l, tensor *x) {
 
 tensor *nn_avg_pool2d_forward(const nn_pool2d *l, tensor *x) {
     if (!l) {
-        error_set("nn_avg_pool2d_forward: layer is NULL");
+        error_set("%s: layer is NULL or not initialised", "nn_avg_pool2d_forward");
         return NULL;
     }
     return tensor_avg_pool2d(x, l->p);
@@ -135,7 +135,7 @@ int nn_batchnorm2d_init(nn_batchnorm2d *l, nn_model *m, const char *prefix, int6
 
 tensor *nn_batchnorm2d_forward(nn_batchnorm2d *l, tensor *x) {
     if (!l || !l->model) {
-        error_set("nn_batchnorm2d_forward: layer is NULL or not initialised");
+        error_set("%s: layer is NULL or not initialised", "nn_batchnorm2d_forward");
         return NULL;
     }
     bool train = l->model->training;
@@ -164,7 +164,7 @@ int nn_layernorm_init(nn_layernorm *l, nn_model *m, const char *prefix, int ndim
 
 tensor *nn_layernorm_forward(const nn_layernorm *l, tensor *x) {
     if (!l) {
-        error_set("nn_layernorm_forward: layer is NULL");
+        error_set("%s: layer is NULL or not initialised", "nn_layernorm_forward");
         return NULL;
     }
     return tensor_layer_norm(x, l->normalized_ndim, l->weight, l->bias, l->eps);
@@ -183,7 +183,7 @@ int nn_dropout_init(nn_dropout *l, nn_model *m, double p) {
 
 tensor *nn_dropout_forward(const nn_dropout *l, tensor *x) {
     if (!l || !l->model) {
-        error_set("nn_dropout_forward: layer is NULL or not initialised");
+        error_set("%s: layer is NULL or not initialised", "nn_dropout_forward");
         return NULL;
     }
     return tensor_dropout(x, l->p, l->model->training, &l->model->rng);
@@ -203,7 +203,7 @@ int nn_embedding_init(nn_embedding *l, nn_model *m, const char *prefix, int64_t 
 
 tensor *nn_embedding_forward(const nn_embedding *l, tensor *index) {
     if (!l) {
-        error_set("nn_embedding_forward: layer is NULL");
+        error_set("%s: layer is NULL or not initialised", "nn_embedding_forward");
         return NULL;
     }
     return tensor_embedding(index, l->weight);

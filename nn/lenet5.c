@@ -58,7 +58,7 @@ void nn_lenet5_free(nn_lenet5 *net) {
 
 tensor *nn_lenet5_forward(const nn_lenet5 *net, tensor *x) {
     if (!net || !net->model) {
-        error_set("nn_lenet5_forward: model is NULL");
+        error_set("%s: model is NULL", "nn_lenet5_forward");
         return NULL;
     }
     return nn_lenet5_forward_with(net->model->params, x);
@@ -66,7 +66,7 @@ tensor *nn_lenet5_forward(const nn_lenet5 *net, tensor *x) {
 
 tensor *nn_lenet5_loss(const nn_lenet5 *net, tensor *x, tensor *labels) {
     if (!net || !net->model) {
-        error_set("nn_lenet5_loss: model is NULL");
+        error_set("%s: model is NULL", "nn_lenet5_loss");
         return NULL;
     }
     return nn_lenet5_loss_with(net->model->params, x, labels);

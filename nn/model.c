@@ -82,9 +82,9 @@ static tensor *model_add(nn_model *m, const char *name, tensor *t, bool param) {
         error_set("%s: \"%s\" is tape-owned; a model keeps user-owned tensors only", what, name);
         return NULL;
     }
-    int rc = param ? list_push(&m->params, &m->param_names, &m->n_params, &m->cap_params, name, t)
-                   : list_push(&m->buffers, &m->buffer_names, &m->n_buffers, &m->cap_buffers,
-                               name, t);
+    int rc =
+        param ? list_push(&m->params, &m->param_names, &m->n_params, &m->cap_params, name, t)
+              : list_push(&m->buffers, &m->buffer_names, &m->n_buffers, &m->cap_buffers, name, t);
     if (rc) {
         tensor_free(t);
         return NULL;

@@ -12,17 +12,20 @@
 
 /* Inlined element access: the update loops stay free of calls. */
 static inline double ld(const tensor *t, int64_t i) {
-    return t->dtype == DTYPE_F32 ? (double)((const float *)t->data)[i] : ((const double *)t->data)[i];
+    return t->dtype == DTYPE_F32 ? (double)((const float *)t->data)[i]
+                                 : ((const double *)t->data)[i];
 }
 static inline void st(tensor *t, int64_t i, double v) {
-    if (t->dtype == DTYPE_F32) ((float *)t->data)[i] = (float)v;
-    else ((double *)t->data)[i] = v;
+    if (t->dtype == DTYPE_F32)
+        ((float *)t->data)[i] = (float)v;
+    else
+        ((double *)t->data)[i] = v;
 }
 
 typedef struct slot {
     tensor *p;
-    double *m, *v;      /* SGD: momentum buffer in m; Adam: exp_avg, exp_avg_sq */
-    int64_t step;       /* updates this parameter received */
+    double *m, *v; /* SGD: momentum buffer in m; Adam: exp_avg, exp_avg_sq */
+    int64_t step;  /* updates this parameter received */
 } slot;
 
 struct optim {
@@ -41,15 +44,21 @@ optim_config optim_defaults(optim_kind kind) {
 
 static int config_check(const optim_config *c) {
     const char *bad = NULL;
-    if (c->kind != OPTIM_SGD && c->kind != OPTIM_ADAM && c->kind != OPTIM_ADAMW) bad = "unknown kind";
-    else if (!(c->lr >= 0)) bad = "lr must be >= 0";
-    else if (!(c->weight_decay >= 0)) bad = "weight_decay must be >= 0";
-    else if (c->kind == OPTIM_SGD && !(c->momentum >= 0)) bad = "momentum must be >= 0";
+    if (c->kind != OPTIM_SGD && c->kind != OPTIM_ADAM && c->kind != OPTIM_ADAMW)
+        bad = "unknown kind";
+    else if (!(c->lr >= 0))
+        bad = "lr must be >= 0";
+    else if (!(c->weight_decay >= 0))
+        bad = "weight_decay must be >= 0";
+    else if (c->kind == OPTIM_SGD && !(c->momentum >= 0))
+        bad = "momentum must be >= 0";
     else if (c->kind == OPTIM_SGD && c->nesterov && (c->momentum <= 0 || c->dampening != 0))
         bad = "nesterov needs momentum > 0 and dampening 0";
-    else if (c->kind != OPTIM_SGD && !(c->beta1 >= 0 && c->beta1 < 1 && c->beta2 >= 0 && c->beta2 < 1))
+    else if (c->kind != OPTIM_SGD &&
+             !(c->beta1 >= 0 && c->beta1 < 1 && c->beta2 >= 0 && c->beta2 < 1))
         bad = "betas must be in [0, 1)";
-    else if (c->kind != OPTIM_SGD && !(c->eps >= 0)) bad = "eps must be >= 0";
+    else if (c->kind != OPTIM_SGD && !(c->eps >= 0))
+        bad = "eps must be >= 0";
     if (bad) error_set("optim_new: %s", bad);
     return bad ? -1 : 0;
 }
@@ -73,7 +82,9 @@ optim *optim_new(const optim_config *c, tensor *const *params, int n) {
     for (int i = 0; i < n; i++)
         if (!params[i] || params[i]->dtype == DTYPE_I64 || params[i]->tape_owned) {
             error_set("optim_new: parameter %d is %s", i,
-                      !params[i] ? "NULL" : params[i]->tape_owned ? "tape-owned" : "int64");
+                      !params[i]              ? "NULL"
+                      : params[i]->tape_owned ? "tape-owned"
+                                              : "int64");
             return NULL;
         }
     optim *o = mem_calloc(sizeof *o);
@@ -121,8 +132,10 @@ static void adam_update(const optim_config *c, slot *s) {
     bool decoupled = c->kind == OPTIM_ADAMW;
     for (int64_t i = 0; i < p->size; i++) {
         double w = ld(p, i), g = ld(p->grad, i);
-        if (decoupled) w *= 1 - c->lr * c->weight_decay;
-        else g += c->weight_decay * w;
+        if (decoupled)
+            w *= 1 - c->lr * c->weight_decay;
+        else
+            g += c->weight_decay * w;
         s->m[i] = c->beta1 * s->m[i] + (1 - c->beta1) * g;
         s->v[i] = c->beta2 * s->v[i] + (1 - c->beta2) * g * g;
         st(p, i, w - step_size * s->m[i] / (sqrt(s->v[i]) / bc2_sqrt + c->eps));
@@ -148,8 +161,10 @@ int optim_step(optim *o) {
         slot *s = &o->s[i];
         if (!s->p->grad) continue;
         s->step++;
-        if (o->c.kind == OPTIM_SGD) sgd_update(&o->c, s);
-        else adam_update(&o->c, s);
+        if (o->c.kind == OPTIM_SGD)
+            sgd_update(&o->c, s);
+        else
+            adam_update(&o->c, s);
     }
     tape_no_grad_end();
     o->steps++;
@@ -158,8 +173,9 @@ int optim_step(optim *o) {
 
 void optim_zero_grad(optim *o) {
     for (int i = 0; o && i < o->n; i++)
-        if (o->s[i].p->grad) memset(o->s[i].p->grad->data, 0,
-                                    (size_t)o->s[i].p->grad->size * dtype_size(o->s[i].p->grad->dtype));
+        if (o->s[i].p->grad)
+            memset(o->s[i].p->grad->data, 0,
+                   (size_t)o->s[i].p->grad->size * dtype_size(o->s[i].p->grad->dtype));
 }
 
 void optim_set_lr(optim *o, double lr) {

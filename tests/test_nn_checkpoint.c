@@ -172,9 +172,9 @@ static const float two[2] = {1, 2};
 START_TEST(test_safetensors_truncated_rejected) {
     make_dir();
     write_bytes(path, "\x10\0\0", 3);
-    expect_rejected("truncated");
+    expect_rejected("truncated: 3 bytes, a safetensors file starts with an 8-byte header length");
     write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", two, 4);
-    expect_rejected("outside the 4 data bytes");
+    expect_rejected("tensor \"w\": data_offsets [0, 8] outside the 4 data bytes");
     remove_dir();
 }
 END_TEST
@@ -191,15 +191,19 @@ END_TEST
 START_TEST(test_safetensors_bad_json_rejected) {
     make_dir();
     write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}", two, 8);
-    expect_rejected("malformed safetensors header");
+    expect_rejected(": malformed safetensors header: ");
     write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2,],\"data_offsets\":[0,8]}}", two, 8);
-    expect_rejected("malformed safetensors header");
+    expect_rejected(": malformed safetensors header: ");
     write_st("{\"w\" {\"dtype\":\"F32\"}}", two, 8);
     expect_rejected("expected ':'");
     write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", two, 8);
     expect_rejected("non-negative integer");
     write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2]}}", two, 8);
-    expect_rejected("lacks its data_offsets");
+    expect_rejected(": incomplete header entry (needs dtype, shape and data_offsets): \"w\" has no "
+                    "data_offsets");
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],"
+             "\"data_offsets\":[0,8]}}", two, 8);
+    expect_rejected("tensor \"w\": shape too large");
     write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}} x", two, 8);
     expect_rejected("text after the closing brace");
     remove_dir();
@@ -214,8 +218,8 @@ START_TEST(test_safetensors_dtype_and_shape_checked) {
     expect_rejected("shape [1,2] in the file but [2] in the model");
     write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", two, 8);
     expect_rejected("span 8 bytes but shape and dtype need 12");
-    write_st("{\"w\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]}}",
-             (int64_t[]){1, 2}, 16);
+    write_st("{\"w\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]}}", (int64_t[]){1, 2},
+             16);
     expect_rejected("is int64 in the file but float32 in the model");
     remove_dir();
 }
@@ -226,15 +230,17 @@ START_TEST(test_safetensors_names_and_overlap_checked) {
     write_st("{\"v\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", two, 8);
     expect_rejected("tensor \"w\" is missing from the file");
     write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-             "\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", two, 8);
-    expect_rejected("overlap");
+             "\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+             two, 8);
+    expect_rejected("tensors \"w\" and \"x\" overlap in the data");
     write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
              "\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
              (float[]){1, 2, 3}, 12);
     expect_rejected("the file has tensor \"x\", which the model does not");
     write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-             "\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", two, 8);
-    expect_rejected("appears twice");
+             "\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+             two, 8);
+    expect_rejected("tensor \"w\" appears twice");
     remove_dir();
 }
 END_TEST
@@ -243,7 +249,8 @@ END_TEST
 START_TEST(test_safetensors_metadata_accepted) {
     make_dir();
     write_st("{\"__metadata__\":{\"format\":\"pt\"},"
-             "\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", two, 8);
+             "\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+             two, 8);
     tensor *t = tensor_zeros(DTYPE_F32, SHAPE(2));
     const char *name = "w";
     ck_assert_int_eq(nn_safetensors_load(path, &name, &t, 1), 0);
@@ -258,7 +265,8 @@ START_TEST(test_model_rejects_duplicate_names) {
     ck_assert_ptr_nonnull(nn_model_add_param(m, "a", tensor_zeros(DTYPE_F32, SHAPE(1))));
     tapegrad_error_clear();
     ck_assert_ptr_null(nn_model_add_param(m, "a", tensor_zeros(DTYPE_F32, SHAPE(1))));
-    ck_assert_str_eq(tapegrad_error(), "nn_model_add_param: the model already has a tensor named \"a\"");
+    ck_assert_str_eq(tapegrad_error(),
+                     "nn_model_add_param: the model already has a tensor named \"a\"");
     tapegrad_error_clear();
     ck_assert_int_eq(m->n_params, 1);
     nn_model_free(m);

@@ -41,8 +41,8 @@ static const char *write_file(const char *name, const void *bytes, size_t n, boo
 }
 
 /* 3 images of 2x2 and their labels. */
-static const unsigned char images3[] = {0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 2,
-                                        0, 51, 102, 255, 10, 20, 30, 40, 1, 2, 3, 4};
+static const unsigned char images3[] = {0, 0, 8, 3,  0,   0,   0,  3,  0,  0,  0, 2, 0, 0,
+                                        0, 2, 0, 51, 102, 255, 10, 20, 30, 40, 1, 2, 3, 4};
 static const unsigned char labels3[] = {0, 0, 8, 1, 0, 0, 0, 3, 7, 0, 2};
 
 static void expect_error(const char *path, const char *fault) {
@@ -77,7 +77,8 @@ START_TEST(test_idx_bad_magic_rejected) {
     unsigned char b[sizeof images3];
     memcpy(b, images3, sizeof b);
     b[0] = 0x1f; /* e.g. a text or other binary file */
-    expect_error(write_file("magic", b, sizeof b, false), "bad magic");
+    expect_error(write_file("magic", b, sizeof b, false),
+                 "bad magic 1f 00 08 03: not an IDX file (it starts with 00 00)");
     remove_dir();
 }
 END_TEST
@@ -87,7 +88,7 @@ START_TEST(test_idx_unsupported_element_type_rejected) {
     unsigned char b[sizeof images3];
     memcpy(b, images3, sizeof b);
     b[2] = 0x0d; /* float */
-    expect_error(write_file("float", b, sizeof b, false), "element type 0x0d");
+    expect_error(write_file("float", b, sizeof b, false), "element type 0x0d is not supported (only 0x08, unsigned byte)");
     remove_dir();
 }
 END_TEST
@@ -103,9 +104,12 @@ END_TEST
 
 START_TEST(test_idx_truncated_header_rejected) {
     make_dir();
-    expect_error(write_file("hdr", images3, 9, false), "truncated in the header");
-    expect_error(write_file("tiny", images3, 2, false), "truncated");
-    expect_error(write_file("empty", images3, 0, false), "truncated");
+    expect_error(write_file("hdr", images3, 9, false),
+                 "truncated in the header: 3 dimensions announced, 5 of 12 size bytes present");
+    expect_error(write_file("tiny", images3, 2, false),
+                 "truncated: 2 bytes, an IDX header needs at least 4");
+    expect_error(write_file("empty", images3, 0, false),
+                 "truncated: 0 bytes, an IDX header needs at least 4");
     remove_dir();
 }
 END_TEST
@@ -114,7 +118,7 @@ START_TEST(test_idx_extra_bytes_rejected) {
     make_dir();
     unsigned char b[sizeof images3 + 5] = {0};
     memcpy(b, images3, sizeof images3);
-    expect_error(write_file("long", b, sizeof b, false), "5 bytes after the data");
+    expect_error(write_file("long", b, sizeof b, false), "5 bytes after the data: dimensions [3,2,2] do not match the file length");
     remove_dir();
 }
 END_TEST
@@ -136,7 +140,7 @@ START_TEST(test_idx_cut_gzip_stream_rejected) {
 END_TEST
 
 START_TEST(test_idx_missing_file_named) {
-    expect_error("/nonexistent/tapegrad/train-images-idx3-ubyte.gz", "cannot open");
+    expect_error("/nonexistent/tapegrad/train-images-idx3-ubyte.gz", ": cannot open: No such file or directory");
 }
 END_TEST
 
@@ -147,12 +151,13 @@ START_TEST(test_dataset_count_mismatch_rejected) {
     const char *lbl = write_file("lbl", lb, sizeof lb, false);
     tapegrad_error_clear();
     ck_assert_ptr_null(nn_dataset_load(img, lbl));
-    ck_assert_ptr_nonnull(strstr(tapegrad_error(), "has 3 images but"));
-    ck_assert_ptr_nonnull(strstr(tapegrad_error(), "has 2 labels"));
+    ck_assert_ptr_nonnull(strstr(tapegrad_error(), "image and label counts differ: "));
+    ck_assert_ptr_nonnull(strstr(tapegrad_error(), "img has 3 images, "));
+    ck_assert_ptr_nonnull(strstr(tapegrad_error(), "lbl has 2 labels"));
     tapegrad_error_clear();
     /* labels given as images: wrong rank */
     ck_assert_ptr_null(nn_dataset_load(lbl, lbl));
-    ck_assert_ptr_nonnull(strstr(tapegrad_error(), "images need 3 dimensions"));
+    ck_assert_ptr_nonnull(strstr(tapegrad_error(), ": images need 3 dimensions [N, rows, cols]"));
     tapegrad_error_clear();
     remove_dir();
 }
@@ -161,7 +166,10 @@ END_TEST
 START_TEST(test_dataset_dir_missing_files_named) {
     tapegrad_error_clear();
     ck_assert_ptr_null(nn_dataset_load_dir("/nonexistent/data", "train"));
-    ck_assert_ptr_nonnull(strstr(tapegrad_error(), "/nonexistent/data/train-images-idx3-ubyte.gz"));
+    const char *e = tapegrad_error();
+    ck_assert_ptr_nonnull(strstr(e, "/nonexistent/data/train-images-idx3-ubyte.gz"));
+    ck_assert_ptr_nonnull(
+        strstr(e, ": no such file (nor without .gz); give the IDX directory with --data DIR"));
     tapegrad_error_clear();
 }
 END_TEST
