@@ -124,12 +124,16 @@ check-built: $(TESTS)
 
 # The main job: one epoch of LeNet-5 on Fashion-MNIST, a checkpoint, and the
 # whole-LeNet-5 gradient check with its report.
-demo: deps all
+# (Targets that need the dependencies run deps first, then a fresh make that
+# reads the flags pkg-config gives once the packages are there.)
+demo: deps
+	@$(MAKE) --no-print-directory all
 	$(BUILD)/examples/lenet5 --epochs 1 --save $(BUILD)/lenet5.safetensors --csv $(BUILD)/lenet5.csv
 	$(BUILD)/tools/gradcheck --lenet5
 
 # Registry-wide numerical check, one row per op and case, then whole LeNet-5.
-gradcheck: deps all
+gradcheck: deps
+	@$(MAKE) --no-print-directory all
 	$(BUILD)/tools/gradcheck
 
 # docs/ops.md is produced from the registry, docs/errors.md from the sources.
@@ -137,7 +141,8 @@ docs: $(BUILD)/tools/opsdoc
 	$(BUILD)/tools/opsdoc > docs/ops.md
 	sh scripts/errors_doc.sh
 
-bench: deps all $(BENCHES)
+bench: deps
+	@$(MAKE) --no-print-directory all $(BENCHES)
 	sh bench/run.sh $(BUILD)
 
 plot: deps
