@@ -215,12 +215,12 @@ START_TEST(test_safetensors_dtype_and_shape_checked) {
     write_st("{\"w\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[0,4]}}", two, 4);
     expect_rejected("dtype BF16; supported are F32, F64 and I64");
     write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[1,2],\"data_offsets\":[0,8]}}", two, 8);
-    expect_rejected("shape [1,2] in the file but [2] in the model");
+    expect_rejected("tensor \"w\" has shape [1,2] in the file but [2] in the model");
     write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", two, 8);
     expect_rejected("span 8 bytes but shape and dtype need 12");
     write_st("{\"w\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]}}", (int64_t[]){1, 2},
              16);
-    expect_rejected("is int64 in the file but float32 in the model");
+    expect_rejected("tensor \"w\" is int64 in the file but float32 in the model");
     remove_dir();
 }
 END_TEST
