@@ -10,19 +10,30 @@
  *
  *   y_b,g (OC/G, P) = W_g (OC/G, K) @ cols_b,g (K, P)          (+ bias)
  *   dW_g   += G_b,g (OC/G, P) @ cols_b,g^T (P, K)              summed over b
+ *             (or its transpose, dW_g^T += cols_b,g @ G_b,g^T, when that is faster)
  *   dcols_b,g = W_g^T (K, OC/G) @ G_b,g (OC/G, P)              then col2im: scatter-add into dx_b
  *   db     += sum over (b, P) of G
- * G_b is the upstream gradient of image b, already (OC, P) in memory, so no
- * permute is needed anywhere. One image's columns (LeNet: 78 KB and 60 KB in
- * float32) stay in L2 between im2col and GEMM; measured at batch 64, this is
- * 1.5-3x faster than one GEMM over a whole-batch column matrix, which streams
- * megabytes through memory. The vjp recomputes the columns rather than
- * keeping the whole batch's.
  *
- * Scratch: one column buffer per thread. The builder allocates them in the
- * tape's arena as saved[0] (ip[7] slots), so forward never allocates and can
- * be replayed; the vjp allocates its own in the arena (thread count may have
- * changed by then).
+ * Wide columns (stride 1, the LeNet case): on the zero-padded image xp
+ * (Hp = H + 2 ph rows of Wp = W + 2 pw), output pixel (oh, ow) reads
+ * xp[c, (oh + kh dh) Wp + ow + kw dw], so if the output is laid out with row
+ * pitch Wp instead of OW, row (c, kh, kw) of the columns is ONE contiguous
+ * run of xp of length L = (OH - 1) Wp + OW. im2col and col2im become long
+ * copies instead of OH short ones (LeNet: 10-element rows, where the short
+ * copies cost more than the GEMMs). The price: GEMM columns for the Wp - OW
+ * pixels past each row's end, which are dropped on output, and zeros in the
+ * upstream gradient there, so they add nothing to dW or dx. Other strides use
+ * the plain columns.
+ *
+ * One image's columns (LeNet: under 100 KB in float32) stay in L2 between
+ * im2col and GEMM; at batch 64 that measured 1.5-3x faster than one GEMM
+ * over a whole-batch column matrix, which streams megabytes through memory.
+ * The vjp recomputes the columns rather than keeping the whole batch's.
+ *
+ * Scratch: one slot (columns and the wide buffers) per thread. The builder
+ * allocates the slots in the tape's arena as saved[0] (ip[7] slots), so
+ * forward never allocates and can be replayed; the vjp allocates its own in
+ * the arena (the thread count may have changed by then).
  *
  * Threads: images are split over OpenMP threads (OpenBLAS is held to one
  * thread meanwhile). Each image's output and dx are computed by one thread
@@ -39,6 +50,9 @@ enum { CONV_CHUNK = 8 }; /* images per partial dW sum; fixed, not per thread */
 typedef struct {
     int64_t B, C, H, W, OC, KH, KW, OH, OW, G, OCg, K, P;
     int64_t sh, sw, ph, pw, dh, dw;
+    bool wide, padded;   /* wide columns (stride 1); a padded copy of the image needed */
+    bool dw_t;           /* dW parts computed transposed, dW^T = cols @ G^T */
+    int64_t Hp, Wp, L;   /* padded image; columns per row of the GEMM (L = P if not wide) */
 } conv_geom;
 
 /* Node integer params: ip[0..1] stride, ip[2..3] padding, ip[4..5] dilation,
@@ -53,10 +67,30 @@ static void conv_geom_of(const tape_node *n, conv_geom *q) {
     q->OCg = q->OC / q->G;
     q->K = (q->C / q->G) * q->KH * q->KW;
     q->P = q->OH * q->OW;
+    q->wide = q->sh == 1 && q->sw == 1;
+    q->padded = q->wide && (q->ph || q->pw);
+    q->Hp = q->H + 2 * q->ph, q->Wp = q->W + 2 * q->pw;
+    q->L = q->wide ? (q->OH - 1) * q->Wp + q->OW : q->P;
+    /* OpenBLAS packs a short contraction with many outputs faster this way
+     * round: measured 30% faster for LeNet's conv2 (K 150, L 136), 10% slower
+     * for conv1 (K 25, L 892). */
+    q->dw_t = q->L < 4 * q->K;
 }
 
-/* Elements of one image's columns: G K rows (all groups) of P. */
-static int64_t cols_size(const conv_geom *q) { return q->G * q->K * q->P; }
+/* One thread's scratch slot, in elements: columns, their gradient, the padded
+ * image and its gradient, the wide output (or upstream gradient). */
+typedef struct {
+    int64_t cols, dcols, xp, dxp, yw, total;
+} conv_slot;
+
+static conv_slot conv_slot_of(const conv_geom *q) {
+    conv_slot s;
+    int64_t cols = q->G * q->K * q->L, img = q->padded ? q->C * q->Hp * q->Wp : 0;
+    s.cols = 0, s.dcols = cols, s.xp = 2 * cols, s.dxp = 2 * cols + img;
+    s.yw = 2 * cols + 2 * img;
+    s.total = s.yw + (q->wide ? q->OC * q->L : 0);
+    return s;
+}
 
 /* The output columns [lo, hi) whose input column ow*s + off lies in [0, W). */
 static void valid_range(int64_t off, int64_t s, int64_t W, int64_t OW, int64_t *lo, int64_t *hi) {
@@ -67,14 +101,16 @@ static void valid_range(int64_t off, int64_t s, int64_t W, int64_t OW, int64_t *
     *lo = l, *hi = h;
 }
 
-static void gemm(dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void *A,
-                 int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
-    if (dt == DTYPE_F32)
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                    (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, (float)beta, C, (int)ldc);
-    else
-        cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                    (int)M, (int)N, (int)K, 1.0, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+static void gemm_float(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
+                       int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+static void gemm_double(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const double *A,
+                        int64_t lda, const double *B, int64_t ldb, double beta, double *C,
+                        int64_t ldc) {
+    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (int)M, (int)N, (int)K, 1.0, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
 /* Threads for a loop over B images: one per image at most, none when the
@@ -98,10 +134,11 @@ static void blas_release(int threads, int was) {
 /* Inner loops are forced to vectorise: -O2 alone leaves them scalar. */
 #define SIMD _Pragma("omp simd")
 
-#define CONV_KERNELS(T)                                                                     \
-    /* cols[(c, kh, kw)][(oh, ow)] = x[c, oh sh - ph + kh dh, ow sw - pw + kw dw] for one  \
-     * image, 0 in the padding. Row (c KH + kh) KW + kw runs over all C channels, which \
-     * lays the groups' K x P blocks one after the other. */                                \
+/* Column building and scattering, one image. */
+#define CONV_COLUMNS(T)                                                                     \
+    /* cols[(c, kh, kw)][(oh, ow)] = x[c, oh sh - ph + kh dh, ow sw - pw + kw dw], 0 in  \
+     * the padding. Row (c KH + kh) KW + kw runs over all C channels, which lays the   \
+     * groups' K x P blocks one after the other. */                                         \
     static void im2col_##T(const conv_geom *q, const T *x, T *cols) {                       \
         for (int64_t r = 0; r < q->C * q->KH * q->KW; r++) {                                \
             int64_t c = r / (q->KH * q->KW), kh = r / q->KW % q->KH, kw = r % q->KW;        \
@@ -117,16 +154,12 @@ static void blas_release(int threads, int was) {
                 }                                                                           \
                 const T *src = plane + ih * q->W;                                           \
                 SIMD for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0;                       \
-                if (q->sw == 1) {                                                           \
-                    SIMD for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[ow + off];      \
-                } else {                                                                    \
-                    SIMD for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[ow * q->sw + off]; \
-                }                                                                           \
+                SIMD for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[ow * q->sw + off];  \
                 SIMD for (int64_t ow = hi; ow < q->OW; ow++) dst[ow] = 0;                   \
             }                                                                               \
         }                                                                                   \
     }                                                                                       \
-    /* dx[c] += the columns' entries that im2col read from it, for one image. */           \
+    /* dx[c] += the columns' entries that im2col read from it. */                          \
     static void col2im_##T(const conv_geom *q, const T *dcols, T *dx) {                     \
         for (int64_t r = 0; r < q->C * q->KH * q->KW; r++) {                                \
             int64_t c = r / (q->KH * q->KW), kh = r / q->KW % q->KH, kw = r % q->KW;        \
@@ -138,20 +171,132 @@ static void blas_release(int threads, int was) {
                 int64_t ih = oh * q->sh - q->ph + kh * q->dh;                               \
                 if (ih < 0 || ih >= q->H) continue;                                         \
                 T *d = plane + ih * q->W;                                                   \
-                if (q->sw == 1) {                                                           \
-                    SIMD for (int64_t ow = lo; ow < hi; ow++) d[ow + off] += src[ow];       \
-                } else {                                                                    \
-                    SIMD for (int64_t ow = lo; ow < hi; ow++) d[ow * q->sw + off] += src[ow]; \
-                }                                                                           \
+                SIMD for (int64_t ow = lo; ow < hi; ow++) d[ow * q->sw + off] += src[ow];   \
             }                                                                               \
         }                                                                                   \
     }                                                                                       \
-    /* y[oc, :] += bias[oc] for one image */                                                \
-    static void add_bias_##T(const conv_geom *q, const T *bias, T *y) {                     \
+    /* Wide: row (c, kh, kw) = xp[c] from offset kh dh Wp + kw dw, L long. */               \
+    static void im2col_wide_##T(const conv_geom *q, const T *xp, T *cols) {                 \
+        for (int64_t r = 0; r < q->C * q->KH * q->KW; r++) {                                \
+            int64_t c = r / (q->KH * q->KW), kh = r / q->KW % q->KH, kw = r % q->KW;        \
+            const T *src = xp + c * q->Hp * q->Wp + kh * q->dh * q->Wp + kw * q->dw;        \
+            T *dst = cols + r * q->L;                                                       \
+            SIMD for (int64_t i = 0; i < q->L; i++) dst[i] = src[i];                        \
+        }                                                                                   \
+    }                                                                                       \
+    static void col2im_wide_##T(const conv_geom *q, const T *dcols, T *dxp) {               \
+        for (int64_t r = 0; r < q->C * q->KH * q->KW; r++) {                                \
+            int64_t c = r / (q->KH * q->KW), kh = r / q->KW % q->KH, kw = r % q->KW;        \
+            T *dst = dxp + c * q->Hp * q->Wp + kh * q->dh * q->Wp + kw * q->dw;             \
+            const T *src = dcols + r * q->L;                                                \
+            SIMD for (int64_t i = 0; i < q->L; i++) dst[i] += src[i];                       \
+        }                                                                                   \
+    }                                                                                       \
+    /* xp = x with ph zero rows and pw zero columns around each plane */                    \
+    static void pad_##T(const conv_geom *q, const T *x, T *xp) {                            \
+        for (int64_t i = 0; i < q->C * q->Hp * q->Wp; i++) xp[i] = 0;                       \
+        for (int64_t c = 0; c < q->C; c++)                                                  \
+            for (int64_t ih = 0; ih < q->H; ih++) {                                         \
+                const T *s = x + (c * q->H + ih) * q->W;                                    \
+                T *d = xp + (c * q->Hp + ih + q->ph) * q->Wp + q->pw;                       \
+                SIMD for (int64_t iw = 0; iw < q->W; iw++) d[iw] = s[iw];                   \
+            }                                                                               \
+    }                                                                                       \
+    /* dx += the interior of dxp */                                                         \
+    static void unpad_acc_##T(const conv_geom *q, const T *dxp, T *dx) {                    \
+        for (int64_t c = 0; c < q->C; c++)                                                  \
+            for (int64_t ih = 0; ih < q->H; ih++) {                                         \
+                const T *s = dxp + (c * q->Hp + ih + q->ph) * q->Wp + q->pw;                \
+                T *d = dx + (c * q->H + ih) * q->W;                                         \
+                SIMD for (int64_t iw = 0; iw < q->W; iw++) d[iw] += s[iw];                  \
+            }                                                                               \
+    }                                                                                       \
+    /* y[oc, oh, ow] = yw[oc, oh Wp + ow] + bias[oc]  (bias may be NULL) */                 \
+    static void unwiden_##T(const conv_geom *q, const T *yw, const T *bias, T *y) {         \
         for (int64_t oc = 0; oc < q->OC; oc++) {                                            \
-            const T bv = bias[oc];                                                          \
-            T *d = y + oc * q->P;                                                           \
-            SIMD for (int64_t p = 0; p < q->P; p++) d[p] += bv;                             \
+            const T bv = bias ? bias[oc] : (T)0;                                            \
+            for (int64_t oh = 0; oh < q->OH; oh++) {                                        \
+                const T *s = yw + oc * q->L + oh * q->Wp;                                   \
+                T *d = y + (oc * q->OH + oh) * q->OW;                                       \
+                SIMD for (int64_t ow = 0; ow < q->OW; ow++) d[ow] = s[ow] + bv;             \
+            }                                                                               \
+        }                                                                                   \
+    }                                                                                       \
+    /* gw[oc, oh Wp + ow] = g[oc, oh, ow], 0 past each row's end */                         \
+    static void widen_##T(const conv_geom *q, const T *g, T *gw) {                          \
+        for (int64_t oc = 0; oc < q->OC; oc++)                                              \
+            for (int64_t oh = 0; oh < q->OH; oh++) {                                        \
+                const T *s = g + (oc * q->OH + oh) * q->OW;                                 \
+                T *d = gw + oc * q->L + oh * q->Wp;                                         \
+                SIMD for (int64_t ow = 0; ow < q->OW; ow++) d[ow] = s[ow];                  \
+                int64_t end = oh + 1 < q->OH ? q->Wp : q->OW;                               \
+                for (int64_t ow = q->OW; ow < end; ow++) d[ow] = 0;                         \
+            }                                                                               \
+    }
+
+/* Per-image forward and backward. */
+#define CONV_IMAGE(T)                                                                       \
+    /* y_b = W @ cols_b + bias, group by group */                                           \
+    static void conv_fwd_image_##T(const conv_geom *q, const T *xb, const T *w,             \
+                                   const T *bias, T *yb, T *slot) {                         \
+        conv_slot s = conv_slot_of(q);                                                      \
+        T *cols = slot + s.cols, *out = q->wide ? slot + s.yw : yb;                         \
+        if (q->wide) {                                                                      \
+            const T *xp = xb;                                                               \
+            if (q->padded) pad_##T(q, xb, slot + s.xp), xp = slot + s.xp;                   \
+            im2col_wide_##T(q, xp, cols);                                                   \
+        } else {                                                                            \
+            im2col_##T(q, xb, cols);                                                        \
+        }                                                                                   \
+        for (int64_t g = 0; g < q->G; g++)                                                  \
+            gemm_##T(false, false, q->OCg, q->L, q->K, w + g * q->OCg * q->K, q->K,         \
+                     cols + g * q->K * q->L, q->L, 0, out + g * q->OCg * q->L, q->L);       \
+        if (q->wide) {                                                                      \
+            unwiden_##T(q, out, bias, yb);                                                  \
+        } else if (bias) {                                                                  \
+            for (int64_t oc = 0; oc < q->OC; oc++) {                                        \
+                T *d = yb + oc * q->P;                                                      \
+                SIMD for (int64_t p = 0; p < q->P; p++) d[p] += bias[oc];                   \
+            }                                                                               \
+        }                                                                                   \
+    }                                                                                       \
+    /* dw_part += G_b @ cols_b^T (when dw_part); dx_b += col2im(W^T @ G_b) (when dxb) */    \
+    static void conv_bwd_image_##T(const conv_geom *q, const T *xb, const T *w,             \
+                                   const T *gb, T *dw_part, T *dxb, T *slot) {              \
+        conv_slot s = conv_slot_of(q);                                                      \
+        T *cols = slot + s.cols, *dcols = slot + s.dcols;                                   \
+        const T *g = gb;                                                                    \
+        if (q->wide) widen_##T(q, gb, slot + s.yw), g = slot + s.yw;                        \
+        if (dw_part) {                                                                      \
+            if (q->wide) {                                                                  \
+                const T *xp = xb;                                                           \
+                if (q->padded) pad_##T(q, xb, slot + s.xp), xp = slot + s.xp;               \
+                im2col_wide_##T(q, xp, cols);                                               \
+            } else {                                                                        \
+                im2col_##T(q, xb, cols);                                                    \
+            }                                                                               \
+            for (int64_t k = 0; k < q->G; k++) {                                            \
+                const T *gk = g + k * q->OCg * q->L, *ck = cols + k * q->K * q->L;          \
+                T *pk = dw_part + k * q->OCg * q->K;                                        \
+                if (q->dw_t)                                                                \
+                    gemm_##T(false, true, q->K, q->OCg, q->L, ck, q->L, gk, q->L, 1, pk, q->OCg); \
+                else                                                                        \
+                    gemm_##T(false, true, q->OCg, q->K, q->L, gk, q->L, ck, q->L, 1, pk, q->K); \
+            }                                                                               \
+        }                                                                                   \
+        if (!dxb) return;                                                                   \
+        for (int64_t k = 0; k < q->G; k++)                                                  \
+            gemm_##T(true, false, q->K, q->L, q->OCg, w + k * q->OCg * q->K, q->K,          \
+                     g + k * q->OCg * q->L, q->L, 0, dcols + k * q->K * q->L, q->L);        \
+        if (!q->wide) {                                                                     \
+            col2im_##T(q, dcols, dxb);                                                      \
+        } else if (!q->padded) {                                                            \
+            col2im_wide_##T(q, dcols, dxb);                                                 \
+        } else {                                                                            \
+            T *dxp = slot + s.dxp;                                                          \
+            for (int64_t i = 0; i < q->C * q->Hp * q->Wp; i++) dxp[i] = 0;                  \
+            col2im_wide_##T(q, dcols, dxp);                                                 \
+            unpad_acc_##T(q, dxp, dxb);                                                     \
         }                                                                                   \
     }                                                                                       \
     /* db[oc] += sum over (b, p) of g[b, oc, p], in double, in a fixed order */             \
@@ -165,88 +310,74 @@ static void blas_release(int threads, int was) {
             }                                                                               \
             db[oc] += (T)acc;                                                               \
         }                                                                                   \
-    }                                                                                       \
-    /* dst += src, elementwise */                                                           \
-    static void acc_##T(T *dst, const T *src, int64_t n) {                                  \
-        SIMD for (int64_t i = 0; i < n; i++) dst[i] += src[i];                              \
     }
-CONV_KERNELS(float)
-CONV_KERNELS(double)
 
-static void im2col(dtype dt, const conv_geom *q, const void *x, void *cols) {
-    if (dt == DTYPE_F32)
-        im2col_float(q, x, cols);
-    else
-        im2col_double(q, x, cols);
-}
+/* The batch loops: images over threads, dW by fixed chunks. */
+#define CONV_BATCH(T)                                                                       \
+    static void conv_fwd_##T(const tape_node *n, const conv_geom *q, int threads) {         \
+        const T *x = n->in[0]->data, *w = n->in[1]->data;                                   \
+        const T *bias = n->in[2] ? n->in[2]->data : NULL;                                   \
+        T *y = n->out->data, *scratch = n->saved[0]->data;                                  \
+        int64_t slot = conv_slot_of(q).total;                                               \
+        _Pragma("omp parallel for num_threads(threads) schedule(static) if (threads > 1)")  \
+        for (int64_t b = 0; b < q->B; b++)                                                  \
+            conv_fwd_image_##T(q, x + b * q->C * q->H * q->W, w, bias,                      \
+                               y + b * q->OC * q->P, scratch + omp_get_thread_num() * slot); \
+    }                                                                                       \
+    static void conv_bwd_##T(const tape_node *n, const conv_geom *q, int threads,           \
+                             tensor *const *gin, T *scratch, T *parts) {                    \
+        const T *x = n->in[0]->data, *w = n->in[1]->data, *g = n->out->grad->data;          \
+        T *dx = gin[0] ? gin[0]->data : NULL;                                               \
+        int64_t slot = conv_slot_of(q).total, wsize = n->in[1]->size;                       \
+        int64_t chunks = (q->B + CONV_CHUNK - 1) / CONV_CHUNK;                              \
+        _Pragma("omp parallel for num_threads(threads) schedule(static) if (threads > 1)")  \
+        for (int64_t c = 0; c < chunks; c++)                                                \
+            for (int64_t b = c * CONV_CHUNK; b < q->B && b < (c + 1) * CONV_CHUNK; b++)     \
+                conv_bwd_image_##T(q, x + b * q->C * q->H * q->W, w, g + b * q->OC * q->P,  \
+                                   parts ? parts + c * wsize : NULL,                        \
+                                   dx ? dx + b * q->C * q->H * q->W : NULL,                 \
+                                   scratch + omp_get_thread_num() * slot);                  \
+        if (!parts) return;                                                                 \
+        T *dw = gin[1]->data;                                                               \
+        for (int64_t c = 0; c < chunks; c++) {                                              \
+            const T *pc = parts + c * wsize;                                                \
+            if (!q->dw_t) {                                                                 \
+                SIMD for (int64_t i = 0; i < wsize; i++) dw[i] += pc[i];                    \
+                continue;                                                                   \
+            }                                                                               \
+            for (int64_t k = 0; k < q->G; k++) /* part k is (K, OC/G) */                   \
+                for (int64_t o = 0; o < q->OCg; o++) {                                      \
+                    T *d = dw + (k * q->OCg + o) * q->K;                                    \
+                    const T *src = pc + k * q->OCg * q->K + o;                              \
+                    for (int64_t i = 0; i < q->K; i++) d[i] += src[i * q->OCg];             \
+                }                                                                           \
+        }                                                                                   \
+    }
 
-/* y_b = W @ cols_b (+ bias), group by group, for each image b. */
+CONV_COLUMNS(float)
+CONV_COLUMNS(double)
+CONV_IMAGE(float)
+CONV_IMAGE(double)
+CONV_BATCH(float)
+CONV_BATCH(double)
+
 static void conv2d_forward(tape_node *n) {
     conv_geom q;
     conv_geom_of(n, &q);
-    dtype dt = n->out->dtype;
-    size_t es = dtype_size(dt);
-    const char *x = n->in[0]->data, *w = n->in[1]->data;
-    const void *bias = n->in[2] ? n->in[2]->data : NULL;
-    char *y = n->out->data, *scratch = n->saved[0]->data;
     int threads = conv_threads(&q);
     if (threads > n->ip[7]) threads = (int)n->ip[7]; /* one scratch slot per thread */
     int blas = blas_hold(threads);
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (int64_t b = 0; b < q.B; b++) {
-        char *cols = scratch + (size_t)(omp_get_thread_num() * cols_size(&q)) * es;
-        char *yb = y + (size_t)(b * q.OC * q.P) * es;
-        im2col(dt, &q, x + (size_t)(b * q.C * q.H * q.W) * es, cols);
-        for (int64_t g = 0; g < q.G; g++)
-            gemm(dt, false, false, q.OCg, q.P, q.K, w + (size_t)(g * q.OCg * q.K) * es, q.K,
-                 cols + (size_t)(g * q.K * q.P) * es, q.P, 0.0, yb + (size_t)(g * q.OCg * q.P) * es,
-                 q.P);
-        if (bias && dt == DTYPE_F32)
-            add_bias_float(&q, bias, (float *)yb);
-        else if (bias)
-            add_bias_double(&q, bias, (double *)yb);
-    }
+    if (n->out->dtype == DTYPE_F32)
+        conv_fwd_float(n, &q, threads);
+    else
+        conv_fwd_double(n, &q, threads);
     blas_release(threads, blas);
-}
-
-/* For image b: dW partial of its chunk += G_b @ cols_b^T; dx_b += col2im(W^T @ G_b). */
-static void conv2d_vjp_image(const tape_node *n, const conv_geom *q, int64_t b, char *cols,
-                             char *dcols, char *dw_part, tensor *const *gin) {
-    dtype dt = n->out->dtype;
-    size_t es = dtype_size(dt);
-    const char *gb = (const char *)n->out->grad->data + (size_t)(b * q->OC * q->P) * es;
-    const char *w = n->in[1]->data;
-    if (gin[1]) {
-        im2col(dt, q, (const char *)n->in[0]->data + (size_t)(b * q->C * q->H * q->W) * es, cols);
-        for (int64_t g = 0; g < q->G; g++)
-            gemm(dt, false, true, q->OCg, q->K, q->P, gb + (size_t)(g * q->OCg * q->P) * es, q->P,
-                 cols + (size_t)(g * q->K * q->P) * es, q->P, 1.0,
-                 dw_part + (size_t)(g * q->OCg * q->K) * es, q->K);
-    }
-    if (gin[0]) {
-        for (int64_t g = 0; g < q->G; g++)
-            gemm(dt, true, false, q->K, q->P, q->OCg, w + (size_t)(g * q->OCg * q->K) * es, q->K,
-                 gb + (size_t)(g * q->OCg * q->P) * es, q->P, 0.0,
-                 dcols + (size_t)(g * q->K * q->P) * es, q->P);
-        char *dxb = (char *)gin[0]->data + (size_t)(b * q->C * q->H * q->W) * es;
-        if (dt == DTYPE_F32)
-            col2im_float(q, (const float *)dcols, (float *)dxb);
-        else
-            col2im_double(q, (const double *)dcols, (double *)dxb);
-    }
 }
 
 static void conv2d_vjp(tape_node *n, tensor *const *gin) {
     conv_geom q;
     conv_geom_of(n, &q);
     dtype dt = n->out->dtype;
-    size_t es = dtype_size(dt);
-    int threads = conv_threads(&q);
-    int64_t chunks = (q.B + CONV_CHUNK - 1) / CONV_CHUNK, wsize = n->in[1]->size;
-    tensor *cols = gin[1] ? tensor_tape_new(dt, 1, (int64_t[]){threads * cols_size(&q)}) : NULL;
-    tensor *dcols = gin[0] ? tensor_tape_new(dt, 1, (int64_t[]){threads * cols_size(&q)}) : NULL;
-    tensor *parts = gin[1] ? tensor_tape_zeros(dt, 1, (int64_t[]){chunks * wsize}) : NULL;
-    if ((gin[1] && (!cols || !parts)) || (gin[0] && !dcols)) return;
     if (gin[2]) {
         if (dt == DTYPE_F32)
             bias_grad_float(&q, n->out->grad->data, gin[2]->data);
@@ -254,22 +385,17 @@ static void conv2d_vjp(tape_node *n, tensor *const *gin) {
             bias_grad_double(&q, n->out->grad->data, gin[2]->data);
     }
     if (!gin[0] && !gin[1]) return;
+    int threads = conv_threads(&q);
+    int64_t chunks = (q.B + CONV_CHUNK - 1) / CONV_CHUNK;
+    tensor *scratch = tensor_tape_new(dt, 1, (int64_t[]){threads * conv_slot_of(&q).total});
+    tensor *parts = gin[1] ? tensor_tape_zeros(dt, 1, (int64_t[]){chunks * n->in[1]->size}) : NULL;
+    if (!scratch || (gin[1] && !parts)) return;
     int blas = blas_hold(threads);
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (int64_t c = 0; c < chunks; c++) {
-        size_t slot = (size_t)(omp_get_thread_num() * cols_size(&q)) * es;
-        for (int64_t b = c * CONV_CHUNK; b < q.B && b < (c + 1) * CONV_CHUNK; b++)
-            conv2d_vjp_image(n, &q, b, cols ? (char *)cols->data + slot : NULL,
-                             dcols ? (char *)dcols->data + slot : NULL,
-                             parts ? (char *)parts->data + (size_t)(c * wsize) * es : NULL, gin);
-    }
+    if (dt == DTYPE_F32)
+        conv_bwd_float(n, &q, threads, gin, scratch->data, parts ? parts->data : NULL);
+    else
+        conv_bwd_double(n, &q, threads, gin, scratch->data, parts ? parts->data : NULL);
     blas_release(threads, blas);
-    for (int64_t c = 0; gin[1] && c < chunks; c++) {
-        if (dt == DTYPE_F32)
-            acc_float(gin[1]->data, (const float *)parts->data + c * wsize, wsize);
-        else
-            acc_double(gin[1]->data, (const double *)parts->data + c * wsize, wsize);
-    }
 }
 
 /* ------------------------------------------------------------- builder */
@@ -343,7 +469,7 @@ tensor *tensor_conv2d(tensor *x, tensor *w, tensor *b, conv2d_params p) {
     conv_geom q;
     conv_geom_of(n, &q);
     n->ip[7] = conv_threads(&q);
-    n->saved[0] = tensor_tape_new(x->dtype, 1, (int64_t[]){n->ip[7] * cols_size(&q)});
+    n->saved[0] = tensor_tape_new(x->dtype, 1, (int64_t[]){n->ip[7] * conv_slot_of(&q).total});
     if (!n->saved[0]) return NULL;
     return node_finish(n);
 }
