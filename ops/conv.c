@@ -118,7 +118,7 @@ static void gemm_double(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const
 static int conv_threads(const conv_geom *q) {
     int t = tapegrad_threads();
     if (q->B * q->OC * q->P * q->K < PARALLEL_MIN_ELEMS) t = 1;
-    return t < q->B ? t : (int)q->B;
+    return t < q->B || q->B < 1 ? t : (int)q->B;
 }
 
 /* OpenBLAS stays on one thread while our threads each run their own GEMMs. */
@@ -364,6 +364,7 @@ CONV_BATCH(double)
 static void conv2d_forward(tape_node *n) {
     conv_geom q;
     conv_geom_of(n, &q);
+    if (n->out->size == 0) return; /* empty batch */
     int threads = conv_threads(&q);
     if (threads > n->ip[7]) threads = (int)n->ip[7]; /* one scratch slot per thread */
     int blas = blas_hold(threads);
@@ -378,6 +379,7 @@ static void conv2d_vjp(tape_node *n, tensor *const *gin) {
     conv_geom q;
     conv_geom_of(n, &q);
     dtype dt = n->out->dtype;
+    if (n->out->size == 0) return; /* empty batch */
     if (gin[2]) {
         if (dt == DTYPE_F32)
             bias_grad_float(&q, n->out->grad->data, gin[2]->data);
@@ -412,6 +414,10 @@ static int conv2d_validate(const tensor *x, const tensor *w, const tensor *b, co
     }
     if (w->ndim != 4) {
         error_set("conv2d: weight must be 4-D (OC, C/groups, KH, KW), got %s", sw);
+        return -1;
+    }
+    if (w->shape[0] < 1 || w->shape[1] < 1) {
+        error_set("conv2d: weight %s has no channels", sw);
         return -1;
     }
     if (p.stride[0] < 1 || p.stride[1] < 1 || p.dilation[0] < 1 || p.dilation[1] < 1 ||
