@@ -26,6 +26,16 @@ static void pool_geom_of(const tape_node *n, pool_geom *q) {
     q->ph = n->ip[4], q->pw = n->ip[5], q->include_pad = n->ip[6] != 0;
 }
 
+/* The output columns [lo, hi) whose input column j*s + off lies in [0, W). */
+static inline void cols_in_range(int64_t off, int64_t s, int64_t W, int64_t OW, int64_t *lo,
+                                 int64_t *hi) {
+    int64_t l = off >= 0 ? 0 : (-off + s - 1) / s;
+    int64_t h = W - 1 - off < 0 ? 0 : (W - 1 - off) / s + 1;
+    if (h > OW) h = OW;
+    if (l > h) l = h;
+    *lo = l, *hi = h;
+}
+
 /* The window's rows [*r0, *r1) and cols [*c0, *c1) clipped to the input. */
 static inline void window(const pool_geom *q, int64_t i, int64_t j, int64_t *r0, int64_t *r1,
                           int64_t *c0, int64_t *c1) {
@@ -44,26 +54,40 @@ static inline void window(const pool_geom *q, int64_t i, int64_t j, int64_t *r0,
  *       the first maximum in window order (row by row, left to right); NaN wins.
  *       dx[p, idx[p, i, j]] += g[p, i, j]. */
 #define MAX_POOL_KERNELS(T)                                                             \
+    /* One tap of the window for output columns [lo, hi) of a row: column j reads  \
+     * row[j sw + off] (flat offset base + j sw + off in the plane). The first tap \
+     * seen (at < 0) is taken; later ones when larger, or NaN over a number. */     \
+    static inline void max_row_##T(const T *row, T *best, int64_t *at, int64_t lo,       \
+                                   int64_t hi, int64_t sw, int64_t off, int64_t base) {   \
+        _Pragma("omp simd")                                                             \
+        for (int64_t j = lo; j < hi; j++) {                                             \
+            int64_t c = j * sw + off;                                                   \
+            T val = row[c], b = best[j];                                                \
+            bool take = (at[j] < 0) | (!(val <= b) & (b == b));                         \
+            best[j] = take ? val : b;                                                   \
+            at[j] = take ? base + c : at[j];                                            \
+        }                                                                               \
+    }                                                                                   \
+    /* One output row at a time, the taps in window order as the outer loops and   \
+     * the output columns as the inner, vectorised loop: each column keeps its own  \
+     * running max, with selects instead of branches (random data mispredicts). */  \
     static void max_pool_fwd_##T(const pool_geom *qp, const T *x, T *y, int64_t *idx) { \
         const pool_geom q = *qp;                                                        \
         POOL_PARALLEL                                                                   \
         for (int64_t p = 0; p < q.planes; p++) {                                        \
             const T *xp = x + p * q.H * q.W;                                            \
             for (int64_t i = 0; i < q.OH; i++) {                                        \
-                for (int64_t j = 0; j < q.OW; j++) {                                    \
-                    int64_t r0, r1, c0, c1;                                             \
-                    window(&q, i, j, &r0, &r1, &c0, &c1);                               \
-                    int64_t best_at = r0 * q.W + c0;                                    \
-                    T best = xp[best_at];                                               \
-                    for (int64_t r = r0; r < r1; r++)                                   \
-                        for (int64_t c = c0; c < c1; c++) {                             \
-                            T v = xp[r * q.W + c];                                      \
-                            if (v > best || (v != v && best == best))                   \
-                                best = v, best_at = r * q.W + c;                        \
-                        }                                                               \
-                    int64_t o = (p * q.OH + i) * q.OW + j;                              \
-                    y[o] = best;                                                        \
-                    idx[o] = best_at;                                                   \
+                T *best = y + (p * q.OH + i) * q.OW;                                    \
+                int64_t *at = idx + (p * q.OH + i) * q.OW;                              \
+                for (int64_t j = 0; j < q.OW; j++) best[j] = 0, at[j] = -1;             \
+                for (int64_t u = 0; u < q.kh; u++) {                                    \
+                    int64_t r = i * q.sh - q.ph + u;                                    \
+                    if (r < 0 || r >= q.H) continue;                                    \
+                    for (int64_t v = 0; v < q.kw; v++) {                                \
+                        int64_t off = v - q.pw, lo, hi;                                 \
+                        cols_in_range(off, q.sw, q.W, q.OW, &lo, &hi);                  \
+                        max_row_##T(xp + r * q.W, best, at, lo, hi, q.sw, off, r * q.W); \
+                    }                                                                   \
                 }                                                                       \
             }                                                                           \
         }                                                                               \
