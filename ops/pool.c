@@ -71,11 +71,35 @@ static inline void window(const pool_geom *q, int64_t i, int64_t j, int64_t *r0,
     /* One output row at a time, the taps in window order as the outer loops and   \
      * the output columns as the inner, vectorised loop: each column keeps its own  \
      * running max, with selects instead of branches (random data mispredicts). */  \
-    static void max_pool_fwd_##T(const pool_geom *qp, const T *x, T *y, int64_t *idx) { \
+    /* Without padding every window is whole: output k's window starts at org[k] \
+     * and tap (u, v) is u W + v further, so one loop runs over the whole plane's \
+     * outputs per tap (LeNet's 5-wide rows are too short to vectorise alone). */  \
+    static inline void max_plane_##T(const pool_geom *q, const T *xp, const int64_t *org, \
+                                     T *best, int64_t *at) {                            \
+        int64_t n = q->OH * q->OW;                                                      \
+        _Pragma("omp simd")                                                             \
+        for (int64_t k = 0; k < n; k++) best[k] = xp[org[k]], at[k] = org[k];           \
+        for (int64_t t = 1; t < q->kh * q->kw; t++) {                                   \
+            int64_t toff = t / q->kw * q->W + t % q->kw;                                \
+            _Pragma("omp simd")                                                         \
+            for (int64_t k = 0; k < n; k++) {                                           \
+                T val = xp[org[k] + toff], b = best[k];                                 \
+                bool take = !(val <= b) & (b == b);                                     \
+                best[k] = take ? val : b;                                               \
+                at[k] = take ? org[k] + toff : at[k];                                   \
+            }                                                                           \
+        }                                                                               \
+    }                                                                                   \
+    static void max_pool_fwd_##T(const pool_geom *qp, const T *x, T *y, int64_t *idx,   \
+                                 const int64_t *org) {                                  \
         const pool_geom q = *qp;                                                        \
         POOL_PARALLEL                                                                   \
         for (int64_t p = 0; p < q.planes; p++) {                                        \
             const T *xp = x + p * q.H * q.W;                                            \
+            if (org) {                                                                  \
+                max_plane_##T(&q, xp, org, y + p * q.OH * q.OW, idx + p * q.OH * q.OW); \
+                continue;                                                               \
+            }                                                                           \
             for (int64_t i = 0; i < q.OH; i++) {                                        \
                 T *best = y + (p * q.OH + i) * q.OW;                                    \
                 int64_t *at = idx + (p * q.OH + i) * q.OW;                              \
@@ -153,10 +177,11 @@ AVG_POOL_KERNELS(double)
 static void max_pool2d_forward(tape_node *n) {
     pool_geom q;
     pool_geom_of(n, &q);
+    const int64_t *org = n->saved[1] ? n->saved[1]->data : NULL;
     if (n->out->dtype == DTYPE_F32)
-        max_pool_fwd_float(&q, n->in[0]->data, n->out->data, n->saved[0]->data);
+        max_pool_fwd_float(&q, n->in[0]->data, n->out->data, n->saved[0]->data, org);
     else
-        max_pool_fwd_double(&q, n->in[0]->data, n->out->data, n->saved[0]->data);
+        max_pool_fwd_double(&q, n->in[0]->data, n->out->data, n->saved[0]->data, org);
 }
 
 static void max_pool2d_vjp(tape_node *n, tensor *const *gin) {
@@ -239,6 +264,15 @@ tensor *tensor_max_pool2d(tensor *x, pool2d_params p) {
     n->saved[0] = tensor_tape_new(DTYPE_I64, 4, shape);
     if (!n->saved[0]) return NULL;
     pool_set_params(n, p);
+    if (p.padding[0] == 0 && p.padding[1] == 0) {
+        /* window origins for the whole-plane kernel, fixed by the shapes */
+        n->saved[1] = tensor_tape_new(DTYPE_I64, 2, shape + 2);
+        if (!n->saved[1]) return NULL;
+        int64_t *org = n->saved[1]->data;
+        for (int64_t i = 0; i < shape[2]; i++)
+            for (int64_t j = 0; j < shape[3]; j++)
+                org[i * shape[3] + j] = i * p.stride[0] * x->shape[3] + j * p.stride[1];
+    }
     return node_finish(n);
 }
 
