@@ -137,11 +137,42 @@ static inline int64_t avg_divisor(const pool_geom *q, int64_t r0, int64_t r1, in
 }
 
 #define AVG_POOL_KERNELS(T)                                                             \
-    static void avg_pool_fwd_##T(const pool_geom *qp, const T *x, T *y) {               \
+    /* Without padding (origins org as for max): the taps in window order, each one \
+     * loop over the plane's outputs. For a fixed tap the outputs read (and in the  \
+     * vjp write) distinct elements, since windows have distinct origins. */        \
+    static inline void avg_plane_fwd_##T(const pool_geom *q, const T *xp, const int64_t *org, \
+                                         T *y) {                                        \
+        int64_t n = q->OH * q->OW;                                                      \
+        const T div = (T)(q->kh * q->kw);                                               \
+        _Pragma("omp simd")                                                             \
+        for (int64_t k = 0; k < n; k++) y[k] = xp[org[k]];                              \
+        for (int64_t t = 1; t < q->kh * q->kw; t++) {                                   \
+            int64_t toff = t / q->kw * q->W + t % q->kw;                                \
+            _Pragma("omp simd")                                                         \
+            for (int64_t k = 0; k < n; k++) y[k] += xp[org[k] + toff];                  \
+        }                                                                               \
+        _Pragma("omp simd")                                                             \
+        for (int64_t k = 0; k < n; k++) y[k] /= div;                                    \
+    }                                                                                   \
+    static inline void avg_plane_bwd_##T(const pool_geom *q, const T *g, const int64_t *org, \
+                                         T *dp) {                                       \
+        int64_t n = q->OH * q->OW;                                                      \
+        const T div = (T)(q->kh * q->kw);                                               \
+        for (int64_t t = 0; t < q->kh * q->kw; t++) {                                   \
+            int64_t toff = t / q->kw * q->W + t % q->kw;                                \
+            _Pragma("omp simd")                                                         \
+            for (int64_t k = 0; k < n; k++) dp[org[k] + toff] += g[k] / div;            \
+        }                                                                               \
+    }                                                                                   \
+    static void avg_pool_fwd_##T(const pool_geom *qp, const T *x, T *y, const int64_t *org) { \
         const pool_geom q = *qp;                                                        \
         POOL_PARALLEL                                                                   \
         for (int64_t p = 0; p < q.planes; p++) {                                        \
             const T *xp = x + p * q.H * q.W;                                            \
+            if (org) {                                                                  \
+                avg_plane_fwd_##T(&q, xp, org, y + p * q.OH * q.OW);                    \
+                continue;                                                               \
+            }                                                                           \
             for (int64_t i = 0; i < q.OH; i++) {                                        \
                 for (int64_t j = 0; j < q.OW; j++) {                                    \
                     int64_t r0, r1, c0, c1;                                             \
@@ -154,11 +185,15 @@ static inline int64_t avg_divisor(const pool_geom *q, int64_t r0, int64_t r1, in
             }                                                                           \
         }                                                                               \
     }                                                                                   \
-    static void avg_pool_bwd_##T(const pool_geom *qp, const T *g, T *dx) {              \
+    static void avg_pool_bwd_##T(const pool_geom *qp, const T *g, T *dx, const int64_t *org) { \
         const pool_geom q = *qp;                                                        \
         POOL_PARALLEL                                                                   \
         for (int64_t p = 0; p < q.planes; p++) {                                        \
             T *dp = dx + p * q.H * q.W;                                                 \
+            if (org) {                                                                  \
+                avg_plane_bwd_##T(&q, g + p * q.OH * q.OW, org, dp);                    \
+                continue;                                                               \
+            }                                                                           \
             for (int64_t i = 0; i < q.OH; i++) {                                        \
                 for (int64_t j = 0; j < q.OW; j++) {                                    \
                     int64_t r0, r1, c0, c1;                                             \
@@ -197,20 +232,22 @@ static void max_pool2d_vjp(tape_node *n, tensor *const *gin) {
 static void avg_pool2d_forward(tape_node *n) {
     pool_geom q;
     pool_geom_of(n, &q);
+    const int64_t *org = n->saved[0] ? n->saved[0]->data : NULL;
     if (n->out->dtype == DTYPE_F32)
-        avg_pool_fwd_float(&q, n->in[0]->data, n->out->data);
+        avg_pool_fwd_float(&q, n->in[0]->data, n->out->data, org);
     else
-        avg_pool_fwd_double(&q, n->in[0]->data, n->out->data);
+        avg_pool_fwd_double(&q, n->in[0]->data, n->out->data, org);
 }
 
 static void avg_pool2d_vjp(tape_node *n, tensor *const *gin) {
     if (!gin[0]) return;
     pool_geom q;
     pool_geom_of(n, &q);
+    const int64_t *org = n->saved[0] ? n->saved[0]->data : NULL;
     if (n->out->dtype == DTYPE_F32)
-        avg_pool_bwd_float(&q, n->out->grad->data, gin[0]->data);
+        avg_pool_bwd_float(&q, n->out->grad->data, gin[0]->data, org);
     else
-        avg_pool_bwd_double(&q, n->out->grad->data, gin[0]->data);
+        avg_pool_bwd_double(&q, n->out->grad->data, gin[0]->data, org);
 }
 
 /* ------------------------------------------------------------ builders */
@@ -254,6 +291,20 @@ static void pool_set_params(tape_node *n, pool2d_params p) {
     for (int i = 0; i < 7; i++) n->ip[i] = ip[i];
 }
 
+/* Without padding: *org = a tape-owned table of the flat offset of each
+ * output's window origin in its plane (fixed by the shapes, so made here and
+ * only read by forward); with padding *org stays NULL. Returns 0 or -1. */
+static int window_origins(const tensor *x, pool2d_params p, const int64_t *shape, tensor **org) {
+    if (p.padding[0] || p.padding[1]) return 0;
+    *org = tensor_tape_new(DTYPE_I64, 2, shape + 2);
+    if (!*org) return -1;
+    int64_t *o = (*org)->data;
+    for (int64_t i = 0; i < shape[2]; i++)
+        for (int64_t j = 0; j < shape[3]; j++)
+            o[i * shape[3] + j] = i * p.stride[0] * x->shape[3] + j * p.stride[1];
+    return 0;
+}
+
 tensor *tensor_max_pool2d(tensor *x, pool2d_params p) {
     const op_def *op = &ops_pool[0];
     int64_t shape[4];
@@ -264,15 +315,7 @@ tensor *tensor_max_pool2d(tensor *x, pool2d_params p) {
     n->saved[0] = tensor_tape_new(DTYPE_I64, 4, shape);
     if (!n->saved[0]) return NULL;
     pool_set_params(n, p);
-    if (p.padding[0] == 0 && p.padding[1] == 0) {
-        /* window origins for the whole-plane kernel, fixed by the shapes */
-        n->saved[1] = tensor_tape_new(DTYPE_I64, 2, shape + 2);
-        if (!n->saved[1]) return NULL;
-        int64_t *org = n->saved[1]->data;
-        for (int64_t i = 0; i < shape[2]; i++)
-            for (int64_t j = 0; j < shape[3]; j++)
-                org[i * shape[3] + j] = i * p.stride[0] * x->shape[3] + j * p.stride[1];
-    }
+    if (window_origins(x, p, shape, &n->saved[1])) return NULL;
     return node_finish(n);
 }
 
@@ -283,6 +326,7 @@ tensor *tensor_avg_pool2d(tensor *x, pool2d_params p) {
     tape_node *n = node_begin(op, &x, 1, x->dtype, 4, shape);
     if (!n) return NULL;
     pool_set_params(n, p);
+    if (window_origins(x, p, shape, &n->saved[0])) return NULL;
     return node_finish(n);
 }
 
