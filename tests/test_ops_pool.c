@@ -84,10 +84,20 @@ START_TEST(test_max_pool2d_tie_goes_to_first_in_window_order) {
 }
 END_TEST
 
+/* A NaN in a window wins over numbers, before or after them, on both the
+ * unpadded and the padded kernels. */
 START_TEST(test_max_pool2d_nan_propagates) {
-    tensor *x = tensor_from_doubles(DTYPE_F32, SHAPE(1, 1, 2, 2), (double[]){1, NAN, 3, 0});
+    tensor *x = tensor_from_doubles(DTYPE_F32, SHAPE(1, 1, 2, 4),
+                                    (double[]){1, NAN, NAN, 5, 3, 0, 2, 4});
     tensor *y = tensor_max_pool2d(x, pp(2, 2, 2, 2, 0, 0, false));
-    ck_assert(isnan(tensor_get(y, 0)));
+    ck_assert(isnan(tensor_get(y, 0)) && isnan(tensor_get(y, 1)));
+    /* padded: output row 0 sees input row 0 only, in column pairs {0}, {1,2}, {3}:
+     * [1, NaN, 5]; output row 1 sees row 1: [3, max(0, 2), 4] */
+    tensor *yp = tensor_max_pool2d(x, pp(2, 2, 2, 2, 1, 1, false));
+    ck_assert_int_eq(yp->size, 6);
+    ck_assert(isnan(tensor_get(yp, 1)));
+    tensor_set(yp, 1, 0);
+    ck_assert_tensor(yp, ((double[]){1, 0, 5, 3, 2, 4}), 0);
     tape_reset();
     tensor_free(x);
 }
