@@ -305,7 +305,7 @@ static void blas_release(int threads, int was) {
             double acc = 0;                                                                 \
             for (int64_t b = 0; b < q->B; b++) {                                            \
                 const T *s = g + (b * q->OC + oc) * q->P;                                   \
-                _Pragma("omp simd reduction(+ : acc)")                                      \
+                _Pragma("omp simd reduction(+ : acc) simdlen(16)")                         \
                 for (int64_t p = 0; p < q->P; p++) acc += s[p];                             \
             }                                                                               \
             db[oc] += (T)acc;                                                               \
