@@ -10,7 +10,7 @@ BUILD    ?= build
 OPT      ?= -O2 -march=native
 PKGS      = openblas
 WARN      = -Wall -Wextra -Werror
-CFLAGS   += -std=gnu11 $(OPT) -g -fPIC -fopenmp $(WARN) $(shell pkg-config --cflags $(PKGS))
+CFLAGS   += -std=gnu11 -Iinclude $(OPT) -g -fPIC -fopenmp $(WARN) $(shell pkg-config --cflags $(PKGS))
 LDLIBS   += $(shell pkg-config --libs $(PKGS)) -lz -lm -fopenmp
 ifeq ($(SANITIZE),1)
   # ASan/UBSan with the system allocator: jemalloc and ASan do not mix.
@@ -18,6 +18,19 @@ ifeq ($(SANITIZE),1)
   CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all \
             -DTAPEGRAD_SYSTEM_ALLOC -O1
   LDFLAGS += -fsanitize=address,undefined
+else ifeq ($(FUZZ),1)
+  # libFuzzer builds (clang): the library instrumented for coverage, ASan, UBSan.
+  CC      = clang
+  BUILD   = build-fuzz
+  WARN    = -Wall -Wextra -Werror -Wno-pass-failed
+  CFLAGS += -fsanitize=fuzzer-no-link,address,undefined -DTAPEGRAD_SYSTEM_ALLOC -O1
+  LDFLAGS += -fsanitize=address,undefined
+else ifeq ($(VALGRIND),1)
+  # valgrind sees only the system allocator's blocks, so no jemalloc here.
+  # valgrind decodes AVX2 but not AVX-512, hence the older target.
+  BUILD   = build-valgrind
+  OPT     = -O2 -march=x86-64-v3
+  CFLAGS += -DTAPEGRAD_SYSTEM_ALLOC
 else
   LDLIBS += -ljemalloc
 endif
@@ -33,13 +46,20 @@ STATIC   = $(BUILD)/libtapegrad.a
 SHARED   = $(BUILD)/libtapegrad.so
 
 .PHONY: all deps check check-asan check-built check-valgrind demo install uninstall clean docs gradcheck \
-        bench plot fuzz
+        bench plot fuzz fuzz-run valgrind-run
 all: $(STATIC) $(SHARED) $(EXAMPLES) $(TOOLS)
 
 deps:
 	@sh scripts/deps.sh
 
-$(BUILD)/%.o: %.c $(HEADERS)
+# Objects depend on the flags they were built with: a change of flags rebuilds.
+FLAGS_STAMP = $(BUILD)/.flags
+$(FLAGS_STAMP): FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(CC) $(CFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS)' > $@
+FORCE:
+
+$(BUILD)/%.o: %.c $(HEADERS) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -67,30 +87,62 @@ $(BUILD)/tools/%: tools/%.c $(STATIC)
 	$(CC) $(CFLAGS) $< -o $@ $(STATIC) $(LDFLAGS) $(LDLIBS)
 
 check: deps
-	@$(MAKE) --no-print-directory $(TESTS)
+	@$(MAKE) --no-print-directory all $(TESTS)
+	@sh scripts/test_install.sh
+	@sh scripts/errors_doc.sh --check
 	@sh scripts/run_tests.sh $(TESTS)
 
 check-asan: deps
 	@$(MAKE) --no-print-directory SANITIZE=1 check-built
+
+FUZZERS      = $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard fuzz/*.c))
+FUZZ_SECONDS ?= 60
+$(BUILD)/fuzz/%: fuzz/%.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer $< -o $@ $(STATIC) $(LDFLAGS) $(LDLIBS)
+
+# Each libFuzzer target for FUZZ_SECONDS on a copy of its seed corpus.
+fuzz:
+	@sh scripts/deps.sh --extra clang --extra libclang-rt-dev --extra libomp-dev
+	@$(MAKE) --no-print-directory FUZZ=1 fuzz-run
+
+fuzz-run: $(FUZZERS)
+	@sh scripts/run_fuzz.sh $(BUILD) $(FUZZ_SECONDS) $(FUZZERS)
+
+# valgrind memcheck over the examples and a sample of the tests: zero errors,
+# zero leaks (VALGRIND_TESTS to choose the sample).
+VALGRIND_TESTS ?= test_core test_anomaly test_alloc_fail
+check-valgrind:
+	@sh scripts/deps.sh --extra valgrind
+	@$(MAKE) --no-print-directory VALGRIND=1 valgrind-run
+
+valgrind-run: all $(TESTS)
+	@sh scripts/run_valgrind.sh $(BUILD) "$(VALGRIND_TESTS)"
 
 check-built: $(TESTS)
 	@sh scripts/run_tests.sh $(TESTS)
 
 # The main job: one epoch of LeNet-5 on Fashion-MNIST, a checkpoint, and the
 # whole-LeNet-5 gradient check with its report.
-demo: deps all
+# (Targets that need the dependencies run deps first, then a fresh make that
+# reads the flags pkg-config gives once the packages are there.)
+demo: deps
+	@$(MAKE) --no-print-directory all
 	$(BUILD)/examples/lenet5 --epochs 1 --save $(BUILD)/lenet5.safetensors --csv $(BUILD)/lenet5.csv
 	$(BUILD)/tools/gradcheck --lenet5
 
 # Registry-wide numerical check, one row per op and case, then whole LeNet-5.
-gradcheck: deps all
+gradcheck: deps
+	@$(MAKE) --no-print-directory all
 	$(BUILD)/tools/gradcheck
 
-# docs/ops.md is produced from the registry.
+# docs/ops.md is produced from the registry, docs/errors.md from the sources.
 docs: $(BUILD)/tools/opsdoc
 	$(BUILD)/tools/opsdoc > docs/ops.md
+	sh scripts/errors_doc.sh
 
-bench: deps all $(BENCHES)
+bench: deps
+	@$(MAKE) --no-print-directory all $(BENCHES)
 	sh bench/run.sh $(BUILD)
 
 plot: deps
@@ -109,3 +161,6 @@ uninstall:
 
 clean:
 	rm -rf build build-asan
+
+# Extra targets of the benchmark and reliability work live in mk/*.mk.
+-include mk/*.mk

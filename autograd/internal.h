@@ -80,6 +80,8 @@ void mem_fail_after(int64_t n);      /* -1: never fail (default) */
 
 /* The tape's arena: bump allocation, released all at once by tape_reset. */
 void *arena_alloc(size_t bytes);      /* 64-byte aligned, uninitialised */
+void arena_rewind(void);              /* the next step reuses the memory */
+void arena_release(void);             /* frees every chunk */
 
 /* ----------------------------------------------------------- tensor help */
 size_t dtype_size(dtype dt);

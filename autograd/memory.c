@@ -123,6 +123,16 @@ void *arena_alloc(size_t bytes) {
     return p;
 }
 
+void arena_release(void) {
+    for (chunk *c = arena_first, *next; c; c = next) {
+        next = c->next;
+        mem_free(c->base);
+        mem_free(c);
+    }
+    arena_first = arena_cur = NULL;
+    arena_step_bytes = 0;
+}
+
 void arena_rewind(void) {
     if (arena_first && arena_first->next) {
         /* The step spilled into several chunks: replace them by one chunk

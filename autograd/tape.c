@@ -9,7 +9,6 @@
 
 #include "internal.h"
 
-void arena_rewind(void); /* memory.c: rewinds the arena for the next step */
 
 static tape_node *nodes;
 static int64_t n_nodes, cap_nodes;
@@ -32,6 +31,14 @@ void tape_reset(void) {
     n_nodes = 0;
     epoch++;
     arena_rewind();
+}
+
+void tape_release(void) {
+    tape_reset();
+    arena_release();
+    mem_free(nodes);
+    nodes = NULL;
+    cap_nodes = 0;
 }
 
 static int nodes_reserve(int64_t need) {

@@ -117,6 +117,7 @@ void tensor_print(FILE *f, const tensor *t, const char *label);
 
 /* ------------------------------------------------------------- the tape */
 void tape_reset(void);             /* releases every tape-owned tensor; keeps memory */
+void tape_release(void);           /* tape_reset, then returns the tape's memory */
 int64_t tape_size(void);           /* nodes recorded since the last reset */
 void tape_no_grad_begin(void);     /* nests; nothing is recorded inside */
 void tape_no_grad_end(void);

@@ -22,7 +22,19 @@
                  p3 = (n)->fp[3];                                      \
     (void)p0; (void)p1; (void)p2; (void)p3
 
-#define EW_PRAGMA _Pragma("omp parallel for simd schedule(static) if (cnt >= PARALLEL_MIN_ELEMS)")
+/* for (i = 0; i < cnt; i++) BODY, split across threads only when cnt is
+ * large: a parallel region costs far more than a small loop, even when its
+ * `if` clause keeps it on one thread. */
+#define EW_FOR(i, cnt, ...)                                                      \
+    do {                                                                         \
+        if ((cnt) >= PARALLEL_MIN_ELEMS) {                                       \
+            _Pragma("omp parallel for simd schedule(static)")                    \
+            for (int64_t i = 0; i < (cnt); i++) __VA_ARGS__                      \
+        } else {                                                                 \
+            _Pragma("omp simd")                                                  \
+            for (int64_t i = 0; i < (cnt); i++) __VA_ARGS__                      \
+        }                                                                        \
+    } while (0)
 
 /* y = f(x), same shape. */
 #define EW_UNARY_FORWARD(name, EXPR)                                             \
@@ -32,17 +44,17 @@
         if (n->out->dtype == DTYPE_F32) {                                        \
             const float *X = n->in[0]->data;                                     \
             float *Z = n->out->data;                                             \
-            EW_PRAGMA for (int64_t i = 0; i < cnt; i++) {                        \
+            EW_FOR(i, cnt, {                        \
                 const float x = X[i];                                            \
                 Z[i] = (float)(EXPR);                                            \
-            }                                                                    \
+            });                                                                    \
         } else {                                                                 \
             const double *X = n->in[0]->data;                                    \
             double *Z = n->out->data;                                            \
-            EW_PRAGMA for (int64_t i = 0; i < cnt; i++) {                        \
+            EW_FOR(i, cnt, {                        \
                 const double x = X[i];                                           \
                 Z[i] = (EXPR);                                                   \
-            }                                                                    \
+            });                                                                    \
         }                                                                        \
     }
 
@@ -56,20 +68,20 @@
             const float *X = n->in[0]->data, *Z = n->out->data,                  \
                         *G = n->out->grad->data;                                 \
             float *D = gin[0]->data;                                             \
-            EW_PRAGMA for (int64_t i = 0; i < cnt; i++) {                        \
+            EW_FOR(i, cnt, {                        \
                 const float x = X[i], z = Z[i], g = G[i];                        \
                 (void)x; (void)z;                                                \
                 D[i] += (float)(DX);                                             \
-            }                                                                    \
+            });                                                                    \
         } else {                                                                 \
             const double *X = n->in[0]->data, *Z = n->out->data,                 \
                          *G = n->out->grad->data;                                \
             double *D = gin[0]->data;                                            \
-            EW_PRAGMA for (int64_t i = 0; i < cnt; i++) {                        \
+            EW_FOR(i, cnt, {                        \
                 const double x = X[i], z = Z[i], g = G[i];                       \
                 (void)x; (void)z;                                                \
                 D[i] += (DX);                                                    \
-            }                                                                    \
+            });                                                                    \
         }                                                                        \
     }
 
@@ -81,22 +93,22 @@
         T *Z = n->out->data;                                                          \
         int64_t na = n->in[0]->size, nb = n->in[1]->size;                             \
         if (na == cnt && nb == cnt) {                                                 \
-            EW_PRAGMA for (int64_t i = 0; i < cnt; i++) {                             \
+            EW_FOR(i, cnt, {                                                          \
                 const T x = A[i], y = B[i];                                           \
                 Z[i] = (T)(EXPR);                                                     \
-            }                                                                         \
+            });                                                                        \
         } else if (na == cnt && nb == 1) {                                            \
             const T y = B[0];                                                         \
-            EW_PRAGMA for (int64_t i = 0; i < cnt; i++) {                             \
+            EW_FOR(i, cnt, {                                                          \
                 const T x = A[i];                                                     \
                 Z[i] = (T)(EXPR);                                                     \
-            }                                                                         \
+            });                                                                        \
         } else if (na == 1 && nb == cnt) {                                            \
             const T x = A[0];                                                         \
-            EW_PRAGMA for (int64_t i = 0; i < cnt; i++) {                             \
+            EW_FOR(i, cnt, {                                                          \
                 const T y = B[i];                                                     \
                 Z[i] = (T)(EXPR);                                                     \
-            }                                                                         \
+            });                                                                        \
         } else {                                                                      \
             int64_t sa[TENSOR_MAX_DIMS], sb[TENSOR_MAX_DIMS];                         \
             broadcast_strides(n->in[0], n->out->ndim, n->out->shape, sa);             \
@@ -134,11 +146,11 @@
         T *D = full->data;                                                            \
         int64_t na = n->in[0]->size, nb = n->in[1]->size;                             \
         if (na == cnt && nb == cnt) {                                                 \
-            EW_PRAGMA for (int64_t i = 0; i < cnt; i++) {                             \
+            EW_FOR(i, cnt, {                                                          \
                 const T x = A[i], y = B[i], z = Z[i], g = G[i];                       \
                 (void)x; (void)y; (void)z;                                            \
                 D[i] += (T)(DEXPR);                                                   \
-            }                                                                         \
+            });                                                                        \
         } else {                                                                      \
             int64_t sa[TENSOR_MAX_DIMS], sb[TENSOR_MAX_DIMS];                         \
             broadcast_strides(n->in[0], n->out->ndim, n->out->shape, sa);             \

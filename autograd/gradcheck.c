@@ -1,0 +1,676 @@
+/* gradcheck.c - the numerical gradient checker.
+ *
+ * The question it answers: does the tape's vector-Jacobian product agree with
+ * the function the forward pass computes? For a function out = f(x_0..x_n-1)
+ * and an upstream gradient u (1 for a scalar output, seeded random values
+ * otherwise) the analytic side is the tape's backward, grad_i = J_i^T u. The
+ * numeric side differentiates the scalar L(x) = <u, f(x)> by central
+ * differences, (L(x + eps e_k) - L(x - eps e_k)) / 2 eps, for every element k
+ * of every checked input, in float64. An element passes when
+ * |analytic - numeric| <= atol + rtol |numeric|.
+ *
+ * Replay, not re-run: f is called once and its tape recorded. Perturbing one
+ * element of leaf x_i can only change the nodes downstream of x_i, so for each
+ * leaf the checker lists, once, the recorded nodes that depend on it (and that
+ * the output depends on) and re-runs only their forward() in tape order.
+ * forward() is pure and does not allocate (the contract of every op), so a
+ * perturbation costs the downstream kernels and nothing else; after the last
+ * perturbation of a leaf the leaf is restored and its nodes replayed once more,
+ * which leaves the tape exactly as recorded. Values computed off the tape (in a
+ * no-grad scope) stay fixed, as they do for backward. Only when the output is
+ * not on the tape at all (f returned a leaf, or ran in a no-grad scope) does
+ * the checker fall back to calling f again for every perturbation.
+ *
+ * Verdicts beyond pass/fail:
+ *   - VACUOUS: an input whose analytic and numeric gradients are both within
+ *     atol/2 of zero everywhere could not have failed any comparison; it proves
+ *     nothing and counts as a failure.
+ *   - kink: when an element fails, its one-sided differences are compared; if
+ *     they disagree by more than the error, the sample sits on a
+ *     non-differentiable point (still a failure: fix the sample).
+ *   - determinism: backward runs twice; the two gradients must agree bit for bit.
+ *   - localisation: on failure every tape node's vjp is checked at its own
+ *     recorded inputs, and the first disagreeing node is named.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+/* rng streams: one per use, so that changing one use leaves the others' draws unchanged */
+enum { STREAM_UPSTREAM = 1, STREAM_FAST = 2, STREAM_LOCALIZE = 3 };
+
+gradcheck_options gradcheck_defaults(void) {
+    return (gradcheck_options){.eps = 1e-6,
+                               .atol = 1e-5,
+                               .rtol = 1e-3,
+                               .seed = 1234,
+                               .fast = false,
+                               .probes = 3,
+                               .check_mask = 0,
+                               .localize = true};
+}
+
+/* ------------------------------------------------------------ checker state */
+typedef struct {
+    const gradcheck_options *opt;
+    gradcheck_fn fn;
+    void *ctx;
+    int n;
+    tensor *leaf[GRADCHECK_MAX_INPUTS];     /* float64 copies (user-owned by the checker) */
+    bool checked[GRADCHECK_MAX_INPUTS];
+    tensor *analytic[GRADCHECK_MAX_INPUTS]; /* J_i^T u, copied out of the leaves' .grad */
+    tape_node **plan[GRADCHECK_MAX_INPUTS]; /* nodes downstream of leaf i, tape order */
+    int64_t plan_len[GRADCHECK_MAX_INPUTS];
+    tensor *out;                            /* the recorded output */
+    tensor *u;                              /* upstream gradient, out's shape */
+    double L0;                              /* <u, out> at the unperturbed inputs */
+    bool rerun;                             /* output not on the tape: call fn each time */
+    int64_t evals;
+    gradcheck_report *rep;
+} checker;
+
+static void msg_add(gradcheck_report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void msg_add(gradcheck_report *r, const char *fmt, ...) {
+    size_t o = strlen(r->message);
+    if (o + 1 >= sizeof r->message) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->message + o, sizeof r->message - o, fmt, ap);
+    va_end(ap);
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* u: +-[0.5, 1.5), so that every output element weighs in and none vanishes. */
+static void fill_upstream(double *u, int64_t n, rng *g) {
+    for (int64_t i = 0; i < n; i++) {
+        double m = 0.5 + rng_uniform(g);
+        u[i] = (rng_next_u32(g) & 1) ? m : -m;
+    }
+}
+
+static double dot(const double *a, const double *b, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* ------------------------------------------------------------- evaluation */
+/* L = <u, f(x)> at the leaves' current values, replaying plan (the nodes
+ * downstream of the perturbed leaf) or, without a tape, calling fn again. */
+static double eval_loss(checker *c, int leaf) {
+    c->evals++;
+    if (c->rerun) {
+        tape_reset();
+        tensor *o = c->fn(c->leaf, c->n, c->ctx);
+        if (!o || o->dtype != DTYPE_F64 || !tensor_same_shape(o, c->u)) return NAN;
+        return dot(c->u->data, o->data, o->size);
+    }
+    tape_node **p = c->plan[leaf];
+    for (int64_t k = 0, m = c->plan_len[leaf]; k < m; k++) p[k]->op->forward(p[k]);
+    return dot(c->u->data, c->out->data, c->out->size);
+}
+
+/* A tensor produced by a node of the current tape, or NULL. */
+static tape_node *producer(const tensor *t) {
+    if (!t || !t->tape_owned || t->node < 0 || t->epoch != tape_epoch()) return NULL;
+    tape_node *p = tape_node_at(t->node);
+    return p && p->out == t ? p : NULL;
+}
+
+/* Marks (live[j] = 1) the nodes the output depends on. */
+static void mark_live(const checker *c, unsigned char *live) {
+    for (int64_t j = c->out->node; j >= 0; j--) {
+        tape_node *nd = tape_node_at(j);
+        if (j != c->out->node && !live[j]) continue;
+        live[j] = 1;
+        for (int k = 0; k < nd->n_in; k++) {
+            tape_node *p = producer(nd->in[k]);
+            if (p) live[p->out->node] = 1;
+        }
+    }
+}
+
+/* The replay plan of every leaf: the live nodes with an input that is the
+ * leaf or the output of a node already in the plan. A fresh mark value per
+ * walk tags the plan's outputs, so stale marks of older walks never match. */
+static int build_plans(checker *c) {
+    static int32_t stamp;
+    int64_t last = c->out->node;
+    unsigned char *live = mem_calloc((size_t)(last + 1));
+    if (!live) return -1;
+    mark_live(c, live);
+    for (int i = 0; i < c->n; i++) {
+        if (!c->checked[i]) continue;
+        c->plan[i] = mem_alloc((size_t)(last + 1) * sizeof(tape_node *));
+        if (!c->plan[i]) {
+            mem_free(live);
+            return -1;
+        }
+        int32_t s = ++stamp;
+        int64_t m = 0;
+        for (int64_t j = 0; j <= last; j++) {
+            tape_node *nd = tape_node_at(j);
+            if (!live[j]) continue;
+            bool down = false;
+            for (int k = 0; k < nd->n_in && !down; k++) {
+                const tensor *t = nd->in[k];
+                down = t && (t == c->leaf[i] || (t->tape_owned && t->mark == s));
+            }
+            if (down) {
+                nd->out->mark = s;
+                c->plan[i][m++] = nd;
+            }
+        }
+        c->plan_len[i] = m;
+    }
+    mem_free(live);
+    return 0;
+}
+
+/* ---------------------------------------------------------- comparison */
+typedef struct {
+    bool failed;
+    double max_abs, max_rel, worst_ratio, mag_a, mag_n;
+    int64_t worst;
+    double worst_a, worst_n;
+} err_stats;
+
+static void stats_init(err_stats *s) {
+    memset(s, 0, sizeof *s);
+    s->worst = -1;
+    s->worst_ratio = -1;
+}
+
+static double nan_to_inf(double x) { return isnan(x) ? INFINITY : x; }
+
+/* The rule |a - n| <= atol + rtol |n|, written so that NaN fails. The worst
+ * element is the one that violates it most (largest error / tolerance). */
+static void stats_add(err_stats *s, int64_t k, double a, double n, double atol, double rtol) {
+    double d = fabs(a - n), tol = atol + rtol * fabs(n);
+    if (!(d <= tol)) s->failed = true;
+    double rel = nan_to_inf(d / fmax(fabs(n), atol)), ratio = nan_to_inf(d / tol);
+    s->max_abs = fmax(s->max_abs, nan_to_inf(d));
+    s->max_rel = fmax(s->max_rel, rel);
+    s->mag_a = fmax(s->mag_a, nan_to_inf(fabs(a)));
+    s->mag_n = fmax(s->mag_n, nan_to_inf(fabs(n)));
+    if (ratio > s->worst_ratio) {
+        s->worst_ratio = ratio;
+        s->worst = k;
+        s->worst_a = a;
+        s->worst_n = n;
+    }
+}
+
+static void stats_to_report(const err_stats *s, double atol, gradcheck_input_report *ir) {
+    ir->max_abs_err = s->max_abs;
+    ir->max_rel_err = s->max_rel;
+    ir->worst_index = s->worst;
+    ir->worst_analytic = s->worst_a;
+    ir->worst_numeric = s->worst_n;
+    ir->vacuous = !s->failed && s->mag_a <= atol / 2 && s->mag_n <= atol / 2;
+    ir->passed = !s->failed && !ir->vacuous;
+}
+
+/* ------------------------------------------------------------ full mode */
+/* One central difference per element of leaf i; the perturbation actually
+ * applied ((x+eps) - (x-eps) in floating point) is the denominator. */
+static void check_full(checker *c, int i, gradcheck_input_report *ir) {
+    const double eps = c->opt->eps;
+    double *x = c->leaf[i]->data;
+    const double *a = c->analytic[i]->data;
+    err_stats s;
+    stats_init(&s);
+    for (int64_t k = 0; k < c->leaf[i]->size; k++) {
+        const double x0 = x[k];
+        x[k] = x0 + eps;
+        const double hp = x[k], lp = eval_loss(c, i);
+        x[k] = x0 - eps;
+        const double hm = x[k], lm = eval_loss(c, i);
+        x[k] = x0;
+        stats_add(&s, k, a[k], (lp - lm) / (hp - hm), c->opt->atol, c->opt->rtol);
+    }
+    eval_loss(c, i); /* leaves the tape as recorded */
+    stats_to_report(&s, c->opt->atol, ir);
+}
+
+/* A failing element: one-sided slopes that disagree by more than the error
+ * being explained mean a kink between x - eps and x + eps (at a kink with
+ * slopes s1, s2 the central difference is their mean, the vjp one of them). */
+static void explain_element(checker *c, int i, const gradcheck_input_report *ir) {
+    const double eps = c->opt->eps;
+    double *x = c->leaf[i]->data;
+    const int64_t k = ir->worst_index;
+    if (k < 0) return;
+    const double x0 = x[k];
+    x[k] = x0 + eps;
+    const double hp = x[k] - x0, lp = eval_loss(c, i);
+    x[k] = x0 - eps;
+    const double hm = x0 - x[k], lm = eval_loss(c, i);
+    x[k] = x0;
+    eval_loss(c, i);
+    const double right = (lp - c->L0) / hp, left = (c->L0 - lm) / hm;
+    const double gap = fabs(right - left), err = fabs(ir->worst_analytic - ir->worst_numeric);
+    msg_add(c->rep, " input %d element %lld: analytic %.9g vs numeric %.9g", i, (long long)k,
+            ir->worst_analytic, ir->worst_numeric);
+    if (gap >= err && gap > c->opt->atol + c->opt->rtol * fmax(fabs(left), fabs(right)))
+        msg_add(c->rep, " (one-sided slopes %.6g left, %.6g right: the sample sits on a kink,"
+                        " not necessarily a wrong vjp);",
+                left, right);
+    else
+        msg_add(c->rep, ";");
+}
+
+/* ------------------------------------------------------------ fast mode */
+/* leaf->grad of every checked input after a backward from upstream u, zeroed first. */
+static int backward_into_leaves(checker *c, const tensor *u) {
+    for (int i = 0; i < c->n; i++)
+        if (c->leaf[i]) tensor_zero_grad(c->leaf[i]);
+    if (!c->out->requires_grad) return 0; /* nothing on the tape reaches it: all zero */
+    return tensor_backward_with(c->out, u);
+}
+
+static double grad_dot(const tensor *leaf, const double *v) {
+    return leaf->grad ? dot(leaf->grad->data, v, leaf->size) : 0.0;
+}
+
+/* Probe p compares <J_i^T u_p, v> with the central difference of <u_p, f>
+ * along v, for every checked input i. Probe 0 uses the main u; the others
+ * draw a new u (non-scalar outputs) and run backward once for all inputs. */
+static int check_fast(checker *c, bool *fallback) {
+    rng g;
+    rng_seed(&g, c->opt->seed, STREAM_FAST);
+    const double eps = c->opt->eps;
+    int64_t maxn = 1;
+    for (int i = 0; i < c->n; i++)
+        if (c->checked[i] && c->leaf[i]->size > maxn) maxn = c->leaf[i]->size;
+    double *v = mem_alloc((size_t)maxn * sizeof *v), *x0 = mem_alloc((size_t)maxn * sizeof *x0);
+    tensor *u_main = c->u, *u_p = tensor_clone(c->u);
+    err_stats s[GRADCHECK_MAX_INPUTS];
+    int rc = (!v || !x0 || !u_p) ? -1 : 0;
+    for (int i = 0; i < c->n; i++) stats_init(&s[i]);
+    for (int p = 0; p < c->opt->probes && rc == 0; p++) {
+        if (p > 0 && u_p->size > 1) fill_upstream(u_p->data, u_p->size, &g);
+        c->u = p > 0 ? u_p : u_main;
+        if (backward_into_leaves(c, c->u)) {
+            rc = -1;
+            break;
+        }
+        for (int i = 0; i < c->n; i++) {
+            if (!c->checked[i]) continue;
+            double *x = c->leaf[i]->data;
+            int64_t m = c->leaf[i]->size;
+            for (int64_t k = 0; k < m; k++) v[k] = rng_normal(&g);
+            memcpy(x0, x, (size_t)m * sizeof *x);
+            double a = p > 0 ? grad_dot(c->leaf[i], v) : dot(c->analytic[i]->data, v, m);
+            for (int64_t k = 0; k < m; k++) x[k] = x0[k] + eps * v[k];
+            double lp = eval_loss(c, i);
+            for (int64_t k = 0; k < m; k++) x[k] = x0[k] - eps * v[k];
+            double lm = eval_loss(c, i);
+            memcpy(x, x0, (size_t)m * sizeof *x);
+            eval_loss(c, i);
+            stats_add(&s[i], p, a, (lp - lm) / (2 * eps), c->opt->atol, c->opt->rtol);
+            if (c->analytic[i]) { /* vacuous needs the analytic gradient's size */
+                const double *ga = p > 0 && c->leaf[i]->grad ? c->leaf[i]->grad->data
+                                                             : c->analytic[i]->data;
+                for (int64_t k = 0; k < m; k++) s[i].mag_a = fmax(s[i].mag_a, fabs(ga[k]));
+            }
+        }
+    }
+    c->u = u_main;
+    for (int i = 0; i < c->n && rc == 0; i++) {
+        if (!c->checked[i]) continue;
+        gradcheck_input_report *ir = &c->rep->input[i];
+        s[i].mag_n = 0; /* projections scale with |v|; zero-ness is judged on the analytic side */
+        stats_to_report(&s[i], c->opt->atol, ir);
+        ir->worst_index = -1; /* a probe has no element; the fallback finds one */
+        fallback[i] = s[i].failed;
+    }
+    tensor_free(u_p);
+    mem_free(v);
+    mem_free(x0);
+    return rc;
+}
+
+/* --------------------------------------------------------- localisation */
+/* A private copy of a tensor's header and data in the arena, so a node can be
+ * perturbed without touching the recorded tape. */
+static tensor *arena_copy(const tensor *t) {
+    if (!t) return NULL;
+    tensor *r = arena_alloc(sizeof *r);
+    if (!r) return NULL;
+    *r = *t;
+    r->grad = NULL;
+    size_t bytes = (size_t)t->size * dtype_size(t->dtype);
+    r->data = arena_alloc(bytes);
+    if (!r->data) return NULL;
+    memcpy(r->data, t->data, bytes);
+    return r;
+}
+
+/* "conv2d [2,6,14,14] * [16,6,5,5]" */
+static void describe_node(const tape_node *nd, char *buf, size_t len) {
+    size_t o = (size_t)snprintf(buf, len, "%s", nd->op->name);
+    for (int k = 0; k < nd->n_in && o < len; k++) {
+        char sh[96];
+        if (!nd->in[k]) continue;
+        o += (size_t)snprintf(buf + o, len - o, "%s%s", k ? " * " : " ",
+                              tensor_shape_str(nd->in[k], sh, sizeof sh));
+    }
+}
+
+typedef struct {
+    tape_node n;           /* the clone: same op and params, private buffers */
+    tensor *in[64];
+    tensor *gin[64];
+    tensor *u;
+} node_clone;
+
+static int clone_node(const tape_node *orig, node_clone *cl, rng *g) {
+    if (orig->n_in > 64) return -1;
+    cl->n = *orig;
+    cl->n.in = cl->in;
+    for (int k = 0; k < orig->n_in; k++) {
+        cl->in[k] = arena_copy(orig->in[k]);
+        if (orig->in[k] && !cl->in[k]) return -1;
+    }
+    for (int s = 0; s < NODE_MAX_SAVED; s++) {
+        cl->n.saved[s] = arena_copy(orig->saved[s]);
+        if (orig->saved[s] && !cl->n.saved[s]) return -1;
+    }
+    cl->n.out = arena_copy(orig->out);
+    cl->u = tensor_tape_new(DTYPE_F64, orig->out->ndim, orig->out->shape);
+    if (!cl->n.out || !cl->u || orig->out->dtype != DTYPE_F64) return -1;
+    fill_upstream(cl->u->data, cl->u->size, g);
+    cl->n.out->grad = cl->u;
+    for (int k = 0; k < orig->n_in; k++) {
+        const tensor *t = orig->in[k];
+        bool wants = t && t->dtype == DTYPE_F64 && t->requires_grad &&
+                     !(orig->op->no_grad_inputs & (1u << k));
+        cl->gin[k] = wants ? tensor_tape_zeros(DTYPE_F64, t->ndim, t->shape) : NULL;
+        if (wants && !cl->gin[k]) return -1;
+    }
+    cl->n.op->forward(&cl->n);
+    cl->n.op->vjp(&cl->n, cl->gin);
+    return 0;
+}
+
+static double node_loss(checker *c, node_clone *cl) {
+    c->evals++;
+    cl->n.op->forward(&cl->n);
+    return dot(cl->u->data, cl->n.out->data, cl->n.out->size);
+}
+
+/* Input k of the clone: probes along random v (cheap), or every element. */
+static void node_check_input(checker *c, node_clone *cl, int k, bool full, rng *g, err_stats *s) {
+    const double eps = c->opt->eps, atol = c->opt->atol, rtol = c->opt->rtol;
+    double *x = cl->in[k]->data;
+    const double *ga = cl->gin[k]->data;
+    int64_t m = cl->in[k]->size;
+    stats_init(s);
+    if (full) {
+        for (int64_t e = 0; e < m; e++) {
+            const double x0 = x[e];
+            x[e] = x0 + eps;
+            const double hp = x[e], lp = node_loss(c, cl);
+            x[e] = x0 - eps;
+            const double hm = x[e], lm = node_loss(c, cl);
+            x[e] = x0;
+            stats_add(s, e, ga[e], (lp - lm) / (hp - hm), atol, rtol);
+        }
+        return;
+    }
+    double *x0 = arena_alloc((size_t)m * sizeof *x0), *v = arena_alloc((size_t)m * sizeof *v);
+    if (!x0 || !v) return;
+    memcpy(x0, x, (size_t)m * sizeof *x);
+    for (int p = 0; p < c->opt->probes; p++) {
+        for (int64_t e = 0; e < m; e++) v[e] = rng_normal(g);
+        for (int64_t e = 0; e < m; e++) x[e] = x0[e] + eps * v[e];
+        double lp = node_loss(c, cl);
+        for (int64_t e = 0; e < m; e++) x[e] = x0[e] - eps * v[e];
+        double lm = node_loss(c, cl);
+        memcpy(x, x0, (size_t)m * sizeof *x);
+        stats_add(s, -1, dot(ga, v, m), (lp - lm) / (2 * eps), atol, rtol);
+    }
+}
+
+/* Checks node j's vjp at its recorded inputs; on disagreement fills the
+ * report and returns true. */
+static bool node_is_bad(checker *c, int64_t j, bool full, rng *g) {
+    tape_node *nd = tape_node_at(j);
+    node_clone cl;
+    if (clone_node(nd, &cl, g)) return false;
+    for (int k = 0; k < nd->n_in; k++) {
+        if (!cl.gin[k]) continue;
+        err_stats s;
+        node_check_input(c, &cl, k, full, g, &s);
+        if (!s.failed) continue;
+        if (!full) node_check_input(c, &cl, k, true, g, &s); /* find the element */
+        gradcheck_report *r = c->rep;
+        r->localized = true;
+        r->bad_node = (int)j;
+        describe_node(nd, r->bad_node_desc, sizeof r->bad_node_desc);
+        msg_add(r, " localised: node %lld: %s: the vjp of input %d disagrees with central"
+                   " differences of its forward; worst element %lld: analytic %.9g vs numeric %.9g.",
+                (long long)j, r->bad_node_desc, k, (long long)s.worst, s.worst_a, s.worst_n);
+        return true;
+    }
+    return false;
+}
+
+/* The first node in tape order whose vjp disagrees with its own numerical
+ * Jacobian: probes first (cheap), then every element when no probe fails. */
+static void localize(checker *c) {
+    rng g;
+    rng_seed(&g, c->opt->seed, STREAM_LOCALIZE);
+    int64_t last = c->out->node;
+    unsigned char *live = mem_calloc((size_t)(last + 1));
+    if (!live) return;
+    mark_live(c, live);
+    for (int pass = 0; pass < 2 && !c->rep->localized; pass++)
+        for (int64_t j = 0; j <= last && !c->rep->localized; j++)
+            if (live[j]) node_is_bad(c, j, pass == 1, &g);
+    if (!c->rep->localized)
+        msg_add(c->rep, " localisation: every node's vjp agrees with its own forward; the"
+                        " disagreement comes from outside the tape (a forward that is not pure,"
+                        " or a kink).");
+    mem_free(live);
+}
+
+/* ------------------------------------------------------------ the driver */
+static int check_args(gradcheck_fn fn, tensor *const *inputs, int n, const gradcheck_options *o,
+                      gradcheck_report *report) {
+    if (!fn || !report || (n > 0 && !inputs)) {
+        error_set("gradcheck: %s is NULL", !fn ? "fn" : !report ? "report" : "inputs");
+        return -1;
+    }
+    if (n < 0 || n > GRADCHECK_MAX_INPUTS) {
+        error_set("gradcheck: %d inputs (at most %d)", n, GRADCHECK_MAX_INPUTS);
+        return -1;
+    }
+    if (!(o->eps > 0) || !(o->atol >= 0) || !(o->rtol >= 0) || (o->fast && o->probes < 1)) {
+        error_set("gradcheck: bad options: eps %g (> 0), atol %g and rtol %g (>= 0), probes %d"
+                  " (>= 1 in fast mode)",
+                  o->eps, o->atol, o->rtol, o->probes);
+        return -1;
+    }
+    return 0;
+}
+
+/* Float64 copies of the inputs; int64 inputs are passed through untouched. */
+static int make_leaves(checker *c, tensor *const *inputs) {
+    uint32_t mask = c->opt->check_mask ? c->opt->check_mask : UINT32_MAX;
+    for (int i = 0; i < c->n; i++) {
+        const tensor *t = inputs[i];
+        if (!t || t->dtype == DTYPE_I64) {
+            c->leaf[i] = inputs[i];
+            continue;
+        }
+        c->leaf[i] = tensor_to_dtype(t, DTYPE_F64);
+        if (!c->leaf[i]) return -1;
+        c->leaf[i]->name = t->name;
+        c->checked[i] = (mask >> i) & 1;
+        c->leaf[i]->requires_grad = c->checked[i];
+    }
+    return 0;
+}
+
+static void checker_free(checker *c, tensor *const *inputs) {
+    for (int i = 0; i < c->n; i++) {
+        if (c->leaf[i] != inputs[i]) tensor_free(c->leaf[i]);
+        tensor_free(c->analytic[i]);
+        mem_free(c->plan[i]);
+    }
+    tensor_free(c->u);
+    tape_reset(); /* no node may keep pointing at the freed leaves */
+}
+
+/* Backward from u into the checked leaves, twice: the analytic gradients, and
+ * a bit-for-bit comparison that catches a non-deterministic vjp. */
+static int analytic_gradients(checker *c) {
+    if (backward_into_leaves(c, c->u)) return -1;
+    for (int i = 0; i < c->n; i++) {
+        if (!c->checked[i]) continue;
+        c->analytic[i] = c->leaf[i]->grad ? tensor_clone(c->leaf[i]->grad)
+                                          : tensor_zeros(DTYPE_F64, c->leaf[i]->ndim,
+                                                         c->leaf[i]->shape);
+        if (!c->analytic[i]) return -1;
+    }
+    if (backward_into_leaves(c, c->u)) return -1;
+    for (int i = 0; i < c->n; i++) {
+        if (!c->checked[i] || !c->leaf[i]->grad) continue;
+        if (memcmp(c->leaf[i]->grad->data, c->analytic[i]->data,
+                   (size_t)c->leaf[i]->size * sizeof(double)) != 0) {
+            c->rep->passed = false;
+            msg_add(c->rep, " backward is not deterministic: the gradient of input %d differs"
+                            " between two runs;", i);
+        }
+    }
+    return 0;
+}
+
+static int record(checker *c) {
+    tape_reset();
+    c->out = c->fn(c->leaf, c->n, c->ctx);
+    if (!c->out) {
+        if (!error_pending()) error_set("gradcheck: fn returned NULL");
+        return -1;
+    }
+    if (c->out->dtype != DTYPE_F64) {
+        error_set("gradcheck: fn returned a %s output from float64 inputs; the output must be"
+                  " float64", dtype_name(c->out->dtype));
+        return -1;
+    }
+    c->u = tensor_new(DTYPE_F64, c->out->ndim, c->out->shape);
+    if (!c->u) return -1;
+    rng g;
+    rng_seed(&g, c->opt->seed, STREAM_UPSTREAM);
+    if (c->u->size == 1)
+        ((double *)c->u->data)[0] = 1.0;
+    else
+        fill_upstream(c->u->data, c->u->size, &g);
+    c->L0 = dot(c->u->data, c->out->data, c->out->size);
+    c->rerun = producer(c->out) == NULL;
+    return 0;
+}
+
+static int run_checks(checker *c) {
+    gradcheck_report *r = c->rep;
+    bool fallback[GRADCHECK_MAX_INPUTS] = {false}, any = false;
+    for (int i = 0; i < c->n; i++) {
+        r->input[i].checked = c->checked[i];
+        r->input[i].worst_index = -1;
+        fallback[i] = c->checked[i];
+        any |= c->checked[i];
+    }
+    if (!any) {
+        r->passed = false;
+        msg_add(r, " nothing to check: no float input is selected.");
+        return 0;
+    }
+    if (!c->rerun && build_plans(c)) return -1;
+    if (c->opt->fast && !c->rerun && check_fast(c, fallback)) return -1;
+    for (int i = 0; i < c->n; i++) {
+        if (!fallback[i]) continue;
+        if (c->opt->fast) msg_add(r, " input %d failed a fast-mode probe; full check:", i);
+        check_full(c, i, &r->input[i]);
+    }
+    bool value_failure = false;
+    for (int i = 0; i < c->n; i++) {
+        gradcheck_input_report *ir = &r->input[i];
+        if (!ir->checked) continue;
+        r->max_abs_err = fmax(r->max_abs_err, ir->max_abs_err);
+        r->max_rel_err = fmax(r->max_rel_err, ir->max_rel_err);
+        if (ir->passed) continue;
+        r->passed = false;
+        if (ir->vacuous) {
+            msg_add(r, " input %d is VACUOUS: analytic and numeric gradients are both ~0"
+                       " everywhere, so the check proves nothing;", i);
+        } else {
+            value_failure = true;
+            explain_element(c, i, ir);
+        }
+    }
+    if (value_failure && c->opt->localize && !c->rerun) localize(c);
+    return 0;
+}
+
+int gradcheck(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
+              const gradcheck_options *opt, gradcheck_report *report) {
+    gradcheck_options defaults = gradcheck_defaults();
+    const gradcheck_options *o = opt ? opt : &defaults;
+    if (check_args(fn, inputs, n, o, report)) return -1;
+    double t0 = now_seconds();
+    memset(report, 0, sizeof *report);
+    report->n_inputs = n;
+    report->passed = true;
+    report->bad_node = -1;
+    checker c = {.opt = o, .fn = fn, .ctx = ctx, .n = n, .rep = report};
+    int rc = make_leaves(&c, inputs) || record(&c) || analytic_gradients(&c) || run_checks(&c)
+                 ? -1 : 0;
+    if (rc == 0) {
+        char head[160];
+        snprintf(head, sizeof head, "%s (seed %llu, eps %g, atol %g, rtol %g%s).",
+                 report->passed ? "passed" : "FAILED", (unsigned long long)o->seed, o->eps,
+                 o->atol, o->rtol, o->fast ? ", fast mode" : "");
+        size_t hl = strlen(head), ml = strlen(report->message);
+        if (hl + ml + 1 > sizeof report->message) ml = sizeof report->message - hl - 1;
+        memmove(report->message + hl, report->message, ml);
+        memcpy(report->message, head, hl);
+        report->message[hl + ml] = '\0';
+    }
+    report->evaluations = c.evals;
+    checker_free(&c, inputs);
+    report->seconds = now_seconds() - t0;
+    return rc;
+}
+
+void gradcheck_report_print(FILE *f, const gradcheck_report *r) {
+    if (!f || !r) return;
+    fprintf(f, "gradcheck %s: max abs err %.3g, max rel err %.3g, %lld evaluations, %.3f s\n",
+            r->passed ? "PASSED" : "FAILED", r->max_abs_err, r->max_rel_err,
+            (long long)r->evaluations, r->seconds);
+    for (int i = 0; i < r->n_inputs && i < GRADCHECK_MAX_INPUTS; i++) {
+        const gradcheck_input_report *ir = &r->input[i];
+        if (!ir->checked) {
+            fprintf(f, "  input %d: not checked\n", i);
+            continue;
+        }
+        fprintf(f, "  input %d: %s  max abs %.3g  max rel %.3g", i,
+                ir->vacuous ? "VACUOUS" : ir->passed ? "ok" : "FAILED", ir->max_abs_err,
+                ir->max_rel_err);
+        if (ir->worst_index >= 0)
+            fprintf(f, "  worst [%lld] analytic %.9g numeric %.9g", (long long)ir->worst_index,
+                    ir->worst_analytic, ir->worst_numeric);
+        fputc('\n', f);
+    }
+    if (r->localized) fprintf(f, "  first wrong node: %d: %s\n", r->bad_node, r->bad_node_desc);
+    fprintf(f, "  %s\n", r->message);
+}

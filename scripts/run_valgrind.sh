@@ -1,0 +1,23 @@
+#!/bin/sh
+# run_valgrind.sh BUILD "TESTS" - memcheck over the README example and the
+# named test programs (Check in no-fork mode so valgrind sees the tests
+# themselves). Any error or leak fails. Prints "valgrind: N passed, M failed".
+set -u
+build=$1; tests=$2
+supp=scripts/valgrind.supp
+passed=0; failed=0
+run() {
+    name=$1; shift
+    log="$build/valgrind-$name.log"
+    if CK_FORK=no valgrind --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect \
+        --errors-for-leak-kinds=definite,indirect --suppressions=$supp "$@" > "$log" 2>&1; then
+        passed=$((passed + 1)); echo "valgrind $name: clean ($(grep -m1 'total heap usage' "$log" | sed 's/.*total heap usage: //'))"
+    else
+        failed=$((failed + 1)); echo "valgrind $name: FAILED (see $log)"; grep -E "ERROR SUMMARY|definitely|indirectly" "$log"
+    fi
+}
+run readme "$build/examples/readme"
+[ -x "$build/examples/lenet5" ] && run lenet5 "$build/examples/lenet5" --subset 256 --epochs 1 --batch 64
+for t in $tests; do run "$t" "$build/tests/$t"; done
+echo "valgrind: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,657 @@
+/* test_gradcheck.c - the checker itself: every case of every registered op
+ * passes in full and fast mode, correct ops pass for 100 seeds, the options
+ * are honoured, and the verdicts beyond pass/fail (vacuous, kink,
+ * non-deterministic backward) are given when they apply. */
+#include <string.h>
+
+#include "../autograd/internal.h"
+#include "check_main.h"
+
+/* ------------------------------------------------------------ helpers */
+typedef struct {
+    const op_def *op;
+    const op_sample *s;
+} case_ctx;
+
+static tensor *case_fn(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    const case_ctx *c = ctx;
+    return c->op->build(in, c->s);
+}
+
+static void sample_free(op_sample *s) {
+    for (int i = 0; i < s->n_inputs && i < SAMPLE_MAX_INPUTS; i++) tensor_free(s->inputs[i]);
+}
+
+/* The inputs a case can check: float, and not declared gradient-free. */
+static uint32_t case_mask(const op_def *op, const op_sample *s) {
+    uint32_t skip = s->no_grad_mask | op->no_grad_inputs, mask = 0;
+    for (int i = 0; i < s->n_inputs; i++)
+        if (!((skip >> i) & 1) && s->inputs[i] && s->inputs[i]->dtype != DTYPE_I64) mask |= 1u << i;
+    return mask;
+}
+
+/* Runs case k of op with the sample drawn from seed; returns 1 when the op
+ * has no case k. The case's name goes to name (for failure messages). */
+static int check_case(const op_def *op, int k, uint64_t seed, bool fast, gradcheck_report *r,
+                      char *name, size_t len) {
+    op_sample s;
+    memset(&s, 0, sizeof s);
+    rng g;
+    rng_seed(&g, seed, (uint64_t)k);
+    int rc = op->sample(k, &g, &s);
+    ck_assert_msg(rc == 0 || rc == 1, "%s case %d: sample failed: %s", op->name, k,
+                  tapegrad_error() ? tapegrad_error() : "");
+    if (rc == 1) return 1;
+    snprintf(name, len, "%s case %d (%s, seed %llu)", op->name, k, s.name, (unsigned long long)seed);
+    uint32_t mask = case_mask(op, &s);
+    if (mask == 0) {
+        /* nothing differentiable: only legal when the entry says so */
+        uint32_t all = s.n_inputs >= 32 ? UINT32_MAX : (1u << s.n_inputs) - 1;
+        ck_assert_msg((op->no_grad_inputs & all) == all, "%s: no checkable input", name);
+        r->passed = true;
+        sample_free(&s);
+        return 0;
+    }
+    gradcheck_options o = gradcheck_defaults();
+    o.check_mask = mask;
+    o.seed = seed;
+    o.fast = fast;
+    case_ctx ctx = {op, &s};
+    ck_assert_msg(gradcheck(case_fn, &ctx, s.inputs, s.n_inputs, &o, r) == 0, "%s: %s", name,
+                  tapegrad_error());
+    for (int i = 0; i < s.n_inputs; i++)
+        ck_assert_msg(!r->input[i].vacuous, "%s: input %d is vacuous: %s", name, i, r->message);
+    sample_free(&s);
+    return 0;
+}
+
+static tensor *leaf(int ndim, const int64_t *shape, const double *v) {
+    return tensor_from_doubles(DTYPE_F64, ndim, shape, v);
+}
+
+/* --------------------------------------------------------- the registry */
+START_TEST(test_registry_every_op_has_sample_and_build) {
+    ck_assert_int_gt(op_count(), 0);
+    for (int i = 0; i < op_count(); i++) {
+        const op_def *op = op_at(i);
+        ck_assert_msg(op->sample != NULL, "op %s has no sample generator", op->name);
+        ck_assert_msg(op->build != NULL, "op %s has no build function", op->name);
+        ck_assert_msg(op->forward != NULL && op->vjp != NULL, "op %s lacks forward or vjp", op->name);
+    }
+}
+END_TEST
+
+START_TEST(test_registry_every_op_has_formula) {
+    for (int i = 0; i < op_count(); i++) {
+        const op_def *op = op_at(i);
+        ck_assert_msg(op->signature && *op->signature, "op %s has no signature", op->name);
+        ck_assert_msg(op->formula_forward && *op->formula_forward, "op %s has no forward formula",
+                      op->name);
+        ck_assert_msg(op->formula_gradient && *op->formula_gradient,
+                      "op %s has no gradient formula", op->name);
+        ck_assert_msg(op->notes != NULL, "op %s: notes is NULL (use \"\")", op->name);
+    }
+}
+END_TEST
+
+/* Every case of every op, full mode: passes and is not vacuous. An op with
+ * no case at all fails, so coverage cannot drop silently. */
+START_TEST(test_registry_every_case_passes_full) {
+    int cases = 0;
+    for (int i = 0; i < op_count(); i++) {
+        const op_def *op = op_at(i);
+        if (!op->sample || !op->build) continue; /* failed above */
+        int k = 0;
+        for (;; k++) {
+            gradcheck_report r;
+            char name[256];
+            if (check_case(op, k, 1, false, &r, name, sizeof name)) break;
+            ck_assert_msg(r.passed, "%s: %s", name, r.message);
+            cases++;
+        }
+        ck_assert_msg(k > 0, "op %s yields no sample case", op->name);
+    }
+    ck_assert_int_gt(cases, 0);
+}
+END_TEST
+
+START_TEST(test_registry_every_case_passes_fast) {
+    for (int i = 0; i < op_count(); i++) {
+        const op_def *op = op_at(i);
+        if (!op->sample || !op->build) continue;
+        for (int k = 0;; k++) {
+            gradcheck_report r;
+            char name[256];
+            if (check_case(op, k, 7, true, &r, name, sizeof name)) break;
+            ck_assert_msg(r.passed, "%s (fast): %s", name, r.message);
+        }
+    }
+}
+END_TEST
+
+/* No flaky false alarms: cheap ops, every case, 100 seeds each (sample
+ * values and upstream gradient both change with the seed). */
+START_TEST(test_correct_ops_pass_100_seeds) {
+    static const char *names[] = {"add", "mul", "div", "matmul", "sum", "mean"};
+    for (size_t j = 0; j < sizeof names / sizeof names[0]; j++) {
+        const op_def *op = op_find(names[j]);
+        ck_assert_ptr_nonnull(op);
+        for (uint64_t seed = 100; seed < 200; seed++) {
+            for (int k = 0; k < 2; k++) {
+                gradcheck_report r;
+                char name[256];
+                if (check_case(op, k, seed, false, &r, name, sizeof name)) break;
+                ck_assert_msg(r.passed, "%s: %s", name, r.message);
+            }
+        }
+    }
+}
+END_TEST
+
+/* ------------------------------------------------------------- options */
+/* f(x) = sum(x * x * x) at x = 1: the central difference errs by eps^2 f'''/6
+ * = eps^2 per element (f''' = 6). eps 0.1: error 0.01 against a tolerance of
+ * 1e-5 + 1e-3 * 3 = 0.003, so it fails; with rtol 0.1 (tolerance 0.3) it
+ * passes; with the default eps 1e-6 the error is 1e-12. */
+static tensor *cube_sum(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    (void)ctx;
+    return tensor_sum_all(tensor_mul(tensor_mul(in[0], in[0]), in[0]));
+}
+
+START_TEST(test_options_eps_atol_rtol_respected) {
+    tensor *x = leaf(SHAPE(3), (double[]){1, 1, 1});
+    gradcheck_report r;
+    gradcheck_options o = gradcheck_defaults();
+    ck_assert_int_eq(gradcheck(cube_sum, NULL, &x, 1, &o, &r), 0);
+    ck_assert(r.passed);
+    ck_assert_double_le(r.max_abs_err, 1e-8);
+    o.eps = 0.1;
+    ck_assert_int_eq(gradcheck(cube_sum, NULL, &x, 1, &o, &r), 0);
+    ck_assert(!r.passed);
+    ck_assert_close(r.input[0].max_abs_err, 0.01, 1e-9);
+    ck_assert_close(r.input[0].worst_analytic, 3.0, 1e-12);
+    ck_assert_close(r.input[0].worst_numeric, 3.01, 1e-9);
+    o.rtol = 0.1;
+    ck_assert_int_eq(gradcheck(cube_sum, NULL, &x, 1, &o, &r), 0);
+    ck_assert(r.passed);
+    o.rtol = 0;
+    o.atol = 0.02;
+    ck_assert_int_eq(gradcheck(cube_sum, NULL, &x, 1, &o, &r), 0);
+    ck_assert(r.passed);
+    tensor_free(x);
+}
+END_TEST
+
+START_TEST(test_defaults_match_documentation) {
+    gradcheck_options o = gradcheck_defaults();
+    ck_assert_double_eq(o.eps, 1e-6);
+    ck_assert_double_eq(o.atol, 1e-5);
+    ck_assert_double_eq(o.rtol, 1e-3);
+    ck_assert_int_eq(o.probes, 3);
+    ck_assert_uint_eq(o.check_mask, 0);
+    ck_assert(!o.fast);
+}
+END_TEST
+
+static tensor *mul_sum(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    (void)ctx;
+    return tensor_sum_all(tensor_mul(in[0], in[1]));
+}
+
+START_TEST(test_check_mask_checks_only_selected_inputs) {
+    tensor *in[2] = {leaf(SHAPE(2), (double[]){1.5, -0.5}), leaf(SHAPE(2), (double[]){2, 3})};
+    gradcheck_options o = gradcheck_defaults();
+    o.check_mask = 2;
+    gradcheck_report r;
+    ck_assert_int_eq(gradcheck(mul_sum, NULL, in, 2, &o, &r), 0);
+    ck_assert(r.passed);
+    ck_assert(!r.input[0].checked);
+    ck_assert(r.input[1].checked);
+    /* d/db sum(a * b) = a: the worst element holds a's value */
+    ck_assert_close(fabs(r.input[1].worst_analytic), r.input[1].worst_index == 0 ? 1.5 : 0.5, 1e-12);
+    ck_assert_int_eq(r.evaluations, 2 * 2 + 1); /* two elements, two sides, one restore */
+    tensor_free(in[0]);
+    tensor_free(in[1]);
+}
+END_TEST
+
+/* The caller's inputs are copied: float32 inputs are checked in float64 and
+ * the caller's tensors come back unchanged. */
+START_TEST(test_float32_inputs_checked_in_float64_and_untouched) {
+    const double va[3] = {0.25, -1.5, 2}, vb[3] = {1, 0.5, -3};
+    tensor *in[2] = {tensor_from_doubles(DTYPE_F32, SHAPE(3), va),
+                     tensor_from_doubles(DTYPE_F32, SHAPE(3), vb)};
+    gradcheck_report r;
+    ck_assert_int_eq(gradcheck(mul_sum, NULL, in, 2, NULL, &r), 0);
+    ck_assert_msg(r.passed, "%s", r.message);
+    ck_assert_double_le(r.max_abs_err, 1e-8); /* float32 differences would err by ~1e-2 */
+    ck_assert_tensor(in[0], va, 0);
+    ck_assert_tensor(in[1], vb, 0);
+    ck_assert_ptr_null(in[0]->grad);
+    tensor_free(in[0]);
+    tensor_free(in[1]);
+}
+END_TEST
+
+/* int64 inputs reach fn as the caller's own tensors and are never checked. */
+static tensor *labels_seen;
+static tensor *index_passthrough(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    (void)ctx;
+    labels_seen = in[1];
+    return tensor_sum_all(tensor_mul(in[0], in[0]));
+}
+
+START_TEST(test_int64_inputs_passed_through) {
+    tensor *in[2] = {leaf(SHAPE(2), (double[]){1, -2}), tensor_zeros(DTYPE_I64, SHAPE(2))};
+    gradcheck_report r;
+    ck_assert_int_eq(gradcheck(index_passthrough, NULL, in, 2, NULL, &r), 0);
+    ck_assert(r.passed);
+    ck_assert_ptr_eq(labels_seen, in[1]);
+    ck_assert(!r.input[1].checked);
+    tensor_free(in[0]);
+    tensor_free(in[1]);
+}
+END_TEST
+
+START_TEST(test_nothing_to_check_is_not_a_pass) {
+    tensor *in[2] = {leaf(SHAPE(2), (double[]){1, -2}), tensor_zeros(DTYPE_I64, SHAPE(2))};
+    gradcheck_options o = gradcheck_defaults();
+    o.check_mask = 2; /* only the int64 input */
+    gradcheck_report r;
+    ck_assert_int_eq(gradcheck(index_passthrough, NULL, in, 2, &o, &r), 0);
+    ck_assert(!r.passed);
+    ck_assert_ptr_nonnull(strstr(r.message, "nothing to check"));
+    tensor_free(in[0]);
+    tensor_free(in[1]);
+}
+END_TEST
+
+/* A non-scalar output: u is random, seeded, and printed in the message. */
+static tensor *mul_only(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    (void)ctx;
+    return tensor_mul(in[0], in[1]);
+}
+
+START_TEST(test_nonscalar_output_uses_seeded_upstream) {
+    tensor *in[2] = {leaf(SHAPE(2, 2), (double[]){1, 2, 3, 4}), leaf(SHAPE(2), (double[]){-1, 0.5})};
+    gradcheck_options o = gradcheck_defaults();
+    o.seed = 777;
+    gradcheck_report r1, r2;
+    ck_assert_int_eq(gradcheck(mul_only, NULL, in, 2, &o, &r1), 0);
+    ck_assert_int_eq(gradcheck(mul_only, NULL, in, 2, &o, &r2), 0);
+    ck_assert(r1.passed);
+    ck_assert_ptr_nonnull(strstr(r1.message, "seed 777"));
+    /* same seed, same u: the same analytic value at the same worst element */
+    ck_assert_int_eq(r1.input[0].worst_index, r2.input[0].worst_index);
+    ck_assert_double_eq(r1.input[0].worst_analytic, r2.input[0].worst_analytic);
+    /* u is not all ones: input 1's gradient is not the column sums of a (4, 6) */
+    ck_assert(fabs(fabs(r1.input[1].worst_analytic) - 4) > 1e-9 &&
+              fabs(fabs(r1.input[1].worst_analytic) - 6) > 1e-9);
+    tensor_free(in[0]);
+    tensor_free(in[1]);
+}
+END_TEST
+
+/* ------------------------------------------------------------- vacuous */
+static tensor *times_zero(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    (void)ctx;
+    return tensor_sum_all(tensor_mul_scalar(in[0], 0.0));
+}
+
+START_TEST(test_zero_gradient_everywhere_is_vacuous) {
+    tensor *x = leaf(SHAPE(3), (double[]){1, 2, 3});
+    gradcheck_report r;
+    ck_assert_int_eq(gradcheck(times_zero, NULL, &x, 1, NULL, &r), 0);
+    ck_assert(r.input[0].vacuous);
+    ck_assert(!r.input[0].passed);
+    ck_assert(!r.passed);
+    ck_assert_ptr_nonnull(strstr(r.message, "VACUOUS"));
+    tensor_free(x);
+}
+END_TEST
+
+static tensor *ignores_second(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    (void)ctx;
+    (void)tensor_mul(in[0], in[1]); /* recorded, but the output does not use it */
+    return tensor_sum_all(tensor_mul(in[0], in[0]));
+}
+
+START_TEST(test_unused_input_is_vacuous) {
+    tensor *in[2] = {leaf(SHAPE(2), (double[]){1, 2}), leaf(SHAPE(2), (double[]){3, 4})};
+    gradcheck_report r;
+    ck_assert_int_eq(gradcheck(ignores_second, NULL, in, 2, NULL, &r), 0);
+    ck_assert(r.input[0].passed);
+    ck_assert(r.input[1].vacuous);
+    ck_assert(!r.passed);
+    tensor_free(in[0]);
+    tensor_free(in[1]);
+}
+END_TEST
+
+/* ------------------------------------------- local ops with known faults */
+/* relu without a margin: y = max(x, 0), dx = g [x > 0]. */
+static void relu0_forward(tape_node *n) {
+    const double *x = n->in[0]->data;
+    double *y = n->out->data;
+    for (int64_t i = 0; i < n->out->size; i++) y[i] = x[i] > 0 ? x[i] : 0;
+}
+static void relu0_vjp(tape_node *n, tensor *const *gin) {
+    const double *x = n->in[0]->data, *g = n->out->grad->data;
+    double *d = gin[0]->data;
+    for (int64_t i = 0; i < n->out->size; i++) d[i] += x[i] > 0 ? g[i] : 0;
+}
+static const op_def relu0_op = {"relu0", 1, 0, relu0_forward, relu0_vjp, NULL, NULL, "", "", "", ""};
+
+/* identity whose vjp adds a little more on every call: not deterministic */
+static int vjp_calls;
+static void ident_forward(tape_node *n) {
+    memcpy(n->out->data, n->in[0]->data, (size_t)n->out->size * sizeof(double));
+}
+static void drift_vjp(tape_node *n, tensor *const *gin) {
+    const double *g = n->out->grad->data;
+    double *d = gin[0]->data;
+    vjp_calls++;
+    for (int64_t i = 0; i < n->out->size; i++) d[i] += g[i] * (1 + 1e-15 * vjp_calls);
+}
+static const op_def drift_op = {"drift", 1, 0, ident_forward, drift_vjp, NULL, NULL, "", "", "", ""};
+
+/* identity that counts its forward calls: shows what replay recomputes */
+static int counted_forwards;
+static void counted_forward(tape_node *n) {
+    counted_forwards++;
+    ident_forward(n);
+}
+static void ident_vjp(tape_node *n, tensor *const *gin) {
+    const double *g = n->out->grad->data;
+    double *d = gin[0]->data;
+    for (int64_t i = 0; i < n->out->size; i++) d[i] += g[i];
+}
+static const op_def counted_op = {"counted", 1, 0, counted_forward, ident_vjp, NULL, NULL, "", "", "", ""};
+
+static tensor *apply_unary(const op_def *op, tensor *x) {
+    tensor *in[1] = {x};
+    tape_node *n = node_begin(op, in, 1, x->dtype, x->ndim, x->shape);
+    return n ? node_finish(n) : NULL;
+}
+
+/* relu(x) * x, gradient 2x [x > 0] */
+static tensor *relu0_fn(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    (void)ctx;
+    return tensor_sum_all(tensor_mul(apply_unary(&relu0_op, in[0]), in[0]));
+}
+
+static tensor *relu0_sum(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    (void)ctx;
+    return tensor_sum_all(apply_unary(&relu0_op, in[0]));
+}
+
+/* sum(relu(x)) at x = [0, 1.5, -2]: element 0 sits on the kink; numeric
+ * (eps - 0) / 2 eps = 0.5, analytic 0, one-sided slopes 0 and 1. */
+START_TEST(test_kink_is_named_and_fails) {
+    tensor *x = leaf(SHAPE(3), (double[]){0, 1.5, -2});
+    gradcheck_report r;
+    ck_assert_int_eq(gradcheck(relu0_sum, NULL, &x, 1, NULL, &r), 0);
+    ck_assert(!r.passed);
+    ck_assert_int_eq(r.input[0].worst_index, 0);
+    ck_assert_close(r.input[0].worst_numeric, 0.5, 1e-6);
+    ck_assert_close(r.input[0].worst_analytic, 0.0, 0);
+    ck_assert_msg(strstr(r.message, "kink") != NULL, "%s", r.message);
+    tensor_free(x);
+}
+END_TEST
+
+/* Away from the kink the same op passes: relu(x) * x has gradient 2x [x > 0]. */
+START_TEST(test_kink_op_passes_with_margin) {
+    tensor *x = leaf(SHAPE(3), (double[]){0.5, 1.5, -2});
+    gradcheck_report r;
+    ck_assert_int_eq(gradcheck(relu0_fn, NULL, &x, 1, NULL, &r), 0);
+    ck_assert_msg(r.passed, "%s", r.message);
+    tensor_free(x);
+}
+END_TEST
+
+static tensor *drift_fn(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    (void)ctx;
+    return tensor_sum_all(tensor_mul(apply_unary(&drift_op, in[0]), in[0]));
+}
+
+START_TEST(test_nondeterministic_backward_detected) {
+    tensor *x = leaf(SHAPE(3), (double[]){0.5, 1.5, -2});
+    gradcheck_report r;
+    ck_assert_int_eq(gradcheck(drift_fn, NULL, &x, 1, NULL, &r), 0);
+    ck_assert(!r.passed);
+    ck_assert(r.input[0].passed); /* the values agree within tolerance... */
+    ck_assert_msg(strstr(r.message, "not deterministic") != NULL, "%s", r.message); /* ...the bits do not */
+    tensor_free(x);
+}
+END_TEST
+
+/* y = counted(a) * b: perturbing b must not re-run counted's forward. */
+static tensor *counted_fn(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    (void)ctx;
+    return tensor_sum_all(tensor_mul(apply_unary(&counted_op, in[0]), in[1]));
+}
+
+START_TEST(test_replay_skips_nodes_upstream_of_the_perturbed_leaf) {
+    tensor *in[2] = {leaf(SHAPE(4), (double[]){1, 2, 3, 4}), leaf(SHAPE(4), (double[]){-1, 0.5, 2, 1})};
+    gradcheck_options o = gradcheck_defaults();
+    gradcheck_report r;
+    counted_forwards = 0;
+    o.check_mask = 2;
+    ck_assert_int_eq(gradcheck(counted_fn, NULL, in, 2, &o, &r), 0);
+    ck_assert(r.passed);
+    ck_assert_int_eq(counted_forwards, 1); /* the recording only */
+    counted_forwards = 0;
+    o.check_mask = 1;
+    ck_assert_int_eq(gradcheck(counted_fn, NULL, in, 2, &o, &r), 0);
+    ck_assert(r.passed);
+    ck_assert_int_eq(counted_forwards, 1 + 2 * 4 + 1); /* record, 2 per element, restore */
+    ck_assert_int_eq(r.evaluations, 2 * 4 + 1);
+    tensor_free(in[0]);
+    tensor_free(in[1]);
+}
+END_TEST
+
+/* ----------------------------------------------- outputs off the tape */
+static tensor *returns_input(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    (void)ctx;
+    return in[0];
+}
+
+/* out = x: no node at all, so the checker re-runs fn; J = I, grad = u. */
+START_TEST(test_output_that_is_a_leaf_is_checked_by_rerun) {
+    tensor *x = leaf(SHAPE(3), (double[]){1, 2, 3});
+    gradcheck_report r;
+    ck_assert_int_eq(gradcheck(returns_input, NULL, &x, 1, NULL, &r), 0);
+    ck_assert_msg(r.passed, "%s", r.message);
+    ck_assert_double_ge(fabs(r.input[0].worst_analytic), 0.5); /* u in +-[0.5, 1.5) */
+    tensor_free(x);
+}
+END_TEST
+
+static tensor *detached(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    (void)ctx;
+    tape_no_grad_begin();
+    tensor *y = tensor_sum_all(tensor_mul(in[0], in[0]));
+    tape_no_grad_end();
+    return y;
+}
+
+/* A no-grad scope hides the dependence from backward: analytic 0, numeric 2x. */
+START_TEST(test_detached_output_fails) {
+    tensor *x = leaf(SHAPE(2), (double[]){1, -3});
+    gradcheck_report r;
+    ck_assert_int_eq(gradcheck(detached, NULL, &x, 1, NULL, &r), 0);
+    ck_assert(!r.passed);
+    ck_assert_int_eq(r.input[0].worst_index, 1);
+    ck_assert_close(r.input[0].worst_numeric, -6, 1e-6);
+    ck_assert_close(r.input[0].worst_analytic, 0, 0);
+    tensor_free(x);
+}
+END_TEST
+
+/* ----------------------------------------------------------- fast mode */
+START_TEST(test_fast_mode_uses_fewer_evaluations) {
+    const op_def *op = op_find("matmul");
+    gradcheck_report full, fast;
+    char name[256];
+    ck_assert_int_eq(check_case(op, 2, 3, false, &full, name, sizeof name), 0);
+    ck_assert_int_eq(check_case(op, 2, 3, true, &fast, name, sizeof name), 0);
+    ck_assert(full.passed && fast.passed);
+    ck_assert_int_eq(fast.evaluations, 2 * 3 * 3); /* 2 inputs x 3 probes x (2 + restore) */
+    ck_assert_int_gt(full.evaluations, 10 * fast.evaluations);
+    ck_assert_int_eq(fast.input[0].worst_index, -1); /* probes have no element */
+}
+END_TEST
+
+START_TEST(test_fast_mode_vacuous) {
+    tensor *x = leaf(SHAPE(3), (double[]){1, 2, 3});
+    gradcheck_options o = gradcheck_defaults();
+    o.fast = true;
+    gradcheck_report r;
+    ck_assert_int_eq(gradcheck(times_zero, NULL, &x, 1, &o, &r), 0);
+    ck_assert(r.input[0].vacuous);
+    ck_assert(!r.passed);
+    tensor_free(x);
+}
+END_TEST
+
+/* ----------------------------------------------------------- the report */
+START_TEST(test_report_print_names_verdicts) {
+    tensor *in[2] = {leaf(SHAPE(2), (double[]){1, 2}), leaf(SHAPE(2), (double[]){3, 4})};
+    gradcheck_report r;
+    ck_assert_int_eq(gradcheck(ignores_second, NULL, in, 2, NULL, &r), 0);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    gradcheck_report_print(f, &r);
+    fclose(f);
+    ck_assert_ptr_nonnull(strstr(buf, "gradcheck FAILED"));
+    ck_assert_ptr_nonnull(strstr(buf, "input 0: ok"));
+    ck_assert_ptr_nonnull(strstr(buf, "input 1: VACUOUS"));
+    free(buf);
+    gradcheck_report_print(NULL, &r); /* ignored, no crash */
+    gradcheck_report_print(stdout, NULL);
+    tensor_free(in[0]);
+    tensor_free(in[1]);
+}
+END_TEST
+
+/* --------------------------------------------------------- error paths */
+static tensor *returns_null(tensor *const *in, int n, void *ctx) {
+    (void)in;
+    (void)n;
+    (void)ctx;
+    return NULL;
+}
+static tensor *bad_matmul(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    (void)ctx;
+    return tensor_matmul(in[0], in[0]);
+}
+static tensor *int_output(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    (void)ctx;
+    return in[1];
+}
+
+START_TEST(test_errors_bad_arguments) {
+    tensor *x = leaf(SHAPE(2), (double[]){1, 2});
+    gradcheck_report r;
+    gradcheck_options o = gradcheck_defaults();
+    tapegrad_error_clear();
+    ck_assert_int_eq(gradcheck(NULL, NULL, &x, 1, NULL, &r), -1);
+    ck_assert_str_eq(tapegrad_error(), "gradcheck: fn is NULL");
+    tapegrad_error_clear();
+    ck_assert_int_eq(gradcheck(mul_sum, NULL, &x, 1, NULL, NULL), -1);
+    ck_assert_str_eq(tapegrad_error(), "gradcheck: report is NULL");
+    tapegrad_error_clear();
+    ck_assert_int_eq(gradcheck(mul_sum, NULL, NULL, 1, NULL, &r), -1);
+    ck_assert_str_eq(tapegrad_error(), "gradcheck: inputs is NULL");
+    tapegrad_error_clear();
+    ck_assert_int_eq(gradcheck(mul_sum, NULL, &x, GRADCHECK_MAX_INPUTS + 1, NULL, &r), -1);
+    ck_assert_str_eq(tapegrad_error(), "gradcheck: 33 inputs (at most 32)");
+    tapegrad_error_clear();
+    o.eps = 0;
+    ck_assert_int_eq(gradcheck(cube_sum, NULL, &x, 1, &o, &r), -1);
+    ck_assert_ptr_nonnull(strstr(tapegrad_error(), "gradcheck: bad options: eps 0"));
+    tapegrad_error_clear();
+    o = gradcheck_defaults();
+    o.fast = true;
+    o.probes = 0;
+    ck_assert_int_eq(gradcheck(cube_sum, NULL, &x, 1, &o, &r), -1);
+    ck_assert_ptr_nonnull(strstr(tapegrad_error(), "probes 0"));
+    tapegrad_error_clear();
+    tensor_free(x);
+}
+END_TEST
+
+START_TEST(test_errors_from_fn) {
+    tensor *in[2] = {leaf(SHAPE(2, 3), (double[]){1, 2, 3, 4, 5, 6}), tensor_zeros(DTYPE_I64, SHAPE(2))};
+    gradcheck_report r;
+    tapegrad_error_clear();
+    ck_assert_int_eq(gradcheck(returns_null, NULL, in, 2, NULL, &r), -1);
+    ck_assert_str_eq(tapegrad_error(), "gradcheck: fn returned NULL");
+    tapegrad_error_clear();
+    /* the op's own message is kept: it is the cause */
+    ck_assert_int_eq(gradcheck(bad_matmul, NULL, in, 2, NULL, &r), -1);
+    ck_assert_str_eq(tapegrad_error(), "matmul: inner dimensions differ: [2,3] @ [2,3]");
+    tapegrad_error_clear();
+    ck_assert_int_eq(gradcheck(int_output, NULL, in, 2, NULL, &r), -1);
+    ck_assert_str_eq(tapegrad_error(),
+                     "gradcheck: fn returned a int64 output from float64 inputs; the output must be float64");
+    tapegrad_error_clear();
+    tensor_free(in[0]);
+    tensor_free(in[1]);
+}
+END_TEST
+
+Suite *gradcheck_suite(void) {
+    Suite *s = suite_create("gradcheck");
+    TCase *reg = tcase_create("registry");
+    tcase_set_timeout(reg, 60);
+    tcase_add_test(reg, test_registry_every_op_has_sample_and_build);
+    tcase_add_test(reg, test_registry_every_op_has_formula);
+    tcase_add_test(reg, test_registry_every_case_passes_full);
+    tcase_add_test(reg, test_registry_every_case_passes_fast);
+    tcase_add_test(reg, test_correct_ops_pass_100_seeds);
+    suite_add_tcase(s, reg);
+    TCase *tc = tcase_create("checker");
+    tcase_add_test(tc, test_options_eps_atol_rtol_respected);
+    tcase_add_test(tc, test_defaults_match_documentation);
+    tcase_add_test(tc, test_check_mask_checks_only_selected_inputs);
+    tcase_add_test(tc, test_float32_inputs_checked_in_float64_and_untouched);
+    tcase_add_test(tc, test_int64_inputs_passed_through);
+    tcase_add_test(tc, test_nothing_to_check_is_not_a_pass);
+    tcase_add_test(tc, test_nonscalar_output_uses_seeded_upstream);
+    tcase_add_test(tc, test_zero_gradient_everywhere_is_vacuous);
+    tcase_add_test(tc, test_unused_input_is_vacuous);
+    tcase_add_test(tc, test_kink_is_named_and_fails);
+    tcase_add_test(tc, test_kink_op_passes_with_margin);
+    tcase_add_test(tc, test_nondeterministic_backward_detected);
+    tcase_add_test(tc, test_replay_skips_nodes_upstream_of_the_perturbed_leaf);
+    tcase_add_test(tc, test_output_that_is_a_leaf_is_checked_by_rerun);
+    tcase_add_test(tc, test_detached_output_fails);
+    tcase_add_test(tc, test_fast_mode_uses_fewer_evaluations);
+    tcase_add_test(tc, test_fast_mode_vacuous);
+    tcase_add_test(tc, test_report_print_names_verdicts);
+    tcase_add_test(tc, test_errors_bad_arguments);
+    tcase_add_test(tc, test_errors_from_fn);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+TEST_MAIN(gradcheck_suite)

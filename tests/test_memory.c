@@ -1,0 +1,62 @@
+/* test_memory.c - memory stays flat across training steps: the tape's arena
+ * is reused, so after warm-up a step allocates nothing new (measured through
+ * jemalloc's own stats.allocated). */
+#include "check_main.h"
+
+/* One step of least squares on a linear model: loss = mean((x w + b - t)^2),
+ * then w -= lr dw, b -= lr db outside the tape. Returns the loss. */
+static double train_step(tensor *x, tensor *w, tensor *b, tensor *t) {
+    tensor *d = tensor_sub(tensor_add(tensor_matmul(x, w), b), t);
+    tensor *loss = tensor_mean_all(tensor_mul(d, d));
+    if (!loss || tensor_backward(loss)) return NAN;
+    double value = tensor_item(loss);
+    tape_no_grad_begin();
+    float *wd = w->data, *gw = w->grad->data, *bd = b->data, *gb = b->grad->data;
+    for (int64_t i = 0; i < w->size; i++) wd[i] -= 0.05f * gw[i];
+    for (int64_t i = 0; i < b->size; i++) bd[i] -= 0.05f * gb[i];
+    tape_no_grad_end();
+    tensor_zero_grad(w);
+    tensor_zero_grad(b);
+    tape_reset();
+    return value;
+}
+
+START_TEST(test_memory_flat_over_10000_steps) {
+    rng g;
+    rng_seed(&g, 11, 0);
+    tensor *x = tensor_randn(&g, DTYPE_F32, SHAPE(8, 4), 0, 1);
+    tensor *t = tensor_randn(&g, DTYPE_F32, SHAPE(8, 3), 0, 1);
+    tensor *w = tensor_randn(&g, DTYPE_F32, SHAPE(4, 3), 0, 0.1);
+    tensor *b = tensor_zeros(DTYPE_F32, SHAPE(3));
+    tensor_set_requires_grad(w, true);
+    tensor_set_requires_grad(b, true);
+    double first = 0, last = 0;
+    for (int i = 0; i < 100; i++) {
+        double l = train_step(x, w, b, t);
+        if (i == 0) first = l;
+    }
+    int64_t warm = tapegrad_allocated_bytes();
+    ck_assert_int_gt(warm, 0);
+    for (int i = 0; i < 10000; i++) last = train_step(x, w, b, t);
+    int64_t after = tapegrad_allocated_bytes();
+    ck_assert_msg(after <= warm, "allocated bytes grew from %lld to %lld over 10,000 steps",
+                  (long long)warm, (long long)after);
+    ck_assert_msg(isfinite(last) && last < first, "training did not lower the loss: %g -> %g", first,
+                  last);
+    tensor_free(x);
+    tensor_free(t);
+    tensor_free(w);
+    tensor_free(b);
+}
+END_TEST
+
+Suite *memory_suite(void) {
+    Suite *s = suite_create("memory");
+    TCase *tc = tcase_create("memory");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_memory_flat_over_10000_steps);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+TEST_MAIN(memory_suite)
