@@ -488,12 +488,12 @@ static int conv2d_sample(int k, rng *g, op_sample *s) {
         int ip[7]; /* stride, padding, dilation, groups */
         bool bias;
     } cases[] = {
-        {"plain, batch 2, non-square", {2, 3, 6, 5}, {4, 3, 3, 3}, {1, 1, 0, 0, 1, 1, 1}, true},
-        {"stride 2, padding 1", {2, 2, 7, 7}, {3, 2, 3, 3}, {2, 2, 1, 1, 1, 1, 1}, true},
-        {"dilation 2, padding (1,2)", {1, 2, 8, 7}, {2, 2, 3, 2}, {1, 1, 1, 2, 2, 2, 1}, true},
-        {"groups 2, padding 1", {2, 4, 5, 5}, {6, 2, 3, 3}, {1, 1, 1, 1, 1, 1, 2}, true},
-        {"no bias, stride (2,1), padding (0,1)", {2, 3, 5, 6}, {2, 3, 2, 3}, {2, 1, 0, 1, 1, 1, 1}, false},
-        {"LeNet-like 5x5, padding 2", {2, 1, 6, 6}, {2, 1, 5, 5}, {1, 1, 2, 2, 1, 1, 1}, true},
+        {"batch 2, non-square", {2, 3, 6, 5}, {4, 3, 3, 3}, {1, 1, 0, 0, 1, 1, 1}, true},
+        {"stride 2, pad 1", {2, 2, 7, 7}, {3, 2, 3, 3}, {2, 2, 1, 1, 1, 1, 1}, true},
+        {"dilation 2, pad (1,2)", {1, 2, 8, 7}, {2, 2, 3, 2}, {1, 1, 1, 2, 2, 2, 1}, true},
+        {"groups 2, pad 1", {2, 4, 5, 5}, {6, 2, 3, 3}, {1, 1, 1, 1, 1, 1, 2}, true},
+        {"no bias, stride (2,1), pad (0,1)", {2, 3, 5, 6}, {2, 3, 2, 3}, {2, 1, 0, 1, 1, 1, 1}, false},
+        {"LeNet-like, pad 2", {2, 1, 6, 6}, {2, 1, 5, 5}, {1, 1, 2, 2, 1, 1, 1}, true},
     };
     if (k >= (int)(sizeof cases / sizeof cases[0])) return 1;
     s->n_inputs = cases[k].bias ? 3 : 2;

@@ -343,12 +343,12 @@ static const struct {
     int64_t x[4];
     int ip[7]; /* kernel, stride, padding, count_include_pad */
 } pool_cases[] = {
-    {"2x2 stride 2, batch 2", {2, 3, 6, 6}, {2, 2, 2, 2, 0, 0, 0}},
-    {"3x3 stride 2 padding 1, overlapping", {1, 2, 7, 7}, {3, 3, 2, 2, 1, 1, 0}},
-    {"2x3 kernel stride (1,2) padding (1,1), non-square", {2, 2, 5, 8}, {2, 3, 1, 2, 1, 1, 0}},
-    {"3x3 stride 1, overlapping", {1, 1, 6, 5}, {3, 3, 1, 1, 0, 0, 0}},
-    {"3x3 stride 2 padding 1, count_include_pad", {1, 2, 7, 7}, {3, 3, 2, 2, 1, 1, 1}},
-    {"2x3 kernel stride (1,2) padding (1,1), count_include_pad", {2, 2, 5, 8}, {2, 3, 1, 2, 1, 1, 1}},
+    {"2x2 stride 2", {2, 3, 6, 6}, {2, 2, 2, 2, 0, 0, 0}},
+    {"3x3 stride 2 pad 1", {1, 2, 7, 7}, {3, 3, 2, 2, 1, 1, 0}},
+    {"2x3 stride (1,2) pad 1", {2, 2, 5, 8}, {2, 3, 1, 2, 1, 1, 0}},
+    {"3x3 stride 1", {1, 1, 6, 5}, {3, 3, 1, 1, 0, 0, 0}},
+    {"3x3 stride 2 pad 1, incl. pad", {1, 2, 7, 7}, {3, 3, 2, 2, 1, 1, 1}},
+    {"2x3 stride (1,2) pad 1, incl. pad", {2, 2, 5, 8}, {2, 3, 1, 2, 1, 1, 1}},
 };
 
 /* Fills case k with input x (distinct values for max: no ties in a window). */
