@@ -323,6 +323,256 @@ int gradcheck(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
               const gradcheck_options *opt, gradcheck_report *report);
 void gradcheck_report_print(FILE *f, const gradcheck_report *r);
 
+/* ==== nn ==== */
+/* Layers, models, initialisers, optimisers, data, checkpoints and
+ * gradient-flow reports, built on the ops above (nn/). Prefixes: nn_ for
+ * models, layers, data and checkpoints; optim_ for optimisers. */
+
+/* ------------------------------------------------------------ models
+ * An nn_model holds named tensors in PyTorch state_dict order: parameters
+ * (requires_grad, updated by optimisers) and buffers (running statistics).
+ * The model OWNS every tensor added to it and frees them in nn_model_free.
+ * Layers keep borrowed pointers into their model. */
+#define NN_NAME_MAX 64
+typedef struct nn_model {
+    int n_params, n_buffers;
+    tensor **params;        /* n_params parameters, in registration order */
+    char (*param_names)[NN_NAME_MAX];
+    tensor **buffers;       /* n_buffers buffers (not trained) */
+    char (*buffer_names)[NN_NAME_MAX];
+    int cap_params, cap_buffers;
+    bool training;          /* train mode (default) or eval mode */
+    dtype dtype;            /* dtype of new parameters */
+    rng rng;                /* initialisers and dropout masks draw from it */
+} nn_model;
+
+/* Returns a new model (release with nn_model_free) or NULL. */
+nn_model *nn_model_new(dtype dt, uint64_t seed);
+void nn_model_free(nn_model *m);
+/* Takes ownership of t (also on error, when t is freed); sets requires_grad.
+ * Names must be unique. Returns t or NULL. */
+tensor *nn_model_add_param(nn_model *m, const char *name, tensor *t);
+tensor *nn_model_add_buffer(nn_model *m, const char *name, tensor *t);
+tensor *nn_model_find(const nn_model *m, const char *name); /* param or buffer */
+void nn_model_train(nn_model *m, bool on);                  /* false: eval mode */
+int64_t nn_model_numel(const nn_model *m);                  /* parameter elements */
+/* state_dict: parameters then buffers, n_params + n_buffers entries; the
+ * i-th name and tensor (borrowed). Returns -1 when i is out of range. */
+int nn_model_state_count(const nn_model *m);
+int nn_model_state_at(const nn_model *m, int i, const char **name, tensor **t);
+
+/* ------------------------------------------------------- initialisers
+ * fan_in = size(1) * receptive field, fan_out = size(0) * receptive field,
+ * as torch.nn.init computes them. All return 0 or -1. */
+typedef enum { NN_FAN_IN = 0, NN_FAN_OUT = 1 } nn_fan_mode;
+int nn_fans(const tensor *t, int64_t *fan_in, int64_t *fan_out);
+int nn_init_constant(tensor *t, double v);
+int nn_init_uniform(tensor *t, rng *g, double lo, double hi);
+int nn_init_normal(tensor *t, rng *g, double mean, double std);
+/* gain sqrt(2 / (1 + a^2)) (leaky_relu with slope a; a = 0 is relu). */
+int nn_init_kaiming_uniform(tensor *t, rng *g, double a, nn_fan_mode mode);
+int nn_init_kaiming_normal(tensor *t, rng *g, double a, nn_fan_mode mode);
+int nn_init_xavier_uniform(tensor *t, rng *g, double gain);
+int nn_init_xavier_normal(tensor *t, rng *g, double gain);
+
+/* ------------------------------------------------------------ layers
+ * nn_xxx_init registers the layer's tensors in m under prefix ("c1" gives
+ * "c1.weight", "c1.bias") with PyTorch's default initialisation, drawn from
+ * m->rng; returns 0 or -1. Forward functions return TAPE-OWNED tensors. */
+typedef struct nn_linear {
+    nn_model *model;
+    tensor *weight, *bias;  /* [OUT, IN], [OUT] or NULL */
+} nn_linear;
+int nn_linear_init(nn_linear *l, nn_model *m, const char *prefix, int64_t in, int64_t out,
+                   bool bias);
+tensor *nn_linear_forward(const nn_linear *l, tensor *x);
+
+typedef struct nn_conv2d {
+    nn_model *model;
+    tensor *weight, *bias;  /* [OC, C/groups, KH, KW], [OC] or NULL */
+    conv2d_params p;
+} nn_conv2d;
+int nn_conv2d_init(nn_conv2d *l, nn_model *m, const char *prefix, int64_t in_ch, int64_t out_ch,
+                   int kernel, conv2d_params p, bool bias);
+tensor *nn_conv2d_forward(const nn_conv2d *l, tensor *x);
+
+typedef struct nn_pool2d {
+    pool2d_params p;
+} nn_pool2d;
+/* stride 0 means stride = kernel, as in PyTorch. */
+nn_pool2d nn_pool2d_make(int kernel, int stride, int padding);
+tensor *nn_max_pool2d_forward(const nn_pool2d *l, tensor *x);
+tensor *nn_avg_pool2d_forward(const nn_pool2d *l, tensor *x);
+
+typedef struct nn_batchnorm2d {
+    nn_model *model;
+    tensor *weight, *bias;                 /* [C]: ones, zeros */
+    tensor *running_mean, *running_var;    /* buffers [C]: zeros, ones */
+    tensor *num_batches_tracked;           /* buffer, int64 scalar */
+    double momentum, eps;                  /* 0.1, 1e-5 */
+} nn_batchnorm2d;
+int nn_batchnorm2d_init(nn_batchnorm2d *l, nn_model *m, const char *prefix, int64_t channels);
+tensor *nn_batchnorm2d_forward(nn_batchnorm2d *l, tensor *x);
+
+typedef struct nn_layernorm {
+    nn_model *model;
+    tensor *weight, *bias;  /* normalized shape: ones, zeros */
+    int normalized_ndim;
+    double eps;             /* 1e-5 */
+} nn_layernorm;
+int nn_layernorm_init(nn_layernorm *l, nn_model *m, const char *prefix, int ndim,
+                      const int64_t *normalized_shape);
+tensor *nn_layernorm_forward(const nn_layernorm *l, tensor *x);
+
+typedef struct nn_dropout {
+    nn_model *model;        /* training flag and rng */
+    double p;
+} nn_dropout;
+int nn_dropout_init(nn_dropout *l, nn_model *m, double p);
+tensor *nn_dropout_forward(const nn_dropout *l, tensor *x);
+
+typedef struct nn_embedding {
+    nn_model *model;
+    tensor *weight;         /* [N, D], N(0, 1) */
+} nn_embedding;
+int nn_embedding_init(nn_embedding *l, nn_model *m, const char *prefix, int64_t num, int64_t dim);
+tensor *nn_embedding_forward(const nn_embedding *l, tensor *index);
+
+/* ------------------------------------------------------------ LeNet-5
+ * conv(1->6, 5x5, pad 2) relu maxpool2, conv(6->16, 5x5) relu maxpool2,
+ * flatten, linear 400->120 relu, 120->84 relu, 84->10. Input [B, 1, 28, 28].
+ * Parameters c1.weight, c1.bias, c2.weight, c2.bias, f1.*, f2.*, f3.*. */
+#define NN_LENET5_NPARAMS 10
+typedef struct nn_lenet5 {
+    nn_model *model;        /* owns the parameters */
+    nn_conv2d c1, c2;
+    nn_linear f1, f2, f3;
+} nn_lenet5;
+/* Returns a new model with PyTorch's default init from seed (release with
+ * nn_lenet5_free) or NULL. */
+nn_lenet5 *nn_lenet5_new(dtype dt, uint64_t seed);
+void nn_lenet5_free(nn_lenet5 *net);
+tensor *nn_lenet5_forward(const nn_lenet5 *net, tensor *x);            /* logits [B, 10] */
+tensor *nn_lenet5_loss(const nn_lenet5 *net, tensor *x, tensor *labels); /* mean CE */
+/* The same graph on externally given parameters (state_dict order, any one
+ * float dtype): what the gradient checker differentiates. */
+tensor *nn_lenet5_forward_with(tensor *const *params, tensor *x);
+tensor *nn_lenet5_loss_with(tensor *const *params, tensor *x, tensor *labels);
+
+/* -------------------------------------------------------- optimisers
+ * PyTorch's update formulas (torch.optim.SGD, Adam, AdamW, non-amsgrad).
+ * Steps run outside the tape and write .data; parameters without a .grad
+ * are skipped, as in PyTorch. */
+typedef enum { OPTIM_SGD = 0, OPTIM_ADAM = 1, OPTIM_ADAMW = 2 } optim_kind;
+typedef struct optim_config {
+    optim_kind kind;
+    double lr;
+    double momentum, dampening; /* SGD */
+    bool nesterov;              /* SGD: needs momentum > 0 and dampening 0 */
+    double weight_decay;        /* SGD, Adam: L2 added to grad; AdamW: decoupled */
+    double beta1, beta2, eps;   /* Adam, AdamW */
+} optim_config;
+/* PyTorch's defaults: SGD lr 1e-2 (PyTorch has none), Adam lr 1e-3,
+ * betas (0.9, 0.999), eps 1e-8, AdamW weight decay 1e-2. */
+optim_config optim_defaults(optim_kind kind);
+typedef struct optim optim;
+/* Returns a new optimiser over the n parameters (borrowed; they must outlive
+ * it), release with optim_free; NULL on a bad config. */
+optim *optim_new(const optim_config *c, tensor *const *params, int n);
+void optim_free(optim *o);
+int optim_step(optim *o);
+void optim_zero_grad(optim *o);    /* zeroes existing grads in place */
+void optim_set_lr(optim *o, double lr);
+double optim_get_lr(const optim *o);
+int64_t optim_steps(const optim *o);
+/* Scales all grads so that their global L2 norm is at most max_norm;
+ * returns the norm before clipping (-1 on error). */
+double optim_clip_grad_norm(tensor *const *params, int n, double max_norm);
+int optim_clip_grad_value(tensor *const *params, int n, double clip);
+/* Learning-rate schedules as functions of the epoch (or step) t:
+ * StepLR: base * gamma^floor(t / step_size); CosineAnnealingLR:
+ * eta_min + (base - eta_min) * (1 + cos(pi * t / t_max)) / 2. */
+double optim_lr_step(double base, int64_t t, int64_t step_size, double gamma);
+double optim_lr_cosine(double base, double eta_min, int64_t t, int64_t t_max);
+
+/* --------------------------------------------------------------- data
+ * IDX files (MNIST, EMNIST, Fashion-MNIST), raw or gzip, element type
+ * unsigned byte. A malformed file gives an error naming it and the fault. */
+#define NN_DATA_DIR_DEFAULT "/usr/share/datasets/fashion-mnist"
+#define NN_FASHION_MEAN 0.2860
+#define NN_FASHION_STD 0.3530
+typedef struct nn_idx {
+    int ndim;
+    int64_t dims[4];
+    int64_t size;       /* product of dims */
+    uint8_t *data;
+} nn_idx;
+nn_idx *nn_idx_load(const char *path);  /* release with nn_idx_free; NULL on error */
+void nn_idx_free(nn_idx *a);
+
+/* An image set with its labels, kept as bytes. */
+typedef struct nn_dataset {
+    int64_t n;              /* images in use (nn_dataset_truncate lowers it) */
+    int64_t rows, cols;
+    int64_t n_classes;      /* max label + 1 */
+    uint8_t *images;        /* n * rows * cols */
+    uint8_t *labels;        /* n */
+    nn_idx *img_file, *lbl_file;
+} nn_dataset;
+nn_dataset *nn_dataset_load(const char *images_path, const char *labels_path);
+/* split "train" or "t10k": DIR/split-images-idx3-ubyte[.gz] and labels. */
+nn_dataset *nn_dataset_load_dir(const char *dir, const char *split);
+void nn_dataset_truncate(nn_dataset *d, int64_t n); /* keep the first n */
+void nn_dataset_free(nn_dataset *d);
+
+/* Batches [B, 1, rows, cols] (pixels / 255, then (x - mean) / std) and
+ * labels int64 [B]; the last batch may be smaller. */
+typedef struct nn_loader nn_loader;
+/* The dataset is borrowed. shuffle: a new permutation every epoch from seed. */
+nn_loader *nn_loader_new(const nn_dataset *d, int64_t batch, bool shuffle, uint64_t seed);
+void nn_loader_free(nn_loader *l);
+void nn_loader_set_normalize(nn_loader *l, double mean, double std);
+void nn_loader_set_dtype(nn_loader *l, dtype dt);    /* DTYPE_F32 (default) or F64 */
+int64_t nn_loader_batches(const nn_loader *l);       /* per epoch */
+void nn_loader_rewind(nn_loader *l);                  /* next epoch: new order */
+/* Fills *x and *y with TAPE-OWNED tensors (valid until tape_reset) and
+ * returns 1; returns 0 at the end of the epoch, -1 on error. */
+int nn_loader_next(nn_loader *l, tensor **x, tensor **y);
+
+/* -------------------------------------------------------- checkpoints
+ * safetensors: 8-byte little-endian header length N, N bytes of JSON
+ * {"name": {"dtype": "F32", "shape": [..], "data_offsets": [b, e]}, ...}
+ * padded with spaces, then the raw little-endian data. Saved through a
+ * temporary file, fsync and rename, so a crash leaves the old file or the
+ * new one, never half of one. Loading is strict: every name present with
+ * its shape, nothing extra; F32 and F64 convert to the tensor's dtype. */
+int nn_safetensors_save(const char *path, const char *const *names, tensor *const *ts, int n);
+int nn_safetensors_load(const char *path, const char *const *names, tensor *const *ts, int n);
+int nn_model_save(const nn_model *m, const char *path);   /* params and buffers */
+int nn_model_load(nn_model *m, const char *path);
+
+/* ---------------------------------------------------- gradient flow
+ * After a backward pass: per parameter, did it get a gradient of its own
+ * shape, its L2 norm, and flags. */
+typedef struct nn_gradflow_entry {
+    char name[NN_NAME_MAX];
+    bool has_grad, shape_ok, finite;
+    double norm, max_abs;
+    bool all_zero, vanishing, exploding;
+} nn_gradflow_entry;
+typedef struct nn_gradflow {
+    int n;
+    nn_gradflow_entry *entries;
+    double vanish, explode;   /* thresholds used on the norm */
+    int n_problems;           /* entries that are missing, misshapen, zero, vanishing, exploding or not finite */
+} nn_gradflow;
+/* Fills r (release with nn_gradflow_free); 0 or -1. */
+int nn_gradflow_check(const char *const *names, tensor *const *params, int n, double vanish,
+                      double explode, nn_gradflow *r);
+int nn_gradflow_model(const nn_model *m, double vanish, double explode, nn_gradflow *r);
+void nn_gradflow_print(FILE *f, const nn_gradflow *r);
+void nn_gradflow_free(nn_gradflow *r);
+
 #ifdef __cplusplus
 }
 #endif

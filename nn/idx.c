@@ -1,0 +1,339 @@
+/* idx.c - IDX files (the MNIST family's format), datasets and batches.
+ *
+ * IDX: two zero bytes, an element-type byte (0x08 = unsigned byte), the
+ * number of dimensions, then each dimension as a big-endian uint32, then the
+ * elements row-major. zlib's gzopen reads gzip and raw files alike. The
+ * header's claims are checked against the bytes actually present, so a
+ * truncated download or a wrong file gives an error naming the file and the
+ * fault, never a crash. Images stay bytes; a batch converts its own. */
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "../autograd/internal.h"
+
+#define IDX_MAX_BYTES ((int64_t)1 << 33) /* 8 GiB: no MNIST-family file is near */
+
+void nn_idx_free(nn_idx *a) {
+    if (!a) return;
+    mem_free(a->data);
+    mem_free(a);
+}
+
+/* Reads exactly len bytes unless the stream ends; returns the count or -1. */
+static int64_t gz_read_all(gzFile f, void *buf, int64_t len) {
+    int64_t got = 0;
+    while (got < len) {
+        int64_t want = len - got;
+        int chunk = want > (1 << 30) ? (1 << 30) : (int)want;
+        int r = gzread(f, (char *)buf + got, (unsigned)chunk);
+        if (r < 0) return -1;
+        if (r == 0) break;
+        got += r;
+    }
+    return got;
+}
+
+static const char *gz_msg(gzFile f) {
+    int code;
+    const char *m = gzerror(f, &code);
+    return (code == Z_OK || !m || !m[0]) ? "unexpected end of file" : m;
+}
+
+/* For a truncated compressed file, say so: the byte counts alone would
+ * suggest a short but valid header. */
+static const char *gz_note(gzFile f) {
+    int code;
+    gzerror(f, &code);
+    return !gzdirect(f) && code == Z_BUF_ERROR ? " (the gzip stream is cut short)" : "";
+}
+
+static int idx_header(gzFile f, const char *path, nn_idx *a) {
+    unsigned char h[4];
+    int64_t got = gz_read_all(f, h, 4);
+    if (got < 0) {
+        error_set("%s: read error: %s", path, gz_msg(f));
+        return -1;
+    }
+    if (got < 4) {
+        error_set("%s: truncated: %lld bytes, an IDX header needs at least 4%s", path,
+                  (long long)got, gz_note(f));
+        return -1;
+    }
+    if (h[0] || h[1]) {
+        error_set("%s: bad magic %02x %02x %02x %02x: not an IDX file (it starts with 00 00)", path,
+                  h[0], h[1], h[2], h[3]);
+        return -1;
+    }
+    if (h[2] != 0x08) {
+        error_set("%s: element type 0x%02x is not supported (only 0x08, unsigned byte)", path,
+                  h[2]);
+        return -1;
+    }
+    if (h[3] < 1 || h[3] > 4) {
+        error_set("%s: %d dimensions (1 to 4 supported)", path, h[3]);
+        return -1;
+    }
+    a->ndim = h[3];
+    unsigned char d[16];
+    got = gz_read_all(f, d, 4 * a->ndim);
+    if (got != 4 * a->ndim) {
+        error_set("%s: truncated in the header: %d dimensions announced, %lld of %d size bytes "
+                  "present%s",
+                  path, a->ndim, (long long)(got < 0 ? 0 : got), 4 * a->ndim, gz_note(f));
+        return -1;
+    }
+    a->size = 1;
+    for (int i = 0; i < a->ndim; i++) {
+        a->dims[i] = (int64_t)d[4 * i] << 24 | (int64_t)d[4 * i + 1] << 16 |
+                     (int64_t)d[4 * i + 2] << 8 | (int64_t)d[4 * i + 3];
+        if (a->dims[i] > 0 && a->size > IDX_MAX_BYTES / a->dims[i]) {
+            error_set("%s: dimensions claim more than %lld bytes of data", path,
+                      (long long)IDX_MAX_BYTES);
+            return -1;
+        }
+        a->size *= a->dims[i];
+    }
+    return 0;
+}
+
+static void idx_dims_str(const nn_idx *a, char *buf, size_t len) {
+    tensor t = {.ndim = a->ndim};
+    for (int i = 0; i < a->ndim; i++) t.shape[i] = a->dims[i];
+    tensor_shape_str(&t, buf, len);
+}
+
+nn_idx *nn_idx_load(const char *path) {
+    if (!path) {
+        error_set("nn_idx_load: path is NULL");
+        return NULL;
+    }
+    gzFile f = gzopen(path, "rb");
+    if (!f) {
+        error_set("%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
+        return NULL;
+    }
+    nn_idx *a = mem_calloc(sizeof *a);
+    if (!a || idx_header(f, path, a)) goto fail;
+    a->data = mem_alloc((size_t)a->size);
+    if (!a->data) goto fail;
+    int64_t got = gz_read_all(f, a->data, a->size);
+    if (got < 0) {
+        error_set("%s: read error: %s", path, gz_msg(f));
+        goto fail;
+    }
+    if (got < a->size) {
+        char dims[96];
+        idx_dims_str(a, dims, sizeof dims);
+        error_set("%s: truncated: dimensions %s need %lld data bytes, the file has %lld%s", path,
+                  dims, (long long)a->size, (long long)got, gz_note(f));
+        goto fail;
+    }
+    unsigned char extra[4096];
+    int64_t more = 0, r;
+    while ((r = gz_read_all(f, extra, sizeof extra)) > 0) more += r;
+    if (r < 0) {
+        error_set("%s: read error: %s", path, gz_msg(f));
+        goto fail;
+    }
+    if (more) {
+        char dims[96];
+        idx_dims_str(a, dims, sizeof dims);
+        error_set("%s: %lld bytes after the data: dimensions %s do not match the file length", path,
+                  (long long)more, dims);
+        goto fail;
+    }
+    gzclose(f);
+    return a;
+fail:
+    gzclose(f);
+    nn_idx_free(a);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ datasets */
+
+void nn_dataset_free(nn_dataset *d) {
+    if (!d) return;
+    nn_idx_free(d->img_file);
+    nn_idx_free(d->lbl_file);
+    mem_free(d);
+}
+
+nn_dataset *nn_dataset_load(const char *images_path, const char *labels_path) {
+    if (!images_path || !labels_path) {
+        error_set("nn_dataset_load: a path is NULL");
+        return NULL;
+    }
+    nn_dataset *d = mem_calloc(sizeof *d);
+    if (!d) return NULL;
+    d->img_file = nn_idx_load(images_path);
+    if (!d->img_file) goto fail;
+    d->lbl_file = nn_idx_load(labels_path);
+    if (!d->lbl_file) goto fail;
+    const nn_idx *im = d->img_file, *lb = d->lbl_file;
+    if (im->ndim != 3) {
+        error_set("%s: images need 3 dimensions [N, rows, cols], the file has %d", images_path,
+                  im->ndim);
+        goto fail;
+    }
+    if (lb->ndim != 1) {
+        error_set("%s: labels need 1 dimension [N], the file has %d", labels_path, lb->ndim);
+        goto fail;
+    }
+    if (im->dims[0] != lb->dims[0]) {
+        error_set("image and label counts differ: %s has %lld images, %s has %lld labels",
+                  images_path, (long long)im->dims[0], labels_path, (long long)lb->dims[0]);
+        goto fail;
+    }
+    d->n = im->dims[0];
+    d->rows = im->dims[1];
+    d->cols = im->dims[2];
+    d->images = im->data;
+    d->labels = lb->data;
+    for (int64_t i = 0; i < d->n; i++)
+        if (d->labels[i] >= d->n_classes) d->n_classes = d->labels[i] + 1;
+    return d;
+fail:
+    nn_dataset_free(d);
+    return NULL;
+}
+
+/* Tries DIR/split-kind-idxK-ubyte.gz, then the same without .gz, then the
+ * original MNIST site's spelling with a dot (train-images.idx3-ubyte). */
+static int find_file(const char *dir, const char *split, const char *kind, int k, char *out,
+                     size_t len) {
+    static const char *const pat[] = {"%s/%s-%s-idx%d-ubyte.gz", "%s/%s-%s-idx%d-ubyte",
+                                      "%s/%s-%s.idx%d-ubyte.gz", "%s/%s-%s.idx%d-ubyte"};
+    for (size_t i = 0; i < sizeof pat / sizeof pat[0]; i++) {
+        snprintf(out, len, pat[i], dir, split, kind, k);
+        FILE *f = fopen(out, "rb");
+        if (f) {
+            fclose(f);
+            return 0;
+        }
+    }
+    snprintf(out, len, pat[0], dir, split, kind, k);
+    error_set("%s: no such file (nor without .gz); give the IDX directory with --data DIR", out);
+    return -1;
+}
+
+nn_dataset *nn_dataset_load_dir(const char *dir, const char *split) {
+    char img[PATH_MAX], lbl[PATH_MAX];
+    if (!dir) dir = NN_DATA_DIR_DEFAULT;
+    if (!split) split = "train";
+    if (find_file(dir, split, "images", 3, img, sizeof img) ||
+        find_file(dir, split, "labels", 1, lbl, sizeof lbl))
+        return NULL;
+    return nn_dataset_load(img, lbl);
+}
+
+void nn_dataset_truncate(nn_dataset *d, int64_t n) {
+    if (d && n >= 0 && n < d->n) d->n = n;
+}
+
+/* ------------------------------------------------------------- batches */
+
+struct nn_loader {
+    const nn_dataset *d;
+    int64_t batch, pos;
+    bool shuffle;
+    rng g;
+    int64_t *order;
+    dtype dt;
+    float lut32[256]; /* pixel byte -> normalised value */
+    double lut64[256];
+};
+
+/* The float32 table repeats PyTorch's float32 arithmetic ((b / 255) - mean)
+ * / std step by step, so both see the same input values. */
+void nn_loader_set_normalize(nn_loader *l, double mean, double std) {
+    if (!l) return;
+    for (int b = 0; b < 256; b++) {
+        float x = (float)b / 255.0f;
+        l->lut32[b] = (x - (float)mean) / (float)std;
+        l->lut64[b] = ((double)b / 255.0 - mean) / std;
+    }
+}
+
+void nn_loader_set_dtype(nn_loader *l, dtype dt) {
+    if (l && (dt == DTYPE_F32 || dt == DTYPE_F64)) l->dt = dt;
+}
+
+void nn_loader_rewind(nn_loader *l) {
+    if (!l) return;
+    l->pos = 0;
+    if (!l->shuffle) return;
+    for (int64_t i = l->d->n - 1; i > 0; i--) { /* Fisher-Yates */
+        int64_t j = (int64_t)rng_below(&l->g, (uint64_t)i + 1);
+        int64_t t = l->order[i];
+        l->order[i] = l->order[j];
+        l->order[j] = t;
+    }
+}
+
+nn_loader *nn_loader_new(const nn_dataset *d, int64_t batch, bool shuffle, uint64_t seed) {
+    if (!d) {
+        if (!error_pending()) error_set("nn_loader_new: dataset is NULL");
+        return NULL;
+    }
+    if (batch <= 0) {
+        error_set("nn_loader_new: batch size must be positive, got %lld", (long long)batch);
+        return NULL;
+    }
+    nn_loader *l = mem_calloc(sizeof *l);
+    if (!l) return NULL;
+    l->order = mem_alloc((size_t)(d->n > 0 ? d->n : 1) * sizeof *l->order);
+    if (!l->order) {
+        mem_free(l);
+        return NULL;
+    }
+    for (int64_t i = 0; i < d->n; i++) l->order[i] = i;
+    l->d = d;
+    l->batch = batch;
+    l->shuffle = shuffle;
+    l->dt = DTYPE_F32;
+    rng_seed(&l->g, seed, 0x64617461); /* stream "data" */
+    nn_loader_set_normalize(l, NN_FASHION_MEAN, NN_FASHION_STD);
+    nn_loader_rewind(l);
+    return l;
+}
+
+void nn_loader_free(nn_loader *l) {
+    if (!l) return;
+    mem_free(l->order);
+    mem_free(l);
+}
+
+int64_t nn_loader_batches(const nn_loader *l) {
+    return l ? (l->d->n + l->batch - 1) / l->batch : 0;
+}
+
+int nn_loader_next(nn_loader *l, tensor **x, tensor **y) {
+    if (!l || !x || !y) {
+        error_set("nn_loader_next: loader or output pointer is NULL");
+        return -1;
+    }
+    if (l->pos >= l->d->n) return 0;
+    int64_t b = l->d->n - l->pos < l->batch ? l->d->n - l->pos : l->batch;
+    int64_t px = l->d->rows * l->d->cols;
+    *x = tensor_tape_new(l->dt, SHAPE(b, 1, l->d->rows, l->d->cols));
+    *y = tensor_tape_new(DTYPE_I64, SHAPE(b));
+    if (!*x || !*y) return -1;
+    int64_t *lab = (*y)->data;
+    for (int64_t i = 0; i < b; i++) {
+        int64_t k = l->order[l->pos + i];
+        const uint8_t *src = l->d->images + k * px;
+        lab[i] = l->d->labels[k];
+        if (l->dt == DTYPE_F32) {
+            float *dst = (float *)(*x)->data + i * px;
+            for (int64_t j = 0; j < px; j++) dst[j] = l->lut32[src[j]];
+        } else {
+            double *dst = (double *)(*x)->data + i * px;
+            for (int64_t j = 0; j < px; j++) dst[j] = l->lut64[src[j]];
+        }
+    }
+    l->pos += b;
+    return 1;
+}

@@ -1,0 +1,294 @@
+/* test_nn_checkpoint.c - safetensors: a bit-exact round trip under the
+ * state_dict names, the exact byte layout, and broken files (written to a
+ * temporary directory) rejected with an error naming the fault, leaving the
+ * model untouched. */
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check_main.h"
+
+static char dir[64], path[128];
+
+static void make_dir(void) {
+    snprintf(dir, sizeof dir, "/tmp/tapegrad_nn_ckpt_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+}
+
+static void remove_dir(void) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* A small model with a conv-like weight, a bias, a float64 parameter and an
+ * int64 buffer, filled with awkward values (subnormals, -0, extremes). */
+static nn_model *small_model(uint64_t seed) {
+    nn_model *m = nn_model_new(DTYPE_F32, seed);
+    tensor *w = nn_model_add_param(m, "c1.weight", tensor_zeros(DTYPE_F32, SHAPE(2, 1, 3, 3)));
+    tensor *b = nn_model_add_param(m, "c1.bias", tensor_zeros(DTYPE_F32, SHAPE(2)));
+    tensor *d = nn_model_add_param(m, "f3.weight", tensor_zeros(DTYPE_F64, SHAPE(3, 2)));
+    tensor *n = nn_model_add_buffer(m, "bn.num_batches_tracked", tensor_zeros(DTYPE_I64, 0, NULL));
+    ck_assert_ptr_nonnull(n);
+    nn_init_kaiming_uniform(w, &m->rng, sqrt(5.0), NN_FAN_IN);
+    float odd[2] = {1e-40f, -0.0f};
+    memcpy(b->data, odd, sizeof odd);
+    nn_init_normal(d, &m->rng, 0, 1e300);
+    ((int64_t *)n->data)[0] = 937;
+    return m;
+}
+
+static void write_bytes(const char *p, const void *bytes, size_t n) {
+    FILE *f = fopen(p, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(bytes, 1, n, f), n);
+    fclose(f);
+}
+
+/* header_json padded to 8, then data bytes. */
+static void write_st(const char *header_json, const void *data, size_t n) {
+    char h[1024];
+    size_t hl = strlen(header_json);
+    memcpy(h, header_json, hl);
+    while ((8 + hl) % 8) h[hl++] = ' ';
+    unsigned char buf[2048];
+    for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)hl >> (8 * i));
+    memcpy(buf + 8, h, hl);
+    memcpy(buf + 8 + hl, data, n);
+    write_bytes(path, buf, 8 + hl + n);
+}
+
+static void states_equal(const nn_model *a, const nn_model *b) {
+    ck_assert_int_eq(nn_model_state_count(a), nn_model_state_count(b));
+    for (int i = 0; i < nn_model_state_count(a); i++) {
+        const char *na, *nb;
+        tensor *ta, *tb;
+        nn_model_state_at(a, i, &na, &ta);
+        nn_model_state_at(b, i, &nb, &tb);
+        ck_assert_str_eq(na, nb);
+        ck_assert(tensor_same_shape(ta, tb));
+        ck_assert_mem_eq(ta->data, tb->data, (size_t)ta->size * (ta->dtype == DTYPE_F32 ? 4 : 8));
+    }
+}
+
+START_TEST(test_checkpoint_round_trip_bit_exact) {
+    make_dir();
+    nn_model *a = small_model(1), *b = small_model(2);
+    ck_assert_int_eq(nn_model_save(a, path), 0);
+    ck_assert_int_eq(nn_model_load(b, path), 0);
+    states_equal(a, b);
+    nn_model_free(a);
+    nn_model_free(b);
+    remove_dir();
+}
+END_TEST
+
+/* The exact bytes: length 8-aligned, JSON with names, dtypes, shapes and
+ * contiguous offsets, data little-endian at 8 + N. */
+START_TEST(test_checkpoint_layout_is_safetensors) {
+    make_dir();
+    tensor *t = tensor_from_doubles(DTYPE_F32, SHAPE(2), (double[]){1.5, -2});
+    tensor *u = tensor_from_doubles(DTYPE_I64, SHAPE(1), (double[]){258});
+    const char *names[2] = {"f1.bias", "n"};
+    tensor *ts[2] = {t, u};
+    ck_assert_int_eq(nn_safetensors_save(path, names, ts, 2), 0);
+    FILE *f = fopen(path, "rb");
+    unsigned char buf[512];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    uint64_t hl = 0;
+    for (int i = 0; i < 8; i++) hl |= (uint64_t)buf[i] << (8 * i);
+    ck_assert_uint_eq((8 + hl) % 8, 0);
+    ck_assert_uint_eq(n, 8 + hl + 8 + 8);
+    const char *json = "{\"f1.bias\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                       "\"n\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[8,16]}}";
+    ck_assert_mem_eq(buf + 8, json, strlen(json));
+    for (size_t i = strlen(json); i < hl; i++) ck_assert_int_eq(buf[8 + i], ' ');
+    const unsigned char data[16] = {0, 0, 0xc0, 0x3f, 0, 0, 0, 0xc0, 2, 1, 0, 0, 0, 0, 0, 0};
+    ck_assert_mem_eq(buf + 8 + hl, data, 16);
+    tensor_free(t);
+    tensor_free(u);
+    remove_dir();
+}
+END_TEST
+
+/* Saving over an old checkpoint replaces it whole and leaves no temporary
+ * file behind. */
+START_TEST(test_checkpoint_save_replaces_atomically) {
+    make_dir();
+    write_bytes(path, "old", 3);
+    nn_model *a = small_model(1);
+    ck_assert_int_eq(nn_model_save(a, path), 0);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "test $(ls '%s' | wc -l) -eq 1", dir);
+    ck_assert_int_eq(system(cmd), 0);
+    nn_model *b = small_model(3);
+    ck_assert_int_eq(nn_model_load(b, path), 0);
+    states_equal(a, b);
+    /* a directory that does not exist: error, nothing written */
+    tapegrad_error_clear();
+    ck_assert_int_eq(nn_model_save(a, "/nonexistent/dir/m.safetensors"), -1);
+    ck_assert_ptr_nonnull(strstr(tapegrad_error(), "/nonexistent/dir/m.safetensors"));
+    tapegrad_error_clear();
+    nn_model_free(a);
+    nn_model_free(b);
+    remove_dir();
+}
+END_TEST
+
+/* Float64 in the file loads into a float32 tensor (converted). */
+START_TEST(test_checkpoint_f64_loads_into_f32) {
+    make_dir();
+    tensor *d = tensor_from_doubles(DTYPE_F64, SHAPE(2), (double[]){0.25, -3});
+    tensor *f = tensor_zeros(DTYPE_F32, SHAPE(2));
+    const char *name = "w";
+    ck_assert_int_eq(nn_safetensors_save(path, &name, &d, 1), 0);
+    ck_assert_int_eq(nn_safetensors_load(path, &name, &f, 1), 0);
+    ck_assert_tensor(f, ((double[]){0.25, -3}), 0);
+    tensor_free(d);
+    tensor_free(f);
+    remove_dir();
+}
+END_TEST
+
+/* Loads path into a one-tensor [2] float32 target named "w" and expects an
+ * error containing fault; the target must keep its values. */
+static void expect_rejected(const char *fault) {
+    tensor *t = tensor_from_doubles(DTYPE_F32, SHAPE(2), (double[]){7, 8});
+    const char *name = "w";
+    tapegrad_error_clear();
+    ck_assert_int_eq(nn_safetensors_load(path, &name, &t, 1), -1);
+    const char *e = tapegrad_error();
+    ck_assert_ptr_nonnull(e);
+    ck_assert_msg(strstr(e, path) && strstr(e, fault), "error \"%s\" should say %s", e, fault);
+    ck_assert_tensor(t, ((double[]){7, 8}), 0);
+    tapegrad_error_clear();
+    tensor_free(t);
+}
+
+static const float two[2] = {1, 2};
+
+START_TEST(test_safetensors_truncated_rejected) {
+    make_dir();
+    write_bytes(path, "\x10\0\0", 3);
+    expect_rejected("truncated: 3 bytes, a safetensors file starts with an 8-byte header length");
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", two, 4);
+    expect_rejected("tensor \"w\": data_offsets [0, 8] outside the 4 data bytes");
+    remove_dir();
+}
+END_TEST
+
+START_TEST(test_safetensors_header_length_beyond_file_rejected) {
+    make_dir();
+    unsigned char b[16] = {0xff, 0xff, 0, 0, 0, 0, 0, 0, '{', '}'};
+    write_bytes(path, b, sizeof b);
+    expect_rejected("header length 65535 does not fit the file's 16 bytes");
+    remove_dir();
+}
+END_TEST
+
+START_TEST(test_safetensors_bad_json_rejected) {
+    make_dir();
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}", two, 8);
+    expect_rejected(": malformed safetensors header: ");
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2,],\"data_offsets\":[0,8]}}", two, 8);
+    expect_rejected(": malformed safetensors header: ");
+    write_st("{\"w\" {\"dtype\":\"F32\"}}", two, 8);
+    expect_rejected("expected ':'");
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", two, 8);
+    expect_rejected("non-negative integer");
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2]}}", two, 8);
+    expect_rejected(": incomplete header entry (needs dtype, shape and data_offsets): \"w\" has no "
+                    "data_offsets");
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],"
+             "\"data_offsets\":[0,8]}}", two, 8);
+    expect_rejected("tensor \"w\": shape too large");
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}} x", two, 8);
+    expect_rejected("text after the closing brace");
+    remove_dir();
+}
+END_TEST
+
+START_TEST(test_safetensors_dtype_and_shape_checked) {
+    make_dir();
+    write_st("{\"w\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[0,4]}}", two, 4);
+    expect_rejected("dtype BF16; supported are F32, F64 and I64");
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[1,2],\"data_offsets\":[0,8]}}", two, 8);
+    expect_rejected("tensor \"w\" has shape [1,2] in the file but [2] in the model");
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", two, 8);
+    expect_rejected("span 8 bytes but shape and dtype need 12");
+    write_st("{\"w\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]}}", (int64_t[]){1, 2},
+             16);
+    expect_rejected("tensor \"w\" is int64 in the file but float32 in the model");
+    remove_dir();
+}
+END_TEST
+
+START_TEST(test_safetensors_names_and_overlap_checked) {
+    make_dir();
+    write_st("{\"v\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", two, 8);
+    expect_rejected("tensor \"w\" is missing from the file");
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+             "\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+             two, 8);
+    expect_rejected("tensors \"w\" and \"x\" overlap in the data");
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+             "\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
+             (float[]){1, 2, 3}, 12);
+    expect_rejected("the file has tensor \"x\", which the model does not");
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+             "\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+             two, 8);
+    expect_rejected("tensor \"w\" appears twice");
+    remove_dir();
+}
+END_TEST
+
+/* __metadata__ (as torch's save_file writes it) is skipped. */
+START_TEST(test_safetensors_metadata_accepted) {
+    make_dir();
+    write_st("{\"__metadata__\":{\"format\":\"pt\"},"
+             "\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+             two, 8);
+    tensor *t = tensor_zeros(DTYPE_F32, SHAPE(2));
+    const char *name = "w";
+    ck_assert_int_eq(nn_safetensors_load(path, &name, &t, 1), 0);
+    ck_assert_tensor(t, ((double[]){1, 2}), 0);
+    tensor_free(t);
+    remove_dir();
+}
+END_TEST
+
+START_TEST(test_model_rejects_duplicate_names) {
+    nn_model *m = nn_model_new(DTYPE_F32, 0);
+    ck_assert_ptr_nonnull(nn_model_add_param(m, "a", tensor_zeros(DTYPE_F32, SHAPE(1))));
+    tapegrad_error_clear();
+    ck_assert_ptr_null(nn_model_add_param(m, "a", tensor_zeros(DTYPE_F32, SHAPE(1))));
+    ck_assert_str_eq(tapegrad_error(),
+                     "nn_model_add_param: the model already has a tensor named \"a\"");
+    tapegrad_error_clear();
+    ck_assert_int_eq(m->n_params, 1);
+    nn_model_free(m);
+}
+END_TEST
+
+Suite *nn_checkpoint_suite(void) {
+    Suite *s = suite_create("nn_checkpoint");
+    TCase *tc = tcase_create("checkpoint");
+    tcase_add_test(tc, test_checkpoint_round_trip_bit_exact);
+    tcase_add_test(tc, test_checkpoint_layout_is_safetensors);
+    tcase_add_test(tc, test_checkpoint_save_replaces_atomically);
+    tcase_add_test(tc, test_checkpoint_f64_loads_into_f32);
+    tcase_add_test(tc, test_safetensors_truncated_rejected);
+    tcase_add_test(tc, test_safetensors_header_length_beyond_file_rejected);
+    tcase_add_test(tc, test_safetensors_bad_json_rejected);
+    tcase_add_test(tc, test_safetensors_dtype_and_shape_checked);
+    tcase_add_test(tc, test_safetensors_names_and_overlap_checked);
+    tcase_add_test(tc, test_safetensors_metadata_accepted);
+    tcase_add_test(tc, test_model_rejects_duplicate_names);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+TEST_MAIN(nn_checkpoint_suite)
