@@ -330,7 +330,13 @@ static int check_fast(checker *c, bool *fallback) {
             if (!c->checked[i]) continue;
             double *x = c->leaf[i]->data;
             int64_t m = c->leaf[i]->size;
-            for (int64_t k = 0; k < m; k++) v[k] = rng_normal(&g);
+            /* v is a unit vector: the step along it is eps, as in the full
+             * check, so a probe moves the graph no further than one element's
+             * perturbation does and crosses no more kinks */
+            double norm = 0;
+            for (int64_t k = 0; k < m; k++) v[k] = rng_normal(&g), norm += v[k] * v[k];
+            norm = sqrt(norm);
+            for (int64_t k = 0; k < m; k++) v[k] /= norm;
             memcpy(x0, x, (size_t)m * sizeof *x);
             double a = new_u ? grad_dot(c->leaf[i], v) : dot(c->analytic[i]->data, v, m);
             for (int64_t k = 0; k < m; k++) x[k] = x0[k] + eps * v[k];
