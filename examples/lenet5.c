@@ -92,13 +92,16 @@ static int parse(int argc, char **argv, options *o) {
     return 0;
 }
 
-/* One line rewritten in place on a terminal; a plain line every 100 batches
- * otherwise (logs and pipes get no carriage returns). */
+/* One line rewritten in place on a terminal, at most 10 times a second; a
+ * plain line every 100 batches otherwise (logs and pipes get no carriage
+ * returns). */
 static void progress(bool tty, int epoch, int64_t b, int64_t nb, double loss, int64_t samples,
                      double t0) {
-    double dt = now() - t0, rate = dt > 0 ? (double)samples / dt : 0;
+    static double shown;
+    double t = now(), dt = t - t0, rate = dt > 0 ? (double)samples / dt : 0;
     double eta = b > 0 ? dt * (double)(nb - b) / (double)b : 0;
-    if (tty) {
+    if (tty && (t - shown >= 0.1 || b == nb)) {
+        shown = t;
         char bar[31];
         int fill = (int)(30 * b / (nb ? nb : 1));
         for (int i = 0; i < 30; i++) bar[i] = i < fill ? '=' : i == fill ? '>' : ' ';
