@@ -64,6 +64,9 @@ struct op_def {
     extern const op_def ops_##fam[];          \
     extern const int ops_##fam##_count;
 
+/* Bit i of a 32-bit input mask; inputs past 31 (concat, stack) have no bit. */
+static inline bool mask_bit(uint32_t mask, int i) { return i < 32 && ((mask >> i) & 1u); }
+
 /* ---------------------------------------------------------------- errors */
 /* Sets the pending error unless one is already pending; printf-style. */
 void error_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

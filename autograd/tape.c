@@ -63,7 +63,7 @@ int op_check_inputs(const op_def *op, tensor *const *in, int n, uint32_t allow_i
     }
     for (int i = 0; i < n; i++) {
         if (in[i]->dtype == DTYPE_I64) {
-            if (allow_i64 & (1u << i)) continue;
+            if (mask_bit(allow_i64, i)) continue;
             error_set("%s: input %d is int64; this op needs float32 or float64", op->name, i);
             return -1;
         }
@@ -119,7 +119,7 @@ tensor *node_finish(tape_node *n) {
     n->op->forward(n);
     bool needs_grad = false;
     for (int i = 0; i < n->n_in; i++)
-        if (n->in[i] && n->in[i]->requires_grad && !(n->op->no_grad_inputs & (1u << i)))
+        if (n->in[i] && n->in[i]->requires_grad && !mask_bit(n->op->no_grad_inputs, i))
             needs_grad = true;
     if (anomaly && !all_finite(n->out)) {
         char s[256];
@@ -211,7 +211,7 @@ int tensor_backward_with(tensor *out, const tensor *gout) {
         if (!gin) return -1;
         for (int j = 0; j < n->n_in; j++) {
             tensor *t = n->in[j];
-            bool wants = t && t->requires_grad && !(n->op->no_grad_inputs & (1u << j));
+            bool wants = t && t->requires_grad && !mask_bit(n->op->no_grad_inputs, j);
             gin[j] = wants ? grad_of(t) : NULL;
             if (wants && !gin[j]) return -1;
         }

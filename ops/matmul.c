@@ -1,4 +1,5 @@
-/* matmul.c - batched matrix product through OpenBLAS.
+/* matmul.c - batched matrix product through OpenBLAS, and the vector
+ * products dot and outer (plain loops: too small to gain from BLAS calls).
  *
  *   C[b] = A[b] @ B[b]      A (.., M, K), B (.., K, N), C (.., M, N)
  *   dA[b] += G[b] @ B[b]^T  dB[b] += A[b]^T @ G[b]
@@ -133,9 +134,132 @@ static tensor *matmul_build(tensor *const *in, const op_sample *s) {
     return tensor_matmul(in[0], in[1]);
 }
 
+/* dot: a [N] . b [N] -> y [], accumulated in double.
+ *   da[i] += g b[i],  db[i] += g a[i]
+ * outer: a [M] x b [N] -> y [M,N], y[i,j] = a[i] b[j].
+ *   da[i] += sum_j g[i,j] b[j],  db[j] += sum_i g[i,j] a[i] */
+#define VEC_LOOPS(T)                                                                  \
+    static void dot_fwd_##T(const T *A, const T *B, T *Y, int64_t n) {               \
+        double acc = 0;                                                               \
+        for (int64_t i = 0; i < n; i++) acc += (double)A[i] * B[i];                   \
+        Y[0] = (T)acc;                                                                \
+    }                                                                                 \
+    static void dot_bwd_##T(const T *X, T g, T *D, int64_t n) {                       \
+        for (int64_t i = 0; i < n; i++) D[i] += g * X[i];                             \
+    }                                                                                 \
+    static void outer_fwd_##T(const T *A, const T *B, T *Y, int64_t M, int64_t N) {   \
+        for (int64_t i = 0; i < M; i++)                                               \
+            for (int64_t j = 0; j < N; j++) Y[i * N + j] = A[i] * B[j];               \
+    }                                                                                 \
+    static void outer_bwd_a_##T(const T *G, const T *B, T *D, int64_t M, int64_t N) { \
+        for (int64_t i = 0; i < M; i++) {                                             \
+            double acc = 0;                                                           \
+            for (int64_t j = 0; j < N; j++) acc += (double)G[i * N + j] * B[j];       \
+            D[i] += (T)acc;                                                           \
+        }                                                                             \
+    }                                                                                 \
+    static void outer_bwd_b_##T(const T *G, const T *A, T *D, int64_t M, int64_t N) { \
+        for (int64_t i = 0; i < M; i++)                                               \
+            for (int64_t j = 0; j < N; j++) D[j] += G[i * N + j] * A[i];              \
+    }
+VEC_LOOPS(float)
+VEC_LOOPS(double)
+
+static void dot_forward(tape_node *n) {
+    int64_t len = n->in[0]->size;
+    if (n->out->dtype == DTYPE_F32)
+        dot_fwd_float(n->in[0]->data, n->in[1]->data, n->out->data, len);
+    else
+        dot_fwd_double(n->in[0]->data, n->in[1]->data, n->out->data, len);
+}
+static void dot_vjp(tape_node *n, tensor *const *gin) {
+    int64_t len = n->in[0]->size;
+    for (int k = 0; k < 2; k++) {
+        if (!gin[k]) continue;
+        const tensor *other = n->in[1 - k];
+        if (n->out->dtype == DTYPE_F32)
+            dot_bwd_float(other->data, *(const float *)n->out->grad->data, gin[k]->data, len);
+        else
+            dot_bwd_double(other->data, *(const double *)n->out->grad->data, gin[k]->data, len);
+    }
+}
+
+static void outer_forward(tape_node *n) {
+    int64_t M = n->in[0]->size, N = n->in[1]->size;
+    if (n->out->dtype == DTYPE_F32)
+        outer_fwd_float(n->in[0]->data, n->in[1]->data, n->out->data, M, N);
+    else
+        outer_fwd_double(n->in[0]->data, n->in[1]->data, n->out->data, M, N);
+}
+static void outer_vjp(tape_node *n, tensor *const *gin) {
+    int64_t M = n->in[0]->size, N = n->in[1]->size;
+    const void *G = n->out->grad->data;
+    bool f32 = n->out->dtype == DTYPE_F32;
+    if (gin[0] && f32) outer_bwd_a_float(G, n->in[1]->data, gin[0]->data, M, N);
+    if (gin[0] && !f32) outer_bwd_a_double(G, n->in[1]->data, gin[0]->data, M, N);
+    if (gin[1] && f32) outer_bwd_b_float(G, n->in[0]->data, gin[1]->data, M, N);
+    if (gin[1] && !f32) outer_bwd_b_double(G, n->in[0]->data, gin[1]->data, M, N);
+}
+
+/* Both operands 1-D; for dot also of one length. */
+static int vec_check(const op_def *op, tensor *a, tensor *b, bool same_len) {
+    tensor *in[2] = {a, b};
+    if (op_check_inputs(op, in, 2, 0)) return -1;
+    char sa[96], sb[96];
+    if (a->ndim != 1 || b->ndim != 1 || (same_len && a->size != b->size)) {
+        error_set("%s: needs two 1-D tensors%s: %s and %s", op->name,
+                  same_len ? " of one length" : "", tensor_shape_str(a, sa, sizeof sa),
+                  tensor_shape_str(b, sb, sizeof sb));
+        return -1;
+    }
+    return 0;
+}
+
+tensor *tensor_dot(tensor *a, tensor *b) {
+    const op_def *op = &ops_matmul[1];
+    if (vec_check(op, a, b, true)) return NULL;
+    tensor *in[2] = {a, b};
+    return op_apply(op, in, 2, a->dtype, 0, NULL);
+}
+
+tensor *tensor_outer(tensor *a, tensor *b) {
+    const op_def *op = &ops_matmul[2];
+    if (vec_check(op, a, b, false)) return NULL;
+    tensor *in[2] = {a, b};
+    int64_t shape[2] = {a->size, b->size};
+    return op_apply(op, in, 2, a->dtype, 2, shape);
+}
+
+static int vec_sample(int k, rng *g, op_sample *s, bool same_len) {
+    static const int64_t la[] = {5, 1, 4}, lb[] = {3, 4, 1};
+    if (k >= 3) return 1;
+    s->n_inputs = 2;
+    int64_t na = la[k], nb = same_len ? la[k] : lb[k];
+    s->inputs[0] = sample_tensor(g, 1, &na, -1.5, 1.5);
+    s->inputs[1] = sample_tensor(g, 1, &nb, -1.5, 1.5);
+    sample_name(s, "[%lld] . [%lld]", (long long)na, (long long)nb);
+    return s->inputs[0] && s->inputs[1] ? 0 : -1;
+}
+static int dot_sample(int k, rng *g, op_sample *s) { return vec_sample(k, g, s, true); }
+static int outer_sample(int k, rng *g, op_sample *s) { return vec_sample(k, g, s, false); }
+static tensor *dot_build(tensor *const *in, const op_sample *s) {
+    (void)s;
+    return tensor_dot(in[0], in[1]);
+}
+static tensor *outer_build(tensor *const *in, const op_sample *s) {
+    (void)s;
+    return tensor_outer(in[0], in[1]);
+}
+
 const op_def ops_matmul[] = {
     {"matmul", 2, 0, matmul_forward, matmul_vjp, matmul_sample, matmul_build,
      "tensor_matmul(a, b)", "C[..] = A[..] @ B[..] (batch dims broadcast)",
      "dA = G @ B^T, dB = A^T @ G, each summed over broadcast batch dims", ""},
+    {"dot", 2, 0, dot_forward, dot_vjp, dot_sample, dot_build, "tensor_dot(a, b)",
+     "y = sum_i a[i] b[i] (1-D, one length; a scalar)", "da = g b, db = g a",
+     "accumulated in double"},
+    {"outer", 2, 0, outer_forward, outer_vjp, outer_sample, outer_build, "tensor_outer(a, b)",
+     "y[i,j] = a[i] b[j]  ([M] x [N] -> [M,N])", "da[i] = sum_j g[i,j] b[j], db[j] = sum_i g[i,j] a[i]",
+     ""},
 };
-const int ops_matmul_count = 1;
+const int ops_matmul_count = sizeof ops_matmul / sizeof ops_matmul[0];

@@ -329,6 +329,27 @@ START_TEST(test_float32_training_path) {
 }
 END_TEST
 
+/* concat of 40 leaves (more inputs than a 32-bit mask has bits): each leaf
+ * gets its slice of the weights as gradient. */
+START_TEST(test_concat_of_forty_inputs_backward) {
+    tensor *ts[40];
+    for (int i = 0; i < 40; i++) {
+        ts[i] = tensor_full(DTYPE_F64, SHAPE(2), i);
+        tensor_set_requires_grad(ts[i], true);
+    }
+    tensor *w = tensor_arange(DTYPE_F64, 0, 80, 1);
+    tensor *y = tensor_sum_all(tensor_mul(tensor_concat(ts, 40, 0), w));
+    ck_assert_ptr_nonnull(y);
+    ck_assert_int_eq(tensor_backward(y), 0);
+    for (int i = 0; i < 40; i++) {
+        ck_assert_tensor(ts[i]->grad, ((double[]){2 * i, 2 * i + 1}), 0);
+        tensor_free(ts[i]);
+    }
+    tape_reset();
+    tensor_free(w);
+}
+END_TEST
+
 /* ---------------------------------------------------------- errors */
 #define EXPECT_ERROR(expr, fragment)                                                      \
     do {                                                                                  \
@@ -478,6 +499,7 @@ Suite *core_suite(void) {
     tcase_add_test(tc, test_no_grad_scope_records_nothing);
     tcase_add_test(tc, test_only_nodes_leading_to_loss_run);
     tcase_add_test(tc, test_float32_training_path);
+    tcase_add_test(tc, test_concat_of_forty_inputs_backward);
     tcase_add_test(tc, test_errors_every_core_path);
     tcase_add_test(tc, test_error_propagates_through_expression);
     tcase_add_test(tc, test_rng_reference_stream);

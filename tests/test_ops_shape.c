@@ -1,0 +1,733 @@
+/* test_ops_shape.c - the shape family (reshape, flatten, permute, concat,
+ * stack, narrow, slice, index_select, gather, pad, expand) and the vector
+ * products dot and outer, against hand-computed values and gradients, every
+ * error path, and a central-difference check of every registry sample case. */
+#include <string.h>
+
+#include "../autograd/internal.h"
+#include "check_main.h"
+
+static tensor *leaf(int ndim, const int64_t *shape, const double *v) {
+    tensor *t = tensor_from_doubles(DTYPE_F64, ndim, shape, v);
+    tensor_set_requires_grad(t, true);
+    return t;
+}
+
+static tensor *constant(int ndim, const int64_t *shape, const double *v) {
+    return tensor_from_doubles(DTYPE_F64, ndim, shape, v);
+}
+
+/* Asserts that the pending error is exactly msg, then clears it. */
+#define ck_assert_error(msg)                                                         \
+    do {                                                                             \
+        ck_assert_ptr_nonnull(tapegrad_error());                                     \
+        ck_assert_str_eq(tapegrad_error(), (msg));                                   \
+        tapegrad_error_clear();                                                      \
+    } while (0)
+
+/* ------------------------------------------------ sample-case gradients
+ * For every sample case of op: L = sum(y * w) with w seeded; backward gives
+ * dL/dx; central differences (f64, eps 1e-6) must agree within
+ * atol 1e-5 + rtol 1e-3 on every element, and some gradient must be nonzero
+ * (an all-zero comparison proves nothing). The same case in float32 must
+ * agree with float64 in value and gradient. */
+static double weighted_sum(const tensor *y, const tensor *w) {
+    double acc = 0;
+    for (int64_t i = 0; i < y->size; i++) acc += tensor_get(y, i) * tensor_get(w, i);
+    return acc;
+}
+
+static double loss_at(const op_def *op, op_sample *s, const tensor *w) {
+    tape_no_grad_begin();
+    tensor *y = op->build(s->inputs, s);
+    double l = y ? weighted_sum(y, w) : NAN;
+    tape_no_grad_end();
+    tape_reset();
+    return l;
+}
+
+static void check_float32_agrees(const op_def *op, op_sample *s, const tensor *y64,
+                                 const tensor *w) {
+    tensor *in32[SAMPLE_MAX_INPUTS], *w32 = tensor_to_dtype(w, DTYPE_F32);
+    for (int i = 0; i < s->n_inputs; i++) {
+        dtype dt = s->inputs[i]->dtype == DTYPE_I64 ? DTYPE_I64 : DTYPE_F32;
+        in32[i] = tensor_to_dtype(s->inputs[i], dt);
+        if (dt == DTYPE_F32) tensor_set_requires_grad(in32[i], true);
+    }
+    tensor *y = op->build(in32, s);
+    ck_assert_msg(y && y->size == y64->size, "%s %s float32: %s", op->name, s->name,
+                  tapegrad_error());
+    for (int64_t j = 0; j < y->size; j++)
+        ck_assert_msg(fabs(tensor_get(y, j) - tensor_get(y64, j)) <= 1e-4 * (1 + fabs(tensor_get(y64, j))),
+                      "%s %s float32 value %lld", op->name, s->name, (long long)j);
+    ck_assert_int_eq(tensor_backward_with(y, w32), 0);
+    for (int i = 0; i < s->n_inputs; i++) {
+        if (!s->inputs[i]->grad) continue;
+        for (int64_t j = 0; j < s->inputs[i]->size; j++) {
+            double a = tensor_get(in32[i]->grad, j), b = tensor_get(s->inputs[i]->grad, j);
+            ck_assert_msg(fabs(a - b) <= 1e-4 * (1 + fabs(b)), "%s %s float32 grad %d[%lld]: %g vs %g",
+                          op->name, s->name, i, (long long)j, a, b);
+        }
+    }
+    tape_reset();
+    for (int i = 0; i < s->n_inputs; i++) tensor_free(in32[i]);
+    tensor_free(w32);
+}
+
+static void check_op_samples(const char *name) {
+    const op_def *op = op_find(name);
+    ck_assert_msg(op != NULL, "%s is not in the registry", name);
+    ck_assert(op->signature && op->formula_forward && op->formula_gradient && op->notes);
+    rng g;
+    rng_seed(&g, 20261125, 3);
+    int k = 0;
+    for (;; k++) {
+        op_sample s;
+        memset(&s, 0, sizeof s);
+        int r = op->sample(k, &g, &s);
+        if (r == 1) break;
+        ck_assert_int_eq(r, 0);
+        for (int i = 0; i < s.n_inputs; i++)
+            if (!((s.no_grad_mask >> i) & 1)) tensor_set_requires_grad(s.inputs[i], true);
+        tensor *y = op->build(s.inputs, &s);
+        ck_assert_msg(y != NULL, "%s %s: %s", name, s.name, tapegrad_error());
+        tensor *w = tensor_rand(&g, DTYPE_F64, y->ndim, y->shape, -1.0, 1.0);
+        tensor *y64 = tensor_clone(y);
+        ck_assert_int_eq(tensor_backward_with(y, w), 0);
+        tape_reset();
+        bool nonzero = false;
+        for (int i = 0; i < s.n_inputs; i++) {
+            tensor *x = s.inputs[i];
+            if ((s.no_grad_mask >> i) & 1) continue;
+            ck_assert_ptr_nonnull(x->grad);
+            for (int64_t j = 0; j < x->size; j++) {
+                double v = tensor_get(x, j), eps = 1e-6;
+                tensor_set(x, j, v + eps);
+                double lp = loss_at(op, &s, w);
+                tensor_set(x, j, v - eps);
+                double lm = loss_at(op, &s, w);
+                tensor_set(x, j, v);
+                double num = (lp - lm) / (2 * eps), ana = tensor_get(x->grad, j);
+                ck_assert_msg(fabs(num - ana) <= 1e-5 + 1e-3 * fabs(num),
+                              "%s %s: input %d[%lld]: analytic %.9g, numeric %.9g", name, s.name,
+                              i, (long long)j, ana, num);
+                if (fabs(ana) > 1e-6) nonzero = true;
+            }
+        }
+        ck_assert_msg(nonzero, "%s %s: every gradient is zero (vacuous case)", name, s.name);
+        check_float32_agrees(op, &s, y64, w);
+        for (int i = 0; i < s.n_inputs; i++) tensor_free(s.inputs[i]);
+        tensor_free(w);
+        tensor_free(y64);
+    }
+    ck_assert_msg(k >= 3, "%s has only %d sample cases", name, k);
+}
+
+START_TEST(test_shape_samples_match_central_differences) {
+    static const char *ops[] = {"reshape", "permute", "flatten", "concat", "stack", "narrow", "slice",
+                                "index_select", "gather", "pad", "expand", "dot", "outer", "matmul"};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) check_op_samples(ops[i]);
+    ck_assert_ptr_null(tapegrad_error());
+}
+END_TEST
+
+/* Upstream gradient 0, 1, 2, ... of y's shape: each element's gradient
+ * tells where it came from. */
+static tensor *iota_like(const tensor *y) {
+    tensor *g = tensor_new(DTYPE_F64, y->ndim, y->shape);
+    for (int64_t i = 0; i < g->size; i++) tensor_set(g, i, (double)i);
+    return g;
+}
+
+static void assert_shape(const tensor *t, int ndim, const int64_t *shape) {
+    ck_assert_ptr_nonnull(t);
+    ck_assert_int_eq(t->ndim, ndim);
+    for (int d = 0; d < ndim; d++) ck_assert_int_eq(t->shape[d], shape[d]);
+}
+
+/* ------------------------------------------------ reshape, flatten, permute */
+
+/* flatten dims 1..2 of [2,2,3] -> [2,6]: same order; da = g. */
+START_TEST(test_flatten_forward_and_grad) {
+    tensor *a = leaf(SHAPE(2, 2, 3), (double[]){1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12});
+    tensor *y = tensor_flatten(a, 1, -1);
+    assert_shape(y, SHAPE(2, 6));
+    ck_assert_tensor(y, ((double[]){1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}), 0);
+    tensor *g = iota_like(y);
+    ck_assert_int_eq(tensor_backward_with(y, g), 0);
+    ck_assert_tensor(a->grad, ((double[]){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}), 0);
+    assert_shape(tensor_flatten(a, 0, 1), SHAPE(4, 3));
+    tensor *s = constant(0, NULL, (double[]){5});
+    assert_shape(tensor_flatten(s, 0, -1), SHAPE(1));
+    tape_reset();
+    tensor_free(a);
+    tensor_free(g);
+    tensor_free(s);
+}
+END_TEST
+
+/* transpose of [[1, 2, 3], [4, 5, 6]] is [[1, 4], [2, 5], [3, 6]]; with
+ * g = 0..5 over [3,2], a's element (i, j) gets g[j, i]: [[0, 2, 4], [1, 3, 5]]. */
+START_TEST(test_transpose_forward_and_grad) {
+    tensor *a = leaf(SHAPE(2, 3), (double[]){1, 2, 3, 4, 5, 6});
+    tensor *y = tensor_transpose(a, 0, -1);
+    assert_shape(y, SHAPE(3, 2));
+    ck_assert_tensor(y, ((double[]){1, 4, 2, 5, 3, 6}), 0);
+    tensor *g = iota_like(y);
+    ck_assert_int_eq(tensor_backward_with(y, g), 0);
+    ck_assert_tensor(a->grad, ((double[]){0, 2, 4, 1, 3, 5}), 0);
+    tape_reset();
+    tensor_free(a);
+    tensor_free(g);
+}
+END_TEST
+
+/* int64 tensors reshape (indices and labels), and never join the tape. */
+START_TEST(test_reshape_int64) {
+    tensor *i = tensor_from_doubles(DTYPE_I64, SHAPE(2, 3), (double[]){0, 1, 2, 3, 4, 5});
+    tensor *y = tensor_reshape(i, SHAPE(3, -1));
+    assert_shape(y, SHAPE(3, 2));
+    ck_assert_int_eq(y->dtype, DTYPE_I64);
+    ck_assert_tensor(y, ((double[]){0, 1, 2, 3, 4, 5}), 0);
+    ck_assert(!y->requires_grad);
+    tape_reset();
+    tensor_free(i);
+}
+END_TEST
+
+START_TEST(test_reshape_flatten_permute_errors) {
+    tapegrad_error_clear();
+    tensor *a = tensor_zeros(DTYPE_F64, SHAPE(2, 3));
+    ck_assert_ptr_null(tensor_reshape(a, SHAPE(4, 2)));
+    ck_assert_error("reshape: cannot view [2,3] (6 elements) as [4,2]");
+    ck_assert_ptr_null(tensor_reshape(a, SHAPE(4, -1)));
+    ck_assert_error("reshape: cannot view [2,3] (6 elements) as [4,-1]");
+    ck_assert_ptr_null(tensor_reshape(a, SHAPE(-1, -1)));
+    ck_assert_error("reshape: bad size -1 in dimension 1");
+    ck_assert_ptr_null(tensor_reshape(NULL, SHAPE(6)));
+    ck_assert_error("reshape: input 0 is NULL");
+    ck_assert_ptr_null(tensor_flatten(a, 1, 0));
+    ck_assert_error("flatten: start_dim 1 comes after end_dim 0");
+    ck_assert_ptr_null(tensor_flatten(a, 0, 2));
+    ck_assert_error("flatten: axis 2 out of range for 2 dimensions");
+    ck_assert_ptr_null(tensor_flatten(NULL, 0, 1));
+    ck_assert_error("flatten: input 0 is NULL");
+    ck_assert_ptr_null(tensor_permute(a, (int[]){0, 0}));
+    ck_assert_error("permute: entry 1 (0) is not a permutation of the 2 dims of [2,3]");
+    ck_assert_ptr_null(tensor_transpose(a, 0, 2));
+    ck_assert_error("transpose: axis 2 out of range for 2 dimensions");
+    tensor_free(a);
+}
+END_TEST
+
+/* --------------------------------------------------------- concat, stack */
+
+/* concat along axis 1 of [[1], [2]] and [[3, 4], [5, 6]] -> [[1, 3, 4],
+ * [2, 5, 6]]; g = 0..5 splits into [[0], [3]] and [[1, 2], [4, 5]]. */
+START_TEST(test_concat_axis1_forward_and_grad) {
+    tensor *a = leaf(SHAPE(2, 1), (double[]){1, 2});
+    tensor *b = leaf(SHAPE(2, 2), (double[]){3, 4, 5, 6});
+    tensor *y = tensor_concat((tensor *[]){a, b}, 2, -1);
+    assert_shape(y, SHAPE(2, 3));
+    ck_assert_tensor(y, ((double[]){1, 3, 4, 2, 5, 6}), 0);
+    tensor *g = iota_like(y);
+    ck_assert_int_eq(tensor_backward_with(y, g), 0);
+    ck_assert_tensor(a->grad, ((double[]){0, 3}), 0);
+    ck_assert_tensor(b->grad, ((double[]){1, 2, 4, 5}), 0);
+    tape_reset();
+    tensor_free(a);
+    tensor_free(b);
+    tensor_free(g);
+}
+END_TEST
+
+/* concat along axis 0 with only the second input requiring grad: the
+ * first gets no gradient, the second rows 1..2 of g. */
+START_TEST(test_concat_axis0_grad_second_only) {
+    tensor *a = constant(SHAPE(1, 2), (double[]){1, 2});
+    tensor *b = leaf(SHAPE(2, 2), (double[]){3, 4, 5, 6});
+    tensor *y = tensor_concat((tensor *[]){a, b}, 2, 0);
+    assert_shape(y, SHAPE(3, 2));
+    ck_assert_tensor(y, ((double[]){1, 2, 3, 4, 5, 6}), 0);
+    tensor *g = iota_like(y);
+    ck_assert_int_eq(tensor_backward_with(y, g), 0);
+    ck_assert_ptr_null(a->grad);
+    ck_assert_tensor(b->grad, ((double[]){2, 3, 4, 5}), 0);
+    tape_reset();
+    tensor_free(a);
+    tensor_free(b);
+    tensor_free(g);
+}
+END_TEST
+
+/* stack [1, 2, 3] and [4, 5, 6]: axis 0 -> [[1, 2, 3], [4, 5, 6]];
+ * axis 1 (new last) -> [[1, 4], [2, 5], [3, 6]], where g = 0..5 gives
+ * a [0, 2, 4] and b [1, 3, 5]. */
+START_TEST(test_stack_axes_forward_and_grad) {
+    tensor *a = leaf(SHAPE(3), (double[]){1, 2, 3});
+    tensor *b = leaf(SHAPE(3), (double[]){4, 5, 6});
+    tensor *y0 = tensor_stack((tensor *[]){a, b}, 2, 0);
+    assert_shape(y0, SHAPE(2, 3));
+    ck_assert_tensor(y0, ((double[]){1, 2, 3, 4, 5, 6}), 0);
+    tensor *y1 = tensor_stack((tensor *[]){a, b}, 2, -1);
+    assert_shape(y1, SHAPE(3, 2));
+    ck_assert_tensor(y1, ((double[]){1, 4, 2, 5, 3, 6}), 0);
+    tensor *g = iota_like(y1);
+    ck_assert_int_eq(tensor_backward_with(y1, g), 0);
+    ck_assert_tensor(a->grad, ((double[]){0, 2, 4}), 0);
+    ck_assert_tensor(b->grad, ((double[]){1, 3, 5}), 0);
+    tape_reset();
+    tensor_free(a);
+    tensor_free(b);
+    tensor_free(g);
+}
+END_TEST
+
+/* Stacking scalars gives a vector. */
+START_TEST(test_stack_scalars) {
+    tensor *a = constant(0, NULL, (double[]){7});
+    tensor *b = constant(0, NULL, (double[]){-1});
+    tensor *y = tensor_stack((tensor *[]){a, b, a}, 3, 0);
+    assert_shape(y, SHAPE(3));
+    ck_assert_tensor(y, ((double[]){7, -1, 7}), 0);
+    tape_reset();
+    tensor_free(a);
+    tensor_free(b);
+}
+END_TEST
+
+START_TEST(test_concat_stack_errors) {
+    tapegrad_error_clear();
+    tensor *a = tensor_zeros(DTYPE_F64, SHAPE(2, 3));
+    tensor *b = tensor_zeros(DTYPE_F64, SHAPE(3, 3));
+    tensor *c = tensor_zeros(DTYPE_F32, SHAPE(2, 3));
+    tensor *v = tensor_zeros(DTYPE_F64, SHAPE(6));
+    tensor *s = tensor_zeros(DTYPE_F64, 0, NULL);
+    tensor *i = tensor_zeros(DTYPE_I64, SHAPE(2, 3));
+    ck_assert_ptr_null(tensor_concat((tensor *[]){a, b}, 2, 1));
+    ck_assert_error("concat: input 1 has shape [3,3] but input 0 has [2,3]; all dims but axis 1 must match");
+    ck_assert_ptr_null(tensor_concat((tensor *[]){a, v}, 2, 0));
+    ck_assert_error("concat: input 1 has shape [6] but input 0 has [2,3]; all dims but axis 0 must match");
+    ck_assert_ptr_null(tensor_concat((tensor *[]){a, c}, 2, 0));
+    ck_assert_error("concat: dtype mismatch: float64 vs float32");
+    ck_assert_ptr_null(tensor_concat((tensor *[]){a, i}, 2, 0));
+    ck_assert_error("concat: input 1 is int64; this op needs float32 or float64");
+    ck_assert_ptr_null(tensor_concat((tensor *[]){a, a}, 2, 2));
+    ck_assert_error("concat: axis 2 out of range for 2 dimensions");
+    ck_assert_ptr_null(tensor_concat((tensor *[]){s, s}, 2, 0));
+    ck_assert_error("concat: needs at least 1 dimension, got a scalar");
+    ck_assert_ptr_null(tensor_concat((tensor *[]){a, NULL}, 2, 0));
+    ck_assert_error("concat: input 1 is NULL");
+    ck_assert_ptr_null(tensor_concat(NULL, 2, 0));
+    ck_assert_error("concat: needs at least one tensor (n = 2)");
+    ck_assert_ptr_null(tensor_concat((tensor *[]){a}, 0, 0));
+    ck_assert_error("concat: needs at least one tensor (n = 0)");
+    ck_assert_ptr_null(tensor_stack((tensor *[]){a, b}, 2, 0));
+    ck_assert_error("stack: input 1 has shape [3,3] but input 0 has [2,3]; all must match");
+    ck_assert_ptr_null(tensor_stack((tensor *[]){a, c}, 2, 0));
+    ck_assert_error("stack: dtype mismatch: float64 vs float32");
+    ck_assert_ptr_null(tensor_stack((tensor *[]){a, a}, 2, 3));
+    ck_assert_error("stack: axis 3 out of range for 3 dimensions");
+    ck_assert_ptr_null(tensor_stack((tensor *[]){a, a}, 2, -4));
+    ck_assert_error("stack: axis -4 out of range for 3 dimensions");
+    ck_assert_ptr_null(tensor_stack((tensor *[]){NULL}, 1, 0));
+    ck_assert_error("stack: input 0 is NULL");
+    ck_assert_ptr_null(tensor_stack(NULL, 0, 0));
+    ck_assert_error("stack: needs at least one tensor (n = 0)");
+    tensor *d8 = tensor_zeros(DTYPE_F64, SHAPE(1, 1, 1, 1, 1, 1, 1, 2));
+    ck_assert_ptr_null(tensor_stack((tensor *[]){d8, d8}, 2, 0));
+    ck_assert_error("stack: inputs already have 8 dims (at most 8)");
+    tensor_free(d8);
+    tensor_free(a);
+    tensor_free(b);
+    tensor_free(c);
+    tensor_free(v);
+    tensor_free(s);
+    tensor_free(i);
+}
+END_TEST
+
+/* --------------------------------------------------------- narrow, slice */
+
+/* narrow axis 1 of [[1, 2, 3, 4], [5, 6, 7, 8]] from 1, length 2 ->
+ * [[2, 3], [6, 7]]; g = [[1, 2], [3, 4]] lands in columns 1..2. A negative
+ * start counts from the end: start -1, length 1 -> [[4], [8]]. */
+START_TEST(test_narrow_forward_and_grad) {
+    tensor *a = leaf(SHAPE(2, 4), (double[]){1, 2, 3, 4, 5, 6, 7, 8});
+    tensor *y = tensor_narrow(a, 1, 1, 2);
+    assert_shape(y, SHAPE(2, 2));
+    ck_assert_tensor(y, ((double[]){2, 3, 6, 7}), 0);
+    tensor *g = constant(SHAPE(2, 2), (double[]){1, 2, 3, 4});
+    ck_assert_int_eq(tensor_backward_with(y, g), 0);
+    ck_assert_tensor(a->grad, ((double[]){0, 1, 2, 0, 0, 3, 4, 0}), 0);
+    ck_assert_tensor(tensor_narrow(a, -1, -1, 1), ((double[]){4, 8}), 0);
+    ck_assert_int_eq(tensor_narrow(a, 0, 2, 0)->size, 0);
+    tape_reset();
+    tensor_free(a);
+    tensor_free(g);
+}
+END_TEST
+
+/* slice of [0, 10, 20, 30, 40, 50, 60]: [1:6:2] -> [10, 30, 50], with
+ * g = [1, 2, 3] at positions 1, 3, 5; [-3:] -> [40, 50, 60]; [-100:2]
+ * clamps to [0:2]; [5:2] is empty. */
+START_TEST(test_slice_python_semantics_and_grad) {
+    tensor *a = leaf(SHAPE(7), (double[]){0, 10, 20, 30, 40, 50, 60});
+    tensor *y = tensor_slice(a, 0, 1, 6, 2);
+    assert_shape(y, SHAPE(3));
+    ck_assert_tensor(y, ((double[]){10, 30, 50}), 0);
+    tensor *g = constant(SHAPE(3), (double[]){1, 2, 3});
+    ck_assert_int_eq(tensor_backward_with(y, g), 0);
+    ck_assert_tensor(a->grad, ((double[]){0, 1, 0, 2, 0, 3, 0}), 0);
+    ck_assert_tensor(tensor_slice(a, 0, -3, INT64_MAX, 1), ((double[]){40, 50, 60}), 0);
+    ck_assert_tensor(tensor_slice(a, -1, -100, 2, 1), ((double[]){0, 10}), 0);
+    ck_assert_tensor(tensor_slice(a, 0, 0, 100, 3), ((double[]){0, 30, 60}), 0);
+    ck_assert_int_eq(tensor_slice(a, 0, 5, 2, 1)->size, 0);
+    ck_assert_tensor(tensor_slice(a, 0, INT64_MIN, INT64_MAX, INT64_MAX), ((double[]){0}), 0);
+    tape_reset();
+    tensor_free(a);
+    tensor_free(g);
+}
+END_TEST
+
+/* slice along the middle axis of [2,3,2] with step 2: rows 0 and 2. */
+START_TEST(test_slice_middle_axis_step2) {
+    tensor *a = leaf(SHAPE(2, 3, 2), (double[]){1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12});
+    tensor *y = tensor_slice(a, 1, 0, 3, 2);
+    assert_shape(y, SHAPE(2, 2, 2));
+    ck_assert_tensor(y, ((double[]){1, 2, 5, 6, 7, 8, 11, 12}), 0);
+    tensor *g = iota_like(y);
+    ck_assert_int_eq(tensor_backward_with(y, g), 0);
+    ck_assert_tensor(a->grad, ((double[]){0, 1, 0, 0, 2, 3, 4, 5, 0, 0, 6, 7}), 0);
+    tape_reset();
+    tensor_free(a);
+    tensor_free(g);
+}
+END_TEST
+
+START_TEST(test_narrow_slice_errors) {
+    tapegrad_error_clear();
+    tensor *a = tensor_zeros(DTYPE_F64, SHAPE(2, 4));
+    tensor *s = tensor_zeros(DTYPE_F64, 0, NULL);
+    tensor *i = tensor_zeros(DTYPE_I64, SHAPE(4));
+    ck_assert_ptr_null(tensor_narrow(a, 1, 3, 2));
+    ck_assert_error("narrow: start 3, length 2 out of range for size 4 (axis 1)");
+    ck_assert_ptr_null(tensor_narrow(a, 1, -5, 1));
+    ck_assert_error("narrow: start -5, length 1 out of range for size 4 (axis 1)");
+    ck_assert_ptr_null(tensor_narrow(a, 0, 0, -1));
+    ck_assert_error("narrow: start 0, length -1 out of range for size 2 (axis 0)");
+    ck_assert_ptr_null(tensor_narrow(a, 2, 0, 1));
+    ck_assert_error("narrow: axis 2 out of range for 2 dimensions");
+    ck_assert_ptr_null(tensor_narrow(s, 0, 0, 1));
+    ck_assert_error("narrow: needs at least 1 dimension, got a scalar");
+    ck_assert_ptr_null(tensor_narrow(NULL, 0, 0, 1));
+    ck_assert_error("narrow: input 0 is NULL");
+    ck_assert_ptr_null(tensor_slice(a, 0, 0, 2, 0));
+    ck_assert_error("slice: step 0 must be positive");
+    ck_assert_ptr_null(tensor_slice(a, 1, 3, 0, -1));
+    ck_assert_error("slice: step -1 must be positive");
+    ck_assert_ptr_null(tensor_slice(a, -3, 0, 1, 1));
+    ck_assert_error("slice: axis -3 out of range for 2 dimensions");
+    ck_assert_ptr_null(tensor_slice(i, 0, 0, 1, 1));
+    ck_assert_error("slice: input 0 is int64; this op needs float32 or float64");
+    ck_assert_ptr_null(tensor_slice(NULL, 0, 0, 1, 1));
+    ck_assert_error("slice: input 0 is NULL");
+    tensor_free(a);
+    tensor_free(s);
+    tensor_free(i);
+}
+END_TEST
+
+/* ---------------------------------------------------- index_select, gather */
+
+/* index_select rows [2, 0, 2] of [[1, 2], [3, 4], [5, 6]] ->
+ * [[5, 6], [1, 2], [5, 6]]; g = 0..5: row 2 gets [0, 1] + [4, 5] (the
+ * repeat accumulates), row 0 gets [2, 3], row 1 nothing. */
+START_TEST(test_index_select_rows_repeat_accumulates) {
+    tensor *a = leaf(SHAPE(3, 2), (double[]){1, 2, 3, 4, 5, 6});
+    tensor *idx = tensor_from_doubles(DTYPE_I64, SHAPE(3), (double[]){2, 0, 2});
+    tensor *y = tensor_index_select(a, 0, idx);
+    assert_shape(y, SHAPE(3, 2));
+    ck_assert_tensor(y, ((double[]){5, 6, 1, 2, 5, 6}), 0);
+    tensor *g = iota_like(y);
+    ck_assert_int_eq(tensor_backward_with(y, g), 0);
+    ck_assert_tensor(a->grad, ((double[]){2, 3, 0, 0, 4, 6}), 0);
+    tape_reset();
+    tensor_free(a);
+    tensor_free(idx);
+    tensor_free(g);
+}
+END_TEST
+
+/* index_select columns [1, 1] of [[1, 2, 3], [4, 5, 6]] (axis -1) ->
+ * [[2, 2], [5, 5]]; g = [[1, 2], [3, 4]] -> column 1 gets [3, 7]. */
+START_TEST(test_index_select_last_axis) {
+    tensor *a = leaf(SHAPE(2, 3), (double[]){1, 2, 3, 4, 5, 6});
+    tensor *idx = tensor_from_doubles(DTYPE_I64, SHAPE(2), (double[]){1, 1});
+    tensor *y = tensor_index_select(a, -1, idx);
+    ck_assert_tensor(y, ((double[]){2, 2, 5, 5}), 0);
+    tensor *g = constant(SHAPE(2, 2), (double[]){1, 2, 3, 4});
+    ck_assert_int_eq(tensor_backward_with(y, g), 0);
+    ck_assert_tensor(a->grad, ((double[]){0, 3, 0, 0, 7, 0}), 0);
+    tape_reset();
+    tensor_free(a);
+    tensor_free(idx);
+    tensor_free(g);
+}
+END_TEST
+
+/* gather along axis 1 of [[1, 2, 3], [4, 5, 6]] with index [[0, 0], [2, 1]]
+ * -> [[1, 1], [6, 5]]; g = [[1, 2], [3, 4]] scatter-adds: (0,0) gets 1 + 2,
+ * (1,2) gets 3, (1,1) gets 4. */
+START_TEST(test_gather_axis1_scatter_add) {
+    tensor *a = leaf(SHAPE(2, 3), (double[]){1, 2, 3, 4, 5, 6});
+    tensor *idx = tensor_from_doubles(DTYPE_I64, SHAPE(2, 2), (double[]){0, 0, 2, 1});
+    tensor *y = tensor_gather(a, 1, idx);
+    assert_shape(y, SHAPE(2, 2));
+    ck_assert_tensor(y, ((double[]){1, 1, 6, 5}), 0);
+    tensor *g = constant(SHAPE(2, 2), (double[]){1, 2, 3, 4});
+    ck_assert_int_eq(tensor_backward_with(y, g), 0);
+    ck_assert_tensor(a->grad, ((double[]){3, 0, 0, 0, 4, 3}), 0);
+    tape_reset();
+    tensor_free(a);
+    tensor_free(idx);
+    tensor_free(g);
+}
+END_TEST
+
+/* gather along axis 0 with an index smaller than a in dim 1 (index [1,2]
+ * of a [3,3]): y[0, j] = a[index[0, j], j] = [a[2,0], a[0,1]] = [7, 2]. */
+START_TEST(test_gather_axis0_smaller_index) {
+    tensor *a = leaf(SHAPE(3, 3), (double[]){1, 2, 3, 4, 5, 6, 7, 8, 9});
+    tensor *idx = tensor_from_doubles(DTYPE_I64, SHAPE(1, 2), (double[]){2, 0});
+    tensor *y = tensor_gather(a, 0, idx);
+    assert_shape(y, SHAPE(1, 2));
+    ck_assert_tensor(y, ((double[]){7, 2}), 0);
+    tensor *g = constant(SHAPE(1, 2), (double[]){-1, 5});
+    ck_assert_int_eq(tensor_backward_with(y, g), 0);
+    ck_assert_tensor(a->grad, ((double[]){0, 5, 0, 0, 0, 0, -1, 0, 0}), 0);
+    tape_reset();
+    tensor_free(a);
+    tensor_free(idx);
+    tensor_free(g);
+}
+END_TEST
+
+START_TEST(test_index_select_gather_errors) {
+    tapegrad_error_clear();
+    tensor *a = tensor_zeros(DTYPE_F64, SHAPE(3, 4));
+    tensor *big = tensor_from_doubles(DTYPE_I64, SHAPE(2), (double[]){1, 3});
+    tensor *neg = tensor_from_doubles(DTYPE_I64, SHAPE(2), (double[]){0, -1});
+    tensor *fidx = tensor_zeros(DTYPE_F64, SHAPE(2));
+    tensor *i2 = tensor_zeros(DTYPE_I64, SHAPE(2, 2));
+    tensor *i3 = tensor_zeros(DTYPE_I64, SHAPE(4, 1));
+    tensor *i2big = tensor_from_doubles(DTYPE_I64, SHAPE(1, 2), (double[]){0, 4});
+    tensor *ai = tensor_zeros(DTYPE_I64, SHAPE(3, 4));
+    ck_assert_ptr_null(tensor_index_select(a, 0, big));
+    ck_assert_error("index_select: index 3 (at position 1) out of range for size 3 of axis 0 of [3,4]");
+    ck_assert_ptr_null(tensor_index_select(a, 1, neg));
+    ck_assert_error("index_select: index -1 (at position 1) out of range for size 4 of axis 1 of [3,4]");
+    ck_assert_ptr_null(tensor_index_select(a, 0, fidx));
+    ck_assert_error("index_select: index must be int64, got float64");
+    ck_assert_ptr_null(tensor_index_select(a, 0, i2));
+    ck_assert_error("index_select: index must have 1 dims, got [2,2]");
+    ck_assert_ptr_null(tensor_index_select(a, 2, big));
+    ck_assert_error("index_select: axis 2 out of range for 2 dimensions");
+    ck_assert_ptr_null(tensor_index_select(a, 0, NULL));
+    ck_assert_error("index_select: input 1 is NULL");
+    ck_assert_ptr_null(tensor_index_select(ai, 0, big));
+    ck_assert_error("index_select: input 0 is int64; this op needs float32 or float64");
+    ck_assert_ptr_null(tensor_gather(a, 1, i2big));
+    ck_assert_error("gather: index 4 (at position 1) out of range for size 4 of axis 1 of [3,4]");
+    ck_assert_ptr_null(tensor_gather(a, 1, big));
+    ck_assert_error("gather: index must have 2 dims, got [2]");
+    ck_assert_ptr_null(tensor_gather(a, 1, i3));
+    ck_assert_error("gather: index [4,1] is larger than a [3,4] in dimension 0");
+    ck_assert_ptr_null(tensor_gather(a, 0, fidx));
+    ck_assert_error("gather: index must be int64, got float64");
+    ck_assert_ptr_null(tensor_gather(a, -3, i2));
+    ck_assert_error("gather: axis -3 out of range for 2 dimensions");
+    ck_assert_ptr_null(tensor_gather(NULL, 0, i2));
+    ck_assert_error("gather: input 0 is NULL");
+    tensor_free(a);
+    tensor_free(big);
+    tensor_free(neg);
+    tensor_free(fidx);
+    tensor_free(i2);
+    tensor_free(i3);
+    tensor_free(i2big);
+    tensor_free(ai);
+}
+END_TEST
+
+/* ----------------------------------------------------------- pad, expand */
+
+/* pad [[1, 2], [3, 4]] with one row before and one column after, value 9:
+ * [[9, 9, 9], [1, 2, 9], [3, 4, 9]]; g = 0..8: a gets g at (1,0), (1,1),
+ * (2,0), (2,1) = [3, 4, 6, 7]. */
+START_TEST(test_pad_forward_and_grad) {
+    tensor *a = leaf(SHAPE(2, 2), (double[]){1, 2, 3, 4});
+    tensor *y = tensor_pad(a, (int64_t[]){1, 0, 0, 1}, 9);
+    assert_shape(y, SHAPE(3, 3));
+    ck_assert_tensor(y, ((double[]){9, 9, 9, 1, 2, 9, 3, 4, 9}), 0);
+    tensor *g = iota_like(y);
+    ck_assert_int_eq(tensor_backward_with(y, g), 0);
+    ck_assert_tensor(a->grad, ((double[]){3, 4, 6, 7}), 0);
+    tape_reset();
+    tensor_free(a);
+    tensor_free(g);
+}
+END_TEST
+
+/* expand [[1], [2], [3]] ([3,1]) to [2,3,2]; g = 0..11 at (b, i, j) =
+ * 6b + 2i + j, so da[i] = sum_{b,j} = (0 + 6) * 2 + 2i * 4 + (0 + 1) * 2
+ * = 14 + 8i = [14, 22, 30]. */
+START_TEST(test_expand_forward_and_grad_sums_back) {
+    tensor *a = leaf(SHAPE(3, 1), (double[]){1, 2, 3});
+    tensor *y = tensor_expand(a, SHAPE(2, 3, 2));
+    assert_shape(y, SHAPE(2, 3, 2));
+    ck_assert_tensor(y, ((double[]){1, 1, 2, 2, 3, 3, 1, 1, 2, 2, 3, 3}), 0);
+    tensor *g = iota_like(y);
+    ck_assert_int_eq(tensor_backward_with(y, g), 0);
+    ck_assert_tensor(a->grad, ((double[]){14, 22, 30}), 0);
+    /* -1 keeps the size of an existing dim */
+    assert_shape(tensor_expand(a, SHAPE(-1, 4)), SHAPE(3, 4));
+    tape_reset();
+    tensor_free(a);
+    tensor_free(g);
+}
+END_TEST
+
+START_TEST(test_pad_expand_errors) {
+    tapegrad_error_clear();
+    tensor *a = tensor_zeros(DTYPE_F64, SHAPE(3, 1));
+    tensor *i = tensor_zeros(DTYPE_I64, SHAPE(3, 1));
+    ck_assert_ptr_null(tensor_pad(a, (int64_t[]){0, 1, -1, 0}, 0));
+    ck_assert_error("pad: padding (-1, 0) for dimension 1 must be in [0, 2^40]");
+    ck_assert_ptr_null(tensor_pad(a, (int64_t[]){0, INT64_MAX, 0, 0}, 0));
+    ck_assert_error("pad: padding (0, 9223372036854775807) for dimension 0 must be in [0, 2^40]");
+    ck_assert_ptr_null(tensor_pad(a, NULL, 0));
+    ck_assert_error("pad: pads is NULL");
+    ck_assert_ptr_null(tensor_pad(NULL, (int64_t[]){0, 0, 0, 0}, 0));
+    ck_assert_error("pad: input 0 is NULL");
+    ck_assert_ptr_null(tensor_pad(i, (int64_t[]){0, 0, 0, 0}, 0));
+    ck_assert_error("pad: input 0 is int64; this op needs float32 or float64");
+    ck_assert_ptr_null(tensor_expand(a, SHAPE(2, 4)));
+    ck_assert_error("expand: cannot expand [3,1] to [2,4] (dimension 0: 3 to 2)");
+    ck_assert_ptr_null(tensor_expand(a, SHAPE(3)));
+    ck_assert_error("expand: cannot expand [3,1] to 1 dims");
+    ck_assert_ptr_null(tensor_expand(a, SHAPE(-1, 3, 2)));
+    ck_assert_error("expand: cannot expand [3,1] to [-1,3,2] (dimension 0: 1 to -1)");
+    ck_assert_ptr_null(tensor_expand(a, 2, NULL));
+    ck_assert_error("expand: cannot expand [3,1] to 2 dims");
+    ck_assert_ptr_null(tensor_expand(NULL, SHAPE(3, 2)));
+    ck_assert_error("expand: input 0 is NULL");
+    tensor_free(a);
+    tensor_free(i);
+}
+END_TEST
+
+/* ------------------------------------------------------------ dot, outer */
+
+/* [1, 2, 3] . [4, -5, 6] = 4 - 10 + 18 = 12; g = 2: da = 2 b, db = 2 a. */
+START_TEST(test_dot_forward_and_grad) {
+    tensor *a = leaf(SHAPE(3), (double[]){1, 2, 3});
+    tensor *b = leaf(SHAPE(3), (double[]){4, -5, 6});
+    tensor *y = tensor_dot(a, b);
+    ck_assert_int_eq(y->ndim, 0);
+    ck_assert_close(tensor_item(y), 12, 0);
+    tensor *g = constant(0, NULL, (double[]){2});
+    ck_assert_int_eq(tensor_backward_with(y, g), 0);
+    ck_assert_tensor(a->grad, ((double[]){8, -10, 12}), 0);
+    ck_assert_tensor(b->grad, ((double[]){2, 4, 6}), 0);
+    tape_reset();
+    tensor_free(a);
+    tensor_free(b);
+    tensor_free(g);
+}
+END_TEST
+
+/* [1, 2] x [3, 4, 5] = [[3, 4, 5], [6, 8, 10]]; g = [[1, 0, 2], [0, 1, -1]]:
+ * da = g b = [3 + 10, 4 - 5] = [13, -1], db = a^T g = [1, 2, 2 - 2] = [1, 2, 0]. */
+START_TEST(test_outer_forward_and_grad) {
+    tensor *a = leaf(SHAPE(2), (double[]){1, 2});
+    tensor *b = leaf(SHAPE(3), (double[]){3, 4, 5});
+    tensor *y = tensor_outer(a, b);
+    assert_shape(y, SHAPE(2, 3));
+    ck_assert_tensor(y, ((double[]){3, 4, 5, 6, 8, 10}), 0);
+    tensor *g = constant(SHAPE(2, 3), (double[]){1, 0, 2, 0, 1, -1});
+    ck_assert_int_eq(tensor_backward_with(y, g), 0);
+    ck_assert_tensor(a->grad, ((double[]){13, -1}), 0);
+    ck_assert_tensor(b->grad, ((double[]){1, 2, 0}), 0);
+    tape_reset();
+    tensor_free(a);
+    tensor_free(b);
+    tensor_free(g);
+}
+END_TEST
+
+START_TEST(test_dot_outer_errors) {
+    tapegrad_error_clear();
+    tensor *a = tensor_zeros(DTYPE_F64, SHAPE(3));
+    tensor *b = tensor_zeros(DTYPE_F64, SHAPE(4));
+    tensor *m = tensor_zeros(DTYPE_F64, SHAPE(3, 1));
+    tensor *f = tensor_zeros(DTYPE_F32, SHAPE(3));
+    tensor *i = tensor_zeros(DTYPE_I64, SHAPE(3));
+    ck_assert_ptr_null(tensor_dot(a, b));
+    ck_assert_error("dot: needs two 1-D tensors of one length: [3] and [4]");
+    ck_assert_ptr_null(tensor_dot(m, a));
+    ck_assert_error("dot: needs two 1-D tensors of one length: [3,1] and [3]");
+    ck_assert_ptr_null(tensor_dot(a, f));
+    ck_assert_error("dot: dtype mismatch: float64 vs float32");
+    ck_assert_ptr_null(tensor_dot(i, a));
+    ck_assert_error("dot: input 0 is int64; this op needs float32 or float64");
+    ck_assert_ptr_null(tensor_dot(a, NULL));
+    ck_assert_error("dot: input 1 is NULL");
+    ck_assert_ptr_null(tensor_outer(a, m));
+    ck_assert_error("outer: needs two 1-D tensors: [3] and [3,1]");
+    ck_assert_ptr_null(tensor_outer(f, b));
+    ck_assert_error("outer: dtype mismatch: float32 vs float64");
+    ck_assert_ptr_null(tensor_outer(NULL, b));
+    ck_assert_error("outer: input 0 is NULL");
+    tensor_free(a);
+    tensor_free(b);
+    tensor_free(m);
+    tensor_free(f);
+    tensor_free(i);
+}
+END_TEST
+
+Suite *ops_shape_suite(void) {
+    Suite *s = suite_create("ops_shape");
+    TCase *tc = tcase_create("shape");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_shape_samples_match_central_differences);
+    tcase_add_test(tc, test_flatten_forward_and_grad);
+    tcase_add_test(tc, test_transpose_forward_and_grad);
+    tcase_add_test(tc, test_reshape_int64);
+    tcase_add_test(tc, test_reshape_flatten_permute_errors);
+    tcase_add_test(tc, test_concat_axis1_forward_and_grad);
+    tcase_add_test(tc, test_concat_axis0_grad_second_only);
+    tcase_add_test(tc, test_stack_axes_forward_and_grad);
+    tcase_add_test(tc, test_stack_scalars);
+    tcase_add_test(tc, test_concat_stack_errors);
+    tcase_add_test(tc, test_narrow_forward_and_grad);
+    tcase_add_test(tc, test_slice_python_semantics_and_grad);
+    tcase_add_test(tc, test_slice_middle_axis_step2);
+    tcase_add_test(tc, test_narrow_slice_errors);
+    tcase_add_test(tc, test_index_select_rows_repeat_accumulates);
+    tcase_add_test(tc, test_index_select_last_axis);
+    tcase_add_test(tc, test_gather_axis1_scatter_add);
+    tcase_add_test(tc, test_gather_axis0_smaller_index);
+    tcase_add_test(tc, test_index_select_gather_errors);
+    tcase_add_test(tc, test_pad_forward_and_grad);
+    tcase_add_test(tc, test_expand_forward_and_grad_sums_back);
+    tcase_add_test(tc, test_pad_expand_errors);
+    tcase_add_test(tc, test_dot_forward_and_grad);
+    tcase_add_test(tc, test_outer_forward_and_grad);
+    tcase_add_test(tc, test_dot_outer_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+TEST_MAIN(ops_shape_suite)
