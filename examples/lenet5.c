@@ -1,12 +1,13 @@
 /* lenet5.c - train LeNet-5 on Fashion-MNIST (or any IDX set) with tapegrad.
  *
  *   lenet5 [--epochs 10] [--batch 64] [--lr 1e-3] [--optim adam|adamw|sgd]
- *          [--threads N] [--seed 0] [--data DIR] [--subset N]
+ *          [--threads 1] [--seed 0] [--data DIR] [--subset N]
  *          [--save FILE] [--load FILE] [--csv FILE] [--grad-report]
  *
  * The recipe of ../shared/peers/lenet5_fashion_torch.py: pixels / 255,
  * normalised with mean 0.2860 and std 0.3530, Adam lr 1e-3, batch 64, a new
- * shuffle every epoch. After each epoch one line, exactly
+ * shuffle every epoch, 1 thread (the peer's default too). After each epoch
+ * one line, exactly
  *   epoch=E train_loss=L test_acc=A seconds=S
  * (S: training time of the epoch, evaluation excluded). On a terminal a
  * progress bar shows batches, loss, samples/s and ETA; otherwise plain
@@ -45,7 +46,7 @@ static void usage(FILE *f) {
     fprintf(f, "usage: lenet5 [--epochs N] [--batch N] [--lr X] [--optim adam|adamw|sgd]\n"
                "              [--threads N] [--seed N] [--data DIR] [--subset N]\n"
                "              [--save FILE] [--load FILE] [--csv FILE] [--grad-report]\n"
-               "defaults: 10 epochs, batch 64, Adam lr 1e-3, data %s\n",
+               "defaults: 10 epochs, batch 64, Adam lr 1e-3, 1 thread, data %s\n",
             NN_DATA_DIR_DEFAULT);
 }
 
@@ -55,7 +56,7 @@ static int parse(int argc, char **argv, options *o) {
         {"threads", 1, 0, 't'}, {"seed", 1, 0, 's'}, {"data", 1, 0, 'd'},  {"save", 1, 0, 'S'},
         {"load", 1, 0, 'L'},   {"csv", 1, 0, 'c'},   {"subset", 1, 0, 'n'}, {"grad-report", 0, 0, 'g'},
         {"help", 0, 0, 'h'},   {0, 0, 0, 0}};
-    *o = (options){.epochs = 10, .batch = 64, .lr = -1, .optim = OPTIM_ADAM,
+    *o = (options){.epochs = 10, .batch = 64, .lr = -1, .optim = OPTIM_ADAM, .threads = 1,
                    .data = NN_DATA_DIR_DEFAULT};
     int c;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -91,13 +92,16 @@ static int parse(int argc, char **argv, options *o) {
     return 0;
 }
 
-/* One line rewritten in place on a terminal; a plain line every 100 batches
- * otherwise (logs and pipes get no carriage returns). */
+/* One line rewritten in place on a terminal, at most 10 times a second; a
+ * plain line every 100 batches otherwise (logs and pipes get no carriage
+ * returns). */
 static void progress(bool tty, int epoch, int64_t b, int64_t nb, double loss, int64_t samples,
                      double t0) {
-    double dt = now() - t0, rate = dt > 0 ? (double)samples / dt : 0;
+    static double shown;
+    double t = now(), dt = t - t0, rate = dt > 0 ? (double)samples / dt : 0;
     double eta = b > 0 ? dt * (double)(nb - b) / (double)b : 0;
-    if (tty) {
+    if (tty && (t - shown >= 0.1 || b == nb)) {
+        shown = t;
         char bar[31];
         int fill = (int)(30 * b / (nb ? nb : 1));
         for (int i = 0; i < 30; i++) bar[i] = i < fill ? '=' : i == fill ? '>' : ' ';

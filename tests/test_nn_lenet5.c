@@ -251,10 +251,15 @@ START_TEST(test_lenet5_short_run_learns_and_repeats) {
 }
 END_TEST
 
+/* One thread: the figures below are for it, and an oversubscribed machine
+ * makes spinning OpenMP threads slow. */
+static void one_thread(void) { tapegrad_set_threads(1); }
+
 Suite *nn_lenet5_suite(void) {
     Suite *s = suite_create("nn_lenet5");
     TCase *tc = tcase_create("lenet5");
     tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, one_thread, NULL);
     tcase_add_test(tc, test_lenet5_state_dict_names_and_shapes);
     tcase_add_test(tc, test_lenet5_default_init_bounds);
     tcase_add_test(tc, test_lenet5_gradient_reaches_every_parameter);
