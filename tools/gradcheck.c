@@ -85,6 +85,7 @@ static tensor *lenet5_fn(tensor *const *in, int n, void *ctx) {
 }
 
 static int lenet5_check(uint64_t seed, int *cases) {
+    tapegrad_set_threads(1); /* the figure is for one core */
     nn_lenet5 *net = nn_lenet5_new(DTYPE_F32, seed);
     rng g;
     rng_seed(&g, seed, 5);
@@ -111,6 +112,15 @@ static int lenet5_check(uint64_t seed, int *cases) {
                "%.3g, max rel err %.3g, %lld replays, %.3f s\n",
                (long long)numbers, r.passed ? "pass" : "FAIL", r.max_abs_err, r.max_rel_err,
                (long long)r.evaluations, r.seconds);
+        static const char *names[NN_LENET5_NPARAMS + 1] = {
+            "input", "c1.weight", "c1.bias", "c2.weight", "c2.bias", "f1.weight",
+            "f1.bias", "f2.weight", "f2.bias", "f3.weight", "f3.bias"};
+        printf("  %-10s %7s %11s %11s  %s\n", "tensor", "numbers", "max abs err", "max rel err",
+               "verdict");
+        for (int i = 0; i <= NN_LENET5_NPARAMS; i++)
+            printf("  %-10s %7lld %11.3g %11.3g  %s\n", names[i], (long long)in[i]->size,
+                   r.input[i].max_abs_err, r.input[i].max_rel_err,
+                   r.input[i].vacuous ? "VACUOUS" : r.input[i].passed ? "pass" : "FAIL");
         if (!r.passed) gradcheck_report_print(stdout, &r);
     }
     tensor_free(in[0]);
