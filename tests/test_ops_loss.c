@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "check_main.h"
+#include "numeric.h"
 #include "../autograd/internal.h"
 
 OP_FAMILY(loss)
@@ -601,76 +602,13 @@ static const char *const loss_ops[] = {
 };
 #define N_LOSS_OPS (int)(sizeof loss_ops / sizeof loss_ops[0])
 
-static double project(const tensor *out, const tensor *u) {
-    double s = 0;
-    for (int64_t i = 0; i < out->size; i++) s += tensor_get(out, i) * tensor_get(u, i);
-    return s;
-}
-
-static void sample_free(op_sample *s) {
-    for (int i = 0; i < s->n_inputs; i++) tensor_free(s->inputs[i]);
-}
-
-/* Every case of op: analytic gradient (tape vjp, random upstream u) against
- * central differences of sum(u * out) for every input that gets a gradient.
- * A case whose gradients are all zero would prove nothing, so it fails. */
-static int check_cases(const op_def *op) {
-    int cases = 0;
-    for (int k = 0;; k++) {
-        rng g;
-        rng_seed(&g, 1000 + (uint64_t)k, 3);
-        op_sample s;
-        memset(&s, 0, sizeof s);
-        int rc = op->sample(k, &g, &s);
-        if (rc == 1) break;
-        ck_assert_int_eq(rc, 0);
-        cases++;
-        for (int i = 0; i < s.n_inputs; i++)
-            if (!((s.no_grad_mask | op->no_grad_inputs) >> i & 1))
-                tensor_set_requires_grad(s.inputs[i], true);
-        tensor *out = op->build(s.inputs, &s);
-        ck_assert_msg(out != NULL, "%s case %s: %s", op->name, s.name, tapegrad_error());
-        tensor *u = tensor_rand(&g, DTYPE_F64, out->ndim, out->shape, 0.5, 1.5);
-        ck_assert_int_eq(tensor_backward_with(out, u), 0);
-        tape_reset();
-        for (int i = 0; i < s.n_inputs; i++) {
-            tensor *in = s.inputs[i];
-            if (!in->requires_grad) {
-                ck_assert_ptr_null(in->grad);
-                continue;
-            }
-            ck_assert_ptr_nonnull(in->grad);
-            double gmax = 0;
-            for (int64_t j = 0; j < in->size; j++) {
-                const double eps = 1e-6, v = tensor_get(in, j);
-                tensor_set(in, j, v + eps);
-                double fp = project(op->build(s.inputs, &s), u);
-                tape_reset();
-                tensor_set(in, j, v - eps);
-                double fm = project(op->build(s.inputs, &s), u);
-                tape_reset();
-                tensor_set(in, j, v);
-                double num = (fp - fm) / (2 * eps), an = tensor_get(in->grad, j);
-                ck_assert_msg(fabs(num - an) <= 1e-5 + 1e-3 * fabs(num),
-                              "%s case %s input %d element %lld: analytic %.10g numeric %.10g",
-                              op->name, s.name, i, (long long)j, an, num);
-                gmax = fmax(gmax, fabs(an));
-            }
-            ck_assert_msg(gmax > 1e-6, "%s case %s input %d: vacuous (all gradients zero)",
-                          op->name, s.name, i);
-        }
-        tensor_free(u);
-        sample_free(&s);
-    }
-    return cases;
-}
-
+/* Every case of every loss against central differences, and its float32
+ * run against float64 (tests/numeric.h); two tests so that a failure says
+ * which of the two properties broke. */
 START_TEST(test_loss_vjps_match_central_differences_on_samples) {
     int total = 0;
     for (int o = 0; o < N_LOSS_OPS; o++) {
-        const op_def *op = op_find(loss_ops[o]);
-        ck_assert_msg(op != NULL, "%s not in the registry", loss_ops[o]);
-        int n = check_cases(op);
+        int n = numeric_check_op(loss_ops[o], 1000, 1, CHECK_PURE | CHECK_VJP);
         ck_assert_msg(n >= 3, "%s has %d sample cases", loss_ops[o], n);
         total += n;
     }
@@ -682,52 +620,7 @@ END_TEST
 /* The float32 kernels agree with float64 on every sample case (loss and
  * gradients, relative 1e-4), so training runs the code the checker verified. */
 START_TEST(test_loss_f32_kernels_match_f64_on_samples) {
-    for (int o = 0; o < N_LOSS_OPS; o++) {
-        const op_def *op = op_find(loss_ops[o]);
-        for (int k = 0;; k++) {
-            rng g;
-            rng_seed(&g, 2000 + (uint64_t)k, 5);
-            op_sample s;
-            memset(&s, 0, sizeof s);
-            if (op->sample(k, &g, &s) == 1) break;
-            op_sample s32 = s;
-            for (int i = 0; i < s.n_inputs; i++) {
-                s32.inputs[i] = s.inputs[i]->dtype == DTYPE_I64 ? tensor_clone(s.inputs[i])
-                                                                 : tensor_to_dtype(s.inputs[i], DTYPE_F32);
-                if (!((s.no_grad_mask | op->no_grad_inputs) >> i & 1)) {
-                    tensor_set_requires_grad(s.inputs[i], true);
-                    tensor_set_requires_grad(s32.inputs[i], true);
-                }
-            }
-            tensor *o64 = op->build(s.inputs, &s), *o32 = op->build(s32.inputs, &s32);
-            ck_assert_ptr_nonnull(o64);
-            ck_assert_ptr_nonnull(o32);
-            ck_assert_int_eq(o32->dtype, DTYPE_F32);
-            for (int64_t j = 0; j < o64->size; j++) {
-                double a = tensor_get(o64, j), b = tensor_get(o32, j);
-                ck_assert_msg(fabs(a - b) <= 1e-4 * (1 + fabs(a)), "%s case %s out[%lld]: %g vs %g",
-                              op->name, s.name, (long long)j, a, b);
-            }
-            tensor *u64 = tensor_ones(DTYPE_F64, o64->ndim, o64->shape);
-            tensor *u32 = tensor_ones(DTYPE_F32, o32->ndim, o32->shape);
-            ck_assert_int_eq(tensor_backward_with(o64, u64), 0);
-            ck_assert_int_eq(tensor_backward_with(o32, u32), 0);
-            for (int i = 0; i < s.n_inputs; i++) {
-                if (!s.inputs[i]->requires_grad) continue;
-                for (int64_t j = 0; j < s.inputs[i]->size; j++) {
-                    double a = tensor_get(s.inputs[i]->grad, j), b = tensor_get(s32.inputs[i]->grad, j);
-                    ck_assert_msg(fabs(a - b) <= 1e-4 * (1 + fabs(a)),
-                                  "%s case %s grad %d[%lld]: %g vs %g", op->name, s.name, i,
-                                  (long long)j, a, b);
-                }
-            }
-            tape_reset();
-            tensor_free(u64);
-            tensor_free(u32);
-            sample_free(&s);
-            sample_free(&s32);
-        }
-    }
+    for (int o = 0; o < N_LOSS_OPS; o++) numeric_check_op(loss_ops[o], 2000, 1, CHECK_FLOAT32);
 }
 END_TEST
 

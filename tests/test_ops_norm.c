@@ -5,6 +5,7 @@
 
 #include "../autograd/internal.h"
 #include "check_main.h"
+#include "numeric.h"
 
 static tensor *leaf(dtype dt, int ndim, const int64_t *shape, const double *v) {
     tensor *t = tensor_from_doubles(dt, ndim, shape, v);
@@ -22,70 +23,6 @@ static tensor *leaf(dtype dt, int ndim, const int64_t *shape, const double *v) {
                       tapegrad_error(), part);                                         \
         tapegrad_error_clear();                                                        \
     } while (0)
-
-/* Central differences (f64, eps 1e-6) of L = sum(y * R), R fixed, against the
- * tape's gradient, for every sample case of op `name` and every input the case
- * differentiates; atol 1e-5, rtol 1e-3 like the checker. A case whose
- * gradients are all zero would prove nothing, so each input needs one clearly
- * nonzero element. The node's forward is also replayed to check that it is
- * pure (bit-identical output). */
-static double weighted(const tensor *y, const tensor *r) {
-    double acc = 0;
-    for (int64_t i = 0; i < y->size; i++) acc += tensor_get(y, i) * tensor_get(r, i);
-    return acc;
-}
-
-static void check_samples_numerically(const char *name) {
-    const op_def *op = op_find(name);
-    ck_assert_ptr_nonnull(op);
-    int cases = 0;
-    for (int k = 0;; k++) {
-        op_sample s;
-        memset(&s, 0, sizeof s);
-        rng g;
-        rng_seed(&g, 1000 + (uint64_t)k, 5);
-        int r = op->sample(k, &g, &s);
-        if (r == 1) break;
-        ck_assert_int_eq(r, 0);
-        cases++;
-        for (int i = 0; i < s.n_inputs; i++)
-            if (!(s.no_grad_mask & (1u << i))) tensor_set_requires_grad(s.inputs[i], true);
-        tensor *y = op->build(s.inputs, &s);
-        ck_assert_msg(y != NULL, "%s %s: %s", name, s.name, tapegrad_error());
-        tensor *R = tensor_rand(&g, DTYPE_F64, y->ndim, y->shape, -1.0, 1.0);
-        ck_assert_int_eq(tensor_backward_with(y, R), 0);
-        tensor *before = tensor_clone(y);
-        tape_node *node = tape_node_at(tape_size() - 1);
-        node->op->forward(node);
-        ck_assert_int_eq(memcmp(before->data, y->data, (size_t)y->size * sizeof(double)), 0);
-        tensor_free(before);
-        tape_reset();
-        for (int i = 0; i < s.n_inputs; i++) {
-            if (s.no_grad_mask & (1u << i)) continue;
-            tensor *x = s.inputs[i];
-            double biggest = 0;
-            for (int64_t j = 0; j < x->size; j++) {
-                double v = tensor_get(x, j), eps = 1e-6;
-                tensor_set(x, j, v + eps);
-                double fp = weighted(op->build(s.inputs, &s), R);
-                tape_reset();
-                tensor_set(x, j, v - eps);
-                double fm = weighted(op->build(s.inputs, &s), R);
-                tape_reset();
-                tensor_set(x, j, v);
-                double num = (fp - fm) / (2 * eps), ana = tensor_get(x->grad, j);
-                ck_assert_msg(fabs(ana - num) <= 1e-5 + 1e-3 * fabs(num),
-                              "%s %s: input %d [%lld]: analytic %.10g numeric %.10g", name, s.name,
-                              i, (long long)j, ana, num);
-                if (fabs(num) > biggest) biggest = fabs(num);
-            }
-            ck_assert_msg(biggest > 1e-3, "%s %s: input %d has an all-zero gradient", name, s.name, i);
-        }
-        tensor_free(R);
-        for (int i = 0; i < s.n_inputs; i++) tensor_free(s.inputs[i]);
-    }
-    ck_assert_int_ge(cases, 3);
-}
 
 /* ------------------------------------------------------------- batch norm */
 
@@ -303,7 +240,7 @@ START_TEST(test_batch_norm_errors) {
 }
 END_TEST
 
-START_TEST(test_batch_norm_samples_numerically) { check_samples_numerically("batch_norm"); }
+START_TEST(test_batch_norm_samples_numerically) { numeric_check_op("batch_norm", 1000, 1, CHECK_ALL); }
 END_TEST
 
 /* ------------------------------------------------------------- layer norm */
@@ -381,7 +318,7 @@ START_TEST(test_layer_norm_errors) {
 }
 END_TEST
 
-START_TEST(test_layer_norm_samples_numerically) { check_samples_numerically("layer_norm"); }
+START_TEST(test_layer_norm_samples_numerically) { numeric_check_op("layer_norm", 1000, 1, CHECK_ALL); }
 END_TEST
 
 /* Above PARALLEL_MIN_ELEMS the channel (row) loops run on several threads;

@@ -6,6 +6,7 @@
 
 #include "../autograd/internal.h"
 #include "check_main.h"
+#include "numeric.h"
 
 static tensor *leaf(int ndim, const int64_t *shape, const double *v) {
     tensor *t = tensor_from_doubles(DTYPE_F64, ndim, shape, v);
@@ -25,107 +26,10 @@ static tensor *constant(int ndim, const int64_t *shape, const double *v) {
         tapegrad_error_clear();                                                      \
     } while (0)
 
-/* ------------------------------------------------ sample-case gradients
- * For every sample case of op: L = sum(y * w) with w seeded; backward gives
- * dL/dx; central differences (f64, eps 1e-6) must agree within
- * atol 1e-5 + rtol 1e-3 on every element, and some gradient must be nonzero
- * (an all-zero comparison proves nothing). The same case in float32 must
- * agree with float64 in value and gradient. */
-static double weighted_sum(const tensor *y, const tensor *w) {
-    double acc = 0;
-    for (int64_t i = 0; i < y->size; i++) acc += tensor_get(y, i) * tensor_get(w, i);
-    return acc;
-}
-
-static double loss_at(const op_def *op, op_sample *s, const tensor *w) {
-    tape_no_grad_begin();
-    tensor *y = op->build(s->inputs, s);
-    double l = y ? weighted_sum(y, w) : NAN;
-    tape_no_grad_end();
-    tape_reset();
-    return l;
-}
-
-static void check_float32_agrees(const op_def *op, op_sample *s, const tensor *y64,
-                                 const tensor *w) {
-    tensor *in32[SAMPLE_MAX_INPUTS], *w32 = tensor_to_dtype(w, DTYPE_F32);
-    for (int i = 0; i < s->n_inputs; i++) {
-        dtype dt = s->inputs[i]->dtype == DTYPE_I64 ? DTYPE_I64 : DTYPE_F32;
-        in32[i] = tensor_to_dtype(s->inputs[i], dt);
-        if (dt == DTYPE_F32) tensor_set_requires_grad(in32[i], true);
-    }
-    tensor *y = op->build(in32, s);
-    ck_assert_msg(y && y->size == y64->size, "%s %s float32: %s", op->name, s->name,
-                  tapegrad_error());
-    for (int64_t j = 0; j < y->size; j++)
-        ck_assert_msg(fabs(tensor_get(y, j) - tensor_get(y64, j)) <= 1e-4 * (1 + fabs(tensor_get(y64, j))),
-                      "%s %s float32 value %lld", op->name, s->name, (long long)j);
-    ck_assert_int_eq(tensor_backward_with(y, w32), 0);
-    for (int i = 0; i < s->n_inputs; i++) {
-        if (!s->inputs[i]->grad) continue;
-        for (int64_t j = 0; j < s->inputs[i]->size; j++) {
-            double a = tensor_get(in32[i]->grad, j), b = tensor_get(s->inputs[i]->grad, j);
-            ck_assert_msg(fabs(a - b) <= 1e-4 * (1 + fabs(b)), "%s %s float32 grad %d[%lld]: %g vs %g",
-                          op->name, s->name, i, (long long)j, a, b);
-        }
-    }
-    tape_reset();
-    for (int i = 0; i < s->n_inputs; i++) tensor_free(in32[i]);
-    tensor_free(w32);
-}
-
-static void check_op_samples(const char *name) {
-    const op_def *op = op_find(name);
-    ck_assert_msg(op != NULL, "%s is not in the registry", name);
-    ck_assert(op->signature && op->formula_forward && op->formula_gradient && op->notes);
-    rng g;
-    rng_seed(&g, 20261125, 3);
-    int k = 0;
-    for (;; k++) {
-        op_sample s;
-        memset(&s, 0, sizeof s);
-        int r = op->sample(k, &g, &s);
-        if (r == 1) break;
-        ck_assert_int_eq(r, 0);
-        for (int i = 0; i < s.n_inputs; i++)
-            if (!((s.no_grad_mask >> i) & 1)) tensor_set_requires_grad(s.inputs[i], true);
-        tensor *y = op->build(s.inputs, &s);
-        ck_assert_msg(y != NULL, "%s %s: %s", name, s.name, tapegrad_error());
-        tensor *w = tensor_rand(&g, DTYPE_F64, y->ndim, y->shape, -1.0, 1.0);
-        tensor *y64 = tensor_clone(y);
-        ck_assert_int_eq(tensor_backward_with(y, w), 0);
-        tape_reset();
-        bool nonzero = false;
-        for (int i = 0; i < s.n_inputs; i++) {
-            tensor *x = s.inputs[i];
-            if ((s.no_grad_mask >> i) & 1) continue;
-            ck_assert_ptr_nonnull(x->grad);
-            for (int64_t j = 0; j < x->size; j++) {
-                double v = tensor_get(x, j), eps = 1e-6;
-                tensor_set(x, j, v + eps);
-                double lp = loss_at(op, &s, w);
-                tensor_set(x, j, v - eps);
-                double lm = loss_at(op, &s, w);
-                tensor_set(x, j, v);
-                double num = (lp - lm) / (2 * eps), ana = tensor_get(x->grad, j);
-                ck_assert_msg(fabs(num - ana) <= 1e-5 + 1e-3 * fabs(num),
-                              "%s %s: input %d[%lld]: analytic %.9g, numeric %.9g", name, s.name,
-                              i, (long long)j, ana, num);
-                if (fabs(ana) > 1e-6) nonzero = true;
-            }
-        }
-        ck_assert_msg(nonzero, "%s %s: every gradient is zero (vacuous case)", name, s.name);
-        check_float32_agrees(op, &s, y64, w);
-        for (int i = 0; i < s.n_inputs; i++) tensor_free(s.inputs[i]);
-        tensor_free(w);
-        tensor_free(y64);
-    }
-    ck_assert_msg(k >= 3, "%s has only %d sample cases", name, k);
-}
-
 START_TEST(test_reduce_samples_match_central_differences) {
     static const char *ops[] = {"sum", "mean", "max", "min", "var", "std", "logsumexp", "argmax"};
-    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) check_op_samples(ops[i]);
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        numeric_check_op(ops[i], 20261125, 1, CHECK_ALL);
     ck_assert_ptr_null(tapegrad_error());
 }
 END_TEST
