@@ -11,18 +11,6 @@
 extern const op_def ops_layer[];
 enum { LINEAR, DROPOUT, DROPOUT2D, EMBEDDING };
 
-/* An optional input (a bias) may be NULL, except while an error is pending:
- * then the NULL is taken for a failed upstream result and propagates. */
-static int check_optional(const char *op, const char *what, const tensor *t, const tensor *x) {
-    if (!t) return error_pending() ? -1 : 0;
-    if (t->dtype == DTYPE_I64 || t->dtype != x->dtype) {
-        error_set("%s: %s is %s; it must have the dtype of x (%s)", op, what, dtype_name(t->dtype),
-                  dtype_name(x->dtype));
-        return -1;
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------------ linear */
 
 /* x viewed as X (M, IN), y as Y (M, OUT), w is W (OUT, IN), b is [OUT]:
@@ -68,7 +56,7 @@ static void linear_vjp(tape_node *n, tensor *const *gin) {
 tensor *tensor_linear(tensor *x, tensor *w, tensor *b) {
     const op_def *op = &ops_layer[LINEAR];
     tensor *req[2] = {x, w};
-    if (op_check_inputs(op, req, 2, 0) || check_optional(op->name, "bias", b, x)) return NULL;
+    if (op_check_inputs(op, req, 2, 0) || op_check_optional(op->name, "bias", b, x)) return NULL;
     char sx[96], sw[96], sb[96];
     if (x->ndim < 1 || w->ndim != 2 || x->shape[x->ndim - 1] != w->shape[1]) {
         error_set("linear: x [.., IN] and w [OUT, IN] do not match: x %s, w %s",

@@ -304,7 +304,8 @@ static tensor *pw_apply(const op_def *op, tensor *x, tensor *y, tensor *w, const
                         int nfp, reduction r) {
     tensor *in[3] = {x, y, w};
     char sx[96], sy[96];
-    if (op_check_inputs(op, in, 2, 0) || reduction_check(op, r)) return NULL;
+    if (op_check_inputs(op, in, 2, 0) || op_check_optional_null(w) || reduction_check(op, r))
+        return NULL;
     if (!tensor_same_shape(x, y)) {
         error_set("%s: shape mismatch: input %s vs target %s", op->name,
                   tensor_shape_str(x, sx, sizeof sx), tensor_shape_str(y, sy, sizeof sy));
@@ -576,8 +577,8 @@ static tensor *cls_apply(const op_def *op, tensor *x, tensor *labels, tensor *w,
                          reduction r) {
     tensor *in[3] = {x, labels, w};
     char sw[96], sx[96];
-    if (op_check_inputs(op, in, 2, 1u << 1) || reduction_check(op, r) ||
-        labels_check(op, x, labels))
+    if (op_check_inputs(op, in, 2, 1u << 1) || op_check_optional_null(w) ||
+        reduction_check(op, r) || labels_check(op, x, labels))
         return NULL;
     if (w && (w->dtype != x->dtype || w->ndim != 1 || w->shape[0] != x->shape[1])) {
         error_set("%s: weight must be %s [C] = [%lld] for input %s, got %s %s", op->name,

@@ -513,6 +513,32 @@ START_TEST(test_cross_entropy_errors) {
 }
 END_TEST
 
+/* A NULL weight while an error is pending is a failed upstream result, not
+ * "no weight": the loss returns NULL and the first message stays, as for
+ * linear's bias and batch_norm's weight. */
+START_TEST(test_loss_null_weight_after_error_propagates) {
+    tensor *a = tensor_full(DTYPE_F64, SHAPE(2, 3), 0.5);
+    tensor *b = tensor_zeros(DTYPE_F64, SHAPE(3, 2));
+    tensor *y = labels(SHAPE(2), (int64_t[]){0, 2});
+    const char *first = "mse_loss: shape mismatch: input [2,3] vs target [3,2]";
+    tapegrad_error_clear();
+    ck_assert_ptr_null(tensor_bce_loss(a, a, tensor_mse_loss(a, b, REDUCTION_NONE), REDUCTION_MEAN));
+    ck_assert_ptr_null(tensor_bce_with_logits(a, a, NULL, REDUCTION_SUM));
+    ck_assert_ptr_null(tensor_cross_entropy(a, y, NULL, 0, REDUCTION_MEAN));
+    ck_assert_ptr_null(tensor_nll_loss(a, y, NULL, REDUCTION_MEAN));
+    ck_assert_str_eq(tapegrad_error(), first);
+    tapegrad_error_clear();
+    /* with no error pending, NULL is simply no weight */
+    ck_assert_ptr_nonnull(tensor_bce_loss(a, a, NULL, REDUCTION_MEAN));
+    ck_assert_ptr_nonnull(tensor_cross_entropy(a, y, NULL, 0, REDUCTION_MEAN));
+    ck_assert_ptr_null(tapegrad_error());
+    tape_reset();
+    tensor_free(a);
+    tensor_free(b);
+    tensor_free(y);
+}
+END_TEST
+
 START_TEST(test_pointwise_loss_errors) {
     tensor *a = tensor_zeros(DTYPE_F64, SHAPE(2, 3));
     tensor *b = tensor_zeros(DTYPE_F64, SHAPE(3, 2));
@@ -650,6 +676,7 @@ Suite *ops_loss_suite(void) {
     tcase_add_test(tc, test_losses_finite_for_logits_1e4);
     tcase_add_test(tc, test_cross_entropy_errors);
     tcase_add_test(tc, test_pointwise_loss_errors);
+    tcase_add_test(tc, test_loss_null_weight_after_error_propagates);
     tcase_add_test(tc, test_cosine_embedding_loss_errors);
     tcase_add_test(tc, test_loss_vjps_match_central_differences_on_samples);
     tcase_add_test(tc, test_loss_f32_kernels_match_f64_on_samples);
