@@ -5,24 +5,10 @@
 #include <string.h>
 
 #include "check_main.h"
-#include "numeric.h"
+#include "ops_test.h"
 #include "../autograd/internal.h" /* op_def and op_sample, for the sample-case check */
 
 OP_FAMILY(activation)
-
-static tensor *leaf(int ndim, const int64_t *shape, const double *v) {
-    tensor *t = tensor_from_doubles(DTYPE_F64, ndim, shape, v);
-    tensor_set_requires_grad(t, true);
-    return t;
-}
-
-/* Backward from y with the upstream gradient g (y's shape). */
-static void backward_g(tensor *y, const double *g) {
-    ck_assert_ptr_nonnull(y);
-    tensor *gt = tensor_from_doubles(DTYPE_F64, y->ndim, y->shape, g);
-    ck_assert_int_eq(tensor_backward_with(y, gt), 0);
-    tensor_free(gt);
-}
 
 /* Ops with their parameters, as one-argument functions. */
 static tensor *leaky_relu_01(tensor *a) { return tensor_leaky_relu(a, 0.1); }
@@ -36,18 +22,6 @@ static tensor *softplus_default(tensor *a) { return tensor_softplus(a, 1.0, 20.0
 static tensor *softplus_no_threshold(tensor *a) { return tensor_softplus(a, 1.0, INFINITY); }
 static tensor *softplus_b2_t15(tensor *a) { return tensor_softplus(a, 2.0, 1.5); }
 static tensor *hardtanh_m1_2(tensor *a) { return tensor_hardtanh(a, -1.0, 2.0); }
-
-/* Applies f to x (a [n] leaf), backward with g; checks y and dx. */
-static void check_unary(tensor *(*f)(tensor *), int n, const double *x, const double *g,
-                        const double *y_expected, const double *dx_expected) {
-    tensor *a = leaf(1, (int64_t[]){n}, x);
-    tensor *y = f(a);
-    ck_assert_tensor(y, y_expected, 1e-12);
-    backward_g(y, g);
-    ck_assert_tensor(a->grad, dx_expected, 1e-12);
-    tape_reset();
-    tensor_free(a);
-}
 
 #define LN3 1.0986122886681098
 #define SELU_L 1.0507009873554804934
@@ -376,20 +350,13 @@ END_TEST
 
 /* ------------------------------------------------------- error paths */
 
-static void expect_error(tensor *result, const char *message) {
-    ck_assert_ptr_null(result);
-    ck_assert_ptr_nonnull(tapegrad_error());
-    ck_assert_str_eq(tapegrad_error(), message);
-    tapegrad_error_clear();
-}
-
 START_TEST(test_activation_errors_int64_null_dtype) {
     tapegrad_error_clear();
     tensor *i64 = tensor_zeros(DTYPE_I64, SHAPE(3));
-    expect_error(tensor_sigmoid(i64), "sigmoid: input 0 is int64; this op needs float32 or float64");
-    expect_error(tensor_softmax(i64, 0), "softmax: input 0 is int64; this op needs float32 or float64");
-    expect_error(tensor_tanh(NULL), "tanh: input 0 is NULL");
-    expect_error(tensor_relu(tensor_gelu(NULL, false)), "gelu: input 0 is NULL");
+    ck_assert_fails_with(tensor_sigmoid(i64), "sigmoid: input 0 is int64; this op needs float32 or float64");
+    ck_assert_fails_with(tensor_softmax(i64, 0), "softmax: input 0 is int64; this op needs float32 or float64");
+    ck_assert_fails_with(tensor_tanh(NULL), "tanh: input 0 is NULL");
+    ck_assert_fails_with(tensor_relu(tensor_gelu(NULL, false)), "gelu: input 0 is NULL");
     tensor_free(i64);
 }
 END_TEST
@@ -397,8 +364,8 @@ END_TEST
 START_TEST(test_softmax_errors_bad_axis) {
     tapegrad_error_clear();
     tensor *x = tensor_ones(DTYPE_F32, SHAPE(2, 3));
-    expect_error(tensor_softmax(x, 2), "softmax: axis 2 out of range for 2 dimensions");
-    expect_error(tensor_log_softmax(x, -3), "log_softmax: axis -3 out of range for 2 dimensions");
+    ck_assert_fails_with(tensor_softmax(x, 2), "softmax: axis 2 out of range for 2 dimensions");
+    ck_assert_fails_with(tensor_log_softmax(x, -3), "log_softmax: axis -3 out of range for 2 dimensions");
     tensor_free(x);
 }
 END_TEST
@@ -410,14 +377,14 @@ START_TEST(test_prelu_errors_slope_shape_and_dtype) {
     tensor *w2d = tensor_ones(DTYPE_F64, SHAPE(1, 4));
     tensor *w32 = tensor_ones(DTYPE_F32, SHAPE(4));
     tensor *v = tensor_ones(DTYPE_F64, SHAPE(6));
-    expect_error(tensor_prelu(x, w3),
-                 "prelu: slope [3] must be [1] or [C] with C = 4, the size of axis 1 of input [2,4,5]");
-    expect_error(tensor_prelu(x, w2d),
-                 "prelu: slope [1,4] must be [1] or [C] with C = 4, the size of axis 1 of input [2,4,5]");
-    expect_error(tensor_prelu(v, w3),
-                 "prelu: slope [3] must be [1] or [C] with C = 1, the size of axis 1 of input [6]");
-    expect_error(tensor_prelu(x, w32), "prelu: dtype mismatch: float64 vs float32");
-    expect_error(tensor_prelu(x, NULL), "prelu: input 1 is NULL");
+    ck_assert_fails_with(tensor_prelu(x, w3),
+                         "prelu: slope [3] must be [1] or [C] with C = 4, the size of axis 1 of input [2,4,5]");
+    ck_assert_fails_with(tensor_prelu(x, w2d),
+                         "prelu: slope [1,4] must be [1] or [C] with C = 4, the size of axis 1 of input [2,4,5]");
+    ck_assert_fails_with(tensor_prelu(v, w3),
+                         "prelu: slope [3] must be [1] or [C] with C = 1, the size of axis 1 of input [6]");
+    ck_assert_fails_with(tensor_prelu(x, w32), "prelu: dtype mismatch: float64 vs float32");
+    ck_assert_fails_with(tensor_prelu(x, NULL), "prelu: input 1 is NULL");
     tensor_free(x);
     tensor_free(w3);
     tensor_free(w2d);
@@ -429,24 +396,20 @@ END_TEST
 START_TEST(test_softplus_hardtanh_errors_bad_params) {
     tapegrad_error_clear();
     tensor *x = tensor_ones(DTYPE_F64, SHAPE(2));
-    expect_error(tensor_softplus(x, 0, 20),
-                 "softplus: beta must be nonzero and beta, threshold not NaN (beta 0, threshold 20)");
-    expect_error(tensor_hardtanh(x, 1, -1),
-                 "hardtanh: bounds [1, -1] are not an interval (need lo <= hi, no NaN)");
+    ck_assert_fails_with(tensor_softplus(x, 0, 20),
+                         "softplus: beta must be nonzero and beta, threshold not NaN (beta 0, threshold 20)");
+    ck_assert_fails_with(tensor_hardtanh(x, 1, -1),
+                         "hardtanh: bounds [1, -1] are not an interval (need lo <= hi, no NaN)");
     tensor_free(x);
 }
 END_TEST
 
 /* --------------------------------------- sample cases vs differences */
 
-/* Every op of the family, every sample case, four seeds: see tests/numeric.h. */
+/* Every op of the family, every sample case, four seeds: see tests/ops_test.h. */
 START_TEST(test_activation_vjps_match_central_differences) {
     ck_assert_int_eq(ops_activation_count, 14);
-    for (int o = 0; o < ops_activation_count; o++) {
-        const op_def *op = &ops_activation[o];
-        ck_assert_ptr_eq(op_find(op->name), op);
-        numeric_check_op(op->name, 1, 4, CHECK_ALL);
-    }
+    numeric_check_family(ops_activation, ops_activation_count, 1, 4, CHECK_ALL);
 }
 END_TEST
 

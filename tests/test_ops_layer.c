@@ -5,24 +5,7 @@
 
 #include "../autograd/internal.h"
 #include "check_main.h"
-#include "numeric.h"
-
-static tensor *leaf(dtype dt, int ndim, const int64_t *shape, const double *v) {
-    tensor *t = tensor_from_doubles(dt, ndim, shape, v);
-    tensor_set_requires_grad(t, true);
-    return t;
-}
-
-/* The op fails, and the pending message contains `part`. */
-#define ck_assert_error(expr, part)                                                    \
-    do {                                                                               \
-        tapegrad_error_clear();                                                        \
-        ck_assert_ptr_null(expr);                                                      \
-        ck_assert_ptr_nonnull(tapegrad_error());                                       \
-        ck_assert_msg(strstr(tapegrad_error(), part), "error \"%s\" lacks \"%s\"",     \
-                      tapegrad_error(), part);                                         \
-        tapegrad_error_clear();                                                        \
-    } while (0)
+#include "ops_test.h"
 
 /* ------------------------------------------------------------------ linear */
 
@@ -41,9 +24,9 @@ static const double lin_y[] = {4.6, -0.7, 3.1, -2.2}, lin_dx[] = {2.5, -1, 1, 0,
                     lin_dw[] = {2, 1.5, 1, 1.5, 4.25, 7}, lin_db[] = {0, 2.5};
 
 static void linear_case(dtype dt, int xnd, const int64_t *xshape, double tol) {
-    tensor *x = leaf(dt, xnd, xshape, lin_x);
-    tensor *w = leaf(dt, SHAPE(2, 3), lin_w);
-    tensor *b = leaf(dt, SHAPE(2), lin_b);
+    tensor *x = leaf_dt(dt, xnd, xshape, lin_x);
+    tensor *w = leaf_dt(dt, SHAPE(2, 3), lin_w);
+    tensor *b = leaf_dt(dt, SHAPE(2), lin_b);
     tensor *y = tensor_linear(x, w, b);
     ck_assert_ptr_nonnull(y);
     ck_assert_int_eq(y->ndim, xnd);
@@ -75,8 +58,8 @@ END_TEST
 
 /* Without a bias: y = x W^T, i.e. lin_y minus b per column; dx and dW unchanged. */
 START_TEST(test_linear_no_bias) {
-    tensor *x = leaf(DTYPE_F64, SHAPE(2, 3), lin_x);
-    tensor *w = leaf(DTYPE_F64, SHAPE(2, 3), lin_w);
+    tensor *x = leaf(SHAPE(2, 3), lin_x);
+    tensor *w = leaf(SHAPE(2, 3), lin_w);
     tensor *y = tensor_linear(x, w, NULL);
     ck_assert_tensor(y, ((double[]){4.5, -0.5, 3.0, -2.0}), 1e-12);
     tensor *g = tensor_from_doubles(DTYPE_F64, SHAPE(2, 2), lin_g);
@@ -93,9 +76,9 @@ END_TEST
 /* Two uses of the same x, W, b: the vjps accumulate (+=), so every gradient
  * doubles: dx = 2 lin_dx, dW = 2 lin_dw, db = 2 lin_db. */
 START_TEST(test_linear_grad_accumulates_across_uses) {
-    tensor *x = leaf(DTYPE_F64, SHAPE(2, 3), lin_x);
-    tensor *w = leaf(DTYPE_F64, SHAPE(2, 3), lin_w);
-    tensor *b = leaf(DTYPE_F64, SHAPE(2), lin_b);
+    tensor *x = leaf(SHAPE(2, 3), lin_x);
+    tensor *w = leaf(SHAPE(2, 3), lin_w);
+    tensor *b = leaf(SHAPE(2), lin_b);
     tensor *g = tensor_from_doubles(DTYPE_F64, SHAPE(2, 2), lin_g);
     tensor *y = tensor_add(tensor_linear(x, w, b), tensor_linear(x, w, b));
     ck_assert_int_eq(tensor_backward_with(y, g), 0);
@@ -114,7 +97,7 @@ END_TEST
 
 /* A single vector x [3] gives y [2] = row 0 of the 2-D case. */
 START_TEST(test_linear_vector_input) {
-    tensor *x = leaf(DTYPE_F64, SHAPE(3), lin_x);
+    tensor *x = leaf(SHAPE(3), lin_x);
     tensor *w = tensor_from_doubles(DTYPE_F64, SHAPE(2, 3), lin_w);
     tensor *b = tensor_from_doubles(DTYPE_F64, SHAPE(2), lin_b);
     tensor *g = tensor_from_doubles(DTYPE_F64, SHAPE(2), lin_g);
@@ -143,19 +126,19 @@ START_TEST(test_linear_errors) {
     tensor *bi = tensor_zeros(DTYPE_I64, SHAPE(4));
     tensor *bf = tensor_zeros(DTYPE_F32, SHAPE(4));
     tensor *s = tensor_zeros(DTYPE_F64, 0, NULL);
-    ck_assert_error(tensor_linear(x, w5, NULL),
+    ck_assert_fails(tensor_linear(x, w5, NULL),
                     "linear: x [.., IN] and w [OUT, IN] do not match: x [2,3], w [4,5]");
-    ck_assert_error(tensor_linear(x, w1, NULL), "do not match: x [2,3], w [3]");
-    ck_assert_error(tensor_linear(s, w, NULL), "do not match: x [], w [4,3]");
-    ck_assert_error(tensor_linear(x, w, b3), "linear: bias must be [OUT] = [4] for w [4,3], got [3]");
-    ck_assert_error(tensor_linear(x, w, b2d), "got [1,4]");
-    ck_assert_error(tensor_linear(xi, w, NULL), "linear: input 0 is int64");
-    ck_assert_error(tensor_linear(x, wi, NULL), "linear: input 1 is int64");
-    ck_assert_error(tensor_linear(x, w, bi), "linear: bias is int64");
-    ck_assert_error(tensor_linear(x, w, bf),
+    ck_assert_fails(tensor_linear(x, w1, NULL), "do not match: x [2,3], w [3]");
+    ck_assert_fails(tensor_linear(s, w, NULL), "do not match: x [], w [4,3]");
+    ck_assert_fails(tensor_linear(x, w, b3), "linear: bias must be [OUT] = [4] for w [4,3], got [3]");
+    ck_assert_fails(tensor_linear(x, w, b2d), "got [1,4]");
+    ck_assert_fails(tensor_linear(xi, w, NULL), "linear: input 0 is int64");
+    ck_assert_fails(tensor_linear(x, wi, NULL), "linear: input 1 is int64");
+    ck_assert_fails(tensor_linear(x, w, bi), "linear: bias is int64");
+    ck_assert_fails(tensor_linear(x, w, bf),
                     "linear: bias is float32; it must have the dtype of x (float64)");
-    ck_assert_error(tensor_linear(NULL, w, NULL), "linear: input 0 is NULL");
-    ck_assert_error(tensor_linear(x, NULL, NULL), "linear: input 1 is NULL");
+    ck_assert_fails(tensor_linear(NULL, w, NULL), "linear: input 0 is NULL");
+    ck_assert_fails(tensor_linear(x, NULL, NULL), "linear: input 1 is NULL");
     /* a NULL bias while an error is pending is a failed upstream result */
     tapegrad_error_clear();
     ck_assert_ptr_null(tensor_linear(x, w, tensor_linear(x, w5, NULL)));
@@ -177,7 +160,7 @@ END_TEST
 START_TEST(test_dropout_mask_from_generator) {
     static const double xv[] = {1.5, -2, 0.25, 3, -0.5, 1, 2, -1.25, 0.75, -3};
     static const double gv[] = {1, -1, 2, 0.5, -2, 3, 1.5, -0.5, 4, 1};
-    tensor *x = leaf(DTYPE_F64, SHAPE(2, 5), xv);
+    tensor *x = leaf(SHAPE(2, 5), xv);
     rng g, h;
     rng_seed(&g, 2024, 3);
     rng_seed(&h, 2024, 3);
@@ -227,7 +210,7 @@ END_TEST
 START_TEST(test_dropout_eval_and_p0_are_copies) {
     static const double xv[] = {1.5, -2, 0.25, 3}, gv[] = {1, -1, 2, 0.5};
     for (int mode = 0; mode < 4; mode++) {
-        tensor *x = leaf(DTYPE_F32, SHAPE(2, 2), xv);
+        tensor *x = leaf_dt(DTYPE_F32, SHAPE(2, 2), xv);
         tensor *y = mode == 0   ? tensor_dropout(x, 0.4, false, NULL)
                     : mode == 1 ? tensor_dropout(x, 0.0, true, NULL)
                     : mode == 2 ? tensor_dropout2d(tensor_reshape(x, SHAPE(1, 2, 2)), 0.4, false, NULL)
@@ -249,7 +232,7 @@ END_TEST
 START_TEST(test_dropout_p1_zeroes) {
     rng g;
     rng_seed(&g, 3, 3);
-    tensor *x = leaf(DTYPE_F64, SHAPE(4), (double[]){1, -2, 3, -4});
+    tensor *x = leaf(SHAPE(4), (double[]){1, -2, 3, -4});
     tensor *y = tensor_dropout(x, 1.0, true, &g);
     ck_assert_tensor(y, ((double[]){0, 0, 0, 0}), 0);
     ck_assert_int_eq(tensor_backward(tensor_sum_all(y)), 0);
@@ -265,7 +248,7 @@ END_TEST
 static void dropout2d_case(dtype dt, int ndim, const int64_t *shape) {
     double xv[12], gv[12];
     for (int i = 0; i < 12; i++) xv[i] = 0.5 * i - 2.25, gv[i] = 1.0 + 0.25 * i;
-    tensor *x = leaf(dt, ndim, shape, xv);
+    tensor *x = leaf_dt(dt, ndim, shape, xv);
     rng g, h;
     rng_seed(&g, 99, 2);
     rng_seed(&h, 99, 2);
@@ -301,17 +284,17 @@ START_TEST(test_dropout_errors) {
     tensor *x = tensor_zeros(DTYPE_F64, SHAPE(2, 3));
     tensor *x4 = tensor_zeros(DTYPE_F64, SHAPE(2, 3, 2, 2));
     tensor *xi = tensor_zeros(DTYPE_I64, SHAPE(2, 3));
-    ck_assert_error(tensor_dropout(x, -0.1, true, &g), "dropout: p must be in [0, 1], got -0.1");
-    ck_assert_error(tensor_dropout(x, 1.5, false, &g), "dropout: p must be in [0, 1], got 1.5");
-    ck_assert_error(tensor_dropout(x, NAN, true, &g), "dropout: p must be in [0, 1]");
-    ck_assert_error(tensor_dropout2d(x4, 2.0, true, &g), "dropout2d: p must be in [0, 1], got 2");
-    ck_assert_error(tensor_dropout(x, 0.5, true, NULL),
+    ck_assert_fails(tensor_dropout(x, -0.1, true, &g), "dropout: p must be in [0, 1], got -0.1");
+    ck_assert_fails(tensor_dropout(x, 1.5, false, &g), "dropout: p must be in [0, 1], got 1.5");
+    ck_assert_fails(tensor_dropout(x, NAN, true, &g), "dropout: p must be in [0, 1]");
+    ck_assert_fails(tensor_dropout2d(x4, 2.0, true, &g), "dropout2d: p must be in [0, 1], got 2");
+    ck_assert_fails(tensor_dropout(x, 0.5, true, NULL),
                     "dropout: training with p = 0.5 needs a generator, got NULL");
-    ck_assert_error(tensor_dropout2d(x4, 0.5, true, NULL), "dropout2d: training with p = 0.5");
-    ck_assert_error(tensor_dropout2d(x, 0.5, true, &g),
+    ck_assert_fails(tensor_dropout2d(x4, 0.5, true, NULL), "dropout2d: training with p = 0.5");
+    ck_assert_fails(tensor_dropout2d(x, 0.5, true, &g),
                     "dropout2d: x must be (B, C, H, W) or (B, C, L), got [2,3]");
-    ck_assert_error(tensor_dropout(xi, 0.5, true, &g), "dropout: input 0 is int64");
-    ck_assert_error(tensor_dropout2d(NULL, 0.5, true, &g), "dropout2d: input 0 is NULL");
+    ck_assert_fails(tensor_dropout(xi, 0.5, true, &g), "dropout: input 0 is int64");
+    ck_assert_fails(tensor_dropout2d(NULL, 0.5, true, &g), "dropout2d: input 0 is NULL");
     tensor_free(x);
     tensor_free(x4);
     tensor_free(xi);
@@ -331,7 +314,7 @@ END_TEST
  * upstream G = [[[1, 2], [3, 4]], [[5, 6], [7, 8]]]; row 2 is used twice:
  *   dW[0] = [3, 4], dW[1] = [7, 8], dW[2] = [1 + 5, 2 + 6] = [6, 8] */
 START_TEST(test_embedding_forward_and_grad_duplicates) {
-    tensor *w = leaf(DTYPE_F64, SHAPE(3, 2), (double[]){1, 2, 3, 4, 5, 6});
+    tensor *w = leaf(SHAPE(3, 2), (double[]){1, 2, 3, 4, 5, 6});
     tensor *idx = tensor_from_data(DTYPE_I64, SHAPE(2, 2), (int64_t[]){2, 0, 2, 1});
     tensor *y = tensor_embedding(idx, w);
     ck_assert_ptr_nonnull(y);
@@ -351,7 +334,7 @@ END_TEST
 
 /* A scalar index selects one row: y [D]. */
 START_TEST(test_embedding_scalar_index_f32) {
-    tensor *w = leaf(DTYPE_F32, SHAPE(2, 3), (double[]){1, 2, 3, 4, 5, 6});
+    tensor *w = leaf_dt(DTYPE_F32, SHAPE(2, 3), (double[]){1, 2, 3, 4, 5, 6});
     tensor *idx = tensor_from_data(DTYPE_I64, 0, NULL, (int64_t[]){1});
     tensor *y = tensor_embedding(idx, w);
     ck_assert_int_eq(y->ndim, 1);
@@ -373,16 +356,16 @@ START_TEST(test_embedding_errors) {
     tensor *fidx = tensor_zeros(DTYPE_F64, SHAPE(2));
     tensor *ok = tensor_from_data(DTYPE_I64, SHAPE(2), (int64_t[]){0, 2});
     tensor *deep = tensor_zeros(DTYPE_I64, SHAPE(1, 1, 1, 1, 1, 1, 1, 1));
-    ck_assert_error(tensor_embedding(big, w),
+    ck_assert_fails(tensor_embedding(big, w),
                     "embedding: index 3 (at position 1) is out of range for N = 3 rows");
-    ck_assert_error(tensor_embedding(neg, w), "embedding: index -1 (at position 0) is out of range");
-    ck_assert_error(tensor_embedding(fidx, w), "embedding: index must be int64, got float64");
-    ck_assert_error(tensor_embedding(ok, wi), "embedding: input 1 is int64");
-    ck_assert_error(tensor_embedding(ok, w1),
+    ck_assert_fails(tensor_embedding(neg, w), "embedding: index -1 (at position 0) is out of range");
+    ck_assert_fails(tensor_embedding(fidx, w), "embedding: index must be int64, got float64");
+    ck_assert_fails(tensor_embedding(ok, wi), "embedding: input 1 is int64");
+    ck_assert_fails(tensor_embedding(ok, w1),
                     "embedding: weight must be [N, D] and index at most 7-D: index [2], weight [6]");
-    ck_assert_error(tensor_embedding(deep, w), "index [1,1,1,1,1,1,1,1], weight [3,2]");
-    ck_assert_error(tensor_embedding(NULL, w), "embedding: input 0 is NULL");
-    ck_assert_error(tensor_embedding(ok, NULL), "embedding: input 1 is NULL");
+    ck_assert_fails(tensor_embedding(deep, w), "index [1,1,1,1,1,1,1,1], weight [3,2]");
+    ck_assert_fails(tensor_embedding(NULL, w), "embedding: input 0 is NULL");
+    ck_assert_fails(tensor_embedding(ok, NULL), "embedding: input 1 is NULL");
     tensor *all[] = {w, w1, wi, big, neg, fidx, ok, deep};
     for (int i = 0; i < 8; i++) tensor_free(all[i]);
 }

@@ -4,36 +4,10 @@
 #include <string.h>
 
 #include "check_main.h"
-#include "numeric.h"
+#include "ops_test.h"
 #include "../autograd/internal.h" /* op_def and op_sample, for the sample-case check */
 
 OP_FAMILY(math)
-
-static tensor *leaf(int ndim, const int64_t *shape, const double *v) {
-    tensor *t = tensor_from_doubles(DTYPE_F64, ndim, shape, v);
-    tensor_set_requires_grad(t, true);
-    return t;
-}
-
-/* Backward from y with the upstream gradient g (y's shape). */
-static void backward_g(tensor *y, const double *g) {
-    ck_assert_ptr_nonnull(y);
-    tensor *gt = tensor_from_doubles(DTYPE_F64, y->ndim, y->shape, g);
-    ck_assert_int_eq(tensor_backward_with(y, gt), 0);
-    tensor_free(gt);
-}
-
-/* Applies f to x (a [n] leaf), backward with g; checks y and dx. */
-static void check_unary(tensor *(*f)(tensor *), int n, const double *x, const double *g,
-                        const double *y_expected, const double *dx_expected) {
-    tensor *a = leaf(1, (int64_t[]){n}, x);
-    tensor *y = f(a);
-    ck_assert_tensor(y, y_expected, 1e-12);
-    backward_g(y, g);
-    ck_assert_tensor(a->grad, dx_expected, 1e-12);
-    tape_reset();
-    tensor_free(a);
-}
 
 /* ------------------------------------------------------------ unary */
 
@@ -403,32 +377,25 @@ END_TEST
 
 /* ------------------------------------------------------- error paths */
 
-static void expect_error(tensor *result, const char *message) {
-    ck_assert_ptr_null(result);
-    ck_assert_ptr_nonnull(tapegrad_error());
-    ck_assert_str_eq(tapegrad_error(), message);
-    tapegrad_error_clear();
-}
-
 START_TEST(test_math_errors_dtype_int64_broadcast_null) {
     tapegrad_error_clear();
     tensor *f32 = tensor_ones(DTYPE_F32, SHAPE(3));
     tensor *f64 = tensor_ones(DTYPE_F64, SHAPE(3));
     tensor *f64b = tensor_ones(DTYPE_F64, SHAPE(4));
     tensor *i64 = tensor_zeros(DTYPE_I64, SHAPE(3));
-    expect_error(tensor_pow(f32, f64), "pow: dtype mismatch: float32 vs float64");
-    expect_error(tensor_remainder(f64, f32), "remainder: dtype mismatch: float64 vs float32");
-    expect_error(tensor_exp(i64), "exp: input 0 is int64; this op needs float32 or float64");
-    expect_error(tensor_floor_divide(f64, i64),
-                 "floor_divide: input 1 is int64; this op needs float32 or float64");
-    expect_error(tensor_maximum(f64, f64b),
-                 "maximum: shapes [3] and [4] do not broadcast (dimension 0: 3 vs 4)");
-    expect_error(tensor_minimum(f64b, f64),
-                 "minimum: shapes [4] and [3] do not broadcast (dimension 0: 4 vs 3)");
-    expect_error(tensor_log(NULL), "log: input 0 is NULL");
-    expect_error(tensor_pow(f64, NULL), "pow: input 1 is NULL");
+    ck_assert_fails_with(tensor_pow(f32, f64), "pow: dtype mismatch: float32 vs float64");
+    ck_assert_fails_with(tensor_remainder(f64, f32), "remainder: dtype mismatch: float64 vs float32");
+    ck_assert_fails_with(tensor_exp(i64), "exp: input 0 is int64; this op needs float32 or float64");
+    ck_assert_fails_with(tensor_floor_divide(f64, i64),
+                         "floor_divide: input 1 is int64; this op needs float32 or float64");
+    ck_assert_fails_with(tensor_maximum(f64, f64b),
+                         "maximum: shapes [3] and [4] do not broadcast (dimension 0: 3 vs 4)");
+    ck_assert_fails_with(tensor_minimum(f64b, f64),
+                         "minimum: shapes [4] and [3] do not broadcast (dimension 0: 4 vs 3)");
+    ck_assert_fails_with(tensor_log(NULL), "log: input 0 is NULL");
+    ck_assert_fails_with(tensor_pow(f64, NULL), "pow: input 1 is NULL");
     /* NULL propagates without a new message: the first cause is kept */
-    expect_error(tensor_sqrt(tensor_abs(tensor_log(NULL))), "log: input 0 is NULL");
+    ck_assert_fails_with(tensor_sqrt(tensor_abs(tensor_log(NULL))), "log: input 0 is NULL");
     tensor_free(f32);
     tensor_free(f64);
     tensor_free(f64b);
@@ -439,10 +406,10 @@ END_TEST
 START_TEST(test_clamp_errors_bad_bounds) {
     tapegrad_error_clear();
     tensor *a = tensor_ones(DTYPE_F64, SHAPE(2));
-    expect_error(tensor_clamp(a, 2, 1),
-                 "clamp: bounds [2, 1] are not an interval (need lo <= hi, no NaN)");
-    expect_error(tensor_clamp(a, NAN, 1),
-                 "clamp: bounds [nan, 1] are not an interval (need lo <= hi, no NaN)");
+    ck_assert_fails_with(tensor_clamp(a, 2, 1),
+                         "clamp: bounds [2, 1] are not an interval (need lo <= hi, no NaN)");
+    ck_assert_fails_with(tensor_clamp(a, NAN, 1),
+                         "clamp: bounds [nan, 1] are not an interval (need lo <= hi, no NaN)");
     tensor_free(a);
 }
 END_TEST
@@ -455,15 +422,15 @@ START_TEST(test_where_errors) {
     tensor *b32 = tensor_ones(DTYPE_F32, SHAPE(4));
     tensor *i64 = tensor_zeros(DTYPE_I64, SHAPE(4));
     tensor *b3 = tensor_ones(DTYPE_F64, SHAPE(3));
-    expect_error(tensor_where(c, a, b),
-                 "where: shapes [5] and [3,4] do not broadcast (dimension 1: 5 vs 4)");
-    expect_error(tensor_where(b, a, b3),
-                 "where: shapes [3,4] and [3] do not broadcast (dimension 1: 4 vs 3)");
-    expect_error(tensor_where(b, a, b32), "where: dtype mismatch: float64 vs float32");
-    expect_error(tensor_where(b, i64, a),
-                 "where: input 1 is int64; this op needs float32 or float64");
-    expect_error(tensor_where(NULL, a, b), "where: input 0 is NULL");
-    expect_error(tensor_where(b, a, NULL), "where: input 2 is NULL");
+    ck_assert_fails_with(tensor_where(c, a, b),
+                         "where: shapes [5] and [3,4] do not broadcast (dimension 1: 5 vs 4)");
+    ck_assert_fails_with(tensor_where(b, a, b3),
+                         "where: shapes [3,4] and [3] do not broadcast (dimension 1: 4 vs 3)");
+    ck_assert_fails_with(tensor_where(b, a, b32), "where: dtype mismatch: float64 vs float32");
+    ck_assert_fails_with(tensor_where(b, i64, a),
+                         "where: input 1 is int64; this op needs float32 or float64");
+    ck_assert_fails_with(tensor_where(NULL, a, b), "where: input 0 is NULL");
+    ck_assert_fails_with(tensor_where(b, a, NULL), "where: input 2 is NULL");
     tensor_free(c);
     tensor_free(a);
     tensor_free(b);
@@ -478,11 +445,11 @@ START_TEST(test_masked_select_errors) {
     tensor *a = tensor_ones(DTYPE_F64, SHAPE(2, 3));
     tensor *m = tensor_ones(DTYPE_I64, SHAPE(3, 2));
     tensor *i64 = tensor_ones(DTYPE_I64, SHAPE(2, 3));
-    expect_error(tensor_masked_select(a, m),
-                 "masked_select: mask shape [3,2] differs from input shape [2,3]");
-    expect_error(tensor_masked_select(i64, i64),
-                 "masked_select: input 0 is int64; this op needs float32 or float64");
-    expect_error(tensor_masked_select(a, NULL), "masked_select: input 1 is NULL");
+    ck_assert_fails_with(tensor_masked_select(a, m),
+                         "masked_select: mask shape [3,2] differs from input shape [2,3]");
+    ck_assert_fails_with(tensor_masked_select(i64, i64),
+                         "masked_select: input 0 is int64; this op needs float32 or float64");
+    ck_assert_fails_with(tensor_masked_select(a, NULL), "masked_select: input 1 is NULL");
     tensor_free(a);
     tensor_free(m);
     tensor_free(i64);
@@ -491,14 +458,10 @@ END_TEST
 
 /* --------------------------------------- sample cases vs differences */
 
-/* Every op of the family, every sample case, four seeds: see tests/numeric.h. */
+/* Every op of the family, every sample case, four seeds: see tests/ops_test.h. */
 START_TEST(test_math_vjps_match_central_differences) {
     ck_assert_int_eq(ops_math_count, 18);
-    for (int o = 0; o < ops_math_count; o++) {
-        const op_def *op = &ops_math[o];
-        ck_assert_ptr_eq(op_find(op->name), op);
-        numeric_check_op(op->name, 1, 4, CHECK_ALL);
-    }
+    numeric_check_family(ops_math, ops_math_count, 1, 4, CHECK_ALL);
 }
 END_TEST
 

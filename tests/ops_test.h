@@ -1,7 +1,8 @@
-/* numeric.h - the op tests' own central-difference check of the registry's
- * sample cases, shared by tests/test_ops_*.c. It does not call gradcheck():
- * the op tests are the reference the library's checker is judged against, so
- * they must not rest on it.
+/* ops_test.h - what the op tests (tests/test_ops_*.c) share: leaves and a
+ * hand-computed unary check, and their own central-difference check of the
+ * registry's sample cases. That check does not call gradcheck(): the op tests
+ * are the reference the library's checker is judged against, so they must not
+ * rest on it.
  *
  * numeric_check_op(name, seed, rounds, what) runs every sample case of the op,
  * drawn from `rounds` seeds, and asserts (Check) for each case:
@@ -22,13 +23,48 @@
  * not. A case whose output the tape does not record (sign, floor_divide: a
  * constant for autograd) is allowed only when the op declares every such
  * input gradient-free (no_grad_inputs); its values are still checked. */
-#ifndef TAPEGRAD_TESTS_NUMERIC_H
-#define TAPEGRAD_TESTS_NUMERIC_H
+#ifndef TAPEGRAD_TESTS_OPS_TEST_H
+#define TAPEGRAD_TESTS_OPS_TEST_H
 
 #include <string.h>
 
 #include "../autograd/internal.h"
 #include "check_main.h"
+
+/* A user-owned leaf that requires grad (float64, or dtype dt), and a constant. */
+static inline tensor *leaf_dt(dtype dt, int ndim, const int64_t *shape, const double *v) {
+    tensor *t = tensor_from_doubles(dt, ndim, shape, v);
+    tensor_set_requires_grad(t, true);
+    return t;
+}
+static inline tensor *leaf(int ndim, const int64_t *shape, const double *v) {
+    return leaf_dt(DTYPE_F64, ndim, shape, v);
+}
+static inline tensor *constant(int ndim, const int64_t *shape, const double *v) {
+    return tensor_from_doubles(DTYPE_F64, ndim, shape, v);
+}
+
+/* Backward from y with the upstream gradient g (y's shape). */
+static inline void backward_g(tensor *y, const double *g) {
+    ck_assert_ptr_nonnull(y);
+    tensor *gt = tensor_from_doubles(DTYPE_F64, y->ndim, y->shape, g);
+    ck_assert_int_eq(tensor_backward_with(y, gt), 0);
+    tensor_free(gt);
+}
+
+/* Applies f to x (a [n] leaf), backward with g; checks y and dx. */
+static inline void check_unary(tensor *(*f)(tensor *), int n, const double *x, const double *g,
+                               const double *y_expected, const double *dx_expected) {
+    tensor *a = leaf(1, (int64_t[]){n}, x);
+    tensor *y = f(a);
+    ck_assert_tensor(y, y_expected, 1e-12);
+    backward_g(y, g);
+    ck_assert_tensor(a->grad, dx_expected, 1e-12);
+    tape_reset();
+    tensor_free(a);
+}
+
+/* ------------------------------------------------ sample-case differences */
 
 #define NUMERIC_EPS 1e-6
 #define NUMERIC_ATOL 1e-5
@@ -38,18 +74,18 @@
 
 enum { CHECK_PURE = 1, CHECK_VJP = 2, CHECK_FLOAT32 = 4, CHECK_ALL = 7 };
 
-static bool numeric_differentiated(const op_sample *s, int i) {
+static inline bool numeric_differentiated(const op_sample *s, int i) {
     return !mask_bit(s->no_grad_mask, i) && s->inputs[i]->dtype != DTYPE_I64;
 }
 
-static double numeric_weighted_sum(const tensor *y, const tensor *w) {
+static inline double numeric_weighted_sum(const tensor *y, const tensor *w) {
     double acc = 0;
     for (int64_t i = 0; i < y->size; i++) acc += tensor_get(y, i) * tensor_get(w, i);
     return acc;
 }
 
 /* L at the inputs as they are now, recording nothing. */
-static double numeric_loss(const op_def *op, const op_sample *s, const tensor *w) {
+static inline double numeric_loss(const op_def *op, const op_sample *s, const tensor *w) {
     tape_no_grad_begin();
     tensor *y = op->build((tensor *const *)s->inputs, s);
     tape_no_grad_end();
@@ -60,14 +96,14 @@ static double numeric_loss(const op_def *op, const op_sample *s, const tensor *w
 
 /* Upstream gradient with random signs and magnitudes in [0.5, 1.5]: never
  * near zero, so a scalar output cannot make every gradient vanish. */
-static tensor *numeric_upstream(rng *g, const tensor *y) {
+static inline tensor *numeric_upstream(rng *g, const tensor *y) {
     tensor *w = tensor_rand(g, DTYPE_F64, y->ndim, y->shape, -1.0, 1.0);
     double *p = w->data;
     for (int64_t i = 0; i < w->size; i++) p[i] += p[i] < 0 ? -0.5 : 0.5;
     return w;
 }
 
-static void numeric_check_pure(const op_def *op, const op_sample *s) {
+static inline void numeric_check_pure(const op_def *op, const op_sample *s) {
     for (int64_t k = 0; k < tape_size(); k++) {
         tape_node *nd = tape_node_at(k);
         if (nd->out->size == 0) continue;
@@ -81,7 +117,8 @@ static void numeric_check_pure(const op_def *op, const op_sample *s) {
     }
 }
 
-static void numeric_check_input(const op_def *op, const op_sample *s, int i, const tensor *w) {
+static inline void numeric_check_input(const op_def *op, const op_sample *s, int i,
+                                       const tensor *w) {
     tensor *x = s->inputs[i];
     double biggest = 0;
     for (int64_t j = 0; j < x->size; j++) {
@@ -101,8 +138,9 @@ static void numeric_check_input(const op_def *op, const op_sample *s, int i, con
                   "%s [%s]: input %d: every gradient is zero (vacuous case)", op->name, s->name, i);
 }
 
-static void numeric_assert_f32_close(const op_def *op, const op_sample *s, const char *what, int i,
-                                     int64_t j, double f32, double f64) {
+static inline void numeric_assert_f32_close(const op_def *op, const op_sample *s,
+                                            const char *what, int i, int64_t j, double f32,
+                                            double f64) {
     ck_assert_msg(fabs(f32 - f64) <= NUMERIC_F32_RTOL * (1 + fabs(f64)),
                   "%s [%s]: float32 %s %d [%lld] = %.8g, float64 %.8g", op->name, s->name, what, i,
                   (long long)j, f32, f64);
@@ -110,8 +148,8 @@ static void numeric_assert_f32_close(const op_def *op, const op_sample *s, const
 
 /* The case again with its float64 inputs as float32 (int64 ones as they are);
  * y64 and the inputs' gradients are the float64 results for upstream w. */
-static void numeric_check_float32(const op_def *op, const op_sample *s, const tensor *y64,
-                                  bool recorded, const tensor *w) {
+static inline void numeric_check_float32(const op_def *op, const op_sample *s, const tensor *y64,
+                                         bool recorded, const tensor *w) {
     op_sample s32 = *s;
     for (int i = 0; i < s->n_inputs; i++) {
         const tensor *x = s->inputs[i];
@@ -143,7 +181,7 @@ static void numeric_check_float32(const op_def *op, const op_sample *s, const te
     for (int i = 0; i < s->n_inputs; i++) tensor_free(s32.inputs[i]);
 }
 
-static void numeric_check_case(const op_def *op, op_sample *s, rng *g, unsigned what) {
+static inline void numeric_check_case(const op_def *op, op_sample *s, rng *g, unsigned what) {
     for (int i = 0; i < s->n_inputs; i++)
         if (numeric_differentiated(s, i)) tensor_set_requires_grad(s->inputs[i], true);
     tensor *y = op->build(s->inputs, s);
@@ -180,7 +218,7 @@ static void numeric_check_case(const op_def *op, op_sample *s, rng *g, unsigned 
  * rounds - 1 (case k of seed r draws from rng_seed(r, k)); the op must have
  * at least 3 cases and a documented registry entry. Returns the number of
  * cases checked. */
-static int numeric_check_op(const char *name, uint64_t seed, int rounds, unsigned what) {
+static inline int numeric_check_op(const char *name, uint64_t seed, int rounds, unsigned what) {
     const op_def *op = op_find(name);
     ck_assert_msg(op != NULL, "%s is not in the registry", name);
     ck_assert_msg(op->signature && op->formula_forward && op->formula_gradient && op->notes,
@@ -206,6 +244,18 @@ static int numeric_check_op(const char *name, uint64_t seed, int rounds, unsigne
         }
     }
     ck_assert_msg(tapegrad_error() == NULL, "%s: error left pending: %s", name, tapegrad_error());
+    return cases;
+}
+
+/* numeric_check_op for every op of a family table (each found in the
+ * registry); returns the number of cases checked. */
+static inline int numeric_check_family(const op_def *ops, int count, uint64_t seed, int rounds,
+                                       unsigned what) {
+    int cases = 0;
+    for (int o = 0; o < count; o++) {
+        ck_assert_ptr_eq(op_find(ops[o].name), &ops[o]);
+        cases += numeric_check_op(ops[o].name, seed, rounds, what);
+    }
     return cases;
 }
 
