@@ -772,28 +772,27 @@ static int l1_sample(int k, rng *g, op_sample *s) {
     pw_case_name(s, &pw_cases[k], "");
     return 0;
 }
-/* huber's delta / smooth_l1's beta vary by case: 1, 0.5, 1.5 (beta 0 = l1 last). */
-static int huber_sample(int k, rng *g, op_sample *s) {
-    static const double deltas[] = {1.0, 0.5, 1.5};
+/* huber's delta / smooth_l1's beta vary by case as param[k] = 1, 0.5, 1.5
+ * (smooth_l1: 0, which is l1, last); kinks at +-param[k], and at 0 with
+ * nkinks 3 (smooth_l1 with beta 0). */
+static int pw_param_sample(int k, rng *g, op_sample *s, const double *param, int nkinks,
+                           const char *pname) {
     if (k >= pw_case_count(false)) return 1;
-    double kinks[2] = {-deltas[k], deltas[k]};
-    if (pw_sample_diff(&pw_cases[k], g, s, -2, 2, 2.5, kinks, 2)) return -1;
-    s->fp[0] = deltas[k];
+    double kinks[3] = {-param[k], param[k], 0.0};
+    if (pw_sample_diff(&pw_cases[k], g, s, -2, 2, 2.5, kinks, nkinks)) return -1;
+    s->fp[0] = param[k];
     char extra[32];
-    snprintf(extra, sizeof extra, " delta %g", deltas[k]);
+    snprintf(extra, sizeof extra, " %s %g", pname, param[k]);
     pw_case_name(s, &pw_cases[k], extra);
     return 0;
 }
+static int huber_sample(int k, rng *g, op_sample *s) {
+    static const double deltas[] = {1.0, 0.5, 1.5};
+    return pw_param_sample(k, g, s, deltas, 2, "delta");
+}
 static int smooth_l1_sample(int k, rng *g, op_sample *s) {
     static const double betas[] = {1.0, 0.5, 0.0};
-    if (k >= pw_case_count(false)) return 1;
-    double kinks[3] = {-betas[k], betas[k], 0.0};
-    if (pw_sample_diff(&pw_cases[k], g, s, -2, 2, 2.5, kinks, 3)) return -1;
-    s->fp[0] = betas[k];
-    char extra[32];
-    snprintf(extra, sizeof extra, " beta %g", betas[k]);
-    pw_case_name(s, &pw_cases[k], extra);
-    return 0;
+    return pw_param_sample(k, g, s, betas, 3, "beta");
 }
 static int bce_sample(int k, rng *g, op_sample *s) {
     if (k >= pw_case_count(true)) return 1;
