@@ -12,4 +12,17 @@
 void blas_gemm(dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void *A,
                int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc);
 
+/* Typed forms, for kernels written once as a macro over the element type T
+ * (blas_gemm_##T). */
+static inline void blas_gemm_float(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                                   const float *A, int64_t lda, const float *B, int64_t ldb,
+                                   float beta, float *C, int64_t ldc) {
+    blas_gemm(DTYPE_F32, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+}
+static inline void blas_gemm_double(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                                    const double *A, int64_t lda, const double *B, int64_t ldb,
+                                    double beta, double *C, int64_t ldc) {
+    blas_gemm(DTYPE_F64, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+}
+
 #endif
