@@ -90,6 +90,7 @@ check: deps
 	@$(MAKE) --no-print-directory all $(TESTS)
 	@sh scripts/test_install.sh
 	@sh scripts/errors_doc.sh --check
+	@$(BUILD)/tools/opsdoc | cmp -s - docs/ops.md || { echo "docs/ops.md is stale: run make docs"; exit 1; }
 	@sh scripts/run_tests.sh $(TESTS)
 
 check-asan: deps

@@ -25,9 +25,10 @@
  *   - VACUOUS: an input whose analytic and numeric gradients are both within
  *     atol/2 of zero everywhere could not have failed any comparison; it proves
  *     nothing and counts as a failure.
- *   - kink: when an element fails, its one-sided differences are compared; if
- *     they disagree by more than the error, the sample sits on a
- *     non-differentiable point (still a failure: fix the sample).
+ *   - kink: the one-sided differences of every element come free with its
+ *     central difference; when a failing element's left and right slopes
+ *     disagree by more than the error, the sample sits on a non-differentiable
+ *     point (still a failure: fix the sample; no vjp is blamed for it).
  *   - determinism: backward runs twice; the two gradients must agree bit for bit.
  *   - localisation: on failure every tape node's vjp is checked at its own
  *     recorded inputs, and the first disagreeing node is named.
@@ -54,6 +55,15 @@ gradcheck_options gradcheck_defaults(void) {
 }
 
 /* ------------------------------------------------------------ checker state */
+/* Comparison statistics of one input (elements, or probes in fast mode). */
+typedef struct {
+    bool failed;
+    double max_abs, max_rel, worst_ratio, mag_a, mag_n;
+    int64_t worst, n_fail, n_kink; /* failing elements, and those on a kink */
+    double worst_a, worst_n, worst_left, worst_right;
+    bool worst_kink;
+} err_stats;
+
 typedef struct {
     const gradcheck_options *opt;
     gradcheck_fn fn;
@@ -66,19 +76,25 @@ typedef struct {
     int64_t plan_len[GRADCHECK_MAX_INPUTS];
     tensor *out;                            /* the recorded output */
     tensor *u;                              /* upstream gradient, out's shape */
+    tensor *recorded;                       /* out's values as recorded (replay check) */
     double L0;                              /* <u, out> at the unperturbed inputs */
     bool rerun;                             /* output not on the tape: call fn each time */
     int64_t evals;
+    err_stats st[GRADCHECK_MAX_INPUTS];     /* per input, of the last full check */
+    char loc[512];                          /* localisation's sentence */
+    int64_t kinks_excused;                  /* localisation: node elements on a kink */
     gradcheck_report *rep;
 } checker;
 
+static void buf_add(char *buf, size_t cap, const char *fmt, va_list ap) {
+    size_t o = strlen(buf);
+    if (o + 1 < cap) vsnprintf(buf + o, cap - o, fmt, ap);
+}
 static void msg_add(gradcheck_report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void msg_add(gradcheck_report *r, const char *fmt, ...) {
-    size_t o = strlen(r->message);
-    if (o + 1 >= sizeof r->message) return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(r->message + o, sizeof r->message - o, fmt, ap);
+    buf_add(r->message, sizeof r->message, fmt, ap);
     va_end(ap);
 }
 
@@ -176,12 +192,6 @@ static int build_plans(checker *c) {
 }
 
 /* ---------------------------------------------------------- comparison */
-typedef struct {
-    bool failed;
-    double max_abs, max_rel, worst_ratio, mag_a, mag_n;
-    int64_t worst;
-    double worst_a, worst_n;
-} err_stats;
 
 static void stats_init(err_stats *s) {
     memset(s, 0, sizeof *s);
@@ -191,12 +201,28 @@ static void stats_init(err_stats *s) {
 
 static double nan_to_inf(double x) { return isnan(x) ? INFINITY : x; }
 
+/* One-sided slopes (left, right) that disagree by at least the error being
+ * explained mean a kink between x - eps and x + eps: at a kink with slopes s1,
+ * s2 the central difference is their mean while the vjp returns one of them.
+ * NaN slopes (unknown) are never a kink. */
+static bool is_kink(double left, double right, double a, double n, const gradcheck_options *o) {
+    const double gap = fabs(right - left);
+    return gap >= fabs(a - n) && gap > o->atol + o->rtol * fmax(fabs(left), fabs(right));
+}
+
 /* The rule |a - n| <= atol + rtol |n|, written so that NaN fails. The worst
- * element is the one that violates it most (largest error / tolerance). */
-static void stats_add(err_stats *s, int64_t k, double a, double n, double atol, double rtol) {
-    double d = fabs(a - n), tol = atol + rtol * fabs(n);
-    if (!(d <= tol)) s->failed = true;
-    double rel = nan_to_inf(d / fmax(fabs(n), atol)), ratio = nan_to_inf(d / tol);
+ * element is the one that violates it most (largest error / tolerance). A
+ * failing element on a kink still fails, unless excuse_kinks (localisation,
+ * where a node's own sample may hold ties the whole graph never crosses). */
+static void stats_add(err_stats *s, int64_t k, double a, double n, double left, double right,
+                      const gradcheck_options *o, bool excuse_kinks) {
+    double d = fabs(a - n), tol = o->atol + o->rtol * fabs(n);
+    bool fail = !(d <= tol), kink = fail && is_kink(left, right, a, n, o);
+    s->n_fail += fail;
+    s->n_kink += kink;
+    if (kink && excuse_kinks) return;
+    s->failed |= fail;
+    double rel = nan_to_inf(d / fmax(fabs(n), o->atol)), ratio = nan_to_inf(d / tol);
     s->max_abs = fmax(s->max_abs, nan_to_inf(d));
     s->max_rel = fmax(s->max_rel, rel);
     s->mag_a = fmax(s->mag_a, nan_to_inf(fabs(a)));
@@ -206,6 +232,9 @@ static void stats_add(err_stats *s, int64_t k, double a, double n, double atol, 
         s->worst = k;
         s->worst_a = a;
         s->worst_n = n;
+        s->worst_left = left;
+        s->worst_right = right;
+        s->worst_kink = kink;
     }
 }
 
@@ -223,49 +252,41 @@ static void stats_to_report(const err_stats *s, double atol, gradcheck_input_rep
 /* One central difference per element of leaf i; the perturbation actually
  * applied ((x+eps) - (x-eps) in floating point) is the denominator. */
 static void check_full(checker *c, int i, gradcheck_input_report *ir) {
-    const double eps = c->opt->eps;
+    const double eps = c->opt->eps, l0 = c->L0;
     double *x = c->leaf[i]->data;
     const double *a = c->analytic[i]->data;
-    err_stats s;
-    stats_init(&s);
+    err_stats *s = &c->st[i];
+    stats_init(s);
     for (int64_t k = 0; k < c->leaf[i]->size; k++) {
         const double x0 = x[k];
         x[k] = x0 + eps;
-        const double hp = x[k], lp = eval_loss(c, i);
+        const double hp = x[k] - x0, lp = eval_loss(c, i);
         x[k] = x0 - eps;
-        const double hm = x[k], lm = eval_loss(c, i);
+        const double hm = x0 - x[k], lm = eval_loss(c, i);
         x[k] = x0;
-        stats_add(&s, k, a[k], (lp - lm) / (hp - hm), c->opt->atol, c->opt->rtol);
+        stats_add(s, k, a[k], (lp - lm) / (hp + hm), (l0 - lm) / hm, (lp - l0) / hp, c->opt, false);
     }
     eval_loss(c, i); /* leaves the tape as recorded */
-    stats_to_report(&s, c->opt->atol, ir);
+    stats_to_report(s, c->opt->atol, ir);
 }
 
-/* A failing element: one-sided slopes that disagree by more than the error
- * being explained mean a kink between x - eps and x + eps (at a kink with
- * slopes s1, s2 the central difference is their mean, the vjp one of them). */
-static void explain_element(checker *c, int i, const gradcheck_input_report *ir) {
-    const double eps = c->opt->eps;
-    double *x = c->leaf[i]->data;
-    const int64_t k = ir->worst_index;
-    if (k < 0) return;
-    const double x0 = x[k];
-    x[k] = x0 + eps;
-    const double hp = x[k] - x0, lp = eval_loss(c, i);
-    x[k] = x0 - eps;
-    const double hm = x0 - x[k], lm = eval_loss(c, i);
-    x[k] = x0;
-    eval_loss(c, i);
-    const double right = (lp - c->L0) / hp, left = (c->L0 - lm) / hm;
-    const double gap = fabs(right - left), err = fabs(ir->worst_analytic - ir->worst_numeric);
-    msg_add(c->rep, " input %d element %lld: analytic %.9g vs numeric %.9g", i, (long long)k,
-            ir->worst_analytic, ir->worst_numeric);
-    if (gap >= err && gap > c->opt->atol + c->opt->rtol * fmax(fabs(left), fabs(right)))
-        msg_add(c->rep, " (one-sided slopes %.6g left, %.6g right: the sample sits on a kink,"
-                        " not necessarily a wrong vjp);",
-                left, right);
-    else
+/* The failing input's worst element, and whether it sits on a kink. */
+static void explain_input(checker *c, int i) {
+    const err_stats *s = &c->st[i];
+    msg_add(c->rep, " input %d: %lld element%s failing", i, (long long)s->n_fail,
+            s->n_fail == 1 ? "" : "s");
+    if (s->n_kink) msg_add(c->rep, " (%lld on a kink)", (long long)s->n_kink);
+    if (s->worst < 0) {
         msg_add(c->rep, ";");
+        return;
+    }
+    msg_add(c->rep, ", worst element %lld: analytic %.9g vs numeric %.9g", (long long)s->worst,
+            s->worst_a, s->worst_n);
+    if (s->worst_kink)
+        msg_add(c->rep, " (one-sided slopes %.6g left, %.6g right: the sample sits on a kink,"
+                        " not necessarily a wrong vjp)",
+                s->worst_left, s->worst_right);
+    msg_add(c->rep, ";");
 }
 
 /* ------------------------------------------------------------ fast mode */
@@ -293,13 +314,15 @@ static int check_fast(checker *c, bool *fallback) {
         if (c->checked[i] && c->leaf[i]->size > maxn) maxn = c->leaf[i]->size;
     double *v = mem_alloc((size_t)maxn * sizeof *v), *x0 = mem_alloc((size_t)maxn * sizeof *x0);
     tensor *u_main = c->u, *u_p = tensor_clone(c->u);
-    err_stats s[GRADCHECK_MAX_INPUTS];
+    err_stats *s = c->st;
     int rc = (!v || !x0 || !u_p) ? -1 : 0;
     for (int i = 0; i < c->n; i++) stats_init(&s[i]);
     for (int p = 0; p < c->opt->probes && rc == 0; p++) {
-        if (p > 0 && u_p->size > 1) fill_upstream(u_p->data, u_p->size, &g);
-        c->u = p > 0 ? u_p : u_main;
-        if (backward_into_leaves(c, c->u)) {
+        /* a scalar output has u = 1 only: every probe reuses the analytic gradient */
+        const bool new_u = p > 0 && u_p->size > 1;
+        if (new_u) fill_upstream(u_p->data, u_p->size, &g);
+        c->u = new_u ? u_p : u_main;
+        if (new_u && backward_into_leaves(c, c->u)) {
             rc = -1;
             break;
         }
@@ -307,18 +330,24 @@ static int check_fast(checker *c, bool *fallback) {
             if (!c->checked[i]) continue;
             double *x = c->leaf[i]->data;
             int64_t m = c->leaf[i]->size;
-            for (int64_t k = 0; k < m; k++) v[k] = rng_normal(&g);
+            /* v is a unit vector: the step along it is eps, as in the full
+             * check, so a probe moves the graph no further than one element's
+             * perturbation does and crosses no more kinks */
+            double norm = 0;
+            for (int64_t k = 0; k < m; k++) v[k] = rng_normal(&g), norm += v[k] * v[k];
+            norm = sqrt(norm);
+            for (int64_t k = 0; k < m; k++) v[k] /= norm;
             memcpy(x0, x, (size_t)m * sizeof *x);
-            double a = p > 0 ? grad_dot(c->leaf[i], v) : dot(c->analytic[i]->data, v, m);
+            double a = new_u ? grad_dot(c->leaf[i], v) : dot(c->analytic[i]->data, v, m);
             for (int64_t k = 0; k < m; k++) x[k] = x0[k] + eps * v[k];
             double lp = eval_loss(c, i);
             for (int64_t k = 0; k < m; k++) x[k] = x0[k] - eps * v[k];
             double lm = eval_loss(c, i);
             memcpy(x, x0, (size_t)m * sizeof *x);
             eval_loss(c, i);
-            stats_add(&s[i], p, a, (lp - lm) / (2 * eps), c->opt->atol, c->opt->rtol);
+            stats_add(&s[i], p, a, (lp - lm) / (2 * eps), NAN, NAN, c->opt, false);
             if (c->analytic[i]) { /* vacuous needs the analytic gradient's size */
-                const double *ga = p > 0 && c->leaf[i]->grad ? c->leaf[i]->grad->data
+                const double *ga = new_u && c->leaf[i]->grad ? c->leaf[i]->grad->data
                                                              : c->analytic[i]->data;
                 for (int64_t k = 0; k < m; k++) s[i].mag_a = fmax(s[i].mag_a, fabs(ga[k]));
             }
@@ -408,22 +437,25 @@ static double node_loss(checker *c, node_clone *cl) {
     return dot(cl->u->data, cl->n.out->data, cl->n.out->size);
 }
 
-/* Input k of the clone: probes along random v (cheap), or every element. */
+/* Input k of the clone: probes along random v (cheap), or every element,
+ * where failing elements on a kink of the node's own sample are excused. */
 static void node_check_input(checker *c, node_clone *cl, int k, bool full, rng *g, err_stats *s) {
-    const double eps = c->opt->eps, atol = c->opt->atol, rtol = c->opt->rtol;
+    const double eps = c->opt->eps;
     double *x = cl->in[k]->data;
     const double *ga = cl->gin[k]->data;
     int64_t m = cl->in[k]->size;
     stats_init(s);
     if (full) {
+        const double l0 = node_loss(c, cl);
         for (int64_t e = 0; e < m; e++) {
             const double x0 = x[e];
             x[e] = x0 + eps;
-            const double hp = x[e], lp = node_loss(c, cl);
+            const double hp = x[e] - x0, lp = node_loss(c, cl);
             x[e] = x0 - eps;
-            const double hm = x[e], lm = node_loss(c, cl);
+            const double hm = x0 - x[e], lm = node_loss(c, cl);
             x[e] = x0;
-            stats_add(s, e, ga[e], (lp - lm) / (hp - hm), atol, rtol);
+            stats_add(s, e, ga[e], (lp - lm) / (hp + hm), (l0 - lm) / hm, (lp - l0) / hp, c->opt,
+                      true);
         }
         return;
     }
@@ -437,36 +469,46 @@ static void node_check_input(checker *c, node_clone *cl, int k, bool full, rng *
         for (int64_t e = 0; e < m; e++) x[e] = x0[e] - eps * v[e];
         double lm = node_loss(c, cl);
         memcpy(x, x0, (size_t)m * sizeof *x);
-        stats_add(s, -1, dot(ga, v, m), (lp - lm) / (2 * eps), atol, rtol);
+        stats_add(s, -1, dot(ga, v, m), (lp - lm) / (2 * eps), NAN, NAN, c->opt, false);
     }
 }
 
 /* Checks node j's vjp at its recorded inputs; on disagreement fills the
- * report and returns true. */
-static bool node_is_bad(checker *c, int64_t j, bool full, rng *g) {
+ * localisation fields and returns true. A probe failure is confirmed element
+ * by element (which also finds the element); *full_done says whether every
+ * element was checked. */
+static bool node_is_bad(checker *c, int64_t j, bool full, rng *g, bool *full_done) {
     tape_node *nd = tape_node_at(j);
     node_clone cl;
+    *full_done = full;
     if (clone_node(nd, &cl, g)) return false;
     for (int k = 0; k < nd->n_in; k++) {
         if (!cl.gin[k]) continue;
         err_stats s;
         node_check_input(c, &cl, k, full, g, &s);
         if (!s.failed) continue;
-        if (!full) node_check_input(c, &cl, k, true, g, &s); /* find the element */
+        if (!full) {
+            node_check_input(c, &cl, k, true, g, &s);
+            *full_done = true;
+        }
+        c->kinks_excused += s.n_kink;
+        if (!s.failed) continue;
         gradcheck_report *r = c->rep;
         r->localized = true;
         r->bad_node = (int)j;
         describe_node(nd, r->bad_node_desc, sizeof r->bad_node_desc);
-        msg_add(r, " localised: node %lld: %s: the vjp of input %d disagrees with central"
-                   " differences of its forward; worst element %lld: analytic %.9g vs numeric %.9g.",
-                (long long)j, r->bad_node_desc, k, (long long)s.worst, s.worst_a, s.worst_n);
+        snprintf(c->loc, sizeof c->loc,
+                 " localised: node %lld: %s: the vjp of input %d disagrees with central"
+                 " differences of its forward; worst element %lld: analytic %.9g vs numeric %.9g.",
+                 (long long)j, r->bad_node_desc, k, (long long)s.worst, s.worst_a, s.worst_n);
         return true;
     }
     return false;
 }
 
 /* The first node in tape order whose vjp disagrees with its own numerical
- * Jacobian: probes first (cheap), then every element when no probe fails. */
+ * Jacobian: probes first (cheap), then every element of the nodes not yet
+ * checked element by element when no probe fails. */
 static void localize(checker *c) {
     rng g;
     rng_seed(&g, c->opt->seed, STREAM_LOCALIZE);
@@ -474,13 +516,18 @@ static void localize(checker *c) {
     unsigned char *live = mem_calloc((size_t)(last + 1));
     if (!live) return;
     mark_live(c, live);
-    for (int pass = 0; pass < 2 && !c->rep->localized; pass++)
-        for (int64_t j = 0; j <= last && !c->rep->localized; j++)
-            if (live[j]) node_is_bad(c, j, pass == 1, &g);
+    /* live[j]: 1 = to check, 2 = every element already checked */
+    for (int pass = 0; pass < 2 && !c->rep->localized; pass++) {
+        for (int64_t j = 0; j <= last && !c->rep->localized; j++) {
+            bool full_done = false;
+            if (live[j] == 1 && !node_is_bad(c, j, pass == 1, &g, &full_done) && full_done)
+                live[j] = 2;
+        }
+    }
     if (!c->rep->localized)
-        msg_add(c->rep, " localisation: every node's vjp agrees with its own forward; the"
-                        " disagreement comes from outside the tape (a forward that is not pure,"
-                        " or a kink).");
+        snprintf(c->loc, sizeof c->loc,
+                 " localisation: every node's vjp agrees with its own forward; the disagreement"
+                 " comes from outside the tape (a forward that is not pure, or a kink).");
     mem_free(live);
 }
 
@@ -529,6 +576,7 @@ static void checker_free(checker *c, tensor *const *inputs) {
         mem_free(c->plan[i]);
     }
     tensor_free(c->u);
+    tensor_free(c->recorded);
     tape_reset(); /* no node may keep pointing at the freed leaves */
 }
 
@@ -578,7 +626,37 @@ static int record(checker *c) {
         fill_upstream(c->u->data, c->u->size, &g);
     c->L0 = dot(c->u->data, c->out->data, c->out->size);
     c->rerun = producer(c->out) == NULL;
-    return 0;
+    c->recorded = c->rerun ? NULL : tensor_clone(c->out);
+    return c->rerun || c->recorded ? 0 : -1;
+}
+
+/* Replay is exact only when every forward is pure. After the last restore the
+ * output must equal the recording bit for bit; when it does not, the first
+ * node (tape order) whose forward gives a new output when run again on its
+ * restored inputs is named. */
+static void verify_replay(checker *c) {
+    size_t bytes = (size_t)c->out->size * sizeof(double);
+    if (memcmp(c->out->data, c->recorded->data, bytes) == 0) return;
+    c->rep->passed = false;
+    msg_add(c->rep, " replay is not faithful: with the inputs restored the output differs from"
+                    " the recording, so the numeric gradients cannot be trusted");
+    for (int64_t j = 0; j <= c->out->node; j++) {
+        tape_node *nd = tape_node_at(j);
+        tensor *before = tensor_clone(nd->out);
+        if (!before) break;
+        nd->op->forward(nd);
+        bool same = memcmp(before->data, nd->out->data,
+                           (size_t)before->size * dtype_size(before->dtype)) == 0;
+        tensor_free(before);
+        if (!same) {
+            char desc[sizeof c->rep->bad_node_desc];
+            describe_node(nd, desc, sizeof desc);
+            msg_add(c->rep, "; node %lld (%s) gives a new output each time its forward runs:"
+                            " that forward is not pure", (long long)j, desc);
+            break;
+        }
+    }
+    msg_add(c->rep, ";");
 }
 
 static int run_checks(checker *c) {
@@ -597,12 +675,17 @@ static int run_checks(checker *c) {
     }
     if (!c->rerun && build_plans(c)) return -1;
     if (c->opt->fast && !c->rerun && check_fast(c, fallback)) return -1;
+    bool probes_failed = false;
     for (int i = 0; i < c->n; i++) {
         if (!fallback[i]) continue;
-        if (c->opt->fast) msg_add(r, " input %d failed a fast-mode probe; full check:", i);
+        if (c->opt->fast && !c->rerun) {
+            msg_add(r, "%s%d", probes_failed ? ", " : " fast-mode probe failed for input ", i);
+            probes_failed = true;
+        }
         check_full(c, i, &r->input[i]);
     }
-    bool value_failure = false;
+    if (probes_failed) msg_add(r, " (full check follows);");
+    bool value_failure = false, off_kink = false;
     for (int i = 0; i < c->n; i++) {
         gradcheck_input_report *ir = &r->input[i];
         if (!ir->checked) continue;
@@ -615,11 +698,34 @@ static int run_checks(checker *c) {
                        " everywhere, so the check proves nothing;", i);
         } else {
             value_failure = true;
-            explain_element(c, i, ir);
+            off_kink |= c->st[i].n_fail > c->st[i].n_kink;
+            explain_input(c, i);
         }
     }
-    if (value_failure && c->opt->localize && !c->rerun) localize(c);
+    if (!c->rerun) verify_replay(c);
+    /* failures that are all kink crossings blame the sample, not a vjp */
+    if (value_failure && !off_kink)
+        msg_add(r, " every failing element sits on a kink: move the sample away from it"
+                   " (another seed); no vjp is suspected.");
+    else if (value_failure && c->opt->localize && !c->rerun)
+        localize(c);
     return 0;
+}
+
+/* The message: verdict and settings, localisation, failing inputs, notes. */
+static void assemble_message(checker *c) {
+    gradcheck_report *r = c->rep;
+    const gradcheck_options *o = c->opt;
+    char details[sizeof r->message];
+    memcpy(details, r->message, sizeof details);
+    snprintf(r->message, sizeof r->message, "%s (seed %llu, eps %g, atol %g, rtol %g%s).",
+             r->passed ? "passed" : "FAILED", (unsigned long long)o->seed, o->eps, o->atol, o->rtol,
+             o->fast ? ", fast mode" : "");
+    msg_add(r, "%s%s", c->loc, details);
+    if (c->kinks_excused)
+        msg_add(r, " (localisation excused %lld node-level element%s on a kink of a node's own"
+                   " sample.)",
+                (long long)c->kinks_excused, c->kinks_excused == 1 ? "" : "s");
 }
 
 int gradcheck(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
@@ -635,17 +741,7 @@ int gradcheck(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
     checker c = {.opt = o, .fn = fn, .ctx = ctx, .n = n, .rep = report};
     int rc = make_leaves(&c, inputs) || record(&c) || analytic_gradients(&c) || run_checks(&c)
                  ? -1 : 0;
-    if (rc == 0) {
-        char head[160];
-        snprintf(head, sizeof head, "%s (seed %llu, eps %g, atol %g, rtol %g%s).",
-                 report->passed ? "passed" : "FAILED", (unsigned long long)o->seed, o->eps,
-                 o->atol, o->rtol, o->fast ? ", fast mode" : "");
-        size_t hl = strlen(head), ml = strlen(report->message);
-        if (hl + ml + 1 > sizeof report->message) ml = sizeof report->message - hl - 1;
-        memmove(report->message + hl, report->message, ml);
-        memcpy(report->message, head, hl);
-        report->message[hl + ml] = '\0';
-    }
+    if (rc == 0) assemble_message(&c);
     report->evaluations = c.evals;
     checker_free(&c, inputs);
     report->seconds = now_seconds() - t0;

@@ -214,15 +214,17 @@ START_TEST(test_conv2d_matches_naive_lenet_f32) {
 }
 END_TEST
 
-/* 2 threads give the same bits as 1 thread, forward and backward. */
-static void run_lenet2(int threads, tensor **res) {
+/* 2 threads give the same bits as 1 thread, forward and backward: batch 16
+ * is two chunks of the dW sum. */
+static void run_threads(int threads, const int64_t *xs, const int64_t *ws, conv2d_params p,
+                        tensor **res) {
     tapegrad_set_threads(threads);
     rng g;
     rng_seed(&g, 3, 0);
-    tensor *x = rand_leaf(&g, DTYPE_F32, SHAPE(16, 6, 14, 14));
-    tensor *w = rand_leaf(&g, DTYPE_F32, SHAPE(16, 6, 5, 5));
-    tensor *b = rand_leaf(&g, DTYPE_F32, SHAPE(16));
-    tensor *y = tensor_conv2d(x, w, b, CONV2D_DEFAULT);
+    tensor *x = rand_leaf(&g, DTYPE_F32, 4, xs);
+    tensor *w = rand_leaf(&g, DTYPE_F32, 4, ws);
+    tensor *b = rand_leaf(&g, DTYPE_F32, 1, ws);
+    tensor *y = tensor_conv2d(x, w, b, p);
     tensor *gy = tensor_rand(&g, DTYPE_F32, 4, y->shape, -1, 1);
     ck_assert_int_eq(tensor_backward_with(y, gy), 0);
     res[0] = tensor_clone(y), res[1] = tensor_clone(x->grad);
@@ -231,10 +233,10 @@ static void run_lenet2(int threads, tensor **res) {
     tensor_free(x), tensor_free(w), tensor_free(b), tensor_free(gy);
 }
 
-START_TEST(test_conv2d_threads_bit_identical) {
+static void check_threads(const int64_t *xs, const int64_t *ws, conv2d_params p) {
     tensor *one[4], *two[4];
-    run_lenet2(1, one);
-    run_lenet2(2, two);
+    run_threads(1, xs, ws, p, one);
+    run_threads(2, xs, ws, p, two);
     tapegrad_set_threads(1);
     for (int i = 0; i < 4; i++) {
         ck_assert_int_eq(one[i]->size, two[i]->size);
@@ -242,6 +244,27 @@ START_TEST(test_conv2d_threads_bit_identical) {
                       "result %d differs between 1 and 2 threads", i);
         tensor_free(one[i]), tensor_free(two[i]);
     }
+}
+
+START_TEST(test_conv2d_threads_bit_identical) {
+    /* LeNet conv2 (wide columns, transposed dW), conv1 (padded), and strided */
+    check_threads((int64_t[]){16, 6, 14, 14}, (int64_t[]){16, 6, 5, 5}, CONV2D_DEFAULT);
+    check_threads((int64_t[]){16, 1, 28, 28}, (int64_t[]){6, 1, 5, 5}, params(1, 1, 2, 2, 1, 1, 1));
+    check_threads((int64_t[]){16, 4, 15, 15}, (int64_t[]){8, 2, 3, 3}, params(2, 2, 1, 1, 1, 1, 2));
+}
+END_TEST
+
+/* An empty batch gives an empty output and no work. */
+START_TEST(test_conv2d_empty_batch) {
+    tensor *x = tensor_zeros(DTYPE_F32, SHAPE(0, 2, 6, 6));
+    tensor *w = tensor_zeros(DTYPE_F32, SHAPE(3, 2, 3, 3));
+    tensor_set_requires_grad(w, true);
+    tensor *y = tensor_conv2d(x, w, NULL, CONV2D_DEFAULT);
+    ck_assert_ptr_nonnull(y);
+    ck_assert_int_eq(y->size, 0);
+    ck_assert_int_eq(y->shape[1], 3);
+    tape_reset();
+    tensor_free(x), tensor_free(w);
 }
 END_TEST
 
@@ -396,6 +419,14 @@ START_TEST(test_conv2d_error_bias_wrong_size) {
 }
 END_TEST
 
+START_TEST(test_conv2d_error_weight_without_channels) {
+    tensor *x = tensor_zeros(DTYPE_F32, SHAPE(1, 0, 6, 6));
+    tensor *w = tensor_zeros(DTYPE_F32, SHAPE(4, 0, 3, 3));
+    expect_error(x, w, NULL, CONV2D_DEFAULT, "conv2d: weight [4,0,3,3] has no channels");
+    tensor_free(x), tensor_free(w);
+}
+END_TEST
+
 START_TEST(test_conv2d_error_not_4d) {
     tensor *x3 = tensor_zeros(DTYPE_F32, SHAPE(2, 6, 6));
     tensor *x = tensor_zeros(DTYPE_F32, SHAPE(1, 2, 6, 6));
@@ -433,6 +464,7 @@ Suite *conv_suite(void) {
     tcase_add_test(tc, test_conv2d_matches_naive_no_bias);
     tcase_add_test(tc, test_conv2d_matches_naive_lenet_f32);
     tcase_add_test(tc, test_conv2d_threads_bit_identical);
+    tcase_add_test(tc, test_conv2d_empty_batch);
     tcase_add_test(tc, test_conv2d_backward_twice_accumulates);
     tcase_add_test(tc, test_conv2d_grad_central_differences_all_samples);
     tcase_add_test(tc, test_conv2d_error_channel_mismatch);
@@ -440,6 +472,7 @@ Suite *conv_suite(void) {
     tcase_add_test(tc, test_conv2d_error_kernel_larger_than_padded_input);
     tcase_add_test(tc, test_conv2d_error_bad_stride_dilation_padding_groups);
     tcase_add_test(tc, test_conv2d_error_bias_wrong_size);
+    tcase_add_test(tc, test_conv2d_error_weight_without_channels);
     tcase_add_test(tc, test_conv2d_error_not_4d);
     tcase_add_test(tc, test_conv2d_error_dtype_mismatch_and_null);
     suite_add_tcase(s, tc);

@@ -84,10 +84,20 @@ START_TEST(test_max_pool2d_tie_goes_to_first_in_window_order) {
 }
 END_TEST
 
+/* A NaN in a window wins over numbers, before or after them, on both the
+ * unpadded and the padded kernels. */
 START_TEST(test_max_pool2d_nan_propagates) {
-    tensor *x = tensor_from_doubles(DTYPE_F32, SHAPE(1, 1, 2, 2), (double[]){1, NAN, 3, 0});
+    tensor *x = tensor_from_doubles(DTYPE_F32, SHAPE(1, 1, 2, 4),
+                                    (double[]){1, NAN, NAN, 5, 3, 0, 2, 4});
     tensor *y = tensor_max_pool2d(x, pp(2, 2, 2, 2, 0, 0, false));
-    ck_assert(isnan(tensor_get(y, 0)));
+    ck_assert(isnan(tensor_get(y, 0)) && isnan(tensor_get(y, 1)));
+    /* padded: output row 0 sees input row 0 only, in column pairs {0}, {1,2}, {3}:
+     * [1, NaN, 5]; output row 1 sees row 1: [3, max(0, 2), 4] */
+    tensor *yp = tensor_max_pool2d(x, pp(2, 2, 2, 2, 1, 1, false));
+    ck_assert_int_eq(yp->size, 6);
+    ck_assert(isnan(tensor_get(yp, 1)));
+    tensor_set(yp, 1, 0);
+    ck_assert_tensor(yp, ((double[]){1, 0, 5, 3, 2, 4}), 0);
     tape_reset();
     tensor_free(x);
 }
@@ -217,6 +227,39 @@ START_TEST(test_avg_pool2d_matches_naive) {
     check_against_naive(false, DTYPE_F64, (int64_t[]){1, 2, 8, 8}, pp(3, 3, 1, 1, 1, 1, true), 1e-12);
     check_against_naive(false, DTYPE_F64, (int64_t[]){3, 2, 5, 6}, pp(2, 2, 3, 2, 0, 1, false), 1e-12);
     check_against_naive(false, DTYPE_F32, (int64_t[]){16, 6, 28, 28}, pp(2, 2, 2, 2, 0, 0, true), 1e-5);
+}
+END_TEST
+
+/* 2 threads give the same bits as 1 thread (planes are split whole). */
+static void pool_run(int threads, bool is_max, pool2d_params p, tensor **res) {
+    tapegrad_set_threads(threads);
+    rng g;
+    rng_seed(&g, 9, 0);
+    tensor *x = tensor_rand(&g, DTYPE_F32, SHAPE(16, 6, 28, 28), -1, 1);
+    tensor_set_requires_grad(x, true);
+    tensor *y = is_max ? tensor_max_pool2d(x, p) : tensor_avg_pool2d(x, p);
+    tensor *gy = tensor_rand(&g, DTYPE_F32, 4, y->shape, -1, 1);
+    ck_assert_int_eq(tensor_backward_with(y, gy), 0);
+    res[0] = tensor_clone(y), res[1] = tensor_clone(x->grad);
+    tape_reset();
+    tensor_free(x), tensor_free(gy);
+}
+
+START_TEST(test_pool2d_threads_bit_identical) {
+    const pool2d_params ps[2] = {pp(2, 2, 2, 2, 0, 0, false), pp(3, 3, 2, 2, 1, 1, false)};
+    for (int m = 0; m < 2; m++)
+        for (int k = 0; k < 2; k++) {
+            tensor *one[2], *two[2];
+            pool_run(1, m, ps[k], one);
+            pool_run(2, m, ps[k], two);
+            for (int i = 0; i < 2; i++) {
+                ck_assert_msg(memcmp(one[i]->data, two[i]->data, (size_t)one[i]->size * 4) == 0,
+                              "%s case %d result %d differs between 1 and 2 threads",
+                              m ? "max" : "avg", k, i);
+                tensor_free(one[i]), tensor_free(two[i]);
+            }
+        }
+    tapegrad_set_threads(1);
 }
 END_TEST
 
@@ -350,6 +393,7 @@ Suite *pool_suite(void) {
     tcase_add_test(tc, test_avg_pool2d_padding_count_include_pad_both_ways);
     tcase_add_test(tc, test_max_pool2d_matches_naive);
     tcase_add_test(tc, test_avg_pool2d_matches_naive);
+    tcase_add_test(tc, test_pool2d_threads_bit_identical);
     tcase_add_test(tc, test_max_pool2d_grad_central_differences_all_samples);
     tcase_add_test(tc, test_avg_pool2d_grad_central_differences_all_samples);
     tcase_add_test(tc, test_pool2d_error_not_4d);
