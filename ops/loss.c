@@ -10,7 +10,8 @@
  *
  * Labels (int64) and weights are constants and never receive a gradient;
  * regression targets are ordinary inputs and do. An optional weight given as
- * NULL is not an input at all: the node then has one input fewer. */
+ * NULL is not an input at all: the node then has one input fewer (while an
+ * error is pending, a NULL weight is a failed upstream result and propagates). */
 #include "elementwise.h"
 
 extern const op_def ops_loss[];
