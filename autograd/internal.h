@@ -102,6 +102,22 @@ int axis_normalize(const char *op, int axis, int ndim);
  * is pending) and that all float inputs share one dtype; input i with bit i of
  * allow_i64 may be DTYPE_I64. Returns 0 or -1. */
 int op_check_inputs(const op_def *op, tensor *const *in, int n, uint32_t allow_i64);
+/* Optional inputs (bias, weight, running statistics) may be NULL: not given.
+ * While an error is pending a NULL is a failed upstream result instead, and
+ * propagates like any NULL input: -1 then, else 0. */
+static inline int op_check_optional_null(const tensor *t) { return !t && error_pending() ? -1 : 0; }
+/* The same, and a given t must be a float tensor of x's dtype (an error
+ * naming op and `what`, e.g. "bias"). */
+static inline int op_check_optional(const char *op, const char *what, const tensor *t,
+                                    const tensor *x) {
+    if (!t) return op_check_optional_null(t);
+    if (t->dtype == DTYPE_I64 || t->dtype != x->dtype) {
+        error_set("%s: %s is %s; it must have the dtype of x (%s)", op, what, dtype_name(t->dtype),
+                  dtype_name(x->dtype));
+        return -1;
+    }
+    return 0;
+}
 /* Starts a node: allocates the output (uninitialised) and returns the node,
  * whose ip/fp/saved the caller may fill before node_finish(). The node lives
  * at the tape's end; it is kept only if recording and some input requires

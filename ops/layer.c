@@ -5,40 +5,13 @@
  * tape-owned saved tensor; forward only multiplies by it, so a replay by the
  * checker sees the same mask. The mask is float64 whatever x's dtype, so a
  * float64 replay of a float32 tape reads it unchanged. */
-#include <cblas.h>
-
+#include "blas.h"
 #include "elementwise.h"
 
 extern const op_def ops_layer[];
 enum { LINEAR, DROPOUT, DROPOUT2D, EMBEDDING };
 
-/* An optional input (a bias) may be NULL, except while an error is pending:
- * then the NULL is taken for a failed upstream result and propagates. */
-static int check_optional(const char *op, const char *what, const tensor *t, const tensor *x) {
-    if (!t) return error_pending() ? -1 : 0;
-    if (t->dtype == DTYPE_I64 || t->dtype != x->dtype) {
-        error_set("%s: %s is %s; it must have the dtype of x (%s)", op, what, dtype_name(t->dtype),
-                  dtype_name(x->dtype));
-        return -1;
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------------ linear */
-
-/* Row-major C (M,N) = op(A) op(B) + beta C; leading dimensions at least 1 so
- * that OpenBLAS accepts empty inner dimensions. */
-static void gemm(dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void *A,
-                 int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
-    if (M == 0 || N == 0) return;
-    lda = lda > 1 ? lda : 1, ldb = ldb > 1 ? ldb : 1, ldc = ldc > 1 ? ldc : 1;
-    if (dt == DTYPE_F32)
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                    (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, (float)beta, C, (int)ldc);
-    else
-        cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                    (int)M, (int)N, (int)K, 1.0, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
-}
 
 /* x viewed as X (M, IN), y as Y (M, OUT), w is W (OUT, IN), b is [OUT]:
  *   Y = X W^T + b          (b copied into every row of Y, then GEMM with beta 1)
@@ -52,7 +25,8 @@ static void linear_forward(tape_node *n) {
         for (int64_t m = 0; m < M; m++) memcpy(Y + (size_t)m * row, b->data, row);
     else if (IN == 0)
         memset(Y, 0, (size_t)M * row);
-    if (IN > 0) gemm(x->dtype, false, true, M, OUT, IN, x->data, IN, w->data, IN, b ? 1.0 : 0.0, Y, OUT);
+    if (IN > 0)
+        blas_gemm(x->dtype, false, true, M, OUT, IN, x->data, IN, w->data, IN, b ? 1.0 : 0.0, Y, OUT);
 }
 
 #define LINEAR_BIAS_GRAD(T)                                                     \
@@ -68,9 +42,9 @@ static void linear_vjp(tape_node *n, tensor *const *gin) {
     int64_t OUT = w->shape[0], IN = w->shape[1], M = shape_numel(x->ndim - 1, x->shape);
     const void *G = n->out->grad->data;
     if (gin[0] && OUT > 0) /* dX (M, IN) += G (M, OUT) W (OUT, IN) */
-        gemm(x->dtype, false, false, M, IN, OUT, G, OUT, w->data, IN, 1.0, gin[0]->data, IN);
+        blas_gemm(x->dtype, false, false, M, IN, OUT, G, OUT, w->data, IN, 1.0, gin[0]->data, IN);
     if (gin[1] && M > 0) /* dW (OUT, IN) += G^T (OUT, M) X (M, IN) */
-        gemm(x->dtype, true, false, OUT, IN, M, G, OUT, x->data, IN, 1.0, gin[1]->data, IN);
+        blas_gemm(x->dtype, true, false, OUT, IN, M, G, OUT, x->data, IN, 1.0, gin[1]->data, IN);
     if (gin[2]) {
         if (x->dtype == DTYPE_F32)
             LINEAR_BIAS_GRAD(float);
@@ -82,7 +56,7 @@ static void linear_vjp(tape_node *n, tensor *const *gin) {
 tensor *tensor_linear(tensor *x, tensor *w, tensor *b) {
     const op_def *op = &ops_layer[LINEAR];
     tensor *req[2] = {x, w};
-    if (op_check_inputs(op, req, 2, 0) || check_optional(op->name, "bias", b, x)) return NULL;
+    if (op_check_inputs(op, req, 2, 0) || op_check_optional(op->name, "bias", b, x)) return NULL;
     char sx[96], sw[96], sb[96];
     if (x->ndim < 1 || w->ndim != 2 || x->shape[x->ndim - 1] != w->shape[1]) {
         error_set("linear: x [.., IN] and w [OUT, IN] do not match: x %s, w %s",

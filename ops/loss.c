@@ -10,7 +10,8 @@
  *
  * Labels (int64) and weights are constants and never receive a gradient;
  * regression targets are ordinary inputs and do. An optional weight given as
- * NULL is not an input at all: the node then has one input fewer. */
+ * NULL is not an input at all: the node then has one input fewer (while an
+ * error is pending, a NULL weight is a failed upstream result and propagates). */
 #include "elementwise.h"
 
 extern const op_def ops_loss[];
@@ -304,7 +305,8 @@ static tensor *pw_apply(const op_def *op, tensor *x, tensor *y, tensor *w, const
                         int nfp, reduction r) {
     tensor *in[3] = {x, y, w};
     char sx[96], sy[96];
-    if (op_check_inputs(op, in, 2, 0) || reduction_check(op, r)) return NULL;
+    if (op_check_inputs(op, in, 2, 0) || op_check_optional_null(w) || reduction_check(op, r))
+        return NULL;
     if (!tensor_same_shape(x, y)) {
         error_set("%s: shape mismatch: input %s vs target %s", op->name,
                   tensor_shape_str(x, sx, sizeof sx), tensor_shape_str(y, sy, sizeof sy));
@@ -576,8 +578,8 @@ static tensor *cls_apply(const op_def *op, tensor *x, tensor *labels, tensor *w,
                          reduction r) {
     tensor *in[3] = {x, labels, w};
     char sw[96], sx[96];
-    if (op_check_inputs(op, in, 2, 1u << 1) || reduction_check(op, r) ||
-        labels_check(op, x, labels))
+    if (op_check_inputs(op, in, 2, 1u << 1) || op_check_optional_null(w) ||
+        reduction_check(op, r) || labels_check(op, x, labels))
         return NULL;
     if (w && (w->dtype != x->dtype || w->ndim != 1 || w->shape[0] != x->shape[1])) {
         error_set("%s: weight must be %s [C] = [%lld] for input %s, got %s %s", op->name,
@@ -771,28 +773,27 @@ static int l1_sample(int k, rng *g, op_sample *s) {
     pw_case_name(s, &pw_cases[k], "");
     return 0;
 }
-/* huber's delta / smooth_l1's beta vary by case: 1, 0.5, 1.5 (beta 0 = l1 last). */
-static int huber_sample(int k, rng *g, op_sample *s) {
-    static const double deltas[] = {1.0, 0.5, 1.5};
+/* huber's delta / smooth_l1's beta vary by case as param[k] = 1, 0.5, 1.5
+ * (smooth_l1: 0, which is l1, last); kinks at +-param[k], and at 0 with
+ * nkinks 3 (smooth_l1 with beta 0). */
+static int pw_param_sample(int k, rng *g, op_sample *s, const double *param, int nkinks,
+                           const char *pname) {
     if (k >= pw_case_count(false)) return 1;
-    double kinks[2] = {-deltas[k], deltas[k]};
-    if (pw_sample_diff(&pw_cases[k], g, s, -2, 2, 2.5, kinks, 2)) return -1;
-    s->fp[0] = deltas[k];
+    double kinks[3] = {-param[k], param[k], 0.0};
+    if (pw_sample_diff(&pw_cases[k], g, s, -2, 2, 2.5, kinks, nkinks)) return -1;
+    s->fp[0] = param[k];
     char extra[32];
-    snprintf(extra, sizeof extra, " delta %g", deltas[k]);
+    snprintf(extra, sizeof extra, " %s %g", pname, param[k]);
     pw_case_name(s, &pw_cases[k], extra);
     return 0;
 }
+static int huber_sample(int k, rng *g, op_sample *s) {
+    static const double deltas[] = {1.0, 0.5, 1.5};
+    return pw_param_sample(k, g, s, deltas, 2, "delta");
+}
 static int smooth_l1_sample(int k, rng *g, op_sample *s) {
     static const double betas[] = {1.0, 0.5, 0.0};
-    if (k >= pw_case_count(false)) return 1;
-    double kinks[3] = {-betas[k], betas[k], 0.0};
-    if (pw_sample_diff(&pw_cases[k], g, s, -2, 2, 2.5, kinks, 3)) return -1;
-    s->fp[0] = betas[k];
-    char extra[32];
-    snprintf(extra, sizeof extra, " beta %g", betas[k]);
-    pw_case_name(s, &pw_cases[k], extra);
-    return 0;
+    return pw_param_sample(k, g, s, betas, 3, "beta");
 }
 static int bce_sample(int k, rng *g, op_sample *s) {
     if (k >= pw_case_count(true)) return 1;

@@ -5,8 +5,7 @@
  *   dA[b] += G[b] @ B[b]^T  dB[b] += A[b]^T @ G[b]
  * Batch dimensions broadcast; a broadcast operand's gradient sums over the
  * batches that shared it (GEMM with beta = 1 into the same slot). */
-#include <cblas.h>
-
+#include "blas.h"
 #include "elementwise.h"
 
 typedef struct {
@@ -41,16 +40,6 @@ static void mm_geom_of(const tape_node *n, mm_geom *m) {
     }
 }
 
-static void gemm(dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void *A,
-                 int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
-    if (dt == DTYPE_F32)
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                    (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, (float)beta, C, (int)ldc);
-    else
-        cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                    (int)M, (int)N, (int)K, 1.0, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
-}
-
 static void matmul_forward(tape_node *n) {
     mm_geom m;
     mm_geom_of(n, &m);
@@ -59,8 +48,9 @@ static void matmul_forward(tape_node *n) {
     char *C = n->out->data;
     for (int64_t i = 0; i < m.batches; i++) {
         int64_t oa = bcast_offset(i, m.bnd, m.bshape, m.sa), ob = bcast_offset(i, m.bnd, m.bshape, m.sb);
-        gemm(n->out->dtype, false, false, m.M, m.N, m.K, A + (size_t)(oa * m.M * m.K) * es, m.K,
-             B + (size_t)(ob * m.K * m.N) * es, m.N, 0.0, C + (size_t)(i * m.M * m.N) * es, m.N);
+        blas_gemm(n->out->dtype, false, false, m.M, m.N, m.K, A + (size_t)(oa * m.M * m.K) * es,
+                  m.K, B + (size_t)(ob * m.K * m.N) * es, m.N, 0.0,
+                  C + (size_t)(i * m.M * m.N) * es, m.N);
     }
 }
 
@@ -73,11 +63,12 @@ static void matmul_vjp(tape_node *n, tensor *const *gin) {
         int64_t oa = bcast_offset(i, m.bnd, m.bshape, m.sa), ob = bcast_offset(i, m.bnd, m.bshape, m.sb);
         const char *g = G + (size_t)(i * m.M * m.N) * es;
         if (gin[0]) /* dA (M,K) += G (M,N) @ B^T (N,K) */
-            gemm(n->out->dtype, false, true, m.M, m.K, m.N, g, m.N, B + (size_t)(ob * m.K * m.N) * es,
-                 m.N, 1.0, (char *)gin[0]->data + (size_t)(oa * m.M * m.K) * es, m.K);
+            blas_gemm(n->out->dtype, false, true, m.M, m.K, m.N, g, m.N,
+                      B + (size_t)(ob * m.K * m.N) * es, m.N, 1.0,
+                      (char *)gin[0]->data + (size_t)(oa * m.M * m.K) * es, m.K);
         if (gin[1]) /* dB (K,N) += A^T (K,M) @ G (M,N) */
-            gemm(n->out->dtype, true, false, m.K, m.N, m.M, A + (size_t)(oa * m.M * m.K) * es, m.K, g,
-                 m.N, 1.0, (char *)gin[1]->data + (size_t)(ob * m.K * m.N) * es, m.N);
+            blas_gemm(n->out->dtype, true, false, m.K, m.N, m.M, A + (size_t)(oa * m.M * m.K) * es,
+                      m.K, g, m.N, 1.0, (char *)gin[1]->data + (size_t)(ob * m.K * m.N) * es, m.N);
     }
 }
 

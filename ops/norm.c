@@ -11,19 +11,6 @@ extern const op_def ops_norm[];
 enum { BATCH_NORM, LAYER_NORM };
 enum { SAVED_MEAN, SAVED_ISTD, SAVED_VAR };
 
-/* An optional input (weight, bias, running statistic) may be NULL, except
- * while an error is pending: then the NULL is taken for a failed upstream
- * result and propagates. */
-static int check_optional(const char *op, const char *what, const tensor *t, const tensor *x) {
-    if (!t) return error_pending() ? -1 : 0;
-    if (t->dtype == DTYPE_I64 || t->dtype != x->dtype) {
-        error_set("%s: %s is %s; it must have the dtype of x (%s)", op, what, dtype_name(t->dtype),
-                  dtype_name(x->dtype));
-        return -1;
-    }
-    return 0;
-}
-
 /* -------------------------------------------------------------- batch norm */
 
 /* x (B, C, S...) with S the product of the dims after C, N = B * S values
@@ -133,7 +120,7 @@ static int batch_norm_check(tensor *const *in, bool training, double momentum, d
     const tensor *x = in[0];
     char sx[96], st[96];
     for (int i = 1; i < 5; i++)
-        if (check_optional("batch_norm", what[i], in[i], x)) return -1;
+        if (op_check_optional("batch_norm", what[i], in[i], x)) return -1;
     if (x->ndim < 2) {
         error_set("batch_norm: x must be (B, C, ...) with at least 2 dims, got %s",
                   tensor_shape_str(x, sx, sizeof sx));
@@ -287,8 +274,8 @@ static void layer_norm_vjp(tape_node *n, tensor *const *gin) {
 tensor *tensor_layer_norm(tensor *x, int normalized_ndim, tensor *weight, tensor *bias, double eps) {
     const op_def *op = &ops_norm[LAYER_NORM];
     tensor *in[3] = {x, weight, bias};
-    if (op_check_inputs(op, in, 1, 0) || check_optional(op->name, "weight", weight, x) ||
-        check_optional(op->name, "bias", bias, x))
+    if (op_check_inputs(op, in, 1, 0) || op_check_optional(op->name, "weight", weight, x) ||
+        op_check_optional(op->name, "bias", bias, x))
         return NULL;
     char sx[96], st[96], se[96];
     int k = normalized_ndim;

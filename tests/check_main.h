@@ -6,6 +6,7 @@
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../include/tapegrad.h"
 
@@ -26,6 +27,34 @@
             ck_assert_msg(fabs(tensor_get(_t, _i) - (expected)[_i]) <= (tol),       \
                           "%s[%lld] = %.10g, expected %.10g", #t, (long long)_i,    \
                           tensor_get(_t, _i), (double)(expected)[_i]);              \
+    } while (0)
+
+/* The pending error is exactly msg; clears it. */
+#define ck_assert_error_is(msg)                                                      \
+    do {                                                                             \
+        ck_assert_ptr_nonnull(tapegrad_error());                                     \
+        ck_assert_str_eq(tapegrad_error(), (msg));                                   \
+        tapegrad_error_clear();                                                      \
+    } while (0)
+
+/* expr returns NULL and leaves exactly the error msg (an error pending before
+ * expr would show, since the first message is kept); clears it. */
+#define ck_assert_fails_with(expr, msg)                                              \
+    do {                                                                             \
+        ck_assert_ptr_null(expr);                                                    \
+        ck_assert_error_is(msg);                                                     \
+    } while (0)
+
+/* From a clear error state, expr returns NULL and the error contains part;
+ * clears it. */
+#define ck_assert_fails(expr, part)                                                  \
+    do {                                                                             \
+        tapegrad_error_clear();                                                      \
+        ck_assert_ptr_null(expr);                                                    \
+        ck_assert_ptr_nonnull(tapegrad_error());                                     \
+        ck_assert_msg(strstr(tapegrad_error(), (part)), "error \"%s\" lacks \"%s\"",   \
+                      tapegrad_error(), (part));                                     \
+        tapegrad_error_clear();                                                      \
     } while (0)
 
 #define TEST_MAIN(suite_fn)                                    \

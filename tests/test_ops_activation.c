@@ -5,23 +5,10 @@
 #include <string.h>
 
 #include "check_main.h"
+#include "ops_test.h"
 #include "../autograd/internal.h" /* op_def and op_sample, for the sample-case check */
 
 OP_FAMILY(activation)
-
-static tensor *leaf(int ndim, const int64_t *shape, const double *v) {
-    tensor *t = tensor_from_doubles(DTYPE_F64, ndim, shape, v);
-    tensor_set_requires_grad(t, true);
-    return t;
-}
-
-/* Backward from y with the upstream gradient g (y's shape). */
-static void backward_g(tensor *y, const double *g) {
-    ck_assert_ptr_nonnull(y);
-    tensor *gt = tensor_from_doubles(DTYPE_F64, y->ndim, y->shape, g);
-    ck_assert_int_eq(tensor_backward_with(y, gt), 0);
-    tensor_free(gt);
-}
 
 /* Ops with their parameters, as one-argument functions. */
 static tensor *leaky_relu_01(tensor *a) { return tensor_leaky_relu(a, 0.1); }
@@ -35,18 +22,6 @@ static tensor *softplus_default(tensor *a) { return tensor_softplus(a, 1.0, 20.0
 static tensor *softplus_no_threshold(tensor *a) { return tensor_softplus(a, 1.0, INFINITY); }
 static tensor *softplus_b2_t15(tensor *a) { return tensor_softplus(a, 2.0, 1.5); }
 static tensor *hardtanh_m1_2(tensor *a) { return tensor_hardtanh(a, -1.0, 2.0); }
-
-/* Applies f to x (a [n] leaf), backward with g; checks y and dx. */
-static void check_unary(tensor *(*f)(tensor *), int n, const double *x, const double *g,
-                        const double *y_expected, const double *dx_expected) {
-    tensor *a = leaf(1, (int64_t[]){n}, x);
-    tensor *y = f(a);
-    ck_assert_tensor(y, y_expected, 1e-12);
-    backward_g(y, g);
-    ck_assert_tensor(a->grad, dx_expected, 1e-12);
-    tape_reset();
-    tensor_free(a);
-}
 
 #define LN3 1.0986122886681098
 #define SELU_L 1.0507009873554804934
@@ -375,20 +350,13 @@ END_TEST
 
 /* ------------------------------------------------------- error paths */
 
-static void expect_error(tensor *result, const char *message) {
-    ck_assert_ptr_null(result);
-    ck_assert_ptr_nonnull(tapegrad_error());
-    ck_assert_str_eq(tapegrad_error(), message);
-    tapegrad_error_clear();
-}
-
 START_TEST(test_activation_errors_int64_null_dtype) {
     tapegrad_error_clear();
     tensor *i64 = tensor_zeros(DTYPE_I64, SHAPE(3));
-    expect_error(tensor_sigmoid(i64), "sigmoid: input 0 is int64; this op needs float32 or float64");
-    expect_error(tensor_softmax(i64, 0), "softmax: input 0 is int64; this op needs float32 or float64");
-    expect_error(tensor_tanh(NULL), "tanh: input 0 is NULL");
-    expect_error(tensor_relu(tensor_gelu(NULL, false)), "gelu: input 0 is NULL");
+    ck_assert_fails_with(tensor_sigmoid(i64), "sigmoid: input 0 is int64; this op needs float32 or float64");
+    ck_assert_fails_with(tensor_softmax(i64, 0), "softmax: input 0 is int64; this op needs float32 or float64");
+    ck_assert_fails_with(tensor_tanh(NULL), "tanh: input 0 is NULL");
+    ck_assert_fails_with(tensor_relu(tensor_gelu(NULL, false)), "gelu: input 0 is NULL");
     tensor_free(i64);
 }
 END_TEST
@@ -396,8 +364,8 @@ END_TEST
 START_TEST(test_softmax_errors_bad_axis) {
     tapegrad_error_clear();
     tensor *x = tensor_ones(DTYPE_F32, SHAPE(2, 3));
-    expect_error(tensor_softmax(x, 2), "softmax: axis 2 out of range for 2 dimensions");
-    expect_error(tensor_log_softmax(x, -3), "log_softmax: axis -3 out of range for 2 dimensions");
+    ck_assert_fails_with(tensor_softmax(x, 2), "softmax: axis 2 out of range for 2 dimensions");
+    ck_assert_fails_with(tensor_log_softmax(x, -3), "log_softmax: axis -3 out of range for 2 dimensions");
     tensor_free(x);
 }
 END_TEST
@@ -409,14 +377,14 @@ START_TEST(test_prelu_errors_slope_shape_and_dtype) {
     tensor *w2d = tensor_ones(DTYPE_F64, SHAPE(1, 4));
     tensor *w32 = tensor_ones(DTYPE_F32, SHAPE(4));
     tensor *v = tensor_ones(DTYPE_F64, SHAPE(6));
-    expect_error(tensor_prelu(x, w3),
-                 "prelu: slope [3] must be [1] or [C] with C = 4, the size of axis 1 of input [2,4,5]");
-    expect_error(tensor_prelu(x, w2d),
-                 "prelu: slope [1,4] must be [1] or [C] with C = 4, the size of axis 1 of input [2,4,5]");
-    expect_error(tensor_prelu(v, w3),
-                 "prelu: slope [3] must be [1] or [C] with C = 1, the size of axis 1 of input [6]");
-    expect_error(tensor_prelu(x, w32), "prelu: dtype mismatch: float64 vs float32");
-    expect_error(tensor_prelu(x, NULL), "prelu: input 1 is NULL");
+    ck_assert_fails_with(tensor_prelu(x, w3),
+                         "prelu: slope [3] must be [1] or [C] with C = 4, the size of axis 1 of input [2,4,5]");
+    ck_assert_fails_with(tensor_prelu(x, w2d),
+                         "prelu: slope [1,4] must be [1] or [C] with C = 4, the size of axis 1 of input [2,4,5]");
+    ck_assert_fails_with(tensor_prelu(v, w3),
+                         "prelu: slope [3] must be [1] or [C] with C = 1, the size of axis 1 of input [6]");
+    ck_assert_fails_with(tensor_prelu(x, w32), "prelu: dtype mismatch: float64 vs float32");
+    ck_assert_fails_with(tensor_prelu(x, NULL), "prelu: input 1 is NULL");
     tensor_free(x);
     tensor_free(w3);
     tensor_free(w2d);
@@ -428,147 +396,20 @@ END_TEST
 START_TEST(test_softplus_hardtanh_errors_bad_params) {
     tapegrad_error_clear();
     tensor *x = tensor_ones(DTYPE_F64, SHAPE(2));
-    expect_error(tensor_softplus(x, 0, 20),
-                 "softplus: beta must be nonzero and beta, threshold not NaN (beta 0, threshold 20)");
-    expect_error(tensor_hardtanh(x, 1, -1),
-                 "hardtanh: bounds [1, -1] are not an interval (need lo <= hi, no NaN)");
+    ck_assert_fails_with(tensor_softplus(x, 0, 20),
+                         "softplus: beta must be nonzero and beta, threshold not NaN (beta 0, threshold 20)");
+    ck_assert_fails_with(tensor_hardtanh(x, 1, -1),
+                         "hardtanh: bounds [1, -1] are not an interval (need lo <= hi, no NaN)");
     tensor_free(x);
 }
 END_TEST
 
 /* --------------------------------------- sample cases vs differences */
 
-/* Every sample case of every op of a family, for a few seeds:
- *  - the vjp against central differences in float64 (eps 1e-6, pass when
- *    |analytic - numeric| <= 1e-5 + 1e-3 |numeric|, the checker's rule), with
- *    a random upstream gradient;
- *  - a checked input whose gradients are all zero is a failure (vacuous);
- *  - the float32 kernels against the float64 ones, forward and backward.
- * Inputs the sample or the op declares gradient-free are not checked. */
-#define FD_EPS 1e-6
-static int problems;
-#define PROBLEM(...) (fprintf(stderr, __VA_ARGS__), problems++)
-
-static double weighted_sum(const tensor *y, const tensor *w) {
-    double s = 0;
-    for (int64_t i = 0; i < y->size; i++) s += tensor_get(y, i) * tensor_get(w, i);
-    return s;
-}
-
-static double eval_quiet(const op_def *op, const op_sample *s, const tensor *w) {
-    tape_no_grad_begin();
-    tensor *y = op->build((tensor *const *)s->inputs, s);
-    tape_no_grad_end();
-    double v = y ? weighted_sum(y, w) : NAN;
-    tape_reset();
-    return v;
-}
-
-static bool checked(const op_def *op, const op_sample *s, int i) {
-    return !(((s->no_grad_mask | op->no_grad_inputs) >> i) & 1) && s->inputs[i]->dtype != DTYPE_I64;
-}
-
-static int n_checked(const op_def *op, const op_sample *s) {
-    int n = 0;
-    for (int i = 0; i < s->n_inputs; i++) n += checked(op, s, i);
-    return n;
-}
-
-static void compare_float32(const op_def *op, const op_sample *s, const tensor *w) {
-    op_sample s32 = *s;
-    for (int i = 0; i < s->n_inputs; i++) {
-        s32.inputs[i] = s->inputs[i]->dtype == DTYPE_F64 ? tensor_to_dtype(s->inputs[i], DTYPE_F32)
-                                                         : tensor_clone(s->inputs[i]);
-        if (checked(op, s, i)) tensor_set_requires_grad(s32.inputs[i], true);
-    }
-    tape_no_grad_begin();
-    tensor *y64 = op->build((tensor *const *)s->inputs, s);
-    tape_no_grad_end();
-    tensor *y = op->build(s32.inputs, &s32), *w32 = tensor_to_dtype(w, DTYPE_F32);
-    if (!y || y->dtype != DTYPE_F32 ||
-        (y->size && n_checked(op, s) && tensor_backward_with(y, w32)))
-        PROBLEM("%s [%s]: float32 run failed: %s\n", op->name, s->name, tapegrad_error());
-    for (int64_t j = 0; y && j < y->size; j++)
-        if (fabs(tensor_get(y, j) - tensor_get(y64, j)) > 1e-4 * (1 + fabs(tensor_get(y64, j))))
-            PROBLEM("%s [%s]: float32 y[%lld] = %g vs float64 %g\n", op->name, s->name,
-                    (long long)j, tensor_get(y, j), tensor_get(y64, j));
-    for (int i = 0; i < s->n_inputs; i++) {
-        if (!checked(op, s, i) || !s->inputs[i]->grad || !s32.inputs[i]->grad) continue;
-        for (int64_t j = 0; j < s->inputs[i]->size; j++) {
-            double g64 = tensor_get(s->inputs[i]->grad, j), g32 = tensor_get(s32.inputs[i]->grad, j);
-            if (fabs(g32 - g64) > 1e-4 * (1 + fabs(g64)))
-                PROBLEM("%s [%s]: float32 d input %d [%lld] = %g vs float64 %g\n", op->name,
-                        s->name, i, (long long)j, g32, g64);
-        }
-    }
-    tape_reset();
-    tensor_free(w32);
-    for (int i = 0; i < s->n_inputs; i++) tensor_free(s32.inputs[i]);
-}
-
-static void check_case(const op_def *op, op_sample *s, rng *g) {
-    for (int i = 0; i < s->n_inputs; i++)
-        if (checked(op, s, i)) tensor_set_requires_grad(s->inputs[i], true);
-    tensor *y = op->build(s->inputs, s);
-    if (!y) {
-        PROBLEM("%s [%s]: build failed: %s\n", op->name, s->name, tapegrad_error());
-        tapegrad_error_clear();
-        return;
-    }
-    tensor *w = tensor_rand(g, DTYPE_F64, y->ndim, y->shape, -1, 1);
-    if (y->size && n_checked(op, s) && tensor_backward_with(y, w))
-        PROBLEM("%s: backward failed: %s\n", op->name, tapegrad_error());
-    tape_reset();
-    for (int i = 0; i < s->n_inputs; i++) {
-        if (!checked(op, s, i)) continue;
-        double *p = s->inputs[i]->data, biggest = 0;
-        for (int64_t j = 0; j < s->inputs[i]->size; j++) {
-            double v = p[j];
-            p[j] = v + FD_EPS;
-            double fp = eval_quiet(op, s, w);
-            p[j] = v - FD_EPS;
-            double fm = eval_quiet(op, s, w);
-            p[j] = v;
-            double num = (fp - fm) / (2 * FD_EPS);
-            double ana = s->inputs[i]->grad ? tensor_get(s->inputs[i]->grad, j) : 0;
-            if (!(fabs(ana - num) <= 1e-5 + 1e-3 * fabs(num)))
-                PROBLEM("%s [%s]: d input %d [%lld]: analytic %.9g, numeric %.9g\n", op->name,
-                        s->name, i, (long long)j, ana, num);
-            biggest = fmax(biggest, fmax(fabs(ana), fabs(num)));
-        }
-        if (biggest < 1e-9)
-            PROBLEM("%s [%s]: input %d: all gradients zero (vacuous case)\n", op->name, s->name, i);
-    }
-    compare_float32(op, s, w);
-    tensor_free(w);
-}
-
+/* Every op of the family, every sample case, four seeds: see tests/ops_test.h. */
 START_TEST(test_activation_vjps_match_central_differences) {
-    tapegrad_error_clear();
     ck_assert_int_eq(ops_activation_count, 14);
-    int cases = 0;
-    for (int o = 0; o < ops_activation_count; o++) {
-        const op_def *op = &ops_activation[o];
-        ck_assert_ptr_eq(op_find(op->name), op);
-        for (uint64_t seed = 1; seed <= 4; seed++) {
-            for (int k = 0;; k++) {
-                op_sample s;
-                memset(&s, 0, sizeof s);
-                rng g;
-                rng_seed(&g, seed, (uint64_t)(o * 64 + k));
-                int r = op->sample(k, &g, &s);
-                if (r == 1) {
-                    ck_assert_msg(k >= 3, "%s has only %d sample cases", op->name, k);
-                    break;
-                }
-                ck_assert_msg(r == 0, "%s: sample %d failed", op->name, k);
-                check_case(op, &s, &g);
-                for (int i = 0; i < s.n_inputs; i++) tensor_free(s.inputs[i]);
-                cases++;
-            }
-        }
-    }
-    ck_assert_msg(problems == 0, "%d problems over %d cases (see stderr)", problems, cases);
+    numeric_check_family(ops_activation, ops_activation_count, 1, 4, CHECK_ALL);
 }
 END_TEST
 

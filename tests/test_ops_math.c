@@ -4,35 +4,10 @@
 #include <string.h>
 
 #include "check_main.h"
+#include "ops_test.h"
 #include "../autograd/internal.h" /* op_def and op_sample, for the sample-case check */
 
 OP_FAMILY(math)
-
-static tensor *leaf(int ndim, const int64_t *shape, const double *v) {
-    tensor *t = tensor_from_doubles(DTYPE_F64, ndim, shape, v);
-    tensor_set_requires_grad(t, true);
-    return t;
-}
-
-/* Backward from y with the upstream gradient g (y's shape). */
-static void backward_g(tensor *y, const double *g) {
-    ck_assert_ptr_nonnull(y);
-    tensor *gt = tensor_from_doubles(DTYPE_F64, y->ndim, y->shape, g);
-    ck_assert_int_eq(tensor_backward_with(y, gt), 0);
-    tensor_free(gt);
-}
-
-/* Applies f to x (a [n] leaf), backward with g; checks y and dx. */
-static void check_unary(tensor *(*f)(tensor *), int n, const double *x, const double *g,
-                        const double *y_expected, const double *dx_expected) {
-    tensor *a = leaf(1, (int64_t[]){n}, x);
-    tensor *y = f(a);
-    ck_assert_tensor(y, y_expected, 1e-12);
-    backward_g(y, g);
-    ck_assert_tensor(a->grad, dx_expected, 1e-12);
-    tape_reset();
-    tensor_free(a);
-}
 
 /* ------------------------------------------------------------ unary */
 
@@ -402,32 +377,25 @@ END_TEST
 
 /* ------------------------------------------------------- error paths */
 
-static void expect_error(tensor *result, const char *message) {
-    ck_assert_ptr_null(result);
-    ck_assert_ptr_nonnull(tapegrad_error());
-    ck_assert_str_eq(tapegrad_error(), message);
-    tapegrad_error_clear();
-}
-
 START_TEST(test_math_errors_dtype_int64_broadcast_null) {
     tapegrad_error_clear();
     tensor *f32 = tensor_ones(DTYPE_F32, SHAPE(3));
     tensor *f64 = tensor_ones(DTYPE_F64, SHAPE(3));
     tensor *f64b = tensor_ones(DTYPE_F64, SHAPE(4));
     tensor *i64 = tensor_zeros(DTYPE_I64, SHAPE(3));
-    expect_error(tensor_pow(f32, f64), "pow: dtype mismatch: float32 vs float64");
-    expect_error(tensor_remainder(f64, f32), "remainder: dtype mismatch: float64 vs float32");
-    expect_error(tensor_exp(i64), "exp: input 0 is int64; this op needs float32 or float64");
-    expect_error(tensor_floor_divide(f64, i64),
-                 "floor_divide: input 1 is int64; this op needs float32 or float64");
-    expect_error(tensor_maximum(f64, f64b),
-                 "maximum: shapes [3] and [4] do not broadcast (dimension 0: 3 vs 4)");
-    expect_error(tensor_minimum(f64b, f64),
-                 "minimum: shapes [4] and [3] do not broadcast (dimension 0: 4 vs 3)");
-    expect_error(tensor_log(NULL), "log: input 0 is NULL");
-    expect_error(tensor_pow(f64, NULL), "pow: input 1 is NULL");
+    ck_assert_fails_with(tensor_pow(f32, f64), "pow: dtype mismatch: float32 vs float64");
+    ck_assert_fails_with(tensor_remainder(f64, f32), "remainder: dtype mismatch: float64 vs float32");
+    ck_assert_fails_with(tensor_exp(i64), "exp: input 0 is int64; this op needs float32 or float64");
+    ck_assert_fails_with(tensor_floor_divide(f64, i64),
+                         "floor_divide: input 1 is int64; this op needs float32 or float64");
+    ck_assert_fails_with(tensor_maximum(f64, f64b),
+                         "maximum: shapes [3] and [4] do not broadcast (dimension 0: 3 vs 4)");
+    ck_assert_fails_with(tensor_minimum(f64b, f64),
+                         "minimum: shapes [4] and [3] do not broadcast (dimension 0: 4 vs 3)");
+    ck_assert_fails_with(tensor_log(NULL), "log: input 0 is NULL");
+    ck_assert_fails_with(tensor_pow(f64, NULL), "pow: input 1 is NULL");
     /* NULL propagates without a new message: the first cause is kept */
-    expect_error(tensor_sqrt(tensor_abs(tensor_log(NULL))), "log: input 0 is NULL");
+    ck_assert_fails_with(tensor_sqrt(tensor_abs(tensor_log(NULL))), "log: input 0 is NULL");
     tensor_free(f32);
     tensor_free(f64);
     tensor_free(f64b);
@@ -438,10 +406,10 @@ END_TEST
 START_TEST(test_clamp_errors_bad_bounds) {
     tapegrad_error_clear();
     tensor *a = tensor_ones(DTYPE_F64, SHAPE(2));
-    expect_error(tensor_clamp(a, 2, 1),
-                 "clamp: bounds [2, 1] are not an interval (need lo <= hi, no NaN)");
-    expect_error(tensor_clamp(a, NAN, 1),
-                 "clamp: bounds [nan, 1] are not an interval (need lo <= hi, no NaN)");
+    ck_assert_fails_with(tensor_clamp(a, 2, 1),
+                         "clamp: bounds [2, 1] are not an interval (need lo <= hi, no NaN)");
+    ck_assert_fails_with(tensor_clamp(a, NAN, 1),
+                         "clamp: bounds [nan, 1] are not an interval (need lo <= hi, no NaN)");
     tensor_free(a);
 }
 END_TEST
@@ -454,15 +422,15 @@ START_TEST(test_where_errors) {
     tensor *b32 = tensor_ones(DTYPE_F32, SHAPE(4));
     tensor *i64 = tensor_zeros(DTYPE_I64, SHAPE(4));
     tensor *b3 = tensor_ones(DTYPE_F64, SHAPE(3));
-    expect_error(tensor_where(c, a, b),
-                 "where: shapes [5] and [3,4] do not broadcast (dimension 1: 5 vs 4)");
-    expect_error(tensor_where(b, a, b3),
-                 "where: shapes [3,4] and [3] do not broadcast (dimension 1: 4 vs 3)");
-    expect_error(tensor_where(b, a, b32), "where: dtype mismatch: float64 vs float32");
-    expect_error(tensor_where(b, i64, a),
-                 "where: input 1 is int64; this op needs float32 or float64");
-    expect_error(tensor_where(NULL, a, b), "where: input 0 is NULL");
-    expect_error(tensor_where(b, a, NULL), "where: input 2 is NULL");
+    ck_assert_fails_with(tensor_where(c, a, b),
+                         "where: shapes [5] and [3,4] do not broadcast (dimension 1: 5 vs 4)");
+    ck_assert_fails_with(tensor_where(b, a, b3),
+                         "where: shapes [3,4] and [3] do not broadcast (dimension 1: 4 vs 3)");
+    ck_assert_fails_with(tensor_where(b, a, b32), "where: dtype mismatch: float64 vs float32");
+    ck_assert_fails_with(tensor_where(b, i64, a),
+                         "where: input 1 is int64; this op needs float32 or float64");
+    ck_assert_fails_with(tensor_where(NULL, a, b), "where: input 0 is NULL");
+    ck_assert_fails_with(tensor_where(b, a, NULL), "where: input 2 is NULL");
     tensor_free(c);
     tensor_free(a);
     tensor_free(b);
@@ -477,11 +445,11 @@ START_TEST(test_masked_select_errors) {
     tensor *a = tensor_ones(DTYPE_F64, SHAPE(2, 3));
     tensor *m = tensor_ones(DTYPE_I64, SHAPE(3, 2));
     tensor *i64 = tensor_ones(DTYPE_I64, SHAPE(2, 3));
-    expect_error(tensor_masked_select(a, m),
-                 "masked_select: mask shape [3,2] differs from input shape [2,3]");
-    expect_error(tensor_masked_select(i64, i64),
-                 "masked_select: input 0 is int64; this op needs float32 or float64");
-    expect_error(tensor_masked_select(a, NULL), "masked_select: input 1 is NULL");
+    ck_assert_fails_with(tensor_masked_select(a, m),
+                         "masked_select: mask shape [3,2] differs from input shape [2,3]");
+    ck_assert_fails_with(tensor_masked_select(i64, i64),
+                         "masked_select: input 0 is int64; this op needs float32 or float64");
+    ck_assert_fails_with(tensor_masked_select(a, NULL), "masked_select: input 1 is NULL");
     tensor_free(a);
     tensor_free(m);
     tensor_free(i64);
@@ -490,137 +458,10 @@ END_TEST
 
 /* --------------------------------------- sample cases vs differences */
 
-/* Every sample case of every op of a family, for a few seeds:
- *  - the vjp against central differences in float64 (eps 1e-6, pass when
- *    |analytic - numeric| <= 1e-5 + 1e-3 |numeric|, the checker's rule), with
- *    a random upstream gradient;
- *  - a checked input whose gradients are all zero is a failure (vacuous);
- *  - the float32 kernels against the float64 ones, forward and backward.
- * Inputs the sample or the op declares gradient-free are not checked. */
-#define FD_EPS 1e-6
-static int problems;
-#define PROBLEM(...) (fprintf(stderr, __VA_ARGS__), problems++)
-
-static double weighted_sum(const tensor *y, const tensor *w) {
-    double s = 0;
-    for (int64_t i = 0; i < y->size; i++) s += tensor_get(y, i) * tensor_get(w, i);
-    return s;
-}
-
-static double eval_quiet(const op_def *op, const op_sample *s, const tensor *w) {
-    tape_no_grad_begin();
-    tensor *y = op->build((tensor *const *)s->inputs, s);
-    tape_no_grad_end();
-    double v = y ? weighted_sum(y, w) : NAN;
-    tape_reset();
-    return v;
-}
-
-static bool checked(const op_def *op, const op_sample *s, int i) {
-    return !(((s->no_grad_mask | op->no_grad_inputs) >> i) & 1) && s->inputs[i]->dtype != DTYPE_I64;
-}
-
-static int n_checked(const op_def *op, const op_sample *s) {
-    int n = 0;
-    for (int i = 0; i < s->n_inputs; i++) n += checked(op, s, i);
-    return n;
-}
-
-static void compare_float32(const op_def *op, const op_sample *s, const tensor *w) {
-    op_sample s32 = *s;
-    for (int i = 0; i < s->n_inputs; i++) {
-        s32.inputs[i] = s->inputs[i]->dtype == DTYPE_F64 ? tensor_to_dtype(s->inputs[i], DTYPE_F32)
-                                                         : tensor_clone(s->inputs[i]);
-        if (checked(op, s, i)) tensor_set_requires_grad(s32.inputs[i], true);
-    }
-    tape_no_grad_begin();
-    tensor *y64 = op->build((tensor *const *)s->inputs, s);
-    tape_no_grad_end();
-    tensor *y = op->build(s32.inputs, &s32), *w32 = tensor_to_dtype(w, DTYPE_F32);
-    if (!y || y->dtype != DTYPE_F32 ||
-        (y->size && n_checked(op, s) && tensor_backward_with(y, w32)))
-        PROBLEM("%s [%s]: float32 run failed: %s\n", op->name, s->name, tapegrad_error());
-    for (int64_t j = 0; y && j < y->size; j++)
-        if (fabs(tensor_get(y, j) - tensor_get(y64, j)) > 1e-4 * (1 + fabs(tensor_get(y64, j))))
-            PROBLEM("%s [%s]: float32 y[%lld] = %g vs float64 %g\n", op->name, s->name,
-                    (long long)j, tensor_get(y, j), tensor_get(y64, j));
-    for (int i = 0; i < s->n_inputs; i++) {
-        if (!checked(op, s, i) || !s->inputs[i]->grad || !s32.inputs[i]->grad) continue;
-        for (int64_t j = 0; j < s->inputs[i]->size; j++) {
-            double g64 = tensor_get(s->inputs[i]->grad, j), g32 = tensor_get(s32.inputs[i]->grad, j);
-            if (fabs(g32 - g64) > 1e-4 * (1 + fabs(g64)))
-                PROBLEM("%s [%s]: float32 d input %d [%lld] = %g vs float64 %g\n", op->name,
-                        s->name, i, (long long)j, g32, g64);
-        }
-    }
-    tape_reset();
-    tensor_free(w32);
-    for (int i = 0; i < s->n_inputs; i++) tensor_free(s32.inputs[i]);
-}
-
-static void check_case(const op_def *op, op_sample *s, rng *g) {
-    for (int i = 0; i < s->n_inputs; i++)
-        if (checked(op, s, i)) tensor_set_requires_grad(s->inputs[i], true);
-    tensor *y = op->build(s->inputs, s);
-    if (!y) {
-        PROBLEM("%s [%s]: build failed: %s\n", op->name, s->name, tapegrad_error());
-        tapegrad_error_clear();
-        return;
-    }
-    tensor *w = tensor_rand(g, DTYPE_F64, y->ndim, y->shape, -1, 1);
-    if (y->size && n_checked(op, s) && tensor_backward_with(y, w))
-        PROBLEM("%s: backward failed: %s\n", op->name, tapegrad_error());
-    tape_reset();
-    for (int i = 0; i < s->n_inputs; i++) {
-        if (!checked(op, s, i)) continue;
-        double *p = s->inputs[i]->data, biggest = 0;
-        for (int64_t j = 0; j < s->inputs[i]->size; j++) {
-            double v = p[j];
-            p[j] = v + FD_EPS;
-            double fp = eval_quiet(op, s, w);
-            p[j] = v - FD_EPS;
-            double fm = eval_quiet(op, s, w);
-            p[j] = v;
-            double num = (fp - fm) / (2 * FD_EPS);
-            double ana = s->inputs[i]->grad ? tensor_get(s->inputs[i]->grad, j) : 0;
-            if (!(fabs(ana - num) <= 1e-5 + 1e-3 * fabs(num)))
-                PROBLEM("%s [%s]: d input %d [%lld]: analytic %.9g, numeric %.9g\n", op->name,
-                        s->name, i, (long long)j, ana, num);
-            biggest = fmax(biggest, fmax(fabs(ana), fabs(num)));
-        }
-        if (biggest < 1e-9)
-            PROBLEM("%s [%s]: input %d: all gradients zero (vacuous case)\n", op->name, s->name, i);
-    }
-    compare_float32(op, s, w);
-    tensor_free(w);
-}
-
+/* Every op of the family, every sample case, four seeds: see tests/ops_test.h. */
 START_TEST(test_math_vjps_match_central_differences) {
-    tapegrad_error_clear();
     ck_assert_int_eq(ops_math_count, 18);
-    int cases = 0;
-    for (int o = 0; o < ops_math_count; o++) {
-        const op_def *op = &ops_math[o];
-        ck_assert_ptr_eq(op_find(op->name), op);
-        for (uint64_t seed = 1; seed <= 4; seed++) {
-            for (int k = 0;; k++) {
-                op_sample s;
-                memset(&s, 0, sizeof s);
-                rng g;
-                rng_seed(&g, seed, (uint64_t)(o * 64 + k));
-                int r = op->sample(k, &g, &s);
-                if (r == 1) {
-                    ck_assert_msg(k >= 3, "%s has only %d sample cases", op->name, k);
-                    break;
-                }
-                ck_assert_msg(r == 0, "%s: sample %d failed", op->name, k);
-                check_case(op, &s, &g);
-                for (int i = 0; i < s.n_inputs; i++) tensor_free(s.inputs[i]);
-                cases++;
-            }
-        }
-    }
-    ck_assert_msg(problems == 0, "%d problems over %d cases (see stderr)", problems, cases);
+    numeric_check_family(ops_math, ops_math_count, 1, 4, CHECK_ALL);
 }
 END_TEST
 

@@ -5,87 +5,7 @@
 
 #include "../autograd/internal.h"
 #include "check_main.h"
-
-static tensor *leaf(dtype dt, int ndim, const int64_t *shape, const double *v) {
-    tensor *t = tensor_from_doubles(dt, ndim, shape, v);
-    tensor_set_requires_grad(t, true);
-    return t;
-}
-
-/* The op fails, and the pending message contains `part`. */
-#define ck_assert_error(expr, part)                                                    \
-    do {                                                                               \
-        tapegrad_error_clear();                                                        \
-        ck_assert_ptr_null(expr);                                                      \
-        ck_assert_ptr_nonnull(tapegrad_error());                                       \
-        ck_assert_msg(strstr(tapegrad_error(), part), "error \"%s\" lacks \"%s\"",     \
-                      tapegrad_error(), part);                                         \
-        tapegrad_error_clear();                                                        \
-    } while (0)
-
-/* Central differences (f64, eps 1e-6) of L = sum(y * R), R fixed, against the
- * tape's gradient, for every sample case of op `name` and every input the case
- * differentiates; atol 1e-5, rtol 1e-3 like the checker. A case whose
- * gradients are all zero would prove nothing, so each input needs one clearly
- * nonzero element. The node's forward is also replayed to check that it is
- * pure (bit-identical output). */
-static double weighted(const tensor *y, const tensor *r) {
-    double acc = 0;
-    for (int64_t i = 0; i < y->size; i++) acc += tensor_get(y, i) * tensor_get(r, i);
-    return acc;
-}
-
-static void check_samples_numerically(const char *name) {
-    const op_def *op = op_find(name);
-    ck_assert_ptr_nonnull(op);
-    int cases = 0;
-    for (int k = 0;; k++) {
-        op_sample s;
-        memset(&s, 0, sizeof s);
-        rng g;
-        rng_seed(&g, 1000 + (uint64_t)k, 5);
-        int r = op->sample(k, &g, &s);
-        if (r == 1) break;
-        ck_assert_int_eq(r, 0);
-        cases++;
-        for (int i = 0; i < s.n_inputs; i++)
-            if (!(s.no_grad_mask & (1u << i))) tensor_set_requires_grad(s.inputs[i], true);
-        tensor *y = op->build(s.inputs, &s);
-        ck_assert_msg(y != NULL, "%s %s: %s", name, s.name, tapegrad_error());
-        tensor *R = tensor_rand(&g, DTYPE_F64, y->ndim, y->shape, -1.0, 1.0);
-        ck_assert_int_eq(tensor_backward_with(y, R), 0);
-        tensor *before = tensor_clone(y);
-        tape_node *node = tape_node_at(tape_size() - 1);
-        node->op->forward(node);
-        ck_assert_int_eq(memcmp(before->data, y->data, (size_t)y->size * sizeof(double)), 0);
-        tensor_free(before);
-        tape_reset();
-        for (int i = 0; i < s.n_inputs; i++) {
-            if (s.no_grad_mask & (1u << i)) continue;
-            tensor *x = s.inputs[i];
-            double biggest = 0;
-            for (int64_t j = 0; j < x->size; j++) {
-                double v = tensor_get(x, j), eps = 1e-6;
-                tensor_set(x, j, v + eps);
-                double fp = weighted(op->build(s.inputs, &s), R);
-                tape_reset();
-                tensor_set(x, j, v - eps);
-                double fm = weighted(op->build(s.inputs, &s), R);
-                tape_reset();
-                tensor_set(x, j, v);
-                double num = (fp - fm) / (2 * eps), ana = tensor_get(x->grad, j);
-                ck_assert_msg(fabs(ana - num) <= 1e-5 + 1e-3 * fabs(num),
-                              "%s %s: input %d [%lld]: analytic %.10g numeric %.10g", name, s.name,
-                              i, (long long)j, ana, num);
-                if (fabs(num) > biggest) biggest = fabs(num);
-            }
-            ck_assert_msg(biggest > 1e-3, "%s %s: input %d has an all-zero gradient", name, s.name, i);
-        }
-        tensor_free(R);
-        for (int i = 0; i < s.n_inputs; i++) tensor_free(s.inputs[i]);
-    }
-    ck_assert_int_ge(cases, 3);
-}
+#include "ops_test.h"
 
 /* ------------------------------------------------------------- batch norm */
 
@@ -116,9 +36,9 @@ static const double bn_dx[] = {19.0 / 27, 4.0 / 27, 1.0 / 3, -1.0 / 18,
                                4.0 / 9,   -35.0 / 27, 1.0 / 9, -7.0 / 18};
 
 START_TEST(test_batch_norm_train_forward_and_grad) {
-    tensor *x = leaf(DTYPE_F64, SHAPE(2, 2, 2), bn_x);
-    tensor *w = leaf(DTYPE_F64, SHAPE(2), (double[]){2, -1});
-    tensor *b = leaf(DTYPE_F64, SHAPE(2), (double[]){0.5, 1});
+    tensor *x = leaf(SHAPE(2, 2, 2), bn_x);
+    tensor *w = leaf(SHAPE(2), (double[]){2, -1});
+    tensor *b = leaf(SHAPE(2), (double[]){0.5, 1});
     tensor *g = tensor_from_doubles(DTYPE_F64, SHAPE(2, 2, 2), bn_g);
     tensor *y = tensor_batch_norm(x, w, b, NULL, NULL, true, 0.1, 0.0);
     ck_assert_tensor(y, bn_y, 1e-12);
@@ -136,8 +56,8 @@ END_TEST
 
 /* The same case in float32 agrees to float32 precision. */
 START_TEST(test_batch_norm_train_f32) {
-    tensor *x = leaf(DTYPE_F32, SHAPE(2, 2, 2), bn_x);
-    tensor *w = leaf(DTYPE_F32, SHAPE(2), (double[]){2, -1});
+    tensor *x = leaf_dt(DTYPE_F32, SHAPE(2, 2, 2), bn_x);
+    tensor *w = leaf_dt(DTYPE_F32, SHAPE(2), (double[]){2, -1});
     tensor *b = tensor_from_doubles(DTYPE_F32, SHAPE(2), (double[]){0.5, 1});
     tensor *g = tensor_from_doubles(DTYPE_F32, SHAPE(2, 2, 2), bn_g);
     tensor *y = tensor_batch_norm(x, w, b, NULL, NULL, true, 0.1, 0.0);
@@ -158,7 +78,7 @@ END_TEST
  * dx = s (g - mean g - xh mean(g xh)), the case above with w = 1: c0 = half of
  * bn_dx's c0 entries (w was 2), c1 = minus bn_dx's c1 entries (w was -1). */
 START_TEST(test_batch_norm_train_without_affine) {
-    tensor *x = leaf(DTYPE_F64, SHAPE(2, 2, 2), bn_x);
+    tensor *x = leaf(SHAPE(2, 2, 2), bn_x);
     tensor *g = tensor_from_doubles(DTYPE_F64, SHAPE(2, 2, 2), bn_g);
     tensor *y = tensor_batch_norm(x, NULL, NULL, NULL, NULL, true, 0.1, 0.0);
     ck_assert_tensor(y, ((double[]){1.0 / 3, -5.0 / 3, -1, -1.0 / 3, 1, 1.0 / 3, 5.0 / 3, -1.0 / 3}),
@@ -180,7 +100,7 @@ END_TEST
  * (unbiased variance: the biased 9 and 2.25 times N / (N - 1) = 4/3). The
  * output still uses the batch statistics (bn_y). */
 START_TEST(test_batch_norm_running_stats_update_like_pytorch) {
-    tensor *x = leaf(DTYPE_F64, SHAPE(2, 2, 2), bn_x);
+    tensor *x = leaf(SHAPE(2, 2, 2), bn_x);
     tensor *w = tensor_from_doubles(DTYPE_F64, SHAPE(2), (double[]){2, -1});
     tensor *b = tensor_from_doubles(DTYPE_F64, SHAPE(2), (double[]){0.5, 1});
     tensor *rm = tensor_from_doubles(DTYPE_F64, SHAPE(2), (double[]){1, -1});
@@ -215,9 +135,9 @@ END_TEST
  *   dw = sum g xh = [0.5 - 2 + 0 - 1, -1 + 1.5 + 27 + 3] = [-2.5, 30.5], db = [1, 3.5]
  * The running statistics are not changed in eval. */
 START_TEST(test_batch_norm_eval_forward_and_grad) {
-    tensor *x = leaf(DTYPE_F64, SHAPE(2, 2, 2), bn_x);
-    tensor *w = leaf(DTYPE_F64, SHAPE(2), (double[]){2, -1});
-    tensor *b = leaf(DTYPE_F64, SHAPE(2), (double[]){0.5, 1});
+    tensor *x = leaf(SHAPE(2, 2, 2), bn_x);
+    tensor *w = leaf(SHAPE(2), (double[]){2, -1});
+    tensor *b = leaf(SHAPE(2), (double[]){0.5, 1});
     tensor *rm = tensor_from_doubles(DTYPE_F64, SHAPE(2), (double[]){1, -1});
     tensor *rv = tensor_from_doubles(DTYPE_F64, SHAPE(2), (double[]){16, 0.25});
     tensor *g = tensor_from_doubles(DTYPE_F64, SHAPE(2, 2, 2), bn_g);
@@ -256,39 +176,39 @@ START_TEST(test_batch_norm_errors) {
     tensor *xi = tensor_zeros(DTYPE_I64, SHAPE(2, 3, 4));
     tensor *x1 = tensor_zeros(DTYPE_F64, SHAPE(3));
     tensor *one = tensor_zeros(DTYPE_F64, SHAPE(1, 3, 1));
-    ck_assert_error(tensor_batch_norm(x, c4, NULL, NULL, NULL, true, 0.1, 1e-5),
+    ck_assert_fails(tensor_batch_norm(x, c4, NULL, NULL, NULL, true, 0.1, 1e-5),
                     "batch_norm: weight must be [C] = [3] for x [2,3,4], got [4]");
-    ck_assert_error(tensor_batch_norm(x, NULL, c13, NULL, NULL, true, 0.1, 1e-5),
+    ck_assert_fails(tensor_batch_norm(x, NULL, c13, NULL, NULL, true, 0.1, 1e-5),
                     "batch_norm: bias must be [C] = [3] for x [2,3,4], got [1,3]");
-    ck_assert_error(tensor_batch_norm(x, NULL, NULL, c4, c3, true, 0.1, 1e-5),
+    ck_assert_fails(tensor_batch_norm(x, NULL, NULL, c4, c3, true, 0.1, 1e-5),
                     "batch_norm: running_mean must be [C] = [3]");
-    ck_assert_error(tensor_batch_norm(x, NULL, NULL, c3, c4, false, 0.1, 1e-5),
+    ck_assert_fails(tensor_batch_norm(x, NULL, NULL, c3, c4, false, 0.1, 1e-5),
                     "batch_norm: running_var must be [C] = [3]");
-    ck_assert_error(tensor_batch_norm(x, NULL, NULL, c3, NULL, true, 0.1, 1e-5),
+    ck_assert_fails(tensor_batch_norm(x, NULL, NULL, c3, NULL, true, 0.1, 1e-5),
                     "batch_norm: give both running_mean and running_var, or neither");
-    ck_assert_error(tensor_batch_norm(x, c3, c3, NULL, NULL, false, 0.1, 1e-5),
+    ck_assert_fails(tensor_batch_norm(x, c3, c3, NULL, NULL, false, 0.1, 1e-5),
                     "batch_norm: eval mode needs running_mean and running_var, got NULL");
-    ck_assert_error(tensor_batch_norm(one, NULL, NULL, NULL, NULL, true, 0.1, 1e-5),
+    ck_assert_fails(tensor_batch_norm(one, NULL, NULL, NULL, NULL, true, 0.1, 1e-5),
                     "batch_norm: training needs more than 1 value per channel, x [1,3,1]");
-    ck_assert_error(tensor_batch_norm(x1, NULL, NULL, NULL, NULL, true, 0.1, 1e-5),
+    ck_assert_fails(tensor_batch_norm(x1, NULL, NULL, NULL, NULL, true, 0.1, 1e-5),
                     "batch_norm: x must be (B, C, ...) with at least 2 dims, got [3]");
-    ck_assert_error(tensor_batch_norm(x, NULL, NULL, NULL, NULL, true, 1.5, 1e-5),
+    ck_assert_fails(tensor_batch_norm(x, NULL, NULL, NULL, NULL, true, 1.5, 1e-5),
                     "batch_norm: momentum must be in [0, 1], got 1.5");
-    ck_assert_error(tensor_batch_norm(x, NULL, NULL, NULL, NULL, true, -0.1, 1e-5),
+    ck_assert_fails(tensor_batch_norm(x, NULL, NULL, NULL, NULL, true, -0.1, 1e-5),
                     "batch_norm: momentum must be in [0, 1], got -0.1");
-    ck_assert_error(tensor_batch_norm(x, NULL, NULL, NULL, NULL, true, 0.1, -1.0),
+    ck_assert_fails(tensor_batch_norm(x, NULL, NULL, NULL, NULL, true, 0.1, -1.0),
                     "batch_norm: eps must be finite and >= 0, got -1");
-    ck_assert_error(tensor_batch_norm(x, NULL, NULL, NULL, NULL, true, 0.1, NAN),
+    ck_assert_fails(tensor_batch_norm(x, NULL, NULL, NULL, NULL, true, 0.1, NAN),
                     "batch_norm: eps must be finite and >= 0, got nan");
-    ck_assert_error(tensor_batch_norm(xi, NULL, NULL, NULL, NULL, true, 0.1, 1e-5),
+    ck_assert_fails(tensor_batch_norm(xi, NULL, NULL, NULL, NULL, true, 0.1, 1e-5),
                     "batch_norm: input 0 is int64");
-    ck_assert_error(tensor_batch_norm(x, ci, NULL, NULL, NULL, true, 0.1, 1e-5),
+    ck_assert_fails(tensor_batch_norm(x, ci, NULL, NULL, NULL, true, 0.1, 1e-5),
                     "batch_norm: weight is int64; it must have the dtype of x (float64)");
-    ck_assert_error(tensor_batch_norm(x, NULL, NULL, c3, ci, true, 0.1, 1e-5),
+    ck_assert_fails(tensor_batch_norm(x, NULL, NULL, c3, ci, true, 0.1, 1e-5),
                     "batch_norm: running_var is int64");
-    ck_assert_error(tensor_batch_norm(x, NULL, cf, NULL, NULL, true, 0.1, 1e-5),
+    ck_assert_fails(tensor_batch_norm(x, NULL, cf, NULL, NULL, true, 0.1, 1e-5),
                     "batch_norm: bias is float32; it must have the dtype of x (float64)");
-    ck_assert_error(tensor_batch_norm(NULL, c3, c3, NULL, NULL, true, 0.1, 1e-5),
+    ck_assert_fails(tensor_batch_norm(NULL, c3, c3, NULL, NULL, true, 0.1, 1e-5),
                     "batch_norm: input 0 is NULL");
     /* a failed op given as the weight propagates its first error unchanged */
     tapegrad_error_clear();
@@ -303,7 +223,7 @@ START_TEST(test_batch_norm_errors) {
 }
 END_TEST
 
-START_TEST(test_batch_norm_samples_numerically) { check_samples_numerically("batch_norm"); }
+START_TEST(test_batch_norm_samples_numerically) { numeric_check_op("batch_norm", 1000, 1, CHECK_ALL); }
 END_TEST
 
 /* ------------------------------------------------------------- layer norm */
@@ -321,9 +241,9 @@ END_TEST
  *   dw = sum over rows g xh = [1/3 + 0, -10/3 + 2/3, -1 + 5, 1/6 - 1/3] = [1/3, -8/3, 4, -1/6]
  *   db = g0 + g1 = [1, 0, 2, 1.5] */
 START_TEST(test_layer_norm_forward_and_grad) {
-    tensor *x = leaf(DTYPE_F64, SHAPE(2, 4), bn_x);
-    tensor *w = leaf(DTYPE_F64, SHAPE(4), (double[]){1, 2, -1, 0.5});
-    tensor *b = leaf(DTYPE_F64, SHAPE(4), (double[]){0, 1, 0.5, -1});
+    tensor *x = leaf(SHAPE(2, 4), bn_x);
+    tensor *w = leaf(SHAPE(4), (double[]){1, 2, -1, 0.5});
+    tensor *b = leaf(SHAPE(4), (double[]){0, 1, 0.5, -1});
     tensor *g = tensor_from_doubles(DTYPE_F64, SHAPE(2, 4), (double[]){1, 2, -1, 0.5, 0, -2, 3, 1});
     /* bn_x in (2, 4) is [3, -3, -0.5, 0.5 | 5, 3, 3.5, 0.5]; reorder to the rows above */
     static const double rows[] = {3, -3, 5, 3, -0.5, 0.5, 3.5, 0.5};
@@ -363,25 +283,25 @@ START_TEST(test_layer_norm_errors) {
     tensor *wi = tensor_zeros(DTYPE_I64, SHAPE(4));
     tensor *wf = tensor_zeros(DTYPE_F32, SHAPE(4));
     tensor *xi = tensor_zeros(DTYPE_I64, SHAPE(2, 4));
-    ck_assert_error(tensor_layer_norm(x, 1, w3, NULL, 1e-5),
+    ck_assert_fails(tensor_layer_norm(x, 1, w3, NULL, 1e-5),
                     "layer_norm: weight must be [4] (the last 1 dims of x [2,3,4]), got [3]");
-    ck_assert_error(tensor_layer_norm(x, 2, w34, w4, 1e-5),
+    ck_assert_fails(tensor_layer_norm(x, 2, w34, w4, 1e-5),
                     "layer_norm: bias must be [3,4] (the last 2 dims of x [2,3,4]), got [4]");
-    ck_assert_error(tensor_layer_norm(x, 0, NULL, NULL, 1e-5),
+    ck_assert_fails(tensor_layer_norm(x, 0, NULL, NULL, 1e-5),
                     "layer_norm: normalized_ndim 0 out of range for x [2,3,4] (1 to 3)");
-    ck_assert_error(tensor_layer_norm(x, 4, NULL, NULL, 1e-5), "normalized_ndim 4 out of range");
-    ck_assert_error(tensor_layer_norm(x, 1, NULL, NULL, -1e-5), "layer_norm: eps must be finite and >= 0, got -1e-05");
-    ck_assert_error(tensor_layer_norm(x, 1, NULL, NULL, INFINITY), "eps must be finite");
-    ck_assert_error(tensor_layer_norm(xi, 1, NULL, NULL, 1e-5), "layer_norm: input 0 is int64");
-    ck_assert_error(tensor_layer_norm(x, 1, wi, NULL, 1e-5), "layer_norm: weight is int64");
-    ck_assert_error(tensor_layer_norm(x, 1, NULL, wf, 1e-5), "layer_norm: bias is float32");
-    ck_assert_error(tensor_layer_norm(NULL, 1, w4, w4, 1e-5), "layer_norm: input 0 is NULL");
+    ck_assert_fails(tensor_layer_norm(x, 4, NULL, NULL, 1e-5), "normalized_ndim 4 out of range");
+    ck_assert_fails(tensor_layer_norm(x, 1, NULL, NULL, -1e-5), "layer_norm: eps must be finite and >= 0, got -1e-05");
+    ck_assert_fails(tensor_layer_norm(x, 1, NULL, NULL, INFINITY), "eps must be finite");
+    ck_assert_fails(tensor_layer_norm(xi, 1, NULL, NULL, 1e-5), "layer_norm: input 0 is int64");
+    ck_assert_fails(tensor_layer_norm(x, 1, wi, NULL, 1e-5), "layer_norm: weight is int64");
+    ck_assert_fails(tensor_layer_norm(x, 1, NULL, wf, 1e-5), "layer_norm: bias is float32");
+    ck_assert_fails(tensor_layer_norm(NULL, 1, w4, w4, 1e-5), "layer_norm: input 0 is NULL");
     tensor *all[] = {x, w4, w3, w34, wi, wf, xi};
     for (int i = 0; i < 7; i++) tensor_free(all[i]);
 }
 END_TEST
 
-START_TEST(test_layer_norm_samples_numerically) { check_samples_numerically("layer_norm"); }
+START_TEST(test_layer_norm_samples_numerically) { numeric_check_op("layer_norm", 1000, 1, CHECK_ALL); }
 END_TEST
 
 /* Above PARALLEL_MIN_ELEMS the channel (row) loops run on several threads;

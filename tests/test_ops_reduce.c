@@ -6,126 +6,12 @@
 
 #include "../autograd/internal.h"
 #include "check_main.h"
-
-static tensor *leaf(int ndim, const int64_t *shape, const double *v) {
-    tensor *t = tensor_from_doubles(DTYPE_F64, ndim, shape, v);
-    tensor_set_requires_grad(t, true);
-    return t;
-}
-
-static tensor *constant(int ndim, const int64_t *shape, const double *v) {
-    return tensor_from_doubles(DTYPE_F64, ndim, shape, v);
-}
-
-/* Asserts that the pending error is exactly msg, then clears it. */
-#define ck_assert_error(msg)                                                         \
-    do {                                                                             \
-        ck_assert_ptr_nonnull(tapegrad_error());                                     \
-        ck_assert_str_eq(tapegrad_error(), (msg));                                   \
-        tapegrad_error_clear();                                                      \
-    } while (0)
-
-/* ------------------------------------------------ sample-case gradients
- * For every sample case of op: L = sum(y * w) with w seeded; backward gives
- * dL/dx; central differences (f64, eps 1e-6) must agree within
- * atol 1e-5 + rtol 1e-3 on every element, and some gradient must be nonzero
- * (an all-zero comparison proves nothing). The same case in float32 must
- * agree with float64 in value and gradient. */
-static double weighted_sum(const tensor *y, const tensor *w) {
-    double acc = 0;
-    for (int64_t i = 0; i < y->size; i++) acc += tensor_get(y, i) * tensor_get(w, i);
-    return acc;
-}
-
-static double loss_at(const op_def *op, op_sample *s, const tensor *w) {
-    tape_no_grad_begin();
-    tensor *y = op->build(s->inputs, s);
-    double l = y ? weighted_sum(y, w) : NAN;
-    tape_no_grad_end();
-    tape_reset();
-    return l;
-}
-
-static void check_float32_agrees(const op_def *op, op_sample *s, const tensor *y64,
-                                 const tensor *w) {
-    tensor *in32[SAMPLE_MAX_INPUTS], *w32 = tensor_to_dtype(w, DTYPE_F32);
-    for (int i = 0; i < s->n_inputs; i++) {
-        dtype dt = s->inputs[i]->dtype == DTYPE_I64 ? DTYPE_I64 : DTYPE_F32;
-        in32[i] = tensor_to_dtype(s->inputs[i], dt);
-        if (dt == DTYPE_F32) tensor_set_requires_grad(in32[i], true);
-    }
-    tensor *y = op->build(in32, s);
-    ck_assert_msg(y && y->size == y64->size, "%s %s float32: %s", op->name, s->name,
-                  tapegrad_error());
-    for (int64_t j = 0; j < y->size; j++)
-        ck_assert_msg(fabs(tensor_get(y, j) - tensor_get(y64, j)) <= 1e-4 * (1 + fabs(tensor_get(y64, j))),
-                      "%s %s float32 value %lld", op->name, s->name, (long long)j);
-    ck_assert_int_eq(tensor_backward_with(y, w32), 0);
-    for (int i = 0; i < s->n_inputs; i++) {
-        if (!s->inputs[i]->grad) continue;
-        for (int64_t j = 0; j < s->inputs[i]->size; j++) {
-            double a = tensor_get(in32[i]->grad, j), b = tensor_get(s->inputs[i]->grad, j);
-            ck_assert_msg(fabs(a - b) <= 1e-4 * (1 + fabs(b)), "%s %s float32 grad %d[%lld]: %g vs %g",
-                          op->name, s->name, i, (long long)j, a, b);
-        }
-    }
-    tape_reset();
-    for (int i = 0; i < s->n_inputs; i++) tensor_free(in32[i]);
-    tensor_free(w32);
-}
-
-static void check_op_samples(const char *name) {
-    const op_def *op = op_find(name);
-    ck_assert_msg(op != NULL, "%s is not in the registry", name);
-    ck_assert(op->signature && op->formula_forward && op->formula_gradient && op->notes);
-    rng g;
-    rng_seed(&g, 20261125, 3);
-    int k = 0;
-    for (;; k++) {
-        op_sample s;
-        memset(&s, 0, sizeof s);
-        int r = op->sample(k, &g, &s);
-        if (r == 1) break;
-        ck_assert_int_eq(r, 0);
-        for (int i = 0; i < s.n_inputs; i++)
-            if (!((s.no_grad_mask >> i) & 1)) tensor_set_requires_grad(s.inputs[i], true);
-        tensor *y = op->build(s.inputs, &s);
-        ck_assert_msg(y != NULL, "%s %s: %s", name, s.name, tapegrad_error());
-        tensor *w = tensor_rand(&g, DTYPE_F64, y->ndim, y->shape, -1.0, 1.0);
-        tensor *y64 = tensor_clone(y);
-        ck_assert_int_eq(tensor_backward_with(y, w), 0);
-        tape_reset();
-        bool nonzero = false;
-        for (int i = 0; i < s.n_inputs; i++) {
-            tensor *x = s.inputs[i];
-            if ((s.no_grad_mask >> i) & 1) continue;
-            ck_assert_ptr_nonnull(x->grad);
-            for (int64_t j = 0; j < x->size; j++) {
-                double v = tensor_get(x, j), eps = 1e-6;
-                tensor_set(x, j, v + eps);
-                double lp = loss_at(op, &s, w);
-                tensor_set(x, j, v - eps);
-                double lm = loss_at(op, &s, w);
-                tensor_set(x, j, v);
-                double num = (lp - lm) / (2 * eps), ana = tensor_get(x->grad, j);
-                ck_assert_msg(fabs(num - ana) <= 1e-5 + 1e-3 * fabs(num),
-                              "%s %s: input %d[%lld]: analytic %.9g, numeric %.9g", name, s.name,
-                              i, (long long)j, ana, num);
-                if (fabs(ana) > 1e-6) nonzero = true;
-            }
-        }
-        ck_assert_msg(nonzero, "%s %s: every gradient is zero (vacuous case)", name, s.name);
-        check_float32_agrees(op, &s, y64, w);
-        for (int i = 0; i < s.n_inputs; i++) tensor_free(s.inputs[i]);
-        tensor_free(w);
-        tensor_free(y64);
-    }
-    ck_assert_msg(k >= 3, "%s has only %d sample cases", name, k);
-}
+#include "ops_test.h"
 
 START_TEST(test_reduce_samples_match_central_differences) {
     static const char *ops[] = {"sum", "mean", "max", "min", "var", "std", "logsumexp", "argmax"};
-    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) check_op_samples(ops[i]);
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        numeric_check_op(ops[i], 20261125, 1, CHECK_ALL);
     ck_assert_ptr_null(tapegrad_error());
 }
 END_TEST
@@ -485,14 +371,13 @@ END_TEST
 START_TEST(test_reduce_error_bad_axis) {
     tapegrad_error_clear();
     tensor *a = tensor_zeros(DTYPE_F32, SHAPE(2, 3));
-    ck_assert_ptr_null(tensor_max(a, (int[]){2}, 1, false));
-    ck_assert_error("max: axis 2 out of range for 2 dimensions");
-    ck_assert_ptr_null(tensor_sum(a, (int[]){-3}, 1, false));
-    ck_assert_error("sum: axis -3 out of range for 2 dimensions");
-    ck_assert_ptr_null(tensor_argmax(a, 5, true));
-    ck_assert_error("argmax: axis 5 out of range for 2 dimensions");
-    ck_assert_ptr_null(tensor_logsumexp(a, (int[]){7}, 1, false));
-    ck_assert_error("logsumexp: axis 7 out of range for 2 dimensions");
+    ck_assert_fails_with(tensor_max(a, (int[]){2}, 1, false),
+                         "max: axis 2 out of range for 2 dimensions");
+    ck_assert_fails_with(tensor_sum(a, (int[]){-3}, 1, false),
+                         "sum: axis -3 out of range for 2 dimensions");
+    ck_assert_fails_with(tensor_argmax(a, 5, true), "argmax: axis 5 out of range for 2 dimensions");
+    ck_assert_fails_with(tensor_logsumexp(a, (int[]){7}, 1, false),
+                         "logsumexp: axis 7 out of range for 2 dimensions");
     tensor_free(a);
 }
 END_TEST
@@ -500,28 +385,22 @@ END_TEST
 START_TEST(test_reduce_error_axis_twice_and_bad_list) {
     tapegrad_error_clear();
     tensor *a = tensor_zeros(DTYPE_F64, SHAPE(2, 3));
-    ck_assert_ptr_null(tensor_var(a, (int[]){1, -1}, 2, 1, false));
-    ck_assert_error("var: axis -1 given twice");
-    ck_assert_ptr_null(tensor_min(a, NULL, 1, false));
-    ck_assert_error("min: bad axes list (naxes 1)");
-    ck_assert_ptr_null(tensor_mean(a, (int[]){0}, -1, false));
-    ck_assert_error("mean: bad axes list (naxes -1)");
+    ck_assert_fails_with(tensor_var(a, (int[]){1, -1}, 2, 1, false), "var: axis -1 given twice");
+    ck_assert_fails_with(tensor_min(a, NULL, 1, false), "min: bad axes list (naxes 1)");
+    ck_assert_fails_with(tensor_mean(a, (int[]){0}, -1, false), "mean: bad axes list (naxes -1)");
     tensor_free(a);
 }
 END_TEST
 
 START_TEST(test_reduce_error_null_input_and_propagation) {
     tapegrad_error_clear();
-    ck_assert_ptr_null(tensor_logsumexp(NULL, NULL, 0, false));
-    ck_assert_error("logsumexp: input 0 is NULL");
-    ck_assert_ptr_null(tensor_argmax(NULL, 0, false));
-    ck_assert_error("argmax: input 0 is NULL");
-    ck_assert_ptr_null(tensor_std(NULL, NULL, 0, 1, false));
-    ck_assert_error("std: input 0 is NULL");
+    ck_assert_fails_with(tensor_logsumexp(NULL, NULL, 0, false), "logsumexp: input 0 is NULL");
+    ck_assert_fails_with(tensor_argmax(NULL, 0, false), "argmax: input 0 is NULL");
+    ck_assert_fails_with(tensor_std(NULL, NULL, 0, 1, false), "std: input 0 is NULL");
     /* a pending error is kept: NULL flows through like NaN */
     tensor *a = tensor_zeros(DTYPE_F64, SHAPE(2));
-    ck_assert_ptr_null(tensor_max(tensor_max(a, (int[]){4}, 1, false), NULL, 0, false));
-    ck_assert_error("max: axis 4 out of range for 1 dimensions");
+    ck_assert_fails_with(tensor_max(tensor_max(a, (int[]){4}, 1, false), NULL, 0, false),
+                         "max: axis 4 out of range for 1 dimensions");
     tensor_free(a);
 }
 END_TEST
@@ -529,12 +408,12 @@ END_TEST
 START_TEST(test_reduce_error_int64_input) {
     tapegrad_error_clear();
     tensor *a = tensor_zeros(DTYPE_I64, SHAPE(3));
-    ck_assert_ptr_null(tensor_max(a, NULL, 0, false));
-    ck_assert_error("max: input 0 is int64; this op needs float32 or float64");
-    ck_assert_ptr_null(tensor_argmax(a, 0, false));
-    ck_assert_error("argmax: input 0 is int64; this op needs float32 or float64");
-    ck_assert_ptr_null(tensor_var(a, NULL, 0, 0, false));
-    ck_assert_error("var: input 0 is int64; this op needs float32 or float64");
+    ck_assert_fails_with(tensor_max(a, NULL, 0, false),
+                         "max: input 0 is int64; this op needs float32 or float64");
+    ck_assert_fails_with(tensor_argmax(a, 0, false),
+                         "argmax: input 0 is int64; this op needs float32 or float64");
+    ck_assert_fails_with(tensor_var(a, NULL, 0, 0, false),
+                         "var: input 0 is int64; this op needs float32 or float64");
     tensor_free(a);
 }
 END_TEST
@@ -542,12 +421,11 @@ END_TEST
 START_TEST(test_var_error_bad_correction) {
     tapegrad_error_clear();
     tensor *a = tensor_zeros(DTYPE_F64, SHAPE(2, 1));
-    ck_assert_ptr_null(tensor_var(a, NULL, 0, -1, false));
-    ck_assert_error("var: correction -1 is negative");
-    ck_assert_ptr_null(tensor_std(a, (int[]){1}, 1, 1, false));
-    ck_assert_error("std: correction 1 leaves no degrees of freedom: 1 elements per output of [2,1]");
-    ck_assert_ptr_null(tensor_var(a, NULL, 0, 2, false));
-    ck_assert_error("var: correction 2 leaves no degrees of freedom: 2 elements per output of [2,1]");
+    ck_assert_fails_with(tensor_var(a, NULL, 0, -1, false), "var: correction -1 is negative");
+    ck_assert_fails_with(tensor_std(a, (int[]){1}, 1, 1, false),
+                         "std: correction 1 leaves no degrees of freedom: 1 elements per output of [2,1]");
+    ck_assert_fails_with(tensor_var(a, NULL, 0, 2, false),
+                         "var: correction 2 leaves no degrees of freedom: 2 elements per output of [2,1]");
     tensor_free(a);
 }
 END_TEST
@@ -555,12 +433,12 @@ END_TEST
 START_TEST(test_extreme_error_empty_reduction) {
     tapegrad_error_clear();
     tensor *a = tensor_zeros(DTYPE_F32, SHAPE(2, 0));
-    ck_assert_ptr_null(tensor_max(a, (int[]){1}, 1, false));
-    ck_assert_error("max: cannot reduce [2,0] over an empty dimension");
-    ck_assert_ptr_null(tensor_min(a, NULL, 0, false));
-    ck_assert_error("min: cannot reduce [2,0] over an empty dimension");
-    ck_assert_ptr_null(tensor_argmax(a, 1, false));
-    ck_assert_error("argmax: cannot reduce [2,0] over an empty dimension");
+    ck_assert_fails_with(tensor_max(a, (int[]){1}, 1, false),
+                         "max: cannot reduce [2,0] over an empty dimension");
+    ck_assert_fails_with(tensor_min(a, NULL, 0, false),
+                         "min: cannot reduce [2,0] over an empty dimension");
+    ck_assert_fails_with(tensor_argmax(a, 1, false),
+                         "argmax: cannot reduce [2,0] over an empty dimension");
     /* reducing the non-empty axis of an empty tensor is fine: no outputs */
     tensor *y = tensor_max(a, (int[]){0}, 1, false);
     ck_assert_ptr_nonnull(y);

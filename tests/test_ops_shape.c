@@ -6,127 +6,13 @@
 
 #include "../autograd/internal.h"
 #include "check_main.h"
-
-static tensor *leaf(int ndim, const int64_t *shape, const double *v) {
-    tensor *t = tensor_from_doubles(DTYPE_F64, ndim, shape, v);
-    tensor_set_requires_grad(t, true);
-    return t;
-}
-
-static tensor *constant(int ndim, const int64_t *shape, const double *v) {
-    return tensor_from_doubles(DTYPE_F64, ndim, shape, v);
-}
-
-/* Asserts that the pending error is exactly msg, then clears it. */
-#define ck_assert_error(msg)                                                         \
-    do {                                                                             \
-        ck_assert_ptr_nonnull(tapegrad_error());                                     \
-        ck_assert_str_eq(tapegrad_error(), (msg));                                   \
-        tapegrad_error_clear();                                                      \
-    } while (0)
-
-/* ------------------------------------------------ sample-case gradients
- * For every sample case of op: L = sum(y * w) with w seeded; backward gives
- * dL/dx; central differences (f64, eps 1e-6) must agree within
- * atol 1e-5 + rtol 1e-3 on every element, and some gradient must be nonzero
- * (an all-zero comparison proves nothing). The same case in float32 must
- * agree with float64 in value and gradient. */
-static double weighted_sum(const tensor *y, const tensor *w) {
-    double acc = 0;
-    for (int64_t i = 0; i < y->size; i++) acc += tensor_get(y, i) * tensor_get(w, i);
-    return acc;
-}
-
-static double loss_at(const op_def *op, op_sample *s, const tensor *w) {
-    tape_no_grad_begin();
-    tensor *y = op->build(s->inputs, s);
-    double l = y ? weighted_sum(y, w) : NAN;
-    tape_no_grad_end();
-    tape_reset();
-    return l;
-}
-
-static void check_float32_agrees(const op_def *op, op_sample *s, const tensor *y64,
-                                 const tensor *w) {
-    tensor *in32[SAMPLE_MAX_INPUTS], *w32 = tensor_to_dtype(w, DTYPE_F32);
-    for (int i = 0; i < s->n_inputs; i++) {
-        dtype dt = s->inputs[i]->dtype == DTYPE_I64 ? DTYPE_I64 : DTYPE_F32;
-        in32[i] = tensor_to_dtype(s->inputs[i], dt);
-        if (dt == DTYPE_F32) tensor_set_requires_grad(in32[i], true);
-    }
-    tensor *y = op->build(in32, s);
-    ck_assert_msg(y && y->size == y64->size, "%s %s float32: %s", op->name, s->name,
-                  tapegrad_error());
-    for (int64_t j = 0; j < y->size; j++)
-        ck_assert_msg(fabs(tensor_get(y, j) - tensor_get(y64, j)) <= 1e-4 * (1 + fabs(tensor_get(y64, j))),
-                      "%s %s float32 value %lld", op->name, s->name, (long long)j);
-    ck_assert_int_eq(tensor_backward_with(y, w32), 0);
-    for (int i = 0; i < s->n_inputs; i++) {
-        if (!s->inputs[i]->grad) continue;
-        for (int64_t j = 0; j < s->inputs[i]->size; j++) {
-            double a = tensor_get(in32[i]->grad, j), b = tensor_get(s->inputs[i]->grad, j);
-            ck_assert_msg(fabs(a - b) <= 1e-4 * (1 + fabs(b)), "%s %s float32 grad %d[%lld]: %g vs %g",
-                          op->name, s->name, i, (long long)j, a, b);
-        }
-    }
-    tape_reset();
-    for (int i = 0; i < s->n_inputs; i++) tensor_free(in32[i]);
-    tensor_free(w32);
-}
-
-static void check_op_samples(const char *name) {
-    const op_def *op = op_find(name);
-    ck_assert_msg(op != NULL, "%s is not in the registry", name);
-    ck_assert(op->signature && op->formula_forward && op->formula_gradient && op->notes);
-    rng g;
-    rng_seed(&g, 20261125, 3);
-    int k = 0;
-    for (;; k++) {
-        op_sample s;
-        memset(&s, 0, sizeof s);
-        int r = op->sample(k, &g, &s);
-        if (r == 1) break;
-        ck_assert_int_eq(r, 0);
-        for (int i = 0; i < s.n_inputs; i++)
-            if (!((s.no_grad_mask >> i) & 1)) tensor_set_requires_grad(s.inputs[i], true);
-        tensor *y = op->build(s.inputs, &s);
-        ck_assert_msg(y != NULL, "%s %s: %s", name, s.name, tapegrad_error());
-        tensor *w = tensor_rand(&g, DTYPE_F64, y->ndim, y->shape, -1.0, 1.0);
-        tensor *y64 = tensor_clone(y);
-        ck_assert_int_eq(tensor_backward_with(y, w), 0);
-        tape_reset();
-        bool nonzero = false;
-        for (int i = 0; i < s.n_inputs; i++) {
-            tensor *x = s.inputs[i];
-            if ((s.no_grad_mask >> i) & 1) continue;
-            ck_assert_ptr_nonnull(x->grad);
-            for (int64_t j = 0; j < x->size; j++) {
-                double v = tensor_get(x, j), eps = 1e-6;
-                tensor_set(x, j, v + eps);
-                double lp = loss_at(op, &s, w);
-                tensor_set(x, j, v - eps);
-                double lm = loss_at(op, &s, w);
-                tensor_set(x, j, v);
-                double num = (lp - lm) / (2 * eps), ana = tensor_get(x->grad, j);
-                ck_assert_msg(fabs(num - ana) <= 1e-5 + 1e-3 * fabs(num),
-                              "%s %s: input %d[%lld]: analytic %.9g, numeric %.9g", name, s.name,
-                              i, (long long)j, ana, num);
-                if (fabs(ana) > 1e-6) nonzero = true;
-            }
-        }
-        ck_assert_msg(nonzero, "%s %s: every gradient is zero (vacuous case)", name, s.name);
-        check_float32_agrees(op, &s, y64, w);
-        for (int i = 0; i < s.n_inputs; i++) tensor_free(s.inputs[i]);
-        tensor_free(w);
-        tensor_free(y64);
-    }
-    ck_assert_msg(k >= 3, "%s has only %d sample cases", name, k);
-}
+#include "ops_test.h"
 
 START_TEST(test_shape_samples_match_central_differences) {
     static const char *ops[] = {"reshape", "permute", "flatten", "concat", "stack", "narrow", "slice",
                                 "index_select", "gather", "pad", "expand", "dot", "outer", "matmul"};
-    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) check_op_samples(ops[i]);
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        numeric_check_op(ops[i], 20261125, 1, CHECK_ALL);
     ck_assert_ptr_null(tapegrad_error());
 }
 END_TEST
@@ -198,24 +84,19 @@ END_TEST
 START_TEST(test_reshape_flatten_permute_errors) {
     tapegrad_error_clear();
     tensor *a = tensor_zeros(DTYPE_F64, SHAPE(2, 3));
-    ck_assert_ptr_null(tensor_reshape(a, SHAPE(4, 2)));
-    ck_assert_error("reshape: cannot view [2,3] (6 elements) as [4,2]");
-    ck_assert_ptr_null(tensor_reshape(a, SHAPE(4, -1)));
-    ck_assert_error("reshape: cannot view [2,3] (6 elements) as [4,-1]");
-    ck_assert_ptr_null(tensor_reshape(a, SHAPE(-1, -1)));
-    ck_assert_error("reshape: bad size -1 in dimension 1");
-    ck_assert_ptr_null(tensor_reshape(NULL, SHAPE(6)));
-    ck_assert_error("reshape: input 0 is NULL");
-    ck_assert_ptr_null(tensor_flatten(a, 1, 0));
-    ck_assert_error("flatten: start_dim 1 comes after end_dim 0");
-    ck_assert_ptr_null(tensor_flatten(a, 0, 2));
-    ck_assert_error("flatten: axis 2 out of range for 2 dimensions");
-    ck_assert_ptr_null(tensor_flatten(NULL, 0, 1));
-    ck_assert_error("flatten: input 0 is NULL");
-    ck_assert_ptr_null(tensor_permute(a, (int[]){0, 0}));
-    ck_assert_error("permute: entry 1 (0) is not a permutation of the 2 dims of [2,3]");
-    ck_assert_ptr_null(tensor_transpose(a, 0, 2));
-    ck_assert_error("transpose: axis 2 out of range for 2 dimensions");
+    ck_assert_fails_with(tensor_reshape(a, SHAPE(4, 2)),
+                         "reshape: cannot view [2,3] (6 elements) as [4,2]");
+    ck_assert_fails_with(tensor_reshape(a, SHAPE(4, -1)),
+                         "reshape: cannot view [2,3] (6 elements) as [4,-1]");
+    ck_assert_fails_with(tensor_reshape(a, SHAPE(-1, -1)), "reshape: bad size -1 in dimension 1");
+    ck_assert_fails_with(tensor_reshape(NULL, SHAPE(6)), "reshape: input 0 is NULL");
+    ck_assert_fails_with(tensor_flatten(a, 1, 0), "flatten: start_dim 1 comes after end_dim 0");
+    ck_assert_fails_with(tensor_flatten(a, 0, 2), "flatten: axis 2 out of range for 2 dimensions");
+    ck_assert_fails_with(tensor_flatten(NULL, 0, 1), "flatten: input 0 is NULL");
+    ck_assert_fails_with(tensor_permute(a, (int[]){0, 0}),
+                         "permute: entry 1 (0) is not a permutation of the 2 dims of [2,3]");
+    ck_assert_fails_with(tensor_transpose(a, 0, 2),
+                         "transpose: axis 2 out of range for 2 dimensions");
     tensor_free(a);
 }
 END_TEST
@@ -304,39 +185,35 @@ START_TEST(test_concat_stack_errors) {
     tensor *v = tensor_zeros(DTYPE_F64, SHAPE(6));
     tensor *s = tensor_zeros(DTYPE_F64, 0, NULL);
     tensor *i = tensor_zeros(DTYPE_I64, SHAPE(2, 3));
-    ck_assert_ptr_null(tensor_concat((tensor *[]){a, b}, 2, 1));
-    ck_assert_error("concat: input 1 has shape [3,3] but input 0 has [2,3]; all dims but axis 1 must match");
-    ck_assert_ptr_null(tensor_concat((tensor *[]){a, v}, 2, 0));
-    ck_assert_error("concat: input 1 has shape [6] but input 0 has [2,3]; all dims but axis 0 must match");
-    ck_assert_ptr_null(tensor_concat((tensor *[]){a, c}, 2, 0));
-    ck_assert_error("concat: dtype mismatch: float64 vs float32");
-    ck_assert_ptr_null(tensor_concat((tensor *[]){a, i}, 2, 0));
-    ck_assert_error("concat: input 1 is int64; this op needs float32 or float64");
-    ck_assert_ptr_null(tensor_concat((tensor *[]){a, a}, 2, 2));
-    ck_assert_error("concat: axis 2 out of range for 2 dimensions");
-    ck_assert_ptr_null(tensor_concat((tensor *[]){s, s}, 2, 0));
-    ck_assert_error("concat: needs at least 1 dimension, got a scalar");
-    ck_assert_ptr_null(tensor_concat((tensor *[]){a, NULL}, 2, 0));
-    ck_assert_error("concat: input 1 is NULL");
-    ck_assert_ptr_null(tensor_concat(NULL, 2, 0));
-    ck_assert_error("concat: needs at least one tensor (n = 2)");
-    ck_assert_ptr_null(tensor_concat((tensor *[]){a}, 0, 0));
-    ck_assert_error("concat: needs at least one tensor (n = 0)");
-    ck_assert_ptr_null(tensor_stack((tensor *[]){a, b}, 2, 0));
-    ck_assert_error("stack: input 1 has shape [3,3] but input 0 has [2,3]; all must match");
-    ck_assert_ptr_null(tensor_stack((tensor *[]){a, c}, 2, 0));
-    ck_assert_error("stack: dtype mismatch: float64 vs float32");
-    ck_assert_ptr_null(tensor_stack((tensor *[]){a, a}, 2, 3));
-    ck_assert_error("stack: axis 3 out of range for 3 dimensions");
-    ck_assert_ptr_null(tensor_stack((tensor *[]){a, a}, 2, -4));
-    ck_assert_error("stack: axis -4 out of range for 3 dimensions");
-    ck_assert_ptr_null(tensor_stack((tensor *[]){NULL}, 1, 0));
-    ck_assert_error("stack: input 0 is NULL");
-    ck_assert_ptr_null(tensor_stack(NULL, 0, 0));
-    ck_assert_error("stack: needs at least one tensor (n = 0)");
+    ck_assert_fails_with(tensor_concat((tensor *[]){a, b}, 2, 1),
+                         "concat: input 1 has shape [3,3] but input 0 has [2,3]; all dims but axis 1 must match");
+    ck_assert_fails_with(tensor_concat((tensor *[]){a, v}, 2, 0),
+                         "concat: input 1 has shape [6] but input 0 has [2,3]; all dims but axis 0 must match");
+    ck_assert_fails_with(tensor_concat((tensor *[]){a, c}, 2, 0),
+                         "concat: dtype mismatch: float64 vs float32");
+    ck_assert_fails_with(tensor_concat((tensor *[]){a, i}, 2, 0),
+                         "concat: input 1 is int64; this op needs float32 or float64");
+    ck_assert_fails_with(tensor_concat((tensor *[]){a, a}, 2, 2),
+                         "concat: axis 2 out of range for 2 dimensions");
+    ck_assert_fails_with(tensor_concat((tensor *[]){s, s}, 2, 0),
+                         "concat: needs at least 1 dimension, got a scalar");
+    ck_assert_fails_with(tensor_concat((tensor *[]){a, NULL}, 2, 0), "concat: input 1 is NULL");
+    ck_assert_fails_with(tensor_concat(NULL, 2, 0), "concat: needs at least one tensor (n = 2)");
+    ck_assert_fails_with(tensor_concat((tensor *[]){a}, 0, 0),
+                         "concat: needs at least one tensor (n = 0)");
+    ck_assert_fails_with(tensor_stack((tensor *[]){a, b}, 2, 0),
+                         "stack: input 1 has shape [3,3] but input 0 has [2,3]; all must match");
+    ck_assert_fails_with(tensor_stack((tensor *[]){a, c}, 2, 0),
+                         "stack: dtype mismatch: float64 vs float32");
+    ck_assert_fails_with(tensor_stack((tensor *[]){a, a}, 2, 3),
+                         "stack: axis 3 out of range for 3 dimensions");
+    ck_assert_fails_with(tensor_stack((tensor *[]){a, a}, 2, -4),
+                         "stack: axis -4 out of range for 3 dimensions");
+    ck_assert_fails_with(tensor_stack((tensor *[]){NULL}, 1, 0), "stack: input 0 is NULL");
+    ck_assert_fails_with(tensor_stack(NULL, 0, 0), "stack: needs at least one tensor (n = 0)");
     tensor *d8 = tensor_zeros(DTYPE_F64, SHAPE(1, 1, 1, 1, 1, 1, 1, 2));
-    ck_assert_ptr_null(tensor_stack((tensor *[]){d8, d8}, 2, 0));
-    ck_assert_error("stack: inputs already have 8 dims (at most 8)");
+    ck_assert_fails_with(tensor_stack((tensor *[]){d8, d8}, 2, 0),
+                         "stack: inputs already have 8 dims (at most 8)");
     tensor_free(d8);
     tensor_free(a);
     tensor_free(b);
@@ -410,28 +287,23 @@ START_TEST(test_narrow_slice_errors) {
     tensor *a = tensor_zeros(DTYPE_F64, SHAPE(2, 4));
     tensor *s = tensor_zeros(DTYPE_F64, 0, NULL);
     tensor *i = tensor_zeros(DTYPE_I64, SHAPE(4));
-    ck_assert_ptr_null(tensor_narrow(a, 1, 3, 2));
-    ck_assert_error("narrow: start 3, length 2 out of range for size 4 (axis 1)");
-    ck_assert_ptr_null(tensor_narrow(a, 1, -5, 1));
-    ck_assert_error("narrow: start -5, length 1 out of range for size 4 (axis 1)");
-    ck_assert_ptr_null(tensor_narrow(a, 0, 0, -1));
-    ck_assert_error("narrow: start 0, length -1 out of range for size 2 (axis 0)");
-    ck_assert_ptr_null(tensor_narrow(a, 2, 0, 1));
-    ck_assert_error("narrow: axis 2 out of range for 2 dimensions");
-    ck_assert_ptr_null(tensor_narrow(s, 0, 0, 1));
-    ck_assert_error("narrow: needs at least 1 dimension, got a scalar");
-    ck_assert_ptr_null(tensor_narrow(NULL, 0, 0, 1));
-    ck_assert_error("narrow: input 0 is NULL");
-    ck_assert_ptr_null(tensor_slice(a, 0, 0, 2, 0));
-    ck_assert_error("slice: step 0 must be positive");
-    ck_assert_ptr_null(tensor_slice(a, 1, 3, 0, -1));
-    ck_assert_error("slice: step -1 must be positive");
-    ck_assert_ptr_null(tensor_slice(a, -3, 0, 1, 1));
-    ck_assert_error("slice: axis -3 out of range for 2 dimensions");
-    ck_assert_ptr_null(tensor_slice(i, 0, 0, 1, 1));
-    ck_assert_error("slice: input 0 is int64; this op needs float32 or float64");
-    ck_assert_ptr_null(tensor_slice(NULL, 0, 0, 1, 1));
-    ck_assert_error("slice: input 0 is NULL");
+    ck_assert_fails_with(tensor_narrow(a, 1, 3, 2),
+                         "narrow: start 3, length 2 out of range for size 4 (axis 1)");
+    ck_assert_fails_with(tensor_narrow(a, 1, -5, 1),
+                         "narrow: start -5, length 1 out of range for size 4 (axis 1)");
+    ck_assert_fails_with(tensor_narrow(a, 0, 0, -1),
+                         "narrow: start 0, length -1 out of range for size 2 (axis 0)");
+    ck_assert_fails_with(tensor_narrow(a, 2, 0, 1), "narrow: axis 2 out of range for 2 dimensions");
+    ck_assert_fails_with(tensor_narrow(s, 0, 0, 1),
+                         "narrow: needs at least 1 dimension, got a scalar");
+    ck_assert_fails_with(tensor_narrow(NULL, 0, 0, 1), "narrow: input 0 is NULL");
+    ck_assert_fails_with(tensor_slice(a, 0, 0, 2, 0), "slice: step 0 must be positive");
+    ck_assert_fails_with(tensor_slice(a, 1, 3, 0, -1), "slice: step -1 must be positive");
+    ck_assert_fails_with(tensor_slice(a, -3, 0, 1, 1),
+                         "slice: axis -3 out of range for 2 dimensions");
+    ck_assert_fails_with(tensor_slice(i, 0, 0, 1, 1),
+                         "slice: input 0 is int64; this op needs float32 or float64");
+    ck_assert_fails_with(tensor_slice(NULL, 0, 0, 1, 1), "slice: input 0 is NULL");
     tensor_free(a);
     tensor_free(s);
     tensor_free(i);
@@ -523,32 +395,27 @@ START_TEST(test_index_select_gather_errors) {
     tensor *i3 = tensor_zeros(DTYPE_I64, SHAPE(4, 1));
     tensor *i2big = tensor_from_doubles(DTYPE_I64, SHAPE(1, 2), (double[]){0, 4});
     tensor *ai = tensor_zeros(DTYPE_I64, SHAPE(3, 4));
-    ck_assert_ptr_null(tensor_index_select(a, 0, big));
-    ck_assert_error("index_select: index 3 (at position 1) out of range for size 3 of axis 0 of [3,4]");
-    ck_assert_ptr_null(tensor_index_select(a, 1, neg));
-    ck_assert_error("index_select: index -1 (at position 1) out of range for size 4 of axis 1 of [3,4]");
-    ck_assert_ptr_null(tensor_index_select(a, 0, fidx));
-    ck_assert_error("index_select: index must be int64, got float64");
-    ck_assert_ptr_null(tensor_index_select(a, 0, i2));
-    ck_assert_error("index_select: index must have 1 dims, got [2,2]");
-    ck_assert_ptr_null(tensor_index_select(a, 2, big));
-    ck_assert_error("index_select: axis 2 out of range for 2 dimensions");
-    ck_assert_ptr_null(tensor_index_select(a, 0, NULL));
-    ck_assert_error("index_select: input 1 is NULL");
-    ck_assert_ptr_null(tensor_index_select(ai, 0, big));
-    ck_assert_error("index_select: input 0 is int64; this op needs float32 or float64");
-    ck_assert_ptr_null(tensor_gather(a, 1, i2big));
-    ck_assert_error("gather: index 4 (at position 1) out of range for size 4 of axis 1 of [3,4]");
-    ck_assert_ptr_null(tensor_gather(a, 1, big));
-    ck_assert_error("gather: index must have 2 dims, got [2]");
-    ck_assert_ptr_null(tensor_gather(a, 1, i3));
-    ck_assert_error("gather: index [4,1] is larger than a [3,4] in dimension 0");
-    ck_assert_ptr_null(tensor_gather(a, 0, fidx));
-    ck_assert_error("gather: index must be int64, got float64");
-    ck_assert_ptr_null(tensor_gather(a, -3, i2));
-    ck_assert_error("gather: axis -3 out of range for 2 dimensions");
-    ck_assert_ptr_null(tensor_gather(NULL, 0, i2));
-    ck_assert_error("gather: input 0 is NULL");
+    ck_assert_fails_with(tensor_index_select(a, 0, big),
+                         "index_select: index 3 (at position 1) out of range for size 3 of axis 0 of [3,4]");
+    ck_assert_fails_with(tensor_index_select(a, 1, neg),
+                         "index_select: index -1 (at position 1) out of range for size 4 of axis 1 of [3,4]");
+    ck_assert_fails_with(tensor_index_select(a, 0, fidx),
+                         "index_select: index must be int64, got float64");
+    ck_assert_fails_with(tensor_index_select(a, 0, i2),
+                         "index_select: index must have 1 dims, got [2,2]");
+    ck_assert_fails_with(tensor_index_select(a, 2, big),
+                         "index_select: axis 2 out of range for 2 dimensions");
+    ck_assert_fails_with(tensor_index_select(a, 0, NULL), "index_select: input 1 is NULL");
+    ck_assert_fails_with(tensor_index_select(ai, 0, big),
+                         "index_select: input 0 is int64; this op needs float32 or float64");
+    ck_assert_fails_with(tensor_gather(a, 1, i2big),
+                         "gather: index 4 (at position 1) out of range for size 4 of axis 1 of [3,4]");
+    ck_assert_fails_with(tensor_gather(a, 1, big), "gather: index must have 2 dims, got [2]");
+    ck_assert_fails_with(tensor_gather(a, 1, i3),
+                         "gather: index [4,1] is larger than a [3,4] in dimension 0");
+    ck_assert_fails_with(tensor_gather(a, 0, fidx), "gather: index must be int64, got float64");
+    ck_assert_fails_with(tensor_gather(a, -3, i2), "gather: axis -3 out of range for 2 dimensions");
+    ck_assert_fails_with(tensor_gather(NULL, 0, i2), "gather: input 0 is NULL");
     tensor_free(a);
     tensor_free(big);
     tensor_free(neg);
@@ -602,26 +469,21 @@ START_TEST(test_pad_expand_errors) {
     tapegrad_error_clear();
     tensor *a = tensor_zeros(DTYPE_F64, SHAPE(3, 1));
     tensor *i = tensor_zeros(DTYPE_I64, SHAPE(3, 1));
-    ck_assert_ptr_null(tensor_pad(a, (int64_t[]){0, 1, -1, 0}, 0));
-    ck_assert_error("pad: padding (-1, 0) for dimension 1 must be in [0, 2^40]");
-    ck_assert_ptr_null(tensor_pad(a, (int64_t[]){0, INT64_MAX, 0, 0}, 0));
-    ck_assert_error("pad: padding (0, 9223372036854775807) for dimension 0 must be in [0, 2^40]");
-    ck_assert_ptr_null(tensor_pad(a, NULL, 0));
-    ck_assert_error("pad: pads is NULL");
-    ck_assert_ptr_null(tensor_pad(NULL, (int64_t[]){0, 0, 0, 0}, 0));
-    ck_assert_error("pad: input 0 is NULL");
-    ck_assert_ptr_null(tensor_pad(i, (int64_t[]){0, 0, 0, 0}, 0));
-    ck_assert_error("pad: input 0 is int64; this op needs float32 or float64");
-    ck_assert_ptr_null(tensor_expand(a, SHAPE(2, 4)));
-    ck_assert_error("expand: cannot expand [3,1] to [2,4] (dimension 0: 3 to 2)");
-    ck_assert_ptr_null(tensor_expand(a, SHAPE(3)));
-    ck_assert_error("expand: cannot expand [3,1] to 1 dims");
-    ck_assert_ptr_null(tensor_expand(a, SHAPE(-1, 3, 2)));
-    ck_assert_error("expand: cannot expand [3,1] to [-1,3,2] (dimension 0: 1 to -1)");
-    ck_assert_ptr_null(tensor_expand(a, 2, NULL));
-    ck_assert_error("expand: cannot expand [3,1] to 2 dims");
-    ck_assert_ptr_null(tensor_expand(NULL, SHAPE(3, 2)));
-    ck_assert_error("expand: input 0 is NULL");
+    ck_assert_fails_with(tensor_pad(a, (int64_t[]){0, 1, -1, 0}, 0),
+                         "pad: padding (-1, 0) for dimension 1 must be in [0, 2^40]");
+    ck_assert_fails_with(tensor_pad(a, (int64_t[]){0, INT64_MAX, 0, 0}, 0),
+                         "pad: padding (0, 9223372036854775807) for dimension 0 must be in [0, 2^40]");
+    ck_assert_fails_with(tensor_pad(a, NULL, 0), "pad: pads is NULL");
+    ck_assert_fails_with(tensor_pad(NULL, (int64_t[]){0, 0, 0, 0}, 0), "pad: input 0 is NULL");
+    ck_assert_fails_with(tensor_pad(i, (int64_t[]){0, 0, 0, 0}, 0),
+                         "pad: input 0 is int64; this op needs float32 or float64");
+    ck_assert_fails_with(tensor_expand(a, SHAPE(2, 4)),
+                         "expand: cannot expand [3,1] to [2,4] (dimension 0: 3 to 2)");
+    ck_assert_fails_with(tensor_expand(a, SHAPE(3)), "expand: cannot expand [3,1] to 1 dims");
+    ck_assert_fails_with(tensor_expand(a, SHAPE(-1, 3, 2)),
+                         "expand: cannot expand [3,1] to [-1,3,2] (dimension 0: 1 to -1)");
+    ck_assert_fails_with(tensor_expand(a, 2, NULL), "expand: cannot expand [3,1] to 2 dims");
+    ck_assert_fails_with(tensor_expand(NULL, SHAPE(3, 2)), "expand: input 0 is NULL");
     tensor_free(a);
     tensor_free(i);
 }
@@ -673,22 +535,16 @@ START_TEST(test_dot_outer_errors) {
     tensor *m = tensor_zeros(DTYPE_F64, SHAPE(3, 1));
     tensor *f = tensor_zeros(DTYPE_F32, SHAPE(3));
     tensor *i = tensor_zeros(DTYPE_I64, SHAPE(3));
-    ck_assert_ptr_null(tensor_dot(a, b));
-    ck_assert_error("dot: needs two 1-D tensors of one length: [3] and [4]");
-    ck_assert_ptr_null(tensor_dot(m, a));
-    ck_assert_error("dot: needs two 1-D tensors of one length: [3,1] and [3]");
-    ck_assert_ptr_null(tensor_dot(a, f));
-    ck_assert_error("dot: dtype mismatch: float64 vs float32");
-    ck_assert_ptr_null(tensor_dot(i, a));
-    ck_assert_error("dot: input 0 is int64; this op needs float32 or float64");
-    ck_assert_ptr_null(tensor_dot(a, NULL));
-    ck_assert_error("dot: input 1 is NULL");
-    ck_assert_ptr_null(tensor_outer(a, m));
-    ck_assert_error("outer: needs two 1-D tensors: [3] and [3,1]");
-    ck_assert_ptr_null(tensor_outer(f, b));
-    ck_assert_error("outer: dtype mismatch: float32 vs float64");
-    ck_assert_ptr_null(tensor_outer(NULL, b));
-    ck_assert_error("outer: input 0 is NULL");
+    ck_assert_fails_with(tensor_dot(a, b), "dot: needs two 1-D tensors of one length: [3] and [4]");
+    ck_assert_fails_with(tensor_dot(m, a),
+                         "dot: needs two 1-D tensors of one length: [3,1] and [3]");
+    ck_assert_fails_with(tensor_dot(a, f), "dot: dtype mismatch: float64 vs float32");
+    ck_assert_fails_with(tensor_dot(i, a),
+                         "dot: input 0 is int64; this op needs float32 or float64");
+    ck_assert_fails_with(tensor_dot(a, NULL), "dot: input 1 is NULL");
+    ck_assert_fails_with(tensor_outer(a, m), "outer: needs two 1-D tensors: [3] and [3,1]");
+    ck_assert_fails_with(tensor_outer(f, b), "outer: dtype mismatch: float32 vs float64");
+    ck_assert_fails_with(tensor_outer(NULL, b), "outer: input 0 is NULL");
     tensor_free(a);
     tensor_free(b);
     tensor_free(m);
