@@ -70,7 +70,7 @@ $(STATIC): $(LIB_OBJ)
 $(SHARED): $(LIB_OBJ)
 	$(CC) -shared -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c tests/check_main.h $(STATIC)
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< -o $@ $(STATIC) $(LDFLAGS) $(shell pkg-config --libs check) $(LDLIBS)
 

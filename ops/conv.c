@@ -41,6 +41,8 @@
  * chunk sums are added in chunk order, so results are bit-identical for any
  * thread count. */
 #include <cblas.h>
+
+#include "blas.h"
 #include <omp.h>
 
 #include "elementwise.h"
@@ -99,18 +101,6 @@ static void valid_range(int64_t off, int64_t s, int64_t W, int64_t OW, int64_t *
     if (h > OW) h = OW;
     if (l > h) l = h;
     *lo = l, *hi = h;
-}
-
-static void gemm_float(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
-                       int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
-}
-static void gemm_double(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const double *A,
-                        int64_t lda, const double *B, int64_t ldb, double beta, double *C,
-                        int64_t ldc) {
-    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                (int)M, (int)N, (int)K, 1.0, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
 /* Threads for a loop over B images: one per image at most, none when the
@@ -249,7 +239,7 @@ static void blas_release(int threads, int was) {
             im2col_##T(q, xb, cols);                                                        \
         }                                                                                   \
         for (int64_t g = 0; g < q->G; g++)                                                  \
-            gemm_##T(false, false, q->OCg, q->L, q->K, w + g * q->OCg * q->K, q->K,         \
+            blas_gemm_##T(false, false, q->OCg, q->L, q->K, w + g * q->OCg * q->K, q->K,         \
                      cols + g * q->K * q->L, q->L, 0, out + g * q->OCg * q->L, q->L);       \
         if (q->wide) {                                                                      \
             unwiden_##T(q, out, bias, yb);                                                  \
@@ -279,14 +269,14 @@ static void blas_release(int threads, int was) {
                 const T *gk = g + k * q->OCg * q->L, *ck = cols + k * q->K * q->L;          \
                 T *pk = dw_part + k * q->OCg * q->K;                                        \
                 if (q->dw_t)                                                                \
-                    gemm_##T(false, true, q->K, q->OCg, q->L, ck, q->L, gk, q->L, 1, pk, q->OCg); \
+                    blas_gemm_##T(false, true, q->K, q->OCg, q->L, ck, q->L, gk, q->L, 1, pk, q->OCg); \
                 else                                                                        \
-                    gemm_##T(false, true, q->OCg, q->K, q->L, gk, q->L, ck, q->L, 1, pk, q->K); \
+                    blas_gemm_##T(false, true, q->OCg, q->K, q->L, gk, q->L, ck, q->L, 1, pk, q->K); \
             }                                                                               \
         }                                                                                   \
         if (!dxb) return;                                                                   \
         for (int64_t k = 0; k < q->G; k++)                                                  \
-            gemm_##T(true, false, q->K, q->L, q->OCg, w + k * q->OCg * q->K, q->K,          \
+            blas_gemm_##T(true, false, q->K, q->L, q->OCg, w + k * q->OCg * q->K, q->K,          \
                      g + k * q->OCg * q->L, q->L, 0, dcols + k * q->K * q->L, q->L);        \
         if (!q->wide) {                                                                     \
             col2im_##T(q, dcols, dxb);                                                      \
