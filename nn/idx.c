@@ -144,6 +144,12 @@ nn_idx *nn_idx_load(const char *path) {
                   (long long)more, dims);
         goto fail;
     }
+    /* zlib ends a stream cut inside its trailer quietly, as if the file were
+     * still growing: the data may all be there, but unchecked by the CRC. */
+    if (gz_note(f)[0]) {
+        error_set("%s: the gzip stream is cut short: its end and checksum are missing", path);
+        goto fail;
+    }
     gzclose(f);
     return a;
 fail:

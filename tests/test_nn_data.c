@@ -139,6 +139,22 @@ START_TEST(test_idx_cut_gzip_stream_rejected) {
 }
 END_TEST
 
+/* A gzip file whose data is whole but whose trailer (CRC and length) is cut:
+ * zlib reads it without complaint, the reader must not. */
+START_TEST(test_idx_gzip_without_trailer_rejected) {
+    make_dir();
+    const char *p = write_file("trailer.gz", labels3, sizeof labels3, true);
+    FILE *f = fopen(p, "rb");
+    unsigned char z[256];
+    size_t n = fread(z, 1, sizeof z, f);
+    fclose(f);
+    for (size_t cut = 1; cut <= 8; cut++)
+        expect_error(write_file("trailer.gz", z, n - cut, false),
+                     "the gzip stream is cut short: its end and checksum are missing");
+    remove_dir();
+}
+END_TEST
+
 START_TEST(test_idx_missing_file_named) {
     expect_error("/nonexistent/tapegrad/train-images-idx3-ubyte.gz", ": cannot open: No such file or directory");
 }
@@ -270,6 +286,7 @@ Suite *nn_data_suite(void) {
     tcase_add_test(tc, test_idx_truncated_header_rejected);
     tcase_add_test(tc, test_idx_extra_bytes_rejected);
     tcase_add_test(tc, test_idx_cut_gzip_stream_rejected);
+    tcase_add_test(tc, test_idx_gzip_without_trailer_rejected);
     tcase_add_test(tc, test_idx_missing_file_named);
     tcase_add_test(tc, test_dataset_count_mismatch_rejected);
     tcase_add_test(tc, test_dataset_dir_missing_files_named);
