@@ -67,9 +67,9 @@ static void draw_batch(rng *g, const float *protos, tensor *x, tensor *y) {
 
 /* Measured (-O2, one thread, a shared 2-core machine): 3.47 to 3.49 MB
  * after step 1 (it varies between builds) and exactly as much at every later
- * step; 0.55 to 0.59 s of CPU for the first 1,000
- * steps, 0.54 to 0.55 s for the last; mean loss 2.20 over the first 100
- * steps, 0.0028 over the last 1,000. */
+ * step; 0.55 to 0.59 s of CPU for the first 1,000 steps, 0.54 to 0.55 s for
+ * the last; mean loss 2.20 over the first 100 steps, 0.0028 over the last
+ * 1,000. */
 START_TEST(test_soak_lenet5_training) {
     rng g;
     rng_seed(&g, 2024, 0);
