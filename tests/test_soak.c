@@ -9,10 +9,6 @@
  * batch size, and a batch of 64 would take 15 times as long. */
 #include <time.h>
 
-#ifndef TAPEGRAD_SYSTEM_ALLOC
-#include <jemalloc/jemalloc.h>
-#endif
-
 #include "check_main.h"
 
 enum { BATCH = 4, WINDOW = 1000, CLASSES = 10, PIXELS = 28 * 28 };
@@ -26,19 +22,10 @@ enum { STEPS = 4000 };
 enum { STEPS = 10000 };
 #endif
 
-/* Bytes live now. jemalloc counts the regions parked in a thread's cache as
- * allocated and hands them back to its arenas a few at a time, so without a
- * flush the figure wanders by a few KB while nothing is allocated (it showed
- * 11 changes over 10,000 steps of this loop, all within 5 KB below the value
- * at step 100). After the flush it is exactly the live bytes. Without
- * jemalloc the library's own count is exact already (it covers the
- * library's allocations only). */
-static int64_t live_bytes(void) {
-#ifndef TAPEGRAD_SYSTEM_ALLOC
-    mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
-#endif
-    return tapegrad_allocated_bytes();
-}
+/* Bytes live now: exact with jemalloc (tapegrad_allocated_bytes flushes the
+ * thread's cache first) and without it (the library's own count, which
+ * covers the library's allocations only). */
+static int64_t live_bytes(void) { return tapegrad_allocated_bytes(); }
 
 /* The process's CPU time, not the wall clock: a neighbour that takes the
  * core for a while stretches the wall time of the steps it interrupts, not
