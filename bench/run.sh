@@ -8,6 +8,7 @@
 #   BENCH_ROUNDS=N     rounds of every figure (default 3; 1 with BENCH_QUICK=1)
 #   BENCH_QUICK=1      one round, and without PyTorch's full-mode gradcheck (~70 s)
 #   OMP_WAIT_POLICY    default passive, for the project's and PyTorch's runs alike
+#   BENCH_PEERS=DIR    the PyTorch peers (default ../shared/peers from the repository root)
 #
 # The machine may be busy with other work, so every figure is measured in
 # rounds that interleave a project run and a PyTorch run (alternating which
@@ -24,7 +25,7 @@ set -u
 
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
-peers=$root/../shared/peers
+peers=${BENCH_PEERS:-$root/../shared/peers}
 py=/usr/bin/python3
 quick=${BENCH_QUICK:-0}
 if [ "$quick" = 1 ]; then rounds=${BENCH_ROUNDS:-1}; else rounds=${BENCH_ROUNDS:-3}; fi
@@ -150,7 +151,7 @@ cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
 say "# $(date -u '+%Y-%m-%d %H:%M UTC') cpu=\"$cpu\" cores=$(nproc) load=\"$(cut -d' ' -f1-3 /proc/loadavg)\""
 say "# gcc=$(gcc -dumpfullversion 2>/dev/null)" \
     "openblas=$(dpkg-query -W -f='${Version}' libopenblas-dev 2>/dev/null)" \
-    "torch=$([ "$peer" = 1 ] && "$py" -c 'import torch; print(torch.__version__)')" \
+    "torch=$(if [ "$peer" = 1 ]; then "$py" -c 'import torch; print(torch.__version__)'; else echo -; fi)" \
     "OMP_WAIT_POLICY=$OMP_WAIT_POLICY rounds=$rounds quick=$quick"
 [ "$peer" = 1 ] || say "# PyTorch peer missing: $why; project figures only"
 
