@@ -6,12 +6,7 @@
 
 #include "../autograd/internal.h"
 #include "check_main.h"
-
-static tensor *leaf(dtype dt, int ndim, const int64_t *shape, const double *v) {
-    tensor *t = tensor_from_doubles(dt, ndim, shape, v);
-    tensor_set_requires_grad(t, true);
-    return t;
-}
+#include "ops_test.h"
 
 static tensor *rand_leaf(rng *g, dtype dt, int ndim, const int64_t *shape) {
     tensor *t = tensor_rand(g, dt, ndim, shape, -1.0, 1.0);
@@ -103,9 +98,9 @@ static void check_against_naive(dtype dt, const int64_t *xs, const int64_t *ws, 
 START_TEST(test_conv2d_forward_and_grad_4x4_kernel_2x2) {
     double xv[16];
     for (int k = 0; k < 16; k++) xv[k] = k + 1;
-    tensor *x = leaf(DTYPE_F64, SHAPE(1, 1, 4, 4), xv);
-    tensor *w = leaf(DTYPE_F64, SHAPE(1, 1, 2, 2), (double[]){1, 2, -1, 0.5});
-    tensor *b = leaf(DTYPE_F64, SHAPE(1), (double[]){0.25});
+    tensor *x = leaf( SHAPE(1, 1, 4, 4), xv);
+    tensor *w = leaf( SHAPE(1, 1, 2, 2), (double[]){1, 2, -1, 0.5});
+    tensor *b = leaf( SHAPE(1), (double[]){0.25});
     tensor *y = tensor_conv2d(x, w, b, CONV2D_DEFAULT);
     ck_assert_int_eq(y->ndim, 4);
     ck_assert_int_eq(y->shape[2], 3);
@@ -132,8 +127,8 @@ END_TEST
  * dW[u][v] = sum of x over rows R(u), cols R(v), R(0) = {0}, R(1) = {0,1}, R(2) = {1}
  *   = [[1, 3, 2], [4, 10, 6], [3, 7, 4]]. */
 START_TEST(test_conv2d_forward_and_grad_padding_1_no_bias) {
-    tensor *x = leaf(DTYPE_F64, SHAPE(1, 1, 2, 2), (double[]){1, 2, 3, 4});
-    tensor *w = leaf(DTYPE_F64, SHAPE(1, 1, 3, 3), (double[]){1, 2, 3, 4, 5, 6, 7, 8, 9});
+    tensor *x = leaf( SHAPE(1, 1, 2, 2), (double[]){1, 2, 3, 4});
+    tensor *w = leaf( SHAPE(1, 1, 3, 3), (double[]){1, 2, 3, 4, 5, 6, 7, 8, 9});
     tensor *y = tensor_conv2d(x, w, NULL, params(1, 1, 1, 1, 1, 1, 1));
     ck_assert_tensor(y, ((double[]){77, 67, 47, 37}), 1e-12);
     ck_assert_int_eq(tensor_backward(tensor_sum_all(y)), 0);
@@ -148,8 +143,8 @@ END_TEST
  * dx = [[w11, w12], [w21, w22]] = [[5, 6], [8, 9]] and dW = x placed at
  * (1..2, 1..2) of a zero 3x3. */
 START_TEST(test_conv2d_forward_and_grad_stride2_padding_1) {
-    tensor *x = leaf(DTYPE_F64, SHAPE(1, 1, 2, 2), (double[]){1, 2, 3, 4});
-    tensor *w = leaf(DTYPE_F64, SHAPE(1, 1, 3, 3), (double[]){1, 2, 3, 4, 5, 6, 7, 8, 9});
+    tensor *x = leaf( SHAPE(1, 1, 2, 2), (double[]){1, 2, 3, 4});
+    tensor *w = leaf( SHAPE(1, 1, 3, 3), (double[]){1, 2, 3, 4, 5, 6, 7, 8, 9});
     tensor *y = tensor_conv2d(x, w, NULL, params(2, 2, 1, 1, 1, 1, 1));
     ck_assert_int_eq(y->size, 1);
     ck_assert_tensor(y, ((double[]){77}), 1e-12);
@@ -289,53 +284,10 @@ START_TEST(test_conv2d_backward_twice_accumulates) {
 END_TEST
 
 /* ------------------------------------- central differences, registry cases */
-static double weighted_sum(const op_def *op, tensor *const *in, const op_sample *s,
-                           const tensor *r) {
-    tape_no_grad_begin();
-    tensor *y = op->build(in, s);
-    tape_no_grad_end();
-    double acc = 0;
-    for (int64_t i = 0; i < y->size; i++) acc += tensor_get(y, i) * tensor_get(r, i);
-    return acc;
-}
-
+/* Every registry sample of conv2d, two seeds: central differences on every
+ * input (and the vacuity check), pure forward, float32 against float64. */
 START_TEST(test_conv2d_grad_central_differences_all_samples) {
-    const op_def *op = op_find("conv2d");
-    ck_assert_ptr_nonnull(op);
-    int cases = 0;
-    for (int k = 0;; k++) {
-        rng g;
-        rng_seed(&g, 100 + (uint64_t)k, 0);
-        op_sample s;
-        memset(&s, 0, sizeof s);
-        if (op->sample(k, &g, &s) != 0) break;
-        cases++;
-        for (int i = 0; i < s.n_inputs; i++) tensor_set_requires_grad(s.inputs[i], true);
-        tensor *y = op->build(s.inputs, &s);
-        ck_assert_msg(y != NULL, "%s: %s", s.name, tapegrad_error());
-        tensor *r = tensor_rand(&g, DTYPE_F64, y->ndim, y->shape, -1, 1);
-        ck_assert_int_eq(tensor_backward_with(y, r), 0);
-        const double eps = 1e-6;
-        for (int i = 0; i < s.n_inputs; i++) {
-            tensor *t = s.inputs[i];
-            for (int64_t e = 0; e < t->size; e++) {
-                double v = tensor_get(t, e);
-                tensor_set(t, e, v + eps);
-                double fp = weighted_sum(op, s.inputs, &s, r);
-                tensor_set(t, e, v - eps);
-                double fm = weighted_sum(op, s.inputs, &s, r);
-                tensor_set(t, e, v);
-                double num = (fp - fm) / (2 * eps), ana = tensor_get(t->grad, e);
-                ck_assert_msg(fabs(num - ana) <= 1e-5 + 1e-3 * fabs(num),
-                              "%s: input %d elem %lld analytic %g numeric %g", s.name, i,
-                              (long long)e, ana, num);
-            }
-        }
-        tape_reset();
-        tensor_free(r);
-        for (int i = 0; i < s.n_inputs; i++) tensor_free(s.inputs[i]);
-    }
-    ck_assert_int_ge(cases, 6);
+    ck_assert_int_ge(numeric_check_op("conv2d", 100, 2, CHECK_ALL), 12);
 }
 END_TEST
 

@@ -5,12 +5,7 @@
 
 #include "../autograd/internal.h"
 #include "check_main.h"
-
-static tensor *leaf(int ndim, const int64_t *shape, const double *v) {
-    tensor *t = tensor_from_doubles(DTYPE_F64, ndim, shape, v);
-    tensor_set_requires_grad(t, true);
-    return t;
-}
+#include "ops_test.h"
 
 static pool2d_params pp(int kh, int kw, int sh, int sw, int ph, int pw, bool include_pad) {
     return (pool2d_params){{kh, kw}, {sh, sw}, {ph, pw}, include_pad};
@@ -264,62 +259,15 @@ START_TEST(test_pool2d_threads_bit_identical) {
 END_TEST
 
 /* ------------------------------------- central differences, registry cases */
-static double weighted_sum(const op_def *op, tensor *const *in, const op_sample *s,
-                           const tensor *r) {
-    tape_no_grad_begin();
-    tensor *y = op->build(in, s);
-    tape_no_grad_end();
-    double acc = 0;
-    for (int64_t i = 0; i < y->size; i++) acc += tensor_get(y, i) * tensor_get(r, i);
-    return acc;
-}
-
-static int central_differences(const char *name) {
-    const op_def *op = op_find(name);
-    ck_assert_ptr_nonnull(op);
-    int cases = 0;
-    for (int k = 0;; k++) {
-        rng g;
-        rng_seed(&g, 200 + (uint64_t)k, 0);
-        op_sample s;
-        memset(&s, 0, sizeof s);
-        if (op->sample(k, &g, &s) != 0) break;
-        cases++;
-        tensor *x = s.inputs[0];
-        tensor_set_requires_grad(x, true);
-        tensor *y = op->build(s.inputs, &s);
-        ck_assert_msg(y != NULL, "%s: %s", s.name, tapegrad_error());
-        tensor *r = tensor_rand(&g, DTYPE_F64, y->ndim, y->shape, -1, 1);
-        ck_assert_int_eq(tensor_backward_with(y, r), 0);
-        const double eps = 1e-6;
-        int nonzero = 0;
-        for (int64_t e = 0; e < x->size; e++) {
-            double v = tensor_get(x, e);
-            tensor_set(x, e, v + eps);
-            double fp = weighted_sum(op, s.inputs, &s, r);
-            tensor_set(x, e, v - eps);
-            double fm = weighted_sum(op, s.inputs, &s, r);
-            tensor_set(x, e, v);
-            double num = (fp - fm) / (2 * eps), ana = tensor_get(x->grad, e);
-            nonzero += fabs(ana) > 1e-3;
-            ck_assert_msg(fabs(num - ana) <= 1e-5 + 1e-3 * fabs(num),
-                          "%s: elem %lld analytic %g numeric %g", s.name, (long long)e, ana, num);
-        }
-        ck_assert_msg(nonzero > 0, "%s: vacuous, every gradient is zero", s.name);
-        tape_reset();
-        tensor_free(r);
-        tensor_free(x);
-    }
-    return cases;
-}
-
+/* Every registry sample, two seeds: central differences on the input (and
+ * the vacuity check), pure forward, float32 against float64. */
 START_TEST(test_max_pool2d_grad_central_differences_all_samples) {
-    ck_assert_int_ge(central_differences("max_pool2d"), 4);
+    ck_assert_int_ge(numeric_check_op("max_pool2d", 200, 2, CHECK_ALL), 8);
 }
 END_TEST
 
 START_TEST(test_avg_pool2d_grad_central_differences_all_samples) {
-    ck_assert_int_ge(central_differences("avg_pool2d"), 6);
+    ck_assert_int_ge(numeric_check_op("avg_pool2d", 200, 2, CHECK_ALL), 12);
 }
 END_TEST
 
