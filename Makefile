@@ -46,7 +46,7 @@ STATIC   = $(BUILD)/libtapegrad.a
 SHARED   = $(BUILD)/libtapegrad.so
 
 .PHONY: all deps check check-asan check-built check-valgrind demo install uninstall clean docs gradcheck \
-        bench plot fuzz fuzz-run valgrind-run
+        bench check-torch plot fuzz fuzz-run valgrind-run
 all: $(STATIC) $(SHARED) $(EXAMPLES) $(TOOLS)
 
 deps:
@@ -150,6 +150,13 @@ docs: $(BUILD)/tools/opsdoc
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCHES)
 	sh bench/run.sh $(BUILD)
+
+# The LeNet-5 step and checkpoints against PyTorch (a peer, installed here
+# only for this comparison; never needed by the library).
+check-torch: deps
+	@$(MAKE) --no-print-directory all
+	sh scripts/deps.sh --extra python3-torch
+	/usr/bin/python3 scripts/torch_match.py $(BUILD)
 
 plot: deps
 	gnuplot -e "csv='$(BUILD)/lenet5.csv'; png='$(BUILD)/lenet5.png'" scripts/plot.gp

@@ -64,6 +64,10 @@ int64_t tapegrad_allocated_bytes(void) {
 #ifdef TAPEGRAD_SYSTEM_ALLOC
     return system_live_bytes;
 #else
+    /* jemalloc counts the regions parked in this thread's cache as allocated
+     * and returns them to its arenas a few at a time, so without the flush
+     * the figure wanders by a few KB while nothing is allocated. */
+    mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
     uint64_t epoch = 1;
     size_t sz = sizeof epoch;
     mallctl("epoch", &epoch, &sz, &epoch, sz); /* refresh the cached stats */

@@ -133,7 +133,8 @@ int tensor_backward_with(tensor *out, const tensor *grad_out);
 
 /* ---------------------------------------------------------------- memory */
 /* Bytes currently allocated by the process's allocator (jemalloc's
- * stats.allocated, or the library's own count without jemalloc). */
+ * stats.allocated after flushing the calling thread's cache, so the figure
+ * is exact; or the library's own count without jemalloc). */
 int64_t tapegrad_allocated_bytes(void);
 void tapegrad_set_threads(int n);
 int tapegrad_threads(void);
