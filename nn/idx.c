@@ -98,6 +98,28 @@ static int idx_header(gzFile f, const char *path, nn_idx *a) {
     return 0;
 }
 
+/* The data into a->data, in a buffer that doubles as bytes arrive (from
+ * 1 MiB up to the header's claim): a short file that claims gigabytes costs
+ * what it holds, not what it claims, and gives "truncated", not "out of
+ * memory". Returns the bytes read, -1 on a read error, -2 out of memory. */
+static int64_t read_data(gzFile f, nn_idx *a) {
+    int64_t cap = a->size < (1 << 20) ? a->size : (1 << 20), got = 0;
+    a->data = mem_alloc((size_t)cap);
+    if (!a->data) return -2;
+    for (;;) {
+        int64_t r = gz_read_all(f, a->data + got, cap - got);
+        if (r < 0) return -1;
+        got += r;
+        if (got < cap || cap == a->size) return got;
+        int64_t grown = a->size / 2 < cap ? a->size : 2 * cap;
+        uint8_t *p = mem_alloc((size_t)grown);
+        if (!p) return -2;
+        memcpy(p, a->data, (size_t)got);
+        mem_free(a->data);
+        a->data = p, cap = grown;
+    }
+}
+
 static void idx_dims_str(const nn_idx *a, char *buf, size_t len) {
     tensor t = {.ndim = a->ndim};
     for (int i = 0; i < a->ndim; i++) t.shape[i] = a->dims[i];
@@ -116,9 +138,8 @@ nn_idx *nn_idx_load(const char *path) {
     }
     nn_idx *a = mem_calloc(sizeof *a);
     if (!a || idx_header(f, path, a)) goto fail;
-    a->data = mem_alloc((size_t)a->size);
-    if (!a->data) goto fail;
-    int64_t got = gz_read_all(f, a->data, a->size);
+    int64_t got = read_data(f, a);
+    if (got == -2) goto fail; /* mem_alloc has said "out of memory" */
     if (got < 0) {
         error_set("%s: read error: %s", path, gz_msg(f));
         goto fail;
@@ -142,6 +163,12 @@ nn_idx *nn_idx_load(const char *path) {
         idx_dims_str(a, dims, sizeof dims);
         error_set("%s: %lld bytes after the data: dimensions %s do not match the file length", path,
                   (long long)more, dims);
+        goto fail;
+    }
+    /* zlib ends a stream cut inside its trailer quietly, as if the file were
+     * still growing: the data may all be there, but unchecked by the CRC. */
+    if (gz_note(f)[0]) {
+        error_set("%s: the gzip stream is cut short: its end and checksum are missing", path);
         goto fail;
     }
     gzclose(f);

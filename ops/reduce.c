@@ -90,9 +90,10 @@ static inline int64_t rg_base(const rgeom *g, int64_t o) {
         }
 
 /* True when the reduced elements form one block [outer, red, inner] with
- * inner > 1 (leading or middle axes): rows are then added as whole vectors. */
+ * inner > 1 (leading or middle axes): rows are then added as whole vectors.
+ * inner is 0 when a later dim is empty; the plain loop serves that. */
 static bool rg_block(const rgeom *g, int64_t *outer, int64_t *red, int64_t *inner) {
-    if (g->nr != 1 || g->rst[0] == 1) return false;
+    if (g->nr != 1 || g->rst[0] <= 1) return false;
     *inner = g->rst[0];
     *red = g->rs[0];
     *outer = g->nout / *inner;

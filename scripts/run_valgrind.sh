@@ -1,7 +1,9 @@
 #!/bin/sh
-# run_valgrind.sh BUILD "TESTS" - memcheck over the README example and the
-# named test programs (Check in no-fork mode so valgrind sees the tests
-# themselves). Any error or leak fails. Prints "valgrind: N passed, M failed".
+# run_valgrind.sh BUILD "TESTS" - memcheck over the examples (the README
+# program; LeNet-5 on 256 images for one epoch, saving a checkpoint, then
+# loading it) and the named test programs (Check in no-fork mode so valgrind
+# sees the tests themselves). Any error or leak fails. Prints
+# "valgrind: N passed, M failed".
 set -u
 build=$1; tests=$2
 supp=scripts/valgrind.supp
@@ -17,7 +19,11 @@ run() {
     fi
 }
 run readme "$build/examples/readme"
-[ -x "$build/examples/lenet5" ] && run lenet5 "$build/examples/lenet5" --subset 256 --epochs 1 --batch 64
+if [ -x "$build/examples/lenet5" ]; then
+    ckpt="$build/valgrind-lenet5.safetensors"
+    run lenet5 "$build/examples/lenet5" --subset 256 --epochs 1 --batch 64 --save "$ckpt"
+    run lenet5-load "$build/examples/lenet5" --load "$ckpt" --epochs 0
+fi
 for t in $tests; do run "$t" "$build/tests/$t"; done
 echo "valgrind: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

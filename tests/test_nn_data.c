@@ -2,6 +2,8 @@
  * ones (written to a temporary directory) give an error naming the file and
  * the fault, and batches are shuffled by seed and normalised. */
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -139,6 +141,57 @@ START_TEST(test_idx_cut_gzip_stream_rejected) {
 }
 END_TEST
 
+/* A gzip file whose data is whole but whose trailer (CRC and length) is cut:
+ * zlib reads it without complaint, the reader must not. */
+START_TEST(test_idx_gzip_without_trailer_rejected) {
+    make_dir();
+    const char *p = write_file("trailer.gz", labels3, sizeof labels3, true);
+    FILE *f = fopen(p, "rb");
+    unsigned char z[256];
+    size_t n = fread(z, 1, sizeof z, f);
+    fclose(f);
+    for (size_t cut = 1; cut <= 8; cut++)
+        expect_error(write_file("trailer.gz", z, n - cut, false),
+                     "the gzip stream is cut short: its end and checksum are missing");
+    remove_dir();
+}
+END_TEST
+
+/* A 14-byte file whose header claims 4 GiB of data: the reader's memory
+ * follows the bytes present, so with an address-space limit of 1 GiB above
+ * the current use the fault is still "truncated", not "out of memory". Runs
+ * in a child so the limit stays there; not under ASan, whose shadow memory
+ * needs terabytes of address space. */
+START_TEST(test_idx_huge_claim_costs_only_the_bytes_present) {
+#if defined(__SANITIZE_ADDRESS__)
+    return;
+#endif
+    make_dir();
+    const unsigned char claim[] = {0, 0, 8, 2, 0, 1, 0, 0, 0, 1, 0, 0, 7, 9};
+    const char *p = write_file("claim", claim, sizeof claim, false);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        long pages = 0;
+        FILE *f = fopen("/proc/self/statm", "r");
+        if (!f || fscanf(f, "%ld", &pages) != 1) _exit(2);
+        fclose(f);
+        rlim_t vm = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE);
+        struct rlimit lim = {vm + (1ul << 30), vm + (1ul << 30)};
+        if (setrlimit(RLIMIT_AS, &lim)) _exit(2);
+        nn_idx *a = nn_idx_load(p);
+        const char *e = tapegrad_error();
+        _exit(!a && e && strstr(e, "truncated: dimensions [65536,65536] need 4294967296 data bytes, "
+                                   "the file has 2") ? 0 : 1);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status));
+    ck_assert_int_eq(WEXITSTATUS(status), 0);
+    remove_dir();
+}
+END_TEST
+
 START_TEST(test_idx_missing_file_named) {
     expect_error("/nonexistent/tapegrad/train-images-idx3-ubyte.gz", ": cannot open: No such file or directory");
 }
@@ -270,6 +323,8 @@ Suite *nn_data_suite(void) {
     tcase_add_test(tc, test_idx_truncated_header_rejected);
     tcase_add_test(tc, test_idx_extra_bytes_rejected);
     tcase_add_test(tc, test_idx_cut_gzip_stream_rejected);
+    tcase_add_test(tc, test_idx_gzip_without_trailer_rejected);
+    tcase_add_test(tc, test_idx_huge_claim_costs_only_the_bytes_present);
     tcase_add_test(tc, test_idx_missing_file_named);
     tcase_add_test(tc, test_dataset_count_mismatch_rejected);
     tcase_add_test(tc, test_dataset_dir_missing_files_named);

@@ -450,6 +450,29 @@ START_TEST(test_extreme_error_empty_reduction) {
 }
 END_TEST
 
+/* Reducing the leading axis of [2,0,3]: no outputs, forward or backward. The
+ * reduced axis's stride is 0 there (a later dim is empty), which the
+ * whole-row fast path must not divide by. */
+START_TEST(test_sum_leading_axis_of_empty_tensor) {
+    tensor *a = tensor_zeros(DTYPE_F64, SHAPE(2, 0, 3));
+    ck_assert_int_eq(tensor_set_requires_grad(a, true), 0);
+    tensor *ys[] = {tensor_sum(a, (int[]){0}, 1, false), tensor_mean(a, (int[]){0}, 1, true),
+                    tensor_max(a, (int[]){0}, 1, false), tensor_logsumexp(a, (int[]){0}, 1, false)};
+    for (int k = 0; k < 4; k++) {
+        ck_assert_ptr_nonnull(ys[k]);
+        ck_assert_int_eq(ys[k]->size, 0);
+        ck_assert_int_eq(ys[k]->shape[ys[k]->ndim - 1], 3);
+    }
+    tensor *g = tensor_zeros(DTYPE_F64, SHAPE(0, 3));
+    ck_assert_int_eq(tensor_backward_with(ys[0], g), 0);
+    ck_assert_ptr_nonnull(a->grad);
+    ck_assert(tensor_same_shape(a->grad, a));
+    tape_reset();
+    tensor_free(a);
+    tensor_free(g);
+}
+END_TEST
+
 /* One-input ops have no dtype to mismatch; float32 runs like float64. */
 START_TEST(test_reduce_float32_runs) {
     tapegrad_error_clear();
@@ -492,6 +515,7 @@ Suite *ops_reduce_suite(void) {
     tcase_add_test(tc, test_reduce_error_int64_input);
     tcase_add_test(tc, test_var_error_bad_correction);
     tcase_add_test(tc, test_extreme_error_empty_reduction);
+    tcase_add_test(tc, test_sum_leading_axis_of_empty_tensor);
     tcase_add_test(tc, test_reduce_float32_runs);
     suite_add_tcase(s, tc);
     return s;
