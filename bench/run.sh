@@ -1,0 +1,226 @@
+#!/bin/sh
+# shellcheck disable=SC2317 # the runners are called through eval in pair()
+# run.sh - the figures of `make bench`, each beside PyTorch's.
+#
+#   sh bench/run.sh [BUILD]          (BUILD: the build folder, default build)
+#
+# Environment:
+#   BENCH_ROUNDS=N     rounds of every figure (default 3; 1 with BENCH_QUICK=1)
+#   BENCH_QUICK=1      one round, and without PyTorch's full-mode gradcheck (~70 s)
+#   OMP_WAIT_POLICY    default passive, for the project's and PyTorch's runs alike
+#   BENCH_PEERS=DIR    the PyTorch peers (default ../shared/peers from the repository root)
+#
+# The machine may be busy with other work, so every figure is measured in
+# rounds that interleave a project run and a PyTorch run (alternating which
+# goes first), and the line gives the median over the rounds of each side's
+# own median. One line per figure on stdout (also written to BUILD/bench.txt):
+#   NAME key=value... PROJECT_VALUE [PEER_VALUE ratio=PROJECT/PEER]
+# The PyTorch peers are ../shared/peers/*.py (from the repository root) and
+# bench/kernels_torch.py, run with /usr/bin/python3 and Debian's python3-torch;
+# without them the project's figures are printed alone. Peak resident memory
+# comes from /usr/bin/time (Debian package time).
+#
+# Exits 1 when a project program fails; a missed target is not a failure.
+set -u
+
+build=${1:-build}
+root=$(cd "$(dirname "$0")/.." && pwd)
+peers=${BENCH_PEERS:-$root/../shared/peers}
+py=/usr/bin/python3
+quick=${BENCH_QUICK:-0}
+if [ "$quick" = 1 ]; then rounds=${BENCH_ROUNDS:-1}; else rounds=${BENCH_ROUNDS:-3}; fi
+# Spinning OpenMP threads (libgomp's default, used by the library and by
+# PyTorch) starve each other when the cores are shared: 2-thread steps
+# measured 7-25x slower with active waiting on a loaded 2-core machine.
+OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+export OMP_WAIT_POLICY
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 130' INT TERM
+results=$build/bench.txt
+: >"$results"
+failed=0
+
+say() { printf '%s\n' "$*" | tee -a "$results"; }
+note() { printf 'run.sh: %s\n' "$*" >&2; }
+
+# The value of key=value in line $1 for key $2.
+field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
+
+# Median of the numbers in file $1 (one per line), or - when there are none.
+med() {
+    if [ -s "$1" ]; then
+        sort -g "$1" | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2];
+                                                else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+    else
+        echo -
+    fi
+}
+
+# $1 / $2 to three significant figures, or - when either is missing.
+ratio() {
+    case "$1$2" in *-*) echo - ;; *) awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3g\n", a / b }' ;; esac
+}
+
+# Prints the project's part $1 and, when the peer ran, its part $2.
+out() {
+    if [ "$peer" = 1 ] && ! printf '%s' "$2" | grep -q '=-'; then say "$1 $2"; else say "$1"; fi
+}
+
+# Runs a command with its output in $tmp/out, its peak RSS (KB) in $tmp/rss
+# and its CPU seconds (user + system) in $tmp/cpu; returns its status.
+run() {
+    : >"$tmp/rss"
+    : >"$tmp/cpu"
+    if [ "$have_time" = 1 ]; then
+        /usr/bin/time -f '%M %U %S' -o "$tmp/time" "$@" >"$tmp/out" 2>"$tmp/err"
+        st=$?
+        tail -n 1 "$tmp/time" | awk '{ print $1 }' >"$tmp/rss"
+        tail -n 1 "$tmp/time" | awk '{ print $2 + $3 }' >"$tmp/cpu"
+    else
+        "$@" >"$tmp/out" 2>"$tmp/err"
+        st=$?
+    fi
+    return "$st"
+}
+
+# A project program: its key=value fields $2... go to files $1.KEY.
+proj() {
+    tag=$1
+    shift
+    keys=$1
+    shift
+    if ! run "$@"; then
+        note "FAILED: $*"
+        sed 's/^/    /' "$tmp/err" >&2
+        failed=1
+        return 1
+    fi
+    collect "$tag.p" "$keys"
+}
+
+# A peer program, likewise into $1.KEY.q files; a failure drops the figure's peer side.
+peer_run() {
+    tag=$1
+    shift
+    keys=$1
+    shift
+    [ "$peer" = 1 ] || return 0
+    if ! run "$py" "$@"; then
+        note "peer failed: $py $*"
+        sed 's/^/    /' "$tmp/err" | tail -n 5 >&2
+        return 1
+    fi
+    collect "$tag.q" "$keys"
+}
+
+# Appends each key's value (keys like "ms" or "op=conv1:gflops": the line
+# holding op=conv1), the peak RSS and the CPU time to the figure's files.
+collect() {
+    for k in $2; do
+        case "$k" in
+        *:*) sel=${k%%:*}; key=${k#*:}; line=$(grep -- " $sel " "$tmp/out" | tail -n 1) ;;
+        *) sel=; key=$k; line=$(tail -n 1 "$tmp/out") ;;
+        esac
+        v=$(field "$line" "$key")
+        [ -n "$v" ] && echo "$v" >>"$tmp/$1.${sel:+$sel.}$key"
+    done
+    [ -s "$tmp/rss" ] && cat "$tmp/rss" >>"$tmp/$1.rss"
+    [ -s "$tmp/cpu" ] && cat "$tmp/cpu" >>"$tmp/$1.cpu"
+    return 0
+}
+
+# Runs the commands $2 (project) and $3 (peer) in round $1's order.
+pair() {
+    if [ $(($1 % 2)) = 1 ]; then eval "$2"; eval "$3"; else eval "$3"; eval "$2"; fi
+}
+
+# -------------------------------------------------------------- the machine
+peer=1
+if [ ! -d "$peers" ]; then
+    peer=0
+    why="$peers not found"
+elif ! "$py" -c 'import torch' 2>/dev/null; then
+    peer=0
+    why="$py -c 'import torch' fails (apt-get install python3-torch)"
+fi
+have_time=1
+if [ ! -x /usr/bin/time ]; then
+    sh "$root/scripts/deps.sh" --extra time >&2 || true
+    [ -x /usr/bin/time ] || { have_time=0; note "no /usr/bin/time: peak memory not measured"; }
+fi
+cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
+say "# $(date -u '+%Y-%m-%d %H:%M UTC') cpu=\"$cpu\" cores=$(nproc) load=\"$(cut -d' ' -f1-3 /proc/loadavg)\""
+say "# gcc=$(gcc -dumpfullversion 2>/dev/null)" \
+    "openblas=$(dpkg-query -W -f='${Version}' libopenblas-dev 2>/dev/null)" \
+    "torch=$(if [ "$peer" = 1 ]; then "$py" -c 'import torch; print(torch.__version__)'; else echo -; fi)" \
+    "OMP_WAIT_POLICY=$OMP_WAIT_POLICY rounds=$rounds quick=$quick"
+[ "$peer" = 1 ] || say "# PyTorch peer missing: $why; project figures only"
+
+# --------------------------------------------------------- the measurements
+r=0
+while [ "$r" -lt "$rounds" ]; do
+    r=$((r + 1))
+    note "round $r of $rounds"
+    for th in 1 2; do
+        for b in 1 64 256; do
+            case $b in 1) ps=500 qs=100 ;; 64) ps=200 qs=60 ;; *) ps=40 qs=20 ;; esac
+            pair "$r" "proj step.$b.$th ms '$build/bench/lenet5_step' --batch $b --threads $th --steps $ps" \
+                "peer_run step.$b.$th step_ms '$peers/lenet5_torch.py' --batch $b --threads $th --steps $qs"
+        done
+    done
+    for s in 1 1024; do
+        pair "$r" "proj tape.$s 'fwd_ns bwd_ns' '$build/bench/tape_overhead' --size $s" \
+            "peer_run tape.$s 'forward_ns_per_node backward_ns_per_node' '$peers/tape_overhead_torch.py' --size $s"
+    done
+    ops='op=conv1:gflops op=conv2:gflops op=matmul:gflops'
+    pair "$r" "proj kern '$ops' '$build/bench/kernels'" "peer_run kern '$ops' '$root/bench/kernels_torch.py'"
+    pair "$r" "proj epoch seconds '$build/examples/lenet5' --epochs 1 --batch 64 --threads 1" \
+        "peer_run epoch seconds '$peers/lenet5_fashion_torch.py' --epochs 1 --threads 1"
+    # PyTorch's full gradcheck takes over a minute: once, in the first round.
+    skip=--skip-full
+    [ "$r" = 1 ] && [ "$quick" != 1 ] && skip=
+    pair "$r" "proj gc.full seconds '$build/bench/gradcheck_lenet5'; proj gc.fast seconds '$build/bench/gradcheck_lenet5' --fast" \
+        "peer_run gc 'fast_mode=True:seconds fast_mode=False:seconds' '$peers/gradcheck_lenet5_torch.py' $skip"
+done
+
+# ------------------------------------------------------------- the figures
+say "# figure settings project peer ratio (project/peer; for gflops higher is better, else lower)"
+for th in 1 2; do
+    for b in 1 64 256; do
+        p=$(med "$tmp/step.$b.$th.p.ms") q=$(med "$tmp/step.$b.$th.q.step_ms")
+        out "lenet5_step batch=$b threads=$th ms=$p" "torch_ms=$q ratio=$(ratio "$p" "$q")"
+    done
+done
+for s in 1 1024; do
+    pf=$(med "$tmp/tape.$s.p.fwd_ns") pb=$(med "$tmp/tape.$s.p.bwd_ns")
+    qf=$(med "$tmp/tape.$s.q.forward_ns_per_node") qb=$(med "$tmp/tape.$s.q.backward_ns_per_node")
+    out "tape_overhead size=$s nodes=20000 fwd_ns=$pf bwd_ns=$pb" \
+        "torch_fwd_ns=$qf torch_bwd_ns=$qb fwd_ratio=$(ratio "$pf" "$qf") bwd_ratio=$(ratio "$pb" "$qb")"
+done
+for op in conv1 conv2 matmul; do
+    p=$(med "$tmp/kern.p.op=$op.gflops") q=$(med "$tmp/kern.q.op=$op.gflops")
+    out "fwd_bwd op=$op batch=64 threads=1 gflops=$p" "torch_gflops=$q ratio=$(ratio "$p" "$q")"
+done
+p=$(med "$tmp/epoch.p.seconds") q=$(med "$tmp/epoch.q.seconds")
+out "fashion_epoch batch=64 threads=1 optim=adam seconds=$p" "torch_seconds=$q ratio=$(ratio "$p" "$q")"
+# CPU time of the whole run (loading, the epoch, the test-set pass): unlike
+# the wall time above it hardly moves when other work shares the cores.
+if [ "$have_time" = 1 ]; then
+    p=$(med "$tmp/epoch.p.cpu") q=$(med "$tmp/epoch.q.cpu")
+    out "fashion_epoch_process batch=64 threads=1 cpu_seconds=$p" "torch_cpu_seconds=$q ratio=$(ratio "$p" "$q")"
+fi
+for m in full fast; do
+    case $m in full) t=False ;; *) t=True ;; esac
+    p=$(med "$tmp/gc.$m.p.seconds") q=$(med "$tmp/gc.q.fast_mode=$t.seconds")
+    out "gradcheck_lenet5 mode=$m batch=2 numbers=63274 seconds=$p" "torch_seconds=$q ratio=$(ratio "$p" "$q")"
+done
+if [ "$have_time" = 1 ]; then
+    p=$(med "$tmp/step.64.1.p.rss") q=$(med "$tmp/step.64.1.q.rss")
+    out "peak_rss run=lenet5_step batch=64 threads=1 kb=$p" "torch_kb=$q ratio=$(ratio "$p" "$q")"
+    p=$(med "$tmp/epoch.p.rss") q=$(med "$tmp/epoch.q.rss")
+    out "peak_rss run=fashion_epoch batch=64 threads=1 kb=$p" "torch_kb=$q ratio=$(ratio "$p" "$q")"
+fi
+[ "$failed" = 0 ] || note "a project benchmark failed (see above)"
+exit "$failed"
