@@ -199,6 +199,17 @@ START_TEST(test_conv2d_matches_naive_no_bias) {
 }
 END_TEST
 
+/* Rows much wider than the kernel take the wide-column path (the LeNet case
+ * of the narrow rows above takes the tight one): unpadded through SGEMM, and
+ * padded with a contraction short enough for the direct forward. */
+START_TEST(test_conv2d_matches_naive_wide_rows) {
+    check_against_naive(DTYPE_F64, (int64_t[]){2, 4, 9, 30}, (int64_t[]){3, 4, 3, 3}, true,
+                        CONV2D_DEFAULT, 1e-12);
+    check_against_naive(DTYPE_F64, (int64_t[]){2, 2, 6, 30}, (int64_t[]){5, 2, 3, 3}, true,
+                        params(1, 1, 1, 1, 1, 1, 1), 1e-12);
+}
+END_TEST
+
 /* The LeNet shapes at a small batch, in float32 (large enough for the
  * parallel loops when threads are on). */
 START_TEST(test_conv2d_matches_naive_lenet_f32) {
@@ -414,6 +425,7 @@ Suite *conv_suite(void) {
     tcase_add_test(tc, test_conv2d_matches_naive_groups2);
     tcase_add_test(tc, test_conv2d_matches_naive_depthwise_stride2_dilation2);
     tcase_add_test(tc, test_conv2d_matches_naive_no_bias);
+    tcase_add_test(tc, test_conv2d_matches_naive_wide_rows);
     tcase_add_test(tc, test_conv2d_matches_naive_lenet_f32);
     tcase_add_test(tc, test_conv2d_threads_bit_identical);
     tcase_add_test(tc, test_conv2d_empty_batch);
