@@ -22,8 +22,14 @@
  * copies instead of OH short ones (LeNet: 10-element rows, where the short
  * copies cost more than the GEMMs). The price: GEMM columns for the Wp - OW
  * pixels past each row's end, which are dropped on output, and zeros in the
- * upstream gradient there, so they add nothing to dW or dx. Other strides use
- * the plain columns.
+ * upstream gradient there, so they add nothing to dW or dx.
+ *
+ * Tight columns (stride 1, rows short next to the kernel: LeNet's conv2, OW
+ * 10 of Wp 14): wide columns would spend 29% of every GEMM on dropped
+ * pixels, so the columns stay plain (L = P), but are built from the padded
+ * image by whole-vector copies, one per run of OW, and their transpose is a
+ * gather that writes each input pixel once (col2im_tight). Other strides use
+ * the plain columns, built element-range by element-range.
  *
  * One image's columns (LeNet: under 100 KB in float32) stay in L2 between
  * im2col and GEMM; at batch 64 that measured 1.5-3x faster than one GEMM
@@ -53,11 +59,16 @@ enum { CONV_DIRECT_K = 32 }; /* largest contraction for the direct forward */
 /* the direct kernel's vector bytes and register block: CONV_NV vectors of
  * pixels by CONV_OB output channels (see CONV_DIRECT) */
 enum { CONV_VB = 32, CONV_NV = 4, CONV_OB = 3 };
+/* Tight columns move whole vectors of CONV_TB bytes (at most CONV_SLACK
+ * elements) and may read or write up to CONV_SLACK elements past a buffer's
+ * live part; every scratch buffer has that much slack on both sides. */
+enum { CONV_TB = 64, CONV_SLACK = 16 };
 
 typedef struct {
     int64_t B, C, H, W, OC, KH, KW, OH, OW, G, OCg, K, P;
     int64_t sh, sw, ph, pw, dh, dw;
     bool wide, padded;   /* wide columns (stride 1); a padded copy of the image needed */
+    bool tight;          /* stride 1, plain columns copied from the padded image by vectors */
     bool dw_t;           /* dW parts computed transposed, dW^T = cols @ G^T */
     bool direct;         /* forward by the direct kernel, no columns */
     int64_t Hp, Wp, L;   /* padded image; columns per row of the GEMM (L = P if not wide) */
@@ -75,9 +86,15 @@ static void conv_geom_of(const tape_node *n, conv_geom *q) {
     q->OCg = q->OC / q->G;
     q->K = (q->C / q->G) * q->KH * q->KW;
     q->P = q->OH * q->OW;
-    q->wide = q->sh == 1 && q->sw == 1;
-    q->padded = q->wide && (q->ph || q->pw);
     q->Hp = q->H + 2 * q->ph, q->Wp = q->W + 2 * q->pw;
+    /* Stride 1: wide columns unless the Wp - OW dropped pixels per row cost
+     * the GEMMs more than tight columns cost to build. LeNet's conv2 (OW 10,
+     * Wp 14) wastes 29% of its GEMM work wide and runs tight; conv1 (OW 28,
+     * Wp 32) runs wide. */
+    bool s1 = q->sh == 1 && q->sw == 1;
+    q->wide = s1 && 8 * (q->Wp - q->OW) <= q->Wp;
+    q->tight = s1 && !q->wide;
+    q->padded = (q->wide && (q->ph || q->pw)) || q->tight;
     q->L = q->wide ? (q->OH - 1) * q->Wp + q->OW : q->P;
     /* OpenBLAS packs a short contraction with many outputs faster this way
      * round: measured 30% faster for LeNet's conv2 (K 150, L 136), 10% slower
@@ -101,10 +118,12 @@ typedef struct {
 
 static conv_slot conv_slot_of(const conv_geom *q) {
     conv_slot s;
+    const int64_t S = CONV_SLACK;
     int64_t cols = q->G * q->K * q->L, img = q->padded ? q->C * q->Hp * q->Wp : 0;
-    s.cols = 0, s.dcols = cols, s.xp = 2 * cols, s.dxp = 2 * cols + img;
-    s.yw = 2 * cols + 2 * img;
-    s.total = s.yw + (q->wide ? q->OC * q->L : 0);
+    s.cols = S, s.dcols = s.cols + cols + 2 * S, s.xp = s.dcols + cols + 2 * S;
+    s.dxp = s.xp + img + 2 * S;
+    s.yw = s.dxp + (q->wide ? img : 0) + 2 * S;
+    s.total = s.yw + (q->wide ? q->OC * q->L : 0) + S;
     return s;
 }
 
@@ -137,6 +156,12 @@ static void blas_release(int threads, int was) {
 
 /* Inner loops are forced to vectorise: -O2 alone leaves them scalar. */
 #define SIMD _Pragma("omp simd")
+
+/* Whole vectors for the tight columns, and lane masks of the same width. */
+typedef float vec64_float __attribute__((vector_size(CONV_TB)));
+typedef double vec64_double __attribute__((vector_size(CONV_TB)));
+typedef int32_t vmask_float __attribute__((vector_size(CONV_TB)));
+typedef int64_t vmask_double __attribute__((vector_size(CONV_TB)));
 
 /* Column building and scattering, one image. */
 #define CONV_COLUMNS(T)                                                                     \
@@ -195,6 +220,56 @@ static void blas_release(int threads, int was) {
             const T *src = dcols + r * q->L;                                                \
             SIMD for (int64_t i = 0; i < q->L; i++) dst[i] += src[i];                       \
         }                                                                                   \
+    }                                                                                       \
+    /* Tight (stride 1): plain columns, row (c, kh, kw) the OH runs of OW elements        \
+     *   cols[(c, kh, kw)][oh OW + ow] = xp[c, (oh + kh dh) Wp + ow + kw dw]               \
+     * copied a vector at a time. A run's last vector spills past its end into the next   \
+     * run, which is written after it; the last spills into the slack, and reads run at    \
+     * most a vector past xp, into its slack. */                                            \
+    static void im2col_tight_##T(const conv_geom *q, const T *xp, T *cols) {                \
+        enum { V = CONV_TB / sizeof(T) };                                                   \
+        T *dst = cols;                                                                      \
+        for (int64_t r = 0; r < q->C * q->KH * q->KW; r++) {                                \
+            int64_t c = r / (q->KH * q->KW), kh = r / q->KW % q->KH, kw = r % q->KW;        \
+            const T *src = xp + c * q->Hp * q->Wp + kh * q->dh * q->Wp + kw * q->dw;        \
+            for (int64_t oh = 0; oh < q->OH; oh++, src += q->Wp, dst += q->OW)              \
+                for (int64_t ow = 0; ow < q->OW; ow += V) memcpy(dst + ow, src + ow, CONV_TB); \
+        }                                                                                   \
+    }                                                                                       \
+    /* Its transpose, as a gather: each input pixel (c, ih, iw), at (ih + ph, iw + pw) in  \
+     * xp, sums the column entries that copied it,                                          \
+     *   dx[c, ih, iw] += sum_{kh, kw} dcols[(c, kh, kw)][oh OW + ow],                      \
+     *   oh = ih + ph - kh dh in [0, OH), ow = iw + pw - kw dw in [0, OW),                  \
+     * V pixels of a row at a time: one load per tap, its lanes outside [0, OW) masked to   \
+     * zero (a tap with no lane inside is skipped, so loads stay within a vector of the     \
+     * columns). One store per pixel instead of one read-modify-write per entry. */         \
+    static void col2im_tight_##T(const conv_geom *q, const T *dcols, T *dx) {               \
+        enum { V = CONV_TB / sizeof(T) };                                                   \
+        vmask_##T lane;                                                                     \
+        for (int l = 0; l < V; l++) lane[l] = l;                                            \
+        for (int64_t c = 0; c < q->C; c++)                                                  \
+            for (int64_t ih = 0; ih < q->H; ih++)                                           \
+                for (int64_t j0 = 0; j0 < q->W; j0 += V) {                                  \
+                    vec64_##T acc = {0};                                                    \
+                    for (int64_t kh = 0; kh < q->KH; kh++) {                                \
+                        int64_t oh = ih + q->ph - kh * q->dh;                               \
+                        if (oh < 0 || oh >= q->OH) continue;                                \
+                        const T *row = dcols + ((c * q->KH + kh) * q->KW) * q->P + oh * q->OW; \
+                        for (int64_t kw = 0; kw < q->KW; kw++, row += q->P) {               \
+                            int64_t ow0 = j0 + q->pw - kw * q->dw; /* lane l: ow0 + l */    \
+                            if (ow0 >= q->OW || ow0 + V <= 0) continue;                     \
+                            const int lo = (int)-ow0, hi = (int)(q->OW - ow0);              \
+                            vmask_##T in = (lane >= lo) & (lane < hi);                      \
+                            vec64_##T v;                                                    \
+                            memcpy(&v, row + ow0, sizeof v);                                \
+                            acc += (vec64_##T)((vmask_##T)v & in);                          \
+                        }                                                                   \
+                    }                                                                       \
+                    T a[V], *d = dx + (c * q->H + ih) * q->W + j0;                          \
+                    memcpy(a, &acc, sizeof a);                                              \
+                    int64_t n = q->W - j0 < V ? q->W - j0 : V;                              \
+                    for (int64_t l = 0; l < n; l++) d[l] += a[l];                           \
+                }                                                                           \
     }                                                                                       \
     /* xp = x with ph zero rows and pw zero columns around each plane */                    \
     static void pad_##T(const conv_geom *q, const T *x, T *xp) {                            \
@@ -310,7 +385,9 @@ typedef double vec_double __attribute__((vector_size(CONV_VB)));
         T *cols = slot + s.cols, *out = q->wide ? slot + s.yw : yb;                         \
         const T *xp = xb;                                                                   \
         if (q->padded) pad_##T(q, xb, slot + s.xp), xp = slot + s.xp;                       \
-        if (q->wide && !q->direct)                                                          \
+        if (q->tight)                                                                       \
+            im2col_tight_##T(q, xp, cols);                                                  \
+        else if (q->wide && !q->direct)                                                     \
             im2col_wide_##T(q, xp, cols);                                                   \
         else if (!q->wide)                                                                  \
             im2col_##T(q, xb, cols);                                                        \
@@ -338,10 +415,13 @@ typedef double vec_double __attribute__((vector_size(CONV_VB)));
         const T *g = gb;                                                                    \
         if (q->wide) widen_##T(q, gb, slot + s.yw), g = slot + s.yw;                        \
         if (dw_part) {                                                                      \
-            if (q->wide) {                                                                  \
+            if (q->wide || q->tight) {                                                      \
                 const T *xp = xb;                                                           \
                 if (q->padded) pad_##T(q, xb, slot + s.xp), xp = slot + s.xp;               \
-                im2col_wide_##T(q, xp, cols);                                               \
+                if (q->tight)                                                               \
+                    im2col_tight_##T(q, xp, cols);                                          \
+                else                                                                        \
+                    im2col_wide_##T(q, xp, cols);                                           \
             } else {                                                                        \
                 im2col_##T(q, xb, cols);                                                    \
             }                                                                               \
@@ -358,7 +438,9 @@ typedef double vec_double __attribute__((vector_size(CONV_VB)));
         for (int64_t k = 0; k < q->G; k++)                                                  \
             blas_gemm_##T(true, false, q->K, q->L, q->OCg, w + k * q->OCg * q->K, q->K,          \
                      g + k * q->OCg * q->L, q->L, 0, dcols + k * q->K * q->L, q->L);        \
-        if (!q->wide) {                                                                     \
+        if (q->tight) {                                                                     \
+            col2im_tight_##T(q, dcols, dxb);                                                \
+        } else if (!q->wide) {                                                              \
             col2im_##T(q, dcols, dxb);                                                      \
         } else if (!q->padded) {                                                            \
             col2im_wide_##T(q, dcols, dxb);                                                 \
