@@ -238,38 +238,62 @@ typedef int64_t vmask_double __attribute__((vector_size(CONV_TB)));
     }                                                                                       \
     /* Its transpose, as a gather: each input pixel (c, ih, iw), at (ih + ph, iw + pw) in  \
      * xp, sums the column entries that copied it,                                          \
-     *   dx[c, ih, iw] += sum_{kh, kw} dcols[(c, kh, kw)][oh OW + ow],                      \
+     *   dx[c, ih, iw] += sum_{kw, kh} dcols[(c, kh, kw)][oh OW + ow],                      \
      *   oh = ih + ph - kh dh in [0, OH), ow = iw + pw - kw dw in [0, OW),                  \
-     * V pixels of a row at a time: one load per tap, its lanes outside [0, OW) masked to   \
-     * zero (a tap with no lane inside is skipped, so loads stay within a vector of the     \
-     * columns). One store per pixel instead of one read-modify-write per entry. */         \
+     * V pixels of a row at a time, one load per tap with its lanes outside [0, OW) masked  \
+     * to zero. The mask depends on kw only, so kw is the outer loop; a kw with no lane     \
+     * inside adds nothing and is not loaded (loads stay within a vector of the columns).   \
+     * Even and odd kh go to two sums, so the adds are not one chain of FADD latencies.     \
+     * One store per pixel instead of one read-modify-write per column entry. */            \
     static void col2im_tight_##T(const conv_geom *q, const T *dcols, T *dx) {               \
         enum { V = CONV_TB / sizeof(T) };                                                   \
         vmask_##T lane;                                                                     \
         for (int l = 0; l < V; l++) lane[l] = l;                                            \
+        const int64_t plane = q->H * q->W, tap_kh = q->KW * q->P - q->dh * q->OW;           \
         for (int64_t c = 0; c < q->C; c++)                                                  \
-            for (int64_t ih = 0; ih < q->H; ih++)                                           \
+            for (int64_t ih = 0; ih < q->H; ih++) {                                         \
+                int64_t kh0 = 0, kh1 = q->KH; /* the kh with oh in [0, OH) */               \
+                while (kh0 < kh1 && ih + q->ph - kh0 * q->dh >= q->OH) kh0++;               \
+                while (kh1 > kh0 && ih + q->ph - (kh1 - 1) * q->dh < 0) kh1--;              \
                 for (int64_t j0 = 0; j0 < q->W; j0 += V) {                                  \
-                    vec64_##T acc = {0};                                                    \
-                    for (int64_t kh = 0; kh < q->KH; kh++) {                                \
-                        int64_t oh = ih + q->ph - kh * q->dh;                               \
-                        if (oh < 0 || oh >= q->OH) continue;                                \
-                        const T *row = dcols + ((c * q->KH + kh) * q->KW) * q->P + oh * q->OW; \
-                        for (int64_t kw = 0; kw < q->KW; kw++, row += q->P) {               \
-                            int64_t ow0 = j0 + q->pw - kw * q->dw; /* lane l: ow0 + l */    \
-                            if (ow0 >= q->OW || ow0 + V <= 0) continue;                     \
-                            const int lo = (int)-ow0, hi = (int)(q->OW - ow0);              \
-                            vmask_##T in = (lane >= lo) & (lane < hi);                      \
-                            vec64_##T v;                                                    \
-                            memcpy(&v, row + ow0, sizeof v);                                \
-                            acc += (vec64_##T)((vmask_##T)v & in);                          \
+                    vec64_##T a0 = {0}, a1 = {0};                                           \
+                    for (int64_t kw = 0; kw < q->KW; kw++) {                                \
+                        int64_t ow0 = j0 + q->pw - kw * q->dw; /* lane l is ow0 + l */      \
+                        if (ow0 >= q->OW || ow0 + V <= 0) continue;                         \
+                        const int lo = (int)-ow0, hi = (int)(q->OW - ow0);                  \
+                        const vmask_##T in = (lane >= lo) & (lane < hi);                    \
+                        const T *p = dcols + ((c * q->KH + kh0) * q->KW + kw) * q->P +      \
+                                     (ih + q->ph - kh0 * q->dh) * q->OW + ow0;              \
+                        vec64_##T v;                                                        \
+                        int64_t kh = kh0;                                                   \
+                        for (; kh + 1 < kh1; kh += 2, p += 2 * tap_kh) {                    \
+                            memcpy(&v, p, sizeof v);                                        \
+                            a0 += (vec64_##T)((vmask_##T)v & in);                           \
+                            memcpy(&v, p + tap_kh, sizeof v);                               \
+                            a1 += (vec64_##T)((vmask_##T)v & in);                           \
+                        }                                                                   \
+                        if (kh < kh1) {                                                     \
+                            memcpy(&v, p, sizeof v);                                        \
+                            a0 += (vec64_##T)((vmask_##T)v & in);                           \
                         }                                                                   \
                     }                                                                       \
-                    T a[V], *d = dx + (c * q->H + ih) * q->W + j0;                          \
-                    memcpy(a, &acc, sizeof a);                                              \
-                    int64_t n = q->W - j0 < V ? q->W - j0 : V;                              \
-                    for (int64_t l = 0; l < n; l++) d[l] += a[l];                           \
+                    a0 += a1;                                                               \
+                    /* the pixels past the row's end belong to later rows of this image,   \
+                     * written back unchanged; past the image, element by element */        \
+                    int64_t at = (c * q->H + ih) * q->W + j0, n = q->W - j0 < V ? q->W - j0 : V; \
+                    T *d = dx + at;                                                         \
+                    if (at + V <= q->C * plane) {                                           \
+                        vec64_##T dv;                                                       \
+                        memcpy(&dv, d, sizeof dv);                                          \
+                        dv += (vec64_##T)((vmask_##T)a0 & (lane < (int)n));                 \
+                        memcpy(d, &dv, sizeof dv);                                          \
+                    } else {                                                                \
+                        T a[V];                                                             \
+                        memcpy(a, &a0, sizeof a);                                           \
+                        for (int64_t l = 0; l < n; l++) d[l] += a[l];                       \
+                    }                                                                       \
                 }                                                                           \
+            }                                                                               \
     }                                                                                       \
     /* xp = x with ph zero rows and pw zero columns around each plane */                    \
     static void pad_##T(const conv_geom *q, const T *x, T *xp) {                            \
