@@ -210,6 +210,16 @@ START_TEST(test_conv2d_matches_naive_wide_rows) {
 }
 END_TEST
 
+/* Whole vectors of output channels per group (8 in float64) take the direct
+ * weight gradient; here with groups, padding and dilation. */
+START_TEST(test_conv2d_matches_naive_direct_weight_grad) {
+    check_against_naive(DTYPE_F64, (int64_t[]){2, 4, 7, 6}, (int64_t[]){16, 2, 3, 2}, true,
+                        params(1, 1, 1, 0, 1, 2, 2), 1e-12);
+    check_against_naive(DTYPE_F64, (int64_t[]){3, 3, 6, 6}, (int64_t[]){8, 3, 3, 3}, false,
+                        params(1, 1, 1, 1, 1, 1, 1), 1e-12);
+}
+END_TEST
+
 /* The LeNet shapes at a small batch, in float32 (large enough for the
  * parallel loops when threads are on). */
 START_TEST(test_conv2d_matches_naive_lenet_f32) {
@@ -426,6 +436,7 @@ Suite *conv_suite(void) {
     tcase_add_test(tc, test_conv2d_matches_naive_depthwise_stride2_dilation2);
     tcase_add_test(tc, test_conv2d_matches_naive_no_bias);
     tcase_add_test(tc, test_conv2d_matches_naive_wide_rows);
+    tcase_add_test(tc, test_conv2d_matches_naive_direct_weight_grad);
     tcase_add_test(tc, test_conv2d_matches_naive_lenet_f32);
     tcase_add_test(tc, test_conv2d_threads_bit_identical);
     tcase_add_test(tc, test_conv2d_empty_batch);
