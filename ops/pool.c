@@ -63,10 +63,20 @@ static inline void rows_in_range(const pool_geom *q, int64_t i, int64_t *r0, int
     *r1 = h0 + q->kh > q->H ? q->H : h0 + q->kh;
 }
 
-/* for (p = 0; p < planes; p++) BODY, split across threads when the work is large. */
+/* for (p = 0; p < planes; p++) BODY, split across threads only when there is
+ * more than one and the work is large: entering a parallel region costs
+ * 0.3-0.5 us even when its `if` clause keeps it on one thread, as much as
+ * pooling a whole batch-1 LeNet plane set. */
 #define POOL_FOR(p, q, ...)                                                             \
-    _Pragma("omp parallel for schedule(static) if ((q)->planes * (q)->OH * (q)->OW * (q)->kh * (q)->kw >= PARALLEL_MIN_ELEMS)") \
-    for (int64_t p = 0; p < (q)->planes; p++) __VA_ARGS__
+    do {                                                                                \
+        if ((q)->planes * (q)->OH * (q)->OW * (q)->kh * (q)->kw >= PARALLEL_MIN_ELEMS &&  \
+            tapegrad_threads() > 1) {                                                   \
+            _Pragma("omp parallel for schedule(static)")                                \
+            for (int64_t p = 0; p < (q)->planes; p++) __VA_ARGS__                       \
+        } else {                                                                        \
+            for (int64_t p = 0; p < (q)->planes; p++) __VA_ARGS__                       \
+        }                                                                               \
+    } while (0)
 #define SIMD _Pragma("omp simd")
 
 /* best = v (and at = k) when v > best, or v is NaN and best is not: max_plane's
