@@ -320,10 +320,10 @@ extern const op_def ops_pool[];
 
 /* Validates x and p for op; fills the output shape. */
 static int pool_validate(const char *op, const tensor *x, pool2d_params p, int64_t *shape) {
-    char sx[96];
-    tensor_shape_str(x, sx, sizeof sx);
+    char sx[96]; /* x's shape, formatted only for a message: snprintf costs ~0.2 us a call */
     if (x->ndim != 4) {
-        error_set("%s: input must be 4-D (B, C, H, W), got %s", op, sx);
+        error_set("%s: input must be 4-D (B, C, H, W), got %s", op,
+                  tensor_shape_str(x, sx, sizeof sx));
         return -1;
     }
     if (p.kernel[0] < 1 || p.kernel[1] < 1 || p.stride[0] < 1 || p.stride[1] < 1) {
@@ -340,8 +340,8 @@ static int pool_validate(const char *op, const tensor *x, pool2d_params p, int64
     int64_t ph = x->shape[2] + 2 * (int64_t)p.padding[0], pw = x->shape[3] + 2 * (int64_t)p.padding[1];
     if (p.kernel[0] > ph || p.kernel[1] > pw) {
         error_set("%s: kernel [%d,%d] larger than padded input %lldx%lld (input %s, padding [%d,%d])",
-                  op, p.kernel[0], p.kernel[1], (long long)ph, (long long)pw, sx, p.padding[0],
-                  p.padding[1]);
+                  op, p.kernel[0], p.kernel[1], (long long)ph, (long long)pw,
+                  tensor_shape_str(x, sx, sizeof sx), p.padding[0], p.padding[1]);
         return -1;
     }
     shape[0] = x->shape[0], shape[1] = x->shape[1];
