@@ -15,20 +15,9 @@
  * ../bench/kernels_torch.py times the same in PyTorch. */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "../include/tapegrad.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "bench.h"
 
 typedef struct bench_op {
     const char *name;
@@ -48,15 +37,14 @@ static double time_op(const bench_op *o, int iters) {
     tensor *seed = NULL;
     if (!ms) return -1;
     for (int i = 0; i < iters + 5; i++) {
-        double t0 = now();
+        double t0 = bench_now();
         tensor *y = forward(o);
         if (y && !seed) seed = tensor_ones(DTYPE_F32, y->ndim, y->shape); /* untimed: run 0 */
         if (!y || !seed || tensor_backward_with(y, seed)) goto out;
         tape_reset();
-        if (i >= 5) ms[i - 5] = (now() - t0) * 1e3;
+        if (i >= 5) ms[i - 5] = (bench_now() - t0) * 1e3;
     }
-    qsort(ms, (size_t)iters, sizeof *ms, cmp_double);
-    med = ms[iters / 2];
+    med = bench_median(ms, iters);
 out:
     tensor_free(seed);
     free(ms);

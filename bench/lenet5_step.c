@@ -10,20 +10,9 @@
  * the update and the tape reset. */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "../include/tapegrad.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "bench.h"
 
 int main(int argc, char **argv) {
     int64_t batch = 64;
@@ -60,7 +49,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     for (int s = 0; s < steps + 20; s++) {
-        double t0 = now();
+        double t0 = bench_now();
         optim_zero_grad(opt);
         tensor *loss = nn_lenet5_loss(net, x, y);
         if (!loss || tensor_backward(loss) || optim_step(opt)) {
@@ -68,10 +57,10 @@ int main(int argc, char **argv) {
             return 1;
         }
         tape_reset();
-        if (s >= 20) ms[s - 20] = (now() - t0) * 1e3;
+        if (s >= 20) ms[s - 20] = (bench_now() - t0) * 1e3;
     }
-    qsort(ms, (size_t)steps, sizeof *ms, cmp_double);
-    printf("lenet5_step batch=%lld threads=%d ms=%.3f\n", (long long)batch, threads, ms[steps / 2]);
+    printf("lenet5_step batch=%lld threads=%d ms=%.3f\n", (long long)batch, threads,
+           bench_median(ms, steps));
     free(ms);
     optim_free(opt);
     tensor_free(x);

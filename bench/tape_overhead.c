@@ -12,32 +12,21 @@
  * the peer's graph release is outside its forward. */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "../include/tapegrad.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "bench.h"
 
 /* One chain; fills ns per node for forward and backward. Returns 0 or -1. */
 static int run(tensor *x, tensor *a, tensor *b, int64_t nodes, double *fwd, double *bwd) {
     tensor_zero_grad(a);
     tensor_zero_grad(b);
-    double t0 = now();
+    double t0 = bench_now();
     tensor *y = x;
     for (int64_t i = 0; i < nodes / 2; i++) y = tensor_add(tensor_mul(y, a), b);
     tensor *loss = tensor_sum_all(y);
-    double t1 = now();
+    double t1 = bench_now();
     if (!loss || tensor_backward(loss)) return -1;
-    double t2 = now();
+    double t2 = bench_now();
     tape_reset();
     *fwd = (t1 - t0) * 1e9 / (double)nodes;
     *bwd = (t2 - t1) * 1e9 / (double)nodes;
@@ -75,10 +64,8 @@ int main(int argc, char **argv) {
             fprintf(stderr, "tape_overhead: %s\n", tapegrad_error());
             return 1;
         }
-    qsort(fwd + 1, (size_t)reps, sizeof(double), cmp_double);
-    qsort(bwd + 1, (size_t)reps, sizeof(double), cmp_double);
     printf("tape_overhead size=%lld nodes=%lld fwd_ns=%.1f bwd_ns=%.1f\n", (long long)size,
-           (long long)nodes, fwd[1 + reps / 2], bwd[1 + reps / 2]);
+           (long long)nodes, bench_median(fwd + 1, reps), bench_median(bwd + 1, reps));
     tensor_free(a);
     tensor_free(b);
     tensor_free(x);

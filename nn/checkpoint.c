@@ -10,8 +10,11 @@
  * Saving writes a temporary file in the target's directory, fsyncs it and
  * renames it over the target: rename is atomic on POSIX file systems, so a
  * crash leaves the old checkpoint or the new one, never a mix. Loading trusts
- * nothing in the file: every length, offset, dtype and shape is checked
- * before a byte is copied. */
+ * nothing in the file and accepts what the safetensors library accepts, no
+ * more: a UTF-8 JSON object for a header, tensors whose [begin, end) byte
+ * ranges tile the data with no gap, overlap or trailing byte (in any order),
+ * and an optional __metadata__ of strings. Every length, offset, dtype and
+ * shape is checked before a byte is copied. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -23,7 +26,7 @@
 
 #include "../autograd/internal.h"
 
-#define HEADER_MAX (100 << 20) /* the safetensors library's own limit */
+#define HEADER_MAX 100000000 /* the safetensors library's own limit */
 
 static const char *st_dtype(dtype dt) {
     return dt == DTYPE_F32 ? "F32" : dt == DTYPE_F64 ? "F64" : "I64";
@@ -228,7 +231,9 @@ typedef struct entry {
     bool used;
 } entry;
 
-/* A parser for the header's subset of JSON: the cursor p walks [p, end). */
+/* A strict parser for the header's JSON: the cursor p walks [p, end). The
+ * header is what the reference reader (serde_json) accepts and no more, since
+ * a file that loads here but not in torch, or the reverse, is a trap. */
 typedef struct parser {
     const char *p, *end, *path, *start;
 } parser;
@@ -237,6 +242,33 @@ static int perr(parser *ps, const char *what) {
     error_set("%s: malformed safetensors header: %s at header byte %lld", ps->path, what,
               (long long)(ps->p - ps->start));
     return -1;
+}
+
+/* Length of the UTF-8 sequence at s (at most end - s bytes), 0 if there is
+ * none: overlong forms, surrogates and code points past U+10FFFF are not
+ * UTF-8 (RFC 3629's table of well-formed byte sequences). */
+static int utf8_len(const unsigned char *s, const unsigned char *end) {
+    unsigned c = s[0], lo = 0x80, hi = 0xbf;
+    int n = c < 0x80 ? 1 : c < 0xc2 ? 0 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : c < 0xf5 ? 4 : 0;
+    if (!n || end - s < n) return 0;
+    if (c == 0xe0) lo = 0xa0;
+    if (c == 0xed) hi = 0x9f;
+    if (c == 0xf0) lo = 0x90;
+    if (c == 0xf4) hi = 0x8f;
+    for (int i = 1; i < n; i++, lo = 0x80, hi = 0xbf)
+        if (s[i] < lo || s[i] > hi) return 0;
+    return n;
+}
+
+static int check_utf8(parser *ps) {
+    const unsigned char *s = (const unsigned char *)ps->start;
+    const unsigned char *end = (const unsigned char *)ps->end;
+    for (int n; s < end; s += n)
+        if (!(n = utf8_len(s, end))) {
+            ps->p = (const char *)s;
+            return perr(ps, "bytes that are not UTF-8");
+        }
+    return 0;
 }
 
 static void ws(parser *ps) {
@@ -260,48 +292,114 @@ static bool peek(parser *ps, char c) {
     return ps->p < ps->end && *ps->p == c;
 }
 
-/* A string into out (truncated to len - 1); \uXXXX above 0x7f becomes '?'. */
-static int parse_string(parser *ps, char *out, size_t len) {
+/* The ',' between members of an object; JSON has none after the last. */
+static int comma(parser *ps) {
+    if (expect(ps, ',')) return -1;
+    return peek(ps, '}') ? perr(ps, "trailing comma") : 0;
+}
+
+static int parse_hex4(parser *ps, unsigned *v) {
+    if (ps->end - ps->p < 4) return perr(ps, "short \\u escape");
+    *v = 0;
+    for (int i = 0; i < 4; i++) {
+        char h = ps->p[i];
+        int d = h >= '0' && h <= '9'   ? h - '0'
+                : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                : h >= 'A' && h <= 'F' ? h - 'A' + 10
+                                       : -1;
+        if (d < 0) return perr(ps, "bad \\u escape");
+        *v = *v * 16 + (unsigned)d;
+    }
+    ps->p += 4;
+    return 0;
+}
+
+/* The code point of a \u escape (the cursor past the 'u'); a UTF-16
+ * surrogate pair is one code point, a lone surrogate is not JSON text. */
+static int parse_u_escape(parser *ps, unsigned *cp) {
+    unsigned lo;
+    if (parse_hex4(ps, cp)) return -1;
+    if (*cp >= 0xdc00 && *cp <= 0xdfff) return perr(ps, "lone surrogate in a \\u escape");
+    if (*cp < 0xd800 || *cp > 0xdbff) return 0;
+    if (ps->end - ps->p < 2 || ps->p[0] != '\\' || ps->p[1] != 'u')
+        return perr(ps, "lone surrogate in a \\u escape");
+    ps->p += 2;
+    if (parse_hex4(ps, &lo)) return -1;
+    if (lo < 0xdc00 || lo > 0xdfff) return perr(ps, "lone surrogate in a \\u escape");
+    *cp = 0x10000 + ((*cp - 0xd800) << 10) + (lo - 0xdc00);
+    return 0;
+}
+
+static int utf8_encode(unsigned cp, char *u) {
+    if (cp < 0x80) return u[0] = (char)cp, 1;
+    if (cp < 0x800) return u[0] = (char)(0xc0 | cp >> 6), u[1] = (char)(0x80 | (cp & 63)), 2;
+    if (cp < 0x10000) {
+        u[0] = (char)(0xe0 | cp >> 12), u[1] = (char)(0x80 | (cp >> 6 & 63));
+        return u[2] = (char)(0x80 | (cp & 63)), 3;
+    }
+    u[0] = (char)(0xf0 | cp >> 18), u[1] = (char)(0x80 | (cp >> 12 & 63));
+    u[2] = (char)(0x80 | (cp >> 6 & 63)), u[3] = (char)(0x80 | (cp & 63));
+    return 4;
+}
+
+/* A string, decoded, into out[len] (out NULL: the string is only checked).
+ * A longer string is cut to len - 1 bytes and *cut set. A kept string may not
+ * hold U+0000: as a C string "w\u0000x" would pass for "w". */
+static int parse_string(parser *ps, char *out, size_t len, bool *cut) {
     if (expect(ps, '"')) return -1;
     size_t o = 0;
+    if (cut) *cut = false;
     while (ps->p < ps->end && *ps->p != '"') {
-        char c = *ps->p++;
-        if ((unsigned char)c < 0x20) return perr(ps, "control character in a string");
-        if (c == '\\') {
-            if (ps->p >= ps->end) break;
-            char e = *ps->p++;
+        char u[4];
+        int nu = 1;
+        u[0] = *ps->p++;
+        if ((unsigned char)u[0] < 0x20) return ps->p--, perr(ps, "control character in a string");
+        if (u[0] == '\\') {
             static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
-            const char *k = strchr(from, e);
+            char e = ps->p < ps->end ? *ps->p++ : '\0';
+            const char *k = e ? strchr(from, e) : NULL;
+            unsigned cp;
             if (e == 'u') {
-                if (ps->end - ps->p < 4) return perr(ps, "short \\u escape");
-                char hex[5] = {ps->p[0], ps->p[1], ps->p[2], ps->p[3], 0}, *q;
-                long v = strtol(hex, &q, 16);
-                if (*q) return perr(ps, "bad \\u escape");
-                ps->p += 4;
-                c = v < 0x80 ? (char)v : '?';
-            } else if (e && k) {
-                c = to[k - from];
+                if (parse_u_escape(ps, &cp)) return -1;
+                if (!cp && out) return perr(ps, "\\u0000 in a name or field");
+                nu = utf8_encode(cp, u);
+            } else if (k) {
+                u[0] = to[k - from];
             } else {
                 return perr(ps, "bad escape in a string");
             }
         }
-        if (o + 1 < len) out[o++] = c;
+        if (!out) continue;
+        if (o + (size_t)nu < len)
+            memcpy(out + o, u, (size_t)nu), o += (size_t)nu;
+        else if (cut)
+            *cut = true;
     }
     if (ps->p >= ps->end) return perr(ps, "unterminated string");
     ps->p++;
-    out[o] = '\0';
+    if (out) out[o] = '\0';
     return 0;
 }
 
+static const char *digits(const char *p, const char *end) {
+    while (p < end && *p >= '0' && *p <= '9') p++;
+    return p;
+}
+
+/* A JSON integer >= 0: no sign, no leading zero, no fraction or exponent
+ * (which the reference reader refuses for a size). */
 static int parse_int(parser *ps, int64_t *v) {
     ws(ps);
-    const char *s = ps->p;
+    const char *s = ps->p, *e = digits(s, ps->end);
+    if (e == s) return perr(ps, "expected a non-negative integer");
+    if (*s == '0' && e - s > 1) return perr(ps, "leading zero in a number");
     int64_t x = 0;
-    while (ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9') {
+    for (; ps->p < e; ps->p++) {
         if (x > (INT64_MAX - 9) / 10) return perr(ps, "integer too large");
-        x = x * 10 + (*ps->p++ - '0');
+        x = x * 10 + (*ps->p - '0');
     }
-    if (ps->p == s) return perr(ps, "expected a non-negative integer");
+    if (e < ps->end && (*e == '.' || *e == 'e' || *e == 'E'))
+        return perr(ps, "expected an integer, found a fraction or exponent");
     *v = x;
     return 0;
 }
@@ -321,33 +419,70 @@ static int parse_int_array(parser *ps, int64_t *v, int max, int *n) {
     }
 }
 
-/* Any JSON value (for __metadata__ and unknown fields), depth-limited. */
+/* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?, JSON's number grammar. */
+static int skip_number(parser *ps) {
+    const char *p = ps->p, *end = ps->end, *d;
+    if (p < end && *p == '-') p++;
+    d = p < end && *p == '0' ? p + 1 : digits(p, end);
+    if (d == p) return ps->p = p, perr(ps, "unexpected character");
+    p = d;
+    if (p < end && *p == '.') {
+        if ((d = digits(p + 1, end)) == p + 1) return ps->p = d, perr(ps, "bad number");
+        p = d;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p += p + 1 < end && (p[1] == '+' || p[1] == '-') ? 2 : 1;
+        if ((d = digits(p, end)) == p) return ps->p = d, perr(ps, "bad number");
+        p = d;
+    }
+    ps->p = p;
+    return 0;
+}
+
+/* Any JSON value (for fields other than dtype, shape and data_offsets, which
+ * the reference reader ignores), checked and skipped; depth-limited. */
 static int skip_value(parser *ps, int depth) {
-    char tmp[8];
     if (depth > 32) return perr(ps, "nesting too deep");
     ws(ps);
     if (ps->p >= ps->end) return perr(ps, "expected a value");
     char c = *ps->p;
-    if (c == '"') return parse_string(ps, tmp, sizeof tmp);
+    if (c == '"') return parse_string(ps, NULL, 0, NULL);
     if (c == '{' || c == '[') {
         char close = c == '{' ? '}' : ']';
         ps->p++;
         if (peek(ps, close)) return ps->p++, 0;
         for (;;) {
-            if (c == '{' && (parse_string(ps, tmp, sizeof tmp) || expect(ps, ':'))) return -1;
+            if (c == '{' && (parse_string(ps, NULL, 0, NULL) || expect(ps, ':'))) return -1;
             if (skip_value(ps, depth + 1)) return -1;
             if (peek(ps, close)) return ps->p++, 0;
             if (expect(ps, ',')) return -1;
         }
     }
-    const char *s = ps->p;
-    while (ps->p < ps->end && strchr("+-.0123456789eEtruefalsn", *ps->p)) ps->p++;
-    return ps->p == s ? perr(ps, "unexpected character") : 0;
+    static const char *const words[] = {"true", "false", "null"};
+    for (int i = 0; i < 3; i++) {
+        size_t n = strlen(words[i]);
+        if ((size_t)(ps->end - ps->p) >= n && !memcmp(ps->p, words[i], n)) return ps->p += n, 0;
+    }
+    return skip_number(ps);
+}
+
+/* __metadata__ maps strings to strings: the only form the format allows. */
+static int parse_metadata(parser *ps) {
+    if (!peek(ps, '{')) return perr(ps, "__metadata__ is not an object");
+    ps->p++;
+    if (peek(ps, '}')) return ps->p++, 0;
+    for (;;) {
+        if (parse_string(ps, NULL, 0, NULL) || expect(ps, ':')) return -1;
+        if (!peek(ps, '"')) return perr(ps, "a __metadata__ value is not a string");
+        if (parse_string(ps, NULL, 0, NULL)) return -1;
+        if (peek(ps, '}')) return ps->p++, 0;
+        if (expect(ps, ',')) return -1;
+    }
 }
 
 static int parse_dtype(parser *ps, entry *e) {
     char s[16];
-    if (parse_string(ps, s, sizeof s)) return -1;
+    if (parse_string(ps, s, sizeof s, NULL)) return -1;
     if (!strcmp(s, "F32"))
         e->dt = DTYPE_F32;
     else if (!strcmp(s, "F64"))
@@ -362,37 +497,45 @@ static int parse_dtype(parser *ps, entry *e) {
     return 0;
 }
 
-/* {"dtype": .., "shape": [..], "data_offsets": [b, e]} in any order. */
+/* {"dtype": .., "shape": [..], "data_offsets": [b, e]} in any order, each
+ * once; other fields are skipped. */
 static int parse_entry(parser *ps, entry *e) {
-    bool have_dt = false, have_shape = false, have_off = false;
-    if (expect(ps, '{')) return -1;
+    static const char *const fields[3] = {"dtype", "shape", "data_offsets"};
+    bool have[3] = {false, false, false};
+    if (!peek(ps, '{')) return perr(ps, "a tensor's entry is not an object");
+    ps->p++;
     while (!peek(ps, '}')) {
         char key[32];
-        if (parse_string(ps, key, sizeof key) || expect(ps, ':')) return -1;
-        int rc, n;
-        if (!strcmp(key, "dtype")) {
-            rc = parse_dtype(ps, e), have_dt = true;
-        } else if (!strcmp(key, "shape")) {
-            rc = parse_int_array(ps, e->shape, TENSOR_MAX_DIMS, &e->ndim), have_shape = true;
-        } else if (!strcmp(key, "data_offsets")) {
+        int rc, n, f = 0;
+        const char *at = ps->p;
+        if (parse_string(ps, key, sizeof key, NULL)) return -1;
+        while (f < 3 && strcmp(key, fields[f])) f++;
+        if (f < 3 && have[f]) {
+            char what[48];
+            snprintf(what, sizeof what, "field \"%s\" given twice", fields[f]);
+            return ps->p = at, perr(ps, what);
+        }
+        if (expect(ps, ':')) return -1;
+        if (f < 3) have[f] = true;
+        if (f == 0) {
+            rc = parse_dtype(ps, e);
+        } else if (f == 1) {
+            rc = parse_int_array(ps, e->shape, TENSOR_MAX_DIMS, &e->ndim);
+        } else if (f == 2) {
             int64_t o[2];
-            rc = parse_int_array(ps, o, 2, &n), have_off = true;
+            rc = parse_int_array(ps, o, 2, &n);
             if (!rc && n != 2) return perr(ps, "data_offsets needs two values");
             e->begin = o[0], e->end = o[1];
         } else {
             rc = skip_value(ps, 1);
         }
-        if (rc) return -1;
-        if (!peek(ps, '}') && expect(ps, ',')) return -1;
+        if (rc || (!peek(ps, '}') && comma(ps))) return -1;
     }
     ps->p++;
-    if (!have_dt || !have_shape || !have_off) {
+    if (!have[0] || !have[1] || !have[2]) {
         error_set("%s: incomplete header entry (needs dtype, shape and data_offsets): "
                   "\"%s\" has no %s",
-                  ps->path, e->name,
-                  !have_dt      ? "dtype"
-                  : !have_shape ? "shape"
-                                : "data_offsets");
+                  ps->path, e->name, fields[!have[0] ? 0 : !have[1] ? 1 : 2]);
         return -1;
     }
     return 0;
@@ -400,8 +543,11 @@ static int parse_entry(parser *ps, entry *e) {
 
 static int parse_header(parser *ps, entry **out, int *n_out) {
     int n = 0, cap = 0;
+    bool have_meta = false;
     entry *es = NULL;
-    if (expect(ps, '{')) return -1;
+    if (check_utf8(ps)) return -1;
+    if (!peek(ps, '{')) return perr(ps, "the header is not a JSON object");
+    ps->p++;
     while (!peek(ps, '}')) {
         if (n == cap) {
             int c = cap ? cap * 2 : 32;
@@ -412,14 +558,26 @@ static int parse_header(parser *ps, entry **out, int *n_out) {
             es = ne, cap = c;
         }
         entry *e = &es[n];
-        if (parse_string(ps, e->name, sizeof e->name) || expect(ps, ':')) goto fail;
+        bool cut;
+        const char *at = ps->p;
+        if (parse_string(ps, e->name, sizeof e->name, &cut)) goto fail;
+        if (cut || (have_meta && !strcmp(e->name, "__metadata__"))) {
+            char what[48];
+            snprintf(what, sizeof what, cut ? "tensor name over %d bytes" : "__metadata__ given twice",
+                     (int)sizeof e->name - 1);
+            ps->p = at;
+            perr(ps, what);
+            goto fail;
+        }
+        if (expect(ps, ':')) goto fail;
         if (!strcmp(e->name, "__metadata__")) {
-            if (skip_value(ps, 1)) goto fail;
+            have_meta = true;
+            if (parse_metadata(ps)) goto fail;
         } else {
             if (parse_entry(ps, e)) goto fail;
             n++;
         }
-        if (!peek(ps, '}') && expect(ps, ',')) goto fail;
+        if (!peek(ps, '}') && comma(ps)) goto fail;
     }
     ps->p++;
     ws(ps);
@@ -435,6 +593,10 @@ fail:
     return -1;
 }
 
+static int cmp_name(const void *a, const void *b) {
+    return strcmp((*(const entry *const *)a)->name, (*(const entry *const *)b)->name);
+}
+
 static int cmp_begin(const void *a, const void *b) {
     const entry *x = *(const entry *const *)a, *y = *(const entry *const *)b;
     return x->begin < y->begin   ? -1
@@ -442,8 +604,51 @@ static int cmp_begin(const void *a, const void *b) {
                                  : (x->end > y->end) - (x->end < y->end);
 }
 
-/* Every entry's byte range is its shape's size, inside the data, and no two
- * ranges overlap; names are unique. */
+/* by[0..n) sorted by offset must tile the data_len bytes exactly: the format
+ * indexes every data byte, so each range begins where the one before ends,
+ * the first at 0 and the last at the end. Tensors may appear in the data in
+ * any order (by is sorted), and a zero-size one takes no room. */
+static int check_tiling(const char *path, entry *const *by, int n, int64_t data_len) {
+    int64_t at = 0;
+    for (int i = 0; i < n; i++) {
+        const entry *e = by[i], *prev = i ? by[i - 1] : NULL;
+        if (e->begin < at) {
+            error_set("%s: tensors \"%s\" and \"%s\" overlap in the data (data_offsets [%lld, "
+                      "%lld] and [%lld, %lld])",
+                      path, prev->name, e->name, (long long)prev->begin, (long long)prev->end,
+                      (long long)e->begin, (long long)e->end);
+            return -1;
+        }
+        if (e->begin > at && !prev) {
+            error_set("%s: data bytes [0, %lld) belong to no tensor: a gap before \"%s\", the "
+                      "first",
+                      path, (long long)e->begin, e->name);
+            return -1;
+        }
+        if (e->begin > at) {
+            error_set("%s: data bytes [%lld, %lld) belong to no tensor: a gap between \"%s\" and "
+                      "\"%s\"",
+                      path, (long long)at, (long long)e->begin, prev->name, e->name);
+            return -1;
+        }
+        at = e->end;
+    }
+    if (at < data_len && n) {
+        error_set("%s: data bytes [%lld, %lld) belong to no tensor: extra bytes after \"%s\", the "
+                  "last",
+                  path, (long long)at, (long long)data_len, by[n - 1]->name);
+        return -1;
+    }
+    if (at < data_len) {
+        error_set("%s: data bytes [0, %lld) belong to no tensor: the header lists none", path,
+                  (long long)data_len);
+        return -1;
+    }
+    return 0;
+}
+
+/* Every entry's byte range is forwards, inside the data and its shape's
+ * size; names are unique; the ranges tile the data. */
 static int check_entries(const char *path, entry *es, int n, int64_t data_len) {
     for (int i = 0; i < n; i++) {
         entry *e = &es[i];
@@ -455,7 +660,13 @@ static int check_entries(const char *path, entry *es, int n, int64_t data_len) {
             }
             numel *= e->shape[d];
         }
-        if (e->begin > e->end || e->end > data_len) {
+        if (e->begin > e->end) {
+            error_set("%s: tensor \"%s\": data_offsets [%lld, %lld] are reversed (the end comes "
+                      "before the begin)",
+                      path, e->name, (long long)e->begin, (long long)e->end);
+            return -1;
+        }
+        if (e->end > data_len) {
             error_set("%s: tensor \"%s\": data_offsets [%lld, %lld] outside the %lld data bytes",
                       path, e->name, (long long)e->begin, (long long)e->end, (long long)data_len);
             return -1;
@@ -467,23 +678,23 @@ static int check_entries(const char *path, entry *es, int n, int64_t data_len) {
                       (long long)(numel * (int64_t)dtype_size(e->dt)));
             return -1;
         }
-        for (int j = 0; j < i; j++)
-            if (!strcmp(es[j].name, e->name)) {
-                error_set("%s: tensor \"%s\" appears twice", path, e->name);
-                return -1;
-            }
     }
+    /* sorting, not comparing all pairs: a hostile header may list a million
+     * names */
     entry **by = mem_alloc((size_t)(n ? n : 1) * sizeof *by);
     if (!by) return -1;
     for (int i = 0; i < n; i++) by[i] = &es[i];
-    qsort(by, (size_t)n, sizeof *by, cmp_begin);
+    qsort(by, (size_t)n, sizeof *by, cmp_name);
     int rc = 0;
     for (int i = 1; i < n && !rc; i++)
-        if (by[i]->begin < by[i - 1]->end) {
-            error_set("%s: tensors \"%s\" and \"%s\" overlap in the data", path, by[i - 1]->name,
-                      by[i]->name);
+        if (!strcmp(by[i]->name, by[i - 1]->name)) {
+            error_set("%s: tensor \"%s\" appears twice", path, by[i]->name);
             rc = -1;
         }
+    if (!rc) {
+        qsort(by, (size_t)n, sizeof *by, cmp_begin);
+        rc = check_tiling(path, by, n, data_len);
+    }
     mem_free(by);
     return rc;
 }
@@ -599,7 +810,10 @@ int nn_safetensors_load(const char *path, const char *const *names, tensor *cons
         error_set("%s: truncated: %lld bytes, a safetensors file starts with an 8-byte header "
                   "length",
                   path, (long long)len);
-    } else if (hl > HEADER_MAX || (int64_t)hl > len - 8) {
+    } else if (hl > HEADER_MAX) {
+        error_set("%s: header length %llu is over the format's limit of %d bytes", path,
+                  (unsigned long long)hl, HEADER_MAX);
+    } else if ((int64_t)hl > len - 8) {
         error_set("%s: header length %llu does not fit the file's %lld bytes (truncated or not "
                   "safetensors)",
                   path, (unsigned long long)hl, (long long)len);

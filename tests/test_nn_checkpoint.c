@@ -152,19 +152,50 @@ START_TEST(test_checkpoint_f64_loads_into_f32) {
 }
 END_TEST
 
-/* Loads path into a one-tensor [2] float32 target named "w" and expects an
- * error containing fault; the target must keep its values. */
-static void expect_rejected(const char *fault) {
+/* Loads path into a one-tensor [2] float32 target named "w", which must fail
+ * and leave the target's values; the error goes to err. */
+static void load_rejected(char *err, size_t len) {
     tensor *t = tensor_from_doubles(DTYPE_F32, SHAPE(2), (double[]){7, 8});
     const char *name = "w";
     tapegrad_error_clear();
     ck_assert_int_eq(nn_safetensors_load(path, &name, &t, 1), -1);
-    const char *e = tapegrad_error();
-    ck_assert_ptr_nonnull(e);
-    ck_assert_msg(strstr(e, path) && strstr(e, fault), "error \"%s\" should say %s", e, fault);
+    ck_assert_ptr_nonnull(tapegrad_error());
+    snprintf(err, len, "%s", tapegrad_error());
     ck_assert_tensor(t, ((double[]){7, 8}), 0);
     tapegrad_error_clear();
     tensor_free(t);
+}
+
+/* The error names the file and contains fault. */
+static void expect_rejected(const char *fault) {
+    char e[512];
+    load_rejected(e, sizeof e);
+    ck_assert_msg(strstr(e, path) && strstr(e, fault), "error \"%s\" should say %s", e, fault);
+}
+
+/* The error is exactly "<path>: msg". */
+static void expect_rejected_exactly(const char *msg) {
+    char e[512], want[512];
+    load_rejected(e, sizeof e);
+    snprintf(want, sizeof want, "%s: %s", path, msg);
+    ck_assert_str_eq(e, want);
+}
+
+/* The error is "<path>: malformed safetensors header: what at header byte at". */
+static void expect_malformed(const char *what, int at) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "malformed safetensors header: %s at header byte %d", what, at);
+    expect_rejected_exactly(msg);
+}
+
+/* The header bytes h (n of them, unpadded) and data; for bytes a C string
+ * cannot hold and for header lengths write_st would not write. */
+static void write_raw_header(const char *h, size_t n, const void *data, size_t dn) {
+    unsigned char buf[2048];
+    for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)n >> (8 * i));
+    memcpy(buf + 8, h, n);
+    memcpy(buf + 8 + n, data, dn);
+    write_bytes(path, buf, 8 + n + dn);
 }
 
 static const float two[2] = {1, 2};
@@ -184,6 +215,11 @@ START_TEST(test_safetensors_header_length_beyond_file_rejected) {
     unsigned char b[16] = {0xff, 0xff, 0, 0, 0, 0, 0, 0, '{', '}'};
     write_bytes(path, b, sizeof b);
     expect_rejected("header length 65535 does not fit the file's 16 bytes");
+    /* the reference reader's limit, 10^8, comes first whatever the file's size */
+    b[0] = 0x01, b[1] = 0xe1, b[2] = 0xf5, b[3] = 0x05; /* 100000001 */
+    write_bytes(path, b, sizeof b);
+    expect_rejected_exactly(
+        "header length 100000001 is over the format's limit of 100000000 bytes");
     remove_dir();
 }
 END_TEST
@@ -232,7 +268,8 @@ START_TEST(test_safetensors_names_and_overlap_checked) {
     write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
              "\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
              two, 8);
-    expect_rejected("tensors \"w\" and \"x\" overlap in the data");
+    expect_rejected_exactly(
+        "tensors \"w\" and \"x\" overlap in the data (data_offsets [0, 8] and [4, 8])");
     write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
              "\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
              (float[]){1, 2, 3}, 12);
@@ -241,6 +278,159 @@ START_TEST(test_safetensors_names_and_overlap_checked) {
              "\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
              two, 8);
     expect_rejected("tensor \"w\" appears twice");
+    remove_dir();
+}
+END_TEST
+
+/* The format indexes every data byte: sorted by offset, the tensors' ranges
+ * begin at 0, each where the last ended, and the last ends at the data's end. */
+START_TEST(test_safetensors_offsets_must_tile_the_data) {
+    make_dir();
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}}", two, 8);
+    expect_rejected_exactly(
+        "tensor \"w\": data_offsets [8, 0] are reversed (the end comes before the begin)");
+    /* 4 bytes between w and x; found before x, unknown to the model, is */
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+             "\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[12,16]}}",
+             (float[]){1, 2, 0, 3}, 16);
+    expect_rejected_exactly(
+        "data bytes [8, 12) belong to no tensor: a gap between \"w\" and \"x\"");
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+             (float[]){0, 1, 2}, 12);
+    expect_rejected_exactly("data bytes [0, 4) belong to no tensor: a gap before \"w\", the first");
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", (float[]){1, 2, 0},
+             12);
+    expect_rejected_exactly(
+        "data bytes [8, 12) belong to no tensor: extra bytes after \"w\", the last");
+    write_st("{}", two, 8);
+    expect_rejected_exactly("data bytes [0, 8) belong to no tensor: the header lists none");
+    /* a zero-size tensor takes no room, but not room inside another's */
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+             "\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]}}",
+             two, 8);
+    expect_rejected_exactly(
+        "tensors \"w\" and \"z\" overlap in the data (data_offsets [0, 8] and [4, 4])");
+    remove_dir();
+}
+END_TEST
+
+/* What the safetensors library and PyTorch-compatible writers produce loads:
+ * JSON with whitespace and __metadata__, the tensors listed in one order and
+ * laid out in another, a zero-size tensor, no padding at all. */
+START_TEST(test_safetensors_any_order_and_layout_accepted) {
+    make_dir();
+    const char *h = "{\n  \"__metadata__\": {\"format\": \"pt\"},\n"
+                    "  \"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [16, 24]},\n"
+                    "  \"e\": {\"shape\": [0, 3], \"data_offsets\": [16, 16],\n"
+                    "         \"dtype\": \"F32\"},\n"
+                    "  \"b\": {\"data_offsets\": [0, 16], \"dtype\": \"F64\", \"shape\": [2]}\n}";
+    unsigned char data[24];
+    memcpy(data, (double[]){-0.5, 1e300}, 16);
+    memcpy(data + 16, (float[]){3, -4}, 8);
+    write_raw_header(h, strlen(h), data, sizeof data);
+    tensor *a = tensor_zeros(DTYPE_F32, SHAPE(2)), *b = tensor_zeros(DTYPE_F64, SHAPE(2));
+    tensor *e = tensor_zeros(DTYPE_F32, SHAPE(0, 3));
+    const char *names[3] = {"e", "b", "a"};
+    tensor *ts[3] = {e, b, a};
+    ck_assert_int_eq(nn_safetensors_load(path, names, ts, 3), 0);
+    ck_assert_ptr_null(tapegrad_error());
+    ck_assert_tensor(a, ((double[]){3, -4}), 0);
+    ck_assert_tensor(b, ((double[]){-0.5, 1e300}), 0);
+    tensor_free(a);
+    tensor_free(b);
+    tensor_free(e);
+    remove_dir();
+}
+END_TEST
+
+/* Names are UTF-8 whether written raw or as \u escapes (a pair for a code
+ * point past U+FFFF), so both spellings match the model's name. */
+START_TEST(test_safetensors_unicode_names_match) {
+    make_dir();
+    const char *name = "caf\xc3\xa9.\xf0\x9f\x98\x80";
+    const char *files[2] = {"{\"caf\\u00e9.\\ud83d\\ude00\":{\"dtype\":\"F32\",\"shape\":[2],"
+                            "\"data_offsets\":[0,8]}}",
+                            "{\"caf\xc3\xa9.\xf0\x9f\x98\x80\":{\"dtype\":\"F32\",\"shape\":[2],"
+                            "\"data_offsets\":[0,8]}}"};
+    for (int i = 0; i < 2; i++) {
+        write_st(files[i], two, 8);
+        tensor *t = tensor_zeros(DTYPE_F32, SHAPE(2));
+        ck_assert_int_eq(nn_safetensors_load(path, &name, &t, 1), 0);
+        ck_assert_tensor(t, ((double[]){1, 2}), 0);
+        tensor_free(t);
+    }
+    remove_dir();
+}
+END_TEST
+
+/* JSON the reference reader (serde_json) refuses is refused here too, at the
+ * byte where it goes wrong. */
+START_TEST(test_safetensors_strict_json) {
+    make_dir();
+    write_st("[]", two, 8);
+    expect_malformed("the header is not a JSON object", 0);
+    write_st("  \"w\"", two, 8);
+    expect_malformed("the header is not a JSON object", 2);
+    write_raw_header("", 0, two, 8);
+    expect_malformed("the header is not a JSON object", 0);
+    /* 0xff is never UTF-8; c0 af is an overlong '/'; ed a0 80 a surrogate */
+    write_st("{\"w\xff\":{}}", two, 8);
+    expect_malformed("bytes that are not UTF-8", 3);
+    write_st("{\"\xc0\xaf\":{}}", two, 8);
+    expect_malformed("bytes that are not UTF-8", 2);
+    write_st("{\"\xed\xa0\x80\":{}}", two, 8);
+    expect_malformed("bytes that are not UTF-8", 2);
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},}", two, 8);
+    expect_malformed("trailing comma", 54);
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8],}}", two, 8);
+    expect_malformed("trailing comma", 53);
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"shape\":[2],\"data_offsets\":[0,8]}}",
+             two, 8);
+    expect_malformed("field \"shape\" given twice", 32);
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[00,8]}}", two, 8);
+    expect_malformed("leading zero in a number", 48);
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2.0],\"data_offsets\":[0,8]}}", two, 8);
+    expect_malformed("expected an integer, found a fraction or exponent", 30);
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8],\"x\":nul}}", two, 8);
+    expect_malformed("unexpected character", 57);
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8],\"x\":1.}}", two, 8);
+    expect_malformed("bad number", 59);
+    write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8],\"x\":-1e}}", two, 8);
+    expect_malformed("bad number", 60);
+    write_st("{\"w\":5}", two, 8);
+    expect_malformed("a tensor's entry is not an object", 5);
+    remove_dir();
+}
+END_TEST
+
+START_TEST(test_safetensors_strict_strings_and_metadata) {
+    make_dir();
+    write_st("{\"w\\ud800\":{}}", two, 8);
+    expect_malformed("lone surrogate in a \\u escape", 9);
+    write_st("{\"w\\udc00\":{}}", two, 8);
+    expect_malformed("lone surrogate in a \\u escape", 9);
+    write_st("{\"w\\u 12f\":{}}", two, 8);
+    expect_malformed("bad \\u escape", 5);
+    write_st("{\"w\\u0000x\":{}}", two, 8);
+    expect_malformed("\\u0000 in a name or field", 9);
+    write_st("{\"w\\q\":{}}", two, 8);
+    expect_malformed("bad escape in a string", 5);
+    write_st("{\"w\n\":{}}", two, 8);
+    expect_malformed("control character in a string", 3);
+    char h[300] = "{\"";
+    memset(h + 2, 'n', 128);
+    strcpy(h + 130, "\":{}}");
+    write_st(h, two, 8);
+    expect_malformed("tensor name over 127 bytes", 1);
+    write_st("{\"__metadata__\":[],\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+             two, 8);
+    expect_malformed("__metadata__ is not an object", 16);
+    write_st("{\"__metadata__\":{\"n\":1},"
+             "\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+             two, 8);
+    expect_malformed("a __metadata__ value is not a string", 21);
+    write_st("{\"__metadata__\":{},\"__metadata__\":{}}", two, 8);
+    expect_malformed("__metadata__ given twice", 19);
     remove_dir();
 }
 END_TEST
@@ -286,6 +476,11 @@ Suite *nn_checkpoint_suite(void) {
     tcase_add_test(tc, test_safetensors_dtype_and_shape_checked);
     tcase_add_test(tc, test_safetensors_names_and_overlap_checked);
     tcase_add_test(tc, test_safetensors_metadata_accepted);
+    tcase_add_test(tc, test_safetensors_offsets_must_tile_the_data);
+    tcase_add_test(tc, test_safetensors_any_order_and_layout_accepted);
+    tcase_add_test(tc, test_safetensors_unicode_names_match);
+    tcase_add_test(tc, test_safetensors_strict_json);
+    tcase_add_test(tc, test_safetensors_strict_strings_and_metadata);
     tcase_add_test(tc, test_model_rejects_duplicate_names);
     suite_add_tcase(s, tc);
     return s;
