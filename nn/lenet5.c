@@ -4,7 +4,13 @@
  *                 -> flatten [B,400] -> linear 120 -> relu -> linear 84
  *                 -> relu -> linear 10                          [B,10]
  * The graph is one function of (params, x), so the training model and the
- * gradient checker (float64 copies of the parameters) run the same code. */
+ * gradient checker (float64 copies of the parameters) run the same code.
+ *
+ * Each relu runs after its max-pool, on a quarter of the elements: relu is
+ * monotone, so max(relu(a)) = relu(max(a)) and the two orders are the same
+ * function; the gradient is the same too (a window whose maximum is <= 0
+ * passes no gradient either way, and otherwise both pick the same first
+ * maximum). tests/test_nn_lenet5.c checks that bit for bit. */
 #include <string.h>
 
 #include "../autograd/internal.h"
@@ -19,8 +25,8 @@ tensor *nn_lenet5_forward_with(tensor *const *p, tensor *x) {
     conv2d_params pad2 = CONV2D_DEFAULT;
     pad2.padding[0] = pad2.padding[1] = 2;
     pool2d_params pool = nn_pool2d_make(2, 2, 0).p;
-    tensor *h = tensor_max_pool2d(tensor_relu(tensor_conv2d(x, p[C1W], p[C1B], pad2)), pool);
-    h = tensor_max_pool2d(tensor_relu(tensor_conv2d(h, p[C2W], p[C2B], CONV2D_DEFAULT)), pool);
+    tensor *h = tensor_relu(tensor_max_pool2d(tensor_conv2d(x, p[C1W], p[C1B], pad2), pool));
+    h = tensor_relu(tensor_max_pool2d(tensor_conv2d(h, p[C2W], p[C2B], CONV2D_DEFAULT), pool));
     h = tensor_reshape(h, 2, (const int64_t[]){h ? h->shape[0] : 0, -1}); /* flatten(1) */
     h = tensor_relu(tensor_linear(h, p[F1W], p[F1B]));
     h = tensor_relu(tensor_linear(h, p[F2W], p[F2B]));

@@ -7,7 +7,7 @@
  * Padding is at most half the kernel (as in PyTorch), so every window holds at
  * least one input element.
  *
- * Two kernels per op, same results:
+ * Kernels, same results:
  *   - unpadded (LeNet): every window is whole; output k's window starts at a
  *     fixed flat offset org[k] of its plane (a table the builder makes), and
  *     tap (u, v) is u W + v further. One vectorised loop over the plane's
@@ -17,6 +17,9 @@
  *     safe in a SIMD loop too.
  *   - padded: one output row at a time, taps as the outer loops, the row's
  *     columns whose tap lies inside the input as the vectorised inner loop.
+ *   - max with 2x2 windows, stride 2, unpadded (LeNet's pools): the four taps
+ *     as stride-2 loads in one pass over each output row, without the
+ *     unpadded kernel's gathers (under half its time on LeNet's shapes).
  * Both visit the taps in window order (row by row, left to right).
  *
  * Threads: planes are independent and each thread owns whole planes of the
@@ -60,9 +63,41 @@ static inline void rows_in_range(const pool_geom *q, int64_t i, int64_t *r0, int
     *r1 = h0 + q->kh > q->H ? q->H : h0 + q->kh;
 }
 
-#define POOL_PARALLEL                                                                   \
-    _Pragma("omp parallel for schedule(static) if (q->planes * q->OH * q->OW * q->kh * q->kw >= PARALLEL_MIN_ELEMS)")
+/* for (p = 0; p < planes; p++) BODY, split across threads only when there is
+ * more than one and the work is large: entering a parallel region costs
+ * 0.3-0.5 us even when its `if` clause keeps it on one thread, as much as
+ * pooling a whole batch-1 LeNet plane set. */
+#define POOL_FOR(p, q, ...)                                                             \
+    do {                                                                                \
+        if ((q)->planes * (q)->OH * (q)->OW * (q)->kh * (q)->kw >= PARALLEL_MIN_ELEMS &&  \
+            tapegrad_threads() > 1) {                                                   \
+            _Pragma("omp parallel for schedule(static)")                                \
+            for (int64_t p = 0; p < (q)->planes; p++) __VA_ARGS__                       \
+        } else {                                                                        \
+            for (int64_t p = 0; p < (q)->planes; p++) __VA_ARGS__                       \
+        }                                                                               \
+    } while (0)
 #define SIMD _Pragma("omp simd")
+
+/* best = v (and at = k) when v > best, or v is NaN and best is not: max_plane's
+ * test, spelled so that GCC if-converts it (!(v <= best) leaves loops scalar). */
+#define MAX_TAKE(best, at, v, k)                                                        \
+    if ((v) > (best) || ((v) != (v) && (best) == (best))) (best) = (v), (at) = (k)
+
+/* Outputs [0, OW) of a 2x2 stride-2 row in chunks of CH (OW >= CH). */
+#define MAX_2X2_CHUNKS(T, CH)                                                           \
+    for (int64_t j0 = 0; j0 < OW; j0 += (CH)) {                                         \
+        int64_t jb = j0 + (CH) <= OW ? j0 : OW - (CH);                                  \
+        SIMD for (int64_t t = 0; t < (CH); t++) {                                       \
+            int64_t j = jb + t, k = base + 2 * j, i0 = k, i1 = k + W;                   \
+            T a = top[2 * j], b = top[2 * j + 1], c = bot[2 * j], d = bot[2 * j + 1];      \
+            MAX_TAKE(a, i0, b, k + 1);                                                  \
+            MAX_TAKE(c, i1, d, k + W + 1);                                              \
+            MAX_TAKE(a, i0, c, i1);                                                     \
+            yr[j] = a;                                                                  \
+            ir[j] = i0;                                                                 \
+        }                                                                               \
+    }
 
 /* max:  y[p, i, j] = max over the window of x[p]; idx[p, i, j] = the argmax's
  *       flat offset in the plane (padding is -inf, so never chosen). Ties go to
@@ -97,6 +132,29 @@ static inline void rows_in_range(const pool_geom *q, int64_t i, int64_t *r0, int
             at[j] = take ? c : at[j];                                                   \
         }                                                                               \
     }                                                                                   \
+    /* 2x2 windows, stride 2, unpadded (LeNet): the four taps of output (i, j) are    \
+     * stride-2 loads from rows 2i and 2i+1, so a row vectorises without gathers.   \
+     * Each row's pair is reduced first, then the two rows: a tie between the rows  \
+     * keeps the top one and within a row the left one, which is window order; a   \
+     * NaN is never replaced, so the first NaN in window order wins, as in          \
+     * max_plane. LeNet's rows are 14 and 5 wide: a vector loop over a row would    \
+     * leave most of it to a scalar remainder whose branches mispredict on data, so \
+     * a row is covered by fixed chunks of CH outputs, the last one shifted back to \
+     * end at the row's end (recomputing a few outputs with the same values). */    \
+    static inline void max_row_2x2_##T(const T *top, const T *bot, int64_t W, int64_t OW, \
+                                       int64_t base, T *yr, int64_t *ir) {             \
+        if (OW >= 8)                                                                    \
+            MAX_2X2_CHUNKS(T, 8)                                                        \
+        else if (OW >= 4)                                                               \
+            MAX_2X2_CHUNKS(T, 4)                                                        \
+        else                                                                            \
+            MAX_2X2_CHUNKS(T, 1)                                                        \
+    }                                                                                   \
+    static void max_plane_2x2_##T(const pool_geom *q, const T *xp, T *y, int64_t *idx) { \
+        for (int64_t i = 0; i < q->OH; i++)                                             \
+            max_row_2x2_##T(xp + 2 * i * q->W, xp + (2 * i + 1) * q->W, q->W, q->OW,     \
+                            2 * i * q->W, y + i * q->OW, idx + i * q->OW);              \
+    }                                                                                   \
     static void max_plane_padded_##T(const pool_geom *q, const T *xp, T *y, int64_t *idx) { \
         for (int64_t i = 0; i < q->OH; i++) {                                           \
             T *best = y + i * q->OW;                                                    \
@@ -115,19 +173,21 @@ static inline void rows_in_range(const pool_geom *q, int64_t i, int64_t *r0, int
     static void max_pool_fwd_##T(const pool_geom *q, const T *x, T *y, int64_t *idx,    \
                                  const int64_t *org) {                                  \
         int64_t in = q->H * q->W, out = q->OH * q->OW;                                  \
-        POOL_PARALLEL                                                                   \
-        for (int64_t p = 0; p < q->planes; p++) {                                       \
-            if (org)                                                                    \
+        bool k2s2 = org && q->kh == 2 && q->kw == 2 && q->sh == 2 && q->sw == 2;         \
+        POOL_FOR(p, q, {                                                                \
+            if (k2s2)                                                                   \
+                max_plane_2x2_##T(q, x + p * in, y + p * out, idx + p * out);           \
+            else if (org)                                                               \
                 max_plane_##T(q, x + p * in, org, y + p * out, idx + p * out);          \
             else                                                                        \
                 max_plane_padded_##T(q, x + p * in, y + p * out, idx + p * out);        \
-        }                                                                               \
+        });                                                                             \
     }                                                                                   \
     static void max_pool_bwd_##T(const pool_geom *q, const T *g, const int64_t *idx, T *dx) { \
         int64_t in = q->H * q->W, out = q->OH * q->OW;                                  \
-        POOL_PARALLEL                                                                   \
-        for (int64_t p = 0; p < q->planes; p++)                                         \
+        POOL_FOR(p, q, {                                                                \
             for (int64_t o = p * out; o < (p + 1) * out; o++) dx[p * in + idx[o]] += g[o]; \
+        });                                                                             \
     }
 MAX_POOL_KERNELS(float)
 MAX_POOL_KERNELS(double)
@@ -184,23 +244,21 @@ MAX_POOL_KERNELS(double)
     }                                                                                   \
     static void avg_pool_fwd_##T(const pool_geom *q, const T *x, T *y, const int64_t *org) { \
         int64_t in = q->H * q->W, out = q->OH * q->OW;                                  \
-        POOL_PARALLEL                                                                   \
-        for (int64_t p = 0; p < q->planes; p++) {                                       \
+        POOL_FOR(p, q, {                                                                \
             if (org)                                                                    \
                 avg_plane_##T(q, x + p * in, org, y + p * out);                         \
             else                                                                        \
                 avg_plane_padded_##T(q, x + p * in, y + p * out, NULL, NULL);           \
-        }                                                                               \
+        });                                                                             \
     }                                                                                   \
     static void avg_pool_bwd_##T(const pool_geom *q, const T *g, T *dx, const int64_t *org) { \
         int64_t in = q->H * q->W, out = q->OH * q->OW;                                  \
-        POOL_PARALLEL                                                                   \
-        for (int64_t p = 0; p < q->planes; p++) {                                       \
+        POOL_FOR(p, q, {                                                                \
             if (org)                                                                    \
                 avg_plane_vjp_##T(q, g + p * out, org, dx + p * in);                    \
             else                                                                        \
                 avg_plane_padded_##T(q, NULL, NULL, dx + p * in, g + p * out);          \
-        }                                                                               \
+        });                                                                             \
     }
 
 /* n(i, j) of a padded-path window with rows [r0, r1) and column origin j sw - pw */
@@ -262,10 +320,10 @@ extern const op_def ops_pool[];
 
 /* Validates x and p for op; fills the output shape. */
 static int pool_validate(const char *op, const tensor *x, pool2d_params p, int64_t *shape) {
-    char sx[96];
-    tensor_shape_str(x, sx, sizeof sx);
+    char sx[96]; /* x's shape, formatted only for a message: snprintf costs ~0.2 us a call */
     if (x->ndim != 4) {
-        error_set("%s: input must be 4-D (B, C, H, W), got %s", op, sx);
+        error_set("%s: input must be 4-D (B, C, H, W), got %s", op,
+                  tensor_shape_str(x, sx, sizeof sx));
         return -1;
     }
     if (p.kernel[0] < 1 || p.kernel[1] < 1 || p.stride[0] < 1 || p.stride[1] < 1) {
@@ -282,8 +340,8 @@ static int pool_validate(const char *op, const tensor *x, pool2d_params p, int64
     int64_t ph = x->shape[2] + 2 * (int64_t)p.padding[0], pw = x->shape[3] + 2 * (int64_t)p.padding[1];
     if (p.kernel[0] > ph || p.kernel[1] > pw) {
         error_set("%s: kernel [%d,%d] larger than padded input %lldx%lld (input %s, padding [%d,%d])",
-                  op, p.kernel[0], p.kernel[1], (long long)ph, (long long)pw, sx, p.padding[0],
-                  p.padding[1]);
+                  op, p.kernel[0], p.kernel[1], (long long)ph, (long long)pw,
+                  tensor_shape_str(x, sx, sizeof sx), p.padding[0], p.padding[1]);
         return -1;
     }
     shape[0] = x->shape[0], shape[1] = x->shape[1];

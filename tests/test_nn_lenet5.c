@@ -89,6 +89,55 @@ START_TEST(test_lenet5_gradient_reaches_every_parameter) {
 }
 END_TEST
 
+/* The model pools before each conv relu; the same network with relu first
+ * (PyTorch's order) gives the same loss and the same gradients, bit for bit,
+ * in float32 and float64. The relu zeros make many tied windows. */
+static tensor *loss_relu_then_pool(tensor *const *p, tensor *x, tensor *y) {
+    conv2d_params pad2 = CONV2D_DEFAULT;
+    pad2.padding[0] = pad2.padding[1] = 2;
+    pool2d_params pool = nn_pool2d_make(2, 2, 0).p;
+    tensor *h = tensor_max_pool2d(tensor_relu(tensor_conv2d(x, p[0], p[1], pad2)), pool);
+    h = tensor_max_pool2d(tensor_relu(tensor_conv2d(h, p[2], p[3], CONV2D_DEFAULT)), pool);
+    h = tensor_reshape(h, 2, (const int64_t[]){h->shape[0], -1});
+    h = tensor_relu(tensor_linear(h, p[4], p[5]));
+    h = tensor_relu(tensor_linear(h, p[6], p[7]));
+    return tensor_cross_entropy(tensor_linear(h, p[8], p[9]), y, NULL, 0.0, REDUCTION_MEAN);
+}
+
+START_TEST(test_lenet5_pool_before_relu_is_the_same_function) {
+    for (int d = 0; d < 2; d++) {
+        dtype dt = d ? DTYPE_F64 : DTYPE_F32;
+        nn_lenet5 *net = nn_lenet5_new(dt, 3);
+        ck_assert_ptr_nonnull(net);
+        tensor *const *p = net->model->params;
+        tensor *x, *y, *grads[10];
+        batch(3, dt, 4, &x, &y);
+        tensor *loss = nn_lenet5_loss(net, x, y);
+        ck_assert_int_eq(tensor_backward(loss), 0);
+        double model_loss = tensor_get(loss, 0);
+        for (int i = 0; i < 10; i++) {
+            grads[i] = tensor_clone(p[i]->grad);
+            tensor_zero_grad(p[i]);
+        }
+        tape_reset();
+        tensor *ref = loss_relu_then_pool(p, x, y);
+        ck_assert_ptr_nonnull(ref);
+        ck_assert_int_eq(tensor_backward(ref), 0);
+        ck_assert(tensor_get(ref, 0) == model_loss);
+        for (int i = 0; i < 10; i++) {
+            ck_assert_msg(memcmp(grads[i]->data, p[i]->grad->data,
+                                 (size_t)grads[i]->size * (d ? 8 : 4)) == 0,
+                          "%s: %s gradients differ", d ? "float64" : "float32", names[i]);
+            tensor_free(grads[i]);
+        }
+        tape_reset();
+        tensor_free(x);
+        tensor_free(y);
+        nn_lenet5_free(net);
+    }
+}
+END_TEST
+
 /* forward_with on float64 copies of the parameters gives the float32
  * model's logits to float32 accuracy, and the mean cross-entropy matches
  * log-sum-exp minus the label's logit computed here by hand. */
@@ -261,6 +310,7 @@ Suite *nn_lenet5_suite(void) {
     tcase_add_test(tc, test_lenet5_state_dict_names_and_shapes);
     tcase_add_test(tc, test_lenet5_default_init_bounds);
     tcase_add_test(tc, test_lenet5_gradient_reaches_every_parameter);
+    tcase_add_test(tc, test_lenet5_pool_before_relu_is_the_same_function);
     tcase_add_test(tc, test_lenet5_forward_with_float64_params);
     tcase_add_test(tc, test_lenet5_checkpoint_round_trip);
     tcase_add_test(tc, test_lenet5_training_memory_flat);

@@ -3,6 +3,7 @@
  *
  * Every test: one float64 parameter p = [1, -2], gradient g1 = [0.5, -1] on
  * the first step and g2 = [0.25, 0.5] on the second, lr 0.1. */
+#include <math.h>
 #include <string.h>
 
 #include "check_main.h"
@@ -118,6 +119,25 @@ START_TEST(test_adamw_decoupled_decay) {
     set_grad(p, 0.25, 0.5);
     optim_step(o);
     ck_assert_tensor(p, ((double[]){0.7878820404574624, -1.8345662973609032}), 1e-12);
+    optim_free(o);
+    tensor_free(p);
+}
+END_TEST
+
+/* Plain SGD on float32 runs in float32 as PyTorch's p.add_(g, alpha=-lr):
+ * p = 1/16, g = 5/8, lr 0.1. Exactly, p - lr g = 0; but lr in float is
+ * 0.1 + 1.490116119384765625e-9, and 5/8 of that error is 2^-30, which one
+ * fused multiply-add keeps: p = -2^-30. (In float64, lr's error is 5.6e-18
+ * and p would be about -3.5e-18.) */
+START_TEST(test_sgd_float32_is_pytorch_float32_arithmetic) {
+    tensor *p = tensor_from_doubles(DTYPE_F32, SHAPE(1), (double[]){0.0625});
+    tensor_set_requires_grad(p, true);
+    p->grad = tensor_from_doubles(DTYPE_F32, SHAPE(1), (double[]){0.625});
+    optim_config c = optim_defaults(OPTIM_SGD);
+    c.lr = 0.1;
+    optim *o = optim_new(&c, &p, 1);
+    ck_assert_int_eq(optim_step(o), 0);
+    ck_assert_double_eq(tensor_get(p, 0), -ldexp(1, -30));
     optim_free(o);
     tensor_free(p);
 }
@@ -287,6 +307,7 @@ Suite *nn_optim_suite(void) {
     tcase_add_test(tc, test_adam_weight_decay_in_gradient);
     tcase_add_test(tc, test_adamw_decoupled_decay);
     tcase_add_test(tc, test_adam_float32_parameter);
+    tcase_add_test(tc, test_sgd_float32_is_pytorch_float32_arithmetic);
     tcase_add_test(tc, test_step_skips_parameter_without_grad);
     tcase_add_test(tc, test_zero_grad_zeroes_in_place);
     tcase_add_test(tc, test_clip_grad_norm_global);

@@ -79,6 +79,43 @@ START_TEST(test_max_pool2d_tie_goes_to_first_in_window_order) {
 }
 END_TEST
 
+/* Ties and NaNs on 2x2 stride-2 rows 2, 5 and 10 windows wide, which cover
+ * every way the unpadded kernel splits a row: one output at a time, chunks
+ * of 4 and of 8, the last chunk overlapping the one before. Window j holds
+ * pattern j % 8 as (top-left, top-right, bottom-left, bottom-right); the
+ * winner is the first NaN in window order, else the first maximum. */
+START_TEST(test_max_pool2d_2x2_rows_ties_and_nan) {
+    static const double pat[8][4] = {{2, 2, 2, 2}, {1, 3, 3, 0},   {0, 1, 4, 4},   {1, 2, 3, NAN},
+                                     {1, NAN, NAN, 0}, {NAN, 5, 1, NAN}, {-1, -2, -3, 5}, {0, 0, 0, 0}};
+    static const int win[8] = {0, 1, 2, 3, 1, 0, 3, 0};
+    const int64_t widths[3] = {2, 5, 10};
+    for (int d = 0; d < 2; d++)
+        for (int w = 0; w < 3; w++) {
+            int64_t OW = widths[w], W = 2 * OW;
+            double xv[40], gv[10], edx[40] = {0};
+            for (int64_t j = 0; j < OW; j++) {
+                for (int t = 0; t < 4; t++) xv[(t / 2) * W + 2 * j + t % 2] = pat[j % 8][t];
+                gv[j] = (double)(j + 1);
+                edx[(win[j % 8] / 2) * W + 2 * j + win[j % 8] % 2] = gv[j];
+            }
+            tensor *x = tensor_from_doubles(d ? DTYPE_F64 : DTYPE_F32, SHAPE(1, 1, 2, W), xv);
+            tensor_set_requires_grad(x, true);
+            tensor *y = tensor_max_pool2d(x, pp(2, 2, 2, 2, 0, 0, false));
+            ck_assert_int_eq(y->size, OW);
+            for (int64_t j = 0; j < OW; j++) {
+                double want = pat[j % 8][win[j % 8]], got = tensor_get(y, j);
+                ck_assert_msg(isnan(want) ? isnan(got) : got == want,
+                              "width %lld window %lld: got %g, want %g", (long long)OW,
+                              (long long)j, got, want);
+            }
+            backward_with_values(y, gv);
+            ck_assert_tensor(x->grad, edx, 0);
+            tape_reset();
+            tensor_free(x);
+        }
+}
+END_TEST
+
 /* A NaN in a window wins over numbers, before or after them, on both the
  * unpadded and the padded kernels. */
 START_TEST(test_max_pool2d_nan_propagates) {
@@ -213,6 +250,9 @@ START_TEST(test_max_pool2d_matches_naive) {
     check_against_naive(true, DTYPE_F64, (int64_t[]){3, 2, 5, 6}, pp(2, 2, 3, 2, 0, 1, false), 1e-12);
     /* LeNet's pool, float32, large enough for the parallel loop */
     check_against_naive(true, DTYPE_F32, (int64_t[]){16, 6, 28, 28}, pp(2, 2, 2, 2, 0, 0, false), 1e-5);
+    /* 2x2 stride 2 on odd sizes: the last row and column are in no window */
+    check_against_naive(true, DTYPE_F64, (int64_t[]){2, 3, 9, 11}, pp(2, 2, 2, 2, 0, 0, false), 1e-12);
+    check_against_naive(true, DTYPE_F64, (int64_t[]){1, 2, 5, 19}, pp(2, 2, 2, 2, 0, 0, false), 1e-12);
 }
 END_TEST
 
@@ -334,6 +374,7 @@ Suite *pool_suite(void) {
     tcase_add_test(tc, test_max_pool2d_forward_and_grad_2x2_stride2);
     tcase_add_test(tc, test_max_pool2d_grad_overlapping_windows_accumulate);
     tcase_add_test(tc, test_max_pool2d_padding_is_minus_infinity);
+    tcase_add_test(tc, test_max_pool2d_2x2_rows_ties_and_nan);
     tcase_add_test(tc, test_max_pool2d_tie_goes_to_first_in_window_order);
     tcase_add_test(tc, test_max_pool2d_nan_propagates);
     tcase_add_test(tc, test_avg_pool2d_forward_and_grad_2x2_stride2);
