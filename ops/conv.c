@@ -72,6 +72,7 @@ typedef struct {
     bool dw_t;           /* dW parts computed transposed, dW^T = cols @ G^T */
     bool direct;         /* forward by the direct kernel, no columns */
     bool dw_direct;      /* dW by the direct kernel, output channels in the lanes */
+    bool fwd_cl;         /* forward by the direct kernel, output channels in the lanes */
     int64_t Hp, Wp, L;   /* padded image; columns per row of the GEMM (L = P if not wide) */
 } conv_geom;
 
@@ -115,12 +116,15 @@ static void conv_geom_of(const tape_node *n, conv_geom *q) {
     int64_t lanes = CONV_TB / (int64_t)dtype_size(y->dtype);
     q->dw_direct = s1 && q->OCg % lanes == 0;
     if (q->dw_direct) q->dw_t = true;
+    /* The forward in the same form (see CONV_FWD_CL): for conv2 it replaces
+     * im2col, which cost half as much as the GEMM after it. */
+    q->fwd_cl = q->dw_direct && !q->direct;
 }
 
 /* One thread's scratch slot, in elements: columns, their gradient, the padded
  * image and its gradient, the wide output (or upstream gradient). */
 typedef struct {
-    int64_t cols, dcols, xp, dxp, yw, gt, total;
+    int64_t cols, dcols, xp, dxp, yw, gt, wt, total;
 } conv_slot;
 
 static conv_slot conv_slot_of(const conv_geom *q) {
@@ -131,7 +135,8 @@ static conv_slot conv_slot_of(const conv_geom *q) {
     s.dxp = s.xp + img + 2 * S;
     s.yw = s.dxp + (q->wide ? img : 0) + 2 * S;
     s.gt = s.yw + (q->wide ? q->OC * q->L : 0) + S;
-    s.total = s.gt + (q->dw_direct ? q->OC * q->P : 0) + S;
+    s.wt = s.gt + (q->dw_direct ? q->OC * q->P : 0) + S;
+    s.total = s.wt + (q->fwd_cl ? q->OC * q->K : 0) + S;
     return s;
 }
 
@@ -464,14 +469,81 @@ enum { CONV_DWK = 5 };
             }                                                                               \
     }
 
+/* Direct forward with the output channels in the lanes (stride 1, OC/G a
+ * whole number of vectors: LeNet's conv2, 16 in float32), one group of one
+ * image. With xp the group's padded channels (C/G, Hp, Wp), wt = W^T
+ * (K, OC/G) and tap t = (c, kh, kw) at off_t = c Hp Wp + kh dh Wp + kw dw,
+ *
+ *   yt[oh OW + ow, o] = bias[o] + sum_t xp[off_t + oh Wp + ow] wt[t, o]
+ *   y[o, p] = yt[p, o]                                 y (OC/G, P), yt (P, OC/G)
+ *
+ * A block of n <= CONV_FB pixels of one output row keeps its n sums, a
+ * vector of output channels each, in registers over all K taps: per tap one
+ * load of wt's row, and per pixel a broadcast of the input and an FMA. No
+ * columns are built; for conv2 im2col cost half as much as the SGEMM after
+ * it. n is the same for every block of a call (the row's last block is
+ * shifted back to end at OW, recomputing a few pixels to the same values),
+ * so one of CONV_FB unrolled copies runs. */
+enum { CONV_FB = 12 };
+#define CONV_FWD_CL(T)                                                                      \
+    static inline __attribute__((always_inline)) void fwd_cl_block_##T(                     \
+        const conv_geom *q, const T *xp, const T *wt, vec64_##T b0, int n, T *yt) {         \
+        vec64_##T acc[CONV_FB];                                                             \
+        UNROLL for (int j = 0; j < n; j++) acc[j] = b0;                                     \
+        const T *wk = wt;                                                                   \
+        for (int64_t c = 0; c < q->C / q->G; c++)                                           \
+            for (int64_t kh = 0; kh < q->KH; kh++) {                                        \
+                const T *xr = xp + c * q->Hp * q->Wp + kh * q->dh * q->Wp;                  \
+                for (int64_t kw = 0; kw < q->KW; kw++, xr += q->dw, wk += q->OCg) {         \
+                    vec64_##T wv;                                                           \
+                    memcpy(&wv, wk, sizeof wv);                                             \
+                    UNROLL for (int j = 0; j < n; j++) acc[j] += xr[j] * wv;                \
+                }                                                                           \
+            }                                                                               \
+        UNROLL for (int j = 0; j < n; j++) memcpy(yt + j * q->OCg, &acc[j], sizeof acc[j]); \
+    }                                                                                       \
+    static inline __attribute__((always_inline)) void fwd_cl_blocks_##T(                    \
+        const conv_geom *q, const T *xp, const T *wt, const T *bias, int n, T *yt) {        \
+        for (int64_t ob = 0; ob < q->OCg; ob += CONV_TB / sizeof(T)) {                      \
+            vec64_##T b0 = {0};                                                             \
+            if (bias) memcpy(&b0, bias + ob, sizeof b0);                                    \
+            for (int64_t oh = 0; oh < q->OH; oh++)                                          \
+                for (int64_t ow = 0; ow < q->OW; ow += n) {                                 \
+                    if (ow + n > q->OW) ow = q->OW - n;                                     \
+                    fwd_cl_block_##T(q, xp + oh * q->Wp + ow, wt + ob, b0, n,               \
+                                     yt + (oh * q->OW + ow) * q->OCg + ob);                 \
+                }                                                                           \
+        }                                                                                   \
+    }                                                                                       \
+    static void fwd_cl_##T(const conv_geom *q, const T *xp, const T *wt, const T *bias,     \
+                           T *yt, T *y) {                                                   \
+        switch (q->OW < CONV_FB ? q->OW : CONV_FB) {                                        \
+        FWD_CL_CASES(T)                                                                     \
+        }                                                                                   \
+        for (int64_t o = 0; o < q->OCg; o++)                                                \
+            for (int64_t p = 0; p < q->P; p++) y[o * q->P + p] = yt[p * q->OCg + o];        \
+    }
+#define FWD_CL_CASE(T, n) case n: fwd_cl_blocks_##T(q, xp, wt, bias, n, yt); break;
+#define FWD_CL_CASES(T)                                                                     \
+    FWD_CL_CASE(T, 1) FWD_CL_CASE(T, 2) FWD_CL_CASE(T, 3) FWD_CL_CASE(T, 4)                 \
+    FWD_CL_CASE(T, 5) FWD_CL_CASE(T, 6) FWD_CL_CASE(T, 7) FWD_CL_CASE(T, 8)                 \
+    FWD_CL_CASE(T, 9) FWD_CL_CASE(T, 10) FWD_CL_CASE(T, 11) FWD_CL_CASE(T, 12)
+
 /* Per-image forward and backward. */
 #define CONV_IMAGE(T)                                                                       \
     /* y_b = W @ cols_b + bias, group by group */                                           \
     static void conv_fwd_image_##T(const conv_geom *q, const T *xb, const T *w,             \
-                                   const T *bias, T *yb, T *slot) {                         \
+                                   const T *wt, const T *bias, T *yb, T *slot) {            \
         conv_slot s = conv_slot_of(q);                                                      \
         T *cols = slot + s.cols, *out = q->wide ? slot + s.yw : yb;                         \
         const T *xp = xb;                                                                   \
+        if (q->fwd_cl) { /* wt: W^T per group, written by conv_fwd_##T */                  \
+            if (q->ph || q->pw) pad_##T(q, xb, slot + s.xp), xp = slot + s.xp;              \
+            for (int64_t g = 0; g < q->G; g++)                                              \
+                fwd_cl_##T(q, xp + g * (q->C / q->G) * q->Hp * q->Wp, wt + g * q->K * q->OCg, \
+                           bias ? bias + g * q->OCg : NULL, slot + s.gt, yb + g * q->OCg * q->P); \
+            return;                                                                         \
+        }                                                                                   \
         if (q->padded) pad_##T(q, xb, slot + s.xp), xp = slot + s.xp;                       \
         if (q->tight)                                                                       \
             im2col_tight_##T(q, xp, cols);                                                  \
@@ -565,15 +637,22 @@ enum { CONV_DWK = 5 };
         const T *bias = n->in[2] ? n->in[2]->data : NULL;                                   \
         T *y = n->out->data, *scratch = n->saved[0]->data;                                  \
         int64_t slot = conv_slot_of(q).total;                                               \
+        /* W^T per group (K, OC/G) for the direct kernel, in slot 0, read by all threads */ \
+        T *wt = scratch + conv_slot_of(q).wt;                                               \
+        if (q->fwd_cl)                                                                      \
+            for (int64_t g = 0; g < q->G; g++)                                              \
+                for (int64_t o = 0; o < q->OCg; o++)                                        \
+                    for (int64_t k = 0; k < q->K; k++)                                      \
+                        wt[(g * q->K + k) * q->OCg + o] = w[(g * q->OCg + o) * q->K + k];   \
         if (threads == 1) { /* no parallel region: its entry and exit cost 0.3-0.5 us */    \
             for (int64_t b = 0; b < q->B; b++)                                              \
-                conv_fwd_image_##T(q, x + b * q->C * q->H * q->W, w, bias,                  \
+                conv_fwd_image_##T(q, x + b * q->C * q->H * q->W, w, wt, bias,              \
                                    y + b * q->OC * q->P, scratch);                          \
             return;                                                                         \
         }                                                                                   \
         _Pragma("omp parallel for num_threads(threads) schedule(static)")                   \
         for (int64_t b = 0; b < q->B; b++)                                                  \
-            conv_fwd_image_##T(q, x + b * q->C * q->H * q->W, w, bias,                      \
+            conv_fwd_image_##T(q, x + b * q->C * q->H * q->W, w, wt, bias,                  \
                                y + b * q->OC * q->P, scratch + omp_get_thread_num() * slot); \
     }                                                                                       \
     /* chunk c's images, their dW into part c */                                          \
@@ -621,6 +700,8 @@ CONV_DIRECT(float)
 CONV_DIRECT(double)
 CONV_DW_DIRECT(float)
 CONV_DW_DIRECT(double)
+CONV_FWD_CL(float)
+CONV_FWD_CL(double)
 CONV_IMAGE(float)
 CONV_IMAGE(double)
 CONV_BATCH(float)
