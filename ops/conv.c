@@ -73,6 +73,7 @@ typedef struct {
     bool direct;         /* forward by the direct kernel, no columns */
     bool dw_direct;      /* dW by the direct kernel, output channels in the lanes */
     bool fwd_cl;         /* forward by the direct kernel, output channels in the lanes */
+    bool dw_wide;        /* dW by the direct kernel on the wide layout, pixels in the lanes */
     int64_t Hp, Wp, L;   /* padded image; columns per row of the GEMM (L = P if not wide) */
 } conv_geom;
 
@@ -119,6 +120,10 @@ static void conv_geom_of(const tape_node *n, conv_geom *q) {
     /* The forward in the same form (see CONV_FWD_CL): for conv2 it replaces
      * im2col, which cost half as much as the GEMM after it. */
     q->fwd_cl = q->dw_direct && !q->direct;
+    /* Where the forward is direct (conv1), so is the weight gradient (see
+     * CONV_DW_WIDE): no columns at all for it. */
+    q->dw_wide = q->direct && !q->dw_direct;
+    if (q->dw_wide) q->dw_t = false;
 }
 
 /* One thread's scratch slot, in elements: columns, their gradient, the padded
@@ -469,6 +474,74 @@ enum { CONV_DWK = 5 };
             }                                                                               \
     }
 
+/* Direct weight gradient on the wide layout (the short contractions of the
+ * direct forward: LeNet's conv1, K 25, OC 6), one group of one image. With
+ * xp the group's padded channels (C/G, Hp, Wp), gw (OC/G, L) the upstream
+ * gradient widened (0 past each row's end) and off_t as in CONV_DIRECT,
+ *
+ *   dW[o, t] += sum_{i < L} gw[o, i] xp[off_t + i]
+ *
+ * Pixels in the lanes, with a block of CONV_DWO output channels x CONV_DWT
+ * taps of vector sums in registers over the whole image: per vector of
+ * pixels CONV_DWO + CONV_DWT loads feed CONV_DWO CONV_DWT FMAs, and each sum
+ * is reduced across its lanes once per image. (One load per FMA and a lane
+ * sum per weight ran at half SGEMM's rate.) The last part vector of L is
+ * copied into zeroed vectors: past L, xp may be the end of the input. */
+enum { CONV_DWO = 3, CONV_DWT = 5 };
+#define CONV_DW_WIDE(T)                                                                     \
+    static inline __attribute__((always_inline)) void dw_wide_block_##T(                    \
+        const conv_geom *q, const T *xp, const int64_t *off, int nt, const T *gw, int no,   \
+        T *part) {                                                                          \
+        enum { V = CONV_TB / sizeof(T) };                                                   \
+        vec64_##T acc[CONV_DWO][CONV_DWT], gv[CONV_DWO], xv[CONV_DWT];                      \
+        UNROLL for (int u = 0; u < no; u++)                                                 \
+            UNROLL for (int t = 0; t < nt; t++) acc[u][t] = (vec64_##T){0};                 \
+        const int64_t L = q->L;                                                             \
+        int64_t i = 0;                                                                      \
+        for (; i + V <= L; i += V) {                                                        \
+            UNROLL for (int u = 0; u < no; u++) memcpy(&gv[u], gw + u * L + i, sizeof gv[u]); \
+            UNROLL for (int t = 0; t < nt; t++) memcpy(&xv[t], xp + off[t] + i, sizeof xv[t]); \
+            UNROLL for (int u = 0; u < no; u++)                                             \
+                UNROLL for (int t = 0; t < nt; t++) acc[u][t] += gv[u] * xv[t];             \
+        }                                                                                   \
+        if (i < L) {                                                                        \
+            size_t tail = (size_t)(L - i) * sizeof(T);                                      \
+            UNROLL for (int u = 0; u < no; u++) {                                           \
+                gv[u] = (vec64_##T){0};                                                     \
+                memcpy(&gv[u], gw + u * L + i, tail);                                       \
+            }                                                                               \
+            UNROLL for (int t = 0; t < nt; t++) {                                           \
+                xv[t] = (vec64_##T){0};                                                     \
+                memcpy(&xv[t], xp + off[t] + i, tail);                                      \
+            }                                                                               \
+            UNROLL for (int u = 0; u < no; u++)                                             \
+                UNROLL for (int t = 0; t < nt; t++) acc[u][t] += gv[u] * xv[t];             \
+        }                                                                                   \
+        UNROLL for (int u = 0; u < no; u++)                                                 \
+            UNROLL for (int t = 0; t < nt; t++) {                                           \
+                T a[V], sum = 0;                                                            \
+                memcpy(a, &acc[u][t], sizeof a);                                            \
+                for (int l = 0; l < V; l++) sum += a[l];                                    \
+                part[u * q->K + t] += sum;                                                  \
+            }                                                                               \
+    }                                                                                       \
+    /* part (OC/G, K) += this image's dW */                                                \
+    static void dw_wide_##T(const conv_geom *q, const T *xp, const T *gw, T *part) {        \
+        int64_t off[CONV_DIRECT_K], K = direct_offsets_##T(q, off);                         \
+        int64_t o = 0;                                                                      \
+        for (; o + CONV_DWO <= q->OCg; o += CONV_DWO) {                                     \
+            int64_t t = 0;                                                                  \
+            for (; t + CONV_DWT <= K; t += CONV_DWT)                                        \
+                dw_wide_block_##T(q, xp, off + t, CONV_DWT, gw + o * q->L, CONV_DWO,        \
+                                  part + o * K + t);                                        \
+            for (; t < K; t++)                                                              \
+                dw_wide_block_##T(q, xp, off + t, 1, gw + o * q->L, CONV_DWO, part + o * K + t); \
+        }                                                                                   \
+        for (; o < q->OCg; o++)                                                             \
+            for (int64_t t = 0; t < K; t++)                                                 \
+                dw_wide_block_##T(q, xp, off + t, 1, gw + o * q->L, 1, part + o * K + t);   \
+    }
+
 /* Direct forward with the output channels in the lanes (stride 1, OC/G a
  * whole number of vectors: LeNet's conv2, 16 in float32), one group of one
  * image. With xp the group's padded channels (C/G, Hp, Wp), wt = W^T
@@ -580,6 +653,12 @@ enum { CONV_FB = 12 };
             for (int64_t k = 0; k < q->G; k++)                                              \
                 dw_direct_##T(q, xp + k * (q->C / q->G) * q->Hp * q->Wp, gb + k * q->OCg * q->P, \
                               slot + s.gt, dw_part + k * q->OCg * q->K);                    \
+        } else if (dw_part && q->dw_wide) {                                                 \
+            const T *xp = xb;                                                               \
+            if (q->padded) pad_##T(q, xb, slot + s.xp), xp = slot + s.xp;                   \
+            for (int64_t k = 0; k < q->G; k++)                                              \
+                dw_wide_##T(q, xp + k * (q->C / q->G) * q->Hp * q->Wp, g + k * q->OCg * q->L, \
+                            dw_part + k * q->OCg * q->K);                                   \
         } else if (dw_part) {                                                               \
             if (q->wide || q->tight) {                                                      \
                 const T *xp = xb;                                                           \
@@ -700,6 +779,8 @@ CONV_DIRECT(float)
 CONV_DIRECT(double)
 CONV_DW_DIRECT(float)
 CONV_DW_DIRECT(double)
+CONV_DW_WIDE(float)
+CONV_DW_WIDE(double)
 CONV_FWD_CL(float)
 CONV_FWD_CL(double)
 CONV_IMAGE(float)

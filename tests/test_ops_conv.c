@@ -201,12 +201,20 @@ END_TEST
 
 /* Rows much wider than the kernel take the wide-column path (the LeNet case
  * of the narrow rows above takes the tight one): unpadded through SGEMM, and
- * padded with a contraction short enough for the direct forward. */
+ * with a contraction short enough for the direct forward and weight
+ * gradient, padded and unpadded (where the last, partial vector of the
+ * weight gradient's sum ends at the input's last element: L = 2 * 40 + 38 =
+ * 118, not a multiple of the vector). OC 4 and 5 and K 18 leave blocks of
+ * output channels and taps with remainders. */
 START_TEST(test_conv2d_matches_naive_wide_rows) {
     check_against_naive(DTYPE_F64, (int64_t[]){2, 4, 9, 30}, (int64_t[]){3, 4, 3, 3}, true,
                         CONV2D_DEFAULT, 1e-12);
     check_against_naive(DTYPE_F64, (int64_t[]){2, 2, 6, 30}, (int64_t[]){5, 2, 3, 3}, true,
                         params(1, 1, 1, 1, 1, 1, 1), 1e-12);
+    check_against_naive(DTYPE_F64, (int64_t[]){2, 2, 5, 40}, (int64_t[]){4, 2, 3, 3}, true,
+                        CONV2D_DEFAULT, 1e-12);
+    check_against_naive(DTYPE_F32, (int64_t[]){2, 2, 5, 40}, (int64_t[]){4, 2, 3, 3}, false,
+                        CONV2D_DEFAULT, 1e-4);
 }
 END_TEST
 
