@@ -647,9 +647,9 @@ enum { CONV_FB = 12 };
         T *cols = slot + s.cols, *dcols = slot + s.dcols;                                   \
         const T *g = gb;                                                                    \
         if (q->wide) widen_##T(q, gb, slot + s.yw), g = slot + s.yw;                        \
-        if (dw_part && q->dw_direct) {                                                      \
+        if (dw_part && q->dw_direct) { /* reads the image in place when unpadded */        \
             const T *xp = xb;                                                               \
-            if (q->padded) pad_##T(q, xb, slot + s.xp), xp = slot + s.xp;                   \
+            if (q->ph || q->pw) pad_##T(q, xb, slot + s.xp), xp = slot + s.xp;              \
             for (int64_t k = 0; k < q->G; k++)                                              \
                 dw_direct_##T(q, xp + k * (q->C / q->G) * q->Hp * q->Wp, gb + k * q->OCg * q->P, \
                               slot + s.gt, dw_part + k * q->OCg * q->K);                    \
