@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../autograd/internal.h"
+#include "../ops/blas.h"
 #include "check_main.h"
 #include "ops_test.h"
 
@@ -146,6 +147,33 @@ START_TEST(test_linear_errors) {
     tapegrad_error_clear();
     tensor *all[] = {x, w, w5, w1, b3, b2d, xi, wi, bi, bf, s};
     for (int i = 0; i < 11; i++) tensor_free(all[i]);
+}
+END_TEST
+
+/* An inner dimension of 1 is a rank-one update C = beta C + a b^T, taken
+ * outside OpenBLAS. Every transpose flag and beta 0 / 1 / 0.5 against the
+ * definition; with beta 0, C starts as NaN, which must not survive.
+ * a = [1, 2, 3], b = [4, -5], so (a b^T)[m][n] = a[m] b[n]. */
+START_TEST(test_gemm_rank_one_all_transposes) {
+    const double a[3] = {1, 2, 3}, b[2] = {4, -5}, betas[3] = {0, 1, 0.5};
+    /* op(A) is [3,1]: A stored [3,1] (lda 1) or, transposed, [1,3] (lda 3);
+     * op(B) is [1,2]: B stored [1,2] (ldb 2) or, transposed, [2,1] (ldb 1). */
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int k = 0; k < 3; k++) {
+                double C[6];
+                float Cf[6];
+                const float af[3] = {1, 2, 3}, bf[2] = {4, -5};
+                for (int i = 0; i < 6; i++) C[i] = Cf[i] = betas[k] == 0 ? NAN : (float)(i + 1);
+                blas_gemm(DTYPE_F64, ta, tb, 3, 2, 1, a, ta ? 3 : 1, b, tb ? 1 : 2, betas[k], C, 2);
+                blas_gemm(DTYPE_F32, ta, tb, 3, 2, 1, af, ta ? 3 : 1, bf, tb ? 1 : 2, betas[k], Cf, 2);
+                for (int m = 0; m < 3; m++)
+                    for (int n = 0; n < 2; n++) {
+                        double want = betas[k] * (betas[k] == 0 ? 0 : m * 2 + n + 1) + a[m] * b[n];
+                        ck_assert_double_eq_tol(C[m * 2 + n], want, 1e-15);
+                        ck_assert_double_eq_tol(Cf[m * 2 + n], want, 1e-6);
+                    }
+            }
 }
 END_TEST
 
@@ -386,6 +414,7 @@ Suite *ops_layer_suite(void) {
     tcase_add_test(tc, test_linear_vector_input);
     tcase_add_test(tc, test_linear_errors);
     tcase_add_test(tc, test_linear_samples_numerically);
+    tcase_add_test(tc, test_gemm_rank_one_all_transposes);
     tcase_add_test(tc, test_dropout_mask_from_generator);
     tcase_add_test(tc, test_dropout_replay_is_pure);
     tcase_add_test(tc, test_dropout_eval_and_p0_are_copies);
