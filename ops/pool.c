@@ -104,7 +104,11 @@ static inline void rows_in_range(const pool_geom *q, int64_t i, int64_t *r0, int
  *       the first maximum in window order; a NaN wins over numbers (the first
  *       NaN is kept). Selects, not branches: on random data the branch on
  *       "larger?" mispredicts, and branches block vectorisation.
- *       dx[p, idx[p, i, j]] += g[p, i, j]. */
+ *       dx[p, idx[p, i, j]] += g[p, i, j]. The vjp stays a scatter through idx:
+ *       for 2x2 stride-2 windows a dense form (each row pair of dx written by
+ *       vectors, g at the argmax tap and 0 at the other three, interleaved by a
+ *       shuffle) measured slower on LeNet at batch 64 (5.6% of the step against
+ *       2.3%): it reads and writes four dx elements per output, not one. */
 #define MAX_POOL_KERNELS(T)                                                             \
     static void max_plane_##T(const pool_geom *q, const T *xp, const int64_t *org, T *best, \
                               int64_t *at) {                                            \
