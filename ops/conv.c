@@ -385,9 +385,13 @@ typedef double vec_double __attribute__((vector_size(CONV_VB)));
                     off[k++] = c * q->Hp * q->Wp + kh * q->dh * q->Wp + kw * q->dw;         \
         return k;                                                                           \
     }                                                                                       \
-    /* yw[o, i .. i + NV LANES) for the no <= OB channels from wo (no, K) */                \
+    /* The block of wide pixels [i, i + NV LANES) for the no <= OB channels of wo     \
+     * (no, K), stored as y[o, oh, ow0 ..] + bias[o] from lane s on, n pixels. With    \
+     * `spill` the whole block is stored from dst: its lanes past n land in the next   \
+     * output row, which is written after this one. Otherwise through a buffer. */     \
     static inline __attribute__((always_inline)) void direct_fwd_block_##T(                 \
-        const T *xp, const int64_t *off, int64_t K, const T *wo, int no, T *yw, int64_t L) { \
+        const T *xp, const int64_t *off, int64_t K, const T *wo, int no, const T *bias,     \
+        T *dst, int64_t P, int64_t s, int64_t n, bool spill) {                              \
         vec_##T acc[CONV_OB][CONV_NV];                                                      \
         UNROLL for (int u = 0; u < no; u++)                                                 \
             UNROLL for (int v = 0; v < CONV_NV; v++) acc[u][v] = (vec_##T){0};              \
@@ -399,23 +403,47 @@ typedef double vec_double __attribute__((vector_size(CONV_VB)));
                 UNROLL for (int v = 0; v < CONV_NV; v++) acc[u][v] += wv * xs[v];           \
             }                                                                               \
         }                                                                                   \
-        UNROLL for (int u = 0; u < no; u++)                                                 \
-            UNROLL for (int v = 0; v < CONV_NV; v++)                                        \
-                memcpy(yw + u * L + v * LANES_##T, &acc[u][v], sizeof acc[u][v]);          \
-    }                                                                                       \
-    /* Needs L >= NV LANES: the last block is shifted back to end at L, recomputing a     \
-     * few outputs (to the same values) rather than reading past the image. */            \
-    static void direct_fwd_##T(const conv_geom *q, const T *xp, const T *w, T *yw) {        \
-        int64_t off[CONV_DIRECT_K], K = direct_offsets_##T(q, off), L = q->L;               \
-        const int64_t blk = CONV_NV * LANES_##T;                                            \
-        for (int64_t i = 0; i < L; i += blk) {                                              \
-            if (i + blk > L) i = L - blk;                                                   \
-            int64_t o = 0;                                                                  \
-            for (; o + CONV_OB <= q->OCg; o += CONV_OB)                                     \
-                direct_fwd_block_##T(xp + i, off, K, w + o * K, CONV_OB, yw + o * L + i, L); \
-            for (; o < q->OCg; o++)                                                         \
-                direct_fwd_block_##T(xp + i, off, K, w + o * K, 1, yw + o * L + i, L);      \
+        UNROLL for (int u = 0; u < no; u++) {                                               \
+            const T bv = bias ? bias[u] : (T)0;                                             \
+            if (spill) {                                                                    \
+                UNROLL for (int v = 0; v < CONV_NV; v++) {                                  \
+                    vec_##T r = acc[u][v] + bv;                                             \
+                    memcpy(dst + u * P + v * LANES_##T, &r, sizeof r);                      \
+                }                                                                           \
+            } else {                                                                        \
+                T buf[CONV_NV * LANES_##T];                                                 \
+                memcpy(buf, acc[u], sizeof buf);                                            \
+                for (int64_t l = 0; l < n; l++) dst[u * P + l] = buf[s + l] + bv;           \
+            }                                                                               \
         }                                                                                   \
+    }                                                                                       \
+    /* y (OC/G, OH, OW) of the group, with bias (or NULL), straight from the wide       \
+     * sums, row by row: output row oh is wide pixels [oh Wp, oh Wp + OW). A row of     \
+     * at least a block is covered by blocks, the last shifted back to end at OW        \
+     * (recomputing a few pixels to the same values). A shorter row (LeNet's conv1:     \
+     * 28 of a 32-pixel block) is one block from its start, storing all 32 into the     \
+     * next row's start (overwritten next) when the row is not the last and is at       \
+     * least half a block; the last row's block is shifted back to end at L (needs      \
+     * L >= NV LANES), so no read passes the image, and goes through a buffer. */      \
+    static void direct_fwd_##T(const conv_geom *q, const T *xp, const T *w, const T *bias, \
+                               T *y) {                                                      \
+        int64_t off[CONV_DIRECT_K], K = direct_offsets_##T(q, off), L = q->L;               \
+        const int64_t blk = CONV_NV * LANES_##T, OW = q->OW, P = q->P;                      \
+        for (int64_t oh = 0; oh < q->OH; oh++)                                              \
+            for (int64_t ow0 = 0; ow0 < OW; ow0 += blk) {                                   \
+                if (ow0 + blk > OW && OW >= blk) ow0 = OW - blk;                            \
+                int64_t n = OW - ow0 < blk ? OW - ow0 : blk, i = oh * q->Wp + ow0, s = 0;   \
+                if (i + blk > L) s = i + blk - L, i = L - blk;                              \
+                bool spill = n == blk || (s == 0 && oh + 1 < q->OH && blk <= 2 * OW);       \
+                T *dst = y + oh * OW + ow0;                                                 \
+                int64_t o = 0;                                                              \
+                for (; o + CONV_OB <= q->OCg; o += CONV_OB)                                 \
+                    direct_fwd_block_##T(xp + i, off, K, w + o * K, CONV_OB,                \
+                                         bias ? bias + o : NULL, dst + o * P, P, s, n, spill); \
+                for (; o < q->OCg; o++)                                                     \
+                    direct_fwd_block_##T(xp + i, off, K, w + o * K, 1, bias ? bias + o : NULL, \
+                                         dst + o * P, P, s, n, spill);                      \
+            }                                                                               \
     }
 
 /* Direct weight gradient (stride 1), one group of one image, as dW^T
@@ -624,13 +652,15 @@ enum { CONV_FB = 12 };
             im2col_wide_##T(q, xp, cols);                                                   \
         else if (!q->wide)                                                                  \
             im2col_##T(q, xb, cols);                                                        \
-        for (int64_t g = 0; g < q->G; g++)                                                  \
-            if (q->direct)                                                                  \
+        if (q->direct) {                                                                    \
+            for (int64_t g = 0; g < q->G; g++)                                              \
                 direct_fwd_##T(q, xp + g * (q->C / q->G) * q->Hp * q->Wp, w + g * q->OCg * q->K, \
-                               out + g * q->OCg * q->L);                                    \
-            else                                                                            \
-                blas_gemm_##T(false, false, q->OCg, q->L, q->K, w + g * q->OCg * q->K, q->K,     \
-                         cols + g * q->K * q->L, q->L, 0, out + g * q->OCg * q->L, q->L);   \
+                               bias ? bias + g * q->OCg : NULL, yb + g * q->OCg * q->P);    \
+            return;                                                                         \
+        }                                                                                   \
+        for (int64_t g = 0; g < q->G; g++)                                                  \
+            blas_gemm_##T(false, false, q->OCg, q->L, q->K, w + g * q->OCg * q->K, q->K,     \
+                          cols + g * q->K * q->L, q->L, 0, out + g * q->OCg * q->L, q->L);  \
         if (q->wide) {                                                                      \
             unwiden_##T(q, out, bias, yb);                                                  \
         } else if (bias) {                                                                  \

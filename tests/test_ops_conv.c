@@ -218,6 +218,23 @@ START_TEST(test_conv2d_matches_naive_wide_rows) {
 }
 END_TEST
 
+/* The direct forward stores its output row by row from blocks of 16 (float64)
+ * or 32 (float32) wide pixels. 1x1 kernels keep rows shorter than half a
+ * block on that path (OW 6 and 10): every row goes through the buffer, and
+ * the blocks of the later rows are shifted back to end at L = 5 * 6 + 6 = 36
+ * and 5 * 10 + 10 = 60 (the direct path needs L >= 32). OW 14 of 16 (float64)
+ * stores whole blocks that spill into the next row; with OC 5, blocks of
+ * output channels with remainders. */
+START_TEST(test_conv2d_matches_naive_direct_short_rows) {
+    check_against_naive(DTYPE_F64, (int64_t[]){2, 3, 6, 6}, (int64_t[]){4, 3, 1, 1}, true,
+                        CONV2D_DEFAULT, 1e-12);
+    check_against_naive(DTYPE_F32, (int64_t[]){2, 2, 6, 10}, (int64_t[]){3, 2, 1, 1}, true,
+                        CONV2D_DEFAULT, 1e-4);
+    check_against_naive(DTYPE_F64, (int64_t[]){2, 2, 5, 16}, (int64_t[]){5, 2, 2, 3}, true,
+                        CONV2D_DEFAULT, 1e-12);
+}
+END_TEST
+
 /* Whole vectors of output channels per group (8 in float64) take the direct
  * weight gradient; here with groups, padding and dilation. */
 START_TEST(test_conv2d_matches_naive_direct_weight_grad) {
@@ -444,6 +461,7 @@ Suite *conv_suite(void) {
     tcase_add_test(tc, test_conv2d_matches_naive_depthwise_stride2_dilation2);
     tcase_add_test(tc, test_conv2d_matches_naive_no_bias);
     tcase_add_test(tc, test_conv2d_matches_naive_wide_rows);
+    tcase_add_test(tc, test_conv2d_matches_naive_direct_short_rows);
     tcase_add_test(tc, test_conv2d_matches_naive_direct_weight_grad);
     tcase_add_test(tc, test_conv2d_matches_naive_lenet_f32);
     tcase_add_test(tc, test_conv2d_threads_bit_identical);
