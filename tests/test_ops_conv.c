@@ -309,6 +309,43 @@ START_TEST(test_conv2d_empty_batch) {
 }
 END_TEST
 
+/* db = sum over (b, i, j) of the upstream gradient when the bias is the only
+ * input that wants a gradient (the vjp then computes no dW, and db is summed
+ * image by image into the chunk parts without dW), and when only the input
+ * and the bias do. Batch 11: two chunks, the second partial. LeNet's conv1
+ * (direct, padded) and conv2 (output channels in the lanes). */
+static void check_bias_grad_alone(const int64_t *xs, const int64_t *ws, conv2d_params p,
+                                  bool x_grad) {
+    rng g;
+    rng_seed(&g, 13, 0);
+    tensor *x = tensor_rand(&g, DTYPE_F32, 4, xs, -1.0, 1.0);
+    tensor *w = tensor_rand(&g, DTYPE_F32, 4, ws, -1.0, 1.0);
+    tensor *b = rand_leaf(&g, DTYPE_F32, 1, ws);
+    tensor_set_requires_grad(x, x_grad);
+    tensor *y = tensor_conv2d(x, w, b, p);
+    ck_assert_msg(y != NULL, "%s", tapegrad_error());
+    tensor *gy = tensor_rand(&g, DTYPE_F32, 4, y->shape, -1.0, 1.0);
+    ck_assert_int_eq(tensor_backward_with(y, gy), 0);
+    ck_assert_ptr_null(w->grad);
+    double *edb = calloc((size_t)ws[0], sizeof *edb);
+    int64_t P = y->shape[2] * y->shape[3];
+    for (int64_t k = 0; k < y->size; k++) edb[k / P % ws[0]] += tensor_get(gy, k);
+    ck_assert_tensor(b->grad, edb, 1e-4);
+    free(edb);
+    tape_reset();
+    tensor_free(x), tensor_free(w), tensor_free(b), tensor_free(gy);
+}
+
+START_TEST(test_conv2d_bias_grad_alone) {
+    for (int x_grad = 0; x_grad < 2; x_grad++) {
+        check_bias_grad_alone((int64_t[]){11, 1, 28, 28}, (int64_t[]){6, 1, 5, 5},
+                              params(1, 1, 2, 2, 1, 1, 1), x_grad);
+        check_bias_grad_alone((int64_t[]){11, 6, 14, 14}, (int64_t[]){16, 6, 5, 5},
+                              CONV2D_DEFAULT, x_grad);
+    }
+}
+END_TEST
+
 /* Running backward twice accumulates exactly twice the gradient (the vjp
  * must not consume its saved columns). */
 START_TEST(test_conv2d_backward_twice_accumulates) {
@@ -462,6 +499,7 @@ Suite *conv_suite(void) {
     tcase_add_test(tc, test_conv2d_matches_naive_no_bias);
     tcase_add_test(tc, test_conv2d_matches_naive_wide_rows);
     tcase_add_test(tc, test_conv2d_matches_naive_direct_short_rows);
+    tcase_add_test(tc, test_conv2d_bias_grad_alone);
     tcase_add_test(tc, test_conv2d_matches_naive_direct_weight_grad);
     tcase_add_test(tc, test_conv2d_matches_naive_lenet_f32);
     tcase_add_test(tc, test_conv2d_threads_bit_identical);
