@@ -446,6 +446,53 @@ typedef double vec_double __attribute__((vector_size(CONV_VB)));
             }                                                                               \
     }
 
+/* dst[c * ds + r] = src[r * ss + c] for r < rows, c < cols: the transposes
+ * between an image's (OC, P) gradient or output and the (P, OC) layout of
+ * the kernels with the output channels in the lanes. In float32, 16 x 16
+ * tiles go through registers: four stages each swap the off-diagonal d x d
+ * blocks (d = 8, 4, 2, 1) of every 2d x 2d block, one two-source shuffle per
+ * vector. For LeNet's conv2 ((16, 100) <-> (100, 16)) the element-wise copy
+ * cost 3.5% of the step in the weight gradient and 1.7% in the forward.
+ * Leftover rows and columns, and float64, are copied element by element. */
+typedef float vtr_float __attribute__((vector_size(64)));
+#define TR_STAGE(d, ...)                                                                    \
+    for (int i = 0; i < 16; i++)                                                            \
+        if (!(i & (d))) {                                                                   \
+            vtr_float a = v[i], b = v[i + (d)];                                             \
+            v[i] = __builtin_shufflevector(a, b, TR_LO_##d);                                \
+            v[i + (d)] = __builtin_shufflevector(a, b, TR_HI_##d);                          \
+        }
+#define TR_LO_8 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
+#define TR_HI_8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
+#define TR_LO_4 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
+#define TR_HI_4 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
+#define TR_LO_2 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
+#define TR_HI_2 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
+#define TR_LO_1 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
+#define TR_HI_1 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
+static void transpose_float(const float *src, int64_t ss, int64_t rows, int64_t cols,
+                            float *dst, int64_t ds) {
+    int64_t c0 = 0;
+    for (; c0 + 16 <= cols; c0 += 16) {
+        int64_t r0 = 0;
+        for (; r0 + 16 <= rows; r0 += 16) {
+            vtr_float v[16];
+            UNROLL for (int i = 0; i < 16; i++) memcpy(&v[i], src + (r0 + i) * ss + c0, sizeof v[i]);
+            UNROLL TR_STAGE(8, ) UNROLL TR_STAGE(4, ) UNROLL TR_STAGE(2, ) UNROLL TR_STAGE(1, )
+            UNROLL for (int i = 0; i < 16; i++) memcpy(dst + (c0 + i) * ds + r0, &v[i], sizeof v[i]);
+        }
+        for (int64_t c = c0; c < c0 + 16; c++)
+            for (int64_t r = r0; r < rows; r++) dst[c * ds + r] = src[r * ss + c];
+    }
+    for (int64_t c = c0; c < cols; c++)
+        for (int64_t r = 0; r < rows; r++) dst[c * ds + r] = src[r * ss + c];
+}
+static void transpose_double(const double *src, int64_t ss, int64_t rows, int64_t cols,
+                             double *dst, int64_t ds) {
+    for (int64_t c = 0; c < cols; c++)
+        for (int64_t r = 0; r < rows; r++) dst[c * ds + r] = src[r * ss + c];
+}
+
 /* Direct weight gradient (stride 1), one group of one image, as dW^T
  * (K, OC/G) like the transposed GEMM: with xp the group's padded channels
  * (C/G, Hp, Wp), G (OC/G, P) the upstream gradient, gt = G^T (P, OC/G) and
@@ -482,8 +529,7 @@ enum { CONV_DWK = 5 };
         UNROLL for (int u = 0; u < no; u++) memcpy(part + u * q->OCg, &acc[u], sizeof acc[u]); \
     }                                                                                       \
     static void dw_direct_##T(const conv_geom *q, const T *xp, const T *g, T *gt, T *part) { \
-        for (int64_t o = 0; o < q->OCg; o++)                                                \
-            for (int64_t p = 0; p < q->P; p++) gt[p * q->OCg + o] = g[o * q->P + p];        \
+        transpose_##T(g, q->P, q->OCg, q->P, gt, q->OCg); /* gt (P, OC/G) = G^T */          \
         const int64_t KHW = q->KH * q->KW;                                                  \
         for (int64_t ob = 0; ob < q->OCg; ob += DWV_##T)                                    \
             for (int64_t k0 = 0; k0 < q->K; k0 += CONV_DWK) {                               \
@@ -621,8 +667,7 @@ enum { CONV_FB = 12 };
         switch (q->OW < CONV_FB ? q->OW : CONV_FB) {                                        \
         FWD_CL_CASES(T)                                                                     \
         }                                                                                   \
-        for (int64_t o = 0; o < q->OCg; o++)                                                \
-            for (int64_t p = 0; p < q->P; p++) y[o * q->P + p] = yt[p * q->OCg + o];        \
+        transpose_##T(yt, q->OCg, q->P, q->OCg, y, q->P); /* y (OC/G, P) = yt^T */          \
     }
 #define FWD_CL_CASE(T, n) case n: fwd_cl_blocks_##T(q, xp, wt, bias, n, yt); break;
 #define FWD_CL_CASES(T)                                                                     \
