@@ -10,12 +10,12 @@ PyTorch's tensors is then loaded by lenet5 and saved again unchanged, which
 must reproduce it bit for bit: checkpoints go both ways.
 
 The two sides differ only in float32 rounding (summation order in GEMM and
-convolution), so a parameter may differ by a small fraction of how far the
-steps moved it. SGD keeps that fraction near 1e-5; Adam divides by
-sqrt(v) + eps, so an element whose gradient is as small as eps turns a
-rounding difference of its gradient into a change of its step of up to lr:
-seen here at most 4e-4 of the move, against the limit 1e-3. Both sides run
-one thread with fixed seeds, so the figures are the same every run. Prints one line per comparison and
+convolution), so a parameter may differ by a small fraction (REL_TOL) of
+how far the steps moved it. Every element is compared after SGD; after
+Adam only the elements whose gradient stayed well above eps (ILL_GRAD):
+Adam divides by sqrt(v) + eps, so for a gradient as small as eps it turns a
+rounding difference into a change of the step of up to lr, whichever engine
+is right. The line of each tensor says how many elements it compared. Prints one line per comparison and
 exits 1 if any fails. Needs Debian's python3-torch (a peer for comparison,
 not a dependency of the library); `make check-torch` runs it.
 """
@@ -33,6 +33,12 @@ DATA = "/usr/share/datasets/fashion-mnist"
 MEAN, STD = 0.2860, 0.3530
 # A parameter may differ by this fraction of how far the steps moved it.
 REL_TOL = 1e-3
+# Adam's step lr * m / (sqrt(v) + eps) has derivative lr * eps / (|g| + eps)^2
+# in g: at |g| near eps (1e-8) a float32 rounding difference of g (1e-9 here)
+# moves the step by up to lr, so those elements say nothing about agreement.
+# From |g| >= 1e-5 the derivative is below 0.1 and a rounding difference of
+# g moves the step by under 1e-10.
+ILL_GRAD = 1e-5
 
 
 def read_safetensors(path):
@@ -95,17 +101,24 @@ def main():
             m = LeNet5()
             m.load_state_dict(init)
             opt = make(m.parameters())
+            smallest = {n: torch.full_like(q, float("inf")) for n, q in m.named_parameters()}
             for _ in range(steps):
                 opt.zero_grad()
                 F.cross_entropy(m(x), y).backward()
+                for n, q in m.named_parameters():
+                    smallest[n] = torch.minimum(smallest[n], q.grad.abs())
                 opt.step()
             for name, t in m.state_dict().items():
+                # Elements whose step is well conditioned: all of them for SGD;
+                # for Adam those whose gradient stayed above ILL_GRAD.
+                keep = smallest[name] >= ILL_GRAD if optim == "adam" else torch.ones_like(t, dtype=bool)
                 moved = (t - init[name]).abs().max().item()
-                diff = (t - ours[name]).abs().max().item()
-                ok = moved > 0 and diff <= REL_TOL * moved
+                diff = (t - ours[name])[keep].abs().max().item() if keep.any() else 0.0
+                ok = moved > 0 and keep.any() and diff <= REL_TOL * moved
                 failed += not ok
                 print(f"torch_match {optim} steps={steps} {name} moved={moved:.3e} "
-                      f"diff={diff:.3e} {'ok' if ok else 'FAILED'}")
+                      f"diff={diff:.3e} compared={int(keep.sum())}/{t.numel()} "
+                      f"{'ok' if ok else 'FAILED'}")
         torch.manual_seed(1)
         write_safetensors(p("torch.st"), LeNet5().state_dict())
         lenet5(build, "--epochs", "0", "--load", p("torch.st"), "--save", p("back.st"))
