@@ -161,6 +161,14 @@ static inline int64_t bcast_offset(int64_t i, int ndim, const int64_t *shape,
  * elements (small tensors stay on one thread). */
 #define PARALLEL_MIN_ELEMS 32768
 
+/* Whether a loop of `work` elements should enter an OpenMP parallel region:
+ * only when it is large and there is more than one thread. Entering a region
+ * costs 0.3-0.5 us even when an `if` clause keeps it on one thread, as much
+ * as a whole small kernel. */
+static inline bool parallel_pays(int64_t work) {
+    return work >= PARALLEL_MIN_ELEMS && tapegrad_threads() > 1;
+}
+
 /* ------------------------------------------------- sample helpers */
 /* A user-owned float64 tensor with values uniform in [lo, hi) from g, each
  * at least `margin` away from every point in avoid[0..n_avoid). */

@@ -22,12 +22,11 @@
                  p3 = (n)->fp[3];                                      \
     (void)p0; (void)p1; (void)p2; (void)p3
 
-/* for (i = 0; i < cnt; i++) BODY, split across threads only when cnt is
- * large: a parallel region costs far more than a small loop, even when its
- * `if` clause keeps it on one thread. */
+/* for (i = 0; i < cnt; i++) BODY, split across threads only when that
+ * pays (parallel_pays). */
 #define EW_FOR(i, cnt, ...)                                                      \
     do {                                                                         \
-        if ((cnt) >= PARALLEL_MIN_ELEMS) {                                       \
+        if (parallel_pays(cnt)) {                                                \
             _Pragma("omp parallel for simd schedule(static)")                    \
             for (int64_t i = 0; i < (cnt); i++) __VA_ARGS__                      \
         } else {                                                                 \

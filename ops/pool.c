@@ -63,14 +63,12 @@ static inline void rows_in_range(const pool_geom *q, int64_t i, int64_t *r0, int
     *r1 = h0 + q->kh > q->H ? q->H : h0 + q->kh;
 }
 
-/* for (p = 0; p < planes; p++) BODY, split across threads only when there is
- * more than one and the work is large: entering a parallel region costs
- * 0.3-0.5 us even when its `if` clause keeps it on one thread, as much as
- * pooling a whole batch-1 LeNet plane set. */
+/* for (p = 0; p < planes; p++) BODY, split across threads only when that
+ * pays (parallel_pays; a batch-1 LeNet plane set costs less than entering a
+ * region). */
 #define POOL_FOR(p, q, ...)                                                             \
     do {                                                                                \
-        if ((q)->planes * (q)->OH * (q)->OW * (q)->kh * (q)->kw >= PARALLEL_MIN_ELEMS &&  \
-            tapegrad_threads() > 1) {                                                   \
+        if (parallel_pays((q)->planes * (q)->OH * (q)->OW * (q)->kh * (q)->kw)) {         \
             _Pragma("omp parallel for schedule(static)")                                \
             for (int64_t p = 0; p < (q)->planes; p++) __VA_ARGS__                       \
         } else {                                                                        \
