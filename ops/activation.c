@@ -99,10 +99,10 @@ EW_UNARY_VJP(tanh, g * (1 - z * z))
  * threads leaves the result unchanged. */
 #define ROW_BASE(r, D, I) (((r) / (I)) * (D) * (I) + (r) % (I))
 /* for (r = 0; r < rows; r++) BODY, on several threads only for large tensors
- * (a parallel region costs more than a small softmax). */
+ * (parallel_pays). */
 #define ROWS_FOR(r, rows, total, BODY)                                  \
     do {                                                                \
-        if ((total) >= PARALLEL_MIN_ELEMS) {                            \
+        if (parallel_pays(total)) {                                     \
             _Pragma("omp parallel for schedule(static)")                \
             for (int64_t r = 0; r < (rows); r++) BODY;                  \
         } else {                                                        \

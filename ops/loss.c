@@ -79,7 +79,7 @@ static inline int64_t pw_woff(const pw_geom *gm, int64_t i) {
     return gm->w_full ? i : bcast_offset(i, gm->nd, gm->shape, gm->ws);
 }
 
-#define PW_OMP _Pragma("omp parallel for schedule(static) if (gm.cnt >= PARALLEL_MIN_ELEMS)")
+#define PW_OMP _Pragma("omp parallel for schedule(static) if (parallel_pays(gm.cnt))")
 
 /* The sum of a reduced loss runs on one thread in index order, so it is
  * bit-identical run to run whatever the thread count. */

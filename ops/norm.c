@@ -38,7 +38,7 @@ static bn_geom bn_geom_of(const tensor *x) {
         T *Y = n->out->data;                                                             \
         double *mean = n->saved[SAVED_MEAN]->data, *istd = n->saved[SAVED_ISTD]->data;   \
         bool training = n->ip[0];                                                        \
-        _Pragma("omp parallel for if (n->out->size >= PARALLEL_MIN_ELEMS)")              \
+        _Pragma("omp parallel for if (parallel_pays(n->out->size))")              \
         for (int64_t c = 0; c < q.C; c++) {                                              \
             double mu, var;                                                              \
             if (training) {                                                              \
@@ -75,7 +75,7 @@ static bn_geom bn_geom_of(const tensor *x) {
         const T *X = n->in[0]->data, *G = n->out->grad->data;                            \
         const double *mean = n->saved[SAVED_MEAN]->data, *istd = n->saved[SAVED_ISTD]->data; \
         bool training = n->ip[0];                                                        \
-        _Pragma("omp parallel for if (n->out->size >= PARALLEL_MIN_ELEMS)")              \
+        _Pragma("omp parallel for if (parallel_pays(n->out->size))")              \
         for (int64_t c = 0; c < q.C; c++) {                                              \
             double mu = mean[c], is = istd[c], sg = 0, sgx = 0;                          \
             for (int64_t b = 0; b < q.B; b++)                                            \
@@ -200,7 +200,7 @@ tensor *tensor_batch_norm(tensor *x, tensor *weight, tensor *bias, tensor *runni
         const T *W = n->in[1] ? n->in[1]->data : NULL, *Bi = n->in[2] ? n->in[2]->data : NULL; \
         T *Y = n->out->data;                                                            \
         double *mean = n->saved[SAVED_MEAN]->data, *istd = n->saved[SAVED_ISTD]->data;  \
-        _Pragma("omp parallel for if (n->out->size >= PARALLEL_MIN_ELEMS)")             \
+        _Pragma("omp parallel for if (parallel_pays(n->out->size))")             \
         for (int64_t m = 0; m < M; m++) {                                               \
             const T *xr = X + m * D;                                                    \
             T *yr = Y + m * D;                                                          \
@@ -221,7 +221,7 @@ tensor *tensor_batch_norm(tensor *x, tensor *weight, tensor *bias, tensor *runni
         const double *mean = n->saved[SAVED_MEAN]->data, *istd = n->saved[SAVED_ISTD]->data; \
         if (gin[0]) {                                                                   \
             T *DX = gin[0]->data;                                                       \
-            _Pragma("omp parallel for if (n->out->size >= PARALLEL_MIN_ELEMS)")         \
+            _Pragma("omp parallel for if (parallel_pays(n->out->size))")         \
             for (int64_t m = 0; m < M; m++) {                                           \
                 const T *xr = X + m * D, *gr = G + m * D;                               \
                 double mu = mean[m], is = istd[m], s1 = 0, s2 = 0;                      \

@@ -100,7 +100,7 @@ static bool rg_block(const rgeom *g, int64_t *outer, int64_t *red, int64_t *inne
     return true;
 }
 
-#define OMP_IF_BIG _Pragma("omp parallel for schedule(static) if (x->size >= PARALLEL_MIN_ELEMS)")
+#define OMP_IF_BIG _Pragma("omp parallel for schedule(static) if (parallel_pays(x->size))")
 
 /* y[o] = scale * sum_r x[o, r]   (scale 1 for sum, 1/N for mean)
  * dx[o, r] += scale * g[o]
