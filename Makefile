@@ -10,7 +10,9 @@ BUILD    ?= build
 OPT      ?= -O2 -march=native
 PKGS      = openblas
 WARN      = -Wall -Wextra -Werror
-CFLAGS   += -std=gnu11 -Iinclude $(OPT) -g -fPIC -fopenmp $(WARN) $(shell pkg-config --cflags $(PKGS))
+# -fvisibility=hidden: the shared library exports what include/tapegrad.h
+# declares and nothing else (the header marks its declarations default).
+CFLAGS   += -std=gnu11 -Iinclude $(OPT) -g -fPIC -fvisibility=hidden -fopenmp $(WARN) $(shell pkg-config --cflags $(PKGS))
 LDLIBS   += $(shell pkg-config --libs $(PKGS)) -lz -lm -fopenmp
 ifeq ($(SANITIZE),1)
   # ASan/UBSan with the system allocator: jemalloc and ASan do not mix.
@@ -42,8 +44,13 @@ TESTS    = $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 EXAMPLES = $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 BENCHES  = $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 TOOLS    = $(patsubst tools/%.c,$(BUILD)/tools/%,$(wildcard tools/*.c))
+# The shared library carries a versioned SONAME: a program linked against
+# libtapegrad.so records libtapegrad.so.$(SOMAJOR), which an incompatible
+# release would rename.
+VERSION  = 0.1.0
+SOMAJOR  = 0
 STATIC   = $(BUILD)/libtapegrad.a
-SHARED   = $(BUILD)/libtapegrad.so
+SHARED   = $(BUILD)/libtapegrad.so.$(VERSION)
 
 .PHONY: all deps check check-asan check-built check-valgrind demo install uninstall clean docs gradcheck \
         bench check-torch plot fuzz fuzz-run valgrind-run
@@ -73,7 +80,9 @@ $(STATIC): $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(SHARED): $(LIB_OBJ)
-	$(CC) -shared -o $@ $^ $(LDFLAGS) $(LDLIBS)
+	$(CC) -shared -Wl,-soname,libtapegrad.so.$(SOMAJOR) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+	ln -sf libtapegrad.so.$(VERSION) $(BUILD)/libtapegrad.so.$(SOMAJOR)
+	ln -sf libtapegrad.so.$(SOMAJOR) $(BUILD)/libtapegrad.so
 
 $(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(STATIC)
 	@mkdir -p $(dir $@)
@@ -165,11 +174,15 @@ install: $(STATIC) $(SHARED)
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 644 $(STATIC) $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(SHARED) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libtapegrad.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libtapegrad.so.$(SOMAJOR)
+	ln -sf libtapegrad.so.$(SOMAJOR) $(DESTDIR)$(PREFIX)/lib/libtapegrad.so
 	install -m 644 include/tapegrad.h $(DESTDIR)$(PREFIX)/include/
-	sed -e 's|@PREFIX@|$(PREFIX)|' tapegrad.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/tapegrad.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' tapegrad.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/tapegrad.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/lib/libtapegrad.a $(DESTDIR)$(PREFIX)/lib/libtapegrad.so \
+	      $(DESTDIR)$(PREFIX)/lib/libtapegrad.so.$(SOMAJOR) $(DESTDIR)$(PREFIX)/lib/libtapegrad.so.$(VERSION) \
 	      $(DESTDIR)$(PREFIX)/include/tapegrad.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/tapegrad.pc
 
 clean:

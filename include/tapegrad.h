@@ -38,6 +38,13 @@
 extern "C" {
 #endif
 
+/* The library is built with -fvisibility=hidden: what this header declares is
+ * its whole exported interface, and nothing internal leaks into a program's
+ * symbol namespace through the shared library. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 #define TENSOR_MAX_DIMS 8
 
 typedef enum {
@@ -573,6 +580,10 @@ int nn_gradflow_check(const char *const *names, tensor *const *params, int n, do
 int nn_gradflow_model(const nn_model *m, double vanish, double explode, nn_gradflow *r);
 void nn_gradflow_print(FILE *f, const nn_gradflow *r);
 void nn_gradflow_free(nn_gradflow *r);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

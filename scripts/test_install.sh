@@ -1,20 +1,48 @@
 #!/bin/sh
 # test_install.sh - installs the library into a temporary prefix, builds the
-# README's program (examples/readme.c) against it through pkg-config, runs it
-# and compares the gradients with the hand-computed ones printed in README.md.
+# README's program (examples/readme.c) against it exactly as the README shows
+# (cc prog.c $(pkg-config --cflags --libs tapegrad)), runs it with no
+# environment help (no LD_LIBRARY_PATH: the rpath from tapegrad.pc finds the
+# library), compares the gradients with the hand-computed ones printed in
+# README.md, and checks that the installed shared library exports only the
+# names include/tapegrad.h declares, under a versioned SONAME.
 set -eu
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 make --no-print-directory -s install PREFIX="$tmp/prefix" >/dev/null
-export PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig"
-cc -std=gnu11 examples/readme.c -o "$tmp/readme" $(pkg-config --cflags tapegrad) \
-    $(pkg-config --libs tapegrad)
-LD_LIBRARY_PATH="$tmp/prefix/lib" "$tmp/readme" > "$tmp/out.txt"
-fail=0
-for want in "loss = 2.188125" "dloss/dW float32 [3,2] {0.075, 0.4, -0.9125, 2.675, -1.9, 4.95}" \
-            "dloss/db float32 [2] {-0.775, 1.9}"; do
-    if ! grep -qF "$want" "$tmp/out.txt"; then
-        echo "test_install: README program output lacks: $want"; fail=1
-    fi
+lib="$tmp/prefix/lib"
+passed=0 failed=0
+ok() { passed=$((passed + 1)); }
+bad() { echo "test_install: $*"; failed=$((failed + 1)); }
+
+export PKG_CONFIG_PATH="$lib/pkgconfig"
+cc -std=gnu11 examples/readme.c -o "$tmp/readme" $(pkg-config --cflags --libs tapegrad)
+if env -u LD_LIBRARY_PATH "$tmp/readme" > "$tmp/out.txt" 2>&1; then
+    fail=0
+    for want in "loss = 2.188125" "dloss/dW float32 [3,2] {0.075, 0.4, -0.9125, 2.675, -1.9, 4.95}" \
+                "dloss/db float32 [2] {-0.775, 1.9}"; do
+        grep -qF "$want" "$tmp/out.txt" || { bad "README program output lacks: $want"; fail=1; }
+    done
+    [ "$fail" = 0 ] && ok
+else
+    bad "the README program built against the installed library does not start:"; cat "$tmp/out.txt"
+fi
+
+# The program records the versioned SONAME, which the installed link provides.
+soname=$(readelf -d "$lib/libtapegrad.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+case "$soname" in
+    libtapegrad.so.[0-9]*) [ -e "$lib/$soname" ] && ok || bad "SONAME $soname is not installed" ;;
+    *) bad "no versioned SONAME (got '$soname')" ;;
+esac
+readelf -d "$tmp/readme" | grep -q "NEEDED.*\[$soname\]" && ok || bad "the program does not need $soname"
+
+# Every exported name is declared in the public header.
+leaked=""
+for s in $(nm -D --defined-only "$lib/libtapegrad.so" | awk '{print $3}'); do
+    case "$s" in _init|_fini|__bss_start|_edata|_end) continue ;; esac
+    grep -qE "[^A-Za-z0-9_]$s\(" include/tapegrad.h || leaked="$leaked $s"
 done
-if [ "$fail" = 0 ]; then echo "install: 1 passed, 0 failed"; else cat "$tmp/out.txt"; echo "install: 0 passed, 1 failed"; exit 1; fi
+if [ -z "$leaked" ]; then ok; else bad "exported but not in tapegrad.h:$leaked"; fi
+
+echo "install: $passed passed, $failed failed"
+[ "$failed" = 0 ]
