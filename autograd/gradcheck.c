@@ -29,6 +29,9 @@
  *     central difference; when a failing element's left and right slopes
  *     disagree by more than the error, the sample sits on a non-differentiable
  *     point (still a failure: fix the sample; no vjp is blamed for it).
+ *   - jump: slopes that are absurd (beyond 1e6) or grow as the step shrinks
+ *     are no kink: the function is discontinuous there (or its value off the
+ *     tape differs from the replayed one), and a vjp may well be blamed.
  *   - determinism: backward runs twice; the two gradients must agree bit for bit.
  *   - localisation: on failure every tape node's vjp is checked at its own
  *     recorded inputs, and the first disagreeing node is named.
@@ -59,10 +62,18 @@ gradcheck_options gradcheck_defaults(void) {
 typedef struct {
     bool failed;
     double max_abs, max_rel, worst_ratio, mag_a, mag_n;
-    int64_t worst, n_fail, n_kink; /* failing elements, and those on a kink */
+    int64_t worst, n_fail, n_kink, n_jump; /* failing elements, those on a kink, on a jump */
     double worst_a, worst_n, worst_left, worst_right;
-    bool worst_kink;
+    bool worst_kink, worst_jump;
 } err_stats;
+
+/* A growing string on the heap: report messages are never cut. A failed
+ * allocation leaves the error set and `failed` true. */
+typedef struct {
+    char *s;
+    size_t len, cap;
+    bool failed;
+} strbuf;
 
 typedef struct {
     const gradcheck_options *opt;
@@ -81,22 +92,41 @@ typedef struct {
     bool rerun;                             /* output not on the tape: call fn each time */
     int64_t evals;
     err_stats st[GRADCHECK_MAX_INPUTS];     /* per input, of the last full check */
-    char loc[512];                          /* localisation's sentence */
+    strbuf loc;                             /* localisation's sentence */
+    strbuf notes;                           /* per-input verdicts and notes */
     int64_t kinks_excused;                  /* localisation: node elements on a kink */
     gradcheck_report *rep;
 } checker;
 
-static void buf_add(char *buf, size_t cap, const char *fmt, va_list ap) {
-    size_t o = strlen(buf);
-    if (o + 1 < cap) vsnprintf(buf + o, cap - o, fmt, ap);
-}
-static void msg_add(gradcheck_report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void msg_add(gradcheck_report *r, const char *fmt, ...) {
+static void sb_add(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_add(strbuf *b, const char *fmt, ...) {
+    if (b->failed) return;
     va_list ap;
     va_start(ap, fmt);
-    buf_add(r->message, sizeof r->message, fmt, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
+    size_t need = b->len + (size_t)(n > 0 ? n : 0) + 1;
+    if (need > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < need) cap *= 2;
+        char *p = mem_alloc(cap);
+        if (!p) {
+            b->failed = true;
+            return;
+        }
+        if (b->len) memcpy(p, b->s, b->len);
+        p[b->len] = '\0';
+        mem_free(b->s);
+        b->s = p;
+        b->cap = cap;
+    }
+    if (n <= 0) return;
+    va_start(ap, fmt);
+    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
 }
+#define msg_add(c, ...) sb_add(&(c)->notes, __VA_ARGS__)
 
 static double now_seconds(void) {
     struct timespec ts;
@@ -210,6 +240,14 @@ static bool is_kink(double left, double right, double a, double n, const gradche
     return gap >= fabs(a - n) && gap > o->atol + o->rtol * fmax(fabs(left), fabs(right));
 }
 
+/* Slopes beyond this are no kink of a function a sample would use: a value
+ * that jumps by J between x - eps and x + eps gives a slope J / eps. */
+#define JUMP_SLOPE 1e6
+
+static bool is_jump(double left, double right) {
+    return fmax(fabs(left), fabs(right)) > JUMP_SLOPE; /* NaN: neither */
+}
+
 /* The rule |a - n| <= atol + rtol |n|, written so that NaN fails. The worst
  * element is the one that violates it most (largest error / tolerance). A
  * failing element on a kink still fails, unless excuse_kinks (localisation,
@@ -217,9 +255,11 @@ static bool is_kink(double left, double right, double a, double n, const gradche
 static void stats_add(err_stats *s, int64_t k, double a, double n, double left, double right,
                       const gradcheck_options *o, bool excuse_kinks) {
     double d = fabs(a - n), tol = o->atol + o->rtol * fabs(n);
-    bool fail = !(d <= tol), kink = fail && is_kink(left, right, a, n, o);
+    bool fail = !(d <= tol), jump = fail && is_jump(left, right),
+         kink = fail && !jump && is_kink(left, right, a, n, o);
     s->n_fail += fail;
     s->n_kink += kink;
+    s->n_jump += jump;
     if (kink && excuse_kinks) return;
     s->failed |= fail;
     double rel = nan_to_inf(d / fmax(fabs(n), o->atol)), ratio = nan_to_inf(d / tol);
@@ -235,6 +275,7 @@ static void stats_add(err_stats *s, int64_t k, double a, double n, double left, 
         s->worst_left = left;
         s->worst_right = right;
         s->worst_kink = kink;
+        s->worst_jump = jump;
     }
 }
 
@@ -249,6 +290,29 @@ static void stats_to_report(const err_stats *s, double atol, gradcheck_input_rep
 }
 
 /* ------------------------------------------------------------ full mode */
+/* A kink's one-sided slopes stay bounded as the step shrinks (they average
+ * the derivative over the step); a jump's grow like 1 / step. The worst
+ * element's slopes again at eps / 4: growth beyond 2.5 times (4 for a jump
+ * inside the smaller step) makes it a jump. */
+static void recheck_kink(checker *c, int i, err_stats *s) {
+    double *x = c->leaf[i]->data;
+    const int64_t k = s->worst;
+    const double x0 = x[k], h = c->opt->eps / 4, l0 = c->L0;
+    x[k] = x0 + h;
+    const double hp = x[k] - x0, lp = eval_loss(c, i);
+    x[k] = x0 - h;
+    const double hm = x0 - x[k], lm = eval_loss(c, i);
+    x[k] = x0;
+    const double m1 = fmax(fabs(s->worst_left), fabs(s->worst_right));
+    const double m4 = fmax(fabs((l0 - lm) / hm), fabs((lp - l0) / hp));
+    if (m4 > 2.5 * m1 + c->opt->atol + c->opt->rtol * fabs(s->worst_n)) {
+        s->worst_kink = false;
+        s->worst_jump = true;
+        s->n_kink--;
+        s->n_jump++;
+    }
+}
+
 /* One central difference per element of leaf i; the perturbation actually
  * applied ((x+eps) - (x-eps) in floating point) is the denominator. */
 static void check_full(checker *c, int i, gradcheck_input_report *ir) {
@@ -266,6 +330,7 @@ static void check_full(checker *c, int i, gradcheck_input_report *ir) {
         x[k] = x0;
         stats_add(s, k, a[k], (lp - lm) / (hp + hm), (l0 - lm) / hm, (lp - l0) / hp, c->opt, false);
     }
+    if (s->worst_kink) recheck_kink(c, i, s);
     eval_loss(c, i); /* leaves the tape as recorded */
     stats_to_report(s, c->opt->atol, ir);
 }
@@ -273,20 +338,26 @@ static void check_full(checker *c, int i, gradcheck_input_report *ir) {
 /* The failing input's worst element, and whether it sits on a kink. */
 static void explain_input(checker *c, int i) {
     const err_stats *s = &c->st[i];
-    msg_add(c->rep, " input %d: %lld element%s failing", i, (long long)s->n_fail,
+    msg_add(c, " input %d: %lld element%s failing", i, (long long)s->n_fail,
             s->n_fail == 1 ? "" : "s");
-    if (s->n_kink) msg_add(c->rep, " (%lld on a kink)", (long long)s->n_kink);
+    if (s->n_kink) msg_add(c, " (%lld on a kink)", (long long)s->n_kink);
+    if (s->n_jump) msg_add(c, " (%lld where the function jumps)", (long long)s->n_jump);
     if (s->worst < 0) {
-        msg_add(c->rep, ";");
+        msg_add(c, ";");
         return;
     }
-    msg_add(c->rep, ", worst element %lld: analytic %.9g vs numeric %.9g", (long long)s->worst,
+    msg_add(c, ", worst element %lld: analytic %.9g vs numeric %.9g", (long long)s->worst,
             s->worst_a, s->worst_n);
     if (s->worst_kink)
-        msg_add(c->rep, " (one-sided slopes %.6g left, %.6g right: the sample sits on a kink,"
+        msg_add(c, " (one-sided slopes %.6g left, %.6g right: the sample sits on a kink,"
                         " not necessarily a wrong vjp)",
                 s->worst_left, s->worst_right);
-    msg_add(c->rep, ";");
+    if (s->worst_jump)
+        msg_add(c, " (one-sided slopes %.6g left, %.6g right: the function jumps"
+                   " there: it is discontinuous, or a value it uses differs between the"
+                   " recording and the replay, e.g. data edited in place)",
+                s->worst_left, s->worst_right);
+    msg_add(c, ";");
 }
 
 /* ------------------------------------------------------------ fast mode */
@@ -384,14 +455,13 @@ static tensor *arena_copy(const tensor *t) {
     return r;
 }
 
-/* "conv2d [2,6,14,14] * [16,6,5,5]" */
-static void describe_node(const tape_node *nd, char *buf, size_t len) {
-    size_t o = (size_t)snprintf(buf, len, "%s", nd->op->name);
-    for (int k = 0; k < nd->n_in && o < len; k++) {
-        char sh[96];
+/* Appends "conv2d [2,6,14,14] * [16,6,5,5]". */
+static void describe_node(strbuf *b, const tape_node *nd) {
+    sb_add(b, "%s", nd->op->name);
+    for (int k = 0; k < nd->n_in; k++) {
+        char sh[TENSOR_MAX_DIMS * 22 + 3];
         if (!nd->in[k]) continue;
-        o += (size_t)snprintf(buf + o, len - o, "%s%s", k ? " * " : " ",
-                              tensor_shape_str(nd->in[k], sh, sizeof sh));
+        sb_add(b, "%s%s", k ? " * " : " ", tensor_shape_str(nd->in[k], sh, sizeof sh));
     }
 }
 
@@ -496,11 +566,13 @@ static bool node_is_bad(checker *c, int64_t j, bool full, rng *g, bool *full_don
         gradcheck_report *r = c->rep;
         r->localized = true;
         r->bad_node = (int)j;
-        describe_node(nd, r->bad_node_desc, sizeof r->bad_node_desc);
-        snprintf(c->loc, sizeof c->loc,
-                 " localised: node %lld: %s: the vjp of input %d disagrees with central"
-                 " differences of its forward; worst element %lld: analytic %.9g vs numeric %.9g.",
-                 (long long)j, r->bad_node_desc, k, (long long)s.worst, s.worst_a, s.worst_n);
+        strbuf desc = {0};
+        describe_node(&desc, nd);
+        r->bad_node_desc = desc.s;
+        sb_add(&c->loc,
+               " localised: node %lld: %s: the vjp of input %d disagrees with central"
+               " differences of its forward; worst element %lld: analytic %.9g vs numeric %.9g.",
+               (long long)j, desc.s ? desc.s : "?", k, (long long)s.worst, s.worst_a, s.worst_n);
         return true;
     }
     return false;
@@ -525,9 +597,9 @@ static void localize(checker *c) {
         }
     }
     if (!c->rep->localized)
-        snprintf(c->loc, sizeof c->loc,
-                 " localisation: every node's vjp agrees with its own forward; the disagreement"
-                 " comes from outside the tape (a forward that is not pure, or a kink).");
+        sb_add(&c->loc, " localisation: every node's vjp agrees with its own forward; the"
+                        " disagreement comes from outside the tape (a forward that is not pure,"
+                        " a value computed or edited off the tape, or a kink).");
     mem_free(live);
 }
 
@@ -577,6 +649,8 @@ static void checker_free(checker *c, tensor *const *inputs) {
     }
     tensor_free(c->u);
     tensor_free(c->recorded);
+    mem_free(c->loc.s);
+    mem_free(c->notes.s);
     tape_reset(); /* no node may keep pointing at the freed leaves */
 }
 
@@ -597,7 +671,7 @@ static int analytic_gradients(checker *c) {
         if (memcmp(c->leaf[i]->grad->data, c->analytic[i]->data,
                    (size_t)c->leaf[i]->size * sizeof(double)) != 0) {
             c->rep->passed = false;
-            msg_add(c->rep, " backward is not deterministic: the gradient of input %d differs"
+            msg_add(c, " backward is not deterministic: the gradient of input %d differs"
                             " between two runs;", i);
         }
     }
@@ -638,7 +712,7 @@ static void verify_replay(checker *c) {
     size_t bytes = (size_t)c->out->size * sizeof(double);
     if (memcmp(c->out->data, c->recorded->data, bytes) == 0) return;
     c->rep->passed = false;
-    msg_add(c->rep, " replay is not faithful: with the inputs restored the output differs from"
+    msg_add(c, " replay is not faithful: with the inputs restored the output differs from"
                     " the recording, so the numeric gradients cannot be trusted");
     for (int64_t j = 0; j <= c->out->node; j++) {
         tape_node *nd = tape_node_at(j);
@@ -649,14 +723,14 @@ static void verify_replay(checker *c) {
                            (size_t)before->size * dtype_size(before->dtype)) == 0;
         tensor_free(before);
         if (!same) {
-            char desc[sizeof c->rep->bad_node_desc];
-            describe_node(nd, desc, sizeof desc);
-            msg_add(c->rep, "; node %lld (%s) gives a new output each time its forward runs:"
-                            " that forward is not pure", (long long)j, desc);
+            msg_add(c, "; node %lld (", (long long)j);
+            describe_node(&c->notes, nd);
+            msg_add(c, ") gives a new output each time its forward runs: that forward is not"
+                       " pure");
             break;
         }
     }
-    msg_add(c->rep, ";");
+    msg_add(c, ";");
 }
 
 static int run_checks(checker *c) {
@@ -670,7 +744,7 @@ static int run_checks(checker *c) {
     }
     if (!any) {
         r->passed = false;
-        msg_add(r, " nothing to check: no float input is selected.");
+        msg_add(c, " nothing to check: no float input is selected.");
         return 0;
     }
     if (!c->rerun && build_plans(c)) return -1;
@@ -679,12 +753,12 @@ static int run_checks(checker *c) {
     for (int i = 0; i < c->n; i++) {
         if (!fallback[i]) continue;
         if (c->opt->fast && !c->rerun) {
-            msg_add(r, "%s%d", probes_failed ? ", " : " fast-mode probe failed for input ", i);
+            msg_add(c, "%s%d", probes_failed ? ", " : " fast-mode probe failed for input ", i);
             probes_failed = true;
         }
         check_full(c, i, &r->input[i]);
     }
-    if (probes_failed) msg_add(r, " (full check follows);");
+    if (probes_failed) msg_add(c, " (full check follows);");
     bool value_failure = false, off_kink = false;
     for (int i = 0; i < c->n; i++) {
         gradcheck_input_report *ir = &r->input[i];
@@ -694,7 +768,7 @@ static int run_checks(checker *c) {
         if (ir->passed) continue;
         r->passed = false;
         if (ir->vacuous) {
-            msg_add(r, " input %d is VACUOUS: analytic and numeric gradients are both ~0"
+            msg_add(c, " input %d is VACUOUS: analytic and numeric gradients are both ~0"
                        " everywhere, so the check proves nothing;", i);
         } else {
             value_failure = true;
@@ -705,47 +779,57 @@ static int run_checks(checker *c) {
     if (!c->rerun) verify_replay(c);
     /* failures that are all kink crossings blame the sample, not a vjp */
     if (value_failure && !off_kink)
-        msg_add(r, " every failing element sits on a kink: move the sample away from it"
+        msg_add(c, " every failing element sits on a kink: move the sample away from it"
                    " (another seed); no vjp is suspected.");
     else if (value_failure && c->opt->localize && !c->rerun)
         localize(c);
     return 0;
 }
 
-/* The message: verdict and settings, localisation, failing inputs, notes. */
-static void assemble_message(checker *c) {
+/* The message: verdict and settings, localisation, failing inputs, notes.
+ * Returns -1 when memory ran out. */
+static int assemble_message(checker *c) {
     gradcheck_report *r = c->rep;
     const gradcheck_options *o = c->opt;
-    char details[sizeof r->message];
-    memcpy(details, r->message, sizeof details);
-    snprintf(r->message, sizeof r->message, "%s (seed %llu, eps %g, atol %g, rtol %g%s).",
-             r->passed ? "passed" : "FAILED", (unsigned long long)o->seed, o->eps, o->atol, o->rtol,
-             o->fast ? ", fast mode" : "");
-    msg_add(r, "%s%s", c->loc, details);
+    strbuf m = {0};
+    sb_add(&m, "%s (seed %llu, eps %g, atol %g, rtol %g%s).", r->passed ? "passed" : "FAILED",
+           (unsigned long long)o->seed, o->eps, o->atol, o->rtol, o->fast ? ", fast mode" : "");
+    if (c->loc.s) sb_add(&m, "%s", c->loc.s);
+    if (c->notes.s) sb_add(&m, "%s", c->notes.s);
     if (c->kinks_excused)
-        msg_add(r, " (localisation excused %lld node-level element%s on a kink of a node's own"
+        sb_add(&m, " (localisation excused %lld node-level element%s on a kink of a node's own"
                    " sample.)",
-                (long long)c->kinks_excused, c->kinks_excused == 1 ? "" : "s");
+               (long long)c->kinks_excused, c->kinks_excused == 1 ? "" : "s");
+    r->message = m.s;
+    return m.failed || c->loc.failed || c->notes.failed ? -1 : 0;
 }
 
 int gradcheck(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
               const gradcheck_options *opt, gradcheck_report *report) {
     gradcheck_options defaults = gradcheck_defaults();
     const gradcheck_options *o = opt ? opt : &defaults;
+    if (report) memset(report, 0, sizeof *report);
     if (check_args(fn, inputs, n, o, report)) return -1;
     double t0 = now_seconds();
-    memset(report, 0, sizeof *report);
     report->n_inputs = n;
     report->passed = true;
     report->bad_node = -1;
     checker c = {.opt = o, .fn = fn, .ctx = ctx, .n = n, .rep = report};
-    int rc = make_leaves(&c, inputs) || record(&c) || analytic_gradients(&c) || run_checks(&c)
+    int rc = make_leaves(&c, inputs) || record(&c) || analytic_gradients(&c) || run_checks(&c) ||
+                     assemble_message(&c)
                  ? -1 : 0;
-    if (rc == 0) assemble_message(&c);
     report->evaluations = c.evals;
     checker_free(&c, inputs);
+    if (rc) gradcheck_report_free(report);
     report->seconds = now_seconds() - t0;
     return rc;
+}
+
+void gradcheck_report_free(gradcheck_report *r) {
+    if (!r) return;
+    mem_free(r->message);
+    mem_free(r->bad_node_desc);
+    r->message = r->bad_node_desc = NULL;
 }
 
 void gradcheck_report_print(FILE *f, const gradcheck_report *r) {
@@ -768,5 +852,5 @@ void gradcheck_report_print(FILE *f, const gradcheck_report *r) {
         fputc('\n', f);
     }
     if (r->localized) fprintf(f, "  first wrong node: %d: %s\n", r->bad_node, r->bad_node_desc);
-    fprintf(f, "  %s\n", r->message);
+    if (r->message) fprintf(f, "  %s\n", r->message);
 }

@@ -51,7 +51,7 @@ int main(int argc, char **argv) {
     o.eps = 1e-6, o.atol = 1e-5, o.rtol = 1e-3;
     o.fast = fast;
     o.check_mask = (1u << (N - 1)) - 1; /* not the labels */
-    gradcheck_report r;
+    gradcheck_report r = {0};
     int rc = !net || !in[N - 1] ? -1 : gradcheck(loss_fn, NULL, in, N, &o, &r);
     if (rc) fprintf(stderr, "gradcheck_lenet5: %s\n", tapegrad_error());
     else
@@ -60,5 +60,7 @@ int main(int argc, char **argv) {
     tensor_free(in[N - 2]);
     tensor_free(in[N - 1]);
     nn_lenet5_free(net);
-    return rc || !r.passed ? 1 : 0;
+    bool passed = rc == 0 && r.passed;
+    gradcheck_report_free(&r);
+    return passed ? 0 : 1;
 }

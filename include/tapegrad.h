@@ -283,7 +283,7 @@ const char *op_formula_gradient(const op_def *op);
 const char *op_notes(const op_def *op);
 
 /* ============================================================ checker
- * Central differences in float64 against the tape's vjp. */
+ * Central differences in float64 against the tape's vjp (docs/checker.md). */
 typedef tensor *(*gradcheck_fn)(tensor *const *inputs, int n, void *ctx);
 
 typedef struct gradcheck_options {
@@ -304,6 +304,9 @@ typedef struct gradcheck_input_report {
 } gradcheck_input_report;
 
 #define GRADCHECK_MAX_INPUTS 32
+/* Filled by gradcheck(). The two strings belong to the report: release them
+ * with gradcheck_report_free() (also before reusing the report for another
+ * check). */
 typedef struct gradcheck_report {
     bool passed;
     int n_inputs;
@@ -314,14 +317,19 @@ typedef struct gradcheck_report {
     /* localisation (when options.localize and the check failed) */
     bool localized;
     int bad_node;                  /* tape position */
-    char bad_node_desc[256];       /* "conv2d [2,6,14,14] * [16,6,5,5]" */
-    char message[512];             /* one-paragraph summary */
+    char *bad_node_desc;           /* "conv2d [2,6,14,14] * [16,6,5,5]"; NULL unless localized */
+    char *message;                 /* the whole verdict, never cut: settings, causes, notes */
 } gradcheck_report;
 
-/* Returns 0 when the check ran (see report->passed), -1 on error. The inputs
- * are copied to float64; the caller keeps ownership of inputs. */
+/* Returns 0 when the check ran (see report->passed), -1 on error (then the
+ * report holds no strings). The inputs are copied to float64; the caller keeps
+ * ownership of inputs. The report is overwritten without being read: free a
+ * previous report's strings first. */
 int gradcheck(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
               const gradcheck_options *opt, gradcheck_report *report);
+/* Frees the report's strings and sets them to NULL; NULL and a zeroed or
+ * already freed report are fine. */
+void gradcheck_report_free(gradcheck_report *r);
 void gradcheck_report_print(FILE *f, const gradcheck_report *r);
 
 /* ==== nn ==== */
