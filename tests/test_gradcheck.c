@@ -573,17 +573,31 @@ START_TEST(test_replay_skips_nodes_upstream_of_the_perturbed_leaf) {
     tensor *in[2] = {leaf(SHAPE(4), (double[]){1, 2, 3, 4}), leaf(SHAPE(4), (double[]){-1, 0.5, 2, 1})};
     gradcheck_options o = gradcheck_defaults();
     gradcheck_report r;
+    o.replay = GRADCHECK_REPLAY_ALWAYS; /* replay alone, unverified */
     counted_forwards = 0;
     o.check_mask = 2;
     ck_assert_int_eq(gradcheck(counted_fn, NULL, in, 2, &o, &r), 0);
     ck_assert(r.passed);
     ck_assert_int_eq(counted_forwards, 1); /* the recording only */
+    ck_assert_int_eq(r.fn_calls, 1);
     counted_forwards = 0;
     o.check_mask = 1;
     gradcheck_report_free(&r);
     ck_assert_int_eq(gradcheck(counted_fn, NULL, in, 2, &o, &r), 0);
     ck_assert(r.passed);
     ck_assert_int_eq(counted_forwards, 1 + 2 * 4 + 1); /* record, 2 per element, restore */
+    ck_assert_int_eq(r.evaluations, 2 * 4 + 1);
+    /* AUTO (the default) verifies replay by calling fn again: once at the
+     * recorded point and once per probe (3); those calls record the whole
+     * graph, the replays of b's elements still skip counted */
+    o.replay = GRADCHECK_REPLAY_AUTO;
+    o.check_mask = 2;
+    counted_forwards = 0;
+    gradcheck_report_free(&r);
+    ck_assert_int_eq(gradcheck(counted_fn, NULL, in, 2, &o, &r), 0);
+    ck_assert(r.passed && !r.input[1].rerun && !r.input[1].off_tape);
+    ck_assert_int_eq(counted_forwards, 1 + 1 + 3);
+    ck_assert_int_eq(r.fn_calls, 1 + 1 + 3);
     ck_assert_int_eq(r.evaluations, 2 * 4 + 1);
     tensor_free(in[0]);
     tensor_free(in[1]);
