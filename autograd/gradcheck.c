@@ -675,6 +675,12 @@ static int check_args(gradcheck_fn fn, tensor *const *inputs, int n, const gradc
                   o->eps, o->atol, o->rtol, o->probes);
         return -1;
     }
+    if ((unsigned)o->replay > GRADCHECK_REPLAY_NEVER || (unsigned)o->stencil > GRADCHECK_FIVE_POINT) {
+        error_set("gradcheck: bad options: replay %d (AUTO, ALWAYS or NEVER), stencil %d (CENTRAL"
+                  " or FIVE_POINT)",
+                  (int)o->replay, (int)o->stencil);
+        return -1;
+    }
     return 0;
 }
 
@@ -787,6 +793,12 @@ static void verify_replay(checker *c) {
                        " pure");
             break;
         }
+        if (j == c->out->node)
+            msg_add(c, "; every forward is pure, so a value on the tape was changed after it"
+                       " was recorded (an op output edited in place?)%s",
+                    c->opt->replay == GRADCHECK_REPLAY_ALWAYS
+                        ? "; opt.replay = GRADCHECK_REPLAY_AUTO finds where"
+                        : "");
     }
     msg_add(c, ";");
 }
