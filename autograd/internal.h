@@ -85,6 +85,14 @@ void mem_fail_after(int64_t n);      /* -1: never fail (default) */
 void *arena_alloc(size_t bytes);      /* 64-byte aligned, uninitialised */
 void arena_rewind(void);              /* the next step reuses the memory */
 void arena_release(void);             /* frees every chunk */
+/* A position in the arena and a return to it (the checker's re-runs of fn):
+ * everything allocated after arena_tell() is given back by arena_seek(). */
+typedef struct arena_pos {
+    struct chunk *chunk;
+    size_t used, step_bytes;
+} arena_pos;
+arena_pos arena_tell(void);
+void arena_seek(arena_pos p);
 
 /* ----------------------------------------------------------- tensor help */
 size_t dtype_size(dtype dt);
@@ -134,6 +142,9 @@ tensor *op_apply(const op_def *op, tensor *const *in, int n_in, dtype out_dtype,
 int64_t tape_node_count(void);
 tape_node *tape_node_at(int64_t i);
 uint32_t tape_epoch(void);
+/* Drops the nodes from position n on (the checker's re-runs of fn append
+ * nodes after the recorded ones and drop them again). */
+void tape_truncate(int64_t n);
 
 /* ------------------------------------------------------ broadcasting */
 /* NumPy broadcast of two shapes; sets an error naming op and both shapes. */

@@ -155,3 +155,16 @@ void arena_rewind(void) {
     arena_cur = arena_first;
     arena_step_bytes = 0;
 }
+
+/* The checker re-runs the user's function after the recorded step and then
+ * drops what the re-run allocated: a position in the arena to come back to.
+ * Chunks past the position stay linked and are reused. */
+arena_pos arena_tell(void) {
+    return (arena_pos){arena_cur, arena_cur ? arena_cur->used : 0, arena_step_bytes};
+}
+
+void arena_seek(arena_pos p) {
+    arena_cur = p.chunk ? p.chunk : arena_first;
+    if (arena_cur) arena_cur->used = p.chunk ? p.used : 0;
+    arena_step_bytes = p.step_bytes;
+}

@@ -233,3 +233,7 @@ int tensor_backward_with(tensor *out, const tensor *gout) {
 }
 
 int tensor_backward(tensor *loss) { return tensor_backward_with(loss, NULL); }
+
+void tape_truncate(int64_t n) {
+    if (n >= 0 && n < n_nodes) n_nodes = n;
+}

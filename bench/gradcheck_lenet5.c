@@ -5,8 +5,10 @@
  * The function of ../shared/peers/gradcheck_lenet5_torch.py: (the ten
  * parameters, a batch of images) -> mean cross-entropy, checked in float64
  * with eps 1e-6, atol 1e-5, rtol 1e-3, on one thread; full mode (every
- * number by central differences) or fast mode (random projections). One line:
- *   gradcheck_lenet5 mode=full batch=2 numbers=N pass=1 seconds=S
+ * number by central differences) or fast mode (random projections), with
+ * replay verified (opt.replay AUTO, the default). One line:
+ *   gradcheck_lenet5 mode=full batch=2 numbers=N pass=1 seconds=S fn_calls=C rerun_inputs=R
+ * (C calls of fn: recording and verification; R inputs found to need re-runs).
  * The checker's own clock (report.seconds) times the check alone. */
 #include <stdlib.h>
 #include <string.h>
@@ -51,14 +53,22 @@ int main(int argc, char **argv) {
     o.eps = 1e-6, o.atol = 1e-5, o.rtol = 1e-3;
     o.fast = fast;
     o.check_mask = (1u << (N - 1)) - 1; /* not the labels */
-    gradcheck_report r;
+    gradcheck_report r = {0};
     int rc = !net || !in[N - 1] ? -1 : gradcheck(loss_fn, NULL, in, N, &o, &r);
     if (rc) fprintf(stderr, "gradcheck_lenet5: %s\n", tapegrad_error());
     else
-        printf("gradcheck_lenet5 mode=%s batch=%lld numbers=%lld pass=%d seconds=%.3f\n",
-               fast ? "fast" : "full", (long long)batch, (long long)numbers, r.passed, r.seconds);
+    {
+        int reruns = 0;
+        for (int i = 0; i < N; i++) reruns += r.input[i].rerun;
+        printf("gradcheck_lenet5 mode=%s batch=%lld numbers=%lld pass=%d seconds=%.3f fn_calls=%lld"
+               " rerun_inputs=%d\n",
+               fast ? "fast" : "full", (long long)batch, (long long)numbers, r.passed, r.seconds,
+               (long long)r.fn_calls, reruns);
+    }
     tensor_free(in[N - 2]);
     tensor_free(in[N - 1]);
     nn_lenet5_free(net);
-    return rc || !r.passed ? 1 : 0;
+    bool passed = rc == 0 && r.passed;
+    gradcheck_report_free(&r);
+    return passed ? 0 : 1;
 }

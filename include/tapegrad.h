@@ -290,16 +290,38 @@ const char *op_formula_gradient(const op_def *op);
 const char *op_notes(const op_def *op);
 
 /* ============================================================ checker
- * Central differences in float64 against the tape's vjp. */
+ * Central differences in float64 against the tape's vjp (docs/checker.md). */
 typedef tensor *(*gradcheck_fn)(tensor *const *inputs, int n, void *ctx);
+
+/* How a perturbation is evaluated. Replay re-runs only the recorded nodes
+ * downstream of the perturbed input; it is exact only when fn depends on its
+ * inputs through the tape alone (no no-grad scope, tensor_item, tensor_get or
+ * edited data carrying an input's value). */
+typedef enum {
+    GRADCHECK_REPLAY_AUTO = 0,   /* verify replay against fresh calls of fn at a few
+                                    perturbed points; an input where they disagree is
+                                    checked by calling fn for every perturbation */
+    GRADCHECK_REPLAY_ALWAYS = 1, /* trust replay without verifying it */
+    GRADCHECK_REPLAY_NEVER = 2   /* call fn for every perturbation */
+} gradcheck_replay;
+
+/* The difference formula, with h = eps. */
+typedef enum {
+    GRADCHECK_CENTRAL = 0,       /* (L(x+h) - L(x-h)) / 2h: error h^2 f'''/6, 2 evaluations */
+    GRADCHECK_FIVE_POINT = 1     /* (8(L(x+h) - L(x-h)) - (L(x+2h) - L(x-2h))) / 12h:
+                                    error h^4 f'''''/30, 4 evaluations */
+} gradcheck_stencil;
 
 typedef struct gradcheck_options {
     double eps, atol, rtol;      /* defaults 1e-6, 1e-5, 1e-3 */
-    uint64_t seed;               /* upstream gradient and fast-mode probes */
+    uint64_t seed;               /* upstream gradient and all probes */
     bool fast;                   /* u^T J v probes instead of every element */
-    int probes;                  /* fast mode: probes per input (default 3) */
+    int probes;                  /* probes per input: fast mode, localisation and replay
+                                    verification (default 3) */
     uint32_t check_mask;         /* bit i: check input i (default all: 0 means all) */
     bool localize;               /* on failure name the first wrong node */
+    gradcheck_replay replay;     /* default GRADCHECK_REPLAY_AUTO */
+    gradcheck_stencil stencil;   /* default GRADCHECK_CENTRAL */
 } gradcheck_options;
 gradcheck_options gradcheck_defaults(void);
 
@@ -308,27 +330,41 @@ typedef struct gradcheck_input_report {
     double max_abs_err, max_rel_err;
     int64_t worst_index;           /* flat index of the worst element */
     double worst_analytic, worst_numeric;
+    bool rerun;                    /* checked by calling fn for every perturbation */
+    bool off_tape;                 /* replay verification found that fn depends on this
+                                      input off the tape */
+    int off_tape_node;             /* where the off-tape value enters (tape position), or -1 */
 } gradcheck_input_report;
 
 #define GRADCHECK_MAX_INPUTS 32
+/* Filled by gradcheck(). The two strings belong to the report: release them
+ * with gradcheck_report_free() (also before reusing the report for another
+ * check). */
 typedef struct gradcheck_report {
     bool passed;
     int n_inputs;
     gradcheck_input_report input[GRADCHECK_MAX_INPUTS];
     double max_abs_err, max_rel_err;
     double seconds;
-    int64_t evaluations;           /* forward replays performed */
+    int64_t evaluations;           /* evaluations of the loss for differences (replays or re-runs) */
+    int64_t fn_calls;              /* calls of fn: recording, replay verification, re-runs */
+    bool fn_nondeterministic;      /* fn called twice at the same inputs gave different outputs */
     /* localisation (when options.localize and the check failed) */
     bool localized;
     int bad_node;                  /* tape position */
-    char bad_node_desc[256];       /* "conv2d [2,6,14,14] * [16,6,5,5]" */
-    char message[512];             /* one-paragraph summary */
+    char *bad_node_desc;           /* "conv2d [2,6,14,14] * [16,6,5,5]"; NULL unless localized */
+    char *message;                 /* the whole verdict, never cut: settings, causes, notes */
 } gradcheck_report;
 
-/* Returns 0 when the check ran (see report->passed), -1 on error. The inputs
- * are copied to float64; the caller keeps ownership of inputs. */
+/* Returns 0 when the check ran (see report->passed), -1 on error (then the
+ * report holds no strings). The inputs are copied to float64; the caller keeps
+ * ownership of inputs. The report is overwritten without being read: free a
+ * previous report's strings first. */
 int gradcheck(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
               const gradcheck_options *opt, gradcheck_report *report);
+/* Frees the report's strings and sets them to NULL; NULL and a zeroed or
+ * already freed report are fine. */
+void gradcheck_report_free(gradcheck_report *r);
 void gradcheck_report_print(FILE *f, const gradcheck_report *r);
 
 /* ==== nn ==== */

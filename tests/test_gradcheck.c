@@ -49,6 +49,7 @@ static int check_case(const op_def *op, int k, uint64_t seed, bool fast, gradche
         /* nothing differentiable: only legal when the entry says so */
         uint32_t all = s.n_inputs >= 32 ? UINT32_MAX : (1u << s.n_inputs) - 1;
         ck_assert_msg((op->no_grad_inputs & all) == all, "%s: no checkable input", name);
+        memset(r, 0, sizeof *r);
         r->passed = true;
         sample_free(&s);
         return 0;
@@ -108,6 +109,7 @@ START_TEST(test_registry_every_case_passes_full) {
             char name[256];
             if (check_case(op, k, 1, false, &r, name, sizeof name)) break;
             ck_assert_msg(r.passed, "%s: %s", name, r.message);
+            gradcheck_report_free(&r);
             cases++;
         }
         ck_assert_msg(k > 0, "op %s yields no sample case", op->name);
@@ -125,6 +127,7 @@ START_TEST(test_registry_every_case_passes_fast) {
             char name[256];
             if (check_case(op, k, 7, true, &r, name, sizeof name)) break;
             ck_assert_msg(r.passed, "%s (fast): %s", name, r.message);
+            gradcheck_report_free(&r);
         }
     }
 }
@@ -147,6 +150,7 @@ START_TEST(test_correct_ops_pass_100_seeds) {
                 char name[256];
                 if (check_case(op, k, seed, false, &r, name, sizeof name)) break;
                 ck_assert_msg(r.passed, "%s: %s", name, r.message);
+                gradcheck_report_free(&r);
             }
         }
     }
@@ -172,18 +176,60 @@ START_TEST(test_options_eps_atol_rtol_respected) {
     ck_assert(r.passed);
     ck_assert_double_le(r.max_abs_err, 1e-8);
     o.eps = 0.1;
+    gradcheck_report_free(&r);
     ck_assert_int_eq(gradcheck(cube_sum, NULL, &x, 1, &o, &r), 0);
     ck_assert(!r.passed);
     ck_assert_close(r.input[0].max_abs_err, 0.01, 1e-9);
     ck_assert_close(r.input[0].worst_analytic, 3.0, 1e-12);
     ck_assert_close(r.input[0].worst_numeric, 3.01, 1e-9);
     o.rtol = 0.1;
+    gradcheck_report_free(&r);
     ck_assert_int_eq(gradcheck(cube_sum, NULL, &x, 1, &o, &r), 0);
     ck_assert(r.passed);
     o.rtol = 0;
     o.atol = 0.02;
+    gradcheck_report_free(&r);
     ck_assert_int_eq(gradcheck(cube_sum, NULL, &x, 1, &o, &r), 0);
     ck_assert(r.passed);
+    tensor_free(x);
+    gradcheck_report_free(&r);
+}
+END_TEST
+
+/* f(x) = sum(exp(x)): central differences err by eps^2 e^x / 6, the
+ * five-point stencil by eps^4 e^x / 30. At eps 1e-3 and x up to 1.4 that is
+ * 6.8e-7 against 1.4e-13 (plus rounding, 1e-16 * L / eps ~ 1e-12): the
+ * stencil measures an error at least 100 times smaller, for 4 evaluations
+ * per element instead of 2. */
+static tensor *exp_sum(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    (void)ctx;
+    return tensor_sum_all(tensor_exp(in[0]));
+}
+
+START_TEST(test_five_point_stencil_measures_a_smaller_error) {
+    tensor *x = leaf(SHAPE(4), (double[]){-0.7, 0.2, 1.4, 0.9});
+    gradcheck_options o = gradcheck_defaults();
+    o.eps = 1e-3;
+    gradcheck_report central, five;
+    ck_assert_int_eq(gradcheck(exp_sum, NULL, &x, 1, &o, &central), 0);
+    o.stencil = GRADCHECK_FIVE_POINT;
+    ck_assert_int_eq(gradcheck(exp_sum, NULL, &x, 1, &o, &five), 0);
+    ck_assert(central.passed && five.passed);
+    ck_assert_close(central.max_abs_err, 1e-6 * exp(1.4) / 6, 1e-8);
+    ck_assert_double_lt(five.max_abs_err, central.max_abs_err / 100);
+    ck_assert_double_lt(five.max_abs_err, 1e-10);
+    ck_assert_int_eq(central.evaluations, 2 * 4 + 1);
+    ck_assert_int_eq(five.evaluations, 4 * 4 + 1);
+    /* fast mode extrapolates its probes the same way */
+    o.fast = true;
+    gradcheck_report fast;
+    ck_assert_int_eq(gradcheck(exp_sum, NULL, &x, 1, &o, &fast), 0);
+    ck_assert_msg(fast.passed, "%s", fast.message);
+    ck_assert_double_lt(fast.max_abs_err, 1e-10);
+    gradcheck_report_free(&central);
+    gradcheck_report_free(&five);
+    gradcheck_report_free(&fast);
     tensor_free(x);
 }
 END_TEST
@@ -196,6 +242,8 @@ START_TEST(test_defaults_match_documentation) {
     ck_assert_int_eq(o.probes, 3);
     ck_assert_uint_eq(o.check_mask, 0);
     ck_assert(!o.fast);
+    ck_assert_int_eq(o.replay, GRADCHECK_REPLAY_AUTO);
+    ck_assert_int_eq(o.stencil, GRADCHECK_CENTRAL);
 }
 END_TEST
 
@@ -219,6 +267,7 @@ START_TEST(test_check_mask_checks_only_selected_inputs) {
     ck_assert_int_eq(r.evaluations, 2 * 2 + 1); /* two elements, two sides, one restore */
     tensor_free(in[0]);
     tensor_free(in[1]);
+    gradcheck_report_free(&r);
 }
 END_TEST
 
@@ -237,6 +286,7 @@ START_TEST(test_float32_inputs_checked_in_float64_and_untouched) {
     ck_assert_ptr_null(in[0]->grad);
     tensor_free(in[0]);
     tensor_free(in[1]);
+    gradcheck_report_free(&r);
 }
 END_TEST
 
@@ -258,6 +308,7 @@ START_TEST(test_int64_inputs_passed_through) {
     ck_assert(!r.input[1].checked);
     tensor_free(in[0]);
     tensor_free(in[1]);
+    gradcheck_report_free(&r);
 }
 END_TEST
 
@@ -271,6 +322,7 @@ START_TEST(test_nothing_to_check_is_not_a_pass) {
     ck_assert_ptr_nonnull(strstr(r.message, "nothing to check"));
     tensor_free(in[0]);
     tensor_free(in[1]);
+    gradcheck_report_free(&r);
 }
 END_TEST
 
@@ -298,6 +350,8 @@ START_TEST(test_nonscalar_output_uses_seeded_upstream) {
               fabs(fabs(r1.input[1].worst_analytic) - 6) > 1e-9);
     tensor_free(in[0]);
     tensor_free(in[1]);
+    gradcheck_report_free(&r2);
+    gradcheck_report_free(&r1);
 }
 END_TEST
 
@@ -317,6 +371,7 @@ START_TEST(test_zero_gradient_everywhere_is_vacuous) {
     ck_assert(!r.passed);
     ck_assert_ptr_nonnull(strstr(r.message, "VACUOUS"));
     tensor_free(x);
+    gradcheck_report_free(&r);
 }
 END_TEST
 
@@ -336,6 +391,7 @@ START_TEST(test_unused_input_is_vacuous) {
     ck_assert(!r.passed);
     tensor_free(in[0]);
     tensor_free(in[1]);
+    gradcheck_report_free(&r);
 }
 END_TEST
 
@@ -391,6 +447,14 @@ static void impure_forward(tape_node *n) {
 }
 static const op_def impure_op = {"impure", 1, 0, impure_forward, ident_vjp, NULL, NULL, "", "", "", ""};
 
+/* y = x + J [x > 0] with the vjp of y = x: a jump of height J (fp[0]) at 0 */
+static void step_forward(tape_node *n) {
+    const double *x = n->in[0]->data;
+    double *y = n->out->data;
+    for (int64_t i = 0; i < n->out->size; i++) y[i] = x[i] + (x[i] > 0 ? n->fp[0] : 0);
+}
+static const op_def step_op = {"step", 1, 0, step_forward, ident_vjp, NULL, NULL, "", "", "", ""};
+
 static tensor *apply_unary(const op_def *op, tensor *x) {
     tensor *in[1] = {x};
     tape_node *n = node_begin(op, in, 1, x->dtype, x->ndim, x->shape);
@@ -425,6 +489,87 @@ START_TEST(test_kink_is_named_and_fails) {
     ck_assert_msg(strstr(r.message, "every failing element sits on a kink") != NULL, "%s", r.message);
     ck_assert(!r.localized);
     tensor_free(x);
+    gradcheck_report_free(&r);
+}
+END_TEST
+
+/* sum(x + J [x > 0]) at x = [0, 1.5, -2]: element 0 sits on a jump. Its
+ * one-sided slopes are 1 and 1 + J / eps: with J = 1 the right slope is 1e6 + 1,
+ * absurd for a kink; with J = 1e-3 it is 1001, plausible, but it grows to
+ * 4001 at eps / 4, as a jump's does and a kink's cannot. Either way the
+ * verdict is a jump, never a kink, and localisation is not skipped. */
+static double step_height;
+static tensor *step_sum(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    (void)ctx;
+    tensor *y = apply_unary(&step_op, in[0]);
+    tape_node *nd = y ? tape_node_at(y->node) : NULL;
+    if (nd) { /* the parameter is set before any replay; the forward above used 0 */
+        nd->fp[0] = step_height;
+        nd->op->forward(nd);
+    }
+    return tensor_sum_all(y);
+}
+
+START_TEST(test_jump_is_not_called_a_kink) {
+    static const double heights[] = {1.0, 1e-3};
+    for (int h = 0; h < 2; h++) {
+        step_height = heights[h];
+        tensor *x = leaf(SHAPE(3), (double[]){0, 1.5, -2});
+        gradcheck_report r;
+        ck_assert_int_eq(gradcheck(step_sum, NULL, &x, 1, NULL, &r), 0);
+        ck_assert(!r.passed);
+        ck_assert_int_eq(r.input[0].worst_index, 0);
+        ck_assert_close(r.input[0].worst_numeric, 1 + heights[h] / 2e-6, 1e-3);
+        ck_assert_msg(strstr(r.message, "the function jumps") != NULL, "%s", r.message);
+        ck_assert_msg(strstr(r.message, "sits on a kink") == NULL, "%s", r.message);
+        /* localisation ran; the jump of 1 is absurd at the node's own sample
+         * too, so the step's vjp is named (the small one passes there for a
+         * kink of the node, and the report says the cause is off the tape) */
+        if (h == 0) {
+            ck_assert_msg(r.localized && r.bad_node == 0, "%s", r.message);
+            ck_assert_str_eq(r.bad_node_desc, "step [3]");
+        } else {
+            ck_assert_msg(strstr(r.message, "outside the tape") != NULL, "%s", r.message);
+        }
+        gradcheck_report_free(&r);
+        tensor_free(x);
+    }
+}
+END_TEST
+
+/* A report is never cut: 24 inputs that all fail (a detached output; the
+ * gradient 2x is largest at element 0) give a message that names every one of them, ends with a whole sentence, and is
+ * three times longer than the 511 characters the old fixed buffer held. */
+static tensor *detached_many(tensor *const *in, int n, void *ctx) {
+    (void)ctx;
+    tape_no_grad_begin();
+    tensor *acc = tensor_square(in[0]);
+    for (int i = 1; i < n; i++) acc = tensor_add(acc, tensor_square(in[i]));
+    tape_no_grad_end();
+    return tensor_sum_all(acc);
+}
+
+START_TEST(test_report_message_is_whole) {
+    enum { N = 24 };
+    tensor *in[N];
+    for (int i = 0; i < N; i++) in[i] = leaf(SHAPE(2), (double[]){1 + i, -0.5 - i});
+    gradcheck_report r;
+    ck_assert_int_eq(gradcheck(detached_many, NULL, in, N, NULL, &r), 0);
+    ck_assert(!r.passed);
+    size_t len = strlen(r.message);
+    ck_assert_uint_gt(len, 1500);
+    for (int i = 0; i < N; i++) {
+        char want[64];
+        snprintf(want, sizeof want, " input %d: 2 elements failing, worst element 0", i);
+        ck_assert_msg(strstr(r.message, want) != NULL, "missing \"%s\" in %s", want, r.message);
+    }
+    ck_assert_msg(r.message[len - 1] == ';' || r.message[len - 1] == '.', "%s", r.message);
+    gradcheck_report_free(&r);
+    ck_assert_ptr_null(r.message);
+    gradcheck_report_free(&r); /* twice is fine */
+    gradcheck_report_free(NULL);
+    for (int i = 0; i < N; i++) tensor_free(in[i]);
 }
 END_TEST
 
@@ -435,6 +580,7 @@ START_TEST(test_kink_op_passes_with_margin) {
     ck_assert_int_eq(gradcheck(relu0_fn, NULL, &x, 1, NULL, &r), 0);
     ck_assert_msg(r.passed, "%s", r.message);
     tensor_free(x);
+    gradcheck_report_free(&r);
 }
 END_TEST
 
@@ -452,6 +598,7 @@ START_TEST(test_nondeterministic_backward_detected) {
     ck_assert(r.input[0].passed); /* the values agree within tolerance... */
     ck_assert_msg(strstr(r.message, "not deterministic") != NULL, "%s", r.message); /* ...the bits do not */
     tensor_free(x);
+    gradcheck_report_free(&r);
 }
 END_TEST
 
@@ -466,19 +613,35 @@ START_TEST(test_replay_skips_nodes_upstream_of_the_perturbed_leaf) {
     tensor *in[2] = {leaf(SHAPE(4), (double[]){1, 2, 3, 4}), leaf(SHAPE(4), (double[]){-1, 0.5, 2, 1})};
     gradcheck_options o = gradcheck_defaults();
     gradcheck_report r;
+    o.replay = GRADCHECK_REPLAY_ALWAYS; /* replay alone, unverified */
     counted_forwards = 0;
     o.check_mask = 2;
     ck_assert_int_eq(gradcheck(counted_fn, NULL, in, 2, &o, &r), 0);
     ck_assert(r.passed);
     ck_assert_int_eq(counted_forwards, 1); /* the recording only */
+    ck_assert_int_eq(r.fn_calls, 1);
     counted_forwards = 0;
     o.check_mask = 1;
+    gradcheck_report_free(&r);
     ck_assert_int_eq(gradcheck(counted_fn, NULL, in, 2, &o, &r), 0);
     ck_assert(r.passed);
     ck_assert_int_eq(counted_forwards, 1 + 2 * 4 + 1); /* record, 2 per element, restore */
     ck_assert_int_eq(r.evaluations, 2 * 4 + 1);
+    /* AUTO (the default) verifies replay by calling fn again: once at the
+     * recorded point and once per probe (3); those calls record the whole
+     * graph, the replays of b's elements still skip counted */
+    o.replay = GRADCHECK_REPLAY_AUTO;
+    o.check_mask = 2;
+    counted_forwards = 0;
+    gradcheck_report_free(&r);
+    ck_assert_int_eq(gradcheck(counted_fn, NULL, in, 2, &o, &r), 0);
+    ck_assert(r.passed && !r.input[1].rerun && !r.input[1].off_tape);
+    ck_assert_int_eq(counted_forwards, 1 + 1 + 3);
+    ck_assert_int_eq(r.fn_calls, 1 + 1 + 3);
+    ck_assert_int_eq(r.evaluations, 2 * 4 + 1);
     tensor_free(in[0]);
     tensor_free(in[1]);
+    gradcheck_report_free(&r);
 }
 END_TEST
 
@@ -499,6 +662,7 @@ START_TEST(test_impure_forward_detected) {
     ck_assert_msg(strstr(r.message, "replay is not faithful") != NULL, "%s", r.message);
     ck_assert_msg(strstr(r.message, "node 0 (impure [3]) gives a new output") != NULL, "%s", r.message);
     tensor_free(x);
+    gradcheck_report_free(&r);
 }
 END_TEST
 
@@ -517,6 +681,7 @@ START_TEST(test_output_that_is_a_leaf_is_checked_by_rerun) {
     ck_assert_msg(r.passed, "%s", r.message);
     ck_assert_double_ge(fabs(r.input[0].worst_analytic), 0.5); /* u in +-[0.5, 1.5) */
     tensor_free(x);
+    gradcheck_report_free(&r);
 }
 END_TEST
 
@@ -539,6 +704,7 @@ START_TEST(test_detached_output_fails) {
     ck_assert_close(r.input[0].worst_numeric, -6, 1e-6);
     ck_assert_close(r.input[0].worst_analytic, 0, 0);
     tensor_free(x);
+    gradcheck_report_free(&r);
 }
 END_TEST
 
@@ -553,6 +719,8 @@ START_TEST(test_fast_mode_uses_fewer_evaluations) {
     ck_assert_int_eq(fast.evaluations, 2 * 3 * 3); /* 2 inputs x 3 probes x (2 + restore) */
     ck_assert_int_gt(full.evaluations, 10 * fast.evaluations);
     ck_assert_int_eq(fast.input[0].worst_index, -1); /* probes have no element */
+    gradcheck_report_free(&full);
+    gradcheck_report_free(&fast);
 }
 END_TEST
 
@@ -565,6 +733,7 @@ START_TEST(test_fast_mode_vacuous) {
     ck_assert(r.input[0].vacuous);
     ck_assert(!r.passed);
     tensor_free(x);
+    gradcheck_report_free(&r);
 }
 END_TEST
 
@@ -586,6 +755,7 @@ START_TEST(test_report_print_names_verdicts) {
     gradcheck_report_print(stdout, NULL);
     tensor_free(in[0]);
     tensor_free(in[1]);
+    gradcheck_report_free(&r);
 }
 END_TEST
 
@@ -633,6 +803,13 @@ START_TEST(test_errors_bad_arguments) {
     o.probes = 0;
     ck_assert_int_eq(gradcheck(cube_sum, NULL, &x, 1, &o, &r), -1);
     ck_assert_ptr_nonnull(strstr(tapegrad_error(), "probes 0"));
+    tapegrad_error_clear();
+    o = gradcheck_defaults();
+    o.replay = (gradcheck_replay)3;
+    ck_assert_int_eq(gradcheck(cube_sum, NULL, &x, 1, &o, &r), -1);
+    ck_assert_str_eq(tapegrad_error(), "gradcheck: bad options: replay 3 (AUTO, ALWAYS or NEVER),"
+                                       " stencil 0 (CENTRAL or FIVE_POINT)");
+    ck_assert_ptr_null(r.message); /* nothing to free after an error */
     tapegrad_error_clear();
     tensor_free(x);
 }
@@ -691,6 +868,7 @@ START_TEST(test_whole_lenet5_full_check_passes) {
     tensor_free(in[0]);
     tensor_free(in[NN_LENET5_NPARAMS + 1]);
     nn_lenet5_free(net);
+    gradcheck_report_free(&r);
 }
 END_TEST
 #endif
@@ -708,6 +886,7 @@ Suite *gradcheck_suite(void) {
     TCase *tc = tcase_create("checker");
     tcase_add_test(tc, test_options_eps_atol_rtol_respected);
     tcase_add_test(tc, test_defaults_match_documentation);
+    tcase_add_test(tc, test_five_point_stencil_measures_a_smaller_error);
     tcase_add_test(tc, test_check_mask_checks_only_selected_inputs);
     tcase_add_test(tc, test_float32_inputs_checked_in_float64_and_untouched);
     tcase_add_test(tc, test_int64_inputs_passed_through);
@@ -717,6 +896,8 @@ Suite *gradcheck_suite(void) {
     tcase_add_test(tc, test_unused_input_is_vacuous);
     tcase_add_test(tc, test_kink_is_named_and_fails);
     tcase_add_test(tc, test_kink_op_passes_with_margin);
+    tcase_add_test(tc, test_jump_is_not_called_a_kink);
+    tcase_add_test(tc, test_report_message_is_whole);
     tcase_add_test(tc, test_nondeterministic_backward_detected);
     tcase_add_test(tc, test_replay_skips_nodes_upstream_of_the_perturbed_leaf);
     tcase_add_test(tc, test_impure_forward_detected);

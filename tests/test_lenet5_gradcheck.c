@@ -49,6 +49,7 @@ START_TEST(test_lenet5_whole_graph_fast_check) {
     ck_assert_msg(rep.passed, "%s", rep.message);
     ck_assert_int_lt(rep.evaluations, 2000); /* probes only: no fallback to the full check */
     case_free(&c);
+    gradcheck_report_free(&rep);
 }
 END_TEST
 
@@ -73,6 +74,7 @@ START_TEST(test_lenet5_reused_parameter_still_checked) {
     ck_assert(rep.input[NN_LENET5_NPARAMS - 1].checked);
     ck_assert(!rep.input[0].checked);
     case_free(&c);
+    gradcheck_report_free(&rep);
 }
 END_TEST
 

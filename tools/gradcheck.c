@@ -101,7 +101,7 @@ static int lenet5_check(uint64_t seed, bool fast, int *cases) {
     gradcheck_options o = gradcheck_defaults();
     o.seed = seed;
     o.fast = fast;
-    gradcheck_report r;
+    gradcheck_report r = {0};
     int rc = gradcheck(lenet5_fn, NULL, in, NN_LENET5_NPARAMS + 2, &o, &r);
     (*cases)++;
     if (rc) {
@@ -126,7 +126,9 @@ static int lenet5_check(uint64_t seed, bool fast, int *cases) {
     tensor_free(in[0]);
     tensor_free(in[NN_LENET5_NPARAMS + 1]);
     nn_lenet5_free(net);
-    return rc || !r.passed ? 1 : 0;
+    bool passed = rc == 0 && r.passed;
+    gradcheck_report_free(&r);
+    return passed ? 0 : 1;
 }
 
 int main(int argc, char **argv) {
@@ -182,6 +184,7 @@ int main(int argc, char **argv) {
                     printf("    error: %s\n", tapegrad_error() ? tapegrad_error() : "sample failed");
                 tapegrad_error_clear();
                 if (verbose && (v == CASE_FAIL || v == CASE_VACUOUS)) gradcheck_report_print(stdout, &r);
+                gradcheck_report_free(&r);
             }
             if (k == 0) {
                 printf("%-16s %-44s %12s %12s  FAIL (no sample case)\n", op->name, "-", "-", "-");
