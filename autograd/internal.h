@@ -169,6 +169,25 @@ static inline bool parallel_pays(int64_t work) {
     return work >= PARALLEL_MIN_ELEMS && tapegrad_threads() > 1;
 }
 
+/* ----------------------------------------------- the vjp contract */
+/* What op_check_contract found: passed, or the first breach in one sentence
+ * (op, case, dtype, input, element and values). */
+typedef struct op_contract_report {
+    bool passed;
+    int cases;                        /* sample cases built (float64 and float32) */
+    int nodes;                        /* nodes of the op whose vjp was checked */
+    char message[1024];
+} op_contract_report;
+/* Checks the vjp contract of op on each of its sample cases (drawn from
+ * seed), in float64 and float32: the vjp accumulates (+=) into pre-filled
+ * buffers, writes nothing but the gradient buffers, is deterministic, and
+ * gives an input the same gradient whether or not the others want one (see
+ * autograd/opcheck.c). The node checked is found by op's name on the tape its
+ * build records, and op's own vjp is called, so a copy of an entry with
+ * another vjp is checked as itself. Returns 0 (verdict in r) or -1 with an
+ * error set (NULL argument, an entry without samples, a failing sample). */
+int op_check_contract(const op_def *op, uint64_t seed, op_contract_report *r);
+
 /* ------------------------------------------------- sample helpers */
 /* A user-owned float64 tensor with values uniform in [lo, hi) from g, each
  * at least `margin` away from every point in avoid[0..n_avoid). */

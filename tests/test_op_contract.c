@@ -1,0 +1,236 @@
+/* test_op_contract.c - every registered op keeps the vjp contract the tape
+ * relies on (autograd/opcheck.c): it accumulates, writes nothing but gradient
+ * buffers, is deterministic, and gives each input the same gradient alone as
+ * with the others; and copies of real entries that break one clause each are
+ * caught, where the numerical checker passes them. */
+#include <string.h>
+
+#include "../autograd/internal.h"
+#include "../ops/blas.h"
+#include "check_main.h"
+
+/* A copy of the registry entry `name` with its vjp replaced. */
+static op_def broken(const char *name, void (*vjp)(tape_node *, tensor *const *)) {
+    const op_def *real = op_find(name);
+    ck_assert_msg(real != NULL, "op %s is not registered", name);
+    op_def b = *real;
+    b.vjp = vjp;
+    return b;
+}
+
+static void assert_breach(const op_def *op, const char *part) {
+    op_contract_report r;
+    ck_assert_int_eq(op_check_contract(op, 1, &r), 0);
+    ck_assert_msg(!r.passed, "%s: a broken vjp kept the contract", op->name);
+    ck_assert_msg(strstr(r.message, part) != NULL, "%s: \"%s\" lacks \"%s\"", op->name, r.message,
+                  part);
+}
+
+/* ------------------------------------------------------------ the registry */
+START_TEST(test_every_registered_op_keeps_the_vjp_contract) {
+    int nodes = 0;
+    for (int i = 0; i < op_count(); i++) {
+        const op_def *op = op_at(i);
+        op_contract_report r;
+        ck_assert_msg(op_check_contract(op, 20261204, &r) == 0, "%s: %s", op->name,
+                      tapegrad_error());
+        ck_assert_msg(r.passed, "%s", r.message);
+        ck_assert_msg(r.cases >= 2, "%s: %d cases", op->name, r.cases);
+        /* only ops without a gradient (sign, floor_divide, argmax) check no node */
+        ck_assert_msg(r.nodes > 0 || op->no_grad_inputs, "%s: no node checked", op->name);
+        nodes += r.nodes;
+    }
+    ck_assert_int_gt(nodes, 2 * op_count());
+}
+END_TEST
+
+/* ------------------------------------------------- accumulate: reshape with = */
+/* The real reshape vjp does gin += g; this one assigns. With the input used
+ * once and its buffer zeroed, as in every graph of the test suite, the two
+ * agree, and gradcheck passes it (below). */
+static void reshape_vjp_assigns(tape_node *n, tensor *const *gin) {
+    if (gin[0])
+        memcpy(gin[0]->data, n->out->grad->data, (size_t)n->out->size * dtype_size(n->out->dtype));
+}
+
+static op_def bad_reshape;
+static tensor *bad_reshape_fn(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    (void)ctx;
+    tensor *y = tensor_reshape(tensor_mul(in[0], in[0]), 1, (int64_t[]){12});
+    tape_node_at(y->node)->op = &bad_reshape;
+    return tensor_sum_all(tensor_mul(y, y));
+}
+
+START_TEST(test_reshape_that_assigns_is_caught) {
+    bad_reshape = broken("reshape", reshape_vjp_assigns);
+    /* the numerical checker cannot see it */
+    rng g;
+    rng_seed(&g, 3, 1);
+    tensor *x = sample_tensor(&g, SHAPE(3, 4), -1.5, 1.5);
+    gradcheck_report gr;
+    ck_assert_int_eq(gradcheck(bad_reshape_fn, NULL, &x, 1, NULL, &gr), 0);
+    ck_assert_msg(gr.passed, "%s", gr.message);
+    tensor_free(x);
+    /* the contract does */
+    assert_breach(&bad_reshape, "does not accumulate into the gradient of input 0");
+    assert_breach(&bad_reshape, "float64");
+}
+END_TEST
+
+/* --------------------------------------------- accumulate: GEMM with beta 0 */
+static void matmul_vjp_beta0(tape_node *n, tensor *const *gin) {
+    const tensor *a = n->in[0], *b = n->in[1];
+    int64_t M = a->shape[a->ndim - 2], K = a->shape[a->ndim - 1], N = b->shape[b->ndim - 1];
+    if (a->ndim != 2 || b->ndim != 2) return; /* 2-D cases are enough to show it */
+    if (gin[0])
+        blas_gemm(n->out->dtype, false, true, M, K, N, n->out->grad->data, N, b->data, N, 0.0,
+                  gin[0]->data, K);
+    if (gin[1])
+        blas_gemm(n->out->dtype, true, false, K, N, M, a->data, K, n->out->grad->data, N, 1.0,
+                  gin[1]->data, N);
+}
+
+START_TEST(test_matmul_with_beta_zero_is_caught) {
+    op_def bad = broken("matmul", matmul_vjp_beta0);
+    assert_breach(&bad, "does not accumulate into the gradient of input 0");
+}
+END_TEST
+
+/* ------------------------------------------------- writes: input as scratch */
+static void (*real_vjp)(tape_node *, tensor *const *);
+static void mul_vjp_scribbles_on_input(tape_node *n, tensor *const *gin) {
+    real_vjp(n, gin);
+    tensor_set(n->in[1], 0, 0.0); /* "done with it" */
+}
+
+START_TEST(test_vjp_writing_its_input_is_caught) {
+    real_vjp = op_find("mul")->vjp;
+    op_def bad = broken("mul", mul_vjp_scribbles_on_input);
+    assert_breach(&bad, "the vjp wrote into input 1 (element 0 changed)");
+}
+END_TEST
+
+static void pool_vjp_scribbles_on_indices(tape_node *n, tensor *const *gin) {
+    real_vjp(n, gin);
+    ((int64_t *)n->saved[0]->data)[n->saved[0]->size - 1] = 0;
+}
+
+START_TEST(test_vjp_writing_a_saved_tensor_is_caught) {
+    real_vjp = op_find("max_pool2d")->vjp;
+    op_def bad = broken("max_pool2d", pool_vjp_scribbles_on_indices);
+    assert_breach(&bad, "the vjp wrote into saved tensor 0");
+}
+END_TEST
+
+static void exp_vjp_scales_upstream(tape_node *n, tensor *const *gin) {
+    real_vjp(n, gin);
+    tensor_set(n->out->grad, 0, 0.0);
+}
+
+START_TEST(test_vjp_writing_its_upstream_gradient_is_caught) {
+    real_vjp = op_find("exp")->vjp;
+    op_def bad = broken("exp", exp_vjp_scales_upstream);
+    assert_breach(&bad, "the vjp wrote into its upstream gradient");
+}
+END_TEST
+
+static void exp_vjp_writes_output(tape_node *n, tensor *const *gin) {
+    real_vjp(n, gin);
+    tensor_set(n->out, 1, 0.0);
+}
+
+START_TEST(test_vjp_writing_the_output_is_caught) {
+    real_vjp = op_find("exp")->vjp;
+    op_def bad = broken("exp", exp_vjp_writes_output);
+    assert_breach(&bad, "the vjp wrote into the op's output (element 1 changed)");
+}
+END_TEST
+
+/* ------------------------------------------------------------ determinism */
+/* A vjp whose last element depends on how often it ran (as a reduction over
+ * a racing thread count would): bit-different between two runs. */
+static int runs;
+static void sum_vjp_drifts(tape_node *n, tensor *const *gin) {
+    real_vjp(n, gin);
+    if (gin[0]) {
+        double v = tensor_get(gin[0], gin[0]->size - 1);
+        tensor_set(gin[0], gin[0]->size - 1, v + 1e-13 * (++runs % 2));
+    }
+}
+
+START_TEST(test_non_deterministic_vjp_is_caught) {
+    real_vjp = op_find("sum")->vjp;
+    op_def bad = broken("sum", sum_vjp_drifts);
+    assert_breach(&bad, "the vjp is not deterministic: the gradient of input 0 differs");
+}
+END_TEST
+
+/* ---------------------------------------------- each input alone, the same */
+/* db computed only when da is wanted too (a shortcut that shares a
+ * temporary, done wrong): alone, input 1 gets nothing. */
+static void mul_vjp_db_needs_da(tape_node *n, tensor *const *gin) {
+    tensor *g2[2] = {gin[0], gin[0] ? gin[1] : NULL};
+    real_vjp(n, g2);
+}
+
+START_TEST(test_gradient_depending_on_other_inputs_is_caught) {
+    real_vjp = op_find("mul")->vjp;
+    op_def bad = broken("mul", mul_vjp_db_needs_da);
+    assert_breach(&bad, "the gradient of input 1 depends on which other inputs want one");
+}
+END_TEST
+
+/* ----------------------------------------------------------------- errors */
+static int failing_sample(int k, rng *g, op_sample *s) {
+    (void)k, (void)g, (void)s;
+    return -1;
+}
+static tensor *null_build(tensor *const *in, const op_sample *s) {
+    (void)in, (void)s;
+    return NULL;
+}
+
+START_TEST(test_contract_errors) {
+    op_contract_report r;
+    op_def op = *op_find("exp");
+    tapegrad_error_clear();
+    ck_assert_int_eq(op_check_contract(NULL, 1, &r), -1);
+    ck_assert_error_is("op contract: op is NULL");
+    ck_assert_int_eq(op_check_contract(&op, 1, NULL), -1);
+    ck_assert_error_is("op contract: report is NULL");
+    op.sample = NULL;
+    ck_assert_int_eq(op_check_contract(&op, 1, &r), -1);
+    ck_assert_error_is("op contract: exp has no sample cases");
+    op.sample = failing_sample;
+    ck_assert_int_eq(op_check_contract(&op, 1, &r), -1);
+    ck_assert_ptr_nonnull(strstr(tapegrad_error(), "op contract: exp case 0"));
+    ck_assert_ptr_nonnull(strstr(tapegrad_error(), "float64: the sample failed"));
+    tapegrad_error_clear();
+    op = *op_find("exp");
+    op.build = null_build;
+    ck_assert_int_eq(op_check_contract(&op, 1, &r), -1);
+    ck_assert_ptr_nonnull(strstr(tapegrad_error(), "float64: the build returned NULL"));
+    tapegrad_error_clear();
+}
+END_TEST
+
+Suite *contract_suite(void) {
+    Suite *s = suite_create("op_contract");
+    TCase *tc = tcase_create("contract");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_every_registered_op_keeps_the_vjp_contract);
+    tcase_add_test(tc, test_reshape_that_assigns_is_caught);
+    tcase_add_test(tc, test_matmul_with_beta_zero_is_caught);
+    tcase_add_test(tc, test_vjp_writing_its_input_is_caught);
+    tcase_add_test(tc, test_vjp_writing_a_saved_tensor_is_caught);
+    tcase_add_test(tc, test_vjp_writing_its_upstream_gradient_is_caught);
+    tcase_add_test(tc, test_vjp_writing_the_output_is_caught);
+    tcase_add_test(tc, test_non_deterministic_vjp_is_caught);
+    tcase_add_test(tc, test_gradient_depending_on_other_inputs_is_caught);
+    tcase_add_test(tc, test_contract_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+TEST_MAIN(contract_suite)
