@@ -85,6 +85,9 @@ void mem_fail_after(int64_t n);      /* -1: never fail (default) */
 void *arena_alloc(size_t bytes);      /* 64-byte aligned, uninitialised */
 void arena_rewind(void);              /* the next step reuses the memory */
 void arena_release(void);             /* frees every chunk */
+/* Test builds (tests/check_main.h) fill every block arena_alloc returns with
+ * NaN bytes, so reading memory a kernel never wrote shows; off by default. */
+void arena_set_poison(bool on);
 
 /* ----------------------------------------------------------- tensor help */
 size_t dtype_size(dtype dt);

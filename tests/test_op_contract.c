@@ -181,6 +181,51 @@ START_TEST(test_gradient_depending_on_other_inputs_is_caught) {
 }
 END_TEST
 
+/* ------------------------------------------ fresh arena memory is NaN */
+/* TEST_MAIN turns the poison on: a block the arena hands out holds NaN
+ * (float32 and float64) until written. */
+START_TEST(test_fresh_arena_memory_is_nan_in_tests) {
+    tape_reset();
+    tensor *d = tensor_tape_new(DTYPE_F64, SHAPE(5)), *f = tensor_tape_new(DTYPE_F32, SHAPE(7));
+    for (int64_t i = 0; i < d->size; i++) ck_assert(isnan(tensor_get(d, i)));
+    for (int64_t i = 0; i < f->size; i++) ck_assert(isnan(tensor_get(f, i)));
+    tensor *z = tensor_tape_zeros(DTYPE_F64, SHAPE(5));
+    for (int64_t i = 0; i < z->size; i++) ck_assert(tensor_get(z, i) == 0.0);
+    tape_reset();
+}
+END_TEST
+
+/* A vjp that sums into a scratch buffer it never zeroed: on a fresh page
+ * (zeros) it is right, so a check on a new arena would pass it; with the
+ * poison the gradient is NaN and the checker fails it. */
+static void sum_vjp_uninitialised_scratch(tape_node *n, tensor *const *gin) {
+    tensor *acc = tensor_tape_new(gin[0]->dtype, gin[0]->ndim, gin[0]->shape);
+    double g = tensor_get(n->out->grad, 0);
+    for (int64_t i = 0; i < acc->size; i++) tensor_set(acc, i, tensor_get(acc, i) + g);
+    for (int64_t i = 0; i < acc->size; i++)
+        tensor_set(gin[0], i, tensor_get(gin[0], i) + tensor_get(acc, i));
+}
+static op_def bad_sum;
+static tensor *bad_sum_fn(tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    tensor *y = tensor_sum_all(tensor_mul(in[0], in[0]));
+    tape_node_at(y->node)->op = &bad_sum;
+    return y;
+}
+
+START_TEST(test_vjp_reading_uninitialised_memory_fails) {
+    bad_sum = broken("sum", sum_vjp_uninitialised_scratch);
+    rng g;
+    rng_seed(&g, 4, 1);
+    tensor *x = sample_tensor(&g, SHAPE(3, 4), -1.5, 1.5);
+    gradcheck_report gr;
+    ck_assert_int_eq(gradcheck(bad_sum_fn, NULL, &x, 1, NULL, &gr), 0);
+    ck_assert_msg(!gr.passed, "%s", gr.message);
+    ck_assert(isnan(gr.input[0].worst_analytic));
+    tensor_free(x);
+}
+END_TEST
+
 /* ----------------------------------------------------------------- errors */
 static int failing_sample(int k, rng *g, op_sample *s) {
     (void)k, (void)g, (void)s;
@@ -228,6 +273,8 @@ Suite *contract_suite(void) {
     tcase_add_test(tc, test_vjp_writing_the_output_is_caught);
     tcase_add_test(tc, test_non_deterministic_vjp_is_caught);
     tcase_add_test(tc, test_gradient_depending_on_other_inputs_is_caught);
+    tcase_add_test(tc, test_fresh_arena_memory_is_nan_in_tests);
+    tcase_add_test(tc, test_vjp_reading_uninitialised_memory_fails);
     tcase_add_test(tc, test_contract_errors);
     suite_add_tcase(s, tc);
     return s;
