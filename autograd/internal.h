@@ -179,6 +179,7 @@ typedef struct op_contract_report {
     bool passed;
     int cases;                        /* sample cases built (float64 and float32) */
     int nodes;                        /* nodes of the op whose vjp was checked */
+    double f32_worst;                 /* op_check_float32: largest error / bound */
     char message[1024];
 } op_contract_report;
 /* Checks the vjp contract of op on each of its sample cases (drawn from
@@ -190,6 +191,11 @@ typedef struct op_contract_report {
  * another vjp is checked as itself. Returns 0 (verdict in r) or -1 with an
  * error set (NULL argument, an entry without samples, a failing sample). */
 int op_check_contract(const op_def *op, uint64_t seed, op_contract_report *r);
+/* Runs each sample case in float32 and in float64 on the same values (the
+ * float64 inputs rounded to float32 first) and compares the outputs and the
+ * gradients within a bound derived from float32 rounding and the op's size
+ * (autograd/opcheck.c). Returns 0 (verdict in r) or -1 with an error set. */
+int op_check_float32(const op_def *op, uint64_t seed, op_contract_report *r);
 
 /* ------------------------------------------------- sample helpers */
 /* A user-owned float64 tensor with values uniform in [lo, hi) from g, each

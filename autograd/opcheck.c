@@ -293,3 +293,176 @@ int op_check_contract(const op_def *op, uint64_t seed, op_contract_report *r) {
     }
     return 0;
 }
+
+/* ------------------------------------------------- float32 against float64
+ * Training runs the float32 kernels; the numerical checker runs float64 ones
+ * (distinct code in conv, GEMM and elsewhere). Each case runs in both on the
+ * same values: inputs and upstream gradient rounded to float32 first, so both
+ * runs see identical numbers and any difference comes from the float32
+ * arithmetic of the kernels alone. That difference is bounded by float32
+ * rounding on the magnitudes involved: an element of a result computed from
+ * up to n numbers of the op (the elements of its inputs and output) carries a
+ * few roundings per step, and a sum of n terms up to sqrt(n) of them
+ * (rounding errors of a sum of random terms add like a random walk), each of
+ * the size of the element itself or of the terms it was summed from, which
+ * can cancel down to a small element. The terms of an output are bounded by
+ * the largest input or output element (s_y), those of a gradient by the
+ * largest upstream or gradient element (s_g):
+ *     |y32 - y64| <= F32_UNITS u32 (1 + sqrt(n)) (|y64| + s),
+ * u32 = 2^-24. One rule for every op, none loosened: over the registry and
+ * 20 seeds the largest error is 0.55 of this bound with F32_UNITS = 1 (div's
+ * gradient); F32_UNITS = 4 leaves a margin of 7. A float32 kernel wrong by a
+ * relative 1e-5 fails it. */
+#ifndef F32_UNITS
+#define F32_UNITS 4.0
+#endif
+
+typedef struct {
+    tensor *y, *grad[SAMPLE_MAX_INPUTS];
+} run_result;
+
+static void result_free(run_result *r) {
+    tensor_free(r->y);
+    for (int i = 0; i < SAMPLE_MAX_INPUTS; i++) tensor_free(r->grad[i]);
+}
+
+/* The case built in dtype dt from the float32-rounded sample values x32, with
+ * backward from w (also float32-representable); the output and the gradients
+ * copied out (user-owned). */
+static int run_in(const op_def *op, const op_sample *s, tensor *const *x32, dtype dt,
+                  const tensor *w64, tensor **w_out, rng *g, run_result *res) {
+    tensor *in[SAMPLE_MAX_INPUTS] = {NULL};
+    int rc = 0;
+    memset(res, 0, sizeof *res);
+    for (int i = 0; i < s->n_inputs && rc == 0; i++) {
+        if (!x32[i]) continue;
+        in[i] = x32[i]->dtype == DTYPE_I64 ? tensor_clone(x32[i]) : tensor_to_dtype(x32[i], dt);
+        if (!in[i]) rc = -1;
+        else if (in[i]->dtype != DTYPE_I64 && !mask_bit(s->no_grad_mask, i))
+            tensor_set_requires_grad(in[i], true);
+    }
+    tape_reset();
+    tensor *y = rc ? NULL : op->build(in, s);
+    if (!y) rc = -1;
+    /* the vjp of the entry given runs, as in op_check_contract */
+    for (int64_t j = 0; rc == 0 && j < tape_node_count(); j++)
+        if (strcmp(tape_node_at(j)->op->name, op->name) == 0) tape_node_at(j)->op = op;
+    if (rc == 0) res->y = tensor_clone(y);
+    if (rc == 0 && y->requires_grad && y->size > 0) {
+        tensor *w = NULL;
+        if (w64) {
+            w = tensor_to_dtype(w64, dt);
+        } else { /* the first run draws the upstream gradient, float32 values */
+            w = tensor_new(DTYPE_F64, y->ndim, y->shape);
+            if (w) fill_seeded(w, g);
+            for (int64_t e = 0; w && e < w->size; e++) tensor_set(w, e, (float)tensor_get(w, e));
+            *w_out = w ? tensor_clone(w) : NULL;
+        }
+        rc = !w || tensor_backward_with(y, w) ? -1 : 0;
+        tensor_free(w);
+        for (int i = 0; i < s->n_inputs && rc == 0; i++)
+            if (in[i] && in[i]->grad) res->grad[i] = tensor_clone(in[i]->grad);
+    }
+    tape_reset();
+    for (int i = 0; i < SAMPLE_MAX_INPUTS; i++) tensor_free(in[i]);
+    return rc;
+}
+
+/* Compares b (float32) with a (float64) element by element; false and a
+ * message at the first element beyond the bound. */
+static bool f32_close(const tensor *a, const tensor *b, double n, double scale,
+                      const char *where, const char *what, op_contract_report *r) {
+    if (!a || !b || a->size != b->size) {
+        fail(r, "%s: %s: float32 and float64 runs differ in kind (%s)", where, what,
+             !a || !b ? "one has no result" : "sizes differ");
+        return false;
+    }
+    const double k = F32_UNITS * 0x1p-24 * (1 + sqrt(n));
+    for (int64_t e = 0; e < a->size; e++) {
+        double x = tensor_get(a, e), y = tensor_get(b, e), tol = k * (fabs(x) + scale);
+        double ratio = fabs(x - y) / tol;
+        if (!(ratio <= 1) && !(x == y)) { /* x == y: equal infinities */
+            fail(r, "%s: float32 %s element %lld is %.9g, float64 %.17g on the same values:"
+                    " the error %.3g exceeds the float32 rounding bound %.3g",
+                 where, what, (long long)e, y, x, fabs(x - y), tol);
+            return false;
+        }
+        if (ratio > r->f32_worst) r->f32_worst = ratio;
+    }
+    return true;
+}
+
+static int check_case_f32(const op_def *op, int k, uint64_t seed, op_contract_report *r) {
+    op_sample s;
+    memset(&s, 0, sizeof s);
+    rng g;
+    rng_seed(&g, seed, (uint64_t)k);
+    int rc = op->sample(k, &g, &s);
+    if (rc == 1) return 1;
+    char where[256];
+    snprintf(where, sizeof where, "%s case %d (%s)", op->name, k, s.name);
+    tensor *x32[SAMPLE_MAX_INPUTS] = {NULL}, *w = NULL;
+    run_result r64, r32;
+    memset(&r64, 0, sizeof r64);
+    memset(&r32, 0, sizeof r32);
+    if (rc != 0) {
+        if (!error_pending()) error_set("op contract: %s: the sample failed", where);
+        goto out;
+    }
+    double n = 0; /* the op's size: the numbers an element may be computed from */
+    for (int i = 0; i < s.n_inputs && rc == 0; i++) {
+        const tensor *x = s.inputs[i];
+        if (!x) continue;
+        x32[i] = x->dtype == DTYPE_F64 ? tensor_to_dtype(x, DTYPE_F32) : tensor_clone(x);
+        if (!x32[i]) rc = -1;
+        else n += (double)x->size;
+    }
+    rng gw;
+    rng_seed(&gw, seed, STREAM_CONTRACT);
+    if (rc || run_in(op, &s, x32, DTYPE_F64, NULL, &w, &gw, &r64) ||
+        run_in(op, &s, x32, DTYPE_F32, w, NULL, &gw, &r32)) {
+        if (!error_pending()) error_set("op contract: %s: the build returned NULL", where);
+        rc = -1;
+        goto out;
+    }
+    r->cases++;
+    n += (double)r64.y->size;
+    double s_y = max_abs(r64.y), s_g = w ? max_abs(w) : 0;
+    for (int i = 0; i < s.n_inputs; i++) {
+        if (x32[i] && x32[i]->dtype != DTYPE_I64) s_y = fmax(s_y, max_abs(x32[i]));
+        if (r64.grad[i]) s_g = fmax(s_g, max_abs(r64.grad[i]));
+    }
+    if (!f32_close(r64.y, r32.y, n, s_y, where, "output", r)) goto out;
+    for (int i = 0; i < s.n_inputs; i++) {
+        if (!r64.grad[i] && !r32.grad[i]) continue;
+        char what[64];
+        snprintf(what, sizeof what, "gradient of input %d", i);
+        if (!f32_close(r64.grad[i], r32.grad[i], n, s_g, where, what, r)) goto out;
+    }
+out:
+    result_free(&r64);
+    result_free(&r32);
+    tensor_free(w);
+    for (int i = 0; i < SAMPLE_MAX_INPUTS; i++) tensor_free(x32[i]);
+    for (int i = 0; i < s.n_inputs && i < SAMPLE_MAX_INPUTS; i++) tensor_free(s.inputs[i]);
+    return rc;
+}
+
+int op_check_float32(const op_def *op, uint64_t seed, op_contract_report *r) {
+    if (!op || !r) {
+        error_set("op contract: %s is NULL", !op ? "op" : "report");
+        return -1;
+    }
+    memset(r, 0, sizeof *r);
+    r->passed = true;
+    if (!op->sample || !op->build) {
+        error_set("op contract: %s has no %s", op->name, !op->sample ? "sample cases" : "build function");
+        return -1;
+    }
+    for (int k = 0; r->passed; k++) {
+        int rc = check_case_f32(op, k, seed, r);
+        if (rc == 1) break;
+        if (rc < 0) return -1;
+    }
+    return 0;
+}

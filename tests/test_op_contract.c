@@ -181,6 +181,75 @@ START_TEST(test_gradient_depending_on_other_inputs_is_caught) {
 }
 END_TEST
 
+/* ------------------------------------------ float32 against float64 */
+START_TEST(test_every_op_float32_matches_float64_20_seeds) {
+    for (int i = 0; i < op_count(); i++) {
+        const op_def *op = op_at(i);
+        double worst = 0;
+        for (uint64_t seed = 1; seed <= 20; seed++) {
+            op_contract_report r;
+            ck_assert_msg(op_check_float32(op, seed, &r) == 0, "%s: %s", op->name,
+                          tapegrad_error());
+            ck_assert_msg(r.passed, "seed %llu: %s", (unsigned long long)seed, r.message);
+            ck_assert_int_ge(r.cases, 2);
+            worst = fmax(worst, r.f32_worst);
+        }
+        /* the bound is not so loose that nothing comes near it */
+        ck_assert_msg(worst < 1, "%s", op->name);
+    }
+}
+END_TEST
+
+/* logsumexp of values near 1000 in float32: y rounded to float32 is off by up
+ * to 3e-5 (half an ulp of 1000), and the vjp's exp(x - y) used to carry that
+ * into every gradient element as a relative error of 3e-5. Here x = 1000 +
+ * {0, 0.5, 1, 1.5} (exact in float32), so dx = softmax(x - 1000) and the
+ * float32 gradient must agree with it to float32 rounding (2^-24 relative, a
+ * few units). */
+START_TEST(test_logsumexp_float32_gradient_near_1000) {
+    tensor *x = tensor_from_doubles(DTYPE_F32, SHAPE(4), (double[]){1000, 1000.5, 1001, 1001.5});
+    tensor_set_requires_grad(x, true);
+    tensor *y = tensor_logsumexp(x, NULL, 0, false);
+    ck_assert_int_eq(tensor_backward(y), 0);
+    double z = 0, e[4];
+    for (int i = 0; i < 4; i++) z += e[i] = exp(0.5 * i);
+    for (int i = 0; i < 4; i++)
+        ck_assert_msg(fabs(tensor_get(x->grad, i) - e[i] / z) <= 4 * 0x1p-24 * (e[i] / z),
+                      "dx[%d] = %.9g, expected %.9g", i, tensor_get(x->grad, i), e[i] / z);
+    tape_reset();
+    tensor_free(x);
+}
+END_TEST
+
+/* A vjp wrong only in float32 (by a factor 1.001): the float64 checker
+ * cannot see it, the float32 comparison does. */
+static void conv_vjp_off_in_float32(tape_node *n, tensor *const *gin) {
+    if (n->out->dtype != DTYPE_F32) {
+        real_vjp(n, gin);
+        return;
+    }
+    tensor *scratch[3] = {NULL};
+    for (int j = 0; j < n->n_in; j++)
+        if (gin[j]) scratch[j] = tensor_tape_zeros(gin[j]->dtype, gin[j]->ndim, gin[j]->shape);
+    real_vjp(n, scratch);
+    for (int j = 0; j < n->n_in; j++)
+        for (int64_t e = 0; scratch[j] && e < scratch[j]->size; e++)
+            tensor_set(gin[j], e, tensor_get(gin[j], e) + 1.001 * tensor_get(scratch[j], e));
+}
+
+START_TEST(test_vjp_wrong_only_in_float32_is_caught) {
+    real_vjp = op_find("conv2d")->vjp;
+    op_def bad = broken("conv2d", conv_vjp_off_in_float32);
+    op_contract_report r;
+    ck_assert_int_eq(op_check_contract(&bad, 1, &r), 0);
+    ck_assert_msg(r.passed, "%s", r.message); /* it accumulates, it is deterministic */
+    ck_assert_int_eq(op_check_float32(&bad, 1, &r), 0);
+    ck_assert(!r.passed);
+    ck_assert_msg(strstr(r.message, "conv2d case 0") && strstr(r.message, "float32 gradient of input"),
+                  "%s", r.message);
+}
+END_TEST
+
 /* ------------------------------------------ fresh arena memory is NaN */
 /* TEST_MAIN turns the poison on: a block the arena hands out holds NaN
  * (float32 and float64) until written. */
@@ -257,6 +326,18 @@ START_TEST(test_contract_errors) {
     ck_assert_int_eq(op_check_contract(&op, 1, &r), -1);
     ck_assert_ptr_nonnull(strstr(tapegrad_error(), "float64: the build returned NULL"));
     tapegrad_error_clear();
+    ck_assert_int_eq(op_check_float32(&op, 1, &r), -1);
+    ck_assert_ptr_nonnull(strstr(tapegrad_error(), "): the build returned NULL"));
+    tapegrad_error_clear();
+    ck_assert_int_eq(op_check_float32(NULL, 1, &r), -1);
+    ck_assert_error_is("op contract: op is NULL");
+    op.sample = NULL;
+    ck_assert_int_eq(op_check_float32(&op, 1, &r), -1);
+    ck_assert_error_is("op contract: exp has no sample cases");
+    op.sample = failing_sample;
+    ck_assert_int_eq(op_check_float32(&op, 1, &r), -1);
+    ck_assert_ptr_nonnull(strstr(tapegrad_error(), "): the sample failed"));
+    tapegrad_error_clear();
 }
 END_TEST
 
@@ -273,6 +354,9 @@ Suite *contract_suite(void) {
     tcase_add_test(tc, test_vjp_writing_the_output_is_caught);
     tcase_add_test(tc, test_non_deterministic_vjp_is_caught);
     tcase_add_test(tc, test_gradient_depending_on_other_inputs_is_caught);
+    tcase_add_test(tc, test_every_op_float32_matches_float64_20_seeds);
+    tcase_add_test(tc, test_logsumexp_float32_gradient_near_1000);
+    tcase_add_test(tc, test_vjp_wrong_only_in_float32_is_caught);
     tcase_add_test(tc, test_fresh_arena_memory_is_nan_in_tests);
     tcase_add_test(tc, test_vjp_reading_uninitialised_memory_fails);
     tcase_add_test(tc, test_contract_errors);
