@@ -250,6 +250,67 @@ START_TEST(test_vjp_wrong_only_in_float32_is_caught) {
 }
 END_TEST
 
+/* -------------------------------------------- at the sizes training runs
+ * The registry's samples are small; the kernels LeNet-5 trains with (conv's
+ * direct and tiled paths, OpenMP regions above PARALLEL_MIN_ELEMS) run only
+ * on larger inputs. Copies of conv2d, max_pool2d and linear with LeNet-5's
+ * shapes at batch 8 keep the contract and match float64 under the same
+ * rule, on one thread and on two. */
+static int lenet_conv_sample(int k, rng *g, op_sample *s) {
+    static const int64_t xs[2][4] = {{8, 1, 28, 28}, {8, 6, 14, 14}}, ws[2][4] = {{6, 1, 5, 5}, {16, 6, 5, 5}};
+    if (k >= 2) return 1;
+    s->n_inputs = 3;
+    s->inputs[0] = sample_tensor(g, 4, xs[k], -1.0, 1.0);
+    s->inputs[1] = sample_tensor(g, 4, ws[k], -0.3, 0.3);
+    s->inputs[2] = sample_tensor(g, 1, ws[k], -0.1, 0.1);
+    const int ip[7] = {1, 1, k == 0 ? 2 : 0, k == 0 ? 2 : 0, 1, 1, 1};
+    for (int i = 0; i < 7; i++) s->ip[i] = ip[i];
+    sample_name(s, "LeNet-5 conv%d, batch 8", k + 1);
+    return 0;
+}
+static int lenet_pool_sample(int k, rng *g, op_sample *s) {
+    static const int64_t xs[2][4] = {{8, 6, 28, 28}, {8, 16, 10, 10}};
+    if (k >= 2) return 1;
+    s->n_inputs = 1;
+    s->inputs[0] = sample_tensor_distinct(g, 4, xs[k], -1.5, 1e-4);
+    const int ip[7] = {2, 2, 2, 2, 0, 0, 0};
+    for (int i = 0; i < 7; i++) s->ip[i] = ip[i];
+    sample_name(s, "LeNet-5 pool%d, batch 8", k + 1);
+    return 0;
+}
+static int lenet_linear_sample(int k, rng *g, op_sample *s) {
+    static const int64_t dims[3][2] = {{400, 120}, {120, 84}, {84, 10}};
+    if (k >= 3) return 1;
+    s->n_inputs = 3;
+    s->ip[0] = 1;
+    s->inputs[0] = sample_tensor(g, 2, (int64_t[]){8, dims[k][0]}, -1.0, 1.0);
+    s->inputs[1] = sample_tensor(g, 2, (int64_t[]){dims[k][1], dims[k][0]}, -0.1, 0.1);
+    s->inputs[2] = sample_tensor(g, 1, (int64_t[]){dims[k][1]}, -0.1, 0.1);
+    sample_name(s, "LeNet-5 linear%d, batch 8", k + 1);
+    return 0;
+}
+
+START_TEST(test_lenet5_sized_kernels_keep_the_contract_and_match_float64) {
+    op_def conv = *op_find("conv2d"), pool = *op_find("max_pool2d"), lin = *op_find("linear");
+    conv.sample = lenet_conv_sample;
+    pool.sample = lenet_pool_sample;
+    lin.sample = lenet_linear_sample;
+    const op_def *ops[3] = {&conv, &pool, &lin};
+    for (int threads = 1; threads <= 2; threads++) {
+        tapegrad_set_threads(threads);
+        for (int i = 0; i < 3; i++) {
+            op_contract_report r;
+            ck_assert_msg(op_check_contract(ops[i], 7, &r) == 0, "%s", tapegrad_error());
+            ck_assert_msg(r.passed, "%d threads: %s", threads, r.message);
+            ck_assert_int_ge(r.nodes, 4);
+            ck_assert_msg(op_check_float32(ops[i], 7, &r) == 0, "%s", tapegrad_error());
+            ck_assert_msg(r.passed, "%d threads: %s", threads, r.message);
+        }
+    }
+    tapegrad_set_threads(1);
+}
+END_TEST
+
 /* ------------------------------------------ fresh arena memory is NaN */
 /* TEST_MAIN turns the poison on: a block the arena hands out holds NaN
  * (float32 and float64) until written. */
@@ -357,6 +418,7 @@ Suite *contract_suite(void) {
     tcase_add_test(tc, test_every_op_float32_matches_float64_20_seeds);
     tcase_add_test(tc, test_logsumexp_float32_gradient_near_1000);
     tcase_add_test(tc, test_vjp_wrong_only_in_float32_is_caught);
+    tcase_add_test(tc, test_lenet5_sized_kernels_keep_the_contract_and_match_float64);
     tcase_add_test(tc, test_fresh_arena_memory_is_nan_in_tests);
     tcase_add_test(tc, test_vjp_reading_uninitialised_memory_fails);
     tcase_add_test(tc, test_contract_errors);
