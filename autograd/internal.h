@@ -196,6 +196,12 @@ int op_check_contract(const op_def *op, uint64_t seed, op_contract_report *r);
  * gradients within a bound derived from float32 rounding and the op's size
  * (autograd/opcheck.c). Returns 0 (verdict in r) or -1 with an error set. */
 int op_check_float32(const op_def *op, uint64_t seed, op_contract_report *r);
+/* The float64 tolerances of the tight registry check, far below gradcheck's
+ * defaults (atol 1e-5, rtol 1e-3): OP_TIGHT_ATOL / OP_TIGHT_RTOL, or the
+ * measured figure of an op whose own numeric noise is larger. */
+#define OP_TIGHT_ATOL 1e-8
+#define OP_TIGHT_RTOL 1e-6
+void op_tight_tolerances(const op_def *op, double *atol, double *rtol);
 
 /* ------------------------------------------------- sample helpers */
 /* A user-owned float64 tensor with values uniform in [lo, hi) from g, each
