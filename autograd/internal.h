@@ -93,6 +93,9 @@ typedef struct arena_pos {
 } arena_pos;
 arena_pos arena_tell(void);
 void arena_seek(arena_pos p);
+/* Test builds (tests/check_main.h) fill every block arena_alloc returns with
+ * NaN bytes, so reading memory a kernel never wrote shows; off by default. */
+void arena_set_poison(bool on);
 
 /* ----------------------------------------------------------- tensor help */
 size_t dtype_size(dtype dt);
@@ -179,6 +182,37 @@ static inline int64_t bcast_offset(int64_t i, int ndim, const int64_t *shape,
 static inline bool parallel_pays(int64_t work) {
     return work >= PARALLEL_MIN_ELEMS && tapegrad_threads() > 1;
 }
+
+/* ----------------------------------------------- the vjp contract */
+/* What op_check_contract found: passed, or the first breach in one sentence
+ * (op, case, dtype, input, element and values). */
+typedef struct op_contract_report {
+    bool passed;
+    int cases;                        /* sample cases built (float64 and float32) */
+    int nodes;                        /* nodes of the op whose vjp was checked */
+    double f32_worst;                 /* op_check_float32: largest error / bound */
+    char message[1024];
+} op_contract_report;
+/* Checks the vjp contract of op on each of its sample cases (drawn from
+ * seed), in float64 and float32: the vjp accumulates (+=) into pre-filled
+ * buffers, writes nothing but the gradient buffers, is deterministic, and
+ * gives an input the same gradient whether or not the others want one (see
+ * autograd/opcheck.c). The node checked is found by op's name on the tape its
+ * build records, and op's own vjp is called, so a copy of an entry with
+ * another vjp is checked as itself. Returns 0 (verdict in r) or -1 with an
+ * error set (NULL argument, an entry without samples, a failing sample). */
+int op_check_contract(const op_def *op, uint64_t seed, op_contract_report *r);
+/* Runs each sample case in float32 and in float64 on the same values (the
+ * float64 inputs rounded to float32 first) and compares the outputs and the
+ * gradients within a bound derived from float32 rounding and the op's size
+ * (autograd/opcheck.c). Returns 0 (verdict in r) or -1 with an error set. */
+int op_check_float32(const op_def *op, uint64_t seed, op_contract_report *r);
+/* The float64 tolerances of the tight registry check, far below gradcheck's
+ * defaults (atol 1e-5, rtol 1e-3): OP_TIGHT_ATOL / OP_TIGHT_RTOL, or the
+ * measured figure of an op whose own numeric noise is larger. */
+#define OP_TIGHT_ATOL 1e-8
+#define OP_TIGHT_RTOL 1e-6
+void op_tight_tolerances(const op_def *op, double *atol, double *rtol);
 
 /* ------------------------------------------------- sample helpers */
 /* A user-owned float64 tensor with values uniform in [lo, hi) from g, each

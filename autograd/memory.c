@@ -87,6 +87,9 @@ typedef struct chunk {
 
 static chunk *arena_first, *arena_cur;
 static size_t arena_step_bytes; /* bytes requested since the last rewind */
+static bool arena_poison;       /* test builds: fresh blocks filled with NaN */
+
+void arena_set_poison(bool on) { arena_poison = on; }
 #define ARENA_MIN_CHUNK (1u << 20)
 
 static chunk *chunk_new(size_t cap) {
@@ -124,6 +127,10 @@ void *arena_alloc(size_t bytes) {
     }
     void *p = arena_cur->base + arena_cur->used;
     arena_cur->used += need;
+    /* all-ones bytes are a NaN in float32 and float64 (and -1 in int64), so
+     * a kernel that reads memory it never wrote gives NaN, not the zeros of a
+     * fresh page or the values of the last step */
+    if (arena_poison) memset(p, 0xff, need);
     return p;
 }
 
