@@ -199,7 +199,9 @@ int main(int argc, char **argv) {
     optim_config cfg = optim_defaults(o.optim);
     if (o.lr >= 0) cfg.lr = o.lr;
     run r = {.o = &o, .net = net, .tty = isatty(STDOUT_FILENO)};
-    r.opt = optim_new(&cfg, net->model->params, net->model->n_params);
+    int n_params;
+    tensor *const *params = nn_model_parameters(net->model, &n_params);
+    r.opt = optim_new(&cfg, params, n_params);
     r.train = nn_loader_new(train, o.batch, true, o.seed);
     if (!r.opt || !r.train) return fail("setting up training");
     FILE *csv = o.csv ? fopen(o.csv, "w") : NULL;

@@ -342,6 +342,8 @@ typedef struct nn_model {
     tensor **buffers;       /* n_buffers buffers (not trained) */
     char (*buffer_names)[NN_NAME_MAX];
     int cap_params, cap_buffers;
+    tensor **unique;        /* the n_unique distinct parameters: a tied one once */
+    int n_unique, cap_unique;
     bool training;          /* train mode (default) or eval mode */
     dtype dtype;            /* dtype of new parameters */
     rng rng;                /* initialisers and dropout masks draw from it */
@@ -350,13 +352,25 @@ typedef struct nn_model {
 /* Returns a new model (release with nn_model_free) or NULL. */
 nn_model *nn_model_new(dtype dt, uint64_t seed);
 void nn_model_free(nn_model *m);
-/* Takes ownership of t (also on error, when t is freed); sets requires_grad.
- * Names must be unique. Returns t or NULL. */
+/* Takes ownership of t (also on error, when t is freed, unless the model
+ * already holds t); sets requires_grad. Returns t or NULL.
+ * Names must be unique, non-empty, under NN_NAME_MAX bytes, UTF-8 and not
+ * "__metadata__" (what a checkpoint can store and read back); a parameter is
+ * float32 or float64. Tied (shared) tensors: adding a tensor the model
+ * already holds under a new name registers one tensor under two names (a
+ * head tied to an embedding): it stays one parameter, freed once, counted
+ * once by nn_model_numel and listed once by nn_model_parameters, while the
+ * state_dict (nn_model_state_at, checkpoints) has both names. A tensor cannot
+ * be both a parameter and a buffer. */
 tensor *nn_model_add_param(nn_model *m, const char *name, tensor *t);
 tensor *nn_model_add_buffer(nn_model *m, const char *name, tensor *t);
 tensor *nn_model_find(const nn_model *m, const char *name); /* param or buffer */
 void nn_model_train(nn_model *m, bool on);                  /* false: eval mode */
-int64_t nn_model_numel(const nn_model *m);                  /* parameter elements */
+int64_t nn_model_numel(const nn_model *m);                  /* distinct parameters' elements */
+/* The distinct parameters in registration order, a tied one once: what
+ * optim_new takes (m->params lists a tied tensor under each of its names).
+ * *n gets the count; the array is borrowed, valid until the next add. */
+tensor *const *nn_model_parameters(const nn_model *m, int *n);
 /* state_dict: parameters then buffers, n_params + n_buffers entries; the
  * i-th name and tensor (borrowed). Returns -1 when i is out of range. */
 int nn_model_state_count(const nn_model *m);

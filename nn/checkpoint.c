@@ -24,9 +24,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../autograd/internal.h"
+#include "internal.h"
 
 #define HEADER_MAX 100000000 /* the safetensors library's own limit */
+#define ST_NAME_MAX (NN_NAME_MAX * 2) /* a name read back has fewer bytes */
 
 static const char *st_dtype(dtype dt) {
     return dt == DTYPE_F32 ? "F32" : dt == DTYPE_F64 ? "F64" : "I64";
@@ -104,6 +105,13 @@ static int save_checks(const char *path, const char *const *names, tensor *const
         if (!names[i] || !ts[i] || !names[i][0]) {
             if (!error_pending())
                 error_set("nn_safetensors_save: entry %d has no name or no tensor", i);
+            return -1;
+        }
+        const char *fault = nn_name_fault(names[i], ST_NAME_MAX);
+        if (fault) {
+            error_set("nn_safetensors_save: name refused, %s (it could not be loaded back): "
+                      "\"%s\"",
+                      fault, names[i]);
             return -1;
         }
         for (int j = 0; j < i; j++)
@@ -223,7 +231,7 @@ int nn_safetensors_save(const char *path, const char *const *names, tensor *cons
 /* ------------------------------------------------------------- loading */
 
 typedef struct entry {
-    char name[NN_NAME_MAX * 2];
+    char name[ST_NAME_MAX];
     dtype dt;
     int ndim;
     int64_t shape[TENSOR_MAX_DIMS];
@@ -258,6 +266,21 @@ static int utf8_len(const unsigned char *s, const unsigned char *end) {
     for (int i = 1; i < n; i++, lo = 0x80, hi = 0xbf)
         if (s[i] < lo || s[i] > hi) return 0;
     return n;
+}
+
+const char *nn_name_fault(const char *name, size_t max) {
+    size_t len = strlen(name);
+    const unsigned char *s = (const unsigned char *)name, *end = s + len;
+    if (!len) return "empty";
+    if (len >= max) {
+        static _Thread_local char why[48];
+        snprintf(why, sizeof why, "longer than %zu bytes", max - 1);
+        return why;
+    }
+    for (int n; s < end; s += n)
+        if (!(n = utf8_len(s, end))) return "not UTF-8";
+    if (!strcmp(name, "__metadata__")) return "reserved for the format's metadata";
+    return NULL;
 }
 
 static int check_utf8(parser *ps) {
@@ -760,6 +783,28 @@ static void copy_into(const entry *e, const unsigned char *data, tensor *t) {
     }
 }
 
+/* A tied tensor (one tensor under the names of a and b) is saved under each
+ * name; loading takes it only when both copies hold the same values in the
+ * tensor's dtype, since no copy is more right than the other. 1 (with an
+ * error) when they differ or memory runs out, else 0. */
+static int tied_differ(const char *path, const entry *a, const entry *b,
+                       const unsigned char *data, const tensor *t) {
+    tensor *x = tensor_new(t->dtype, t->ndim, t->shape), *y = tensor_new(t->dtype, t->ndim, t->shape);
+    int rc = 1;
+    if (x && y) {
+        copy_into(a, data, x);
+        copy_into(b, data, y);
+        rc = memcmp(x->data, y->data, (size_t)t->size * dtype_size(t->dtype)) != 0;
+        if (rc)
+            error_set("%s: \"%s\" and \"%s\" name one tied tensor in the model but hold different "
+                      "values in the file",
+                      path, a->name, b->name);
+    }
+    tensor_free(x);
+    tensor_free(y);
+    return rc;
+}
+
 /* All names, shapes and dtypes are checked before any tensor is written, so
  * a rejected file leaves the model as it was. */
 static int match_and_copy(const char *path, entry *es, int n_es, const unsigned char *data,
@@ -784,6 +829,12 @@ static int match_and_copy(const char *path, entry *es, int n_es, const unsigned 
             mem_free(match);
             return -1;
         }
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < i; j++)
+            if (ts[j] == ts[i] && tied_differ(path, match[j], match[i], data, ts[i])) {
+                mem_free(match);
+                return -1;
+            }
     for (int i = 0; i < n; i++) copy_into(match[i], data, ts[i]);
     mem_free(match);
     return 0;

@@ -87,6 +87,14 @@ optim *optim_new(const optim_config *c, tensor *const *params, int n) {
                                               : "int64");
             return NULL;
         }
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < i; j++)
+            if (params[j] == params[i]) {
+                error_set("optim_new: parameters %d and %d are one tensor (tied?); it would be "
+                          "stepped twice: pass each tensor once (nn_model_parameters)",
+                          j, i);
+                return NULL;
+            }
     optim *o = mem_calloc(sizeof *o);
     if (!o) return NULL;
     o->c = *c;
