@@ -492,14 +492,34 @@ typedef struct optim_config {
 optim_config optim_defaults(optim_kind kind);
 typedef struct optim optim;
 /* Returns a new optimiser over the n parameters (borrowed; they must outlive
- * it), release with optim_free; NULL on a bad config. */
+ * it), release with optim_free; NULL on a bad config. Each tensor once: a
+ * tied parameter listed twice would be stepped twice and is refused (take
+ * the list from nn_model_parameters). The parameters are group 0. */
 optim *optim_new(const optim_config *c, tensor *const *params, int n);
+/* Parameter groups (torch.optim's param_groups): n more parameters stepped
+ * with c's lr, weight decay, betas, ...; c->kind must be the optimiser's.
+ * Returns the group's index or -1. */
+int optim_add_group(optim *o, const optim_config *c, tensor *const *params, int n);
+int optim_group_count(const optim *o);
 void optim_free(optim *o);
 int optim_step(optim *o);
 void optim_zero_grad(optim *o);    /* zeroes existing grads in place */
-void optim_set_lr(optim *o, double lr);
-double optim_get_lr(const optim *o);
+void optim_set_lr(optim *o, double lr);               /* every group's */
+int optim_set_group_lr(optim *o, int group, double lr);
+double optim_get_lr(const optim *o);                  /* group 0's */
+double optim_get_group_lr(const optim *o, int group);
 int64_t optim_steps(const optim *o);
+/* The optimiser's state in safetensors, as torch's optimizer.state_dict()
+ * holds it, flattened: "kind", "steps", per parameter K (in the optimiser's
+ * order) "state.K.step" (int64) and float64 "state.K.exp_avg",
+ * "state.K.exp_avg_sq" (Adam, AdamW) or "state.K.momentum_buffer" (SGD), per
+ * group G "param_groups.G.params" (int64 indices K) and float64
+ * "param_groups.G.lr", ".momentum", ".dampening", ".nesterov",
+ * ".weight_decay", ".beta1", ".beta2", ".eps". Loading needs the same kind,
+ * parameters and groups, restores the hyperparameters (lr included) and
+ * checks the whole file before writing anything. 0 or -1. */
+int optim_save(const optim *o, const char *path);
+int optim_load(optim *o, const char *path);
 /* Scales all grads so that their global L2 norm is at most max_norm;
  * returns the norm before clipping (-1 on error). */
 double optim_clip_grad_norm(tensor *const *params, int n, double max_norm);
@@ -565,6 +585,17 @@ int nn_safetensors_save(const char *path, const char *const *names, tensor *cons
 int nn_safetensors_load(const char *path, const char *const *names, tensor *const *ts, int n);
 int nn_model_save(const nn_model *m, const char *path);   /* params and buffers */
 int nn_model_load(nn_model *m, const char *path);
+/* A training checkpoint: one file, written atomically, holding all a run
+ * needs to continue bit for bit: the model's state_dict under "model."
+ * ("model.c1.weight"), the model's generator "rng.model" (dropout), the
+ * optimiser's state under "optim." (as optim_save names it) and the
+ * loader's permutation, generator and position ("loader.order",
+ * "loader.rng", "loader.pos"). o and l may be NULL (not saved, not loaded);
+ * loading needs the same parts as saving, checks the whole file and writes
+ * nothing on an error. The loader must be built on the same data, as the
+ * model on the same layers. */
+int nn_checkpoint_save(const char *path, const nn_model *m, const optim *o, nn_loader *l);
+int nn_checkpoint_load(const char *path, nn_model *m, optim *o, nn_loader *l);
 
 /* ---------------------------------------------------- gradient flow
  * After a backward pass: per parameter, did it get a gradient of its own
