@@ -402,6 +402,117 @@ START_TEST(test_checkpoint_refuses_bad_loader_and_rng) {
 }
 END_TEST
 
+/* The example program, beside this test binary's folder (build/examples/);
+ * NULL (and the test does nothing) in a build that has no examples, such as
+ * make check-asan's. */
+static const char *example(void) {
+    static char p[4096];
+    ssize_t n = readlink("/proc/self/exe", p, sizeof p - 32);
+    ck_assert_int_gt(n, 0);
+    p[n] = '\0';
+    char *slash = strrchr(p, '/');
+    *slash = '\0';
+    slash = strrchr(p, '/');
+    snprintf(slash, 32, "/examples/lenet5");
+    if (access(p, X_OK)) {
+        fprintf(stderr, "test_nn_resume: %s not built; its tests do nothing here\n", p);
+        return NULL;
+    }
+    return p;
+}
+
+/* Runs the example with args in dir's data, output to out; its exit code. */
+static int run_example(const char *exe, const char *args, const char *out) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "'%s' --data '%s' %s >'%s' 2>&1", exe, dir, args, out);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static bool file_has(const char *path, const char *want) {
+    size_t n;
+    char *p = slurp(path, &n);
+    p = realloc(p, n + 1);
+    p[n] = '\0';
+    bool has = strstr(p, want) != NULL;
+    if (!has) fprintf(stderr, "%s lacks \"%s\":\n%s\n", path, want, p);
+    free(p);
+    return has;
+}
+
+static void write_test_split(void) {
+    static uint8_t img[10 * 28 * 28], lab[10];
+    for (size_t i = 0; i < sizeof img; i++) img[i] = (uint8_t)(i * 7);
+    for (int i = 0; i < 10; i++) lab[i] = (uint8_t)i;
+    write_idx(in_dir("t10k-images-idx3-ubyte"), 3, (int[]){10, 28, 28}, img, sizeof img);
+    write_idx(in_dir("t10k-labels-idx1-ubyte"), 1, (int[]){10}, lab, sizeof lab);
+}
+
+/* examples/lenet5 --resume: 11 steps straight, or 6, a new process resuming
+ * to 11 (inside the second epoch of 5 batches), give the same checkpoint. */
+START_TEST(test_lenet5_example_resume_is_bitwise) {
+    const char *exe = example();
+    if (!exe) return;
+    make_dir();
+    write_data();
+    write_test_split();
+    char log[160];
+    snprintf(log, sizeof log, "%s", in_dir("log"));
+    char args[512];
+    snprintf(args, sizeof args, "--batch 8 --epochs 5 --steps 11 --checkpoint '%s'",
+             in_dir("a.st"));
+    ck_assert_int_eq(run_example(exe, args, log), 0);
+    snprintf(args, sizeof args, "--batch 8 --epochs 5 --steps 6 --checkpoint '%s'",
+             in_dir("b.st"));
+    ck_assert_int_eq(run_example(exe, args, log), 0);
+    snprintf(args, sizeof args, "--batch 8 --epochs 5 --steps 11 --resume '%s' --checkpoint '%s'",
+             in_dir("b.st"), in_dir("c.st"));
+    ck_assert_int_eq(run_example(exe, args, log), 0);
+    ck_assert(file_has(log, "at step 6 (epoch 2, batch 1)"));
+    size_t na, nc;
+    char *a = slurp(in_dir("a.st"), &na), *c = slurp(in_dir("c.st"), &nc);
+    ck_assert_uint_eq(na, nc);
+    ck_assert_msg(!memcmp(a, c, na), "lenet5 --resume differs from an uninterrupted run");
+    free(a), free(c);
+    remove_dir();
+}
+END_TEST
+
+/* Nonsense options are refused with a message naming the option (exit 2);
+ * a diverging run says why it stopped (exit 1). */
+START_TEST(test_lenet5_example_options_and_divergence) {
+    const char *exe = example();
+    if (!exe) return;
+    make_dir();
+    write_data();
+    write_test_split();
+    char log[160];
+    snprintf(log, sizeof log, "%s", in_dir("log"));
+    static const char *const bad[][2] = {
+        {"--subset -5", "lenet5: --subset needs a whole number from 1 to"},
+        {"--threads 0", "lenet5: --threads needs a whole number from 1 to 1024, not \"0\""},
+        {"--batch 12abc", "lenet5: --batch needs a whole number from 1 to 1000000, not \"12abc\""},
+        {"--epochs 99999999999999999999", "lenet5: --epochs needs a whole number"},
+        {"--lr nan", "lenet5: --lr needs a finite number above 0, not \"nan\""},
+        {"--lr -1", "lenet5: --lr needs a finite number above 0, not \"-1\""},
+        {"--seed -3", "lenet5: --seed needs a whole number from 0 to"},
+        {"--steps 0", "lenet5: --steps needs a whole number from 1 to"},
+        {"stray", "lenet5: unexpected argument \"stray\""},
+        {"--load x --resume y", "lenet5: --load and --resume both set the model; give one"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_int_eq(run_example(exe, bad[i][0], log), 2);
+        ck_assert(file_has(log, bad[i][1]));
+    }
+    ck_assert_int_eq(run_example(exe, "--batch 8 --epochs 1 --lr 1e30", log), 1);
+    ck_assert(file_has(log, "lenet5: training diverged: the loss is "));
+    ck_assert(file_has(log, "; try a lower --lr"));
+    ck_assert_int_eq(run_example(exe, "--resume /nonexistent/ck", log), 1);
+    ck_assert(file_has(log, "lenet5: resuming: /nonexistent/ck: cannot open: No such file"));
+    remove_dir();
+}
+END_TEST
+
 Suite *nn_resume_suite(void) {
     Suite *s = suite_create("nn_resume");
     TCase *tc = tcase_create("resume");
@@ -411,6 +522,8 @@ Suite *nn_resume_suite(void) {
     tcase_add_test(tc, test_optim_groups_own_hyperparameters);
     tcase_add_test(tc, test_optim_load_refuses_bad_values);
     tcase_add_test(tc, test_checkpoint_refuses_bad_loader_and_rng);
+    tcase_add_test(tc, test_lenet5_example_resume_is_bitwise);
+    tcase_add_test(tc, test_lenet5_example_options_and_divergence);
     suite_add_tcase(s, tc);
     return s;
 }
