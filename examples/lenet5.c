@@ -3,6 +3,14 @@
  *   lenet5 [--epochs 10] [--batch 64] [--lr 1e-3] [--optim adam|adamw|sgd]
  *          [--threads 1] [--seed 0] [--data DIR] [--subset N]
  *          [--save FILE] [--load FILE] [--csv FILE] [--grad-report]
+ *          [--checkpoint FILE] [--resume FILE] [--steps N]
+ *
+ * --save and --load take the model alone (a state_dict torch reads);
+ * --checkpoint writes the whole training state (model, optimiser, data order,
+ * generators) after every epoch and at the end, --resume continues from one
+ * exactly where it stopped: the same options and a resumed run give the
+ * numbers of an uninterrupted one, bit for bit. --steps N stops after N
+ * optimiser steps in all (counting those before a resume).
  *
  * The recipe of ../shared/peers/lenet5_fashion_torch.py: pixels / 255,
  * normalised with mean 0.2860 and std 0.3530, Adam lr 1e-3, batch 64, a new
@@ -12,7 +20,9 @@
  * (S: training time of the epoch, evaluation excluded). On a terminal a
  * progress bar shows batches, loss, samples/s and ETA; otherwise plain
  * progress lines. Uses the public header only. */
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,11 +33,11 @@
 
 typedef struct options {
     int epochs, threads;
-    int64_t batch, subset;
+    int64_t batch, subset, steps;
     double lr;
     optim_kind optim;
     uint64_t seed;
-    const char *data, *save, *load, *csv;
+    const char *data, *save, *load, *csv, *checkpoint, *resume;
     bool grad_report;
 } options;
 
@@ -46,8 +56,23 @@ static void usage(FILE *f) {
     fprintf(f, "usage: lenet5 [--epochs N] [--batch N] [--lr X] [--optim adam|adamw|sgd]\n"
                "              [--threads N] [--seed N] [--data DIR] [--subset N]\n"
                "              [--save FILE] [--load FILE] [--csv FILE] [--grad-report]\n"
+               "              [--checkpoint FILE] [--resume FILE] [--steps N]\n"
                "defaults: 10 epochs, batch 64, Adam lr 1e-3, 1 thread, data %s\n",
             NN_DATA_DIR_DEFAULT);
+}
+
+/* An integer option: all of s, in [lo, hi]; else a message naming it. */
+static int int_opt(const char *name, const char *s, long long lo, long long hi, long long *v) {
+    char *end;
+    errno = 0;
+    long long x = strtoll(s, &end, 10);
+    if (!*s || *end || errno || x < lo || x > hi) {
+        fprintf(stderr, "lenet5: --%s needs a whole number from %lld to %lld, not \"%s\"\n", name,
+                lo, hi, s);
+        return -1;
+    }
+    *v = x;
+    return 0;
 }
 
 static int parse(int argc, char **argv, options *o) {
@@ -55,22 +80,54 @@ static int parse(int argc, char **argv, options *o) {
         {"epochs", 1, 0, 'e'}, {"batch", 1, 0, 'b'}, {"lr", 1, 0, 'l'},   {"optim", 1, 0, 'o'},
         {"threads", 1, 0, 't'}, {"seed", 1, 0, 's'}, {"data", 1, 0, 'd'},  {"save", 1, 0, 'S'},
         {"load", 1, 0, 'L'},   {"csv", 1, 0, 'c'},   {"subset", 1, 0, 'n'}, {"grad-report", 0, 0, 'g'},
+        {"checkpoint", 1, 0, 'C'}, {"resume", 1, 0, 'R'}, {"steps", 1, 0, 'N'},
         {"help", 0, 0, 'h'},   {0, 0, 0, 0}};
     *o = (options){.epochs = 10, .batch = 64, .lr = -1, .optim = OPTIM_ADAM, .threads = 1,
                    .data = NN_DATA_DIR_DEFAULT};
     int c;
+    long long v;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
-        case 'e': o->epochs = atoi(optarg); break;
-        case 'b': o->batch = atoll(optarg); break;
-        case 'l': o->lr = atof(optarg); break;
-        case 't': o->threads = atoi(optarg); break;
-        case 's': o->seed = strtoull(optarg, NULL, 0); break;
+        case 'e':
+            if (int_opt("epochs", optarg, 1, 1000000, &v)) return 2;
+            o->epochs = (int)v;
+            break;
+        case 'b':
+            if (int_opt("batch", optarg, 1, 1000000, &v)) return 2;
+            o->batch = v;
+            break;
+        case 't':
+            if (int_opt("threads", optarg, 1, 1024, &v)) return 2;
+            o->threads = (int)v;
+            break;
+        case 's':
+            if (int_opt("seed", optarg, 0, LLONG_MAX, &v)) return 2;
+            o->seed = (uint64_t)v;
+            break;
+        case 'n':
+            if (int_opt("subset", optarg, 1, LLONG_MAX, &v)) return 2;
+            o->subset = v;
+            break;
+        case 'N':
+            if (int_opt("steps", optarg, 1, LLONG_MAX, &v)) return 2;
+            o->steps = v;
+            break;
+        case 'l': {
+            char *end;
+            o->lr = strtod(optarg, &end);
+            if (!*optarg || *end || !isfinite(o->lr) || !(o->lr > 0)) {
+                fprintf(stderr, "lenet5: --lr needs a finite number above 0, not \"%s\"\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        }
         case 'd': o->data = optarg; break;
         case 'S': o->save = optarg; break;
         case 'L': o->load = optarg; break;
         case 'c': o->csv = optarg; break;
-        case 'n': o->subset = atoll(optarg); break;
+        case 'C': o->checkpoint = optarg; break;
+        case 'R': o->resume = optarg; break;
         case 'g': o->grad_report = true; break;
         case 'o':
             if (!strcmp(optarg, "sgd")) o->optim = OPTIM_SGD;
@@ -85,8 +142,13 @@ static int parse(int argc, char **argv, options *o) {
         default: usage(stderr); return 2;
         }
     }
-    if (optind < argc || o->epochs < 0 || o->batch <= 0) {
+    if (optind < argc) {
+        fprintf(stderr, "lenet5: unexpected argument \"%s\"\n", argv[optind]);
         usage(stderr);
+        return 2;
+    }
+    if (o->load && o->resume) {
+        fprintf(stderr, "lenet5: --load and --resume both set the model; give one\n");
         return 2;
     }
     return 0;
@@ -154,17 +216,27 @@ typedef struct run {
     bool tty;
 } run;
 
-/* One epoch of training; returns the mean training loss or NAN on error. */
-static double train_epoch(run *r, int epoch) {
+/* One epoch of training (the rest of one, after a resume inside it): 0 with
+ * the mean training loss of the batches run in *mean, 1 when --steps is
+ * reached inside it, -1 on an error or a loss that is not finite (said). */
+static int train_epoch(run *r, int epoch, bool rewind, double *mean) {
     double t0 = now(), sum = 0, last = 0;
     int64_t samples = 0, b = 0, nb = nn_loader_batches(r->train);
     tensor *x, *y;
     int rc;
-    if (epoch > 1) nn_loader_rewind(r->train);
+    if (rewind) nn_loader_rewind(r->train);
     while ((rc = nn_loader_next(r->train, &x, &y)) == 1) {
         optim_zero_grad(r->opt);
         tensor *loss = nn_lenet5_loss(r->net, x, y);
-        if (!loss || tensor_backward(loss)) return NAN;
+        if (!loss || tensor_backward(loss)) return -1;
+        last = tensor_item(loss);
+        if (!isfinite(last)) {
+            fprintf(stderr, "%slenet5: training diverged: the loss is %g at step %lld (epoch %d, "
+                            "batch %lld); try a lower --lr\n",
+                    r->tty ? "\n" : "", last, (long long)optim_steps(r->opt) + 1, epoch,
+                    (long long)b + 1);
+            return -2;
+        }
         if (r->o->grad_report && b == 0) {
             nn_gradflow g;
             if (nn_gradflow_model(r->net->model, 1e-7, 1e3, &g) == 0) {
@@ -173,22 +245,30 @@ static double train_epoch(run *r, int epoch) {
                 nn_gradflow_free(&g);
             }
         }
-        if (optim_step(r->opt)) return NAN;
-        last = tensor_item(loss);
+        if (optim_step(r->opt)) return -1;
         sum += last * (double)x->shape[0];
         samples += x->shape[0];
         tape_reset(); /* every tape-owned tensor of the step goes; memory stays flat */
         progress(r->tty, epoch, ++b, nb, sum / (double)samples, samples, t0);
+        if (r->o->steps && optim_steps(r->opt) >= r->o->steps) break;
     }
     if (r->tty) printf("\n");
-    return rc < 0 ? NAN : sum / (double)(samples ? samples : 1);
+    *mean = sum / (double)(samples ? samples : 1);
+    return rc < 0 ? -1 : r->o->steps && optim_steps(r->opt) >= r->o->steps ? 1 : 0;
+}
+
+static int save_checkpoint(const run *r) {
+    if (!r->o->checkpoint) return 0;
+    if (nn_checkpoint_save(r->o->checkpoint, r->net->model, r->opt, r->train)) return -1;
+    printf("checkpoint %s at step %lld\n", r->o->checkpoint, (long long)optim_steps(r->opt));
+    return 0;
 }
 
 int main(int argc, char **argv) {
     options o;
     int rc = parse(argc, argv, &o);
     if (rc) return rc;
-    if (o.threads > 0) tapegrad_set_threads(o.threads);
+    tapegrad_set_threads(o.threads);
     nn_dataset *train = nn_dataset_load_dir(o.data, "train");
     nn_dataset *test = train ? nn_dataset_load_dir(o.data, "t10k") : NULL;
     if (!train || !test) return fail("loading data");
@@ -199,9 +279,16 @@ int main(int argc, char **argv) {
     optim_config cfg = optim_defaults(o.optim);
     if (o.lr >= 0) cfg.lr = o.lr;
     run r = {.o = &o, .net = net, .tty = isatty(STDOUT_FILENO)};
-    r.opt = optim_new(&cfg, net->model->params, net->model->n_params);
+    int n_params;
+    tensor *const *params = nn_model_parameters(net->model, &n_params);
+    r.opt = optim_new(&cfg, params, n_params);
     r.train = nn_loader_new(train, o.batch, true, o.seed);
     if (!r.opt || !r.train) return fail("setting up training");
+    if (o.resume && nn_checkpoint_load(o.resume, net->model, r.opt, r.train))
+        return fail("resuming");
+    /* where the run stands: every batch is one step */
+    int64_t done = optim_steps(r.opt), nb = nn_loader_batches(r.train);
+    int first = (int)(done / nb) + 1;
     FILE *csv = o.csv ? fopen(o.csv, "w") : NULL;
     if (o.csv && !csv) {
         perror(o.csv);
@@ -211,11 +298,24 @@ int main(int argc, char **argv) {
     printf("lenet5: %lld parameters, %lld training images, %lld test images, %s lr %g, batch "
            "%lld, %d threads\n",
            (long long)nn_model_numel(net->model), (long long)train->n, (long long)test->n,
-           o.optim == OPTIM_SGD ? "sgd" : o.optim == OPTIM_ADAM ? "adam" : "adamw", cfg.lr,
-           (long long)o.batch, tapegrad_threads());
-    for (int e = 1; e <= o.epochs; e++) {
-        double t0 = now(), loss = train_epoch(&r, e), secs = now() - t0;
-        if (isnan(loss)) return fail("training");
+           o.optim == OPTIM_SGD ? "sgd" : o.optim == OPTIM_ADAM ? "adam" : "adamw",
+           optim_get_lr(r.opt), (long long)o.batch, tapegrad_threads());
+    if (o.resume)
+        printf("resumed %s at step %lld (epoch %d, batch %lld)\n", o.resume, (long long)done, first,
+               (long long)(done % nb));
+    for (int e = first; e <= o.epochs; e++) {
+        /* a new order at each epoch's start, none inside a resumed epoch */
+        bool rewind = e > 1 && (e > first || done % nb == 0);
+        double t0 = now(), loss;
+        int st = train_epoch(&r, e, rewind, &loss);
+        double secs = now() - t0;
+        if (st == -2) return 1;
+        if (st < 0) return fail("training");
+        if (save_checkpoint(&r)) return fail("saving the training checkpoint");
+        if (st == 1) {
+            printf("stopped at step %lld (--steps)\n", (long long)optim_steps(r.opt));
+            break;
+        }
         double acc = evaluate(net, test);
         if (acc < 0) return fail("evaluating");
         printf("epoch=%d train_loss=%.4f test_acc=%.4f seconds=%.1f\n", e, loss, acc, secs);

@@ -385,6 +385,8 @@ typedef struct nn_model {
     tensor **buffers;       /* n_buffers buffers (not trained) */
     char (*buffer_names)[NN_NAME_MAX];
     int cap_params, cap_buffers;
+    tensor **unique;        /* the n_unique distinct parameters: a tied one once */
+    int n_unique, cap_unique;
     bool training;          /* train mode (default) or eval mode */
     dtype dtype;            /* dtype of new parameters */
     rng rng;                /* initialisers and dropout masks draw from it */
@@ -393,13 +395,25 @@ typedef struct nn_model {
 /* Returns a new model (release with nn_model_free) or NULL. */
 nn_model *nn_model_new(dtype dt, uint64_t seed);
 void nn_model_free(nn_model *m);
-/* Takes ownership of t (also on error, when t is freed); sets requires_grad.
- * Names must be unique. Returns t or NULL. */
+/* Takes ownership of t (also on error, when t is freed, unless the model
+ * already holds t); sets requires_grad. Returns t or NULL.
+ * Names must be unique, non-empty, under NN_NAME_MAX bytes, UTF-8 and not
+ * "__metadata__" (what a checkpoint can store and read back); a parameter is
+ * float32 or float64. Tied (shared) tensors: adding a tensor the model
+ * already holds under a new name registers one tensor under two names (a
+ * head tied to an embedding): it stays one parameter, freed once, counted
+ * once by nn_model_numel and listed once by nn_model_parameters, while the
+ * state_dict (nn_model_state_at, checkpoints) has both names. A tensor cannot
+ * be both a parameter and a buffer. */
 tensor *nn_model_add_param(nn_model *m, const char *name, tensor *t);
 tensor *nn_model_add_buffer(nn_model *m, const char *name, tensor *t);
 tensor *nn_model_find(const nn_model *m, const char *name); /* param or buffer */
 void nn_model_train(nn_model *m, bool on);                  /* false: eval mode */
-int64_t nn_model_numel(const nn_model *m);                  /* parameter elements */
+int64_t nn_model_numel(const nn_model *m);                  /* distinct parameters' elements */
+/* The distinct parameters in registration order, a tied one once: what
+ * optim_new takes (m->params lists a tied tensor under each of its names).
+ * *n gets the count; the array is borrowed, valid until the next add. */
+tensor *const *nn_model_parameters(const nn_model *m, int *n);
 /* state_dict: parameters then buffers, n_params + n_buffers entries; the
  * i-th name and tensor (borrowed). Returns -1 when i is out of range. */
 int nn_model_state_count(const nn_model *m);
@@ -521,14 +535,34 @@ typedef struct optim_config {
 optim_config optim_defaults(optim_kind kind);
 typedef struct optim optim;
 /* Returns a new optimiser over the n parameters (borrowed; they must outlive
- * it), release with optim_free; NULL on a bad config. */
+ * it), release with optim_free; NULL on a bad config. Each tensor once: a
+ * tied parameter listed twice would be stepped twice and is refused (take
+ * the list from nn_model_parameters). The parameters are group 0. */
 optim *optim_new(const optim_config *c, tensor *const *params, int n);
+/* Parameter groups (torch.optim's param_groups): n more parameters stepped
+ * with c's lr, weight decay, betas, ...; c->kind must be the optimiser's.
+ * Returns the group's index or -1. */
+int optim_add_group(optim *o, const optim_config *c, tensor *const *params, int n);
+int optim_group_count(const optim *o);
 void optim_free(optim *o);
 int optim_step(optim *o);
 void optim_zero_grad(optim *o);    /* zeroes existing grads in place */
-void optim_set_lr(optim *o, double lr);
-double optim_get_lr(const optim *o);
+void optim_set_lr(optim *o, double lr);               /* every group's */
+int optim_set_group_lr(optim *o, int group, double lr);
+double optim_get_lr(const optim *o);                  /* group 0's */
+double optim_get_group_lr(const optim *o, int group);
 int64_t optim_steps(const optim *o);
+/* The optimiser's state in safetensors, as torch's optimizer.state_dict()
+ * holds it, flattened: "kind", "steps", per parameter K (in the optimiser's
+ * order) "state.K.step" (int64) and float64 "state.K.exp_avg",
+ * "state.K.exp_avg_sq" (Adam, AdamW) or "state.K.momentum_buffer" (SGD), per
+ * group G "param_groups.G.params" (int64 indices K) and float64
+ * "param_groups.G.lr", ".momentum", ".dampening", ".nesterov",
+ * ".weight_decay", ".beta1", ".beta2", ".eps". Loading needs the same kind,
+ * parameters and groups, restores the hyperparameters (lr included) and
+ * checks the whole file before writing anything. 0 or -1. */
+int optim_save(const optim *o, const char *path);
+int optim_load(optim *o, const char *path);
 /* Scales all grads so that their global L2 norm is at most max_norm;
  * returns the norm before clipping (-1 on error). */
 double optim_clip_grad_norm(tensor *const *params, int n, double max_norm);
@@ -594,6 +628,17 @@ int nn_safetensors_save(const char *path, const char *const *names, tensor *cons
 int nn_safetensors_load(const char *path, const char *const *names, tensor *const *ts, int n);
 int nn_model_save(const nn_model *m, const char *path);   /* params and buffers */
 int nn_model_load(nn_model *m, const char *path);
+/* A training checkpoint: one file, written atomically, holding all a run
+ * needs to continue bit for bit: the model's state_dict under "model."
+ * ("model.c1.weight"), the model's generator "rng.model" (dropout), the
+ * optimiser's state under "optim." (as optim_save names it) and the
+ * loader's permutation, generator and position ("loader.order",
+ * "loader.rng", "loader.pos"). o and l may be NULL (not saved, not loaded);
+ * loading needs the same parts as saving, checks the whole file and writes
+ * nothing on an error. The loader must be built on the same data, as the
+ * model on the same layers. */
+int nn_checkpoint_save(const char *path, const nn_model *m, const optim *o, nn_loader *l);
+int nn_checkpoint_load(const char *path, nn_model *m, optim *o, nn_loader *l);
 
 /* ---------------------------------------------------- gradient flow
  * After a backward pass: per parameter, did it get a gradient of its own

@@ -24,9 +24,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../autograd/internal.h"
+#include "internal.h"
 
 #define HEADER_MAX 100000000 /* the safetensors library's own limit */
+#define ST_NAME_MAX (NN_NAME_MAX * 2) /* a name read back has fewer bytes */
 
 static const char *st_dtype(dtype dt) {
     return dt == DTYPE_F32 ? "F32" : dt == DTYPE_F64 ? "F64" : "I64";
@@ -104,6 +105,13 @@ static int save_checks(const char *path, const char *const *names, tensor *const
         if (!names[i] || !ts[i] || !names[i][0]) {
             if (!error_pending())
                 error_set("nn_safetensors_save: entry %d has no name or no tensor", i);
+            return -1;
+        }
+        const char *fault = nn_name_fault(names[i], ST_NAME_MAX);
+        if (fault) {
+            error_set("nn_safetensors_save: name refused, %s (it could not be loaded back): "
+                      "\"%s\"",
+                      fault, names[i]);
             return -1;
         }
         for (int j = 0; j < i; j++)
@@ -223,7 +231,7 @@ int nn_safetensors_save(const char *path, const char *const *names, tensor *cons
 /* ------------------------------------------------------------- loading */
 
 typedef struct entry {
-    char name[NN_NAME_MAX * 2];
+    char name[ST_NAME_MAX];
     dtype dt;
     int ndim;
     int64_t shape[TENSOR_MAX_DIMS];
@@ -258,6 +266,21 @@ static int utf8_len(const unsigned char *s, const unsigned char *end) {
     for (int i = 1; i < n; i++, lo = 0x80, hi = 0xbf)
         if (s[i] < lo || s[i] > hi) return 0;
     return n;
+}
+
+const char *nn_name_fault(const char *name, size_t max) {
+    size_t len = strlen(name);
+    const unsigned char *s = (const unsigned char *)name, *end = s + len;
+    if (!len) return "empty";
+    if (len >= max) {
+        static _Thread_local char why[48];
+        snprintf(why, sizeof why, "longer than %zu bytes", max - 1);
+        return why;
+    }
+    for (int n; s < end; s += n)
+        if (!(n = utf8_len(s, end))) return "not UTF-8";
+    if (!strcmp(name, "__metadata__")) return "reserved for the format's metadata";
+    return NULL;
 }
 
 static int check_utf8(parser *ps) {
@@ -760,6 +783,28 @@ static void copy_into(const entry *e, const unsigned char *data, tensor *t) {
     }
 }
 
+/* A tied tensor (one tensor under the names of a and b) is saved under each
+ * name; loading takes it only when both copies hold the same values in the
+ * tensor's dtype, since no copy is more right than the other. 1 (with an
+ * error) when they differ or memory runs out, else 0. */
+static int tied_differ(const char *path, const entry *a, const entry *b,
+                       const unsigned char *data, const tensor *t) {
+    tensor *x = tensor_new(t->dtype, t->ndim, t->shape), *y = tensor_new(t->dtype, t->ndim, t->shape);
+    int rc = 1;
+    if (x && y) {
+        copy_into(a, data, x);
+        copy_into(b, data, y);
+        rc = memcmp(x->data, y->data, (size_t)t->size * dtype_size(t->dtype)) != 0;
+        if (rc)
+            error_set("%s: \"%s\" and \"%s\" name one tied tensor in the model but hold different "
+                      "values in the file",
+                      path, a->name, b->name);
+    }
+    tensor_free(x);
+    tensor_free(y);
+    return rc;
+}
+
 /* All names, shapes and dtypes are checked before any tensor is written, so
  * a rejected file leaves the model as it was. */
 static int match_and_copy(const char *path, entry *es, int n_es, const unsigned char *data,
@@ -784,6 +829,12 @@ static int match_and_copy(const char *path, entry *es, int n_es, const unsigned 
             mem_free(match);
             return -1;
         }
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < i; j++)
+            if (ts[j] == ts[i] && tied_differ(path, match[j], match[i], data, ts[i])) {
+                mem_free(match);
+                return -1;
+            }
     for (int i = 0; i < n; i++) copy_into(match[i], data, ts[i]);
     mem_free(match);
     return 0;
@@ -866,5 +917,228 @@ int nn_model_load(nn_model *m, const char *path) {
     int rc = n < 0 ? -1 : nn_safetensors_load(path, names, ts, n);
     mem_free(names);
     mem_free(ts);
+    return rc;
+}
+
+/* ------------------------------------------------------ state lists */
+
+int nn_state_put(nn_state *s, const char *prefix, const char *name, tensor *t, bool own) {
+    if (!t) return -1;
+    size_t len = strlen(prefix) + strlen(name) + 1;
+    char *nm = mem_alloc(len);
+    if (s->n == s->cap) {
+        int c = s->cap ? s->cap * 2 : 32;
+        char **nn = mem_alloc((size_t)c * sizeof *nn);
+        tensor **nt = mem_alloc((size_t)c * sizeof *nt);
+        bool *no = mem_alloc((size_t)c * sizeof *no);
+        if (!nn || !nt || !no || !nm) {
+            mem_free(nn), mem_free(nt), mem_free(no), mem_free(nm);
+            if (own) tensor_free(t);
+            return -1;
+        }
+        if (s->n) {
+            memcpy(nn, s->names, (size_t)s->n * sizeof *nn);
+            memcpy(nt, s->ts, (size_t)s->n * sizeof *nt);
+            memcpy(no, s->own, (size_t)s->n * sizeof *no);
+        }
+        mem_free(s->names), mem_free(s->ts), mem_free(s->own);
+        s->names = nn, s->ts = nt, s->own = no, s->cap = c;
+    }
+    if (!nm) {
+        if (own) tensor_free(t);
+        return -1;
+    }
+    snprintf(nm, len, "%s%s", prefix, name);
+    s->names[s->n] = nm;
+    s->ts[s->n] = t;
+    s->own[s->n++] = own;
+    return 0;
+}
+
+int nn_state_put_i64(nn_state *s, const char *prefix, const char *name, int64_t v) {
+    return nn_state_put(s, prefix, name, tensor_from_data(DTYPE_I64, 0, NULL, &v), true);
+}
+
+int nn_state_put_f64(nn_state *s, const char *prefix, const char *name, double v) {
+    return nn_state_put(s, prefix, name, tensor_from_data(DTYPE_F64, 0, NULL, &v), true);
+}
+
+tensor *nn_state_find(const nn_state *s, const char *prefix, const char *name) {
+    size_t lp = strlen(prefix);
+    for (int i = 0; i < s->n; i++)
+        if (!strncmp(s->names[i], prefix, lp) && !strcmp(s->names[i] + lp, name)) return s->ts[i];
+    return NULL;
+}
+
+void nn_state_free(nn_state *s) {
+    for (int i = 0; i < s->n; i++) {
+        mem_free(s->names[i]);
+        if (s->own[i]) tensor_free(s->ts[i]);
+    }
+    mem_free(s->names), mem_free(s->ts), mem_free(s->own);
+    *s = (nn_state){0};
+}
+
+/* got: want's names, each with a new tensor of the same dtype and shape to
+ * load into (a tensor want lists twice, tied, gets one), so that a file is
+ * read and checked whole before anything is written. */
+static int state_blank(const nn_state *want, nn_state *got) {
+    for (int i = 0; i < want->n; i++) {
+        int j = 0;
+        while (j < i && want->ts[j] != want->ts[i]) j++;
+        const tensor *w = want->ts[i];
+        tensor *t = j < i ? got->ts[j] : tensor_new(w->dtype, w->ndim, w->shape);
+        if (nn_state_put(got, "", want->names[i], t, j == i)) return -1;
+    }
+    return 0;
+}
+
+static int state_save(const char *path, const nn_state *s) {
+    return nn_safetensors_save(path, (const char *const *)s->names, s->ts, s->n);
+}
+
+int optim_save(const optim *o, const char *path) {
+    if (!o) {
+        error_set("%s: optimiser is NULL", "optim_save");
+        return -1;
+    }
+    nn_state s = {0};
+    int rc = optim_state_export(o, &s, "") ? -1 : state_save(path, &s);
+    nn_state_free(&s);
+    return rc;
+}
+
+int optim_load(optim *o, const char *path) {
+    if (!o) {
+        error_set("%s: optimiser is NULL", "optim_load");
+        return -1;
+    }
+    nn_state want = {0}, got = {0};
+    int rc = -1;
+    if (!optim_state_export(o, &want, "") && !state_blank(&want, &got) &&
+        !nn_safetensors_load(path, (const char *const *)got.names, got.ts, got.n) &&
+        !optim_state_import(o, &got, "", path, false))
+        rc = optim_state_import(o, &got, "", path, true);
+    nn_state_free(&want);
+    nn_state_free(&got);
+    return rc;
+}
+
+/* ------------------------------------------------- training checkpoints */
+
+/* A generator as int64 [2]: state and increment, bit for bit. */
+static int rng_put(nn_state *s, const char *name, const rng *g) {
+    int64_t v[2] = {(int64_t)g->state, (int64_t)g->inc};
+    return nn_state_put(s, "", name, tensor_from_data(DTYPE_I64, 1, (int64_t[]){2}, v), true);
+}
+
+/* PCG32 needs an odd increment; anything else was not written by rng_put. */
+static int rng_check(const char *path, const nn_state *got, const char *name) {
+    const int64_t *v = nn_state_find(got, "", name)->data;
+    if (!(v[1] & 1)) {
+        error_set("%s: \"%s\" is not a generator's state (its increment is even)", path, name);
+        return -1;
+    }
+    return 0;
+}
+
+static void rng_get(const nn_state *got, const char *name, rng *g) {
+    const int64_t *v = nn_state_find(got, "", name)->data;
+    g->state = (uint64_t)v[0];
+    g->inc = (uint64_t)v[1];
+}
+
+static int loader_export(nn_loader *l, nn_state *s) {
+    int64_t n, *order, *pos;
+    rng *g;
+    nn_loader_state(l, &n, &order, &g, &pos);
+    int rc = nn_state_put(s, "", "loader.order", tensor_from_data(DTYPE_I64, 1, &n, order), true);
+    rc = rc ? rc : rng_put(s, "loader.rng", g);
+    return rc ? rc : nn_state_put_i64(s, "", "loader.pos", *pos);
+}
+
+/* The order must be a permutation of the loader's n images and the position
+ * in [0, n]: the loader indexes its images with both. */
+static int loader_import(nn_loader *l, const nn_state *got, const char *path, bool commit) {
+    int64_t n, *order, *pos;
+    rng *g;
+    nn_loader_state(l, &n, &order, &g, &pos);
+    const int64_t *o = nn_state_find(got, "", "loader.order")->data;
+    int64_t p = ((const int64_t *)nn_state_find(got, "", "loader.pos")->data)[0];
+    if (rng_check(path, got, "loader.rng")) return -1;
+    bool *seen = mem_calloc((size_t)(n ? n : 1));
+    if (!seen) return -1;
+    bool ok = p >= 0 && p <= n;
+    for (int64_t i = 0; i < n && ok; i++) {
+        ok = o[i] >= 0 && o[i] < n && !seen[o[i]];
+        if (ok) seen[o[i]] = true;
+    }
+    mem_free(seen);
+    if (!ok) {
+        error_set("%s: the loader state does not fit this loader: its order is not a permutation "
+                  "of the %lld images or its position %lld is past them",
+                  path, (long long)n, (long long)p);
+        return -1;
+    }
+    if (commit) {
+        memcpy(order, o, (size_t)n * sizeof *order);
+        rng_get(got, "loader.rng", g);
+        *pos = p;
+    }
+    return 0;
+}
+
+/* Everything a run needs to continue as if it had not stopped: the model's
+ * state_dict under "model.", the model's generator (dropout), the optimiser
+ * under "optim." and the loader's permutation, generator and position. */
+static int train_export(const nn_model *m, const optim *o, nn_loader *l, nn_state *s) {
+    int rc = 0;
+    for (int i = 0; i < nn_model_state_count(m) && !rc; i++) {
+        const char *name;
+        tensor *t;
+        nn_model_state_at(m, i, &name, &t);
+        rc = nn_state_put(s, "model.", name, t, false);
+    }
+    rc = rc ? rc : rng_put(s, "rng.model", &m->rng);
+    if (o && !rc) rc = optim_state_export(o, s, "optim.");
+    if (l && !rc) rc = loader_export(l, s);
+    return rc;
+}
+
+int nn_checkpoint_save(const char *path, const nn_model *m, const optim *o, nn_loader *l) {
+    if (!m) {
+        error_set("%s: model is NULL", "nn_checkpoint_save");
+        return -1;
+    }
+    nn_state s = {0};
+    int rc = train_export(m, o, l, &s) ? -1 : state_save(path, &s);
+    nn_state_free(&s);
+    return rc;
+}
+
+int nn_checkpoint_load(const char *path, nn_model *m, optim *o, nn_loader *l) {
+    if (!m) {
+        error_set("%s: model is NULL", "nn_checkpoint_load");
+        return -1;
+    }
+    nn_state want = {0}, got = {0};
+    int rc = -1;
+    if (!train_export(m, o, l, &want) && !state_blank(&want, &got) &&
+        !nn_safetensors_load(path, (const char *const *)got.names, got.ts, got.n) &&
+        !rng_check(path, &got, "rng.model") &&
+        !(o && optim_state_import(o, &got, "optim.", path, false)) &&
+        !(l && loader_import(l, &got, path, false))) {
+        /* all checked: now write, the model's tensors first */
+        int n_model = nn_model_state_count(m);
+        for (int i = 0; i < n_model; i++)
+            memcpy(want.ts[i]->data, got.ts[i]->data,
+                   (size_t)want.ts[i]->size * dtype_size(want.ts[i]->dtype));
+        rng_get(&got, "rng.model", &m->rng);
+        if (o) optim_state_import(o, &got, "optim.", path, true);
+        if (l) loader_import(l, &got, path, true);
+        rc = 0;
+    }
+    nn_state_free(&want);
+    nn_state_free(&got);
     return rc;
 }

@@ -364,3 +364,11 @@ int nn_loader_next(nn_loader *l, tensor **x, tensor **y) {
     l->pos += b;
     return 1;
 }
+
+/* For checkpoints (nn/checkpoint.c, declared in nn/internal.h). */
+void nn_loader_state(nn_loader *l, int64_t *n, int64_t **order, rng **g, int64_t **pos) {
+    *n = l->d->n;
+    *order = l->order;
+    *g = &l->g;
+    *pos = &l->pos;
+}

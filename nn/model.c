@@ -6,7 +6,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "../autograd/internal.h"
+#include "internal.h"
 
 nn_model *nn_model_new(dtype dt, uint64_t seed) {
     if (dt != DTYPE_F32 && dt != DTYPE_F64) {
@@ -23,73 +23,117 @@ nn_model *nn_model_new(dtype dt, uint64_t seed) {
 
 void nn_model_free(nn_model *m) {
     if (!m) return;
-    for (int i = 0; i < m->n_params; i++) tensor_free(m->params[i]);
-    for (int i = 0; i < m->n_buffers; i++) tensor_free(m->buffers[i]);
+    /* unique, not params: a tied parameter is freed once */
+    for (int i = 0; i < m->n_unique; i++) tensor_free(m->unique[i]);
+    for (int i = 0; i < m->n_buffers; i++) {
+        int j = 0;
+        while (j < i && m->buffers[j] != m->buffers[i]) j++;
+        if (j == i) tensor_free(m->buffers[i]);
+    }
     mem_free(m->params);
     mem_free(m->param_names);
+    mem_free(m->unique);
     mem_free(m->buffers);
     mem_free(m->buffer_names);
     mem_free(m);
 }
 
-/* Appends (name, t) to one of the model's two lists, growing it by doubling. */
+/* a, an array of n elements of size elem, able to hold one more (grown by
+ * doubling *cap); NULL when out of memory, a unchanged. */
+static void *grow(void *a, int n, int *cap, size_t elem) {
+    if (n < *cap) return a;
+    int c = *cap ? *cap * 2 : 16;
+    void *na = mem_alloc((size_t)c * elem);
+    if (!na) return NULL;
+    if (n) memcpy(na, a, (size_t)n * elem);
+    mem_free(a);
+    *cap = c;
+    return na;
+}
+
+/* Appends (name, t) to one of the model's two lists. */
 static int list_push(tensor ***ts, char (**names)[NN_NAME_MAX], int *n, int *cap, const char *name,
                      tensor *t) {
-    if (*n == *cap) {
-        int c = *cap ? *cap * 2 : 16;
-        tensor **nt = mem_alloc((size_t)c * sizeof *nt);
-        char(*nn)[NN_NAME_MAX] = mem_alloc((size_t)c * sizeof *nn);
-        if (!nt || !nn) {
-            mem_free(nt);
-            mem_free(nn);
-            return -1;
-        }
-        if (*n) {
-            memcpy(nt, *ts, (size_t)*n * sizeof *nt);
-            memcpy(nn, *names, (size_t)*n * sizeof *nn);
-        }
-        mem_free(*ts);
-        mem_free(*names);
-        *ts = nt;
-        *names = nn;
-        *cap = c;
-    }
+    int name_cap = *cap, ts_cap = *cap;
+    char(*nn)[NN_NAME_MAX] = grow(*names, *n, &name_cap, sizeof **names);
+    if (!nn) return -1;
+    *names = nn; /* grown or not, the names stay valid: a later retry grows it again */
+    tensor **nt = grow(*ts, *n, &ts_cap, sizeof **ts);
+    if (!nt) return -1;
+    *ts = nt;
+    *cap = ts_cap < name_cap ? ts_cap : name_cap;
     (*ts)[*n] = t;
     snprintf((*names)[*n], NN_NAME_MAX, "%s", name);
     (*n)++;
     return 0;
 }
 
+/* 1 when t is one of the model's parameters, 2 one of its buffers, else 0. */
+static int holds(const nn_model *m, const tensor *t) {
+    for (int i = 0; i < m->n_unique; i++)
+        if (m->unique[i] == t) return 1;
+    for (int i = 0; i < m->n_buffers; i++)
+        if (m->buffers[i] == t) return 2;
+    return 0;
+}
+
+/* Every refusal frees t, as the contract says, unless the model already
+ * holds t: then freeing it would leave the model a dangling pointer. */
+static tensor *refuse(const nn_model *m, tensor *t) {
+    if (t && !t->tape_owned && (!m || !holds(m, t))) tensor_free(t);
+    return NULL;
+}
+
 static tensor *model_add(nn_model *m, const char *name, tensor *t, bool param) {
     const char *what = param ? "nn_model_add_param" : "nn_model_add_buffer";
     if (!m || !name || !t) {
         if (!error_pending()) error_set("%s: model, name or tensor is NULL", what);
-        tensor_free(t);
-        return NULL;
+        return refuse(m, t);
     }
-    if (strlen(name) >= NN_NAME_MAX || !name[0]) {
-        error_set("%s: name \"%s\" is empty or longer than %d characters", what, name,
-                  NN_NAME_MAX - 1);
-        tensor_free(t);
-        return NULL;
+    const char *fault = nn_name_fault(name, NN_NAME_MAX);
+    if (fault) {
+        error_set("%s: name refused, %s (a checkpoint could not hold it): \"%s\"", what, fault,
+                  name);
+        return refuse(m, t);
     }
-    if (nn_model_find(m, name)) {
-        error_set("%s: the model already has a tensor named \"%s\"", what, name);
-        tensor_free(t);
+    const tensor *named = nn_model_find(m, name);
+    if (named) {
+        error_set(named == t ? "%s: \"%s\" is already registered under that name"
+                             : "%s: the model already has a tensor named \"%s\"",
+                  what, name);
+        return refuse(m, t);
+    }
+    int held = holds(m, t);
+    if (held && held != (param ? 1 : 2)) {
+        error_set("%s: the tensor for \"%s\" is already one of the model's %s; a tensor is a "
+                  "parameter or a buffer, not both",
+                  what, name, held == 1 ? "parameters" : "buffers");
         return NULL;
     }
     if (t->tape_owned) {
         error_set("%s: \"%s\" is tape-owned; a model keeps user-owned tensors only", what, name);
         return NULL;
     }
+    if (param && t->dtype == DTYPE_I64) {
+        error_set("%s: \"%s\" is int64; a parameter is float32 or float64 (int64 state is a "
+                  "buffer)",
+                  what, name);
+        return refuse(m, t);
+    }
+    if (param && !held) {
+        tensor **u = grow(m->unique, m->n_unique, &m->cap_unique, sizeof *m->unique);
+        if (!u) return refuse(m, t);
+        m->unique = u;
+        m->unique[m->n_unique++] = t;
+    }
     int rc =
         param ? list_push(&m->params, &m->param_names, &m->n_params, &m->cap_params, name, t)
               : list_push(&m->buffers, &m->buffer_names, &m->n_buffers, &m->cap_buffers, name, t);
     if (rc) {
-        tensor_free(t);
-        return NULL;
+        if (param && !held) m->n_unique--;
+        return refuse(m, t);
     }
-    if (param) tensor_set_requires_grad(t, true);
+    if (param) t->requires_grad = true; /* a user-owned float leaf: nothing to refuse */
     return t;
 }
 
@@ -98,6 +142,11 @@ tensor *nn_model_add_param(nn_model *m, const char *name, tensor *t) {
 }
 tensor *nn_model_add_buffer(nn_model *m, const char *name, tensor *t) {
     return model_add(m, name, t, false);
+}
+
+tensor *const *nn_model_parameters(const nn_model *m, int *n) {
+    if (n) *n = m ? m->n_unique : 0;
+    return m ? m->unique : NULL;
 }
 
 tensor *nn_model_find(const nn_model *m, const char *name) {
@@ -115,7 +164,7 @@ void nn_model_train(nn_model *m, bool on) {
 
 int64_t nn_model_numel(const nn_model *m) {
     int64_t n = 0;
-    for (int i = 0; m && i < m->n_params; i++) n += m->params[i]->size;
+    for (int i = 0; m && i < m->n_unique; i++) n += m->unique[i]->size;
     return n;
 }
 

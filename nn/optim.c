@@ -11,7 +11,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "../autograd/internal.h"
+#include "internal.h"
 
 /* A moment decays every step its gradient is 0 (a dead unit: Adam's m by
  * beta1, SGD's momentum by mu) and falls below DBL_MIN after some 7,000 such
@@ -24,14 +24,18 @@ static inline double flush_subnormal(double x) { return fabs(x) < DBL_MIN ? 0 : 
 
 typedef struct slot {
     tensor *p;
-    double *m, *v; /* SGD: momentum buffer in m; Adam: exp_avg, exp_avg_sq */
+    tensor *m, *v; /* float64, owned here. SGD: momentum buffer in m; Adam: exp_avg, exp_avg_sq */
     int64_t step;  /* updates this parameter received */
+    int g;         /* its parameter group */
 } slot;
 
+/* Parameter groups as in torch.optim: one kind per optimiser, the
+ * hyperparameters per group (groups[g].kind is the optimiser's). */
 struct optim {
-    optim_config c;
-    int n;
+    optim_kind kind;
+    int n, cap, n_groups, cap_groups;
     slot *s;
+    optim_config *groups;
     int64_t steps;
 };
 
@@ -42,7 +46,12 @@ optim_config optim_defaults(optim_kind kind) {
     return c;
 }
 
-static int config_check(const optim_config *c) {
+static const char *kind_name(optim_kind k) {
+    return k == OPTIM_SGD ? "sgd" : k == OPTIM_ADAM ? "adam" : k == OPTIM_ADAMW ? "adamw" : "unknown";
+}
+
+/* NULL when c is a valid configuration, else what is wrong with it. */
+static const char *config_fault(const optim_config *c) {
     const char *bad = NULL;
     if (c->kind != OPTIM_SGD && c->kind != OPTIM_ADAM && c->kind != OPTIM_ADAMW)
         bad = "unknown kind";
@@ -59,53 +68,114 @@ static int config_check(const optim_config *c) {
         bad = "betas must be in [0, 1)";
     else if (c->kind != OPTIM_SGD && !(c->eps >= 0))
         bad = "eps must be >= 0";
-    if (bad) error_set("optim_new: %s", bad);
-    return bad ? -1 : 0;
+    return bad;
 }
 
 void optim_free(optim *o) {
     if (!o) return;
     for (int i = 0; i < o->n; i++) {
-        mem_free(o->s[i].m);
-        mem_free(o->s[i].v);
+        tensor_free(o->s[i].m);
+        tensor_free(o->s[i].v);
     }
     mem_free(o->s);
+    mem_free(o->groups);
     mem_free(o);
 }
 
-optim *optim_new(const optim_config *c, tensor *const *params, int n) {
+/* a with room for n + more elements of size elem (cap grown by doubling);
+ * NULL when out of memory, a unchanged. */
+static void *room(void *a, int n, int more, int *cap, size_t elem) {
+    if (n + more <= *cap) return a;
+    int c = *cap ? *cap : 4;
+    while (c < n + more) c *= 2;
+    void *na = mem_calloc((size_t)c * elem);
+    if (!na) return NULL;
+    if (n) memcpy(na, a, (size_t)n * elem);
+    mem_free(a);
+    *cap = c;
+    return na;
+}
+
+/* Appends a group of n parameters with configuration c; what names the
+ * caller in messages. Refuses a tensor the optimiser already steps (in this
+ * list or an earlier group): it would be updated twice a step. */
+static int add_group(optim *o, const char *what, const optim_config *c, tensor *const *params,
+                     int n) {
     if (!c || (n > 0 && !params) || n < 0) {
-        error_set("optim_new: config or parameter list missing");
-        return NULL;
+        error_set("%s: config or parameter list missing", what);
+        return -1;
     }
-    if (config_check(c)) return NULL;
-    for (int i = 0; i < n; i++)
+    const char *bad = config_fault(c);
+    if (bad) {
+        error_set("%s: %s", what, bad);
+        return -1;
+    }
+    if (c->kind != o->kind) {
+        error_set("%s: a group of an %s optimiser cannot be %s", what, kind_name(o->kind),
+                  kind_name(c->kind));
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
         if (!params[i] || params[i]->dtype == DTYPE_I64 || params[i]->tape_owned) {
-            error_set("optim_new: parameter %d is %s", i,
+            error_set("%s: parameter %d is %s", what, o->n + i,
                       !params[i]              ? "NULL"
                       : params[i]->tape_owned ? "tape-owned"
                                               : "int64");
-            return NULL;
+            return -1;
         }
-    optim *o = mem_calloc(sizeof *o);
-    if (!o) return NULL;
-    o->c = *c;
-    o->n = n;
-    o->s = mem_calloc((size_t)(n ? n : 1) * sizeof *o->s);
-    if (!o->s) goto fail;
+        for (int j = 0; j < o->n + i; j++)
+            if ((j < o->n ? o->s[j].p : params[j - o->n]) == params[i]) {
+                error_set("%s: parameters %d and %d are one tensor (tied?); it would be stepped "
+                          "twice: pass each tensor once (nn_model_parameters)",
+                          what, j, o->n + i);
+                return -1;
+            }
+    }
+    slot *s = room(o->s, o->n, n, &o->cap, sizeof *o->s);
+    if (!s) return -1;
+    o->s = s;
+    optim_config *g = room(o->groups, o->n_groups, 1, &o->cap_groups, sizeof *o->groups);
+    if (!g) return -1;
+    o->groups = g;
     bool two = c->kind != OPTIM_SGD;
     for (int i = 0; i < n; i++) {
-        size_t bytes = (size_t)params[i]->size * sizeof(double);
-        o->s[i].p = params[i];
-        o->s[i].m = mem_calloc(bytes);
-        o->s[i].v = two ? mem_calloc(bytes) : NULL;
-        if (!o->s[i].m || (two && !o->s[i].v)) goto fail;
+        slot *t = &o->s[o->n + i];
+        *t = (slot){.p = params[i], .g = o->n_groups};
+        t->m = tensor_zeros(DTYPE_F64, params[i]->ndim, params[i]->shape);
+        t->v = two ? tensor_zeros(DTYPE_F64, params[i]->ndim, params[i]->shape) : NULL;
+        if (!t->m || (two && !t->v)) {
+            for (int k = 0; k <= i; k++) {
+                tensor_free(o->s[o->n + k].m);
+                tensor_free(o->s[o->n + k].v);
+            }
+            return -1;
+        }
+    }
+    o->n += n;
+    o->groups[o->n_groups++] = *c;
+    return o->n_groups - 1;
+}
+
+optim *optim_new(const optim_config *c, tensor *const *params, int n) {
+    optim *o = mem_calloc(sizeof *o);
+    if (!o) return NULL;
+    o->kind = c ? c->kind : OPTIM_SGD;
+    if (add_group(o, "optim_new", c, params, n) < 0) {
+        optim_free(o);
+        return NULL;
     }
     return o;
-fail:
-    optim_free(o);
-    return NULL;
 }
+
+int optim_add_group(optim *o, const optim_config *c, tensor *const *params, int n) {
+    if (!o) {
+        error_set("optim_add_group: optimiser is NULL");
+        return -1;
+    }
+    return add_group(o, "optim_add_group", c, params, n);
+}
+
+int optim_group_count(const optim *o) { return o ? o->n_groups : 0; }
 
 /* The update loops are written once per (parameter, gradient) dtype pair so
  * that they vectorise (omp simd: -O2 alone leaves them scalar); the
@@ -151,7 +221,7 @@ static void sgd_update(const optim_config *c, slot *s) {
     const int64_t cnt = p->size;
     const double wd = c->weight_decay, mu = c->momentum, damp = c->dampening, lr = c->lr;
     const bool first = s->step == 1, nesterov = c->nesterov;
-    double *M = s->m;
+    double *M = s->m->data;
     if (mu == 0 && wd == 0 && p->dtype == DTYPE_F32 && p->grad->dtype == DTYPE_F32) {
         /* Plain SGD on float32 is PyTorch's p.add_(g, alpha=-lr) in float32:
          * one fused multiply-add with lr rounded to float. No conversions
@@ -194,7 +264,7 @@ static void adam_update(const optim_config *c, slot *s) {
     const double bc1 = 1 - pow(b1, (double)s->step), bc2 = 1 - pow(b2, (double)s->step);
     const double step_size = lr / bc1, bc2_sqrt = sqrt(bc2);
     const bool decoupled = c->kind == OPTIM_ADAMW;
-    double *M = s->m, *V = s->v;
+    double *M = s->m->data, *V = s->v->data;
     DTYPE_DISPATCH(ADAM_LOOP, p, p->grad);
 }
 
@@ -217,10 +287,10 @@ int optim_step(optim *o) {
         slot *s = &o->s[i];
         if (!s->p->grad) continue;
         s->step++;
-        if (o->c.kind == OPTIM_SGD)
-            sgd_update(&o->c, s);
+        if (o->kind == OPTIM_SGD)
+            sgd_update(&o->groups[s->g], s);
         else
-            adam_update(&o->c, s);
+            adam_update(&o->groups[s->g], s);
     }
     tape_no_grad_end();
     o->steps++;
@@ -235,9 +305,20 @@ void optim_zero_grad(optim *o) {
 }
 
 void optim_set_lr(optim *o, double lr) {
-    if (o) o->c.lr = lr;
+    for (int g = 0; o && g < o->n_groups; g++) o->groups[g].lr = lr;
 }
-double optim_get_lr(const optim *o) { return o ? o->c.lr : 0; }
+int optim_set_group_lr(optim *o, int g, double lr) {
+    if (!o || g < 0 || g >= o->n_groups || !(lr >= 0)) {
+        error_set("optim_set_group_lr: no group %d, or lr %g is not >= 0", g, lr);
+        return -1;
+    }
+    o->groups[g].lr = lr;
+    return 0;
+}
+double optim_get_lr(const optim *o) { return o && o->n_groups ? o->groups[0].lr : 0; }
+double optim_get_group_lr(const optim *o, int g) {
+    return o && g >= 0 && g < o->n_groups ? o->groups[g].lr : 0;
+}
 int64_t optim_steps(const optim *o) { return o ? o->steps : 0; }
 
 /* torch.nn.utils.clip_grad_norm_: total = sqrt(sum of squares of all
@@ -286,4 +367,125 @@ double optim_lr_cosine(double base, double eta_min, int64_t t, int64_t t_max) {
     if (t_max <= 0) return base;
     if (t > t_max) t = t_max;
     return eta_min + (base - eta_min) * (1 + cos(M_PI * (double)t / (double)t_max)) / 2;
+}
+
+/* ------------------------------------------------------ checkpoints */
+
+static const char *const hyper_names[8] = {"lr",    "momentum", "dampening", "nesterov",
+                                           "weight_decay", "beta1", "beta2",     "eps"};
+
+static double *hyper(optim_config *c, int i) {
+    double *f[8] = {&c->lr, &c->momentum, &c->dampening, NULL, &c->weight_decay,
+                    &c->beta1, &c->beta2, &c->eps};
+    return f[i];
+}
+
+int optim_state_export(const optim *o, nn_state *s, const char *prefix) {
+    char name[64];
+    int rc = nn_state_put_i64(s, prefix, "kind", o->kind);
+    rc = rc ? rc : nn_state_put_i64(s, prefix, "steps", o->steps);
+    for (int i = 0; i < o->n && !rc; i++) {
+        const slot *t = &o->s[i];
+        snprintf(name, sizeof name, "state.%d.step", i);
+        rc = nn_state_put_i64(s, prefix, name, t->step);
+        snprintf(name, sizeof name, "state.%d.%s", i,
+                 o->kind == OPTIM_SGD ? "momentum_buffer" : "exp_avg");
+        rc = rc ? rc : nn_state_put(s, prefix, name, t->m, false);
+        snprintf(name, sizeof name, "state.%d.exp_avg_sq", i);
+        if (t->v && !rc) rc = nn_state_put(s, prefix, name, t->v, false);
+    }
+    for (int g = 0; g < o->n_groups && !rc; g++) {
+        int64_t k = 0;
+        for (int i = 0; i < o->n; i++) k += o->s[i].g == g;
+        tensor *ids = tensor_zeros(DTYPE_I64, 1, (int64_t[]){k});
+        if (!ids) return -1;
+        k = 0;
+        for (int i = 0; i < o->n; i++)
+            if (o->s[i].g == g) ((int64_t *)ids->data)[k++] = i;
+        snprintf(name, sizeof name, "param_groups.%d.params", g);
+        rc = nn_state_put(s, prefix, name, ids, true);
+        optim_config c = o->groups[g];
+        for (int h = 0; h < 8 && !rc; h++) {
+            snprintf(name, sizeof name, "param_groups.%d.%s", g, hyper_names[h]);
+            rc = nn_state_put_f64(s, prefix, name, h == 3 ? (double)c.nesterov : *hyper(&c, h));
+        }
+    }
+    return rc;
+}
+
+static int64_t get_i64(const nn_state *s, const char *prefix, const char *name) {
+    return ((const int64_t *)nn_state_find(s, prefix, name)->data)[0];
+}
+
+int optim_state_import(optim *o, const nn_state *loaded, const char *prefix, const char *path,
+                       bool commit) {
+    char name[64];
+    int64_t kind = get_i64(loaded, prefix, "kind");
+    if (kind != o->kind) {
+        error_set("%s: the file holds the state of an optimiser of kind %lld, this one is %s",
+                  path, (long long)kind, kind_name(o->kind));
+        return -1;
+    }
+    int64_t steps = get_i64(loaded, prefix, "steps");
+    for (int i = -1; i < o->n; i++) {
+        if (i >= 0) snprintf(name, sizeof name, "state.%d.step", i);
+        int64_t v = i < 0 ? steps : get_i64(loaded, prefix, name);
+        if (v < 0 || v > steps) {
+            error_set("%s: optimiser step count %lld of \"%s%s\" is negative or more than the %lld "
+                      "steps taken",
+                      path, (long long)v, prefix, i < 0 ? "steps" : name, (long long)steps);
+            return -1;
+        }
+    }
+    optim_config *cs = mem_alloc((size_t)(o->n_groups ? o->n_groups : 1) * sizeof *cs);
+    if (!cs) return -1;
+    for (int g = 0; g < o->n_groups; g++) {
+        snprintf(name, sizeof name, "param_groups.%d.params", g);
+        const tensor *ids = nn_state_find(loaded, prefix, name);
+        int64_t k = 0;
+        bool same = true;
+        for (int i = 0; i < o->n && same; i++)
+            if (o->s[i].g == g) same = k < ids->size && ((int64_t *)ids->data)[k++] == i;
+        if (!same || k != ids->size) {
+            error_set("%s: parameter group %d in the file holds other parameters than the "
+                      "optimiser's group %d",
+                      path, g, g);
+            mem_free(cs);
+            return -1;
+        }
+        cs[g] = o->groups[g];
+        for (int h = 0; h < 8; h++) {
+            snprintf(name, sizeof name, "param_groups.%d.%s", g, hyper_names[h]);
+            double v = ((const double *)nn_state_find(loaded, prefix, name)->data)[0];
+            if (h == 3)
+                cs[g].nesterov = v != 0;
+            else
+                *hyper(&cs[g], h) = v;
+        }
+        const char *bad = config_fault(&cs[g]);
+        if (bad) {
+            error_set("%s: parameter group %d in the file: %s", path, g, bad);
+            mem_free(cs);
+            return -1;
+        }
+    }
+    if (commit) {
+        o->steps = steps;
+        memcpy(o->groups, cs, (size_t)o->n_groups * sizeof *cs);
+        for (int i = 0; i < o->n; i++) {
+            slot *t = &o->s[i];
+            snprintf(name, sizeof name, "state.%d.step", i);
+            t->step = get_i64(loaded, prefix, name);
+            snprintf(name, sizeof name, "state.%d.%s", i,
+                     o->kind == OPTIM_SGD ? "momentum_buffer" : "exp_avg");
+            memcpy(t->m->data, nn_state_find(loaded, prefix, name)->data,
+                   (size_t)t->m->size * sizeof(double));
+            snprintf(name, sizeof name, "state.%d.exp_avg_sq", i);
+            if (t->v)
+                memcpy(t->v->data, nn_state_find(loaded, prefix, name)->data,
+                       (size_t)t->v->size * sizeof(double));
+        }
+    }
+    mem_free(cs);
+    return 0;
 }
