@@ -55,13 +55,37 @@
 #include "conv.h"
 
 enum { CONV_DIRECT_K = 32 }; /* largest contraction for the direct forward */
-/* the direct kernel's vector bytes and register block: CONV_NV vectors of
- * pixels by CONV_OB output channels (see CONV_DIRECT) */
-enum { CONV_VB = 32, CONV_NV = 4, CONV_OB = 3 };
+/* The vector unit of the variant, and the register blocks sized for it: each
+ * block's sums plus the operands of one step fit the register file (AVX2 and
+ * SSE: 16 registers, AVX-512: 32), or the sums would live in memory.
+ *   CONV_TB            bytes of the vectors of output channels (fwd_cl,
+ *                      dw_direct), of tight columns' copies and of the
+ *                      vectors of dw_wide and bias sums: one register
+ *   CONV_VB, CONV_NV,  the direct forward: CONV_NV vectors of CONV_VB bytes
+ *   CONV_OB            of pixels by CONV_OB output channels (see CONV_DIRECT)
+ *   CONV_DWK           taps per block of the direct weight gradient
+ *   CONV_DWO, CONV_DWT output channels x taps per block of dw_wide
+ *   CONV_FB            pixels per block of fwd_cl
+ * v4's are the values measured on AVX-512 (comments at each kernel). */
+#if defined(__AVX512F__)
+enum { CONV_TB = 64, CONV_VB = 32, CONV_NV = 4, CONV_OB = 3 };
+enum { CONV_DWK = 5, CONV_DWO = 3, CONV_DWT = 5, CONV_FB = 12 };
+#elif defined(__AVX2__)
+/* chosen among 7 blockings by the fastest of 6 runs of bench/kernels at
+ * TAPEGRAD_ISA=v3 (ms, conv1 / conv2 fwd+bwd at batch 64): this one 0.61 /
+ * 1.84; the v4 shapes cut to 16 registers (NV 3, OB 3, DWO 2, DWT 5) 0.91 /
+ * 1.97; the v4 values unchanged (64-byte vectors as pairs of registers) 2.05 /
+ * 6.45 */
+enum { CONV_TB = 32, CONV_VB = 32, CONV_NV = 4, CONV_OB = 2 };
+enum { CONV_DWK = 6, CONV_DWO = 2, CONV_DWT = 4, CONV_FB = 12 };
+#else
+enum { CONV_TB = 16, CONV_VB = 16, CONV_NV = 4, CONV_OB = 2 };
+enum { CONV_DWK = 5, CONV_DWO = 2, CONV_DWT = 5, CONV_FB = 12 };
+#endif
 /* Tight columns move whole vectors of CONV_TB bytes (at most CONV_SLACK
  * elements) and may read or write up to CONV_SLACK elements past a buffer's
  * live part; every scratch buffer has that much slack on both sides. */
-enum { CONV_TB = 64, CONV_SLACK = 16 };
+enum { CONV_SLACK = 16 };
 
 
 /* Node integer params: ip[0..1] stride, ip[2..3] padding, ip[4..5] dilation,
@@ -476,10 +500,9 @@ static void transpose_double(const double *src, int64_t ss, int64_t rows, int64_
  * columns are built, and the sum runs over the P output pixels only (wide
  * columns would run over L). For LeNet's conv2 it replaces im2col and an
  * SGEMM whose small M x N (150 x 16) kept it at about 80 GFLOP/s. */
-/* 5 taps a block: measured for conv2 (ms per batch-64 fwd+bwd) 1.41 against
- * 1.43 for 6, 1.46 for 10, 1.47 for 8 or 15 (more sums spill the taps'
- * pointers). */
-enum { CONV_DWK = 5 };
+/* 5 taps a block (CONV_DWK on v4): measured for conv2 (ms per batch-64
+ * fwd+bwd) 1.41 against 1.43 for 6, 1.46 for 10, 1.47 for 8 or 15 (more sums
+ * spill the taps' pointers). */
 #define CONV_DW_DIRECT(T)                                                                   \
     enum { DWV_##T = CONV_TB / sizeof(T) };                                                 \
     /* the no <= CONV_DWK taps at xk[u] = xp + off_k, lanes [0, V) of part rows (K, OCg) */ \
@@ -531,7 +554,6 @@ enum { CONV_DWK = 5 };
  * is reduced across its lanes once per image. (One load per FMA and a lane
  * sum per weight ran at half SGEMM's rate.) The last part vector of L is
  * copied into zeroed vectors: past L, xp may be the end of the input. */
-enum { CONV_DWO = 3, CONV_DWT = 5 };
 #define CONV_DW_WIDE(T)                                                                     \
     static inline __attribute__((always_inline)) void dw_wide_block_##T(                    \
         const conv_geom *q, const T *xp, const int64_t *off, int nt, const T *gw, int no,   \
@@ -601,7 +623,6 @@ enum { CONV_DWO = 3, CONV_DWT = 5 };
  * it. n is the same for every block of a call (the row's last block is
  * shifted back to end at OW, recomputing a few pixels to the same values),
  * so one of CONV_FB unrolled copies runs. */
-enum { CONV_FB = 12 };
 #define CONV_FWD_CL(T)                                                                      \
     static inline __attribute__((always_inline)) void fwd_cl_block_##T(                     \
         const conv_geom *q, const T *xp, const T *wt, vec64_##T b0, int n, T *yt) {         \

@@ -10,14 +10,7 @@
 # compute the same gradients within the checker's tolerance and repeat its
 # own bits. ISA_VARIANTS overrides the list of variants (e.g. "v3" only).
 ISA_TESTS=${ISA_TESTS:-"test_ops_conv test_gradcheck test_lenet5_gradcheck test_reproducible"}
-if [ -z "${ISA_VARIANTS:-}" ]; then
-    flags=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null)
-    has() { for f in "$@"; do case " $flags " in *" $f "*) ;; *) return 1 ;; esac; done; }
-    ISA_VARIANTS=""
-    has sse4_2 popcnt && ISA_VARIANTS="v2"
-    has avx2 fma bmi2 && ISA_VARIANTS="$ISA_VARIANTS v3"
-    has avx512f avx512bw avx512cd avx512dq avx512vl && ISA_VARIANTS="$ISA_VARIANTS v4"
-fi
+ISA_VARIANTS=${ISA_VARIANTS:-$(sh "$(dirname "$0")/isa_variants.sh")}
 passed=0; failed=0; status=0
 run() { # label test
     out=$("$2" 2>&1); rc=$?

@@ -296,6 +296,16 @@ START_TEST(test_conv2d_threads_bit_identical) {
 }
 END_TEST
 
+/* One thread unless asked (issue: 2 spinning threads ran a step 5x slower
+ * than one on a busy machine): without OMP_NUM_THREADS the library starts
+ * on one thread, and conv2d's images are not split. */
+START_TEST(test_threads_default_one) {
+    const char *env = getenv("OMP_NUM_THREADS");
+    if (env && *env) return; /* the user's choice is honoured instead */
+    ck_assert_int_eq(tapegrad_threads(), 1);
+}
+END_TEST
+
 /* An empty batch gives an empty output and no work. */
 START_TEST(test_conv2d_empty_batch) {
     tensor *x = tensor_zeros(DTYPE_F32, SHAPE(0, 2, 6, 6));
@@ -580,6 +590,7 @@ Suite *conv_suite(void) {
     tcase_add_test(tc, test_conv2d_matches_naive_direct_weight_grad);
     tcase_add_test(tc, test_conv2d_matches_naive_lenet_f32);
     tcase_add_test(tc, test_conv2d_threads_bit_identical);
+    tcase_add_test(tc, test_threads_default_one);
     tcase_add_test(tc, test_conv2d_empty_batch);
     tcase_add_test(tc, test_conv2d_backward_twice_accumulates);
     tcase_add_test(tc, test_conv2d_grad_central_differences_all_samples);
