@@ -7,7 +7,15 @@ PREFIX   ?= /usr/local
 DESTDIR  ?=
 CC       ?= cc
 BUILD    ?= build
-OPT      ?= -O2 -march=native
+# The library is built for the x86-64-v2 baseline (no -march=native: an
+# installed library runs on any x86-64-v2 CPU); the hot kernels
+# (ops/NAME_kernels.c) are built once more per ISA variant and chosen at run time
+# (ops/isa.h; TAPEGRAD_ISA=v2|v3|v4 forces one).
+OPT      ?= -O2 -march=x86-64-v2 -mtune=generic
+ISAS      = v2 v3 v4
+ISA_FLAGS_v2 = -march=x86-64-v2
+ISA_FLAGS_v3 = -march=x86-64-v3
+ISA_FLAGS_v4 = -march=x86-64-v4
 PKGS      = openblas
 WARN      = -Wall -Wextra -Werror
 # -fvisibility=hidden: the shared library exports what include/tapegrad.h
@@ -29,16 +37,18 @@ else ifeq ($(FUZZ),1)
   LDFLAGS += -fsanitize=address,undefined
 else ifeq ($(VALGRIND),1)
   # valgrind sees only the system allocator's blocks, so no jemalloc here.
-  # valgrind decodes AVX2 but not AVX-512, hence the older target.
+  # valgrind decodes AVX2 but not AVX-512, and its cpuid says so: the
+  # kernels' v3 variant runs (run_valgrind.sh also sets TAPEGRAD_ISA=v3).
   BUILD   = build-valgrind
-  OPT     = -O2 -march=x86-64-v3
   CFLAGS += -DTAPEGRAD_SYSTEM_ALLOC
 else
   LDLIBS += -ljemalloc
 endif
 
-LIB_SRC  = $(wildcard autograd/*.c ops/*.c nn/*.c)
-LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
+KERN_SRC = $(wildcard ops/*_kernels.c)
+LIB_SRC  = $(filter-out $(KERN_SRC),$(wildcard autograd/*.c ops/*.c nn/*.c))
+KERN_OBJ = $(foreach v,$(ISAS),$(KERN_SRC:%.c=$(BUILD)/%.$(v).o))
+LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o) $(KERN_OBJ)
 HEADERS  = $(wildcard include/*.h autograd/*.h ops/*.h nn/*.h)
 TESTS    = $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 EXAMPLES = $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
@@ -69,6 +79,17 @@ FORCE:
 $(BUILD)/%.o: %.c $(HEADERS) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+# One object per kernel file and variant: the variant's -march after the
+# baseline's, its name as TG_ISA (the suffix of the symbols it exports).
+# -Wno-psabi: 64-byte vector types inside the kernels are legal below AVX-512,
+# and no such value crosses a call between objects.
+define ISA_RULE
+$$(BUILD)/%.$(1).o: %.c $$(HEADERS) $$(FLAGS_STAMP)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CFLAGS) $$(ISA_FLAGS_$(1)) -Wno-psabi -DTG_ISA=$(1) -c $$< -o $$@
+endef
+$(foreach v,$(ISAS),$(eval $(call ISA_RULE,$(v))))
 
 # The optimiser's update loops take sqrt per element; without errno to set,
 # the compiler can vectorise it (Adam's step was scalar and 9% of an epoch).

@@ -145,6 +145,13 @@ int tensor_backward_with(tensor *out, const tensor *grad_out);
 int64_t tapegrad_allocated_bytes(void);
 void tapegrad_set_threads(int n);
 int tapegrad_threads(void);
+/* The instruction-set variant the hot kernels run: "v2" (x86-64-v2), "v3"
+ * (AVX2 + FMA) or "v4" (AVX-512), the best this CPU supports unless the
+ * environment variable TAPEGRAD_ISA names one. A TAPEGRAD_ISA the CPU cannot
+ * run (or no variant) is refused, not replaced: then NULL with the reason as
+ * the error (tapegrad_error()), and conv2d refuses to run with the same
+ * message. Chosen once, on first use. */
+const char *tapegrad_isa(void);
 
 /* ================================================================== ops
  * Every op returns a TAPE-OWNED tensor, or NULL on error. Binary elementwise

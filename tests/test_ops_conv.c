@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../autograd/internal.h"
+#include "../ops/isa.h"
 #include "check_main.h"
 #include "ops_test.h"
 
@@ -295,6 +296,16 @@ START_TEST(test_conv2d_threads_bit_identical) {
 }
 END_TEST
 
+/* One thread unless asked (issue: 2 spinning threads ran a step 5x slower
+ * than one on a busy machine): without OMP_NUM_THREADS the library starts
+ * on one thread, and conv2d's images are not split. */
+START_TEST(test_threads_default_one) {
+    const char *env = getenv("OMP_NUM_THREADS");
+    if (env && *env) return; /* the user's choice is honoured instead */
+    ck_assert_int_eq(tapegrad_threads(), 1);
+}
+END_TEST
+
 /* An empty batch gives an empty output and no work. */
 START_TEST(test_conv2d_empty_batch) {
     tensor *x = tensor_zeros(DTYPE_F32, SHAPE(0, 2, 6, 6));
@@ -371,6 +382,82 @@ END_TEST
  * input (and the vacuity check), pure forward, float32 against float64. */
 START_TEST(test_conv2d_grad_central_differences_all_samples) {
     ck_assert_int_ge(numeric_check_op("conv2d", 100, 2, CHECK_ALL), 12);
+}
+END_TEST
+
+/* ------------------------------------------------------ ISA variants */
+/* make check runs this file once per variant the CPU has, with
+ * TAPEGRAD_ISA set: the variant in use is the one asked for (so the forced
+ * runs test what they claim), or without it the best the CPU supports. */
+START_TEST(test_isa_follows_tapegrad_isa) {
+    const char *env = getenv("TAPEGRAD_ISA"), *got = tapegrad_isa();
+    ck_assert_msg(got != NULL, "tapegrad_isa: %s", tapegrad_error());
+    if (env && *env) {
+        ck_assert_str_eq(got, env);
+    } else {
+        int best = ISA_V2;
+        while (best + 1 < ISA_COUNT && isa_supported(best + 1)) best++;
+        ck_assert_str_eq(got, isa_name(best));
+    }
+}
+END_TEST
+
+/* Every variant the CPU runs computes what the naive loops compute, on the
+ * shapes that reach each path: LeNet's conv1 (direct forward, direct wide
+ * weight gradient) and conv2 (channels in the lanes both ways), wide and
+ * tight columns through SGEMM, strided plain columns. */
+START_TEST(test_conv2d_every_variant_matches_naive) {
+    for (int v = 0; v < ISA_COUNT; v++) {
+        if (!isa_supported(v)) continue;
+        ck_assert_int_eq(isa_select(isa_name(v)), 0);
+        ck_assert_str_eq(tapegrad_isa(), isa_name(v));
+        check_against_naive(DTYPE_F32, (int64_t[]){2, 1, 28, 28}, (int64_t[]){6, 1, 5, 5}, true,
+                            params(1, 1, 2, 2, 1, 1, 1), 1e-4);
+        check_against_naive(DTYPE_F32, (int64_t[]){2, 6, 14, 14}, (int64_t[]){16, 6, 5, 5}, true,
+                            CONV2D_DEFAULT, 1e-4);
+        check_against_naive(DTYPE_F64, (int64_t[]){2, 4, 9, 30}, (int64_t[]){3, 4, 3, 3}, true,
+                            CONV2D_DEFAULT, 1e-12);
+        check_against_naive(DTYPE_F64, (int64_t[]){2, 3, 8, 8}, (int64_t[]){5, 3, 5, 5}, true,
+                            CONV2D_DEFAULT, 1e-12);
+        check_against_naive(DTYPE_F64, (int64_t[]){2, 3, 9, 8}, (int64_t[]){2, 3, 3, 3}, true,
+                            params(2, 2, 0, 0, 1, 1, 1), 1e-12);
+    }
+    ck_assert_int_eq(isa_select(getenv("TAPEGRAD_ISA")), 0);
+}
+END_TEST
+
+/* A TAPEGRAD_ISA that names no variant, or one the CPU lacks (a CPU with v2
+ * and v3 only, as a Zen 2), is refused, not replaced: tapegrad_isa() gives
+ * NULL and conv2d refuses to run, both with the reason. */
+static void expect_isa_refusal(const char *msg) {
+    tapegrad_error_clear();
+    ck_assert_ptr_null(tapegrad_isa());
+    ck_assert_str_eq(tapegrad_error(), msg);
+    tapegrad_error_clear();
+    tensor *x = tensor_zeros(DTYPE_F32, SHAPE(1, 1, 4, 4)), *w = tensor_zeros(DTYPE_F32, SHAPE(1, 1, 2, 2));
+    ck_assert_ptr_null(tensor_conv2d(x, w, NULL, CONV2D_DEFAULT));
+    ck_assert_str_eq(tapegrad_error(), msg);
+    tapegrad_error_clear();
+    tensor_free(x), tensor_free(w);
+}
+
+START_TEST(test_isa_refuses_unknown_variant) {
+    ck_assert_int_eq(isa_select("avx2"), -1);
+    expect_isa_refusal("TAPEGRAD_ISA=avx2 names no kernel variant (v2, v3 or v4)");
+    ck_assert_int_eq(isa_select(getenv("TAPEGRAD_ISA")), 0);
+    ck_assert_ptr_nonnull(tapegrad_isa());
+}
+END_TEST
+
+START_TEST(test_isa_refuses_variant_the_cpu_lacks) {
+    unsigned zen2 = 1u << ISA_V2 | 1u << ISA_V3;
+    ck_assert_int_eq(isa_select_cpu("v4", zen2), -1);
+    expect_isa_refusal("TAPEGRAD_ISA=v4: this CPU lacks x86-64-v4 (AVX-512); it runs up to v3");
+    ck_assert_int_eq(isa_select_cpu("v3", zen2), 0);
+    ck_assert_str_eq(tapegrad_isa(), "v3");
+    ck_assert_int_eq(isa_select_cpu(NULL, zen2), 0);
+    ck_assert_str_eq(tapegrad_isa(), "v3");
+    ck_assert_int_eq(isa_select(getenv("TAPEGRAD_ISA")), 0);
 }
 END_TEST
 
@@ -503,6 +590,7 @@ Suite *conv_suite(void) {
     tcase_add_test(tc, test_conv2d_matches_naive_direct_weight_grad);
     tcase_add_test(tc, test_conv2d_matches_naive_lenet_f32);
     tcase_add_test(tc, test_conv2d_threads_bit_identical);
+    tcase_add_test(tc, test_threads_default_one);
     tcase_add_test(tc, test_conv2d_empty_batch);
     tcase_add_test(tc, test_conv2d_backward_twice_accumulates);
     tcase_add_test(tc, test_conv2d_grad_central_differences_all_samples);
@@ -514,6 +602,10 @@ Suite *conv_suite(void) {
     tcase_add_test(tc, test_conv2d_error_weight_without_channels);
     tcase_add_test(tc, test_conv2d_error_not_4d);
     tcase_add_test(tc, test_conv2d_error_dtype_mismatch_and_null);
+    tcase_add_test(tc, test_isa_follows_tapegrad_isa);
+    tcase_add_test(tc, test_conv2d_every_variant_matches_naive);
+    tcase_add_test(tc, test_isa_refuses_unknown_variant);
+    tcase_add_test(tc, test_isa_refuses_variant_the_cpu_lacks);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,87 @@
+/* isa.c - chooses the instruction-set variant of the hot kernels from the CPU
+ * (cpuid, through __builtin_cpu_supports) or TAPEGRAD_ISA; see isa.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "isa.h"
+
+static const char *const names[ISA_COUNT] = {"v2", "v3", "v4"};
+static const char *const needs[ISA_COUNT] = {"x86-64-v2 (SSE4.2, POPCNT)", "x86-64-v3 (AVX2, FMA)",
+                                             "x86-64-v4 (AVX-512)"};
+
+/* -2 not chosen yet, -1 refused (why: refused_env names no variant, or one
+ * the CPU lacks), else the variant */
+static int chosen = -2;
+static char refused_env[33];
+
+const char *isa_name(isa_level v) { return v >= 0 && v < ISA_COUNT ? names[v] : "?"; }
+
+bool isa_supported(isa_level v) {
+    __builtin_cpu_init();
+    switch (v) {
+    case ISA_V2: return __builtin_cpu_supports("x86-64-v2");
+    case ISA_V3: return __builtin_cpu_supports("x86-64-v3");
+    case ISA_V4: return __builtin_cpu_supports("x86-64-v4");
+    default: return false;
+    }
+}
+
+static unsigned cpu_variants(void) {
+    unsigned m = 0;
+    for (int v = 0; v < ISA_COUNT; v++)
+        if (isa_supported(v)) m |= 1u << v;
+    return m;
+}
+
+/* The variants of the last choice's CPU (a test may pretend to another). */
+static unsigned cpu_seen;
+
+static int best_of(unsigned cpu) {
+    int best = ISA_V2;
+    for (int v = ISA_COUNT - 1; v > ISA_V2; v--)
+        if (cpu & (1u << v)) return v;
+    return best;
+}
+
+/* The reason for a refusal, as the pending error. */
+static void refusal_set(void) {
+    int v = 0;
+    while (v < ISA_COUNT && strcmp(refused_env, names[v])) v++;
+    if (v == ISA_COUNT)
+        error_set("TAPEGRAD_ISA=%s names no kernel variant (v2, v3 or v4)", refused_env);
+    else
+        error_set("TAPEGRAD_ISA=%s: this CPU lacks %s; it runs up to %s", refused_env, needs[v],
+                  names[best_of(cpu_seen)]);
+}
+
+int isa_select_cpu(const char *env, unsigned cpu) {
+    cpu_seen = cpu;
+    if (!env || !*env) {
+        chosen = best_of(cpu);
+        return 0;
+    }
+    int v = 0;
+    while (v < ISA_COUNT && strcmp(env, names[v])) v++;
+    if (v < ISA_COUNT && (cpu & (1u << v))) {
+        chosen = v;
+        return 0;
+    }
+    snprintf(refused_env, sizeof refused_env, "%s", env);
+    chosen = -1;
+    refusal_set();
+    return -1;
+}
+
+int isa_select(const char *env) { return isa_select_cpu(env, cpu_variants()); }
+
+int isa_current(void) {
+    if (chosen == -2) isa_select(getenv("TAPEGRAD_ISA"));
+    if (chosen == -1) refusal_set();
+    return chosen;
+}
+
+const char *tapegrad_isa(void) {
+    int v = isa_current();
+    return v < 0 ? NULL : names[v];
+}
