@@ -16,6 +16,8 @@ OP_FAMILY(conv)
 OP_FAMILY(pool)
 OP_FAMILY(norm)
 OP_FAMILY(loss)
+OP_FAMILY(compare)
+OP_FAMILY(sequence)
 
 typedef struct {
     const op_def *table;
@@ -29,6 +31,8 @@ static const family families[] = {
     {ops_layer, &ops_layer_count},   {ops_conv, &ops_conv_count},
     {ops_pool, &ops_pool_count},     {ops_norm, &ops_norm_count},
     {ops_loss, &ops_loss_count},
+    {ops_compare, &ops_compare_count},
+    {ops_sequence, &ops_sequence_count},
 };
 #define N_FAMILIES (int)(sizeof families / sizeof families[0])
 

@@ -189,6 +189,31 @@ tensor *tensor_where(tensor *cond, tensor *a, tensor *b);
 /* 1-D tensor of the elements of a where mask (same shape) is nonzero. */
 tensor *tensor_masked_select(tensor *a, tensor *mask);
 
+/* masks. A mask is int64 0/1 (never requires grad); ops reading a mask take
+ * any dtype, nonzero meaning true. Comparisons need a and b of one dtype
+ * (int64 included) and broadcast; NaN compares unequal to everything. */
+tensor *tensor_eq(tensor *a, tensor *b);
+tensor *tensor_ne(tensor *a, tensor *b);
+tensor *tensor_lt(tensor *a, tensor *b);
+tensor *tensor_le(tensor *a, tensor *b);
+tensor *tensor_gt(tensor *a, tensor *b);
+tensor *tensor_ge(tensor *a, tensor *b);
+tensor *tensor_logical_and(tensor *a, tensor *b);
+tensor *tensor_logical_or(tensor *a, tensor *b);
+tensor *tensor_logical_not(tensor *a);
+/* x with value where mask (broadcast to x's shape) is true; no gradient there. */
+tensor *tensor_masked_fill(tensor *x, tensor *mask, double value);
+
+/* sequence ops: sin and cos, triangles of the last two dims (diagonal 0 is
+ * the main one, > 0 above it), a running sum along an axis, and one-hot
+ * encoding of an int64 index (values in [0, n)) as float32 or float64. */
+tensor *tensor_sin(tensor *a);
+tensor *tensor_cos(tensor *a);
+tensor *tensor_tril(tensor *a, int64_t diagonal);
+tensor *tensor_triu(tensor *a, int64_t diagonal);
+tensor *tensor_cumsum(tensor *a, int axis);
+tensor *tensor_one_hot(tensor *index, int64_t n, dtype dt); /* index's shape + [n] */
+
 /* activations */
 tensor *tensor_relu(tensor *a);
 tensor *tensor_leaky_relu(tensor *a, double slope);

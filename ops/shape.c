@@ -45,16 +45,19 @@ enum { RESHAPE, PERMUTE, FLATTEN, CONCAT, STACK, NARROW, SLICE, INDEX_SELECT, GA
     }
 STRIDED_FNS(float)
 STRIDED_FNS(double)
+STRIDED_FNS(int64_t) /* narrow and slice of indices (forward only: no gradient) */
 
 static void sread(dtype dt, const void *src, int64_t base, const int64_t *st, const tensor *t,
                   void *dst, bool add) {
     if (dt == DTYPE_F32) sread_float(src, base, st, t, dst, add);
-    else sread_double(src, base, st, t, dst, add);
+    else if (dt == DTYPE_F64) sread_double(src, base, st, t, dst, add);
+    else sread_int64_t(src, base, st, t, dst, add);
 }
 static void swrite(dtype dt, void *dst, int64_t base, const int64_t *st, const tensor *t,
                    const void *src, bool add) {
     if (dt == DTYPE_F32) swrite_float(dst, base, st, t, src, add);
-    else swrite_double(dst, base, st, t, src, add);
+    else if (dt == DTYPE_F64) swrite_double(dst, base, st, t, src, add);
+    else swrite_int64_t(dst, base, st, t, src, add);
 }
 
 static void row_major_strides(int ndim, const int64_t *shape, int64_t *st) {
@@ -243,13 +246,27 @@ static void cat_vjp(tape_node *n, tensor *const *gin) {
     else cat_bwd_double(n, gin, outer);
 }
 
-/* Shared checks: a list of n >= 1 non-NULL tensors of one float dtype. */
+/* Shared checks: a list of n >= 1 non-NULL tensors of one dtype; int64
+ * lists (indices) join too, and never need a gradient. */
 static int cat_check(const op_def *op, tensor *const *ts, int n) {
     if (!ts || n <= 0) {
         error_set("%s: needs at least one tensor (n = %d)", op->name, n);
         return -1;
     }
-    return op_check_inputs(op, ts, n, 0);
+    for (int k = 0; k < n; k++) {
+        if (!ts[k]) {
+            if (!error_pending()) error_set("%s: input %d is NULL", op->name, k);
+            return -1;
+        }
+    }
+    for (int k = 1; k < n; k++) {
+        if (ts[k]->dtype != ts[0]->dtype) {
+            error_set("%s: dtype mismatch: %s vs %s", op->name, dtype_name(ts[0]->dtype),
+                      dtype_name(ts[k]->dtype));
+            return -1;
+        }
+    }
+    return 0;
 }
 
 static tensor *cat_apply(const op_def *op, tensor *const *ts, int n, int nd, const int64_t *shape,
@@ -338,7 +355,7 @@ static tensor *subrange(const op_def *op, tensor *a, int ax, int64_t start, int6
 tensor *tensor_narrow(tensor *a, int axis, int64_t start, int64_t length) {
     const op_def *op = &ops_shape[NARROW];
     tensor *in[1] = {a};
-    if (op_check_inputs(op, in, 1, 0)) return NULL;
+    if (op_check_inputs(op, in, 1, 1)) return NULL;
     int ax = axis_of("narrow", axis, a);
     if (ax < 0) return NULL;
     int64_t size = a->shape[ax], s = start < 0 ? start + size : start;
@@ -361,7 +378,7 @@ static int64_t py_bound(int64_t v, int64_t size) {
 tensor *tensor_slice(tensor *a, int axis, int64_t start, int64_t stop, int64_t step) {
     const op_def *op = &ops_shape[SLICE];
     tensor *in[1] = {a};
-    if (op_check_inputs(op, in, 1, 0)) return NULL;
+    if (op_check_inputs(op, in, 1, 1)) return NULL;
     int ax = axis_of("slice", axis, a);
     if (ax < 0) return NULL;
     if (step <= 0) {
@@ -547,15 +564,16 @@ static void gather_vjp(tape_node *n, tensor *const *gin) {
     else gather_bwd_double(n, gin[0], st, sax);
 }
 
-/* Common checks: a float, index int64 of the right rank, axis valid, every
- * index in [0, size). Returns the normalised axis or -1. */
+/* Common checks: a float (or int64 for index_select, which copies rows),
+ * index int64 of the right rank, axis valid, every index in [0, size).
+ * Returns the normalised axis or -1. */
 static int index_check(const op_def *op, tensor *a, int axis, tensor *index, int want_ndim) {
     tensor *in[2] = {a, index};
     if (a && index && index->dtype != DTYPE_I64) {
         error_set("%s: index must be int64, got %s", op->name, dtype_name(index->dtype));
         return -1;
     }
-    if (op_check_inputs(op, in, 2, 2)) return -1;
+    if (op_check_inputs(op, in, 2, op == &ops_shape[INDEX_SELECT] ? 3u : 2u)) return -1;
     int ax = axis_of(op->name, axis, a);
     if (ax < 0) return -1;
     char si[96], sa[96];
@@ -806,23 +824,28 @@ const op_def ops_shape[] = {
     {"concat", -1, 0, cat_forward, cat_vjp, concat_sample, concat_build,
      "tensor_concat(ts, n, axis)", "y = (a_0, a_1, ..) joined along axis",
      "da_k = the slice of g along axis where a_k was placed",
-     "all dims but axis must match; one dtype"},
+     "all dims but axis must match; one dtype (int64 lists join too, without gradient)"},
     {"stack", -1, 0, cat_forward, cat_vjp, stack_sample, stack_build, "tensor_stack(ts, n, axis)",
      "y[.., k, ..] = a_k, k along a new dim at position axis (0..ndim)",
-     "da_k = g[.., k, ..]", "all inputs have one shape; concat of the inputs each given a dim of 1"},
+     "da_k = g[.., k, ..]",
+     "all inputs have one shape and dtype (int64 too, without gradient); concat of the inputs "
+     "each given a dim of 1"},
     {"narrow", 1, 0, strided_forward, strided_vjp, narrow_sample, narrow_build,
      "tensor_narrow(a, axis, start, length)", "y = a[.., start : start + length, ..] along axis",
      "da = g in the narrowed range, 0 elsewhere",
-     "a negative start counts from the end; the range must lie inside the dim"},
+     "a negative start counts from the end; the range must lie inside the dim; int64 tensors "
+     "allowed"},
     {"slice", 1, 0, strided_forward, strided_vjp, slice_sample, slice_build,
      "tensor_slice(a, axis, start, stop, step)", "y = a[.., start:stop:step, ..] along axis (Python)",
      "da = g at the selected positions, 0 elsewhere",
-     "step > 0; negative bounds count from the end; bounds are clamped to the dim like Python"},
+     "step > 0; negative bounds count from the end; bounds are clamped to the dim like Python; "
+     "int64 tensors allowed"},
     {"index_select", 2, 2, index_select_forward, index_select_vjp, index_select_sample,
      index_select_build, "tensor_index_select(a, axis, index)",
      "y[.., j, ..] = a[.., index[j], ..] (index int64 1-D)",
      "da[.., index[j], ..] += g[.., j, ..] (repeats accumulate)",
-     "index has no gradient; an index outside [0, size) is an error"},
+     "index has no gradient; an index outside [0, size) is an error; a may be int64 (no "
+     "gradient)"},
     {"gather", 2, 2, gather_forward, gather_vjp, gather_sample, gather_build,
      "tensor_gather(a, axis, index)", "y[p] = a[p with p_axis = index[p]] (index int64, a's ndim)",
      "da[p with p_axis = index[p]] += g[p] (scatter-add; repeats accumulate)",

@@ -192,7 +192,7 @@ START_TEST(test_concat_stack_errors) {
     ck_assert_fails_with(tensor_concat((tensor *[]){a, c}, 2, 0),
                          "concat: dtype mismatch: float64 vs float32");
     ck_assert_fails_with(tensor_concat((tensor *[]){a, i}, 2, 0),
-                         "concat: input 1 is int64; this op needs float32 or float64");
+                         "concat: dtype mismatch: float64 vs int64");
     ck_assert_fails_with(tensor_concat((tensor *[]){a, a}, 2, 2),
                          "concat: axis 2 out of range for 2 dimensions");
     ck_assert_fails_with(tensor_concat((tensor *[]){s, s}, 2, 0),
@@ -301,8 +301,6 @@ START_TEST(test_narrow_slice_errors) {
     ck_assert_fails_with(tensor_slice(a, 1, 3, 0, -1), "slice: step -1 must be positive");
     ck_assert_fails_with(tensor_slice(a, -3, 0, 1, 1),
                          "slice: axis -3 out of range for 2 dimensions");
-    ck_assert_fails_with(tensor_slice(i, 0, 0, 1, 1),
-                         "slice: input 0 is int64; this op needs float32 or float64");
     ck_assert_fails_with(tensor_slice(NULL, 0, 0, 1, 1), "slice: input 0 is NULL");
     tensor_free(a);
     tensor_free(s);
@@ -394,7 +392,6 @@ START_TEST(test_index_select_gather_errors) {
     tensor *i2 = tensor_zeros(DTYPE_I64, SHAPE(2, 2));
     tensor *i3 = tensor_zeros(DTYPE_I64, SHAPE(4, 1));
     tensor *i2big = tensor_from_doubles(DTYPE_I64, SHAPE(1, 2), (double[]){0, 4});
-    tensor *ai = tensor_zeros(DTYPE_I64, SHAPE(3, 4));
     ck_assert_fails_with(tensor_index_select(a, 0, big),
                          "index_select: index 3 (at position 1) out of range for size 3 of axis 0 of [3,4]");
     ck_assert_fails_with(tensor_index_select(a, 1, neg),
@@ -406,8 +403,6 @@ START_TEST(test_index_select_gather_errors) {
     ck_assert_fails_with(tensor_index_select(a, 2, big),
                          "index_select: axis 2 out of range for 2 dimensions");
     ck_assert_fails_with(tensor_index_select(a, 0, NULL), "index_select: input 1 is NULL");
-    ck_assert_fails_with(tensor_index_select(ai, 0, big),
-                         "index_select: input 0 is int64; this op needs float32 or float64");
     ck_assert_fails_with(tensor_gather(a, 1, i2big),
                          "gather: index 4 (at position 1) out of range for size 4 of axis 1 of [3,4]");
     ck_assert_fails_with(tensor_gather(a, 1, big), "gather: index must have 2 dims, got [2]");
@@ -423,7 +418,6 @@ START_TEST(test_index_select_gather_errors) {
     tensor_free(i2);
     tensor_free(i3);
     tensor_free(i2big);
-    tensor_free(ai);
 }
 END_TEST
 

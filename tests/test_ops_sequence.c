@@ -1,0 +1,247 @@
+/* test_ops_sequence.c - the sequence family (sin, cos, tril, triu, cumsum,
+ * one_hot): hand-computed values and gradients, the error paths, and a
+ * central-difference check of every registry sample case. */
+#include <string.h>
+
+#include "../autograd/internal.h"
+#include "check_main.h"
+#include "ops_test.h"
+
+OP_FAMILY(sequence)
+
+static void assert_shape(const tensor *t, int ndim, const int64_t *shape) {
+    ck_assert_ptr_nonnull(t);
+    ck_assert_int_eq(t->ndim, ndim);
+    for (int d = 0; d < ndim; d++) ck_assert_int_eq(t->shape[d], shape[d]);
+}
+
+static const double one_to_12[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+
+/* ----------------------------------------------------------- sin, cos */
+
+/* sin at [0, pi/6, -pi/2] = [0, 1/2, -1]; dx = g cos x, g = [1, 2, 3]:
+ * [1, 2 (sqrt 3 / 2), 3 * 0] = [1, sqrt 3, 0] */
+START_TEST(test_sin_forward_and_grad) {
+    check_unary(tensor_sin, 3, (double[]){0, M_PI / 6, -M_PI / 2}, (double[]){1, 2, 3},
+                (double[]){0, 0.5, -1}, (double[]){1, sqrt(3.0), 0});
+}
+END_TEST
+
+/* cos at [0, pi/3, pi] = [1, 1/2, -1]; dx = -g sin x, g = [1, 2, 3]:
+ * [0, -2 (sqrt 3 / 2), -3 * 0] = [0, -sqrt 3, 0] */
+START_TEST(test_cos_forward_and_grad) {
+    check_unary(tensor_cos, 3, (double[]){0, M_PI / 3, M_PI}, (double[]){1, 2, 3},
+                (double[]){1, 0.5, -1}, (double[]){0, -sqrt(3.0), 0});
+}
+END_TEST
+
+/* ---------------------------------------------------------- tril, triu */
+
+/* x [3,4] = 1..12. tril keeps c - r <= k:
+ *   k = 0:  [1,0,0,0 | 5,6,0,0 | 9,10,11,0]
+ *   k = 1:  [1,2,0,0 | 5,6,7,0 | 9,10,11,12]
+ *   k = -1: [0,0,0,0 | 5,0,0,0 | 9,10,0,0]
+ * triu keeps c - r >= k; k = 0: [1,2,3,4 | 0,6,7,8 | 0,0,11,12].
+ * The gradient is the same triangle of g (g = 1..12 again). */
+START_TEST(test_tril_triu_forward_and_grad) {
+    tensor *x = leaf(SHAPE(3, 4), one_to_12);
+    ck_assert_tensor(tensor_tril(x, 0), ((double[]){1, 0, 0, 0, 5, 6, 0, 0, 9, 10, 11, 0}), 0);
+    ck_assert_tensor(tensor_tril(x, 1), ((double[]){1, 2, 0, 0, 5, 6, 7, 0, 9, 10, 11, 12}), 0);
+    ck_assert_tensor(tensor_tril(x, -1), ((double[]){0, 0, 0, 0, 5, 0, 0, 0, 9, 10, 0, 0}), 0);
+    tensor *u = tensor_triu(x, 0);
+    ck_assert_tensor(u, ((double[]){1, 2, 3, 4, 0, 6, 7, 8, 0, 0, 11, 12}), 0);
+    backward_g(u, one_to_12);
+    ck_assert_tensor(x->grad, ((double[]){1, 2, 3, 4, 0, 6, 7, 8, 0, 0, 11, 12}), 0);
+    tape_reset();
+    tensor_zero_grad(x);
+    backward_g(tensor_tril(x, -1), one_to_12);
+    ck_assert_tensor(x->grad, ((double[]){0, 0, 0, 0, 5, 0, 0, 0, 9, 10, 0, 0}), 0);
+    tape_reset();
+    tensor_free(x);
+}
+END_TEST
+
+/* Batched [2,2,2] = 1..8, triu with k = 1 keeps only (r, c) = (0, 1) of each
+ * matrix: [0,2,0,0, 0,6,0,0]. */
+START_TEST(test_triu_batched) {
+    tensor *x = leaf(SHAPE(2, 2, 2), one_to_12);
+    tensor *y = tensor_triu(x, 1);
+    assert_shape(y, SHAPE(2, 2, 2));
+    ck_assert_tensor(y, ((double[]){0, 2, 0, 0, 0, 6, 0, 0}), 0);
+    ck_assert_int_eq(tensor_backward(tensor_sum_all(y)), 0);
+    ck_assert_tensor(x->grad, ((double[]){0, 1, 0, 0, 0, 1, 0, 0}), 0);
+    tape_reset();
+    tensor_free(x);
+}
+END_TEST
+
+/* A causal mask from tril: eq(tril(ones [3,3]), 0) marks the future,
+ * [0,1,1 | 0,0,1 | 0,0,0]. */
+START_TEST(test_causal_mask_from_tril) {
+    tensor *ones = tensor_ones(DTYPE_F32, SHAPE(3, 3));
+    tensor *zero = tensor_zeros(DTYPE_F32, 0, (int64_t[]){0});
+    tensor *m = tensor_eq(tensor_tril(ones, 0), zero);
+    ck_assert_int_eq(m->dtype, DTYPE_I64);
+    ck_assert_tensor(m, ((double[]){0, 1, 1, 0, 0, 1, 0, 0, 0}), 0);
+    tape_reset();
+    tensor_free(ones);
+    tensor_free(zero);
+}
+END_TEST
+
+/* -------------------------------------------------------------- cumsum */
+
+/* x [2,3] = [1,2,3 | 4,5,6].
+ * axis 1: y = [1,3,6 | 4,9,15]; g = [1,2,3 | 4,5,6]: dx = reverse sums [6,5,3 | 15,11,6]
+ * axis 0: y = [1,2,3 | 5,7,9];  dx = [g0 + g1 | g1] = [5,7,9 | 4,5,6] */
+START_TEST(test_cumsum_forward_and_grad_both_axes) {
+    tensor *x = leaf(SHAPE(2, 3), one_to_12);
+    tensor *y = tensor_cumsum(x, -1);
+    ck_assert_tensor(y, ((double[]){1, 3, 6, 4, 9, 15}), 0);
+    backward_g(y, one_to_12);
+    ck_assert_tensor(x->grad, ((double[]){6, 5, 3, 15, 11, 6}), 0);
+    tape_reset();
+    tensor_zero_grad(x);
+    y = tensor_cumsum(x, 0);
+    ck_assert_tensor(y, ((double[]){1, 2, 3, 5, 7, 9}), 0);
+    backward_g(y, one_to_12);
+    ck_assert_tensor(x->grad, ((double[]){5, 7, 9, 4, 5, 6}), 0);
+    tape_reset();
+    tensor_free(x);
+}
+END_TEST
+
+/* The middle axis of [2,2,2] = 1..8 (inner 2): y = [1,2,4,6 | 5,6,12,14]. */
+START_TEST(test_cumsum_middle_axis_float32) {
+    tensor *x = tensor_from_doubles(DTYPE_F32, SHAPE(2, 2, 2), one_to_12);
+    tensor *y = tensor_cumsum(x, 1);
+    ck_assert_int_eq(y->dtype, DTYPE_F32);
+    ck_assert_tensor(y, ((double[]){1, 2, 4, 6, 5, 6, 12, 14}), 0);
+    tape_reset();
+    tensor_free(x);
+}
+END_TEST
+
+/* ------------------------------------------------------------- one_hot */
+
+/* index [3] = [2,0,2], n = 3: [0,0,1 | 1,0,0 | 0,0,1]; index [2,2] = [0,1,1,1],
+ * n = 2, float32: shape [2,2,2], [1,0, 0,1, 0,1, 0,1]. */
+START_TEST(test_one_hot_values_and_shapes) {
+    tensor *i1 = tensor_from_data(DTYPE_I64, SHAPE(3), (int64_t[]){2, 0, 2});
+    tensor *y = tensor_one_hot(i1, 3, DTYPE_F64);
+    assert_shape(y, SHAPE(3, 3));
+    ck_assert_int_eq(y->dtype, DTYPE_F64);
+    ck_assert(!y->requires_grad);
+    ck_assert_tensor(y, ((double[]){0, 0, 1, 1, 0, 0, 0, 0, 1}), 0);
+    tensor *i2 = tensor_from_data(DTYPE_I64, SHAPE(2, 2), (int64_t[]){0, 1, 1, 1});
+    y = tensor_one_hot(i2, 2, DTYPE_F32);
+    assert_shape(y, SHAPE(2, 2, 2));
+    ck_assert_int_eq(y->dtype, DTYPE_F32);
+    ck_assert_tensor(y, ((double[]){1, 0, 0, 1, 0, 1, 0, 1}), 0);
+    tape_reset();
+    tensor_free(i1);
+    tensor_free(i2);
+}
+END_TEST
+
+/* one_hot(index) @ w looks rows up: index [0,2,2], w [3,2] = 1..6 gives
+ * [1,2 | 5,6 | 5,6]; with g = 1 everywhere, dw = [1,1 | 0,0 | 2,2] (row 2
+ * used twice). */
+START_TEST(test_one_hot_matmul_is_a_lookup) {
+    tensor *idx = tensor_from_data(DTYPE_I64, SHAPE(3), (int64_t[]){0, 2, 2});
+    tensor *w = leaf(SHAPE(3, 2), one_to_12);
+    tensor *y = tensor_matmul(tensor_one_hot(idx, 3, DTYPE_F64), w);
+    ck_assert_tensor(y, ((double[]){1, 2, 5, 6, 5, 6}), 0);
+    ck_assert_int_eq(tensor_backward(tensor_sum_all(y)), 0);
+    ck_assert_tensor(w->grad, ((double[]){1, 1, 0, 0, 2, 2}), 0);
+    tape_reset();
+    tensor_free(idx);
+    tensor_free(w);
+}
+END_TEST
+
+/* The int64 arange the sequence ops start from (positions 0..T-1). */
+START_TEST(test_arange_int64_exact) {
+    tensor *t = tensor_arange(DTYPE_I64, 0, 5, 1);
+    assert_shape(t, SHAPE(5));
+    ck_assert_int_eq(t->dtype, DTYPE_I64);
+    const int64_t *p = t->data;
+    for (int64_t i = 0; i < 5; i++) ck_assert_int_eq(p[i], i);
+    tensor_free(t);
+    t = tensor_arange(DTYPE_I64, 10, 0, -3); /* 10, 7, 4, 1 */
+    assert_shape(t, SHAPE(4));
+    p = t->data;
+    ck_assert(p[0] == 10 && p[1] == 7 && p[2] == 4 && p[3] == 1);
+    tensor_free(t);
+}
+END_TEST
+
+START_TEST(test_sequence_errors) {
+    tapegrad_error_clear();
+    tensor *v = tensor_ones(DTYPE_F64, SHAPE(4));
+    tensor *m = tensor_ones(DTYPE_F64, SHAPE(2, 3));
+    tensor *s = tensor_ones(DTYPE_F64, 0, (int64_t[]){0});
+    tensor *i64 = tensor_zeros(DTYPE_I64, SHAPE(2, 3));
+    tensor *idx = tensor_from_data(DTYPE_I64, SHAPE(3), (int64_t[]){0, 3, 1});
+    tensor *neg = tensor_from_data(DTYPE_I64, SHAPE(2), (int64_t[]){-1, 0});
+    tensor *deep = tensor_zeros(DTYPE_I64, SHAPE(1, 1, 1, 1, 1, 1, 1, 1));
+    ck_assert_fails_with(tensor_sin(NULL), "sin: input 0 is NULL");
+    ck_assert_fails_with(tensor_cos(i64), "cos: input 0 is int64; this op needs float32 or float64");
+    ck_assert_fails_with(tensor_tril(v, 0), "tril: needs at least 2 dimensions, got [4]");
+    ck_assert_fails_with(tensor_triu(s, 0), "triu: needs at least 2 dimensions, got []");
+    ck_assert_fails_with(tensor_triu(i64, 0), "triu: input 0 is int64; this op needs float32 or float64");
+    ck_assert_fails_with(tensor_tril(NULL, 0), "tril: input 0 is NULL");
+    ck_assert_fails_with(tensor_cumsum(s, 0), "cumsum: needs at least 1 dimension, got a scalar");
+    ck_assert_fails_with(tensor_cumsum(m, 2), "cumsum: axis 2 out of range for 2 dimensions");
+    ck_assert_fails_with(tensor_cumsum(m, -3), "cumsum: axis -3 out of range for 2 dimensions");
+    ck_assert_fails_with(tensor_cumsum(i64, 0), "cumsum: input 0 is int64; this op needs float32 or float64");
+    ck_assert_fails_with(tensor_one_hot(NULL, 3, DTYPE_F32), "one_hot: input 0 is NULL");
+    ck_assert_fails_with(tensor_one_hot(m, 3, DTYPE_F32), "one_hot: index must be int64, got float64");
+    ck_assert_fails_with(tensor_one_hot(idx, 4, DTYPE_I64),
+                         "one_hot: the output dtype must be float32 or float64, got int64");
+    ck_assert_fails_with(tensor_one_hot(idx, 0, DTYPE_F32), "one_hot: cannot encode index [3] in 0 classes");
+    ck_assert_fails_with(tensor_one_hot(deep, 2, DTYPE_F32),
+                         "one_hot: cannot encode index [1,1,1,1,1,1,1,1] in 2 classes");
+    ck_assert_fails_with(tensor_one_hot(idx, 3, DTYPE_F32),
+                         "one_hot: index 3 (at position 1 of [3]) out of range for 3 classes");
+    ck_assert_fails_with(tensor_one_hot(neg, 3, DTYPE_F64),
+                         "one_hot: index -1 (at position 0 of [2]) out of range for 3 classes");
+    /* NULL propagates: the first cause is kept */
+    ck_assert_fails_with(tensor_cumsum(tensor_sin(NULL), 0), "sin: input 0 is NULL");
+    tensor_free(v);
+    tensor_free(m);
+    tensor_free(s);
+    tensor_free(i64);
+    tensor_free(idx);
+    tensor_free(neg);
+    tensor_free(deep);
+}
+END_TEST
+
+/* Every op of the family, every sample case, four seeds: see tests/ops_test.h. */
+START_TEST(test_sequence_samples_match_central_differences) {
+    ck_assert_int_eq(ops_sequence_count, 6);
+    ck_assert_int_ge(numeric_check_family(ops_sequence, ops_sequence_count, 1, 4, CHECK_ALL), 80);
+}
+END_TEST
+
+Suite *ops_sequence_suite(void) {
+    Suite *s = suite_create("ops_sequence");
+    TCase *tc = tcase_create("sequence");
+    tcase_add_test(tc, test_sin_forward_and_grad);
+    tcase_add_test(tc, test_cos_forward_and_grad);
+    tcase_add_test(tc, test_tril_triu_forward_and_grad);
+    tcase_add_test(tc, test_triu_batched);
+    tcase_add_test(tc, test_causal_mask_from_tril);
+    tcase_add_test(tc, test_cumsum_forward_and_grad_both_axes);
+    tcase_add_test(tc, test_cumsum_middle_axis_float32);
+    tcase_add_test(tc, test_one_hot_values_and_shapes);
+    tcase_add_test(tc, test_one_hot_matmul_is_a_lookup);
+    tcase_add_test(tc, test_arange_int64_exact);
+    tcase_add_test(tc, test_sequence_errors);
+    tcase_add_test(tc, test_sequence_samples_match_central_differences);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+TEST_MAIN(ops_sequence_suite)
