@@ -684,16 +684,23 @@ static int check_args(gradcheck_fn fn, tensor *const *inputs, int n, const gradc
     return 0;
 }
 
-/* Float64 copies of the inputs; int64 inputs are passed through untouched. */
-static int make_leaves(checker *c, tensor *const *inputs) {
+/* Float64 copies of the inputs (or, in place, the float64 inputs
+ * themselves); int64 inputs are passed through untouched. */
+static int make_leaves(checker *c, tensor *const *inputs, bool in_place) {
     uint32_t mask = c->opt->check_mask ? c->opt->check_mask : UINT32_MAX;
     for (int i = 0; i < c->n; i++) {
-        const tensor *t = inputs[i];
+        tensor *t = inputs[i];
         if (!t || t->dtype == DTYPE_I64) {
             c->leaf[i] = inputs[i];
             continue;
         }
-        c->leaf[i] = tensor_to_dtype(t, DTYPE_F64);
+        if (in_place && (t->dtype != DTYPE_F64 || t->tape_owned)) {
+            error_set("gradcheck: input %d is a %s%s tensor; a check in place needs user-owned"
+                      " float64 leaves",
+                      i, t->tape_owned ? "tape-owned " : "", dtype_name(t->dtype));
+            return -1;
+        }
+        c->leaf[i] = in_place ? t : tensor_to_dtype(t, DTYPE_F64);
         if (!c->leaf[i]) return -1;
         c->leaf[i]->name = t->name;
         c->checked[i] = (mask >> i) & 1;
@@ -1155,8 +1162,8 @@ static int assemble_message(checker *c) {
     return m.failed || c->loc.failed || c->notes.failed ? -1 : 0;
 }
 
-int gradcheck(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
-              const gradcheck_options *opt, gradcheck_report *report) {
+static int gradcheck_impl(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
+                          const gradcheck_options *opt, gradcheck_report *report, bool in_place) {
     gradcheck_options defaults = gradcheck_defaults();
     const gradcheck_options *o = opt ? opt : &defaults;
     if (report) memset(report, 0, sizeof *report);
@@ -1166,7 +1173,7 @@ int gradcheck(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
     report->passed = true;
     report->bad_node = -1;
     checker c = {.opt = o, .fn = fn, .ctx = ctx, .n = n, .rep = report};
-    int rc = make_leaves(&c, inputs) || record(&c) || analytic_gradients(&c) || run_checks(&c) ||
+    int rc = make_leaves(&c, inputs, in_place) || record(&c) || analytic_gradients(&c) || run_checks(&c) ||
                      assemble_message(&c)
                  ? -1 : 0;
     report->evaluations = c.evals;
@@ -1175,6 +1182,16 @@ int gradcheck(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
     if (rc) gradcheck_report_free(report);
     report->seconds = now_seconds() - t0;
     return rc;
+}
+
+int gradcheck(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
+              const gradcheck_options *opt, gradcheck_report *report) {
+    return gradcheck_impl(fn, ctx, inputs, n, opt, report, false);
+}
+
+int gradcheck_in_place(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
+                       const gradcheck_options *opt, gradcheck_report *report) {
+    return gradcheck_impl(fn, ctx, inputs, n, opt, report, true);
 }
 
 void gradcheck_report_free(gradcheck_report *r) {

@@ -811,6 +811,13 @@ START_TEST(test_errors_bad_arguments) {
                                        " stencil 0 (CENTRAL or FIVE_POINT)");
     ck_assert_ptr_null(r.message); /* nothing to free after an error */
     tapegrad_error_clear();
+    /* in place (gradcheck_model's entry) the leaves must be float64 already */
+    tensor *x32 = tensor_to_dtype(x, DTYPE_F32);
+    ck_assert_int_eq(gradcheck_in_place(cube_sum, NULL, &x32, 1, NULL, &r), -1);
+    ck_assert_str_eq(tapegrad_error(), "gradcheck: input 0 is a float32 tensor; a check in place"
+                                       " needs user-owned float64 leaves");
+    tapegrad_error_clear();
+    tensor_free(x32);
     tensor_free(x);
 }
 END_TEST
