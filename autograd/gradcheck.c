@@ -93,6 +93,8 @@ typedef struct {
     void **snap;                            /* per live node: copies of out, saved[0..3] */
     int64_t fn_calls;
     bool rerun_failed;                      /* a re-run of fn failed (noted once) */
+    bool fatal;                             /* fn reset the tape: the recording is gone */
+    arena_pos rerun_mark;                   /* where a re-run's memory starts */
     tensor *out;                            /* the recorded output */
     tensor *u;                              /* upstream gradient, out's shape */
     tensor *recorded;                       /* out's values as recorded (replay check) */
@@ -162,11 +164,21 @@ static double dot(const double *a, const double *b, int64_t n) {
  * intact for replay and localisation) and rerun_end() drops them and gives
  * their arena memory back. Returns the re-run's output, or NULL (noted once)
  * when fn fails or returns something of another shape. */
-static arena_pos rerun_mark;
 static tensor *rerun_begin(checker *c) {
+    if (c->fatal) return NULL;
+    const uint32_t epoch = tape_epoch();
     c->fn_calls++;
-    rerun_mark = arena_tell();
+    c->rerun_mark = arena_tell();
     tensor *o = c->fn(c->leaf, c->n, c->ctx);
+    if (tape_epoch() != epoch) {
+        /* the recorded nodes and their memory are gone: nothing may touch them */
+        c->fatal = true;
+        tapegrad_error_clear();
+        error_set("gradcheck: fn reset the tape when called again; fn may be called several"
+                  " times and must not call tape_reset() or tape_release() (the checker resets"
+                  " the tape before the first call)");
+        return NULL;
+    }
     if (o && o->dtype == DTYPE_F64 && tensor_same_shape(o, c->u)) return o;
     if (!c->rerun_failed) {
         const char *e = tapegrad_error();
@@ -180,13 +192,15 @@ static tensor *rerun_begin(checker *c) {
 }
 
 static void rerun_end(checker *c) {
+    if (c->fatal) return;
     tape_truncate(c->n_rec);
-    arena_seek(rerun_mark);
+    arena_seek(c->rerun_mark);
 }
 
 /* L = <u, f(x)> at the leaves' current values: replaying plan (the nodes
  * downstream of the perturbed leaf) or calling fn again. */
 static double eval_loss(checker *c, int leaf) {
+    if (c->fatal) return NAN;
     c->evals++;
     if (c->rerun_in[leaf]) {
         tensor *o = rerun_begin(c);
@@ -993,6 +1007,7 @@ static void describe_divergence(checker *c, const divergence *d) {
 static void check_deterministic(checker *c) {
     const int64_t base = tape_node_count();
     tensor *o = rerun_begin(c);
+    if (c->fatal) return;
     const int64_t e = o ? first_difference(c->recorded, o) : -1;
     if (e != -1) {
         gradcheck_report *r = c->rep;
@@ -1042,6 +1057,7 @@ static int verify_input(checker *c, int i, rng *g) {
         }
         const int64_t base = tape_node_count();
         tensor *o = rerun_begin(c);
+        if (c->fatal) break;
         const int64_t e = o ? first_difference(c->out, o) : -1;
         if (e != -1) {
             gradcheck_input_report *ir = &c->rep->input[i];
@@ -1084,6 +1100,7 @@ static int choose_evaluation(checker *c) {
         for (int i = 0; i < c->n; i++)
             if (c->checked[i] && verify_input(c, i, &g)) return -1;
     }
+    if (c->fatal) return -1;
     for (int i = 0; i < c->n; i++) c->rep->input[i].rerun = c->rerun_in[i];
     return 0;
 }
@@ -1104,7 +1121,7 @@ static int run_checks(checker *c) {
     }
     if (!c->rerun && build_plans(c)) return -1;
     if (choose_evaluation(c)) return -1;
-    if (c->opt->fast && check_fast(c, fallback)) return -1;
+    if (c->opt->fast && (check_fast(c, fallback) || c->fatal)) return -1;
     bool probes_failed = false;
     for (int i = 0; i < c->n; i++) {
         if (!fallback[i]) continue;
@@ -1114,6 +1131,7 @@ static int run_checks(checker *c) {
         }
         check_full(c, i, &r->input[i]);
     }
+    if (c->fatal) return -1;
     if (probes_failed) msg_add(c, " (full check follows);");
     bool value_failure = false, off_kink = false;
     for (int i = 0; i < c->n; i++) {
