@@ -93,6 +93,8 @@ typedef struct {
     void **snap;                            /* per live node: copies of out, saved[0..3] */
     int64_t fn_calls;
     bool rerun_failed;                      /* a re-run of fn failed (noted once) */
+    bool fatal;                             /* fn reset the tape: the recording is gone */
+    arena_pos rerun_mark;                   /* where a re-run's memory starts */
     tensor *out;                            /* the recorded output */
     tensor *u;                              /* upstream gradient, out's shape */
     tensor *recorded;                       /* out's values as recorded (replay check) */
@@ -162,11 +164,21 @@ static double dot(const double *a, const double *b, int64_t n) {
  * intact for replay and localisation) and rerun_end() drops them and gives
  * their arena memory back. Returns the re-run's output, or NULL (noted once)
  * when fn fails or returns something of another shape. */
-static arena_pos rerun_mark;
 static tensor *rerun_begin(checker *c) {
+    if (c->fatal) return NULL;
+    const uint32_t epoch = tape_epoch();
     c->fn_calls++;
-    rerun_mark = arena_tell();
+    c->rerun_mark = arena_tell();
     tensor *o = c->fn(c->leaf, c->n, c->ctx);
+    if (tape_epoch() != epoch) {
+        /* the recorded nodes and their memory are gone: nothing may touch them */
+        c->fatal = true;
+        tapegrad_error_clear();
+        error_set("gradcheck: fn reset the tape when called again; fn may be called several"
+                  " times and must not call tape_reset() or tape_release() (the checker resets"
+                  " the tape before the first call)");
+        return NULL;
+    }
     if (o && o->dtype == DTYPE_F64 && tensor_same_shape(o, c->u)) return o;
     if (!c->rerun_failed) {
         const char *e = tapegrad_error();
@@ -180,13 +192,15 @@ static tensor *rerun_begin(checker *c) {
 }
 
 static void rerun_end(checker *c) {
+    if (c->fatal) return;
     tape_truncate(c->n_rec);
-    arena_seek(rerun_mark);
+    arena_seek(c->rerun_mark);
 }
 
 /* L = <u, f(x)> at the leaves' current values: replaying plan (the nodes
  * downstream of the perturbed leaf) or calling fn again. */
 static double eval_loss(checker *c, int leaf) {
+    if (c->fatal) return NAN;
     c->evals++;
     if (c->rerun_in[leaf]) {
         tensor *o = rerun_begin(c);
@@ -684,16 +698,23 @@ static int check_args(gradcheck_fn fn, tensor *const *inputs, int n, const gradc
     return 0;
 }
 
-/* Float64 copies of the inputs; int64 inputs are passed through untouched. */
-static int make_leaves(checker *c, tensor *const *inputs) {
+/* Float64 copies of the inputs (or, in place, the float64 inputs
+ * themselves); int64 inputs are passed through untouched. */
+static int make_leaves(checker *c, tensor *const *inputs, bool in_place) {
     uint32_t mask = c->opt->check_mask ? c->opt->check_mask : UINT32_MAX;
     for (int i = 0; i < c->n; i++) {
-        const tensor *t = inputs[i];
+        tensor *t = inputs[i];
         if (!t || t->dtype == DTYPE_I64) {
             c->leaf[i] = inputs[i];
             continue;
         }
-        c->leaf[i] = tensor_to_dtype(t, DTYPE_F64);
+        if (in_place && (t->dtype != DTYPE_F64 || t->tape_owned)) {
+            error_set("gradcheck: input %d is a %s%s tensor; a check in place needs user-owned"
+                      " float64 leaves",
+                      i, t->tape_owned ? "tape-owned " : "", dtype_name(t->dtype));
+            return -1;
+        }
+        c->leaf[i] = in_place ? t : tensor_to_dtype(t, DTYPE_F64);
         if (!c->leaf[i]) return -1;
         c->leaf[i]->name = t->name;
         c->checked[i] = (mask >> i) & 1;
@@ -986,6 +1007,7 @@ static void describe_divergence(checker *c, const divergence *d) {
 static void check_deterministic(checker *c) {
     const int64_t base = tape_node_count();
     tensor *o = rerun_begin(c);
+    if (c->fatal) return;
     const int64_t e = o ? first_difference(c->recorded, o) : -1;
     if (e != -1) {
         gradcheck_report *r = c->rep;
@@ -1035,6 +1057,7 @@ static int verify_input(checker *c, int i, rng *g) {
         }
         const int64_t base = tape_node_count();
         tensor *o = rerun_begin(c);
+        if (c->fatal) break;
         const int64_t e = o ? first_difference(c->out, o) : -1;
         if (e != -1) {
             gradcheck_input_report *ir = &c->rep->input[i];
@@ -1077,6 +1100,7 @@ static int choose_evaluation(checker *c) {
         for (int i = 0; i < c->n; i++)
             if (c->checked[i] && verify_input(c, i, &g)) return -1;
     }
+    if (c->fatal) return -1;
     for (int i = 0; i < c->n; i++) c->rep->input[i].rerun = c->rerun_in[i];
     return 0;
 }
@@ -1097,7 +1121,7 @@ static int run_checks(checker *c) {
     }
     if (!c->rerun && build_plans(c)) return -1;
     if (choose_evaluation(c)) return -1;
-    if (c->opt->fast && check_fast(c, fallback)) return -1;
+    if (c->opt->fast && (check_fast(c, fallback) || c->fatal)) return -1;
     bool probes_failed = false;
     for (int i = 0; i < c->n; i++) {
         if (!fallback[i]) continue;
@@ -1107,6 +1131,7 @@ static int run_checks(checker *c) {
         }
         check_full(c, i, &r->input[i]);
     }
+    if (c->fatal) return -1;
     if (probes_failed) msg_add(c, " (full check follows);");
     bool value_failure = false, off_kink = false;
     for (int i = 0; i < c->n; i++) {
@@ -1155,8 +1180,8 @@ static int assemble_message(checker *c) {
     return m.failed || c->loc.failed || c->notes.failed ? -1 : 0;
 }
 
-int gradcheck(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
-              const gradcheck_options *opt, gradcheck_report *report) {
+static int gradcheck_impl(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
+                          const gradcheck_options *opt, gradcheck_report *report, bool in_place) {
     gradcheck_options defaults = gradcheck_defaults();
     const gradcheck_options *o = opt ? opt : &defaults;
     if (report) memset(report, 0, sizeof *report);
@@ -1166,7 +1191,7 @@ int gradcheck(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
     report->passed = true;
     report->bad_node = -1;
     checker c = {.opt = o, .fn = fn, .ctx = ctx, .n = n, .rep = report};
-    int rc = make_leaves(&c, inputs) || record(&c) || analytic_gradients(&c) || run_checks(&c) ||
+    int rc = make_leaves(&c, inputs, in_place) || record(&c) || analytic_gradients(&c) || run_checks(&c) ||
                      assemble_message(&c)
                  ? -1 : 0;
     report->evaluations = c.evals;
@@ -1175,6 +1200,16 @@ int gradcheck(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
     if (rc) gradcheck_report_free(report);
     report->seconds = now_seconds() - t0;
     return rc;
+}
+
+int gradcheck(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
+              const gradcheck_options *opt, gradcheck_report *report) {
+    return gradcheck_impl(fn, ctx, inputs, n, opt, report, false);
+}
+
+int gradcheck_in_place(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
+                       const gradcheck_options *opt, gradcheck_report *report) {
+    return gradcheck_impl(fn, ctx, inputs, n, opt, report, true);
 }
 
 void gradcheck_report_free(gradcheck_report *r) {

@@ -149,6 +149,14 @@ uint32_t tape_epoch(void);
  * nodes after the recorded ones and drop them again). */
 void tape_truncate(int64_t n);
 
+/* The checker on the caller's own float64 leaves, perturbed in place instead
+ * of copied (gradcheck_model swaps a model's tensors to float64 and checks
+ * them where its layers point). Inputs must be user-owned float64 (or int64,
+ * passed through); their requires_grad and .grad are changed, their values
+ * restored. */
+int gradcheck_in_place(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
+                       const gradcheck_options *opt, gradcheck_report *report);
+
 /* ------------------------------------------------------ broadcasting */
 /* NumPy broadcast of two shapes; sets an error naming op and both shapes. */
 int broadcast_shapes(const char *op, const tensor *a, const tensor *b, int *ndim, int64_t *shape);

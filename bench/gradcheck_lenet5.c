@@ -1,6 +1,6 @@
 /* gradcheck_lenet5.c - time the whole-LeNet-5 gradient check.
  *
- *   gradcheck_lenet5 [--fast] [--batch 2]
+ *   gradcheck_lenet5 [--fast] [--batch 2] [--replay auto|always|never]
  *
  * The function of ../shared/peers/gradcheck_lenet5_torch.py: (the ten
  * parameters, a batch of images) -> mean cross-entropy, checked in float64
@@ -24,11 +24,18 @@ static tensor *loss_fn(tensor *const *in, int n, void *ctx) {
 int main(int argc, char **argv) {
     bool fast = false;
     int64_t batch = 2;
+    gradcheck_replay replay = GRADCHECK_REPLAY_AUTO;
     for (int a = 1; a < argc; a++) {
         if (!strcmp(argv[a], "--fast")) fast = true;
         else if (!strcmp(argv[a], "--batch") && a + 1 < argc) batch = atoll(argv[++a]);
+        else if (!strcmp(argv[a], "--replay") && a + 1 < argc && !strcmp(argv[a + 1], "auto"))
+            replay = GRADCHECK_REPLAY_AUTO, a++;
+        else if (!strcmp(argv[a], "--replay") && a + 1 < argc && !strcmp(argv[a + 1], "always"))
+            replay = GRADCHECK_REPLAY_ALWAYS, a++;
+        else if (!strcmp(argv[a], "--replay") && a + 1 < argc && !strcmp(argv[a + 1], "never"))
+            replay = GRADCHECK_REPLAY_NEVER, a++;
         else {
-            fprintf(stderr, "usage: gradcheck_lenet5 [--fast] [--batch 2]\n");
+            fprintf(stderr, "usage: gradcheck_lenet5 [--fast] [--batch 2] [--replay auto|always|never]\n");
             return 2;
         }
     }
@@ -52,6 +59,7 @@ int main(int argc, char **argv) {
     gradcheck_options o = gradcheck_defaults();
     o.eps = 1e-6, o.atol = 1e-5, o.rtol = 1e-3;
     o.fast = fast;
+    o.replay = replay;
     o.check_mask = (1u << (N - 1)) - 1; /* not the labels */
     gradcheck_report r = {0};
     int rc = !net || !in[N - 1] ? -1 : gradcheck(loss_fn, NULL, in, N, &o, &r);
@@ -60,10 +68,11 @@ int main(int argc, char **argv) {
     {
         int reruns = 0;
         for (int i = 0; i < N; i++) reruns += r.input[i].rerun;
-        printf("gradcheck_lenet5 mode=%s batch=%lld numbers=%lld pass=%d seconds=%.3f fn_calls=%lld"
-               " rerun_inputs=%d\n",
+        static const char *replay_name[] = {"auto", "always", "never"};
+        printf("gradcheck_lenet5 mode=%s batch=%lld numbers=%lld pass=%d seconds=%.3f replay=%s"
+               " fn_calls=%lld rerun_inputs=%d\n",
                fast ? "fast" : "full", (long long)batch, (long long)numbers, r.passed, r.seconds,
-               (long long)r.fn_calls, reruns);
+               replay_name[replay], (long long)r.fn_calls, reruns);
     }
     tensor_free(in[N - 2]);
     tensor_free(in[N - 1]);

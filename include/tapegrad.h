@@ -399,6 +399,24 @@ int gradcheck(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
 void gradcheck_report_free(gradcheck_report *r);
 void gradcheck_report_print(FILE *f, const gradcheck_report *r);
 
+/* A model checked as it is (nn/gradcheck_model.c). Its parameters and
+ * buffers are swapped in place for float64 copies (its layers keep pointing
+ * at the same tensors), fn - the user's own loss code, reaching the model
+ * through ctx - is called with float64 copies of the batch, every parameter
+ * and batch[0] (the input) are checked, and the model is restored bit for
+ * bit afterwards (dtype, data, grad, requires_grad, its rng). The report
+ * numbers its inputs: parameters in registration order, then buffers, then
+ * the batch; opt->check_mask selects in that numbering (0: every parameter
+ * and batch[0]). Float batch tensors after batch[0] (targets, masks) are
+ * converted to float64 and not checked; int64 ones are passed as they are.
+ * Refused with a message: a NULL model or fn, more than GRADCHECK_MAX_INPUTS
+ * tensors in all, a tape-owned batch tensor (the check resets the tape). The
+ * caller keeps ownership of everything; free the report's strings as for
+ * gradcheck(). Returns 0 when the check ran, -1 on error. */
+struct nn_model;
+int gradcheck_model(struct nn_model *m, gradcheck_fn fn, void *ctx, tensor *const *batch,
+                    int n_batch, const gradcheck_options *opt, gradcheck_report *report);
+
 /* ==== nn ==== */
 /* Layers, models, initialisers, optimisers, data, checkpoints and
  * gradient-flow reports, built on the ops above (nn/). Prefixes: nn_ for

@@ -811,6 +811,48 @@ START_TEST(test_errors_bad_arguments) {
                                        " stencil 0 (CENTRAL or FIVE_POINT)");
     ck_assert_ptr_null(r.message); /* nothing to free after an error */
     tapegrad_error_clear();
+    /* in place (gradcheck_model's entry) the leaves must be float64 already */
+    tensor *x32 = tensor_to_dtype(x, DTYPE_F32);
+    ck_assert_int_eq(gradcheck_in_place(cube_sum, NULL, &x32, 1, NULL, &r), -1);
+    ck_assert_str_eq(tapegrad_error(), "gradcheck: input 0 is a float32 tensor; a check in place"
+                                       " needs user-owned float64 leaves");
+    tapegrad_error_clear();
+    tensor_free(x32);
+    tensor_free(x);
+}
+END_TEST
+
+/* A fn that resets the tape itself destroys the recording the checker replays
+ * and compares with; found on the first call again, an error, nothing touched. */
+static tensor *resets_tape(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    (void)ctx;
+    tape_reset();
+    return tensor_sum_all(tensor_mul(in[0], in[0]));
+}
+
+START_TEST(test_fn_that_resets_the_tape_is_refused) {
+    tensor *x = leaf(SHAPE(3), (double[]){1, -2, 0.5});
+    gradcheck_report r;
+    static const gradcheck_replay modes[] = {GRADCHECK_REPLAY_AUTO, GRADCHECK_REPLAY_NEVER};
+    for (int m = 0; m < 2; m++) {
+        gradcheck_options o = gradcheck_defaults();
+        o.replay = modes[m];
+        tapegrad_error_clear();
+        ck_assert_int_eq(gradcheck(resets_tape, NULL, &x, 1, &o, &r), -1);
+        ck_assert_str_eq(tapegrad_error(), "gradcheck: fn reset the tape when called again; fn may"
+                                           " be called several times and must not call"
+                                           " tape_reset() or tape_release() (the checker resets the"
+                                           " tape before the first call)");
+        ck_assert_ptr_null(r.message);
+    }
+    tapegrad_error_clear();
+    /* trusting replay, fn is called once: it passes */
+    gradcheck_options o = gradcheck_defaults();
+    o.replay = GRADCHECK_REPLAY_ALWAYS;
+    ck_assert_int_eq(gradcheck(resets_tape, NULL, &x, 1, &o, &r), 0);
+    ck_assert_msg(r.passed, "%s", r.message);
+    gradcheck_report_free(&r);
     tensor_free(x);
 }
 END_TEST
@@ -908,6 +950,7 @@ Suite *gradcheck_suite(void) {
     tcase_add_test(tc, test_report_print_names_verdicts);
     tcase_add_test(tc, test_errors_bad_arguments);
     tcase_add_test(tc, test_errors_from_fn);
+    tcase_add_test(tc, test_fn_that_resets_the_tape_is_refused);
     suite_add_tcase(s, tc);
 #ifdef NN_LENET5_NPARAMS
     TCase *net = tcase_create("lenet5");

@@ -1,6 +1,6 @@
 /* gradcheck - the report command: checks every case of every registered op
  * against central differences in float64 and prints one row per case, then
- * (once wired) the whole-LeNet-5 check. The last line is always
+ * the whole-LeNet-5 check (gradcheck_model). The last line is always
  *   gradcheck: N ops, M cases, F failed, T s
  * and the exit status is nonzero when F > 0.
  *
@@ -69,18 +69,15 @@ static verdict run_case(const op_def *op, int k, uint64_t seed, const gradcheck_
 }
 
 /* ---------------------------------------------------------------------------
- * The whole-LeNet-5 check: the loss of nn_lenet5_loss_with() over the input
- * (batch 2) and the ten parameters, 63,274 numbers, full mode, float64. The
- * model is made in float32 (the training dtype) with its seeded default init:
- * the checker re-runs it in float64 itself. Compiled once the nn layer's
- * LeNet-5 is declared in tapegrad.h (NN_LENET5_NPARAMS); until then the hook
- * says so and counts nothing.
- * Returns 1 when the check failed, 0 when it passed, -1 when it did not run.
+ * The whole-LeNet-5 check: the model as nn_lenet5_new builds it (float32,
+ * seeded default init) and its own loss code, nn_lenet5_loss, checked by
+ * gradcheck_model: the ten parameters and the input (batch 2), 63,274
+ * numbers, full mode, in float64; the model comes back bit-identical.
+ * Returns 1 when the check failed, 0 when it passed.
  * ------------------------------------------------------------------------- */
-static tensor *lenet5_fn(tensor *const *in, int n, void *ctx) {
+static tensor *lenet5_loss(tensor *const *batch, int n, void *ctx) {
     (void)n;
-    (void)ctx; /* in: x, the ten parameters in state_dict order, labels */
-    return nn_lenet5_loss_with(in + 1, in[0], in[1 + NN_LENET5_NPARAMS]);
+    return nn_lenet5_loss(ctx, batch[0], batch[1]);
 }
 
 static int lenet5_check(uint64_t seed, bool fast, int *cases) {
@@ -88,43 +85,41 @@ static int lenet5_check(uint64_t seed, bool fast, int *cases) {
     nn_lenet5 *net = nn_lenet5_new(DTYPE_F32, seed);
     rng g;
     rng_seed(&g, seed, 5);
-    tensor *in[NN_LENET5_NPARAMS + 2] = {
-        tensor_rand(&g, DTYPE_F32, SHAPE(2, 1, 28, 28), 0.0, 1.0),
-        net ? net->c1.weight : NULL, net ? net->c1.bias : NULL,
-        net ? net->c2.weight : NULL, net ? net->c2.bias : NULL,
-        net ? net->f1.weight : NULL, net ? net->f1.bias : NULL,
-        net ? net->f2.weight : NULL, net ? net->f2.bias : NULL,
-        net ? net->f3.weight : NULL, net ? net->f3.bias : NULL,
-        sample_labels(&g, SHAPE(2), 10)};
-    int64_t numbers = 0;
-    for (int i = 0; i <= NN_LENET5_NPARAMS; i++) numbers += in[i] ? in[i]->size : 0;
+    tensor *batch[2] = {tensor_rand(&g, DTYPE_F32, SHAPE(2, 1, 28, 28), 0.0, 1.0),
+                        sample_labels(&g, SHAPE(2), 10)};
+    int64_t numbers = batch[0] ? batch[0]->size : 0;
+    for (int i = 0; net && i < NN_LENET5_NPARAMS; i++) numbers += net->model->params[i]->size;
     gradcheck_options o = gradcheck_defaults();
     o.seed = seed;
     o.fast = fast;
     gradcheck_report r = {0};
-    int rc = gradcheck(lenet5_fn, NULL, in, NN_LENET5_NPARAMS + 2, &o, &r);
+    int rc = net ? gradcheck_model(net->model, lenet5_loss, net, batch, 2, &o, &r) : -1;
     (*cases)++;
     if (rc) {
         printf("lenet5: ERROR: %s\n", tapegrad_error());
         tapegrad_error_clear();
     } else {
-        printf("lenet5: whole graph, batch 2, %lld numbers, %s mode, float64: %s, max abs err "
-               "%.3g, max rel err %.3g, %lld replays, %.3f s\n",
-               (long long)numbers, fast ? "fast" : "full", r.passed ? "pass" : "FAIL", r.max_abs_err, r.max_rel_err,
-               (long long)r.evaluations, r.seconds);
-        static const char *names[NN_LENET5_NPARAMS + 1] = {
-            "input", "c1.weight", "c1.bias", "c2.weight", "c2.bias", "f1.weight",
-            "f1.bias", "f2.weight", "f2.bias", "f3.weight", "f3.bias"};
+        printf("lenet5: gradcheck_model on nn_lenet5_new's model, batch 2, %lld numbers, %s mode,"
+               " float64: %s, max abs err %.3g, max rel err %.3g, %lld evaluations, %lld calls"
+               " of the loss, %.3f s\n",
+               (long long)numbers, fast ? "fast" : "full", r.passed ? "pass" : "FAIL",
+               r.max_abs_err, r.max_rel_err, (long long)r.evaluations, (long long)r.fn_calls,
+               r.seconds);
         printf("  %-10s %7s %11s %11s  %s\n", "tensor", "numbers", "max abs err", "max rel err",
                "verdict");
-        for (int i = 0; i <= NN_LENET5_NPARAMS; i++)
-            printf("  %-10s %7lld %11.3g %11.3g  %s\n", names[i], (long long)in[i]->size,
+        for (int i = 0; i <= NN_LENET5_NPARAMS; i++) {
+            const char *name = "input";
+            tensor *t = batch[0];
+            if (i < NN_LENET5_NPARAMS) nn_model_state_at(net->model, i, &name, &t);
+            printf("  %-10s %7lld %11.3g %11.3g  %s%s\n", name, (long long)t->size,
                    r.input[i].max_abs_err, r.input[i].max_rel_err,
-                   r.input[i].vacuous ? "VACUOUS" : r.input[i].passed ? "pass" : "FAIL");
+                   r.input[i].vacuous ? "VACUOUS" : r.input[i].passed ? "pass" : "FAIL",
+                   r.input[i].rerun ? " (re-run)" : "");
+        }
         if (!r.passed) gradcheck_report_print(stdout, &r);
     }
-    tensor_free(in[0]);
-    tensor_free(in[NN_LENET5_NPARAMS + 1]);
+    tensor_free(batch[0]);
+    tensor_free(batch[1]);
     nn_lenet5_free(net);
     bool passed = rc == 0 && r.passed;
     gradcheck_report_free(&r);
