@@ -192,15 +192,9 @@ static inline bool parallel_pays(int64_t work) {
 }
 
 /* ----------------------------------------------- the vjp contract */
-/* What op_check_contract found: passed, or the first breach in one sentence
- * (op, case, dtype, input, element and values). */
-typedef struct op_contract_report {
-    bool passed;
-    int cases;                        /* sample cases built (float64 and float32) */
-    int nodes;                        /* nodes of the op whose vjp was checked */
-    double f32_worst;                 /* op_check_float32: largest error / bound */
-    char message[1024];
-} op_contract_report;
+/* What op_check_contract and op_check_float32 found (the public
+ * op_check_report of gradcheck_op). */
+typedef op_check_report op_contract_report;
 /* Checks the vjp contract of op on each of its sample cases (drawn from
  * seed), in float64 and float32: the vjp accumulates (+=) into pre-filled
  * buffers, writes nothing but the gradient buffers, is deterministic, and

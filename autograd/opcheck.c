@@ -493,3 +493,152 @@ void op_tight_tolerances(const op_def *op, double *atol, double *rtol) {
         }
     }
 }
+
+/* ------------------------------------------------------------ gradcheck_op
+ * One op checked the way the suite checks the built-ins: per sample case,
+ * the primal against a re-run, the vjp against central differences, no
+ * gradient for declared no-grad inputs; then the vjp contract and the
+ * float32 comparison above. */
+typedef struct {
+    const op_def *op;
+    const op_sample *s;
+} op_case_ctx;
+
+static tensor *op_case_fn(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    const op_case_ctx *c = ctx;
+    return c->op->build(in, c->s);
+}
+
+static bool differentiable(const op_def *op, const op_sample *s, int i) {
+    const tensor *x = s->inputs[i];
+    return x && x->dtype != DTYPE_I64 && !mask_bit(s->no_grad_mask | op->no_grad_inputs, i);
+}
+
+/* The output again, bit for bit: its node's forward replayed, and a fresh
+ * build. */
+static void check_primal(const op_def *op, op_sample *s, const char *where, op_check_report *r) {
+    tensor *in[SAMPLE_MAX_INPUTS] = {NULL}, *y0 = NULL;
+    for (int i = 0; i < s->n_inputs; i++) {
+        if (!s->inputs[i]) continue;
+        in[i] = tensor_clone(s->inputs[i]);
+        if (!in[i]) goto out;
+        if (differentiable(op, s, i)) tensor_set_requires_grad(in[i], true);
+    }
+    tape_reset();
+    tensor *y = op->build(in, s);
+    y0 = y ? tensor_clone(y) : NULL;
+    if (!y0) {
+        fail(r, "%s: the build failed: %s", where, error_pending() ? tapegrad_error() : "NULL");
+        goto out;
+    }
+    for (int64_t j = 0; j < tape_node_count(); j++) {
+        tape_node *nd = tape_node_at(j);
+        if (nd->out == y) nd->op->forward(nd);
+    }
+    if (!same_bytes(y0, y))
+        fail(r, "%s: the primal is not a pure function: replaying its forward on the same inputs"
+                " changed element %lld", where, (long long)first_diff(y0, y));
+    tape_reset();
+    y = op->build(in, s);
+    if (r->passed && (!y || y->size != y0->size || !same_bytes(y0, y)))
+        fail(r, "%s: the primal differs between two calls on the same inputs (element %lld)",
+             where, y && y->size == y0->size ? (long long)first_diff(y0, y) : -1LL);
+out:
+    tape_reset();
+    tensor_free(y0);
+    for (int i = 0; i < SAMPLE_MAX_INPUTS; i++) tensor_free(in[i]);
+}
+
+/* Every float input requires grad, declared no-grad ones too: those must get
+ * no gradient, the differentiable ones one. */
+static void check_no_grad_inputs(const op_def *op, op_sample *s, const char *where,
+                                 op_check_report *r) {
+    tensor *in[SAMPLE_MAX_INPUTS] = {NULL};
+    for (int i = 0; i < s->n_inputs; i++) {
+        if (!s->inputs[i]) continue;
+        in[i] = tensor_clone(s->inputs[i]);
+        if (!in[i]) goto out;
+        if (in[i]->dtype != DTYPE_I64) tensor_set_requires_grad(in[i], true);
+    }
+    tape_reset();
+    tensor *y = op->build(in, s);
+    if (!y || !y->requires_grad) goto out;
+    tensor *u = tensor_tape_new(y->dtype, y->ndim, y->shape);
+    rng g;
+    rng_seed(&g, 1, STREAM_CONTRACT);
+    if (!u) goto out;
+    fill_seeded(u, &g);
+    if (tensor_backward_with(y, u)) goto out;
+    for (int i = 0; i < s->n_inputs; i++) {
+        if (!in[i] || in[i]->dtype == DTYPE_I64) continue;
+        if (mask_bit(op->no_grad_inputs, i) && in[i]->grad)
+            fail(r, "%s: input %d is declared without gradient, yet it got one", where, i);
+        else if (differentiable(op, s, i) && !in[i]->grad)
+            fail(r, "%s: input %d requires grad, yet backward gave it none", where, i);
+    }
+out:
+    tape_reset();
+    for (int i = 0; i < SAMPLE_MAX_INPUTS; i++) tensor_free(in[i]);
+}
+
+int gradcheck_op(const op_def *op, const gradcheck_options *opt, op_check_report *report) {
+    if (!op || !report) {
+        error_set("gradcheck_op: %s is NULL", !op ? "op" : "report");
+        return -1;
+    }
+    if (!op->sample || !op->build) {
+        error_set("op contract: %s has no %s", op->name, !op->sample ? "sample cases" : "build function");
+        return -1;
+    }
+    gradcheck_options o = opt ? *opt : gradcheck_defaults();
+    op_check_report *r = report;
+    memset(r, 0, sizeof *r);
+    r->passed = true;
+    int k = 0;
+    for (; r->passed; k++) {
+        op_sample s;
+        memset(&s, 0, sizeof s);
+        rng g;
+        rng_seed(&g, o.seed, (uint64_t)k);
+        int rc = op->sample(k, &g, &s);
+        if (rc == 1) break;
+        char where[160];
+        snprintf(where, sizeof where, "%s case %d (%s)", op->name, k, s.name);
+        if (rc != 0) {
+            if (!error_pending()) error_set("op contract: %s: the sample failed", where);
+            return -1;
+        }
+        r->cases++;
+        check_primal(op, &s, where, r);
+        uint32_t mask = 0;
+        for (int i = 0; i < s.n_inputs; i++)
+            if (differentiable(op, &s, i)) mask |= 1u << i;
+        if (r->passed && mask) {
+            gradcheck_options oc = o;
+            oc.check_mask = mask;
+            op_case_ctx ctx = {op, &s};
+            gradcheck_report gr;
+            if (gradcheck(op_case_fn, &ctx, s.inputs, s.n_inputs, &oc, &gr)) {
+                fail(r, "%s: gradcheck could not run: %s", where, tapegrad_error());
+                tapegrad_error_clear();
+            } else if (!gr.passed) {
+                fail(r, "%s: the vjp disagrees with central differences: %s", where, gr.message);
+            }
+        }
+        if (r->passed) check_no_grad_inputs(op, &s, where, r);
+        for (int i = 0; i < s.n_inputs && i < SAMPLE_MAX_INPUTS; i++) tensor_free(s.inputs[i]);
+    }
+    if (k == 0) fail(r, "%s: the op has no sample case to check", op->name);
+    if (!r->passed) return 0;
+    int cases = r->cases;
+    op_check_report c;
+    if (op_check_contract(op, o.seed, &c)) return -1;
+    if (c.passed && op_check_float32(op, o.seed, &c)) return -1;
+    if (!c.passed) {
+        *r = c;
+        r->passed = false;
+    }
+    r->cases = cases;
+    return 0;
+}

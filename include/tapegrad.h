@@ -321,6 +321,83 @@ const char *op_formula_forward(const op_def *op);
 const char *op_formula_gradient(const op_def *op);
 const char *op_notes(const op_def *op);
 
+/* ------------------------------------------------------------ custom ops
+ * An op of the user's own records on the tape like a built-in one and joins
+ * the registry: op_count/op_at/op_find enumerate it after the built-ins, so
+ * the registry-wide checks, the docs generator and the checker's
+ * localisation see it. docs/custom_ops.md has a worked example
+ * (examples/custom_op.c).
+ *
+ * forward and vjp see plain tensors (contiguous, of one float dtype: float64
+ * when checked, float32 when training, so both must be handled; tensor_get
+ * and tensor_set do). forward must be pure: the checker replays it on
+ * perturbed inputs, and a replay must compute the same function. vjp must
+ * ADD (+=) J_i^T gout into every non-NULL gin[i] (NULL: input i wants no
+ * gradient) and write nothing else. gradcheck_op() checks all of that. */
+#define OP_MAX_INPUTS 8
+#define OP_MAX_PARAMS 4
+
+/* One sample case for the checker. The inputs are float64 (or int64 for
+ * inputs declared without gradient) tensors the case OWNS: the checker frees
+ * them. Values must be seeded from the rng given, non-uniform, and keep a
+ * margin from every kink and domain edge. */
+typedef struct op_case {
+    char name[96];                    /* "x[3,4]" */
+    int n_inputs;
+    tensor *inputs[OP_MAX_INPUTS];
+    uint32_t no_grad_mask;            /* inputs not to differentiate in this case */
+    double params[OP_MAX_PARAMS];     /* passed to tensor_apply */
+} op_case;
+
+typedef struct op_spec {
+    const char *name;                 /* unique in the registry (copied) */
+    int arity;                        /* 1..OP_MAX_INPUTS tensor inputs */
+    uint32_t no_grad_inputs;          /* bit i: input i never gets a gradient (may be int64) */
+    int n_params;                     /* 0..OP_MAX_PARAMS scalars given to tensor_apply */
+    /* The output's shape (NULL: the shape of input 0); 0, or -1 to refuse
+     * the inputs (tensor_apply then fails naming the op). */
+    int (*shape)(tensor *const *in, int n, const double *params, int *ndim, int64_t *shape);
+    void (*forward)(tensor *const *in, int n, const double *params, tensor *out);
+    void (*vjp)(tensor *const *in, int n, const double *params, const tensor *out,
+                const tensor *gout, tensor *const *gin);
+    /* Case k (0, 1, ...): fill c and return 0; 1 when there is no case k;
+     * -1 on error. At least one case is needed by gradcheck_op. */
+    int (*sample)(int k, rng *g, op_case *c);
+    /* For the docs and reports; pointers kept, so literals or storage that
+     * outlives the process's use of the op. */
+    const char *signature, *formula_forward, *formula_gradient, *notes;
+} op_spec;
+
+/* Registers spec (copied) and returns its handle, valid until the process
+ * ends (the registry owns it); NULL with an error for a NULL or incomplete
+ * spec or a name already taken. */
+const op_def *op_register(const op_spec *spec);
+/* Applies a registered custom op: returns its output, TAPE-OWNED like every
+ * op's, recorded when an input requires grad. params: op's n_params values
+ * (NULL when it has none). NULL with an error naming the op on bad input. */
+tensor *tensor_apply(const op_def *op, tensor *const *inputs, int n, const double *params);
+
+/* What gradcheck_op found: passed, or the first failure in one sentence. */
+typedef struct op_check_report {
+    bool passed;
+    int cases;                        /* sample cases run */
+    int nodes;                        /* op_check_contract: nodes whose vjp was checked */
+    double f32_worst;                 /* float32 check: largest error / its bound */
+    char message[1024];
+} op_check_report;
+
+/* Checks one op (built-in or custom) the way the test suite checks the
+ * built-ins, and more, on each of its sample cases: the primal equals a
+ * re-run (a replay of its node and a fresh call); the vjp matches central
+ * differences (gradcheck with opt, NULL for its defaults); declared no-grad
+ * inputs get no gradient; and the vjp contract: it accumulates (+=, twice
+ * gives twice), writes nothing but gradient buffers, is deterministic, and
+ * gives an input the same gradient alone as with the others (float64 and
+ * float32); and float32 agrees with float64 on the same values. Returns 0
+ * when the checks ran (verdict in report), -1 on error. */
+struct gradcheck_options;
+int gradcheck_op(const op_def *op, const struct gradcheck_options *opt, op_check_report *report);
+
 /* ============================================================ checker
  * Central differences in float64 against the tape's vjp (docs/checker.md). */
 typedef tensor *(*gradcheck_fn)(tensor *const *inputs, int n, void *ctx);

@@ -487,6 +487,240 @@ START_TEST(test_localisation_passes_over_a_node_on_a_kink) {
 }
 END_TEST
 
+/* ======================================================= small errors
+ * Each op family gets a vjp wrong by little: a factor 1.001, one element of
+ * thousands, only under non-contiguous broadcasting, only with padding, only
+ * in float32. The float64 ones are caught by gradcheck at the registry's
+ * tight tolerances (op_tight_tolerances: atol 1e-8, rtol 1e-6 for most ops)
+ * and localised; the same graph with the real op passes them, so the
+ * failure is the error's. The float32 one by op_check_float32. */
+static void (*real_vjp)(tape_node *, tensor *const *);
+static double wrong_factor = 1.001;
+static int64_t wrong_element = -1; /* -1: every element */
+
+/* The real vjp into zeroed scratch, added back with the error applied. */
+static void vjp_scaled(tape_node *n, tensor *const *gin) {
+    tensor *scratch[8] = {NULL};
+    for (int j = 0; j < n->n_in && j < 8; j++)
+        if (gin[j]) scratch[j] = tensor_tape_zeros(gin[j]->dtype, gin[j]->ndim, gin[j]->shape);
+    real_vjp(n, scratch);
+    for (int j = 0; j < n->n_in && j < 8; j++)
+        for (int64_t e = 0; scratch[j] && e < scratch[j]->size; e++) {
+            double f = wrong_element < 0 || wrong_element == e ? wrong_factor : 1.0;
+            tensor_set(gin[j], e, tensor_get(gin[j], e) + f * tensor_get(scratch[j], e));
+        }
+}
+
+static op_def bad_small;
+static const char *small_op;   /* the op the fn records, swapped for bad_small */
+static tensor *(*small_graph)(tensor *const *in);
+static tensor *small_fn(tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    tensor *y = small_graph(in);
+    for (int64_t j = 0; y && j < tape_node_count(); j++)
+        if (strcmp(tape_node_at(j)->op->name, small_op) == 0) tape_node_at(j)->op = &bad_small;
+    return y;
+}
+
+/* gradcheck of small_graph at the op's tight tolerances, real op then broken:
+ * the real one passes, the broken one fails and is localised at node. */
+static void check_small(const char *op, tensor *(*graph)(tensor *const *), tensor **in, int n,
+                        int node, gradcheck_report *r) {
+    small_op = op;
+    small_graph = graph;
+    gradcheck_options o = gradcheck_defaults();
+    op_tight_tolerances(op_find(op), &o.atol, &o.rtol);
+    real_vjp = op_find(op)->vjp;
+    bad_small = broken(op, real_vjp);
+    ck_assert_int_eq(gradcheck(small_fn, NULL, in, n, &o, r), 0);
+    ck_assert_msg(r->passed, "the real %s fails the tight check: %s", op, r->message);
+    bad_small = broken(op, vjp_scaled);
+    ck_assert_int_eq(gradcheck(small_fn, NULL, in, n, &o, r), 0);
+    ck_assert_msg(!r->passed, "a small error in %s passed: %s", op, r->message);
+    ck_assert_msg(r->localized && r->bad_node == node, "%s: %s", op, r->message);
+    ck_assert_msg(strstr(r->message, "kink") == NULL, "%s", r->message);
+}
+
+static void free_all(tensor **in, int n) {
+    for (int i = 0; i < n; i++) tensor_free(in[i]);
+}
+
+/* elementwise: mul's gradients 1.001 times too large */
+static tensor *mul_graph(tensor *const *in) { return tensor_sum_all(tensor_mul(in[0], in[1])); }
+START_TEST(test_caught_factor_1001_elementwise) {
+    wrong_factor = 1.001, wrong_element = -1;
+    tensor *in[2] = {rand_leaf(41, SHAPE(3, 4)), rand_leaf(42, SHAPE(3, 4))};
+    gradcheck_report r;
+    check_small("mul", mul_graph, in, 2, 0, &r);
+    ck_assert_close(r.input[0].worst_analytic / r.input[0].worst_numeric, 1.001, 1e-6);
+    /* gradcheck's defaults (rtol 1e-3) let it through: why the registry runs tight */
+    ck_assert_int_eq(gradcheck(small_fn, NULL, in, 2, NULL, &r), 0);
+    ck_assert_msg(r.passed, "%s", r.message);
+    free_all(in, 2);
+}
+END_TEST
+
+/* reduce: one element of 2000 of sum's gradient off by 0.1 % */
+static tensor *sum_graph(tensor *const *in) {
+    return tensor_sum_all(tensor_mul(tensor_sum(in[0], (int[]){1}, 1, false), in[1]));
+}
+START_TEST(test_caught_one_wrong_element_of_2000_reduce) {
+    wrong_factor = 1.001, wrong_element = 1234;
+    tensor *in[2] = {rand_leaf(43, SHAPE(40, 50)), rand_leaf(44, SHAPE(40))};
+    gradcheck_report r;
+    check_small("sum", sum_graph, in, 2, 0, &r);
+    ck_assert_int_eq(r.input[0].worst_index, 1234);
+    ck_assert_msg(strstr(r.message, "input 0: 1 element failing") != NULL, "%s", r.message);
+    wrong_element = -1;
+    free_all(in, 2);
+}
+END_TEST
+
+/* shape: one element of a permute's 2400 off by 0.1 % */
+static tensor *permute_graph(tensor *const *in) {
+    return tensor_sum_all(tensor_mul(tensor_permute(in[0], (int[]){2, 0, 1}), in[1]));
+}
+START_TEST(test_caught_one_wrong_element_shape) {
+    wrong_factor = 1.001, wrong_element = 777;
+    tensor *in[2] = {rand_leaf(45, SHAPE(10, 12, 20)), rand_leaf(46, SHAPE(20, 10, 12))};
+    gradcheck_report r;
+    check_small("permute", permute_graph, in, 2, 0, &r);
+    ck_assert_int_eq(r.input[0].worst_index, 777);
+    wrong_element = -1;
+    free_all(in, 2);
+}
+END_TEST
+
+/* matmul: 1.001 in both gradients, batched with a broadcast operand */
+static tensor *matmul_graph(tensor *const *in) { return tensor_sum_all(tensor_matmul(in[0], in[1])); }
+START_TEST(test_caught_factor_1001_matmul) {
+    wrong_factor = 1.001, wrong_element = -1;
+    tensor *in[2] = {rand_leaf(47, SHAPE(2, 5, 6)), rand_leaf(48, SHAPE(6, 4))};
+    gradcheck_report r;
+    check_small("matmul", matmul_graph, in, 2, 0, &r);
+    free_all(in, 2);
+}
+END_TEST
+
+/* norm: layer_norm's gradients 1.001 times too large */
+static tensor *layer_norm_graph(tensor *const *in) {
+    tensor *y = tensor_layer_norm(in[0], 1, in[1], in[2], 1e-5);
+    return tensor_sum_all(tensor_mul(y, in[3]));
+}
+START_TEST(test_caught_factor_1001_norm) {
+    wrong_factor = 1.001, wrong_element = -1;
+    tensor *in[4] = {rand_leaf(49, SHAPE(4, 8)), rand_leaf(50, SHAPE(8)), rand_leaf(51, SHAPE(8)),
+                     rand_leaf(52, SHAPE(4, 8))};
+    gradcheck_report r;
+    check_small("layer_norm", layer_norm_graph, in, 4, 0, &r);
+    free_all(in, 4);
+}
+END_TEST
+
+/* loss: mse's mean divided by N - 1 instead of N over 1000 elements, a
+ * factor 1000 / 999 = 1.001 */
+static tensor *mse_graph(tensor *const *in) { return tensor_mse_loss(in[0], in[1], REDUCTION_MEAN); }
+START_TEST(test_caught_mean_over_n_minus_1_loss) {
+    wrong_factor = 1000.0 / 999.0, wrong_element = -1;
+    tensor *in[2] = {rand_leaf(53, SHAPE(10, 100)), rand_leaf(54, SHAPE(10, 100))};
+    gradcheck_report r;
+    check_small("mse_loss", mse_graph, in, 2, 0, &r);
+    wrong_factor = 1.001;
+    free_all(in, 2);
+}
+END_TEST
+
+/* conv/pool: avg_pool2d's gradient always divided by the whole window, right
+ * without padding, wrong at the border when padding > 0 (where the window
+ * holds fewer real elements and count_include_pad is off) */
+static void avg_pool_vjp_counts_padding(tape_node *n, tensor *const *gin) {
+    tape_node m = *n;
+    m.ip[6] = 1; /* count_include_pad */
+    real_vjp(&m, gin);
+}
+static int64_t pool_pad;
+static tensor *avg_pool_graph(tensor *const *in) {
+    pool2d_params p = {{3, 3}, {2, 2}, {(int)pool_pad, (int)pool_pad}, false};
+    return tensor_sum_all(tensor_mul(tensor_avg_pool2d(in[0], p), in[1]));
+}
+START_TEST(test_caught_avg_pool_wrong_only_with_padding) {
+    real_vjp = op_find("avg_pool2d")->vjp;
+    bad_small = broken("avg_pool2d", avg_pool_vjp_counts_padding);
+    small_op = "avg_pool2d";
+    small_graph = avg_pool_graph;
+    gradcheck_report r;
+    /* padding 0: [2,3,9,9] -> [2,3,4,4]; the broken vjp is right here */
+    pool_pad = 0;
+    tensor *in[2] = {rand_leaf(55, SHAPE(2, 3, 9, 9)), rand_leaf(56, SHAPE(2, 3, 4, 4))};
+    ck_assert_int_eq(gradcheck(small_fn, NULL, in, 2, NULL, &r), 0);
+    ck_assert_msg(r.passed, "%s", r.message);
+    tensor_free(in[1]);
+    /* padding 1: [2,3,9,9] -> [2,3,5,5], border windows hold 4 or 6 of 9 */
+    pool_pad = 1;
+    in[1] = rand_leaf(57, SHAPE(2, 3, 5, 5));
+    ck_assert_int_eq(gradcheck(small_fn, NULL, in, 2, NULL, &r), 0);
+    assert_caught(&r, 0, "avg_pool2d [2,3,9,9]");
+    ck_assert(r.input[1].passed); /* the pooled values are right */
+    free_all(in, 2);
+}
+END_TEST
+
+/* elementwise under broadcasting: add's gradient reduced as if the smaller
+ * operand repeated contiguously (dst[i mod size] += g[i]). Right for a
+ * leading broadcast ([3] + [2,3]), wrong for a middle or trailing one. */
+static void add_vjp_modulo_reduction(tape_node *n, tensor *const *gin) {
+    const tensor *g = n->out->grad;
+    for (int w = 0; w < 2; w++) {
+        if (!gin[w]) continue;
+        for (int64_t i = 0; i < g->size; i++) {
+            int64_t d = i % gin[w]->size;
+            tensor_set(gin[w], d, tensor_get(gin[w], d) + tensor_get(g, i));
+        }
+    }
+}
+static tensor *add_graph(tensor *const *in) {
+    return tensor_sum_all(tensor_mul(tensor_add(in[0], in[1]), in[2]));
+}
+START_TEST(test_caught_add_wrong_only_for_non_contiguous_broadcast) {
+    bad_small = broken("add", add_vjp_modulo_reduction);
+    small_op = "add";
+    small_graph = add_graph;
+    gradcheck_report r;
+    tensor *lead[3] = {rand_leaf(58, SHAPE(3)), rand_leaf(59, SHAPE(2, 3)), rand_leaf(60, SHAPE(2, 3))};
+    ck_assert_int_eq(gradcheck(small_fn, NULL, lead, 3, NULL, &r), 0);
+    ck_assert_msg(r.passed, "%s", r.message);
+    free_all(lead, 3);
+    tensor *mid[3] = {rand_leaf(61, SHAPE(2, 1, 4)), rand_leaf(62, SHAPE(3, 1)),
+                      rand_leaf(63, SHAPE(2, 3, 4))};
+    ck_assert_int_eq(gradcheck(small_fn, NULL, mid, 3, NULL, &r), 0);
+    assert_caught(&r, 0, "add [2,1,4] * [3,1]");
+    ck_assert(!r.input[0].passed && !r.input[1].passed);
+    free_all(mid, 3);
+}
+END_TEST
+
+/* wrong only in float32: batch_norm's gradients 1.001 times too large in its
+ * float32 kernel; float64 (what gradcheck runs) is right */
+static void vjp_scaled_in_float32(tape_node *n, tensor *const *gin) {
+    if (n->out->dtype == DTYPE_F32)
+        vjp_scaled(n, gin);
+    else
+        real_vjp(n, gin);
+}
+START_TEST(test_caught_norm_wrong_only_in_float32) {
+    wrong_factor = 1.001, wrong_element = -1;
+    real_vjp = op_find("batch_norm")->vjp;
+    op_def bad = broken("batch_norm", vjp_scaled_in_float32);
+    op_contract_report r;
+    ck_assert_int_eq(op_check_contract(&bad, 1, &r), 0); /* float64 side and contract: fine */
+    ck_assert_msg(r.passed, "%s", r.message);
+    ck_assert_int_eq(op_check_float32(&bad, 1, &r), 0);
+    ck_assert_msg(!r.passed, "a float32-only error passed");
+    ck_assert_msg(strstr(r.message, "batch_norm case 0") && strstr(r.message, "float32 gradient"),
+                  "%s", r.message);
+}
+END_TEST
+
 Suite *broken_suite(void) {
     Suite *s = suite_create("gradcheck_broken");
     TCase *tc = tcase_create("broken");
@@ -505,6 +739,15 @@ Suite *broken_suite(void) {
     tcase_add_test(tc, test_caught_conv_stride_ignored);
     tcase_add_test(tc, test_caught_max_pool_wrong_element);
     tcase_add_test(tc, test_localisation_names_broken_node_in_lenet5);
+    tcase_add_test(tc, test_caught_factor_1001_elementwise);
+    tcase_add_test(tc, test_caught_one_wrong_element_of_2000_reduce);
+    tcase_add_test(tc, test_caught_one_wrong_element_shape);
+    tcase_add_test(tc, test_caught_factor_1001_matmul);
+    tcase_add_test(tc, test_caught_factor_1001_norm);
+    tcase_add_test(tc, test_caught_mean_over_n_minus_1_loss);
+    tcase_add_test(tc, test_caught_avg_pool_wrong_only_with_padding);
+    tcase_add_test(tc, test_caught_add_wrong_only_for_non_contiguous_broadcast);
+    tcase_add_test(tc, test_caught_norm_wrong_only_in_float32);
     suite_add_tcase(s, tc);
     return s;
 }

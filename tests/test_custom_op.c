@@ -1,0 +1,355 @@
+/* test_custom_op.c - ops of the user's own (op_register, tensor_apply,
+ * gradcheck_op): they record on the tape like built-ins, join the registry,
+ * and gradcheck_op catches each classic mistake in one, which the tape and a
+ * whole-graph check would not all see; a broken one is localised inside a
+ * LeNet-5-sized graph. Each test runs in its own process (Check forks), so
+ * registrations do not leak between tests. */
+#include <string.h>
+
+#include "../autograd/internal.h"
+#include "check_main.h"
+
+/* ------------------------------------------------ scale_shift(x, b; s)
+ * y = s x^2 + b  (x [..], b broadcast from [1]: b's gradient sums g);
+ * dx = 2 s x g, db = sum g. params[0] = s. */
+static void ss_forward(tensor *const *in, int n, const double *p, tensor *out) {
+    (void)n;
+    double b = tensor_get(in[1], 0);
+    for (int64_t i = 0; i < out->size; i++) {
+        double x = tensor_get(in[0], i);
+        tensor_set(out, i, p[0] * x * x + b);
+    }
+}
+static void ss_vjp(tensor *const *in, int n, const double *p, const tensor *out, const tensor *g,
+                   tensor *const *gin) {
+    (void)n, (void)out;
+    double gb = 0;
+    for (int64_t i = 0; i < g->size; i++) {
+        double gi = tensor_get(g, i);
+        gb += gi;
+        if (gin[0]) tensor_set(gin[0], i, tensor_get(gin[0], i) + 2 * p[0] * tensor_get(in[0], i) * gi);
+    }
+    if (gin[1]) tensor_set(gin[1], 0, tensor_get(gin[1], 0) + gb);
+}
+static int ss_sample(int k, rng *g, op_case *c) {
+    static const int64_t shapes[2][2] = {{5, 1}, {3, 4}};
+    if (k >= 2) return 1;
+    c->n_inputs = 2;
+    c->inputs[0] = tensor_rand(g, DTYPE_F64, k + 1, shapes[k], -2, 2);
+    c->inputs[1] = tensor_rand(g, DTYPE_F64, 1, (int64_t[]){1}, -1, 1);
+    c->params[0] = 0.75;
+    snprintf(c->name, sizeof c->name, "case %d", k);
+    return 0;
+}
+static op_spec ss_spec(const char *name) {
+    return (op_spec){.name = name, .arity = 2, .n_params = 1, .forward = ss_forward,
+                     .vjp = ss_vjp, .sample = ss_sample, .signature = "scale_shift(x, b; s)",
+                     .formula_forward = "y = s x^2 + b", .formula_gradient = "dx = 2 s x g, db = sum g",
+                     .notes = ""};
+}
+
+static const op_def *reg(const op_spec *sp) {
+    const op_def *op = op_register(sp);
+    ck_assert_msg(op != NULL, "%s", tapegrad_error());
+    return op;
+}
+
+static void assert_check_fails(const op_def *op, const char *part) {
+    op_check_report r;
+    ck_assert_int_eq(gradcheck_op(op, NULL, &r), 0);
+    ck_assert_msg(!r.passed, "a broken custom op passed gradcheck_op");
+    ck_assert_msg(strstr(r.message, part) != NULL, "\"%s\" lacks \"%s\"", r.message, part);
+}
+
+/* -------------------------------------------------------- records, joins */
+START_TEST(test_custom_op_records_and_joins_the_registry) {
+    int before = op_count();
+    op_spec sp = ss_spec("scale_shift");
+    const op_def *op = reg(&sp);
+    ck_assert_int_eq(op_count(), before + 1);
+    ck_assert_ptr_eq(op_at(before), op);
+    ck_assert_ptr_eq(op_find("scale_shift"), op);
+    ck_assert_str_eq(op_name(op), "scale_shift");
+    ck_assert_str_eq(op_formula_forward(op), "y = s x^2 + b");
+    ck_assert_int_eq(op_arity(op), 2);
+    /* x = [1, -2], b = 0.5, s = 3: y = [3.5, 12.5]; loss = sum y,
+     * dx = 2 s x = [6, -12], db = 2 */
+    tensor *x = tensor_from_doubles(DTYPE_F32, SHAPE(2), (double[]){1, -2});
+    tensor *b = tensor_from_doubles(DTYPE_F32, SHAPE(1), (double[]){0.5});
+    tensor_set_requires_grad(x, true);
+    tensor_set_requires_grad(b, true);
+    const double s = 3;
+    tensor *y = tensor_apply(op, (tensor *[]){x, b}, 2, &s);
+    ck_assert_ptr_nonnull(y);
+    ck_assert(y->requires_grad && y->dtype == DTYPE_F32);
+    ck_assert_int_eq(tape_size(), 1);
+    ck_assert_double_eq(tensor_get(y, 0), 3.5);
+    ck_assert_double_eq(tensor_get(y, 1), 12.5);
+    ck_assert_int_eq(tensor_backward(tensor_sum_all(y)), 0);
+    ck_assert_double_eq(tensor_get(x->grad, 0), 6);
+    ck_assert_double_eq(tensor_get(x->grad, 1), -12);
+    ck_assert_double_eq(tensor_get(b->grad, 0), 2);
+    tape_reset();
+    /* in a no-grad scope nothing is recorded */
+    tape_no_grad_begin();
+    y = tensor_apply(op, (tensor *[]){x, b}, 2, &s);
+    tape_no_grad_end();
+    ck_assert(!y->requires_grad && tape_size() == 0);
+    tape_reset();
+    tensor_free(x);
+    tensor_free(b);
+}
+END_TEST
+
+START_TEST(test_correct_custom_op_passes_gradcheck_op) {
+    op_spec sp = ss_spec("scale_shift");
+    const op_def *op = reg(&sp);
+    op_check_report r;
+    ck_assert_int_eq(gradcheck_op(op, NULL, &r), 0);
+    ck_assert_msg(r.passed, "%s", r.message);
+    ck_assert_int_eq(r.cases, 2);
+    /* and the registry-wide contract sees it among the built-ins */
+    ck_assert_int_eq(op_check_contract(op_at(op_count() - 1), 3, &r), 0);
+    ck_assert_msg(r.passed && r.nodes == 4, "%s", r.message); /* 2 cases x 2 dtypes */
+}
+END_TEST
+
+/* ------------------------------------------------ broken, each way */
+static void ss_vjp_wrong_sign(tensor *const *in, int n, const double *p, const tensor *out,
+                              const tensor *g, tensor *const *gin) {
+    ss_vjp(in, n, p, out, g, gin);
+    if (gin[0])
+        for (int64_t i = 0; i < gin[0]->size; i++)
+            tensor_set(gin[0], i, tensor_get(gin[0], i) - 4 * p[0] * tensor_get(in[0], i) * tensor_get(g, i));
+}
+START_TEST(test_wrong_vjp_is_caught) {
+    op_spec sp = ss_spec("bad_sign");
+    sp.vjp = ss_vjp_wrong_sign;
+    assert_check_fails(reg(&sp), "bad_sign case 0 (case 0): the vjp disagrees with central differences");
+}
+END_TEST
+
+static void ss_vjp_assigns(tensor *const *in, int n, const double *p, const tensor *out,
+                           const tensor *g, tensor *const *gin) {
+    for (int j = 0; j < 2; j++)
+        if (gin[j]) memset(gin[j]->data, 0, (size_t)gin[j]->size * (gin[j]->dtype == DTYPE_F32 ? 4 : 8));
+    ss_vjp(in, n, p, out, g, gin); /* "=": whatever the buffer held is lost */
+}
+START_TEST(test_overwriting_vjp_is_caught) {
+    op_spec sp = ss_spec("bad_assign");
+    sp.vjp = ss_vjp_assigns;
+    assert_check_fails(reg(&sp), "does not accumulate into the gradient of input 0");
+}
+END_TEST
+
+static int calls;
+static void ss_forward_impure(tensor *const *in, int n, const double *p, tensor *out) {
+    ss_forward(in, n, p, out);
+    tensor_set(out, 0, tensor_get(out, 0) + 1e-3 * (++calls)); /* a hidden counter */
+}
+START_TEST(test_impure_forward_is_caught) {
+    op_spec sp = ss_spec("bad_impure");
+    sp.forward = ss_forward_impure;
+    assert_check_fails(reg(&sp), "the primal is not a pure function");
+}
+END_TEST
+
+static void ss_vjp_writes_input(tensor *const *in, int n, const double *p, const tensor *out,
+                                const tensor *g, tensor *const *gin) {
+    ss_vjp(in, n, p, out, g, gin);
+    tensor_set(in[1], 0, 0.0);
+}
+START_TEST(test_vjp_writing_an_input_is_caught) {
+    op_spec sp = ss_spec("bad_write");
+    sp.vjp = ss_vjp_writes_input;
+    op_check_report r;
+    ck_assert_int_eq(gradcheck_op(reg(&sp), NULL, &r), 0);
+    ck_assert(!r.passed); /* central differences may see it first; the contract names it */
+    ck_assert_int_eq(op_check_contract(op_find("bad_write"), 1234, &r), 0);
+    ck_assert_msg(strstr(r.message, "the vjp wrote into input 1"), "%s", r.message);
+}
+END_TEST
+
+/* input 1 declared without gradient, yet the vjp sets its .grad itself */
+static void ss_vjp_grads_declared_input(tensor *const *in, int n, const double *p,
+                                        const tensor *out, const tensor *g, tensor *const *gin) {
+    ss_vjp(in, n, p, out, g, gin);
+    if (in[1]->requires_grad && !in[1]->grad) in[1]->grad = tensor_zeros(in[1]->dtype, 1, in[1]->shape);
+}
+START_TEST(test_gradient_for_declared_no_grad_input_is_caught) {
+    op_spec sp = ss_spec("bad_nograd");
+    sp.no_grad_inputs = 1u << 1;
+    sp.vjp = ss_vjp_grads_declared_input;
+    assert_check_fails(reg(&sp), "input 1 is declared without gradient, yet it got one");
+}
+END_TEST
+
+/* right in float64, 1.001 off in float32 */
+static void ss_vjp_off_in_float32(tensor *const *in, int n, const double *p, const tensor *out,
+                                  const tensor *g, tensor *const *gin) {
+    double q = out->dtype == DTYPE_F32 ? p[0] * 1.001 : p[0];
+    ss_vjp(in, n, &q, out, g, gin);
+}
+START_TEST(test_vjp_wrong_only_in_float32_is_caught) {
+    op_spec sp = ss_spec("bad_f32");
+    sp.vjp = ss_vjp_off_in_float32;
+    assert_check_fails(reg(&sp), "float32 gradient of input 0");
+}
+END_TEST
+
+/* ------------------------------- localised inside a LeNet-5-sized graph */
+static const op_def *bad_act;
+static void act_forward(tensor *const *in, int n, const double *p, tensor *out) {
+    (void)n, (void)p;
+    for (int64_t i = 0; i < out->size; i++) {
+        double x = tensor_get(in[0], i);
+        tensor_set(out, i, x * x * x / 3 + x);
+    }
+}
+static void act_vjp_off(tensor *const *in, int n, const double *p, const tensor *out,
+                        const tensor *g, tensor *const *gin) {
+    (void)n, (void)p, (void)out;
+    for (int64_t i = 0; i < g->size; i++) { /* (x^2 + 1) g, but 1.01 x^2 */
+        double x = tensor_get(in[0], i);
+        tensor_set(gin[0], i, tensor_get(gin[0], i) + (1.01 * x * x + 1) * tensor_get(g, i));
+    }
+}
+
+static tensor *lenet_fn(tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    conv2d_params c1 = CONV2D_DEFAULT;
+    c1.padding[0] = c1.padding[1] = 2;
+    const pool2d_params p2 = {{2, 2}, {2, 2}, {0, 0}, false};
+    tensor *h = tensor_relu(tensor_conv2d(in[0], in[1], in[2], c1));
+    h = tensor_max_pool2d(h, p2);
+    h = tensor_max_pool2d(tensor_relu(tensor_conv2d(h, in[3], in[4], CONV2D_DEFAULT)), p2);
+    h = tensor_reshape(h, 2, (int64_t[]){2, -1});
+    h = tensor_apply(bad_act, &(tensor *){tensor_linear(h, in[5], in[6])}, 1, NULL);
+    h = tensor_relu(tensor_linear(h, in[7], in[8]));
+    h = tensor_linear(h, in[9], in[10]);
+    return tensor_cross_entropy(h, in[11], NULL, 0.0, REDUCTION_MEAN);
+}
+
+START_TEST(test_broken_custom_op_localised_in_lenet5) {
+    bad_act = reg(&(op_spec){.name = "cubic_act", .arity = 1, .forward = act_forward,
+                             .vjp = act_vjp_off});
+    static const int64_t shapes[11][4] = {{2, 1, 28, 28}, {6, 1, 5, 5}, {6}, {16, 6, 5, 5}, {16},
+                                          {120, 400}, {120}, {84, 120}, {84}, {10, 84}, {10}};
+    static const int nd[11] = {4, 4, 1, 4, 1, 2, 1, 2, 1, 2, 1};
+    static const double scale[11] = {1, 0.4, 0.1, 0.16, 0.1, 0.05, 0.1, 0.09, 0.1, 0.11, 0.1};
+    rng g;
+    rng_seed(&g, 5, 1);
+    tensor *in[12];
+    for (int i = 0; i < 11; i++) in[i] = tensor_rand(&g, DTYPE_F64, nd[i], shapes[i], -scale[i], scale[i]);
+    in[11] = sample_labels(&g, SHAPE(2), 10);
+    gradcheck_options o = gradcheck_defaults();
+    o.fast = true;
+    gradcheck_report r;
+    tapegrad_set_threads(1);
+    ck_assert_int_eq(gradcheck(lenet_fn, NULL, in, 12, &o, &r), 0);
+    ck_assert_msg(!r.passed && r.localized, "%s", r.message);
+    /* nodes: conv relu pool conv relu pool reshape linear (7) cubic_act (8) */
+    ck_assert_int_eq(r.bad_node, 8);
+    ck_assert_msg(strncmp(r.bad_node_desc, "cubic_act", 9) == 0, "%s", r.bad_node_desc);
+    ck_assert(r.input[9].passed && r.input[10].passed); /* downstream of it */
+    for (int i = 0; i < 12; i++) tensor_free(in[i]);
+}
+END_TEST
+
+/* ----------------------------------------------------------------- errors */
+static int refuse_shape(tensor *const *in, int n, const double *p, int *ndim, int64_t *shape) {
+    (void)in, (void)n, (void)p, (void)ndim, (void)shape;
+    return -1;
+}
+
+START_TEST(test_custom_op_errors) {
+    tapegrad_error_clear();
+    ck_assert_fails_with(op_register(NULL), "op_register: spec is NULL");
+    op_spec sp = ss_spec("");
+    ck_assert_fails_with(op_register(&sp), "op_register: the spec has no name");
+    sp = ss_spec("e1");
+    sp.forward = NULL;
+    ck_assert_fails_with(op_register(&sp), "op_register: the spec has no forward function");
+    sp = ss_spec("e1");
+    sp.vjp = NULL;
+    ck_assert_fails_with(op_register(&sp), "op_register: the spec has no vjp function");
+    sp = ss_spec("e1");
+    sp.arity = 9;
+    const char *limits = "op_register: e1: name of 2 characters (at most 63), arity 9 (1..8), 1 params (0..4)";
+    ck_assert_fails_with(op_register(&sp), limits);
+    sp = ss_spec("add");
+    ck_assert_fails_with(op_register(&sp), "op_register: an op named add is already registered");
+    char names[40][16];
+    int i = 0;
+    for (;; i++) {
+        snprintf(names[i], sizeof names[i], "op%d", i);
+        sp = ss_spec(names[i]);
+        if (!op_register(&sp)) break;
+    }
+    ck_assert_int_eq(i, 32);
+    ck_assert_error_is("op_register: op32: 32 custom ops are registered already (at most 32)");
+
+    const op_def *op = op_find("op0");
+    tensor *x = tensor_from_doubles(DTYPE_F64, SHAPE(2), (double[]){1, 2});
+    tensor *l = tensor_from_doubles(DTYPE_I64, SHAPE(1), (double[]){1});
+    const double s = 1;
+    ck_assert_fails_with(tensor_apply(op_find("add"), (tensor *[]){x, x}, 2, NULL),
+                         "tensor_apply: add is not a registered custom op");
+    ck_assert_fails_with(tensor_apply(op, (tensor *[]){x}, 1, &s),
+                         "tensor_apply: op0 takes 2 inputs, given 1");
+    tensor_free(x);
+    tensor_free(l);
+}
+END_TEST
+
+START_TEST(test_custom_op_apply_and_check_errors) {
+    op_spec sp = ss_spec("ints");
+    sp.no_grad_inputs = 3; /* both inputs may be int64 */
+    const op_def *ints = reg(&sp);
+    sp = ss_spec("refuses");
+    sp.shape = refuse_shape;
+    const op_def *refuses = reg(&sp);
+    sp = ss_spec("no_cases");
+    sp.sample = NULL;
+    const op_def *no_cases = reg(&sp);
+    tensor *x = tensor_from_doubles(DTYPE_F64, SHAPE(2), (double[]){1, 2});
+    tensor *l = tensor_from_doubles(DTYPE_I64, SHAPE(1), (double[]){1});
+    const double s = 1;
+    tapegrad_error_clear();
+    ck_assert_fails_with(tensor_apply(ints, (tensor *[]){l, l}, 2, &s),
+                         "tensor_apply: ints: every input is int64; one must be float");
+    ck_assert_fails_with(tensor_apply(refuses, (tensor *[]){x, x}, 2, &s),
+                         "tensor_apply: refuses refused the shapes of its inputs");
+    op_check_report r;
+    ck_assert_int_eq(gradcheck_op(NULL, NULL, &r), -1);
+    ck_assert_error_is("gradcheck_op: op is NULL");
+    ck_assert_int_eq(gradcheck_op(ints, NULL, NULL), -1);
+    ck_assert_error_is("gradcheck_op: report is NULL");
+    ck_assert_int_eq(gradcheck_op(no_cases, NULL, &r), 0);
+    ck_assert(!r.passed);
+    ck_assert_str_eq(r.message, "no_cases: the op has no sample case to check");
+    tensor_free(x);
+    tensor_free(l);
+}
+END_TEST
+
+Suite *custom_suite(void) {
+    Suite *s = suite_create("custom_op");
+    TCase *tc = tcase_create("custom");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_custom_op_records_and_joins_the_registry);
+    tcase_add_test(tc, test_correct_custom_op_passes_gradcheck_op);
+    tcase_add_test(tc, test_wrong_vjp_is_caught);
+    tcase_add_test(tc, test_overwriting_vjp_is_caught);
+    tcase_add_test(tc, test_impure_forward_is_caught);
+    tcase_add_test(tc, test_vjp_writing_an_input_is_caught);
+    tcase_add_test(tc, test_gradient_for_declared_no_grad_input_is_caught);
+    tcase_add_test(tc, test_vjp_wrong_only_in_float32_is_caught);
+    tcase_add_test(tc, test_broken_custom_op_localised_in_lenet5);
+    tcase_add_test(tc, test_custom_op_errors);
+    tcase_add_test(tc, test_custom_op_apply_and_check_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+TEST_MAIN(custom_suite)
