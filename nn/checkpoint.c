@@ -233,11 +233,17 @@ static int resolve_links(const char *path, char *out, size_t n) {
  * wait for each other's lock, then find the name gone and start over. The
  * file is created afresh, so that a new checkpoint gets 0666 less the umask
  * as any new file does. -1 with errno on failure. */
+static int lock(int fd) {
+    /* a file system without locks (some network ones): saving still works,
+     * only concurrent saves to one destination are not kept apart */
+    return flock(fd, LOCK_EX) && errno != ENOLCK && errno != EOPNOTSUPP && errno != EINVAL ? -1 : 0;
+}
+
 static int open_temp(const char *tmp) {
     for (int tries = 0; tries < 100; tries++) {
         int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (fd >= 0) {
-            if (!flock(fd, LOCK_EX)) return fd;
+            if (!lock(fd)) return fd;
             close(fd);
             return -1;
         }
@@ -248,7 +254,7 @@ static int open_temp(const char *tmp) {
             return -1;
         }
         struct stat a, b;
-        int rc = flock(fd, LOCK_EX);
+        int rc = lock(fd);
         if (!rc && !fstat(fd, &a) && !lstat(tmp, &b) && a.st_dev == b.st_dev &&
             a.st_ino == b.st_ino && S_ISREG(a.st_mode))
             unlink(tmp); /* stale: left by a save that did not finish */
@@ -1132,10 +1138,10 @@ static void rng_get(const nn_state *got, const char *name, rng *g) {
     g->inc = (uint64_t)v[1];
 }
 
-static int loader_export(nn_loader *l, nn_state *s) {
+static int loader_export(const nn_loader *l, nn_state *s) {
     int64_t n, *order, *pos;
     rng *g;
-    nn_loader_state(l, &n, &order, &g, &pos);
+    nn_loader_state((nn_loader *)l, &n, &order, &g, &pos); /* only read */
     int rc = nn_state_put(s, "", "loader.order", tensor_from_data(DTYPE_I64, 1, &n, order), true);
     rc = rc ? rc : rng_put(s, "loader.rng", g);
     return rc ? rc : nn_state_put_i64(s, "", "loader.pos", *pos);
@@ -1175,7 +1181,7 @@ static int loader_import(nn_loader *l, const nn_state *got, const char *path, bo
 /* Everything a run needs to continue as if it had not stopped: the model's
  * state_dict under "model.", the model's generator (dropout), the optimiser
  * under "optim." and the loader's permutation, generator and position. */
-static int train_export(const nn_model *m, const optim *o, nn_loader *l, nn_state *s) {
+static int train_export(const nn_model *m, const optim *o, const nn_loader *l, nn_state *s) {
     int rc = 0;
     for (int i = 0; i < nn_model_state_count(m) && !rc; i++) {
         const char *name;
@@ -1189,7 +1195,7 @@ static int train_export(const nn_model *m, const optim *o, nn_loader *l, nn_stat
     return rc;
 }
 
-int nn_checkpoint_save(const char *path, const nn_model *m, const optim *o, nn_loader *l) {
+int nn_checkpoint_save(const char *path, const nn_model *m, const optim *o, const nn_loader *l) {
     if (!m) {
         error_set("%s: model is NULL", "nn_checkpoint_save");
         return -1;
