@@ -523,7 +523,8 @@ typedef struct nn_model {
 nn_model *nn_model_new(dtype dt, uint64_t seed);
 void nn_model_free(nn_model *m);
 /* Takes ownership of t (also on error, when t is freed, unless the model
- * already holds t); sets requires_grad. Returns t or NULL.
+ * already holds t or t cannot be owned: tape-owned, or refused by
+ * tensor_set_requires_grad); sets requires_grad. Returns t or NULL.
  * Names must be unique, non-empty, under NN_NAME_MAX bytes, UTF-8 and not
  * "__metadata__" (what a checkpoint can store and read back); a parameter is
  * float32 or float64. Tied (shared) tensors: adding a tensor the model
@@ -764,7 +765,7 @@ int nn_model_load(nn_model *m, const char *path);
  * loading needs the same parts as saving, checks the whole file and writes
  * nothing on an error. The loader must be built on the same data, as the
  * model on the same layers. */
-int nn_checkpoint_save(const char *path, const nn_model *m, const optim *o, nn_loader *l);
+int nn_checkpoint_save(const char *path, const nn_model *m, const optim *o, const nn_loader *l);
 int nn_checkpoint_load(const char *path, nn_model *m, optim *o, nn_loader *l);
 
 /* ---------------------------------------------------- gradient flow

@@ -21,6 +21,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -189,42 +190,120 @@ static void fsync_dir(const char *path) {
     }
 }
 
+/* path for a message: cut in the middle when long, so that the reason after
+ * it still fits the error buffer. */
+static const char *shown(const char *path, char *out, size_t n) {
+    size_t len = strlen(path);
+    if (len < 160 || n < 170) return path;
+    snprintf(out, n, "%.60s...%s", path, path + len - 96);
+    return out;
+}
+
+/* The file a write to path lands on: path with its symlinks followed (also
+ * a dangling one, whose target is created), so that saving through a link
+ * replaces the target and the link stays. -1 on a loop or an overlong path. */
+static int resolve_links(const char *path, char *out, size_t n) {
+    errno = ENAMETOOLONG;
+    if (snprintf(out, n, "%s", path) >= (int)n) return -1;
+    for (int hop = 0; hop < 40; hop++) {
+        struct stat st;
+        char link[PATH_MAX];
+        if (lstat(out, &st) || !S_ISLNK(st.st_mode)) return 0; /* ENOENT: a new file */
+        ssize_t k = readlink(out, link, sizeof link - 1);
+        if (k < 0) return 0;
+        link[k] = '\0';
+        if (link[0] == '/') {
+            if ((size_t)k >= n) return errno = ENAMETOOLONG, -1;
+            memcpy(out, link, (size_t)k + 1);
+        } else { /* relative to the link's directory */
+            char *slash = strrchr(out, '/');
+            size_t keep = slash ? (size_t)(slash - out) + 1 : 0;
+            if (keep + (size_t)k >= n) return errno = ENAMETOOLONG, -1;
+            memmove(out + keep, link, (size_t)k + 1);
+        }
+    }
+    errno = ELOOP;
+    return -1;
+}
+
+/* Opens the temporary file beside target, TARGET.tapegrad-tmp, locked. The
+ * name is fixed so that a save killed midway leaves at most one, which the
+ * next save removes: a temporary that can be locked belongs to no save in
+ * progress (a lock dies with its process). Concurrent saves to one target
+ * wait for each other's lock, then find the name gone and start over. The
+ * file is created afresh, so that a new checkpoint gets 0666 less the umask
+ * as any new file does. -1 with errno on failure. */
+static int lock(int fd) {
+    /* a file system without locks (some network ones): saving still works,
+     * only concurrent saves to one destination are not kept apart */
+    return flock(fd, LOCK_EX) && errno != ENOLCK && errno != EOPNOTSUPP && errno != EINVAL ? -1 : 0;
+}
+
+static int open_temp(const char *tmp) {
+    for (int tries = 0; tries < 100; tries++) {
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0) {
+            if (!lock(fd)) return fd;
+            close(fd);
+            return -1;
+        }
+        if (errno != EEXIST) return -1;
+        fd = open(tmp, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) {
+            if (errno == ENOENT) continue; /* renamed away meanwhile */
+            return -1;
+        }
+        struct stat a, b;
+        int rc = lock(fd);
+        if (!rc && !fstat(fd, &a) && !lstat(tmp, &b) && a.st_dev == b.st_dev &&
+            a.st_ino == b.st_ino && S_ISREG(a.st_mode))
+            unlink(tmp); /* stale: left by a save that did not finish */
+        close(fd);
+        if (rc) return -1;
+    }
+    errno = EBUSY;
+    return -1;
+}
+
 int nn_safetensors_save(const char *path, const char *const *names, tensor *const *ts, int n) {
     if (save_checks(path, names, ts, n)) return -1;
+    char target[PATH_MAX], tmp[PATH_MAX + 16], sp[192];
+    const char *who = shown(path, sp, sizeof sp);
+    if (resolve_links(path, target, sizeof target) ||
+        snprintf(tmp, sizeof tmp, "%s.tapegrad-tmp", target) >= PATH_MAX) {
+        error_set("%s: cannot write the checkpoint (%s): %s", who, "following its symlinks",
+                  strerror(errno));
+        return -1;
+    }
     buf h = {0};
     if (build_header(&h, names, ts, n)) {
         mem_free(h.p);
         return -1; /* mem_alloc has said "out of memory" */
     }
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof tmp) {
-        mem_free(h.p);
-        error_set("checkpoint path too long (%zu characters, at most %d): %.60s...", strlen(path),
-                  PATH_MAX - 12, path);
-        return -1;
-    }
-    int fd = mkstemp(tmp);
+    int fd = open_temp(tmp);
     if (fd < 0) {
         mem_free(h.p);
-        error_set("%s: cannot write the checkpoint (%s): %s", path,
+        error_set("%s: cannot write the checkpoint (%s): %s", who,
                   "creating a temporary file beside it", strerror(errno));
         return -1;
     }
-    fchmod(fd, 0644);
-    int rc = write_body(fd, &h, ts, n);
-    int err = errno;
+    /* an existing checkpoint keeps its permissions (a 0600 file stays 0600) */
+    struct stat old;
+    int rc = 0, err = 0;
+    if (!stat(target, &old) && fchmod(fd, old.st_mode & 07777)) rc = -1, err = errno;
+    if (!rc && (rc = write_body(fd, &h, ts, n))) err = errno;
     mem_free(h.p);
     if (!rc && fsync(fd)) rc = -1, err = errno;
-    if (close(fd) && !rc) rc = -1, err = errno;
-    if (!rc && rename(tmp, path)) rc = -1, err = errno;
+    if (!rc && rename(tmp, target)) rc = -1, err = errno;
+    if (rc) unlink(tmp);
+    close(fd); /* after the rename: the lock covers it */
     if (rc) {
-        unlink(tmp);
         if (!error_pending())
-            error_set("%s: cannot write the checkpoint (%s): %s", path,
+            error_set("%s: cannot write the checkpoint (%s): %s", who,
                       "writing, syncing or renaming", strerror(err));
         return -1;
     }
-    fsync_dir(path);
+    fsync_dir(target);
     return 0;
 }
 
@@ -722,26 +801,34 @@ static int check_entries(const char *path, entry *es, int n, int64_t data_len) {
     return rc;
 }
 
-/* The whole file into memory; NULL with an error naming the path. */
-static unsigned char *read_file(const char *path, int64_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        error_set("%s: cannot open: %s", path, strerror(errno));
+/* The whole file into memory; NULL with an error naming it (as who). Opened
+ * without blocking: a FIFO or a device would wait for a writer forever, and
+ * only a regular file is read. */
+static unsigned char *read_file(const char *path, const char *who, int64_t *len) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        error_set("%s: cannot open: %s", who, strerror(errno));
         return NULL;
     }
     struct stat st;
-    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        error_set("%s: not a regular file", path);
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        close(fd);
+        error_set("%s: not a regular file (a directory, FIFO, socket or device)", who);
         return NULL;
     }
     unsigned char *p = mem_alloc((size_t)st.st_size + 1);
-    if (p && fread(p, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
-        error_set("%s: read error: %s", path, strerror(errno ? errno : EIO));
-        mem_free(p);
-        p = NULL;
+    for (off_t got = 0; p && got < st.st_size;) {
+        ssize_t r = read(fd, p + got, (size_t)(st.st_size - got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            error_set("%s: read error: %s", who, r ? strerror(errno) : "the file shrank");
+            mem_free(p);
+            p = NULL;
+            break;
+        }
+        got += r;
     }
-    fclose(f);
+    close(fd);
     *len = st.st_size;
     return p;
 }
@@ -851,7 +938,10 @@ int nn_safetensors_load(const char *path, const char *const *names, tensor *cons
             return -1;
         }
     int64_t len;
-    unsigned char *file = read_file(path, &len);
+    char sp[192];
+    const char *real = path;
+    path = shown(path, sp, sizeof sp); /* for messages */
+    unsigned char *file = read_file(real, path, &len);
     if (!file) return -1;
     int rc = -1, n_es = 0;
     entry *es = NULL;
@@ -1048,10 +1138,10 @@ static void rng_get(const nn_state *got, const char *name, rng *g) {
     g->inc = (uint64_t)v[1];
 }
 
-static int loader_export(nn_loader *l, nn_state *s) {
+static int loader_export(const nn_loader *l, nn_state *s) {
     int64_t n, *order, *pos;
     rng *g;
-    nn_loader_state(l, &n, &order, &g, &pos);
+    nn_loader_state((nn_loader *)l, &n, &order, &g, &pos); /* only read */
     int rc = nn_state_put(s, "", "loader.order", tensor_from_data(DTYPE_I64, 1, &n, order), true);
     rc = rc ? rc : rng_put(s, "loader.rng", g);
     return rc ? rc : nn_state_put_i64(s, "", "loader.pos", *pos);
@@ -1091,7 +1181,7 @@ static int loader_import(nn_loader *l, const nn_state *got, const char *path, bo
 /* Everything a run needs to continue as if it had not stopped: the model's
  * state_dict under "model.", the model's generator (dropout), the optimiser
  * under "optim." and the loader's permutation, generator and position. */
-static int train_export(const nn_model *m, const optim *o, nn_loader *l, nn_state *s) {
+static int train_export(const nn_model *m, const optim *o, const nn_loader *l, nn_state *s) {
     int rc = 0;
     for (int i = 0; i < nn_model_state_count(m) && !rc; i++) {
         const char *name;
@@ -1105,7 +1195,7 @@ static int train_export(const nn_model *m, const optim *o, nn_loader *l, nn_stat
     return rc;
 }
 
-int nn_checkpoint_save(const char *path, const nn_model *m, const optim *o, nn_loader *l) {
+int nn_checkpoint_save(const char *path, const nn_model *m, const optim *o, const nn_loader *l) {
     if (!m) {
         error_set("%s: model is NULL", "nn_checkpoint_save");
         return -1;

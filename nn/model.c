@@ -120,6 +120,9 @@ static tensor *model_add(nn_model *m, const char *name, tensor *t, bool param) {
                   what, name);
         return refuse(m, t);
     }
+    /* before taking t: a tensor that cannot be marked (another's .grad, say)
+     * is not the model's to free either */
+    if (param && !held && !t->requires_grad && tensor_set_requires_grad(t, true)) return NULL;
     if (param && !held) {
         tensor **u = grow(m->unique, m->n_unique, &m->cap_unique, sizeof *m->unique);
         if (!u) return refuse(m, t);
@@ -133,7 +136,6 @@ static tensor *model_add(nn_model *m, const char *name, tensor *t, bool param) {
         if (param && !held) m->n_unique--;
         return refuse(m, t);
     }
-    if (param) t->requires_grad = true; /* a user-owned float leaf: nothing to refuse */
     return t;
 }
 

@@ -257,7 +257,9 @@ START_TEST(test_safetensors_argument_errors) {
     memset(longp, 'a', sizeof longp - 1);
     longp[sizeof longp - 1] = '\0';
     ck_assert_int_eq(nn_safetensors_save(longp, names, ts, 1), -1);
-    ck_error_has("checkpoint path too long (4999 characters, at most 4084): aaaa");
+    /* the path is shown cut in the middle, so the reason still fits */
+    ck_assert_ptr_nonnull(strstr(tapegrad_error(), "aaaa...aaaa"));
+    ck_error_has("aaaa: cannot write the checkpoint (following its symlinks): File name too long");
     ck_assert_int_eq(nn_safetensors_save("/nonexistent/m.safetensors", names, ts, 1), -1);
     ck_error_has("/nonexistent/m.safetensors: cannot write the checkpoint (creating a temporary "
                  "file beside it): No such file or directory");
