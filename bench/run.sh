@@ -9,6 +9,16 @@
 #   BENCH_QUICK=1      one round, and without PyTorch's full-mode gradcheck (~70 s)
 #   OMP_WAIT_POLICY    default passive, for the project's and PyTorch's runs alike
 #   BENCH_PEERS=DIR    the PyTorch peers (default ../shared/peers from the repository root)
+#   BENCH_ISAS="v4 v3" the kernel variants to measure (default: every one this CPU runs,
+#                      scripts/isa_variants.sh), best first
+#
+# Every figure is measured once per kernel variant (TAPEGRAD_ISA), beside a
+# PyTorch run held to the same vector unit: for v3, oneDNN to AVX2
+# (ONEDNN_MAX_CPU_ISA) and ATen to its avx2 kernels (ATEN_CPU_CAPABILITY);
+# for v2, SSE4.1 and ATen's default kernels; OpenBLAS, which both sides call,
+# to its Haswell (v3) or Nehalem (v2) kernels (OPENBLAS_CORETYPE). So an
+# AVX-512 machine also shows what an AVX2 one gets. Every figure line starts
+# NAME cpu="MODEL" isa=V.
 #
 # The machine may be busy with other work, so every figure is measured in
 # rounds that interleave a project run and a PyTorch run (alternating which
@@ -107,7 +117,7 @@ peer_run() {
     keys=$1
     shift
     [ "$peer" = 1 ] || return 0
-    if ! run "$py" "$@"; then
+    if ! run env $peer_env "$py" "$@"; then
         note "peer failed: $py $*"
         sed 's/^/    /' "$tmp/err" | tail -n 5 >&2
         return 1
@@ -151,76 +161,112 @@ if [ ! -x /usr/bin/time ]; then
     [ -x /usr/bin/time ] || { have_time=0; note "no /usr/bin/time: peak memory not measured"; }
 fi
 cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
-say "# $(date -u '+%Y-%m-%d %H:%M UTC') cpu=\"$cpu\" cores=$(nproc) load=\"$(cut -d' ' -f1-3 /proc/loadavg)\""
+family=$(lscpu 2>/dev/null | sed -n 's/^CPU family: *//p' | head -n 1)
+isas=${BENCH_ISAS:-$(sh "$root/scripts/isa_variants.sh" | tr ' ' '\n' | sort -r | tr '\n' ' ')}
+say "# $(date -u '+%Y-%m-%d %H:%M UTC') cpu=\"$cpu\" family=$family cores=$(nproc) load=\"$(cut -d' ' -f1-3 /proc/loadavg)\" variants=\"$isas\""
 say "# gcc=$(gcc -dumpfullversion 2>/dev/null)" \
     "openblas=$(dpkg-query -W -f='${Version}' libopenblas-dev 2>/dev/null)" \
     "torch=$(if [ "$peer" = 1 ]; then "$py" -c 'import torch; print(torch.__version__)'; else echo -; fi)" \
     "OMP_WAIT_POLICY=$OMP_WAIT_POLICY rounds=$rounds quick=$quick"
 [ "$peer" = 1 ] || say "# PyTorch peer missing: $why; project figures only"
 
+# Per variant: the project's TAPEGRAD_ISA and, for both sides, the limits
+# that make the peer and OpenBLAS use the same vector unit.
+variant_env() {
+    TAPEGRAD_ISA=$1
+    export TAPEGRAD_ISA
+    unset OPENBLAS_CORETYPE
+    case $1 in
+    v4) peer_env="" ;;
+    v3) peer_env="ONEDNN_MAX_CPU_ISA=AVX2 DNNL_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2"
+        OPENBLAS_CORETYPE=Haswell; export OPENBLAS_CORETYPE ;;
+    *) peer_env="ONEDNN_MAX_CPU_ISA=SSE41 DNNL_MAX_CPU_ISA=SSE41 ATEN_CPU_CAPABILITY=default"
+        OPENBLAS_CORETYPE=Nehalem; export OPENBLAS_CORETYPE ;;
+    esac
+}
+
 # --------------------------------------------------------- the measurements
+first=${isas%% *}
 r=0
 while [ "$r" -lt "$rounds" ]; do
     r=$((r + 1))
-    note "round $r of $rounds"
+    for isa in $isas; do
+        note "round $r of $rounds, variant $isa"
+        variant_env "$isa"
+        for th in 1 2; do
+            for b in 1 64 256; do
+                case $b in 1) ps=500 qs=100 ;; 64) ps=200 qs=60 ;; *) ps=40 qs=20 ;; esac
+                pair "$r" "proj $isa.step.$b.$th ms '$build/bench/lenet5_step' --batch $b --threads $th --steps $ps" \
+                    "peer_run $isa.step.$b.$th step_ms '$peers/lenet5_torch.py' --batch $b --threads $th --steps $qs"
+            done
+        done
+        for s in 1 1024; do
+            pair "$r" "proj $isa.tape.$s 'fwd_ns bwd_ns' '$build/bench/tape_overhead' --size $s" \
+                "peer_run $isa.tape.$s 'forward_ns_per_node backward_ns_per_node' '$peers/tape_overhead_torch.py' --size $s"
+        done
+        ops='op=conv1:gflops op=conv2:gflops op=matmul:gflops'
+        pair "$r" "proj $isa.kern '$ops' '$build/bench/kernels'" "peer_run $isa.kern '$ops' '$root/bench/kernels_torch.py'"
+        pair "$r" "proj $isa.epoch seconds '$build/examples/lenet5' --epochs 1 --batch 64 --threads 1" \
+            "peer_run $isa.epoch seconds '$peers/lenet5_fashion_torch.py' --epochs 1 --threads 1"
+        # PyTorch's full gradcheck takes over a minute: once, in the first
+        # round of the first variant.
+        skip=--skip-full
+        [ "$r" = 1 ] && [ "$isa" = "$first" ] && [ "$quick" != 1 ] && skip=
+        pair "$r" "proj $isa.gc.full seconds '$build/bench/gradcheck_lenet5'; proj $isa.gc.fast seconds '$build/bench/gradcheck_lenet5' --fast" \
+            "peer_run $isa.gc 'fast_mode=True:seconds fast_mode=False:seconds' '$peers/gradcheck_lenet5_torch.py' $skip"
+    done
+done
+unset TAPEGRAD_ISA OPENBLAS_CORETYPE
+
+# ------------------------------------------------------------- the figures
+say "# figure cpu isa settings project peer ratio (project/peer; for gflops higher is better, else lower)"
+say "# peer per isa: v4 as installed; v3 ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2; v2 SSE41/default;" \
+    "OPENBLAS_CORETYPE Haswell (v3) or Nehalem (v2) on both sides"
+for isa in $isas; do
+    at="cpu=\"$cpu\" isa=$isa"
+    # The OpenBLAS floor of a batch-64 step: its 145 MFLOP of GEMM-shaped
+    # work at the sgemm rate of the matmul figure of the same run.
+    gemm=$(med "$tmp/$isa.kern.p.op=matmul.gflops")
     for th in 1 2; do
         for b in 1 64 256; do
-            case $b in 1) ps=500 qs=100 ;; 64) ps=200 qs=60 ;; *) ps=40 qs=20 ;; esac
-            pair "$r" "proj step.$b.$th ms '$build/bench/lenet5_step' --batch $b --threads $th --steps $ps" \
-                "peer_run step.$b.$th step_ms '$peers/lenet5_torch.py' --batch $b --threads $th --steps $qs"
+            p=$(med "$tmp/$isa.step.$b.$th.p.ms") q=$(med "$tmp/$isa.step.$b.$th.q.step_ms")
+            extra=
+            if [ "$b" = 64 ] && [ "$th" = 1 ] && [ "$gemm" != - ] && [ "$p" != - ]; then
+                floor=$(awk -v g="$gemm" 'BEGIN { printf "%.3g\n", 145 / g }')
+                extra=" floor_ms=$floor floor_ratio=$(ratio "$p" "$floor")"
+            fi
+            out "lenet5_step $at batch=$b threads=$th ms=$p$extra" "torch_ms=$q ratio=$(ratio "$p" "$q")"
         done
     done
     for s in 1 1024; do
-        pair "$r" "proj tape.$s 'fwd_ns bwd_ns' '$build/bench/tape_overhead' --size $s" \
-            "peer_run tape.$s 'forward_ns_per_node backward_ns_per_node' '$peers/tape_overhead_torch.py' --size $s"
+        pf=$(med "$tmp/$isa.tape.$s.p.fwd_ns") pb=$(med "$tmp/$isa.tape.$s.p.bwd_ns")
+        qf=$(med "$tmp/$isa.tape.$s.q.forward_ns_per_node") qb=$(med "$tmp/$isa.tape.$s.q.backward_ns_per_node")
+        out "tape_overhead $at size=$s nodes=20000 fwd_ns=$pf bwd_ns=$pb" \
+            "torch_fwd_ns=$qf torch_bwd_ns=$qb fwd_ratio=$(ratio "$pf" "$qf") bwd_ratio=$(ratio "$pb" "$qb")"
     done
-    ops='op=conv1:gflops op=conv2:gflops op=matmul:gflops'
-    pair "$r" "proj kern '$ops' '$build/bench/kernels'" "peer_run kern '$ops' '$root/bench/kernels_torch.py'"
-    pair "$r" "proj epoch seconds '$build/examples/lenet5' --epochs 1 --batch 64 --threads 1" \
-        "peer_run epoch seconds '$peers/lenet5_fashion_torch.py' --epochs 1 --threads 1"
-    # PyTorch's full gradcheck takes over a minute: once, in the first round.
-    skip=--skip-full
-    [ "$r" = 1 ] && [ "$quick" != 1 ] && skip=
-    pair "$r" "proj gc.full seconds '$build/bench/gradcheck_lenet5'; proj gc.fast seconds '$build/bench/gradcheck_lenet5' --fast" \
-        "peer_run gc 'fast_mode=True:seconds fast_mode=False:seconds' '$peers/gradcheck_lenet5_torch.py' $skip"
-done
-
-# ------------------------------------------------------------- the figures
-say "# figure settings project peer ratio (project/peer; for gflops higher is better, else lower)"
-for th in 1 2; do
-    for b in 1 64 256; do
-        p=$(med "$tmp/step.$b.$th.p.ms") q=$(med "$tmp/step.$b.$th.q.step_ms")
-        out "lenet5_step batch=$b threads=$th ms=$p" "torch_ms=$q ratio=$(ratio "$p" "$q")"
+    for op in conv1 conv2 matmul; do
+        p=$(med "$tmp/$isa.kern.p.op=$op.gflops") q=$(med "$tmp/$isa.kern.q.op=$op.gflops")
+        out "fwd_bwd $at op=$op batch=64 threads=1 gflops=$p" "torch_gflops=$q ratio=$(ratio "$p" "$q")"
     done
+    p=$(med "$tmp/$isa.epoch.p.seconds") q=$(med "$tmp/$isa.epoch.q.seconds")
+    out "fashion_epoch $at batch=64 threads=1 optim=adam seconds=$p" "torch_seconds=$q ratio=$(ratio "$p" "$q")"
+    # CPU time of the whole run (loading, the epoch, the test-set pass): unlike
+    # the wall time above it hardly moves when other work shares the cores.
+    if [ "$have_time" = 1 ]; then
+        p=$(med "$tmp/$isa.epoch.p.cpu") q=$(med "$tmp/$isa.epoch.q.cpu")
+        out "fashion_epoch_process $at batch=64 threads=1 cpu_seconds=$p" "torch_cpu_seconds=$q ratio=$(ratio "$p" "$q")"
+    fi
+    for m in full fast; do
+        case $m in full) t=False ;; *) t=True ;; esac
+        p=$(med "$tmp/$isa.gc.$m.p.seconds") q=$(med "$tmp/$isa.gc.q.fast_mode=$t.seconds")
+        out "gradcheck_lenet5 $at mode=$m batch=2 numbers=63274 seconds=$p" "torch_seconds=$q ratio=$(ratio "$p" "$q")"
+    done
+    if [ "$have_time" = 1 ]; then
+        p=$(med "$tmp/$isa.step.64.1.p.rss") q=$(med "$tmp/$isa.step.64.1.q.rss")
+        out "peak_rss $at run=lenet5_step batch=64 threads=1 kb=$p" "torch_kb=$q ratio=$(ratio "$p" "$q")"
+        p=$(med "$tmp/$isa.epoch.p.rss") q=$(med "$tmp/$isa.epoch.q.rss")
+        out "peak_rss $at run=fashion_epoch batch=64 threads=1 kb=$p" "torch_kb=$q ratio=$(ratio "$p" "$q")"
+    fi
 done
-for s in 1 1024; do
-    pf=$(med "$tmp/tape.$s.p.fwd_ns") pb=$(med "$tmp/tape.$s.p.bwd_ns")
-    qf=$(med "$tmp/tape.$s.q.forward_ns_per_node") qb=$(med "$tmp/tape.$s.q.backward_ns_per_node")
-    out "tape_overhead size=$s nodes=20000 fwd_ns=$pf bwd_ns=$pb" \
-        "torch_fwd_ns=$qf torch_bwd_ns=$qb fwd_ratio=$(ratio "$pf" "$qf") bwd_ratio=$(ratio "$pb" "$qb")"
-done
-for op in conv1 conv2 matmul; do
-    p=$(med "$tmp/kern.p.op=$op.gflops") q=$(med "$tmp/kern.q.op=$op.gflops")
-    out "fwd_bwd op=$op batch=64 threads=1 gflops=$p" "torch_gflops=$q ratio=$(ratio "$p" "$q")"
-done
-p=$(med "$tmp/epoch.p.seconds") q=$(med "$tmp/epoch.q.seconds")
-out "fashion_epoch batch=64 threads=1 optim=adam seconds=$p" "torch_seconds=$q ratio=$(ratio "$p" "$q")"
-# CPU time of the whole run (loading, the epoch, the test-set pass): unlike
-# the wall time above it hardly moves when other work shares the cores.
-if [ "$have_time" = 1 ]; then
-    p=$(med "$tmp/epoch.p.cpu") q=$(med "$tmp/epoch.q.cpu")
-    out "fashion_epoch_process batch=64 threads=1 cpu_seconds=$p" "torch_cpu_seconds=$q ratio=$(ratio "$p" "$q")"
-fi
-for m in full fast; do
-    case $m in full) t=False ;; *) t=True ;; esac
-    p=$(med "$tmp/gc.$m.p.seconds") q=$(med "$tmp/gc.q.fast_mode=$t.seconds")
-    out "gradcheck_lenet5 mode=$m batch=2 numbers=63274 seconds=$p" "torch_seconds=$q ratio=$(ratio "$p" "$q")"
-done
-if [ "$have_time" = 1 ]; then
-    p=$(med "$tmp/step.64.1.p.rss") q=$(med "$tmp/step.64.1.q.rss")
-    out "peak_rss run=lenet5_step batch=64 threads=1 kb=$p" "torch_kb=$q ratio=$(ratio "$p" "$q")"
-    p=$(med "$tmp/epoch.p.rss") q=$(med "$tmp/epoch.q.rss")
-    out "peak_rss run=fashion_epoch batch=64 threads=1 kb=$p" "torch_kb=$q ratio=$(ratio "$p" "$q")"
-fi
 [ "$failed" = 0 ] || note "a project benchmark failed (see above)"
 exit "$failed"

@@ -45,10 +45,14 @@ static void blas_release(int threads, int was) {
 
 /* The variant is the one the builder saw (ip[8]): its scratch slots were
  * sized by that variant's geometry. */
+static void node_geom(const conv_kernels *k, const tape_node *n, conv_geom *q) {
+    k->geom(n->in[0], n->in[1], n->out->shape[2], n->out->shape[3], n->ip, q);
+}
+
 static void conv2d_forward(tape_node *n) {
     const conv_kernels *k = variants[n->ip[8]];
     conv_geom q;
-    k->geom(n, &q);
+    node_geom(k, n, &q);
     if (n->out->size == 0) return; /* empty batch */
     int threads = conv_threads(&q);
     if (threads > n->ip[7]) threads = (int)n->ip[7]; /* one scratch slot per thread */
@@ -60,7 +64,7 @@ static void conv2d_forward(tape_node *n) {
 static void conv2d_vjp(tape_node *n, tensor *const *gin) {
     const conv_kernels *k = variants[n->ip[8]];
     conv_geom q;
-    k->geom(n, &q);
+    node_geom(k, n, &q);
     dtype dt = n->out->dtype;
     if (n->out->size == 0) return; /* empty batch */
     if (!gin[0] && !gin[1] && !gin[2]) return;
@@ -156,11 +160,22 @@ tensor *tensor_conv2d(tensor *x, tensor *w, tensor *b, conv2d_params p) {
     const conv_kernels *k = variants[n->ip[8]];
     /* one image's columns per thread that forward may use */
     conv_geom q;
-    k->geom(n, &q);
+    node_geom(k, n, &q);
     n->ip[7] = conv_threads(&q);
     n->saved[0] = tensor_tape_new(x->dtype, 1, (int64_t[]){n->ip[7] * k->slot(&q)});
     if (!n->saved[0]) return NULL;
     return node_finish(n);
+}
+
+int conv2d_paths(const tensor *x, const tensor *w, conv2d_params p, isa_level v, conv_paths *out) {
+    int64_t oh, ow;
+    if (!x || !w || conv2d_validate(x, w, NULL, p, &oh, &ow)) return -1;
+    const int64_t ip[7] = {p.stride[0], p.stride[1], p.padding[0], p.padding[1],
+                           p.dilation[0], p.dilation[1], p.groups};
+    conv_geom q;
+    variants[v]->geom(x, w, oh, ow, ip, &q);
+    *out = (conv_paths){q.fwd, q.dwp, q.dx};
+    return 0;
 }
 
 /* ------------------------------------------------------------- samples */
@@ -177,6 +192,13 @@ static int conv2d_sample(int k, rng *g, op_sample *s) {
         {"groups 2, pad 1", {2, 4, 5, 5}, {6, 2, 3, 3}, {1, 1, 1, 1, 1, 1, 2}, true},
         {"no bias, stride (2,1), pad (0,1)", {2, 3, 5, 6}, {2, 3, 2, 3}, {2, 1, 0, 1, 1, 1, 1}, false},
         {"LeNet-like, pad 2", {2, 1, 6, 6}, {2, 1, 5, 5}, {1, 1, 2, 2, 1, 1, 1}, true},
+        /* the paths the cases above leave out (conv_paths; a test checks every
+         * variant and dtype): wide columns through SGEMM (K 36 too long for
+         * the direct kernels), the direct kernels on the wide layout, and 16
+         * output channels, whole vectors of them in the lanes on every variant */
+        {"wide rows, K 36", {1, 3, 4, 33}, {3, 3, 3, 4}, {1, 1, 0, 0, 1, 1, 1}, true},
+        {"wide rows, K 12", {1, 2, 4, 20}, {3, 2, 2, 3}, {1, 1, 0, 0, 1, 1, 1}, true},
+        {"16 output channels", {1, 3, 5, 5}, {16, 3, 3, 3}, {1, 1, 0, 0, 1, 1, 1}, true},
     };
     if (k >= (int)(sizeof cases / sizeof cases[0])) return 1;
     s->n_inputs = cases[k].bias ? 3 : 2;

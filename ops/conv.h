@@ -9,16 +9,41 @@
 #include "../autograd/internal.h"
 #include "isa.h"
 
+/* The column layouts of stride 1 (conv_kernels.c explains them), and the
+ * path of each direction: one enum per direction, chosen per shape by the
+ * variant's geometry. The GEMM paths share the layout's numbering. */
+typedef enum { CONV_PLAIN, CONV_WIDE, CONV_TIGHT } conv_layout;
+typedef enum {
+    CONV_FWD_PLAIN = CONV_PLAIN, /* im2col + SGEMM */
+    CONV_FWD_WIDE = CONV_WIDE,   /* wide columns (long copies) + SGEMM */
+    CONV_FWD_TIGHT = CONV_TIGHT, /* tight columns (vector copies) + SGEMM */
+    CONV_FWD_DIRECT,             /* direct, pixels in the lanes (short contractions) */
+    CONV_FWD_LANES,              /* direct, output channels in the lanes */
+} conv_fwd_path;
+typedef enum {
+    CONV_DW_PLAIN = CONV_PLAIN, /* SGEMM on the columns, the same three layouts */
+    CONV_DW_WIDE = CONV_WIDE,
+    CONV_DW_TIGHT = CONV_TIGHT,
+    CONV_DW_DIRECT,             /* direct on the wide layout, pixels in the lanes */
+    CONV_DW_LANES,              /* direct, output channels in the lanes */
+} conv_dw_path;
+typedef enum {
+    CONV_DX_PLAIN = CONV_PLAIN, /* SGEMM, then the layout's col2im */
+    CONV_DX_WIDE = CONV_WIDE,
+    CONV_DX_TIGHT = CONV_TIGHT,
+} conv_dx_path;
+enum { CONV_FWD_PATHS = CONV_FWD_LANES + 1, CONV_DW_PATHS = CONV_DW_LANES + 1,
+       CONV_DX_PATHS = CONV_DX_TIGHT + 1 };
+
 typedef struct {
     int64_t B, C, H, W, OC, KH, KW, OH, OW, G, OCg, K, P;
     int64_t sh, sw, ph, pw, dh, dw;
     bool wide, padded;   /* wide columns (stride 1); a padded copy of the image needed */
     bool tight;          /* stride 1, plain columns copied from the padded image by vectors */
-    bool dw_t;           /* dW parts computed transposed, dW^T = cols @ G^T */
-    bool direct;         /* forward by the direct kernel, no columns */
-    bool dw_direct;      /* dW by the direct kernel, output channels in the lanes */
-    bool fwd_cl;         /* forward by the direct kernel, output channels in the lanes */
-    bool dw_wide;        /* dW by the direct kernel on the wide layout, pixels in the lanes */
+    conv_fwd_path fwd;
+    conv_dw_path dwp;
+    conv_dx_path dx;
+    bool dw_t;           /* dW parts computed transposed, dW^T (K, OC/G) */
     int64_t Hp, Wp, L;   /* padded image; columns per row of the GEMM (L = P if not wide) */
 } conv_geom;
 
@@ -29,7 +54,9 @@ enum { CONV_CHUNK = 8 }; /* images per partial dW sum; fixed, not per thread */
  * `scratch` threads' slots and `parts` zeroed (per CONV_CHUNK images: dW's
  * size, then OC) when dW or db is wanted. [0] float32, [1] float64. */
 typedef struct {
-    void (*geom)(const tape_node *n, conv_geom *q);
+    /* x * w -> (B, OC, OH, OW); ip: stride, padding, dilation, groups */
+    void (*geom)(const tensor *x, const tensor *w, int64_t OH, int64_t OW, const int64_t *ip,
+                 conv_geom *q);
     int64_t (*slot)(const conv_geom *q); /* one thread's scratch, in elements */
     void (*fwd[2])(const tape_node *n, const conv_geom *q, int threads);
     void (*bwd[2])(const tape_node *n, const conv_geom *q, int threads, tensor *const *gin,
@@ -37,5 +64,15 @@ typedef struct {
 } conv_kernels;
 
 extern const conv_kernels conv_kernels_v2, conv_kernels_v3, conv_kernels_v4;
+
+/* For tests: the paths conv2d takes for x * w with params p on variant v
+ * (what the builder would choose); -1 with the error set for inputs conv2d
+ * refuses. */
+typedef struct {
+    conv_fwd_path fwd;
+    conv_dw_path dw;
+    conv_dx_path dx;
+} conv_paths;
+int conv2d_paths(const tensor *x, const tensor *w, conv2d_params p, isa_level v, conv_paths *out);
 
 #endif

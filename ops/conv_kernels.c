@@ -88,16 +88,16 @@ enum { CONV_DWK = 5, CONV_DWO = 2, CONV_DWT = 5, CONV_FB = 12 };
 enum { CONV_SLACK = 16 };
 
 
-/* Node integer params: ip[0..1] stride, ip[2..3] padding, ip[4..5] dilation,
-  * ip[6] groups (the same layout in the sample cases); ip[7] scratch slots;
- * ip[8] the ISA variant (conv.c). */
-static void conv_geom_of(const tape_node *n, conv_geom *q) {
-    const tensor *x = n->in[0], *w = n->in[1], *y = n->out;
+/* The geometry of x (B, C, H, W) * w (OC, C/G, KH, KW) -> (B, OC, OH, OW)
+ * with ip[0..1] stride, ip[2..3] padding, ip[4..5] dilation, ip[6] groups
+ * (the node's and the sample cases' layout), and this variant's paths. */
+static void conv_geom_of(const tensor *x, const tensor *w, int64_t OH, int64_t OW,
+                         const int64_t *ip, conv_geom *q) {
     q->B = x->shape[0], q->C = x->shape[1], q->H = x->shape[2], q->W = x->shape[3];
     q->OC = w->shape[0], q->KH = w->shape[2], q->KW = w->shape[3];
-    q->OH = y->shape[2], q->OW = y->shape[3];
-    q->sh = n->ip[0], q->sw = n->ip[1], q->ph = n->ip[2], q->pw = n->ip[3];
-    q->dh = n->ip[4], q->dw = n->ip[5], q->G = n->ip[6];
+    q->OH = OH, q->OW = OW;
+    q->sh = ip[0], q->sw = ip[1], q->ph = ip[2], q->pw = ip[3];
+    q->dh = ip[4], q->dw = ip[5], q->G = ip[6];
     q->OCg = q->OC / q->G;
     q->K = (q->C / q->G) * q->KH * q->KW;
     q->P = q->OH * q->OW;
@@ -111,10 +111,7 @@ static void conv_geom_of(const tape_node *n, conv_geom *q) {
     q->tight = s1 && !q->wide;
     q->padded = (q->wide && (q->ph || q->pw)) || q->tight;
     q->L = q->wide ? (q->OH - 1) * q->Wp + q->OW : q->P;
-    /* OpenBLAS packs a short contraction with many outputs faster this way
-     * round: measured 30% faster for LeNet's conv2 (K 150, L 136), 10% slower
-     * for conv1 (K 25, L 892). */
-    q->dw_t = q->L < 4 * q->K;
+    conv_layout cols = q->tight ? CONV_TIGHT : q->wide ? CONV_WIDE : CONV_PLAIN;
     /* A short contraction (LeNet's conv1: K 25, OC 6): building the columns
      * costs about what SGEMM then spends on them; the direct kernel reads the
      * padded image in place. Measured for conv1 at batch 64: forward plus
@@ -122,20 +119,28 @@ static void conv_geom_of(const tape_node *n, conv_geom *q) {
      * in the lanes, one load per FMA, a lane sum per weight) ran at half the
      * rate of SGEMM on the columns, and for conv2 (K 150) the direct forward
      * was no faster than SGEMM, so both stay on columns. */
-    q->direct = q->wide && q->K <= CONV_DIRECT_K && q->L >= CONV_NV * CONV_VB / (int64_t)sizeof(float);
+    bool direct = q->wide && q->K <= CONV_DIRECT_K && q->L >= CONV_NV * CONV_VB / (int64_t)sizeof(float);
     /* The weight gradient with the output channels in the lanes (see
      * CONV_DW_DIRECT) needs whole vectors of them: LeNet's conv2 (16) in
      * float32. It works on the image, so no columns are built in backward. */
-    int64_t lanes = CONV_TB / (int64_t)dtype_size(y->dtype);
-    q->dw_direct = s1 && q->OCg % lanes == 0;
-    if (q->dw_direct) q->dw_t = true;
-    /* The forward in the same form (see CONV_FWD_CL): for conv2 it replaces
-     * im2col, which cost half as much as the GEMM after it. */
-    q->fwd_cl = q->dw_direct && !q->direct;
-    /* Where the forward is direct (conv1), so is the weight gradient (see
-     * CONV_DW_WIDE): no columns at all for it. */
-    q->dw_wide = q->direct && !q->dw_direct;
-    if (q->dw_wide) q->dw_t = false;
+    int64_t lanes = CONV_TB / (int64_t)dtype_size(x->dtype);
+    bool lanes_ok = s1 && q->OCg % lanes == 0;
+    /* Forward: direct where the contraction is short; else with the output
+     * channels in the lanes where they fill vectors (see CONV_FWD_CL: for
+     * conv2 it replaces im2col, which cost half as much as the GEMM after
+     * it); else SGEMM on this layout's columns. */
+    q->fwd = direct ? CONV_FWD_DIRECT : lanes_ok ? CONV_FWD_LANES : (conv_fwd_path)cols;
+    /* Weight gradient: channels in the lanes where they fill vectors; where
+     * the forward is direct (conv1), the direct kernel on the wide layout (see
+     * CONV_DW_WIDE): no columns at all for it; else SGEMM. */
+    q->dwp = lanes_ok ? CONV_DW_LANES : direct ? CONV_DW_DIRECT : (conv_dw_path)cols;
+    /* Input gradient: SGEMM, then the columns' transpose for the layout. */
+    q->dx = (conv_dx_path)cols;
+    /* The weight-gradient parts are dW^T (K, OC/G) for the lanes kernel, and
+     * for SGEMM where OpenBLAS packs a short contraction with many outputs
+     * faster this way round: measured 30% faster for LeNet's conv2 (K 150,
+     * L 136), 10% slower for conv1 (K 25, L 892). */
+    q->dw_t = q->dwp == CONV_DW_LANES || (q->dwp != CONV_DW_DIRECT && q->L < 4 * q->K);
 }
 
 /* One thread's scratch slot, in elements: columns, their gradient, the padded
@@ -152,8 +157,8 @@ static conv_slot conv_slot_of(const conv_geom *q) {
     s.dxp = s.xp + img + 2 * S;
     s.yw = s.dxp + (q->wide ? img : 0) + 2 * S;
     s.gt = s.yw + (q->wide ? q->OC * q->L : 0) + S;
-    s.wt = s.gt + (q->dw_direct ? q->OC * q->P : 0) + S;
-    s.total = s.wt + (q->fwd_cl ? q->OC * q->K : 0) + S;
+    s.wt = s.gt + (q->dwp == CONV_DW_LANES ? q->OC * q->P : 0) + S;
+    s.total = s.wt + (q->fwd == CONV_FWD_LANES ? q->OC * q->K : 0) + S;
     return s;
 }
 
@@ -668,44 +673,50 @@ static void transpose_double(const double *src, int64_t ss, int64_t rows, int64_
 
 /* Per-image forward and backward. */
 #define CONV_IMAGE(T)                                                                       \
-    /* y_b = W @ cols_b + bias, group by group */                                           \
-    static void conv_fwd_image_##T(const conv_geom *q, const T *xb, const T *w,             \
-                                   const T *wt, const T *bias, T *yb, T *slot) {            \
-        conv_slot s = conv_slot_of(q);                                                      \
-        T *cols = slot + s.cols, *out = q->wide ? slot + s.yw : yb;                         \
-        const T *xp = xb;                                                                   \
-        if (q->fwd_cl) { /* wt: W^T per group, written by conv_fwd_##T */                  \
-            if (q->ph || q->pw) pad_##T(q, xb, slot + s.xp), xp = slot + s.xp;              \
-            for (int64_t g = 0; g < q->G; g++)                                              \
-                fwd_cl_##T(q, xp + g * (q->C / q->G) * q->Hp * q->Wp, wt + g * q->K * q->OCg, \
-                           bias ? bias + g * q->OCg : NULL, slot + s.gt, yb + g * q->OCg * q->P); \
-            return;                                                                         \
-        }                                                                                   \
-        if (q->padded) pad_##T(q, xb, slot + s.xp), xp = slot + s.xp;                       \
-        if (q->tight)                                                                       \
-            im2col_tight_##T(q, xp, cols);                                                  \
-        else if (q->wide && !q->direct)                                                     \
-            im2col_wide_##T(q, xp, cols);                                                   \
-        else if (!q->wide)                                                                  \
-            im2col_##T(q, xb, cols);                                                        \
-        if (q->direct) {                                                                    \
-            for (int64_t g = 0; g < q->G; g++)                                              \
-                direct_fwd_##T(q, xp + g * (q->C / q->G) * q->Hp * q->Wp, w + g * q->OCg * q->K, \
-                               bias ? bias + g * q->OCg : NULL, yb + g * q->OCg * q->P);    \
-            return;                                                                         \
-        }                                                                                   \
-        for (int64_t g = 0; g < q->G; g++)                                                  \
-            blas_gemm_##T(false, false, q->OCg, q->L, q->K, w + g * q->OCg * q->K, q->K,     \
-                          cols + g * q->K * q->L, q->L, 0, out + g * q->OCg * q->L, q->L);  \
-        if (q->wide) {                                                                      \
-            unwiden_##T(q, out, bias, yb);                                                  \
-        } else if (bias) {                                                                  \
-            for (int64_t oc = 0; oc < q->OC; oc++) {                                        \
-                T *d = yb + oc * q->P;                                                      \
-                SIMD for (int64_t p = 0; p < q->P; p++) d[p] += bias[oc];                   \
-            }                                                                               \
-        }                                                                                   \
-    }                                                                                       \
+    /* y_b = W @ cols_b + bias, group by group, by q->fwd */                             \
+    static void conv_fwd_image_##T(const conv_geom *q, const T *xb, const T *w,          \
+                                   const T *wt, const T *bias, T *yb, T *slot) {         \
+        conv_slot s = conv_slot_of(q);                                                   \
+        T *cols = slot + s.cols, *out = q->wide ? slot + s.yw : yb, *xs = slot + s.xp;   \
+        const int64_t gx = (q->C / q->G) * q->Hp * q->Wp; /* a group's padded channels */ \
+        const T *xp = xb;                                                                \
+        switch (q->fwd) {                                                                \
+        case CONV_FWD_LANES: /* wt: W^T per group, written by conv_fwd_##T */            \
+            if (q->ph || q->pw) pad_##T(q, xb, xs), xp = xs;                             \
+            for (int64_t g = 0; g < q->G; g++)                                           \
+                fwd_cl_##T(q, xp + g * gx, wt + g * q->K * q->OCg, bias ? bias + g * q->OCg : NULL, \
+                           slot + s.gt, yb + g * q->OCg * q->P);                         \
+            return;                                                                      \
+        case CONV_FWD_DIRECT:                                                            \
+            if (q->padded) pad_##T(q, xb, xs), xp = xs;                                  \
+            for (int64_t g = 0; g < q->G; g++)                                           \
+                direct_fwd_##T(q, xp + g * gx, w + g * q->OCg * q->K, bias ? bias + g * q->OCg : NULL, \
+                               yb + g * q->OCg * q->P);                                  \
+            return;                                                                      \
+        case CONV_FWD_TIGHT:                                                             \
+            pad_##T(q, xb, xs);                                                          \
+            im2col_tight_##T(q, xs, cols);                                               \
+            break;                                                                       \
+        case CONV_FWD_WIDE:                                                              \
+            if (q->padded) pad_##T(q, xb, xs), xp = xs;                                  \
+            im2col_wide_##T(q, xp, cols);                                                \
+            break;                                                                       \
+        case CONV_FWD_PLAIN:                                                             \
+            im2col_##T(q, xb, cols);                                                     \
+            break;                                                                       \
+        }                                                                                \
+        for (int64_t g = 0; g < q->G; g++)                                               \
+            blas_gemm_##T(false, false, q->OCg, q->L, q->K, w + g * q->OCg * q->K, q->K, \
+                          cols + g * q->K * q->L, q->L, 0, out + g * q->OCg * q->L, q->L); \
+        if (q->wide) {                                                                   \
+            unwiden_##T(q, out, bias, yb);                                               \
+        } else if (bias) {                                                               \
+            for (int64_t oc = 0; oc < q->OC; oc++) {                                     \
+                T *d = yb + oc * q->P;                                                   \
+                SIMD for (int64_t p = 0; p < q->P; p++) d[p] += bias[oc];                \
+            }                                                                            \
+        }                                                                                \
+    }                                                                                    \
     /* db_part[oc] += sum_p gb[oc, p] for one image's G (OC, P), read here while the   \
      * image's backward has it in cache (a pass over the whole batch's G of its own    \
      * read 1.6 MB for LeNet, 2% of the step). Four vector sums: one would be a chain  \
@@ -733,63 +744,72 @@ static void transpose_double(const double *src, int64_t ss, int64_t rows, int64_
             db_part[oc] += r;                                                               \
         }                                                                                   \
     } \
-    /* dw_part += G_b @ cols_b^T (when dw_part); db_part += G_b's row sums (when db_part); \
-     * dx_b += col2im(W^T @ G_b) (when dxb) */                                             \
-    static void conv_bwd_image_##T(const conv_geom *q, const T *xb, const T *w,             \
-                                   const T *gb, T *dw_part, T *db_part, T *dxb, T *slot) {  \
-        conv_slot s = conv_slot_of(q);                                                      \
-        if (db_part) bias_part_##T(q, gb, db_part);                                         \
-        T *cols = slot + s.cols, *dcols = slot + s.dcols;                                   \
-        const T *g = gb;                                                                    \
-        if (q->wide) widen_##T(q, gb, slot + s.yw), g = slot + s.yw;                        \
-        if (dw_part && q->dw_direct) { /* reads the image in place when unpadded */        \
-            const T *xp = xb;                                                               \
-            if (q->ph || q->pw) pad_##T(q, xb, slot + s.xp), xp = slot + s.xp;              \
-            for (int64_t k = 0; k < q->G; k++)                                              \
-                dw_direct_##T(q, xp + k * (q->C / q->G) * q->Hp * q->Wp, gb + k * q->OCg * q->P, \
-                              slot + s.gt, dw_part + k * q->OCg * q->K);                    \
-        } else if (dw_part && q->dw_wide) {                                                 \
-            const T *xp = xb;                                                               \
-            if (q->padded) pad_##T(q, xb, slot + s.xp), xp = slot + s.xp;                   \
-            for (int64_t k = 0; k < q->G; k++)                                              \
-                dw_wide_##T(q, xp + k * (q->C / q->G) * q->Hp * q->Wp, g + k * q->OCg * q->L, \
-                            dw_part + k * q->OCg * q->K);                                   \
-        } else if (dw_part) {                                                               \
-            if (q->wide || q->tight) {                                                      \
-                const T *xp = xb;                                                           \
-                if (q->padded) pad_##T(q, xb, slot + s.xp), xp = slot + s.xp;               \
-                if (q->tight)                                                               \
-                    im2col_tight_##T(q, xp, cols);                                          \
-                else                                                                        \
-                    im2col_wide_##T(q, xp, cols);                                           \
-            } else {                                                                        \
-                im2col_##T(q, xb, cols);                                                    \
-            }                                                                               \
-            for (int64_t k = 0; k < q->G; k++) {                                            \
-                const T *gk = g + k * q->OCg * q->L, *ck = cols + k * q->K * q->L;          \
-                T *pk = dw_part + k * q->OCg * q->K;                                        \
-                if (q->dw_t)                                                                \
+    /* dw_part += G_b @ cols_b^T by q->dwp (when dw_part); db_part += G_b's row sums     \
+     * (when db_part); dx_b += col2im(W^T @ G_b) by q->dx (when dxb) */                  \
+    static void conv_bwd_image_##T(const conv_geom *q, const T *xb, const T *w,          \
+                                   const T *gb, T *dw_part, T *db_part, T *dxb, T *slot) { \
+        conv_slot s = conv_slot_of(q);                                                   \
+        if (db_part) bias_part_##T(q, gb, db_part);                                      \
+        T *cols = slot + s.cols, *dcols = slot + s.dcols, *xs = slot + s.xp;             \
+        const int64_t gx = (q->C / q->G) * q->Hp * q->Wp; /* a group's padded channels */ \
+        const T *g = gb, *xp = xb;                                                       \
+        if (q->wide) widen_##T(q, gb, slot + s.yw), g = slot + s.yw;                     \
+        if (dw_part) switch (q->dwp) {                                                   \
+        case CONV_DW_LANES: /* reads the image in place when unpadded */                 \
+            if (q->ph || q->pw) pad_##T(q, xb, xs), xp = xs;                             \
+            for (int64_t k = 0; k < q->G; k++)                                           \
+                dw_direct_##T(q, xp + k * gx, gb + k * q->OCg * q->P, slot + s.gt,       \
+                              dw_part + k * q->OCg * q->K);                              \
+            break;                                                                       \
+        case CONV_DW_DIRECT:                                                             \
+            if (q->padded) pad_##T(q, xb, xs), xp = xs;                                  \
+            for (int64_t k = 0; k < q->G; k++)                                           \
+                dw_wide_##T(q, xp + k * gx, g + k * q->OCg * q->L, dw_part + k * q->OCg * q->K); \
+            break;                                                                       \
+        case CONV_DW_TIGHT:                                                              \
+        case CONV_DW_WIDE:                                                               \
+        case CONV_DW_PLAIN:                                                              \
+            if (q->dwp == CONV_DW_PLAIN) {                                               \
+                im2col_##T(q, xb, cols);                                                 \
+            } else {                                                                     \
+                if (q->padded) pad_##T(q, xb, xs), xp = xs;                              \
+                if (q->dwp == CONV_DW_TIGHT)                                             \
+                    im2col_tight_##T(q, xp, cols);                                       \
+                else                                                                     \
+                    im2col_wide_##T(q, xp, cols);                                        \
+            }                                                                            \
+            for (int64_t k = 0; k < q->G; k++) {                                         \
+                const T *gk = g + k * q->OCg * q->L, *ck = cols + k * q->K * q->L;       \
+                T *pk = dw_part + k * q->OCg * q->K;                                     \
+                if (q->dw_t)                                                             \
                     blas_gemm_##T(false, true, q->K, q->OCg, q->L, ck, q->L, gk, q->L, 1, pk, q->OCg); \
-                else                                                                        \
+                else                                                                     \
                     blas_gemm_##T(false, true, q->OCg, q->K, q->L, gk, q->L, ck, q->L, 1, pk, q->K); \
-            }                                                                               \
-        }                                                                                   \
-        if (!dxb) return;                                                                   \
-        for (int64_t k = 0; k < q->G; k++)                                                  \
-            blas_gemm_##T(true, false, q->K, q->L, q->OCg, w + k * q->OCg * q->K, q->K,          \
-                     g + k * q->OCg * q->L, q->L, 0, dcols + k * q->K * q->L, q->L);        \
-        if (q->tight) {                                                                     \
-            col2im_tight_##T(q, dcols, dxb);                                                \
-        } else if (!q->wide) {                                                              \
-            col2im_##T(q, dcols, dxb);                                                      \
-        } else if (!q->padded) {                                                            \
-            col2im_wide_##T(q, dcols, dxb);                                                 \
-        } else {                                                                            \
-            T *dxp = slot + s.dxp;                                                          \
-            for (int64_t i = 0; i < q->C * q->Hp * q->Wp; i++) dxp[i] = 0;                  \
-            col2im_wide_##T(q, dcols, dxp);                                                 \
-            unpad_acc_##T(q, dxp, dxb);                                                     \
-        }                                                                                   \
+            }                                                                            \
+            break;                                                                       \
+        }                                                                                \
+        if (!dxb) return;                                                                \
+        for (int64_t k = 0; k < q->G; k++)                                               \
+            blas_gemm_##T(true, false, q->K, q->L, q->OCg, w + k * q->OCg * q->K, q->K,  \
+                          g + k * q->OCg * q->L, q->L, 0, dcols + k * q->K * q->L, q->L); \
+        switch (q->dx) {                                                                 \
+        case CONV_DX_TIGHT:                                                              \
+            col2im_tight_##T(q, dcols, dxb);                                             \
+            break;                                                                       \
+        case CONV_DX_PLAIN:                                                              \
+            col2im_##T(q, dcols, dxb);                                                   \
+            break;                                                                       \
+        case CONV_DX_WIDE:                                                               \
+            if (!q->padded) {                                                            \
+                col2im_wide_##T(q, dcols, dxb);                                          \
+            } else {                                                                     \
+                T *dxp = slot + s.dxp;                                                   \
+                for (int64_t i = 0; i < q->C * q->Hp * q->Wp; i++) dxp[i] = 0;           \
+                col2im_wide_##T(q, dcols, dxp);                                          \
+                unpad_acc_##T(q, dxp, dxb);                                              \
+            }                                                                            \
+            break;                                                                       \
+        }                                                                                \
     }
 
 /* The batch loops: images over threads, dW by fixed chunks. */
@@ -801,7 +821,7 @@ static void transpose_double(const double *src, int64_t ss, int64_t rows, int64_
         int64_t slot = conv_slot_of(q).total;                                               \
         /* W^T per group (K, OC/G) for the direct kernel, in slot 0, read by all threads */ \
         T *wt = scratch + conv_slot_of(q).wt;                                               \
-        if (q->fwd_cl)                                                                      \
+        if (q->fwd == CONV_FWD_LANES)                                                       \
             for (int64_t g = 0; g < q->G; g++)                                              \
                 for (int64_t o = 0; o < q->OCg; o++)                                        \
                     for (int64_t k = 0; k < q->K; k++)                                      \

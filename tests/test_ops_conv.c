@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../autograd/internal.h"
+#include "../ops/conv.h"
 #include "../ops/isa.h"
 #include "check_main.h"
 #include "ops_test.h"
@@ -426,6 +427,46 @@ START_TEST(test_conv2d_every_variant_matches_naive) {
 }
 END_TEST
 
+/* The registry's sample cases (which the gradient checks run, in float64
+ * and again in float32) reach every path of every direction on every
+ * variant, in both dtypes: the paths depend on the variant's vector width,
+ * so a case list that covers one variant's paths may miss another's. */
+START_TEST(test_conv2d_samples_reach_every_path_on_every_variant) {
+    const op_def *op = op_find("conv2d");
+    ck_assert_ptr_nonnull(op);
+    for (int v = 0; v < ISA_COUNT; v++)
+        for (int d = 0; d < 2; d++) {
+            dtype dt = d ? DTYPE_F32 : DTYPE_F64;
+            bool fwd[CONV_FWD_PATHS] = {0}, dw[CONV_DW_PATHS] = {0}, dx[CONV_DX_PATHS] = {0};
+            for (int k = 0;; k++) {
+                op_sample smp;
+                memset(&smp, 0, sizeof smp);
+                rng g;
+                rng_seed(&g, 1, (uint64_t)k);
+                int rc = op->sample(k, &g, &smp);
+                if (rc == 1) break;
+                ck_assert_int_eq(rc, 0);
+                tensor *x = tensor_to_dtype(smp.inputs[0], dt), *w = tensor_to_dtype(smp.inputs[1], dt);
+                conv2d_params p = {{(int)smp.ip[0], (int)smp.ip[1]}, {(int)smp.ip[2], (int)smp.ip[3]},
+                                   {(int)smp.ip[4], (int)smp.ip[5]}, (int)smp.ip[6]};
+                conv_paths c;
+                ck_assert_int_eq(conv2d_paths(x, w, p, v, &c), 0);
+                fwd[c.fwd] = dw[c.dw] = dx[c.dx] = true;
+                tensor_free(x), tensor_free(w);
+                for (int i = 0; i < smp.n_inputs; i++) tensor_free(smp.inputs[i]);
+            }
+            for (int i = 0; i < CONV_FWD_PATHS; i++)
+                ck_assert_msg(fwd[i], "%s %s: no sample takes forward path %d", isa_name(v), dtype_name(dt), i);
+            for (int i = 0; i < CONV_DW_PATHS; i++)
+                ck_assert_msg(dw[i], "%s %s: no sample takes weight-gradient path %d", isa_name(v),
+                              dtype_name(dt), i);
+            for (int i = 0; i < CONV_DX_PATHS; i++)
+                ck_assert_msg(dx[i], "%s %s: no sample takes input-gradient path %d", isa_name(v),
+                              dtype_name(dt), i);
+        }
+}
+END_TEST
+
 /* A TAPEGRAD_ISA that names no variant, or one the CPU lacks (a CPU with v2
  * and v3 only, as a Zen 2), is refused, not replaced: tapegrad_isa() gives
  * NULL and conv2d refuses to run, both with the reason. */
@@ -604,6 +645,7 @@ Suite *conv_suite(void) {
     tcase_add_test(tc, test_conv2d_error_dtype_mismatch_and_null);
     tcase_add_test(tc, test_isa_follows_tapegrad_isa);
     tcase_add_test(tc, test_conv2d_every_variant_matches_naive);
+    tcase_add_test(tc, test_conv2d_samples_reach_every_path_on_every_variant);
     tcase_add_test(tc, test_isa_refuses_unknown_variant);
     tcase_add_test(tc, test_isa_refuses_variant_the_cpu_lacks);
     suite_add_tcase(s, tc);
