@@ -1,6 +1,7 @@
 /* sequence.c - the ops sequence models add to the elementwise and shape
  * families: sin and cos (sinusoidal position encodings), tril and triu
- * (causal masks), cumsum (running sums), and one_hot (categorical inputs).
+ * (causal masks), cumsum (running sums), one_hot (categorical inputs), and
+ * sort and topk (ranking, top-k sampling).
  *
  * Dimensions are named like the shape family's: an axis splits a tensor into
  * [outer, L, inner], and tril/triu work on the last two dims [.., R, C]. */
@@ -124,6 +125,28 @@ static void one_hot_forward(tape_node *n) {
 /* Never called: the index is int64 and declared gradient-free. */
 static void one_hot_vjp(tape_node *n, tensor *const *gin) { (void)n; (void)gin; }
 
+/* ----------------------------------------------------------- sort, topk
+ * Each line of x along the axis, seen as [outer, L, inner], is ordered by a
+ * stable merge sort of the positions 0..L-1 (ties keep their order; NaN
+ * counts as the largest value, as in PyTorch). The first K positions
+ * (K = L for sort, k for topk) are the output indices (saved[0], int64) and
+ *   y[o, j, i] = x[o, idx[o, j, i], i]      dx[o, idx[o, j, i], i] += g[o, j, i].
+ * ip: [0] axis, [1] K, [2] descending. saved[1] is the sort's scratch
+ * (2L positions), so the forward allocates nothing when replayed. */
+#define SORT_KERNELS(T)                                                                   /* whether a goes strictly before b */                                                static inline bool before_##T(T a, T b, bool desc) {                                      return desc ? (a > b || (a != a && b == b)) : (a < b || (b != b && a == a));      }                                                                                     static void sort_fwd_##T(tape_node *n) {                                                  int64_t outer, L, inner, K = n->ip[1];                                                around(n->in[0], (int)n->ip[0], &outer, &L, &inner);                                  bool desc = n->ip[2];                                                                 const T *X = n->in[0]->data;                                                          T *Y = n->out->data;                                                                  int64_t *IDX = n->saved[0]->data, *buf = n->saved[1]->data;                           for (int64_t o = 0; o < outer; o++)                                                       for (int64_t i = 0; i < inner; i++) {                                                     const T *x = X + o * L * inner + i;                                                   int64_t *src = buf, *dst = buf + L;                                                   for (int64_t j = 0; j < L; j++) src[j] = j;                                           for (int64_t w = 1; w < L; w *= 2) {                                                      for (int64_t lo = 0; lo < L; lo += 2 * w) {                                               int64_t mid = lo + w < L ? lo + w : L;                                                int64_t hi = lo + 2 * w < L ? lo + 2 * w : L;                                         int64_t a = lo, b = mid, t = lo;                                                      while (a < mid && b < hi)                                                                 dst[t++] = before_##T(x[src[b] * inner], x[src[a] * inner], desc)                                            ? src[b++] : src[a++];                                             while (a < mid) dst[t++] = src[a++];                                                  while (b < hi) dst[t++] = src[b++];                                               }                                                                                     int64_t *tmp = src;                                                                   src = dst;                                                                            dst = tmp;                                                                        }                                                                                     for (int64_t j = 0; j < K; j++) {                                                         IDX[(o * K + j) * inner + i] = src[j];                                                Y[(o * K + j) * inner + i] = x[src[j] * inner];                                   }                                                                                 }                                                                             }                                                                                     static void sort_bwd_##T(const tape_node *n, tensor *dx) {                                int64_t outer, L, inner, K = n->ip[1];                                                around(n->in[0], (int)n->ip[0], &outer, &L, &inner);                                  const int64_t *IDX = n->saved[0]->data;                                               const T *G = n->out->grad->data;                                                      T *D = dx->data;                                                                      for (int64_t o = 0; o < outer; o++)                                                       for (int64_t j = 0; j < K; j++)                                                           for (int64_t i = 0; i < inner; i++) {                                                     int64_t p = (o * K + j) * inner + i;                                                  D[(o * L + IDX[p]) * inner + i] += G[p];                                          }                                                                         }
+SORT_KERNELS(float)
+SORT_KERNELS(double)
+
+static void sort_forward(tape_node *n) {
+    if (n->out->dtype == DTYPE_F32) sort_fwd_float(n);
+    else sort_fwd_double(n);
+}
+static void sort_vjp(tape_node *n, tensor *const *gin) {
+    if (!gin[0]) return;
+    if (n->out->dtype == DTYPE_F32) sort_bwd_float(n, gin[0]);
+    else sort_bwd_double(n, gin[0]);
+}
+
 /* ---------------------------------------------------------------- samples */
 
 static int trig_sample(int k, rng *g, op_sample *s) {
@@ -187,6 +210,33 @@ static int one_hot_sample(int k, rng *g, op_sample *s) {
     return 0;
 }
 
+/* sort / topk: distinct values 0.1 apart (no ties within a perturbation);
+ * ip[0] axis, ip[1] k (topk), ip[2] descending / largest. */
+static int sort_case(int k, rng *g, op_sample *s, bool topk) {
+    static const struct {
+        int nd;
+        int64_t shape[3], axis, k, desc;
+    } cases[] = {{1, {7}, 0, 3, 1}, {2, {3, 5}, 1, 2, 0}, {3, {4, 3, 2}, -2, 1, 1},
+                 {2, {2, 6}, -1, 6, 0}, {2, {4, 3}, 0, 2, 1}};
+    if (k >= 5) return 1;
+    s->n_inputs = 1;
+    s->ip[0] = cases[k].axis;
+    s->ip[1] = cases[k].k;
+    s->ip[2] = cases[k].desc;
+    s->inputs[0] = sample_tensor_distinct(g, cases[k].nd, cases[k].shape, -1.2, 0.1);
+    char sx[64];
+    if (topk)
+        sample_name(s, "%s axis %lld, k %lld %s", tensor_shape_str(s->inputs[0], sx, sizeof sx),
+                    (long long)cases[k].axis, (long long)cases[k].k,
+                    cases[k].desc ? "largest" : "smallest");
+    else
+        sample_name(s, "%s axis %lld %s", tensor_shape_str(s->inputs[0], sx, sizeof sx),
+                    (long long)cases[k].axis, cases[k].desc ? "descending" : "ascending");
+    return s->inputs[0] ? 0 : -1;
+}
+static int sort_sample(int k, rng *g, op_sample *s) { return sort_case(k, g, s, false); }
+static int topk_sample(int k, rng *g, op_sample *s) { return sort_case(k, g, s, true); }
+
 static tensor *sin_build(tensor *const *in, const op_sample *s) { (void)s; return tensor_sin(in[0]); }
 static tensor *cos_build(tensor *const *in, const op_sample *s) { (void)s; return tensor_cos(in[0]); }
 static tensor *tril_build(tensor *const *in, const op_sample *s) { return tensor_tril(in[0], s->ip[0]); }
@@ -196,6 +246,12 @@ static tensor *cumsum_build(tensor *const *in, const op_sample *s) {
 }
 static tensor *one_hot_build(tensor *const *in, const op_sample *s) {
     return tensor_matmul(tensor_one_hot(in[0], s->ip[0], in[1]->dtype), in[1]);
+}
+static tensor *sort_build(tensor *const *in, const op_sample *s) {
+    return tensor_sort(in[0], (int)s->ip[0], s->ip[2], NULL);
+}
+static tensor *topk_build(tensor *const *in, const op_sample *s) {
+    return tensor_topk(in[0], s->ip[1], (int)s->ip[0], s->ip[2], NULL);
 }
 
 /* ---------------------------------------------------------- registry */
@@ -223,12 +279,27 @@ const op_def ops_sequence[] = {
      "none: the index is int64",
      "index int64 with every value in [0, n); dtype float32 or float64. The checker's case is "
      "matmul(one_hot(index, n), w), differentiated in w"},
+    {"sort", 1, 0, sort_forward, sort_vjp, sort_sample, sort_build,
+     "tensor_sort(a, axis, descending, &indices)",
+     "y = a's values along axis in ascending (or descending) order; indices (int64) = their "
+     "positions in a, y = gather(a, axis, indices)",
+     "da[.., indices[j], ..] += g[.., j, ..] (g scattered back to where each value came from)",
+     "stable: equal values keep their order, and NaN sorts as the largest value (last ascending, "
+     "first descending). A tie is a kink (the gradient follows the order chosen); samples keep "
+     "values 0.1 apart"},
+    {"topk", 1, 0, sort_forward, sort_vjp, topk_sample, topk_build,
+     "tensor_topk(a, k, axis, largest, &indices)",
+     "y = the k largest (or smallest) values along axis, largest first (smallest first); "
+     "indices (int64) = their positions in a",
+     "da[.., indices[j], ..] += g[.., j, ..]; 0 for the values not chosen",
+     "the first k of a stable sort, so ties go to the earlier position; samples keep values "
+     "0.1 apart"},
 };
 const int ops_sequence_count = sizeof ops_sequence / sizeof ops_sequence[0];
 
 /* ---------------------------------------------------------- builders */
 
-enum { SIN, COS, TRIL, TRIU, CUMSUM, ONE_HOT };
+enum { SIN, COS, TRIL, TRIU, CUMSUM, ONE_HOT, SORT, TOPK };
 #define OP(i) (&ops_sequence[i])
 
 tensor *tensor_sin(tensor *a) { return ew_unary_apply(OP(SIN), a, NULL, 0); }
@@ -305,4 +376,46 @@ tensor *tensor_one_hot(tensor *index, int64_t n_classes, dtype dt) {
     if (!n) return NULL;
     n->ip[0] = n_classes;
     return node_finish(n);
+}
+
+/* sort and topk: K of the L values along axis; *indices (when not NULL)
+ * receives the TAPE-OWNED int64 positions. */
+static tensor *sort_apply(const op_def *op, tensor *a, int axis, int64_t k, bool k_given,
+                          bool desc, tensor **indices) {
+    if (indices) *indices = NULL;
+    tensor *in[1] = {a};
+    if (op_check_inputs(op, in, 1, 0)) return NULL;
+    if (a->ndim == 0) {
+        error_set("%s: needs at least 1 dimension, got a scalar", op->name);
+        return NULL;
+    }
+    int ax = axis_normalize(op->name, axis, a->ndim);
+    if (ax < 0) return NULL;
+    int64_t L = a->shape[ax], K = k_given ? k : L;
+    if (K < 0 || K > L) {
+        char sa[96];
+        error_set("%s: k = %lld out of range for size %lld of axis %d of %s", op->name,
+                  (long long)k, (long long)L, axis, tensor_shape_str(a, sa, sizeof sa));
+        return NULL;
+    }
+    int64_t shape[TENSOR_MAX_DIMS];
+    for (int d = 0; d < a->ndim; d++) shape[d] = d == ax ? K : a->shape[d];
+    tape_node *n = node_begin(op, in, 1, a->dtype, a->ndim, shape);
+    if (!n) return NULL;
+    n->ip[0] = ax;
+    n->ip[1] = K;
+    n->ip[2] = desc;
+    n->saved[0] = tensor_tape_new(DTYPE_I64, a->ndim, shape);
+    n->saved[1] = tensor_tape_new(DTYPE_I64, 1, (int64_t[]){2 * L});
+    if (!n->saved[0] || !n->saved[1]) return NULL;
+    tensor *y = node_finish(n);
+    if (y && indices) *indices = n->saved[0];
+    return y;
+}
+
+tensor *tensor_sort(tensor *a, int axis, bool descending, tensor **indices) {
+    return sort_apply(OP(SORT), a, axis, 0, false, descending, indices);
+}
+tensor *tensor_topk(tensor *a, int64_t k, int axis, bool largest, tensor **indices) {
+    return sort_apply(OP(TOPK), a, axis, k, true, largest, indices);
 }
