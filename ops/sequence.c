@@ -1,7 +1,7 @@
 /* sequence.c - the ops sequence models add to the elementwise and shape
  * families: sin and cos (sinusoidal position encodings), tril and triu
  * (causal masks), cumsum (running sums), one_hot (categorical inputs), and
- * sort and topk (ranking, top-k sampling).
+ * sort, topk and multinomial (ranking and sampling).
  *
  * Dimensions are named like the shape family's: an axis splits a tensor into
  * [outer, L, inner], and tril/triu work on the last two dims [.., R, C]. */
@@ -147,6 +147,68 @@ static void sort_vjp(tape_node *n, tensor *const *gin) {
     else sort_bwd_double(n, gin[0]);
 }
 
+/* --------------------------------------------------------- multinomial
+ * Row r of probs [R, C] (or [C], R = 1) holds weights w_c >= 0 with a
+ * positive sum W. Draw d of the row takes its uniform u (saved[0] [R, n],
+ * drawn by the builder so that forward is pure) and picks the first c with
+ *   cdf(c) = w_0 + .. + w_c > u W          (inverse CDF; w_c = 0 never picked)
+ * With replacement the CDF is built once per row (saved[1] holds it) and
+ * searched by bisection; without, each pick zeroes its weight (in saved[1])
+ * and the next draw scans the rest. Sums run in float64 for both dtypes. */
+static double prob_at(const tensor *p, int64_t i) {
+    return p->dtype == DTYPE_F32 ? (double)((const float *)p->data)[i]
+                                 : ((const double *)p->data)[i];
+}
+
+/* The first c with cdf[c] > t; the last category of positive weight when
+ * rounding leaves t >= cdf[C-1]. */
+static int64_t cdf_search(const double *cdf, int64_t C, double t) {
+    int64_t lo = 0, hi = C - 1;
+    if (!(t < cdf[C - 1])) {
+        while (hi > 0 && cdf[hi] == cdf[hi - 1]) hi--;
+        return hi;
+    }
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (cdf[mid] > t) hi = mid;
+        else lo = mid + 1;
+    }
+    return lo;
+}
+
+static void multinomial_forward(tape_node *n) {
+    const tensor *p = n->in[0];
+    int64_t C = p->shape[p->ndim - 1], R = C ? p->size / C : 0, N = n->ip[0];
+    bool replacement = n->ip[1];
+    const double *U = n->saved[0]->data;
+    double *w = n->saved[1]->data;
+    int64_t *Y = n->out->data;
+    for (int64_t r = 0; r < R; r++) {
+        if (replacement) {
+            double acc = 0;
+            for (int64_t c = 0; c < C; c++) w[c] = acc += prob_at(p, r * C + c);
+            for (int64_t d = 0; d < N; d++)
+                Y[r * N + d] = cdf_search(w, C, U[r * N + d] * w[C - 1]);
+            continue;
+        }
+        for (int64_t c = 0; c < C; c++) w[c] = prob_at(p, r * C + c);
+        for (int64_t d = 0; d < N; d++) {
+            double total = 0, acc = 0;
+            int64_t pick = -1;
+            for (int64_t c = 0; c < C; c++) total += w[c];
+            double t = U[r * N + d] * total;
+            for (int64_t c = 0; c < C && pick < 0; c++)
+                if (w[c] > 0 && t < (acc += w[c])) pick = c;
+            for (int64_t c = C - 1; pick < 0 && c >= 0; c--) /* rounding: the last positive */
+                if (w[c] > 0) pick = c;
+            Y[r * N + d] = pick;
+            w[pick] = 0;
+        }
+    }
+}
+/* Never called: probs is declared gradient-free (a draw is not differentiable). */
+static void multinomial_vjp(tape_node *n, tensor *const *gin) { (void)n; (void)gin; }
+
 /* ---------------------------------------------------------------- samples */
 
 static int trig_sample(int k, rng *g, op_sample *s) {
@@ -237,6 +299,30 @@ static int sort_case(int k, rng *g, op_sample *s, bool topk) {
 static int sort_sample(int k, rng *g, op_sample *s) { return sort_case(k, g, s, false); }
 static int topk_sample(int k, rng *g, op_sample *s) { return sort_case(k, g, s, true); }
 
+/* multinomial: probs (no gradient) and x of probs' shape; the case is
+ * gather(x, -1, multinomial(probs, n)), the values at the drawn categories,
+ * differentiated in x. ip: [0] n, [1] replacement, [2] the draws' seed.
+ * Weights in [0.2, 2) (never 0 here: the zero-weight rule is tested by hand). */
+static int multinomial_sample(int k, rng *g, op_sample *s) {
+    static const struct {
+        int nd;
+        int64_t shape[2], n, replacement;
+    } cases[] = {{1, {5, 0}, 8, 1}, {2, {3, 4}, 3, 0}, {2, {2, 6}, 10, 1}, {1, {4, 0}, 4, 0}};
+    if (k >= 4) return 1;
+    s->n_inputs = 2;
+    s->no_grad_mask = 1u;
+    s->inputs[0] = sample_tensor(g, cases[k].nd, cases[k].shape, 0.2, 2.0);
+    s->inputs[1] = sample_tensor(g, cases[k].nd, cases[k].shape, -2.0, 2.0);
+    s->ip[0] = cases[k].n;
+    s->ip[1] = cases[k].replacement;
+    s->ip[2] = (int64_t)rng_below(g, 1u << 30);
+    char sp[64];
+    sample_name(s, "probs %s, %lld draws %s replacement",
+                tensor_shape_str(s->inputs[0], sp, sizeof sp), (long long)cases[k].n,
+                cases[k].replacement ? "with" : "without");
+    return s->inputs[0] && s->inputs[1] ? 0 : -1;
+}
+
 static tensor *sin_build(tensor *const *in, const op_sample *s) { (void)s; return tensor_sin(in[0]); }
 static tensor *cos_build(tensor *const *in, const op_sample *s) { (void)s; return tensor_cos(in[0]); }
 static tensor *tril_build(tensor *const *in, const op_sample *s) { return tensor_tril(in[0], s->ip[0]); }
@@ -252,6 +338,11 @@ static tensor *sort_build(tensor *const *in, const op_sample *s) {
 }
 static tensor *topk_build(tensor *const *in, const op_sample *s) {
     return tensor_topk(in[0], s->ip[1], (int)s->ip[0], s->ip[2], NULL);
+}
+static tensor *multinomial_build(tensor *const *in, const op_sample *s) {
+    rng g;
+    rng_seed(&g, (uint64_t)s->ip[2], 3);
+    return tensor_gather(in[1], -1, tensor_multinomial(in[0], s->ip[0], s->ip[1], &g));
 }
 
 /* ---------------------------------------------------------- registry */
@@ -294,12 +385,23 @@ const op_def ops_sequence[] = {
      "da[.., indices[j], ..] += g[.., j, ..]; 0 for the values not chosen",
      "the first k of a stable sort, so ties go to the earlier position; samples keep values "
      "0.1 apart"},
+    {"multinomial", 1, 1u, multinomial_forward, multinomial_vjp, multinomial_sample,
+     multinomial_build, "tensor_multinomial(probs, n, replacement, rng)",
+     "y[r, d] = the category of draw d from row r of probs (weights, normalised by their sum): "
+     "the first c with w_0 + .. + w_c > u * sum(w), u uniform in [0, 1) from rng (int64 [R, n], "
+     "or [n] for 1-D probs)",
+     "none: a draw is not differentiable",
+     "weights must be finite and >= 0 with a positive row sum; a zero weight is never drawn. "
+     "Without replacement each draw removes its category, so n may not exceed the nonzero "
+     "weights of a row. The uniforms are drawn when the op is built (row by row), so replaying "
+     "it gives the same categories. The checker's case is gather(x, -1, multinomial(probs, n)), "
+     "differentiated in x"},
 };
 const int ops_sequence_count = sizeof ops_sequence / sizeof ops_sequence[0];
 
 /* ---------------------------------------------------------- builders */
 
-enum { SIN, COS, TRIL, TRIU, CUMSUM, ONE_HOT, SORT, TOPK };
+enum { SIN, COS, TRIL, TRIU, CUMSUM, ONE_HOT, SORT, TOPK, MULTINOMIAL };
 #define OP(i) (&ops_sequence[i])
 
 tensor *tensor_sin(tensor *a) { return ew_unary_apply(OP(SIN), a, NULL, 0); }
@@ -418,4 +520,62 @@ tensor *tensor_sort(tensor *a, int axis, bool descending, tensor **indices) {
 }
 tensor *tensor_topk(tensor *a, int64_t k, int axis, bool largest, tensor **indices) {
     return sort_apply(OP(TOPK), a, axis, k, true, largest, indices);
+}
+
+tensor *tensor_multinomial(tensor *probs, int64_t n, bool replacement, rng *g) {
+    const op_def *op = OP(MULTINOMIAL);
+    tensor *in[1] = {probs};
+    if (op_check_inputs(op, in, 1, 0)) return NULL;
+    char sp[96];
+    tensor_shape_str(probs, sp, sizeof sp);
+    if (probs->ndim != 1 && probs->ndim != 2) {
+        error_set("multinomial: probs must be 1-D or 2-D, got %s", sp);
+        return NULL;
+    }
+    if (n <= 0) {
+        error_set("multinomial: n = %lld draws; need at least 1", (long long)n);
+        return NULL;
+    }
+    if (!g) {
+        error_set("multinomial: rng is NULL");
+        return NULL;
+    }
+    int64_t C = probs->shape[probs->ndim - 1], R = probs->ndim == 2 ? probs->shape[0] : 1;
+    for (int64_t r = 0; r < R; r++) {
+        double sum = 0;
+        int64_t positive = 0;
+        for (int64_t c = 0; c < C; c++) {
+            double w = prob_at(probs, r * C + c);
+            if (!(w >= 0) || isinf(w)) {
+                error_set("multinomial: weight %g at row %lld, column %lld of %s is negative or "
+                          "not finite", w, (long long)r, (long long)c, sp);
+                return NULL;
+            }
+            sum += w;
+            positive += w > 0;
+        }
+        if (!(sum > 0) || isinf(sum)) {
+            error_set("multinomial: row %lld of %s sums to %g; need a positive finite sum",
+                      (long long)r, sp, sum);
+            return NULL;
+        }
+        if (!replacement && n > positive) {
+            error_set("multinomial: cannot draw %lld without replacement from row %lld of %s, "
+                      "which has %lld nonzero weights", (long long)n, (long long)r, sp,
+                      (long long)positive);
+            return NULL;
+        }
+    }
+    int64_t shape[2] = {R, n};
+    int nd = probs->ndim;
+    tape_node *node = node_begin(op, in, 1, DTYPE_I64, nd, nd == 2 ? shape : shape + 1);
+    if (!node) return NULL;
+    node->ip[0] = n;
+    node->ip[1] = replacement;
+    node->saved[0] = tensor_tape_new(DTYPE_F64, 2, shape);
+    node->saved[1] = tensor_tape_new(DTYPE_F64, 1, &C);
+    if (!node->saved[0] || !node->saved[1]) return NULL;
+    double *U = node->saved[0]->data;
+    for (int64_t i = 0; i < R * n; i++) U[i] = rng_uniform(g);
+    return node_finish(node);
 }

@@ -1,5 +1,5 @@
 /* test_ops_sequence.c - the sequence family (sin, cos, tril, triu, cumsum,
- * one_hot, sort, topk): hand-computed values and gradients, the error paths, and a
+ * one_hot, sort, topk, multinomial): hand-computed values and gradients, the error paths, and a
  * central-difference check of every registry sample case. */
 #include <string.h>
 
@@ -326,6 +326,159 @@ START_TEST(test_sort_topk_errors) {
 }
 END_TEST
 
+/* --------------------------------------------------------- multinomial */
+
+/* Counts of each category in a row of draws. */
+static void count_draws(const tensor *y, int64_t from, int64_t n, int64_t *counts, int64_t C) {
+    memset(counts, 0, (size_t)C * sizeof *counts);
+    const int64_t *p = y->data;
+    for (int64_t i = from; i < from + n; i++) {
+        ck_assert(p[i] >= 0 && p[i] < C);
+        counts[p[i]]++;
+    }
+}
+
+/* N = 200000 draws with replacement from weights [1,2,3,4] (p = w / 10):
+ * count_c ~ Binomial(N, p_c), so its frequency has standard deviation
+ * sqrt(p_c (1 - p_c) / N) (at most 0.0011 here), and each frequency must lie
+ * within 5 of them of p_c (a correct sampler misses that with probability
+ * under 1e-6 per category). A draw that ignored the last category, or
+ * normalised wrongly, misses by 0.04 or more. */
+START_TEST(test_multinomial_frequencies_with_replacement) {
+    const int64_t N = 200000;
+    tensor *w = constant(SHAPE(4), (double[]){1, 2, 3, 4});
+    rng g;
+    rng_seed(&g, 7, 0);
+    tensor *y = tensor_multinomial(w, N, true, &g);
+    ck_assert_ptr_nonnull(y);
+    ck_assert_int_eq(y->dtype, DTYPE_I64);
+    ck_assert_int_eq(y->ndim, 1);
+    ck_assert_int_eq(y->shape[0], N);
+    int64_t counts[4];
+    count_draws(y, 0, N, counts, 4);
+    for (int c = 0; c < 4; c++) {
+        double p = (c + 1) / 10.0, f = (double)counts[c] / (double)N;
+        ck_assert_msg(fabs(f - p) <= 5 * sqrt(p * (1 - p) / (double)N),
+                      "category %d: frequency %.5f, probability %.2f", c, f, p);
+    }
+    tape_reset();
+    tensor_free(w);
+}
+END_TEST
+
+/* Rows draw from their own weights; a zero weight is never drawn:
+ * [[0, 1, 0], [2, 0, 0]] gives 1 and 0 every time (float32 too). The same
+ * seed gives the same draws, another seed others. */
+START_TEST(test_multinomial_rows_zero_weights_and_seeds) {
+    tensor *w = tensor_from_doubles(DTYPE_F32, SHAPE(2, 3), (double[]){0, 1, 0, 2, 0, 0});
+    rng g;
+    rng_seed(&g, 1, 0);
+    tensor *y = tensor_multinomial(w, 50, true, &g);
+    ck_assert_int_eq(y->ndim, 2);
+    ck_assert_int_eq(y->shape[0], 2);
+    ck_assert_int_eq(y->shape[1], 50);
+    int64_t counts[3];
+    count_draws(y, 0, 50, counts, 3);
+    ck_assert_int_eq(counts[1], 50);
+    count_draws(y, 50, 50, counts, 3);
+    ck_assert_int_eq(counts[0], 50);
+    tensor *u = constant(SHAPE(6), (double[]){1, 1, 1, 1, 1, 1});
+    rng a, b, c;
+    rng_seed(&a, 5, 0);
+    rng_seed(&b, 5, 0);
+    rng_seed(&c, 6, 0);
+    tensor *ya = tensor_multinomial(u, 40, true, &a), *yb = tensor_multinomial(u, 40, true, &b),
+           *yc = tensor_multinomial(u, 40, true, &c);
+    ck_assert(memcmp(ya->data, yb->data, 40 * sizeof(int64_t)) == 0);
+    ck_assert(memcmp(ya->data, yc->data, 40 * sizeof(int64_t)) != 0);
+    tape_reset();
+    tensor_free(w);
+    tensor_free(u);
+}
+END_TEST
+
+/* Without replacement: 5 draws from 5 equal weights are a permutation of
+ * 0..4; 2 draws from [0, 3, 0, 1] are {1, 3}. From 20000 rows of [1, 3], 2
+ * draws each: the first is 1 with probability 3/4 (standard deviation of the
+ * frequency sqrt(3/16 / 20000) = 0.0031, 5 of them allowed), and the second
+ * is always the other category. */
+START_TEST(test_multinomial_without_replacement) {
+    tensor *u = constant(SHAPE(5), (double[]){1, 1, 1, 1, 1});
+    rng g;
+    rng_seed(&g, 3, 0);
+    tensor *y = tensor_multinomial(u, 5, false, &g);
+    int64_t counts[5];
+    count_draws(y, 0, 5, counts, 5);
+    for (int c = 0; c < 5; c++) ck_assert_int_eq(counts[c], 1);
+    tensor *z = constant(SHAPE(4), (double[]){0, 3, 0, 1});
+    y = tensor_multinomial(z, 2, false, &g);
+    count_draws(y, 0, 2, counts, 4);
+    ck_assert(counts[1] == 1 && counts[3] == 1);
+    const int64_t R = 20000;
+    tensor *rows = tensor_new(DTYPE_F64, SHAPE(R, 2));
+    for (int64_t r = 0; r < R; r++) tensor_set(rows, 2 * r, 1), tensor_set(rows, 2 * r + 1, 3);
+    y = tensor_multinomial(rows, 2, false, &g);
+    const int64_t *p = y->data;
+    int64_t first_is_1 = 0;
+    for (int64_t r = 0; r < R; r++) {
+        ck_assert(p[2 * r] + p[2 * r + 1] == 1); /* the two categories, once each */
+        first_is_1 += p[2 * r] == 1;
+    }
+    double f = (double)first_is_1 / (double)R;
+    ck_assert_msg(fabs(f - 0.75) <= 5 * sqrt(0.75 * 0.25 / (double)R), "frequency %.5f", f);
+    tape_reset();
+    tensor_free(u);
+    tensor_free(z);
+    tensor_free(rows);
+}
+END_TEST
+
+START_TEST(test_multinomial_errors) {
+    tapegrad_error_clear();
+    rng g;
+    rng_seed(&g, 1, 0);
+    tensor *ok = constant(SHAPE(3), (double[]){1, 0, 2});
+    tensor *neg = constant(SHAPE(2, 2), (double[]){1, 1, 0.5, -1});
+    tensor *nan = constant(SHAPE(2), (double[]){NAN, 1});
+    tensor *inf = constant(SHAPE(2), (double[]){INFINITY, 1});
+    tensor *zero = constant(SHAPE(2, 2), (double[]){1, 0, 0, 0});
+    tensor *s = tensor_ones(DTYPE_F64, 0, (int64_t[]){0});
+    tensor *d3 = tensor_ones(DTYPE_F64, SHAPE(1, 1, 2));
+    tensor *i64 = tensor_ones(DTYPE_I64, SHAPE(2));
+    ck_assert_fails_with(tensor_multinomial(NULL, 1, true, &g), "multinomial: input 0 is NULL");
+    ck_assert_fails_with(tensor_multinomial(i64, 1, true, &g),
+                         "multinomial: input 0 is int64; this op needs float32 or float64");
+    ck_assert_fails_with(tensor_multinomial(s, 1, true, &g), "multinomial: probs must be 1-D or 2-D, got []");
+    ck_assert_fails_with(tensor_multinomial(d3, 1, true, &g),
+                         "multinomial: probs must be 1-D or 2-D, got [1,1,2]");
+    ck_assert_fails_with(tensor_multinomial(ok, 0, true, &g), "multinomial: n = 0 draws; need at least 1");
+    ck_assert_fails_with(tensor_multinomial(ok, 1, true, NULL), "multinomial: rng is NULL");
+    ck_assert_fails_with(tensor_multinomial(neg, 1, true, &g),
+                         "multinomial: weight -1 at row 1, column 1 of [2,2] is negative or not finite");
+    ck_assert_fails_with(tensor_multinomial(nan, 1, true, &g),
+                         "multinomial: weight nan at row 0, column 0 of [2] is negative or not finite");
+    ck_assert_fails_with(tensor_multinomial(inf, 1, true, &g),
+                         "multinomial: weight inf at row 0, column 0 of [2] is negative or not finite");
+    ck_assert_fails_with(tensor_multinomial(zero, 1, true, &g),
+                         "multinomial: row 1 of [2,2] sums to 0; need a positive finite sum");
+    ck_assert_fails_with(tensor_multinomial(ok, 3, false, &g),
+                         "multinomial: cannot draw 3 without replacement from row 0 of [3], which has 2 "
+                         "nonzero weights");
+    tensor *big = constant(SHAPE(2), (double[]){1e308, 1e308});
+    ck_assert_fails_with(tensor_multinomial(big, 1, true, &g),
+                         "multinomial: row 0 of [2] sums to inf; need a positive finite sum");
+    tensor_free(ok);
+    tensor_free(neg);
+    tensor_free(nan);
+    tensor_free(inf);
+    tensor_free(zero);
+    tensor_free(s);
+    tensor_free(d3);
+    tensor_free(i64);
+    tensor_free(big);
+}
+END_TEST
+
 START_TEST(test_sequence_errors) {
     tapegrad_error_clear();
     tensor *v = tensor_ones(DTYPE_F64, SHAPE(4));
@@ -370,8 +523,8 @@ END_TEST
 
 /* Every op of the family, every sample case, four seeds: see tests/ops_test.h. */
 START_TEST(test_sequence_samples_match_central_differences) {
-    ck_assert_int_eq(ops_sequence_count, 8);
-    ck_assert_int_ge(numeric_check_family(ops_sequence, ops_sequence_count, 1, 4, CHECK_ALL), 120);
+    ck_assert_int_eq(ops_sequence_count, 9);
+    ck_assert_int_ge(numeric_check_family(ops_sequence, ops_sequence_count, 1, 4, CHECK_ALL), 136);
 }
 END_TEST
 
@@ -394,6 +547,10 @@ Suite *ops_sequence_suite(void) {
     tcase_add_test(tc, test_sort_long_row_is_a_stable_permutation);
     tcase_add_test(tc, test_topk_values_indices_and_grad);
     tcase_add_test(tc, test_sort_topk_errors);
+    tcase_add_test(tc, test_multinomial_frequencies_with_replacement);
+    tcase_add_test(tc, test_multinomial_rows_zero_weights_and_seeds);
+    tcase_add_test(tc, test_multinomial_without_replacement);
+    tcase_add_test(tc, test_multinomial_errors);
     tcase_add_test(tc, test_sequence_errors);
     tcase_add_test(tc, test_sequence_samples_match_central_differences);
     suite_add_tcase(s, tc);
