@@ -213,6 +213,14 @@ tensor *tensor_tril(tensor *a, int64_t diagonal);
 tensor *tensor_triu(tensor *a, int64_t diagonal);
 tensor *tensor_cumsum(tensor *a, int axis);
 tensor *tensor_one_hot(tensor *index, int64_t n, dtype dt); /* index's shape + [n] */
+/* Values in order along axis (stable; NaN largest), with their positions in
+ * *indices (int64, TAPE-OWNED) when indices is not NULL; gradient to the
+ * values' origins. topk: the k largest (largest first) or smallest. */
+tensor *tensor_sort(tensor *a, int axis, bool descending, tensor **indices);
+tensor *tensor_topk(tensor *a, int64_t k, int axis, bool largest, tensor **indices);
+/* n categories drawn from each row of probs ([C] or [R, C]; weights >= 0,
+ * normalised by their sum) with uniforms from g: int64 [n] or [R, n]. */
+tensor *tensor_multinomial(tensor *probs, int64_t n, bool replacement, rng *g);
 
 /* activations */
 tensor *tensor_relu(tensor *a);
