@@ -625,6 +625,7 @@ int gradcheck_op(const op_def *op, const gradcheck_options *opt, op_check_report
             } else if (!gr.passed) {
                 fail(r, "%s: the vjp disagrees with central differences: %s", where, gr.message);
             }
+            gradcheck_report_free(&gr);
         }
         if (r->passed) check_no_grad_inputs(op, &s, where, r);
         for (int i = 0; i < s.n_inputs && i < SAMPLE_MAX_INPUTS; i++) tensor_free(s.inputs[i]);

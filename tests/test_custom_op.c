@@ -252,6 +252,7 @@ START_TEST(test_broken_custom_op_localised_in_lenet5) {
     ck_assert_int_eq(r.bad_node, 8);
     ck_assert_msg(strncmp(r.bad_node_desc, "cubic_act", 9) == 0, "%s", r.bad_node_desc);
     ck_assert(r.input[9].passed && r.input[10].passed); /* downstream of it */
+    gradcheck_report_free(&r);
     for (int i = 0; i < 12; i++) tensor_free(in[i]);
 }
 END_TEST

@@ -534,6 +534,7 @@ static void check_small(const char *op, tensor *(*graph)(tensor *const *), tenso
     bad_small = broken(op, real_vjp);
     ck_assert_int_eq(gradcheck(small_fn, NULL, in, n, &o, r), 0);
     ck_assert_msg(r->passed, "the real %s fails the tight check: %s", op, r->message);
+    gradcheck_report_free(r);
     bad_small = broken(op, vjp_scaled);
     ck_assert_int_eq(gradcheck(small_fn, NULL, in, n, &o, r), 0);
     ck_assert_msg(!r->passed, "a small error in %s passed: %s", op, r->message);
@@ -553,9 +554,11 @@ START_TEST(test_caught_factor_1001_elementwise) {
     gradcheck_report r;
     check_small("mul", mul_graph, in, 2, 0, &r);
     ck_assert_close(r.input[0].worst_analytic / r.input[0].worst_numeric, 1.001, 1e-6);
+    gradcheck_report_free(&r);
     /* gradcheck's defaults (rtol 1e-3) let it through: why the registry runs tight */
     ck_assert_int_eq(gradcheck(small_fn, NULL, in, 2, NULL, &r), 0);
     ck_assert_msg(r.passed, "%s", r.message);
+    gradcheck_report_free(&r);
     free_all(in, 2);
 }
 END_TEST
@@ -572,6 +575,7 @@ START_TEST(test_caught_one_wrong_element_of_2000_reduce) {
     ck_assert_int_eq(r.input[0].worst_index, 1234);
     ck_assert_msg(strstr(r.message, "input 0: 1 element failing") != NULL, "%s", r.message);
     wrong_element = -1;
+    gradcheck_report_free(&r);
     free_all(in, 2);
 }
 END_TEST
@@ -587,6 +591,7 @@ START_TEST(test_caught_one_wrong_element_shape) {
     check_small("permute", permute_graph, in, 2, 0, &r);
     ck_assert_int_eq(r.input[0].worst_index, 777);
     wrong_element = -1;
+    gradcheck_report_free(&r);
     free_all(in, 2);
 }
 END_TEST
@@ -598,6 +603,7 @@ START_TEST(test_caught_factor_1001_matmul) {
     tensor *in[2] = {rand_leaf(47, SHAPE(2, 5, 6)), rand_leaf(48, SHAPE(6, 4))};
     gradcheck_report r;
     check_small("matmul", matmul_graph, in, 2, 0, &r);
+    gradcheck_report_free(&r);
     free_all(in, 2);
 }
 END_TEST
@@ -613,6 +619,7 @@ START_TEST(test_caught_factor_1001_norm) {
                      rand_leaf(52, SHAPE(4, 8))};
     gradcheck_report r;
     check_small("layer_norm", layer_norm_graph, in, 4, 0, &r);
+    gradcheck_report_free(&r);
     free_all(in, 4);
 }
 END_TEST
@@ -626,6 +633,7 @@ START_TEST(test_caught_mean_over_n_minus_1_loss) {
     gradcheck_report r;
     check_small("mse_loss", mse_graph, in, 2, 0, &r);
     wrong_factor = 1.001;
+    gradcheck_report_free(&r);
     free_all(in, 2);
 }
 END_TEST
@@ -654,6 +662,7 @@ START_TEST(test_caught_avg_pool_wrong_only_with_padding) {
     tensor *in[2] = {rand_leaf(55, SHAPE(2, 3, 9, 9)), rand_leaf(56, SHAPE(2, 3, 4, 4))};
     ck_assert_int_eq(gradcheck(small_fn, NULL, in, 2, NULL, &r), 0);
     ck_assert_msg(r.passed, "%s", r.message);
+    gradcheck_report_free(&r);
     tensor_free(in[1]);
     /* padding 1: [2,3,9,9] -> [2,3,5,5], border windows hold 4 or 6 of 9 */
     pool_pad = 1;
@@ -661,6 +670,7 @@ START_TEST(test_caught_avg_pool_wrong_only_with_padding) {
     ck_assert_int_eq(gradcheck(small_fn, NULL, in, 2, NULL, &r), 0);
     assert_caught(&r, 0, "avg_pool2d [2,3,9,9]");
     ck_assert(r.input[1].passed); /* the pooled values are right */
+    gradcheck_report_free(&r);
     free_all(in, 2);
 }
 END_TEST
@@ -689,12 +699,14 @@ START_TEST(test_caught_add_wrong_only_for_non_contiguous_broadcast) {
     tensor *lead[3] = {rand_leaf(58, SHAPE(3)), rand_leaf(59, SHAPE(2, 3)), rand_leaf(60, SHAPE(2, 3))};
     ck_assert_int_eq(gradcheck(small_fn, NULL, lead, 3, NULL, &r), 0);
     ck_assert_msg(r.passed, "%s", r.message);
+    gradcheck_report_free(&r);
     free_all(lead, 3);
     tensor *mid[3] = {rand_leaf(61, SHAPE(2, 1, 4)), rand_leaf(62, SHAPE(3, 1)),
                       rand_leaf(63, SHAPE(2, 3, 4))};
     ck_assert_int_eq(gradcheck(small_fn, NULL, mid, 3, NULL, &r), 0);
     assert_caught(&r, 0, "add [2,1,4] * [3,1]");
     ck_assert(!r.input[0].passed && !r.input[1].passed);
+    gradcheck_report_free(&r);
     free_all(mid, 3);
 }
 END_TEST

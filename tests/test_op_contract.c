@@ -53,6 +53,7 @@ static int tight_case(const op_def *op, int k, uint64_t seed, gradcheck_report *
     for (int i = 0; i < s.n_inputs; i++)
         if (!mask_bit(skip, i) && s.inputs[i] && s.inputs[i]->dtype != DTYPE_I64) mask |= 1u << i;
     r->passed = true;
+    r->message = r->bad_node_desc = NULL;
     if (mask) {
         gradcheck_options o = gradcheck_defaults();
         op_tight_tolerances(op, &o.atol, &o.rtol);
@@ -82,6 +83,7 @@ START_TEST(test_every_case_passes_tight_tolerances_30_seeds) {
                 char name[256];
                 if (tight_case(op, k, seed, &r, name, sizeof name)) break;
                 ck_assert_msg(r.passed, "%s: %s", name, r.message);
+                gradcheck_report_free(&r);
                 cases++;
             }
         }
@@ -134,6 +136,7 @@ START_TEST(test_reshape_that_assigns_is_caught) {
     gradcheck_report gr;
     ck_assert_int_eq(gradcheck(bad_reshape_fn, NULL, &x, 1, NULL, &gr), 0);
     ck_assert_msg(gr.passed, "%s", gr.message);
+    gradcheck_report_free(&gr);
     tensor_free(x);
     /* the contract does */
     assert_breach(&bad_reshape, "does not accumulate into the gradient of input 0");
@@ -415,6 +418,7 @@ START_TEST(test_vjp_reading_uninitialised_memory_fails) {
     ck_assert_int_eq(gradcheck(bad_sum_fn, NULL, &x, 1, NULL, &gr), 0);
     ck_assert_msg(!gr.passed, "%s", gr.message);
     ck_assert(isnan(gr.input[0].worst_analytic));
+    gradcheck_report_free(&gr);
     tensor_free(x);
 }
 END_TEST
