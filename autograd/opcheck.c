@@ -39,8 +39,21 @@ static void fail(op_contract_report *r, const char *fmt, ...) {
     r->passed = false;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(r->message, sizeof r->message, fmt, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
+    if (n < 0) return;
+    /* the whole sentence, however long (it may carry a gradcheck report) */
+    r->message = mem_alloc((size_t)n + 1);
+    if (!r->message) return;
+    va_start(ap, fmt);
+    vsnprintf(r->message, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+}
+
+void op_check_report_free(op_check_report *r) {
+    if (!r) return;
+    mem_free(r->message);
+    r->message = NULL;
 }
 
 /* A tape-owned copy of t (NULL for NULL). */
@@ -288,7 +301,10 @@ int op_check_contract(const op_def *op, uint64_t seed, op_contract_report *r) {
         for (int k = 0; r->passed; k++) {
             int rc = check_case(op, k, dts[d], seed, r);
             if (rc == 1) break;
-            if (rc < 0) return -1;
+            if (rc < 0) {
+                op_check_report_free(r);
+                return -1;
+            }
         }
     }
     return 0;
@@ -462,7 +478,10 @@ int op_check_float32(const op_def *op, uint64_t seed, op_contract_report *r) {
     for (int k = 0; r->passed; k++) {
         int rc = check_case_f32(op, k, seed, r);
         if (rc == 1) break;
-        if (rc < 0) return -1;
+        if (rc < 0) {
+            op_check_report_free(r);
+            return -1;
+        }
     }
     return 0;
 }
@@ -603,10 +622,12 @@ int gradcheck_op(const op_def *op, const gradcheck_options *opt, op_check_report
         rng_seed(&g, o.seed, (uint64_t)k);
         int rc = op->sample(k, &g, &s);
         if (rc == 1) break;
-        char where[160];
+        char where[256];
         snprintf(where, sizeof where, "%s case %d (%s)", op->name, k, s.name);
         if (rc != 0) {
             if (!error_pending()) error_set("op contract: %s: the sample failed", where);
+            for (int i = 0; i < s.n_inputs && i < SAMPLE_MAX_INPUTS; i++) tensor_free(s.inputs[i]);
+            op_check_report_free(r);
             return -1;
         }
         r->cases++;
@@ -636,7 +657,7 @@ int gradcheck_op(const op_def *op, const gradcheck_options *opt, op_check_report
     op_check_report c;
     if (op_check_contract(op, o.seed, &c)) return -1;
     if (c.passed && op_check_float32(op, o.seed, &c)) return -1;
-    if (!c.passed) {
+    if (!c.passed) { /* r holds no message: it passed so far */
         *r = c;
         r->passed = false;
     }

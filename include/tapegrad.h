@@ -385,14 +385,19 @@ const op_def *op_register(const op_spec *spec);
  * (NULL when it has none). NULL with an error naming the op on bad input. */
 tensor *tensor_apply(const op_def *op, tensor *const *inputs, int n, const double *params);
 
-/* What gradcheck_op found: passed, or the first failure in one sentence. */
+/* What gradcheck_op found: passed, or the first failure in one sentence.
+ * The message belongs to the report: release it with op_check_report_free()
+ * (also before reusing the report). */
 typedef struct op_check_report {
     bool passed;
     int cases;                        /* sample cases run */
     int nodes;                        /* op_check_contract: nodes whose vjp was checked */
     double f32_worst;                 /* float32 check: largest error / its bound */
-    char message[1024];
+    char *message;                    /* the first failure, whole; NULL when passed */
 } op_check_report;
+/* Frees the report's message and sets it to NULL; NULL and a zeroed or
+ * already freed report are fine. */
+void op_check_report_free(op_check_report *r);
 
 /* Checks one op (built-in or custom) the way the test suite checks the
  * built-ins, and more, on each of its sample cases: the primal equals a
@@ -405,6 +410,7 @@ typedef struct op_check_report {
  * when the checks ran (verdict in report), -1 on error. */
 struct gradcheck_options;
 int gradcheck_op(const op_def *op, const struct gradcheck_options *opt, op_check_report *report);
+/* (The report is overwritten without being read; on -1 it holds no message.) */
 
 /* ============================================================ checker
  * Central differences in float64 against the tape's vjp (docs/checker.md). */

@@ -730,6 +730,7 @@ START_TEST(test_caught_norm_wrong_only_in_float32) {
     ck_assert_msg(!r.passed, "a float32-only error passed");
     ck_assert_msg(strstr(r.message, "batch_norm case 0") && strstr(r.message, "float32 gradient"),
                   "%s", r.message);
+    op_check_report_free(&r);
 }
 END_TEST
 

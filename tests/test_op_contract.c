@@ -24,6 +24,7 @@ static void assert_breach(const op_def *op, const char *part) {
     ck_assert_msg(!r.passed, "%s: a broken vjp kept the contract", op->name);
     ck_assert_msg(strstr(r.message, part) != NULL, "%s: \"%s\" lacks \"%s\"", op->name, r.message,
                   part);
+    op_check_report_free(&r);
 }
 
 /* ------------------------------------------------------------ the registry */
@@ -104,6 +105,7 @@ START_TEST(test_every_registered_op_keeps_the_vjp_contract) {
         /* only ops without a gradient (sign, floor_divide, argmax) check no node */
         ck_assert_msg(r.nodes > 0 || op->no_grad_inputs, "%s: no node checked", op->name);
         nodes += r.nodes;
+        op_check_report_free(&r);
     }
     ck_assert_int_gt(nodes, 2 * op_count());
 }
@@ -259,6 +261,7 @@ START_TEST(test_every_op_float32_matches_float64_20_seeds) {
             ck_assert_msg(r.passed, "seed %llu: %s", (unsigned long long)seed, r.message);
             ck_assert_int_ge(r.cases, 2);
             worst = fmax(worst, r.f32_worst);
+            op_check_report_free(&r);
         }
         /* the bound is not so loose that nothing comes near it */
         ck_assert_msg(worst < 1, "%s", op->name);
@@ -313,6 +316,7 @@ START_TEST(test_vjp_wrong_only_in_float32_is_caught) {
     ck_assert(!r.passed);
     ck_assert_msg(strstr(r.message, "conv2d case 0") && strstr(r.message, "float32 gradient of input"),
                   "%s", r.message);
+    op_check_report_free(&r);
 }
 END_TEST
 
@@ -371,6 +375,7 @@ START_TEST(test_lenet5_sized_kernels_keep_the_contract_and_match_float64) {
             ck_assert_int_ge(r.nodes, 4);
             ck_assert_msg(op_check_float32(ops[i], 7, &r) == 0, "%s", tapegrad_error());
             ck_assert_msg(r.passed, "%d threads: %s", threads, r.message);
+            op_check_report_free(&r);
         }
     }
     tapegrad_set_threads(1);
