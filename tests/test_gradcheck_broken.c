@@ -711,6 +711,82 @@ START_TEST(test_caught_add_wrong_only_for_non_contiguous_broadcast) {
 }
 END_TEST
 
+/* activation: gelu's gradient 1.001 times too large */
+static tensor *gelu_graph(tensor *const *in) { return tensor_sum_all(tensor_mul(tensor_gelu(in[0], false), in[1])); }
+START_TEST(test_caught_factor_1001_activation) {
+    wrong_factor = 1.001, wrong_element = -1;
+    tensor *in[2] = {rand_leaf(64, SHAPE(6, 7)), rand_leaf(65, SHAPE(6, 7))};
+    gradcheck_report r;
+    check_small("gelu", gelu_graph, in, 2, 0, &r);
+    gradcheck_report_free(&r);
+    free_all(in, 2);
+}
+END_TEST
+
+/* math: one element of exp's 1200 off by 0.1 % */
+static tensor *exp_graph(tensor *const *in) { return tensor_sum_all(tensor_mul(tensor_exp(in[0]), in[1])); }
+START_TEST(test_caught_one_wrong_element_of_1200_math) {
+    wrong_factor = 1.001, wrong_element = 917;
+    tensor *in[2] = {rand_leaf(66, SHAPE(30, 40)), rand_leaf(67, SHAPE(40))};
+    gradcheck_report r;
+    check_small("exp", exp_graph, in, 2, 0, &r);
+    ck_assert_int_eq(r.input[0].worst_index, 917);
+    ck_assert(r.input[1].passed); /* the multiplier's gradient is exp's value, not its vjp */
+    wrong_element = -1;
+    gradcheck_report_free(&r);
+    free_all(in, 2);
+}
+END_TEST
+
+/* layer: linear's gradients (x, w and b) 1.001 times too large */
+static tensor *linear_graph(tensor *const *in) {
+    return tensor_sum_all(tensor_mul(tensor_linear(in[0], in[1], in[2]), in[3]));
+}
+START_TEST(test_caught_factor_1001_layer) {
+    wrong_factor = 1.001, wrong_element = -1;
+    tensor *in[4] = {rand_leaf(68, SHAPE(4, 6)), rand_leaf(69, SHAPE(3, 6)), rand_leaf(70, SHAPE(3)),
+                     rand_leaf(71, SHAPE(4, 3))};
+    gradcheck_report r;
+    check_small("linear", linear_graph, in, 4, 0, &r);
+    ck_assert(!r.input[0].passed && !r.input[1].passed && !r.input[2].passed);
+    gradcheck_report_free(&r);
+    free_all(in, 4);
+}
+END_TEST
+
+/* sequence: one element of cumsum's reverse-cumsum gradient off by 0.1 % */
+static tensor *cumsum_graph(tensor *const *in) { return tensor_sum_all(tensor_mul(tensor_cumsum(in[0], 1), in[1])); }
+START_TEST(test_caught_one_wrong_element_sequence) {
+    wrong_factor = 1.001, wrong_element = 45;
+    tensor *in[2] = {rand_leaf(72, SHAPE(5, 16)), rand_leaf(73, SHAPE(5, 16))};
+    gradcheck_report r;
+    check_small("cumsum", cumsum_graph, in, 2, 0, &r);
+    ck_assert_int_eq(r.input[0].worst_index, 45);
+    wrong_element = -1;
+    gradcheck_report_free(&r);
+    free_all(in, 2);
+}
+END_TEST
+
+/* conv: conv2d's gradients (input, weight, bias) 1.001 times too large, with
+ * stride 2 and padding 1 */
+static tensor *conv_small_graph(tensor *const *in) {
+    conv2d_params p = {{2, 2}, {1, 1}, {1, 1}, 1};
+    return tensor_sum_all(tensor_mul(tensor_conv2d(in[0], in[1], in[2], p), in[3]));
+}
+START_TEST(test_caught_factor_1001_conv) {
+    wrong_factor = 1.001, wrong_element = -1;
+    /* [2,3,7,7] * [4,3,3,3] stride 2 pad 1 -> [2,4,4,4] */
+    tensor *in[4] = {rand_leaf(74, SHAPE(2, 3, 7, 7)), rand_leaf(75, SHAPE(4, 3, 3, 3)), rand_leaf(76, SHAPE(4)),
+                     rand_leaf(77, SHAPE(2, 4, 4, 4))};
+    gradcheck_report r;
+    check_small("conv2d", conv_small_graph, in, 4, 0, &r);
+    ck_assert(!r.input[0].passed && !r.input[1].passed && !r.input[2].passed);
+    gradcheck_report_free(&r);
+    free_all(in, 4);
+}
+END_TEST
+
 /* wrong only in float32: batch_norm's gradients 1.001 times too large in its
  * float32 kernel; float64 (what gradcheck runs) is right */
 static void vjp_scaled_in_float32(tape_node *n, tensor *const *gin) {
@@ -761,6 +837,11 @@ Suite *broken_suite(void) {
     tcase_add_test(tc, test_caught_avg_pool_wrong_only_with_padding);
     tcase_add_test(tc, test_caught_add_wrong_only_for_non_contiguous_broadcast);
     tcase_add_test(tc, test_caught_norm_wrong_only_in_float32);
+    tcase_add_test(tc, test_caught_factor_1001_activation);
+    tcase_add_test(tc, test_caught_one_wrong_element_of_1200_math);
+    tcase_add_test(tc, test_caught_factor_1001_layer);
+    tcase_add_test(tc, test_caught_one_wrong_element_sequence);
+    tcase_add_test(tc, test_caught_factor_1001_conv);
     suite_add_tcase(s, tc);
     return s;
 }
