@@ -80,6 +80,15 @@ $(BUILD)/%.o: %.c $(HEADERS) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# The registry's list of op families, found in ops/ (each file defining a
+# table ops_<family>[]): a new family touches no file in autograd/.
+FAMILY_SRC = $(filter-out $(KERN_SRC),$(wildcard ops/*.c))
+$(BUILD)/gen/op_families.h: $(FAMILY_SRC) scripts/op_families.sh
+	@mkdir -p $(dir $@)
+	@sh scripts/op_families.sh $(FAMILY_SRC) > $@.tmp && mv $@.tmp $@
+$(BUILD)/autograd/registry.o: $(BUILD)/gen/op_families.h
+$(BUILD)/autograd/registry.o: CFLAGS += -I$(BUILD)/gen
+
 # One object per kernel file and variant: the variant's -march after the
 # baseline's, its name as TG_ISA (the suffix of the symbols it exports).
 # -Wno-psabi: 64-byte vector types inside the kernels are legal below AVX-512,

@@ -82,6 +82,9 @@ static void conv2d_vjp(tape_node *n, tensor *const *gin) {
 }
 
 /* ------------------------------------------------------------- builder */
+/* The conv family: index of each op in ops_conv, its entry below. */
+enum { CONV2D, N_CONV_OPS };
+
 extern const op_def ops_conv[];
 
 static int conv2d_validate(const tensor *x, const tensor *w, const tensor *b, conv2d_params p,
@@ -144,7 +147,7 @@ static int conv2d_validate(const tensor *x, const tensor *w, const tensor *b, co
 }
 
 tensor *tensor_conv2d(tensor *x, tensor *w, tensor *b, conv2d_params p) {
-    const op_def *op = &ops_conv[0];
+    const op_def *op = &ops_conv[CONV2D];
     tensor *in[3] = {x, w, b};
     if (op_check_inputs(op, in, b ? 3 : 2, 0)) return NULL;
     int64_t oh, ow;
@@ -221,7 +224,7 @@ static tensor *conv2d_build(tensor *const *in, const op_sample *s) {
 }
 
 const op_def ops_conv[] = {
-    {"conv2d", 3, 0, conv2d_forward, conv2d_vjp, conv2d_sample, conv2d_build,
+    [CONV2D] = {"conv2d", 3, 0, conv2d_forward, conv2d_vjp, conv2d_sample, conv2d_build,
      "tensor_conv2d(x, w, b, params)",
      "y[b,o,i,j] = bias[o] + sum_{c,u,v} w[o,c,u,v] x[b, g(o) C/G + c, i sh - ph + u dh, "
      "j sw - pw + v dw] (x = 0 in the padding)",
@@ -230,4 +233,6 @@ const op_def ops_conv[] = {
      "b may be NULL (then the node's third input is NULL and the case has 2 inputs); "
      "linear in each input, no kinks"},
 };
-const int ops_conv_count = 1;
+const int ops_conv_count = N_CONV_OPS;
+_Static_assert(sizeof ops_conv / sizeof ops_conv[0] == N_CONV_OPS,
+               "ops_conv: one entry per op of its enum");
