@@ -97,6 +97,15 @@ void arena_seek(arena_pos p);
  * NaN bytes, so reading memory a kernel never wrote shows; off by default. */
 void arena_set_poison(bool on);
 
+/* ------------------------------------------------------ size arithmetic */
+/* *r = a * b; true (and *r unspecified) when the product overflows int64.
+ * Every product of sizes that a user's numbers reach (a reshape's target, a
+ * file's dimensions, a batch count) goes through it: a signed overflow is
+ * undefined behaviour, not a wrap to check afterwards. */
+static inline bool i64_mul_overflows(int64_t a, int64_t b, int64_t *r) {
+    return __builtin_mul_overflow(a, b, r);
+}
+
 /* ----------------------------------------------------------- tensor help */
 size_t dtype_size(dtype dt);
 const char *dtype_name(dtype dt);
