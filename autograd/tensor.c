@@ -74,10 +74,16 @@ static bool dtype_valid(const char *op, dtype dt) {
 
 tensor *tensor_new(dtype dt, int ndim, const int64_t *shape) {
     if (!dtype_valid("tensor_new", dt) || shape_check("tensor_new", ndim, shape)) return NULL;
+    const char *op = mem_context_op("tensor_new");
+    mem_context_tensor(dt, ndim, shape);
     tensor *t = mem_alloc(sizeof *t);
+    if (t) {
+        tensor_init(t, dt, ndim, shape);
+        t->data = mem_calloc((size_t)t->size * dtype_size(dt));
+    }
+    mem_context_tensor(dt, -1, NULL);
+    mem_context_op(op);
     if (!t) return NULL;
-    tensor_init(t, dt, ndim, shape);
-    t->data = mem_calloc((size_t)t->size * dtype_size(dt));
     if (!t->data) {
         mem_free(t);
         return NULL;
@@ -86,13 +92,16 @@ tensor *tensor_new(dtype dt, int ndim, const int64_t *shape) {
 }
 
 tensor *tensor_tape_new(dtype dt, int ndim, const int64_t *shape) {
+    mem_context_tensor(dt, ndim, shape);
     tensor *t = arena_alloc(sizeof *t);
-    if (!t) return NULL;
-    tensor_init(t, dt, ndim, shape);
-    t->tape_owned = true;
-    t->epoch = tape_epoch();
-    t->data = arena_alloc((size_t)t->size * dtype_size(dt));
-    return t->data ? t : NULL;
+    if (t) {
+        tensor_init(t, dt, ndim, shape);
+        t->tape_owned = true;
+        t->epoch = tape_epoch();
+        t->data = arena_alloc((size_t)t->size * dtype_size(dt));
+    }
+    mem_context_tensor(dt, -1, NULL);
+    return t && t->data ? t : NULL;
 }
 
 tensor *tensor_tape_zeros(dtype dt, int ndim, const int64_t *shape) {
