@@ -16,12 +16,20 @@ const char *dtype_name(dtype dt) {
     return "unknown";
 }
 
+/* The product of the sizes; -1 when one is negative or the product
+ * overflows int64 (a shape a user gave, e.g. a reshape's target). */
 int64_t shape_numel(int ndim, const int64_t *shape) {
     int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0 || i64_mul_overflows(n, shape[i], &n)) return -1;
     return n;
 }
 
+/* A tensor's shape is valid when the product of its NONZERO sizes, times 64
+ * bytes, fits int64: then every product of some of its sizes (a flatten's
+ * merged dimension, a kernel's O * D * I, an element's byte offset) fits too,
+ * even where a zero size makes the tensor empty ([0,2^40,2^40] is refused:
+ * flattening its last two dimensions would overflow). */
 int shape_check(const char *op, int ndim, const int64_t *shape) {
     if (ndim < 0 || ndim > TENSOR_MAX_DIMS) {
         error_set("%s: %d dimensions (at most %d)", op, ndim, TENSOR_MAX_DIMS);
@@ -37,11 +45,10 @@ int shape_check(const char *op, int ndim, const int64_t *shape) {
             error_set("%s: negative size %lld in dimension %d", op, (long long)shape[i], i);
             return -1;
         }
-        if (shape[i] > 0 && n > INT64_MAX / 64 / shape[i]) {
+        if (shape[i] > 0 && (i64_mul_overflows(n, shape[i], &n) || n > INT64_MAX / 64)) {
             error_set("%s: shape too large", op);
             return -1;
         }
-        n *= shape[i];
     }
     return 0;
 }
@@ -140,6 +147,11 @@ tensor *tensor_arange(dtype dt, double start, double stop, double step) {
         return NULL;
     }
     double n = ceil((stop - start) / step);
+    if (!(n < (double)(INT64_MAX / 64))) { /* a cast of a larger double is undefined */
+        error_set("tensor_arange: [%g, %g) in steps of %g has too many elements", start, stop,
+                  step);
+        return NULL;
+    }
     int64_t shape[1] = {n > 0 ? (int64_t)n : 0};
     tensor *t = tensor_new(dt, 1, shape);
     for (int64_t i = 0; t && i < t->size; i++) tensor_set(t, i, start + (double)i * step);
