@@ -275,6 +275,26 @@ START_TEST(test_idx_fifo_or_directory_fails_at_once) {
 }
 END_TEST
 
+/* A message longer than the error buffer (512 bytes) keeps its start and
+ * its end, where the reason is: before, a 3,000-byte path left no room for
+ * ": cannot open: ..." and the reason was lost. */
+START_TEST(test_long_message_keeps_its_reason) {
+    char p[3100];
+    int k = snprintf(p, sizeof p, "/nonexistent/");
+    while (k < 3000) k += snprintf(p + k, sizeof p - (size_t)k, "dir%04d/", k);
+    snprintf(p + k, sizeof p - (size_t)k, "train-images-idx3-ubyte");
+    tapegrad_error_clear();
+    ck_assert_ptr_null(nn_idx_load(p));
+    const char *e = tapegrad_error();
+    ck_assert_uint_eq(strlen(e), 511);
+    ck_assert_int_eq(strncmp(e, "/nonexistent/dir0013/", 21), 0);
+    ck_assert_ptr_nonnull(strstr(e, " ... "));
+    const char *end = "/train-images-idx3-ubyte: cannot open: No such file or directory";
+    ck_assert_str_eq(e + strlen(e) - strlen(end), end);
+    tapegrad_error_clear();
+}
+END_TEST
+
 START_TEST(test_idx_missing_file_named) {
     expect_error("/nonexistent/tapegrad/train-images-idx3-ubyte.gz", ": cannot open: No such file or directory");
 }
@@ -436,6 +456,7 @@ Suite *nn_data_suite(void) {
     tcase_add_test(tc, test_idx_gzip_bomb_inflated_only_past_the_claim);
     tcase_add_test(tc, test_idx_fifo_or_directory_fails_at_once);
     tcase_add_test(tc, test_idx_missing_file_named);
+    tcase_add_test(tc, test_long_message_keeps_its_reason);
     tcase_add_test(tc, test_dataset_count_mismatch_rejected);
     tcase_add_test(tc, test_dataset_dir_missing_files_named);
     tcase_add_test(tc, test_loader_normalises_and_batches);
