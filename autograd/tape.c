@@ -190,7 +190,14 @@ static int backward_checks(const tensor *out, const tensor *gout) {
                   tensor_shape_str(out, a, sizeof a));
         return -1;
     }
-    if (gout && (!tensor_same_shape(out, gout) || gout->dtype == DTYPE_I64)) {
+    if (gout && gout->dtype == DTYPE_I64) {
+        error_set("tensor_backward_with: upstream gradient %s is int64; it must be float32 or "
+                  "float64 (output %s %s)",
+                  tensor_shape_str(gout, a, sizeof a), dtype_name(out->dtype),
+                  tensor_shape_str(out, b, sizeof b));
+        return -1;
+    }
+    if (gout && !tensor_same_shape(out, gout)) {
         error_set("tensor_backward_with: upstream gradient %s %s does not match output %s",
                   dtype_name(gout->dtype), tensor_shape_str(gout, a, sizeof a),
                   tensor_shape_str(out, b, sizeof b));

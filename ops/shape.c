@@ -261,7 +261,11 @@ static void cat_vjp(tape_node *n, tensor *const *gin) {
 /* Shared checks: a list of n >= 1 non-NULL tensors of one dtype; int64
  * lists (indices) join too, and never need a gradient. */
 static int cat_check(const op_def *op, tensor *const *ts, int n) {
-    if (!ts || n <= 0) {
+    if (!ts && n > 0) {
+        error_set("%s: the tensor list is NULL (n = %d)", op->name, n);
+        return -1;
+    }
+    if (n <= 0) {
         error_set("%s: needs at least one tensor (n = %d)", op->name, n);
         return -1;
     }

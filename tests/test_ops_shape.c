@@ -198,7 +198,9 @@ START_TEST(test_concat_stack_errors) {
     ck_assert_fails_with(tensor_concat((tensor *[]){s, s}, 2, 0),
                          "concat: needs at least 1 dimension, got a scalar");
     ck_assert_fails_with(tensor_concat((tensor *[]){a, NULL}, 2, 0), "concat: input 1 is NULL");
-    ck_assert_fails_with(tensor_concat(NULL, 2, 0), "concat: needs at least one tensor (n = 2)");
+    /* a NULL list was reported as a count ("needs at least one tensor (n = 2)") */
+    ck_assert_fails_with(tensor_concat(NULL, 2, 0), "concat: the tensor list is NULL (n = 2)");
+    ck_assert_fails_with(tensor_stack(NULL, 3, 0), "stack: the tensor list is NULL (n = 3)");
     ck_assert_fails_with(tensor_concat((tensor *[]){a}, 0, 0),
                          "concat: needs at least one tensor (n = 0)");
     ck_assert_fails_with(tensor_stack((tensor *[]){a, b}, 2, 0),
