@@ -199,6 +199,18 @@ static void idx_dims_str(const nn_idx *a, char *buf, size_t len) {
     tensor_shape_str(&t, buf, len);
 }
 
+/* zlib's memory comes from mem_alloc too (the ceiling, the failure hook). */
+static voidpf z_alloc(voidpf opaque, uInt items, uInt size) {
+    (void)opaque;
+    size_t bytes;
+    if (__builtin_mul_overflow((size_t)items, (size_t)size, &bytes)) return Z_NULL;
+    return mem_alloc(bytes);
+}
+static void z_free(voidpf opaque, voidpf p) {
+    (void)opaque;
+    mem_free(p);
+}
+
 /* Opens path without blocking (a FIFO or a device would wait for a writer
  * forever) and only when it is a regular file; tells gzip from raw. */
 static int src_open(src *s, const char *path) {
@@ -222,9 +234,13 @@ static int src_open(src *s, const char *path) {
         s->gz = true;
         s->z.next_in = s->buf;
         s->z.avail_in = (uInt)s->avail;
-        if (inflateInit2(&s->z, 15 + 16) != Z_OK) { /* 16: gzip wrapper, CRC checked */
+        s->z.zalloc = z_alloc;
+        s->z.zfree = z_free;
+        int rc = inflateInit2(&s->z, 15 + 16); /* 16: the gzip wrapper, CRC checked */
+        if (rc != Z_OK) {
             s->gz = false;
-            error_set("%s: cannot start gzip decompression: out of memory", path);
+            /* out of memory has said so in mem_alloc */
+            if (!error_pending()) error_set("%s: read error: %s", path, zError(rc));
             return -1;
         }
     }

@@ -295,6 +295,33 @@ START_TEST(test_long_message_keeps_its_reason) {
 }
 END_TEST
 
+/* Every allocation of a gzip load (the reader, zlib's state and window
+ * through mem_alloc, the data) can fail: NULL and "out of memory", no leak
+ * (LeakSanitizer in check-asan), and the load succeeds once none fails. */
+void mem_fail_after(int64_t n); /* internal test hook (autograd/memory.c) */
+START_TEST(test_idx_gzip_load_survives_each_allocation_failing) {
+    make_dir();
+    const char *p = write_file("oom.gz", images3, sizeof images3, true);
+    nn_idx *a = NULL;
+    int k = 0;
+    for (; k < 64 && !a; k++) {
+        tapegrad_error_clear();
+        mem_fail_after(k);
+        a = nn_idx_load(p);
+        mem_fail_after(-1);
+        if (!a)
+            ck_assert_msg(strstr(tapegrad_error(), "out of memory: allocation of "),
+                          "allocation %d: %s", k, tapegrad_error());
+    }
+    ck_assert_ptr_nonnull(a);
+    ck_assert_int_ge(k, 4); /* reader, zlib state, window, data, nn_idx at least */
+    ck_assert_int_eq(a->data[11], 4);
+    nn_idx_free(a);
+    tapegrad_error_clear();
+    remove_dir();
+}
+END_TEST
+
 START_TEST(test_idx_missing_file_named) {
     expect_error("/nonexistent/tapegrad/train-images-idx3-ubyte.gz", ": cannot open: No such file or directory");
 }
@@ -457,6 +484,7 @@ Suite *nn_data_suite(void) {
     tcase_add_test(tc, test_idx_fifo_or_directory_fails_at_once);
     tcase_add_test(tc, test_idx_missing_file_named);
     tcase_add_test(tc, test_long_message_keeps_its_reason);
+    tcase_add_test(tc, test_idx_gzip_load_survives_each_allocation_failing);
     tcase_add_test(tc, test_dataset_count_mismatch_rejected);
     tcase_add_test(tc, test_dataset_dir_missing_files_named);
     tcase_add_test(tc, test_loader_normalises_and_batches);
