@@ -184,6 +184,10 @@ static chunk *chunk_new(size_t cap, bool quiet) {
 }
 
 void *arena_alloc(size_t bytes) {
+    if (bytes > tapegrad_alloc_limit()) { /* also keeps the rounding below from wrapping */
+        oom(bytes, true);
+        return NULL;
+    }
     size_t need = (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1);
     if (need == 0) need = ALIGN;
     arena_step_bytes += need;
