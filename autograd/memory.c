@@ -30,10 +30,17 @@ void mem_fail_after(int64_t n) { fail_countdown = n; }
  * by default the physical memory, which no single tensor can use whole. */
 static size_t alloc_limit; /* 0: the default */
 
+/* Asked once: sysconf(_SC_PHYS_PAGES) is a system call (sysinfo), and the
+ * limit is read by every allocation, arena blocks included. A race between
+ * threads stores the same value twice. */
 static size_t physical_memory(void) {
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    if (pages <= 0 || page <= 0) return SIZE_MAX; /* unknown: no ceiling */
-    return (size_t)pages * (size_t)page;
+    static size_t phys;
+    if (!phys) {
+        long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+        /* unknown: no ceiling */
+        phys = pages <= 0 || page <= 0 ? SIZE_MAX : (size_t)pages * (size_t)page;
+    }
+    return phys;
 }
 
 void tapegrad_set_alloc_limit(size_t bytes) { alloc_limit = bytes; }
