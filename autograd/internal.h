@@ -80,6 +80,13 @@ void *mem_alloc(size_t bytes);
 void *mem_calloc(size_t bytes);
 void mem_free(void *p);
 void mem_fail_after(int64_t n);      /* -1: never fail (default) */
+/* What the allocations under way are for, named by an out-of-memory message:
+ * the op (set by node_begin, cleared by node_finish; returns the previous
+ * one) and the tensor (dtype and shape, borrowed until cleared with ndim -1).
+ * A request over tapegrad_alloc_limit() is refused before the allocator is
+ * asked. */
+const char *mem_context_op(const char *op);
+void mem_context_tensor(dtype dt, int ndim, const int64_t *shape);
 
 /* The tape's arena: bump allocation, released all at once by tape_reset. */
 void *arena_alloc(size_t bytes);      /* 64-byte aligned, uninitialised */
@@ -96,6 +103,15 @@ void arena_seek(arena_pos p);
 /* Test builds (tests/check_main.h) fill every block arena_alloc returns with
  * NaN bytes, so reading memory a kernel never wrote shows; off by default. */
 void arena_set_poison(bool on);
+
+/* ------------------------------------------------------ size arithmetic */
+/* *r = a * b; true (and *r unspecified) when the product overflows int64.
+ * Every product of sizes that a user's numbers reach (a reshape's target, a
+ * file's dimensions, a batch count) goes through it: a signed overflow is
+ * undefined behaviour, not a wrap to check afterwards. */
+static inline bool i64_mul_overflows(int64_t a, int64_t b, int64_t *r) {
+    return __builtin_mul_overflow(a, b, r);
+}
 
 /* ----------------------------------------------------------- tensor help */
 size_t dtype_size(dtype dt);

@@ -196,8 +196,12 @@ tensor *tensor_apply(const op_def *op, tensor *const *in, int n, const double *p
         return NULL;
     }
     const op_spec *sp = &c->spec;
-    if (n != sp->arity || (n > 0 && !in)) {
-        error_set("tensor_apply: %s takes %d inputs, given %d", sp->name, sp->arity, in ? n : 0);
+    if (n > 0 && !in) {
+        error_set("tensor_apply: %s: the input list is NULL (n = %d)", sp->name, n);
+        return NULL;
+    }
+    if (n != sp->arity) {
+        error_set("tensor_apply: %s takes %d inputs, given %d", sp->name, sp->arity, n);
         return NULL;
     }
     if (op_check_inputs(op, in, n, sp->no_grad_inputs)) return NULL;

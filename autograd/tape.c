@@ -80,7 +80,9 @@ int op_check_inputs(const op_def *op, tensor *const *in, int n, uint32_t allow_i
 
 tape_node *node_begin(const op_def *op, tensor *const *in, int n_in, dtype out_dtype, int ndim,
                       const int64_t *shape) {
-    if (shape_check(op->name, ndim, shape) || nodes_reserve(n_nodes + 1)) return NULL;
+    if (shape_check(op->name, ndim, shape)) return NULL;
+    mem_context_op(op->name); /* an allocation failing from here on names the op */
+    if (nodes_reserve(n_nodes + 1)) return NULL;
     tape_node *n = &nodes[n_nodes];
     memset(n, 0, sizeof *n);
     n->op = op;
@@ -116,6 +118,7 @@ static void describe_inputs(const tape_node *n, char *buf, size_t len) {
 }
 
 tensor *node_finish(tape_node *n) {
+    mem_context_op(NULL);
     n->op->forward(n);
     bool needs_grad = false;
     for (int i = 0; i < n->n_in; i++)
@@ -187,7 +190,14 @@ static int backward_checks(const tensor *out, const tensor *gout) {
                   tensor_shape_str(out, a, sizeof a));
         return -1;
     }
-    if (gout && (!tensor_same_shape(out, gout) || gout->dtype == DTYPE_I64)) {
+    if (gout && gout->dtype == DTYPE_I64) {
+        error_set("tensor_backward_with: upstream gradient %s is int64; it must be float32 or "
+                  "float64 (output %s %s)",
+                  tensor_shape_str(gout, a, sizeof a), dtype_name(out->dtype),
+                  tensor_shape_str(out, b, sizeof b));
+        return -1;
+    }
+    if (gout && !tensor_same_shape(out, gout)) {
         error_set("tensor_backward_with: upstream gradient %s %s does not match output %s",
                   dtype_name(gout->dtype), tensor_shape_str(gout, a, sizeof a),
                   tensor_shape_str(out, b, sizeof b));

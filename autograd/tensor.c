@@ -16,12 +16,20 @@ const char *dtype_name(dtype dt) {
     return "unknown";
 }
 
+/* The product of the sizes; -1 when one is negative or the product
+ * overflows int64 (a shape a user gave, e.g. a reshape's target). */
 int64_t shape_numel(int ndim, const int64_t *shape) {
     int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0 || i64_mul_overflows(n, shape[i], &n)) return -1;
     return n;
 }
 
+/* A tensor's shape is valid when the product of its NONZERO sizes, times 64
+ * bytes, fits int64: then every product of some of its sizes (a flatten's
+ * merged dimension, a kernel's O * D * I, an element's byte offset) fits too,
+ * even where a zero size makes the tensor empty ([0,2^40,2^40] is refused:
+ * flattening its last two dimensions would overflow). */
 int shape_check(const char *op, int ndim, const int64_t *shape) {
     if (ndim < 0 || ndim > TENSOR_MAX_DIMS) {
         error_set("%s: %d dimensions (at most %d)", op, ndim, TENSOR_MAX_DIMS);
@@ -37,11 +45,10 @@ int shape_check(const char *op, int ndim, const int64_t *shape) {
             error_set("%s: negative size %lld in dimension %d", op, (long long)shape[i], i);
             return -1;
         }
-        if (shape[i] > 0 && n > INT64_MAX / 64 / shape[i]) {
+        if (shape[i] > 0 && (i64_mul_overflows(n, shape[i], &n) || n > INT64_MAX / 64)) {
             error_set("%s: shape too large", op);
             return -1;
         }
-        n *= shape[i];
     }
     return 0;
 }
@@ -74,10 +81,16 @@ static bool dtype_valid(const char *op, dtype dt) {
 
 tensor *tensor_new(dtype dt, int ndim, const int64_t *shape) {
     if (!dtype_valid("tensor_new", dt) || shape_check("tensor_new", ndim, shape)) return NULL;
+    const char *op = mem_context_op("tensor_new");
+    mem_context_tensor(dt, ndim, shape);
     tensor *t = mem_alloc(sizeof *t);
+    if (t) {
+        tensor_init(t, dt, ndim, shape);
+        t->data = mem_calloc((size_t)t->size * dtype_size(dt));
+    }
+    mem_context_tensor(dt, -1, NULL);
+    mem_context_op(op);
     if (!t) return NULL;
-    tensor_init(t, dt, ndim, shape);
-    t->data = mem_calloc((size_t)t->size * dtype_size(dt));
     if (!t->data) {
         mem_free(t);
         return NULL;
@@ -86,13 +99,16 @@ tensor *tensor_new(dtype dt, int ndim, const int64_t *shape) {
 }
 
 tensor *tensor_tape_new(dtype dt, int ndim, const int64_t *shape) {
+    mem_context_tensor(dt, ndim, shape);
     tensor *t = arena_alloc(sizeof *t);
-    if (!t) return NULL;
-    tensor_init(t, dt, ndim, shape);
-    t->tape_owned = true;
-    t->epoch = tape_epoch();
-    t->data = arena_alloc((size_t)t->size * dtype_size(dt));
-    return t->data ? t : NULL;
+    if (t) {
+        tensor_init(t, dt, ndim, shape);
+        t->tape_owned = true;
+        t->epoch = tape_epoch();
+        t->data = arena_alloc((size_t)t->size * dtype_size(dt));
+    }
+    mem_context_tensor(dt, -1, NULL);
+    return t && t->data ? t : NULL;
 }
 
 tensor *tensor_tape_zeros(dtype dt, int ndim, const int64_t *shape) {
@@ -131,6 +147,11 @@ tensor *tensor_arange(dtype dt, double start, double stop, double step) {
         return NULL;
     }
     double n = ceil((stop - start) / step);
+    if (!(n < (double)(INT64_MAX / 64))) { /* a cast of a larger double is undefined */
+        error_set("tensor_arange: [%g, %g) in steps of %g has too many elements", start, stop,
+                  step);
+        return NULL;
+    }
     int64_t shape[1] = {n > 0 ? (int64_t)n : 0};
     tensor *t = tensor_new(dt, 1, shape);
     for (int64_t i = 0; t && i < t->size; i++) tensor_set(t, i, start + (double)i * step);

@@ -143,6 +143,13 @@ int tensor_backward_with(tensor *out, const tensor *grad_out);
  * stats.allocated after flushing the calling thread's cache, so the figure
  * is exact; or the library's own count without jemalloc). */
 int64_t tapegrad_allocated_bytes(void);
+/* The ceiling on one allocation: a tensor (or arena chunk, at least 1 MiB)
+ * larger than this is refused with "out of memory" naming the op, dtype and
+ * shape, before the allocator is asked (under overcommit it would grant it
+ * and the OOM killer would end the process when the pages are touched).
+ * Default: the physical memory (sysconf). 0 restores the default. */
+void tapegrad_set_alloc_limit(size_t bytes);
+size_t tapegrad_alloc_limit(void);
 void tapegrad_set_threads(int n);
 int tapegrad_threads(void);
 /* The instruction-set variant the hot kernels run: "v2" (x86-64-v2), "v3"

@@ -481,9 +481,11 @@ tensor *tensor_prelu(tensor *a, tensor *slope) {
     /* a shared slope sees the whole tensor as one channel */
     int64_t L = slope->size == 1 ? a->size : 1;
     for (int d = 2; slope->size != 1 && d < a->ndim; d++) L *= a->shape[d];
+    /* zero channels or an empty channel: a has no element, N = 0 (no division by 0) */
+    int64_t CL = slope->size * L;
     n->ip[0] = slope->size; /* C */
     n->ip[1] = L;
-    n->ip[2] = L ? a->size / (slope->size * L) : 0; /* N */
+    n->ip[2] = CL ? a->size / CL : 0; /* N */
     return node_finish(n);
 }
 

@@ -129,8 +129,11 @@ static int conv2d_validate(const tensor *x, const tensor *w, const tensor *b, co
                   tensor_shape_str(b, sb, sizeof sb));
         return -1;
     }
-    int64_t ekh = (int64_t)p.dilation[0] * (w->shape[2] - 1) + 1;
-    int64_t ekw = (int64_t)p.dilation[1] * (w->shape[3] - 1) + 1;
+    /* the dilated kernel's extent; an overflow is larger than any input */
+    int64_t ekh, ekw;
+    if (i64_mul_overflows(p.dilation[0], w->shape[2] - 1, &ekh)) ekh = INT64_MAX - 1;
+    if (i64_mul_overflows(p.dilation[1], w->shape[3] - 1, &ekw)) ekw = INT64_MAX - 1;
+    ekh++, ekw++;
     int64_t ph = x->shape[2] + 2 * (int64_t)p.padding[0], pw = x->shape[3] + 2 * (int64_t)p.padding[1];
     if (w->shape[2] < 1 || w->shape[3] < 1 || ekh > ph || ekw > pw) {
         error_set("conv2d: kernel %s (dilated %lldx%lld) larger than padded input %lldx%lld "

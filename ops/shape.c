@@ -101,13 +101,25 @@ tensor *tensor_reshape(tensor *a, int ndim, const int64_t *shape) {
         } else if (s[i] < 0) {
             error_set("reshape: bad size %lld in dimension %d", (long long)s[i], i);
             return NULL;
-        } else {
-            known *= s[i];
+        } else if (i64_mul_overflows(known, s[i], &known)) {
+            known = -1; /* overflows int64: matches no tensor's size */
+            break;
         }
     }
-    if (infer >= 0) s[infer] = known ? a->size / known : 0;
+    if (infer >= 0 && known == 0) {
+        /* 0 elements: any size fits the -1 ([0,-1] could be [0,0] or [0,400]),
+         * so PyTorch refuses to guess, and so do we */
+        tensor target = {.ndim = ndim};
+        for (int i = 0; i < ndim; i++) target.shape[i] = shape[i];
+        char st[96];
+        error_set("reshape: the -1 in %s is ambiguous: the other sizes multiply to 0, so any "
+                  "size fits (give it, or use tensor_flatten)",
+                  tensor_shape_str(&target, st, sizeof st));
+        return NULL;
+    }
+    if (infer >= 0 && known > 0) s[infer] = a->size / known;
     char sa[96];
-    if (shape_numel(ndim, s) != a->size || (infer >= 0 && known && a->size % known)) {
+    if (known < 0 || shape_numel(ndim, s) != a->size || (infer >= 0 && known && a->size % known)) {
         tensor target = {.ndim = ndim};
         for (int i = 0; i < ndim; i++) target.shape[i] = shape[i];
         char st[96];
@@ -249,7 +261,11 @@ static void cat_vjp(tape_node *n, tensor *const *gin) {
 /* Shared checks: a list of n >= 1 non-NULL tensors of one dtype; int64
  * lists (indices) join too, and never need a gradient. */
 static int cat_check(const op_def *op, tensor *const *ts, int n) {
-    if (!ts || n <= 0) {
+    if (!ts && n > 0) {
+        error_set("%s: the tensor list is NULL (n = %d)", op->name, n);
+        return -1;
+    }
+    if (n <= 0) {
         error_set("%s: needs at least one tensor (n = %d)", op->name, n);
         return -1;
     }

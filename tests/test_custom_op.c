@@ -344,6 +344,8 @@ START_TEST(test_custom_op_errors) {
                          "tensor_apply: add is not a registered custom op");
     ck_assert_fails_with(tensor_apply(op, (tensor *[]){x}, 1, &s),
                          "tensor_apply: op0 takes 2 inputs, given 1");
+    /* a NULL list was reported as "given 0" */
+    ck_assert_fails_with(tensor_apply(op, NULL, 2, &s), "tensor_apply: op0: the input list is NULL (n = 2)");
     tensor_free(x);
     tensor_free(l);
 }
