@@ -88,6 +88,11 @@ START_TEST(test_stale_tensor_refused_by_every_accessor) {
     tensor *y = tensor_mul(w, w);
     ck_assert_int_eq(tensor_backward_with(y, v), -1);
     assert_error_has("tensor_backward_with: upstream gradient [3] " STALE_PART);
+    /* NULL, with no error pending, is named */
+    ck_assert(isnan(tensor_item(NULL)));
+    assert_error_has("tensor_item: tensor is NULL");
+    ck_assert_ptr_null(tensor_detach(NULL));
+    assert_error_has("tensor_detach: tensor is NULL");
     /* tensor_item on a non-scalar is an error too */
     ck_assert(isnan(tensor_item(y)));
     assert_error_has("tensor_item: tensor [3] has 3 elements, not 1");
