@@ -130,6 +130,8 @@ static inline bool tensor_is_stale(const tensor *t) {
 /* 0, or -1 with an error naming op and `what` ("input 1", "bias") when t is
  * stale. */
 int tensor_check_fresh(const char *op, const char *what, const tensor *t);
+/* The same for input i of op ("input i" in the message). */
+int op_check_fresh(const op_def *op, int i, const tensor *t);
 /* A header for a tape-owned tensor (uninitialised), or NULL with an error. */
 tensor *tape_header_new(void);
 /* A position in the header ring and a return to it (the checker's re-runs,

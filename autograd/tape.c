@@ -155,7 +155,8 @@ static int nodes_reserve(int64_t need) {
     return 0;
 }
 
-static int stale_input(const op_def *op, int i, const tensor *t) {
+int op_check_fresh(const op_def *op, int i, const tensor *t) {
+    if (!tensor_is_stale(t)) return 0;
     char what[32];
     snprintf(what, sizeof what, "input %d", i);
     return tensor_check_fresh(op->name, what, t);
@@ -168,7 +169,7 @@ int op_check_inputs(const op_def *op, tensor *const *in, int n, uint32_t allow_i
             if (!error_pending()) error_set("%s: input %d is NULL", op->name, i);
             return -1;
         }
-        if (tensor_is_stale(in[i])) return stale_input(op, i, in[i]);
+        if (tensor_is_stale(in[i])) return op_check_fresh(op, i, in[i]);
     }
     for (int i = 0; i < n; i++) {
         if (in[i]->dtype == DTYPE_I64) {
@@ -201,7 +202,7 @@ tape_node *node_begin(const op_def *op, tensor *const *in, int n_in, dtype out_d
      * inputs by hand; op_check_inputs refuses it before any data is read */
     for (int i = 0; i < n_in; i++) {
         if (tensor_is_stale(in[i])) {
-            stale_input(op, i, in[i]);
+            op_check_fresh(op, i, in[i]);
             return NULL;
         }
         n->in[i] = in[i];

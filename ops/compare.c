@@ -346,6 +346,7 @@ static int check_present(const op_def *op, tensor *const *in, int n) {
             if (!error_pending()) error_set("%s: input %d is NULL", op->name, i);
             return -1;
         }
+        if (op_check_fresh(op, i, in[i])) return -1;
     }
     return 0;
 }
