@@ -298,6 +298,44 @@ START_TEST(test_gradient_cannot_require_grad) {
 }
 END_TEST
 
+/* A custom op whose vjp hits a library error (an index out of range): the
+ * user's vjp returns void, yet backward sees the failure and names the op. */
+static void copy_forward(tensor *const *in, int n, const double *params, tensor *out) {
+    (void)n, (void)params;
+    tensor_copy_data(out, in[0]);
+}
+static void failing_vjp(tensor *const *in, int n, const double *params, const tensor *out,
+                        const tensor *gout, tensor *const *gin) {
+    (void)in, (void)n, (void)params, (void)out, (void)gout;
+    tensor_set(gin[0], -1, 0.0);
+}
+
+START_TEST(test_custom_vjp_failure_stops_backward) {
+    op_spec sp = {.name = "copy_failing_vjp", .arity = 1, .forward = copy_forward, .vjp = failing_vjp};
+    const op_def *op = op_register(&sp);
+    ck_assert_ptr_nonnull(op);
+    tensor *w = tensor_from_doubles(DTYPE_F64, SHAPE(3), (double[]){0.5, -1.5, 2});
+    tensor_set_requires_grad(w, true);
+    tensor *y = tensor_apply(op, (tensor *[]){w}, 1, NULL);
+    tensor *loss = tensor_sum_all(y);
+    ck_assert_ptr_nonnull(loss);
+    tapegrad_error_clear();
+    ck_assert_int_eq(tensor_backward(loss), -1);
+    assert_error_has("tensor_backward: the vjp of copy_failing_vjp (tape position 0) failed:"
+                     " tensor_set: index -1 out of range");
+    /* an error already pending is kept as the cause; backward still stops */
+    tensor_zeros(DTYPE_F32, SHAPE(-1));
+    ck_assert_ptr_nonnull(tapegrad_error());
+    char first[512];
+    snprintf(first, sizeof first, "%s", tapegrad_error());
+    ck_assert_int_eq(tensor_backward(loss), -1);
+    ck_assert_str_eq(tapegrad_error(), first);
+    tapegrad_error_clear();
+    tensor_free(w);
+    tape_release();
+}
+END_TEST
+
 Suite *safety_suite(void) {
     Suite *s = suite_create("safety");
     TCase *tc = tcase_create("safety");
@@ -309,6 +347,8 @@ Suite *safety_suite(void) {
     tcase_add_test(tc, test_failing_vjp_stops_backward_and_names_the_op);
     tcase_add_test(tc, test_conv2d_failed_bias_expression_propagates);
     tcase_add_test(tc, test_gradient_cannot_require_grad);
+    /* last: it adds an op without sample cases to the registry */
+    tcase_add_test(tc, test_custom_vjp_failure_stops_backward);
     suite_add_tcase(s, tc);
     return s;
 }
