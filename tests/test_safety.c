@@ -3,6 +3,7 @@
  * inside backward, a NULL bias from a failed expression, and a gradient
  * marked as requiring grad. */
 #include <string.h>
+#include <unistd.h>
 
 #include "../autograd/internal.h"
 #include "check_main.h"
@@ -83,6 +84,15 @@ START_TEST(test_stale_tensor_refused_by_every_accessor) {
     assert_error_has("tensor_set_requires_grad: tensor [3] " STALE_PART);
     ck_assert_int_eq(tensor_zero_grad(v), -1);
     assert_error_has("tensor_zero_grad: tensor [3] " STALE_PART);
+    ck_assert_int_eq(nn_init_constant(v, 1.0), -1);
+    assert_error_has("nn_init_constant: tensor [3] " STALE_PART);
+    char path[] = "/tmp/tapegrad_stale_XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_eq(nn_safetensors_save(path, (const char *[]){"v"}, (tensor *[]){v}, 1), -1);
+    assert_error_has("nn_safetensors_save: v [3] " STALE_PART);
+    unlink(path);
 
     /* a stale upstream gradient for a fresh output */
     tensor *y = tensor_mul(w, w);
