@@ -140,6 +140,7 @@ tensor *tape_header_new(void);
 typedef struct tape_header_pos {
     struct hdr_block *block;
     int64_t idx, step;
+    uint64_t grows;
 } tape_header_pos;
 tape_header_pos tape_header_tell(void);
 void tape_header_seek(tape_header_pos p);

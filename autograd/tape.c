@@ -50,6 +50,7 @@ static int64_t hdr_idx;             /* the next slot in hdr_cur */
 static int64_t hdr_capacity;        /* slots in the ring */
 static int64_t hdr_step;            /* headers handed out since the last reset */
 static int64_t hdr_peak;            /* the most headers of a finished step */
+static uint64_t hdr_grows;          /* blocks added so far (tape_header_seek) */
 
 /* Splices a zeroed block of n slots in after hdr_cur and moves the cursor to
  * its start. Zeroed slots are not tape-owned, hence never live. */
@@ -71,6 +72,7 @@ static int hdr_grow(int64_t n) {
     hdr_cur = b;
     hdr_idx = 0;
     hdr_capacity += n;
+    hdr_grows++;
     return 0;
 }
 
@@ -90,11 +92,17 @@ tensor *tape_header_new(void) {
     return &hdr_cur->slots[hdr_idx++];
 }
 
-tape_header_pos tape_header_tell(void) { return (tape_header_pos){hdr_cur, hdr_idx, hdr_step}; }
+tape_header_pos tape_header_tell(void) {
+    return (tape_header_pos){hdr_cur, hdr_idx, hdr_step, hdr_grows};
+}
 
 /* Gives back the headers handed out since p (the checker's re-runs), marked
- * stale first so that a pointer to one is refused like any other. */
+ * stale first so that a pointer to one is refused like any other. They are
+ * the slots from p to the cursor, unless a block was spliced in meanwhile
+ * (the cursor jumped over live slots): then they stay in use until the
+ * reset, which costs slots only, as each splice doubles the ring. */
 void tape_header_seek(tape_header_pos p) {
+    if (p.grows != hdr_grows) return;
     hdr_block *b = p.block;
     int64_t i = p.idx;
     for (int64_t k = p.step; k < hdr_step && b; k++) {

@@ -125,6 +125,50 @@ START_TEST(test_backward_refuses_an_output_dropped_from_the_tape) {
 }
 END_TEST
 
+/* One step with more tape tensors than the ring's first block (8192
+ * headers), twice: the ring grows instead of reusing a live header, and every
+ * tensor keeps its own value. */
+START_TEST(test_header_ring_never_reuses_a_live_header) {
+    enum { N = 20000 };
+    static tensor *ts[N];
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < N; i++) {
+            ts[i] = tensor_tape_new(DTYPE_F64, 0, NULL);
+            ck_assert_ptr_nonnull(ts[i]);
+            *(double *)ts[i]->data = i + round;
+        }
+        for (int i = 0; i < N; i++) {
+            ck_assert_msg(tensor_get(ts[i], 0) == i + round, "tensor %d of round %d", i, round);
+            if (i) ck_assert_ptr_ne(ts[i], ts[i - 1]);
+        }
+        tape_reset();
+        /* all of them are stale now */
+        ck_assert(isnan(tensor_item(ts[0])) && isnan(tensor_item(ts[N - 1])));
+        tapegrad_error_clear();
+    }
+    tape_release();
+}
+END_TEST
+
+/* The checker's re-runs give their headers back, marked stale; the next
+ * re-run takes the same slots, and the tensors before the mark stay fresh. */
+START_TEST(test_header_seek_marks_given_back_headers_stale) {
+    tensor *kept = tensor_tape_new(DTYPE_F64, 0, NULL);
+    *(double *)kept->data = 7;
+    tape_header_pos p = tape_header_tell();
+    tensor *a = tensor_tape_new(DTYPE_F64, 0, NULL), *b = tensor_tape_new(DTYPE_F64, 0, NULL);
+    ck_assert(a && b);
+    tape_header_seek(p);
+    tapegrad_error_clear();
+    ck_assert(isnan(tensor_item(a)) && isnan(tensor_item(b)));
+    assert_error_has(STALE_PART);
+    ck_assert_ptr_eq(tensor_tape_new(DTYPE_F64, 0, NULL), a);
+    ck_assert_close(tensor_item(kept), 7, 0);
+    ck_assert_ptr_null(tapegrad_error());
+    tape_release();
+}
+END_TEST
+
 static void sample_free(op_sample *s) {
     for (int i = 0; i < s->n_inputs; i++) tensor_free(s->inputs[i]);
 }
@@ -352,6 +396,8 @@ Suite *safety_suite(void) {
     tcase_add_test(tc, test_stale_loss_refused_after_its_slot_is_reused);
     tcase_add_test(tc, test_stale_tensor_refused_by_every_accessor);
     tcase_add_test(tc, test_backward_refuses_an_output_dropped_from_the_tape);
+    tcase_add_test(tc, test_header_ring_never_reuses_a_live_header);
+    tcase_add_test(tc, test_header_seek_marks_given_back_headers_stale);
     tcase_add_test(tc, test_every_registry_op_refuses_a_stale_input);
     tcase_add_test(tc, test_truncated_bptt_carries_state_with_detach);
     tcase_add_test(tc, test_failing_vjp_stops_backward_and_names_the_op);
