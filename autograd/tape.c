@@ -333,6 +333,7 @@ int tensor_backward_with(tensor *out, const tensor *gout) {
     if (!grad_of(out)) return -1;
     acc_into(out->grad, gout);
     const bool pending_before = error_pending();
+    const uint64_t errors = error_count();
     tensor *gin_small[8];
     for (int64_t i = out->node; i >= 0; i--) {
         tape_node *n = &nodes[i];
@@ -346,8 +347,8 @@ int tensor_backward_with(tensor *out, const tensor *gout) {
             if (wants && !gin[j]) return -1;
         }
         /* a failing vjp sets an error (error_count moves even when an older
-         * message is kept): stop at the first, naming the op */
-        uint64_t errors = error_count();
+         * message is kept): stop at the first, naming the op. Nothing else
+         * in this loop sets one without returning, so one count serves all. */
         n->op->vjp(n, gin);
         if (error_count() != errors) {
             if (!pending_before)
