@@ -118,7 +118,9 @@ int tensor_set_requires_grad(tensor *t, bool on);  /* leaves only */
 int tensor_zero_grad(tensor *t);                   /* sets .grad to zeros if present */
 int tensor_copy_data(tensor *dst, const tensor *src); /* same shape; converts dtype */
 
-/* Element access for tests and small programs (flat index or multi-index). */
+/* Element access for tests and small programs (flat index or multi-index).
+ * A stale tape tensor (computed before the last tape_reset) gives NaN / -1
+ * and an error; so does tensor_item on a tensor of more than one element. */
 double tensor_get(const tensor *t, int64_t flat);
 int tensor_set(tensor *t, int64_t flat, double value);
 double tensor_at(const tensor *t, const int64_t *index);
