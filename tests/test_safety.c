@@ -398,6 +398,26 @@ START_TEST(test_custom_vjp_failure_stops_backward) {
 }
 END_TEST
 
+/* The contract checker calls vjps itself: a failing one is reported as such,
+ * not judged on the buffers it left half written. */
+static void failing_internal_vjp(tape_node *n, tensor *const *gin) {
+    (void)n;
+    tensor_set(gin[0], -1, 0.0);
+}
+
+START_TEST(test_contract_check_reports_a_failing_vjp) {
+    op_def broken = *op_find("neg");
+    broken.vjp = failing_internal_vjp;
+    op_contract_report r;
+    ck_assert_int_eq(op_check_contract(&broken, 1, &r), 0);
+    ck_assert(!r.passed);
+    ck_assert_msg(strstr(r.message, "(or the vjp failed: tensor_set: index -1 out of range)"),
+                  "report: %s", r.message);
+    tapegrad_error_clear();
+    tape_release();
+}
+END_TEST
+
 Suite *safety_suite(void) {
     Suite *s = suite_create("safety");
     TCase *tc = tcase_create("safety");
@@ -411,6 +431,7 @@ Suite *safety_suite(void) {
     tcase_add_test(tc, test_failing_vjp_stops_backward_and_names_the_op);
     tcase_add_test(tc, test_conv2d_failed_bias_expression_propagates);
     tcase_add_test(tc, test_gradient_cannot_require_grad);
+    tcase_add_test(tc, test_contract_check_reports_a_failing_vjp);
     /* last: it adds an op without sample cases to the registry */
     tcase_add_test(tc, test_custom_vjp_failure_stops_backward);
     suite_add_tcase(s, tc);
