@@ -195,6 +195,12 @@ void *arena_alloc(size_t bytes) {
         oom(bytes, true);
         return NULL;
     }
+    /* the test hook counts arena blocks too: most are carved from a chunk
+     * taken long before, so failing only mem_alloc would never reach them */
+    if (fail_countdown >= 0 && fail_countdown-- == 0) {
+        oom(bytes, false);
+        return NULL;
+    }
     size_t need = (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1);
     if (need == 0) need = ALIGN;
     arena_step_bytes += need;

@@ -118,8 +118,10 @@ static int run_vjp(node_check *c, uint32_t only, tensor *const *pre) {
         c->gin[j] = pre ? snapshot(pre[j]) : tensor_tape_zeros(t->dtype, t->ndim, t->shape);
         if (!c->gin[j]) return -1;
     }
+    /* a vjp that fails says so through an error (tensor_backward's rule) */
+    uint64_t errors = error_count();
     c->op->vjp(nd, c->gin);
-    return 0;
+    return error_count() == errors ? 0 : -1;
 }
 
 /* got[e] must be p[e] + k g1[e] (p NULL: 0) within rounding; returns the first
@@ -215,7 +217,11 @@ static void check_node(node_check *c, rng *g, op_contract_report *r) {
                  want, run == 1 ? "" : "2 x", tensor_get(c->g1[j], e));
             return;
         }
-        if (run == 1) c->op->vjp(nd, c->gin);
+        if (run == 1) {
+            uint64_t errors = error_count();
+            c->op->vjp(nd, c->gin);
+            if (error_count() != errors) goto oom;
+        }
     }
 
     /* each wanted input alone gets the gradient it gets with all of them */
@@ -234,7 +240,8 @@ static void check_node(node_check *c, rng *g, op_contract_report *r) {
     }
     return;
 oom:
-    fail(r, "%s: out of memory while checking the vjp contract", c->where);
+    fail(r, "%s: out of memory while checking the vjp contract (or the vjp failed: %s)", c->where,
+         tapegrad_error() ? tapegrad_error() : "no message");
 }
 
 /* Case k of op in dtype dt: sample, build, and check every node of the op the

@@ -100,7 +100,7 @@ tensor *tensor_new(dtype dt, int ndim, const int64_t *shape) {
 
 tensor *tensor_tape_new(dtype dt, int ndim, const int64_t *shape) {
     mem_context_tensor(dt, ndim, shape);
-    tensor *t = arena_alloc(sizeof *t);
+    tensor *t = tape_header_new();
     if (t) {
         tensor_init(t, dt, ndim, shape);
         t->tape_owned = true;
@@ -115,6 +115,24 @@ tensor *tensor_tape_zeros(dtype dt, int ndim, const int64_t *shape) {
     tensor *t = tensor_tape_new(dt, ndim, shape);
     if (t) memset(t->data, 0, (size_t)t->size * dtype_size(dt));
     return t;
+}
+
+int tensor_check_fresh(const char *op, const char *what, const tensor *t) {
+    if (!tensor_is_stale(t)) return 0;
+    char s[96];
+    error_set("%s: %s %s is stale: it was computed before the last tape_reset(), which released"
+              " it; keep a value across a reset with tensor_detach()",
+              op, what, tensor_shape_str(t, s, sizeof s));
+    return -1;
+}
+
+tensor *tensor_detach(const tensor *t) {
+    if (!t) {
+        if (!error_pending()) error_set("tensor_detach: tensor is NULL");
+        return NULL;
+    }
+    if (tensor_check_fresh("tensor_detach", "tensor", t)) return NULL;
+    return tensor_to_dtype(t, t->dtype);
 }
 
 void tensor_free(tensor *t) {
@@ -203,6 +221,9 @@ int tensor_copy_data(tensor *dst, const tensor *src) {
         error_set("tensor_copy_data: tensor is NULL");
         return -1;
     }
+    if (tensor_check_fresh("tensor_copy_data", "destination", dst) ||
+        tensor_check_fresh("tensor_copy_data", "source", src))
+        return -1;
     if (!tensor_same_shape(dst, src)) {
         char a[96], b[96];
         error_set("tensor_copy_data: shapes differ: %s vs %s", tensor_shape_str(dst, a, sizeof a),
@@ -230,6 +251,7 @@ tensor *tensor_to_dtype(const tensor *t, dtype dt) {
         if (!error_pending()) error_set("tensor_to_dtype: tensor is NULL");
         return NULL;
     }
+    if (tensor_check_fresh("tensor_to_dtype", "tensor", t)) return NULL;
     tensor *r = tensor_new(dt, t->ndim, t->shape);
     if (r && tensor_copy_data(r, t)) {
         tensor_free(r);
@@ -243,12 +265,19 @@ tensor *tensor_clone(const tensor *t) {
         if (!error_pending()) error_set("tensor_clone: tensor is NULL");
         return NULL;
     }
+    if (tensor_check_fresh("tensor_clone", "tensor", t)) return NULL;
     return tensor_to_dtype(t, t->dtype);
 }
 
 int tensor_set_requires_grad(tensor *t, bool on) {
     if (!t) {
         error_set("tensor_set_requires_grad: tensor is NULL");
+        return -1;
+    }
+    if (tensor_check_fresh("tensor_set_requires_grad", "tensor", t)) return -1;
+    if (on && t->is_grad) {
+        error_set("tensor_set_requires_grad: this tensor is a gradient (another tensor's .grad);"
+                  " gradients of gradients (higher-order) are not supported");
         return -1;
     }
     if (t->node >= 0 && t->tape_owned) {
@@ -268,12 +297,13 @@ int tensor_zero_grad(tensor *t) {
         error_set("tensor_zero_grad: tensor is NULL");
         return -1;
     }
+    if (tensor_check_fresh("tensor_zero_grad", "tensor", t)) return -1;
     if (t->grad) memset(t->grad->data, 0, (size_t)t->grad->size * dtype_size(t->grad->dtype));
     return 0;
 }
 
 double tensor_get(const tensor *t, int64_t i) {
-    if (!t || i < 0 || i >= t->size) return NAN;
+    if (!t || i < 0 || i >= t->size || tensor_check_fresh("tensor_get", "tensor", t)) return NAN;
     switch (t->dtype) {
     case DTYPE_F32: return ((const float *)t->data)[i];
     case DTYPE_F64: return ((const double *)t->data)[i];
@@ -287,6 +317,7 @@ int tensor_set(tensor *t, int64_t i, double v) {
         error_set("tensor_set: index %lld out of range", (long long)i);
         return -1;
     }
+    if (tensor_check_fresh("tensor_set", "tensor", t)) return -1;
     switch (t->dtype) {
     case DTYPE_F32: ((float *)t->data)[i] = (float)v; break;
     case DTYPE_F64: ((double *)t->data)[i] = v; break;
@@ -296,7 +327,7 @@ int tensor_set(tensor *t, int64_t i, double v) {
 }
 
 double tensor_at(const tensor *t, const int64_t *index) {
-    if (!t || (t->ndim > 0 && !index)) return NAN;
+    if (!t || (t->ndim > 0 && !index) || tensor_check_fresh("tensor_at", "tensor", t)) return NAN;
     int64_t flat = 0;
     for (int d = 0; d < t->ndim; d++) {
         if (index[d] < 0 || index[d] >= t->shape[d]) return NAN;
@@ -306,7 +337,17 @@ double tensor_at(const tensor *t, const int64_t *index) {
 }
 
 double tensor_item(const tensor *t) {
-    if (!t || t->size != 1) return NAN;
+    char s[96];
+    if (!t) {
+        if (!error_pending()) error_set("tensor_item: tensor is NULL");
+        return NAN;
+    }
+    if (tensor_check_fresh("tensor_item", "tensor", t)) return NAN;
+    if (t->size != 1) {
+        error_set("tensor_item: tensor %s has %lld elements, not 1", tensor_shape_str(t, s, sizeof s),
+                  (long long)t->size);
+        return NAN;
+    }
     return tensor_get(t, 0);
 }
 
@@ -334,8 +375,8 @@ void tensor_print(FILE *f, const tensor *t, const char *label) {
     char s[128];
     fprintf(f, "%s %s %s", label ? label : "tensor", dtype_name(t ? t->dtype : DTYPE_F32),
             tensor_shape_str(t, s, sizeof s));
-    if (!t) {
-        fputc('\n', f);
+    if (!t || tensor_is_stale(t)) {
+        fputs(t ? " (stale: computed before the last tape_reset)\n" : "\n", f);
         return;
     }
     fputs(" {", f);

@@ -69,7 +69,8 @@ typedef struct tensor {
     bool requires_grad;
     /* private to the library */
     bool tape_owned;
-    uint32_t epoch;                   /* tape epoch of a tape-owned tensor */
+    bool is_grad;                     /* some tensor's .grad */
+    uint32_t epoch;                   /* tape epoch of a tape-owned tensor (stale when old) */
     int32_t node;                     /* tape position of its producer, -1 for a leaf */
     int32_t mark;                     /* scratch for graph walks (checker) */
     const char *name;                 /* optional label used in reports; not owned */
@@ -105,6 +106,11 @@ tensor *tensor_from_doubles(dtype dt, int ndim, const int64_t *shape, const doub
 tensor *tensor_rand(rng *g, dtype dt, int ndim, const int64_t *shape, double lo, double hi);
 tensor *tensor_randn(rng *g, dtype dt, int ndim, const int64_t *shape, double mean, double std);
 tensor *tensor_clone(const tensor *t);             /* data only; no grad, no tape link */
+/* A USER-OWNED copy of t's values off the tape (no grad, no tape link, not
+ * requiring grad), to carry a value across tape_reset(): a truncated-BPTT
+ * state, a running metric. Release it with tensor_free. A tape-owned tensor
+ * kept across a reset is stale and refused by every op and accessor. */
+tensor *tensor_detach(const tensor *t);
 tensor *tensor_to_dtype(const tensor *t, dtype dt);
 void tensor_free(tensor *t);                       /* NULL is fine; tape-owned: ignored */
 
@@ -112,7 +118,9 @@ int tensor_set_requires_grad(tensor *t, bool on);  /* leaves only */
 int tensor_zero_grad(tensor *t);                   /* sets .grad to zeros if present */
 int tensor_copy_data(tensor *dst, const tensor *src); /* same shape; converts dtype */
 
-/* Element access for tests and small programs (flat index or multi-index). */
+/* Element access for tests and small programs (flat index or multi-index).
+ * A stale tape tensor (computed before the last tape_reset) gives NaN / -1
+ * and an error; so does tensor_item on a tensor of more than one element. */
 double tensor_get(const tensor *t, int64_t flat);
 int tensor_set(tensor *t, int64_t flat, double value);
 double tensor_at(const tensor *t, const int64_t *index);

@@ -249,7 +249,13 @@ MASK_BUILD(gt, tensor_gt(in[0], in[1]))
 MASK_BUILD(ge, tensor_ge(in[0], in[1]))
 MASK_BUILD(logical_and, tensor_logical_and(in[0], in[1]))
 MASK_BUILD(logical_or, tensor_logical_or(in[0], in[1]))
-MASK_BUILD(logical_not, tensor_logical_not(in[0]))
+/* in[1] only stands in for a's shape in the shared sample; a stale one is
+ * refused like any input the case is given */
+static tensor *logical_not_build(tensor *const *in, const op_sample *s) {
+    (void)s;
+    if (tensor_check_fresh("logical_not", "input 1", in[1])) return NULL;
+    return tensor_where(tensor_logical_not(in[0]), in[2], in[3]);
+}
 
 /* masked_fill: x, then the mask (int64 0/1, or float64 with nonzero = true),
  * equal to x's shape or broadcast to it; fp[0] the fill value. Both truth
@@ -342,6 +348,7 @@ static int check_present(const op_def *op, tensor *const *in, int n) {
             if (!error_pending()) error_set("%s: input %d is NULL", op->name, i);
             return -1;
         }
+        if (op_check_fresh(op, i, in[i])) return -1;
     }
     return 0;
 }

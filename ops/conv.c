@@ -152,7 +152,9 @@ static int conv2d_validate(const tensor *x, const tensor *w, const tensor *b, co
 tensor *tensor_conv2d(tensor *x, tensor *w, tensor *b, conv2d_params p) {
     const op_def *op = &ops_conv[CONV2D];
     tensor *in[3] = {x, w, b};
-    if (op_check_inputs(op, in, b ? 3 : 2, 0)) return NULL;
+    /* a NULL bias while an error is pending is a failed expression, not "no
+     * bias" (op_check_optional) */
+    if (op_check_inputs(op, in, 2, 0) || op_check_optional(op->name, "bias", b, x)) return NULL;
     int64_t oh, ow;
     if (conv2d_validate(x, w, b, p, &oh, &ow)) return NULL;
     if (!conv_impl()) return NULL; /* TAPEGRAD_ISA refused: its reason is the error */

@@ -511,6 +511,7 @@ static int check_with_selector(const op_def *op, tensor *const *in, int n, int s
             if (!error_pending()) error_set("%s: input %d is NULL", op->name, i);
             return -1;
         }
+        if (op_check_fresh(op, i, in[i])) return -1;
     }
     const tensor *first = NULL;
     for (int i = 0; i < n; i++) {

@@ -451,6 +451,7 @@ tensor *tensor_one_hot(tensor *index, int64_t n_classes, dtype dt) {
         if (!error_pending()) error_set("one_hot: input 0 is NULL");
         return NULL;
     }
+    if (tensor_check_fresh(op->name, "input 0", index)) return NULL; /* before reading its values */
     char si[96];
     if (index->dtype != DTYPE_I64) {
         error_set("one_hot: index must be int64, got %s", dtype_name(index->dtype));

@@ -274,6 +274,7 @@ static int cat_check(const op_def *op, tensor *const *ts, int n) {
             if (!error_pending()) error_set("%s: input %d is NULL", op->name, k);
             return -1;
         }
+        if (op_check_fresh(op, k, ts[k])) return -1;
     }
     for (int k = 1; k < n; k++) {
         if (ts[k]->dtype != ts[0]->dtype) {

@@ -420,7 +420,9 @@ START_TEST(test_errors_every_core_path) {
     /* backward over a tape that was reset */
     tensor *loss = tensor_sum_all(y);
     tape_reset();
-    EXPECT_ERROR(tensor_backward(loss) == 0, "tensor_backward: the tape was reset after this tensor was computed");
+    EXPECT_ERROR(tensor_backward(loss) == 0,
+                 "tensor_backward: output [] is stale: it was computed before the last tape_reset(), which"
+                 " released it; keep a value across a reset with tensor_detach()");
     tensor_free(a);
     tensor_free(f32);
     tensor_free(f64);
