@@ -406,7 +406,7 @@ tensor *tensor_apply(const op_def *op, tensor *const *inputs, int n, const doubl
 typedef struct op_check_report {
     bool passed;
     int cases;                        /* sample cases run */
-    int nodes;                        /* op_check_contract: nodes whose vjp was checked */
+    int nodes;                        /* tg_op_check_contract: nodes whose vjp was checked */
     double f32_worst;                 /* float32 check: largest error / its bound */
     char *message;                    /* the first failure, whole; NULL when passed */
 } op_check_report;

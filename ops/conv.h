@@ -63,7 +63,7 @@ typedef struct {
                    void *scratch, void *parts);
 } conv_kernels;
 
-extern const conv_kernels conv_kernels_v2, conv_kernels_v3, conv_kernels_v4;
+extern const conv_kernels tg_conv_kernels_v2, tg_conv_kernels_v3, tg_conv_kernels_v4;
 
 /* For tests: the paths conv2d takes for x * w with params p on variant v
  * (what the builder would choose); -1 with the error set for inputs conv2d
@@ -73,6 +73,6 @@ typedef struct {
     conv_dw_path dw;
     conv_dx_path dx;
 } conv_paths;
-int conv2d_paths(const tensor *x, const tensor *w, conv2d_params p, isa_level v, conv_paths *out);
+int tg_conv2d_paths(const tensor *x, const tensor *w, conv2d_params p, isa_level v, conv_paths *out);
 
 #endif

@@ -123,7 +123,7 @@ static void conv_geom_of(const tensor *x, const tensor *w, int64_t OH, int64_t O
     /* The weight gradient with the output channels in the lanes (see
      * CONV_DW_DIRECT) needs whole vectors of them: LeNet's conv2 (16) in
      * float32. It works on the image, so no columns are built in backward. */
-    int64_t lanes = CONV_TB / (int64_t)dtype_size(x->dtype);
+    int64_t lanes = CONV_TB / (int64_t)tg_dtype_size(x->dtype);
     bool lanes_ok = s1 && q->OCg % lanes == 0;
     /* Forward: direct where the contraction is short; else with the output
      * channels in the lanes where they fill vectors (see CONV_FWD_CL: for
@@ -900,5 +900,5 @@ CONV_BATCH(double)
 
 static int64_t conv_slot_total(const conv_geom *q) { return conv_slot_of(q).total; }
 
-const conv_kernels ISA_SYM(conv_kernels) = {
+const conv_kernels ISA_SYM(tg_conv_kernels) = {
     conv_geom_of, conv_slot_total, {conv_fwd_float, conv_fwd_double}, {conv_bwd_float, conv_bwd_double}};

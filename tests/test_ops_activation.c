@@ -437,13 +437,13 @@ END_TEST
 
 /* Every op of the family, every sample case, four seeds: see tests/ops_test.h. */
 START_TEST(test_activation_vjps_match_central_differences) {
-    ck_assert_int_eq(ops_activation_count, 14);
-    numeric_check_family(ops_activation, ops_activation_count, 1, 4, CHECK_ALL);
+    ck_assert_int_eq(tg_ops_activation_count, 14);
+    numeric_check_family(tg_ops_activation, tg_ops_activation_count, 1, 4, CHECK_ALL);
 }
 END_TEST
 
 Suite *ops_activation_suite(void) {
-    Suite *s = suite_create("ops_activation");
+    Suite *s = suite_create("tg_ops_activation");
     TCase *tc = tcase_create("activation");
     tcase_add_test(tc, test_relu_forward_and_grad_zero_at_kink);
     tcase_add_test(tc, test_leaky_relu_forward_and_grad);

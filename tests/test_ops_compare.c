@@ -198,13 +198,13 @@ END_TEST
 
 /* Every op of the family, every sample case, four seeds: see tests/ops_test.h. */
 START_TEST(test_compare_samples_match_central_differences) {
-    ck_assert_int_eq(ops_compare_count, 10);
-    ck_assert_int_ge(numeric_check_family(ops_compare, ops_compare_count, 1, 4, CHECK_ALL), 160);
+    ck_assert_int_eq(tg_ops_compare_count, 10);
+    ck_assert_int_ge(numeric_check_family(tg_ops_compare, tg_ops_compare_count, 1, 4, CHECK_ALL), 160);
 }
 END_TEST
 
 Suite *ops_compare_suite(void) {
-    Suite *s = suite_create("ops_compare");
+    Suite *s = suite_create("tg_ops_compare");
     TCase *tc = tcase_create("compare");
     tcase_add_test(tc, test_comparisons_values_nan_and_no_node);
     tcase_add_test(tc, test_comparison_broadcast);

@@ -397,8 +397,8 @@ START_TEST(test_isa_follows_tapegrad_isa) {
         ck_assert_str_eq(got, env);
     } else {
         int best = ISA_V2;
-        while (best + 1 < ISA_COUNT && isa_supported(best + 1)) best++;
-        ck_assert_str_eq(got, isa_name(best));
+        while (best + 1 < ISA_COUNT && tg_isa_supported(best + 1)) best++;
+        ck_assert_str_eq(got, tg_isa_name(best));
     }
 }
 END_TEST
@@ -409,9 +409,9 @@ END_TEST
  * tight columns through SGEMM, strided plain columns. */
 START_TEST(test_conv2d_every_variant_matches_naive) {
     for (int v = 0; v < ISA_COUNT; v++) {
-        if (!isa_supported(v)) continue;
-        ck_assert_int_eq(isa_select(isa_name(v)), 0);
-        ck_assert_str_eq(tapegrad_isa(), isa_name(v));
+        if (!tg_isa_supported(v)) continue;
+        ck_assert_int_eq(tg_isa_select(tg_isa_name(v)), 0);
+        ck_assert_str_eq(tapegrad_isa(), tg_isa_name(v));
         check_against_naive(DTYPE_F32, (int64_t[]){2, 1, 28, 28}, (int64_t[]){6, 1, 5, 5}, true,
                             params(1, 1, 2, 2, 1, 1, 1), 1e-4);
         check_against_naive(DTYPE_F32, (int64_t[]){2, 6, 14, 14}, (int64_t[]){16, 6, 5, 5}, true,
@@ -423,7 +423,7 @@ START_TEST(test_conv2d_every_variant_matches_naive) {
         check_against_naive(DTYPE_F64, (int64_t[]){2, 3, 9, 8}, (int64_t[]){2, 3, 3, 3}, true,
                             params(2, 2, 0, 0, 1, 1, 1), 1e-12);
     }
-    ck_assert_int_eq(isa_select(getenv("TAPEGRAD_ISA")), 0);
+    ck_assert_int_eq(tg_isa_select(getenv("TAPEGRAD_ISA")), 0);
 }
 END_TEST
 
@@ -450,19 +450,19 @@ START_TEST(test_conv2d_samples_reach_every_path_on_every_variant) {
                 conv2d_params p = {{(int)smp.ip[0], (int)smp.ip[1]}, {(int)smp.ip[2], (int)smp.ip[3]},
                                    {(int)smp.ip[4], (int)smp.ip[5]}, (int)smp.ip[6]};
                 conv_paths c;
-                ck_assert_int_eq(conv2d_paths(x, w, p, v, &c), 0);
+                ck_assert_int_eq(tg_conv2d_paths(x, w, p, v, &c), 0);
                 fwd[c.fwd] = dw[c.dw] = dx[c.dx] = true;
                 tensor_free(x), tensor_free(w);
                 for (int i = 0; i < smp.n_inputs; i++) tensor_free(smp.inputs[i]);
             }
             for (int i = 0; i < CONV_FWD_PATHS; i++)
-                ck_assert_msg(fwd[i], "%s %s: no sample takes forward path %d", isa_name(v), dtype_name(dt), i);
+                ck_assert_msg(fwd[i], "%s %s: no sample takes forward path %d", tg_isa_name(v), tg_dtype_name(dt), i);
             for (int i = 0; i < CONV_DW_PATHS; i++)
-                ck_assert_msg(dw[i], "%s %s: no sample takes weight-gradient path %d", isa_name(v),
-                              dtype_name(dt), i);
+                ck_assert_msg(dw[i], "%s %s: no sample takes weight-gradient path %d", tg_isa_name(v),
+                              tg_dtype_name(dt), i);
             for (int i = 0; i < CONV_DX_PATHS; i++)
-                ck_assert_msg(dx[i], "%s %s: no sample takes input-gradient path %d", isa_name(v),
-                              dtype_name(dt), i);
+                ck_assert_msg(dx[i], "%s %s: no sample takes input-gradient path %d", tg_isa_name(v),
+                              tg_dtype_name(dt), i);
         }
 }
 END_TEST
@@ -483,22 +483,22 @@ static void expect_isa_refusal(const char *msg) {
 }
 
 START_TEST(test_isa_refuses_unknown_variant) {
-    ck_assert_int_eq(isa_select("avx2"), -1);
+    ck_assert_int_eq(tg_isa_select("avx2"), -1);
     expect_isa_refusal("TAPEGRAD_ISA=avx2 names no kernel variant (v2, v3 or v4)");
-    ck_assert_int_eq(isa_select(getenv("TAPEGRAD_ISA")), 0);
+    ck_assert_int_eq(tg_isa_select(getenv("TAPEGRAD_ISA")), 0);
     ck_assert_ptr_nonnull(tapegrad_isa());
 }
 END_TEST
 
 START_TEST(test_isa_refuses_variant_the_cpu_lacks) {
     unsigned zen2 = 1u << ISA_V2 | 1u << ISA_V3;
-    ck_assert_int_eq(isa_select_cpu("v4", zen2), -1);
+    ck_assert_int_eq(tg_isa_select_cpu("v4", zen2), -1);
     expect_isa_refusal("TAPEGRAD_ISA=v4: this CPU lacks x86-64-v4 (AVX-512); it runs up to v3");
-    ck_assert_int_eq(isa_select_cpu("v3", zen2), 0);
+    ck_assert_int_eq(tg_isa_select_cpu("v3", zen2), 0);
     ck_assert_str_eq(tapegrad_isa(), "v3");
-    ck_assert_int_eq(isa_select_cpu(NULL, zen2), 0);
+    ck_assert_int_eq(tg_isa_select_cpu(NULL, zen2), 0);
     ck_assert_str_eq(tapegrad_isa(), "v3");
-    ck_assert_int_eq(isa_select(getenv("TAPEGRAD_ISA")), 0);
+    ck_assert_int_eq(tg_isa_select(getenv("TAPEGRAD_ISA")), 0);
 }
 END_TEST
 
@@ -612,7 +612,7 @@ START_TEST(test_conv2d_error_dtype_mismatch_and_null) {
 END_TEST
 
 Suite *conv_suite(void) {
-    Suite *s = suite_create("ops_conv");
+    Suite *s = suite_create("tg_ops_conv");
     TCase *tc = tcase_create("conv2d");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_conv2d_forward_and_grad_4x4_kernel_2x2);

@@ -460,13 +460,13 @@ END_TEST
 
 /* Every op of the family, every sample case, four seeds: see tests/ops_test.h. */
 START_TEST(test_math_vjps_match_central_differences) {
-    ck_assert_int_eq(ops_math_count, 18);
-    numeric_check_family(ops_math, ops_math_count, 1, 4, CHECK_ALL);
+    ck_assert_int_eq(tg_ops_math_count, 18);
+    numeric_check_family(tg_ops_math, tg_ops_math_count, 1, 4, CHECK_ALL);
 }
 END_TEST
 
 Suite *ops_math_suite(void) {
-    Suite *s = suite_create("ops_math");
+    Suite *s = suite_create("tg_ops_math");
     TCase *tc = tcase_create("math");
     tcase_add_test(tc, test_exp_forward_and_grad);
     tcase_add_test(tc, test_log_forward_and_grad);

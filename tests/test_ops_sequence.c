@@ -523,13 +523,13 @@ END_TEST
 
 /* Every op of the family, every sample case, four seeds: see tests/ops_test.h. */
 START_TEST(test_sequence_samples_match_central_differences) {
-    ck_assert_int_eq(ops_sequence_count, 9);
-    ck_assert_int_ge(numeric_check_family(ops_sequence, ops_sequence_count, 1, 4, CHECK_ALL), 136);
+    ck_assert_int_eq(tg_ops_sequence_count, 9);
+    ck_assert_int_ge(numeric_check_family(tg_ops_sequence, tg_ops_sequence_count, 1, 4, CHECK_ALL), 136);
 }
 END_TEST
 
 Suite *ops_sequence_suite(void) {
-    Suite *s = suite_create("ops_sequence");
+    Suite *s = suite_create("tg_ops_sequence");
     TCase *tc = tcase_create("sequence");
     tcase_add_test(tc, test_sin_forward_and_grad);
     tcase_add_test(tc, test_cos_forward_and_grad);
