@@ -76,15 +76,18 @@ void tg_mem_context_tensor(dtype dt, int ndim, const int64_t *shape) {
     ctx_tensor.shape = shape;
 }
 
+/* The message names the op being built when there is one; without (a vjp
+ * running, a loader's buffer) the caller names itself: tensor_backward puts
+ * "the vjp of OP failed: " in front. */
 static void oom(size_t bytes, bool over_limit) {
-    const char *op = ctx_op ? ctx_op : "tapegrad";
+    const char *op = ctx_op ? ctx_op : "", *sep = ctx_op ? ": " : "";
     if (ctx_tensor.ndim < 0) {
         if (over_limit)
-            tg_error_set("%s: out of memory: allocation of %zu bytes refused, over the limit of %zu "
-                      "bytes (tapegrad_set_alloc_limit)",
-                      op, bytes, tapegrad_alloc_limit());
+            tg_error_set("%s%sout of memory: allocation of %zu bytes refused, over the limit of "
+                         "%zu bytes (tapegrad_set_alloc_limit)",
+                         op, sep, bytes, tapegrad_alloc_limit());
         else
-            tg_error_set("%s: out of memory: allocation of %zu bytes failed", op, bytes);
+            tg_error_set("%s%sout of memory: allocation of %zu bytes failed", op, sep, bytes);
         return;
     }
     tensor t = {.ndim = ctx_tensor.ndim};
@@ -92,12 +95,12 @@ static void oom(size_t bytes, bool over_limit) {
     char sh[96];
     tensor_shape_str(&t, sh, sizeof sh);
     if (over_limit)
-        tg_error_set("%s: out of memory: allocation of %zu bytes refused for a %s %s tensor, over "
+        tg_error_set("%s%sout of memory: allocation of %zu bytes refused for a %s %s tensor, over "
                   "the limit of %zu bytes (tapegrad_set_alloc_limit)",
-                  op, bytes, tg_dtype_name(ctx_tensor.dt), sh, tapegrad_alloc_limit());
+                  op, sep, bytes, tg_dtype_name(ctx_tensor.dt), sh, tapegrad_alloc_limit());
     else
-        tg_error_set("%s: out of memory: allocation of %zu bytes failed for a %s %s tensor", op,
-                  bytes, tg_dtype_name(ctx_tensor.dt), sh);
+        tg_error_set("%s%sout of memory: allocation of %zu bytes failed for a %s %s tensor", op,
+                  sep, bytes, tg_dtype_name(ctx_tensor.dt), sh);
 }
 
 /* The allocator itself, without a message (tg_arena_rewind's merge may fail
