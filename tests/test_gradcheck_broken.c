@@ -768,6 +768,29 @@ START_TEST(test_caught_one_wrong_element_sequence) {
 }
 END_TEST
 
+/* compare: one element of masked_fill's gradient off by 0.1 %, under a mask
+ * [4,1] broadcast over the columns of x [4,6] (the mask is a constant) */
+static tensor *mask_rows;
+static tensor *masked_fill_graph(tensor *const *in) {
+    return tensor_sum_all(tensor_mul(tensor_masked_fill(in[0], mask_rows, -2.0), in[1]));
+}
+START_TEST(test_caught_one_wrong_element_compare) {
+    wrong_factor = 1.001, wrong_element = 13; /* row 2, column 1: not masked */
+    const int64_t rows[4] = {1, 0, 0, 1};
+    mask_rows = tensor_from_data(DTYPE_I64, SHAPE(4, 1), rows);
+    ck_assert_ptr_nonnull(mask_rows);
+    tensor *in[2] = {rand_leaf(78, SHAPE(4, 6)), rand_leaf(79, SHAPE(4, 6))};
+    gradcheck_report r;
+    check_small("masked_fill", masked_fill_graph, in, 2, 0, &r);
+    ck_assert(!r.input[0].passed && r.input[1].passed);
+    ck_assert_int_eq(r.input[0].worst_index, 13);
+    wrong_element = -1;
+    gradcheck_report_free(&r);
+    free_all(in, 2);
+    tensor_free(mask_rows);
+}
+END_TEST
+
 /* conv: conv2d's gradients (input, weight, bias) 1.001 times too large, with
  * stride 2 and padding 1 */
 static tensor *conv_small_graph(tensor *const *in) {
@@ -841,6 +864,7 @@ Suite *broken_suite(void) {
     tcase_add_test(tc, test_caught_one_wrong_element_of_1200_math);
     tcase_add_test(tc, test_caught_factor_1001_layer);
     tcase_add_test(tc, test_caught_one_wrong_element_sequence);
+    tcase_add_test(tc, test_caught_one_wrong_element_compare);
     tcase_add_test(tc, test_caught_factor_1001_conv);
     suite_add_tcase(s, tc);
     return s;
