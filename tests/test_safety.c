@@ -413,6 +413,7 @@ START_TEST(test_contract_check_reports_a_failing_vjp) {
     ck_assert(!r.passed);
     ck_assert_msg(strstr(r.message, "(or the vjp failed: tensor_set: index -1 out of range)"),
                   "report: %s", r.message);
+    op_check_report_free(&r);
     tapegrad_error_clear();
     tape_release();
 }
@@ -421,6 +422,9 @@ END_TEST
 Suite *safety_suite(void) {
     Suite *s = suite_create("safety");
     TCase *tc = tcase_create("safety");
+    /* the registry-wide stale check builds every sample case twice: seconds
+     * under AddressSanitizer on a busy machine, over Check's default 4 */
+    tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_stale_loss_refused_after_its_slot_is_reused);
     tcase_add_test(tc, test_stale_tensor_refused_by_every_accessor);
     tcase_add_test(tc, test_backward_refuses_an_output_dropped_from_the_tape);
