@@ -324,6 +324,12 @@ int64_t optim_steps(const optim *o) { return o ? o->steps : 0; }
 /* torch.nn.utils.clip_grad_norm_: total = sqrt(sum of squares of all
  * grads); when total > max_norm every grad is scaled by
  * max_norm / (total + 1e-6). */
+static bool listed_before(tensor *const *params, int i) {
+    for (int j = 0; j < i; j++)
+        if (params[j] == params[i]) return true;
+    return false;
+}
+
 double optim_clip_grad_norm(tensor *const *params, int n, double max_norm) {
     if (n > 0 && !params) {
         tg_error_set("optim_clip_grad_norm: the parameter list is NULL (n = %d)", n);
@@ -333,15 +339,17 @@ double optim_clip_grad_norm(tensor *const *params, int n, double max_norm) {
         tg_error_set("optim_clip_grad_norm: n = %d and max_norm %g must not be negative (nor NaN)", n, max_norm);
         return -1;
     }
+    /* a tensor listed twice (a tied weight under both names) is one
+     * parameter: counted once in the norm and scaled once */
     double ss = 0;
     for (int i = 0; i < n; i++) {
-        const tensor *g = params[i] ? params[i]->grad : NULL;
+        const tensor *g = params[i] && !listed_before(params, i) ? params[i]->grad : NULL;
         for (int64_t k = 0; g && k < g->size; k++) ss += tensor_get(g, k) * tensor_get(g, k);
     }
     double total = sqrt(ss), coef = max_norm / (total + 1e-6);
     if (coef < 1)
         for (int i = 0; i < n; i++) {
-            tensor *g = params[i] ? params[i]->grad : NULL;
+            tensor *g = params[i] && !listed_before(params, i) ? params[i]->grad : NULL;
             for (int64_t k = 0; g && k < g->size; k++) tensor_set(g, k, tensor_get(g, k) * coef);
         }
     return total;
