@@ -443,7 +443,7 @@ START_TEST(test_activation_vjps_match_central_differences) {
 END_TEST
 
 Suite *ops_activation_suite(void) {
-    Suite *s = suite_create("tg_ops_activation");
+    Suite *s = suite_create("ops_activation");
     TCase *tc = tcase_create("activation");
     tcase_add_test(tc, test_relu_forward_and_grad_zero_at_kink);
     tcase_add_test(tc, test_leaky_relu_forward_and_grad);

@@ -204,7 +204,7 @@ START_TEST(test_compare_samples_match_central_differences) {
 END_TEST
 
 Suite *ops_compare_suite(void) {
-    Suite *s = suite_create("tg_ops_compare");
+    Suite *s = suite_create("ops_compare");
     TCase *tc = tcase_create("compare");
     tcase_add_test(tc, test_comparisons_values_nan_and_no_node);
     tcase_add_test(tc, test_comparison_broadcast);

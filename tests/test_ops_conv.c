@@ -612,7 +612,7 @@ START_TEST(test_conv2d_error_dtype_mismatch_and_null) {
 END_TEST
 
 Suite *conv_suite(void) {
-    Suite *s = suite_create("tg_ops_conv");
+    Suite *s = suite_create("ops_conv");
     TCase *tc = tcase_create("conv2d");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_conv2d_forward_and_grad_4x4_kernel_2x2);

@@ -403,7 +403,7 @@ START_TEST(test_embedding_samples_numerically) { numeric_check_op("embedding", 1
 END_TEST
 
 Suite *ops_layer_suite(void) {
-    Suite *s = suite_create("tg_ops_layer");
+    Suite *s = suite_create("ops_layer");
     TCase *tc = tcase_create("layer");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_linear_forward_and_grad_2d);

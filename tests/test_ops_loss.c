@@ -633,7 +633,7 @@ START_TEST(test_loss_f32_kernels_match_f64_on_samples) {
 END_TEST
 
 Suite *ops_loss_suite(void) {
-    Suite *s = suite_create("tg_ops_loss");
+    Suite *s = suite_create("ops_loss");
     TCase *tc = tcase_create("loss");
     tcase_add_test(tc, test_mse_loss_mean_value_and_grads);
     tcase_add_test(tc, test_l1_loss_sum_value_and_grads);

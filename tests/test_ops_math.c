@@ -466,7 +466,7 @@ START_TEST(test_math_vjps_match_central_differences) {
 END_TEST
 
 Suite *ops_math_suite(void) {
-    Suite *s = suite_create("tg_ops_math");
+    Suite *s = suite_create("ops_math");
     TCase *tc = tcase_create("math");
     tcase_add_test(tc, test_exp_forward_and_grad);
     tcase_add_test(tc, test_log_forward_and_grad);

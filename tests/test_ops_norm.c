@@ -344,7 +344,7 @@ START_TEST(test_norms_bit_identical_across_threads) {
 END_TEST
 
 Suite *ops_norm_suite(void) {
-    Suite *s = suite_create("tg_ops_norm");
+    Suite *s = suite_create("ops_norm");
     TCase *tc = tcase_create("norm");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_batch_norm_train_forward_and_grad);

@@ -368,7 +368,7 @@ START_TEST(test_pool2d_error_int64_and_null_input) {
 END_TEST
 
 Suite *pool_suite(void) {
-    Suite *s = suite_create("tg_ops_pool");
+    Suite *s = suite_create("ops_pool");
     TCase *tc = tcase_create("pool2d");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_max_pool2d_forward_and_grad_2x2_stride2);

@@ -486,7 +486,7 @@ START_TEST(test_reduce_float32_runs) {
 END_TEST
 
 Suite *ops_reduce_suite(void) {
-    Suite *s = suite_create("tg_ops_reduce");
+    Suite *s = suite_create("ops_reduce");
     TCase *tc = tcase_create("reduce");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_reduce_samples_match_central_differences);

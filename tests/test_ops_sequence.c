@@ -529,7 +529,7 @@ START_TEST(test_sequence_samples_match_central_differences) {
 END_TEST
 
 Suite *ops_sequence_suite(void) {
-    Suite *s = suite_create("tg_ops_sequence");
+    Suite *s = suite_create("ops_sequence");
     TCase *tc = tcase_create("sequence");
     tcase_add_test(tc, test_sin_forward_and_grad);
     tcase_add_test(tc, test_cos_forward_and_grad);

@@ -606,7 +606,7 @@ START_TEST(test_flatten_empty_batch_keeps_sizes) {
 END_TEST
 
 Suite *ops_shape_suite(void) {
-    Suite *s = suite_create("tg_ops_shape");
+    Suite *s = suite_create("ops_shape");
     TCase *tc = tcase_create("shape");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_shape_samples_match_central_differences);
