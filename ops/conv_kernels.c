@@ -1,15 +1,15 @@
-/* conv_kernels.c - the kernels of 2-D convolution, compiled once per ISA
- * variant (isa.h; the op itself is in conv.c): 2-D convolution (cross-correlation, as in PyTorch) through
- * im2col and OpenBLAS GEMM, one image at a time, or direct kernels.
+/* conv_kernels.c - the kernels of 2-D convolution (cross-correlation, as in
+ * PyTorch), compiled once per ISA variant (isa.h; the op itself is in
+ * conv.c): im2col and OpenBLAS GEMM one image at a time, or direct kernels.
+ *
+ *   x (B, C, H, W), w (OC, C/G, KH, KW), b (OC) or NULL -> y (B, OC, OH, OW)
+ *   OH = (H + 2 ph - dh (KH - 1) - 1) / sh + 1, likewise OW.
  *
  * This file holds what the element types share: the geometry and the path
  * of each direction (conv_geom_of), the scratch layout, the variant's
  * register blocks and vector types. The kernels themselves are plain C in
  * conv_kernels_t.h, included below once per element type (float, double).
- * The naive loops the tests hold them to are in tests/test_ops_conv.c.
- *
- *   x (B, C, H, W), w (OC, C/G, KH, KW), b (OC) or NULL -> y (B, OC, OH, OW)
- *   OH = (H + 2 ph - dh (KH - 1) - 1) / sh + 1, likewise OW.
+ * The naive loops the tests hold every path to are in tests/test_ops_conv.c.
  *
  * For image b, with P = OH OW and K = (C/G) KH KW, the columns of group g are
  * a K x P matrix whose column (oh, ow) holds the input patch under output
