@@ -1,14 +1,17 @@
 /* test_nn_rnn.c - RNN, GRU and LSTM cells and layers: PyTorch's parameter
- * names and shapes, values against a plain-C oracle of PyTorch's equations,
- * float64 whole-graph gradient checks of every parameter and the input, a
- * broken gate caught and localised, gradient flow to every parameter, and a
- * checkpoint round trip. */
+ * names and shapes, values against a plain-C oracle of PyTorch's equations
+ * and against PyTorch's own outputs and gradients (tests/rnn_torch_ref.h),
+ * bad input refused, float64 whole-graph gradient checks of every parameter,
+ * the input and the initial states, a broken gate caught and localised,
+ * gradient flow to every parameter, and a checkpoint round trip under
+ * torch's names. */
 #include <limits.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "../autograd/internal.h"
 #include "check_main.h"
+#include "rnn_torch_ref.h"
 
 enum { T = 3, B = 2, I = 3, H = 4 };
 
@@ -166,6 +169,77 @@ START_TEST(test_values_against_oracle) {
     tensor_free(x);
     tensor_free(h0);
     tensor_free(c0);
+    nn_model_free(m);
+}
+END_TEST
+
+/* Against PyTorch itself (tests/rnn_torch_ref.h, written by
+ * scripts/rnn_torch_ref.py from torch.nn.RNN / GRU / LSTM and their cells in
+ * float64): our state_dict names are torch's, in torch's order; loaded with
+ * torch's values, the layer and the cell give torch's outputs, and backward
+ * gives torch's gradients for every parameter, the inputs and the states. */
+static tensor *ref_leaf(const double *v, int ndim, const int64_t *shape) {
+    tensor *t = tensor_from_doubles(DTYPE_F64, ndim, shape, v);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_int_eq(tensor_set_requires_grad(t, true), 0);
+    return t;
+}
+
+START_TEST(test_against_torch) {
+    const rnn_ref *ref = rnn_refs[_i];
+    nn_rnn_mode mode = modes[_i];
+    bool lstm = mode == NN_RNN_LSTM;
+    nn_model *m = nn_model_new(DTYPE_F64, 9);
+    nn_rnn seq, cell;
+    ck_assert_int_eq(nn_rnn_init(&seq, m, "seq", mode, REF_I, REF_H, true, false), 0);
+    ck_assert_int_eq(nn_rnn_cell_init(&cell, m, "cell", mode, REF_I, REF_H, true), 0);
+    ck_assert_int_eq(nn_model_state_count(m), ref->n_params);
+    for (int p = 0; p < ref->n_params; p++) {
+        const char *name;
+        tensor *t;
+        ck_assert_int_eq(nn_model_state_at(m, p, &name, &t), 0);
+        ck_assert_str_eq(name, ref->names[p]);
+        memcpy(t->data, ref->params[p], (size_t)t->size * sizeof(double));
+    }
+    tensor *x = ref_leaf(ref->x, SHAPE(REF_T, REF_B, REF_I));
+    tensor *h0 = ref_leaf(ref->h0, SHAPE(1, REF_B, REF_H));
+    tensor *c0 = lstm ? ref_leaf(ref->c0, SHAPE(1, REF_B, REF_H)) : NULL;
+    tensor *cx = ref_leaf(ref->cx, SHAPE(REF_B, REF_I)), *ch = ref_leaf(ref->ch, SHAPE(REF_B, REF_H));
+    tensor *cc = lstm ? ref_leaf(ref->cc, SHAPE(REF_B, REF_H)) : NULL;
+    tensor *out, *hn, *cn, *h1, *c1;
+    ck_assert_int_eq(nn_rnn_forward(&seq, x, h0, c0, &out, &hn, &cn), 0);
+    ck_assert_int_eq(nn_rnn_cell_forward(&cell, cx, ch, cc, &h1, &c1), 0);
+    const double tol = 1e-12;
+    ck_assert_tensor(out, ref->out, tol);
+    ck_assert_tensor(hn, ref->h_n, tol);
+    ck_assert_tensor(h1, ref->ch1, tol);
+    if (lstm) {
+        ck_assert_tensor(cn, ref->c_n, tol);
+        ck_assert_tensor(c1, ref->cc1, tol);
+    }
+    /* the script's loss */
+    tensor *loss = tensor_add(tensor_sum_all(tensor_mul(out, tensor_tanh(out))),
+                              tensor_sum_all(tensor_square(hn)));
+    loss = tensor_add(loss, tensor_sum_all(tensor_mul(h1, tensor_tanh(h1))));
+    if (lstm)
+        loss = tensor_add(loss, tensor_add(tensor_sum_all(tensor_square(cn)),
+                                           tensor_sum_all(tensor_square(c1))));
+    ck_assert_int_eq(tensor_backward(loss), 0);
+    for (int p = 0; p < ref->n_params; p++) {
+        ck_assert_msg(m->params[p]->grad != NULL, "%s", ref->names[p]);
+        ck_assert_tensor(m->params[p]->grad, ref->grads[p], tol);
+    }
+    ck_assert_tensor(x->grad, ref->gx, tol);
+    ck_assert_tensor(h0->grad, ref->gh0, tol);
+    ck_assert_tensor(cx->grad, ref->gcx, tol);
+    ck_assert_tensor(ch->grad, ref->gch, tol);
+    if (lstm) {
+        ck_assert_tensor(c0->grad, ref->gc0, tol);
+        ck_assert_tensor(cc->grad, ref->gcc, tol);
+    }
+    tape_reset();
+    tensor *leaves[] = {x, h0, c0, cx, ch, cc};
+    for (int i = 0; i < 6; i++) tensor_free(leaves[i]);
     nn_model_free(m);
 }
 END_TEST
@@ -449,17 +523,42 @@ START_TEST(test_gradient_flow) {
 }
 END_TEST
 
-/* Save, load into a model of another seed: same parameters, same output. */
+/* Save, load into a model of another seed: same parameters, same output.
+ * The file holds exactly the tensors torch's module of the reference
+ * (tests/rnn_torch_ref.h) has, under its names and with its shapes, which
+ * is what torch's load_state_dict(strict=True) asks: loading it strictly
+ * by torch's names and shapes succeeds. */
 START_TEST(test_checkpoint_round_trip) {
+    nn_rnn_mode mode = modes[_i];
+    const rnn_ref *ref = rnn_refs[_i];
     char dir[] = "/tmp/tapegrad_rnn_XXXXXX", path[64];
     ck_assert_ptr_nonnull(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/lstm.safetensors", dir);
+    snprintf(path, sizeof path, "%s/rnn.safetensors", dir);
     nn_model *a = nn_model_new(DTYPE_F32, 1), *b = nn_model_new(DTYPE_F32, 2);
-    nn_rnn la, lb;
-    ck_assert_int_eq(nn_rnn_init(&la, a, "lstm", NN_RNN_LSTM, I, H, true, false), 0);
-    ck_assert_int_eq(nn_rnn_init(&lb, b, "lstm", NN_RNN_LSTM, I, H, true, false), 0);
+    nn_rnn la, lb, ca, cb;
+    ck_assert_int_eq(nn_rnn_init(&la, a, "seq", mode, REF_I, REF_H, true, false), 0);
+    ck_assert_int_eq(nn_rnn_cell_init(&ca, a, "cell", mode, REF_I, REF_H, true), 0);
+    ck_assert_int_eq(nn_rnn_init(&lb, b, "seq", mode, REF_I, REF_H, true, false), 0);
+    ck_assert_int_eq(nn_rnn_cell_init(&cb, b, "cell", mode, REF_I, REF_H, true), 0);
     ck_assert(tensor_get(la.weight_ih, 0) != tensor_get(lb.weight_ih, 0));
     ck_assert_int_eq(nn_model_save(a, path), 0);
+
+    /* torch's names, torch's shapes ([G*H, I], [G*H, H], [G*H], [G*H] twice) */
+    int64_t gh = (mode == NN_RNN_LSTM ? 4 : mode == NN_RNN_GRU ? 3 : 1) * REF_H;
+    tensor *theirs[8];
+    for (int p = 0; p < 8; p++) {
+        int64_t cols = p % 4 == 0 ? REF_I : p % 4 == 1 ? REF_H : 0;
+        theirs[p] = cols ? tensor_zeros(DTYPE_F32, SHAPE(gh, cols)) : tensor_zeros(DTYPE_F32, SHAPE(gh));
+    }
+    ck_assert_int_eq(ref->n_params, 8);
+    ck_assert_msg(nn_safetensors_load(path, ref->names, theirs, 8) == 0, "%s", tapegrad_error());
+    for (int p = 0; p < 8; p++) {
+        ck_assert_int_eq(memcmp(theirs[p]->data, a->params[p]->data,
+                                (size_t)a->params[p]->size * sizeof(float)),
+                         0);
+        tensor_free(theirs[p]);
+    }
+
     ck_assert_int_eq(nn_model_load(b, path), 0);
     for (int p = 0; p < a->n_params; p++)
         ck_assert_int_eq(memcmp(a->params[p]->data, b->params[p]->data,
@@ -467,7 +566,7 @@ START_TEST(test_checkpoint_round_trip) {
                          0);
     rng g;
     rng_seed(&g, 3, 1);
-    tensor *x = tensor_randn(&g, DTYPE_F32, SHAPE(T, B, I), 0, 1);
+    tensor *x = tensor_randn(&g, DTYPE_F32, SHAPE(T, B, REF_I), 0, 1);
     tensor *oa, *ob;
     ck_assert_int_eq(nn_rnn_forward(&la, x, NULL, NULL, &oa, NULL, NULL), 0);
     ck_assert_int_eq(nn_rnn_forward(&lb, x, NULL, NULL, &ob, NULL, NULL), 0);
@@ -487,12 +586,13 @@ Suite *nn_rnn_suite(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_names_and_shapes);
     tcase_add_loop_test(tc, test_values_against_oracle, 0, 3);
+    tcase_add_loop_test(tc, test_against_torch, 0, 3);
     tcase_add_test(tc, test_bad_input_refused);
     tcase_add_loop_test(tc, test_gradcheck_whole_layer, 0, 3);
     tcase_add_loop_test(tc, test_gradcheck_initial_state, 0, 3);
     tcase_add_loop_test(tc, test_broken_gate_localised, 0, 2);
     tcase_add_loop_test(tc, test_gradient_flow, 0, 3);
-    tcase_add_test(tc, test_checkpoint_round_trip);
+    tcase_add_loop_test(tc, test_checkpoint_round_trip, 0, 3);
     suite_add_tcase(s, tc);
     return s;
 }
