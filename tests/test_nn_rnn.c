@@ -7,6 +7,7 @@
  * torch's names. */
 #include <limits.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../autograd/internal.h"
@@ -580,6 +581,109 @@ START_TEST(test_checkpoint_round_trip) {
 }
 END_TEST
 
+/* examples/charlstm, beside this test binary's folder (build/examples/);
+ * NULL (and the test does nothing) in a build without examples (check-asan). */
+static const char *charlstm(void) {
+    static char p[4096];
+    ssize_t n = readlink("/proc/self/exe", p, sizeof p - 32);
+    ck_assert_int_gt(n, 0);
+    p[n] = '\0';
+    char *slash = strrchr(p, '/');
+    *slash = '\0';
+    slash = strrchr(p, '/');
+    snprintf(slash, 32, "/examples/charlstm");
+    if (access(p, X_OK)) {
+        fprintf(stderr, "test_nn_rnn: %s not built; its test does nothing here\n", p);
+        return NULL;
+    }
+    return p;
+}
+
+static int run_cmd(const char *cmd) {
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static char *slurp_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* The example on a small corpus of its own: a few steps train, the
+ * validation line has its format, the checkpoint holds the peer's names
+ * (loaded strictly into a model built here), loading it again gives the same
+ * validation loss, and bad options or a missing corpus are refused. */
+START_TEST(test_charlstm_example) {
+    const char *exe = charlstm();
+    if (!exe) return;
+    char dir[] = "/tmp/tapegrad_charlstm_XXXXXX", path[128], cmd[8192], logf[128], ckpt[128];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    /* two text files and one with an extension the corpus leaves out */
+    const char *files[3] = {"b", "a", "a.dat"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        FILE *f = fopen(path, "w");
+        ck_assert_ptr_nonnull(f);
+        for (int k = 0; k < 40; k++)
+            fprintf(f, "%s fortune number %d: the quick brown fox.\n%%\n", files[i], k);
+        fclose(f);
+    }
+    snprintf(logf, sizeof logf, "%s/log", dir);
+    snprintf(ckpt, sizeof ckpt, "%s/m.st", dir);
+    snprintf(cmd, sizeof cmd, "'%s' --data '%s' --steps 3 --batch 2 --save '%s' --sample 20 >'%s' 2>&1",
+             exe, dir, ckpt, logf);
+    ck_assert_int_eq(run_cmd(cmd), 0);
+    char *out = slurp_text(logf);
+    ck_assert_msg(strstr(out, "charlstm: 493824 parameters"), "%s", out);
+    char *val = strstr(out, "steps=3 val_loss=");
+    ck_assert_msg(val != NULL, "%s", out);
+    double vl = 0, bpb = 0;
+    ck_assert_int_eq(sscanf(val, "steps=3 val_loss=%lf val_bpb=%lf", &vl, &bpb), 2);
+    ck_assert(vl > 0 && vl < 10);
+    ck_assert_double_eq_tol(bpb, vl / log(2.0), 1e-3);
+    char want_val[64];
+    snprintf(want_val, sizeof want_val, "val_loss=%.4f", vl);
+
+    /* the peer's state_dict: emb, rnn (LSTM 128 -> 256, batch_first), head */
+    nn_model *m = nn_model_new(DTYPE_F32, 1);
+    nn_embedding emb;
+    nn_rnn rnn;
+    nn_linear head;
+    ck_assert_int_eq(nn_embedding_init(&emb, m, "emb", 256, 128), 0);
+    ck_assert_int_eq(nn_rnn_init(&rnn, m, "rnn", NN_RNN_LSTM, 128, 256, true, true), 0);
+    ck_assert_int_eq(nn_linear_init(&head, m, "head", 256, 256, true), 0);
+    ck_assert_msg(nn_model_load(m, ckpt) == 0, "%s", tapegrad_error());
+    nn_model_free(m);
+
+    /* --load with no training evaluates the same model to the same loss */
+    snprintf(cmd, sizeof cmd, "'%s' --data '%s' --steps 0 --load '%s' >'%s' 2>&1", exe, dir, ckpt,
+             logf);
+    ck_assert_int_eq(run_cmd(cmd), 0);
+    out = slurp_text(logf);
+    ck_assert_msg(strstr(out, want_val), "%s lacks %s", out, want_val);
+
+    snprintf(cmd, sizeof cmd, "'%s' --data '%s' --temperature 0 >'%s' 2>&1", exe, dir, logf);
+    ck_assert_int_eq(run_cmd(cmd), 2);
+    ck_assert(strstr(slurp_text(logf), "--temperature needs a finite number above 0, not \"0\""));
+    snprintf(cmd, sizeof cmd, "'%s' --data '%s/none' >'%s' 2>&1", exe, dir, logf);
+    ck_assert_int_eq(run_cmd(cmd), 1);
+    ck_assert(strstr(slurp_text(logf), "/none: No such file or directory"));
+
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    unlink(logf);
+    unlink(ckpt);
+    rmdir(dir);
+}
+END_TEST
+
 Suite *nn_rnn_suite(void) {
     Suite *s = suite_create("nn_rnn");
     TCase *tc = tcase_create("nn_rnn");
@@ -593,6 +697,7 @@ Suite *nn_rnn_suite(void) {
     tcase_add_loop_test(tc, test_broken_gate_localised, 0, 2);
     tcase_add_loop_test(tc, test_gradient_flow, 0, 3);
     tcase_add_loop_test(tc, test_checkpoint_round_trip, 0, 3);
+    tcase_add_test(tc, test_charlstm_example);
     suite_add_tcase(s, tc);
     return s;
 }
