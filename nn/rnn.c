@@ -226,7 +226,6 @@ int nn_rnn_forward(const nn_rnn *l, tensor *x, tensor *h0, tensor *c0, tensor **
         return -1;
     }
     if (check_x(what, l, x, 3, l->batch_first ? "[B, T, I]" : "[T, B, I]")) return -1;
-    /* Time-major inside: step t reads the slab [B, I] at t. */
     int64_t T = x->shape[l->batch_first ? 1 : 0], B = x->shape[l->batch_first ? 0 : 1];
     int64_t H = l->hidden_size, GH = gates(l->mode) * H;
     if (T > INT_MAX) { /* tensor_stack takes an int count */
@@ -238,22 +237,22 @@ int nn_rnn_forward(const nn_rnn *l, tensor *x, tensor *h0, tensor *c0, tensor **
     if (!h) return -1;
     tensor *c = state(what, l, "c0", c0, B, x->dtype, true);
     if (!c && (l->mode == NN_RNN_LSTM || c0)) return -1;
-    tensor *xt = l->batch_first ? tensor_transpose(x, 0, 1) : x;
-    /* The input projections of all steps in one product: [T, B, G*H]. */
-    tensor *gi_all = tensor_linear(xt, l->weight_ih, l->bias_ih);
+    /* The input projections of all steps in one product: [T, B, G*H] ([B, T,
+     * G*H] with batch_first: no transpose, step t is read along axis ta). */
+    int ta = l->batch_first ? 1 : 0;
+    tensor *gi_all = tensor_linear(x, l->weight_ih, l->bias_ih);
     if (!gi_all) return -1;
     tensor **hs = mem_alloc((size_t)T * sizeof *hs);
     if (!hs) return -1;
     int rc = -1;
     for (int64_t t = 0; t < T; t++) {
-        tensor *gi = tensor_reshape(tensor_narrow(gi_all, 0, t, 1), SHAPE(B, GH));
+        tensor *gi = tensor_reshape(tensor_narrow(gi_all, ta, t, 1), SHAPE(B, GH));
         tensor *c2 = NULL;
         if (!gi || step(l, gi, h, c, &hs[t], &c2)) goto done;
         h = hs[t];
         c = c2;
     }
-    tensor *o = tensor_stack(hs, (int)T, 0); /* [T, B, H] */
-    if (o && l->batch_first) o = tensor_transpose(o, 0, 1);
+    tensor *o = tensor_stack(hs, (int)T, ta); /* [T, B, H] or [B, T, H] */
     if (!o) goto done;
     tensor *hn = h_n ? tensor_reshape(h, SHAPE(1, B, H)) : NULL;
     tensor *cn = c_n && c ? tensor_reshape(c, SHAPE(1, B, H)) : NULL;
