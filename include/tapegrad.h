@@ -653,6 +653,41 @@ typedef struct nn_embedding {
 int nn_embedding_init(nn_embedding *l, nn_model *m, const char *prefix, int64_t num, int64_t dim);
 tensor *nn_embedding_forward(const nn_embedding *l, tensor *index);
 
+/* Recurrent layers (nn/rnn.c): PyTorch's RNN (tanh), GRU and LSTM, one
+ * layer, one direction. Gates stacked in PyTorch's order along the rows of
+ * the weights: LSTM i, f, g, o (G = 4); GRU r, z, n (G = 3) with
+ * n = tanh(W_in x + b_in + r * (W_hn h + b_hn)); RNN G = 1. Weights
+ * W_ih [G*H, I], W_hh [G*H, H], biases [G*H], all U(-1/sqrt(H), 1/sqrt(H))
+ * from the model's generator. A cell (nn_rnn_cell_init) registers
+ * prefix.weight_ih, .weight_hh, .bias_ih, .bias_hh (torch's RNNCell,
+ * GRUCell, LSTMCell); a layer (nn_rnn_init) adds torch's "_l0"
+ * (prefix.weight_ih_l0, ...), so checkpoints load into torch's modules. */
+typedef enum { NN_RNN_TANH = 0, NN_RNN_GRU = 1, NN_RNN_LSTM = 2 } nn_rnn_mode;
+typedef struct nn_rnn {
+    nn_model *model;
+    nn_rnn_mode mode;
+    int64_t input_size, hidden_size;
+    bool batch_first;       /* layer input [B, T, I] and output [B, T, H] */
+    tensor *weight_ih, *weight_hh, *bias_ih, *bias_hh; /* biases NULL without bias */
+} nn_rnn;
+int nn_rnn_cell_init(nn_rnn *l, nn_model *m, const char *prefix, nn_rnn_mode mode, int64_t input,
+                     int64_t hidden, bool bias);
+int nn_rnn_init(nn_rnn *l, nn_model *m, const char *prefix, nn_rnn_mode mode, int64_t input,
+                int64_t hidden, bool bias, bool batch_first);
+/* One step: x [B, I], h [B, H] (NULL: zeros), c [B, H] for LSTM (NULL:
+ * zeros; must be NULL for RNN and GRU). Sets *h_out and, if c_out is not
+ * NULL, *c_out (LSTM's new cell state, else NULL), TAPE-OWNED [B, H].
+ * Returns 0, or -1 with a message naming the layer and the shapes. */
+int nn_rnn_cell_forward(const nn_rnn *l, tensor *x, tensor *h, tensor *c, tensor **h_out,
+                        tensor **c_out);
+/* A whole sequence: x [T, B, I] ([B, T, I] with batch_first), h0 and c0
+ * [1, B, H] or [B, H] (NULL: zeros; c0 only for LSTM). Sets *out, the
+ * hidden state of every step, [T, B, H] ([B, T, H]), and when not NULL
+ * *h_n and *c_n, the last states [1, B, H] (*c_n NULL but for LSTM); all
+ * TAPE-OWNED. Returns 0, or -1 with a message. */
+int nn_rnn_forward(const nn_rnn *l, tensor *x, tensor *h0, tensor *c0, tensor **out,
+                   tensor **h_n, tensor **c_n);
+
 /* ------------------------------------------------------------ LeNet-5
  * conv(1->6, 5x5, pad 2) relu maxpool2, conv(6->16, 5x5) relu maxpool2,
  * flatten, linear 400->120 relu, 120->84 relu, 84->10. Input [B, 1, 28, 28].
