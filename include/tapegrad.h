@@ -293,6 +293,15 @@ tensor *tensor_batch_norm(tensor *x, tensor *weight, tensor *bias, tensor *runni
 /* Normalises over the last normalized_ndim dims; weight/bias of that shape or NULL. */
 tensor *tensor_layer_norm(tensor *x, int normalized_ndim, tensor *weight, tensor *bias, double eps);
 tensor *tensor_embedding(tensor *index, tensor *weight); /* index I64 any shape, weight [N, D] */
+/* Scaled dot-product attention, one fused op: softmax(q k^T / sqrt(D)) v
+ * over the allowed keys, q [.., Tq, D], k [.., Tk, D], v [.., Tk, Dv] with the
+ * same batch dims -> [.., Tq, Dv]. mask (NULL or any dtype, nonzero =
+ * excluded) broadcasts to [.., Tq, Tk]; causal excludes key j > query i
+ * (top-left aligned, as PyTorch's is_causal). dropout_p in [0, 1) drops
+ * attention weights with a mask drawn from g (NULL allowed when dropout_p is
+ * 0). A query with no allowed key gets a zero row and zero gradients. */
+tensor *tensor_scaled_dot_product_attention(tensor *q, tensor *k, tensor *v, tensor *mask,
+                                            bool causal, double dropout_p, rng *g);
 
 /* losses */
 typedef enum { REDUCTION_MEAN = 0, REDUCTION_SUM = 1, REDUCTION_NONE = 2 } reduction;
