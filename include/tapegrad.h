@@ -647,6 +647,54 @@ typedef struct nn_embedding {
 int nn_embedding_init(nn_embedding *l, nn_model *m, const char *prefix, int64_t num, int64_t dim);
 tensor *nn_embedding_forward(const nn_embedding *l, tensor *index);
 
+/* Transformer layers (nn/attention.c). Inputs are batch-first [B, T, E];
+ * masks are NULL or broadcast to the scores [B, H, Tq, Tk], nonzero meaning
+ * "excluded" (PyTorch's boolean attn_mask convention for MultiheadAttention).
+ * Multi-head attention: PyTorch's nn.MultiheadAttention parameters
+ * prefix.in_proj_weight [3E, E] (rows W_q, W_k, W_v), prefix.in_proj_bias
+ * [3E], prefix.out_proj.weight [E, E], prefix.out_proj.bias [E], with its
+ * init (xavier_uniform in_proj_weight, zero biases). dropout applies to the
+ * attention weights in train mode, drawn from the model's rng. */
+typedef struct nn_multihead_attention {
+    nn_model *model;
+    tensor *in_proj_weight, *in_proj_bias, *out_proj_weight, *out_proj_bias;
+    int64_t embed_dim, num_heads;   /* head dim embed_dim / num_heads */
+    bool causal;
+    double dropout;
+} nn_multihead_attention;
+int nn_multihead_attention_init(nn_multihead_attention *l, nn_model *m, const char *prefix,
+                                int64_t embed_dim, int64_t num_heads, bool causal, double dropout);
+/* query [B, Tq, E], key and value [B, Tk, E] (self-attention: x three times). */
+tensor *nn_multihead_attention_forward(const nn_multihead_attention *l, tensor *query, tensor *key,
+                                       tensor *value, tensor *mask);
+/* Pre-LayerNorm block (GPT-2): x + attn(ln1(x)), then x + out(gelu(fc(ln2(x)))),
+ * fc [4E, E], out [E, 4E]. Parameters prefix.ln1.weight/bias, prefix.ln2.*,
+ * prefix.qkv.weight [3E, E] / .bias (attention's in_proj), prefix.proj.weight /
+ * .bias (its out_proj), prefix.fc.*, prefix.out.*, all with nn.Linear's and
+ * nn.LayerNorm's init. gelu_tanh (default true) selects GELU's tanh form. */
+typedef struct nn_transformer_block {
+    nn_model *model;
+    nn_layernorm ln1, ln2;
+    nn_multihead_attention attn;
+    nn_linear fc, out;
+    bool gelu_tanh;
+} nn_transformer_block;
+int nn_transformer_block_init(nn_transformer_block *l, nn_model *m, const char *prefix,
+                              int64_t embed_dim, int64_t num_heads, bool causal, double dropout);
+tensor *nn_transformer_block_forward(const nn_transformer_block *l, tensor *x, tensor *mask);
+/* Position embedding: y = x + P[0:T] for x [.., T, dim], T <= max_len.
+ * Learned: parameter prefix.weight [max_len, dim], N(0, 1) (nn.Embedding's).
+ * Sinusoidal: buffer prefix.pe [max_len, dim], P[t, 2i] = sin(t w_i),
+ * P[t, 2i+1] = cos(t w_i), w_i = 10000^(-2i/dim); no gradient. */
+typedef struct nn_pos_embedding {
+    nn_model *model;
+    tensor *weight;         /* the parameter or the buffer */
+    bool sinusoidal;
+} nn_pos_embedding;
+int nn_pos_embedding_init(nn_pos_embedding *l, nn_model *m, const char *prefix, int64_t max_len,
+                          int64_t dim, bool sinusoidal);
+tensor *nn_pos_embedding_forward(const nn_pos_embedding *l, tensor *x);
+
 /* ------------------------------------------------------------ LeNet-5
  * conv(1->6, 5x5, pad 2) relu maxpool2, conv(6->16, 5x5) relu maxpool2,
  * flatten, linear 400->120 relu, 120->84 relu, 84->10. Input [B, 1, 28, 28].
