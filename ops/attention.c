@@ -13,7 +13,9 @@
  * weights), and the backward needs no recomputation. The dropout mask is
  * drawn by the builder from the caller's generator, like tensor_dropout's,
  * so forward is pure and a replay by the checker reuses it. */
+#include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "blas.h"
@@ -42,15 +44,19 @@ static inline bool mask_truth(const tensor *t, int64_t off) {
     }
 }
 
-/* Whether query i of matrix b may attend to key j: not excluded by the mask,
- * and j <= i when causal (the top-left aligned triangle, as PyTorch's
- * is_causal: with Tq != Tk query i still sees keys 0..i). */
-static inline bool sdpa_allowed(const tape_node *n, int64_t b, int64_t i, int64_t j) {
-    if (n->ip[0] && j > i) return false;
-    const tensor *m = n->in[3];
-    if (!m) return true;
+/* The keys query i of matrix b may attend to: j < *end (causal: j <= i, the
+ * top-left aligned triangle, as PyTorch's is_causal, so with Tq != Tk query
+ * i still sees keys 0..i), and, with a mask, not excluded by it. Returns the
+ * mask's row (offset and stride in *at, *step) or false without a mask. */
+static inline bool sdpa_row(const tape_node *n, int64_t b, int64_t i, int64_t *end, int64_t *at,
+                            int64_t *step) {
+    const int64_t Tk = n->ip[3];
+    *end = n->ip[0] && i + 1 < Tk ? i + 1 : Tk;
+    if (!n->in[3]) return false;
     const int64_t *off = n->saved[SAVED_MASK]->data, B = n->ip[1];
-    return !mask_truth(m, off[b] + i * off[B] + j * off[B + 1]);
+    *at = off[b] + i * off[B];
+    *step = off[B + 1];
+    return true;
 }
 
 /* --------------------------------------------------------------------------
@@ -74,95 +80,155 @@ static inline bool sdpa_allowed(const tape_node *n, int64_t b, int64_t i, int64_
  * An excluded (i, j) has P_ij = 0, hence dS_ij = 0 and W_ij = 0: it passes
  * exactly nothing to q_i, k_j or v_j. A row with no allowed key (all of it
  * masked) has P = 0: its output is 0 and its gradients are 0 (PyTorch gives
- * NaN there). Row sums and the softmax denominator run in float64 for both
- * dtypes. */
+ * NaN there); a NaN score still gives its row NaN. The softmax denominator
+ * and the row sums of the backward run in float64 for both dtypes, the
+ * exponentials in the dtype's own precision. Causal rows stop at their last
+ * key: past it P = 0 is written, never computed. */
 #define SDPA_KERNELS(T)                                                                     \
-    static void sdpa_fwd_##T(tape_node *n) {                                                \
-        const int64_t B = n->ip[1], Tq = n->ip[2], Tk = n->ip[3], D = n->ip[4],             \
-                      Dv = n->ip[5];                                                        \
-        const T *Q = n->in[0]->data, *K = n->in[1]->data, *V = n->in[2]->data;              \
-        T *P = n->saved[SAVED_P]->data, *O = n->out->data;                                  \
-        const double s = n->fp[0];                                                          \
-        for (int64_t b = 0; b < B; b++) {                                                   \
-            T *Pb = P + b * Tq * Tk;                                                        \
-            blas_gemm_##T(false, true, Tq, Tk, D, Q + b * Tq * D, D, K + b * Tk * D, D, 0,  \
-                          Pb, Tk);                                                          \
-            for (int64_t i = 0; i < Tq; i++) {                                              \
-                T *row = Pb + i * Tk;                                                       \
-                double m = -INFINITY, l = 0;                                                \
-                for (int64_t j = 0; j < Tk; j++)                                            \
-                    if (sdpa_allowed(n, b, i, j) && s * row[j] > m) m = s * row[j];          \
-                if (m == -INFINITY) { /* nothing allowed (or Tk = 0): a zero row */          \
-                    for (int64_t j = 0; j < Tk; j++) row[j] = 0;                            \
-                    continue;                                                               \
-                }                                                                           \
-                for (int64_t j = 0; j < Tk; j++) {                                          \
-                    double e = sdpa_allowed(n, b, i, j) ? exp(s * row[j] - m) : 0;          \
-                    row[j] = (T)e;                                                          \
-                    l += e;                                                                 \
-                }                                                                           \
-                for (int64_t j = 0; j < Tk; j++) row[j] = (T)(row[j] / l);                  \
-            }                                                                               \
-        }                                                                                   \
-        const T *Wt = P;                                                                    \
-        if (n->saved[SAVED_DROP]) {                                                         \
-            const double *M = n->saved[SAVED_DROP]->data;                                   \
-            T *Wd = n->saved[SAVED_W]->data;                                                \
-            for (int64_t e = 0; e < B * Tq * Tk; e++) Wd[e] = (T)(P[e] * M[e]);             \
-            Wt = Wd;                                                                        \
-        }                                                                                   \
-        for (int64_t b = 0; b < B; b++)                                                     \
-            blas_gemm_##T(false, false, Tq, Dv, Tk, Wt + b * Tq * Tk, Tk, V + b * Tk * Dv,  \
-                          Dv, 0, O + b * Tq * Dv, Dv);                                      \
-    }                                                                                       \
-    static void sdpa_bwd_##T(tape_node *n, tensor *const *gin, T *dS) {                     \
-        const int64_t B = n->ip[1], Tq = n->ip[2], Tk = n->ip[3], D = n->ip[4],             \
-                      Dv = n->ip[5];                                                        \
-        const T *Q = n->in[0]->data, *K = n->in[1]->data, *V = n->in[2]->data;              \
-        const T *P = n->saved[SAVED_P]->data, *G = n->out->grad->data;                      \
-        const double *M = n->saved[SAVED_DROP] ? n->saved[SAVED_DROP]->data : NULL;         \
-        const T *Wt = M ? (const T *)n->saved[SAVED_W]->data : P;                           \
+    /* forward of matrix b: P_b, and O_b (W_b too, with dropout) */                         \
+    static void sdpa_fwd_##T(tape_node *n, int64_t b) {                                     \
+        const int64_t Tq = n->ip[2], Tk = n->ip[3], D = n->ip[4], Dv = n->ip[5];            \
+        const T *Qb = (const T *)n->in[0]->data + b * Tq * D;                               \
+        const T *Kb = (const T *)n->in[1]->data + b * Tk * D;                               \
+        const T *Vb = (const T *)n->in[2]->data + b * Tk * Dv;                              \
+        T *Pb = (T *)n->saved[SAVED_P]->data + b * Tq * Tk;                                 \
         const T s = (T)n->fp[0];                                                            \
-        for (int64_t b = 0; b < B; b++) {                                                   \
-            const T *Pb = P + b * Tq * Tk, *Gb = G + b * Tq * Dv;                           \
-            if (gin[2]) /* dV (Tk, Dv) += W^T (Tk, Tq) G (Tq, Dv) */                        \
-                blas_gemm_##T(true, false, Tk, Dv, Tq, Wt + b * Tq * Tk, Tk, Gb, Dv, 1,     \
-                              (T *)gin[2]->data + b * Tk * Dv, Dv);                         \
-            if (!gin[0] && !gin[1]) continue;                                               \
-            /* dW (Tq, Tk) = G (Tq, Dv) V^T (Dv, Tk) */                                     \
-            blas_gemm_##T(false, true, Tq, Tk, Dv, Gb, Dv, V + b * Tk * Dv, Dv, 0, dS, Tk); \
-            for (int64_t i = 0; i < Tq; i++) {                                              \
-                const T *p = Pb + i * Tk;                                                   \
-                T *d = dS + i * Tk;                                                         \
-                if (M)                                                                      \
-                    for (int64_t j = 0; j < Tk; j++) d[j] = (T)(d[j] * M[(b * Tq + i) * Tk + j]); \
-                double dot = 0;                                                             \
-                for (int64_t j = 0; j < Tk; j++) dot += (double)p[j] * d[j];                \
-                for (int64_t j = 0; j < Tk; j++) d[j] = (T)(s * p[j] * (d[j] - dot));       \
+        /* S (Tq, Tk) = Q (Tq, D) K^T (D, Tk), unscaled, into P */                          \
+        blas_gemm_##T(false, true, Tq, Tk, D, Qb, D, Kb, D, 0, Pb, Tk);                     \
+        for (int64_t i = 0; i < Tq; i++) {                                                  \
+            T *row = Pb + i * Tk;                                                           \
+            int64_t end, at = 0, step = 0;                                                  \
+            const bool masked = sdpa_row(n, b, i, &end, &at, &step);                        \
+            T mx = -INFINITY; /* max of the allowed raw scores (s > 0 keeps the order) */   \
+            bool any = false;                                                               \
+            for (int64_t j = 0; j < end; j++) {                                             \
+                if (masked && mask_truth(n->in[3], at + j * step)) continue;                \
+                any = true;                                                                 \
+                if (row[j] > mx) mx = row[j];                                               \
             }                                                                               \
-            if (gin[0]) /* dQ (Tq, D) += s dS (Tq, Tk) K (Tk, D), s already in dS */        \
-                blas_gemm_##T(false, false, Tq, D, Tk, dS, Tk, K + b * Tk * D, D, 1,        \
-                              (T *)gin[0]->data + b * Tq * D, D);                           \
-            if (gin[1]) /* dK (Tk, D) += s dS^T (Tk, Tq) Q (Tq, D) */                       \
-                blas_gemm_##T(true, false, Tk, D, Tq, dS, Tk, Q + b * Tq * D, D, 1,         \
-                              (T *)gin[1]->data + b * Tk * D, D);                           \
+            double l = 0;                                                                   \
+            if (!any) end = 0; /* nothing allowed (or Tk = 0): a zero row */                \
+            for (int64_t j = 0; j < end; j++) {                                             \
+                T e = masked && mask_truth(n->in[3], at + j * step) ? 0                     \
+                                                                    : EXP_##T(s * (row[j] - mx)); \
+                row[j] = e;                                                                 \
+                l += e;                                                                     \
+            }                                                                               \
+            const T inv = end ? (T)(1 / l) : 0;                                             \
+            for (int64_t j = 0; j < end; j++) row[j] *= inv;                                \
+            for (int64_t j = end; j < Tk; j++) row[j] = 0;                                  \
         }                                                                                   \
+        const T *Wb = Pb;                                                                   \
+        if (n->saved[SAVED_DROP]) {                                                         \
+            const double *Mb = (const double *)n->saved[SAVED_DROP]->data + b * Tq * Tk;    \
+            T *Wd = (T *)n->saved[SAVED_W]->data + b * Tq * Tk;                             \
+            for (int64_t e = 0; e < Tq * Tk; e++) Wd[e] = (T)(Pb[e] * Mb[e]);               \
+            Wb = Wd;                                                                        \
+        }                                                                                   \
+        /* O (Tq, Dv) = W (Tq, Tk) V (Tk, Dv) */                                            \
+        blas_gemm_##T(false, false, Tq, Dv, Tk, Wb, Tk, Vb, Dv, 0,                          \
+                      (T *)n->out->data + b * Tq * Dv, Dv);                                 \
+    }                                                                                       \
+    /* backward of matrix b into its own rows of dQ, dK, dV; dS: a (Tq, Tk) scratch */      \
+    static void sdpa_bwd_##T(tape_node *n, tensor *const *gin, int64_t b, T *dS) {          \
+        const int64_t Tq = n->ip[2], Tk = n->ip[3], D = n->ip[4], Dv = n->ip[5];            \
+        const T *Qb = (const T *)n->in[0]->data + b * Tq * D;                               \
+        const T *Kb = (const T *)n->in[1]->data + b * Tk * D;                               \
+        const T *Vb = (const T *)n->in[2]->data + b * Tk * Dv;                              \
+        const T *Pb = (const T *)n->saved[SAVED_P]->data + b * Tq * Tk;                     \
+        const T *Gb = (const T *)n->out->grad->data + b * Tq * Dv;                          \
+        const double *Mb = n->saved[SAVED_DROP]                                             \
+                               ? (const double *)n->saved[SAVED_DROP]->data + b * Tq * Tk   \
+                               : NULL;                                                      \
+        const T *Wb = Mb ? (const T *)n->saved[SAVED_W]->data + b * Tq * Tk : Pb;           \
+        const T s = (T)n->fp[0];                                                            \
+        if (gin[2]) /* dV (Tk, Dv) += W^T (Tk, Tq) G (Tq, Dv) */                            \
+            blas_gemm_##T(true, false, Tk, Dv, Tq, Wb, Tk, Gb, Dv, 1,                       \
+                          (T *)gin[2]->data + b * Tk * Dv, Dv);                             \
+        if (!gin[0] && !gin[1]) return;                                                     \
+        /* dW (Tq, Tk) = G (Tq, Dv) V^T (Dv, Tk) */                                         \
+        blas_gemm_##T(false, true, Tq, Tk, Dv, Gb, Dv, Vb, Dv, 0, dS, Tk);                  \
+        for (int64_t i = 0; i < Tq; i++) {                                                  \
+            const T *p = Pb + i * Tk;                                                       \
+            T *d = dS + i * Tk;                                                             \
+            /* P = 0 past the causal end: dS = 0 there, nothing to compute */              \
+            const int64_t end = n->ip[0] && i + 1 < Tk ? i + 1 : Tk;                        \
+            if (Mb)                                                                         \
+                for (int64_t j = 0; j < end; j++) d[j] = (T)(d[j] * Mb[i * Tk + j]);        \
+            double dot = 0;                                                                 \
+            for (int64_t j = 0; j < end; j++) dot += (double)p[j] * d[j];                   \
+            const T td = (T)dot;                                                            \
+            for (int64_t j = 0; j < end; j++) d[j] = s * p[j] * (d[j] - td);               \
+            for (int64_t j = end; j < Tk; j++) d[j] = 0;                                    \
+        }                                                                                   \
+        if (gin[0]) /* dQ (Tq, D) += s dS (Tq, Tk) K (Tk, D), s already in dS */            \
+            blas_gemm_##T(false, false, Tq, D, Tk, dS, Tk, Kb, D, 1,                        \
+                          (T *)gin[0]->data + b * Tq * D, D);                               \
+        if (gin[1]) /* dK (Tk, D) += s dS^T (Tk, Tq) Q (Tq, D) */                           \
+            blas_gemm_##T(true, false, Tk, D, Tq, dS, Tk, Qb, D, 1,                         \
+                          (T *)gin[1]->data + b * Tk * D, D);                               \
     }
+#define EXP_float expf
+#define EXP_double exp
 SDPA_KERNELS(float)
 SDPA_KERNELS(double)
 
+/* The B matrices are independent in both directions (q, k and v share their
+ * batch dims, so matrix b writes only its own rows of every gradient): large
+ * nodes split them across threads in static blocks, each thread with its own
+ * scratch, and the result does not depend on the thread count. OpenBLAS stays
+ * on one thread meanwhile. */
+static int sdpa_threads(const tape_node *n) {
+    const int64_t B = n->ip[1], work = B * n->ip[3] * (n->ip[2] + n->ip[4] + n->ip[5]);
+    int t = parallel_pays(work) ? tapegrad_threads() : 1;
+    return t > B ? (int)(B > 0 ? B : 1) : t;
+}
+static int blas_hold(int threads) {
+    int was = openblas_get_num_threads();
+    if (threads > 1 && was > 1) openblas_set_num_threads(1);
+    return was;
+}
+static void blas_release(int threads, int was) {
+    if (threads > 1 && was > 1) openblas_set_num_threads(was);
+}
+
 static void sdpa_forward(tape_node *n) {
-    if (n->out->dtype == DTYPE_F32) sdpa_fwd_float(n);
-    else sdpa_fwd_double(n);
+    const int64_t B = n->ip[1];
+    const bool f32 = n->out->dtype == DTYPE_F32;
+    const int threads = sdpa_threads(n);
+    if (threads == 1) {
+        for (int64_t b = 0; b < B; b++) f32 ? sdpa_fwd_float(n, b) : sdpa_fwd_double(n, b);
+        return;
+    }
+    const int was = blas_hold(threads);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t b = 0; b < B; b++) f32 ? sdpa_fwd_float(n, b) : sdpa_fwd_double(n, b);
+    blas_release(threads, was);
 }
 
 static void sdpa_vjp(tape_node *n, tensor *const *gin) {
     if (!gin[0] && !gin[1] && !gin[2]) return;
-    /* one [Tq, Tk] scratch for dW, then dS, reused matrix after matrix */
-    tensor *dS = tensor_tape_new(n->out->dtype, 1, (int64_t[]){n->ip[2] * n->ip[3]});
-    if (!dS) return;
-    if (n->out->dtype == DTYPE_F32) sdpa_bwd_float(n, gin, dS->data);
-    else sdpa_bwd_double(n, gin, dS->data);
+    const int64_t B = n->ip[1], S = n->ip[2] * n->ip[3];
+    const bool f32 = n->out->dtype == DTYPE_F32;
+    const int threads = sdpa_threads(n);
+    /* one (Tq, Tk) scratch per thread for dW, then dS, reused matrix after matrix */
+    tensor *scratch = tensor_tape_new(n->out->dtype, 1, (int64_t[]){threads * S});
+    if (!scratch) return;
+    if (threads == 1) {
+        for (int64_t b = 0; b < B; b++)
+            f32 ? sdpa_bwd_float(n, gin, b, scratch->data) : sdpa_bwd_double(n, gin, b, scratch->data);
+        return;
+    }
+    const int was = blas_hold(threads);
+#pragma omp parallel num_threads(threads)
+    {
+        const int64_t t = omp_get_thread_num();
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < B; b++)
+            f32 ? sdpa_bwd_float(n, gin, b, (float *)scratch->data + t * S)
+                : sdpa_bwd_double(n, gin, b, (double *)scratch->data + t * S);
+    }
+    blas_release(threads, was);
 }
 
 /* ---------------------------------------------------------------- builder */

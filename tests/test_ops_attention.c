@@ -334,6 +334,48 @@ START_TEST(test_sdpa_float32_matches_float64) {
 }
 END_TEST
 
+/* A node large enough to split its matrices across threads gives the same
+ * bits on 2 threads as on 1 (each matrix writes its own rows; no sums are
+ * split), with dropout and a key-padding mask, float32 and float64. */
+START_TEST(test_sdpa_threads_give_the_same_bits) {
+    for (int f32 = 0; f32 < 2; f32++) {
+        dtype dt = f32 ? DTYPE_F32 : DTYPE_F64;
+        tensor *in[3] = {rand_leaf(81, SHAPE(8, 4, 32, 16)), rand_leaf(82, SHAPE(8, 4, 40, 16)),
+                         rand_leaf(83, SHAPE(8, 4, 40, 16))};
+        for (int i = 0; i < 3; i++) {
+            tensor *c = tensor_to_dtype(in[i], dt);
+            tensor_free(in[i]);
+            in[i] = c;
+            tensor_set_requires_grad(in[i], true);
+        }
+        tensor *mask = tensor_zeros(DTYPE_I64, SHAPE(8, 1, 1, 40));
+        for (int e = 0; e < 320; e += 7) tensor_set(mask, e, 1);
+        tensor *out[2], *grads[2][3];
+        for (int t = 0; t < 2; t++) {
+            tapegrad_set_threads(t + 1);
+            tensor *y = fused_sdpa(in[0], in[1], in[2], mask, true, 0.2, 5);
+            ck_assert_ptr_nonnull(y);
+            out[t] = tensor_clone(y);
+            ck_assert_int_eq(tensor_backward(tensor_sum_all(tensor_mul(y, y))), 0);
+            for (int i = 0; i < 3; i++) {
+                grads[t][i] = tensor_clone(in[i]->grad);
+                tensor_zero_grad(in[i]);
+            }
+            tape_reset();
+        }
+        tapegrad_set_threads(1);
+        ck_assert(memcmp(out[0]->data, out[1]->data, (size_t)out[0]->size * dtype_size(dt)) == 0);
+        for (int i = 0; i < 3; i++) {
+            ck_assert_msg(memcmp(grads[0][i]->data, grads[1][i]->data,
+                                 (size_t)grads[0][i]->size * dtype_size(dt)) == 0,
+                          "input %d differs with 2 threads", i);
+            tensor_free(grads[0][i]), tensor_free(grads[1][i]), tensor_free(in[i]);
+        }
+        tensor_free(out[0]), tensor_free(out[1]), tensor_free(mask);
+    }
+}
+END_TEST
+
 /* ----------------------------------------------------------------- errors */
 
 START_TEST(test_sdpa_errors) {
@@ -419,6 +461,7 @@ Suite *ops_attention_suite(void) {
     tcase_add_test(tc, test_sdpa_empty_keys_and_queries);
     tcase_add_test(tc, test_sdpa_dropout_deterministic_and_scaled);
     tcase_add_test(tc, test_sdpa_float32_matches_float64);
+    tcase_add_test(tc, test_sdpa_threads_give_the_same_bits);
     tcase_add_test(tc, test_sdpa_errors);
     tcase_add_test(tc, test_sdpa_registry_cases_numeric);
     suite_add_tcase(s, tc);
