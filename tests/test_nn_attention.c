@@ -508,6 +508,108 @@ START_TEST(test_causal_future_gets_zero_gradient) {
 }
 END_TEST
 
+/* ------------------------------------------------------------ a tiny GPT
+ * Token embedding, learned positions, two causal blocks, a final LayerNorm
+ * and a head tied to the token embedding (GPT-2's layout), with mean
+ * cross-entropy on the next token: 28 distinct parameters, 29 names. */
+typedef struct {
+    nn_model *m;
+    nn_embedding tok;
+    nn_pos_embedding pos;
+    nn_transformer_block h[2];
+    nn_layernorm ln;
+    tensor *head;   /* the head's weight: tok.weight itself, or a separate copy */
+} gpt;
+
+static void gpt_init(gpt *g, dtype dt, bool tied) {
+    g->m = nn_model_new(dt, 17);
+    ck_assert_int_eq(nn_embedding_init(&g->tok, g->m, "tok", 11, 8), 0);
+    ck_assert_int_eq(nn_pos_embedding_init(&g->pos, g->m, "pos", 5, 8, false), 0);
+    ck_assert_int_eq(nn_transformer_block_init(&g->h[0], g->m, "h.0", 8, 2, true, 0), 0);
+    ck_assert_int_eq(nn_transformer_block_init(&g->h[1], g->m, "h.1", 8, 2, true, 0), 0);
+    ck_assert_int_eq(nn_layernorm_init(&g->ln, g->m, "ln", 1, (int64_t[]){8}), 0);
+    randomise(g->m, 18);
+    g->head = tied ? nn_model_add_param(g->m, "head.weight", g->tok.weight)
+                   : nn_model_add_param(g->m, "head.weight", tensor_clone(g->tok.weight));
+    ck_assert_ptr_nonnull(g->head);
+}
+
+/* batch[0]: tokens int64 [2, 5], batch[1]: the next tokens */
+static tensor *gpt_loss(tensor *const *batch, int n, void *ctx) {
+    (void)n;
+    const gpt *g = ctx;
+    tensor *x = nn_pos_embedding_forward(&g->pos, nn_embedding_forward(&g->tok, batch[0]));
+    for (int b = 0; b < 2; b++) x = nn_transformer_block_forward(&g->h[b], x, NULL);
+    tensor *logits = tensor_linear(nn_layernorm_forward(&g->ln, x), g->head, NULL);
+    return tensor_cross_entropy(tensor_reshape(logits, 2, (int64_t[]){10, 11}),
+                                tensor_reshape(batch[1], 1, (int64_t[]){10}), NULL, 0,
+                                REDUCTION_MEAN);
+}
+
+static void gpt_batch(tensor **batch) {
+    double tok[10] = {3, 1, 4, 1, 5, 9, 2, 6, 5, 3}, next[10] = {1, 4, 1, 5, 9, 2, 6, 5, 3, 5};
+    batch[0] = tensor_from_doubles(DTYPE_I64, SHAPE(2, 5), tok);
+    batch[1] = tensor_from_doubles(DTYPE_I64, SHAPE(2, 5), next);
+}
+
+/* The whole float32 model checked in float64, every parameter (the tied
+ * one under both names, each with the sum of both uses) and restored bit
+ * for bit, the tied tensor included. */
+START_TEST(test_tiny_gpt_tied_head_whole_graph_gradcheck) {
+    gpt g;
+    gpt_init(&g, DTYPE_F32, true);
+    ck_assert_int_eq(g.m->n_params, 29);
+    tensor *batch[2];
+    gpt_batch(batch);
+    tensor *before[32];
+    for (int i = 0; i < g.m->n_params; i++) before[i] = tensor_clone(g.m->params[i]);
+    gradcheck_report r;
+    ck_assert_int_eq(gradcheck_model(g.m, gpt_loss, &g, batch, 2, NULL, &r), 0);
+    ck_assert_msg(r.passed, "%s", r.message);
+    for (int i = 0; i < g.m->n_params; i++)
+        ck_assert_msg(r.input[i].checked && r.input[i].passed && !r.input[i].vacuous, "%s: %s",
+                      g.m->param_names[i], r.message);
+    gradcheck_report_free(&r);
+    for (int i = 0; i < g.m->n_params; i++) {
+        const tensor *t = g.m->params[i];
+        ck_assert_int_eq(t->dtype, DTYPE_F32);
+        ck_assert_msg(memcmp(t->data, before[i]->data, (size_t)t->size * sizeof(float)) == 0,
+                      "%s changed", g.m->param_names[i]);
+        tensor_free(before[i]);
+    }
+    ck_assert_ptr_eq(g.head, g.tok.weight);
+    tensor_free(batch[0]), tensor_free(batch[1]);
+    nn_model_free(g.m);
+    tape_release();
+}
+END_TEST
+
+/* The tied weight's gradient is the sum of its two uses: the untied model
+ * (the head a copy of the embedding) gives tok.weight and head.weight
+ * gradients that add up to the tied model's one. */
+START_TEST(test_tiny_gpt_tied_gradient_is_sum_of_uses) {
+    gpt tied, untied;
+    gpt_init(&tied, DTYPE_F64, true);
+    gpt_init(&untied, DTYPE_F64, false);
+    tensor *batch[2];
+    gpt_batch(batch);
+    ck_assert_int_eq(tensor_backward(gpt_loss(batch, 2, &tied)), 0);
+    tape_reset();
+    ck_assert_int_eq(tensor_backward(gpt_loss(batch, 2, &untied)), 0);
+    tape_reset();
+    const tensor *gt = tied.tok.weight->grad, *ge = untied.tok.weight->grad, *gh = untied.head->grad;
+    double head_norm = 0;
+    for (int64_t e = 0; e < gt->size; e++) {
+        ck_assert_close(tensor_get(gt, e), tensor_get(ge, e) + tensor_get(gh, e), 1e-14);
+        head_norm += fabs(tensor_get(gh, e));
+    }
+    ck_assert(head_norm > 0); /* both uses contribute */
+    tensor_free(batch[0]), tensor_free(batch[1]);
+    nn_model_free(tied.m);
+    nn_model_free(untied.m);
+}
+END_TEST
+
 /* -------------------------------------------------------------- errors */
 
 START_TEST(test_attention_layer_errors) {
@@ -596,6 +698,8 @@ Suite *nn_attention_suite(void) {
     tcase_add_test(tc, test_mha_whole_graph_gradcheck);
     tcase_add_test(tc, test_block_whole_graph_gradcheck);
     tcase_add_test(tc, test_block_broken_attention_vjp_localised);
+    tcase_add_test(tc, test_tiny_gpt_tied_head_whole_graph_gradcheck);
+    tcase_add_test(tc, test_tiny_gpt_tied_gradient_is_sum_of_uses);
     tcase_add_test(tc, test_block_gradient_flow);
     tcase_add_test(tc, test_causal_future_gets_zero_gradient);
     tcase_add_test(tc, test_attention_layer_errors);
