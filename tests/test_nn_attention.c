@@ -613,6 +613,46 @@ START_TEST(test_tiny_gpt_tied_gradient_is_sum_of_uses) {
 }
 END_TEST
 
+/* A training step of the tiny GPT (tied head, dropout in the attention,
+ * AdamW) allocates nothing once warm: the arena and the optimiser's state are
+ * reused, so the allocated bytes are the same after 200 more steps, and the
+ * loss went down. */
+START_TEST(test_tiny_gpt_training_memory_flat) {
+    tapegrad_set_threads(1);
+    gpt g;
+    gpt_init(&g, DTYPE_F32, true);
+    for (int b = 0; b < 2; b++) g.h[b].attn.dropout = 0.1;
+    int n;
+    tensor *const *params = nn_model_parameters(g.m, &n);
+    ck_assert_int_eq(n, 28);
+    optim_config c = optim_defaults(OPTIM_ADAMW);
+    optim *o = optim_new(&c, params, n);
+    ck_assert_ptr_nonnull(o);
+    tensor *batch[2];
+    gpt_batch(batch);
+    double first = 0, last = 0;
+    int64_t warm = 0;
+    for (int step = 0; step < 220; step++) {
+        if (step == 20) warm = tapegrad_allocated_bytes();
+        optim_zero_grad(o);
+        tensor *loss = gpt_loss(batch, 2, &g);
+        ck_assert_ptr_nonnull(loss);
+        last = tensor_item(loss);
+        if (step == 0) first = last;
+        ck_assert_int_eq(tensor_backward(loss), 0);
+        ck_assert_int_eq(optim_step(o), 0);
+        tape_reset();
+    }
+    ck_assert_msg(tapegrad_allocated_bytes() == warm, "allocated bytes changed from %lld to %lld",
+                  (long long)warm, (long long)tapegrad_allocated_bytes());
+    ck_assert_msg(last < 0.5 * first, "loss %g -> %g", first, last);
+    optim_free(o);
+    tensor_free(batch[0]), tensor_free(batch[1]);
+    nn_model_free(g.m);
+    tape_release();
+}
+END_TEST
+
 /* --------------------------------------------------------- checkpoints */
 
 /* A model of every layer here, its parameters drawn from seed. */
@@ -763,6 +803,7 @@ Suite *nn_attention_suite(void) {
     tcase_add_test(tc, test_block_broken_attention_vjp_localised);
     tcase_add_test(tc, test_tiny_gpt_tied_head_whole_graph_gradcheck);
     tcase_add_test(tc, test_tiny_gpt_tied_gradient_is_sum_of_uses);
+    tcase_add_test(tc, test_tiny_gpt_training_memory_flat);
     tcase_add_test(tc, test_checkpoint_round_trip);
     tcase_add_test(tc, test_block_gradient_flow);
     tcase_add_test(tc, test_causal_future_gets_zero_gradient);
