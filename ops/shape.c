@@ -828,16 +828,64 @@ static tensor *expand_build(tensor *const *in, const op_sample *s) {
     return tensor_expand(in[0], (int)s->ip[0], s->ip + 1);
 }
 
+/* ------------------------------------------------------ graph vjps
+ * The vjps built from ops (op_def.vjp_graph): each shape op's adjoint is
+ * another shape op. */
+/* reshape, flatten: da = reshape(g, shape of a) */
+static int reshape_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    gin[0] = tensor_reshape(g, n->in[0]->ndim, n->in[0]->shape);
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* permute: da = permute(g, inverse(perm)) */
+static int permute_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    int inv[TENSOR_MAX_DIMS];
+    for (int d = 0; d < n->in[0]->ndim; d++) inv[n->ip[d]] = d;
+    gin[0] = tensor_permute(g, inv);
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* expand: da = g summed over the broadcast dims */
+static int expand_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    gin[0] = tg_sum_to_shape(g, n->in[0]);
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* narrow: da = g padded with zeros back to a's size along the narrowed axis
+ * (the one whose size changed; start = base offset / the axis's stride) */
+static int narrow_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    const tensor *a = n->in[0];
+    int64_t st[TENSOR_MAX_DIMS], pads[2 * TENSOR_MAX_DIMS] = {0};
+    row_major_strides(a->ndim, a->shape, st);
+    for (int d = 0; d < a->ndim; d++) {
+        if (n->out->shape[d] == a->shape[d]) continue;
+        int64_t start = st[d] ? n->ip[0] / st[d] : 0;
+        pads[2 * d] = start;
+        pads[2 * d + 1] = a->shape[d] - start - n->out->shape[d];
+        break;
+    }
+    gin[0] = tensor_pad(g, pads, 0.0);
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* pad: da = the interior of g, narrowed dim by dim */
+static int pad_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *t = g;
+    for (int d = 0; d < n->in[0]->ndim && t; d++)
+        if (n->ip[2 * d] || n->ip[2 * d + 1]) t = tensor_narrow(t, d, n->ip[2 * d], n->in[0]->shape[d]);
+    gin[0] = t;
+    return tg_graph_vjp_done(n, want, gin);
+}
+
 const op_def tg_ops_shape[] = {
     [RESHAPE] = {"reshape", 1, 0, reshape_forward, reshape_vjp, reshape_sample, reshape_build,
      "tensor_reshape(a, ndim, shape)", "y = a with a new shape (row-major order kept)",
-     "da = reshape(g, shape of a)", "one dimension may be -1 (inferred); int64 tensors allowed"},
+     "da = reshape(g, shape of a)", "one dimension may be -1 (inferred); int64 tensors allowed",
+     .vjp_graph = reshape_vjp_graph},
     [PERMUTE] = {"permute", 1, 0, permute_forward, permute_vjp, permute_sample, permute_build,
      "tensor_permute(a, perm) / tensor_transpose(a, d0, d1)", "y[i_0..i_n] = a[i_perm^-1...]: y's dim d is a's dim perm[d]",
-     "da = permute(g, inverse(perm))", "transpose is permute with two dims swapped"},
+     "da = permute(g, inverse(perm))", "transpose is permute with two dims swapped",
+     .vjp_graph = permute_vjp_graph},
     [FLATTEN] = {"flatten", 1, 0, reshape_forward, reshape_vjp, flatten_sample, flatten_build,
      "tensor_flatten(a, start_dim, end_dim)", "y = a with dims start_dim..end_dim merged into one",
-     "da = reshape(g, shape of a)", "a reshape; a scalar flattens to [1]; int64 tensors allowed"},
+     "da = reshape(g, shape of a)", "a reshape; a scalar flattens to [1]; int64 tensors allowed",
+     .vjp_graph = reshape_vjp_graph},
     [CONCAT] = {"concat", -1, 0, cat_forward, cat_vjp, concat_sample, concat_build,
      "tensor_concat(ts, n, axis)", "y = (a_0, a_1, ..) joined along axis",
      "da_k = the slice of g along axis where a_k was placed",
@@ -851,7 +899,8 @@ const op_def tg_ops_shape[] = {
      "tensor_narrow(a, axis, start, length)", "y = a[.., start : start + length, ..] along axis",
      "da = g in the narrowed range, 0 elsewhere",
      "a negative start counts from the end; the range must lie inside the dim; int64 tensors "
-     "allowed"},
+     "allowed",
+     .vjp_graph = narrow_vjp_graph},
     [SLICE] = {"slice", 1, 0, strided_forward, strided_vjp, slice_sample, slice_build,
      "tensor_slice(a, axis, start, stop, step)", "y = a[.., start:stop:step, ..] along axis (Python)",
      "da = g at the selected positions, 0 elsewhere",
@@ -869,10 +918,12 @@ const op_def tg_ops_shape[] = {
      "index may be smaller than a in the other dims; an index outside [0, size) is an error"},
     [PAD] = {"pad", 1, 0, pad_forward, pad_vjp, pad_sample, pad_build, "tensor_pad(a, pads, value)",
      "y = a surrounded by (before_d, after_d) elements of value in each dim d",
-     "da = the interior of g", "constant padding only; pads must be >= 0; value has no gradient"},
+     "da = the interior of g", "constant padding only; pads must be >= 0; value has no gradient",
+     .vjp_graph = pad_vjp_graph},
     [EXPAND] = {"expand", 1, 0, strided_forward, expand_vjp, expand_sample, expand_build,
      "tensor_expand(a, ndim, shape)", "y = a broadcast to shape (dims right-aligned)",
-     "da = g summed over the broadcast dims", "-1 keeps a's size of that dim"},
+     "da = g summed over the broadcast dims", "-1 keeps a's size of that dim",
+     .vjp_graph = expand_vjp_graph},
 };
 const int tg_ops_shape_count = N_SHAPE_OPS;
 _Static_assert(sizeof tg_ops_shape / sizeof tg_ops_shape[0] == N_SHAPE_OPS,
