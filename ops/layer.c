@@ -344,12 +344,28 @@ static tensor *embedding_build(tensor *const *in, const op_sample *s) {
     return tensor_embedding(in[0], in[1]);
 }
 
+/* ------------------------------------------------------ graph vjps
+ * linear's vjp built from ops (op_def.vjp_graph): with x and g flattened to
+ * rows, X [R, IN] and G [R, OUT]:  dx = G W,  dW = G^T X,  db = sum_rows G. */
+static int linear_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *x = n->in[0], *w = n->in[1];
+    const int64_t OUT = w->shape[0], IN = w->shape[1], R = OUT ? g->size / OUT : 0;
+    int64_t gs[2] = {R, OUT}, xs[2] = {R, IN};
+    int ax0 = 0;
+    tensor *G = tensor_reshape(g, 2, gs);
+    if (want[0]) gin[0] = tensor_reshape(tensor_matmul(G, w), x->ndim, x->shape);
+    if (want[1]) gin[1] = tensor_matmul(tensor_transpose(G, 0, 1), tensor_reshape(x, 2, xs));
+    if (n->n_in > 2 && want[2]) gin[2] = tensor_sum(G, &ax0, 1, false);
+    return tg_graph_vjp_done(n, want, gin);
+}
+
 const op_def tg_ops_layer[] = {
     [LINEAR] = {"linear", 3, 0, linear_forward, linear_vjp, linear_sample, linear_build,
      "tensor_linear(x, w, b)", "y = x W^T + b, x [.., IN], W [OUT, IN], b [OUT] or NULL",
      "dx = g W, dW = g^T x (summed over all leading dims of x), db = sum of g over the leading dims",
      "one OpenBLAS GEMM each way, no copies of x or W; b may be NULL (a NULL b while an error is "
-     "pending propagates the error); samples with a bias have inputs x, w, b, without: x, w"},
+     "pending propagates the error); samples with a bias have inputs x, w, b, without: x, w",
+     .vjp_graph = linear_vjp_graph},
     [DROPOUT] = {"dropout", 1, 0, dropout_forward, dropout_vjp, dropout_sample, dropout_build,
      "tensor_dropout(x, p, training, g)",
      "training: y = x * m, m = bernoulli(1 - p) / (1 - p) per element; eval or p = 0: y = x",

@@ -303,6 +303,46 @@ static inline void focal_d(double x, double y, double w, const double *p, double
 }
 PW_KERNELS(focal)
 
+/* ------------------------------------------------------ graph vjps
+ * The pointwise losses' vjps built from ops (op_def.vjp_graph): dx = s
+ * dL/dx with s = g (NONE, g of x's shape), g (SUM) or g / count (MEAN), both
+ * broadcast from a scalar; dy = -dx for these four. */
+static tensor *pw_scale(const tape_node *n, tensor *g) {
+    if (n->ip[0] != REDUCTION_MEAN) return g;
+    return tensor_mul_scalar(g, 1.0 / (double)(n->in[0]->size ? n->in[0]->size : 1));
+}
+static int pw_graph_done(const tape_node *n, tensor *dx, const bool *want, tensor **gin) {
+    if (want[0]) gin[0] = dx;
+    if (want[1]) gin[1] = tensor_neg(dx);
+    return tg_graph_vjp_done(n, want, gin);
+}
+#define DIFF (tensor_sub(n->in[0], n->in[1]))
+/* mse: dL/dx = 2 d */
+static int mse_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    return pw_graph_done(n, tensor_mul(pw_scale(n, g), tensor_mul_scalar(DIFF, 2.0)), want, gin);
+}
+/* l1: dL/dx = sign(d) (a constant) */
+static int l1_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    return pw_graph_done(n, tensor_mul(pw_scale(n, g), tensor_sign(DIFF)), want, gin);
+}
+/* huber: dL/dx = clamp(d, -delta, delta) */
+static int huber_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    return pw_graph_done(n, tensor_mul(pw_scale(n, g), tensor_clamp(DIFF, -n->fp[0], n->fp[0])), want, gin);
+}
+/* smooth_l1: dL/dx = d / beta for |d| < beta, sign(d) outside (beta = 0: sign(d)) */
+static int smooth_l1_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *d = DIFF, *dl;
+    const double beta = n->fp[0];
+    if (beta == 0) {
+        dl = tensor_sign(d);
+    } else {
+        tensor *inside = tensor_lt(tensor_abs(d), tg_tape_scalar(n->in[0]->dtype, beta));
+        dl = tensor_where(inside, tensor_mul_scalar(d, 1.0 / beta), tensor_sign(d));
+    }
+    return pw_graph_done(n, tensor_mul(pw_scale(n, g), dl), want, gin);
+}
+#undef DIFF
+
 /* Validates and records a pointwise loss: x and y of one shape, optional
  * weight w broadcast to it, nfp scalars. */
 static tensor *pw_apply(const op_def *op, tensor *x, tensor *y, tensor *w, const double *fp,
@@ -968,21 +1008,25 @@ static tensor *cosine_build(tensor *const *in, const op_sample *s) {
 const op_def tg_ops_loss[] = {
     [MSE] = {"mse_loss", 2, 0, mse_forward, mse_vjp, mse_sample, mse_build,
              "tensor_mse_loss(pred, target, reduction)", "l = (pred - target)^2",
-             "dpred = 2 (pred - target) g, dtarget = -dpred", RED_NOTE "pred and target: one shape"},
+             "dpred = 2 (pred - target) g, dtarget = -dpred", RED_NOTE "pred and target: one shape",
+     .vjp_graph = mse_vjp_graph},
     [L1] = {"l1_loss", 2, 0, l1_forward, l1_vjp, l1_sample, l1_build,
             "tensor_l1_loss(pred, target, reduction)", "l = |pred - target|",
             "dpred = sign(pred - target) g, dtarget = -dpred",
-            RED_NOTE "kink at pred = target (gradient 0 there, like PyTorch); samples keep |d| >= 0.05"},
+            RED_NOTE "kink at pred = target (gradient 0 there, like PyTorch); samples keep |d| >= 0.05",
+     .vjp_graph = l1_vjp_graph},
     [HUBER] = {"huber_loss", 2, 0, huber_forward, huber_vjp, huber_sample, huber_build,
                "tensor_huber_loss(pred, target, delta, reduction)",
                "d = pred - target; l = d^2/2 if |d| < delta else delta (|d| - delta/2)",
                "dpred = clamp(d, -delta, delta) g, dtarget = -dpred",
-               RED_NOTE "delta > 0; second derivative jumps at |d| = delta; samples keep 0.05 away"},
+               RED_NOTE "delta > 0; second derivative jumps at |d| = delta; samples keep 0.05 away",
+     .vjp_graph = huber_vjp_graph},
     [SMOOTH_L1] = {"smooth_l1_loss", 2, 0, smooth_l1_forward, smooth_l1_vjp, smooth_l1_sample,
                    smooth_l1_build, "tensor_smooth_l1_loss(pred, target, beta, reduction)",
                    "d = pred - target; l = d^2/(2 beta) if |d| < beta else |d| - beta/2",
                    "dpred = (d / beta if |d| < beta else sign(d)) g, dtarget = -dpred",
-                   RED_NOTE "beta >= 0, beta = 0 is l1_loss; samples keep |d| 0.05 from 0 and beta"},
+                   RED_NOTE "beta >= 0, beta = 0 is l1_loss; samples keep |d| 0.05 from 0 and beta",
+     .vjp_graph = smooth_l1_vjp_graph},
     [BCE] = {"bce_loss", 3, 1u << 2, bce_forward, bce_vjp, bce_sample, bce_build,
              "tensor_bce_loss(prob, target, weight or NULL, reduction)",
              "l = -w (t max(log p, -100) + (1 - t) max(log(1 - p), -100))",

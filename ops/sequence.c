@@ -351,19 +351,44 @@ static tensor *multinomial_build(tensor *const *in, const op_sample *s) {
 enum { SIN, COS, TRIL, TRIU, CUMSUM, ONE_HOT, SORT, TOPK, MULTINOMIAL, N_SEQUENCE_OPS };
 #define OP(i) (&tg_ops_sequence[i])
 
+/* ------------------------------------------------------ graph vjps
+ * The vjps built from ops (op_def.vjp_graph). */
+/* sin: dx = g cos x;  cos: dx = -g sin x */
+static int sin_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    gin[0] = tensor_mul(g, tensor_cos(n->in[0]));
+    return tg_graph_vjp_done(n, want, gin);
+}
+static int cos_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    gin[0] = tensor_neg(tensor_mul(g, tensor_sin(n->in[0])));
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* tril, triu: the same mask on g (ip[0] the diagonal) */
+static int tril_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    gin[0] = tensor_tril(g, n->ip[0]);
+    return tg_graph_vjp_done(n, want, gin);
+}
+static int triu_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    gin[0] = tensor_triu(g, n->ip[0]);
+    return tg_graph_vjp_done(n, want, gin);
+}
+
 const op_def tg_ops_sequence[] = {
     [SIN] = {"sin", 1, 0, sin_forward, sin_vjp, trig_sample, sin_build, "tensor_sin(a)", "y = sin a",
-     "da = g * cos a", ""},
+     "da = g * cos a", "",
+     .vjp_graph = sin_vjp_graph},
     [COS] = {"cos", 1, 0, cos_forward, cos_vjp, trig_sample, cos_build, "tensor_cos(a)", "y = cos a",
-     "da = -g * sin a", ""},
+     "da = -g * sin a", "",
+     .vjp_graph = cos_vjp_graph},
     [TRIL] = {"tril", 1, 0, tri_forward, tri_vjp, tri_sample, tril_build, "tensor_tril(a, diagonal)",
      "y[.., r, c] = a[.., r, c] where c - r <= diagonal, else 0 (last two dims)",
      "da = tril(g, diagonal)",
-     "a needs at least 2 dims; diagonal 0 is the main diagonal, > 0 above it, < 0 below"},
+     "a needs at least 2 dims; diagonal 0 is the main diagonal, > 0 above it, < 0 below",
+     .vjp_graph = tril_vjp_graph},
     [TRIU] = {"triu", 1, 0, tri_forward, tri_vjp, tri_sample, triu_build, "tensor_triu(a, diagonal)",
      "y[.., r, c] = a[.., r, c] where c - r >= diagonal, else 0 (last two dims)",
      "da = triu(g, diagonal)",
-     "a needs at least 2 dims; diagonal 0 is the main diagonal, > 0 above it, < 0 below"},
+     "a needs at least 2 dims; diagonal 0 is the main diagonal, > 0 above it, < 0 below",
+     .vjp_graph = triu_vjp_graph},
     [CUMSUM] = {"cumsum", 1, 0, cumsum_forward, cumsum_vjp, cumsum_sample, cumsum_build,
      "tensor_cumsum(a, axis)", "y[.., l, ..] = sum over m <= l of a[.., m, ..] along axis",
      "da[.., m, ..] = sum over l >= m of g[.., l, ..] (a reverse cumulative sum)",

@@ -864,6 +864,22 @@ static int narrow_vjp_graph(const tape_node *n, tensor *g, const bool *want, ten
     gin[0] = tensor_pad(g, pads, 0.0);
     return tg_graph_vjp_done(n, want, gin);
 }
+/* concat, stack: g viewed as [outer, row] (outer = ip[0], the elements
+ * before the axis); input k is the block of columns [off, off + blk) */
+static int cat_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    const int64_t outer = n->ip[0];
+    int64_t off = 0, rows[2] = {outer, outer ? n->out->size / outer : 0};
+    tensor *g2 = outer ? tensor_reshape(g, 2, rows) : NULL;
+    for (int k = 0; k < n->n_in; k++) {
+        const tensor *a = n->in[k];
+        int64_t blk = outer ? a->size / outer : 0;
+        if (want[k])
+            gin[k] = outer ? tensor_reshape(tensor_narrow(g2, 1, off, blk), a->ndim, a->shape)
+                           : tg_tensor_tape_zeros(a->dtype, a->ndim, a->shape); /* empty */
+        off += blk;
+    }
+    return tg_graph_vjp_done(n, want, gin);
+}
 /* pad: da = the interior of g, narrowed dim by dim */
 static int pad_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
     tensor *t = g;
@@ -889,12 +905,14 @@ const op_def tg_ops_shape[] = {
     [CONCAT] = {"concat", -1, 0, cat_forward, cat_vjp, concat_sample, concat_build,
      "tensor_concat(ts, n, axis)", "y = (a_0, a_1, ..) joined along axis",
      "da_k = the slice of g along axis where a_k was placed",
-     "all dims but axis must match; one dtype (int64 lists join too, without gradient)"},
+     "all dims but axis must match; one dtype (int64 lists join too, without gradient)",
+     .vjp_graph = cat_vjp_graph},
     [STACK] = {"stack", -1, 0, cat_forward, cat_vjp, stack_sample, stack_build, "tensor_stack(ts, n, axis)",
      "y[.., k, ..] = a_k, k along a new dim at position axis (0..ndim)",
      "da_k = g[.., k, ..]",
      "all inputs have one shape and dtype (int64 too, without gradient); concat of the inputs "
-     "each given a dim of 1"},
+     "each given a dim of 1",
+     .vjp_graph = cat_vjp_graph},
     [NARROW] = {"narrow", 1, 0, strided_forward, strided_vjp, narrow_sample, narrow_build,
      "tensor_narrow(a, axis, start, length)", "y = a[.., start : start + length, ..] along axis",
      "da = g in the narrowed range, 0 elsewhere",
