@@ -378,6 +378,22 @@ static int hardtanh_vjp_graph(const tape_node *n, tensor *g, const bool *want, t
     gin[0] = tensor_where(inside, g, scalar_like(X, 0));
     return tg_graph_vjp_done(n, want, gin);
 }
+/* prelu, w [C] along axis 1 of x (or one shared w [1]):
+ * dx = g (x > 0 ? 1 : w_c),  dw_c = sum over x <= 0 in channel c of g x */
+static int prelu_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *w = n->in[1], *zero = scalar_like(X, 0);
+    /* w shaped to broadcast over x: [1, C, 1, ..] (a shared w: a scalar) */
+    tensor wshape = {.ndim = w->size == 1 ? 0 : X->ndim};
+    for (int d = 0; d < wshape.ndim; d++) wshape.shape[d] = d == 1 ? w->size : 1;
+    tensor *pos = tensor_gt(X, zero);
+    if (want[0]) gin[0] = tensor_where(pos, g, tensor_mul(g, tensor_reshape(w, wshape.ndim, wshape.shape)));
+    if (want[1]) {
+        tensor *t = tensor_where(pos, zero, tensor_mul(g, X));
+        tensor *s = w->size == 1 ? tensor_sum_all(t) : tg_sum_to_shape(t, &wshape);
+        gin[1] = s ? tensor_reshape(s, w->ndim, w->shape) : NULL;
+    }
+    return tg_graph_vjp_done(n, want, gin);
+}
 /* dx = g z (1 - z) */
 static int sigmoid_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
     gin[0] = tensor_mul(g, tensor_mul(Z, one_minus(Z)));
@@ -460,11 +476,11 @@ const op_def tg_ops_activation[] = {
     [LEAKY_RELU] = ENTRY_G(leaky_relu, 1, leaky_relu_sample, "tensor_leaky_relu(a, slope)",
           "y = a > 0 ? a : slope * a", "da = g (a > 0 ? 1 : slope)",
           "kink at a = 0, where the gradient used is slope (as PyTorch); samples keep |a| >= 0.05", leaky_relu_vjp_graph),
-    [PRELU] = ENTRY(prelu, 2, prelu_sample, "tensor_prelu(a, w)",
+    [PRELU] = ENTRY_G(prelu, 2, prelu_sample, "tensor_prelu(a, w)",
           "y = a > 0 ? a : w[c] * a, c = index along axis 1 (w [C]) or one shared w [1]",
           "da = g (a > 0 ? 1 : w[c]), dw[c] = sum over a <= 0 of channel c of g * a",
           "kink at a = 0, where the slope branch is used (as PyTorch); a of fewer than 2 "
-          "dimensions takes w [1] only; samples keep |a| >= 0.05"),
+          "dimensions takes w [1] only; samples keep |a| >= 0.05", prelu_vjp_graph),
     [SIGMOID] = ENTRY_G(sigmoid, 1, smooth_sample, "tensor_sigmoid(a)", "y = 1 / (1 + e^-a)",
           "da = g * y * (1 - y)",
           "computed with e^-|a| only, so it is finite (0 or 1) for any |a|", sigmoid_vjp_graph),

@@ -359,6 +359,24 @@ static int linear_vjp_graph(const tape_node *n, tensor *g, const bool *want, ten
     return tg_graph_vjp_done(n, want, gin);
 }
 
+/* dropout, dropout2d: dx = g m, m the saved mask (float64 [B, C] for
+ * dropout2d, x's shape for dropout) as a constant of x's dtype, broadcast
+ * over the spatial dims; no mask: dx = g. */
+static int dropout_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    const tensor *m = n->saved[0], *x = n->in[0];
+    if (!m) {
+        gin[0] = g;
+        return tg_graph_vjp_done(n, want, gin);
+    }
+    int64_t shape[TENSOR_MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++) shape[d] = d < m->ndim ? m->shape[d] : 1;
+    tensor *mk = tg_tensor_tape_new(x->dtype, x->ndim, shape);
+    if (!mk) return -1;
+    for (int64_t i = 0; i < m->size; i++) tensor_set(mk, i, tensor_get(m, i));
+    gin[0] = tensor_mul(g, mk);
+    return tg_graph_vjp_done(n, want, gin);
+}
+
 const op_def tg_ops_layer[] = {
     [LINEAR] = {"linear", 3, 0, linear_forward, linear_vjp, linear_sample, linear_build,
      "tensor_linear(x, w, b)", "y = x W^T + b, x [.., IN], W [OUT, IN], b [OUT] or NULL",
@@ -372,13 +390,15 @@ const op_def tg_ops_layer[] = {
      "dx = g * m (eval: dx = g)",
      "the mask is drawn from g in the builder and saved, so forward is pure and a replay uses the "
      "same mask; p must be in [0, 1]; p = 1 keeps nothing: y = 0 and dx = 0; training with p > 0 "
-     "needs g; eval and p = 0 still record a copy op"},
+     "needs g; eval and p = 0 still record a copy op",
+     .vjp_graph = dropout_vjp_graph},
     [DROPOUT2D] = {"dropout2d", 1, 0, dropout_forward, dropout_vjp, dropout2d_sample, dropout2d_build,
      "tensor_dropout2d(x, p, training, g)",
      "training: y[b,c,..] = x[b,c,..] * m[b,c], m = bernoulli(1 - p) / (1 - p) per channel; "
      "x (B, C, H, W) or (B, C, L)",
      "dx[b,c,..] = g[b,c,..] * m[b,c] (eval: dx = g)",
-     "drops whole channels; mask [B, C] drawn in the builder and saved; same p rules as dropout"},
+     "drops whole channels; mask [B, C] drawn in the builder and saved; same p rules as dropout",
+     .vjp_graph = dropout_vjp_graph},
     [EMBEDDING] = {"embedding", 2, 1u, embedding_forward, embedding_vjp, embedding_sample, embedding_build,
      "tensor_embedding(index, weight)", "y[.., :] = W[index[..], :], index int64 any shape, W [N, D]",
      "dW[i, :] = sum of g[k, :] over the positions k with index[k] = i; no gradient for index",

@@ -1005,6 +1005,58 @@ static tensor *cosine_build(tensor *const *in, const op_sample *s) {
 
 #define RED_NOTE "reduction: mean (over elements), sum or none (one loss per element). "
 
+/* ------------------------------------------- class losses: graph vjps
+ * With gs the upstream gradient per position (NONE: g reshaped to
+ * [N, 1, d...]; otherwise g / denominator, a scalar), and constants made
+ * from the labels and the class weight (neither has a gradient):
+ *   cross_entropy: dx = gs (K1 p - K2), p = softmax(x, 1) (a new node, so
+ *     that the second order sees p's dependence on x),
+ *     K1 = (1-e) w_y + (e/C) W  [N, 1, d...],  K2_c = (1-e) w_y [c = y] + (e/C) w_c
+ *   nll_loss: dx = -gs K, K_c = w_y [c = y] */
+static tensor *cls_scale(const tape_node *n, tensor *g, cls_geom gm) {
+    if (n->ip[0] != REDUCTION_NONE) return tensor_mul_scalar(g, 1.0 / cls_denominator(n, gm));
+    const tensor *x = n->in[0];
+    int64_t shape[TENSOR_MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++) shape[d] = d == 1 ? 1 : x->shape[d];
+    return tensor_reshape(g, x->ndim, shape);
+}
+/* K1 (k1 non-NULL) and K2 of cross_entropy with smoothing e, or nll's K (e = 0, k1 NULL). */
+static int cls_constants(const tape_node *n, cls_geom gm, double e, tensor **k1, tensor **k2) {
+    const tensor *x = n->in[0], *w = n->n_in > 2 ? n->in[2] : NULL;
+    const int64_t *L = n->in[1]->data, C = gm.C, S = gm.S;
+    int64_t shape1[TENSOR_MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++) shape1[d] = d == 1 ? 1 : x->shape[d];
+    *k2 = tg_tensor_tape_zeros(x->dtype, x->ndim, x->shape);
+    if (k1) *k1 = tg_tensor_tape_new(x->dtype, x->ndim, shape1);
+    if (!*k2 || (k1 && !*k1)) return -1;
+    double W = 0;
+    for (int64_t c = 0; c < C; c++) W += w ? tensor_get(w, c) : 1;
+    for (int64_t i = 0; i < gm.N; i++)
+        for (int64_t s = 0; s < S; s++) {
+            const int64_t y = L[i * S + s];
+            const double wy = (1 - e) * (w ? tensor_get(w, y) : 1);
+            if (k1) tensor_set(*k1, i * S + s, wy + e / (double)C * W);
+            for (int64_t c = 0; c < C; c++)
+                tensor_set(*k2, (i * C + c) * S + s,
+                           (c == y ? wy : 0) + e / (double)C * (w ? tensor_get(w, c) : 1));
+        }
+    return 0;
+}
+static int cross_entropy_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    cls_geom gm = cls_geom_of(n->in[0]);
+    tensor *k1, *k2;
+    if (cls_constants(n, gm, n->fp[0], &k1, &k2)) return -1;
+    gin[0] = tensor_mul(cls_scale(n, g, gm), tensor_sub(tensor_mul(k1, tensor_softmax(n->in[0], 1)), k2));
+    return tg_graph_vjp_done(n, want, gin);
+}
+static int nll_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    cls_geom gm = cls_geom_of(n->in[0]);
+    tensor *k;
+    if (cls_constants(n, gm, 0.0, NULL, &k)) return -1;
+    gin[0] = tensor_neg(tensor_mul(cls_scale(n, g, gm), k));
+    return tg_graph_vjp_done(n, want, gin);
+}
+
 const op_def tg_ops_loss[] = {
     [MSE] = {"mse_loss", 2, 0, mse_forward, mse_vjp, mse_sample, mse_build,
              "tensor_mse_loss(pred, target, reduction)", "l = (pred - target)^2",
@@ -1049,11 +1101,13 @@ const op_def tg_ops_loss[] = {
                        "gradient; weight [C], no gradient; label_smoothing e in [0, 1]; mean divides "
                        "by the summed weights of the targets (PyTorch); none gives [N, d...]; "
                        "max-shifted log-sum-exp, finite for any logit; softmax kept for the vjp. "
-                       "Not offered: ignore_index, probability targets"},
+                       "Not offered: ignore_index, probability targets",
+     .vjp_graph = cross_entropy_vjp_graph},
     [NLL] = {"nll_loss", 3, (1u << 1) | (1u << 2), nll_forward, nll_vjp, nll_sample, nll_build,
              "tensor_nll_loss(logp, labels, weight or NULL, reduction)", "l = -w_y logp_y",
              "dlogp_c = -w_y [c = y] g",
-             "shapes as cross_entropy; mean divides by the summed weights of the targets"},
+             "shapes as cross_entropy; mean divides by the summed weights of the targets",
+     .vjp_graph = nll_vjp_graph},
     [KL_DIV] = {"kl_div", 2, 0, kl_div_forward, kl_div_vjp, kl_div_sample, kl_div_build,
                 "tensor_kl_div(logp, target, reduction)", "l = t log t - t logp  (0 log 0 = 0)",
                 "dlogp = -t g, dt = (log t + 1 - logp) g",

@@ -362,6 +362,13 @@ static int cos_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor
     gin[0] = tensor_neg(tensor_mul(g, tensor_sin(n->in[0])));
     return tg_graph_vjp_done(n, want, gin);
 }
+/* cumsum along axis (ip[0]): dx = the reverse cumulative sum of g,
+ * sum_{l >= m} g_l = sum_axis(g) - cumsum(g) + g */
+static int cumsum_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    int ax = (int)n->ip[0];
+    gin[0] = tensor_add(tensor_sub(tensor_sum(g, &ax, 1, true), tensor_cumsum(g, ax)), g);
+    return tg_graph_vjp_done(n, want, gin);
+}
 /* tril, triu: the same mask on g (ip[0] the diagonal) */
 static int tril_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
     gin[0] = tensor_tril(g, n->ip[0]);
@@ -392,7 +399,8 @@ const op_def tg_ops_sequence[] = {
     [CUMSUM] = {"cumsum", 1, 0, cumsum_forward, cumsum_vjp, cumsum_sample, cumsum_build,
      "tensor_cumsum(a, axis)", "y[.., l, ..] = sum over m <= l of a[.., m, ..] along axis",
      "da[.., m, ..] = sum over l >= m of g[.., l, ..] (a reverse cumulative sum)",
-     "sums run in the order of the axis, in the input's dtype"},
+     "sums run in the order of the axis, in the input's dtype",
+     .vjp_graph = cumsum_vjp_graph},
     [ONE_HOT] = {"one_hot", 1, 1u, one_hot_forward, one_hot_vjp, one_hot_sample, one_hot_build,
      "tensor_one_hot(index, n, dtype)",
      "y[.., c] = 1 if index[..] == c else 0, c in [0, n); y has index's shape and a last dim n",
