@@ -342,6 +342,51 @@ static int smooth_l1_vjp_graph(const tape_node *n, tensor *g, const bool *want, 
     return pw_graph_done(n, tensor_mul(pw_scale(n, g), dl), want, gin);
 }
 #undef DIFF
+/* The scale times the optional weight (input 2, broadcast). */
+static tensor *pw_scale_w(const tape_node *n, tensor *g) {
+    tensor *s = pw_scale(n, g);
+    return n->n_in > 2 && n->in[2] ? tensor_mul(s, n->in[2]) : s;
+}
+/* bce: dx = (x - y) / (x (1 - x)), dy = log(1 - x) - log x (inside (0, 1),
+ * where the kernel's clamps do not act) */
+static int bce_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *x = n->in[0], *y = n->in[1], *s = pw_scale_w(n, g);
+    tensor *omx = tensor_add_scalar(tensor_neg(x), 1.0);
+    if (want[0]) gin[0] = tensor_mul(s, tensor_div(tensor_sub(x, y), tensor_mul(x, omx)));
+    if (want[1]) gin[1] = tensor_mul(s, tensor_sub(tensor_log(omx), tensor_log(x)));
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* bce_with_logits, w = pos_weight (1 when absent), sp = softplus(-x):
+ * dx = (1 - y) - (1 + (w - 1) y) sigmoid(-x),  dy = -x + (w - 1) sp */
+static int bce_logits_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *x = n->in[0], *y = n->in[1], *w = n->n_in > 2 ? n->in[2] : NULL, *s = pw_scale(n, g);
+    tensor *nx = tensor_neg(x), *wm1 = w ? tensor_add_scalar(w, -1.0) : NULL;
+    tensor *coef = w ? tensor_add_scalar(tensor_mul(wm1, y), 1.0) : NULL;
+    if (want[0]) {
+        tensor *sg = tensor_sigmoid(nx);
+        gin[0] = tensor_mul(s, tensor_sub(tensor_add_scalar(tensor_neg(y), 1.0), coef ? tensor_mul(coef, sg) : sg));
+    }
+    if (want[1]) {
+        tensor *d = w ? tensor_add(nx, tensor_mul(wm1, tensor_softplus(nx, 1.0, INFINITY))) : nx;
+        gin[1] = tensor_mul(s, d);
+    }
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* kl_div: dx = -y, dy = log y + 1 - x (the samples keep y > 0) */
+static int kl_div_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *x = n->in[0], *y = n->in[1], *s = pw_scale(n, g);
+    if (want[0]) gin[0] = tensor_neg(tensor_mul(s, y));
+    if (want[1]) gin[1] = tensor_mul(s, tensor_sub(tensor_add_scalar(tensor_log(y), 1.0), x));
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* hinge: where margin - y x > 0 (a constant mask), dx = -y, dy = -x; else 0 */
+static int hinge_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *x = n->in[0], *y = n->in[1], *s = pw_scale(n, g), *zero = tg_tape_scalar(x->dtype, 0);
+    tensor *on = tensor_gt(tensor_add_scalar(tensor_neg(tensor_mul(y, x)), n->fp[0]), zero);
+    if (want[0]) gin[0] = tensor_where(on, tensor_neg(tensor_mul(s, y)), zero);
+    if (want[1]) gin[1] = tensor_where(on, tensor_neg(tensor_mul(s, x)), zero);
+    return tg_graph_vjp_done(n, want, gin);
+}
 
 /* Validates and records a pointwise loss: x and y of one shape, optional
  * weight w broadcast to it, nfp scalars. */
@@ -1084,14 +1129,16 @@ const op_def tg_ops_loss[] = {
              "l = -w (t max(log p, -100) + (1 - t) max(log(1 - p), -100))",
              "dp = w (p - t) / max(p (1 - p), 1e-12) g, dt = w (max(log(1-p),-100) - max(log p,-100)) g",
              RED_NOTE "prob must be in [0, 1] (checked); the weight broadcasts to prob and gets no "
-                      "gradient; mean divides by the element count; samples keep p in (0.05, 0.95)"},
+                      "gradient; mean divides by the element count; samples keep p in (0.05, 0.95)",
+     .vjp_graph = bce_vjp_graph},
     [BCE_LOGITS] = {"bce_with_logits", 3, 1u << 2, bce_logits_forward, bce_logits_vjp,
                     bce_logits_sample, bce_logits_build,
                     "tensor_bce_with_logits(logits, target, pos_weight or NULL, reduction)",
                     "l = (1 - t) x + (1 + (pw - 1) t) softplus(-x)",
                     "dx = ((1 - t) - (1 + (pw - 1) t) sigmoid(-x)) g, dt = (-x + (pw - 1) softplus(-x)) g",
                     RED_NOTE "log-sigmoid form, finite for any logit; pos_weight broadcasts to the "
-                             "logits (typically [C]) and gets no gradient"},
+                             "logits (typically [C]) and gets no gradient",
+     .vjp_graph = bce_logits_vjp_graph},
     [CROSS_ENTROPY] = {"cross_entropy", 3, (1u << 1) | (1u << 2), cross_entropy_forward,
                        cross_entropy_vjp, cross_entropy_sample, cross_entropy_build,
                        "tensor_cross_entropy(logits, labels, weight or NULL, label_smoothing, reduction)",
@@ -1113,11 +1160,13 @@ const op_def tg_ops_loss[] = {
                 "dlogp = -t g, dt = (log t + 1 - logp) g",
                 RED_NOTE "PyTorch's kl_div with log_target = false; mean is the element mean like "
                          "PyTorch's 'mean'; 'batchmean' is not offered: use sum and divide by N. "
-                         "At t = 0 the target gradient is taken as -logp; samples keep t >= 0.05"},
+                         "At t = 0 the target gradient is taken as -logp; samples keep t >= 0.05",
+     .vjp_graph = kl_div_vjp_graph},
     [HINGE] = {"hinge_loss", 2, 0, hinge_forward, hinge_vjp, hinge_sample, hinge_build,
                "tensor_hinge_loss(x, y, margin, reduction)", "l = max(0, margin - y x)",
                "dx = -y [margin > y x] g, dy = -x [margin > y x] g",
-               RED_NOTE "y in {-1, +1}, same shape as x; kink at y x = margin, samples keep 0.05 away"},
+               RED_NOTE "y in {-1, +1}, same shape as x; kink at y x = margin, samples keep 0.05 away",
+     .vjp_graph = hinge_vjp_graph},
     [FOCAL] = {"focal_loss", 2, 0, focal_forward, focal_vjp, focal_sample, focal_build,
                "tensor_focal_loss(logits, target, alpha, gamma, reduction)",
                "s = sigmoid(x); u = s (1 - t) + (1 - s) t; a = alpha t + (1 - alpha)(1 - t); "
