@@ -407,3 +407,25 @@ tensor *tg_tape_scalar(dtype dt, double v) {
     if (t) tensor_set(t, 0, v);
     return t;
 }
+
+tensor *tg_gather_adjoint(tensor *g, int ax, tensor *idx, const tensor *a) {
+    if (!g || !idx) return NULL;
+    const int nd = g->ndim;
+    const int64_t A = a->shape[ax];
+    int64_t s1[TENSOR_MAX_DIMS], s2[TENSOR_MAX_DIMS], pads[2 * TENSOR_MAX_DIMS] = {0};
+    for (int d = 0; d < nd; d++) s1[d] = g->shape[d];
+    s1[nd] = 1;
+    /* t[p, c] = g[p] [idx[p] = c], summed over p_ax: [.., 1 (ax), .., A] */
+    tensor *t = tensor_mul(tensor_reshape(g, nd + 1, s1), tensor_one_hot(idx, A, g->dtype));
+    t = tensor_sum(t, &ax, 1, true);
+    /* the class dim takes the axis's place */
+    t = tensor_transpose(t, ax, nd);
+    bool pad = false;
+    for (int d = 0; d < nd; d++) {
+        s2[d] = d == ax ? A : g->shape[d];
+        pads[2 * d + 1] = a->shape[d] - s2[d];
+        pad |= pads[2 * d + 1] > 0;
+    }
+    t = tensor_reshape(t, nd, s2);
+    return pad ? tensor_pad(t, pads, 0.0) : t;
+}

@@ -243,6 +243,11 @@ int tg_grad(const char *fn, tensor *out, const tensor *gout, tensor *const *inpu
 int tg_graph_vjp_done(const tape_node *n, const bool *want, tensor *const *gin);
 /* A 0-d tape tensor holding v, a constant (for where, comparisons). */
 tensor *tg_tape_scalar(dtype dt, double v);
+/* The adjoint of a gather along axis ax (y[p] = a[p with p_ax = idx[p]],
+ * idx int64 of g's shape, a's other dims at least idx's): g added at the
+ * gathered positions of a tensor of a's shape, built from ops (one_hot of
+ * idx, a constant, times g, summed over the axis, padded with zeros). */
+tensor *tg_gather_adjoint(tensor *g, int ax, tensor *idx, const tensor *a);
 
 /* ------------------------------------------------------ broadcasting */
 /* NumPy broadcast of two shapes; sets an error naming op and both shapes. */

@@ -377,6 +377,16 @@ static int dropout_vjp_graph(const tape_node *n, tensor *g, const bool *want, te
     return tg_graph_vjp_done(n, want, gin);
 }
 
+/* embedding: dW = one_hot(index, N)^T [N, K] @ g [K, D] (K positions;
+ * the one-hot matrix is a constant and sums repeated indices) */
+static int embedding_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *idx = n->in[0], *w = n->in[1];
+    int64_t K = idx->size, gk[2] = {K, w->shape[1]};
+    tensor *oh = tensor_one_hot(tensor_reshape(idx, 1, &K), w->shape[0], w->dtype);
+    gin[1] = tensor_matmul(tensor_transpose(oh, 0, 1), tensor_reshape(g, 2, gk));
+    return tg_graph_vjp_done(n, want, gin);
+}
+
 const op_def tg_ops_layer[] = {
     [LINEAR] = {"linear", 3, 0, linear_forward, linear_vjp, linear_sample, linear_build,
      "tensor_linear(x, w, b)", "y = x W^T + b, x [.., IN], W [OUT, IN], b [OUT] or NULL",
@@ -402,7 +412,8 @@ const op_def tg_ops_layer[] = {
     [EMBEDDING] = {"embedding", 2, 1u, embedding_forward, embedding_vjp, embedding_sample, embedding_build,
      "tensor_embedding(index, weight)", "y[.., :] = W[index[..], :], index int64 any shape, W [N, D]",
      "dW[i, :] = sum of g[k, :] over the positions k with index[k] = i; no gradient for index",
-     "duplicate indices accumulate; an index outside [0, N) is an error naming it and N"},
+     "duplicate indices accumulate; an index outside [0, N) is an error naming it and N",
+     .vjp_graph = embedding_vjp_graph},
 };
 const int tg_ops_layer_count = N_LAYER_OPS;
 _Static_assert(sizeof tg_ops_layer / sizeof tg_ops_layer[0] == N_LAYER_OPS,

@@ -369,6 +369,12 @@ static int cumsum_vjp_graph(const tape_node *n, tensor *g, const bool *want, ten
     gin[0] = tensor_add(tensor_sub(tensor_sum(g, &ax, 1, true), tensor_cumsum(g, ax)), g);
     return tg_graph_vjp_done(n, want, gin);
 }
+/* sort, topk along ip[0]: y gathers a at the saved indices (saved[0]), so
+ * da is the adjoint of that gather */
+static int sort_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    gin[0] = tg_gather_adjoint(g, (int)n->ip[0], n->saved[0], n->in[0]);
+    return tg_graph_vjp_done(n, want, gin);
+}
 /* tril, triu: the same mask on g (ip[0] the diagonal) */
 static int tril_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
     gin[0] = tensor_tril(g, n->ip[0]);
@@ -414,14 +420,16 @@ const op_def tg_ops_sequence[] = {
      "da[.., indices[j], ..] += g[.., j, ..] (g scattered back to where each value came from)",
      "stable: equal values keep their order, and NaN sorts as the largest value (last ascending, "
      "first descending). A tie is a kink (the gradient follows the order chosen); samples keep "
-     "values 0.1 apart"},
+     "values 0.1 apart",
+     .vjp_graph = sort_vjp_graph},
     [TOPK] = {"topk", 1, 0, sort_forward, sort_vjp, topk_sample, topk_build,
      "tensor_topk(a, k, axis, largest, &indices)",
      "y = the k largest (or smallest) values along axis, largest first (smallest first); "
      "indices (int64) = their positions in a",
      "da[.., indices[j], ..] += g[.., j, ..]; 0 for the values not chosen",
      "the first k of a stable sort, so ties go to the earlier position; samples keep values "
-     "0.1 apart"},
+     "0.1 apart",
+     .vjp_graph = sort_vjp_graph},
     [MULTINOMIAL] = {"multinomial", 1, 1u, multinomial_forward, multinomial_vjp, multinomial_sample,
      multinomial_build, "tensor_multinomial(probs, n, replacement, rng)",
      "y[r, d] = the category of draw d from row r of probs (weights, normalised by their sum): "

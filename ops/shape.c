@@ -880,6 +880,60 @@ static int cat_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor
     }
     return tg_graph_vjp_done(n, want, gin);
 }
+/* The adjoint of selecting positions idx (int64 [J]) along axis ax of a
+ * dim of size A, built from ops: g's axis moved last and flattened to
+ * [M, J], times one_hot(idx, A) [J, A] (a constant), which sums repeats,
+ * then the axis moved back. */
+static tensor *scatter_axis(tensor *g, int ax, tensor *idx, int64_t A) {
+    if (!g || !idx) return NULL;
+    const int nd = g->ndim;
+    int perm[TENSOR_MAX_DIMS], inv[TENSOR_MAX_DIMS];
+    int64_t moved[TENSOR_MAX_DIMS], flat[2] = {1, g->shape[ax]};
+    for (int d = 0, k = 0; d < nd; d++)
+        if (d != ax) perm[k++] = d;
+    perm[nd - 1] = ax;
+    for (int d = 0; d < nd; d++) {
+        inv[perm[d]] = d;
+        moved[d] = g->shape[perm[d]];
+        if (d < nd - 1) flat[0] *= moved[d];
+    }
+    moved[nd - 1] = A;
+    tensor *r = tensor_matmul(tensor_reshape(tensor_permute(g, perm), 2, flat), tensor_one_hot(idx, A, g->dtype));
+    return tensor_permute(tensor_reshape(r, nd, moved), inv);
+}
+/* index_select along ip[0]: da = scatter_axis(g) at the index */
+static int index_select_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    int ax = (int)n->ip[0];
+    gin[0] = scatter_axis(g, ax, n->in[1], n->in[0]->shape[ax]);
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* slice: the positions start, start + step, ... of the axis whose map
+ * differs from a's own (base offset ip[0] = start * stride, ip[1 + ax] =
+ * stride * step); none differs: the identity */
+static int slice_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    const tensor *a = n->in[0];
+    int64_t st[TENSOR_MAX_DIMS];
+    row_major_strides(a->ndim, a->shape, st);
+    int ax = -1;
+    for (int d = 0; d < a->ndim && ax < 0; d++)
+        if (n->out->shape[d] != a->shape[d] || (a->shape[d] > 1 && n->ip[1 + d] != st[d])) ax = d;
+    if (ax < 0) {
+        gin[0] = g;
+        return tg_graph_vjp_done(n, want, gin);
+    }
+    const int64_t len = n->out->shape[ax], start = st[ax] ? n->ip[0] / st[ax] : 0,
+                  step = st[ax] ? n->ip[1 + ax] / st[ax] : 1;
+    tensor *idx = tg_tensor_tape_new(DTYPE_I64, 1, &len);
+    if (!idx) return -1;
+    for (int64_t k = 0; k < len; k++) ((int64_t *)idx->data)[k] = start + k * step;
+    gin[0] = scatter_axis(g, ax, idx, a->shape[ax]);
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* gather along ip[0]: da = g added back at the gathered positions */
+static int gather_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    gin[0] = tg_gather_adjoint(g, (int)n->ip[0], n->in[1], n->in[0]);
+    return tg_graph_vjp_done(n, want, gin);
+}
 /* pad: da = the interior of g, narrowed dim by dim */
 static int pad_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
     tensor *t = g;
@@ -923,17 +977,20 @@ const op_def tg_ops_shape[] = {
      "tensor_slice(a, axis, start, stop, step)", "y = a[.., start:stop:step, ..] along axis (Python)",
      "da = g at the selected positions, 0 elsewhere",
      "step > 0; negative bounds count from the end; bounds are clamped to the dim like Python; "
-     "int64 tensors allowed"},
+     "int64 tensors allowed",
+     .vjp_graph = slice_vjp_graph},
     [INDEX_SELECT] = {"index_select", 2, 2, index_select_forward, index_select_vjp, index_select_sample,
      index_select_build, "tensor_index_select(a, axis, index)",
      "y[.., j, ..] = a[.., index[j], ..] (index int64 1-D)",
      "da[.., index[j], ..] += g[.., j, ..] (repeats accumulate)",
      "index has no gradient; an index outside [0, size) is an error; a may be int64 (no "
-     "gradient)"},
+     "gradient)",
+     .vjp_graph = index_select_vjp_graph},
     [GATHER] = {"gather", 2, 2, gather_forward, gather_vjp, gather_sample, gather_build,
      "tensor_gather(a, axis, index)", "y[p] = a[p with p_axis = index[p]] (index int64, a's ndim)",
      "da[p with p_axis = index[p]] += g[p] (scatter-add; repeats accumulate)",
-     "index may be smaller than a in the other dims; an index outside [0, size) is an error"},
+     "index may be smaller than a in the other dims; an index outside [0, size) is an error",
+     .vjp_graph = gather_vjp_graph},
     [PAD] = {"pad", 1, 0, pad_forward, pad_vjp, pad_sample, pad_build, "tensor_pad(a, pads, value)",
      "y = a surrounded by (before_d, after_d) elements of value in each dim d",
      "da = the interior of g", "constant padding only; pads must be >= 0; value has no gradient",
