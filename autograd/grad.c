@@ -320,6 +320,9 @@ static int grad_walk(walk *w, const tensor *gout, bool create_graph, bool allow_
 int tg_grad(const char *fn, tensor *out, const tensor *gout, tensor *const *inputs, int n,
                      bool create_graph, bool allow_unused, tensor **grads) {
     if (check_inputs(fn, inputs, n, grads, out, gout)) return -1;
+    /* in a no-grad scope nothing can be recorded: the kernel vjps give the
+     * same numbers */
+    if (!tape_is_recording()) create_graph = false;
     walk w = {.fn = fn, .out = out, .inputs = inputs, .n = n};
     w.top = out->tape_owned && out->node >= 0 ? out->node : -1;
     const size_t np = (size_t)(w.top + 1);
@@ -428,4 +431,17 @@ tensor *tg_gather_adjoint(tensor *g, int ax, tensor *idx, const tensor *a) {
     }
     t = tensor_reshape(t, nd, s2);
     return pad ? tensor_pad(t, pads, 0.0) : t;
+}
+
+int tg_vjp_graph_by_decomposition(const tape_node *n, tensor *out, tensor *g, const bool *want,
+                                  tensor **gin) {
+    tensor *wrt[8], *res[8];
+    int m = 0, slot[8];
+    for (int j = 0; j < n->n_in && m < 8; j++)
+        if (want[j]) slot[m] = j, wrt[m++] = n->in[j];
+    if (!out) return tg_graph_vjp_done(n, want, gin);
+    /* an input the decomposition does not reach has a zero gradient */
+    if (tg_grad(n->op->name, out, g, wrt, m, true, true, res)) return -1;
+    for (int k = 0; k < m; k++) gin[slot[k]] = res[k];
+    return tg_graph_vjp_done(n, want, gin);
 }

@@ -47,8 +47,8 @@ static void fill_seeded(tensor *t, rng *g) {
 
 /* ------------------------------------------ differentiable vjp vs kernel vjp */
 /* Node i's vjp_graph (of `op`, which may be a copy of the node's entry) and
- * its kernel vjp, on one seeded upstream gradient, in a no-grad scope (values
- * only). Returns 1 when they disagree (the sentence in *msg, allocated), 0
+ * its kernel vjp, on one seeded upstream gradient (values only: the nodes
+ * the graph vjp records are dropped again). Returns 1 when they disagree (the sentence in *msg, allocated), 0
  * when they agree or the node has nothing to compare, -1 on an error. */
 static int node_compare(const op_def *op, int64_t i, rng *g, const char *where, char **msg) {
     tape_node *nd = tg_tape_node_at(i);
@@ -77,10 +77,11 @@ static int node_compare(const op_def *op, int64_t i, rng *g, const char *where, 
     nd->out->grad = u;
     op->vjp(nd, kern);
     nd->out->grad = kept;
+    /* recorded (a decomposition must be), then dropped from the tape */
     const tape_node copy = *nd;
-    tape_no_grad_begin();
+    const int64_t count = tg_tape_node_count();
     int rc = op->vjp_graph(&copy, u, want, graph);
-    tape_no_grad_end();
+    tg_tape_truncate(count);
     if (rc || tg_error_count() != errors) {
         if (!tg_error_pending()) tg_error_set("%s: the differentiable vjp failed", where);
         else tg_error_prefix("%s: ", where);

@@ -248,6 +248,13 @@ tensor *tg_tape_scalar(dtype dt, double v);
  * gathered positions of a tensor of a's shape, built from ops (one_hot of
  * idx, a constant, times g, summed over the axis, padded with zeros). */
 tensor *tg_gather_adjoint(tensor *g, int ax, tensor *idx, const tensor *a);
+/* A graph vjp by decomposition: out is the node's forward rebuilt by the
+ * caller from differentiable ops on the node's inputs (recorded: graph vjps
+ * run only while the tape records), and gin[j] for each wanted input is
+ * tensor_grad(out, g, create_graph) - itself differentiable to any order.
+ * For ops whose formulas are long (focal loss, cosine embedding). */
+int tg_vjp_graph_by_decomposition(const tape_node *n, tensor *out, tensor *g, const bool *want,
+                                  tensor **gin);
 
 /* ------------------------------------------------------ broadcasting */
 /* NumPy broadcast of two shapes; sets an error naming op and both shapes. */

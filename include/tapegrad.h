@@ -539,8 +539,9 @@ int gradcheck_model(struct nn_model *m, gradcheck_fn fn, void *ctx, tensor *cons
  *   create_graph true: every node's vjp is built from differentiable ops and
  *     recorded, so the results require grad (where they depend on an input)
  *     and any function of them can be differentiated again, to any order. An
- *     op without a differentiable vjp is refused up front, naming it; inside
- *     a no-grad scope nothing is recorded and the results are constants.
+ *     op without a differentiable vjp is refused up front, naming it. Inside
+ *     a no-grad scope nothing can be recorded: create_graph is then ignored
+ *     and the kernel vjps give the (same) numbers.
  * Returns 0, or -1 with an error (grads all NULL). */
 int tensor_grad(tensor *out, const tensor *grad_out, tensor *const *inputs, int n,
                 bool create_graph, tensor **grads);

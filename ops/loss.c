@@ -342,6 +342,23 @@ static int smooth_l1_vjp_graph(const tape_node *n, tensor *g, const bool *want, 
     return pw_graph_done(n, tensor_mul(pw_scale(n, g), dl), want, gin);
 }
 #undef DIFF
+/* focal: the loss rebuilt from ops and differentiated (a decomposition):
+ * s = sigmoid(x), ce = softplus(x) - x y, u = s (1 - y) + (1 - s) y,
+ * l = a ce u^gamma, a = alpha y + (1 - alpha)(1 - y) (1 when alpha < 0) */
+static tensor *pw_reduce(const tape_node *n, tensor *l) {
+    if (n->ip[0] == REDUCTION_NONE) return l;
+    return n->ip[0] == REDUCTION_SUM ? tensor_sum_all(l) : tensor_mean_all(l);
+}
+static int focal_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *x = n->in[0], *y = n->in[1];
+    const double alpha = n->fp[0], gamma = n->fp[1];
+    tensor *s = tensor_sigmoid(x), *omy = tensor_add_scalar(tensor_neg(y), 1.0);
+    tensor *ce = tensor_sub(tensor_softplus(x, 1.0, INFINITY), tensor_mul(x, y));
+    tensor *u = tensor_add(tensor_mul(s, omy), tensor_mul(tensor_add_scalar(tensor_neg(s), 1.0), y));
+    tensor *l = tensor_mul(ce, tensor_pow_scalar(u, gamma));
+    if (alpha >= 0) l = tensor_mul(l, tensor_add(tensor_mul_scalar(y, alpha), tensor_mul_scalar(omy, 1 - alpha)));
+    return tg_vjp_graph_by_decomposition(n, pw_reduce(n, l), g, want, gin);
+}
 /* The scale times the optional weight (input 2, broadcast). */
 static tensor *pw_scale_w(const tape_node *n, tensor *g) {
     tensor *s = pw_scale(n, g);
@@ -1102,6 +1119,23 @@ static int nll_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor
     return tg_graph_vjp_done(n, want, gin);
 }
 
+/* cosine_embedding_loss rebuilt from ops and differentiated: per row
+ * cos = <x1, x2> (|x1|^2 + eps)^-1/2 (|x2|^2 + eps)^-1/2,
+ * l = 1 - cos (y = 1), relu(cos - margin) (y = -1), 0 otherwise */
+static int cosine_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *a = n->in[0], *b = n->in[1], *y = n->in[2];
+    int ax1 = 1;
+    tensor *ab = tensor_sum(tensor_mul(a, b), &ax1, 1, false);
+    tensor *n1 = tensor_add_scalar(tensor_sum(tensor_square(a), &ax1, 1, false), COS_EPS);
+    tensor *n2 = tensor_add_scalar(tensor_sum(tensor_square(b), &ax1, 1, false), COS_EPS);
+    tensor *cos = tensor_mul(ab, tensor_pow_scalar(tensor_mul(n1, n2), -0.5));
+    tensor *zero = tg_tape_scalar(a->dtype, 0), *one = tg_tape_scalar(a->dtype, 1), *mone = tg_tape_scalar(a->dtype, -1);
+    tensor *l = tensor_where(tensor_eq(y, one), tensor_add_scalar(tensor_neg(cos), 1.0),
+                             tensor_where(tensor_eq(y, mone), tensor_relu(tensor_add_scalar(cos, -n->fp[0])), zero));
+    tensor *out = n->ip[0] == REDUCTION_NONE ? l : n->ip[0] == REDUCTION_SUM ? tensor_sum_all(l) : tensor_mean_all(l);
+    return tg_vjp_graph_by_decomposition(n, out, g, want, gin);
+}
+
 const op_def tg_ops_loss[] = {
     [MSE] = {"mse_loss", 2, 0, mse_forward, mse_vjp, mse_sample, mse_build,
              "tensor_mse_loss(pred, target, reduction)", "l = (pred - target)^2",
@@ -1174,14 +1208,16 @@ const op_def tg_ops_loss[] = {
                "dx = a g ((s - t) u^gamma + ce gamma u^(gamma-1) s (1 - s) (1 - 2t)), "
                "dt = a g (-x u^gamma + ce gamma u^(gamma-1) (1 - 2s)) + (2 alpha - 1) ce u^gamma g",
                RED_NOTE "torchvision.ops.sigmoid_focal_loss; alpha < 0 disables the alpha weight; "
-                        "gamma >= 0; finite for any logit; soft targets allowed"},
+                        "gamma >= 0; finite for any logit; soft targets allowed",
+     .vjp_graph = focal_vjp_graph},
     [COSINE] = {"cosine_embedding_loss", 3, 1u << 2, cosine_forward, cosine_vjp, cosine_sample,
                 cosine_build, "tensor_cosine_embedding_loss(x1, x2, y, margin, reduction)",
                 "c = <x1, x2> / sqrt((|x1|^2 + 1e-12)(|x2|^2 + 1e-12)); l = 1 - c (y = 1), "
                 "max(0, c - margin) (y = -1)",
                 "dx1 = dl/dc (x2 / sqrt(n1 n2) - c x1 / n1) g, dx2 likewise, dl/dc = -1 or [c > margin]",
                 "x1, x2 [N, D], y [N] in {-1, +1} (other values give 0, as PyTorch), no gradient; "
-                "none gives [N]; kink at c = margin for y = -1, samples keep 0.05 away"},
+                "none gives [N]; kink at c = margin for y = -1, samples keep 0.05 away",
+     .vjp_graph = cosine_vjp_graph},
 };
 const int tg_ops_loss_count = N_LOSS_OPS;
 _Static_assert(sizeof tg_ops_loss / sizeof tg_ops_loss[0] == N_LOSS_OPS,

@@ -449,6 +449,20 @@ GRAPH_VJP(where) {
     if (want[2]) gin[2] = tg_sum_to_shape(tensor_where(c, zero, g), n->in[2]);
     return tg_graph_vjp_done(n, want, gin);
 }
+/* masked_select: g goes back to the selected positions of a (flattened),
+ * the adjoint of a gather of those positions */
+GRAPH_VJP(masked_select) {
+    const tensor *a = n->in[0], *m = n->in[1];
+    int64_t count = n->out->size, N = a->size;
+    tensor *idx = tg_tensor_tape_new(DTYPE_I64, 1, &count);
+    if (!idx) return -1;
+    for (int64_t i = 0, j = 0; i < N; i++)
+        if (truth_at(m, i)) ((int64_t *)idx->data)[j++] = i;
+    tensor flat = {.ndim = 1, .shape = {N}}; /* a's shape, flattened */
+    tensor *t = tg_gather_adjoint(g, 0, idx, &flat);
+    gin[0] = tensor_reshape(t, a->ndim, a->shape);
+    return tg_graph_vjp_done(n, want, gin);
+}
 #undef X
 #undef Y
 #undef Z
@@ -539,7 +553,8 @@ const op_def tg_ops_math[] = {
      "y = the elements of a where mask is nonzero, 1-D in row-major order",
      "da = g scattered back to the selected positions, 0 elsewhere; no gradient for mask",
      "mask has a's shape (no broadcasting) and any dtype; the output length is fixed when the "
-     "op is built"},
+     "op is built",
+     .vjp_graph = masked_select_vjp_graph},
 };
 const int tg_ops_math_count = N_MATH_OPS;
 _Static_assert(sizeof tg_ops_math / sizeof tg_ops_math[0] == N_MATH_OPS,
