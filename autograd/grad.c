@@ -445,3 +445,20 @@ int tg_vjp_graph_by_decomposition(const tape_node *n, tensor *out, tensor *g, co
     for (int k = 0; k < m; k++) gin[slot[k]] = res[k];
     return tg_graph_vjp_done(n, want, gin);
 }
+
+tensor *tg_unfold2d(tensor *x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+                    int64_t pw, int64_t dh, int64_t dw, double pad_value, int64_t oh, int64_t ow) {
+    if (!x) return NULL;
+    const int64_t pads[8] = {0, 0, 0, 0, ph, ph, pw, pw};
+    tensor *xp = ph || pw ? tensor_pad(x, pads, pad_value) : x;
+    const int64_t taps = kh * kw;
+    tensor *small[64];
+    tensor **t = taps <= 64 ? small : tg_arena_alloc((size_t)taps * sizeof *t);
+    if (!t || !xp) return NULL;
+    for (int64_t i = 0; i < kh; i++)
+        for (int64_t j = 0; j < kw; j++) {
+            tensor *r = tensor_slice(xp, 2, i * dh, i * dh + (oh - 1) * sh + 1, sh);
+            t[i * kw + j] = tensor_slice(r, 3, j * dw, j * dw + (ow - 1) * sw + 1, sw);
+        }
+    return tensor_stack(t, (int)taps, 2);
+}

@@ -255,6 +255,12 @@ tensor *tg_gather_adjoint(tensor *g, int ax, tensor *idx, const tensor *a);
  * For ops whose formulas are long (focal loss, cosine embedding). */
 int tg_vjp_graph_by_decomposition(const tape_node *n, tensor *out, tensor *g, const bool *want,
                                   tensor **gin);
+/* The windows of a 2-D sliding op (conv2d, pools), built from ops for
+ * their decompositions: x [B, C, H, W] padded by (ph, pw) with pad_value,
+ * and for each of the KH KW taps (kh, kw) the strided slice starting at
+ * (kh dh, kw dw) of OH x OW positions; stacked [B, C, KH KW, OH, OW]. */
+tensor *tg_unfold2d(tensor *x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+                    int64_t pw, int64_t dh, int64_t dw, double pad_value, int64_t oh, int64_t ow);
 
 /* ------------------------------------------------------ broadcasting */
 /* NumPy broadcast of two shapes; sets an error naming op and both shapes. */

@@ -228,6 +228,23 @@ static tensor *conv2d_build(tensor *const *in, const op_sample *s) {
     return tensor_conv2d(in[0], in[1], s->n_inputs > 2 ? in[2] : NULL, p);
 }
 
+/* conv2d's differentiable vjp, by decomposition (tg_vjp_graph_by_decomposition):
+ * the convolution rebuilt from ops as a batched product with the unfolded
+ * input, w [G, OC/G, C/G KH KW] @ cols [B, G, C/G KH KW, OH OW], plus the
+ * bias. ip: stride 0-1, padding 2-3, dilation 4-5, groups 6. */
+static int conv2d_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *x = n->in[0], *w = n->in[1], *b = n->n_in > 2 ? n->in[2] : NULL;
+    const int64_t B = x->shape[0], C = x->shape[1], OC = w->shape[0], KH = w->shape[2], KW = w->shape[3];
+    const int64_t G = n->ip[6], OH = n->out->shape[2], OW = n->out->shape[3];
+    tensor *cols = tg_unfold2d(x, KH, KW, n->ip[0], n->ip[1], n->ip[2], n->ip[3], n->ip[4], n->ip[5], 0.0,
+                               OH, OW);
+    int64_t cs[4] = {B, G, C / G * KH * KW, OH * OW}, ws[3] = {G, OC / G, C / G * KH * KW};
+    int64_t ys[4] = {B, OC, OH, OW}, bs[4] = {1, OC, 1, 1};
+    tensor *y = tensor_reshape(tensor_matmul(tensor_reshape(w, 3, ws), tensor_reshape(cols, 4, cs)), 4, ys);
+    if (b) y = tensor_add(y, tensor_reshape(b, 4, bs));
+    return tg_vjp_graph_by_decomposition(n, y, g, want, gin);
+}
+
 const op_def tg_ops_conv[] = {
     [CONV2D] = {"conv2d", 3, 0, conv2d_forward, conv2d_vjp, conv2d_sample, conv2d_build,
      "tensor_conv2d(x, w, b, params)",
@@ -236,7 +253,8 @@ const op_def tg_ops_conv[] = {
      "per image b and group: dW += G_b (OC/G,P) @ cols_b^T, dx_b = col2im(W^T @ G_b), "
      "db = sum over (b,i,j) of G",
      "b may be NULL (then the node's third input is NULL and the case has 2 inputs); "
-     "linear in each input, no kinks"},
+     "linear in each input, no kinks",
+     .vjp_graph = conv2d_vjp_graph},
 };
 const int tg_ops_conv_count = N_CONV_OPS;
 _Static_assert(sizeof tg_ops_conv / sizeof tg_ops_conv[0] == N_CONV_OPS,
