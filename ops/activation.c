@@ -449,6 +449,24 @@ static int softplus_vjp_graph(const tape_node *n, tensor *g, const bool *want, t
     gin[0] = tensor_where(tensor_gt(bx, scalar_like(X, n->fp[1])), g, tensor_mul(g, tensor_sigmoid(bx)));
     return tg_graph_vjp_done(n, want, gin);
 }
+/* gelu. Tanh form: the forward rebuilt from ops and differentiated (a
+ * decomposition). Exact form: dx = g (Phi(x) + x phi(x)), where no op gives
+ * Phi = erfc(-x / sqrt 2) / 2, but gelu itself does: Phi(x) = gelu(x) / x
+ * (1/2 at x = 0, a constant there), so the second order goes through
+ * another gelu node, and so on to any order. */
+static int gelu_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    if (n->fp[0] != 0) {
+        tensor *u = tensor_mul_scalar(tensor_add(X, tensor_mul_scalar(tensor_pow_scalar(X, 3), GELU_K1)), GELU_K0);
+        tensor *y = tensor_mul(tensor_mul_scalar(X, 0.5), tensor_add_scalar(tensor_tanh(u), 1.0));
+        return tg_vjp_graph_by_decomposition(n, y, g, want, gin);
+    }
+    tensor *at0 = tensor_eq(X, scalar_like(X, 0));
+    tensor *phi_big = tensor_div(tensor_gelu(X, false), tensor_where(at0, scalar_like(X, 1), X));
+    tensor *Phi = tensor_where(at0, scalar_like(X, 0.5), phi_big);
+    tensor *phi = tensor_mul_scalar(tensor_exp(tensor_mul_scalar(tensor_square(X), -0.5)), INV_SQRT_2PI);
+    gin[0] = tensor_mul(g, tensor_add(Phi, tensor_mul(X, phi)));
+    return tg_graph_vjp_done(n, want, gin);
+}
 #undef X
 #undef Z
 
@@ -493,12 +511,12 @@ const op_def tg_ops_activation[] = {
           "y = a - m - ln sum_axis e^(a - m), m = max along axis (logsumexp)",
           "da = g - e^y * sum_axis(g)",
           "finite for any finite input (no log of an underflowed softmax); axis may be negative", log_softmax_vjp_graph),
-    [GELU] = ENTRY(gelu, 1, gelu_sample, "tensor_gelu(a, tanh_approx)",
+    [GELU] = ENTRY_G(gelu, 1, gelu_sample, "tensor_gelu(a, tanh_approx)",
           "y = a * Phi(a) = a erfc(-a / sqrt 2) / 2; tanh_approx: "
           "y = a (1 + tanh(sqrt(2/pi) (a + 0.044715 a^3))) / 2",
           "da = g (Phi(a) + a phi(a)); tanh_approx: da = g ((1 + t) / 2 + a (1 - t^2) "
           "sqrt(2/pi) (1 + 3 * 0.044715 a^2) / 2)",
-          "smooth; samples cover both forms (cases 0-2 erf, 3-5 tanh)"),
+          "smooth; samples cover both forms (cases 0-2 erf, 3-5 tanh)", gelu_vjp_graph),
     [SILU] = ENTRY_G(silu, 1, smooth_sample, "tensor_silu(a)", "y = a * sigmoid(a)",
           "da = g * s * (1 + a (1 - s)), s = sigmoid(a)", "smooth", silu_vjp_graph),
     [MISH] = ENTRY_G(mish, 1, smooth_sample, "tensor_mish(a)", "y = a * tanh(softplus(a))",
