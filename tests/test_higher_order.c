@@ -321,6 +321,30 @@ START_TEST(test_hvp_lenet5_against_differences_of_gradients) {
 }
 END_TEST
 
+/* Linear parts have a zero Hessian: f = sum(a c) + sum(b^3) gives
+ * (H v)_a = 0 (a leaves the graph of the gradient) and (H v)_b = 6 b vb;
+ * f = sum(a c) alone has a constant gradient: H v = 0 for a. */
+START_TEST(test_hvp_linear_parts_are_zero) {
+    tensor *a = leaf(44, SHAPE(3), -1, 1), *b = leaf(45, SHAPE(3), -1, 1), *c = leaf(46, SHAPE(3), 0.5, 1);
+    rng gv;
+    rng_seed(&gv, 47, 1);
+    tensor *va = tg_sample_tensor(&gv, SHAPE(3), -1, 1), *vb = tg_sample_tensor(&gv, SHAPE(3), -1, 1);
+    tensor_set_requires_grad(c, false);
+    tape_reset();
+    tensor *in[2] = {a, b}, *v[2] = {va, vb}, *hv[2];
+    tensor *f = tensor_add(tensor_sum_all(tensor_mul(a, c)), tensor_sum_all(tensor_pow_scalar(b, 3)));
+    ck_assert_int_eq(tensor_hvp(f, in, 2, v, hv), 0);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_close(tensor_get(hv[0], i), 0, 0);
+        ck_assert_close(tensor_get(hv[1], i), 6 * tensor_get(b, i) * tensor_get(vb, i), 1e-14);
+    }
+    ck_assert_int_eq(tensor_hvp(tensor_sum_all(tensor_mul(a, c)), &a, 1, &va, hv), 0);
+    for (int i = 0; i < 3; i++) ck_assert_close(tensor_get(hv[0], i), 0, 0);
+    tape_reset();
+    tensor_free(a), tensor_free(b), tensor_free(c), tensor_free(va), tensor_free(vb);
+}
+END_TEST
+
 /* ------------------------------------------------------ gradgradcheck */
 static tensor *net_fn(tensor *const *in, int n, void *ctx) {
     (void)n, (void)ctx;
@@ -754,6 +778,7 @@ static Suite *higher_order_suite(void) {
     tcase_add_test(tc, test_hvp_tanh_squared_against_analytic_hessian);
     tcase_add_test(tc, test_hvp_two_inputs_with_broadcasting);
     tcase_add_test(tc, test_hvp_quadratic_form);
+    tcase_add_test(tc, test_hvp_linear_parts_are_zero);
     tcase_add_test(tc, test_hvp_lenet5_against_differences_of_gradients);
     tcase_add_test(tc, test_create_graph_through_first_order_op_is_refused);
     tcase_add_test(tc, test_errors_bad_arguments);
