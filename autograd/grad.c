@@ -19,7 +19,8 @@
  * buffers of the walk's own. With create_graph each node runs its graph vjp
  * (op_def.vjp_graph): the input gradients are computed by public ops, so
  * they are recorded on the tape like any other value, and their sums (one
- * input feeding several nodes) are tensor_add nodes too. */
+ * input feeding several nodes) are tensor_add nodes too. In a no-grad scope
+ * nothing can be recorded, so create_graph falls back to the kernel vjps. */
 #include <string.h>
 
 #include "internal.h"
