@@ -73,3 +73,14 @@ void tg_reduce_to_shape_acc(tensor *dst, const tensor *src) {
     else
         reduce_double(dst, src);
 }
+
+tensor *tg_sum_to_shape(tensor *g, const tensor *like) {
+    if (!g) return NULL;
+    if (tensor_same_shape(g, like)) return g;
+    /* g's leading dims that like lacks, and the dims where like has 1 */
+    int axes[TENSOR_MAX_DIMS], na = 0, lead = g->ndim - like->ndim;
+    for (int d = 0; d < g->ndim; d++)
+        if (d < lead || (like->shape[d - lead] == 1 && g->shape[d] != 1)) axes[na++] = d;
+    tensor *s = na ? tensor_sum(g, axes, na, true) : g;
+    return s ? tensor_reshape(s, like->ndim, like->shape) : NULL;
+}

@@ -58,7 +58,23 @@ struct op_def {
     const char *formula_forward;      /* "y = a + b" */
     const char *formula_gradient;     /* "da = sum_bcast(g), db = sum_bcast(g)" */
     const char *notes;                /* non-differentiable points, ties, ... */
+    /* The vjp once more, built from the public differentiable ops, for
+     * tensor_grad(create_graph): for each input j with want[j], gin[j] = the
+     * gradient of input j (its shape and dtype) as a tape tensor computed
+     * from the upstream gradient g (a tape tensor, the output's shape) and
+     * the node's inputs, output and saved tensors, so that it is itself
+     * recorded and can be differentiated again. gin[j] is a new value, not
+     * accumulated. Returns 0, or -1 with an error set. n is a copy of the
+     * node: the ops it calls append nodes and may move the tape. NULL: the
+     * op is first order only, and create_graph through it is refused. */
+    int (*vjp_graph)(const tape_node *n, tensor *g, const bool *want, tensor **gin);
 };
+
+/* The tables name the fields an entry sets, and an entry written before a
+ * field existed leaves it NULL (the registry's optional fields, such as
+ * vjp_graph): a positional initializer that stops before the last field is
+ * the intended way to write an entry, not an omission to warn about. */
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
 /* The registry is the concatenation of the family tables in ops/. Each family
  * file defines `const op_def tg_ops_<family>[]` and `const int tg_ops_<family>_count`. */
@@ -215,6 +231,37 @@ void tg_tape_truncate(int64_t n);
 int tg_gradcheck_in_place(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
                        const gradcheck_options *opt, gradcheck_report *report);
 
+/* tensor_grad with the caller's name in its messages (tensor_hvp,
+ * gradgradcheck); allow_unused gives an input outside out's graph a zero
+ * gradient instead of an error (autograd/grad.c). */
+int tg_grad(const char *fn, tensor *out, const tensor *gout, tensor *const *inputs, int n,
+            bool create_graph, bool allow_unused, tensor **grads);
+
+/* Helpers of the graph vjps (op_def.vjp_graph), autograd/grad.c. */
+/* 0 when every wanted gradient gin[j] was made, else -1 with an error (the
+ * op that failed set it, or a NULL input propagated). */
+int tg_graph_vjp_done(const tape_node *n, const bool *want, tensor *const *gin);
+/* A 0-d tape tensor holding v, a constant (for where, comparisons). */
+tensor *tg_tape_scalar(dtype dt, double v);
+/* The adjoint of a gather along axis ax (y[p] = a[p with p_ax = idx[p]],
+ * idx int64 of g's shape, a's other dims at least idx's): g added at the
+ * gathered positions of a tensor of a's shape, built from ops (one_hot of
+ * idx, a constant, times g, summed over the axis, padded with zeros). */
+tensor *tg_gather_adjoint(tensor *g, int ax, tensor *idx, const tensor *a);
+/* A graph vjp by decomposition: out is the node's forward rebuilt by the
+ * caller from differentiable ops on the node's inputs (recorded: graph vjps
+ * run only while the tape records), and gin[j] for each wanted input is
+ * tensor_grad(out, g, create_graph) - itself differentiable to any order.
+ * For ops whose formulas are long (focal loss, cosine embedding). */
+int tg_vjp_graph_by_decomposition(const tape_node *n, tensor *out, tensor *g, const bool *want,
+                                  tensor **gin);
+/* The windows of a 2-D sliding op (conv2d, pools), built from ops for
+ * their decompositions: x [B, C, H, W] padded by (ph, pw) with pad_value,
+ * and for each of the KH KW taps (kh, kw) the strided slice starting at
+ * (kh dh, kw dw) of OH x OW positions; stacked [B, C, KH KW, OH, OW]. */
+tensor *tg_unfold2d(tensor *x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+                    int64_t pw, int64_t dh, int64_t dw, double pad_value, int64_t oh, int64_t ow);
+
 /* ------------------------------------------------------ broadcasting */
 /* NumPy broadcast of two shapes; sets an error naming op and both shapes. */
 int tg_broadcast_shapes(const char *op, const tensor *a, const tensor *b, int *ndim, int64_t *shape);
@@ -223,6 +270,11 @@ int tg_broadcast_shapes(const char *op, const tensor *a, const tensor *b, int *n
 void tg_broadcast_strides(const tensor *t, int ndim, const int64_t *shape, int64_t *strides);
 /* dst (shape of the smaller operand) += src summed over the broadcast dims. */
 void tg_reduce_to_shape_acc(tensor *dst, const tensor *src);
+/* The same adjoint built from differentiable ops (graph vjps): g summed
+ * over the dims that broadcasting added or stretched to give like's shape.
+ * Returns g itself when the shapes agree; a tape tensor, or NULL with an
+ * error. */
+tensor *tg_sum_to_shape(tensor *g, const tensor *like);
 
 /* Flat offset iteration helper for broadcast binaries: calls nothing, just
  * computes the source offset of out element i. Used by generic slow paths. */

@@ -532,6 +532,55 @@ struct nn_model;
 int gradcheck_model(struct nn_model *m, gradcheck_fn fn, void *ctx, tensor *const *batch,
                     int n_batch, const gradcheck_options *opt, gradcheck_report *report);
 
+/* ========================================================== higher order
+ * Gradients as values (docs/design.md, "Gradients of gradients").
+ *
+ * tensor_grad: the gradients of out with respect to inputs[0..n), written to
+ * grads[0..n) as TAPE-OWNED tensors (released by tape_reset, like any op
+ * output). grad_out is the upstream gradient, of out's shape and dtype; NULL
+ * means 1 for a 1-element out, as tensor_backward. No .grad is changed: not
+ * the inputs', not other leaves', not the intermediates' (tensor_backward's
+ * accumulation into .grad stays what an optimiser reads). An input may be a
+ * leaf or an intermediate result; each must require grad and be in out's
+ * graph.
+ *   create_graph false: the kernel vjps, the numbers tensor_backward would
+ *     accumulate; the results are constants (they do not require grad).
+ *   create_graph true: every node's vjp is built from differentiable ops and
+ *     recorded, so the results require grad (where they depend on an input)
+ *     and any function of them can be differentiated again, to any order. An
+ *     op without a differentiable vjp is refused up front, naming it. Inside
+ *     a no-grad scope nothing can be recorded: create_graph is then ignored
+ *     and the kernel vjps give the (same) numbers.
+ * Returns 0, or -1 with an error (grads all NULL). */
+int tensor_grad(tensor *out, const tensor *grad_out, tensor *const *inputs, int n,
+                bool create_graph, tensor **grads);
+/* Hessian-vector products of a 1-element out: hv[k] = sum_j H_kj v[j], where
+ * H_kj = d^2 out / d inputs[k] d inputs[j], v[k] of inputs[k]'s shape and
+ * dtype. By double backward: the gradient is recorded (create_graph), then
+ * its inner product with v differentiated. hv[k] are tape-owned constants.
+ * Returns 0 or -1 with an error. */
+int tensor_hvp(tensor *out, tensor *const *inputs, int n, tensor *const *v, tensor **hv);
+/* Whether op has a differentiable vjp (create_graph goes through it). */
+bool op_differentiable_twice(const op_def *op);
+/* The checker one order up (docs/checker.md): fn's first-order gradients
+ * (for a non-scalar output, against a seeded random upstream gradient) are
+ * taken with create_graph and flattened into one vector, and gradcheck
+ * checks that vector's vjp - the second-order vjp, by backpropagation
+ * through the recorded gradients - against central differences of the
+ * first-order gradients, in float64, with the options and report of
+ * gradcheck. On failure each node of fn's graph has its differentiable vjp
+ * compared with its kernel vjp, and the first that disagrees is named
+ * (report->localized, bad_node, bad_node_desc). A function linear in every
+ * checked input has constant gradients: nothing to check, reported as
+ * vacuous. Returns 0 when the check ran, -1 on error. */
+int gradgradcheck(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
+                  const gradcheck_options *opt, gradcheck_report *report);
+/* For each sample case of op, its differentiable vjp against its kernel vjp
+ * (float64, random upstream gradient, the registry's tight tolerances).
+ * Returns 0 when the check ran (verdict in report), -1 on error (op without
+ * a differentiable vjp, a failing sample). */
+int gradcheck_op_graph_vjp(const op_def *op, uint64_t seed, op_check_report *report);
+
 /* ==== nn ==== */
 /* Layers, models, initialisers, optimisers, data, checkpoints and
  * gradient-flow reports, built on the ops above (nn/). Prefixes: nn_ for

@@ -353,10 +353,131 @@ BUILD(selu, tensor_selu(in[0]))
 BUILD(softplus, tensor_softplus(in[0], s->fp[0], s->fp[1]))
 BUILD(hardtanh, tensor_hardtanh(in[0], s->fp[0], s->fp[1]))
 
+/* ------------------------------------------------------- graph vjps
+ * The vjps built from ops (op_def.vjp_graph), the formulas above. A kink's
+ * side is chosen by a comparison, a constant for autograd (its second
+ * derivative is 0 away from the kink, which is where samples are). */
+#define X (n->in[0])
+#define Z (n->out)
+static tensor *scalar_like(const tensor *t, double v) { return tg_tape_scalar(t->dtype, v); }
+/* 1 - t */
+static tensor *one_minus(tensor *t) { return tensor_add_scalar(tensor_neg(t), 1.0); }
+
+static int relu_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *zero = scalar_like(X, 0);
+    gin[0] = tensor_where(tensor_gt(X, zero), g, zero);
+    return tg_graph_vjp_done(n, want, gin);
+}
+static int leaky_relu_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    gin[0] = tensor_where(tensor_gt(X, scalar_like(X, 0)), g, tensor_mul_scalar(g, n->fp[0]));
+    return tg_graph_vjp_done(n, want, gin);
+}
+static int hardtanh_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *inside = tensor_logical_and(tensor_gt(X, scalar_like(X, n->fp[0])),
+                                        tensor_lt(X, scalar_like(X, n->fp[1])));
+    gin[0] = tensor_where(inside, g, scalar_like(X, 0));
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* prelu, w [C] along axis 1 of x (or one shared w [1]):
+ * dx = g (x > 0 ? 1 : w_c),  dw_c = sum over x <= 0 in channel c of g x */
+static int prelu_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *w = n->in[1], *zero = scalar_like(X, 0);
+    /* w shaped to broadcast over x: [1, C, 1, ..] (a shared w: a scalar) */
+    tensor wshape = {.ndim = w->size == 1 ? 0 : X->ndim};
+    for (int d = 0; d < wshape.ndim; d++) wshape.shape[d] = d == 1 ? w->size : 1;
+    tensor *pos = tensor_gt(X, zero);
+    if (want[0]) gin[0] = tensor_where(pos, g, tensor_mul(g, tensor_reshape(w, wshape.ndim, wshape.shape)));
+    if (want[1]) {
+        tensor *t = tensor_where(pos, zero, tensor_mul(g, X));
+        tensor *s = w->size == 1 ? tensor_sum_all(t) : tg_sum_to_shape(t, &wshape);
+        gin[1] = s ? tensor_reshape(s, w->ndim, w->shape) : NULL;
+    }
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* dx = g z (1 - z) */
+static int sigmoid_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    gin[0] = tensor_mul(g, tensor_mul(Z, one_minus(Z)));
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* dx = g (1 - z^2) */
+static int tanh_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    gin[0] = tensor_mul(g, one_minus(tensor_square(Z)));
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* The axis of a softmax node (ip[0]). */
+static int softmax_axis(const tape_node *n) { return (int)(n->ip[0] < 0 ? n->ip[0] + X->ndim : n->ip[0]); }
+/* softmax: dx = z (g - sum_axis(g z)) */
+static int softmax_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    int ax = softmax_axis(n);
+    gin[0] = tensor_mul(Z, tensor_sub(g, tensor_sum(tensor_mul(g, Z), &ax, 1, true)));
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* log_softmax: dx = g - e^z sum_axis(g) */
+static int log_softmax_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    int ax = softmax_axis(n);
+    gin[0] = tensor_sub(g, tensor_mul(tensor_exp(Z), tensor_sum(g, &ax, 1, true)));
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* silu: dx = g s (1 + x (1 - s)), s = sigma(x) */
+static int silu_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *s = tensor_sigmoid(X);
+    gin[0] = tensor_mul(g, tensor_mul(s, tensor_add_scalar(tensor_mul(X, one_minus(s)), 1.0)));
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* mish: dx = g (t + x sigma(x) (1 - t^2)), t = tanh(softplus(x)) (no threshold) */
+static int mish_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *t = tensor_tanh(tensor_softplus(X, 1.0, INFINITY));
+    tensor *d = tensor_add(t, tensor_mul(tensor_mul(X, tensor_sigmoid(X)), one_minus(tensor_square(t))));
+    gin[0] = tensor_mul(g, d);
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* elu: dx = g (x > 0 ? 1 : alpha e^x) */
+static int elu_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    gin[0] = tensor_where(tensor_gt(X, scalar_like(X, 0)), g,
+                          tensor_mul(g, tensor_mul_scalar(tensor_exp(X), n->fp[0])));
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* selu: dx = g lambda (x > 0 ? 1 : alpha e^x) */
+static int selu_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    gin[0] = tensor_where(tensor_gt(X, scalar_like(X, 0)), tensor_mul_scalar(g, SELU_SCALE),
+                          tensor_mul(g, tensor_mul_scalar(tensor_exp(X), SELU_SCALE * SELU_ALPHA)));
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* softplus: dx = g (beta x > threshold ? 1 : sigma(beta x)) */
+static int softplus_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *bx = tensor_mul_scalar(X, n->fp[0]);
+    gin[0] = tensor_where(tensor_gt(bx, scalar_like(X, n->fp[1])), g, tensor_mul(g, tensor_sigmoid(bx)));
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* gelu. Tanh form: the forward rebuilt from ops and differentiated (a
+ * decomposition). Exact form: dx = g (Phi(x) + x phi(x)), where no op gives
+ * Phi = erfc(-x / sqrt 2) / 2, but gelu itself does: Phi(x) = gelu(x) / x
+ * (1/2 at x = 0, a constant there), so the second order goes through
+ * another gelu node, and so on to any order. */
+static int gelu_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    if (n->fp[0] != 0) {
+        tensor *u = tensor_mul_scalar(tensor_add(X, tensor_mul_scalar(tensor_pow_scalar(X, 3), GELU_K1)), GELU_K0);
+        tensor *y = tensor_mul(tensor_mul_scalar(X, 0.5), tensor_add_scalar(tensor_tanh(u), 1.0));
+        return tg_vjp_graph_by_decomposition(n, y, g, want, gin);
+    }
+    tensor *at0 = tensor_eq(X, scalar_like(X, 0));
+    tensor *phi_big = tensor_div(tensor_gelu(X, false), tensor_where(at0, scalar_like(X, 1), X));
+    tensor *Phi = tensor_where(at0, scalar_like(X, 0.5), phi_big);
+    tensor *phi = tensor_mul_scalar(tensor_exp(tensor_mul_scalar(tensor_square(X), -0.5)), INV_SQRT_2PI);
+    gin[0] = tensor_mul(g, tensor_add(Phi, tensor_mul(X, phi)));
+    return tg_graph_vjp_done(n, want, gin);
+}
+#undef X
+#undef Z
+
 /* ---------------------------------------------------------- registry */
 
 #define ENTRY(name, arity, sample, sig, fwd, grad, notes) \
     {#name, arity, 0, name##_forward, name##_vjp, sample, name##_build, sig, fwd, grad, notes}
+/* An entry with a differentiable vjp (create_graph goes through it). */
+#define ENTRY_G(name, arity, sample, sig, fwd, grad, notes, graph) \
+    {#name, arity, 0, name##_forward, name##_vjp, sample, name##_build, sig, fwd, grad, notes, \
+     .vjp_graph = graph}
 
 /* The activation family: index of each op in tg_ops_activation, its entry below. */
 enum {
@@ -367,60 +488,60 @@ enum {
 #define OP(i) (&tg_ops_activation[i])
 
 const op_def tg_ops_activation[] = {
-    [RELU] = ENTRY(relu, 1, relu_sample, "tensor_relu(a)", "y = max(a, 0)", "da = g [a > 0]",
+    [RELU] = ENTRY_G(relu, 1, relu_sample, "tensor_relu(a)", "y = max(a, 0)", "da = g [a > 0]",
           "kink at a = 0, where the gradient used is 0 (as PyTorch); NaN passes through; "
-          "samples keep |a| >= 0.05"),
-    [LEAKY_RELU] = ENTRY(leaky_relu, 1, leaky_relu_sample, "tensor_leaky_relu(a, slope)",
+          "samples keep |a| >= 0.05", relu_vjp_graph),
+    [LEAKY_RELU] = ENTRY_G(leaky_relu, 1, leaky_relu_sample, "tensor_leaky_relu(a, slope)",
           "y = a > 0 ? a : slope * a", "da = g (a > 0 ? 1 : slope)",
-          "kink at a = 0, where the gradient used is slope (as PyTorch); samples keep |a| >= 0.05"),
-    [PRELU] = ENTRY(prelu, 2, prelu_sample, "tensor_prelu(a, w)",
+          "kink at a = 0, where the gradient used is slope (as PyTorch); samples keep |a| >= 0.05", leaky_relu_vjp_graph),
+    [PRELU] = ENTRY_G(prelu, 2, prelu_sample, "tensor_prelu(a, w)",
           "y = a > 0 ? a : w[c] * a, c = index along axis 1 (w [C]) or one shared w [1]",
           "da = g (a > 0 ? 1 : w[c]), dw[c] = sum over a <= 0 of channel c of g * a",
           "kink at a = 0, where the slope branch is used (as PyTorch); a of fewer than 2 "
-          "dimensions takes w [1] only; samples keep |a| >= 0.05"),
-    [SIGMOID] = ENTRY(sigmoid, 1, smooth_sample, "tensor_sigmoid(a)", "y = 1 / (1 + e^-a)",
+          "dimensions takes w [1] only; samples keep |a| >= 0.05", prelu_vjp_graph),
+    [SIGMOID] = ENTRY_G(sigmoid, 1, smooth_sample, "tensor_sigmoid(a)", "y = 1 / (1 + e^-a)",
           "da = g * y * (1 - y)",
-          "computed with e^-|a| only, so it is finite (0 or 1) for any |a|"),
-    [TANH] = ENTRY(tanh, 1, smooth_sample, "tensor_tanh(a)", "y = tanh(a)", "da = g * (1 - y^2)", ""),
-    [SOFTMAX] = ENTRY(softmax, 1, softmax_sample, "tensor_softmax(a, axis)",
+          "computed with e^-|a| only, so it is finite (0 or 1) for any |a|", sigmoid_vjp_graph),
+    [TANH] = ENTRY_G(tanh, 1, smooth_sample, "tensor_tanh(a)", "y = tanh(a)", "da = g * (1 - y^2)", "", tanh_vjp_graph),
+    [SOFTMAX] = ENTRY_G(softmax, 1, softmax_sample, "tensor_softmax(a, axis)",
           "y = e^(a - m) / sum_axis e^(a - m), m = max along axis",
           "da = y * (g - sum_axis(g * y)) (the full Jacobian product per row)",
-          "the max shift keeps it finite for any finite input; axis may be negative"),
-    [LOG_SOFTMAX] = ENTRY(log_softmax, 1, softmax_sample, "tensor_log_softmax(a, axis)",
+          "the max shift keeps it finite for any finite input; axis may be negative", softmax_vjp_graph),
+    [LOG_SOFTMAX] = ENTRY_G(log_softmax, 1, softmax_sample, "tensor_log_softmax(a, axis)",
           "y = a - m - ln sum_axis e^(a - m), m = max along axis (logsumexp)",
           "da = g - e^y * sum_axis(g)",
-          "finite for any finite input (no log of an underflowed softmax); axis may be negative"),
-    [GELU] = ENTRY(gelu, 1, gelu_sample, "tensor_gelu(a, tanh_approx)",
+          "finite for any finite input (no log of an underflowed softmax); axis may be negative", log_softmax_vjp_graph),
+    [GELU] = ENTRY_G(gelu, 1, gelu_sample, "tensor_gelu(a, tanh_approx)",
           "y = a * Phi(a) = a erfc(-a / sqrt 2) / 2; tanh_approx: "
           "y = a (1 + tanh(sqrt(2/pi) (a + 0.044715 a^3))) / 2",
           "da = g (Phi(a) + a phi(a)); tanh_approx: da = g ((1 + t) / 2 + a (1 - t^2) "
           "sqrt(2/pi) (1 + 3 * 0.044715 a^2) / 2)",
-          "smooth; samples cover both forms (cases 0-2 erf, 3-5 tanh)"),
-    [SILU] = ENTRY(silu, 1, smooth_sample, "tensor_silu(a)", "y = a * sigmoid(a)",
-          "da = g * s * (1 + a (1 - s)), s = sigmoid(a)", "smooth"),
-    [MISH] = ENTRY(mish, 1, smooth_sample, "tensor_mish(a)", "y = a * tanh(softplus(a))",
+          "smooth; samples cover both forms (cases 0-2 erf, 3-5 tanh)", gelu_vjp_graph),
+    [SILU] = ENTRY_G(silu, 1, smooth_sample, "tensor_silu(a)", "y = a * sigmoid(a)",
+          "da = g * s * (1 + a (1 - s)), s = sigmoid(a)", "smooth", silu_vjp_graph),
+    [MISH] = ENTRY_G(mish, 1, smooth_sample, "tensor_mish(a)", "y = a * tanh(softplus(a))",
           "da = g (t + a sigmoid(a) (1 - t^2)), t = tanh(softplus(a))",
-          "smooth; softplus via ln(1 + e^-|a|) keeps it finite for any |a|"),
-    [ELU] = ENTRY(elu, 1, elu_sample, "tensor_elu(a, alpha)", "y = a > 0 ? a : alpha (e^a - 1)",
+          "smooth; softplus via ln(1 + e^-|a|) keeps it finite for any |a|", mish_vjp_graph),
+    [ELU] = ENTRY_G(elu, 1, elu_sample, "tensor_elu(a, alpha)", "y = a > 0 ? a : alpha (e^a - 1)",
           "da = g (a > 0 ? 1 : alpha e^a)",
           "kink at a = 0 unless alpha = 1; there the gradient used is alpha (the left branch, "
-          "as PyTorch); samples keep |a| >= 0.05"),
-    [SELU] = ENTRY(selu, 1, relu_sample, "tensor_selu(a)",
+          "as PyTorch); samples keep |a| >= 0.05", elu_vjp_graph),
+    [SELU] = ENTRY_G(selu, 1, relu_sample, "tensor_selu(a)",
           "y = lambda (a > 0 ? a : alpha (e^a - 1)), alpha = 1.6732632423543772, "
           "lambda = 1.0507009873554805",
           "da = g lambda (a > 0 ? 1 : alpha e^a)",
           "kink at a = 0 (slopes lambda and lambda alpha), where the gradient used is "
-          "lambda alpha (the left branch); samples keep |a| >= 0.05"),
-    [SOFTPLUS] = ENTRY(softplus, 1, softplus_sample, "tensor_softplus(a, beta, threshold)",
+          "lambda alpha (the left branch); samples keep |a| >= 0.05", selu_vjp_graph),
+    [SOFTPLUS] = ENTRY_G(softplus, 1, softplus_sample, "tensor_softplus(a, beta, threshold)",
           "y = beta a > threshold ? a : ln(1 + e^(beta a)) / beta",
           "da = g (beta a > threshold ? 1 : sigmoid(beta a))",
           "PyTorch semantics (defaults beta 1, threshold 20): linear above the threshold, a "
           "jump of about e^-threshold / beta there, so samples keep 0.05 from a = "
-          "threshold / beta; beta = 0 is an error"),
-    [HARDTANH] = ENTRY(hardtanh, 1, hardtanh_sample, "tensor_hardtanh(a, lo, hi)", "y = min(max(a, lo), hi)",
+          "threshold / beta; beta = 0 is an error", softplus_vjp_graph),
+    [HARDTANH] = ENTRY_G(hardtanh, 1, hardtanh_sample, "tensor_hardtanh(a, lo, hi)", "y = min(max(a, lo), hi)",
           "da = g where lo < a < hi, else 0",
           "kinks at lo and hi, where the gradient used is 0 (PyTorch's hardtanh; note clamp "
-          "uses 1 there); lo > hi is an error; samples keep 0.05 from each bound"),
+          "uses 1 there); lo > hi is an error; samples keep 0.05 from each bound", hardtanh_vjp_graph),
 };
 const int tg_ops_activation_count = N_ACTIVATION_OPS;
 _Static_assert(sizeof tg_ops_activation / sizeof tg_ops_activation[0] == N_ACTIVATION_OPS,

@@ -24,6 +24,50 @@ EW_UNARY_VJP(add_scalar, g)
 EW_UNARY_FORWARD(mul_scalar, x * p0)
 EW_UNARY_VJP(mul_scalar, g * p0)
 
+/* The same vjps built from ops (op_def.vjp_graph), so that create_graph
+ * records them: g is the upstream gradient, unbroadcast is tg_sum_to_shape. */
+#define A (n->in[0])
+#define B (n->in[1])
+/* da = g, db = g */
+static int add_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    if (want[0]) gin[0] = tg_sum_to_shape(g, A);
+    if (want[1]) gin[1] = tg_sum_to_shape(g, B);
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* da = g, db = -g */
+static int sub_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    if (want[0]) gin[0] = tg_sum_to_shape(g, A);
+    if (want[1]) gin[1] = tg_sum_to_shape(tensor_neg(g), B);
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* da = g b, db = g a */
+static int mul_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    if (want[0]) gin[0] = tg_sum_to_shape(tensor_mul(g, B), A);
+    if (want[1]) gin[1] = tg_sum_to_shape(tensor_mul(g, A), B);
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* da = g / b, db = -g z / b (z = a / b, the output: its node carries the
+ * dependence on a and b) */
+static int div_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    if (want[0]) gin[0] = tg_sum_to_shape(tensor_div(g, B), A);
+    if (want[1]) gin[1] = tg_sum_to_shape(tensor_neg(tensor_div(tensor_mul(g, n->out), B)), B);
+    return tg_graph_vjp_done(n, want, gin);
+}
+static int neg_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    gin[0] = tensor_neg(g);
+    return tg_graph_vjp_done(n, want, gin);
+}
+static int add_scalar_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    gin[0] = g;
+    return tg_graph_vjp_done(n, want, gin);
+}
+static int mul_scalar_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    gin[0] = tensor_mul_scalar(g, n->fp[0]);
+    return tg_graph_vjp_done(n, want, gin);
+}
+#undef A
+#undef B
+
 static const double div_avoid[] = {0.0};
 static int binary_sample(int k, rng *g, op_sample *s) {
     return tg_ew_binary_sample(k, g, s, -2.0, 2.0, NULL, 0, 0);
@@ -52,20 +96,27 @@ enum { ADD, SUB, MUL, DIV, NEG, ADD_SCALAR, MUL_SCALAR, N_ARITH_OPS };
 const op_def tg_ops_arith[] = {
     [ADD] = {"add", 2, 0, add_forward, add_vjp, binary_sample, add_build, "tensor_add(a, b)",
      "y = a + b (broadcast)", "da = unbroadcast(g), db = unbroadcast(g)",
-     "unbroadcast(g) sums g over the dimensions that were broadcast"},
+     "unbroadcast(g) sums g over the dimensions that were broadcast",
+     .vjp_graph = add_vjp_graph},
     [SUB] = {"sub", 2, 0, sub_forward, sub_vjp, binary_sample, sub_build, "tensor_sub(a, b)",
-     "y = a - b (broadcast)", "da = unbroadcast(g), db = -unbroadcast(g)", ""},
+     "y = a - b (broadcast)", "da = unbroadcast(g), db = -unbroadcast(g)", "",
+     .vjp_graph = sub_vjp_graph},
     [MUL] = {"mul", 2, 0, mul_forward, mul_vjp, binary_sample, mul_build, "tensor_mul(a, b)",
-     "y = a * b (broadcast)", "da = unbroadcast(g * b), db = unbroadcast(g * a)", ""},
+     "y = a * b (broadcast)", "da = unbroadcast(g * b), db = unbroadcast(g * a)", "",
+     .vjp_graph = mul_vjp_graph},
     [DIV] = {"div", 2, 0, div_forward, div_vjp, div_sample, div_build, "tensor_div(a, b)",
      "y = a / b (broadcast)", "da = unbroadcast(g / b), db = unbroadcast(-g * a / b^2)",
-     "undefined at b = 0; samples keep |b| >= 0.25"},
+     "undefined at b = 0; samples keep |b| >= 0.25",
+     .vjp_graph = div_vjp_graph},
     [NEG] = {"neg", 1, 0, neg_forward, neg_vjp, unary_sample, neg_build, "tensor_neg(a)", "y = -a",
-     "da = -g", ""},
+     "da = -g", "",
+     .vjp_graph = neg_vjp_graph},
     [ADD_SCALAR] = {"add_scalar", 1, 0, add_scalar_forward, add_scalar_vjp, unary_sample, add_scalar_build,
-     "tensor_add_scalar(a, s)", "y = a + s", "da = g", ""},
+     "tensor_add_scalar(a, s)", "y = a + s", "da = g", "",
+     .vjp_graph = add_scalar_vjp_graph},
     [MUL_SCALAR] = {"mul_scalar", 1, 0, mul_scalar_forward, mul_scalar_vjp, unary_sample, mul_scalar_build,
-     "tensor_mul_scalar(a, s)", "y = a * s", "da = g * s", ""},
+     "tensor_mul_scalar(a, s)", "y = a * s", "da = g * s", "",
+     .vjp_graph = mul_scalar_vjp_graph},
 };
 const int tg_ops_arith_count = N_ARITH_OPS;
 _Static_assert(sizeof tg_ops_arith / sizeof tg_ops_arith[0] == N_ARITH_OPS,

@@ -305,6 +305,13 @@ static tensor *masked_fill_build(tensor *const *in, const op_sample *s) {
      "The checker's case is where(" #name "(a, b), c, d) (a, b on a grid with ties), "  \
      "differentiated in c and d"}
 
+/* masked_fill's vjp built from ops (op_def.vjp_graph): dx = g where the
+ * mask is false, 0 where it is true. */
+static int masked_fill_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    gin[0] = tensor_where(n->in[1], tg_tape_scalar(g->dtype, 0), g);
+    return tg_graph_vjp_done(n, want, gin);
+}
+
 const op_def tg_ops_compare[] = {
     [EQ] = CMP(eq, "=="),
     [NE] = CMP(ne, "!="),
@@ -331,7 +338,8 @@ const op_def tg_ops_compare[] = {
      "y = mask ? value : x (mask broadcast to x's shape)",
      "dx = g where mask is false, exactly 0 where it is true; no gradient for mask or value",
      "mask may have any dtype (nonzero = true) and must broadcast to x's shape; value may be "
-     "-inf (attention masks before a softmax)"},
+     "-inf (attention masks before a softmax)",
+     .vjp_graph = masked_fill_vjp_graph},
 };
 const int tg_ops_compare_count = N_COMPARE_OPS;
 _Static_assert(sizeof tg_ops_compare / sizeof tg_ops_compare[0] == N_COMPARE_OPS,

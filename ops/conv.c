@@ -228,6 +228,66 @@ static tensor *conv2d_build(tensor *const *in, const op_sample *s) {
     return tensor_conv2d(in[0], in[1], s->n_inputs > 2 ? in[2] : NULL, p);
 }
 
+/* conv2d's differentiable vjp, by decomposition (tg_vjp_graph_by_decomposition):
+ * the convolution rebuilt from ops as a batched product with the unfolded
+ * input, w [G, OC/G, C/G KH KW] @ cols [B, G, C/G KH KW, OH OW], plus the
+ * bias. ip: stride 0-1, padding 2-3, dilation 4-5, groups 6. */
+/* Stride 1, dilation 1, one group, padding p <= K - 1 (LeNet's convs): the
+ * adjoints are convolutions themselves, so the second order runs the conv
+ * kernels instead of the unfolded decomposition:
+ *   dx = conv2d(g, w'), w'[c, o] = w[o, c] flipped in both spatial dims,
+ *        padding K - 1 - p (the full correlation, cropped by p);
+ *   dw = conv2d(x^T, g^T)^T, ^T swapping dims 0 and 1 (batch and channel),
+ *        padding p: dw[o, c, kh, kw] = sum_{b,i,j} g[b, o, i, j] x_p[b, c, i + kh, j + kw];
+ *   db = g summed over batch and space. */
+static bool conv2d_adjoint_is_conv(const tape_node *n) {
+    const tensor *w = n->in[1];
+    return n->ip[0] == 1 && n->ip[1] == 1 && n->ip[4] == 1 && n->ip[5] == 1 && n->ip[6] == 1 &&
+           n->ip[2] <= w->shape[2] - 1 && n->ip[3] <= w->shape[3] - 1;
+}
+/* t reversed along axis ax (an index_select with a constant index) */
+static tensor *flip_axis(tensor *t, int ax) {
+    if (!t) return NULL;
+    int64_t len = t->shape[ax];
+    tensor *idx = tg_tensor_tape_new(DTYPE_I64, 1, &len);
+    if (!idx) return NULL;
+    for (int64_t i = 0; i < len; i++) ((int64_t *)idx->data)[i] = len - 1 - i;
+    return tensor_index_select(t, ax, idx);
+}
+static int conv2d_adjoint_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *x = n->in[0], *w = n->in[1];
+    const int64_t KH = w->shape[2], KW = w->shape[3], ph = n->ip[2], pw = n->ip[3];
+    const int swap[4] = {1, 0, 2, 3};
+    if (want[0]) {
+        tensor *wf = tensor_permute(flip_axis(flip_axis(w, 2), 3), swap);
+        conv2d_params p = {{1, 1}, {(int)(KH - 1 - ph), (int)(KW - 1 - pw)}, {1, 1}, 1};
+        gin[0] = tensor_conv2d(g, wf, NULL, p);
+    }
+    if (want[1]) {
+        conv2d_params p = {{1, 1}, {(int)ph, (int)pw}, {1, 1}, 1};
+        gin[1] = tensor_permute(tensor_conv2d(tensor_permute(x, swap), tensor_permute(g, swap), NULL, p), swap);
+    }
+    if (n->n_in > 2 && n->in[2] && want[2]) {
+        const int axes[3] = {0, 2, 3};
+        gin[2] = tensor_sum(g, axes, 3, false);
+    }
+    return tg_graph_vjp_done(n, want, gin);
+}
+
+static int conv2d_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    if (conv2d_adjoint_is_conv(n)) return conv2d_adjoint_graph(n, g, want, gin);
+    tensor *x = n->in[0], *w = n->in[1], *b = n->n_in > 2 ? n->in[2] : NULL;
+    const int64_t B = x->shape[0], C = x->shape[1], OC = w->shape[0], KH = w->shape[2], KW = w->shape[3];
+    const int64_t G = n->ip[6], OH = n->out->shape[2], OW = n->out->shape[3];
+    tensor *cols = tg_unfold2d(x, KH, KW, n->ip[0], n->ip[1], n->ip[2], n->ip[3], n->ip[4], n->ip[5], 0.0,
+                               OH, OW);
+    int64_t cs[4] = {B, G, C / G * KH * KW, OH * OW}, ws[3] = {G, OC / G, C / G * KH * KW};
+    int64_t ys[4] = {B, OC, OH, OW}, bs[4] = {1, OC, 1, 1};
+    tensor *y = tensor_reshape(tensor_matmul(tensor_reshape(w, 3, ws), tensor_reshape(cols, 4, cs)), 4, ys);
+    if (b) y = tensor_add(y, tensor_reshape(b, 4, bs));
+    return tg_vjp_graph_by_decomposition(n, y, g, want, gin);
+}
+
 const op_def tg_ops_conv[] = {
     [CONV2D] = {"conv2d", 3, 0, conv2d_forward, conv2d_vjp, conv2d_sample, conv2d_build,
      "tensor_conv2d(x, w, b, params)",
@@ -236,7 +296,8 @@ const op_def tg_ops_conv[] = {
      "per image b and group: dW += G_b (OC/G,P) @ cols_b^T, dx_b = col2im(W^T @ G_b), "
      "db = sum over (b,i,j) of G",
      "b may be NULL (then the node's third input is NULL and the case has 2 inputs); "
-     "linear in each input, no kinks"},
+     "linear in each input, no kinks",
+     .vjp_graph = conv2d_vjp_graph},
 };
 const int tg_ops_conv_count = N_CONV_OPS;
 _Static_assert(sizeof tg_ops_conv / sizeof tg_ops_conv[0] == N_CONV_OPS,

@@ -344,29 +344,76 @@ static tensor *embedding_build(tensor *const *in, const op_sample *s) {
     return tensor_embedding(in[0], in[1]);
 }
 
+/* ------------------------------------------------------ graph vjps
+ * linear's vjp built from ops (op_def.vjp_graph): with x and g flattened to
+ * rows, X [R, IN] and G [R, OUT]:  dx = G W,  dW = G^T X,  db = sum_rows G. */
+static int linear_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *x = n->in[0], *w = n->in[1];
+    const int64_t OUT = w->shape[0], IN = w->shape[1], R = OUT ? g->size / OUT : 0;
+    int64_t gs[2] = {R, OUT}, xs[2] = {R, IN};
+    int ax0 = 0;
+    tensor *G = tensor_reshape(g, 2, gs);
+    if (want[0]) gin[0] = tensor_reshape(tensor_matmul(G, w), x->ndim, x->shape);
+    if (want[1]) gin[1] = tensor_matmul(tensor_transpose(G, 0, 1), tensor_reshape(x, 2, xs));
+    if (n->n_in > 2 && want[2]) gin[2] = tensor_sum(G, &ax0, 1, false);
+    return tg_graph_vjp_done(n, want, gin);
+}
+
+/* dropout, dropout2d: dx = g m, m the saved mask (float64 [B, C] for
+ * dropout2d, x's shape for dropout) as a constant of x's dtype, broadcast
+ * over the spatial dims; no mask: dx = g. */
+static int dropout_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    const tensor *m = n->saved[0], *x = n->in[0];
+    if (!m) {
+        gin[0] = g;
+        return tg_graph_vjp_done(n, want, gin);
+    }
+    int64_t shape[TENSOR_MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++) shape[d] = d < m->ndim ? m->shape[d] : 1;
+    tensor *mk = tg_tensor_tape_new(x->dtype, x->ndim, shape);
+    if (!mk) return -1;
+    for (int64_t i = 0; i < m->size; i++) tensor_set(mk, i, tensor_get(m, i));
+    gin[0] = tensor_mul(g, mk);
+    return tg_graph_vjp_done(n, want, gin);
+}
+
+/* embedding: dW = one_hot(index, N)^T [N, K] @ g [K, D] (K positions;
+ * the one-hot matrix is a constant and sums repeated indices) */
+static int embedding_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *idx = n->in[0], *w = n->in[1];
+    int64_t K = idx->size, gk[2] = {K, w->shape[1]};
+    tensor *oh = tensor_one_hot(tensor_reshape(idx, 1, &K), w->shape[0], w->dtype);
+    gin[1] = tensor_matmul(tensor_transpose(oh, 0, 1), tensor_reshape(g, 2, gk));
+    return tg_graph_vjp_done(n, want, gin);
+}
+
 const op_def tg_ops_layer[] = {
     [LINEAR] = {"linear", 3, 0, linear_forward, linear_vjp, linear_sample, linear_build,
      "tensor_linear(x, w, b)", "y = x W^T + b, x [.., IN], W [OUT, IN], b [OUT] or NULL",
      "dx = g W, dW = g^T x (summed over all leading dims of x), db = sum of g over the leading dims",
      "one OpenBLAS GEMM each way, no copies of x or W; b may be NULL (a NULL b while an error is "
-     "pending propagates the error); samples with a bias have inputs x, w, b, without: x, w"},
+     "pending propagates the error); samples with a bias have inputs x, w, b, without: x, w",
+     .vjp_graph = linear_vjp_graph},
     [DROPOUT] = {"dropout", 1, 0, dropout_forward, dropout_vjp, dropout_sample, dropout_build,
      "tensor_dropout(x, p, training, g)",
      "training: y = x * m, m = bernoulli(1 - p) / (1 - p) per element; eval or p = 0: y = x",
      "dx = g * m (eval: dx = g)",
      "the mask is drawn from g in the builder and saved, so forward is pure and a replay uses the "
      "same mask; p must be in [0, 1]; p = 1 keeps nothing: y = 0 and dx = 0; training with p > 0 "
-     "needs g; eval and p = 0 still record a copy op"},
+     "needs g; eval and p = 0 still record a copy op",
+     .vjp_graph = dropout_vjp_graph},
     [DROPOUT2D] = {"dropout2d", 1, 0, dropout_forward, dropout_vjp, dropout2d_sample, dropout2d_build,
      "tensor_dropout2d(x, p, training, g)",
      "training: y[b,c,..] = x[b,c,..] * m[b,c], m = bernoulli(1 - p) / (1 - p) per channel; "
      "x (B, C, H, W) or (B, C, L)",
      "dx[b,c,..] = g[b,c,..] * m[b,c] (eval: dx = g)",
-     "drops whole channels; mask [B, C] drawn in the builder and saved; same p rules as dropout"},
+     "drops whole channels; mask [B, C] drawn in the builder and saved; same p rules as dropout",
+     .vjp_graph = dropout_vjp_graph},
     [EMBEDDING] = {"embedding", 2, 1u, embedding_forward, embedding_vjp, embedding_sample, embedding_build,
      "tensor_embedding(index, weight)", "y[.., :] = W[index[..], :], index int64 any shape, W [N, D]",
      "dW[i, :] = sum of g[k, :] over the positions k with index[k] = i; no gradient for index",
-     "duplicate indices accumulate; an index outside [0, N) is an error naming it and N"},
+     "duplicate indices accumulate; an index outside [0, N) is an error naming it and N",
+     .vjp_graph = embedding_vjp_graph},
 };
 const int tg_ops_layer_count = N_LAYER_OPS;
 _Static_assert(sizeof tg_ops_layer / sizeof tg_ops_layer[0] == N_LAYER_OPS,

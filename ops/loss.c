@@ -303,6 +303,108 @@ static inline void focal_d(double x, double y, double w, const double *p, double
 }
 PW_KERNELS(focal)
 
+/* ------------------------------------------------------ graph vjps
+ * The pointwise losses' vjps built from ops (op_def.vjp_graph): dx = s
+ * dL/dx with s = g (NONE, g of x's shape), g (SUM) or g / count (MEAN), both
+ * broadcast from a scalar; dy = -dx for these four. */
+static tensor *pw_scale(const tape_node *n, tensor *g) {
+    if (n->ip[0] != REDUCTION_MEAN) return g;
+    return tensor_mul_scalar(g, 1.0 / (double)(n->in[0]->size ? n->in[0]->size : 1));
+}
+static int pw_graph_done(const tape_node *n, tensor *dx, const bool *want, tensor **gin) {
+    if (want[0]) gin[0] = dx;
+    if (want[1]) gin[1] = tensor_neg(dx);
+    return tg_graph_vjp_done(n, want, gin);
+}
+#define DIFF (tensor_sub(n->in[0], n->in[1]))
+/* mse: dL/dx = 2 d */
+static int mse_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    return pw_graph_done(n, tensor_mul(pw_scale(n, g), tensor_mul_scalar(DIFF, 2.0)), want, gin);
+}
+/* l1: dL/dx = sign(d) (a constant) */
+static int l1_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    return pw_graph_done(n, tensor_mul(pw_scale(n, g), tensor_sign(DIFF)), want, gin);
+}
+/* huber: dL/dx = clamp(d, -delta, delta) */
+static int huber_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    return pw_graph_done(n, tensor_mul(pw_scale(n, g), tensor_clamp(DIFF, -n->fp[0], n->fp[0])), want, gin);
+}
+/* smooth_l1: dL/dx = d / beta for |d| < beta, sign(d) outside (beta = 0: sign(d)) */
+static int smooth_l1_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *d = DIFF, *dl;
+    const double beta = n->fp[0];
+    if (beta == 0) {
+        dl = tensor_sign(d);
+    } else {
+        tensor *inside = tensor_lt(tensor_abs(d), tg_tape_scalar(n->in[0]->dtype, beta));
+        dl = tensor_where(inside, tensor_mul_scalar(d, 1.0 / beta), tensor_sign(d));
+    }
+    return pw_graph_done(n, tensor_mul(pw_scale(n, g), dl), want, gin);
+}
+#undef DIFF
+/* focal: the loss rebuilt from ops and differentiated (a decomposition):
+ * s = sigmoid(x), ce = softplus(x) - x y, u = s (1 - y) + (1 - s) y,
+ * l = a ce u^gamma, a = alpha y + (1 - alpha)(1 - y) (1 when alpha < 0) */
+static tensor *pw_reduce(const tape_node *n, tensor *l) {
+    if (n->ip[0] == REDUCTION_NONE) return l;
+    return n->ip[0] == REDUCTION_SUM ? tensor_sum_all(l) : tensor_mean_all(l);
+}
+static int focal_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *x = n->in[0], *y = n->in[1];
+    const double alpha = n->fp[0], gamma = n->fp[1];
+    tensor *s = tensor_sigmoid(x), *omy = tensor_add_scalar(tensor_neg(y), 1.0);
+    tensor *ce = tensor_sub(tensor_softplus(x, 1.0, INFINITY), tensor_mul(x, y));
+    tensor *u = tensor_add(tensor_mul(s, omy), tensor_mul(tensor_add_scalar(tensor_neg(s), 1.0), y));
+    tensor *l = tensor_mul(ce, tensor_pow_scalar(u, gamma));
+    if (alpha >= 0) l = tensor_mul(l, tensor_add(tensor_mul_scalar(y, alpha), tensor_mul_scalar(omy, 1 - alpha)));
+    return tg_vjp_graph_by_decomposition(n, pw_reduce(n, l), g, want, gin);
+}
+/* The scale times the optional weight (input 2, broadcast). */
+static tensor *pw_scale_w(const tape_node *n, tensor *g) {
+    tensor *s = pw_scale(n, g);
+    return n->n_in > 2 && n->in[2] ? tensor_mul(s, n->in[2]) : s;
+}
+/* bce: dx = (x - y) / (x (1 - x)), dy = log(1 - x) - log x (inside (0, 1),
+ * where the kernel's clamps do not act) */
+static int bce_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *x = n->in[0], *y = n->in[1], *s = pw_scale_w(n, g);
+    tensor *omx = tensor_add_scalar(tensor_neg(x), 1.0);
+    if (want[0]) gin[0] = tensor_mul(s, tensor_div(tensor_sub(x, y), tensor_mul(x, omx)));
+    if (want[1]) gin[1] = tensor_mul(s, tensor_sub(tensor_log(omx), tensor_log(x)));
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* bce_with_logits, w = pos_weight (1 when absent), sp = softplus(-x):
+ * dx = (1 - y) - (1 + (w - 1) y) sigmoid(-x),  dy = -x + (w - 1) sp */
+static int bce_logits_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *x = n->in[0], *y = n->in[1], *w = n->n_in > 2 ? n->in[2] : NULL, *s = pw_scale(n, g);
+    tensor *nx = tensor_neg(x), *wm1 = w ? tensor_add_scalar(w, -1.0) : NULL;
+    tensor *coef = w ? tensor_add_scalar(tensor_mul(wm1, y), 1.0) : NULL;
+    if (want[0]) {
+        tensor *sg = tensor_sigmoid(nx);
+        gin[0] = tensor_mul(s, tensor_sub(tensor_add_scalar(tensor_neg(y), 1.0), coef ? tensor_mul(coef, sg) : sg));
+    }
+    if (want[1]) {
+        tensor *d = w ? tensor_add(nx, tensor_mul(wm1, tensor_softplus(nx, 1.0, INFINITY))) : nx;
+        gin[1] = tensor_mul(s, d);
+    }
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* kl_div: dx = -y, dy = log y + 1 - x (the samples keep y > 0) */
+static int kl_div_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *x = n->in[0], *y = n->in[1], *s = pw_scale(n, g);
+    if (want[0]) gin[0] = tensor_neg(tensor_mul(s, y));
+    if (want[1]) gin[1] = tensor_mul(s, tensor_sub(tensor_add_scalar(tensor_log(y), 1.0), x));
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* hinge: where margin - y x > 0 (a constant mask), dx = -y, dy = -x; else 0 */
+static int hinge_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *x = n->in[0], *y = n->in[1], *s = pw_scale(n, g), *zero = tg_tape_scalar(x->dtype, 0);
+    tensor *on = tensor_gt(tensor_add_scalar(tensor_neg(tensor_mul(y, x)), n->fp[0]), zero);
+    if (want[0]) gin[0] = tensor_where(on, tensor_neg(tensor_mul(s, y)), zero);
+    if (want[1]) gin[1] = tensor_where(on, tensor_neg(tensor_mul(s, x)), zero);
+    return tg_graph_vjp_done(n, want, gin);
+}
+
 /* Validates and records a pointwise loss: x and y of one shape, optional
  * weight w broadcast to it, nfp scalars. */
 static tensor *pw_apply(const op_def *op, tensor *x, tensor *y, tensor *w, const double *fp,
@@ -965,37 +1067,112 @@ static tensor *cosine_build(tensor *const *in, const op_sample *s) {
 
 #define RED_NOTE "reduction: mean (over elements), sum or none (one loss per element). "
 
+/* ------------------------------------------- class losses: graph vjps
+ * With gs the upstream gradient per position (NONE: g reshaped to
+ * [N, 1, d...]; otherwise g / denominator, a scalar), and constants made
+ * from the labels and the class weight (neither has a gradient):
+ *   cross_entropy: dx = gs (K1 p - K2), p = softmax(x, 1) (a new node, so
+ *     that the second order sees p's dependence on x),
+ *     K1 = (1-e) w_y + (e/C) W  [N, 1, d...],  K2_c = (1-e) w_y [c = y] + (e/C) w_c
+ *   nll_loss: dx = -gs K, K_c = w_y [c = y] */
+static tensor *cls_scale(const tape_node *n, tensor *g, cls_geom gm) {
+    if (n->ip[0] != REDUCTION_NONE) return tensor_mul_scalar(g, 1.0 / cls_denominator(n, gm));
+    const tensor *x = n->in[0];
+    int64_t shape[TENSOR_MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++) shape[d] = d == 1 ? 1 : x->shape[d];
+    return tensor_reshape(g, x->ndim, shape);
+}
+/* K1 (k1 non-NULL) and K2 of cross_entropy with smoothing e, or nll's K (e = 0, k1 NULL). */
+static int cls_constants(const tape_node *n, cls_geom gm, double e, tensor **k1, tensor **k2) {
+    const tensor *x = n->in[0], *w = n->n_in > 2 ? n->in[2] : NULL;
+    const int64_t *L = n->in[1]->data, C = gm.C, S = gm.S;
+    int64_t shape1[TENSOR_MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++) shape1[d] = d == 1 ? 1 : x->shape[d];
+    *k2 = tg_tensor_tape_zeros(x->dtype, x->ndim, x->shape);
+    if (k1) *k1 = tg_tensor_tape_new(x->dtype, x->ndim, shape1);
+    if (!*k2 || (k1 && !*k1)) return -1;
+    double W = 0;
+    for (int64_t c = 0; c < C; c++) W += w ? tensor_get(w, c) : 1;
+    for (int64_t i = 0; i < gm.N; i++)
+        for (int64_t s = 0; s < S; s++) {
+            const int64_t y = L[i * S + s];
+            const double wy = (1 - e) * (w ? tensor_get(w, y) : 1);
+            if (k1) tensor_set(*k1, i * S + s, wy + e / (double)C * W);
+            for (int64_t c = 0; c < C; c++)
+                tensor_set(*k2, (i * C + c) * S + s,
+                           (c == y ? wy : 0) + e / (double)C * (w ? tensor_get(w, c) : 1));
+        }
+    return 0;
+}
+static int cross_entropy_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    cls_geom gm = cls_geom_of(n->in[0]);
+    tensor *k1, *k2;
+    if (cls_constants(n, gm, n->fp[0], &k1, &k2)) return -1;
+    gin[0] = tensor_mul(cls_scale(n, g, gm), tensor_sub(tensor_mul(k1, tensor_softmax(n->in[0], 1)), k2));
+    return tg_graph_vjp_done(n, want, gin);
+}
+static int nll_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    cls_geom gm = cls_geom_of(n->in[0]);
+    tensor *k;
+    if (cls_constants(n, gm, 0.0, NULL, &k)) return -1;
+    gin[0] = tensor_neg(tensor_mul(cls_scale(n, g, gm), k));
+    return tg_graph_vjp_done(n, want, gin);
+}
+
+/* cosine_embedding_loss rebuilt from ops and differentiated: per row
+ * cos = <x1, x2> (|x1|^2 + eps)^-1/2 (|x2|^2 + eps)^-1/2,
+ * l = 1 - cos (y = 1), relu(cos - margin) (y = -1), 0 otherwise */
+static int cosine_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *a = n->in[0], *b = n->in[1], *y = n->in[2];
+    int ax1 = 1;
+    tensor *ab = tensor_sum(tensor_mul(a, b), &ax1, 1, false);
+    tensor *n1 = tensor_add_scalar(tensor_sum(tensor_square(a), &ax1, 1, false), COS_EPS);
+    tensor *n2 = tensor_add_scalar(tensor_sum(tensor_square(b), &ax1, 1, false), COS_EPS);
+    tensor *cos = tensor_mul(ab, tensor_pow_scalar(tensor_mul(n1, n2), -0.5));
+    tensor *zero = tg_tape_scalar(a->dtype, 0), *one = tg_tape_scalar(a->dtype, 1), *mone = tg_tape_scalar(a->dtype, -1);
+    tensor *l = tensor_where(tensor_eq(y, one), tensor_add_scalar(tensor_neg(cos), 1.0),
+                             tensor_where(tensor_eq(y, mone), tensor_relu(tensor_add_scalar(cos, -n->fp[0])), zero));
+    tensor *out = n->ip[0] == REDUCTION_NONE ? l : n->ip[0] == REDUCTION_SUM ? tensor_sum_all(l) : tensor_mean_all(l);
+    return tg_vjp_graph_by_decomposition(n, out, g, want, gin);
+}
+
 const op_def tg_ops_loss[] = {
     [MSE] = {"mse_loss", 2, 0, mse_forward, mse_vjp, mse_sample, mse_build,
              "tensor_mse_loss(pred, target, reduction)", "l = (pred - target)^2",
-             "dpred = 2 (pred - target) g, dtarget = -dpred", RED_NOTE "pred and target: one shape"},
+             "dpred = 2 (pred - target) g, dtarget = -dpred", RED_NOTE "pred and target: one shape",
+     .vjp_graph = mse_vjp_graph},
     [L1] = {"l1_loss", 2, 0, l1_forward, l1_vjp, l1_sample, l1_build,
             "tensor_l1_loss(pred, target, reduction)", "l = |pred - target|",
             "dpred = sign(pred - target) g, dtarget = -dpred",
-            RED_NOTE "kink at pred = target (gradient 0 there, like PyTorch); samples keep |d| >= 0.05"},
+            RED_NOTE "kink at pred = target (gradient 0 there, like PyTorch); samples keep |d| >= 0.05",
+     .vjp_graph = l1_vjp_graph},
     [HUBER] = {"huber_loss", 2, 0, huber_forward, huber_vjp, huber_sample, huber_build,
                "tensor_huber_loss(pred, target, delta, reduction)",
                "d = pred - target; l = d^2/2 if |d| < delta else delta (|d| - delta/2)",
                "dpred = clamp(d, -delta, delta) g, dtarget = -dpred",
-               RED_NOTE "delta > 0; second derivative jumps at |d| = delta; samples keep 0.05 away"},
+               RED_NOTE "delta > 0; second derivative jumps at |d| = delta; samples keep 0.05 away",
+     .vjp_graph = huber_vjp_graph},
     [SMOOTH_L1] = {"smooth_l1_loss", 2, 0, smooth_l1_forward, smooth_l1_vjp, smooth_l1_sample,
                    smooth_l1_build, "tensor_smooth_l1_loss(pred, target, beta, reduction)",
                    "d = pred - target; l = d^2/(2 beta) if |d| < beta else |d| - beta/2",
                    "dpred = (d / beta if |d| < beta else sign(d)) g, dtarget = -dpred",
-                   RED_NOTE "beta >= 0, beta = 0 is l1_loss; samples keep |d| 0.05 from 0 and beta"},
+                   RED_NOTE "beta >= 0, beta = 0 is l1_loss; samples keep |d| 0.05 from 0 and beta",
+     .vjp_graph = smooth_l1_vjp_graph},
     [BCE] = {"bce_loss", 3, 1u << 2, bce_forward, bce_vjp, bce_sample, bce_build,
              "tensor_bce_loss(prob, target, weight or NULL, reduction)",
              "l = -w (t max(log p, -100) + (1 - t) max(log(1 - p), -100))",
              "dp = w (p - t) / max(p (1 - p), 1e-12) g, dt = w (max(log(1-p),-100) - max(log p,-100)) g",
              RED_NOTE "prob must be in [0, 1] (checked); the weight broadcasts to prob and gets no "
-                      "gradient; mean divides by the element count; samples keep p in (0.05, 0.95)"},
+                      "gradient; mean divides by the element count; samples keep p in (0.05, 0.95)",
+     .vjp_graph = bce_vjp_graph},
     [BCE_LOGITS] = {"bce_with_logits", 3, 1u << 2, bce_logits_forward, bce_logits_vjp,
                     bce_logits_sample, bce_logits_build,
                     "tensor_bce_with_logits(logits, target, pos_weight or NULL, reduction)",
                     "l = (1 - t) x + (1 + (pw - 1) t) softplus(-x)",
                     "dx = ((1 - t) - (1 + (pw - 1) t) sigmoid(-x)) g, dt = (-x + (pw - 1) softplus(-x)) g",
                     RED_NOTE "log-sigmoid form, finite for any logit; pos_weight broadcasts to the "
-                             "logits (typically [C]) and gets no gradient"},
+                             "logits (typically [C]) and gets no gradient",
+     .vjp_graph = bce_logits_vjp_graph},
     [CROSS_ENTROPY] = {"cross_entropy", 3, (1u << 1) | (1u << 2), cross_entropy_forward,
                        cross_entropy_vjp, cross_entropy_sample, cross_entropy_build,
                        "tensor_cross_entropy(logits, labels, weight or NULL, label_smoothing, reduction)",
@@ -1005,21 +1182,25 @@ const op_def tg_ops_loss[] = {
                        "gradient; weight [C], no gradient; label_smoothing e in [0, 1]; mean divides "
                        "by the summed weights of the targets (PyTorch); none gives [N, d...]; "
                        "max-shifted log-sum-exp, finite for any logit; softmax kept for the vjp. "
-                       "Not offered: ignore_index, probability targets"},
+                       "Not offered: ignore_index, probability targets",
+     .vjp_graph = cross_entropy_vjp_graph},
     [NLL] = {"nll_loss", 3, (1u << 1) | (1u << 2), nll_forward, nll_vjp, nll_sample, nll_build,
              "tensor_nll_loss(logp, labels, weight or NULL, reduction)", "l = -w_y logp_y",
              "dlogp_c = -w_y [c = y] g",
-             "shapes as cross_entropy; mean divides by the summed weights of the targets"},
+             "shapes as cross_entropy; mean divides by the summed weights of the targets",
+     .vjp_graph = nll_vjp_graph},
     [KL_DIV] = {"kl_div", 2, 0, kl_div_forward, kl_div_vjp, kl_div_sample, kl_div_build,
                 "tensor_kl_div(logp, target, reduction)", "l = t log t - t logp  (0 log 0 = 0)",
                 "dlogp = -t g, dt = (log t + 1 - logp) g",
                 RED_NOTE "PyTorch's kl_div with log_target = false; mean is the element mean like "
                          "PyTorch's 'mean'; 'batchmean' is not offered: use sum and divide by N. "
-                         "At t = 0 the target gradient is taken as -logp; samples keep t >= 0.05"},
+                         "At t = 0 the target gradient is taken as -logp; samples keep t >= 0.05",
+     .vjp_graph = kl_div_vjp_graph},
     [HINGE] = {"hinge_loss", 2, 0, hinge_forward, hinge_vjp, hinge_sample, hinge_build,
                "tensor_hinge_loss(x, y, margin, reduction)", "l = max(0, margin - y x)",
                "dx = -y [margin > y x] g, dy = -x [margin > y x] g",
-               RED_NOTE "y in {-1, +1}, same shape as x; kink at y x = margin, samples keep 0.05 away"},
+               RED_NOTE "y in {-1, +1}, same shape as x; kink at y x = margin, samples keep 0.05 away",
+     .vjp_graph = hinge_vjp_graph},
     [FOCAL] = {"focal_loss", 2, 0, focal_forward, focal_vjp, focal_sample, focal_build,
                "tensor_focal_loss(logits, target, alpha, gamma, reduction)",
                "s = sigmoid(x); u = s (1 - t) + (1 - s) t; a = alpha t + (1 - alpha)(1 - t); "
@@ -1027,14 +1208,16 @@ const op_def tg_ops_loss[] = {
                "dx = a g ((s - t) u^gamma + ce gamma u^(gamma-1) s (1 - s) (1 - 2t)), "
                "dt = a g (-x u^gamma + ce gamma u^(gamma-1) (1 - 2s)) + (2 alpha - 1) ce u^gamma g",
                RED_NOTE "torchvision.ops.sigmoid_focal_loss; alpha < 0 disables the alpha weight; "
-                        "gamma >= 0; finite for any logit; soft targets allowed"},
+                        "gamma >= 0; finite for any logit; soft targets allowed",
+     .vjp_graph = focal_vjp_graph},
     [COSINE] = {"cosine_embedding_loss", 3, 1u << 2, cosine_forward, cosine_vjp, cosine_sample,
                 cosine_build, "tensor_cosine_embedding_loss(x1, x2, y, margin, reduction)",
                 "c = <x1, x2> / sqrt((|x1|^2 + 1e-12)(|x2|^2 + 1e-12)); l = 1 - c (y = 1), "
                 "max(0, c - margin) (y = -1)",
                 "dx1 = dl/dc (x2 / sqrt(n1 n2) - c x1 / n1) g, dx2 likewise, dl/dc = -1 or [c > margin]",
                 "x1, x2 [N, D], y [N] in {-1, +1} (other values give 0, as PyTorch), no gradient; "
-                "none gives [N]; kink at c = margin for y = -1, samples keep 0.05 away"},
+                "none gives [N]; kink at c = margin for y = -1, samples keep 0.05 away",
+     .vjp_graph = cosine_vjp_graph},
 };
 const int tg_ops_loss_count = N_LOSS_OPS;
 _Static_assert(sizeof tg_ops_loss / sizeof tg_ops_loss[0] == N_LOSS_OPS,

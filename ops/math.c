@@ -386,12 +386,100 @@ BUILD1(remainder, tensor_remainder(in[0], in[1]))
 BUILD1(where, tensor_where(in[0], in[1], in[2]))
 BUILD1(masked_select, tensor_masked_select(in[0], in[1]))
 
+/* ------------------------------------------------------- graph vjps
+ * The vjps built from ops (op_def.vjp_graph), the formulas above; a
+ * broadcast operand's gradient is summed back with tg_sum_to_shape. Choices
+ * made by comparisons (which side of a kink, which operand is larger) are
+ * constants for autograd. */
+#define X (n->in[0])
+#define Y (n->in[1])
+#define Z (n->out)
+#define GRAPH_VJP(name) static int name##_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin)
+#define GRAPH_UNARY(name, EXPR)                                  \
+    GRAPH_VJP(name) {                                            \
+        gin[0] = (EXPR);                                         \
+        return tg_graph_vjp_done(n, want, gin);                  \
+    }
+static tensor *zero_like(const tensor *t) { return tg_tape_scalar(t->dtype, 0); }
+GRAPH_UNARY(exp, tensor_mul(g, Z))
+GRAPH_UNARY(log, tensor_div(g, X))
+GRAPH_UNARY(log2, tensor_div(g, tensor_mul_scalar(X, M_LN2)))
+GRAPH_UNARY(log10, tensor_div(g, tensor_mul_scalar(X, M_LN10)))
+GRAPH_UNARY(sqrt, tensor_div(g, tensor_mul_scalar(Z, 2.0)))
+GRAPH_UNARY(abs, tensor_mul(g, tensor_sign(X)))
+GRAPH_UNARY(square, tensor_mul_scalar(tensor_mul(g, X), 2.0))
+GRAPH_UNARY(reciprocal, tensor_neg(tensor_mul(g, tensor_square(Z))))
+/* dx = g p x^(p-1), 0 when p = 0 */
+GRAPH_UNARY(pow_scalar, n->fp[0] == 0 ? tensor_mul_scalar(g, 0.0)
+                                      : tensor_mul(g, tensor_mul_scalar(tensor_pow_scalar(X, n->fp[0] - 1),
+                                                                        n->fp[0])))
+/* dx = g on [lo, hi], 0 outside */
+GRAPH_UNARY(clamp, tensor_where(tensor_logical_and(tensor_ge(X, tg_tape_scalar(X->dtype, n->fp[0])),
+                                                   tensor_le(X, tg_tape_scalar(X->dtype, n->fp[1]))),
+                                g, zero_like(X)))
+/* da = g b a^(b-1), db = g z ln a (the samples keep a > 0 and b != 0) */
+GRAPH_VJP(pow) {
+    if (want[0]) gin[0] = tg_sum_to_shape(tensor_mul(g, tensor_mul(Y, tensor_pow(X, tensor_add_scalar(Y, -1.0)))), X);
+    if (want[1]) gin[1] = tg_sum_to_shape(tensor_mul(tensor_mul(g, Z), tensor_log(X)), Y);
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* the operand that wins takes g, ties split it: w = [a > b] + 0.5 [a = b] (constant) */
+static int extreme_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin, bool larger) {
+    tensor *one = tg_tape_scalar(X->dtype, 1), *half = tg_tape_scalar(X->dtype, 0.5), *zero = zero_like(X);
+    tensor *tie = tensor_eq(X, Y);
+    tensor *a_wins = larger ? tensor_gt(X, Y) : tensor_lt(X, Y);
+    tensor *b_wins = larger ? tensor_gt(Y, X) : tensor_lt(Y, X);
+    tensor *tie_w = tensor_where(tie, half, zero);
+    if (want[0]) gin[0] = tg_sum_to_shape(tensor_mul(g, tensor_where(a_wins, one, tie_w)), X);
+    if (want[1]) gin[1] = tg_sum_to_shape(tensor_mul(g, tensor_where(b_wins, one, tie_w)), Y);
+    return tg_graph_vjp_done(n, want, gin);
+}
+GRAPH_VJP(maximum) { return extreme_graph(n, g, want, gin, true); }
+GRAPH_VJP(minimum) { return extreme_graph(n, g, want, gin, false); }
+/* da = g, db = -g floor(a / b) (floor_divide: a constant) */
+GRAPH_VJP(remainder) {
+    if (want[0]) gin[0] = tg_sum_to_shape(g, X);
+    if (want[1]) gin[1] = tg_sum_to_shape(tensor_neg(tensor_mul(g, tensor_floor_divide(X, Y))), Y);
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* da = unbroadcast(g [cond]), db = unbroadcast(g [!cond]) */
+GRAPH_VJP(where) {
+    tensor *c = n->in[0], *zero = zero_like(n->in[1]);
+    if (want[1]) gin[1] = tg_sum_to_shape(tensor_where(c, g, zero), n->in[1]);
+    if (want[2]) gin[2] = tg_sum_to_shape(tensor_where(c, zero, g), n->in[2]);
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* masked_select: g goes back to the selected positions of a (flattened),
+ * the adjoint of a gather of those positions */
+GRAPH_VJP(masked_select) {
+    const tensor *a = n->in[0], *m = n->in[1];
+    int64_t count = n->out->size, N = a->size;
+    tensor *idx = tg_tensor_tape_new(DTYPE_I64, 1, &count);
+    if (!idx) return -1;
+    for (int64_t i = 0, j = 0; i < N; i++)
+        if (truth_at(m, i)) ((int64_t *)idx->data)[j++] = i;
+    tensor flat = {.ndim = 1, .shape = {N}}; /* a's shape, flattened */
+    tensor *t = tg_gather_adjoint(g, 0, idx, &flat);
+    gin[0] = tensor_reshape(t, a->ndim, a->shape);
+    return tg_graph_vjp_done(n, want, gin);
+}
+#undef X
+#undef Y
+#undef Z
+
 /* ---------------------------------------------------------- registry */
 
 #define UNARY(name, sample, sig, fwd, grad, notes) \
     {#name, 1, 0, name##_forward, name##_vjp, sample, name##_build, sig, fwd, grad, notes}
 #define BINARY(name, sample, sig, fwd, grad, notes) \
     {#name, 2, 0, name##_forward, name##_vjp, sample, name##_build, sig, fwd, grad, notes}
+/* The same, with a differentiable vjp (create_graph goes through it). */
+#define UNARY_G(name, sample, sig, fwd, grad, notes) \
+    {#name, 1, 0, name##_forward, name##_vjp, sample, name##_build, sig, fwd, grad, notes, \
+     .vjp_graph = name##_vjp_graph}
+#define BINARY_G(name, sample, sig, fwd, grad, notes) \
+    {#name, 2, 0, name##_forward, name##_vjp, sample, name##_build, sig, fwd, grad, notes, \
+     .vjp_graph = name##_vjp_graph}
 
 /* The math family: index of each op in tg_ops_math, its entry below. */
 enum {
@@ -402,44 +490,44 @@ enum {
 #define OP(i) (&tg_ops_math[i])
 
 const op_def tg_ops_math[] = {
-    [EXP] = UNARY(exp, exp_sample, "tensor_exp(a)", "y = e^a", "da = g * y", ""),
-    [LOG] = UNARY(log, log_sample, "tensor_log(a)", "y = ln a", "da = g / a",
+    [EXP] = UNARY_G(exp, exp_sample, "tensor_exp(a)", "y = e^a", "da = g * y", ""),
+    [LOG] = UNARY_G(log, log_sample, "tensor_log(a)", "y = ln a", "da = g / a",
           "defined for a > 0 (a = 0 gives -inf, a < 0 NaN); samples keep a >= 0.2"),
-    [LOG2] = UNARY(log2, log_sample, "tensor_log2(a)", "y = log2 a", "da = g / (a ln 2)",
+    [LOG2] = UNARY_G(log2, log_sample, "tensor_log2(a)", "y = log2 a", "da = g / (a ln 2)",
           "defined for a > 0; samples keep a >= 0.2"),
-    [LOG10] = UNARY(log10, log_sample, "tensor_log10(a)", "y = log10 a", "da = g / (a ln 10)",
+    [LOG10] = UNARY_G(log10, log_sample, "tensor_log10(a)", "y = log10 a", "da = g / (a ln 10)",
           "defined for a > 0; samples keep a >= 0.2"),
-    [SQRT] = UNARY(sqrt, log_sample, "tensor_sqrt(a)", "y = sqrt(a)", "da = g / (2 y)",
+    [SQRT] = UNARY_G(sqrt, log_sample, "tensor_sqrt(a)", "y = sqrt(a)", "da = g / (2 y)",
           "defined for a >= 0, gradient infinite at a = 0; samples keep a >= 0.2"),
-    [ABS] = UNARY(abs, kink_at_zero_sample, "tensor_abs(a)", "y = |a|", "da = g * sign(a)",
+    [ABS] = UNARY_G(abs, kink_at_zero_sample, "tensor_abs(a)", "y = |a|", "da = g * sign(a)",
           "kink at a = 0, where the gradient used is 0 (as PyTorch); samples keep |a| >= 0.05"),
     [SIGN] = {"sign", 1, 1u, sign_forward, sign_vjp, kink_at_zero_sample, sign_build, "tensor_sign(a)",
      "y = sign(a) in {-1, 0, 1}", "none: the output is a constant for autograd (da = 0)",
      "piecewise constant (jump at 0), gradient 0 where it exists: the input is declared "
      "gradient-free, so the output does not require grad and no node is recorded; wherever y "
      "meets other terms this gives PyTorch's zero gradient. NaN stays NaN"},
-    [SQUARE] = UNARY(square, exp_sample, "tensor_square(a)", "y = a^2", "da = 2 g a", ""),
-    [RECIPROCAL] = UNARY(reciprocal, reciprocal_sample, "tensor_reciprocal(a)", "y = 1 / a", "da = -g * y^2",
+    [SQUARE] = UNARY_G(square, exp_sample, "tensor_square(a)", "y = a^2", "da = 2 g a", ""),
+    [RECIPROCAL] = UNARY_G(reciprocal, reciprocal_sample, "tensor_reciprocal(a)", "y = 1 / a", "da = -g * y^2",
           "pole at a = 0; samples keep |a| >= 0.25"),
-    [POW_SCALAR] = UNARY(pow_scalar, pow_scalar_sample, "tensor_pow_scalar(a, p)", "y = a^p",
+    [POW_SCALAR] = UNARY_G(pow_scalar, pow_scalar_sample, "tensor_pow_scalar(a, p)", "y = a^p",
           "da = g * p * a^(p-1); 0 when p = 0",
           "a < 0 with non-integer p gives NaN, and a = 0 with p < 1 an infinite gradient; "
           "samples use p = 2.5 and -1.5 with a >= 0.2, and p = 3 with |a| >= 0.05"),
-    [POW] = BINARY(pow, pow_sample, "tensor_pow(a, b)", "y = a^b (broadcast)",
+    [POW] = BINARY_G(pow, pow_sample, "tensor_pow(a, b)", "y = a^b (broadcast)",
            "da = unbroadcast(g * b * a^(b-1)) (0 where b = 0), "
            "db = unbroadcast(g * y * ln a) (0 where a = 0 and b >= 0)",
            "db needs a > 0 (ln a); for a < 0 it is NaN, as in PyTorch. Samples: a in [0.3, 2), "
            "b in [-2, 2)"),
-    [CLAMP] = UNARY(clamp, clamp_sample, "tensor_clamp(a, lo, hi)", "y = min(max(a, lo), hi)",
+    [CLAMP] = UNARY_G(clamp, clamp_sample, "tensor_clamp(a, lo, hi)", "y = min(max(a, lo), hi)",
           "da = g where lo <= a <= hi, else 0",
           "kinks at lo and hi: the gradient is 1 strictly inside (lo, hi), 0 outside, and 1 "
           "exactly at a bound (PyTorch's choice); lo = -inf or hi = inf clamps one side; "
           "lo > hi or a NaN bound is an error. Samples keep 0.05 from each bound"),
-    [MAXIMUM] = BINARY(maximum, max_min_sample, "tensor_maximum(a, b)", "y = max(a, b) (broadcast)",
+    [MAXIMUM] = BINARY_G(maximum, max_min_sample, "tensor_maximum(a, b)", "y = max(a, b) (broadcast)",
            "da = unbroadcast(g [a > b] + 0.5 g [a = b]), db = unbroadcast(g [b > a] + 0.5 g [a = b])",
            "not differentiable on ties a = b, where the gradient is split 0.5 / 0.5 (as PyTorch); "
            "NaN in either operand gives NaN. Samples keep |a - b| >= 0.1"),
-    [MINIMUM] = BINARY(minimum, max_min_sample, "tensor_minimum(a, b)", "y = min(a, b) (broadcast)",
+    [MINIMUM] = BINARY_G(minimum, max_min_sample, "tensor_minimum(a, b)", "y = min(a, b) (broadcast)",
            "da = unbroadcast(g [a < b] + 0.5 g [a = b]), db = unbroadcast(g [b < a] + 0.5 g [a = b])",
            "not differentiable on ties a = b, where the gradient is split 0.5 / 0.5 (as PyTorch); "
            "NaN in either operand gives NaN. Samples keep |a - b| >= 0.1"),
@@ -449,7 +537,7 @@ const op_def tg_ops_math[] = {
      "piecewise constant with jumps where a/b is an integer, gradient 0 where it exists "
      "(PyTorch's definition): both inputs are declared gradient-free, so the output does not "
      "require grad and no node is recorded. b = 0 gives +-inf or NaN"},
-    [REMAINDER] = BINARY(remainder, floor_mod_sample, "tensor_remainder(a, b)",
+    [REMAINDER] = BINARY_G(remainder, floor_mod_sample, "tensor_remainder(a, b)",
            "y = a - b * floor(a / b) (broadcast; the sign of b, like Python's %)",
            "da = unbroadcast(g), db = unbroadcast(-g * floor(a / b))",
            "jumps where a/b is an integer (the gradient there is that of the piece on the right "
@@ -458,13 +546,15 @@ const op_def tg_ops_math[] = {
      "tensor_where(cond, a, b)", "y = cond ? a : b (cond nonzero = true; all three broadcast)",
      "da = unbroadcast(g [cond]), db = unbroadcast(g [!cond]); no gradient for cond",
      "cond may be any dtype, int64 included; NaN in cond counts as true. a and b share a "
-     "float dtype, which y takes"},
+     "float dtype, which y takes",
+     .vjp_graph = where_vjp_graph},
     [MASKED_SELECT] = {"masked_select", 2, 2u, masked_select_forward, masked_select_vjp, masked_select_sample,
      masked_select_build, "tensor_masked_select(a, mask)",
      "y = the elements of a where mask is nonzero, 1-D in row-major order",
      "da = g scattered back to the selected positions, 0 elsewhere; no gradient for mask",
      "mask has a's shape (no broadcasting) and any dtype; the output length is fixed when the "
-     "op is built"},
+     "op is built",
+     .vjp_graph = masked_select_vjp_graph},
 };
 const int tg_ops_math_count = N_MATH_OPS;
 _Static_assert(sizeof tg_ops_math / sizeof tg_ops_math[0] == N_MATH_OPS,

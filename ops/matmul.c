@@ -245,16 +245,44 @@ static tensor *outer_build(tensor *const *in, const op_sample *s) {
     return tensor_outer(in[0], in[1]);
 }
 
+/* ------------------------------------------------------ graph vjps
+ * The vjps built from ops (op_def.vjp_graph). */
+static tensor *swap_last(tensor *t) { return t ? tensor_transpose(t, t->ndim - 2, t->ndim - 1) : NULL; }
+/* dA = G @ B^T, dB = A^T @ G, each summed to its operand's batch dims */
+static int matmul_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *a = n->in[0], *b = n->in[1];
+    if (want[0]) gin[0] = tg_sum_to_shape(tensor_matmul(g, swap_last(b)), a);
+    if (want[1]) gin[1] = tg_sum_to_shape(tensor_matmul(swap_last(a), g), b);
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* da = g b, db = g a (g a scalar, broadcast) */
+static int dot_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    if (want[0]) gin[0] = tensor_mul(n->in[1], g);
+    if (want[1]) gin[1] = tensor_mul(n->in[0], g);
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* da = sum_j g[:,j] b[j], db = sum_i g[i,:] a[i] */
+static int outer_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    int ax1 = 1, ax0 = 0;
+    int64_t col[2] = {n->in[0]->size, 1};
+    if (want[0]) gin[0] = tensor_sum(tensor_mul(g, n->in[1]), &ax1, 1, false);
+    if (want[1]) gin[1] = tensor_sum(tensor_mul(g, tensor_reshape(n->in[0], 2, col)), &ax0, 1, false);
+    return tg_graph_vjp_done(n, want, gin);
+}
+
 const op_def tg_ops_matmul[] = {
     [MATMUL] = {"matmul", 2, 0, matmul_forward, matmul_vjp, matmul_sample, matmul_build,
      "tensor_matmul(a, b)", "C[..] = A[..] @ B[..] (batch dims broadcast)",
-     "dA = G @ B^T, dB = A^T @ G, each summed over broadcast batch dims", ""},
+     "dA = G @ B^T, dB = A^T @ G, each summed over broadcast batch dims", "",
+     .vjp_graph = matmul_vjp_graph},
     [DOT] = {"dot", 2, 0, dot_forward, dot_vjp, dot_sample, dot_build, "tensor_dot(a, b)",
      "y = sum_i a[i] b[i] (1-D, one length; a scalar)", "da = g b, db = g a",
-     "accumulated in double"},
+     "accumulated in double",
+     .vjp_graph = dot_vjp_graph},
     [OUTER] = {"outer", 2, 0, outer_forward, outer_vjp, outer_sample, outer_build, "tensor_outer(a, b)",
      "y[i,j] = a[i] b[j]  ([M] x [N] -> [M,N])", "da[i] = sum_j g[i,j] b[j], db[j] = sum_i g[i,j] a[i]",
-     ""},
+     "",
+     .vjp_graph = outer_vjp_graph},
 };
 const int tg_ops_matmul_count = N_MATMUL_OPS;
 _Static_assert(sizeof tg_ops_matmul / sizeof tg_ops_matmul[0] == N_MATMUL_OPS,

@@ -393,6 +393,68 @@ static tensor *layer_norm_build(tensor *const *in, const op_sample *s) {
     return tensor_layer_norm(in[0], (int)s->ip[0], w, b, s->fp[0]);
 }
 
+/* ------------------------------------------------------ graph vjps
+ * The normalisations' vjps built from ops (op_def.vjp_graph). Over the
+ * normalised axes, with batch statistics:
+ *   xhat = (x - mean) rstd, rstd = (var + eps)^-1/2 (population variance),
+ *   gh = g w,  dx = rstd (gh - mean(gh) - xhat mean(gh xhat)),
+ *   dw = sum(g xhat), db = sum(g) over every other axis.
+ * The statistics are recomputed by ops from x, so that their dependence on
+ * x is on the tape for the second order. */
+static int norm_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin, const int *axes,
+                      int na, tensor *w, tensor *b, tensor *xhat, tensor *rstd, bool batch_stats) {
+    tensor *gh = w ? tensor_mul(g, w) : g;
+    if (want[0]) {
+        tensor *t = gh;
+        if (batch_stats)
+            t = tensor_sub(tensor_sub(gh, tensor_mean(gh, axes, na, true)),
+                           tensor_mul(xhat, tensor_mean(tensor_mul(gh, xhat), axes, na, true)));
+        gin[0] = tensor_mul(t, rstd);
+    }
+    if (n->in[1] && want[1]) gin[1] = tg_sum_to_shape(tensor_mul(g, xhat), w);
+    if (n->in[2] && want[2]) gin[2] = tg_sum_to_shape(g, b);
+    return tg_graph_vjp_done(n, want, gin);
+}
+
+/* [C] viewed as [1, C, 1, ..] to broadcast over x's axis 1 (NULL stays NULL). */
+static tensor *per_channel(tensor *t, const tensor *x) {
+    if (!t) return NULL;
+    int64_t shape[TENSOR_MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++) shape[d] = d == 1 ? x->shape[1] : 1;
+    return tensor_reshape(t, x->ndim, shape);
+}
+
+/* batch_norm: the axes are all but 1; eval mode uses the running statistics
+ * (constants: dx = g w rstd). w and b are reshaped to [1, C, 1, ..], so
+ * tg_sum_to_shape sums their gradients back to [C] through that shape. */
+static int batch_norm_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *x = n->in[0];
+    int axes[TENSOR_MAX_DIMS], na = 0;
+    for (int d = 0; d < x->ndim; d++)
+        if (d != 1) axes[na++] = d;
+    const bool training = n->ip[0];
+    tensor *mu = training ? tensor_mean(x, axes, na, true) : per_channel(n->in[3], x);
+    tensor *xc = tensor_sub(x, mu);
+    tensor *var = training ? tensor_mean(tensor_square(xc), axes, na, true) : per_channel(n->in[4], x);
+    tensor *rstd = tensor_pow_scalar(tensor_add_scalar(var, n->fp[0]), -0.5);
+    tensor *xhat = tensor_mul(xc, rstd);
+    tensor *w = per_channel(n->in[1], x), *b = per_channel(n->in[2], x);
+    int rc = norm_graph(n, g, want, gin, axes, na, w, b, xhat, rstd, training);
+    for (int j = 1; j <= 2 && rc == 0; j++)
+        if (n->in[j] && want[j]) gin[j] = tensor_reshape(gin[j], 1, n->in[j]->shape);
+    return rc ? rc : tg_graph_vjp_done(n, want, gin);
+}
+
+/* layer_norm over the last k = ip[0] axes; w and b have those axes' shape */
+static int layer_norm_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *x = n->in[0];
+    int axes[TENSOR_MAX_DIMS], na = 0;
+    for (int d = x->ndim - (int)n->ip[0]; d < x->ndim; d++) axes[na++] = d;
+    tensor *xc = tensor_sub(x, tensor_mean(x, axes, na, true));
+    tensor *rstd = tensor_pow_scalar(tensor_add_scalar(tensor_mean(tensor_square(xc), axes, na, true), n->fp[0]), -0.5);
+    return norm_graph(n, g, want, gin, axes, na, n->in[1], n->in[2], tensor_mul(xc, rstd), rstd, true);
+}
+
 const op_def tg_ops_norm[] = {
     [BATCH_NORM] = {"batch_norm", 5, (1u << 3) | (1u << 4), batch_norm_forward, batch_norm_vjp, batch_norm_sample,
      batch_norm_build,
@@ -406,14 +468,16 @@ const op_def tg_ops_norm[] = {
      "PyTorch: r = (1 - momentum) r + momentum v, with the unbiased variance for running_var; "
      "no gradient for the running statistics; weight, bias and the running statistics may be "
      "NULL (eval needs the running statistics; training needs more than 1 value per channel); "
-     "samples list only the present inputs, in this order"},
+     "samples list only the present inputs, in this order",
+     .vjp_graph = batch_norm_vjp_graph},
     [LAYER_NORM] = {"layer_norm", 3, 0, layer_norm_forward, layer_norm_vjp, layer_norm_sample, layer_norm_build,
      "tensor_layer_norm(x, normalized_ndim, weight, bias, eps)",
      "y = (x - mu) / sqrt(var + eps) * w + b, mu and biased var over the last normalized_ndim dims",
      "xh = (x - mu) s; dw = sum over rows g xh, db = sum over rows g; "
      "dx = s (g w - mean(g w) - xh mean(g w xh)) (means over the normalised dims)",
      "weight and bias have the shape of the last normalized_ndim dims, or are NULL; samples list "
-     "only the present inputs, in this order"},
+     "only the present inputs, in this order",
+     .vjp_graph = layer_norm_vjp_graph},
 };
 const int tg_ops_norm_count = N_NORM_OPS;
 _Static_assert(sizeof tg_ops_norm / sizeof tg_ops_norm[0] == N_NORM_OPS,

@@ -440,17 +440,86 @@ static tensor *avg_pool2d_build(tensor *const *in, const op_sample *s) {
     return tensor_avg_pool2d(in[0], params_of(s));
 }
 
+/* The pools' differentiable vjps. In general by decomposition: the windows
+ * unfolded by ops (tg_unfold2d) and reduced over the taps, max (padding
+ * -inf) or sum divided by the count n(i, j) (a constant). ip as in
+ * pool_geom_of. */
+static tensor *pool_windows(const tape_node *n, double pad_value) {
+    return tg_unfold2d(n->in[0], n->ip[0], n->ip[1], n->ip[2], n->ip[3], n->ip[4], n->ip[5], 1, 1, pad_value,
+                       n->out->shape[2], n->out->shape[3]);
+}
+/* Windows that tile x (stride = kernel, no padding: LeNet's pools) need no
+ * unfolding: each element of x is in at most one window, so the adjoint
+ * repeats g over its window (a reshape and an expand) and crops nothing
+ * (x's rows and columns past the last window get 0: a pad). */
+static bool pool_tiles(const tape_node *n) {
+    return n->ip[2] == n->ip[0] && n->ip[3] == n->ip[1] && n->ip[4] == 0 && n->ip[5] == 0;
+}
+static tensor *pool_repeat(const tape_node *n, tensor *g) {
+    const tensor *x = n->in[0];
+    const int64_t B = x->shape[0], C = x->shape[1], OH = n->out->shape[2], OW = n->out->shape[3];
+    const int64_t kh = n->ip[0], kw = n->ip[1];
+    const int64_t s6[6] = {B, C, OH, 1, OW, 1}, e6[6] = {B, C, OH, kh, OW, kw}, s4[4] = {B, C, OH * kh, OW * kw};
+    tensor *t = tensor_reshape(tensor_expand(tensor_reshape(g, 6, s6), 6, e6), 4, s4);
+    const int64_t pads[8] = {0, 0, 0, 0, 0, x->shape[2] - OH * kh, 0, x->shape[3] - OW * kw};
+    return pads[5] || pads[7] ? tensor_pad(t, pads, 0.0) : t;
+}
+static int max_pool2d_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    if (pool_tiles(n)) {
+        /* dx = g repeated, times the kernel's own argmax positions (saved[0],
+         * per plane: ties routed as the kernel routes them), a constant */
+        const tensor *x = n->in[0], *idx = n->saved[0];
+        tensor *mask = tg_tensor_tape_zeros(x->dtype, x->ndim, x->shape);
+        if (!mask) return -1;
+        const int64_t plane = x->shape[2] * x->shape[3], per = n->out->shape[2] * n->out->shape[3];
+        const int64_t *I = idx->data;
+        for (int64_t o = 0; o < idx->size; o++)
+            if (I[o] >= 0) tensor_set(mask, (o / per) * plane + I[o], 1.0);
+        gin[0] = tensor_mul(pool_repeat(n, g), mask);
+        return tg_graph_vjp_done(n, want, gin);
+    }
+    int ax = 2;
+    return tg_vjp_graph_by_decomposition(n, tensor_max(pool_windows(n, -INFINITY), &ax, 1, false), g, want, gin);
+}
+static int avg_pool2d_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    if (pool_tiles(n)) { /* dx = g repeated over its window / (KH KW) */
+        gin[0] = tensor_mul_scalar(pool_repeat(n, g), 1.0 / (double)(n->ip[0] * n->ip[1]));
+        return tg_graph_vjp_done(n, want, gin);
+    }
+    const tensor *x = n->in[0];
+    const int64_t H = x->shape[2], W = x->shape[3], OH = n->out->shape[2], OW = n->out->shape[3];
+    const int64_t kh = n->ip[0], kw = n->ip[1], sh = n->ip[2], sw = n->ip[3], ph = n->ip[4], pw = n->ip[5];
+    /* 1 / n(i, j): the window's size, or its elements inside x */
+    tensor *inv = tg_tensor_tape_new(x->dtype, 2, (int64_t[]){OH, OW});
+    if (!inv) return -1;
+    for (int64_t i = 0; i < OH; i++)
+        for (int64_t j = 0; j < OW; j++) {
+            int64_t r0 = i * sh - ph, c0 = j * sw - pw, cnt = kh * kw;
+            if (!n->ip[6]) {
+                int64_t rows = (r0 + kh < H ? r0 + kh : H) - (r0 > 0 ? r0 : 0);
+                int64_t cols = (c0 + kw < W ? c0 + kw : W) - (c0 > 0 ? c0 : 0);
+                cnt = rows * cols;
+            }
+            tensor_set(inv, i * OW + j, 1.0 / (double)cnt);
+        }
+    int ax = 2;
+    tensor *y = tensor_mul(tensor_sum(pool_windows(n, 0.0), &ax, 1, false), inv);
+    return tg_vjp_graph_by_decomposition(n, y, g, want, gin);
+}
+
 const op_def tg_ops_pool[] = {
     [MAX_POOL2D] = {"max_pool2d", 1, 0, max_pool2d_forward, max_pool2d_vjp, max_pool2d_sample, max_pool2d_build,
      "tensor_max_pool2d(x, params)", "y[b,c,i,j] = max over window (i,j) of x[b,c] (padding = -inf)",
      "dx[b,c,argmax(i,j)] += g[b,c,i,j]",
      "not differentiable where a window has tied maxima: the gradient goes to the first maximum "
-     "in window order (row by row, left to right); samples use distinct values"},
+     "in window order (row by row, left to right); samples use distinct values",
+     .vjp_graph = max_pool2d_vjp_graph},
     [AVG_POOL2D] = {"avg_pool2d", 1, 0, avg_pool2d_forward, avg_pool2d_vjp, avg_pool2d_sample, avg_pool2d_build,
      "tensor_avg_pool2d(x, params)",
      "y[b,c,i,j] = sum over window (i,j) of x[b,c] / n, n = KH KW if count_include_pad else the "
      "elements inside the input",
-     "dx[b,c,r,s] += g[b,c,i,j] / n for every window (i,j) holding (r,s)", "linear; no kinks"},
+     "dx[b,c,r,s] += g[b,c,i,j] / n for every window (i,j) holding (r,s)", "linear; no kinks",
+     .vjp_graph = avg_pool2d_vjp_graph},
 };
 const int tg_ops_pool_count = N_POOL_OPS;
 _Static_assert(sizeof tg_ops_pool / sizeof tg_ops_pool[0] == N_POOL_OPS,

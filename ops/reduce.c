@@ -350,6 +350,54 @@ static void argmax_vjp(tape_node *n, tensor *const *gin) {
 extern const op_def tg_ops_reduce[];
 enum { SUM, MEAN, MAX, MIN, VAR, STD, LOGSUMEXP, ARGMAX, N_REDUCE_OPS };
 
+/* ------------------------------------------------------ graph vjps
+ * The vjps built from ops (op_def.vjp_graph). back(t) takes a tensor of the
+ * output's shape (the upstream gradient, the output itself) back to the
+ * input's: reshaped to keepdim form, then expanded over the reduced axes. */
+static tensor *back(const tape_node *n, tensor *t) {
+    const tensor *a = n->in[0];
+    int64_t keep[TENSOR_MAX_DIMS];
+    for (int d = 0; d < a->ndim; d++) keep[d] = (n->ip[0] >> d) & 1 ? 1 : a->shape[d];
+    tensor *r = tensor_reshape(t, a->ndim, keep);
+    return r ? tensor_expand(r, a->ndim, a->shape) : NULL;
+}
+static int axes_of(const tape_node *n, int *axes) {
+    int na = 0;
+    for (int d = 0; d < n->in[0]->ndim; d++)
+        if ((n->ip[0] >> d) & 1) axes[na++] = d;
+    return na;
+}
+/* sum: da = back(g); mean: da = back(g) / N (fp[0] = 1 or 1/N) */
+static int sum_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *b = back(n, g);
+    gin[0] = n->fp[0] == 1.0 || !b ? b : tensor_mul_scalar(b, n->fp[0]);
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* max/min: da = back(g) m / back(k), m = [a = back(y)] (constant), k = sum m */
+static int extreme_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *a = n->in[0], *one = tg_tape_scalar(a->dtype, 1), *zero = tg_tape_scalar(a->dtype, 0);
+    int axes[TENSOR_MAX_DIMS], na = axes_of(n, axes);
+    tensor *m = tensor_where(tensor_eq(a, back(n, n->out)), one, zero);
+    tensor *k = m ? tensor_sum(m, axes, na, true) : NULL;
+    gin[0] = tensor_mul(back(n, g), tensor_div(m, k));
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* var: da = back(g) 2 (a - mean) / (N - c);  std: da = back(g) (a - mean) / ((N - c) back(y)) */
+static int var_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *a = n->in[0];
+    int axes[TENSOR_MAX_DIMS], na = axes_of(n, axes);
+    tensor *c = tensor_sub(a, tensor_mean(a, axes, na, true));
+    tensor *t = tensor_mul(back(n, g), c);
+    gin[0] = n->ip[2] ? tensor_div(t, tensor_mul_scalar(back(n, n->out), n->fp[0]))
+                      : tensor_mul_scalar(t, 2.0 / n->fp[0]);
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* logsumexp: da = back(g) e^(a - back(y)) */
+static int lse_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    gin[0] = tensor_mul(back(n, g), tensor_exp(tensor_sub(n->in[0], back(n, n->out))));
+    return tg_graph_vjp_done(n, want, gin);
+}
+
 /* Validates a and the axes and starts the node (mask in ip[0], keepdim in
  * ip[1]); *per receives the number of elements folded into each output. */
 static tape_node *reduce_begin(int which, tensor *a, const int *axes, int naxes, bool keepdim,
@@ -566,32 +614,39 @@ const op_def tg_ops_reduce[] = {
     [SUM] = {"sum", 1, 0, sum_forward, sum_vjp, reduce_sample, sum_build,
      "tensor_sum(a, axes, naxes, keepdim)", "y = sum of a over the axes",
      "da = g broadcast back over the reduced axes",
-     "a single output accumulates in double; several accumulate in the dtype, in row-major order"},
+     "a single output accumulates in double; several accumulate in the dtype, in row-major order",
+     .vjp_graph = sum_vjp_graph},
     [MEAN] = {"mean", 1, 0, sum_forward, sum_vjp, reduce_sample, mean_build,
      "tensor_mean(a, axes, naxes, keepdim)", "y = (1/N) sum of a over the axes, N = elements per output",
-     "da = g / N broadcast back over the reduced axes", ""},
+     "da = g / N broadcast back over the reduced axes", "",
+     .vjp_graph = sum_vjp_graph},
     [MAX] = {"max", 1, 0, extreme_forward, extreme_vjp, extreme_sample, max_build,
      "tensor_max(a, axes, naxes, keepdim)", "y = max of a over the axes",
      "da = g / k at each of the k elements equal to y, 0 elsewhere",
      "ties split the gradient evenly (like torch.amax; the mean of the one-sided derivatives, "
      "which is what central differences measure); NaN propagates and passes no gradient; "
-     "an empty reduction is an error"},
+     "an empty reduction is an error",
+     .vjp_graph = extreme_vjp_graph},
     [MIN] = {"min", 1, 0, extreme_forward, extreme_vjp, extreme_sample, min_build,
      "tensor_min(a, axes, naxes, keepdim)", "y = min of a over the axes",
-     "da = g / k at each of the k elements equal to y, 0 elsewhere", "ties as for max"},
+     "da = g / k at each of the k elements equal to y, 0 elsewhere", "ties as for max",
+     .vjp_graph = extreme_vjp_graph},
     [VAR] = {"var", 1, 0, var_forward, var_vjp, var_sample, var_build,
      "tensor_var(a, axes, naxes, correction, keepdim)",
      "y = sum (a - mean)^2 / (N - correction)", "da = g * 2 (a - mean) / (N - correction)",
      "correction 1 is the unbiased estimate, 0 the population variance; N - correction <= 0 "
-     "is an error"},
+     "is an error",
+     .vjp_graph = var_vjp_graph},
     [STD] = {"std", 1, 0, var_forward, var_vjp, var_sample, std_build,
      "tensor_std(a, axes, naxes, correction, keepdim)", "y = sqrt(var(a, correction))",
      "da = g * (a - mean) / ((N - correction) y)",
-     "not differentiable at zero variance; the gradient there is defined as 0"},
+     "not differentiable at zero variance; the gradient there is defined as 0",
+     .vjp_graph = var_vjp_graph},
     [LOGSUMEXP] = {"logsumexp", 1, 0, lse_forward, lse_vjp, lse_sample, lse_build,
      "tensor_logsumexp(a, axes, naxes, keepdim)", "y = m + log sum exp(a - m), m = max of a",
      "da = g * exp(a - y) (the softmax over the axes)",
-     "shifted by the maximum, so stable for large values; all -inf gives -inf and no gradient"},
+     "shifted by the maximum, so stable for large values; all -inf gives -inf and no gradient",
+     .vjp_graph = lse_vjp_graph},
     [ARGMAX] = {"argmax", 1, 1, argmax_forward, argmax_vjp, argmax_sample, argmax_build,
      "tensor_argmax(a, axis, keepdim)", "y = index of the first maximum of a along axis (int64)",
      "none: the index is piecewise constant in a; never recorded on the tape",

@@ -351,23 +351,62 @@ static tensor *multinomial_build(tensor *const *in, const op_sample *s) {
 enum { SIN, COS, TRIL, TRIU, CUMSUM, ONE_HOT, SORT, TOPK, MULTINOMIAL, N_SEQUENCE_OPS };
 #define OP(i) (&tg_ops_sequence[i])
 
+/* ------------------------------------------------------ graph vjps
+ * The vjps built from ops (op_def.vjp_graph). */
+/* sin: dx = g cos x;  cos: dx = -g sin x */
+static int sin_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    gin[0] = tensor_mul(g, tensor_cos(n->in[0]));
+    return tg_graph_vjp_done(n, want, gin);
+}
+static int cos_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    gin[0] = tensor_neg(tensor_mul(g, tensor_sin(n->in[0])));
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* cumsum along axis (ip[0]): dx = the reverse cumulative sum of g,
+ * sum_{l >= m} g_l = sum_axis(g) - cumsum(g) + g */
+static int cumsum_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    int ax = (int)n->ip[0];
+    gin[0] = tensor_add(tensor_sub(tensor_sum(g, &ax, 1, true), tensor_cumsum(g, ax)), g);
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* sort, topk along ip[0]: y gathers a at the saved indices (saved[0]), so
+ * da is the adjoint of that gather */
+static int sort_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    gin[0] = tg_gather_adjoint(g, (int)n->ip[0], n->saved[0], n->in[0]);
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* tril, triu: the same mask on g (ip[0] the diagonal) */
+static int tril_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    gin[0] = tensor_tril(g, n->ip[0]);
+    return tg_graph_vjp_done(n, want, gin);
+}
+static int triu_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    gin[0] = tensor_triu(g, n->ip[0]);
+    return tg_graph_vjp_done(n, want, gin);
+}
+
 const op_def tg_ops_sequence[] = {
     [SIN] = {"sin", 1, 0, sin_forward, sin_vjp, trig_sample, sin_build, "tensor_sin(a)", "y = sin a",
-     "da = g * cos a", ""},
+     "da = g * cos a", "",
+     .vjp_graph = sin_vjp_graph},
     [COS] = {"cos", 1, 0, cos_forward, cos_vjp, trig_sample, cos_build, "tensor_cos(a)", "y = cos a",
-     "da = -g * sin a", ""},
+     "da = -g * sin a", "",
+     .vjp_graph = cos_vjp_graph},
     [TRIL] = {"tril", 1, 0, tri_forward, tri_vjp, tri_sample, tril_build, "tensor_tril(a, diagonal)",
      "y[.., r, c] = a[.., r, c] where c - r <= diagonal, else 0 (last two dims)",
      "da = tril(g, diagonal)",
-     "a needs at least 2 dims; diagonal 0 is the main diagonal, > 0 above it, < 0 below"},
+     "a needs at least 2 dims; diagonal 0 is the main diagonal, > 0 above it, < 0 below",
+     .vjp_graph = tril_vjp_graph},
     [TRIU] = {"triu", 1, 0, tri_forward, tri_vjp, tri_sample, triu_build, "tensor_triu(a, diagonal)",
      "y[.., r, c] = a[.., r, c] where c - r >= diagonal, else 0 (last two dims)",
      "da = triu(g, diagonal)",
-     "a needs at least 2 dims; diagonal 0 is the main diagonal, > 0 above it, < 0 below"},
+     "a needs at least 2 dims; diagonal 0 is the main diagonal, > 0 above it, < 0 below",
+     .vjp_graph = triu_vjp_graph},
     [CUMSUM] = {"cumsum", 1, 0, cumsum_forward, cumsum_vjp, cumsum_sample, cumsum_build,
      "tensor_cumsum(a, axis)", "y[.., l, ..] = sum over m <= l of a[.., m, ..] along axis",
      "da[.., m, ..] = sum over l >= m of g[.., l, ..] (a reverse cumulative sum)",
-     "sums run in the order of the axis, in the input's dtype"},
+     "sums run in the order of the axis, in the input's dtype",
+     .vjp_graph = cumsum_vjp_graph},
     [ONE_HOT] = {"one_hot", 1, 1u, one_hot_forward, one_hot_vjp, one_hot_sample, one_hot_build,
      "tensor_one_hot(index, n, dtype)",
      "y[.., c] = 1 if index[..] == c else 0, c in [0, n); y has index's shape and a last dim n",
@@ -381,14 +420,16 @@ const op_def tg_ops_sequence[] = {
      "da[.., indices[j], ..] += g[.., j, ..] (g scattered back to where each value came from)",
      "stable: equal values keep their order, and NaN sorts as the largest value (last ascending, "
      "first descending). A tie is a kink (the gradient follows the order chosen); samples keep "
-     "values 0.1 apart"},
+     "values 0.1 apart",
+     .vjp_graph = sort_vjp_graph},
     [TOPK] = {"topk", 1, 0, sort_forward, sort_vjp, topk_sample, topk_build,
      "tensor_topk(a, k, axis, largest, &indices)",
      "y = the k largest (or smallest) values along axis, largest first (smallest first); "
      "indices (int64) = their positions in a",
      "da[.., indices[j], ..] += g[.., j, ..]; 0 for the values not chosen",
      "the first k of a stable sort, so ties go to the earlier position; samples keep values "
-     "0.1 apart"},
+     "0.1 apart",
+     .vjp_graph = sort_vjp_graph},
     [MULTINOMIAL] = {"multinomial", 1, 1u, multinomial_forward, multinomial_vjp, multinomial_sample,
      multinomial_build, "tensor_multinomial(probs, n, replacement, rng)",
      "y[r, d] = the category of draw d from row r of probs (weights, normalised by their sum): "

@@ -828,51 +828,177 @@ static tensor *expand_build(tensor *const *in, const op_sample *s) {
     return tensor_expand(in[0], (int)s->ip[0], s->ip + 1);
 }
 
+/* ------------------------------------------------------ graph vjps
+ * The vjps built from ops (op_def.vjp_graph): each shape op's adjoint is
+ * another shape op. */
+/* reshape, flatten: da = reshape(g, shape of a) */
+static int reshape_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    gin[0] = tensor_reshape(g, n->in[0]->ndim, n->in[0]->shape);
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* permute: da = permute(g, inverse(perm)) */
+static int permute_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    int inv[TENSOR_MAX_DIMS];
+    for (int d = 0; d < n->in[0]->ndim; d++) inv[n->ip[d]] = d;
+    gin[0] = tensor_permute(g, inv);
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* expand: da = g summed over the broadcast dims */
+static int expand_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    gin[0] = tg_sum_to_shape(g, n->in[0]);
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* narrow: da = g padded with zeros back to a's size along the narrowed axis
+ * (the one whose size changed; start = base offset / the axis's stride) */
+static int narrow_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    const tensor *a = n->in[0];
+    int64_t st[TENSOR_MAX_DIMS], pads[2 * TENSOR_MAX_DIMS] = {0};
+    row_major_strides(a->ndim, a->shape, st);
+    for (int d = 0; d < a->ndim; d++) {
+        if (n->out->shape[d] == a->shape[d]) continue;
+        int64_t start = st[d] ? n->ip[0] / st[d] : 0;
+        pads[2 * d] = start;
+        pads[2 * d + 1] = a->shape[d] - start - n->out->shape[d];
+        break;
+    }
+    gin[0] = tensor_pad(g, pads, 0.0);
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* concat, stack: g viewed as [outer, row] (outer = ip[0], the elements
+ * before the axis); input k is the block of columns [off, off + blk) */
+static int cat_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    const int64_t outer = n->ip[0];
+    int64_t off = 0, rows[2] = {outer, outer ? n->out->size / outer : 0};
+    tensor *g2 = outer ? tensor_reshape(g, 2, rows) : NULL;
+    for (int k = 0; k < n->n_in; k++) {
+        const tensor *a = n->in[k];
+        int64_t blk = outer ? a->size / outer : 0;
+        if (want[k])
+            gin[k] = outer ? tensor_reshape(tensor_narrow(g2, 1, off, blk), a->ndim, a->shape)
+                           : tg_tensor_tape_zeros(a->dtype, a->ndim, a->shape); /* empty */
+        off += blk;
+    }
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* The adjoint of selecting positions idx (int64 [J]) along axis ax of a
+ * dim of size A, built from ops: g's axis moved last and flattened to
+ * [M, J], times one_hot(idx, A) [J, A] (a constant), which sums repeats,
+ * then the axis moved back. */
+static tensor *scatter_axis(tensor *g, int ax, tensor *idx, int64_t A) {
+    if (!g || !idx) return NULL;
+    const int nd = g->ndim;
+    int perm[TENSOR_MAX_DIMS], inv[TENSOR_MAX_DIMS];
+    int64_t moved[TENSOR_MAX_DIMS], flat[2] = {1, g->shape[ax]};
+    for (int d = 0, k = 0; d < nd; d++)
+        if (d != ax) perm[k++] = d;
+    perm[nd - 1] = ax;
+    for (int d = 0; d < nd; d++) {
+        inv[perm[d]] = d;
+        moved[d] = g->shape[perm[d]];
+        if (d < nd - 1) flat[0] *= moved[d];
+    }
+    moved[nd - 1] = A;
+    tensor *r = tensor_matmul(tensor_reshape(tensor_permute(g, perm), 2, flat), tensor_one_hot(idx, A, g->dtype));
+    return tensor_permute(tensor_reshape(r, nd, moved), inv);
+}
+/* index_select along ip[0]: da = scatter_axis(g) at the index */
+static int index_select_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    int ax = (int)n->ip[0];
+    gin[0] = scatter_axis(g, ax, n->in[1], n->in[0]->shape[ax]);
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* slice: the positions start, start + step, ... of the axis whose map
+ * differs from a's own (base offset ip[0] = start * stride, ip[1 + ax] =
+ * stride * step); none differs: the identity */
+static int slice_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    const tensor *a = n->in[0];
+    int64_t st[TENSOR_MAX_DIMS];
+    row_major_strides(a->ndim, a->shape, st);
+    int ax = -1;
+    for (int d = 0; d < a->ndim && ax < 0; d++)
+        if (n->out->shape[d] != a->shape[d] || (a->shape[d] > 1 && n->ip[1 + d] != st[d])) ax = d;
+    if (ax < 0) {
+        gin[0] = g;
+        return tg_graph_vjp_done(n, want, gin);
+    }
+    const int64_t len = n->out->shape[ax], start = st[ax] ? n->ip[0] / st[ax] : 0,
+                  step = st[ax] ? n->ip[1 + ax] / st[ax] : 1;
+    tensor *idx = tg_tensor_tape_new(DTYPE_I64, 1, &len);
+    if (!idx) return -1;
+    for (int64_t k = 0; k < len; k++) ((int64_t *)idx->data)[k] = start + k * step;
+    gin[0] = scatter_axis(g, ax, idx, a->shape[ax]);
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* gather along ip[0]: da = g added back at the gathered positions */
+static int gather_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    gin[0] = tg_gather_adjoint(g, (int)n->ip[0], n->in[1], n->in[0]);
+    return tg_graph_vjp_done(n, want, gin);
+}
+/* pad: da = the interior of g, narrowed dim by dim */
+static int pad_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *t = g;
+    for (int d = 0; d < n->in[0]->ndim && t; d++)
+        if (n->ip[2 * d] || n->ip[2 * d + 1]) t = tensor_narrow(t, d, n->ip[2 * d], n->in[0]->shape[d]);
+    gin[0] = t;
+    return tg_graph_vjp_done(n, want, gin);
+}
+
 const op_def tg_ops_shape[] = {
     [RESHAPE] = {"reshape", 1, 0, reshape_forward, reshape_vjp, reshape_sample, reshape_build,
      "tensor_reshape(a, ndim, shape)", "y = a with a new shape (row-major order kept)",
-     "da = reshape(g, shape of a)", "one dimension may be -1 (inferred); int64 tensors allowed"},
+     "da = reshape(g, shape of a)", "one dimension may be -1 (inferred); int64 tensors allowed",
+     .vjp_graph = reshape_vjp_graph},
     [PERMUTE] = {"permute", 1, 0, permute_forward, permute_vjp, permute_sample, permute_build,
      "tensor_permute(a, perm) / tensor_transpose(a, d0, d1)", "y[i_0..i_n] = a[i_perm^-1...]: y's dim d is a's dim perm[d]",
-     "da = permute(g, inverse(perm))", "transpose is permute with two dims swapped"},
+     "da = permute(g, inverse(perm))", "transpose is permute with two dims swapped",
+     .vjp_graph = permute_vjp_graph},
     [FLATTEN] = {"flatten", 1, 0, reshape_forward, reshape_vjp, flatten_sample, flatten_build,
      "tensor_flatten(a, start_dim, end_dim)", "y = a with dims start_dim..end_dim merged into one",
-     "da = reshape(g, shape of a)", "a reshape; a scalar flattens to [1]; int64 tensors allowed"},
+     "da = reshape(g, shape of a)", "a reshape; a scalar flattens to [1]; int64 tensors allowed",
+     .vjp_graph = reshape_vjp_graph},
     [CONCAT] = {"concat", -1, 0, cat_forward, cat_vjp, concat_sample, concat_build,
      "tensor_concat(ts, n, axis)", "y = (a_0, a_1, ..) joined along axis",
      "da_k = the slice of g along axis where a_k was placed",
-     "all dims but axis must match; one dtype (int64 lists join too, without gradient)"},
+     "all dims but axis must match; one dtype (int64 lists join too, without gradient)",
+     .vjp_graph = cat_vjp_graph},
     [STACK] = {"stack", -1, 0, cat_forward, cat_vjp, stack_sample, stack_build, "tensor_stack(ts, n, axis)",
      "y[.., k, ..] = a_k, k along a new dim at position axis (0..ndim)",
      "da_k = g[.., k, ..]",
      "all inputs have one shape and dtype (int64 too, without gradient); concat of the inputs "
-     "each given a dim of 1"},
+     "each given a dim of 1",
+     .vjp_graph = cat_vjp_graph},
     [NARROW] = {"narrow", 1, 0, strided_forward, strided_vjp, narrow_sample, narrow_build,
      "tensor_narrow(a, axis, start, length)", "y = a[.., start : start + length, ..] along axis",
      "da = g in the narrowed range, 0 elsewhere",
      "a negative start counts from the end; the range must lie inside the dim; int64 tensors "
-     "allowed"},
+     "allowed",
+     .vjp_graph = narrow_vjp_graph},
     [SLICE] = {"slice", 1, 0, strided_forward, strided_vjp, slice_sample, slice_build,
      "tensor_slice(a, axis, start, stop, step)", "y = a[.., start:stop:step, ..] along axis (Python)",
      "da = g at the selected positions, 0 elsewhere",
      "step > 0; negative bounds count from the end; bounds are clamped to the dim like Python; "
-     "int64 tensors allowed"},
+     "int64 tensors allowed",
+     .vjp_graph = slice_vjp_graph},
     [INDEX_SELECT] = {"index_select", 2, 2, index_select_forward, index_select_vjp, index_select_sample,
      index_select_build, "tensor_index_select(a, axis, index)",
      "y[.., j, ..] = a[.., index[j], ..] (index int64 1-D)",
      "da[.., index[j], ..] += g[.., j, ..] (repeats accumulate)",
      "index has no gradient; an index outside [0, size) is an error; a may be int64 (no "
-     "gradient)"},
+     "gradient)",
+     .vjp_graph = index_select_vjp_graph},
     [GATHER] = {"gather", 2, 2, gather_forward, gather_vjp, gather_sample, gather_build,
      "tensor_gather(a, axis, index)", "y[p] = a[p with p_axis = index[p]] (index int64, a's ndim)",
      "da[p with p_axis = index[p]] += g[p] (scatter-add; repeats accumulate)",
-     "index may be smaller than a in the other dims; an index outside [0, size) is an error"},
+     "index may be smaller than a in the other dims; an index outside [0, size) is an error",
+     .vjp_graph = gather_vjp_graph},
     [PAD] = {"pad", 1, 0, pad_forward, pad_vjp, pad_sample, pad_build, "tensor_pad(a, pads, value)",
      "y = a surrounded by (before_d, after_d) elements of value in each dim d",
-     "da = the interior of g", "constant padding only; pads must be >= 0; value has no gradient"},
+     "da = the interior of g", "constant padding only; pads must be >= 0; value has no gradient",
+     .vjp_graph = pad_vjp_graph},
     [EXPAND] = {"expand", 1, 0, strided_forward, expand_vjp, expand_sample, expand_build,
      "tensor_expand(a, ndim, shape)", "y = a broadcast to shape (dims right-aligned)",
-     "da = g summed over the broadcast dims", "-1 keeps a's size of that dim"},
+     "da = g summed over the broadcast dims", "-1 keeps a's size of that dim",
+     .vjp_graph = expand_vjp_graph},
 };
 const int tg_ops_shape_count = N_SHAPE_OPS;
 _Static_assert(sizeof tg_ops_shape / sizeof tg_ops_shape[0] == N_SHAPE_OPS,

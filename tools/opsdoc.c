@@ -47,6 +47,10 @@ static void print_op(const op_def *op) {
     }
     printf("\n");
     if (op->notes && *op->notes) printf("- **notes**: %s\n", op->notes);
+    printf("- **differentiable twice**: %s\n",
+           op->vjp_graph                ? "yes (create_graph records its vjp)"
+           : op_differentiable_twice(op) ? "not needed (no input has a gradient: never recorded)"
+                                        : "no, first order only (create_graph through it is refused)");
     print_cases(op);
     printf("\n");
 }
@@ -57,7 +61,15 @@ int main(void) {
     printf("Generated from the op registry by `make docs` (tools/opsdoc.c); do not edit by hand.\n");
     printf("Every op below is checked against central differences in float64, case by case\n");
     printf("(`make gradcheck`, docs/checker.md). In the formulas g is the upstream gradient\n");
-    printf("dL/dy, and unbroadcast(t) sums t over the dimensions that were broadcast.\n\n");
+    printf("dL/dy, and unbroadcast(t) sums t over the dimensions that were broadcast.\n");
+    int twice = 0, first = 0;
+    for (int i = 0; i < n; i++) {
+        if (op_at(i)->vjp_graph) twice++;
+        else if (!op_differentiable_twice(op_at(i))) first++;
+    }
+    printf("Differentiable twice (a vjp built from ops, recorded by tensor_grad with create_graph\n");
+    printf("and checked by gradgradcheck): %d ops; first order only: %d; the rest have no input\n", twice, first);
+    printf("with a gradient.\n\n");
     printf("%d ops:", n);
     for (int i = 0; i < n; i++) printf("%s [%s](#%s)", i ? "," : "", op_at(i)->name, op_at(i)->name);
     printf("\n\n");
