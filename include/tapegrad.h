@@ -296,6 +296,26 @@ typedef struct pool2d_params {
 } pool2d_params;
 tensor *tensor_max_pool2d(tensor *x, pool2d_params p);
 tensor *tensor_avg_pool2d(tensor *x, pool2d_params p);
+/* Resampling, with PyTorch's shapes, parameters and index formulas
+ * (docs/ops.md has the formulas).
+ * adaptive_avg_pool2d: x (B, C, H, W) -> (B, C, out_h, out_w), output cell
+ * (i, j) the mean of rows floor(i H / out_h) .. ceil((i + 1) H / out_h) - 1,
+ * likewise columns (F.adaptive_avg_pool2d(x, (out_h, out_w))). */
+tensor *tensor_adaptive_avg_pool2d(tensor *x, int64_t out_h, int64_t out_w);
+typedef enum { UPSAMPLE_NEAREST = 0, UPSAMPLE_BILINEAR = 1 } upsample_mode;
+/* F.interpolate(x, size, scale_factor, mode, align_corners) on (B, C, H, W):
+ * either size (both > 0) with scale_factor {0, 0}, or, with size {0, 0},
+ * scale_factor (both > 0; out = floor(H scale_factor[0]), likewise W, and the
+ * source coordinates use 1 / scale_factor as PyTorch does when
+ * recompute_scale_factor is not set). align_corners applies to bilinear only
+ * and must be false for nearest (PyTorch refuses it too). */
+typedef struct upsample_params {
+    int64_t size[2];
+    double scale_factor[2];
+    upsample_mode mode;
+    bool align_corners;
+} upsample_params;
+tensor *tensor_upsample(tensor *x, upsample_params p);
 /* Inverted dropout: kept values scaled by 1/(1-p); the mask is drawn from g
  * and saved for backward. training == false returns x unchanged (copy). */
 tensor *tensor_dropout(tensor *x, double p, bool training, rng *g);
