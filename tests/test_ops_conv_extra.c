@@ -578,6 +578,51 @@ START_TEST(test_conv_transpose2d_empty_batch) {
 }
 END_TEST
 
+/* conv1d is no registry entry, so the library's checker is run on it here:
+ * several shapes (stride, padding, dilation, groups, with and without bias),
+ * every input checked against central differences in float64. */
+static tensor *conv1d_graph(tensor *const *in, int n, void *ctx) {
+    return tensor_conv1d(in[0], in[1], n > 2 ? in[2] : NULL, *(const conv1d_params *)ctx);
+}
+START_TEST(test_conv1d_gradcheck_shapes) {
+    static const struct {
+        int64_t x[3], w[3];
+        conv1d_params p;
+        bool bias;
+    } cases[] = {
+        {{2, 3, 8}, {4, 3, 3}, {1, 0, 1, 1}, true},
+        {{1, 4, 11}, {6, 2, 3}, {2, 2, 2, 2}, true},
+        {{3, 2, 6}, {3, 2, 4}, {3, 1, 1, 1}, false},
+    };
+    for (int k = 0; k < 3; k++) {
+        rng g;
+        rng_seed(&g, 141, (uint64_t)k);
+        tensor *in[3] = {tg_sample_tensor(&g, 3, cases[k].x, -1, 1), tg_sample_tensor(&g, 3, cases[k].w, -1, 1),
+                         tg_sample_tensor(&g, 1, cases[k].w, -1, 1)};
+        gradcheck_options opt = gradcheck_defaults();
+        gradcheck_report r;
+        int n = cases[k].bias ? 3 : 2;
+        ck_assert_int_eq(gradcheck(conv1d_graph, (void *)&cases[k].p, in, n, &opt, &r), 0);
+        ck_assert_msg(r.passed, "conv1d case %d: max abs err %g", k, r.max_abs_err);
+        gradcheck_report_free(&r);
+        for (int i = 0; i < 3; i++) tensor_free(in[i]);
+    }
+}
+END_TEST
+
+/* A stale input is refused, by the reshape conv1d starts with, and named. */
+START_TEST(test_conv1d_refuses_a_stale_input) {
+    tensor *a = tensor_zeros(DTYPE_F32, SHAPE(2, 3, 7)), *w = tensor_zeros(DTYPE_F32, SHAPE(4, 3, 3));
+    tensor *x = tensor_mul_scalar(a, 2);
+    ck_assert_ptr_nonnull(x);
+    tape_reset();
+    ck_assert_fails(tensor_conv1d(x, w, NULL, CONV1D_DEFAULT),
+                    "is stale: it was computed before the last tape_reset()");
+    ck_assert_fails(tensor_conv1d(x, w, NULL, CONV1D_DEFAULT), "conv1d: input [2,3,7], weight [4,3,3]");
+    tensor_free(a), tensor_free(w);
+}
+END_TEST
+
 START_TEST(test_conv_transpose2d_central_differences_all_samples) {
     ck_assert_int_ge(numeric_check_op("conv_transpose2d", 400, 2, CHECK_ALL), 14);
 }
@@ -705,6 +750,8 @@ Suite *conv_extra_suite(void) {
     tcase_add_test(tc, test_conv_transpose2d_errors_params);
     tcase_add_test(tc, test_conv_transpose2d_errors_dtype_null_overflow);
     tcase_add_test(tc, test_conv1d_errors);
+    tcase_add_test(tc, test_conv1d_gradcheck_shapes);
+    tcase_add_test(tc, test_conv1d_refuses_a_stale_input);
     suite_add_tcase(s, tc);
     return s;
 }
