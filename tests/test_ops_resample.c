@@ -371,6 +371,62 @@ START_TEST(test_upsample_nearest_by_hand) {
 }
 END_TEST
 
+/* PyTorch's nearest copies when the output size equals the input's and
+ * halves the index when it is twice the input's, whatever the scale_factor
+ * (floor(dst / 1.1) or floor(dst / 2.05) would differ: floor(18 / 2.05) = 8,
+ * where PyTorch takes 18 / 2 = 9). x = arange(40) as [4, 10], scale (1.1,
+ * 2.05) -> [4, 20] with y[i, j] = 10 i + floor(j / 2), as PyTorch prints. */
+START_TEST(test_upsample_nearest_same_and_double_size_as_pytorch) {
+    double x[40], want[80];
+    for (int i = 0; i < 40; i++) x[i] = i;
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 20; j++) want[i * 20 + j] = 10 * i + j / 2;
+    tensor *a = constant(SHAPE(1, 1, 4, 10), x);
+    tensor *y = tensor_upsample(a, by_scale(1.1, 2.05, UPSAMPLE_NEAREST, false));
+    ck_assert_int_eq(y->shape[2], 4);
+    ck_assert_int_eq(y->shape[3], 20);
+    ck_assert_tensor(y, want, 0);
+    tape_reset();
+    tensor_free(a);
+}
+END_TEST
+
+/* y and dx of each op on a tensor large enough to be split over threads
+ * (planes are whole per thread), as float32 bits, with n threads. */
+static void resample_run(int threads, int which, tensor **out) {
+    tapegrad_set_threads(threads);
+    rng g;
+    rng_seed(&g, 77, (uint64_t)which);
+    const int64_t xs[4] = {4, 8, 30, 33};
+    tensor *x64 = tg_sample_tensor(&g, 4, xs, -1, 1);
+    tensor *x = tensor_to_dtype(x64, DTYPE_F32);
+    tensor_set_requires_grad(x, true);
+    tensor *y = which == 0 ? tensor_adaptive_avg_pool2d(x, 7, 9)
+                : which == 1 ? tensor_upsample(x, by_scale(2.5, 1.7, UPSAMPLE_BILINEAR, false))
+                             : tensor_upsample(x, by_size(50, 41, UPSAMPLE_NEAREST, false));
+    ck_assert_ptr_nonnull(y);
+    tensor *w64 = tg_sample_tensor(&g, 4, y->shape, 0.5, 1.5), *w = tensor_to_dtype(w64, DTYPE_F32);
+    ck_assert_int_eq(tensor_backward(tensor_sum_all(tensor_mul(y, w))), 0);
+    out[0] = tensor_detach(y), out[1] = tensor_clone(x->grad);
+    tape_reset();
+    tensor_free(x64), tensor_free(x), tensor_free(w64), tensor_free(w);
+}
+
+START_TEST(test_resample_threads_bit_identical) {
+    for (int m = 0; m < 3; m++) {
+        tensor *one[2], *two[2];
+        resample_run(1, m, one);
+        resample_run(2, m, two);
+        for (int i = 0; i < 2; i++) {
+            ck_assert_msg(memcmp(one[i]->data, two[i]->data, (size_t)one[i]->size * 4) == 0,
+                          "op %d result %d differs between 1 and 2 threads", m, i);
+            tensor_free(one[i]), tensor_free(two[i]);
+        }
+    }
+    tapegrad_set_threads(1);
+}
+END_TEST
+
 START_TEST(test_adaptive_avg_pool2d_central_differences_all_samples) {
     ck_assert_int_ge(numeric_check_op("adaptive_avg_pool2d", 300, 2, CHECK_ALL), 10);
 }
@@ -447,6 +503,8 @@ Suite *resample_suite(void) {
     tcase_add_test(tc, test_adaptive_avg_pool2d_overlapping_windows_by_hand);
     tcase_add_test(tc, test_upsample_bilinear_by_hand);
     tcase_add_test(tc, test_upsample_nearest_by_hand);
+    tcase_add_test(tc, test_upsample_nearest_same_and_double_size_as_pytorch);
+    tcase_add_test(tc, test_resample_threads_bit_identical);
     tcase_add_test(tc, test_adaptive_avg_pool2d_central_differences_all_samples);
     tcase_add_test(tc, test_upsample_central_differences_all_samples);
     tcase_add_test(tc, test_adaptive_avg_pool2d_errors);
