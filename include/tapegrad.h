@@ -307,8 +307,12 @@ typedef enum { UPSAMPLE_NEAREST = 0, UPSAMPLE_BILINEAR = 1 } upsample_mode;
  * either size (both > 0) with scale_factor {0, 0}, or, with size {0, 0},
  * scale_factor (both > 0; out = floor(H scale_factor[0]), likewise W, and the
  * source coordinates use 1 / scale_factor as PyTorch does when
- * recompute_scale_factor is not set). align_corners applies to bilinear only
- * and must be false for nearest (PyTorch refuses it too). */
+ * recompute_scale_factor is not set). Bilinear supports both align_corners
+ * settings: true maps the corner pixels' centres onto each other (source row
+ * i (H - 1) / (out_h - 1)), false (PyTorch's default) maps pixel areas
+ * (source row (i + 0.5) s - 0.5, clipped at 0). Nearest is PyTorch's
+ * 'nearest' (source row floor(i s)), not 'nearest-exact'; align_corners must
+ * be false for it (PyTorch refuses it too). The results are tape-owned. */
 typedef struct upsample_params {
     int64_t size[2];
     double scale_factor[2];
