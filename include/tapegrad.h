@@ -310,7 +310,8 @@ typedef enum { UPSAMPLE_NEAREST = 0, UPSAMPLE_BILINEAR = 1 } upsample_mode;
  * recompute_scale_factor is not set). Bilinear supports both align_corners
  * settings: true maps the corner pixels' centres onto each other (source row
  * i (H - 1) / (out_h - 1)), false (PyTorch's default) maps pixel areas
- * (source row (i + 0.5) s - 0.5, clipped at 0). Nearest is PyTorch's
+ * (source row (i + 0.5) s - 0.5, clipped at 0; s = 1 / scale_factor[0] when
+ * given, else H / out_h, likewise columns). Nearest is PyTorch's
  * 'nearest' (source row floor(i s)), not 'nearest-exact'; align_corners must
  * be false for it (PyTorch refuses it too). The results are tape-owned. */
 typedef struct upsample_params {
