@@ -687,7 +687,8 @@ START_TEST(test_conv_transpose2d_errors_dtype_null_overflow) {
     tensor *x = tensor_zeros(DTYPE_F32, SHAPE(1, 2, 3, 3)), *w = tensor_zeros(DTYPE_F64, SHAPE(2, 2, 3, 3));
     tensor *wf = tensor_zeros(DTYPE_F32, SHAPE(2, 2, 3, 3)), *bd = tensor_zeros(DTYPE_F64, SHAPE(2));
     tensor *xi = tensor_zeros(DTYPE_I64, SHAPE(1, 2, 3, 3));
-    ck_assert_fails(tensor_conv_transpose2d(x, w, NULL, CONV_TRANSPOSE2D_DEFAULT), "conv_transpose2d:");
+    ck_assert_fails_with(tensor_conv_transpose2d(x, w, NULL, CONV_TRANSPOSE2D_DEFAULT),
+                         "conv_transpose2d: dtype mismatch: float32 vs float64");
     ck_assert_fails(tensor_conv_transpose2d(xi, wf, NULL, CONV_TRANSPOSE2D_DEFAULT),
                     "conv_transpose2d: input 0 is int64");
     ck_assert_fails_with(tensor_conv_transpose2d(x, wf, bd, CONV_TRANSPOSE2D_DEFAULT),
