@@ -296,6 +296,47 @@ typedef struct pool2d_params {
 } pool2d_params;
 tensor *tensor_max_pool2d(tensor *x, pool2d_params p);
 tensor *tensor_avg_pool2d(tensor *x, pool2d_params p);
+/* Resampling and the convolutions beside conv2d, with PyTorch's shapes,
+ * parameters and index formulas (docs/ops.md has the formulas).
+ * adaptive_avg_pool2d: x (B, C, H, W) -> (B, C, out_h, out_w), output cell
+ * (i, j) the mean of rows floor(i H / out_h) .. ceil((i + 1) H / out_h) - 1,
+ * likewise columns (F.adaptive_avg_pool2d(x, (out_h, out_w))). */
+tensor *tensor_adaptive_avg_pool2d(tensor *x, int64_t out_h, int64_t out_w);
+typedef enum { UPSAMPLE_NEAREST = 0, UPSAMPLE_BILINEAR = 1 } upsample_mode;
+/* F.interpolate(x, size, scale_factor, mode, align_corners) on (B, C, H, W):
+ * either size (both > 0) with scale_factor {0, 0}, or, with size {0, 0},
+ * scale_factor (both > 0; out = floor(H scale_factor[0]), likewise W, and the
+ * source coordinates use 1 / scale_factor as PyTorch does when
+ * recompute_scale_factor is not set). Bilinear supports both align_corners
+ * settings: true maps the corner pixels' centres onto each other (source row
+ * i (H - 1) / (out_h - 1)), false (PyTorch's default) maps pixel areas
+ * (source row (i + 0.5) s - 0.5, clipped at 0; s = 1 / scale_factor[0] when
+ * given, else H / out_h, likewise columns). Nearest is PyTorch's
+ * 'nearest' (source row floor(i s)), not 'nearest-exact'; align_corners must
+ * be false for it (PyTorch refuses it too). The results are tape-owned. */
+typedef struct upsample_params {
+    int64_t size[2];
+    double scale_factor[2];
+    upsample_mode mode;
+    bool align_corners;
+} upsample_params;
+tensor *tensor_upsample(tensor *x, upsample_params p);
+/* conv1d: x (B, C, L), w (OC, C/groups, K), b (OC) or NULL -> (B, OC, OL),
+ * OL = (L + 2 padding - dilation (K - 1) - 1) / stride + 1 (F.conv1d). */
+typedef struct conv1d_params {
+    int stride, padding, dilation, groups;
+} conv1d_params;
+#define CONV1D_DEFAULT ((conv1d_params){1, 0, 1, 1})
+tensor *tensor_conv1d(tensor *x, tensor *w, tensor *b, conv1d_params p);
+/* conv_transpose2d (F.conv_transpose2d, the input gradient of conv2d):
+ * x (B, C, H, W), w (C, OC/groups, KH, KW), b (OC) or NULL -> (B, OC, OH, OW),
+ * OH = (H - 1) stride - 2 padding + dilation (KH - 1) + output_padding + 1,
+ * likewise OW; output_padding must be below the stride or the dilation. */
+typedef struct conv_transpose2d_params {
+    int stride[2], padding[2], output_padding[2], dilation[2], groups;
+} conv_transpose2d_params;
+#define CONV_TRANSPOSE2D_DEFAULT ((conv_transpose2d_params){{1, 1}, {0, 0}, {0, 0}, {1, 1}, 1})
+tensor *tensor_conv_transpose2d(tensor *x, tensor *w, tensor *b, conv_transpose2d_params p);
 /* Inverted dropout: kept values scaled by 1/(1-p); the mask is drawn from g
  * and saved for backward. training == false returns x unchanged (copy). */
 tensor *tensor_dropout(tensor *x, double p, bool training, rng *g);

@@ -296,7 +296,9 @@ const op_def tg_ops_conv[] = {
      "per image b and group: dW += G_b (OC/G,P) @ cols_b^T, dx_b = col2im(W^T @ G_b), "
      "db = sum over (b,i,j) of G",
      "b may be NULL (then the node's third input is NULL and the case has 2 inputs); "
-     "linear in each input, no kinks",
+     "linear in each input, no kinks. tensor_conv1d(x [B,C,L], w [OC,C/G,K], b, conv1d_params) is this "
+     "op on x viewed [B,C,1,L] and w [OC,C/G,1,K] with stride (1,s), padding (0,p), dilation (1,d): "
+     "composed of reshapes and conv2d (ops/conv_extra.c), so it has no entry of its own",
      .vjp_graph = conv2d_vjp_graph},
 };
 const int tg_ops_conv_count = N_CONV_OPS;
