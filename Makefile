@@ -80,14 +80,24 @@ $(BUILD)/%.o: %.c $(HEADERS) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# The registry's list of op families, found in ops/ (each file defining a
+# table ops_<family>[]): a new family touches no file in autograd/.
+FAMILY_SRC = $(filter-out $(KERN_SRC),$(wildcard ops/*.c))
+$(BUILD)/gen/op_families.h: $(FAMILY_SRC) scripts/op_families.sh
+	@mkdir -p $(dir $@)
+	@sh scripts/op_families.sh $(FAMILY_SRC) > $@.tmp && mv $@.tmp $@
+$(BUILD)/autograd/registry.o: $(BUILD)/gen/op_families.h
+$(BUILD)/autograd/registry.o: CFLAGS += -I$(BUILD)/gen
+
 # One object per kernel file and variant: the variant's -march after the
 # baseline's, its name as TG_ISA (the suffix of the symbols it exports).
-# -Wno-psabi: 64-byte vector types inside the kernels are legal below AVX-512,
-# and no such value crosses a call between objects.
+# No -Wno-psabi: a 64-byte vector passed or returned by value below AVX-512
+# changes the calling convention (GCC and clang warn, -Werror fails), so the
+# kernels keep such vectors inside always_inline helpers and locals.
 define ISA_RULE
 $$(BUILD)/%.$(1).o: %.c $$(HEADERS) $$(FLAGS_STAMP)
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(CFLAGS) $$(ISA_FLAGS_$(1)) -Wno-psabi -DTG_ISA=$(1) -c $$< -o $$@
+	$$(CC) $$(CFLAGS) $$(ISA_FLAGS_$(1)) -DTG_ISA=$(1) -c $$< -o $$@
 endef
 $(foreach v,$(ISAS),$(eval $(call ISA_RULE,$(v))))
 

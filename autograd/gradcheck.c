@@ -95,6 +95,7 @@ typedef struct {
     bool rerun_failed;                      /* a re-run of fn failed (noted once) */
     bool fatal;                             /* fn reset the tape: the recording is gone */
     arena_pos rerun_mark;                   /* where a re-run's memory starts */
+    tape_header_pos rerun_headers;          /* and its tensor headers */
     tensor *out;                            /* the recorded output */
     tensor *u;                              /* upstream gradient, out's shape */
     tensor *recorded;                       /* out's values as recorded (replay check) */
@@ -169,6 +170,7 @@ static tensor *rerun_begin(checker *c) {
     const uint32_t epoch = tape_epoch();
     c->fn_calls++;
     c->rerun_mark = arena_tell();
+    c->rerun_headers = tape_header_tell();
     tensor *o = c->fn(c->leaf, c->n, c->ctx);
     if (tape_epoch() != epoch) {
         /* the recorded nodes and their memory are gone: nothing may touch them */
@@ -195,6 +197,7 @@ static void rerun_end(checker *c) {
     if (c->fatal) return;
     tape_truncate(c->n_rec);
     arena_seek(c->rerun_mark);
+    tape_header_seek(c->rerun_headers);
 }
 
 /* L = <u, f(x)> at the leaves' current values: replaying plan (the nodes

@@ -44,7 +44,9 @@ struct op_def {
     uint32_t no_grad_inputs;          /* bit i: input i never has a gradient */
     void (*forward)(tape_node *n);
     /* Accumulate (+=) the input gradients given n->out->grad. gin[i] is NULL
-     * when input i needs no gradient. */
+     * when input i needs no gradient. A vjp that fails (an allocation) sets
+     * an error and returns: tensor_backward sees the error (error_count)
+     * and stops there, naming the op. */
     void (*vjp)(tape_node *n, tensor *const *gin);
     /* Sample case k (0, 1, 2, ...): fill s and return 0; return 1 when there
      * is no case k. Values must be seeded from g, non-uniform, and keep a
@@ -71,15 +73,29 @@ static inline bool mask_bit(uint32_t mask, int i) { return i < 32 && ((mask >> i
 /* Sets the pending error unless one is already pending; printf-style. */
 void error_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 bool error_pending(void);
+/* How many times error_set was called on this thread, kept message or not:
+ * a failure inside a callee shows as a change even while an earlier error is
+ * pending (tensor_backward checks it around each vjp). */
+uint64_t error_count(void);
+/* Puts printf-style context in front of the pending message, if any. */
+void error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ------------------------------------------------------------ allocation */
 /* Every byte the library allocates goes through these (64-byte aligned).
  * jemalloc by default; the system allocator with -DTAPEGRAD_SYSTEM_ALLOC
- * (sanitizer builds). A test hook can make the n-th allocation fail. */
+ * (sanitizer builds). A test hook can make the n-th allocation fail; it
+ * counts arena blocks (arena_alloc) as allocations too. */
 void *mem_alloc(size_t bytes);
 void *mem_calloc(size_t bytes);
 void mem_free(void *p);
 void mem_fail_after(int64_t n);      /* -1: never fail (default) */
+/* What the allocations under way are for, named by an out-of-memory message:
+ * the op (set by node_begin, cleared by node_finish; returns the previous
+ * one) and the tensor (dtype and shape, borrowed until cleared with ndim -1).
+ * A request over tapegrad_alloc_limit() is refused before the allocator is
+ * asked. */
+const char *mem_context_op(const char *op);
+void mem_context_tensor(dtype dt, int ndim, const int64_t *shape);
 
 /* The tape's arena: bump allocation, released all at once by tape_reset. */
 void *arena_alloc(size_t bytes);      /* 64-byte aligned, uninitialised */
@@ -97,16 +113,53 @@ void arena_seek(arena_pos p);
  * NaN bytes, so reading memory a kernel never wrote shows; off by default. */
 void arena_set_poison(bool on);
 
+/* ------------------------------------------------------ size arithmetic */
+/* *r = a * b; true (and *r unspecified) when the product overflows int64.
+ * Every product of sizes that a user's numbers reach (a reshape's target, a
+ * file's dimensions, a batch count) goes through it: a signed overflow is
+ * undefined behaviour, not a wrap to check afterwards. */
+static inline bool i64_mul_overflows(int64_t a, int64_t b, int64_t *r) {
+    return __builtin_mul_overflow(a, b, r);
+}
+
 /* ----------------------------------------------------------- tensor help */
 size_t dtype_size(dtype dt);
 const char *dtype_name(dtype dt);
 int64_t shape_numel(int ndim, const int64_t *shape);
 int shape_check(const char *op, int ndim, const int64_t *shape);
-/* A TAPE-OWNED tensor in the arena (data uninitialised / zeroed). */
+/* A TAPE-OWNED tensor: header in the header ring, data in the arena
+ * (uninitialised / zeroed). */
 tensor *tensor_tape_new(dtype dt, int ndim, const int64_t *shape);
 tensor *tensor_tape_zeros(dtype dt, int ndim, const int64_t *shape);
 /* Normalises a possibly negative axis; -1 (and an error naming op) when out of range. */
 int axis_normalize(const char *op, int axis, int ndim);
+
+/* ------------------------------------------------------------ staleness */
+/* The epoch of the current tape, bumped by tape_reset. A tape-owned tensor
+ * of another epoch is stale: computed before the last reset, its data gone.
+ * Its header is never in the arena (tape_header_new), so a kept pointer still
+ * reads its own old epoch (docs/design.md, "staleness rule"). */
+extern uint32_t tape_epoch_now;
+static inline bool tensor_is_stale(const tensor *t) {
+    return t && t->tape_owned && t->epoch != tape_epoch_now;
+}
+/* 0, or -1 with an error naming op and `what` ("input 1", "bias") when t is
+ * stale. */
+int tensor_check_fresh(const char *op, const char *what, const tensor *t);
+/* The same for input i of op ("input i" in the message). */
+int op_check_fresh(const op_def *op, int i, const tensor *t);
+/* A header for a tape-owned tensor (uninitialised), or NULL with an error. */
+tensor *tape_header_new(void);
+/* A position in the header ring and a return to it (the checker's re-runs,
+ * alongside arena_tell/arena_seek): the headers handed out after the
+ * position are marked stale and given back. */
+typedef struct tape_header_pos {
+    struct hdr_block *block;
+    int64_t idx, step;
+    uint64_t grows;
+} tape_header_pos;
+tape_header_pos tape_header_tell(void);
+void tape_header_seek(tape_header_pos p);
 
 /* --------------------------------------------------------- op plumbing */
 /* Validates that the n tensors are non-NULL (an error is set only when none
@@ -122,6 +175,7 @@ static inline int op_check_optional_null(const tensor *t) { return !t && error_p
 static inline int op_check_optional(const char *op, const char *what, const tensor *t,
                                     const tensor *x) {
     if (!t) return op_check_optional_null(t);
+    if (tensor_check_fresh(op, what, t)) return -1;
     if (t->dtype == DTYPE_I64 || t->dtype != x->dtype) {
         error_set("%s: %s is %s; it must have the dtype of x (%s)", op, what, dtype_name(t->dtype),
                   dtype_name(x->dtype));

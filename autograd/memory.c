@@ -6,8 +6,10 @@
  * pointer; tape_reset rewinds it, and when a step needed more than one chunk
  * the chunks are merged into one big enough for the whole step, so after the
  * first steps a training loop allocates nothing. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -22,11 +24,79 @@ static int64_t fail_countdown = -1;
 
 void mem_fail_after(int64_t n) { fail_countdown = n; }
 
-void *mem_alloc(size_t bytes) {
-    if (fail_countdown >= 0 && fail_countdown-- == 0) {
-        error_set("out of memory: allocation of %zu bytes failed", bytes);
-        return NULL;
+/* The ceiling on one allocation. Under overcommit the allocator grants any
+ * size and the first touch of the pages brings the OOM killer instead of an
+ * error, so a request larger than the machine is refused before asking:
+ * by default the physical memory, which no single tensor can use whole. */
+static size_t alloc_limit; /* 0: the default */
+
+/* Asked once: sysconf(_SC_PHYS_PAGES) is a system call (sysinfo), and the
+ * limit is read by every allocation, arena blocks included. A race between
+ * threads stores the same value twice. */
+static size_t physical_memory(void) {
+    static size_t phys;
+    if (!phys) {
+        long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+        /* unknown: no ceiling */
+        phys = pages <= 0 || page <= 0 ? SIZE_MAX : (size_t)pages * (size_t)page;
     }
+    return phys;
+}
+
+void tapegrad_set_alloc_limit(size_t bytes) { alloc_limit = bytes; }
+
+size_t tapegrad_alloc_limit(void) { return alloc_limit ? alloc_limit : physical_memory(); }
+
+/* What the allocation under way is for, named in an out-of-memory message:
+ * the op being built (node_begin to node_finish) and the tensor being made
+ * (tensor_new, tensor_tape_new). */
+static _Thread_local const char *ctx_op;
+static _Thread_local struct {
+    dtype dt;
+    int ndim; /* -1: no tensor */
+    const int64_t *shape;
+} ctx_tensor = {DTYPE_F32, -1, NULL};
+
+const char *mem_context_op(const char *op) {
+    const char *was = ctx_op;
+    ctx_op = op;
+    return was;
+}
+
+void mem_context_tensor(dtype dt, int ndim, const int64_t *shape) {
+    ctx_tensor.dt = dt;
+    ctx_tensor.ndim = shape || ndim == 0 ? ndim : -1;
+    ctx_tensor.shape = shape;
+}
+
+static void oom(size_t bytes, bool over_limit) {
+    const char *op = ctx_op ? ctx_op : "tapegrad";
+    if (ctx_tensor.ndim < 0) {
+        if (over_limit)
+            error_set("%s: out of memory: allocation of %zu bytes refused, over the limit of %zu "
+                      "bytes (tapegrad_set_alloc_limit)",
+                      op, bytes, tapegrad_alloc_limit());
+        else
+            error_set("%s: out of memory: allocation of %zu bytes failed", op, bytes);
+        return;
+    }
+    tensor t = {.ndim = ctx_tensor.ndim};
+    for (int i = 0; i < t.ndim && i < TENSOR_MAX_DIMS; i++) t.shape[i] = ctx_tensor.shape[i];
+    char sh[96];
+    tensor_shape_str(&t, sh, sizeof sh);
+    if (over_limit)
+        error_set("%s: out of memory: allocation of %zu bytes refused for a %s %s tensor, over "
+                  "the limit of %zu bytes (tapegrad_set_alloc_limit)",
+                  op, bytes, dtype_name(ctx_tensor.dt), sh, tapegrad_alloc_limit());
+    else
+        error_set("%s: out of memory: allocation of %zu bytes failed for a %s %s tensor", op,
+                  bytes, dtype_name(ctx_tensor.dt), sh);
+}
+
+/* The allocator itself, without a message (arena_rewind's merge may fail
+ * quietly: it only costs the next step a few chunks). */
+static void *raw_alloc(size_t bytes) {
+    if (bytes > tapegrad_alloc_limit() || bytes > SIZE_MAX - 2 * ALIGN) return NULL;
     if (bytes == 0) bytes = 1;
     size_t rounded = (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1);
 #ifdef TAPEGRAD_SYSTEM_ALLOC
@@ -39,7 +109,20 @@ void *mem_alloc(size_t bytes) {
 #else
     void *p = mallocx(rounded, MALLOCX_ALIGN(ALIGN));
 #endif
-    if (!p) error_set("out of memory: allocation of %zu bytes failed", bytes);
+    return p;
+}
+
+void *mem_alloc(size_t bytes) {
+    if (fail_countdown >= 0 && fail_countdown-- == 0) {
+        oom(bytes, false);
+        return NULL;
+    }
+    if (bytes > tapegrad_alloc_limit()) {
+        oom(bytes, true);
+        return NULL;
+    }
+    void *p = raw_alloc(bytes);
+    if (!p) oom(bytes, false);
     return p;
 }
 
@@ -92,10 +175,11 @@ static bool arena_poison;       /* test builds: fresh blocks filled with NaN */
 void arena_set_poison(bool on) { arena_poison = on; }
 #define ARENA_MIN_CHUNK (1u << 20)
 
-static chunk *chunk_new(size_t cap) {
-    chunk *c = mem_alloc(sizeof *c);
+static chunk *chunk_new(size_t cap, bool quiet) {
+    void *(*alloc)(size_t) = quiet ? raw_alloc : mem_alloc;
+    chunk *c = alloc(sizeof *c);
     if (!c) return NULL;
-    c->base = mem_alloc(cap);
+    c->base = alloc(cap);
     if (!c->base) {
         mem_free(c);
         return NULL;
@@ -107,6 +191,16 @@ static chunk *chunk_new(size_t cap) {
 }
 
 void *arena_alloc(size_t bytes) {
+    if (bytes > tapegrad_alloc_limit()) { /* also keeps the rounding below from wrapping */
+        oom(bytes, true);
+        return NULL;
+    }
+    /* the test hook counts arena blocks too: most are carved from a chunk
+     * taken long before, so failing only mem_alloc would never reach them */
+    if (fail_countdown >= 0 && fail_countdown-- == 0) {
+        oom(bytes, false);
+        return NULL;
+    }
     size_t need = (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1);
     if (need == 0) need = ALIGN;
     arena_step_bytes += need;
@@ -117,7 +211,7 @@ void *arena_alloc(size_t bytes) {
     }
     if (!arena_cur || arena_cur->used + need > arena_cur->cap) {
         size_t cap = need > ARENA_MIN_CHUNK ? need : ARENA_MIN_CHUNK;
-        chunk *c = chunk_new(cap);
+        chunk *c = chunk_new(cap, false);
         if (!c) return NULL;
         if (arena_cur)
             arena_cur->next = c;
@@ -148,7 +242,8 @@ void arena_rewind(void) {
     if (arena_first && arena_first->next) {
         /* The step spilled into several chunks: replace them by one chunk
          * that holds the whole step, so the next step stays in one chunk. */
-        size_t cap = arena_step_bytes + arena_step_bytes / 8;
+        size_t cap = arena_step_bytes + arena_step_bytes / 8, limit = tapegrad_alloc_limit();
+        if (cap > limit) cap = limit; /* the steps to come spill past it again */
         chunk *c = arena_first;
         while (c) {
             chunk *next = c->next;
@@ -156,7 +251,9 @@ void arena_rewind(void) {
             mem_free(c);
             c = next;
         }
-        arena_first = chunk_new(cap < ARENA_MIN_CHUNK ? ARENA_MIN_CHUNK : cap);
+        /* quiet: a failure here is no error of tape_reset's caller; the next
+         * step allocates its chunks as the first one did */
+        arena_first = chunk_new(cap < ARENA_MIN_CHUNK ? ARENA_MIN_CHUNK : cap, true);
     }
     if (arena_first) arena_first->used = 0;
     arena_cur = arena_first;

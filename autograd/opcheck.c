@@ -39,8 +39,21 @@ static void fail(op_contract_report *r, const char *fmt, ...) {
     r->passed = false;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(r->message, sizeof r->message, fmt, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
+    if (n < 0) return;
+    /* the whole sentence, however long (it may carry a gradcheck report) */
+    r->message = mem_alloc((size_t)n + 1);
+    if (!r->message) return;
+    va_start(ap, fmt);
+    vsnprintf(r->message, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+}
+
+void op_check_report_free(op_check_report *r) {
+    if (!r) return;
+    mem_free(r->message);
+    r->message = NULL;
 }
 
 /* A tape-owned copy of t (NULL for NULL). */
@@ -105,8 +118,10 @@ static int run_vjp(node_check *c, uint32_t only, tensor *const *pre) {
         c->gin[j] = pre ? snapshot(pre[j]) : tensor_tape_zeros(t->dtype, t->ndim, t->shape);
         if (!c->gin[j]) return -1;
     }
+    /* a vjp that fails says so through an error (tensor_backward's rule) */
+    uint64_t errors = error_count();
     c->op->vjp(nd, c->gin);
-    return 0;
+    return error_count() == errors ? 0 : -1;
 }
 
 /* got[e] must be p[e] + k g1[e] (p NULL: 0) within rounding; returns the first
@@ -202,7 +217,11 @@ static void check_node(node_check *c, rng *g, op_contract_report *r) {
                  want, run == 1 ? "" : "2 x", tensor_get(c->g1[j], e));
             return;
         }
-        if (run == 1) c->op->vjp(nd, c->gin);
+        if (run == 1) {
+            uint64_t errors = error_count();
+            c->op->vjp(nd, c->gin);
+            if (error_count() != errors) goto oom;
+        }
     }
 
     /* each wanted input alone gets the gradient it gets with all of them */
@@ -221,7 +240,8 @@ static void check_node(node_check *c, rng *g, op_contract_report *r) {
     }
     return;
 oom:
-    fail(r, "%s: out of memory while checking the vjp contract", c->where);
+    fail(r, "%s: out of memory while checking the vjp contract (or the vjp failed: %s)", c->where,
+         tapegrad_error() ? tapegrad_error() : "no message");
 }
 
 /* Case k of op in dtype dt: sample, build, and check every node of the op the
@@ -288,7 +308,10 @@ int op_check_contract(const op_def *op, uint64_t seed, op_contract_report *r) {
         for (int k = 0; r->passed; k++) {
             int rc = check_case(op, k, dts[d], seed, r);
             if (rc == 1) break;
-            if (rc < 0) return -1;
+            if (rc < 0) {
+                op_check_report_free(r);
+                return -1;
+            }
         }
     }
     return 0;
@@ -462,7 +485,10 @@ int op_check_float32(const op_def *op, uint64_t seed, op_contract_report *r) {
     for (int k = 0; r->passed; k++) {
         int rc = check_case_f32(op, k, seed, r);
         if (rc == 1) break;
-        if (rc < 0) return -1;
+        if (rc < 0) {
+            op_check_report_free(r);
+            return -1;
+        }
     }
     return 0;
 }
@@ -603,10 +629,12 @@ int gradcheck_op(const op_def *op, const gradcheck_options *opt, op_check_report
         rng_seed(&g, o.seed, (uint64_t)k);
         int rc = op->sample(k, &g, &s);
         if (rc == 1) break;
-        char where[160];
+        char where[256];
         snprintf(where, sizeof where, "%s case %d (%s)", op->name, k, s.name);
         if (rc != 0) {
             if (!error_pending()) error_set("op contract: %s: the sample failed", where);
+            for (int i = 0; i < s.n_inputs && i < SAMPLE_MAX_INPUTS; i++) tensor_free(s.inputs[i]);
+            op_check_report_free(r);
             return -1;
         }
         r->cases++;
@@ -625,6 +653,7 @@ int gradcheck_op(const op_def *op, const gradcheck_options *opt, op_check_report
             } else if (!gr.passed) {
                 fail(r, "%s: the vjp disagrees with central differences: %s", where, gr.message);
             }
+            gradcheck_report_free(&gr);
         }
         if (r->passed) check_no_grad_inputs(op, &s, where, r);
         for (int i = 0; i < s.n_inputs && i < SAMPLE_MAX_INPUTS; i++) tensor_free(s.inputs[i]);
@@ -635,7 +664,7 @@ int gradcheck_op(const op_def *op, const gradcheck_options *opt, op_check_report
     op_check_report c;
     if (op_check_contract(op, o.seed, &c)) return -1;
     if (c.passed && op_check_float32(op, o.seed, &c)) return -1;
-    if (!c.passed) {
+    if (!c.passed) { /* r holds no message: it passed so far */
         *r = c;
         r->passed = false;
     }

@@ -7,19 +7,9 @@
 
 #include "internal.h"
 
-OP_FAMILY(arith)
-OP_FAMILY(math)
-OP_FAMILY(activation)
-OP_FAMILY(reduce)
-OP_FAMILY(shape)
-OP_FAMILY(matmul)
-OP_FAMILY(layer)
-OP_FAMILY(conv)
-OP_FAMILY(pool)
-OP_FAMILY(norm)
-OP_FAMILY(loss)
-OP_FAMILY(compare)
-OP_FAMILY(sequence)
+/* op_families.h is generated from ops/ by scripts/op_families.sh (see the
+ * Makefile): one OP_FAMILY(name) line per family table found there. */
+#include "op_families.h" /* the declarations (OP_FAMILY of internal.h) */
 
 typedef struct {
     const op_def *table;
@@ -27,14 +17,9 @@ typedef struct {
 } family;
 
 static const family families[] = {
-    {ops_arith, &ops_arith_count},   {ops_math, &ops_math_count},
-    {ops_activation, &ops_activation_count}, {ops_reduce, &ops_reduce_count},
-    {ops_shape, &ops_shape_count},   {ops_matmul, &ops_matmul_count},
-    {ops_layer, &ops_layer_count},   {ops_conv, &ops_conv_count},
-    {ops_pool, &ops_pool_count},     {ops_norm, &ops_norm_count},
-    {ops_loss, &ops_loss_count},
-    {ops_compare, &ops_compare_count},
-    {ops_sequence, &ops_sequence_count},
+#undef OP_FAMILY
+#define OP_FAMILY(fam) {ops_##fam, &ops_##fam##_count},
+#include "op_families.h"
 };
 #define N_FAMILIES (int)(sizeof families / sizeof families[0])
 
@@ -211,8 +196,12 @@ tensor *tensor_apply(const op_def *op, tensor *const *in, int n, const double *p
         return NULL;
     }
     const op_spec *sp = &c->spec;
-    if (n != sp->arity || (n > 0 && !in)) {
-        error_set("tensor_apply: %s takes %d inputs, given %d", sp->name, sp->arity, in ? n : 0);
+    if (n > 0 && !in) {
+        error_set("tensor_apply: %s: the input list is NULL (n = %d)", sp->name, n);
+        return NULL;
+    }
+    if (n != sp->arity) {
+        error_set("tensor_apply: %s takes %d inputs, given %d", sp->name, sp->arity, n);
         return NULL;
     }
     if (op_check_inputs(op, in, n, sp->no_grad_inputs)) return NULL;

@@ -12,14 +12,14 @@
 
 static tape_node *nodes;
 static int64_t n_nodes, cap_nodes;
-static uint32_t epoch = 1;
+uint32_t tape_epoch_now = 1;
 static int no_grad_depth;
 static bool anomaly;
 
 int64_t tape_node_count(void) { return n_nodes; }
 int64_t tape_size(void) { return n_nodes; }
 tape_node *tape_node_at(int64_t i) { return (i >= 0 && i < n_nodes) ? &nodes[i] : NULL; }
-uint32_t tape_epoch(void) { return epoch; }
+uint32_t tape_epoch(void) { return tape_epoch_now; }
 void tape_no_grad_begin(void) { no_grad_depth++; }
 void tape_no_grad_end(void) {
     if (no_grad_depth > 0) no_grad_depth--;
@@ -27,14 +27,124 @@ void tape_no_grad_end(void) {
 bool tape_is_recording(void) { return no_grad_depth == 0; }
 void tape_set_anomaly(bool on) { anomaly = on; }
 
+/* ------------------------------------------------------ tensor headers */
+/* The headers (struct tensor) of tape-owned tensors live apart from their
+ * data, in a ring of blocks that tape_reset does not rewind: the cursor goes
+ * on round the ring, so the header of a tensor from an earlier step keeps its
+ * old epoch until the cursor comes back to it, and any pointer kept across a
+ * reset is seen to be stale (tensor_is_stale) by every op and accessor. A
+ * slot is handed out again only after every other slot of the ring has been
+ * (new blocks only add slots), and the ring holds at least HDR_MIN_SLOTS
+ * slots and twice the headers of any finished step: a header is reused only
+ * after at least capacity - 1 newer tape tensors (docs/design.md, "staleness
+ * rule"). The data arena, rewound at each reset, holds no header. */
+typedef struct hdr_block {
+    struct hdr_block *next; /* circular */
+    int64_t n;
+    tensor *slots;
+} hdr_block;
+
+#define HDR_MIN_SLOTS 8192
+static hdr_block *hdr_cur;          /* the block of the cursor */
+static int64_t hdr_idx;             /* the next slot in hdr_cur */
+static int64_t hdr_capacity;        /* slots in the ring */
+static int64_t hdr_step;            /* headers handed out since the last reset */
+static int64_t hdr_peak;            /* the most headers of a finished step */
+static uint64_t hdr_grows;          /* blocks added so far (tape_header_seek) */
+
+/* Splices a zeroed block of n slots in after hdr_cur and moves the cursor to
+ * its start. Zeroed slots are not tape-owned, hence never live. */
+static int hdr_grow(int64_t n) {
+    hdr_block *b = mem_alloc(sizeof *b);
+    if (!b) return -1;
+    b->slots = mem_calloc((size_t)n * sizeof *b->slots);
+    if (!b->slots) {
+        mem_free(b);
+        return -1;
+    }
+    b->n = n;
+    if (hdr_cur) {
+        b->next = hdr_cur->next;
+        hdr_cur->next = b;
+    } else {
+        b->next = b;
+    }
+    hdr_cur = b;
+    hdr_idx = 0;
+    hdr_capacity += n;
+    hdr_grows++;
+    return 0;
+}
+
+static bool hdr_live(const tensor *t) { return t->tape_owned && t->epoch == tape_epoch_now; }
+
+tensor *tape_header_new(void) {
+    if (hdr_cur && hdr_idx == hdr_cur->n) {
+        hdr_cur = hdr_cur->next;
+        hdr_idx = 0;
+    }
+    /* round the ring into this step's own headers (the ring is full), or a
+     * ring smaller than twice the biggest step: double it */
+    if (!hdr_cur || hdr_live(&hdr_cur->slots[hdr_idx]) || hdr_capacity < 2 * hdr_peak) {
+        if (hdr_grow(hdr_capacity > HDR_MIN_SLOTS ? hdr_capacity : HDR_MIN_SLOTS)) return NULL;
+    }
+    hdr_step++;
+    return &hdr_cur->slots[hdr_idx++];
+}
+
+tape_header_pos tape_header_tell(void) {
+    return (tape_header_pos){hdr_cur, hdr_idx, hdr_step, hdr_grows};
+}
+
+/* Gives back the headers handed out since p (the checker's re-runs), marked
+ * stale first so that a pointer to one is refused like any other. They are
+ * the slots from p to the cursor, unless a block was spliced in meanwhile
+ * (the cursor jumped over live slots): then they stay in use until the
+ * reset, which costs slots only, as each splice doubles the ring. */
+void tape_header_seek(tape_header_pos p) {
+    if (p.grows != hdr_grows) return;
+    hdr_block *b = p.block;
+    int64_t i = p.idx;
+    for (int64_t k = p.step; k < hdr_step && b; k++) {
+        if (i == b->n) {
+            b = b->next;
+            i = 0;
+        }
+        b->slots[i++].epoch = tape_epoch_now - 1;
+    }
+    if (p.block) {
+        hdr_cur = p.block;
+        hdr_idx = p.idx;
+        hdr_step = p.step;
+    }
+}
+
+static void hdr_release(void) {
+    if (!hdr_cur) return;
+    hdr_block *b = hdr_cur->next;
+    hdr_cur->next = NULL;
+    while (b) {
+        hdr_block *next = b->next;
+        mem_free(b->slots);
+        mem_free(b);
+        b = next;
+    }
+    hdr_cur = NULL;
+    hdr_idx = hdr_capacity = hdr_step = hdr_peak = 0;
+}
+
 void tape_reset(void) {
     n_nodes = 0;
-    epoch++;
+    tape_epoch_now++;
+    if (tape_epoch_now == 0) tape_epoch_now = 1; /* zeroed slots carry epoch 0 */
     arena_rewind();
+    if (hdr_step > hdr_peak) hdr_peak = hdr_step;
+    hdr_step = 0;
 }
 
 void tape_release(void) {
     tape_reset();
+    hdr_release();
     arena_release();
     mem_free(nodes);
     nodes = NULL;
@@ -53,6 +163,13 @@ static int nodes_reserve(int64_t need) {
     return 0;
 }
 
+int op_check_fresh(const op_def *op, int i, const tensor *t) {
+    if (!tensor_is_stale(t)) return 0;
+    char what[32];
+    snprintf(what, sizeof what, "input %d", i);
+    return tensor_check_fresh(op->name, what, t);
+}
+
 int op_check_inputs(const op_def *op, tensor *const *in, int n, uint32_t allow_i64) {
     const tensor *first_float = NULL;
     for (int i = 0; i < n; i++) {
@@ -60,6 +177,7 @@ int op_check_inputs(const op_def *op, tensor *const *in, int n, uint32_t allow_i
             if (!error_pending()) error_set("%s: input %d is NULL", op->name, i);
             return -1;
         }
+        if (tensor_is_stale(in[i])) return op_check_fresh(op, i, in[i]);
     }
     for (int i = 0; i < n; i++) {
         if (in[i]->dtype == DTYPE_I64) {
@@ -80,7 +198,9 @@ int op_check_inputs(const op_def *op, tensor *const *in, int n, uint32_t allow_i
 
 tape_node *node_begin(const op_def *op, tensor *const *in, int n_in, dtype out_dtype, int ndim,
                       const int64_t *shape) {
-    if (shape_check(op->name, ndim, shape) || nodes_reserve(n_nodes + 1)) return NULL;
+    if (shape_check(op->name, ndim, shape)) return NULL;
+    mem_context_op(op->name); /* an allocation failing from here on names the op */
+    if (nodes_reserve(n_nodes + 1)) return NULL;
     tape_node *n = &nodes[n_nodes];
     memset(n, 0, sizeof *n);
     n->op = op;
@@ -88,7 +208,15 @@ tape_node *node_begin(const op_def *op, tensor *const *in, int n_in, dtype out_d
     n->in = arena_alloc((size_t)(n_in > 0 ? n_in : 1) * sizeof *n->in);
     n->out = tensor_tape_new(out_dtype, ndim, shape);
     if (!n->in || !n->out) return NULL;
-    for (int i = 0; i < n_in; i++) n->in[i] = in[i];
+    /* the last line against a stale input, for a builder that validated its
+     * inputs by hand; op_check_inputs refuses it before any data is read */
+    for (int i = 0; i < n_in; i++) {
+        if (tensor_is_stale(in[i])) {
+            op_check_fresh(op, i, in[i]);
+            return NULL;
+        }
+        n->in[i] = in[i];
+    }
     return n;
 }
 
@@ -116,6 +244,7 @@ static void describe_inputs(const tape_node *n, char *buf, size_t len) {
 }
 
 tensor *node_finish(tape_node *n) {
+    mem_context_op(NULL);
     n->op->forward(n);
     bool needs_grad = false;
     for (int i = 0; i < n->n_in; i++)
@@ -148,6 +277,7 @@ static tensor *grad_of(tensor *t) {
     if (t->grad) return t->grad;
     t->grad = t->tape_owned ? tensor_tape_zeros(t->dtype, t->ndim, t->shape)
                             : tensor_new(t->dtype, t->ndim, t->shape);
+    if (t->grad) t->grad->is_grad = true;
     return t->grad;
 }
 
@@ -170,11 +300,13 @@ static int backward_checks(const tensor *out, const tensor *gout) {
         if (!error_pending()) error_set("tensor_backward: output is NULL");
         return -1;
     }
-    if (out->tape_owned && (out->epoch != epoch ||
-                            (out->node >= 0 && (out->node >= n_nodes || nodes[out->node].out != out)))) {
-        error_set("tensor_backward: the tape was reset after this tensor was computed");
+    if (tensor_check_fresh("tensor_backward", "output", out)) return -1;
+    if (out->tape_owned && out->node >= 0 && (out->node >= n_nodes || nodes[out->node].out != out)) {
+        error_set("tensor_backward: output %s is no longer on the tape (dropped since it was"
+                  " computed)", tensor_shape_str(out, a, sizeof a));
         return -1;
     }
+    if (gout && tensor_check_fresh("tensor_backward_with", "upstream gradient", gout)) return -1;
     if (!out->requires_grad) {
         error_set("tensor_backward: output %s does not require grad (no input requires grad, "
                   "or it was computed in a no-grad scope)",
@@ -187,7 +319,14 @@ static int backward_checks(const tensor *out, const tensor *gout) {
                   tensor_shape_str(out, a, sizeof a));
         return -1;
     }
-    if (gout && (!tensor_same_shape(out, gout) || gout->dtype == DTYPE_I64)) {
+    if (gout && gout->dtype == DTYPE_I64) {
+        error_set("tensor_backward_with: upstream gradient %s is int64; it must be float32 or "
+                  "float64 (output %s %s)",
+                  tensor_shape_str(gout, a, sizeof a), dtype_name(out->dtype),
+                  tensor_shape_str(out, b, sizeof b));
+        return -1;
+    }
+    if (gout && !tensor_same_shape(out, gout)) {
         error_set("tensor_backward_with: upstream gradient %s %s does not match output %s",
                   dtype_name(gout->dtype), tensor_shape_str(gout, a, sizeof a),
                   tensor_shape_str(out, b, sizeof b));
@@ -203,6 +342,8 @@ int tensor_backward_with(tensor *out, const tensor *gout) {
     for (int64_t i = 0; i <= out->node; i++) nodes[i].out->grad = NULL;
     if (!grad_of(out)) return -1;
     acc_into(out->grad, gout);
+    const bool pending_before = error_pending();
+    const uint64_t errors = error_count();
     tensor *gin_small[8];
     for (int64_t i = out->node; i >= 0; i--) {
         tape_node *n = &nodes[i];
@@ -215,7 +356,16 @@ int tensor_backward_with(tensor *out, const tensor *gout) {
             gin[j] = wants ? grad_of(t) : NULL;
             if (wants && !gin[j]) return -1;
         }
+        /* a failing vjp sets an error (error_count moves even when an older
+         * message is kept): stop at the first, naming the op. Nothing else
+         * in this loop sets one without returning, so one count serves all. */
         n->op->vjp(n, gin);
+        if (error_count() != errors) {
+            if (!pending_before)
+                error_prefix("tensor_backward: the vjp of %s (tape position %lld) failed: ",
+                             n->op->name, (long long)i);
+            return -1;
+        }
         if (anomaly) {
             for (int j = 0; j < n->n_in; j++) {
                 if (gin[j] && !all_finite(gin[j])) {

@@ -16,12 +16,20 @@ const char *dtype_name(dtype dt) {
     return "unknown";
 }
 
+/* The product of the sizes; -1 when one is negative or the product
+ * overflows int64 (a shape a user gave, e.g. a reshape's target). */
 int64_t shape_numel(int ndim, const int64_t *shape) {
     int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0 || i64_mul_overflows(n, shape[i], &n)) return -1;
     return n;
 }
 
+/* A tensor's shape is valid when the product of its NONZERO sizes, times 64
+ * bytes, fits int64: then every product of some of its sizes (a flatten's
+ * merged dimension, a kernel's O * D * I, an element's byte offset) fits too,
+ * even where a zero size makes the tensor empty ([0,2^40,2^40] is refused:
+ * flattening its last two dimensions would overflow). */
 int shape_check(const char *op, int ndim, const int64_t *shape) {
     if (ndim < 0 || ndim > TENSOR_MAX_DIMS) {
         error_set("%s: %d dimensions (at most %d)", op, ndim, TENSOR_MAX_DIMS);
@@ -37,11 +45,10 @@ int shape_check(const char *op, int ndim, const int64_t *shape) {
             error_set("%s: negative size %lld in dimension %d", op, (long long)shape[i], i);
             return -1;
         }
-        if (shape[i] > 0 && n > INT64_MAX / 64 / shape[i]) {
+        if (shape[i] > 0 && (i64_mul_overflows(n, shape[i], &n) || n > INT64_MAX / 64)) {
             error_set("%s: shape too large", op);
             return -1;
         }
-        n *= shape[i];
     }
     return 0;
 }
@@ -74,10 +81,16 @@ static bool dtype_valid(const char *op, dtype dt) {
 
 tensor *tensor_new(dtype dt, int ndim, const int64_t *shape) {
     if (!dtype_valid("tensor_new", dt) || shape_check("tensor_new", ndim, shape)) return NULL;
+    const char *op = mem_context_op("tensor_new");
+    mem_context_tensor(dt, ndim, shape);
     tensor *t = mem_alloc(sizeof *t);
+    if (t) {
+        tensor_init(t, dt, ndim, shape);
+        t->data = mem_calloc((size_t)t->size * dtype_size(dt));
+    }
+    mem_context_tensor(dt, -1, NULL);
+    mem_context_op(op);
     if (!t) return NULL;
-    tensor_init(t, dt, ndim, shape);
-    t->data = mem_calloc((size_t)t->size * dtype_size(dt));
     if (!t->data) {
         mem_free(t);
         return NULL;
@@ -86,19 +99,40 @@ tensor *tensor_new(dtype dt, int ndim, const int64_t *shape) {
 }
 
 tensor *tensor_tape_new(dtype dt, int ndim, const int64_t *shape) {
-    tensor *t = arena_alloc(sizeof *t);
-    if (!t) return NULL;
-    tensor_init(t, dt, ndim, shape);
-    t->tape_owned = true;
-    t->epoch = tape_epoch();
-    t->data = arena_alloc((size_t)t->size * dtype_size(dt));
-    return t->data ? t : NULL;
+    mem_context_tensor(dt, ndim, shape);
+    tensor *t = tape_header_new();
+    if (t) {
+        tensor_init(t, dt, ndim, shape);
+        t->tape_owned = true;
+        t->epoch = tape_epoch();
+        t->data = arena_alloc((size_t)t->size * dtype_size(dt));
+    }
+    mem_context_tensor(dt, -1, NULL);
+    return t && t->data ? t : NULL;
 }
 
 tensor *tensor_tape_zeros(dtype dt, int ndim, const int64_t *shape) {
     tensor *t = tensor_tape_new(dt, ndim, shape);
     if (t) memset(t->data, 0, (size_t)t->size * dtype_size(dt));
     return t;
+}
+
+int tensor_check_fresh(const char *op, const char *what, const tensor *t) {
+    if (!tensor_is_stale(t)) return 0;
+    char s[96];
+    error_set("%s: %s %s is stale: it was computed before the last tape_reset(), which released"
+              " it; keep a value across a reset with tensor_detach()",
+              op, what, tensor_shape_str(t, s, sizeof s));
+    return -1;
+}
+
+tensor *tensor_detach(const tensor *t) {
+    if (!t) {
+        if (!error_pending()) error_set("tensor_detach: tensor is NULL");
+        return NULL;
+    }
+    if (tensor_check_fresh("tensor_detach", "tensor", t)) return NULL;
+    return tensor_to_dtype(t, t->dtype);
 }
 
 void tensor_free(tensor *t) {
@@ -131,6 +165,11 @@ tensor *tensor_arange(dtype dt, double start, double stop, double step) {
         return NULL;
     }
     double n = ceil((stop - start) / step);
+    if (!(n < (double)(INT64_MAX / 64))) { /* a cast of a larger double is undefined */
+        error_set("tensor_arange: [%g, %g) in steps of %g has too many elements", start, stop,
+                  step);
+        return NULL;
+    }
     int64_t shape[1] = {n > 0 ? (int64_t)n : 0};
     tensor *t = tensor_new(dt, 1, shape);
     for (int64_t i = 0; t && i < t->size; i++) tensor_set(t, i, start + (double)i * step);
@@ -182,6 +221,9 @@ int tensor_copy_data(tensor *dst, const tensor *src) {
         error_set("tensor_copy_data: tensor is NULL");
         return -1;
     }
+    if (tensor_check_fresh("tensor_copy_data", "destination", dst) ||
+        tensor_check_fresh("tensor_copy_data", "source", src))
+        return -1;
     if (!tensor_same_shape(dst, src)) {
         char a[96], b[96];
         error_set("tensor_copy_data: shapes differ: %s vs %s", tensor_shape_str(dst, a, sizeof a),
@@ -209,6 +251,7 @@ tensor *tensor_to_dtype(const tensor *t, dtype dt) {
         if (!error_pending()) error_set("tensor_to_dtype: tensor is NULL");
         return NULL;
     }
+    if (tensor_check_fresh("tensor_to_dtype", "tensor", t)) return NULL;
     tensor *r = tensor_new(dt, t->ndim, t->shape);
     if (r && tensor_copy_data(r, t)) {
         tensor_free(r);
@@ -222,12 +265,19 @@ tensor *tensor_clone(const tensor *t) {
         if (!error_pending()) error_set("tensor_clone: tensor is NULL");
         return NULL;
     }
+    if (tensor_check_fresh("tensor_clone", "tensor", t)) return NULL;
     return tensor_to_dtype(t, t->dtype);
 }
 
 int tensor_set_requires_grad(tensor *t, bool on) {
     if (!t) {
         error_set("tensor_set_requires_grad: tensor is NULL");
+        return -1;
+    }
+    if (tensor_check_fresh("tensor_set_requires_grad", "tensor", t)) return -1;
+    if (on && t->is_grad) {
+        error_set("tensor_set_requires_grad: this tensor is a gradient (another tensor's .grad);"
+                  " gradients of gradients (higher-order) are not supported");
         return -1;
     }
     if (t->node >= 0 && t->tape_owned) {
@@ -247,12 +297,13 @@ int tensor_zero_grad(tensor *t) {
         error_set("tensor_zero_grad: tensor is NULL");
         return -1;
     }
+    if (tensor_check_fresh("tensor_zero_grad", "tensor", t)) return -1;
     if (t->grad) memset(t->grad->data, 0, (size_t)t->grad->size * dtype_size(t->grad->dtype));
     return 0;
 }
 
 double tensor_get(const tensor *t, int64_t i) {
-    if (!t || i < 0 || i >= t->size) return NAN;
+    if (!t || i < 0 || i >= t->size || tensor_check_fresh("tensor_get", "tensor", t)) return NAN;
     switch (t->dtype) {
     case DTYPE_F32: return ((const float *)t->data)[i];
     case DTYPE_F64: return ((const double *)t->data)[i];
@@ -266,6 +317,7 @@ int tensor_set(tensor *t, int64_t i, double v) {
         error_set("tensor_set: index %lld out of range", (long long)i);
         return -1;
     }
+    if (tensor_check_fresh("tensor_set", "tensor", t)) return -1;
     switch (t->dtype) {
     case DTYPE_F32: ((float *)t->data)[i] = (float)v; break;
     case DTYPE_F64: ((double *)t->data)[i] = v; break;
@@ -275,7 +327,7 @@ int tensor_set(tensor *t, int64_t i, double v) {
 }
 
 double tensor_at(const tensor *t, const int64_t *index) {
-    if (!t || (t->ndim > 0 && !index)) return NAN;
+    if (!t || (t->ndim > 0 && !index) || tensor_check_fresh("tensor_at", "tensor", t)) return NAN;
     int64_t flat = 0;
     for (int d = 0; d < t->ndim; d++) {
         if (index[d] < 0 || index[d] >= t->shape[d]) return NAN;
@@ -285,7 +337,17 @@ double tensor_at(const tensor *t, const int64_t *index) {
 }
 
 double tensor_item(const tensor *t) {
-    if (!t || t->size != 1) return NAN;
+    char s[96];
+    if (!t) {
+        if (!error_pending()) error_set("tensor_item: tensor is NULL");
+        return NAN;
+    }
+    if (tensor_check_fresh("tensor_item", "tensor", t)) return NAN;
+    if (t->size != 1) {
+        error_set("tensor_item: tensor %s has %lld elements, not 1", tensor_shape_str(t, s, sizeof s),
+                  (long long)t->size);
+        return NAN;
+    }
     return tensor_get(t, 0);
 }
 
@@ -313,8 +375,8 @@ void tensor_print(FILE *f, const tensor *t, const char *label) {
     char s[128];
     fprintf(f, "%s %s %s", label ? label : "tensor", dtype_name(t ? t->dtype : DTYPE_F32),
             tensor_shape_str(t, s, sizeof s));
-    if (!t) {
-        fputc('\n', f);
+    if (!t || tensor_is_stale(t)) {
+        fputs(t ? " (stale: computed before the last tape_reset)\n" : "\n", f);
         return;
     }
     fputs(" {", f);

@@ -90,7 +90,8 @@ int main(void) {
         return 1;
     }
     printf("gradcheck_op(swish): %s over %d cases%s%s\n", r.passed ? "passed" : "FAILED", r.cases,
-           r.passed ? "" : ": ", r.message);
+           r.passed ? "" : ": ", r.passed ? "" : r.message);
+    op_check_report_free(&r);
     tensor_free(x);
     tensor_free(w);
     tape_release();

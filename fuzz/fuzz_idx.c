@@ -4,6 +4,8 @@
  *   2     gzip-compressed
  *   3     gzip-compressed, then cut short by 1 to 64 bytes (from the second
  *         byte), as a broken download would be
+ *   4     gzip-compressed, then 1 to 16 bytes of junk that is no gzip member
+ *         (the second byte says how many, 'J' repeated): never loads
  * The reader takes a path, so the file goes to one temporary file reused for
  * every input and removed at exit. The target knows the format and holds the reader to it both
  * ways: a file that follows the format loads with exactly its header's
@@ -82,19 +84,24 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size == 0) return 0;
-    int mode = data[0] % 4;
+    int mode = data[0] % 5;
     const uint8_t *body = data + 1;
-    size_t n = size - 1, cut = 0;
-    if (mode == 3) {
+    size_t n = size - 1, cut = 0, junk = 0;
+    if (mode == 3 || mode == 4) {
         if (n == 0) return 0;
-        cut = 1 + body[0] % 64;
+        if (mode == 3) cut = 1 + body[0] % 64;
+        else junk = 1 + body[0] % 16;
         body++, n--;
     }
     uint8_t *gz = NULL;
     if (mode >= 2) {
         size_t len = gzip(body, n, &gz);
         if (cut > len) cut = len;
-        write_file(gz, len - cut);
+        uint8_t *grown = junk ? realloc(gz, len + junk) : gz;
+        if (!grown) abort();
+        gz = grown;
+        memset(gz + len, 'J', junk);
+        write_file(gz, len - cut + junk);
     } else {
         write_file(body, n);
     }
@@ -113,6 +120,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     } else {
         if (tapegrad_error()) abort(); /* success with an error pending */
         if (mode == 3) abort(); /* a cut gzip stream accepted */
+        if (mode == 4) abort(); /* junk after the gzip stream accepted */
         if (a->ndim < 1 || a->ndim > 4 || !a->data) abort();
         int64_t s = 1;
         for (int i = 0; i < a->ndim; i++) s *= a->dims[i];

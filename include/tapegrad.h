@@ -69,7 +69,8 @@ typedef struct tensor {
     bool requires_grad;
     /* private to the library */
     bool tape_owned;
-    uint32_t epoch;                   /* tape epoch of a tape-owned tensor */
+    bool is_grad;                     /* some tensor's .grad */
+    uint32_t epoch;                   /* tape epoch of a tape-owned tensor (stale when old) */
     int32_t node;                     /* tape position of its producer, -1 for a leaf */
     int32_t mark;                     /* scratch for graph walks (checker) */
     const char *name;                 /* optional label used in reports; not owned */
@@ -105,6 +106,11 @@ tensor *tensor_from_doubles(dtype dt, int ndim, const int64_t *shape, const doub
 tensor *tensor_rand(rng *g, dtype dt, int ndim, const int64_t *shape, double lo, double hi);
 tensor *tensor_randn(rng *g, dtype dt, int ndim, const int64_t *shape, double mean, double std);
 tensor *tensor_clone(const tensor *t);             /* data only; no grad, no tape link */
+/* A USER-OWNED copy of t's values off the tape (no grad, no tape link, not
+ * requiring grad), to carry a value across tape_reset(): a truncated-BPTT
+ * state, a running metric. Release it with tensor_free. A tape-owned tensor
+ * kept across a reset is stale and refused by every op and accessor. */
+tensor *tensor_detach(const tensor *t);
 tensor *tensor_to_dtype(const tensor *t, dtype dt);
 void tensor_free(tensor *t);                       /* NULL is fine; tape-owned: ignored */
 
@@ -112,7 +118,9 @@ int tensor_set_requires_grad(tensor *t, bool on);  /* leaves only */
 int tensor_zero_grad(tensor *t);                   /* sets .grad to zeros if present */
 int tensor_copy_data(tensor *dst, const tensor *src); /* same shape; converts dtype */
 
-/* Element access for tests and small programs (flat index or multi-index). */
+/* Element access for tests and small programs (flat index or multi-index).
+ * A stale tape tensor (computed before the last tape_reset) gives NaN / -1
+ * and an error; so does tensor_item on a tensor of more than one element. */
 double tensor_get(const tensor *t, int64_t flat);
 int tensor_set(tensor *t, int64_t flat, double value);
 double tensor_at(const tensor *t, const int64_t *index);
@@ -143,6 +151,13 @@ int tensor_backward_with(tensor *out, const tensor *grad_out);
  * stats.allocated after flushing the calling thread's cache, so the figure
  * is exact; or the library's own count without jemalloc). */
 int64_t tapegrad_allocated_bytes(void);
+/* The ceiling on one allocation: a tensor (or arena chunk, at least 1 MiB)
+ * larger than this is refused with "out of memory" naming the op, dtype and
+ * shape, before the allocator is asked (under overcommit it would grant it
+ * and the OOM killer would end the process when the pages are touched).
+ * Default: the physical memory (sysconf). 0 restores the default. */
+void tapegrad_set_alloc_limit(size_t bytes);
+size_t tapegrad_alloc_limit(void);
 void tapegrad_set_threads(int n);
 int tapegrad_threads(void);
 /* The instruction-set variant the hot kernels run: "v2" (x86-64-v2), "v3"
@@ -385,14 +400,19 @@ const op_def *op_register(const op_spec *spec);
  * (NULL when it has none). NULL with an error naming the op on bad input. */
 tensor *tensor_apply(const op_def *op, tensor *const *inputs, int n, const double *params);
 
-/* What gradcheck_op found: passed, or the first failure in one sentence. */
+/* What gradcheck_op found: passed, or the first failure in one sentence.
+ * The message belongs to the report: release it with op_check_report_free()
+ * (also before reusing the report). */
 typedef struct op_check_report {
     bool passed;
     int cases;                        /* sample cases run */
     int nodes;                        /* op_check_contract: nodes whose vjp was checked */
     double f32_worst;                 /* float32 check: largest error / its bound */
-    char message[1024];
+    char *message;                    /* the first failure, whole; NULL when passed */
 } op_check_report;
+/* Frees the report's message and sets it to NULL; NULL and a zeroed or
+ * already freed report are fine. */
+void op_check_report_free(op_check_report *r);
 
 /* Checks one op (built-in or custom) the way the test suite checks the
  * built-ins, and more, on each of its sample cases: the primal equals a
@@ -405,6 +425,7 @@ typedef struct op_check_report {
  * when the checks ran (verdict in report), -1 on error. */
 struct gradcheck_options;
 int gradcheck_op(const op_def *op, const struct gradcheck_options *opt, op_check_report *report);
+/* (The report is overwritten without being read; on -1 it holds no message.) */
 
 /* ============================================================ checker
  * Central differences in float64 against the tape's vjp (docs/checker.md). */

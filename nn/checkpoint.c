@@ -108,6 +108,7 @@ static int save_checks(const char *path, const char *const *names, tensor *const
                 error_set("nn_safetensors_save: entry %d has no name or no tensor", i);
             return -1;
         }
+        if (tensor_check_fresh("nn_safetensors_save", names[i], ts[i])) return -1;
         const char *fault = nn_name_fault(names[i], ST_NAME_MAX);
         if (fault) {
             error_set("nn_safetensors_save: name refused, %s (it could not be loaded back): "

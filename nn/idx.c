@@ -2,13 +2,16 @@
  *
  * IDX: two zero bytes, an element-type byte (0x08 = unsigned byte), the
  * number of dimensions, then each dimension as a big-endian uint32, then the
- * elements row-major. zlib's gzopen reads gzip and raw files alike. The
+ * elements row-major, in a raw file or a gzip one (zlib's inflate). The
  * header's claims are checked against the bytes actually present, so a
  * truncated download or a wrong file gives an error naming the file and the
  * fault, never a crash. Images stay bytes; a batch converts its own. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "../autograd/internal.h"
@@ -21,44 +24,115 @@ void nn_idx_free(nn_idx *a) {
     mem_free(a);
 }
 
-/* Reads exactly len bytes unless the stream ends; returns the count or -1. */
-static int64_t gz_read_all(gzFile f, void *buf, int64_t len) {
+/* A file read raw or through inflate, decided by its first bytes (gzip
+ * starts 1f 8b, IDX with 00 00). zlib's gzread is not used: it skips junk
+ * after the last gzip member in silence and decompresses only on its own
+ * terms, while here every byte of the file is accounted for and nothing is
+ * inflated past what the header claims (+1 byte to see that there is more). */
+#define SRC_BUF (1 << 16)
+typedef struct src {
+    int fd;
+    bool gz, eof;     /* eof: the file has no more bytes to give */
+    bool cut;         /* gzip: the file ended inside a stream */
+    bool done;        /* gzip: the last member ended with the file */
+    bool junk;        /* gzip: bytes that are no gzip member follow the last one */
+    int64_t file_len; /* from fstat */
+    z_stream z;
+    const char *zmsg; /* gzip: zlib's reason for a corrupt stream */
+    unsigned char buf[SRC_BUF];
+    unsigned char *next; /* raw: unread bytes in buf */
+    size_t avail;
+} src;
+
+/* More file bytes into buf (what is left of them moved to its start). */
+static int src_fill(src *s, unsigned char **next, size_t *avail) {
+    if (s->eof) return 0;
+    memmove(s->buf, *next, *avail);
+    *next = s->buf;
+    ssize_t r;
+    do r = read(s->fd, s->buf + *avail, SRC_BUF - *avail);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) return -1;
+    if (r == 0) s->eof = true;
+    *avail += (size_t)r;
+    return 0;
+}
+
+/* Up to len bytes of content into out; fewer only at the end. -1 on a read
+ * error (errno) or a corrupt stream (s->zmsg). */
+static int64_t src_read(src *s, void *out, int64_t len) {
+    unsigned char *o = out;
     int64_t got = 0;
-    while (got < len) {
-        int64_t want = len - got;
-        int chunk = want > (1 << 30) ? (1 << 30) : (int)want;
-        int r = gzread(f, (char *)buf + got, (unsigned)chunk);
-        if (r < 0) return -1;
-        if (r == 0) break;
-        got += r;
+    if (!s->gz) {
+        while (got < len) {
+            if (!s->avail) {
+                if (s->eof) break;
+                if (src_fill(s, &s->next, &s->avail)) return -1;
+                continue;
+            }
+            size_t n = s->avail < (size_t)(len - got) ? s->avail : (size_t)(len - got);
+            memcpy(o + got, s->next, n);
+            s->next += n, s->avail -= n, got += (int64_t)n;
+        }
+        return got;
+    }
+    while (got < len && !s->done && !s->junk) {
+        size_t avail = s->z.avail_in;
+        unsigned char *next = s->z.next_in;
+        if (!avail && !s->eof) {
+            if (src_fill(s, &next, &avail)) return -1;
+            s->z.next_in = next, s->z.avail_in = (uInt)avail;
+            continue;
+        }
+        int64_t want = len - got > (1 << 30) ? (1 << 30) : len - got;
+        s->z.next_out = o + got;
+        s->z.avail_out = (uInt)want;
+        int rc = inflate(&s->z, Z_NO_FLUSH);
+        got += want - (int64_t)s->z.avail_out;
+        if (rc == Z_STREAM_END) {
+            /* another gzip member may follow (gzip a b > c); anything else is junk */
+            if (!s->z.avail_in && !s->eof) {
+                avail = 0, next = s->z.next_in;
+                if (src_fill(s, &next, &avail)) return -1;
+                s->z.next_in = next, s->z.avail_in = (uInt)avail;
+            }
+            if (!s->z.avail_in) s->done = true;
+            else if (s->z.next_in[0] != 0x1f) s->junk = true; /* src_junk counts it */
+            else inflateReset(&s->z);
+        } else if (rc == Z_BUF_ERROR && !s->z.avail_in && s->eof) {
+            s->cut = true; /* the file ended inside the stream */
+            break;
+        } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
+            s->zmsg = s->z.msg ? s->z.msg : "corrupt gzip data";
+            return -1;
+        }
     }
     return got;
 }
 
-static const char *gz_msg(gzFile f) {
-    int code;
-    const char *m = gzerror(f, &code);
-    return (code == Z_OK || !m || !m[0]) ? "unexpected end of file" : m;
+/* Bytes of the file after the end of the gzip data (junk), 0 when none. */
+static int64_t src_junk(const src *s) {
+    if (!s->junk) return 0;
+    int64_t pos = lseek(s->fd, 0, SEEK_CUR);
+    return (int64_t)s->z.avail_in + (pos >= 0 ? s->file_len - pos : 0);
 }
+
+static const char *src_msg(const src *s) { return s->zmsg ? s->zmsg : strerror(errno); }
 
 /* For a truncated compressed file, say so: the byte counts alone would
  * suggest a short but valid header. */
-static const char *gz_note(gzFile f) {
-    int code;
-    gzerror(f, &code);
-    return !gzdirect(f) && code == Z_BUF_ERROR ? " (the gzip stream is cut short)" : "";
-}
+static const char *src_note(const src *s) { return s->cut ? " (the gzip stream is cut short)" : ""; }
 
-static int idx_header(gzFile f, const char *path, nn_idx *a) {
+static int idx_header(src *f, const char *path, nn_idx *a) {
     unsigned char h[4];
-    int64_t got = gz_read_all(f, h, 4);
+    int64_t got = src_read(f, h, 4);
     if (got < 0) {
-        error_set("%s: read error: %s", path, gz_msg(f));
+        error_set("%s: read error: %s", path, src_msg(f));
         return -1;
     }
     if (got < 4) {
         error_set("%s: truncated: %lld bytes, an IDX header needs at least 4%s", path,
-                  (long long)got, gz_note(f));
+                  (long long)got, src_note(f));
         return -1;
     }
     if (h[0] || h[1]) {
@@ -77,23 +151,22 @@ static int idx_header(gzFile f, const char *path, nn_idx *a) {
     }
     a->ndim = h[3];
     unsigned char d[16];
-    got = gz_read_all(f, d, 4 * a->ndim);
+    got = src_read(f, d, 4 * a->ndim);
     if (got != 4 * a->ndim) {
         error_set("%s: truncated in the header: %d dimensions announced, %lld of %d size bytes "
                   "present%s",
-                  path, a->ndim, (long long)(got < 0 ? 0 : got), 4 * a->ndim, gz_note(f));
+                  path, a->ndim, (long long)(got < 0 ? 0 : got), 4 * a->ndim, src_note(f));
         return -1;
     }
     a->size = 1;
     for (int i = 0; i < a->ndim; i++) {
         a->dims[i] = (int64_t)d[4 * i] << 24 | (int64_t)d[4 * i + 1] << 16 |
                      (int64_t)d[4 * i + 2] << 8 | (int64_t)d[4 * i + 3];
-        if (a->dims[i] > 0 && a->size > IDX_MAX_BYTES / a->dims[i]) {
+        if (i64_mul_overflows(a->size, a->dims[i], &a->size) || a->size > IDX_MAX_BYTES) {
             error_set("%s: dimensions claim more than %lld bytes of data", path,
                       (long long)IDX_MAX_BYTES);
             return -1;
         }
-        a->size *= a->dims[i];
     }
     return 0;
 }
@@ -102,12 +175,12 @@ static int idx_header(gzFile f, const char *path, nn_idx *a) {
  * 1 MiB up to the header's claim): a short file that claims gigabytes costs
  * what it holds, not what it claims, and gives "truncated", not "out of
  * memory". Returns the bytes read, -1 on a read error, -2 out of memory. */
-static int64_t read_data(gzFile f, nn_idx *a) {
+static int64_t read_data(src *f, nn_idx *a) {
     int64_t cap = a->size < (1 << 20) ? a->size : (1 << 20), got = 0;
     a->data = mem_alloc((size_t)cap);
     if (!a->data) return -2;
     for (;;) {
-        int64_t r = gz_read_all(f, a->data + got, cap - got);
+        int64_t r = src_read(f, a->data + got, cap - got);
         if (r < 0) return -1;
         got += r;
         if (got < cap || cap == a->size) return got;
@@ -126,55 +199,117 @@ static void idx_dims_str(const nn_idx *a, char *buf, size_t len) {
     tensor_shape_str(&t, buf, len);
 }
 
+/* zlib's memory comes from mem_alloc too (the ceiling, the failure hook). */
+static voidpf z_alloc(voidpf opaque, uInt items, uInt size) {
+    (void)opaque;
+    size_t bytes;
+    if (__builtin_mul_overflow((size_t)items, (size_t)size, &bytes)) return Z_NULL;
+    return mem_alloc(bytes);
+}
+static void z_free(voidpf opaque, voidpf p) {
+    (void)opaque;
+    mem_free(p);
+}
+
+/* Opens path without blocking (a FIFO or a device would wait for a writer
+ * forever) and only when it is a regular file; tells gzip from raw. */
+static int src_open(src *s, const char *path) {
+    s->fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (s->fd < 0) {
+        error_set("%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(s->fd, &st) || !S_ISREG(st.st_mode)) {
+        error_set("%s: not a regular file (a directory, FIFO, socket or device)", path);
+        return -1;
+    }
+    s->file_len = st.st_size;
+    s->next = s->buf;
+    if (src_fill(s, &s->next, &s->avail)) {
+        error_set("%s: read error: %s", path, strerror(errno));
+        return -1;
+    }
+    if (s->avail >= 2 && s->buf[0] == 0x1f && s->buf[1] == 0x8b) {
+        s->gz = true;
+        s->z.next_in = s->buf;
+        s->z.avail_in = (uInt)s->avail;
+        s->z.zalloc = z_alloc;
+        s->z.zfree = z_free;
+        int rc = inflateInit2(&s->z, 15 + 16); /* 16: the gzip wrapper, CRC checked */
+        if (rc != Z_OK) {
+            s->gz = false;
+            /* out of memory has said so in mem_alloc */
+            if (!error_pending()) error_set("%s: read error: %s", path, zError(rc));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void src_close(src *s) {
+    if (s->gz) inflateEnd(&s->z);
+    if (s->fd >= 0) close(s->fd);
+    mem_free(s);
+}
+
 nn_idx *nn_idx_load(const char *path) {
     if (!path) {
         error_set("nn_idx_load: path is NULL");
         return NULL;
     }
-    gzFile f = gzopen(path, "rb");
-    if (!f) {
-        error_set("%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
-        return NULL;
-    }
-    nn_idx *a = mem_calloc(sizeof *a);
+    src *f = mem_calloc(sizeof *f);
+    if (!f) return NULL;
+    nn_idx *a = NULL;
+    if (src_open(f, path)) goto fail;
+    a = mem_calloc(sizeof *a);
     if (!a || idx_header(f, path, a)) goto fail;
     int64_t got = read_data(f, a);
     if (got == -2) goto fail; /* mem_alloc has said "out of memory" */
     if (got < 0) {
-        error_set("%s: read error: %s", path, gz_msg(f));
+        error_set("%s: read error: %s", path, src_msg(f));
         goto fail;
     }
+    char dims[96];
+    idx_dims_str(a, dims, sizeof dims);
     if (got < a->size) {
-        char dims[96];
-        idx_dims_str(a, dims, sizeof dims);
         error_set("%s: truncated: dimensions %s need %lld data bytes, the file has %lld%s", path,
-                  dims, (long long)a->size, (long long)got, gz_note(f));
+                  dims, (long long)a->size, (long long)got, src_note(f));
         goto fail;
     }
-    unsigned char extra[4096];
-    int64_t more = 0, r;
-    while ((r = gz_read_all(f, extra, sizeof extra)) > 0) more += r;
+    /* One byte more than the header claims is enough to refuse the file: a
+     * gzip bomb is inflated no further than that. */
+    unsigned char extra;
+    int64_t r = src_read(f, &extra, 1);
     if (r < 0) {
-        error_set("%s: read error: %s", path, gz_msg(f));
+        error_set("%s: read error: %s", path, src_msg(f));
         goto fail;
     }
-    if (more) {
-        char dims[96];
-        idx_dims_str(a, dims, sizeof dims);
+    if (r && !f->gz) {
+        int64_t more = 1 + (int64_t)f->avail + (f->file_len - lseek(f->fd, 0, SEEK_CUR));
         error_set("%s: %lld bytes after the data: dimensions %s do not match the file length", path,
                   (long long)more, dims);
         goto fail;
     }
-    /* zlib ends a stream cut inside its trailer quietly, as if the file were
-     * still growing: the data may all be there, but unchecked by the CRC. */
-    if (gz_note(f)[0]) {
+    if (r) {
+        error_set("%s: the gzip data go on past the %lld bytes dimensions %s need", path,
+                  (long long)a->size, dims);
+        goto fail;
+    }
+    int64_t junk = src_junk(f);
+    if (junk) {
+        error_set("%s: %lld bytes of junk after the end of the gzip stream", path, (long long)junk);
+        goto fail;
+    }
+    /* A stream cut inside its trailer holds all the data, unchecked by the CRC. */
+    if (f->cut) {
         error_set("%s: the gzip stream is cut short: its end and checksum are missing", path);
         goto fail;
     }
-    gzclose(f);
+    src_close(f);
     return a;
 fail:
-    gzclose(f);
+    src_close(f);
     nn_idx_free(a);
     return NULL;
 }
@@ -235,11 +370,10 @@ static int find_file(const char *dir, const char *split, const char *kind, int k
                                       "%s/%s-%s.idx%d-ubyte.gz", "%s/%s-%s.idx%d-ubyte"};
     for (size_t i = 0; i < sizeof pat / sizeof pat[0]; i++) {
         snprintf(out, len, pat[i], dir, split, kind, k);
-        FILE *f = fopen(out, "rb");
-        if (f) {
-            fclose(f);
-            return 0;
-        }
+        /* stat, not open: opening a FIFO would block; nn_idx_load refuses
+         * what is not a regular file */
+        struct stat st;
+        if (!stat(out, &st)) return 0;
     }
     snprintf(out, len, pat[0], dir, split, kind, k);
     error_set("%s: no such file (nor without .gz); give the IDX directory with --data DIR", out);
@@ -310,6 +444,16 @@ nn_loader *nn_loader_new(const nn_dataset *d, int64_t batch, bool shuffle, uint6
         error_set("nn_loader_new: batch size must be positive, got %lld", (long long)batch);
         return NULL;
     }
+    /* a dataset is a public struct a caller may fill: its sizes are checked
+     * before a batch multiplies them */
+    int64_t px, all;
+    if (d->n < 0 || d->rows < 0 || d->cols < 0 || i64_mul_overflows(d->rows, d->cols, &px) ||
+        i64_mul_overflows(px, d->n, &all) || all > INT64_MAX / 64) {
+        error_set("nn_loader_new: dataset sizes n %lld, rows %lld, cols %lld are negative or "
+                  "too large",
+                  (long long)d->n, (long long)d->rows, (long long)d->cols);
+        return NULL;
+    }
     nn_loader *l = mem_calloc(sizeof *l);
     if (!l) return NULL;
     l->order = mem_alloc((size_t)(d->n > 0 ? d->n : 1) * sizeof *l->order);
@@ -365,7 +509,10 @@ int nn_loader_set_shard(nn_loader *l, int shard, int shards) {
 }
 
 int64_t nn_loader_batches(const nn_loader *l) {
-    return l ? (shard_len(l) + l->batch - 1) / l->batch : 0;
+    /* shard length / batch rounded up, without len + batch - 1 (overflows for a huge batch) */
+    if (!l) return 0;
+    int64_t n = shard_len(l);
+    return n / l->batch + (n % l->batch != 0);
 }
 
 int nn_loader_next(nn_loader *l, tensor **x, tensor **y) {

@@ -27,7 +27,7 @@ tensor *nn_lenet5_forward_with(tensor *const *p, tensor *x) {
     pool2d_params pool = nn_pool2d_make(2, 2, 0).p;
     tensor *h = tensor_relu(tensor_max_pool2d(tensor_conv2d(x, p[C1W], p[C1B], pad2), pool));
     h = tensor_relu(tensor_max_pool2d(tensor_conv2d(h, p[C2W], p[C2B], CONV2D_DEFAULT), pool));
-    h = tensor_reshape(h, 2, (const int64_t[]){h ? h->shape[0] : 0, -1}); /* flatten(1) */
+    h = tensor_flatten(h, 1, -1); /* [B,16,5,5] -> [B,400], also for B = 0 */
     h = tensor_relu(tensor_linear(h, p[F1W], p[F1B]));
     h = tensor_relu(tensor_linear(h, p[F2W], p[F2B]));
     return tensor_linear(h, p[F3W], p[F3B]);

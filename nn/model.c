@@ -192,7 +192,7 @@ static int init_check(const char *what, const tensor *t, const rng *g, bool need
         error_set("%s: tensor is int64; initialisers fill float tensors", what);
         return -1;
     }
-    return 0;
+    return tensor_check_fresh(what, "tensor", t);
 }
 
 /* torch.nn.init._calculate_fan_in_and_fan_out: dims 0 and 1 are the output

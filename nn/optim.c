@@ -325,8 +325,12 @@ int64_t optim_steps(const optim *o) { return o ? o->steps : 0; }
  * grads); when total > max_norm every grad is scaled by
  * max_norm / (total + 1e-6). */
 double optim_clip_grad_norm(tensor *const *params, int n, double max_norm) {
-    if ((n > 0 && !params) || n < 0 || !(max_norm >= 0)) {
-        error_set("optim_clip_grad_norm: bad parameter list or max_norm");
+    if (n > 0 && !params) {
+        error_set("optim_clip_grad_norm: the parameter list is NULL (n = %d)", n);
+        return -1;
+    }
+    if (n < 0 || !(max_norm >= 0)) {
+        error_set("optim_clip_grad_norm: n = %d and max_norm %g must not be negative (nor NaN)", n, max_norm);
         return -1;
     }
     double ss = 0;
@@ -344,8 +348,12 @@ double optim_clip_grad_norm(tensor *const *params, int n, double max_norm) {
 }
 
 int optim_clip_grad_value(tensor *const *params, int n, double clip) {
-    if ((n > 0 && !params) || n < 0 || !(clip >= 0)) {
-        error_set("optim_clip_grad_value: bad parameter list or clip value");
+    if (n > 0 && !params) {
+        error_set("optim_clip_grad_value: the parameter list is NULL (n = %d)", n);
+        return -1;
+    }
+    if (n < 0 || !(clip >= 0)) {
+        error_set("optim_clip_grad_value: n = %d and clip %g must not be negative (nor NaN)", n, clip);
         return -1;
     }
     for (int i = 0; i < n; i++) {

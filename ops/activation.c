@@ -358,71 +358,76 @@ BUILD(hardtanh, tensor_hardtanh(in[0], s->fp[0], s->fp[1]))
 #define ENTRY(name, arity, sample, sig, fwd, grad, notes) \
     {#name, arity, 0, name##_forward, name##_vjp, sample, name##_build, sig, fwd, grad, notes}
 
+/* The activation family: index of each op in ops_activation, its entry below. */
+enum {
+    RELU, LEAKY_RELU, PRELU, SIGMOID, TANH, SOFTMAX, LOG_SOFTMAX, GELU, SILU, MISH, ELU, SELU,
+    SOFTPLUS, HARDTANH,
+    N_ACTIVATION_OPS
+};
+#define OP(i) (&ops_activation[i])
+
 const op_def ops_activation[] = {
-    ENTRY(relu, 1, relu_sample, "tensor_relu(a)", "y = max(a, 0)", "da = g [a > 0]",
+    [RELU] = ENTRY(relu, 1, relu_sample, "tensor_relu(a)", "y = max(a, 0)", "da = g [a > 0]",
           "kink at a = 0, where the gradient used is 0 (as PyTorch); NaN passes through; "
           "samples keep |a| >= 0.05"),
-    ENTRY(leaky_relu, 1, leaky_relu_sample, "tensor_leaky_relu(a, slope)",
+    [LEAKY_RELU] = ENTRY(leaky_relu, 1, leaky_relu_sample, "tensor_leaky_relu(a, slope)",
           "y = a > 0 ? a : slope * a", "da = g (a > 0 ? 1 : slope)",
           "kink at a = 0, where the gradient used is slope (as PyTorch); samples keep |a| >= 0.05"),
-    ENTRY(prelu, 2, prelu_sample, "tensor_prelu(a, w)",
+    [PRELU] = ENTRY(prelu, 2, prelu_sample, "tensor_prelu(a, w)",
           "y = a > 0 ? a : w[c] * a, c = index along axis 1 (w [C]) or one shared w [1]",
           "da = g (a > 0 ? 1 : w[c]), dw[c] = sum over a <= 0 of channel c of g * a",
           "kink at a = 0, where the slope branch is used (as PyTorch); a of fewer than 2 "
           "dimensions takes w [1] only; samples keep |a| >= 0.05"),
-    ENTRY(sigmoid, 1, smooth_sample, "tensor_sigmoid(a)", "y = 1 / (1 + e^-a)",
+    [SIGMOID] = ENTRY(sigmoid, 1, smooth_sample, "tensor_sigmoid(a)", "y = 1 / (1 + e^-a)",
           "da = g * y * (1 - y)",
           "computed with e^-|a| only, so it is finite (0 or 1) for any |a|"),
-    ENTRY(tanh, 1, smooth_sample, "tensor_tanh(a)", "y = tanh(a)", "da = g * (1 - y^2)", ""),
-    ENTRY(softmax, 1, softmax_sample, "tensor_softmax(a, axis)",
+    [TANH] = ENTRY(tanh, 1, smooth_sample, "tensor_tanh(a)", "y = tanh(a)", "da = g * (1 - y^2)", ""),
+    [SOFTMAX] = ENTRY(softmax, 1, softmax_sample, "tensor_softmax(a, axis)",
           "y = e^(a - m) / sum_axis e^(a - m), m = max along axis",
           "da = y * (g - sum_axis(g * y)) (the full Jacobian product per row)",
           "the max shift keeps it finite for any finite input; axis may be negative"),
-    ENTRY(log_softmax, 1, softmax_sample, "tensor_log_softmax(a, axis)",
+    [LOG_SOFTMAX] = ENTRY(log_softmax, 1, softmax_sample, "tensor_log_softmax(a, axis)",
           "y = a - m - ln sum_axis e^(a - m), m = max along axis (logsumexp)",
           "da = g - e^y * sum_axis(g)",
           "finite for any finite input (no log of an underflowed softmax); axis may be negative"),
-    ENTRY(gelu, 1, gelu_sample, "tensor_gelu(a, tanh_approx)",
+    [GELU] = ENTRY(gelu, 1, gelu_sample, "tensor_gelu(a, tanh_approx)",
           "y = a * Phi(a) = a erfc(-a / sqrt 2) / 2; tanh_approx: "
           "y = a (1 + tanh(sqrt(2/pi) (a + 0.044715 a^3))) / 2",
           "da = g (Phi(a) + a phi(a)); tanh_approx: da = g ((1 + t) / 2 + a (1 - t^2) "
           "sqrt(2/pi) (1 + 3 * 0.044715 a^2) / 2)",
           "smooth; samples cover both forms (cases 0-2 erf, 3-5 tanh)"),
-    ENTRY(silu, 1, smooth_sample, "tensor_silu(a)", "y = a * sigmoid(a)",
+    [SILU] = ENTRY(silu, 1, smooth_sample, "tensor_silu(a)", "y = a * sigmoid(a)",
           "da = g * s * (1 + a (1 - s)), s = sigmoid(a)", "smooth"),
-    ENTRY(mish, 1, smooth_sample, "tensor_mish(a)", "y = a * tanh(softplus(a))",
+    [MISH] = ENTRY(mish, 1, smooth_sample, "tensor_mish(a)", "y = a * tanh(softplus(a))",
           "da = g (t + a sigmoid(a) (1 - t^2)), t = tanh(softplus(a))",
           "smooth; softplus via ln(1 + e^-|a|) keeps it finite for any |a|"),
-    ENTRY(elu, 1, elu_sample, "tensor_elu(a, alpha)", "y = a > 0 ? a : alpha (e^a - 1)",
+    [ELU] = ENTRY(elu, 1, elu_sample, "tensor_elu(a, alpha)", "y = a > 0 ? a : alpha (e^a - 1)",
           "da = g (a > 0 ? 1 : alpha e^a)",
           "kink at a = 0 unless alpha = 1; there the gradient used is alpha (the left branch, "
           "as PyTorch); samples keep |a| >= 0.05"),
-    ENTRY(selu, 1, relu_sample, "tensor_selu(a)",
+    [SELU] = ENTRY(selu, 1, relu_sample, "tensor_selu(a)",
           "y = lambda (a > 0 ? a : alpha (e^a - 1)), alpha = 1.6732632423543772, "
           "lambda = 1.0507009873554805",
           "da = g lambda (a > 0 ? 1 : alpha e^a)",
           "kink at a = 0 (slopes lambda and lambda alpha), where the gradient used is "
           "lambda alpha (the left branch); samples keep |a| >= 0.05"),
-    ENTRY(softplus, 1, softplus_sample, "tensor_softplus(a, beta, threshold)",
+    [SOFTPLUS] = ENTRY(softplus, 1, softplus_sample, "tensor_softplus(a, beta, threshold)",
           "y = beta a > threshold ? a : ln(1 + e^(beta a)) / beta",
           "da = g (beta a > threshold ? 1 : sigmoid(beta a))",
           "PyTorch semantics (defaults beta 1, threshold 20): linear above the threshold, a "
           "jump of about e^-threshold / beta there, so samples keep 0.05 from a = "
           "threshold / beta; beta = 0 is an error"),
-    ENTRY(hardtanh, 1, hardtanh_sample, "tensor_hardtanh(a, lo, hi)", "y = min(max(a, lo), hi)",
+    [HARDTANH] = ENTRY(hardtanh, 1, hardtanh_sample, "tensor_hardtanh(a, lo, hi)", "y = min(max(a, lo), hi)",
           "da = g where lo < a < hi, else 0",
           "kinks at lo and hi, where the gradient used is 0 (PyTorch's hardtanh; note clamp "
           "uses 1 there); lo > hi is an error; samples keep 0.05 from each bound"),
 };
-const int ops_activation_count = sizeof ops_activation / sizeof ops_activation[0];
+const int ops_activation_count = N_ACTIVATION_OPS;
+_Static_assert(sizeof ops_activation / sizeof ops_activation[0] == N_ACTIVATION_OPS,
+               "ops_activation: one entry per op of its enum");
 
 /* ---------------------------------------------------------- builders */
 
-enum {
-    RELU, LEAKY_RELU, PRELU, SIGMOID, TANH, SOFTMAX, LOG_SOFTMAX, GELU, SILU, MISH, ELU, SELU,
-    SOFTPLUS, HARDTANH
-};
-#define OP(i) (&ops_activation[i])
 
 tensor *tensor_relu(tensor *a) { return ew_unary_apply(OP(RELU), a, NULL, 0); }
 tensor *tensor_leaky_relu(tensor *a, double slope) {
@@ -476,9 +481,11 @@ tensor *tensor_prelu(tensor *a, tensor *slope) {
     /* a shared slope sees the whole tensor as one channel */
     int64_t L = slope->size == 1 ? a->size : 1;
     for (int d = 2; slope->size != 1 && d < a->ndim; d++) L *= a->shape[d];
+    /* zero channels or an empty channel: a has no element, N = 0 (no division by 0) */
+    int64_t CL = slope->size * L;
     n->ip[0] = slope->size; /* C */
     n->ip[1] = L;
-    n->ip[2] = L ? a->size / (slope->size * L) : 0; /* N */
+    n->ip[2] = CL ? a->size / CL : 0; /* N */
     return node_finish(n);
 }
 

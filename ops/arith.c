@@ -46,28 +46,32 @@ static tensor *neg_build(tensor *const *in, const op_sample *s) { (void)s; retur
 static tensor *add_scalar_build(tensor *const *in, const op_sample *s) { return tensor_add_scalar(in[0], s->fp[0]); }
 static tensor *mul_scalar_build(tensor *const *in, const op_sample *s) { return tensor_mul_scalar(in[0], s->fp[0]); }
 
+/* The arith family: index of each op in ops_arith, its entry below. */
+enum { ADD, SUB, MUL, DIV, NEG, ADD_SCALAR, MUL_SCALAR, N_ARITH_OPS };
+
 const op_def ops_arith[] = {
-    {"add", 2, 0, add_forward, add_vjp, binary_sample, add_build, "tensor_add(a, b)",
+    [ADD] = {"add", 2, 0, add_forward, add_vjp, binary_sample, add_build, "tensor_add(a, b)",
      "y = a + b (broadcast)", "da = unbroadcast(g), db = unbroadcast(g)",
      "unbroadcast(g) sums g over the dimensions that were broadcast"},
-    {"sub", 2, 0, sub_forward, sub_vjp, binary_sample, sub_build, "tensor_sub(a, b)",
+    [SUB] = {"sub", 2, 0, sub_forward, sub_vjp, binary_sample, sub_build, "tensor_sub(a, b)",
      "y = a - b (broadcast)", "da = unbroadcast(g), db = -unbroadcast(g)", ""},
-    {"mul", 2, 0, mul_forward, mul_vjp, binary_sample, mul_build, "tensor_mul(a, b)",
+    [MUL] = {"mul", 2, 0, mul_forward, mul_vjp, binary_sample, mul_build, "tensor_mul(a, b)",
      "y = a * b (broadcast)", "da = unbroadcast(g * b), db = unbroadcast(g * a)", ""},
-    {"div", 2, 0, div_forward, div_vjp, div_sample, div_build, "tensor_div(a, b)",
+    [DIV] = {"div", 2, 0, div_forward, div_vjp, div_sample, div_build, "tensor_div(a, b)",
      "y = a / b (broadcast)", "da = unbroadcast(g / b), db = unbroadcast(-g * a / b^2)",
      "undefined at b = 0; samples keep |b| >= 0.25"},
-    {"neg", 1, 0, neg_forward, neg_vjp, unary_sample, neg_build, "tensor_neg(a)", "y = -a",
+    [NEG] = {"neg", 1, 0, neg_forward, neg_vjp, unary_sample, neg_build, "tensor_neg(a)", "y = -a",
      "da = -g", ""},
-    {"add_scalar", 1, 0, add_scalar_forward, add_scalar_vjp, unary_sample, add_scalar_build,
+    [ADD_SCALAR] = {"add_scalar", 1, 0, add_scalar_forward, add_scalar_vjp, unary_sample, add_scalar_build,
      "tensor_add_scalar(a, s)", "y = a + s", "da = g", ""},
-    {"mul_scalar", 1, 0, mul_scalar_forward, mul_scalar_vjp, unary_sample, mul_scalar_build,
+    [MUL_SCALAR] = {"mul_scalar", 1, 0, mul_scalar_forward, mul_scalar_vjp, unary_sample, mul_scalar_build,
      "tensor_mul_scalar(a, s)", "y = a * s", "da = g * s", ""},
 };
-const int ops_arith_count = sizeof ops_arith / sizeof ops_arith[0];
+const int ops_arith_count = N_ARITH_OPS;
+_Static_assert(sizeof ops_arith / sizeof ops_arith[0] == N_ARITH_OPS,
+               "ops_arith: one entry per op of its enum");
 
 #define OP(name) (&ops_arith[name])
-enum { ADD, SUB, MUL, DIV, NEG, ADD_SCALAR, MUL_SCALAR };
 tensor *tensor_add(tensor *a, tensor *b) { return ew_binary_apply(OP(ADD), a, b, NULL, 0); }
 tensor *tensor_sub(tensor *a, tensor *b) { return ew_binary_apply(OP(SUB), a, b, NULL, 0); }
 tensor *tensor_mul(tensor *a, tensor *b) { return ew_binary_apply(OP(MUL), a, b, NULL, 0); }

@@ -142,7 +142,7 @@ static void masked_fill_vjp(tape_node *n, tensor *const *gin) {
  * each receives g exactly where the mask sends it. A wrong mask shows in the
  * value tests; here every case is redrawn until both truth values occur, so
  * neither c nor d has an all-zero gradient. */
-enum { EQ, NE, LT, LE, GT, GE, LOGICAL_AND, LOGICAL_OR, LOGICAL_NOT, MASKED_FILL };
+enum { EQ, NE, LT, LE, GT, GE, LOGICAL_AND, LOGICAL_OR, LOGICAL_NOT, MASKED_FILL, N_COMPARE_OPS };
 
 /* The reference truth of op on the values x and y. */
 static bool ref_truth(int op, double x, double y) {
@@ -249,7 +249,13 @@ MASK_BUILD(gt, tensor_gt(in[0], in[1]))
 MASK_BUILD(ge, tensor_ge(in[0], in[1]))
 MASK_BUILD(logical_and, tensor_logical_and(in[0], in[1]))
 MASK_BUILD(logical_or, tensor_logical_or(in[0], in[1]))
-MASK_BUILD(logical_not, tensor_logical_not(in[0]))
+/* in[1] only stands in for a's shape in the shared sample; a stale one is
+ * refused like any input the case is given */
+static tensor *logical_not_build(tensor *const *in, const op_sample *s) {
+    (void)s;
+    if (tensor_check_fresh("logical_not", "input 1", in[1])) return NULL;
+    return tensor_where(tensor_logical_not(in[0]), in[2], in[3]);
+}
 
 /* masked_fill: x, then the mask (int64 0/1, or float64 with nonzero = true),
  * equal to x's shape or broadcast to it; fp[0] the fill value. Both truth
@@ -300,34 +306,36 @@ static tensor *masked_fill_build(tensor *const *in, const op_sample *s) {
      "differentiated in c and d"}
 
 const op_def ops_compare[] = {
-    CMP(eq, "=="),
-    CMP(ne, "!="),
-    CMP(lt, "<"),
-    CMP(le, "<="),
-    CMP(gt, ">"),
-    CMP(ge, ">="),
-    {"logical_and", 2, 3u, logical_and_forward, no_vjp, logical_and_sample, logical_and_build,
+    [EQ] = CMP(eq, "=="),
+    [NE] = CMP(ne, "!="),
+    [LT] = CMP(lt, "<"),
+    [LE] = CMP(le, "<="),
+    [GT] = CMP(gt, ">"),
+    [GE] = CMP(ge, ">="),
+    [LOGICAL_AND] = {"logical_and", 2, 3u, logical_and_forward, no_vjp, logical_and_sample, logical_and_build,
      "tensor_logical_and(a, b)", "y = (a != 0 and b != 0) as int64 0/1 (broadcast)",
      "none: a mask is a constant for autograd",
      "a and b may have any dtypes, each its own. The checker's case is "
      "where(logical_and(a, b), c, d), differentiated in c and d"},
-    {"logical_or", 2, 3u, logical_or_forward, no_vjp, logical_or_sample, logical_or_build,
+    [LOGICAL_OR] = {"logical_or", 2, 3u, logical_or_forward, no_vjp, logical_or_sample, logical_or_build,
      "tensor_logical_or(a, b)", "y = (a != 0 or b != 0) as int64 0/1 (broadcast)",
      "none: a mask is a constant for autograd",
      "a and b may have any dtypes, each its own. The checker's case is "
      "where(logical_or(a, b), c, d), differentiated in c and d"},
-    {"logical_not", 1, 1u, logical_not_forward, no_vjp, logical_not_sample, logical_not_build,
+    [LOGICAL_NOT] = {"logical_not", 1, 1u, logical_not_forward, no_vjp, logical_not_sample, logical_not_build,
      "tensor_logical_not(a)", "y = (a == 0) as int64 0/1", "none: a mask is a constant for autograd",
      "a may have any dtype. The checker's case is where(logical_not(a), c, d), differentiated "
      "in c and d (b is drawn but unused)"},
-    {"masked_fill", 2, 2u, masked_fill_forward, masked_fill_vjp, masked_fill_sample,
+    [MASKED_FILL] = {"masked_fill", 2, 2u, masked_fill_forward, masked_fill_vjp, masked_fill_sample,
      masked_fill_build, "tensor_masked_fill(x, mask, value)",
      "y = mask ? value : x (mask broadcast to x's shape)",
      "dx = g where mask is false, exactly 0 where it is true; no gradient for mask or value",
      "mask may have any dtype (nonzero = true) and must broadcast to x's shape; value may be "
      "-inf (attention masks before a softmax)"},
 };
-const int ops_compare_count = sizeof ops_compare / sizeof ops_compare[0];
+const int ops_compare_count = N_COMPARE_OPS;
+_Static_assert(sizeof ops_compare / sizeof ops_compare[0] == N_COMPARE_OPS,
+               "ops_compare: one entry per op of its enum");
 
 /* ---------------------------------------------------------- builders */
 
@@ -340,6 +348,7 @@ static int check_present(const op_def *op, tensor *const *in, int n) {
             if (!error_pending()) error_set("%s: input %d is NULL", op->name, i);
             return -1;
         }
+        if (op_check_fresh(op, i, in[i])) return -1;
     }
     return 0;
 }

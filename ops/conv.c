@@ -82,6 +82,9 @@ static void conv2d_vjp(tape_node *n, tensor *const *gin) {
 }
 
 /* ------------------------------------------------------------- builder */
+/* The conv family: index of each op in ops_conv, its entry below. */
+enum { CONV2D, N_CONV_OPS };
+
 extern const op_def ops_conv[];
 
 static int conv2d_validate(const tensor *x, const tensor *w, const tensor *b, conv2d_params p,
@@ -126,8 +129,11 @@ static int conv2d_validate(const tensor *x, const tensor *w, const tensor *b, co
                   tensor_shape_str(b, sb, sizeof sb));
         return -1;
     }
-    int64_t ekh = (int64_t)p.dilation[0] * (w->shape[2] - 1) + 1;
-    int64_t ekw = (int64_t)p.dilation[1] * (w->shape[3] - 1) + 1;
+    /* the dilated kernel's extent; an overflow is larger than any input */
+    int64_t ekh, ekw;
+    if (i64_mul_overflows(p.dilation[0], w->shape[2] - 1, &ekh)) ekh = INT64_MAX - 1;
+    if (i64_mul_overflows(p.dilation[1], w->shape[3] - 1, &ekw)) ekw = INT64_MAX - 1;
+    ekh++, ekw++;
     int64_t ph = x->shape[2] + 2 * (int64_t)p.padding[0], pw = x->shape[3] + 2 * (int64_t)p.padding[1];
     if (w->shape[2] < 1 || w->shape[3] < 1 || ekh > ph || ekw > pw) {
         error_set("conv2d: kernel %s (dilated %lldx%lld) larger than padded input %lldx%lld "
@@ -144,9 +150,11 @@ static int conv2d_validate(const tensor *x, const tensor *w, const tensor *b, co
 }
 
 tensor *tensor_conv2d(tensor *x, tensor *w, tensor *b, conv2d_params p) {
-    const op_def *op = &ops_conv[0];
+    const op_def *op = &ops_conv[CONV2D];
     tensor *in[3] = {x, w, b};
-    if (op_check_inputs(op, in, b ? 3 : 2, 0)) return NULL;
+    /* a NULL bias while an error is pending is a failed expression, not "no
+     * bias" (op_check_optional) */
+    if (op_check_inputs(op, in, 2, 0) || op_check_optional(op->name, "bias", b, x)) return NULL;
     int64_t oh, ow;
     if (conv2d_validate(x, w, b, p, &oh, &ow)) return NULL;
     if (!conv_impl()) return NULL; /* TAPEGRAD_ISA refused: its reason is the error */
@@ -221,7 +229,7 @@ static tensor *conv2d_build(tensor *const *in, const op_sample *s) {
 }
 
 const op_def ops_conv[] = {
-    {"conv2d", 3, 0, conv2d_forward, conv2d_vjp, conv2d_sample, conv2d_build,
+    [CONV2D] = {"conv2d", 3, 0, conv2d_forward, conv2d_vjp, conv2d_sample, conv2d_build,
      "tensor_conv2d(x, w, b, params)",
      "y[b,o,i,j] = bias[o] + sum_{c,u,v} w[o,c,u,v] x[b, g(o) C/G + c, i sh - ph + u dh, "
      "j sw - pw + v dw] (x = 0 in the padding)",
@@ -230,4 +238,6 @@ const op_def ops_conv[] = {
      "b may be NULL (then the node's third input is NULL and the case has 2 inputs); "
      "linear in each input, no kinks"},
 };
-const int ops_conv_count = 1;
+const int ops_conv_count = N_CONV_OPS;
+_Static_assert(sizeof ops_conv / sizeof ops_conv[0] == N_CONV_OPS,
+               "ops_conv: one entry per op of its enum");

@@ -9,7 +9,7 @@
 #include "elementwise.h"
 
 extern const op_def ops_layer[];
-enum { LINEAR, DROPOUT, DROPOUT2D, EMBEDDING };
+enum { LINEAR, DROPOUT, DROPOUT2D, EMBEDDING, N_LAYER_OPS };
 
 /* ------------------------------------------------------------------ linear */
 
@@ -345,27 +345,29 @@ static tensor *embedding_build(tensor *const *in, const op_sample *s) {
 }
 
 const op_def ops_layer[] = {
-    {"linear", 3, 0, linear_forward, linear_vjp, linear_sample, linear_build,
+    [LINEAR] = {"linear", 3, 0, linear_forward, linear_vjp, linear_sample, linear_build,
      "tensor_linear(x, w, b)", "y = x W^T + b, x [.., IN], W [OUT, IN], b [OUT] or NULL",
      "dx = g W, dW = g^T x (summed over all leading dims of x), db = sum of g over the leading dims",
      "one OpenBLAS GEMM each way, no copies of x or W; b may be NULL (a NULL b while an error is "
      "pending propagates the error); samples with a bias have inputs x, w, b, without: x, w"},
-    {"dropout", 1, 0, dropout_forward, dropout_vjp, dropout_sample, dropout_build,
+    [DROPOUT] = {"dropout", 1, 0, dropout_forward, dropout_vjp, dropout_sample, dropout_build,
      "tensor_dropout(x, p, training, g)",
      "training: y = x * m, m = bernoulli(1 - p) / (1 - p) per element; eval or p = 0: y = x",
      "dx = g * m (eval: dx = g)",
      "the mask is drawn from g in the builder and saved, so forward is pure and a replay uses the "
      "same mask; p must be in [0, 1]; p = 1 keeps nothing: y = 0 and dx = 0; training with p > 0 "
      "needs g; eval and p = 0 still record a copy op"},
-    {"dropout2d", 1, 0, dropout_forward, dropout_vjp, dropout2d_sample, dropout2d_build,
+    [DROPOUT2D] = {"dropout2d", 1, 0, dropout_forward, dropout_vjp, dropout2d_sample, dropout2d_build,
      "tensor_dropout2d(x, p, training, g)",
      "training: y[b,c,..] = x[b,c,..] * m[b,c], m = bernoulli(1 - p) / (1 - p) per channel; "
      "x (B, C, H, W) or (B, C, L)",
      "dx[b,c,..] = g[b,c,..] * m[b,c] (eval: dx = g)",
      "drops whole channels; mask [B, C] drawn in the builder and saved; same p rules as dropout"},
-    {"embedding", 2, 1u, embedding_forward, embedding_vjp, embedding_sample, embedding_build,
+    [EMBEDDING] = {"embedding", 2, 1u, embedding_forward, embedding_vjp, embedding_sample, embedding_build,
      "tensor_embedding(index, weight)", "y[.., :] = W[index[..], :], index int64 any shape, W [N, D]",
      "dW[i, :] = sum of g[k, :] over the positions k with index[k] = i; no gradient for index",
      "duplicate indices accumulate; an index outside [0, N) is an error naming it and N"},
 };
-const int ops_layer_count = sizeof ops_layer / sizeof ops_layer[0];
+const int ops_layer_count = N_LAYER_OPS;
+_Static_assert(sizeof ops_layer / sizeof ops_layer[0] == N_LAYER_OPS,
+               "ops_layer: one entry per op of its enum");

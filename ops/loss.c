@@ -15,7 +15,11 @@
 #include "elementwise.h"
 
 extern const op_def ops_loss[];
-enum { MSE, L1, HUBER, SMOOTH_L1, BCE, BCE_LOGITS, CROSS_ENTROPY, NLL, KL_DIV, HINGE, FOCAL, COSINE };
+/* The loss family: index of each op in ops_loss, its entry below. */
+enum {
+    MSE, L1, HUBER, SMOOTH_L1, BCE, BCE_LOGITS, CROSS_ENTROPY, NLL, KL_DIV, HINGE, FOCAL, COSINE,
+    N_LOSS_OPS
+};
 #define OP(k) (&ops_loss[k])
 
 static int reduction_check(const op_def *op, reduction r) {
@@ -1032,4 +1036,6 @@ const op_def ops_loss[] = {
                 "x1, x2 [N, D], y [N] in {-1, +1} (other values give 0, as PyTorch), no gradient; "
                 "none gives [N]; kink at c = margin for y = -1, samples keep 0.05 away"},
 };
-const int ops_loss_count = sizeof ops_loss / sizeof ops_loss[0];
+const int ops_loss_count = N_LOSS_OPS;
+_Static_assert(sizeof ops_loss / sizeof ops_loss[0] == N_LOSS_OPS,
+               "ops_loss: one entry per op of its enum");

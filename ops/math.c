@@ -393,80 +393,85 @@ BUILD1(masked_select, tensor_masked_select(in[0], in[1]))
 #define BINARY(name, sample, sig, fwd, grad, notes) \
     {#name, 2, 0, name##_forward, name##_vjp, sample, name##_build, sig, fwd, grad, notes}
 
+/* The math family: index of each op in ops_math, its entry below. */
+enum {
+    EXP, LOG, LOG2, LOG10, SQRT, ABS, SIGN, SQUARE, RECIPROCAL, POW_SCALAR, POW, CLAMP,
+    MAXIMUM, MINIMUM, FLOOR_DIVIDE, REMAINDER, WHERE, MASKED_SELECT,
+    N_MATH_OPS
+};
+#define OP(i) (&ops_math[i])
+
 const op_def ops_math[] = {
-    UNARY(exp, exp_sample, "tensor_exp(a)", "y = e^a", "da = g * y", ""),
-    UNARY(log, log_sample, "tensor_log(a)", "y = ln a", "da = g / a",
+    [EXP] = UNARY(exp, exp_sample, "tensor_exp(a)", "y = e^a", "da = g * y", ""),
+    [LOG] = UNARY(log, log_sample, "tensor_log(a)", "y = ln a", "da = g / a",
           "defined for a > 0 (a = 0 gives -inf, a < 0 NaN); samples keep a >= 0.2"),
-    UNARY(log2, log_sample, "tensor_log2(a)", "y = log2 a", "da = g / (a ln 2)",
+    [LOG2] = UNARY(log2, log_sample, "tensor_log2(a)", "y = log2 a", "da = g / (a ln 2)",
           "defined for a > 0; samples keep a >= 0.2"),
-    UNARY(log10, log_sample, "tensor_log10(a)", "y = log10 a", "da = g / (a ln 10)",
+    [LOG10] = UNARY(log10, log_sample, "tensor_log10(a)", "y = log10 a", "da = g / (a ln 10)",
           "defined for a > 0; samples keep a >= 0.2"),
-    UNARY(sqrt, log_sample, "tensor_sqrt(a)", "y = sqrt(a)", "da = g / (2 y)",
+    [SQRT] = UNARY(sqrt, log_sample, "tensor_sqrt(a)", "y = sqrt(a)", "da = g / (2 y)",
           "defined for a >= 0, gradient infinite at a = 0; samples keep a >= 0.2"),
-    UNARY(abs, kink_at_zero_sample, "tensor_abs(a)", "y = |a|", "da = g * sign(a)",
+    [ABS] = UNARY(abs, kink_at_zero_sample, "tensor_abs(a)", "y = |a|", "da = g * sign(a)",
           "kink at a = 0, where the gradient used is 0 (as PyTorch); samples keep |a| >= 0.05"),
-    {"sign", 1, 1u, sign_forward, sign_vjp, kink_at_zero_sample, sign_build, "tensor_sign(a)",
+    [SIGN] = {"sign", 1, 1u, sign_forward, sign_vjp, kink_at_zero_sample, sign_build, "tensor_sign(a)",
      "y = sign(a) in {-1, 0, 1}", "none: the output is a constant for autograd (da = 0)",
      "piecewise constant (jump at 0), gradient 0 where it exists: the input is declared "
      "gradient-free, so the output does not require grad and no node is recorded; wherever y "
      "meets other terms this gives PyTorch's zero gradient. NaN stays NaN"},
-    UNARY(square, exp_sample, "tensor_square(a)", "y = a^2", "da = 2 g a", ""),
-    UNARY(reciprocal, reciprocal_sample, "tensor_reciprocal(a)", "y = 1 / a", "da = -g * y^2",
+    [SQUARE] = UNARY(square, exp_sample, "tensor_square(a)", "y = a^2", "da = 2 g a", ""),
+    [RECIPROCAL] = UNARY(reciprocal, reciprocal_sample, "tensor_reciprocal(a)", "y = 1 / a", "da = -g * y^2",
           "pole at a = 0; samples keep |a| >= 0.25"),
-    UNARY(pow_scalar, pow_scalar_sample, "tensor_pow_scalar(a, p)", "y = a^p",
+    [POW_SCALAR] = UNARY(pow_scalar, pow_scalar_sample, "tensor_pow_scalar(a, p)", "y = a^p",
           "da = g * p * a^(p-1); 0 when p = 0",
           "a < 0 with non-integer p gives NaN, and a = 0 with p < 1 an infinite gradient; "
           "samples use p = 2.5 and -1.5 with a >= 0.2, and p = 3 with |a| >= 0.05"),
-    BINARY(pow, pow_sample, "tensor_pow(a, b)", "y = a^b (broadcast)",
+    [POW] = BINARY(pow, pow_sample, "tensor_pow(a, b)", "y = a^b (broadcast)",
            "da = unbroadcast(g * b * a^(b-1)) (0 where b = 0), "
            "db = unbroadcast(g * y * ln a) (0 where a = 0 and b >= 0)",
            "db needs a > 0 (ln a); for a < 0 it is NaN, as in PyTorch. Samples: a in [0.3, 2), "
            "b in [-2, 2)"),
-    UNARY(clamp, clamp_sample, "tensor_clamp(a, lo, hi)", "y = min(max(a, lo), hi)",
+    [CLAMP] = UNARY(clamp, clamp_sample, "tensor_clamp(a, lo, hi)", "y = min(max(a, lo), hi)",
           "da = g where lo <= a <= hi, else 0",
           "kinks at lo and hi: the gradient is 1 strictly inside (lo, hi), 0 outside, and 1 "
           "exactly at a bound (PyTorch's choice); lo = -inf or hi = inf clamps one side; "
           "lo > hi or a NaN bound is an error. Samples keep 0.05 from each bound"),
-    BINARY(maximum, max_min_sample, "tensor_maximum(a, b)", "y = max(a, b) (broadcast)",
+    [MAXIMUM] = BINARY(maximum, max_min_sample, "tensor_maximum(a, b)", "y = max(a, b) (broadcast)",
            "da = unbroadcast(g [a > b] + 0.5 g [a = b]), db = unbroadcast(g [b > a] + 0.5 g [a = b])",
            "not differentiable on ties a = b, where the gradient is split 0.5 / 0.5 (as PyTorch); "
            "NaN in either operand gives NaN. Samples keep |a - b| >= 0.1"),
-    BINARY(minimum, max_min_sample, "tensor_minimum(a, b)", "y = min(a, b) (broadcast)",
+    [MINIMUM] = BINARY(minimum, max_min_sample, "tensor_minimum(a, b)", "y = min(a, b) (broadcast)",
            "da = unbroadcast(g [a < b] + 0.5 g [a = b]), db = unbroadcast(g [b < a] + 0.5 g [a = b])",
            "not differentiable on ties a = b, where the gradient is split 0.5 / 0.5 (as PyTorch); "
            "NaN in either operand gives NaN. Samples keep |a - b| >= 0.1"),
-    {"floor_divide", 2, 3u, floor_divide_forward, floor_divide_vjp, floor_mod_sample,
+    [FLOOR_DIVIDE] = {"floor_divide", 2, 3u, floor_divide_forward, floor_divide_vjp, floor_mod_sample,
      floor_divide_build, "tensor_floor_divide(a, b)", "y = floor(a / b) (broadcast)",
      "none: the output is a constant for autograd (da = db = 0)",
      "piecewise constant with jumps where a/b is an integer, gradient 0 where it exists "
      "(PyTorch's definition): both inputs are declared gradient-free, so the output does not "
      "require grad and no node is recorded. b = 0 gives +-inf or NaN"},
-    BINARY(remainder, floor_mod_sample, "tensor_remainder(a, b)",
+    [REMAINDER] = BINARY(remainder, floor_mod_sample, "tensor_remainder(a, b)",
            "y = a - b * floor(a / b) (broadcast; the sign of b, like Python's %)",
            "da = unbroadcast(g), db = unbroadcast(-g * floor(a / b))",
            "jumps where a/b is an integer (the gradient there is that of the piece on the right "
            "of the floor); samples keep a/b 0.02 from integers and |b| >= 0.4"),
-    {"where", 3, 1u, where_forward, where_vjp, where_sample, where_build,
+    [WHERE] = {"where", 3, 1u, where_forward, where_vjp, where_sample, where_build,
      "tensor_where(cond, a, b)", "y = cond ? a : b (cond nonzero = true; all three broadcast)",
      "da = unbroadcast(g [cond]), db = unbroadcast(g [!cond]); no gradient for cond",
      "cond may be any dtype, int64 included; NaN in cond counts as true. a and b share a "
      "float dtype, which y takes"},
-    {"masked_select", 2, 2u, masked_select_forward, masked_select_vjp, masked_select_sample,
+    [MASKED_SELECT] = {"masked_select", 2, 2u, masked_select_forward, masked_select_vjp, masked_select_sample,
      masked_select_build, "tensor_masked_select(a, mask)",
      "y = the elements of a where mask is nonzero, 1-D in row-major order",
      "da = g scattered back to the selected positions, 0 elsewhere; no gradient for mask",
      "mask has a's shape (no broadcasting) and any dtype; the output length is fixed when the "
      "op is built"},
 };
-const int ops_math_count = sizeof ops_math / sizeof ops_math[0];
+const int ops_math_count = N_MATH_OPS;
+_Static_assert(sizeof ops_math / sizeof ops_math[0] == N_MATH_OPS,
+               "ops_math: one entry per op of its enum");
 
 /* ---------------------------------------------------------- builders */
 
-enum {
-    EXP, LOG, LOG2, LOG10, SQRT, ABS, SIGN, SQUARE, RECIPROCAL, POW_SCALAR, POW, CLAMP,
-    MAXIMUM, MINIMUM, FLOOR_DIVIDE, REMAINDER, WHERE, MASKED_SELECT
-};
-#define OP(i) (&ops_math[i])
 
 tensor *tensor_exp(tensor *a) { return ew_unary_apply(OP(EXP), a, NULL, 0); }
 tensor *tensor_log(tensor *a) { return ew_unary_apply(OP(LOG), a, NULL, 0); }
@@ -506,6 +511,7 @@ static int check_with_selector(const op_def *op, tensor *const *in, int n, int s
             if (!error_pending()) error_set("%s: input %d is NULL", op->name, i);
             return -1;
         }
+        if (op_check_fresh(op, i, in[i])) return -1;
     }
     const tensor *first = NULL;
     for (int i = 0; i < n; i++) {

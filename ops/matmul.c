@@ -72,9 +72,12 @@ static void matmul_vjp(tape_node *n, tensor *const *gin) {
     }
 }
 
+/* The matmul family: index of each op in ops_matmul, its entry below. */
+enum { MATMUL, DOT, OUTER, N_MATMUL_OPS };
+
 extern const op_def ops_matmul[];
 tensor *tensor_matmul(tensor *a, tensor *b) {
-    const op_def *op = &ops_matmul[0];
+    const op_def *op = &ops_matmul[MATMUL];
     tensor *in[2] = {a, b};
     if (op_check_inputs(op, in, 2, 0)) return NULL;
     char sa[96], sb[96];
@@ -207,14 +210,14 @@ static int vec_check(const op_def *op, tensor *a, tensor *b, bool same_len) {
 }
 
 tensor *tensor_dot(tensor *a, tensor *b) {
-    const op_def *op = &ops_matmul[1];
+    const op_def *op = &ops_matmul[DOT];
     if (vec_check(op, a, b, true)) return NULL;
     tensor *in[2] = {a, b};
     return op_apply(op, in, 2, a->dtype, 0, NULL);
 }
 
 tensor *tensor_outer(tensor *a, tensor *b) {
-    const op_def *op = &ops_matmul[2];
+    const op_def *op = &ops_matmul[OUTER];
     if (vec_check(op, a, b, false)) return NULL;
     tensor *in[2] = {a, b};
     int64_t shape[2] = {a->size, b->size};
@@ -243,14 +246,16 @@ static tensor *outer_build(tensor *const *in, const op_sample *s) {
 }
 
 const op_def ops_matmul[] = {
-    {"matmul", 2, 0, matmul_forward, matmul_vjp, matmul_sample, matmul_build,
+    [MATMUL] = {"matmul", 2, 0, matmul_forward, matmul_vjp, matmul_sample, matmul_build,
      "tensor_matmul(a, b)", "C[..] = A[..] @ B[..] (batch dims broadcast)",
      "dA = G @ B^T, dB = A^T @ G, each summed over broadcast batch dims", ""},
-    {"dot", 2, 0, dot_forward, dot_vjp, dot_sample, dot_build, "tensor_dot(a, b)",
+    [DOT] = {"dot", 2, 0, dot_forward, dot_vjp, dot_sample, dot_build, "tensor_dot(a, b)",
      "y = sum_i a[i] b[i] (1-D, one length; a scalar)", "da = g b, db = g a",
      "accumulated in double"},
-    {"outer", 2, 0, outer_forward, outer_vjp, outer_sample, outer_build, "tensor_outer(a, b)",
+    [OUTER] = {"outer", 2, 0, outer_forward, outer_vjp, outer_sample, outer_build, "tensor_outer(a, b)",
      "y[i,j] = a[i] b[j]  ([M] x [N] -> [M,N])", "da[i] = sum_j g[i,j] b[j], db[j] = sum_i g[i,j] a[i]",
      ""},
 };
-const int ops_matmul_count = sizeof ops_matmul / sizeof ops_matmul[0];
+const int ops_matmul_count = N_MATMUL_OPS;
+_Static_assert(sizeof ops_matmul / sizeof ops_matmul[0] == N_MATMUL_OPS,
+               "ops_matmul: one entry per op of its enum");

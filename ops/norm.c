@@ -8,7 +8,7 @@
 #include "elementwise.h"
 
 extern const op_def ops_norm[];
-enum { BATCH_NORM, LAYER_NORM };
+enum { BATCH_NORM, LAYER_NORM, N_NORM_OPS };
 enum { SAVED_MEAN, SAVED_ISTD, SAVED_VAR };
 
 /* -------------------------------------------------------------- batch norm */
@@ -394,7 +394,7 @@ static tensor *layer_norm_build(tensor *const *in, const op_sample *s) {
 }
 
 const op_def ops_norm[] = {
-    {"batch_norm", 5, (1u << 3) | (1u << 4), batch_norm_forward, batch_norm_vjp, batch_norm_sample,
+    [BATCH_NORM] = {"batch_norm", 5, (1u << 3) | (1u << 4), batch_norm_forward, batch_norm_vjp, batch_norm_sample,
      batch_norm_build,
      "tensor_batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps)",
      "y = (x - mu_c) / sqrt(var_c + eps) * w_c + b_c over x (B, C, ...); training: batch mean and "
@@ -407,7 +407,7 @@ const op_def ops_norm[] = {
      "no gradient for the running statistics; weight, bias and the running statistics may be "
      "NULL (eval needs the running statistics; training needs more than 1 value per channel); "
      "samples list only the present inputs, in this order"},
-    {"layer_norm", 3, 0, layer_norm_forward, layer_norm_vjp, layer_norm_sample, layer_norm_build,
+    [LAYER_NORM] = {"layer_norm", 3, 0, layer_norm_forward, layer_norm_vjp, layer_norm_sample, layer_norm_build,
      "tensor_layer_norm(x, normalized_ndim, weight, bias, eps)",
      "y = (x - mu) / sqrt(var + eps) * w + b, mu and biased var over the last normalized_ndim dims",
      "xh = (x - mu) s; dw = sum over rows g xh, db = sum over rows g; "
@@ -415,4 +415,6 @@ const op_def ops_norm[] = {
      "weight and bias have the shape of the last normalized_ndim dims, or are NULL; samples list "
      "only the present inputs, in this order"},
 };
-const int ops_norm_count = sizeof ops_norm / sizeof ops_norm[0];
+const int ops_norm_count = N_NORM_OPS;
+_Static_assert(sizeof ops_norm / sizeof ops_norm[0] == N_NORM_OPS,
+               "ops_norm: one entry per op of its enum");

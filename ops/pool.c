@@ -318,6 +318,9 @@ static void avg_pool2d_vjp(tape_node *n, tensor *const *gin) {
 }
 
 /* ------------------------------------------------------------ builders */
+/* The pool family: index of each op in ops_pool, its entry below. */
+enum { MAX_POOL2D, AVG_POOL2D, N_POOL_OPS };
+
 extern const op_def ops_pool[];
 
 /* Validates x and p for op; fills the output shape. */
@@ -373,7 +376,7 @@ static int window_origins(const tensor *x, pool2d_params p, const int64_t *shape
 }
 
 tensor *tensor_max_pool2d(tensor *x, pool2d_params p) {
-    const op_def *op = &ops_pool[0];
+    const op_def *op = &ops_pool[MAX_POOL2D];
     int64_t shape[4];
     if (op_check_inputs(op, &x, 1, 0) || pool_validate(op->name, x, p, shape)) return NULL;
     tape_node *n = node_begin(op, &x, 1, x->dtype, 4, shape);
@@ -387,7 +390,7 @@ tensor *tensor_max_pool2d(tensor *x, pool2d_params p) {
 }
 
 tensor *tensor_avg_pool2d(tensor *x, pool2d_params p) {
-    const op_def *op = &ops_pool[1];
+    const op_def *op = &ops_pool[AVG_POOL2D];
     int64_t shape[4];
     if (op_check_inputs(op, &x, 1, 0) || pool_validate(op->name, x, p, shape)) return NULL;
     tape_node *n = node_begin(op, &x, 1, x->dtype, 4, shape);
@@ -438,15 +441,17 @@ static tensor *avg_pool2d_build(tensor *const *in, const op_sample *s) {
 }
 
 const op_def ops_pool[] = {
-    {"max_pool2d", 1, 0, max_pool2d_forward, max_pool2d_vjp, max_pool2d_sample, max_pool2d_build,
+    [MAX_POOL2D] = {"max_pool2d", 1, 0, max_pool2d_forward, max_pool2d_vjp, max_pool2d_sample, max_pool2d_build,
      "tensor_max_pool2d(x, params)", "y[b,c,i,j] = max over window (i,j) of x[b,c] (padding = -inf)",
      "dx[b,c,argmax(i,j)] += g[b,c,i,j]",
      "not differentiable where a window has tied maxima: the gradient goes to the first maximum "
      "in window order (row by row, left to right); samples use distinct values"},
-    {"avg_pool2d", 1, 0, avg_pool2d_forward, avg_pool2d_vjp, avg_pool2d_sample, avg_pool2d_build,
+    [AVG_POOL2D] = {"avg_pool2d", 1, 0, avg_pool2d_forward, avg_pool2d_vjp, avg_pool2d_sample, avg_pool2d_build,
      "tensor_avg_pool2d(x, params)",
      "y[b,c,i,j] = sum over window (i,j) of x[b,c] / n, n = KH KW if count_include_pad else the "
      "elements inside the input",
      "dx[b,c,r,s] += g[b,c,i,j] / n for every window (i,j) holding (r,s)", "linear; no kinks"},
 };
-const int ops_pool_count = 2;
+const int ops_pool_count = N_POOL_OPS;
+_Static_assert(sizeof ops_pool / sizeof ops_pool[0] == N_POOL_OPS,
+               "ops_pool: one entry per op of its enum");

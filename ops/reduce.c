@@ -348,7 +348,7 @@ static void argmax_vjp(tape_node *n, tensor *const *gin) {
 }
 
 extern const op_def ops_reduce[];
-enum { SUM, MEAN, MAX, MIN, VAR, STD, LOGSUMEXP, ARGMAX };
+enum { SUM, MEAN, MAX, MIN, VAR, STD, LOGSUMEXP, ARGMAX, N_REDUCE_OPS };
 
 /* Validates a and the axes and starts the node (mask in ip[0], keepdim in
  * ip[1]); *per receives the number of elements folded into each output. */
@@ -563,40 +563,42 @@ static tensor *argmax_build(tensor *const *in, const op_sample *s) {
 }
 
 const op_def ops_reduce[] = {
-    {"sum", 1, 0, sum_forward, sum_vjp, reduce_sample, sum_build,
+    [SUM] = {"sum", 1, 0, sum_forward, sum_vjp, reduce_sample, sum_build,
      "tensor_sum(a, axes, naxes, keepdim)", "y = sum of a over the axes",
      "da = g broadcast back over the reduced axes",
      "a single output accumulates in double; several accumulate in the dtype, in row-major order"},
-    {"mean", 1, 0, sum_forward, sum_vjp, reduce_sample, mean_build,
+    [MEAN] = {"mean", 1, 0, sum_forward, sum_vjp, reduce_sample, mean_build,
      "tensor_mean(a, axes, naxes, keepdim)", "y = (1/N) sum of a over the axes, N = elements per output",
      "da = g / N broadcast back over the reduced axes", ""},
-    {"max", 1, 0, extreme_forward, extreme_vjp, extreme_sample, max_build,
+    [MAX] = {"max", 1, 0, extreme_forward, extreme_vjp, extreme_sample, max_build,
      "tensor_max(a, axes, naxes, keepdim)", "y = max of a over the axes",
      "da = g / k at each of the k elements equal to y, 0 elsewhere",
      "ties split the gradient evenly (like torch.amax; the mean of the one-sided derivatives, "
      "which is what central differences measure); NaN propagates and passes no gradient; "
      "an empty reduction is an error"},
-    {"min", 1, 0, extreme_forward, extreme_vjp, extreme_sample, min_build,
+    [MIN] = {"min", 1, 0, extreme_forward, extreme_vjp, extreme_sample, min_build,
      "tensor_min(a, axes, naxes, keepdim)", "y = min of a over the axes",
      "da = g / k at each of the k elements equal to y, 0 elsewhere", "ties as for max"},
-    {"var", 1, 0, var_forward, var_vjp, var_sample, var_build,
+    [VAR] = {"var", 1, 0, var_forward, var_vjp, var_sample, var_build,
      "tensor_var(a, axes, naxes, correction, keepdim)",
      "y = sum (a - mean)^2 / (N - correction)", "da = g * 2 (a - mean) / (N - correction)",
      "correction 1 is the unbiased estimate, 0 the population variance; N - correction <= 0 "
      "is an error"},
-    {"std", 1, 0, var_forward, var_vjp, var_sample, std_build,
+    [STD] = {"std", 1, 0, var_forward, var_vjp, var_sample, std_build,
      "tensor_std(a, axes, naxes, correction, keepdim)", "y = sqrt(var(a, correction))",
      "da = g * (a - mean) / ((N - correction) y)",
      "not differentiable at zero variance; the gradient there is defined as 0"},
-    {"logsumexp", 1, 0, lse_forward, lse_vjp, lse_sample, lse_build,
+    [LOGSUMEXP] = {"logsumexp", 1, 0, lse_forward, lse_vjp, lse_sample, lse_build,
      "tensor_logsumexp(a, axes, naxes, keepdim)", "y = m + log sum exp(a - m), m = max of a",
      "da = g * exp(a - y) (the softmax over the axes)",
      "shifted by the maximum, so stable for large values; all -inf gives -inf and no gradient"},
-    {"argmax", 1, 1, argmax_forward, argmax_vjp, argmax_sample, argmax_build,
+    [ARGMAX] = {"argmax", 1, 1, argmax_forward, argmax_vjp, argmax_sample, argmax_build,
      "tensor_argmax(a, axis, keepdim)", "y = index of the first maximum of a along axis (int64)",
      "none: the index is piecewise constant in a; never recorded on the tape",
      "ties: the first maximum; NaN counts as largest. Its cases build gather(a, axis, "
      "argmax(a, axis)), which must equal max(a, axis, keepdim) and has a one-hot gradient in a "
      "(tests/test_ops_reduce.c checks both); the registry checker lists them as no-grad"},
 };
-const int ops_reduce_count = sizeof ops_reduce / sizeof ops_reduce[0];
+const int ops_reduce_count = N_REDUCE_OPS;
+_Static_assert(sizeof ops_reduce / sizeof ops_reduce[0] == N_REDUCE_OPS,
+               "ops_reduce: one entry per op of its enum");

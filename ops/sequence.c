@@ -347,30 +347,34 @@ static tensor *multinomial_build(tensor *const *in, const op_sample *s) {
 
 /* ---------------------------------------------------------- registry */
 
+/* The sequence family: index of each op in ops_sequence, its entry below. */
+enum { SIN, COS, TRIL, TRIU, CUMSUM, ONE_HOT, SORT, TOPK, MULTINOMIAL, N_SEQUENCE_OPS };
+#define OP(i) (&ops_sequence[i])
+
 const op_def ops_sequence[] = {
-    {"sin", 1, 0, sin_forward, sin_vjp, trig_sample, sin_build, "tensor_sin(a)", "y = sin a",
+    [SIN] = {"sin", 1, 0, sin_forward, sin_vjp, trig_sample, sin_build, "tensor_sin(a)", "y = sin a",
      "da = g * cos a", ""},
-    {"cos", 1, 0, cos_forward, cos_vjp, trig_sample, cos_build, "tensor_cos(a)", "y = cos a",
+    [COS] = {"cos", 1, 0, cos_forward, cos_vjp, trig_sample, cos_build, "tensor_cos(a)", "y = cos a",
      "da = -g * sin a", ""},
-    {"tril", 1, 0, tri_forward, tri_vjp, tri_sample, tril_build, "tensor_tril(a, diagonal)",
+    [TRIL] = {"tril", 1, 0, tri_forward, tri_vjp, tri_sample, tril_build, "tensor_tril(a, diagonal)",
      "y[.., r, c] = a[.., r, c] where c - r <= diagonal, else 0 (last two dims)",
      "da = tril(g, diagonal)",
      "a needs at least 2 dims; diagonal 0 is the main diagonal, > 0 above it, < 0 below"},
-    {"triu", 1, 0, tri_forward, tri_vjp, tri_sample, triu_build, "tensor_triu(a, diagonal)",
+    [TRIU] = {"triu", 1, 0, tri_forward, tri_vjp, tri_sample, triu_build, "tensor_triu(a, diagonal)",
      "y[.., r, c] = a[.., r, c] where c - r >= diagonal, else 0 (last two dims)",
      "da = triu(g, diagonal)",
      "a needs at least 2 dims; diagonal 0 is the main diagonal, > 0 above it, < 0 below"},
-    {"cumsum", 1, 0, cumsum_forward, cumsum_vjp, cumsum_sample, cumsum_build,
+    [CUMSUM] = {"cumsum", 1, 0, cumsum_forward, cumsum_vjp, cumsum_sample, cumsum_build,
      "tensor_cumsum(a, axis)", "y[.., l, ..] = sum over m <= l of a[.., m, ..] along axis",
      "da[.., m, ..] = sum over l >= m of g[.., l, ..] (a reverse cumulative sum)",
      "sums run in the order of the axis, in the input's dtype"},
-    {"one_hot", 1, 1u, one_hot_forward, one_hot_vjp, one_hot_sample, one_hot_build,
+    [ONE_HOT] = {"one_hot", 1, 1u, one_hot_forward, one_hot_vjp, one_hot_sample, one_hot_build,
      "tensor_one_hot(index, n, dtype)",
      "y[.., c] = 1 if index[..] == c else 0, c in [0, n); y has index's shape and a last dim n",
      "none: the index is int64",
      "index int64 with every value in [0, n); dtype float32 or float64. The checker's case is "
      "matmul(one_hot(index, n), w), differentiated in w"},
-    {"sort", 1, 0, sort_forward, sort_vjp, sort_sample, sort_build,
+    [SORT] = {"sort", 1, 0, sort_forward, sort_vjp, sort_sample, sort_build,
      "tensor_sort(a, axis, descending, &indices)",
      "y = a's values along axis in ascending (or descending) order; indices (int64) = their "
      "positions in a, y = gather(a, axis, indices)",
@@ -378,14 +382,14 @@ const op_def ops_sequence[] = {
      "stable: equal values keep their order, and NaN sorts as the largest value (last ascending, "
      "first descending). A tie is a kink (the gradient follows the order chosen); samples keep "
      "values 0.1 apart"},
-    {"topk", 1, 0, sort_forward, sort_vjp, topk_sample, topk_build,
+    [TOPK] = {"topk", 1, 0, sort_forward, sort_vjp, topk_sample, topk_build,
      "tensor_topk(a, k, axis, largest, &indices)",
      "y = the k largest (or smallest) values along axis, largest first (smallest first); "
      "indices (int64) = their positions in a",
      "da[.., indices[j], ..] += g[.., j, ..]; 0 for the values not chosen",
      "the first k of a stable sort, so ties go to the earlier position; samples keep values "
      "0.1 apart"},
-    {"multinomial", 1, 1u, multinomial_forward, multinomial_vjp, multinomial_sample,
+    [MULTINOMIAL] = {"multinomial", 1, 1u, multinomial_forward, multinomial_vjp, multinomial_sample,
      multinomial_build, "tensor_multinomial(probs, n, replacement, rng)",
      "y[r, d] = the category of draw d from row r of probs (weights, normalised by their sum): "
      "the first c with w_0 + .. + w_c > u * sum(w), u uniform in [0, 1) from rng (int64 [R, n], "
@@ -397,12 +401,12 @@ const op_def ops_sequence[] = {
      "it gives the same categories. The checker's case is gather(x, -1, multinomial(probs, n)), "
      "differentiated in x"},
 };
-const int ops_sequence_count = sizeof ops_sequence / sizeof ops_sequence[0];
+const int ops_sequence_count = N_SEQUENCE_OPS;
+_Static_assert(sizeof ops_sequence / sizeof ops_sequence[0] == N_SEQUENCE_OPS,
+               "ops_sequence: one entry per op of its enum");
 
 /* ---------------------------------------------------------- builders */
 
-enum { SIN, COS, TRIL, TRIU, CUMSUM, ONE_HOT, SORT, TOPK, MULTINOMIAL };
-#define OP(i) (&ops_sequence[i])
 
 tensor *tensor_sin(tensor *a) { return ew_unary_apply(OP(SIN), a, NULL, 0); }
 tensor *tensor_cos(tensor *a) { return ew_unary_apply(OP(COS), a, NULL, 0); }
@@ -447,6 +451,7 @@ tensor *tensor_one_hot(tensor *index, int64_t n_classes, dtype dt) {
         if (!error_pending()) error_set("one_hot: input 0 is NULL");
         return NULL;
     }
+    if (tensor_check_fresh(op->name, "input 0", index)) return NULL; /* before reading its values */
     char si[96];
     if (index->dtype != DTYPE_I64) {
         error_set("one_hot: index must be int64, got %s", dtype_name(index->dtype));

@@ -11,7 +11,7 @@
 #include "elementwise.h"
 
 extern const op_def ops_shape[];
-enum { RESHAPE, PERMUTE, FLATTEN, CONCAT, STACK, NARROW, SLICE, INDEX_SELECT, GATHER, PAD, EXPAND };
+enum { RESHAPE, PERMUTE, FLATTEN, CONCAT, STACK, NARROW, SLICE, INDEX_SELECT, GATHER, PAD, EXPAND, N_SHAPE_OPS };
 
 /* Visits the elements of dense tensor t row by row (last dim innermost):
  * BODY sees r*L + j (dense index) and off + j*ls (strided offset). */
@@ -101,13 +101,25 @@ tensor *tensor_reshape(tensor *a, int ndim, const int64_t *shape) {
         } else if (s[i] < 0) {
             error_set("reshape: bad size %lld in dimension %d", (long long)s[i], i);
             return NULL;
-        } else {
-            known *= s[i];
+        } else if (i64_mul_overflows(known, s[i], &known)) {
+            known = -1; /* overflows int64: matches no tensor's size */
+            break;
         }
     }
-    if (infer >= 0) s[infer] = known ? a->size / known : 0;
+    if (infer >= 0 && known == 0) {
+        /* 0 elements: any size fits the -1 ([0,-1] could be [0,0] or [0,400]),
+         * so PyTorch refuses to guess, and so do we */
+        tensor target = {.ndim = ndim};
+        for (int i = 0; i < ndim; i++) target.shape[i] = shape[i];
+        char st[96];
+        error_set("reshape: the -1 in %s is ambiguous: the other sizes multiply to 0, so any "
+                  "size fits (give it, or use tensor_flatten)",
+                  tensor_shape_str(&target, st, sizeof st));
+        return NULL;
+    }
+    if (infer >= 0 && known > 0) s[infer] = a->size / known;
     char sa[96];
-    if (shape_numel(ndim, s) != a->size || (infer >= 0 && known && a->size % known)) {
+    if (known < 0 || shape_numel(ndim, s) != a->size || (infer >= 0 && known && a->size % known)) {
         tensor target = {.ndim = ndim};
         for (int i = 0; i < ndim; i++) target.shape[i] = shape[i];
         char st[96];
@@ -249,7 +261,11 @@ static void cat_vjp(tape_node *n, tensor *const *gin) {
 /* Shared checks: a list of n >= 1 non-NULL tensors of one dtype; int64
  * lists (indices) join too, and never need a gradient. */
 static int cat_check(const op_def *op, tensor *const *ts, int n) {
-    if (!ts || n <= 0) {
+    if (!ts && n > 0) {
+        error_set("%s: the tensor list is NULL (n = %d)", op->name, n);
+        return -1;
+    }
+    if (n <= 0) {
         error_set("%s: needs at least one tensor (n = %d)", op->name, n);
         return -1;
     }
@@ -258,6 +274,7 @@ static int cat_check(const op_def *op, tensor *const *ts, int n) {
             if (!error_pending()) error_set("%s: input %d is NULL", op->name, k);
             return -1;
         }
+        if (op_check_fresh(op, k, ts[k])) return -1;
     }
     for (int k = 1; k < n; k++) {
         if (ts[k]->dtype != ts[0]->dtype) {
@@ -812,49 +829,51 @@ static tensor *expand_build(tensor *const *in, const op_sample *s) {
 }
 
 const op_def ops_shape[] = {
-    {"reshape", 1, 0, reshape_forward, reshape_vjp, reshape_sample, reshape_build,
+    [RESHAPE] = {"reshape", 1, 0, reshape_forward, reshape_vjp, reshape_sample, reshape_build,
      "tensor_reshape(a, ndim, shape)", "y = a with a new shape (row-major order kept)",
      "da = reshape(g, shape of a)", "one dimension may be -1 (inferred); int64 tensors allowed"},
-    {"permute", 1, 0, permute_forward, permute_vjp, permute_sample, permute_build,
+    [PERMUTE] = {"permute", 1, 0, permute_forward, permute_vjp, permute_sample, permute_build,
      "tensor_permute(a, perm) / tensor_transpose(a, d0, d1)", "y[i_0..i_n] = a[i_perm^-1...]: y's dim d is a's dim perm[d]",
      "da = permute(g, inverse(perm))", "transpose is permute with two dims swapped"},
-    {"flatten", 1, 0, reshape_forward, reshape_vjp, flatten_sample, flatten_build,
+    [FLATTEN] = {"flatten", 1, 0, reshape_forward, reshape_vjp, flatten_sample, flatten_build,
      "tensor_flatten(a, start_dim, end_dim)", "y = a with dims start_dim..end_dim merged into one",
      "da = reshape(g, shape of a)", "a reshape; a scalar flattens to [1]; int64 tensors allowed"},
-    {"concat", -1, 0, cat_forward, cat_vjp, concat_sample, concat_build,
+    [CONCAT] = {"concat", -1, 0, cat_forward, cat_vjp, concat_sample, concat_build,
      "tensor_concat(ts, n, axis)", "y = (a_0, a_1, ..) joined along axis",
      "da_k = the slice of g along axis where a_k was placed",
      "all dims but axis must match; one dtype (int64 lists join too, without gradient)"},
-    {"stack", -1, 0, cat_forward, cat_vjp, stack_sample, stack_build, "tensor_stack(ts, n, axis)",
+    [STACK] = {"stack", -1, 0, cat_forward, cat_vjp, stack_sample, stack_build, "tensor_stack(ts, n, axis)",
      "y[.., k, ..] = a_k, k along a new dim at position axis (0..ndim)",
      "da_k = g[.., k, ..]",
      "all inputs have one shape and dtype (int64 too, without gradient); concat of the inputs "
      "each given a dim of 1"},
-    {"narrow", 1, 0, strided_forward, strided_vjp, narrow_sample, narrow_build,
+    [NARROW] = {"narrow", 1, 0, strided_forward, strided_vjp, narrow_sample, narrow_build,
      "tensor_narrow(a, axis, start, length)", "y = a[.., start : start + length, ..] along axis",
      "da = g in the narrowed range, 0 elsewhere",
      "a negative start counts from the end; the range must lie inside the dim; int64 tensors "
      "allowed"},
-    {"slice", 1, 0, strided_forward, strided_vjp, slice_sample, slice_build,
+    [SLICE] = {"slice", 1, 0, strided_forward, strided_vjp, slice_sample, slice_build,
      "tensor_slice(a, axis, start, stop, step)", "y = a[.., start:stop:step, ..] along axis (Python)",
      "da = g at the selected positions, 0 elsewhere",
      "step > 0; negative bounds count from the end; bounds are clamped to the dim like Python; "
      "int64 tensors allowed"},
-    {"index_select", 2, 2, index_select_forward, index_select_vjp, index_select_sample,
+    [INDEX_SELECT] = {"index_select", 2, 2, index_select_forward, index_select_vjp, index_select_sample,
      index_select_build, "tensor_index_select(a, axis, index)",
      "y[.., j, ..] = a[.., index[j], ..] (index int64 1-D)",
      "da[.., index[j], ..] += g[.., j, ..] (repeats accumulate)",
      "index has no gradient; an index outside [0, size) is an error; a may be int64 (no "
      "gradient)"},
-    {"gather", 2, 2, gather_forward, gather_vjp, gather_sample, gather_build,
+    [GATHER] = {"gather", 2, 2, gather_forward, gather_vjp, gather_sample, gather_build,
      "tensor_gather(a, axis, index)", "y[p] = a[p with p_axis = index[p]] (index int64, a's ndim)",
      "da[p with p_axis = index[p]] += g[p] (scatter-add; repeats accumulate)",
      "index may be smaller than a in the other dims; an index outside [0, size) is an error"},
-    {"pad", 1, 0, pad_forward, pad_vjp, pad_sample, pad_build, "tensor_pad(a, pads, value)",
+    [PAD] = {"pad", 1, 0, pad_forward, pad_vjp, pad_sample, pad_build, "tensor_pad(a, pads, value)",
      "y = a surrounded by (before_d, after_d) elements of value in each dim d",
      "da = the interior of g", "constant padding only; pads must be >= 0; value has no gradient"},
-    {"expand", 1, 0, strided_forward, expand_vjp, expand_sample, expand_build,
+    [EXPAND] = {"expand", 1, 0, strided_forward, expand_vjp, expand_sample, expand_build,
      "tensor_expand(a, ndim, shape)", "y = a broadcast to shape (dims right-aligned)",
      "da = g summed over the broadcast dims", "-1 keeps a's size of that dim"},
 };
-const int ops_shape_count = sizeof ops_shape / sizeof ops_shape[0];
+const int ops_shape_count = N_SHAPE_OPS;
+_Static_assert(sizeof ops_shape / sizeof ops_shape[0] == N_SHAPE_OPS,
+               "ops_shape: one entry per op of its enum");

@@ -409,12 +409,20 @@ START_TEST(test_errors_every_core_path) {
                  "tensor_backward: output [2,3] is not a scalar; give an upstream gradient with tensor_backward_with");
     EXPECT_ERROR(tensor_backward_with(y, v4) == 0,
                  "tensor_backward_with: upstream gradient float32 [4] does not match output [2,3]");
+    /* a dtype fault said so as a shape mismatch ("int64 [2,3] does not match output [2,3]") */
+    tensor *g64 = tensor_zeros(DTYPE_I64, SHAPE(2, 3));
+    EXPECT_ERROR(tensor_backward_with(y, g64) == 0,
+                 "tensor_backward_with: upstream gradient [2,3] is int64; it must be float32 or "
+                 "float64 (output float32 [2,3])");
+    tensor_free(g64);
     EXPECT_ERROR(tensor_set_requires_grad(y, false) == 0,
                  "tensor_set_requires_grad: only leaves can be marked (this tensor is an op's output)");
     /* backward over a tape that was reset */
     tensor *loss = tensor_sum_all(y);
     tape_reset();
-    EXPECT_ERROR(tensor_backward(loss) == 0, "tensor_backward: the tape was reset after this tensor was computed");
+    EXPECT_ERROR(tensor_backward(loss) == 0,
+                 "tensor_backward: output [] is stale: it was computed before the last tape_reset(), which"
+                 " released it; keep a value across a reset with tensor_detach()");
     tensor_free(a);
     tensor_free(f32);
     tensor_free(f64);

@@ -59,6 +59,7 @@ static void assert_check_fails(const op_def *op, const char *part) {
     ck_assert_int_eq(gradcheck_op(op, NULL, &r), 0);
     ck_assert_msg(!r.passed, "a broken custom op passed gradcheck_op");
     ck_assert_msg(strstr(r.message, part) != NULL, "\"%s\" lacks \"%s\"", r.message, part);
+    op_check_report_free(&r);
 }
 
 /* -------------------------------------------------------- records, joins */
@@ -111,6 +112,7 @@ START_TEST(test_correct_custom_op_passes_gradcheck_op) {
     /* and the registry-wide contract sees it among the built-ins */
     ck_assert_int_eq(op_check_contract(op_at(op_count() - 1), 3, &r), 0);
     ck_assert_msg(r.passed && r.nodes == 4, "%s", r.message); /* 2 cases x 2 dtypes */
+    op_check_report_free(&r);
 }
 END_TEST
 
@@ -126,6 +128,48 @@ START_TEST(test_wrong_vjp_is_caught) {
     op_spec sp = ss_spec("bad_sign");
     sp.vjp = ss_vjp_wrong_sign;
     assert_check_fails(reg(&sp), "bad_sign case 0 (case 0): the vjp disagrees with central differences");
+}
+END_TEST
+
+/* many_squares(x0..x7; s): y = s sum_j x_j^2 over 8 inputs [3,4]; the vjp
+ * has every sign wrong, so gradcheck's verdict has a sentence per input */
+static void ms_forward(tensor *const *in, int n, const double *p, tensor *out) {
+    for (int64_t i = 0; i < out->size; i++) {
+        double y = 0;
+        for (int j = 0; j < n; j++) y += tensor_get(in[j], i) * tensor_get(in[j], i);
+        tensor_set(out, i, p[0] * y);
+    }
+}
+static void ms_vjp_wrong_sign(tensor *const *in, int n, const double *p, const tensor *out,
+                              const tensor *g, tensor *const *gin) {
+    (void)out;
+    for (int j = 0; j < n; j++)
+        if (gin[j])
+            for (int64_t i = 0; i < g->size; i++)
+                tensor_set(gin[j], i,
+                           tensor_get(gin[j], i) - 2 * p[0] * tensor_get(in[j], i) * tensor_get(g, i));
+}
+static int ms_sample(int k, rng *g, op_case *c) {
+    if (k >= 1) return 1;
+    c->n_inputs = OP_MAX_INPUTS;
+    for (int j = 0; j < OP_MAX_INPUTS; j++) c->inputs[j] = tensor_rand(g, DTYPE_F64, 2, (int64_t[]){3, 4}, 0.5, 1.5);
+    c->params[0] = 0.5;
+    snprintf(c->name, sizeof c->name, "8 x [3,4]");
+    return 0;
+}
+/* The report is whole: the last input's sentence of the embedded gradcheck
+ * verdict survives (the message runs past a thousand characters). */
+START_TEST(test_long_failure_report_is_not_cut) {
+    op_spec sp = {.name = "bad_many", .arity = OP_MAX_INPUTS, .n_params = 1, .forward = ms_forward,
+                  .vjp = ms_vjp_wrong_sign, .sample = ms_sample, .signature = "many_squares(x0..x7; s)",
+                  .formula_forward = "y = s sum_j x_j^2", .formula_gradient = "dx_j = 2 s x_j g", .notes = ""};
+    op_check_report r;
+    ck_assert_int_eq(gradcheck_op(reg(&sp), NULL, &r), 0);
+    ck_assert(!r.passed);
+    ck_assert_msg(strlen(r.message) > 1024, "%zu: %s", strlen(r.message), r.message);
+    ck_assert_msg(strstr(r.message, "input 7: 12 elements failing") != NULL, "%s", r.message);
+    op_check_report_free(&r);
+    ck_assert_ptr_null(r.message);
 }
 END_TEST
 
@@ -165,8 +209,10 @@ START_TEST(test_vjp_writing_an_input_is_caught) {
     op_check_report r;
     ck_assert_int_eq(gradcheck_op(reg(&sp), NULL, &r), 0);
     ck_assert(!r.passed); /* central differences may see it first; the contract names it */
+    op_check_report_free(&r);
     ck_assert_int_eq(op_check_contract(op_find("bad_write"), 1234, &r), 0);
     ck_assert_msg(strstr(r.message, "the vjp wrote into input 1"), "%s", r.message);
+    op_check_report_free(&r);
 }
 END_TEST
 
@@ -252,6 +298,7 @@ START_TEST(test_broken_custom_op_localised_in_lenet5) {
     ck_assert_int_eq(r.bad_node, 8);
     ck_assert_msg(strncmp(r.bad_node_desc, "cubic_act", 9) == 0, "%s", r.bad_node_desc);
     ck_assert(r.input[9].passed && r.input[10].passed); /* downstream of it */
+    gradcheck_report_free(&r);
     for (int i = 0; i < 12; i++) tensor_free(in[i]);
 }
 END_TEST
@@ -297,6 +344,8 @@ START_TEST(test_custom_op_errors) {
                          "tensor_apply: add is not a registered custom op");
     ck_assert_fails_with(tensor_apply(op, (tensor *[]){x}, 1, &s),
                          "tensor_apply: op0 takes 2 inputs, given 1");
+    /* a NULL list was reported as "given 0" */
+    ck_assert_fails_with(tensor_apply(op, NULL, 2, &s), "tensor_apply: op0: the input list is NULL (n = 2)");
     tensor_free(x);
     tensor_free(l);
 }
@@ -328,6 +377,7 @@ START_TEST(test_custom_op_apply_and_check_errors) {
     ck_assert_int_eq(gradcheck_op(no_cases, NULL, &r), 0);
     ck_assert(!r.passed);
     ck_assert_str_eq(r.message, "no_cases: the op has no sample case to check");
+    op_check_report_free(&r);
     tensor_free(x);
     tensor_free(l);
 }
@@ -340,6 +390,7 @@ Suite *custom_suite(void) {
     tcase_add_test(tc, test_custom_op_records_and_joins_the_registry);
     tcase_add_test(tc, test_correct_custom_op_passes_gradcheck_op);
     tcase_add_test(tc, test_wrong_vjp_is_caught);
+    tcase_add_test(tc, test_long_failure_report_is_not_cut);
     tcase_add_test(tc, test_overwriting_vjp_is_caught);
     tcase_add_test(tc, test_impure_forward_is_caught);
     tcase_add_test(tc, test_vjp_writing_an_input_is_caught);

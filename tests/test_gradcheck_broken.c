@@ -534,6 +534,7 @@ static void check_small(const char *op, tensor *(*graph)(tensor *const *), tenso
     bad_small = broken(op, real_vjp);
     ck_assert_int_eq(gradcheck(small_fn, NULL, in, n, &o, r), 0);
     ck_assert_msg(r->passed, "the real %s fails the tight check: %s", op, r->message);
+    gradcheck_report_free(r);
     bad_small = broken(op, vjp_scaled);
     ck_assert_int_eq(gradcheck(small_fn, NULL, in, n, &o, r), 0);
     ck_assert_msg(!r->passed, "a small error in %s passed: %s", op, r->message);
@@ -553,9 +554,11 @@ START_TEST(test_caught_factor_1001_elementwise) {
     gradcheck_report r;
     check_small("mul", mul_graph, in, 2, 0, &r);
     ck_assert_close(r.input[0].worst_analytic / r.input[0].worst_numeric, 1.001, 1e-6);
+    gradcheck_report_free(&r);
     /* gradcheck's defaults (rtol 1e-3) let it through: why the registry runs tight */
     ck_assert_int_eq(gradcheck(small_fn, NULL, in, 2, NULL, &r), 0);
     ck_assert_msg(r.passed, "%s", r.message);
+    gradcheck_report_free(&r);
     free_all(in, 2);
 }
 END_TEST
@@ -572,6 +575,7 @@ START_TEST(test_caught_one_wrong_element_of_2000_reduce) {
     ck_assert_int_eq(r.input[0].worst_index, 1234);
     ck_assert_msg(strstr(r.message, "input 0: 1 element failing") != NULL, "%s", r.message);
     wrong_element = -1;
+    gradcheck_report_free(&r);
     free_all(in, 2);
 }
 END_TEST
@@ -587,6 +591,7 @@ START_TEST(test_caught_one_wrong_element_shape) {
     check_small("permute", permute_graph, in, 2, 0, &r);
     ck_assert_int_eq(r.input[0].worst_index, 777);
     wrong_element = -1;
+    gradcheck_report_free(&r);
     free_all(in, 2);
 }
 END_TEST
@@ -598,6 +603,7 @@ START_TEST(test_caught_factor_1001_matmul) {
     tensor *in[2] = {rand_leaf(47, SHAPE(2, 5, 6)), rand_leaf(48, SHAPE(6, 4))};
     gradcheck_report r;
     check_small("matmul", matmul_graph, in, 2, 0, &r);
+    gradcheck_report_free(&r);
     free_all(in, 2);
 }
 END_TEST
@@ -613,6 +619,7 @@ START_TEST(test_caught_factor_1001_norm) {
                      rand_leaf(52, SHAPE(4, 8))};
     gradcheck_report r;
     check_small("layer_norm", layer_norm_graph, in, 4, 0, &r);
+    gradcheck_report_free(&r);
     free_all(in, 4);
 }
 END_TEST
@@ -626,6 +633,7 @@ START_TEST(test_caught_mean_over_n_minus_1_loss) {
     gradcheck_report r;
     check_small("mse_loss", mse_graph, in, 2, 0, &r);
     wrong_factor = 1.001;
+    gradcheck_report_free(&r);
     free_all(in, 2);
 }
 END_TEST
@@ -654,6 +662,7 @@ START_TEST(test_caught_avg_pool_wrong_only_with_padding) {
     tensor *in[2] = {rand_leaf(55, SHAPE(2, 3, 9, 9)), rand_leaf(56, SHAPE(2, 3, 4, 4))};
     ck_assert_int_eq(gradcheck(small_fn, NULL, in, 2, NULL, &r), 0);
     ck_assert_msg(r.passed, "%s", r.message);
+    gradcheck_report_free(&r);
     tensor_free(in[1]);
     /* padding 1: [2,3,9,9] -> [2,3,5,5], border windows hold 4 or 6 of 9 */
     pool_pad = 1;
@@ -661,6 +670,7 @@ START_TEST(test_caught_avg_pool_wrong_only_with_padding) {
     ck_assert_int_eq(gradcheck(small_fn, NULL, in, 2, NULL, &r), 0);
     assert_caught(&r, 0, "avg_pool2d [2,3,9,9]");
     ck_assert(r.input[1].passed); /* the pooled values are right */
+    gradcheck_report_free(&r);
     free_all(in, 2);
 }
 END_TEST
@@ -689,13 +699,91 @@ START_TEST(test_caught_add_wrong_only_for_non_contiguous_broadcast) {
     tensor *lead[3] = {rand_leaf(58, SHAPE(3)), rand_leaf(59, SHAPE(2, 3)), rand_leaf(60, SHAPE(2, 3))};
     ck_assert_int_eq(gradcheck(small_fn, NULL, lead, 3, NULL, &r), 0);
     ck_assert_msg(r.passed, "%s", r.message);
+    gradcheck_report_free(&r);
     free_all(lead, 3);
     tensor *mid[3] = {rand_leaf(61, SHAPE(2, 1, 4)), rand_leaf(62, SHAPE(3, 1)),
                       rand_leaf(63, SHAPE(2, 3, 4))};
     ck_assert_int_eq(gradcheck(small_fn, NULL, mid, 3, NULL, &r), 0);
     assert_caught(&r, 0, "add [2,1,4] * [3,1]");
     ck_assert(!r.input[0].passed && !r.input[1].passed);
+    gradcheck_report_free(&r);
     free_all(mid, 3);
+}
+END_TEST
+
+/* activation: gelu's gradient 1.001 times too large */
+static tensor *gelu_graph(tensor *const *in) { return tensor_sum_all(tensor_mul(tensor_gelu(in[0], false), in[1])); }
+START_TEST(test_caught_factor_1001_activation) {
+    wrong_factor = 1.001, wrong_element = -1;
+    tensor *in[2] = {rand_leaf(64, SHAPE(6, 7)), rand_leaf(65, SHAPE(6, 7))};
+    gradcheck_report r;
+    check_small("gelu", gelu_graph, in, 2, 0, &r);
+    gradcheck_report_free(&r);
+    free_all(in, 2);
+}
+END_TEST
+
+/* math: one element of exp's 1200 off by 0.1 % */
+static tensor *exp_graph(tensor *const *in) { return tensor_sum_all(tensor_mul(tensor_exp(in[0]), in[1])); }
+START_TEST(test_caught_one_wrong_element_of_1200_math) {
+    wrong_factor = 1.001, wrong_element = 917;
+    tensor *in[2] = {rand_leaf(66, SHAPE(30, 40)), rand_leaf(67, SHAPE(40))};
+    gradcheck_report r;
+    check_small("exp", exp_graph, in, 2, 0, &r);
+    ck_assert_int_eq(r.input[0].worst_index, 917);
+    ck_assert(r.input[1].passed); /* the multiplier's gradient is exp's value, not its vjp */
+    wrong_element = -1;
+    gradcheck_report_free(&r);
+    free_all(in, 2);
+}
+END_TEST
+
+/* layer: linear's gradients (x, w and b) 1.001 times too large */
+static tensor *linear_graph(tensor *const *in) {
+    return tensor_sum_all(tensor_mul(tensor_linear(in[0], in[1], in[2]), in[3]));
+}
+START_TEST(test_caught_factor_1001_layer) {
+    wrong_factor = 1.001, wrong_element = -1;
+    tensor *in[4] = {rand_leaf(68, SHAPE(4, 6)), rand_leaf(69, SHAPE(3, 6)), rand_leaf(70, SHAPE(3)),
+                     rand_leaf(71, SHAPE(4, 3))};
+    gradcheck_report r;
+    check_small("linear", linear_graph, in, 4, 0, &r);
+    ck_assert(!r.input[0].passed && !r.input[1].passed && !r.input[2].passed);
+    gradcheck_report_free(&r);
+    free_all(in, 4);
+}
+END_TEST
+
+/* sequence: one element of cumsum's reverse-cumsum gradient off by 0.1 % */
+static tensor *cumsum_graph(tensor *const *in) { return tensor_sum_all(tensor_mul(tensor_cumsum(in[0], 1), in[1])); }
+START_TEST(test_caught_one_wrong_element_sequence) {
+    wrong_factor = 1.001, wrong_element = 45;
+    tensor *in[2] = {rand_leaf(72, SHAPE(5, 16)), rand_leaf(73, SHAPE(5, 16))};
+    gradcheck_report r;
+    check_small("cumsum", cumsum_graph, in, 2, 0, &r);
+    ck_assert_int_eq(r.input[0].worst_index, 45);
+    wrong_element = -1;
+    gradcheck_report_free(&r);
+    free_all(in, 2);
+}
+END_TEST
+
+/* conv: conv2d's gradients (input, weight, bias) 1.001 times too large, with
+ * stride 2 and padding 1 */
+static tensor *conv_small_graph(tensor *const *in) {
+    conv2d_params p = {{2, 2}, {1, 1}, {1, 1}, 1};
+    return tensor_sum_all(tensor_mul(tensor_conv2d(in[0], in[1], in[2], p), in[3]));
+}
+START_TEST(test_caught_factor_1001_conv) {
+    wrong_factor = 1.001, wrong_element = -1;
+    /* [2,3,7,7] * [4,3,3,3] stride 2 pad 1 -> [2,4,4,4] */
+    tensor *in[4] = {rand_leaf(74, SHAPE(2, 3, 7, 7)), rand_leaf(75, SHAPE(4, 3, 3, 3)), rand_leaf(76, SHAPE(4)),
+                     rand_leaf(77, SHAPE(2, 4, 4, 4))};
+    gradcheck_report r;
+    check_small("conv2d", conv_small_graph, in, 4, 0, &r);
+    ck_assert(!r.input[0].passed && !r.input[1].passed && !r.input[2].passed);
+    gradcheck_report_free(&r);
+    free_all(in, 4);
 }
 END_TEST
 
@@ -718,6 +806,7 @@ START_TEST(test_caught_norm_wrong_only_in_float32) {
     ck_assert_msg(!r.passed, "a float32-only error passed");
     ck_assert_msg(strstr(r.message, "batch_norm case 0") && strstr(r.message, "float32 gradient"),
                   "%s", r.message);
+    op_check_report_free(&r);
 }
 END_TEST
 
@@ -748,6 +837,11 @@ Suite *broken_suite(void) {
     tcase_add_test(tc, test_caught_avg_pool_wrong_only_with_padding);
     tcase_add_test(tc, test_caught_add_wrong_only_for_non_contiguous_broadcast);
     tcase_add_test(tc, test_caught_norm_wrong_only_in_float32);
+    tcase_add_test(tc, test_caught_factor_1001_activation);
+    tcase_add_test(tc, test_caught_one_wrong_element_of_1200_math);
+    tcase_add_test(tc, test_caught_factor_1001_layer);
+    tcase_add_test(tc, test_caught_one_wrong_element_sequence);
+    tcase_add_test(tc, test_caught_factor_1001_conv);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,6 +1,8 @@
 /* test_memory.c - memory stays flat across training steps: the tape's arena
  * is reused, so after warm-up a step allocates nothing new (measured through
  * jemalloc's own stats.allocated). */
+#include <unistd.h>
+
 #include "check_main.h"
 
 /* One step of least squares on a linear model: loss = mean((x w + b - t)^2),
@@ -50,11 +52,50 @@ START_TEST(test_memory_flat_over_10000_steps) {
 }
 END_TEST
 
+/* 10^12 floats (4 TB) were granted under overcommit and the zeroing brought
+ * the OOM killer: a request over the ceiling is refused before the
+ * allocator is asked, with the op, dtype and shape, and the library goes on
+ * working. The default ceiling is the physical memory. */
+START_TEST(test_alloc_over_the_limit_refused_with_op_and_shape) {
+    tapegrad_error_clear();
+    size_t phys = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
+    ck_assert_uint_eq(tapegrad_alloc_limit(), phys);
+    ck_assert_ptr_null(tensor_zeros(DTYPE_F32, SHAPE(1000000000000)));
+    ck_assert_ptr_nonnull(strstr(tapegrad_error(), "tensor_new: out of memory: allocation of "
+                                                   "4000000000000 bytes refused for a float32 "
+                                                   "[1000000000000] tensor, over the limit of "));
+    tapegrad_error_clear();
+
+    tapegrad_set_alloc_limit((size_t)1 << 30);
+    ck_assert_uint_eq(tapegrad_alloc_limit(), (size_t)1 << 30);
+    ck_assert_fails_with(tensor_zeros(DTYPE_F64, SHAPE(1 << 14, 1 << 14)),
+                         "tensor_new: out of memory: allocation of 2147483648 bytes refused for a "
+                         "float64 [16384,16384] tensor, over the limit of 1073741824 bytes "
+                         "(tapegrad_set_alloc_limit)");
+    /* an op's output: [65536,1] + [1,65536] broadcasts to 16 GiB */
+    tensor *a = tensor_ones(DTYPE_F32, SHAPE(65536, 1));
+    tensor *b = tensor_ones(DTYPE_F32, SHAPE(1, 65536));
+    ck_assert_fails_with(tensor_add(a, b),
+                         "add: out of memory: allocation of 17179869184 bytes refused for a "
+                         "float32 [65536,65536] tensor, over the limit of 1073741824 bytes "
+                         "(tapegrad_set_alloc_limit)");
+    tensor *c = tensor_add(a, a); /* what fits still works */
+    ck_assert_ptr_nonnull(c);
+    ck_assert_double_eq(tensor_get(c, 65535), 2.0);
+    tape_reset();
+    tapegrad_set_alloc_limit(0); /* back to the default */
+    ck_assert_uint_eq(tapegrad_alloc_limit(), phys);
+    tensor_free(a);
+    tensor_free(b);
+}
+END_TEST
+
 Suite *memory_suite(void) {
     Suite *s = suite_create("memory");
     TCase *tc = tcase_create("memory");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_memory_flat_over_10000_steps);
+    tcase_add_test(tc, test_alloc_over_the_limit_refused_with_op_and_shape);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -3,6 +3,7 @@
  * the fault, and batches are shuffled by seed and normalised. */
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -192,6 +193,135 @@ START_TEST(test_idx_huge_claim_costs_only_the_bytes_present) {
 }
 END_TEST
 
+/* Bytes that are no gzip member after the stream: before, zlib's gzread
+ * skipped them and the file loaded (a raw file a byte too long is refused).
+ * Two members one after the other (gzip a b > c) are one file and load. */
+START_TEST(test_idx_gzip_junk_after_stream_rejected) {
+    make_dir();
+    const char *p = write_file("junk.gz", images3, sizeof images3, true);
+    FILE *f = fopen(p, "ab");
+    ck_assert_ptr_nonnull(f);
+    fputs("JUNK", f);
+    fclose(f);
+    expect_error(p, "4 bytes of junk after the end of the gzip stream");
+
+    /* the header and the first half in one member, the rest in a second */
+    unsigned char z[512];
+    size_t n = 0;
+    const char *h1 = write_file("m1.gz", images3, 20, true);
+    f = fopen(h1, "rb");
+    n += fread(z, 1, sizeof z, f);
+    fclose(f);
+    const char *h2 = write_file("m2.gz", images3 + 20, sizeof images3 - 20, true);
+    f = fopen(h2, "rb");
+    n += fread(z + n, 1, sizeof z - n, f);
+    fclose(f);
+    nn_idx *a = nn_idx_load(write_file("members.gz", z, n, false));
+    ck_assert_ptr_nonnull(a);
+    ck_assert_int_eq(a->size, 12);
+    ck_assert_int_eq(a->data[11], 4);
+    nn_idx_free(a);
+    remove_dir();
+}
+END_TEST
+
+/* A gzip bomb: a header claiming 4 bytes, then 64 MiB of zeros (64 KiB
+ * compressed) and a broken checksum. The reader stops one byte past the
+ * claim and says so; inflating the whole stream (as before, to count the
+ * surplus) would reach the checksum and report "incorrect data check". */
+START_TEST(test_idx_gzip_bomb_inflated_only_past_the_claim) {
+    make_dir();
+    z_stream zs = {0};
+    ck_assert_int_eq(deflateInit2(&zs, 9, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    static unsigned char out[1 << 20], zeros[1 << 20];
+    const unsigned char head[] = {0, 0, 8, 1, 0, 0, 0, 4, 1, 2, 3, 4};
+    zs.next_out = out;
+    zs.avail_out = sizeof out;
+    zs.next_in = (unsigned char *)head;
+    zs.avail_in = sizeof head;
+    ck_assert_int_eq(deflate(&zs, Z_NO_FLUSH), Z_OK);
+    for (int i = 0; i < 64; i++) {
+        zs.next_in = zeros;
+        zs.avail_in = sizeof zeros;
+        ck_assert_int_eq(deflate(&zs, i == 63 ? Z_FINISH : Z_NO_FLUSH), i == 63 ? Z_STREAM_END : Z_OK);
+    }
+    size_t n = sizeof out - zs.avail_out;
+    deflateEnd(&zs);
+    ck_assert_uint_lt(n, 1 << 17);
+    out[n - 8] ^= 0xff; /* the CRC-32 of the trailer */
+    expect_error(write_file("bomb.gz", out, n, false),
+                 "the gzip data go on past the 4 bytes dimensions [4] need");
+    remove_dir();
+}
+END_TEST
+
+/* Before: open() of a FIFO (also through nn_dataset_load_dir's probe)
+ * waited for a writer forever; the Check timeout fails this test then. */
+START_TEST(test_idx_fifo_or_directory_fails_at_once) {
+    make_dir();
+    char fifo[128];
+    snprintf(fifo, sizeof fifo, "%s/train-images-idx3-ubyte", dir);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    char labels[128];
+    snprintf(labels, sizeof labels, "%s/train-labels-idx1-ubyte", dir);
+    ck_assert_int_eq(mkfifo(labels, 0600), 0);
+    expect_error(fifo, ": not a regular file (a directory, FIFO, socket or device)");
+    expect_error(dir, ": not a regular file (a directory, FIFO, socket or device)");
+    tapegrad_error_clear();
+    ck_assert_ptr_null(nn_dataset_load_dir(dir, "train"));
+    ck_assert_ptr_nonnull(strstr(tapegrad_error(), "not a regular file"));
+    tapegrad_error_clear();
+    remove_dir();
+}
+END_TEST
+
+/* A message longer than the error buffer (512 bytes) keeps its start and
+ * its end, where the reason is: before, a 3,000-byte path left no room for
+ * ": cannot open: ..." and the reason was lost. */
+START_TEST(test_long_message_keeps_its_reason) {
+    char p[3100];
+    int k = snprintf(p, sizeof p, "/nonexistent/");
+    while (k < 3000) k += snprintf(p + k, sizeof p - (size_t)k, "dir%04d/", k);
+    snprintf(p + k, sizeof p - (size_t)k, "train-images-idx3-ubyte");
+    tapegrad_error_clear();
+    ck_assert_ptr_null(nn_idx_load(p));
+    const char *e = tapegrad_error();
+    ck_assert_uint_eq(strlen(e), 511);
+    ck_assert_int_eq(strncmp(e, "/nonexistent/dir0013/", 21), 0);
+    ck_assert_ptr_nonnull(strstr(e, " ... "));
+    const char *end = "/train-images-idx3-ubyte: cannot open: No such file or directory";
+    ck_assert_str_eq(e + strlen(e) - strlen(end), end);
+    tapegrad_error_clear();
+}
+END_TEST
+
+/* Every allocation of a gzip load (the reader, zlib's state and window
+ * through mem_alloc, the data) can fail: NULL and "out of memory", no leak
+ * (LeakSanitizer in check-asan), and the load succeeds once none fails. */
+void mem_fail_after(int64_t n); /* internal test hook (autograd/memory.c) */
+START_TEST(test_idx_gzip_load_survives_each_allocation_failing) {
+    make_dir();
+    const char *p = write_file("oom.gz", images3, sizeof images3, true);
+    nn_idx *a = NULL;
+    int k = 0;
+    for (; k < 64 && !a; k++) {
+        tapegrad_error_clear();
+        mem_fail_after(k);
+        a = nn_idx_load(p);
+        mem_fail_after(-1);
+        if (!a)
+            ck_assert_msg(strstr(tapegrad_error(), "out of memory: allocation of "),
+                          "allocation %d: %s", k, tapegrad_error());
+    }
+    ck_assert_ptr_nonnull(a);
+    ck_assert_int_ge(k, 4); /* reader, zlib state, window, data, nn_idx at least */
+    ck_assert_int_eq(a->data[11], 4);
+    nn_idx_free(a);
+    tapegrad_error_clear();
+    remove_dir();
+}
+END_TEST
+
 START_TEST(test_idx_missing_file_named) {
     expect_error("/nonexistent/tapegrad/train-images-idx3-ubyte.gz", ": cannot open: No such file or directory");
 }
@@ -224,6 +354,30 @@ START_TEST(test_dataset_dir_missing_files_named) {
     ck_assert_ptr_nonnull(
         strstr(e, ": no such file (nor without .gz); give the IDX directory with --data DIR"));
     tapegrad_error_clear();
+}
+END_TEST
+
+/* A batch larger than the data is one batch: n + batch - 1 overflowed int64
+ * for batch INT64_MAX (undefined; -1 batches in practice). A dataset filled
+ * by hand whose sizes overflow is refused by the loader. */
+START_TEST(test_loader_huge_batch_and_sizes) {
+    uint8_t px[12] = {0}, lab[3] = {0};
+    nn_dataset d = {.n = 3, .rows = 2, .cols = 2, .n_classes = 1, .images = px, .labels = lab};
+    tapegrad_error_clear();
+    nn_loader *l = nn_loader_new(&d, INT64_MAX, false, 0);
+    ck_assert_ptr_nonnull(l);
+    ck_assert_int_eq(nn_loader_batches(l), 1);
+    tensor *x, *y;
+    ck_assert_int_eq(nn_loader_next(l, &x, &y), 1);
+    ck_assert_int_eq(x->shape[0], 3);
+    ck_assert_int_eq(nn_loader_next(l, &x, &y), 0);
+    nn_loader_free(l);
+    tape_reset();
+    nn_dataset bad = d;
+    bad.rows = bad.cols = (int64_t)1 << 32;
+    ck_assert_ptr_null(nn_loader_new(&bad, 2, false, 0));
+    ck_assert_error_is("nn_loader_new: dataset sizes n 3, rows 4294967296, cols 4294967296 are "
+                       "negative or too large");
 }
 END_TEST
 
@@ -385,10 +539,16 @@ Suite *nn_data_suite(void) {
     tcase_add_test(tc, test_idx_cut_gzip_stream_rejected);
     tcase_add_test(tc, test_idx_gzip_without_trailer_rejected);
     tcase_add_test(tc, test_idx_huge_claim_costs_only_the_bytes_present);
+    tcase_add_test(tc, test_idx_gzip_junk_after_stream_rejected);
+    tcase_add_test(tc, test_idx_gzip_bomb_inflated_only_past_the_claim);
+    tcase_add_test(tc, test_idx_fifo_or_directory_fails_at_once);
     tcase_add_test(tc, test_idx_missing_file_named);
+    tcase_add_test(tc, test_long_message_keeps_its_reason);
+    tcase_add_test(tc, test_idx_gzip_load_survives_each_allocation_failing);
     tcase_add_test(tc, test_dataset_count_mismatch_rejected);
     tcase_add_test(tc, test_dataset_dir_missing_files_named);
     tcase_add_test(tc, test_loader_normalises_and_batches);
+    tcase_add_test(tc, test_loader_huge_batch_and_sizes);
     tcase_add_test(tc, test_loader_shuffle_seeded_permutation);
     tcase_add_test(tc, test_loader_shards_disjoint);
     tcase_add_test(tc, test_fashion_mnist_loads);

@@ -114,9 +114,14 @@ START_TEST(test_optim_argument_errors) {
     ck_assert_int_eq(optim_step(NULL), -1);
     ck_error_has("optim_step: optimiser is NULL");
     ck_assert(optim_clip_grad_norm(&p, 1, -1) < 0);
-    ck_error_has("optim_clip_grad_norm: bad parameter list or max_norm");
+    ck_error_has("optim_clip_grad_norm: n = 1 and max_norm -1 must not be negative (nor NaN)");
+    ck_assert_int_eq(optim_clip_grad_value(&p, -2, 1), -1);
+    ck_error_has("optim_clip_grad_value: n = -2 and clip 1 must not be negative (nor NaN)");
+    /* a NULL list was reported as "bad parameter list or clip value" */
+    ck_assert(optim_clip_grad_norm(NULL, 3, 1) < 0);
+    ck_error_has("optim_clip_grad_norm: the parameter list is NULL (n = 3)");
     ck_assert_int_eq(optim_clip_grad_value(NULL, 1, 1), -1);
-    ck_error_has("optim_clip_grad_value: bad parameter list or clip value");
+    ck_error_has("optim_clip_grad_value: the parameter list is NULL (n = 1)");
     tensor_free(p);
 }
 END_TEST

@@ -302,6 +302,31 @@ END_TEST
  * makes spinning OpenMP threads slow. */
 static void one_thread(void) { tapegrad_set_threads(1); }
 
+/* An empty batch runs where PyTorch runs it: logits [0,10] (the flatten
+ * gave [0,0] and linear refused it), a NaN mean loss (0/0, as PyTorch) and
+ * a backward pass that leaves zero gradients. */
+START_TEST(test_lenet5_empty_batch) {
+    tapegrad_error_clear();
+    nn_lenet5 *net = nn_lenet5_new(DTYPE_F32, 5);
+    tensor *x = tensor_zeros(DTYPE_F32, SHAPE(0, 1, 28, 28));
+    tensor *lab = tensor_zeros(DTYPE_I64, SHAPE(0));
+    tensor *y = nn_lenet5_forward(net, x);
+    ck_assert_ptr_nonnull(y);
+    ck_assert_int_eq(y->ndim, 2);
+    ck_assert_int_eq(y->shape[0], 0);
+    ck_assert_int_eq(y->shape[1], 10);
+    tensor *loss = nn_lenet5_loss(net, x, lab);
+    ck_assert_ptr_nonnull(loss);
+    ck_assert(isnan(tensor_item(loss)));
+    ck_assert_int_eq(tensor_backward(loss), 0);
+    ck_assert_ptr_null(tapegrad_error());
+    tape_reset();
+    tensor_free(x);
+    tensor_free(lab);
+    nn_lenet5_free(net);
+}
+END_TEST
+
 Suite *nn_lenet5_suite(void) {
     Suite *s = suite_create("nn_lenet5");
     TCase *tc = tcase_create("lenet5");
@@ -315,6 +340,7 @@ Suite *nn_lenet5_suite(void) {
     tcase_add_test(tc, test_lenet5_checkpoint_round_trip);
     tcase_add_test(tc, test_lenet5_training_memory_flat);
     tcase_add_test(tc, test_lenet5_short_run_learns_and_repeats);
+    tcase_add_test(tc, test_lenet5_empty_batch);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -24,6 +24,7 @@ static void assert_breach(const op_def *op, const char *part) {
     ck_assert_msg(!r.passed, "%s: a broken vjp kept the contract", op->name);
     ck_assert_msg(strstr(r.message, part) != NULL, "%s: \"%s\" lacks \"%s\"", op->name, r.message,
                   part);
+    op_check_report_free(&r);
 }
 
 /* ------------------------------------------------------------ the registry */
@@ -53,6 +54,7 @@ static int tight_case(const op_def *op, int k, uint64_t seed, gradcheck_report *
     for (int i = 0; i < s.n_inputs; i++)
         if (!mask_bit(skip, i) && s.inputs[i] && s.inputs[i]->dtype != DTYPE_I64) mask |= 1u << i;
     r->passed = true;
+    r->message = r->bad_node_desc = NULL;
     if (mask) {
         gradcheck_options o = gradcheck_defaults();
         op_tight_tolerances(op, &o.atol, &o.rtol);
@@ -82,6 +84,7 @@ START_TEST(test_every_case_passes_tight_tolerances_30_seeds) {
                 char name[256];
                 if (tight_case(op, k, seed, &r, name, sizeof name)) break;
                 ck_assert_msg(r.passed, "%s: %s", name, r.message);
+                gradcheck_report_free(&r);
                 cases++;
             }
         }
@@ -102,6 +105,7 @@ START_TEST(test_every_registered_op_keeps_the_vjp_contract) {
         /* only ops without a gradient (sign, floor_divide, argmax) check no node */
         ck_assert_msg(r.nodes > 0 || op->no_grad_inputs, "%s: no node checked", op->name);
         nodes += r.nodes;
+        op_check_report_free(&r);
     }
     ck_assert_int_gt(nodes, 2 * op_count());
 }
@@ -134,6 +138,7 @@ START_TEST(test_reshape_that_assigns_is_caught) {
     gradcheck_report gr;
     ck_assert_int_eq(gradcheck(bad_reshape_fn, NULL, &x, 1, NULL, &gr), 0);
     ck_assert_msg(gr.passed, "%s", gr.message);
+    gradcheck_report_free(&gr);
     tensor_free(x);
     /* the contract does */
     assert_breach(&bad_reshape, "does not accumulate into the gradient of input 0");
@@ -256,6 +261,7 @@ START_TEST(test_every_op_float32_matches_float64_20_seeds) {
             ck_assert_msg(r.passed, "seed %llu: %s", (unsigned long long)seed, r.message);
             ck_assert_int_ge(r.cases, 2);
             worst = fmax(worst, r.f32_worst);
+            op_check_report_free(&r);
         }
         /* the bound is not so loose that nothing comes near it */
         ck_assert_msg(worst < 1, "%s", op->name);
@@ -310,6 +316,7 @@ START_TEST(test_vjp_wrong_only_in_float32_is_caught) {
     ck_assert(!r.passed);
     ck_assert_msg(strstr(r.message, "conv2d case 0") && strstr(r.message, "float32 gradient of input"),
                   "%s", r.message);
+    op_check_report_free(&r);
 }
 END_TEST
 
@@ -368,6 +375,7 @@ START_TEST(test_lenet5_sized_kernels_keep_the_contract_and_match_float64) {
             ck_assert_int_ge(r.nodes, 4);
             ck_assert_msg(op_check_float32(ops[i], 7, &r) == 0, "%s", tapegrad_error());
             ck_assert_msg(r.passed, "%d threads: %s", threads, r.message);
+            op_check_report_free(&r);
         }
     }
     tapegrad_set_threads(1);
@@ -415,6 +423,7 @@ START_TEST(test_vjp_reading_uninitialised_memory_fails) {
     ck_assert_int_eq(gradcheck(bad_sum_fn, NULL, &x, 1, NULL, &gr), 0);
     ck_assert_msg(!gr.passed, "%s", gr.message);
     ck_assert(isnan(gr.input[0].worst_analytic));
+    gradcheck_report_free(&gr);
     tensor_free(x);
 }
 END_TEST

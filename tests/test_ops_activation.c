@@ -393,6 +393,35 @@ START_TEST(test_prelu_errors_slope_shape_and_dtype) {
 }
 END_TEST
 
+/* Zero channels ([2,0,3] with slope [0]) or an empty channel ([2,3,0]):
+ * an empty output of a's shape, as PyTorch gives, and an empty gradient; the
+ * channel count C * L was a divisor (SIGFPE). */
+START_TEST(test_prelu_zero_channels_gives_empty_output) {
+    tapegrad_error_clear();
+    tensor *x = tensor_zeros(DTYPE_F64, SHAPE(2, 0, 3));
+    tensor *w = tensor_zeros(DTYPE_F64, SHAPE(0));
+    tensor_set_requires_grad(x, true);
+    tensor_set_requires_grad(w, true);
+    tensor *y = tensor_prelu(x, w);
+    ck_assert_ptr_nonnull(y);
+    ck_assert_int_eq(y->ndim, 3);
+    ck_assert_int_eq(y->shape[1], 0);
+    ck_assert_int_eq(y->size, 0);
+    ck_assert_int_eq(tensor_backward(tensor_sum(y, NULL, 0, false)), 0);
+    tensor *x2 = tensor_zeros(DTYPE_F64, SHAPE(2, 3, 0));
+    tensor *w2 = tensor_ones(DTYPE_F64, SHAPE(3));
+    tensor *y2 = tensor_prelu(x2, w2);
+    ck_assert_ptr_nonnull(y2);
+    ck_assert_int_eq(y2->size, 0);
+    ck_assert_ptr_null(tapegrad_error());
+    tape_reset();
+    tensor_free(x);
+    tensor_free(w);
+    tensor_free(x2);
+    tensor_free(w2);
+}
+END_TEST
+
 START_TEST(test_softplus_hardtanh_errors_bad_params) {
     tapegrad_error_clear();
     tensor *x = tensor_ones(DTYPE_F64, SHAPE(2));
@@ -442,6 +471,7 @@ Suite *ops_activation_suite(void) {
     tcase_add_test(tc, test_activation_errors_int64_null_dtype);
     tcase_add_test(tc, test_softmax_errors_bad_axis);
     tcase_add_test(tc, test_prelu_errors_slope_shape_and_dtype);
+    tcase_add_test(tc, test_prelu_zero_channels_gives_empty_output);
     tcase_add_test(tc, test_softplus_hardtanh_errors_bad_params);
     tcase_add_test(tc, test_activation_vjps_match_central_differences);
     suite_add_tcase(s, tc);

@@ -198,7 +198,9 @@ START_TEST(test_concat_stack_errors) {
     ck_assert_fails_with(tensor_concat((tensor *[]){s, s}, 2, 0),
                          "concat: needs at least 1 dimension, got a scalar");
     ck_assert_fails_with(tensor_concat((tensor *[]){a, NULL}, 2, 0), "concat: input 1 is NULL");
-    ck_assert_fails_with(tensor_concat(NULL, 2, 0), "concat: needs at least one tensor (n = 2)");
+    /* a NULL list was reported as a count ("needs at least one tensor (n = 2)") */
+    ck_assert_fails_with(tensor_concat(NULL, 2, 0), "concat: the tensor list is NULL (n = 2)");
+    ck_assert_fails_with(tensor_stack(NULL, 3, 0), "stack: the tensor list is NULL (n = 3)");
     ck_assert_fails_with(tensor_concat((tensor *[]){a}, 0, 0),
                          "concat: needs at least one tensor (n = 0)");
     ck_assert_fails_with(tensor_stack((tensor *[]){a, b}, 2, 0),
@@ -547,6 +549,62 @@ START_TEST(test_dot_outer_errors) {
 }
 END_TEST
 
+/* Adversarial sizes whose products overflow int64 (undefined behaviour,
+ * caught by UBSan in check-asan): each is refused with a message, none is
+ * computed. Before: reshape multiplied the target's sizes unchecked, a
+ * tensor [0,2^40,2^40] was accepted (flattening it overflowed), conv2d's
+ * dilated kernel extent and arange's count overflowed. */
+START_TEST(test_adversarial_sizes_refused_without_overflow) {
+    tapegrad_error_clear();
+    tensor *x = tensor_zeros(DTYPE_F32, SHAPE(0, 4));
+    const int64_t big = INT64_MAX / 2;
+    ck_assert_fails_with(tensor_reshape(x, 3, (int64_t[]){-1, big, 4}),
+                         "reshape: cannot view [0,4] (0 elements) as [-1,4611686018427387903,4]");
+    ck_assert_fails_with(tensor_reshape(x, 3, (int64_t[]){big, 4, 0}),
+                         "reshape: cannot view [0,4] (0 elements) as [4611686018427387903,4,0]");
+    /* 0 elements: the -1 could be anything; it was taken as 0, so an empty
+     * batch [0,16,5,5] reshaped to [B,-1] became [0,0] (PyTorch refuses) */
+    ck_assert_fails_with(tensor_reshape(x, SHAPE(0, -1)),
+                         "reshape: the -1 in [0,-1] is ambiguous: the other sizes multiply to 0, "
+                         "so any size fits (give it, or use tensor_flatten)");
+    /* every product of a valid shape's sizes fits, also around a zero */
+    ck_assert_fails_with(tensor_zeros(DTYPE_F32, SHAPE(0, (int64_t)1 << 40, (int64_t)1 << 40)),
+                         "tensor_new: shape too large");
+    ck_assert_fails_with(tensor_zeros(DTYPE_F32, SHAPE(INT64_MAX, 2, 0)), "tensor_new: shape too large");
+    tensor *e = tensor_zeros(DTYPE_F32, SHAPE(0, (int64_t)1 << 20, (int64_t)1 << 20));
+    tensor *f = tensor_flatten(e, 1, 2);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(f->shape[1], (int64_t)1 << 40);
+    /* a kernel [1,1,2^55,0] dilated by 2^31 - 1 */
+    tensor *img = tensor_zeros(DTYPE_F32, SHAPE(1, 1, 4, 4));
+    tensor *w = tensor_zeros(DTYPE_F32, SHAPE(1, 1, (int64_t)1 << 55, 0));
+    conv2d_params p = CONV2D_DEFAULT;
+    p.dilation[0] = INT32_MAX;
+    ck_assert_fails(tensor_conv2d(img, w, NULL, p), "larger than padded input 4x4");
+    ck_assert_fails_with(tensor_arange(DTYPE_F32, 0, 1e30, 1),
+                         "tensor_arange: [0, 1e+30) in steps of 1 has too many elements");
+    tape_reset();
+    tensor_free(x);
+    tensor_free(e);
+    tensor_free(img);
+    tensor_free(w);
+}
+END_TEST
+
+/* flatten of an empty batch keeps the other sizes, as PyTorch does:
+ * [0,16,5,5] -> [0,400]. */
+START_TEST(test_flatten_empty_batch_keeps_sizes) {
+    tensor *x = tensor_zeros(DTYPE_F32, SHAPE(0, 16, 5, 5));
+    tensor *y = tensor_flatten(x, 1, -1);
+    ck_assert_ptr_nonnull(y);
+    ck_assert_int_eq(y->ndim, 2);
+    ck_assert_int_eq(y->shape[0], 0);
+    ck_assert_int_eq(y->shape[1], 400);
+    tape_reset();
+    tensor_free(x);
+}
+END_TEST
+
 Suite *ops_shape_suite(void) {
     Suite *s = suite_create("ops_shape");
     TCase *tc = tcase_create("shape");
@@ -576,6 +634,8 @@ Suite *ops_shape_suite(void) {
     tcase_add_test(tc, test_dot_forward_and_grad);
     tcase_add_test(tc, test_outer_forward_and_grad);
     tcase_add_test(tc, test_dot_outer_errors);
+    tcase_add_test(tc, test_adversarial_sizes_refused_without_overflow);
+    tcase_add_test(tc, test_flatten_empty_batch_keeps_sizes);
     suite_add_tcase(s, tc);
     return s;
 }

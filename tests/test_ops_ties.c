@@ -344,6 +344,7 @@ static void check_edge_op(const op_def *op, double eps) {
         gradcheck_report gr;
         ck_assert_int_eq(gradcheck(edge_fn, &c, s.inputs, s.n_inputs, &o, &gr), 0);
         ck_assert_msg(gr.passed, "%s case %d: %s", op->name, k, gr.message);
+        gradcheck_report_free(&gr);
         for (int i = 0; i < s.n_inputs; i++) tensor_free(s.inputs[i]);
     }
 }
