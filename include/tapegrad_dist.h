@@ -18,7 +18,8 @@
  * waiting. A rank that fails on its own between collectives must call
  * dist_abort, which ends the whole job with its rank and message.
  * Buffers (batch-norm running statistics) are broadcast by
- * dist_broadcast_model and otherwise stay per rank, as in PyTorch's DDP.
+ * dist_broadcast_model and otherwise stay per rank, as in PyTorch's DDP,
+ * unless dist_sync_buffers averages them.
  */
 #ifndef TAPEGRAD_DIST_H
 #define TAPEGRAD_DIST_H
@@ -36,29 +37,50 @@ bool dist_initialized(void);             /* between dist_init and dist_finalize 
 int dist_rank(void);                     /* this process's rank, -1 before dist_init */
 int dist_size(void);                     /* number of ranks, -1 before dist_init */
 
-/* Copies every parameter and buffer of rank 0's model into the others', so
- * all ranks start from the same values. Checks first that every rank's
- * model has the same tensors (count, dtypes and sizes). */
+/* Copies every parameter and buffer of rank 0's model, and its generator
+ * (dropout masks), into the others', so all ranks start from the same
+ * values and draw the same masks. Checks first that every rank's model has
+ * the same tensors (count, dtypes and sizes). */
 int dist_broadcast_model(nn_model *m);
 
 /* Gradient averaging after backward: the gradients of the model's distinct
- * parameters, in registration order, packed into one flat buffer, summed
- * with one MPI_Allreduce and divided by dist_size(). A parameter without a
+ * parameters, in registration order, packed into buckets of at most
+ * dist_set_bucket_bytes bytes (25 MiB by default), each summed over the
+ * ranks (MPI_Iallreduce, started as soon as the bucket is packed; one
+ * bucket: MPI_Allreduce) and divided by dist_size(). A parameter without a
  * gradient on this rank contributes zeros and gets the average. The
- * parameters must share one dtype. */
+ * parameters must share one dtype. With dist_set_sync_buffers(true) it
+ * also calls dist_sync_buffers. */
 int dist_allreduce_grads(nn_model *m);
+
+/* The bucket cap in bytes (at least 8), the same on every rank (checked at
+ * the next dist_allreduce_grads). 0 or -1. Not collective. */
+int dist_set_bucket_bytes(size_t bytes);
+int dist_buckets(void); /* buckets in the last dist_allreduce_grads */
+
+/* Buffers (batch-norm running statistics) stay per rank after
+ * dist_broadcast_model, as in PyTorch's DDP, unless synchronised:
+ * dist_sync_buffers averages the floating-point buffers over the ranks
+ * (integer ones, batch counters, must agree already). The mean of running
+ * variances is not the global batch's variance: this keeps the copies
+ * equal, it does not make batch norm see the global batch.
+ * dist_set_sync_buffers(true) makes every dist_allreduce_grads call it. */
+int dist_sync_buffers(nn_model *m);
+void dist_set_sync_buffers(bool on);
 
 /* Seconds spent in dist_allreduce_grads's MPI_Allreduce since dist_init
  * (the communication share of a step). */
 double dist_comm_seconds(void);
 
-/* Divergence check: a 64-bit checksum of each rank's parameter bytes,
- * compared with rank 0's; -1 on every rank naming the ranks that differ. */
+/* Divergence check: a 64-bit checksum of each rank's parameter bytes and
+ * model generator, compared with rank 0's; -1 on every rank naming the
+ * ranks that differ. */
 int dist_check_params(const nn_model *m);
 
 /* Combines each rank's status (0 or -1 from a local call described by
  * what): 0 when every rank succeeded, otherwise -1 on every rank with a
- * message naming the failed ranks (and this rank's own error). */
+ * message naming the failed ranks and giving the first failed rank's error
+ * (and this rank's own, when it failed too). */
 int dist_all_ok(int status, const char *what);
 
 /* Checkpoints (nn_checkpoint_save's format): rank 0 writes the model,

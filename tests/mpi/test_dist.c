@@ -133,6 +133,10 @@ static double max_rel(const nn_model *a, const nn_model *b) {
     return worst;
 }
 
+static size_t esize(dtype dt) {
+    return dt == DTYPE_F64 ? 8 : 4;
+}
+
 static bool bit_equal(const nn_model *a, const nn_model *b) {
     int n, nb;
     tensor *const *pa = nn_model_parameters(a, &n), *const *pb = nn_model_parameters(b, &nb);
@@ -287,7 +291,9 @@ static void test_checkpoint_resume(const char *dir) {
         snprintf(bad, sizeof bad, "%s/no_such_checkpoint.safetensors", dir);
         CHECK(dist_checkpoint_load(rank == 1 ? bad : path, b.net->model, b.opt, b.ld) == -1,
               "a missing file on rank 1 loaded");
-        CHECK(tapegrad_error() && strstr(tapegrad_error(), "dist_checkpoint_load failed on rank(s) 1 of"),
+        /* every rank, rank 0 included, learns rank 1's own error */
+        CHECK(tapegrad_error() && strstr(tapegrad_error(), "dist_checkpoint_load failed on rank(s) 1 of") &&
+                  strstr(tapegrad_error(), "rank 1: ") && strstr(tapegrad_error(), "no_such_checkpoint"),
               "wrong message");
         tapegrad_error_clear();
     }
@@ -299,6 +305,180 @@ static void test_checkpoint_resume(const char *dir) {
     run_free(&a);
     run_free(&b);
     free_data(d);
+}
+
+/* Buckets: the gradients of one backward, averaged in one bucket and in
+ * many small ones (cut inside parameters too), come out bit-identical: a
+ * bucket is a slice of the same flat buffer and each element's sum has the
+ * same operands. A cap that differs between ranks is an error on all. */
+static void test_buckets(dtype dt) {
+    nn_dataset *d = make_data(256, false);
+    run a = run_new(d, dt, 64 / size, true, 51);
+    CHECK(dist_broadcast_model(a.net->model) == 0, "broadcast");
+    tensor *x, *y;
+    nn_loader_next(a.ld, &x, &y);
+    tensor *loss = nn_lenet5_loss(a.net, x, y);
+    CHECK(loss && tensor_backward(loss) == 0, "backward");
+    tape_reset();
+    int n;
+    tensor *const *p = nn_model_parameters(a.net->model, &n);
+    tensor **local = calloc((size_t)n, sizeof *local), **one = calloc((size_t)n, sizeof *one);
+    for (int i = 0; i < n; i++) local[i] = tensor_clone(p[i]->grad);
+    CHECK(dist_allreduce_grads(a.net->model) == 0 && dist_buckets() == 1, "one bucket (%d)", dist_buckets());
+    for (int i = 0; i < n; i++) {
+        one[i] = tensor_clone(p[i]->grad);
+        memcpy(p[i]->grad->data, local[i]->data, (size_t)p[i]->size * esize(dt));
+    }
+    /* 1000 bytes: 250 float32 or 125 float64 elements per bucket, so most
+     * parameters are cut and the 61,706 elements make 247 or 494 buckets */
+    int64_t per = 1000 / (int64_t)esize(dt), want = (nn_model_numel(a.net->model) + per - 1) / per;
+    CHECK(dist_set_bucket_bytes(1000) == 0, "set bucket bytes");
+    CHECK(dist_allreduce_grads(a.net->model) == 0 && dist_buckets() == want, "%d buckets, want %lld",
+          dist_buckets(), (long long)want);
+    bool same = true;
+    for (int i = 0; i < n; i++)
+        same = same && !memcmp(p[i]->grad->data, one[i]->data, (size_t)p[i]->size * esize(dt));
+    CHECK(same, "%s: many buckets differ from one", dt == DTYPE_F64 ? "float64" : "float32");
+    if (size > 1) {
+        CHECK(dist_set_bucket_bytes(rank == 1 ? 2000 : 1000) == 0, "set bucket bytes");
+        CHECK(dist_allreduce_grads(a.net->model) == -1, "different bucket caps reduced");
+        CHECK(tapegrad_error() && strstr(tapegrad_error(), "the elements per bucket (dist_set_bucket_bytes) ranges"),
+              "wrong message");
+        tapegrad_error_clear();
+    }
+    CHECK(dist_set_bucket_bytes(4) == -1 && strstr(tapegrad_error(), "dist_set_bucket_bytes: a bucket of 4 bytes"),
+          "a 4-byte bucket accepted");
+    tapegrad_error_clear();
+    dist_set_bucket_bytes((size_t)25 << 20);
+    for (int i = 0; i < n; i++) {
+        tensor_free(local[i]);
+        tensor_free(one[i]);
+    }
+    free(local);
+    free(one);
+    run_free(&a);
+    free_data(d);
+}
+
+/* Batch-norm running statistics: per rank after a forward on each rank's
+ * own data, equal to the ranks' mean after dist_sync_buffers (each rank
+ * gathers every rank's statistics to compute the mean itself), and synced by
+ * dist_allreduce_grads once dist_set_sync_buffers(true) is set. */
+static void test_sync_buffers(void) {
+    nn_model *m = nn_model_new(DTYPE_F32, 61);
+    nn_batchnorm2d bn;
+    CHECK(nn_batchnorm2d_init(&bn, m, "bn", 3) == 0, "batch norm");
+    CHECK(dist_broadcast_model(m) == 0, "broadcast");
+    rng g;
+    rng_seed(&g, 1000 + (uint64_t)rank, 0);
+    tensor *x = tensor_randn(&g, DTYPE_F32, SHAPE(4, 3, 5, 5), 0.5 * rank, 1.0 + rank);
+    CHECK(nn_batchnorm2d_forward(&bn, x) != NULL, "forward");
+    tape_reset();
+    float mine[6], all[64 * 6];
+    memcpy(mine, bn.running_mean->data, 3 * sizeof(float));
+    memcpy(mine + 3, bn.running_var->data, 3 * sizeof(float));
+    MPI_Allgather(mine, 6, MPI_FLOAT, all, 6, MPI_FLOAT, MPI_COMM_WORLD);
+    if (size > 1) CHECK(memcmp(all, all + 6, sizeof mine) != 0, "running statistics equal before the sync");
+    CHECK(dist_sync_buffers(m) == 0, "sync");
+    float worst = 0;
+    for (int j = 0; j < 6; j++) {
+        float sum = 0;
+        for (int r = 0; r < size; r++) sum += all[r * 6 + j];
+        float got = j < 3 ? ((float *)bn.running_mean->data)[j] : ((float *)bn.running_var->data)[j - 3];
+        worst = fmaxf(worst, fabsf(got - sum / (float)size));
+    }
+    CHECK(worst <= 1e-6f, "synced statistics are %g from the ranks' mean", worst);
+    CHECK(dist_check_params(m) == 0, "parameters differ");
+    /* the option: the sync rides on the gradient allreduce */
+    tensor *l = tensor_mean(nn_batchnorm2d_forward(&bn, x), NULL, 0, false);
+    CHECK(l && tensor_backward(l) == 0, "backward");
+    tape_reset();
+    dist_set_sync_buffers(true);
+    CHECK(dist_allreduce_grads(m) == 0, "allreduce with sync");
+    dist_set_sync_buffers(false);
+    memcpy(mine, bn.running_mean->data, 3 * sizeof(float));
+    memcpy(mine + 3, bn.running_var->data, 3 * sizeof(float));
+    MPI_Allgather(mine, 6, MPI_FLOAT, all, 6, MPI_FLOAT, MPI_COMM_WORLD);
+    bool equal = true;
+    for (int r = 1; r < size; r++) equal = equal && !memcmp(all, all + 6 * r, sizeof mine);
+    CHECK(equal, "running statistics differ after dist_allreduce_grads with the sync option");
+    /* a batch counter that differs (one rank ran one forward more) */
+    if (size > 1) {
+        if (rank == 1) {
+            CHECK(nn_batchnorm2d_forward(&bn, x) != NULL, "forward");
+            tape_reset();
+        }
+        CHECK(dist_sync_buffers(m) == -1, "different batch counters synced");
+        CHECK(tapegrad_error() && strstr(tapegrad_error(), "the checksum of the integer buffers"),
+              "wrong message");
+        tapegrad_error_clear();
+    }
+    tensor_free(x);
+    nn_model_free(m);
+}
+
+/* A model with dropout: the generator is broadcast with the parameters and
+ * saved in rank 0's checkpoint, so a resumed run draws the masks the
+ * uninterrupted one draws, on every rank. */
+typedef struct drop_net {
+    nn_model *m;
+    nn_linear l1, l2;
+    nn_dropout dr;
+    optim *opt;
+} drop_net;
+
+static drop_net drop_new(uint64_t seed) {
+    drop_net d = {.m = nn_model_new(DTYPE_F32, seed)};
+    nn_linear_init(&d.l1, d.m, "l1", 8, 16, true);
+    nn_dropout_init(&d.dr, d.m, 0.5);
+    nn_linear_init(&d.l2, d.m, "l2", 16, 1, true);
+    int n;
+    tensor *const *p = nn_model_parameters(d.m, &n);
+    optim_config c = optim_defaults(OPTIM_ADAM);
+    c.lr = 1e-2;
+    d.opt = optim_new(&c, p, n);
+    return d;
+}
+
+static void drop_step(drop_net *d, int s) {
+    rng g;
+    rng_seed(&g, (uint64_t)(s * 64 + rank), 7); /* this rank's batch of step s */
+    tensor *x = tensor_randn(&g, DTYPE_F32, SHAPE(6, 8), 0, 1), *t = tensor_randn(&g, DTYPE_F32, SHAPE(6, 1), 0, 1);
+    optim_zero_grad(d->opt);
+    tensor *h = nn_dropout_forward(&d->dr, tensor_relu(nn_linear_forward(&d->l1, x)));
+    tensor *l = tensor_mse_loss(nn_linear_forward(&d->l2, h), t, REDUCTION_MEAN);
+    CHECK(l && tensor_backward(l) == 0, "dropout net backward");
+    tape_reset();
+    CHECK(dist_allreduce_grads(d->m) == 0 && optim_step(d->opt) == 0, "dropout net step");
+    tensor_free(x);
+    tensor_free(t);
+}
+
+static void test_dropout_resume(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/dist_dropout.safetensors", dir);
+    drop_net a = drop_new(5 + (uint64_t)rank);
+    CHECK(dist_broadcast_model(a.m) == 0, "broadcast");
+    CHECK(dist_check_params(a.m) == 0, "generators differ after the broadcast");
+    for (int s = 0; s < 4; s++) drop_step(&a, s);
+    CHECK(dist_checkpoint_save(path, a.m, a.opt, NULL) == 0, "save");
+    for (int s = 4; s < 8; s++) drop_step(&a, s);
+    drop_net b = drop_new(99);
+    CHECK(dist_checkpoint_load(path, b.m, b.opt, NULL) == 0, "load");
+    for (int s = 4; s < 8; s++) drop_step(&b, s);
+    CHECK(bit_equal(a.m, b.m), "resumed dropout run differs from the uninterrupted one");
+    CHECK(a.m->rng.state == b.m->rng.state, "generators differ after the resume");
+    CHECK(dist_check_params(b.m) == 0, "ranks differ");
+    /* a rank that draws one mask more has diverged: its generator moved */
+    if (size > 1) {
+        if (rank == 1) rng_next_u32(&b.m->rng);
+        CHECK(dist_check_params(b.m) == -1, "a generator that moved on one rank was not detected");
+        tapegrad_error_clear();
+    }
+    optim_free(a.opt);
+    optim_free(b.opt);
+    nn_model_free(a.m);
+    nn_model_free(b.m);
 }
 
 /* Rank 1 fails after three steps and aborts while rank 0 waits in the
@@ -349,6 +529,10 @@ int main(int argc, char **argv) {
     test_equivalence(DTYPE_F32, 1, 1e-5, 1e-5, 1e-6);
     test_determinism();
     test_checkpoint_resume(argv[1]);
+    test_buckets(DTYPE_F32);
+    test_buckets(DTYPE_F64);
+    test_sync_buffers();
+    test_dropout_resume(argv[1]);
     int all[2] = {failures, checks};
     MPI_Allreduce(MPI_IN_PLACE, all, 2, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
     if (rank == 0) printf("test_dist: %d checks on %d rank(s), %d failed\n", all[1], size, all[0]);
