@@ -4,7 +4,12 @@
 #   make check-mpi    installs Open MPI (scripts/deps.sh), then runs
 #                     tests/mpi/ under mpirun -np 2 (scripts/run_mpi.sh)
 #   make bench-mpi    LeNet-5 throughput at np = 1 and np = 2
-.PHONY: check-mpi mpi-run bench-mpi mpi-bench-run
+#   make demo-mpi     examples/dist/lenet5 under mpirun -np $(MPI_NP) (default 2)
+#                     with $(MPI_ARGS) (default --epochs 1)
+# Every mpirun goes through scripts/mpi_env.sh, which sets what Open MPI needs
+# here: OMPI_ALLOW_RUN_AS_ROOT and _CONFIRM (it refuses root otherwise), shared
+# memory without cross-memory attach, one thread per rank.
+.PHONY: check-mpi mpi-run bench-mpi mpi-bench-run demo-mpi mpi-demo-run
 MPI_PKG     = ompi-c
 MPI_CFLAGS  = $(shell pkg-config --cflags $(MPI_PKG) 2>/dev/null)
 MPI_LIBS    = $(shell pkg-config --libs $(MPI_PKG) 2>/dev/null)
@@ -50,3 +55,12 @@ bench-mpi:
 
 mpi-bench-run: all
 	sh bench/mpi.sh $(BUILD)
+
+MPI_NP   ?= 2
+MPI_ARGS ?= --epochs 1
+demo-mpi:
+	@sh scripts/deps.sh $(MPI_DEPS)
+	@$(MAKE) --no-print-directory MPI=1 mpi-demo-run
+
+mpi-demo-run: all
+	. scripts/mpi_env.sh && mpirun -np $(MPI_NP) $(BUILD)/examples/dist/lenet5 $(MPI_ARGS)

@@ -5,6 +5,8 @@
  *   test_dist DIR          the tests; DIR is a scratch directory all ranks share
  *   test_dist DIR --fail   rank 1 fails after its third step and calls
  *                          dist_abort: the job must end, naming rank 1
+ *   test_dist DIR --crash  rank 1 is killed after its third step: the job
+ *                          must end all the same
  *
  * Equivalence: every rank also trains the one-process reference itself
  * (batch B, no MPI) and compares with the data-parallel run (batch B/N per
@@ -26,6 +28,7 @@
  */
 #include <math.h>
 #include <mpi.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -483,12 +486,15 @@ static void test_dropout_resume(const char *dir) {
 
 /* Rank 1 fails after three steps and aborts while rank 0 waits in the
  * next allreduce: mpirun must end the job (the caller checks the time and
- * the message). */
-static int fail_mode(void) {
+ * the message). With crash, rank 1 dies instead (SIGKILL: no message of its
+ * own, as from the kernel's OOM killer), and mpirun must still end the job
+ * and name it. */
+static int fail_mode(bool crash) {
     nn_dataset *d = make_data(512, false);
     run a = run_new(d, DTYPE_F32, 32, true, 41);
     dist_broadcast_model(a.net->model);
     for (int s = 0; s < 6; s++) {
+        if (rank == 1 && s == 3 && crash) raise(SIGKILL);
         if (rank == 1 && s == 3) {
             tapegrad_error_clear();
             nn_loader_set_shard(NULL, 0, 1); /* a real error from the library */
@@ -516,8 +522,8 @@ int main(int argc, char **argv) {
     size = dist_size();
     CHECK(dist_init(NULL, NULL) == -1, "second dist_init");
     tapegrad_error_clear();
-    if (argc > 2 && !strcmp(argv[2], "--fail")) {
-        fail_mode();
+    if (argc > 2 && (!strcmp(argv[2], "--fail") || !strcmp(argv[2], "--crash"))) {
+        fail_mode(!strcmp(argv[2], "--crash"));
         dist_finalize();
         return 1;
     }
