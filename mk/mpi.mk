@@ -23,6 +23,11 @@ MPI_DEPS    = --extra libopenmpi-dev --extra openmpi-bin
 ifeq ($(MPI),1)
 all: $(DIST_LIB) $(MPI_EXAMPLES)
 endif
+# make bench measures the data-parallel scaling too when Open MPI is there
+# (bench/run.sh runs bench/mpi.sh when the example is built).
+ifneq ($(MPI_LIBS),)
+BENCHES += $(MPI_EXAMPLES)
+endif
 
 # Its own rule, not a target-specific CFLAGS: that would reach the flags
 # stamp (a prerequisite) and rebuild the whole library.

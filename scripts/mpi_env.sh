@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # mpi_env.sh - sourced before mpirun on this one machine (containers, CI):
 # root may run jobs (Open MPI refuses by default), more ranks than cores are
 # allowed, shared memory without the cross-memory-attach copy (blocked in
