@@ -164,6 +164,9 @@ static void test_not_initialised(void) {
     CHECK(dist_broadcast_model(m) == -1 && strstr(tapegrad_error(), "dist_init has not been called"),
           "broadcast before init");
     tapegrad_error_clear();
+    CHECK(dist_sync_buffers(m) == -1 && strstr(tapegrad_error(), "dist_sync_buffers: dist_init has not been called"),
+          "buffer sync before init");
+    tapegrad_error_clear();
     nn_model_free(m);
 }
 
@@ -217,6 +220,31 @@ static void test_sharding(void) {
     int bad = 0;
     for (int64_t i = 0; i < 256; i++) bad += count[i] != (i < n ? 1 : 0);
     CHECK(bad == 0, "%d images not seen exactly once in the epoch", bad);
+    nn_loader_free(l);
+    free_data(d);
+    /* n = 201 on N ranks: every rank takes floor(201 / N) images (the same
+     * step count everywhere), no image twice, 201 mod N left out this epoch */
+    d = make_data(201, true);
+    l = nn_loader_new(d, 16, true, 5);
+    nn_loader_set_shard(l, rank, size);
+    memset(count, 0, sizeof count);
+    seen = 0;
+    for (int e = 0; e < 2; e++) {
+        while (nn_loader_next(l, &x, &y) == 1) {
+            for (int64_t i = 0; i < y->shape[0]; i++) count[((int64_t *)y->data)[i]]++;
+            seen += y->shape[0];
+            tape_reset();
+        }
+        CHECK(seen == (e + 1) * (201 / size), "epoch %d: %lld images", e, (long long)seen);
+        if (e == 0) {
+            MPI_Allreduce(MPI_IN_PLACE, count, 256, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+            int twice = 0, once = 0;
+            for (int i = 0; i < 256; i++) twice += count[i] > 1, once += count[i] == 1;
+            CHECK(twice == 0 && once == 201 - 201 % size, "epoch of 201: %d seen twice, %d once", twice, once);
+            memset(count, 0, sizeof count);
+        }
+        nn_loader_rewind(l);
+    }
     nn_loader_free(l);
     free_data(d);
 }
@@ -416,6 +444,10 @@ static void test_sync_buffers(void) {
               "wrong message");
         tapegrad_error_clear();
     }
+    CHECK(dist_sync_buffers(NULL) == -1 && strstr(tapegrad_error(), "dist_sync_buffers failed on rank(s) 0") &&
+              strstr(tapegrad_error(), "dist_sync_buffers: model is NULL"),
+          "a NULL model synced");
+    tapegrad_error_clear();
     tensor_free(x);
     nn_model_free(m);
 }
