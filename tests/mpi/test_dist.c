@@ -185,6 +185,23 @@ static void test_broadcast(void) {
     nn_lenet5_free(ref);
 }
 
+/* Bad arguments: an error on every rank (all pass the same), no hang. */
+static void test_bad_arguments(void) {
+    CHECK(dist_broadcast_model(NULL) == -1 && strstr(tapegrad_error(), "dist_broadcast_model: model is NULL"),
+          "a NULL model broadcast");
+    tapegrad_error_clear();
+    CHECK(dist_allreduce_grads(NULL) == -1 && strstr(tapegrad_error(), "dist_allreduce_grads: model is NULL"),
+          "a NULL model reduced");
+    tapegrad_error_clear();
+    nn_model *m = nn_model_new(DTYPE_F32, 1);
+    nn_model_add_param(m, "a", tensor_zeros(DTYPE_F32, SHAPE(3)));
+    nn_model_add_param(m, "b", tensor_zeros(DTYPE_F64, SHAPE(2)));
+    CHECK(dist_allreduce_grads(m) == -1 && strstr(tapegrad_error(), "parameters mix float32 and float64"),
+          "mixed dtypes reduced");
+    tapegrad_error_clear();
+    nn_model_free(m);
+}
+
 /* Rank 1 has one parameter more: an error on every rank, no hang. */
 static void test_mismatch(void) {
     if (size < 2) return;
@@ -561,6 +578,7 @@ int main(int argc, char **argv) {
     }
     if (rank == 0) printf("test_dist: %d rank(s)\n", size);
     test_broadcast();
+    test_bad_arguments();
     test_mismatch();
     test_sharding();
     test_equivalence(DTYPE_F64, 200, 1e-12, 1e-9, 1e-9);
