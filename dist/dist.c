@@ -404,6 +404,18 @@ int dist_check_params(const nn_model *m) {
     return -1;
 }
 
+int dist_sum(double *v, int n) {
+    if (need_init("dist_sum")) return -1;
+    if (n < 0 || (n > 0 && !v)) {
+        /* the same call on every rank: the same error everywhere */
+        error_set("dist_sum: %d values at %p", n, (void *)v);
+        return -1;
+    }
+    if (n == 0) return 0;
+    int rc = MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    return rc != MPI_SUCCESS ? mpi_fail("dist_sum", rc) : 0;
+}
+
 int dist_checkpoint_save(const char *path, const nn_model *m, const optim *o, const nn_loader *l) {
     if (need_init("dist_checkpoint_save")) return -1;
     struct {

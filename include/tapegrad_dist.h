@@ -83,6 +83,11 @@ int dist_check_params(const nn_model *m);
  * (and this rank's own, when it failed too). */
 int dist_all_ok(int status, const char *what);
 
+/* Sums v[0..n-1] over the ranks in place (MPI_Allreduce): for metrics,
+ * such as the global batch's loss or the test accuracy of sharded
+ * evaluation. 0 or -1. */
+int dist_sum(double *v, int n);
+
 /* Checkpoints (nn_checkpoint_save's format): rank 0 writes the model,
  * optimiser and loader state atomically, and every rank learns whether it
  * succeeded (rank 0's message on failure); loading is done by every rank

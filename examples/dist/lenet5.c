@@ -5,9 +5,10 @@
  *       [--data DIR]
  * Every rank holds the model, trains on its shard of each epoch with batch
  * --batch (the global batch is --batch x ranks) and averages gradients with
- * the others after backward. Rank 0 prints the loss, the test accuracy, the
- * throughput (images per second over all ranks) and the share of the step
- * spent in the gradient allreduce. One thread per rank.
+ * the others after backward. Rank 0 prints the loss of the last global
+ * batch, the test accuracy (each rank classifies its shard of the test
+ * set), the throughput (images per second over all ranks) and the share of
+ * the time spent in the gradient allreduce. One thread per rank.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -28,9 +29,12 @@ static double now(void) {
         if (!(cond)) dist_abort(what); \
     } while (0)
 
-static double accuracy(const nn_lenet5 *net, const nn_dataset *test) {
+/* Each rank classifies its shard of the test set; the counts are summed
+ * over the ranks. *seen_all gets the images classified (all of them when
+ * the ranks divide the test set, else n mod ranks fewer). */
+static double accuracy(const nn_lenet5 *net, const nn_dataset *test, int rank, int size, double *seen_all) {
     nn_loader *l = nn_loader_new(test, 1000, false, 0);
-    TRY(l, "test loader");
+    TRY(l && nn_loader_set_shard(l, rank, size) == 0, "test loader");
     tensor *x, *y;
     int64_t right = 0, seen = 0;
     nn_model_train(net->model, false);
@@ -45,7 +49,10 @@ static double accuracy(const nn_lenet5 *net, const nn_dataset *test) {
     tape_no_grad_end();
     nn_model_train(net->model, true);
     nn_loader_free(l);
-    return seen ? (double)right / (double)seen : 0;
+    double c[2] = {(double)right, (double)seen};
+    TRY(dist_sum(c, 2) == 0, "test accuracy");
+    *seen_all = c[1];
+    return c[1] > 0 ? c[0] / c[1] : 0;
 }
 
 int main(int argc, char **argv) {
@@ -131,12 +138,14 @@ int main(int argc, char **argv) {
         }
         TRY(rc >= 0, "loader");
         if (rc == 0) nn_loader_rewind(ld);
-        double t = now() - t0, acc = accuracy(net, test);
+        double t = now() - t0, comm = dist_comm_seconds() - comm0, tested = 0;
+        double acc = accuracy(net, test, rank, size, &tested);
+        TRY(dist_sum(&loss, 1) == 0, "loss");
         int64_t all = images * size;
         if (rank == 0)
-            printf("epoch %d: step %lld, loss %.4f (rank 0's batch), test accuracy %.4f, %.0f images/s, "
-                   "allreduce %.1f%% of the time\n",
-                   e + 1, (long long)optim_steps(opt), loss, acc, (double)all / t, 100 * (dist_comm_seconds() - comm0) / t);
+            printf("epoch %d: step %lld, loss %.4f (the last global batch), test accuracy %.4f (%.0f "
+                   "images), %.0f images/s, allreduce %.1f%% of the time\n",
+                   e + 1, (long long)optim_steps(opt), loss / size, acc, tested, (double)all / t, 100 * comm / t);
     }
     if (save && dist_checkpoint_save(save, net->model, opt, ld)) {
         if (rank == 0) fprintf(stderr, "lenet5: %s\n", tapegrad_error());

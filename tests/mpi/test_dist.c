@@ -202,6 +202,17 @@ static void test_bad_arguments(void) {
     nn_model_free(m);
 }
 
+/* dist_sum: each rank's values summed; a negative count refused on all. */
+static void test_sum(void) {
+    double v[3] = {rank + 1.0, -0.5 * rank, 1e300};
+    CHECK(dist_sum(v, 2) == 0, "sum");
+    CHECK(v[0] == size * (size + 1) / 2.0 && v[1] == -0.25 * size * (size - 1) && v[2] == 1e300,
+          "sums %g %g %g", v[0], v[1], v[2]);
+    CHECK(dist_sum(v, 0) == 0, "empty sum");
+    CHECK(dist_sum(v, -1) == -1 && strstr(tapegrad_error(), "dist_sum: -1 values"), "a count of -1 summed");
+    tapegrad_error_clear();
+}
+
 /* Rank 1 has one parameter more: an error on every rank, no hang. */
 static void test_mismatch(void) {
     if (size < 2) return;
@@ -579,6 +590,7 @@ int main(int argc, char **argv) {
     if (rank == 0) printf("test_dist: %d rank(s)\n", size);
     test_broadcast();
     test_bad_arguments();
+    test_sum();
     test_mismatch();
     test_sharding();
     test_equivalence(DTYPE_F64, 200, 1e-12, 1e-9, 1e-9);
