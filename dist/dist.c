@@ -256,7 +256,10 @@ int dist_allreduce_grads(nn_model *m) {
      * know that the others need to check. */
     static const char *const what[] = {"the gradient length (elements)",
                                        "the elements per bucket (dist_set_bucket_bytes)"};
-    if (agree("dist_allreduce_grads", 2, what, (int64_t[]){numel, per})) return -1;
+    double t0 = MPI_Wtime();
+    int bad = agree("dist_allreduce_grads", 2, what, (int64_t[]){numel, per});
+    comm_seconds += MPI_Wtime() - t0;
+    if (bad) return -1;
     last_buckets = 0;
     if (numel == 0) return sync_buffers ? dist_sync_buffers(m) : 0;
     size_t bytes = (size_t)numel * es;
@@ -276,7 +279,6 @@ int dist_allreduce_grads(nn_model *m) {
     char *base = flat;
     int64_t packed = 0, started = 0;
     int rc = MPI_SUCCESS;
-    double t0 = MPI_Wtime();
     for (int i = 0; i <= n && rc == MPI_SUCCESS; i++) {
         if (i < n) {
             size_t b = (size_t)p[i]->size * es;
@@ -287,6 +289,7 @@ int dist_allreduce_grads(nn_model *m) {
         /* every bucket now fully packed (all of them after the last one) */
         while (rc == MPI_SUCCESS && started < nb && (i == n || (started + 1) * per <= packed)) {
             int64_t off = started * per, cnt = numel - off < per ? numel - off : per;
+            if (started == 0) t0 = MPI_Wtime(); /* communication from the first bucket on */
             rc = nb == 1 ? MPI_Allreduce(MPI_IN_PLACE, base, (int)cnt, type, MPI_SUM, MPI_COMM_WORLD)
                          : MPI_Iallreduce(MPI_IN_PLACE, base + (size_t)off * es, (int)cnt, type, MPI_SUM,
                                           MPI_COMM_WORLD, &req[started]);

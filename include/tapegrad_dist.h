@@ -68,7 +68,9 @@ int dist_buckets(void); /* buckets in the last dist_allreduce_grads */
 int dist_sync_buffers(nn_model *m);
 void dist_set_sync_buffers(bool on);
 
-/* Seconds spent in dist_allreduce_grads's MPI_Allreduce since dist_init
+/* Seconds spent communicating in dist_allreduce_grads since dist_init:
+ * the length agreement and the buckets' reductions, from the first
+ * bucket's start to the last one's end, waiting for slower ranks included
  * (the communication share of a step). */
 double dist_comm_seconds(void);
 
