@@ -81,7 +81,7 @@ $(BUILD)/%.o: %.c $(HEADERS) $(FLAGS_STAMP)
 	$(CC) $(CFLAGS) -c $< -o $@
 
 # The registry's list of op families, found in ops/ (each file defining a
-# table ops_<family>[]): a new family touches no file in autograd/.
+# table tg_ops_<family>[]): a new family touches no file in autograd/.
 FAMILY_SRC = $(filter-out $(KERN_SRC),$(wildcard ops/*.c))
 $(BUILD)/gen/op_families.h: $(FAMILY_SRC) scripts/op_families.sh
 	@mkdir -p $(dir $@)
@@ -115,9 +115,24 @@ $(SHARED): $(LIB_OBJ)
 	ln -sf libtapegrad.so.$(VERSION) $(BUILD)/libtapegrad.so.$(SOMAJOR)
 	ln -sf libtapegrad.so.$(SOMAJOR) $(BUILD)/libtapegrad.so
 
-$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(STATIC)
+# The tests link a library of their own: the release objects, except that
+# the files with test hooks (the n-th allocation fails, the arena poisoned
+# with NaN) are built again with -DTAPEGRAD_TEST_HOOKS. The release library
+# carries no hook.
+HOOK_SRC = autograd/memory.c
+HOOK_OBJ = $(HOOK_SRC:%.c=$(BUILD)/hooks/%.o)
+TEST_LIB = $(BUILD)/libtapegrad-test.a
+$(BUILD)/hooks/%.o: %.c $(HEADERS) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $< -o $@ $(STATIC) $(LDFLAGS) $(shell pkg-config --libs check) $(LDLIBS)
+	$(CC) $(CFLAGS) -DTAPEGRAD_TEST_HOOKS -c $< -o $@
+
+$(TEST_LIB): $(filter-out $(HOOK_SRC:%.c=$(BUILD)/%.o),$(LIB_OBJ)) $(HOOK_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(TEST_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DTAPEGRAD_TEST_HOOKS $< -o $@ $(TEST_LIB) $(LDFLAGS) $(shell pkg-config --libs check) $(LDLIBS)
 
 $(BUILD)/examples/%: examples/%.c $(STATIC)
 	@mkdir -p $(dir $@)

@@ -4,14 +4,14 @@
 
 #include "internal.h"
 
-int broadcast_shapes(const char *op, const tensor *a, const tensor *b, int *ndim, int64_t *shape) {
+int tg_broadcast_shapes(const char *op, const tensor *a, const tensor *b, int *ndim, int64_t *shape) {
     int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
     for (int i = 0; i < nd; i++) {
         int ia = a->ndim - nd + i, ib = b->ndim - nd + i;
         int64_t da = ia >= 0 ? a->shape[ia] : 1, db = ib >= 0 ? b->shape[ib] : 1;
         if (da != db && da != 1 && db != 1) {
             char sa[96], sb[96];
-            error_set("%s: shapes %s and %s do not broadcast (dimension %d: %lld vs %lld)", op,
+            tg_error_set("%s: shapes %s and %s do not broadcast (dimension %d: %lld vs %lld)", op,
                       tensor_shape_str(a, sa, sizeof sa), tensor_shape_str(b, sb, sizeof sb), i,
                       (long long)da, (long long)db);
             return -1;
@@ -22,7 +22,7 @@ int broadcast_shapes(const char *op, const tensor *a, const tensor *b, int *ndim
     return 0;
 }
 
-void broadcast_strides(const tensor *t, int ndim, const int64_t *shape, int64_t *strides) {
+void tg_broadcast_strides(const tensor *t, int ndim, const int64_t *shape, int64_t *strides) {
     int64_t s = 1;
     for (int i = ndim - 1; i >= 0; i--) {
         int it = t->ndim - ndim + i;
@@ -50,7 +50,7 @@ void broadcast_strides(const tensor *t, int ndim, const int64_t *shape, int64_t 
             return;                                                                 \
         }                                                                           \
         int64_t st[TENSOR_MAX_DIMS];                                                \
-        broadcast_strides(dst, src->ndim, src->shape, st);                          \
+        tg_broadcast_strides(dst, src->ndim, src->shape, st);                          \
         bool suffix = true; /* dst's dims equal src's trailing dims, lead dims 0 */ \
         int lead = src->ndim - dst->ndim;                                           \
         for (int i = 0; i < dst->ndim; i++)                                         \
@@ -67,7 +67,7 @@ void broadcast_strides(const tensor *t, int ndim, const int64_t *shape, int64_t 
 REDUCE_TO_SHAPE(float)
 REDUCE_TO_SHAPE(double)
 
-void reduce_to_shape_acc(tensor *dst, const tensor *src) {
+void tg_reduce_to_shape_acc(tensor *dst, const tensor *src) {
     if (dst->dtype == DTYPE_F32)
         reduce_float(dst, src);
     else

@@ -13,7 +13,7 @@ static _Thread_local uint64_t error_calls;
 /* A message longer than the buffer (a long path in it) keeps its start and
  * its end, where the reason is, with " ... " in place of the middle: cutting
  * the end would lose the reason. */
-void error_set(const char *fmt, ...) {
+void tg_error_set(const char *fmt, ...) {
     error_calls++;            /* counted even when the message is not kept */
     if (error_is_set) return; /* the first error is the cause; keep it */
     va_list ap;
@@ -37,11 +37,11 @@ void error_set(const char *fmt, ...) {
     memcpy(error_buf + head + gap, whole + len - tail, tail + 1);
 }
 
-bool error_pending(void) { return error_is_set; }
+bool tg_error_pending(void) { return error_is_set; }
 
-uint64_t error_count(void) { return error_calls; }
+uint64_t tg_error_count(void) { return error_calls; }
 
-void error_prefix(const char *fmt, ...) {
+void tg_error_prefix(const char *fmt, ...) {
     if (!error_is_set) return;
     char head[256], old[sizeof error_buf];
     va_list ap;

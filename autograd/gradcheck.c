@@ -120,14 +120,14 @@ static void sb_add(strbuf *b, const char *fmt, ...) {
     if (need > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < need) cap *= 2;
-        char *p = mem_alloc(cap);
+        char *p = tg_mem_alloc(cap);
         if (!p) {
             b->failed = true;
             return;
         }
         if (b->len) memcpy(p, b->s, b->len);
         p[b->len] = '\0';
-        mem_free(b->s);
+        tg_mem_free(b->s);
         b->s = p;
         b->cap = cap;
     }
@@ -167,16 +167,16 @@ static double dot(const double *a, const double *b, int64_t n) {
  * when fn fails or returns something of another shape. */
 static tensor *rerun_begin(checker *c) {
     if (c->fatal) return NULL;
-    const uint32_t epoch = tape_epoch();
+    const uint32_t epoch = tg_tape_epoch();
     c->fn_calls++;
-    c->rerun_mark = arena_tell();
-    c->rerun_headers = tape_header_tell();
+    c->rerun_mark = tg_arena_tell();
+    c->rerun_headers = tg_tape_header_tell();
     tensor *o = c->fn(c->leaf, c->n, c->ctx);
-    if (tape_epoch() != epoch) {
+    if (tg_tape_epoch() != epoch) {
         /* the recorded nodes and their memory are gone: nothing may touch them */
         c->fatal = true;
         tapegrad_error_clear();
-        error_set("gradcheck: fn reset the tape when called again; fn may be called several"
+        tg_error_set("gradcheck: fn reset the tape when called again; fn may be called several"
                   " times and must not call tape_reset() or tape_release() (the checker resets"
                   " the tape before the first call)");
         return NULL;
@@ -195,9 +195,9 @@ static tensor *rerun_begin(checker *c) {
 
 static void rerun_end(checker *c) {
     if (c->fatal) return;
-    tape_truncate(c->n_rec);
-    arena_seek(c->rerun_mark);
-    tape_header_seek(c->rerun_headers);
+    tg_tape_truncate(c->n_rec);
+    tg_arena_seek(c->rerun_mark);
+    tg_tape_header_seek(c->rerun_headers);
 }
 
 /* L = <u, f(x)> at the leaves' current values: replaying plan (the nodes
@@ -213,7 +213,7 @@ static double eval_loss(checker *c, int leaf) {
     }
     const int64_t *p = c->plan[leaf];
     for (int64_t k = 0, m = c->plan_len[leaf]; k < m; k++) {
-        tape_node *nd = tape_node_at(p[k]);
+        tape_node *nd = tg_tape_node_at(p[k]);
         nd->op->forward(nd);
     }
     return dot(c->u->data, c->out->data, c->out->size);
@@ -221,15 +221,15 @@ static double eval_loss(checker *c, int leaf) {
 
 /* A tensor produced by a node of the current tape, or NULL. */
 static tape_node *producer(const tensor *t) {
-    if (!t || !t->tape_owned || t->node < 0 || t->epoch != tape_epoch()) return NULL;
-    tape_node *p = tape_node_at(t->node);
+    if (!t || !t->tape_owned || t->node < 0 || t->epoch != tg_tape_epoch()) return NULL;
+    tape_node *p = tg_tape_node_at(t->node);
     return p && p->out == t ? p : NULL;
 }
 
 /* Marks (live[j] = 1) the nodes the output depends on. */
 static void mark_live(const checker *c, unsigned char *live) {
     for (int64_t j = c->out->node; j >= 0; j--) {
-        tape_node *nd = tape_node_at(j);
+        tape_node *nd = tg_tape_node_at(j);
         if (j != c->out->node && !live[j]) continue;
         live[j] = 1;
         for (int k = 0; k < nd->n_in; k++) {
@@ -245,17 +245,17 @@ static void mark_live(const checker *c, unsigned char *live) {
 static int build_plans(checker *c) {
     static int32_t stamp;
     int64_t last = c->out->node;
-    unsigned char *live = c->live = mem_calloc((size_t)(last + 1));
+    unsigned char *live = c->live = tg_mem_calloc((size_t)(last + 1));
     if (!live) return -1;
     mark_live(c, live);
     for (int i = 0; i < c->n; i++) {
         if (!c->checked[i]) continue;
-        c->plan[i] = mem_alloc((size_t)(last + 1) * sizeof(int64_t));
+        c->plan[i] = tg_mem_alloc((size_t)(last + 1) * sizeof(int64_t));
         if (!c->plan[i]) return -1;
         int32_t s = ++stamp;
         int64_t m = 0;
         for (int64_t j = 0; j <= last; j++) {
-            tape_node *nd = tape_node_at(j);
+            tape_node *nd = tg_tape_node_at(j);
             if (!live[j]) continue;
             bool down = false;
             for (int k = 0; k < nd->n_in && !down; k++) {
@@ -445,7 +445,7 @@ static int check_fast(checker *c, bool *fallback) {
     int64_t maxn = 1;
     for (int i = 0; i < c->n; i++)
         if (c->checked[i] && c->leaf[i]->size > maxn) maxn = c->leaf[i]->size;
-    double *v = mem_alloc((size_t)maxn * sizeof *v), *x0 = mem_alloc((size_t)maxn * sizeof *x0);
+    double *v = tg_mem_alloc((size_t)maxn * sizeof *v), *x0 = tg_mem_alloc((size_t)maxn * sizeof *x0);
     tensor *u_main = c->u, *u_p = tensor_clone(c->u);
     err_stats *s = c->st;
     int rc = (!v || !x0 || !u_p) ? -1 : 0;
@@ -501,8 +501,8 @@ static int check_fast(checker *c, bool *fallback) {
         fallback[i] = s[i].failed;
     }
     tensor_free(u_p);
-    mem_free(v);
-    mem_free(x0);
+    tg_mem_free(v);
+    tg_mem_free(x0);
     return rc;
 }
 
@@ -511,12 +511,12 @@ static int check_fast(checker *c, bool *fallback) {
  * perturbed without touching the recorded tape. */
 static tensor *arena_copy(const tensor *t) {
     if (!t) return NULL;
-    tensor *r = arena_alloc(sizeof *r);
+    tensor *r = tg_arena_alloc(sizeof *r);
     if (!r) return NULL;
     *r = *t;
     r->grad = NULL;
-    size_t bytes = (size_t)t->size * dtype_size(t->dtype);
-    r->data = arena_alloc(bytes);
+    size_t bytes = (size_t)t->size * tg_dtype_size(t->dtype);
+    r->data = tg_arena_alloc(bytes);
     if (!r->data) return NULL;
     memcpy(r->data, t->data, bytes);
     return r;
@@ -552,7 +552,7 @@ static int clone_node(const tape_node *orig, node_clone *cl, rng *g) {
         if (orig->saved[s] && !cl->n.saved[s]) return -1;
     }
     cl->n.out = arena_copy(orig->out);
-    cl->u = tensor_tape_new(DTYPE_F64, orig->out->ndim, orig->out->shape);
+    cl->u = tg_tensor_tape_new(DTYPE_F64, orig->out->ndim, orig->out->shape);
     if (!cl->n.out || !cl->u || orig->out->dtype != DTYPE_F64) return -1;
     fill_upstream(cl->u->data, cl->u->size, g);
     cl->n.out->grad = cl->u;
@@ -560,7 +560,7 @@ static int clone_node(const tape_node *orig, node_clone *cl, rng *g) {
         const tensor *t = orig->in[k];
         bool wants = t && t->dtype == DTYPE_F64 && t->requires_grad &&
                      !(orig->op->no_grad_inputs & (1u << k));
-        cl->gin[k] = wants ? tensor_tape_zeros(DTYPE_F64, t->ndim, t->shape) : NULL;
+        cl->gin[k] = wants ? tg_tensor_tape_zeros(DTYPE_F64, t->ndim, t->shape) : NULL;
         if (wants && !cl->gin[k]) return -1;
     }
     cl->n.op->forward(&cl->n);
@@ -596,7 +596,7 @@ static void node_check_input(checker *c, node_clone *cl, int k, bool full, rng *
         }
         return;
     }
-    double *x0 = arena_alloc((size_t)m * sizeof *x0), *v = arena_alloc((size_t)m * sizeof *v);
+    double *x0 = tg_arena_alloc((size_t)m * sizeof *x0), *v = tg_arena_alloc((size_t)m * sizeof *v);
     if (!x0 || !v) return;
     memcpy(x0, x, (size_t)m * sizeof *x);
     for (int p = 0; p < c->opt->probes; p++) {
@@ -615,7 +615,7 @@ static void node_check_input(checker *c, node_clone *cl, int k, bool full, rng *
  * by element (which also finds the element); *full_done says whether every
  * element was checked. */
 static bool node_is_bad(checker *c, int64_t j, bool full, rng *g, bool *full_done) {
-    tape_node *nd = tape_node_at(j);
+    tape_node *nd = tg_tape_node_at(j);
     node_clone cl;
     *full_done = full;
     if (clone_node(nd, &cl, g)) return false;
@@ -652,7 +652,7 @@ static void localize(checker *c) {
     rng g;
     rng_seed(&g, c->opt->seed, STREAM_LOCALIZE);
     int64_t last = c->out->node;
-    unsigned char *live = mem_calloc((size_t)(last + 1));
+    unsigned char *live = tg_mem_calloc((size_t)(last + 1));
     if (!live) return;
     mark_live(c, live);
     /* live[j]: 1 = to check, 2 = every element already checked */
@@ -672,28 +672,28 @@ static void localize(checker *c) {
         sb_add(&c->loc, " localisation: every node's vjp agrees with its own forward; the"
                         " disagreement comes from outside the tape (a forward that is not pure,"
                         " a value computed or edited off the tape, or a kink).");
-    mem_free(live);
+    tg_mem_free(live);
 }
 
 /* ------------------------------------------------------------ the driver */
 static int check_args(gradcheck_fn fn, tensor *const *inputs, int n, const gradcheck_options *o,
                       gradcheck_report *report) {
     if (!fn || !report || (n > 0 && !inputs)) {
-        error_set("gradcheck: %s is NULL", !fn ? "fn" : !report ? "report" : "inputs");
+        tg_error_set("gradcheck: %s is NULL", !fn ? "fn" : !report ? "report" : "inputs");
         return -1;
     }
     if (n < 0 || n > GRADCHECK_MAX_INPUTS) {
-        error_set("gradcheck: %d inputs (at most %d)", n, GRADCHECK_MAX_INPUTS);
+        tg_error_set("gradcheck: %d inputs (at most %d)", n, GRADCHECK_MAX_INPUTS);
         return -1;
     }
     if (!(o->eps > 0) || !(o->atol >= 0) || !(o->rtol >= 0) || (o->fast && o->probes < 1)) {
-        error_set("gradcheck: bad options: eps %g (> 0), atol %g and rtol %g (>= 0), probes %d"
+        tg_error_set("gradcheck: bad options: eps %g (> 0), atol %g and rtol %g (>= 0), probes %d"
                   " (>= 1 in fast mode)",
                   o->eps, o->atol, o->rtol, o->probes);
         return -1;
     }
     if ((unsigned)o->replay > GRADCHECK_REPLAY_NEVER || (unsigned)o->stencil > GRADCHECK_FIVE_POINT) {
-        error_set("gradcheck: bad options: replay %d (AUTO, ALWAYS or NEVER), stencil %d (CENTRAL"
+        tg_error_set("gradcheck: bad options: replay %d (AUTO, ALWAYS or NEVER), stencil %d (CENTRAL"
                   " or FIVE_POINT)",
                   (int)o->replay, (int)o->stencil);
         return -1;
@@ -712,9 +712,9 @@ static int make_leaves(checker *c, tensor *const *inputs, bool in_place) {
             continue;
         }
         if (in_place && (t->dtype != DTYPE_F64 || t->tape_owned)) {
-            error_set("gradcheck: input %d is a %s%s tensor; a check in place needs user-owned"
+            tg_error_set("gradcheck: input %d is a %s%s tensor; a check in place needs user-owned"
                       " float64 leaves",
-                      i, t->tape_owned ? "tape-owned " : "", dtype_name(t->dtype));
+                      i, t->tape_owned ? "tape-owned " : "", tg_dtype_name(t->dtype));
             return -1;
         }
         c->leaf[i] = in_place ? t : tensor_to_dtype(t, DTYPE_F64);
@@ -730,13 +730,13 @@ static void checker_free(checker *c, tensor *const *inputs) {
     for (int i = 0; i < c->n; i++) {
         if (c->leaf[i] != inputs[i]) tensor_free(c->leaf[i]);
         tensor_free(c->analytic[i]);
-        mem_free(c->plan[i]);
+        tg_mem_free(c->plan[i]);
     }
-    mem_free(c->live);
+    tg_mem_free(c->live);
     tensor_free(c->u);
     tensor_free(c->recorded);
-    mem_free(c->loc.s);
-    mem_free(c->notes.s);
+    tg_mem_free(c->loc.s);
+    tg_mem_free(c->notes.s);
     tape_reset(); /* no node may keep pointing at the freed leaves */
 }
 
@@ -768,12 +768,12 @@ static int record(checker *c) {
     tape_reset();
     c->out = c->fn(c->leaf, c->n, c->ctx);
     if (!c->out) {
-        if (!error_pending()) error_set("gradcheck: fn returned NULL");
+        if (!tg_error_pending()) tg_error_set("gradcheck: fn returned NULL");
         return -1;
     }
     if (c->out->dtype != DTYPE_F64) {
-        error_set("gradcheck: fn returned a %s output from float64 inputs; the output must be"
-                  " float64", dtype_name(c->out->dtype));
+        tg_error_set("gradcheck: fn returned a %s output from float64 inputs; the output must be"
+                  " float64", tg_dtype_name(c->out->dtype));
         return -1;
     }
     c->u = tensor_new(DTYPE_F64, c->out->ndim, c->out->shape);
@@ -787,7 +787,7 @@ static int record(checker *c) {
     c->L0 = dot(c->u->data, c->out->data, c->out->size);
     c->rerun = producer(c->out) == NULL;
     c->recorded = tensor_clone(c->out);
-    c->n_rec = tape_node_count();
+    c->n_rec = tg_tape_node_count();
     c->fn_calls = 1;
     return c->recorded ? 0 : -1;
 }
@@ -803,12 +803,12 @@ static void verify_replay(checker *c) {
     msg_add(c, " replay is not faithful: with the inputs restored the output differs from"
                     " the recording, so the numeric gradients cannot be trusted");
     for (int64_t j = 0; j <= c->out->node; j++) {
-        tape_node *nd = tape_node_at(j);
+        tape_node *nd = tg_tape_node_at(j);
         tensor *before = tensor_clone(nd->out);
         if (!before) break;
         nd->op->forward(nd);
         bool same = memcmp(before->data, nd->out->data,
-                           (size_t)before->size * dtype_size(before->dtype)) == 0;
+                           (size_t)before->size * tg_dtype_size(before->dtype)) == 0;
         tensor_free(before);
         if (!same) {
             msg_add(c, "; node %lld (", (long long)j);
@@ -855,17 +855,17 @@ static tensor *node_slot(const tape_node *nd, int s) { return s == 0 ? nd->out :
  * back what was recorded even when fn edited it after the op ran. */
 static int take_snapshot(checker *c) {
     const int64_t last = c->out->node;
-    c->snap = arena_alloc((size_t)(last + 1) * NODE_SLOTS * sizeof *c->snap);
+    c->snap = tg_arena_alloc((size_t)(last + 1) * NODE_SLOTS * sizeof *c->snap);
     if (!c->snap) return -1;
     for (int64_t j = 0; j <= last; j++) {
-        const tape_node *nd = tape_node_at(j);
+        const tape_node *nd = tg_tape_node_at(j);
         for (int s = 0; s < NODE_SLOTS; s++) {
             const tensor *t = node_slot(nd, s);
             void **slot = &c->snap[j * NODE_SLOTS + s];
             *slot = NULL;
             if (!c->live[j] || !t) continue;
-            size_t bytes = (size_t)t->size * dtype_size(t->dtype);
-            if (!(*slot = arena_alloc(bytes))) return -1;
+            size_t bytes = (size_t)t->size * tg_dtype_size(t->dtype);
+            if (!(*slot = tg_arena_alloc(bytes))) return -1;
             memcpy(*slot, t->data, bytes);
         }
     }
@@ -875,11 +875,11 @@ static int take_snapshot(checker *c) {
 static void restore_snapshot(checker *c, int i) {
     for (int64_t k = 0; k < c->plan_len[i]; k++) {
         const int64_t j = c->plan[i][k];
-        const tape_node *nd = tape_node_at(j);
+        const tape_node *nd = tg_tape_node_at(j);
         for (int s = 0; s < NODE_SLOTS; s++) {
             tensor *t = node_slot(nd, s);
             if (t && c->snap[j * NODE_SLOTS + s])
-                memcpy(t->data, c->snap[j * NODE_SLOTS + s], (size_t)t->size * dtype_size(t->dtype));
+                memcpy(t->data, c->snap[j * NODE_SLOTS + s], (size_t)t->size * tg_dtype_size(t->dtype));
         }
     }
 }
@@ -893,11 +893,11 @@ static bool forward_is_pure(tape_node *nd) {
     for (int s = 0; s < NODE_SLOTS && ok; s++) {
         const tensor *t = node_slot(nd, s);
         if (!t) continue;
-        bytes[s] = (size_t)t->size * dtype_size(t->dtype);
-        ok = (keep[s] = mem_alloc(bytes[s])) != NULL;
+        bytes[s] = (size_t)t->size * tg_dtype_size(t->dtype);
+        ok = (keep[s] = tg_mem_alloc(bytes[s])) != NULL;
         if (ok) memcpy(keep[s], t->data, bytes[s]);
     }
-    if (ok && (first = mem_alloc(bytes[0]))) {
+    if (ok && (first = tg_mem_alloc(bytes[0]))) {
         nd->op->forward(nd);
         memcpy(first, nd->out->data, bytes[0]);
         nd->op->forward(nd);
@@ -905,9 +905,9 @@ static bool forward_is_pure(tape_node *nd) {
     }
     for (int s = 0; s < NODE_SLOTS; s++) {
         if (keep[s]) memcpy(node_slot(nd, s)->data, keep[s], bytes[s]);
-        mem_free(keep[s]);
+        tg_mem_free(keep[s]);
     }
-    mem_free(first);
+    tg_mem_free(first);
     return pure;
 }
 
@@ -931,11 +931,11 @@ static divergence diverged(div_kind kind, int64_t j, int k, int64_t e, const ten
  * re-run's nodes (recorded node j against node base + j) and returns the
  * first difference: where a value the tape does not hold enters. */
 static divergence find_divergence(const checker *c, int64_t base) {
-    const int64_t n_re = tape_node_count() - base;
+    const int64_t n_re = tg_tape_node_count() - base;
     for (int64_t j = 0; j < c->n_rec; j++) {
         if (c->live && (j > c->out->node || !c->live[j])) continue;
         if (j >= n_re) return diverged(DIV_GRAPH, j, 0, -1, NULL, NULL);
-        const tape_node *a = tape_node_at(j), *b = tape_node_at(base + j);
+        const tape_node *a = tg_tape_node_at(j), *b = tg_tape_node_at(base + j);
         if (a->op != b->op || a->n_in != b->n_in) return diverged(DIV_GRAPH, j, 0, -1, NULL, NULL);
         for (int k = 0; k < a->n_in; k++) {
             int64_t e = first_difference(a->in[k], b->in[k]);
@@ -962,7 +962,7 @@ static void describe_divergence(checker *c, const divergence *d) {
                    " edited or replaced its output off the tape)");
         return;
     }
-    tape_node *nd = tape_node_at(d->node);
+    tape_node *nd = tg_tape_node_at(d->node);
     msg_add(c, "node %lld (", (long long)d->node);
     describe_node(&c->notes, nd);
     msg_add(c, ")");
@@ -1008,7 +1008,7 @@ static void describe_divergence(checker *c, const divergence *d) {
  * does not, differences of fn measure noise, and neither replay nor re-runs
  * can be verified. Its own verdict (a failure). */
 static void check_deterministic(checker *c) {
-    const int64_t base = tape_node_count();
+    const int64_t base = tg_tape_node_count();
     tensor *o = rerun_begin(c);
     if (c->fatal) return;
     const int64_t e = o ? first_difference(c->recorded, o) : -1;
@@ -1041,10 +1041,10 @@ static int verify_input(checker *c, int i, rng *g) {
     double *x = c->leaf[i]->data;
     const int64_t m = c->leaf[i]->size;
     const double h = fmax(c->opt->eps, 1e-3);
-    double *x0 = mem_alloc((size_t)m * sizeof *x0), *v = mem_alloc((size_t)m * sizeof *v);
+    double *x0 = tg_mem_alloc((size_t)m * sizeof *x0), *v = tg_mem_alloc((size_t)m * sizeof *v);
     if (!x0 || !v) {
-        mem_free(x0);
-        mem_free(v);
+        tg_mem_free(x0);
+        tg_mem_free(v);
         return -1;
     }
     memcpy(x0, x, (size_t)m * sizeof *x);
@@ -1055,10 +1055,10 @@ static int verify_input(checker *c, int i, rng *g) {
         norm = sqrt(norm);
         for (int64_t k = 0; k < m; k++) x[k] = x0[k] + sign * h * v[k] / norm;
         for (int64_t k = 0; k < c->plan_len[i]; k++) {
-            tape_node *nd = tape_node_at(c->plan[i][k]);
+            tape_node *nd = tg_tape_node_at(c->plan[i][k]);
             nd->op->forward(nd);
         }
-        const int64_t base = tape_node_count();
+        const int64_t base = tg_tape_node_count();
         tensor *o = rerun_begin(c);
         if (c->fatal) break;
         const int64_t e = o ? first_difference(c->out, o) : -1;
@@ -1083,8 +1083,8 @@ static int verify_input(checker *c, int i, rng *g) {
         memcpy(x, x0, (size_t)m * sizeof *x);
         restore_snapshot(c, i);
     }
-    mem_free(x0);
-    mem_free(v);
+    tg_mem_free(x0);
+    tg_mem_free(v);
     return 0;
 }
 
@@ -1210,15 +1210,15 @@ int gradcheck(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
     return gradcheck_impl(fn, ctx, inputs, n, opt, report, false);
 }
 
-int gradcheck_in_place(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
+int tg_gradcheck_in_place(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
                        const gradcheck_options *opt, gradcheck_report *report) {
     return gradcheck_impl(fn, ctx, inputs, n, opt, report, true);
 }
 
 void gradcheck_report_free(gradcheck_report *r) {
     if (!r) return;
-    mem_free(r->message);
-    mem_free(r->bad_node_desc);
+    tg_mem_free(r->message);
+    tg_mem_free(r->bad_node_desc);
     r->message = r->bad_node_desc = NULL;
 }
 

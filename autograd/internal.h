@@ -45,7 +45,7 @@ struct op_def {
     void (*forward)(tape_node *n);
     /* Accumulate (+=) the input gradients given n->out->grad. gin[i] is NULL
      * when input i needs no gradient. A vjp that fails (an allocation) sets
-     * an error and returns: tensor_backward sees the error (error_count)
+     * an error and returns: tensor_backward sees the error (tg_error_count)
      * and stops there, naming the op. */
     void (*vjp)(tape_node *n, tensor *const *gin);
     /* Sample case k (0, 1, 2, ...): fill s and return 0; return 1 when there
@@ -61,57 +61,61 @@ struct op_def {
 };
 
 /* The registry is the concatenation of the family tables in ops/. Each family
- * file defines `const op_def ops_<family>[]` and `const int ops_<family>_count`. */
+ * file defines `const op_def tg_ops_<family>[]` and `const int tg_ops_<family>_count`. */
 #define OP_FAMILY(fam)                        \
-    extern const op_def ops_##fam[];          \
-    extern const int ops_##fam##_count;
+    extern const op_def tg_ops_##fam[];          \
+    extern const int tg_ops_##fam##_count;
 
 /* Bit i of a 32-bit input mask; inputs past 31 (concat, stack) have no bit. */
 static inline bool mask_bit(uint32_t mask, int i) { return i < 32 && ((mask >> i) & 1u); }
 
 /* ---------------------------------------------------------------- errors */
 /* Sets the pending error unless one is already pending; printf-style. */
-void error_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-bool error_pending(void);
-/* How many times error_set was called on this thread, kept message or not:
+void tg_error_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+bool tg_error_pending(void);
+/* How many times tg_error_set was called on this thread, kept message or not:
  * a failure inside a callee shows as a change even while an earlier error is
  * pending (tensor_backward checks it around each vjp). */
-uint64_t error_count(void);
+uint64_t tg_error_count(void);
 /* Puts printf-style context in front of the pending message, if any. */
-void error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void tg_error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ------------------------------------------------------------ allocation */
 /* Every byte the library allocates goes through these (64-byte aligned).
  * jemalloc by default; the system allocator with -DTAPEGRAD_SYSTEM_ALLOC
  * (sanitizer builds). A test hook can make the n-th allocation fail; it
- * counts arena blocks (arena_alloc) as allocations too. */
-void *mem_alloc(size_t bytes);
-void *mem_calloc(size_t bytes);
-void mem_free(void *p);
-void mem_fail_after(int64_t n);      /* -1: never fail (default) */
+ * counts arena blocks (tg_arena_alloc) as allocations too. */
+void *tg_mem_alloc(size_t bytes);
+void *tg_mem_calloc(size_t bytes);
+void tg_mem_free(void *p);
+#ifdef TAPEGRAD_TEST_HOOKS
+void tg_mem_fail_after(int64_t n); /* -1: never fail (default); test library only */
+#endif
 /* What the allocations under way are for, named by an out-of-memory message:
- * the op (set by node_begin, cleared by node_finish; returns the previous
+ * the op (set by tg_node_begin, cleared by tg_node_finish; returns the previous
  * one) and the tensor (dtype and shape, borrowed until cleared with ndim -1).
  * A request over tapegrad_alloc_limit() is refused before the allocator is
  * asked. */
-const char *mem_context_op(const char *op);
-void mem_context_tensor(dtype dt, int ndim, const int64_t *shape);
+const char *tg_mem_context_op(const char *op);
+void tg_mem_context_tensor(dtype dt, int ndim, const int64_t *shape);
 
 /* The tape's arena: bump allocation, released all at once by tape_reset. */
-void *arena_alloc(size_t bytes);      /* 64-byte aligned, uninitialised */
-void arena_rewind(void);              /* the next step reuses the memory */
-void arena_release(void);             /* frees every chunk */
+void *tg_arena_alloc(size_t bytes);      /* 64-byte aligned, uninitialised */
+void tg_arena_rewind(void);              /* the next step reuses the memory */
+void tg_arena_release(void);             /* frees every chunk */
 /* A position in the arena and a return to it (the checker's re-runs of fn):
- * everything allocated after arena_tell() is given back by arena_seek(). */
+ * everything allocated after tg_arena_tell() is given back by tg_arena_seek(). */
 typedef struct arena_pos {
     struct chunk *chunk;
     size_t used, step_bytes;
 } arena_pos;
-arena_pos arena_tell(void);
-void arena_seek(arena_pos p);
-/* Test builds (tests/check_main.h) fill every block arena_alloc returns with
+arena_pos tg_arena_tell(void);
+void tg_arena_seek(arena_pos p);
+/* Test builds (tests/check_main.h) fill every block tg_arena_alloc returns with
  * NaN bytes, so reading memory a kernel never wrote shows; off by default. */
-void arena_set_poison(bool on);
+#ifdef TAPEGRAD_TEST_HOOKS
+void tg_arena_set_poison(bool on); /* test library only */
+#endif
 
 /* ------------------------------------------------------ size arithmetic */
 /* *r = a * b; true (and *r unspecified) when the product overflows int64.
@@ -123,102 +127,102 @@ static inline bool i64_mul_overflows(int64_t a, int64_t b, int64_t *r) {
 }
 
 /* ----------------------------------------------------------- tensor help */
-size_t dtype_size(dtype dt);
-const char *dtype_name(dtype dt);
-int64_t shape_numel(int ndim, const int64_t *shape);
-int shape_check(const char *op, int ndim, const int64_t *shape);
+size_t tg_dtype_size(dtype dt);
+const char *tg_dtype_name(dtype dt);
+int64_t tg_shape_numel(int ndim, const int64_t *shape);
+int tg_shape_check(const char *op, int ndim, const int64_t *shape);
 /* A TAPE-OWNED tensor: header in the header ring, data in the arena
  * (uninitialised / zeroed). */
-tensor *tensor_tape_new(dtype dt, int ndim, const int64_t *shape);
-tensor *tensor_tape_zeros(dtype dt, int ndim, const int64_t *shape);
+tensor *tg_tensor_tape_new(dtype dt, int ndim, const int64_t *shape);
+tensor *tg_tensor_tape_zeros(dtype dt, int ndim, const int64_t *shape);
 /* Normalises a possibly negative axis; -1 (and an error naming op) when out of range. */
-int axis_normalize(const char *op, int axis, int ndim);
+int tg_axis_normalize(const char *op, int axis, int ndim);
 
 /* ------------------------------------------------------------ staleness */
 /* The epoch of the current tape, bumped by tape_reset. A tape-owned tensor
  * of another epoch is stale: computed before the last reset, its data gone.
- * Its header is never in the arena (tape_header_new), so a kept pointer still
+ * Its header is never in the arena (tg_tape_header_new), so a kept pointer still
  * reads its own old epoch (docs/design.md, "staleness rule"). */
-extern uint32_t tape_epoch_now;
+extern uint32_t tg_tape_epoch_now;
 static inline bool tensor_is_stale(const tensor *t) {
-    return t && t->tape_owned && t->epoch != tape_epoch_now;
+    return t && t->tape_owned && t->epoch != tg_tape_epoch_now;
 }
 /* 0, or -1 with an error naming op and `what` ("input 1", "bias") when t is
  * stale. */
-int tensor_check_fresh(const char *op, const char *what, const tensor *t);
+int tg_tensor_check_fresh(const char *op, const char *what, const tensor *t);
 /* The same for input i of op ("input i" in the message). */
-int op_check_fresh(const op_def *op, int i, const tensor *t);
+int tg_op_check_fresh(const op_def *op, int i, const tensor *t);
 /* A header for a tape-owned tensor (uninitialised), or NULL with an error. */
-tensor *tape_header_new(void);
+tensor *tg_tape_header_new(void);
 /* A position in the header ring and a return to it (the checker's re-runs,
- * alongside arena_tell/arena_seek): the headers handed out after the
+ * alongside tg_arena_tell/tg_arena_seek): the headers handed out after the
  * position are marked stale and given back. */
 typedef struct tape_header_pos {
     struct hdr_block *block;
     int64_t idx, step;
     uint64_t grows;
 } tape_header_pos;
-tape_header_pos tape_header_tell(void);
-void tape_header_seek(tape_header_pos p);
+tape_header_pos tg_tape_header_tell(void);
+void tg_tape_header_seek(tape_header_pos p);
 
 /* --------------------------------------------------------- op plumbing */
 /* Validates that the n tensors are non-NULL (an error is set only when none
  * is pending) and that all float inputs share one dtype; input i with bit i of
  * allow_i64 may be DTYPE_I64. Returns 0 or -1. */
-int op_check_inputs(const op_def *op, tensor *const *in, int n, uint32_t allow_i64);
+int tg_op_check_inputs(const op_def *op, tensor *const *in, int n, uint32_t allow_i64);
 /* Optional inputs (bias, weight, running statistics) may be NULL: not given.
  * While an error is pending a NULL is a failed upstream result instead, and
  * propagates like any NULL input: -1 then, else 0. */
-static inline int op_check_optional_null(const tensor *t) { return !t && error_pending() ? -1 : 0; }
+static inline int op_check_optional_null(const tensor *t) { return !t && tg_error_pending() ? -1 : 0; }
 /* The same, and a given t must be a float tensor of x's dtype (an error
  * naming op and `what`, e.g. "bias"). */
 static inline int op_check_optional(const char *op, const char *what, const tensor *t,
                                     const tensor *x) {
     if (!t) return op_check_optional_null(t);
-    if (tensor_check_fresh(op, what, t)) return -1;
+    if (tg_tensor_check_fresh(op, what, t)) return -1;
     if (t->dtype == DTYPE_I64 || t->dtype != x->dtype) {
-        error_set("%s: %s is %s; it must have the dtype of x (%s)", op, what, dtype_name(t->dtype),
-                  dtype_name(x->dtype));
+        tg_error_set("%s: %s is %s; it must have the dtype of x (%s)", op, what, tg_dtype_name(t->dtype),
+                  tg_dtype_name(x->dtype));
         return -1;
     }
     return 0;
 }
 /* Starts a node: allocates the output (uninitialised) and returns the node,
- * whose ip/fp/saved the caller may fill before node_finish(). The node lives
+ * whose ip/fp/saved the caller may fill before tg_node_finish(). The node lives
  * at the tape's end; it is kept only if recording and some input requires
- * grad. No other op may run between node_begin and node_finish. */
-tape_node *node_begin(const op_def *op, tensor *const *in, int n_in, dtype out_dtype, int ndim,
+ * grad. No other op may run between tg_node_begin and tg_node_finish. */
+tape_node *tg_node_begin(const op_def *op, tensor *const *in, int n_in, dtype out_dtype, int ndim,
                       const int64_t *shape);
 /* Runs op->forward, records the node when needed; returns the output. */
-tensor *node_finish(tape_node *n);
-/* node_begin + node_finish. */
-tensor *op_apply(const op_def *op, tensor *const *in, int n_in, dtype out_dtype, int ndim,
+tensor *tg_node_finish(tape_node *n);
+/* tg_node_begin + tg_node_finish. */
+tensor *tg_op_apply(const op_def *op, tensor *const *in, int n_in, dtype out_dtype, int ndim,
                  const int64_t *shape);
 
 /* The tape, for the checker. */
-int64_t tape_node_count(void);
-tape_node *tape_node_at(int64_t i);
-uint32_t tape_epoch(void);
+int64_t tg_tape_node_count(void);
+tape_node *tg_tape_node_at(int64_t i);
+uint32_t tg_tape_epoch(void);
 /* Drops the nodes from position n on (the checker's re-runs of fn append
  * nodes after the recorded ones and drop them again). */
-void tape_truncate(int64_t n);
+void tg_tape_truncate(int64_t n);
 
 /* The checker on the caller's own float64 leaves, perturbed in place instead
  * of copied (gradcheck_model swaps a model's tensors to float64 and checks
  * them where its layers point). Inputs must be user-owned float64 (or int64,
  * passed through); their requires_grad and .grad are changed, their values
  * restored. */
-int gradcheck_in_place(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
+int tg_gradcheck_in_place(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
                        const gradcheck_options *opt, gradcheck_report *report);
 
 /* ------------------------------------------------------ broadcasting */
 /* NumPy broadcast of two shapes; sets an error naming op and both shapes. */
-int broadcast_shapes(const char *op, const tensor *a, const tensor *b, int *ndim, int64_t *shape);
+int tg_broadcast_shapes(const char *op, const tensor *a, const tensor *b, int *ndim, int64_t *shape);
 /* Strides (in elements) of t viewed with shape out (ndim dims, right-aligned):
  * 0 on broadcast dims. */
-void broadcast_strides(const tensor *t, int ndim, const int64_t *shape, int64_t *strides);
+void tg_broadcast_strides(const tensor *t, int ndim, const int64_t *shape, int64_t *strides);
 /* dst (shape of the smaller operand) += src summed over the broadcast dims. */
-void reduce_to_shape_acc(tensor *dst, const tensor *src);
+void tg_reduce_to_shape_acc(tensor *dst, const tensor *src);
 
 /* Flat offset iteration helper for broadcast binaries: calls nothing, just
  * computes the source offset of out element i. Used by generic slow paths. */
@@ -246,7 +250,7 @@ static inline bool parallel_pays(int64_t work) {
 }
 
 /* ----------------------------------------------- the vjp contract */
-/* What op_check_contract and op_check_float32 found (the public
+/* What tg_op_check_contract and tg_op_check_float32 found (the public
  * op_check_report of gradcheck_op). */
 typedef op_check_report op_contract_report;
 /* Checks the vjp contract of op on each of its sample cases (drawn from
@@ -257,29 +261,29 @@ typedef op_check_report op_contract_report;
  * build records, and op's own vjp is called, so a copy of an entry with
  * another vjp is checked as itself. Returns 0 (verdict in r) or -1 with an
  * error set (NULL argument, an entry without samples, a failing sample). */
-int op_check_contract(const op_def *op, uint64_t seed, op_contract_report *r);
+int tg_op_check_contract(const op_def *op, uint64_t seed, op_contract_report *r);
 /* Runs each sample case in float32 and in float64 on the same values (the
  * float64 inputs rounded to float32 first) and compares the outputs and the
  * gradients within a bound derived from float32 rounding and the op's size
  * (autograd/opcheck.c). Returns 0 (verdict in r) or -1 with an error set. */
-int op_check_float32(const op_def *op, uint64_t seed, op_contract_report *r);
+int tg_op_check_float32(const op_def *op, uint64_t seed, op_contract_report *r);
 /* The float64 tolerances of the tight registry check, far below gradcheck's
  * defaults (atol 1e-5, rtol 1e-3): OP_TIGHT_ATOL / OP_TIGHT_RTOL, or the
  * measured figure of an op whose own numeric noise is larger. */
 #define OP_TIGHT_ATOL 1e-8
 #define OP_TIGHT_RTOL 1e-6
-void op_tight_tolerances(const op_def *op, double *atol, double *rtol);
+void tg_op_tight_tolerances(const op_def *op, double *atol, double *rtol);
 
 /* ------------------------------------------------- sample helpers */
 /* A user-owned float64 tensor with values uniform in [lo, hi) from g, each
  * at least `margin` away from every point in avoid[0..n_avoid). */
-tensor *sample_tensor(rng *g, int ndim, const int64_t *shape, double lo, double hi);
-tensor *sample_tensor_avoiding(rng *g, int ndim, const int64_t *shape, double lo, double hi,
+tensor *tg_sample_tensor(rng *g, int ndim, const int64_t *shape, double lo, double hi);
+tensor *tg_sample_tensor_avoiding(rng *g, int ndim, const int64_t *shape, double lo, double hi,
                                const double *avoid, int n_avoid, double margin);
 /* A float64 tensor whose elements are pairwise at least `gap` apart (for
  * max/min/pool ties): a shuffled arithmetic progression. */
-tensor *sample_tensor_distinct(rng *g, int ndim, const int64_t *shape, double lo, double gap);
-tensor *sample_labels(rng *g, int ndim, const int64_t *shape, int64_t n_classes);
-void sample_name(op_sample *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+tensor *tg_sample_tensor_distinct(rng *g, int ndim, const int64_t *shape, double lo, double gap);
+tensor *tg_sample_labels(rng *g, int ndim, const int64_t *shape, int64_t n_classes);
+void tg_sample_name(op_sample *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -20,9 +20,16 @@ static int64_t system_live_bytes; /* live bytes, counted by hand */
 #endif
 
 #define ALIGN 64
+/* Test hooks exist only in the library the tests link (built with
+ * -DTAPEGRAD_TEST_HOOKS); the release library has neither the functions nor
+ * the checks on its allocation path. */
+#ifdef TAPEGRAD_TEST_HOOKS
 static int64_t fail_countdown = -1;
-
-void mem_fail_after(int64_t n) { fail_countdown = n; }
+void tg_mem_fail_after(int64_t n) { fail_countdown = n; }
+#define FAIL_NOW() (fail_countdown >= 0 && fail_countdown-- == 0)
+#else
+#define FAIL_NOW() false
+#endif
 
 /* The ceiling on one allocation. Under overcommit the allocator grants any
  * size and the first touch of the pages brings the OOM killer instead of an
@@ -48,8 +55,8 @@ void tapegrad_set_alloc_limit(size_t bytes) { alloc_limit = bytes; }
 size_t tapegrad_alloc_limit(void) { return alloc_limit ? alloc_limit : physical_memory(); }
 
 /* What the allocation under way is for, named in an out-of-memory message:
- * the op being built (node_begin to node_finish) and the tensor being made
- * (tensor_new, tensor_tape_new). */
+ * the op being built (tg_node_begin to tg_node_finish) and the tensor being made
+ * (tensor_new, tg_tensor_tape_new). */
 static _Thread_local const char *ctx_op;
 static _Thread_local struct {
     dtype dt;
@@ -57,27 +64,30 @@ static _Thread_local struct {
     const int64_t *shape;
 } ctx_tensor = {DTYPE_F32, -1, NULL};
 
-const char *mem_context_op(const char *op) {
+const char *tg_mem_context_op(const char *op) {
     const char *was = ctx_op;
     ctx_op = op;
     return was;
 }
 
-void mem_context_tensor(dtype dt, int ndim, const int64_t *shape) {
+void tg_mem_context_tensor(dtype dt, int ndim, const int64_t *shape) {
     ctx_tensor.dt = dt;
     ctx_tensor.ndim = shape || ndim == 0 ? ndim : -1;
     ctx_tensor.shape = shape;
 }
 
+/* The message names the op being built when there is one; without (a vjp
+ * running, a loader's buffer) the caller names itself: tensor_backward puts
+ * "the vjp of OP failed: " in front. */
 static void oom(size_t bytes, bool over_limit) {
-    const char *op = ctx_op ? ctx_op : "tapegrad";
+    const char *op = ctx_op ? ctx_op : "", *sep = ctx_op ? ": " : "";
     if (ctx_tensor.ndim < 0) {
         if (over_limit)
-            error_set("%s: out of memory: allocation of %zu bytes refused, over the limit of %zu "
-                      "bytes (tapegrad_set_alloc_limit)",
-                      op, bytes, tapegrad_alloc_limit());
+            tg_error_set("%s%sout of memory: allocation of %zu bytes refused, over the limit of "
+                         "%zu bytes (tapegrad_set_alloc_limit)",
+                         op, sep, bytes, tapegrad_alloc_limit());
         else
-            error_set("%s: out of memory: allocation of %zu bytes failed", op, bytes);
+            tg_error_set("%s%sout of memory: allocation of %zu bytes failed", op, sep, bytes);
         return;
     }
     tensor t = {.ndim = ctx_tensor.ndim};
@@ -85,15 +95,15 @@ static void oom(size_t bytes, bool over_limit) {
     char sh[96];
     tensor_shape_str(&t, sh, sizeof sh);
     if (over_limit)
-        error_set("%s: out of memory: allocation of %zu bytes refused for a %s %s tensor, over "
+        tg_error_set("%s%sout of memory: allocation of %zu bytes refused for a %s %s tensor, over "
                   "the limit of %zu bytes (tapegrad_set_alloc_limit)",
-                  op, bytes, dtype_name(ctx_tensor.dt), sh, tapegrad_alloc_limit());
+                  op, sep, bytes, tg_dtype_name(ctx_tensor.dt), sh, tapegrad_alloc_limit());
     else
-        error_set("%s: out of memory: allocation of %zu bytes failed for a %s %s tensor", op,
-                  bytes, dtype_name(ctx_tensor.dt), sh);
+        tg_error_set("%s%sout of memory: allocation of %zu bytes failed for a %s %s tensor", op,
+                  sep, bytes, tg_dtype_name(ctx_tensor.dt), sh);
 }
 
-/* The allocator itself, without a message (arena_rewind's merge may fail
+/* The allocator itself, without a message (tg_arena_rewind's merge may fail
  * quietly: it only costs the next step a few chunks). */
 static void *raw_alloc(size_t bytes) {
     if (bytes > tapegrad_alloc_limit() || bytes > SIZE_MAX - 2 * ALIGN) return NULL;
@@ -112,8 +122,8 @@ static void *raw_alloc(size_t bytes) {
     return p;
 }
 
-void *mem_alloc(size_t bytes) {
-    if (fail_countdown >= 0 && fail_countdown-- == 0) {
+void *tg_mem_alloc(size_t bytes) {
+    if (FAIL_NOW()) {
         oom(bytes, false);
         return NULL;
     }
@@ -126,13 +136,13 @@ void *mem_alloc(size_t bytes) {
     return p;
 }
 
-void *mem_calloc(size_t bytes) {
-    void *p = mem_alloc(bytes);
+void *tg_mem_calloc(size_t bytes) {
+    void *p = tg_mem_alloc(bytes);
     if (p) memset(p, 0, bytes);
     return p;
 }
 
-void mem_free(void *p) {
+void tg_mem_free(void *p) {
     if (!p) return;
 #ifdef TAPEGRAD_SYSTEM_ALLOC
     char *base = (char *)p - ALIGN;
@@ -170,18 +180,21 @@ typedef struct chunk {
 
 static chunk *arena_first, *arena_cur;
 static size_t arena_step_bytes; /* bytes requested since the last rewind */
-static bool arena_poison;       /* test builds: fresh blocks filled with NaN */
-
-void arena_set_poison(bool on) { arena_poison = on; }
+#ifdef TAPEGRAD_TEST_HOOKS
+static bool arena_poison; /* test builds: fresh blocks filled with NaN */
+void tg_arena_set_poison(bool on) { arena_poison = on; }
+#else
+#define arena_poison false
+#endif
 #define ARENA_MIN_CHUNK (1u << 20)
 
 static chunk *chunk_new(size_t cap, bool quiet) {
-    void *(*alloc)(size_t) = quiet ? raw_alloc : mem_alloc;
+    void *(*alloc)(size_t) = quiet ? raw_alloc : tg_mem_alloc;
     chunk *c = alloc(sizeof *c);
     if (!c) return NULL;
     c->base = alloc(cap);
     if (!c->base) {
-        mem_free(c);
+        tg_mem_free(c);
         return NULL;
     }
     c->next = NULL;
@@ -190,14 +203,14 @@ static chunk *chunk_new(size_t cap, bool quiet) {
     return c;
 }
 
-void *arena_alloc(size_t bytes) {
+void *tg_arena_alloc(size_t bytes) {
     if (bytes > tapegrad_alloc_limit()) { /* also keeps the rounding below from wrapping */
         oom(bytes, true);
         return NULL;
     }
     /* the test hook counts arena blocks too: most are carved from a chunk
-     * taken long before, so failing only mem_alloc would never reach them */
-    if (fail_countdown >= 0 && fail_countdown-- == 0) {
+     * taken long before, so failing only tg_mem_alloc would never reach them */
+    if (FAIL_NOW()) {
         oom(bytes, false);
         return NULL;
     }
@@ -228,17 +241,17 @@ void *arena_alloc(size_t bytes) {
     return p;
 }
 
-void arena_release(void) {
+void tg_arena_release(void) {
     for (chunk *c = arena_first, *next; c; c = next) {
         next = c->next;
-        mem_free(c->base);
-        mem_free(c);
+        tg_mem_free(c->base);
+        tg_mem_free(c);
     }
     arena_first = arena_cur = NULL;
     arena_step_bytes = 0;
 }
 
-void arena_rewind(void) {
+void tg_arena_rewind(void) {
     if (arena_first && arena_first->next) {
         /* The step spilled into several chunks: replace them by one chunk
          * that holds the whole step, so the next step stays in one chunk. */
@@ -247,8 +260,8 @@ void arena_rewind(void) {
         chunk *c = arena_first;
         while (c) {
             chunk *next = c->next;
-            mem_free(c->base);
-            mem_free(c);
+            tg_mem_free(c->base);
+            tg_mem_free(c);
             c = next;
         }
         /* quiet: a failure here is no error of tape_reset's caller; the next
@@ -263,11 +276,11 @@ void arena_rewind(void) {
 /* The checker re-runs the user's function after the recorded step and then
  * drops what the re-run allocated: a position in the arena to come back to.
  * Chunks past the position stay linked and are reused. */
-arena_pos arena_tell(void) {
+arena_pos tg_arena_tell(void) {
     return (arena_pos){arena_cur, arena_cur ? arena_cur->used : 0, arena_step_bytes};
 }
 
-void arena_seek(arena_pos p) {
+void tg_arena_seek(arena_pos p) {
     arena_cur = p.chunk ? p.chunk : arena_first;
     if (arena_cur) arena_cur->used = p.chunk ? p.used : 0;
     arena_step_bytes = p.step_bytes;

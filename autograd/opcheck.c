@@ -43,7 +43,7 @@ static void fail(op_contract_report *r, const char *fmt, ...) {
     va_end(ap);
     if (n < 0) return;
     /* the whole sentence, however long (it may carry a gradcheck report) */
-    r->message = mem_alloc((size_t)n + 1);
+    r->message = tg_mem_alloc((size_t)n + 1);
     if (!r->message) return;
     va_start(ap, fmt);
     vsnprintf(r->message, (size_t)n + 1, fmt, ap);
@@ -52,25 +52,25 @@ static void fail(op_contract_report *r, const char *fmt, ...) {
 
 void op_check_report_free(op_check_report *r) {
     if (!r) return;
-    mem_free(r->message);
+    tg_mem_free(r->message);
     r->message = NULL;
 }
 
 /* A tape-owned copy of t (NULL for NULL). */
 static tensor *snapshot(const tensor *t) {
     if (!t) return NULL;
-    tensor *c = tensor_tape_new(t->dtype, t->ndim, t->shape);
-    if (c) memcpy(c->data, t->data, (size_t)t->size * dtype_size(t->dtype));
+    tensor *c = tg_tensor_tape_new(t->dtype, t->ndim, t->shape);
+    if (c) memcpy(c->data, t->data, (size_t)t->size * tg_dtype_size(t->dtype));
     return c;
 }
 
 static bool same_bytes(const tensor *a, const tensor *b) {
-    return memcmp(a->data, b->data, (size_t)a->size * dtype_size(a->dtype)) == 0;
+    return memcmp(a->data, b->data, (size_t)a->size * tg_dtype_size(a->dtype)) == 0;
 }
 
 /* The first element where a and b differ in bits, or -1. */
 static int64_t first_diff(const tensor *a, const tensor *b) {
-    size_t es = dtype_size(a->dtype);
+    size_t es = tg_dtype_size(a->dtype);
     for (int64_t i = 0; i < a->size; i++)
         if (memcmp((const char *)a->data + (size_t)i * es, (const char *)b->data + (size_t)i * es,
                    es) != 0)
@@ -115,13 +115,13 @@ static int run_vjp(node_check *c, uint32_t only, tensor *const *pre) {
         c->gin[j] = NULL;
         if (!c->wants[j] || !mask_bit(only, j)) continue;
         const tensor *t = nd->in[j];
-        c->gin[j] = pre ? snapshot(pre[j]) : tensor_tape_zeros(t->dtype, t->ndim, t->shape);
+        c->gin[j] = pre ? snapshot(pre[j]) : tg_tensor_tape_zeros(t->dtype, t->ndim, t->shape);
         if (!c->gin[j]) return -1;
     }
     /* a vjp that fails says so through an error (tensor_backward's rule) */
-    uint64_t errors = error_count();
+    uint64_t errors = tg_error_count();
     c->op->vjp(nd, c->gin);
-    return error_count() == errors ? 0 : -1;
+    return tg_error_count() == errors ? 0 : -1;
 }
 
 /* got[e] must be p[e] + k g1[e] (p NULL: 0) within rounding; returns the first
@@ -153,7 +153,7 @@ static void check_node(node_check *c, rng *g, op_contract_report *r) {
     if (!n_wanted || nd->out->size == 0) return;
     r->nodes++;
     /* the upstream gradient, and copies of everything the vjp may only read */
-    tensor *u = tensor_tape_new(nd->out->dtype, nd->out->ndim, nd->out->shape);
+    tensor *u = tg_tensor_tape_new(nd->out->dtype, nd->out->ndim, nd->out->shape);
     if (!u) goto oom;
     fill_seeded(u, g);
     nd->out->grad = u;
@@ -198,7 +198,7 @@ static void check_node(node_check *c, rng *g, op_contract_report *r) {
     tensor *pre[SAMPLE_MAX_INPUTS] = {NULL};
     for (int j = 0; j < n_in; j++) {
         if (!c->wants[j]) continue;
-        pre[j] = tensor_tape_new(nd->in[j]->dtype, nd->in[j]->ndim, nd->in[j]->shape);
+        pre[j] = tg_tensor_tape_new(nd->in[j]->dtype, nd->in[j]->ndim, nd->in[j]->shape);
         if (!pre[j]) goto oom;
         fill_seeded(pre[j], g);
     }
@@ -218,9 +218,9 @@ static void check_node(node_check *c, rng *g, op_contract_report *r) {
             return;
         }
         if (run == 1) {
-            uint64_t errors = error_count();
+            uint64_t errors = tg_error_count();
             c->op->vjp(nd, c->gin);
-            if (error_count() != errors) goto oom;
+            if (tg_error_count() != errors) goto oom;
         }
     }
 
@@ -255,9 +255,9 @@ static int check_case(const op_def *op, int k, dtype dt, uint64_t seed, op_contr
     if (rc == 1) return 1;
     tensor *in[SAMPLE_MAX_INPUTS] = {NULL};
     char where[256];
-    snprintf(where, sizeof where, "%s case %d (%s) %s", op->name, k, s.name, dtype_name(dt));
+    snprintf(where, sizeof where, "%s case %d (%s) %s", op->name, k, s.name, tg_dtype_name(dt));
     if (rc != 0) {
-        if (!error_pending()) error_set("op contract: %s: the sample failed", where);
+        if (!tg_error_pending()) tg_error_set("op contract: %s: the sample failed", where);
         goto out;
     }
     for (int i = 0; i < s.n_inputs && rc == 0; i++) {
@@ -271,15 +271,15 @@ static int check_case(const op_def *op, int k, dtype dt, uint64_t seed, op_contr
     if (rc) goto out;
     tape_reset();
     if (!op->build(in, &s)) {
-        if (!error_pending()) error_set("op contract: %s: the build returned NULL", where);
+        if (!tg_error_pending()) tg_error_set("op contract: %s: the build returned NULL", where);
         rc = -1;
         goto out;
     }
     r->cases++;
     rng gv;
     rng_seed(&gv, seed, STREAM_CONTRACT);
-    for (int64_t j = 0; j < tape_node_count() && r->passed; j++) {
-        tape_node *nd = tape_node_at(j);
+    for (int64_t j = 0; j < tg_tape_node_count() && r->passed; j++) {
+        tape_node *nd = tg_tape_node_at(j);
         if (strcmp(nd->op->name, op->name) != 0 || nd->n_in > SAMPLE_MAX_INPUTS) continue;
         node_check c = {.op = op, .nd = nd, .where = where};
         check_node(&c, &gv, r);
@@ -291,15 +291,15 @@ out:
     return rc;
 }
 
-int op_check_contract(const op_def *op, uint64_t seed, op_contract_report *r) {
+int tg_op_check_contract(const op_def *op, uint64_t seed, op_contract_report *r) {
     if (!op || !r) {
-        error_set("op contract: %s is NULL", !op ? "op" : "report");
+        tg_error_set("op contract: %s is NULL", !op ? "op" : "report");
         return -1;
     }
     memset(r, 0, sizeof *r);
     r->passed = true;
     if (!op->sample || !op->build || !op->vjp) {
-        error_set("op contract: %s has no %s", op->name,
+        tg_error_set("op contract: %s has no %s", op->name,
                   !op->sample ? "sample cases" : !op->build ? "build function" : "vjp");
         return -1;
     }
@@ -367,9 +367,9 @@ static int run_in(const op_def *op, const op_sample *s, tensor *const *x32, dtyp
     tape_reset();
     tensor *y = rc ? NULL : op->build(in, s);
     if (!y) rc = -1;
-    /* the vjp of the entry given runs, as in op_check_contract */
-    for (int64_t j = 0; rc == 0 && j < tape_node_count(); j++)
-        if (strcmp(tape_node_at(j)->op->name, op->name) == 0) tape_node_at(j)->op = op;
+    /* the vjp of the entry given runs, as in tg_op_check_contract */
+    for (int64_t j = 0; rc == 0 && j < tg_tape_node_count(); j++)
+        if (strcmp(tg_tape_node_at(j)->op->name, op->name) == 0) tg_tape_node_at(j)->op = op;
     if (rc == 0) res->y = tensor_clone(y);
     if (rc == 0 && y->requires_grad && y->size > 0) {
         tensor *w = NULL;
@@ -429,7 +429,7 @@ static int check_case_f32(const op_def *op, int k, uint64_t seed, op_contract_re
     memset(&r64, 0, sizeof r64);
     memset(&r32, 0, sizeof r32);
     if (rc != 0) {
-        if (!error_pending()) error_set("op contract: %s: the sample failed", where);
+        if (!tg_error_pending()) tg_error_set("op contract: %s: the sample failed", where);
         goto out;
     }
     double n = 0; /* the op's size: the numbers an element may be computed from */
@@ -444,7 +444,7 @@ static int check_case_f32(const op_def *op, int k, uint64_t seed, op_contract_re
     rng_seed(&gw, seed, STREAM_CONTRACT);
     if (rc || run_in(op, &s, x32, DTYPE_F64, NULL, &w, &gw, &r64) ||
         run_in(op, &s, x32, DTYPE_F32, w, NULL, &gw, &r32)) {
-        if (!error_pending()) error_set("op contract: %s: the build returned NULL", where);
+        if (!tg_error_pending()) tg_error_set("op contract: %s: the build returned NULL", where);
         rc = -1;
         goto out;
     }
@@ -471,15 +471,15 @@ out:
     return rc;
 }
 
-int op_check_float32(const op_def *op, uint64_t seed, op_contract_report *r) {
+int tg_op_check_float32(const op_def *op, uint64_t seed, op_contract_report *r) {
     if (!op || !r) {
-        error_set("op contract: %s is NULL", !op ? "op" : "report");
+        tg_error_set("op contract: %s is NULL", !op ? "op" : "report");
         return -1;
     }
     memset(r, 0, sizeof *r);
     r->passed = true;
     if (!op->sample || !op->build) {
-        error_set("op contract: %s has no %s", op->name, !op->sample ? "sample cases" : "build function");
+        tg_error_set("op contract: %s has no %s", op->name, !op->sample ? "sample cases" : "build function");
         return -1;
     }
     for (int k = 0; r->passed; k++) {
@@ -509,7 +509,7 @@ static const struct {
     {"logsumexp", OP_TIGHT_ATOL, 1e-4}, /* values near 1000, L ~ 1e4: relative 2e-5 */
 };
 
-void op_tight_tolerances(const op_def *op, double *atol, double *rtol) {
+void tg_op_tight_tolerances(const op_def *op, double *atol, double *rtol) {
     *atol = OP_TIGHT_ATOL;
     *rtol = OP_TIGHT_RTOL;
     for (size_t i = 0; op && i < sizeof tight_exceptions / sizeof tight_exceptions[0]; i++) {
@@ -555,11 +555,11 @@ static void check_primal(const op_def *op, op_sample *s, const char *where, op_c
     tensor *y = op->build(in, s);
     y0 = y ? tensor_clone(y) : NULL;
     if (!y0) {
-        fail(r, "%s: the build failed: %s", where, error_pending() ? tapegrad_error() : "NULL");
+        fail(r, "%s: the build failed: %s", where, tg_error_pending() ? tapegrad_error() : "NULL");
         goto out;
     }
-    for (int64_t j = 0; j < tape_node_count(); j++) {
-        tape_node *nd = tape_node_at(j);
+    for (int64_t j = 0; j < tg_tape_node_count(); j++) {
+        tape_node *nd = tg_tape_node_at(j);
         if (nd->out == y) nd->op->forward(nd);
     }
     if (!same_bytes(y0, y))
@@ -590,7 +590,7 @@ static void check_no_grad_inputs(const op_def *op, op_sample *s, const char *whe
     tape_reset();
     tensor *y = op->build(in, s);
     if (!y || !y->requires_grad) goto out;
-    tensor *u = tensor_tape_new(y->dtype, y->ndim, y->shape);
+    tensor *u = tg_tensor_tape_new(y->dtype, y->ndim, y->shape);
     rng g;
     rng_seed(&g, 1, STREAM_CONTRACT);
     if (!u) goto out;
@@ -610,11 +610,11 @@ out:
 
 int gradcheck_op(const op_def *op, const gradcheck_options *opt, op_check_report *report) {
     if (!op || !report) {
-        error_set("gradcheck_op: %s is NULL", !op ? "op" : "report");
+        tg_error_set("gradcheck_op: %s is NULL", !op ? "op" : "report");
         return -1;
     }
     if (!op->sample || !op->build) {
-        error_set("op contract: %s has no %s", op->name, !op->sample ? "sample cases" : "build function");
+        tg_error_set("op contract: %s has no %s", op->name, !op->sample ? "sample cases" : "build function");
         return -1;
     }
     gradcheck_options o = opt ? *opt : gradcheck_defaults();
@@ -632,7 +632,7 @@ int gradcheck_op(const op_def *op, const gradcheck_options *opt, op_check_report
         char where[256];
         snprintf(where, sizeof where, "%s case %d (%s)", op->name, k, s.name);
         if (rc != 0) {
-            if (!error_pending()) error_set("op contract: %s: the sample failed", where);
+            if (!tg_error_pending()) tg_error_set("op contract: %s: the sample failed", where);
             for (int i = 0; i < s.n_inputs && i < SAMPLE_MAX_INPUTS; i++) tensor_free(s.inputs[i]);
             op_check_report_free(r);
             return -1;
@@ -662,8 +662,8 @@ int gradcheck_op(const op_def *op, const gradcheck_options *opt, op_check_report
     if (!r->passed) return 0;
     int cases = r->cases;
     op_check_report c;
-    if (op_check_contract(op, o.seed, &c)) return -1;
-    if (c.passed && op_check_float32(op, o.seed, &c)) return -1;
+    if (tg_op_check_contract(op, o.seed, &c)) return -1;
+    if (c.passed && tg_op_check_float32(op, o.seed, &c)) return -1;
     if (!c.passed) { /* r holds no message: it passed so far */
         *r = c;
         r->passed = false;

@@ -18,7 +18,7 @@ typedef struct {
 
 static const family families[] = {
 #undef OP_FAMILY
-#define OP_FAMILY(fam) {ops_##fam, &ops_##fam##_count},
+#define OP_FAMILY(fam) {tg_ops_##fam, &tg_ops_##fam##_count},
 #include "op_families.h"
 };
 #define N_FAMILIES (int)(sizeof families / sizeof families[0])
@@ -132,29 +132,29 @@ static const struct {
 
 static int spec_errors(const op_spec *sp) {
     if (!sp) {
-        error_set("op_register: spec is NULL");
+        tg_error_set("op_register: spec is NULL");
         return -1;
     }
     const char *missing = !sp->name || !*sp->name ? "name" : !sp->forward ? "forward function"
                           : !sp->vjp ? "vjp function" : NULL;
     if (missing) {
-        error_set("op_register: the spec has no %s", missing);
+        tg_error_set("op_register: the spec has no %s", missing);
         return -1;
     }
     if (strlen(sp->name) >= sizeof ((custom_op *)0)->name || sp->arity < 1 ||
         sp->arity > OP_MAX_INPUTS || sp->n_params < 0 || sp->n_params > OP_MAX_PARAMS) {
-        error_set("op_register: %s: name of %zu characters (at most %zu), arity %d (1..%d),"
+        tg_error_set("op_register: %s: name of %zu characters (at most %zu), arity %d (1..%d),"
                   " %d params (0..%d)",
                   sp->name, strlen(sp->name), sizeof ((custom_op *)0)->name - 1, sp->arity,
                   OP_MAX_INPUTS, sp->n_params, OP_MAX_PARAMS);
         return -1;
     }
     if (op_find(sp->name)) {
-        error_set("op_register: an op named %s is already registered", sp->name);
+        tg_error_set("op_register: an op named %s is already registered", sp->name);
         return -1;
     }
     if (n_customs == OP_MAX_CUSTOM) {
-        error_set("op_register: %s: %d custom ops are registered already (at most %d)", sp->name,
+        tg_error_set("op_register: %s: %d custom ops are registered already (at most %d)", sp->name,
                   n_customs, OP_MAX_CUSTOM);
         return -1;
     }
@@ -164,12 +164,12 @@ static int spec_errors(const op_spec *sp) {
 const op_def *op_register(const op_spec *sp) {
     if (spec_errors(sp)) return NULL;
     if (n_customs == cap_customs) {
-        custom_op **grown = mem_alloc(OP_MAX_CUSTOM * sizeof *grown);
+        custom_op **grown = tg_mem_alloc(OP_MAX_CUSTOM * sizeof *grown);
         if (!grown) return NULL;
         cap_customs = OP_MAX_CUSTOM;
         customs = grown;
     }
-    custom_op *c = mem_calloc(sizeof *c);
+    custom_op *c = tg_mem_calloc(sizeof *c);
     if (!c) return NULL;
     c->spec = *sp;
     snprintf(c->name, sizeof c->name, "%s", sp->name);
@@ -192,36 +192,36 @@ const op_def *op_register(const op_spec *sp) {
 tensor *tensor_apply(const op_def *op, tensor *const *in, int n, const double *params) {
     const custom_op *c = custom_of(op);
     if (!c) {
-        error_set("tensor_apply: %s is not a registered custom op", op ? op->name : "NULL");
+        tg_error_set("tensor_apply: %s is not a registered custom op", op ? op->name : "NULL");
         return NULL;
     }
     const op_spec *sp = &c->spec;
     if (n > 0 && !in) {
-        error_set("tensor_apply: %s: the input list is NULL (n = %d)", sp->name, n);
+        tg_error_set("tensor_apply: %s: the input list is NULL (n = %d)", sp->name, n);
         return NULL;
     }
     if (n != sp->arity) {
-        error_set("tensor_apply: %s takes %d inputs, given %d", sp->name, sp->arity, n);
+        tg_error_set("tensor_apply: %s takes %d inputs, given %d", sp->name, sp->arity, n);
         return NULL;
     }
-    if (op_check_inputs(op, in, n, sp->no_grad_inputs)) return NULL;
+    if (tg_op_check_inputs(op, in, n, sp->no_grad_inputs)) return NULL;
     dtype dt = DTYPE_F64;
     bool any_float = false;
     for (int i = 0; i < n; i++)
         if (in[i]->dtype != DTYPE_I64) dt = in[i]->dtype, any_float = true;
     if (!any_float) {
-        error_set("tensor_apply: %s: every input is int64; one must be float", sp->name);
+        tg_error_set("tensor_apply: %s: every input is int64; one must be float", sp->name);
         return NULL;
     }
     int ndim = in[0]->ndim;
     int64_t shape[TENSOR_MAX_DIMS];
     memcpy(shape, in[0]->shape, sizeof shape);
     if (sp->shape && sp->shape(in, n, params, &ndim, shape)) {
-        if (!error_pending()) error_set("tensor_apply: %s refused the shapes of its inputs", sp->name);
+        if (!tg_error_pending()) tg_error_set("tensor_apply: %s refused the shapes of its inputs", sp->name);
         return NULL;
     }
-    tape_node *nd = node_begin(op, in, n, dt, ndim, shape);
+    tape_node *nd = tg_node_begin(op, in, n, dt, ndim, shape);
     if (!nd) return NULL;
     for (int i = 0; i < sp->n_params && params; i++) nd->fp[i] = params[i];
-    return node_finish(nd);
+    return tg_node_finish(nd);
 }

@@ -6,11 +6,11 @@
 
 #include "internal.h"
 
-tensor *sample_tensor(rng *g, int ndim, const int64_t *shape, double lo, double hi) {
+tensor *tg_sample_tensor(rng *g, int ndim, const int64_t *shape, double lo, double hi) {
     return tensor_rand(g, DTYPE_F64, ndim, shape, lo, hi);
 }
 
-tensor *sample_tensor_avoiding(rng *g, int ndim, const int64_t *shape, double lo, double hi,
+tensor *tg_sample_tensor_avoiding(rng *g, int ndim, const int64_t *shape, double lo, double hi,
                                const double *avoid, int n_avoid, double margin) {
     tensor *t = tensor_new(DTYPE_F64, ndim, shape);
     if (!t) return NULL;
@@ -30,7 +30,7 @@ tensor *sample_tensor_avoiding(rng *g, int ndim, const int64_t *shape, double lo
     return t;
 }
 
-tensor *sample_tensor_distinct(rng *g, int ndim, const int64_t *shape, double lo, double gap) {
+tensor *tg_sample_tensor_distinct(rng *g, int ndim, const int64_t *shape, double lo, double gap) {
     tensor *t = tensor_new(DTYPE_F64, ndim, shape);
     if (!t) return NULL;
     double *p = t->data;
@@ -44,7 +44,7 @@ tensor *sample_tensor_distinct(rng *g, int ndim, const int64_t *shape, double lo
     return t;
 }
 
-tensor *sample_labels(rng *g, int ndim, const int64_t *shape, int64_t n_classes) {
+tensor *tg_sample_labels(rng *g, int ndim, const int64_t *shape, int64_t n_classes) {
     tensor *t = tensor_new(DTYPE_I64, ndim, shape);
     if (!t) return NULL;
     int64_t *p = t->data;
@@ -52,7 +52,7 @@ tensor *sample_labels(rng *g, int ndim, const int64_t *shape, int64_t n_classes)
     return t;
 }
 
-void sample_name(op_sample *s, const char *fmt, ...) {
+void tg_sample_name(op_sample *s, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(s->name, sizeof s->name, fmt, ap);

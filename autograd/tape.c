@@ -12,14 +12,14 @@
 
 static tape_node *nodes;
 static int64_t n_nodes, cap_nodes;
-uint32_t tape_epoch_now = 1;
+uint32_t tg_tape_epoch_now = 1;
 static int no_grad_depth;
 static bool anomaly;
 
-int64_t tape_node_count(void) { return n_nodes; }
+int64_t tg_tape_node_count(void) { return n_nodes; }
 int64_t tape_size(void) { return n_nodes; }
-tape_node *tape_node_at(int64_t i) { return (i >= 0 && i < n_nodes) ? &nodes[i] : NULL; }
-uint32_t tape_epoch(void) { return tape_epoch_now; }
+tape_node *tg_tape_node_at(int64_t i) { return (i >= 0 && i < n_nodes) ? &nodes[i] : NULL; }
+uint32_t tg_tape_epoch(void) { return tg_tape_epoch_now; }
 void tape_no_grad_begin(void) { no_grad_depth++; }
 void tape_no_grad_end(void) {
     if (no_grad_depth > 0) no_grad_depth--;
@@ -50,16 +50,16 @@ static int64_t hdr_idx;             /* the next slot in hdr_cur */
 static int64_t hdr_capacity;        /* slots in the ring */
 static int64_t hdr_step;            /* headers handed out since the last reset */
 static int64_t hdr_peak;            /* the most headers of a finished step */
-static uint64_t hdr_grows;          /* blocks added so far (tape_header_seek) */
+static uint64_t hdr_grows;          /* blocks added so far (tg_tape_header_seek) */
 
 /* Splices a zeroed block of n slots in after hdr_cur and moves the cursor to
  * its start. Zeroed slots are not tape-owned, hence never live. */
 static int hdr_grow(int64_t n) {
-    hdr_block *b = mem_alloc(sizeof *b);
+    hdr_block *b = tg_mem_alloc(sizeof *b);
     if (!b) return -1;
-    b->slots = mem_calloc((size_t)n * sizeof *b->slots);
+    b->slots = tg_mem_calloc((size_t)n * sizeof *b->slots);
     if (!b->slots) {
-        mem_free(b);
+        tg_mem_free(b);
         return -1;
     }
     b->n = n;
@@ -76,9 +76,9 @@ static int hdr_grow(int64_t n) {
     return 0;
 }
 
-static bool hdr_live(const tensor *t) { return t->tape_owned && t->epoch == tape_epoch_now; }
+static bool hdr_live(const tensor *t) { return t->tape_owned && t->epoch == tg_tape_epoch_now; }
 
-tensor *tape_header_new(void) {
+tensor *tg_tape_header_new(void) {
     if (hdr_cur && hdr_idx == hdr_cur->n) {
         hdr_cur = hdr_cur->next;
         hdr_idx = 0;
@@ -92,7 +92,7 @@ tensor *tape_header_new(void) {
     return &hdr_cur->slots[hdr_idx++];
 }
 
-tape_header_pos tape_header_tell(void) {
+tape_header_pos tg_tape_header_tell(void) {
     return (tape_header_pos){hdr_cur, hdr_idx, hdr_step, hdr_grows};
 }
 
@@ -101,7 +101,7 @@ tape_header_pos tape_header_tell(void) {
  * the slots from p to the cursor, unless a block was spliced in meanwhile
  * (the cursor jumped over live slots): then they stay in use until the
  * reset, which costs slots only, as each splice doubles the ring. */
-void tape_header_seek(tape_header_pos p) {
+void tg_tape_header_seek(tape_header_pos p) {
     if (p.grows != hdr_grows) return;
     hdr_block *b = p.block;
     int64_t i = p.idx;
@@ -110,7 +110,7 @@ void tape_header_seek(tape_header_pos p) {
             b = b->next;
             i = 0;
         }
-        b->slots[i++].epoch = tape_epoch_now - 1;
+        b->slots[i++].epoch = tg_tape_epoch_now - 1;
     }
     if (p.block) {
         hdr_cur = p.block;
@@ -125,8 +125,8 @@ static void hdr_release(void) {
     hdr_cur->next = NULL;
     while (b) {
         hdr_block *next = b->next;
-        mem_free(b->slots);
-        mem_free(b);
+        tg_mem_free(b->slots);
+        tg_mem_free(b);
         b = next;
     }
     hdr_cur = NULL;
@@ -135,9 +135,9 @@ static void hdr_release(void) {
 
 void tape_reset(void) {
     n_nodes = 0;
-    tape_epoch_now++;
-    if (tape_epoch_now == 0) tape_epoch_now = 1; /* zeroed slots carry epoch 0 */
-    arena_rewind();
+    tg_tape_epoch_now++;
+    if (tg_tape_epoch_now == 0) tg_tape_epoch_now = 1; /* zeroed slots carry epoch 0 */
+    tg_arena_rewind();
     if (hdr_step > hdr_peak) hdr_peak = hdr_step;
     hdr_step = 0;
 }
@@ -145,8 +145,8 @@ void tape_reset(void) {
 void tape_release(void) {
     tape_reset();
     hdr_release();
-    arena_release();
-    mem_free(nodes);
+    tg_arena_release();
+    tg_mem_free(nodes);
     nodes = NULL;
     cap_nodes = 0;
 }
@@ -154,65 +154,65 @@ void tape_release(void) {
 static int nodes_reserve(int64_t need) {
     if (need <= cap_nodes) return 0;
     int64_t cap = cap_nodes ? cap_nodes * 2 : 1024;
-    tape_node *grown = mem_alloc((size_t)cap * sizeof *grown);
+    tape_node *grown = tg_mem_alloc((size_t)cap * sizeof *grown);
     if (!grown) return -1;
     if (n_nodes) memcpy(grown, nodes, (size_t)n_nodes * sizeof *grown);
-    mem_free(nodes);
+    tg_mem_free(nodes);
     nodes = grown;
     cap_nodes = cap;
     return 0;
 }
 
-int op_check_fresh(const op_def *op, int i, const tensor *t) {
+int tg_op_check_fresh(const op_def *op, int i, const tensor *t) {
     if (!tensor_is_stale(t)) return 0;
     char what[32];
     snprintf(what, sizeof what, "input %d", i);
-    return tensor_check_fresh(op->name, what, t);
+    return tg_tensor_check_fresh(op->name, what, t);
 }
 
-int op_check_inputs(const op_def *op, tensor *const *in, int n, uint32_t allow_i64) {
+int tg_op_check_inputs(const op_def *op, tensor *const *in, int n, uint32_t allow_i64) {
     const tensor *first_float = NULL;
     for (int i = 0; i < n; i++) {
         if (!in[i]) {
-            if (!error_pending()) error_set("%s: input %d is NULL", op->name, i);
+            if (!tg_error_pending()) tg_error_set("%s: input %d is NULL", op->name, i);
             return -1;
         }
-        if (tensor_is_stale(in[i])) return op_check_fresh(op, i, in[i]);
+        if (tensor_is_stale(in[i])) return tg_op_check_fresh(op, i, in[i]);
     }
     for (int i = 0; i < n; i++) {
         if (in[i]->dtype == DTYPE_I64) {
             if (mask_bit(allow_i64, i)) continue;
-            error_set("%s: input %d is int64; this op needs float32 or float64", op->name, i);
+            tg_error_set("%s: input %d is int64; this op needs float32 or float64", op->name, i);
             return -1;
         }
         if (!first_float) {
             first_float = in[i];
         } else if (in[i]->dtype != first_float->dtype) {
-            error_set("%s: dtype mismatch: %s vs %s", op->name, dtype_name(first_float->dtype),
-                      dtype_name(in[i]->dtype));
+            tg_error_set("%s: dtype mismatch: %s vs %s", op->name, tg_dtype_name(first_float->dtype),
+                      tg_dtype_name(in[i]->dtype));
             return -1;
         }
     }
     return 0;
 }
 
-tape_node *node_begin(const op_def *op, tensor *const *in, int n_in, dtype out_dtype, int ndim,
+tape_node *tg_node_begin(const op_def *op, tensor *const *in, int n_in, dtype out_dtype, int ndim,
                       const int64_t *shape) {
-    if (shape_check(op->name, ndim, shape)) return NULL;
-    mem_context_op(op->name); /* an allocation failing from here on names the op */
+    if (tg_shape_check(op->name, ndim, shape)) return NULL;
+    tg_mem_context_op(op->name); /* an allocation failing from here on names the op */
     if (nodes_reserve(n_nodes + 1)) return NULL;
     tape_node *n = &nodes[n_nodes];
     memset(n, 0, sizeof *n);
     n->op = op;
     n->n_in = n_in;
-    n->in = arena_alloc((size_t)(n_in > 0 ? n_in : 1) * sizeof *n->in);
-    n->out = tensor_tape_new(out_dtype, ndim, shape);
+    n->in = tg_arena_alloc((size_t)(n_in > 0 ? n_in : 1) * sizeof *n->in);
+    n->out = tg_tensor_tape_new(out_dtype, ndim, shape);
     if (!n->in || !n->out) return NULL;
     /* the last line against a stale input, for a builder that validated its
-     * inputs by hand; op_check_inputs refuses it before any data is read */
+     * inputs by hand; tg_op_check_inputs refuses it before any data is read */
     for (int i = 0; i < n_in; i++) {
         if (tensor_is_stale(in[i])) {
-            op_check_fresh(op, i, in[i]);
+            tg_op_check_fresh(op, i, in[i]);
             return NULL;
         }
         n->in[i] = in[i];
@@ -243,8 +243,8 @@ static void describe_inputs(const tape_node *n, char *buf, size_t len) {
     }
 }
 
-tensor *node_finish(tape_node *n) {
-    mem_context_op(NULL);
+tensor *tg_node_finish(tape_node *n) {
+    tg_mem_context_op(NULL);
     n->op->forward(n);
     bool needs_grad = false;
     for (int i = 0; i < n->n_in; i++)
@@ -253,7 +253,7 @@ tensor *node_finish(tape_node *n) {
     if (anomaly && !all_finite(n->out)) {
         char s[256];
         describe_inputs(n, s, sizeof s);
-        error_set("anomaly: forward of %s (tape position %lld, inputs %s) produced NaN or Inf",
+        tg_error_set("anomaly: forward of %s (tape position %lld, inputs %s) produced NaN or Inf",
                   n->op->name, (long long)n_nodes, s);
         return NULL;
     }
@@ -265,17 +265,17 @@ tensor *node_finish(tape_node *n) {
     return n->out;
 }
 
-tensor *op_apply(const op_def *op, tensor *const *in, int n_in, dtype out_dtype, int ndim,
+tensor *tg_op_apply(const op_def *op, tensor *const *in, int n_in, dtype out_dtype, int ndim,
                  const int64_t *shape) {
-    tape_node *n = node_begin(op, in, n_in, out_dtype, ndim, shape);
-    return n ? node_finish(n) : NULL;
+    tape_node *n = tg_node_begin(op, in, n_in, out_dtype, ndim, shape);
+    return n ? tg_node_finish(n) : NULL;
 }
 
 /* The gradient buffer of t, made (zeroed) on first use: in the arena for a
  * tape-owned tensor, owned by the tensor for a user-owned leaf. */
 static tensor *grad_of(tensor *t) {
     if (t->grad) return t->grad;
-    t->grad = t->tape_owned ? tensor_tape_zeros(t->dtype, t->ndim, t->shape)
+    t->grad = t->tape_owned ? tg_tensor_tape_zeros(t->dtype, t->ndim, t->shape)
                             : tensor_new(t->dtype, t->ndim, t->shape);
     if (t->grad) t->grad->is_grad = true;
     return t->grad;
@@ -297,38 +297,38 @@ static void acc_into(tensor *dst, const tensor *src) {
 static int backward_checks(const tensor *out, const tensor *gout) {
     char a[96], b[96];
     if (!out) {
-        if (!error_pending()) error_set("tensor_backward: output is NULL");
+        if (!tg_error_pending()) tg_error_set("tensor_backward: output is NULL");
         return -1;
     }
-    if (tensor_check_fresh("tensor_backward", "output", out)) return -1;
+    if (tg_tensor_check_fresh("tensor_backward", "output", out)) return -1;
     if (out->tape_owned && out->node >= 0 && (out->node >= n_nodes || nodes[out->node].out != out)) {
-        error_set("tensor_backward: output %s is no longer on the tape (dropped since it was"
+        tg_error_set("tensor_backward: output %s is no longer on the tape (dropped since it was"
                   " computed)", tensor_shape_str(out, a, sizeof a));
         return -1;
     }
-    if (gout && tensor_check_fresh("tensor_backward_with", "upstream gradient", gout)) return -1;
+    if (gout && tg_tensor_check_fresh("tensor_backward_with", "upstream gradient", gout)) return -1;
     if (!out->requires_grad) {
-        error_set("tensor_backward: output %s does not require grad (no input requires grad, "
+        tg_error_set("tensor_backward: output %s does not require grad (no input requires grad, "
                   "or it was computed in a no-grad scope)",
                   tensor_shape_str(out, a, sizeof a));
         return -1;
     }
     if (!gout && out->size != 1) {
-        error_set("tensor_backward: output %s is not a scalar; give an upstream gradient "
+        tg_error_set("tensor_backward: output %s is not a scalar; give an upstream gradient "
                   "with tensor_backward_with",
                   tensor_shape_str(out, a, sizeof a));
         return -1;
     }
     if (gout && gout->dtype == DTYPE_I64) {
-        error_set("tensor_backward_with: upstream gradient %s is int64; it must be float32 or "
+        tg_error_set("tensor_backward_with: upstream gradient %s is int64; it must be float32 or "
                   "float64 (output %s %s)",
-                  tensor_shape_str(gout, a, sizeof a), dtype_name(out->dtype),
+                  tensor_shape_str(gout, a, sizeof a), tg_dtype_name(out->dtype),
                   tensor_shape_str(out, b, sizeof b));
         return -1;
     }
     if (gout && !tensor_same_shape(out, gout)) {
-        error_set("tensor_backward_with: upstream gradient %s %s does not match output %s",
-                  dtype_name(gout->dtype), tensor_shape_str(gout, a, sizeof a),
+        tg_error_set("tensor_backward_with: upstream gradient %s %s does not match output %s",
+                  tg_dtype_name(gout->dtype), tensor_shape_str(gout, a, sizeof a),
                   tensor_shape_str(out, b, sizeof b));
         return -1;
     }
@@ -342,13 +342,13 @@ int tensor_backward_with(tensor *out, const tensor *gout) {
     for (int64_t i = 0; i <= out->node; i++) nodes[i].out->grad = NULL;
     if (!grad_of(out)) return -1;
     acc_into(out->grad, gout);
-    const bool pending_before = error_pending();
-    const uint64_t errors = error_count();
+    const bool pending_before = tg_error_pending();
+    const uint64_t errors = tg_error_count();
     tensor *gin_small[8];
     for (int64_t i = out->node; i >= 0; i--) {
         tape_node *n = &nodes[i];
         if (!n->out->grad) continue;
-        tensor **gin = n->n_in <= 8 ? gin_small : arena_alloc((size_t)n->n_in * sizeof *gin);
+        tensor **gin = n->n_in <= 8 ? gin_small : tg_arena_alloc((size_t)n->n_in * sizeof *gin);
         if (!gin) return -1;
         for (int j = 0; j < n->n_in; j++) {
             tensor *t = n->in[j];
@@ -356,13 +356,13 @@ int tensor_backward_with(tensor *out, const tensor *gout) {
             gin[j] = wants ? grad_of(t) : NULL;
             if (wants && !gin[j]) return -1;
         }
-        /* a failing vjp sets an error (error_count moves even when an older
+        /* a failing vjp sets an error (tg_error_count moves even when an older
          * message is kept): stop at the first, naming the op. Nothing else
          * in this loop sets one without returning, so one count serves all. */
         n->op->vjp(n, gin);
-        if (error_count() != errors) {
+        if (tg_error_count() != errors) {
             if (!pending_before)
-                error_prefix("tensor_backward: the vjp of %s (tape position %lld) failed: ",
+                tg_error_prefix("tensor_backward: the vjp of %s (tape position %lld) failed: ",
                              n->op->name, (long long)i);
             return -1;
         }
@@ -371,7 +371,7 @@ int tensor_backward_with(tensor *out, const tensor *gout) {
                 if (gin[j] && !all_finite(gin[j])) {
                     char s[256];
                     describe_inputs(n, s, sizeof s);
-                    error_set("anomaly: backward of %s (tape position %lld, inputs %s) produced "
+                    tg_error_set("anomaly: backward of %s (tape position %lld, inputs %s) produced "
                               "NaN or Inf in the gradient of input %d",
                               n->op->name, (long long)i, s, j);
                     return -1;
@@ -384,6 +384,6 @@ int tensor_backward_with(tensor *out, const tensor *gout) {
 
 int tensor_backward(tensor *loss) { return tensor_backward_with(loss, NULL); }
 
-void tape_truncate(int64_t n) {
+void tg_tape_truncate(int64_t n) {
     if (n >= 0 && n < n_nodes) n_nodes = n;
 }

@@ -5,9 +5,9 @@
 
 #include "internal.h"
 
-size_t dtype_size(dtype dt) { return dt == DTYPE_F32 ? 4 : 8; }
+size_t tg_dtype_size(dtype dt) { return dt == DTYPE_F32 ? 4 : 8; }
 
-const char *dtype_name(dtype dt) {
+const char *tg_dtype_name(dtype dt) {
     switch (dt) {
     case DTYPE_F32: return "float32";
     case DTYPE_F64: return "float64";
@@ -18,7 +18,7 @@ const char *dtype_name(dtype dt) {
 
 /* The product of the sizes; -1 when one is negative or the product
  * overflows int64 (a shape a user gave, e.g. a reshape's target). */
-int64_t shape_numel(int ndim, const int64_t *shape) {
+int64_t tg_shape_numel(int ndim, const int64_t *shape) {
     int64_t n = 1;
     for (int i = 0; i < ndim; i++)
         if (shape[i] < 0 || i64_mul_overflows(n, shape[i], &n)) return -1;
@@ -30,33 +30,33 @@ int64_t shape_numel(int ndim, const int64_t *shape) {
  * merged dimension, a kernel's O * D * I, an element's byte offset) fits too,
  * even where a zero size makes the tensor empty ([0,2^40,2^40] is refused:
  * flattening its last two dimensions would overflow). */
-int shape_check(const char *op, int ndim, const int64_t *shape) {
+int tg_shape_check(const char *op, int ndim, const int64_t *shape) {
     if (ndim < 0 || ndim > TENSOR_MAX_DIMS) {
-        error_set("%s: %d dimensions (at most %d)", op, ndim, TENSOR_MAX_DIMS);
+        tg_error_set("%s: %d dimensions (at most %d)", op, ndim, TENSOR_MAX_DIMS);
         return -1;
     }
     if (ndim > 0 && !shape) {
-        error_set("%s: shape is NULL", op);
+        tg_error_set("%s: shape is NULL", op);
         return -1;
     }
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0) {
-            error_set("%s: negative size %lld in dimension %d", op, (long long)shape[i], i);
+            tg_error_set("%s: negative size %lld in dimension %d", op, (long long)shape[i], i);
             return -1;
         }
         if (shape[i] > 0 && (i64_mul_overflows(n, shape[i], &n) || n > INT64_MAX / 64)) {
-            error_set("%s: shape too large", op);
+            tg_error_set("%s: shape too large", op);
             return -1;
         }
     }
     return 0;
 }
 
-int axis_normalize(const char *op, int axis, int ndim) {
+int tg_axis_normalize(const char *op, int axis, int ndim) {
     int a = axis < 0 ? axis + ndim : axis;
     if (a < 0 || a >= (ndim > 0 ? ndim : 1)) {
-        error_set("%s: axis %d out of range for %d dimensions", op, axis, ndim);
+        tg_error_set("%s: axis %d out of range for %d dimensions", op, axis, ndim);
         return -1;
     }
     return a;
@@ -67,60 +67,60 @@ static void tensor_init(tensor *t, dtype dt, int ndim, const int64_t *shape) {
     t->dtype = dt;
     t->ndim = ndim;
     for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
-    t->size = shape_numel(ndim, shape);
+    t->size = tg_shape_numel(ndim, shape);
     t->node = -1;
 }
 
 static bool dtype_valid(const char *op, dtype dt) {
     if (dt != DTYPE_F32 && dt != DTYPE_F64 && dt != DTYPE_I64) {
-        error_set("%s: unknown dtype %d", op, (int)dt);
+        tg_error_set("%s: unknown dtype %d", op, (int)dt);
         return false;
     }
     return true;
 }
 
 tensor *tensor_new(dtype dt, int ndim, const int64_t *shape) {
-    if (!dtype_valid("tensor_new", dt) || shape_check("tensor_new", ndim, shape)) return NULL;
-    const char *op = mem_context_op("tensor_new");
-    mem_context_tensor(dt, ndim, shape);
-    tensor *t = mem_alloc(sizeof *t);
+    if (!dtype_valid("tensor_new", dt) || tg_shape_check("tensor_new", ndim, shape)) return NULL;
+    const char *op = tg_mem_context_op("tensor_new");
+    tg_mem_context_tensor(dt, ndim, shape);
+    tensor *t = tg_mem_alloc(sizeof *t);
     if (t) {
         tensor_init(t, dt, ndim, shape);
-        t->data = mem_calloc((size_t)t->size * dtype_size(dt));
+        t->data = tg_mem_calloc((size_t)t->size * tg_dtype_size(dt));
     }
-    mem_context_tensor(dt, -1, NULL);
-    mem_context_op(op);
+    tg_mem_context_tensor(dt, -1, NULL);
+    tg_mem_context_op(op);
     if (!t) return NULL;
     if (!t->data) {
-        mem_free(t);
+        tg_mem_free(t);
         return NULL;
     }
     return t;
 }
 
-tensor *tensor_tape_new(dtype dt, int ndim, const int64_t *shape) {
-    mem_context_tensor(dt, ndim, shape);
-    tensor *t = tape_header_new();
+tensor *tg_tensor_tape_new(dtype dt, int ndim, const int64_t *shape) {
+    tg_mem_context_tensor(dt, ndim, shape);
+    tensor *t = tg_tape_header_new();
     if (t) {
         tensor_init(t, dt, ndim, shape);
         t->tape_owned = true;
-        t->epoch = tape_epoch();
-        t->data = arena_alloc((size_t)t->size * dtype_size(dt));
+        t->epoch = tg_tape_epoch();
+        t->data = tg_arena_alloc((size_t)t->size * tg_dtype_size(dt));
     }
-    mem_context_tensor(dt, -1, NULL);
+    tg_mem_context_tensor(dt, -1, NULL);
     return t && t->data ? t : NULL;
 }
 
-tensor *tensor_tape_zeros(dtype dt, int ndim, const int64_t *shape) {
-    tensor *t = tensor_tape_new(dt, ndim, shape);
-    if (t) memset(t->data, 0, (size_t)t->size * dtype_size(dt));
+tensor *tg_tensor_tape_zeros(dtype dt, int ndim, const int64_t *shape) {
+    tensor *t = tg_tensor_tape_new(dt, ndim, shape);
+    if (t) memset(t->data, 0, (size_t)t->size * tg_dtype_size(dt));
     return t;
 }
 
-int tensor_check_fresh(const char *op, const char *what, const tensor *t) {
+int tg_tensor_check_fresh(const char *op, const char *what, const tensor *t) {
     if (!tensor_is_stale(t)) return 0;
     char s[96];
-    error_set("%s: %s %s is stale: it was computed before the last tape_reset(), which released"
+    tg_error_set("%s: %s %s is stale: it was computed before the last tape_reset(), which released"
               " it; keep a value across a reset with tensor_detach()",
               op, what, tensor_shape_str(t, s, sizeof s));
     return -1;
@@ -128,21 +128,21 @@ int tensor_check_fresh(const char *op, const char *what, const tensor *t) {
 
 tensor *tensor_detach(const tensor *t) {
     if (!t) {
-        if (!error_pending()) error_set("tensor_detach: tensor is NULL");
+        if (!tg_error_pending()) tg_error_set("tensor_detach: tensor is NULL");
         return NULL;
     }
-    if (tensor_check_fresh("tensor_detach", "tensor", t)) return NULL;
+    if (tg_tensor_check_fresh("tensor_detach", "tensor", t)) return NULL;
     return tensor_to_dtype(t, t->dtype);
 }
 
 void tensor_free(tensor *t) {
     if (!t || t->tape_owned) return;
     if (t->grad) {
-        mem_free(t->grad->data);
-        mem_free(t->grad);
+        tg_mem_free(t->grad->data);
+        tg_mem_free(t->grad);
     }
-    mem_free(t->data);
-    mem_free(t);
+    tg_mem_free(t->data);
+    tg_mem_free(t);
 }
 
 tensor *tensor_zeros(dtype dt, int ndim, const int64_t *shape) {
@@ -161,12 +161,12 @@ tensor *tensor_ones(dtype dt, int ndim, const int64_t *shape) {
 
 tensor *tensor_arange(dtype dt, double start, double stop, double step) {
     if (step == 0 || !isfinite(start) || !isfinite(stop) || !isfinite(step)) {
-        error_set("tensor_arange: step must be nonzero and bounds finite");
+        tg_error_set("tensor_arange: step must be nonzero and bounds finite");
         return NULL;
     }
     double n = ceil((stop - start) / step);
     if (!(n < (double)(INT64_MAX / 64))) { /* a cast of a larger double is undefined */
-        error_set("tensor_arange: [%g, %g) in steps of %g has too many elements", start, stop,
+        tg_error_set("tensor_arange: [%g, %g) in steps of %g has too many elements", start, stop,
                   step);
         return NULL;
     }
@@ -178,17 +178,17 @@ tensor *tensor_arange(dtype dt, double start, double stop, double step) {
 
 tensor *tensor_from_data(dtype dt, int ndim, const int64_t *shape, const void *data) {
     if (!data) {
-        error_set("tensor_from_data: data is NULL");
+        tg_error_set("tensor_from_data: data is NULL");
         return NULL;
     }
     tensor *t = tensor_new(dt, ndim, shape);
-    if (t) memcpy(t->data, data, (size_t)t->size * dtype_size(dt));
+    if (t) memcpy(t->data, data, (size_t)t->size * tg_dtype_size(dt));
     return t;
 }
 
 tensor *tensor_from_doubles(dtype dt, int ndim, const int64_t *shape, const double *values) {
     if (!values) {
-        error_set("tensor_from_doubles: values is NULL");
+        tg_error_set("tensor_from_doubles: values is NULL");
         return NULL;
     }
     tensor *t = tensor_new(dt, ndim, shape);
@@ -198,7 +198,7 @@ tensor *tensor_from_doubles(dtype dt, int ndim, const int64_t *shape, const doub
 
 tensor *tensor_rand(rng *g, dtype dt, int ndim, const int64_t *shape, double lo, double hi) {
     if (!g) {
-        error_set("tensor_rand: generator is NULL");
+        tg_error_set("tensor_rand: generator is NULL");
         return NULL;
     }
     tensor *t = tensor_new(dt, ndim, shape);
@@ -208,7 +208,7 @@ tensor *tensor_rand(rng *g, dtype dt, int ndim, const int64_t *shape, double lo,
 
 tensor *tensor_randn(rng *g, dtype dt, int ndim, const int64_t *shape, double mean, double std) {
     if (!g) {
-        error_set("tensor_randn: generator is NULL");
+        tg_error_set("tensor_randn: generator is NULL");
         return NULL;
     }
     tensor *t = tensor_new(dt, ndim, shape);
@@ -218,20 +218,20 @@ tensor *tensor_randn(rng *g, dtype dt, int ndim, const int64_t *shape, double me
 
 int tensor_copy_data(tensor *dst, const tensor *src) {
     if (!dst || !src) {
-        error_set("tensor_copy_data: tensor is NULL");
+        tg_error_set("tensor_copy_data: tensor is NULL");
         return -1;
     }
-    if (tensor_check_fresh("tensor_copy_data", "destination", dst) ||
-        tensor_check_fresh("tensor_copy_data", "source", src))
+    if (tg_tensor_check_fresh("tensor_copy_data", "destination", dst) ||
+        tg_tensor_check_fresh("tensor_copy_data", "source", src))
         return -1;
     if (!tensor_same_shape(dst, src)) {
         char a[96], b[96];
-        error_set("tensor_copy_data: shapes differ: %s vs %s", tensor_shape_str(dst, a, sizeof a),
+        tg_error_set("tensor_copy_data: shapes differ: %s vs %s", tensor_shape_str(dst, a, sizeof a),
                   tensor_shape_str(src, b, sizeof b));
         return -1;
     }
     if (dst->dtype == src->dtype) {
-        memcpy(dst->data, src->data, (size_t)src->size * dtype_size(src->dtype));
+        memcpy(dst->data, src->data, (size_t)src->size * tg_dtype_size(src->dtype));
     } else if (dst->dtype == DTYPE_F64 && src->dtype == DTYPE_F32) {
         double *d = dst->data;
         const float *s = src->data;
@@ -248,10 +248,10 @@ int tensor_copy_data(tensor *dst, const tensor *src) {
 
 tensor *tensor_to_dtype(const tensor *t, dtype dt) {
     if (!t) {
-        if (!error_pending()) error_set("tensor_to_dtype: tensor is NULL");
+        if (!tg_error_pending()) tg_error_set("tensor_to_dtype: tensor is NULL");
         return NULL;
     }
-    if (tensor_check_fresh("tensor_to_dtype", "tensor", t)) return NULL;
+    if (tg_tensor_check_fresh("tensor_to_dtype", "tensor", t)) return NULL;
     tensor *r = tensor_new(dt, t->ndim, t->shape);
     if (r && tensor_copy_data(r, t)) {
         tensor_free(r);
@@ -262,30 +262,30 @@ tensor *tensor_to_dtype(const tensor *t, dtype dt) {
 
 tensor *tensor_clone(const tensor *t) {
     if (!t) {
-        if (!error_pending()) error_set("tensor_clone: tensor is NULL");
+        if (!tg_error_pending()) tg_error_set("tensor_clone: tensor is NULL");
         return NULL;
     }
-    if (tensor_check_fresh("tensor_clone", "tensor", t)) return NULL;
+    if (tg_tensor_check_fresh("tensor_clone", "tensor", t)) return NULL;
     return tensor_to_dtype(t, t->dtype);
 }
 
 int tensor_set_requires_grad(tensor *t, bool on) {
     if (!t) {
-        error_set("tensor_set_requires_grad: tensor is NULL");
+        tg_error_set("tensor_set_requires_grad: tensor is NULL");
         return -1;
     }
-    if (tensor_check_fresh("tensor_set_requires_grad", "tensor", t)) return -1;
+    if (tg_tensor_check_fresh("tensor_set_requires_grad", "tensor", t)) return -1;
     if (on && t->is_grad) {
-        error_set("tensor_set_requires_grad: this tensor is a gradient (another tensor's .grad);"
+        tg_error_set("tensor_set_requires_grad: this tensor is a gradient (another tensor's .grad);"
                   " gradients of gradients (higher-order) are not supported");
         return -1;
     }
     if (t->node >= 0 && t->tape_owned) {
-        error_set("tensor_set_requires_grad: only leaves can be marked (this tensor is an op's output)");
+        tg_error_set("tensor_set_requires_grad: only leaves can be marked (this tensor is an op's output)");
         return -1;
     }
     if (on && t->dtype == DTYPE_I64) {
-        error_set("tensor_set_requires_grad: int64 tensors have no gradient");
+        tg_error_set("tensor_set_requires_grad: int64 tensors have no gradient");
         return -1;
     }
     t->requires_grad = on;
@@ -294,16 +294,16 @@ int tensor_set_requires_grad(tensor *t, bool on) {
 
 int tensor_zero_grad(tensor *t) {
     if (!t) {
-        error_set("tensor_zero_grad: tensor is NULL");
+        tg_error_set("tensor_zero_grad: tensor is NULL");
         return -1;
     }
-    if (tensor_check_fresh("tensor_zero_grad", "tensor", t)) return -1;
-    if (t->grad) memset(t->grad->data, 0, (size_t)t->grad->size * dtype_size(t->grad->dtype));
+    if (tg_tensor_check_fresh("tensor_zero_grad", "tensor", t)) return -1;
+    if (t->grad) memset(t->grad->data, 0, (size_t)t->grad->size * tg_dtype_size(t->grad->dtype));
     return 0;
 }
 
 double tensor_get(const tensor *t, int64_t i) {
-    if (!t || i < 0 || i >= t->size || tensor_check_fresh("tensor_get", "tensor", t)) return NAN;
+    if (!t || i < 0 || i >= t->size || tg_tensor_check_fresh("tensor_get", "tensor", t)) return NAN;
     switch (t->dtype) {
     case DTYPE_F32: return ((const float *)t->data)[i];
     case DTYPE_F64: return ((const double *)t->data)[i];
@@ -314,10 +314,10 @@ double tensor_get(const tensor *t, int64_t i) {
 
 int tensor_set(tensor *t, int64_t i, double v) {
     if (!t || i < 0 || i >= t->size) {
-        error_set("tensor_set: index %lld out of range", (long long)i);
+        tg_error_set("tensor_set: index %lld out of range", (long long)i);
         return -1;
     }
-    if (tensor_check_fresh("tensor_set", "tensor", t)) return -1;
+    if (tg_tensor_check_fresh("tensor_set", "tensor", t)) return -1;
     switch (t->dtype) {
     case DTYPE_F32: ((float *)t->data)[i] = (float)v; break;
     case DTYPE_F64: ((double *)t->data)[i] = v; break;
@@ -327,7 +327,7 @@ int tensor_set(tensor *t, int64_t i, double v) {
 }
 
 double tensor_at(const tensor *t, const int64_t *index) {
-    if (!t || (t->ndim > 0 && !index) || tensor_check_fresh("tensor_at", "tensor", t)) return NAN;
+    if (!t || (t->ndim > 0 && !index) || tg_tensor_check_fresh("tensor_at", "tensor", t)) return NAN;
     int64_t flat = 0;
     for (int d = 0; d < t->ndim; d++) {
         if (index[d] < 0 || index[d] >= t->shape[d]) return NAN;
@@ -339,12 +339,12 @@ double tensor_at(const tensor *t, const int64_t *index) {
 double tensor_item(const tensor *t) {
     char s[96];
     if (!t) {
-        if (!error_pending()) error_set("tensor_item: tensor is NULL");
+        if (!tg_error_pending()) tg_error_set("tensor_item: tensor is NULL");
         return NAN;
     }
-    if (tensor_check_fresh("tensor_item", "tensor", t)) return NAN;
+    if (tg_tensor_check_fresh("tensor_item", "tensor", t)) return NAN;
     if (t->size != 1) {
-        error_set("tensor_item: tensor %s has %lld elements, not 1", tensor_shape_str(t, s, sizeof s),
+        tg_error_set("tensor_item: tensor %s has %lld elements, not 1", tensor_shape_str(t, s, sizeof s),
                   (long long)t->size);
         return NAN;
     }
@@ -373,7 +373,7 @@ char *tensor_shape_str(const tensor *t, char *buf, size_t len) {
 
 void tensor_print(FILE *f, const tensor *t, const char *label) {
     char s[128];
-    fprintf(f, "%s %s %s", label ? label : "tensor", dtype_name(t ? t->dtype : DTYPE_F32),
+    fprintf(f, "%s %s %s", label ? label : "tensor", tg_dtype_name(t ? t->dtype : DTYPE_F32),
             tensor_shape_str(t, s, sizeof s));
     if (!t || tensor_is_stale(t)) {
         fputs(t ? " (stale: computed before the last tape_reset)\n" : "\n", f);

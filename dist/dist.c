@@ -26,7 +26,7 @@ static bool sync_buffers;
 
 static int need_init(const char *op) {
     if (up) return 0;
-    error_set("%s: dist_init has not been called (or dist_finalize has)", op);
+    tg_error_set("%s: dist_init has not been called (or dist_finalize has)", op);
     return -1;
 }
 
@@ -35,7 +35,7 @@ static int mpi_fail(const char *op, int rc) {
     char msg[MPI_MAX_ERROR_STRING];
     int len = 0;
     MPI_Error_string(rc, msg, &len);
-    error_set("%s: MPI error on rank %d: %s", op, my_rank, msg);
+    tg_error_set("%s: MPI error on rank %d: %s", op, my_rank, msg);
     return -1;
 }
 
@@ -43,11 +43,11 @@ int dist_init(int *argc, char ***argv) {
     int done = 0;
     MPI_Initialized(&done);
     if (done || up) {
-        error_set("dist_init: MPI is already initialised (dist_init is called once per process)");
+        tg_error_set("dist_init: MPI is already initialised (dist_init is called once per process)");
         return -1;
     }
     if (MPI_Init(argc, argv) != MPI_SUCCESS) {
-        error_set("dist_init: MPI_Init failed");
+        tg_error_set("dist_init: MPI_Init failed");
         return -1;
     }
     /* Errors come back as return codes, so they reach tapegrad_error(). */
@@ -70,7 +70,7 @@ int dist_finalize(void) {
     n_req = 0;
     up = false;
     my_rank = n_ranks = -1;
-    return MPI_Finalize() == MPI_SUCCESS ? 0 : (error_set("dist_finalize: MPI_Finalize failed"), -1);
+    return MPI_Finalize() == MPI_SUCCESS ? 0 : (tg_error_set("dist_finalize: MPI_Finalize failed"), -1);
 }
 
 bool dist_initialized(void) {
@@ -101,7 +101,7 @@ int dist_all_ok(int status, const char *what) {
     if (status != 0) snprintf(own, sizeof own, "%s", tapegrad_error() ? tapegrad_error() : "(no message)");
     int *all = malloc((size_t)n_ranks * sizeof *all);
     if (!all) {
-        error_set("dist_all_ok: out of memory for %d statuses", n_ranks);
+        tg_error_set("dist_all_ok: out of memory for %d statuses", n_ranks);
         return -1;
     }
     int mine = status != 0, rc = MPI_Allgather(&mine, 1, MPI_INT, all, 1, MPI_INT, MPI_COMM_WORLD);
@@ -128,10 +128,10 @@ int dist_all_ok(int status, const char *what) {
     tapegrad_error_clear();
     if (rc != MPI_SUCCESS) return mpi_fail("dist_all_ok", rc);
     if (own[0] && my_rank != first)
-        error_set("%s failed on rank(s) %s of %d; rank %d: %s; here (rank %d): %s", what, ranks, n_ranks,
+        tg_error_set("%s failed on rank(s) %s of %d; rank %d: %s; here (rank %d): %s", what, ranks, n_ranks,
                   first, theirs, my_rank, own);
     else
-        error_set("%s failed on rank(s) %s of %d; rank %d: %s", what, ranks, n_ranks, first, theirs);
+        tg_error_set("%s failed on rank(s) %s of %d; rank %d: %s", what, ranks, n_ranks, first, theirs);
     return -1;
 }
 
@@ -144,7 +144,7 @@ static int agree(const char *op, int k, const char *const *what, const int64_t *
     if (rc != MPI_SUCCESS) return mpi_fail(op, rc);
     for (int i = 0; i < k; i++)
         if (mm[2 * i] != -mm[2 * i + 1]) {
-            error_set("%s: the ranks' models differ: %s ranges from %lld to %lld (rank %d has %lld)", op,
+            tg_error_set("%s: the ranks' models differ: %s ranges from %lld to %lld (rank %d has %lld)", op,
                       what[i], (long long)-mm[2 * i + 1], (long long)mm[2 * i], my_rank, (long long)v[i]);
             return -1;
         }
@@ -162,7 +162,7 @@ int dist_broadcast_model(nn_model *m) {
     if (need_init("dist_broadcast_model")) return -1;
     int local = 0;
     if (!m) {
-        error_set("dist_broadcast_model: model is NULL");
+        tg_error_set("dist_broadcast_model: model is NULL");
         local = -1;
     }
     if (dist_all_ok(local, "dist_broadcast_model")) return -1;
@@ -186,9 +186,9 @@ int dist_broadcast_model(nn_model *m) {
         tensor *t;
         nn_model_state_at(m, i, &name, &t);
         /* Sizes are checked against int: MPI counts are int. */
-        size_t bytes = (size_t)t->size * dtype_size(t->dtype);
+        size_t bytes = (size_t)t->size * tg_dtype_size(t->dtype);
         if (bytes > (size_t)INT32_MAX) {
-            error_set("dist_broadcast_model: %s has %zu bytes, over MPI's int count", name, bytes);
+            tg_error_set("dist_broadcast_model: %s has %zu bytes, over MPI's int count", name, bytes);
             return -1; /* the same on every rank: the layouts agree */
         }
         int rc = MPI_Bcast(t->data, (int)bytes, MPI_BYTE, 0, MPI_COMM_WORLD);
@@ -203,7 +203,7 @@ int dist_broadcast_model(nn_model *m) {
 
 int dist_set_bucket_bytes(size_t bytes) {
     if (bytes < 8) {
-        error_set("dist_set_bucket_bytes: a bucket of %zu bytes cannot hold one float64 gradient "
+        tg_error_set("dist_set_bucket_bytes: a bucket of %zu bytes cannot hold one float64 gradient "
                   "element (8 bytes at least)",
                   bytes);
         return -1;
@@ -233,7 +233,7 @@ int dist_allreduce_grads(nn_model *m) {
     if (!m) {
         /* Every rank passes the same model object kind; a NULL one is a
          * programming error on all ranks alike. */
-        error_set("dist_allreduce_grads: model is NULL");
+        tg_error_set("dist_allreduce_grads: model is NULL");
         return -1;
     }
     int n;
@@ -241,13 +241,13 @@ int dist_allreduce_grads(nn_model *m) {
     int64_t numel = 0;
     for (int i = 0; i < n; i++) {
         if (p[i]->dtype != p[0]->dtype) {
-            error_set("dist_allreduce_grads: parameters mix %s and %s; one dtype is needed",
-                      dtype_name(p[0]->dtype), dtype_name(p[i]->dtype));
+            tg_error_set("dist_allreduce_grads: parameters mix %s and %s; one dtype is needed",
+                      tg_dtype_name(p[0]->dtype), tg_dtype_name(p[i]->dtype));
             return -1;
         }
         numel += p[i]->size;
     }
-    size_t es = n ? dtype_size(p[0]->dtype) : 4;
+    size_t es = n ? tg_dtype_size(p[0]->dtype) : 4;
     int64_t per = (int64_t)(bucket_cap / es); /* elements per bucket, >= 1 */
     if (per > INT32_MAX) per = INT32_MAX;     /* MPI counts are int */
     /* The length and the cut are checked across ranks on every call (one
@@ -270,7 +270,7 @@ int dist_allreduce_grads(nn_model *m) {
         MPI_Request *nr = (size_t)nb > n_req ? realloc(req, (size_t)nb * sizeof *req) : req;
         if (nr) req = nr, n_req = (size_t)nb > n_req ? (size_t)nb : n_req;
         if (!nf || !nr) {
-            error_set("dist_allreduce_grads: out of memory for a %zu-byte gradient buffer in %lld buckets",
+            tg_error_set("dist_allreduce_grads: out of memory for a %zu-byte gradient buffer in %lld buckets",
                       bytes, (long long)nb);
             return -1; /* the ranks now differ: the caller aborts */
         }
@@ -336,7 +336,7 @@ int dist_sync_buffers(nn_model *m) {
     if (need_init("dist_sync_buffers")) return -1;
     int local = 0;
     if (!m) {
-        error_set("dist_sync_buffers: model is NULL");
+        tg_error_set("dist_sync_buffers: model is NULL");
         local = -1;
     }
     if (dist_all_ok(local, "dist_sync_buffers")) return -1;
@@ -346,7 +346,7 @@ int dist_sync_buffers(nn_model *m) {
         int64_t d[2] = {t->dtype, t->size};
         sig = fnv(sig, d, sizeof d);
         if (t->dtype != DTYPE_F32 && t->dtype != DTYPE_F64)
-            ints = fnv(ints, t->data, (size_t)t->size * dtype_size(t->dtype));
+            ints = fnv(ints, t->data, (size_t)t->size * tg_dtype_size(t->dtype));
     }
     static const char *const what[] = {"the number of buffers", "the buffers' layout checksum (dtypes and sizes)",
                                        "the checksum of the integer buffers (batch counters)"};
@@ -356,7 +356,7 @@ int dist_sync_buffers(nn_model *m) {
         tensor *t = m->buffers[i];
         if ((t->dtype != DTYPE_F32 && t->dtype != DTYPE_F64) || t->size == 0) continue;
         if (t->size > INT32_MAX) {
-            error_set("dist_sync_buffers: %s has %lld elements, over MPI's int count", m->buffer_names[i],
+            tg_error_set("dist_sync_buffers: %s has %lld elements, over MPI's int count", m->buffer_names[i],
                       (long long)t->size);
             return -1; /* the same on every rank: the layouts agree */
         }
@@ -377,11 +377,11 @@ int dist_check_params(const nn_model *m) {
     uint64_t h = 0xcbf29ce484222325ULL;
     int n = 0;
     tensor *const *p = m ? nn_model_parameters(m, &n) : NULL;
-    for (int i = 0; i < n; i++) h = fnv(h, p[i]->data, (size_t)p[i]->size * dtype_size(p[i]->dtype));
+    for (int i = 0; i < n; i++) h = fnv(h, p[i]->data, (size_t)p[i]->size * tg_dtype_size(p[i]->dtype));
     if (m) h = fnv(h, &m->rng, sizeof m->rng); /* a rank that drew more dropout masks has left too */
     uint64_t *all = malloc((size_t)n_ranks * sizeof *all);
     if (!all) {
-        error_set("dist_check_params: out of memory for %d checksums", n_ranks);
+        tg_error_set("dist_check_params: out of memory for %d checksums", n_ranks);
         return -1;
     }
     int rc = MPI_Allgather(&h, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, MPI_COMM_WORLD);
@@ -401,7 +401,7 @@ int dist_check_params(const nn_model *m) {
     uint64_t h0 = all[0];
     free(all);
     if (!bad) return 0;
-    error_set("dist_check_params: the parameters of rank(s) %s differ from rank 0's (checksum %016llx; "
+    tg_error_set("dist_check_params: the parameters of rank(s) %s differ from rank 0's (checksum %016llx; "
               "here, rank %d: %016llx): the ranks have diverged",
               ranks, (unsigned long long)h0, my_rank, (unsigned long long)h);
     return -1;
@@ -411,7 +411,7 @@ int dist_sum(double *v, int n) {
     if (need_init("dist_sum")) return -1;
     if (n < 0 || (n > 0 && !v)) {
         /* the same call on every rank: the same error everywhere */
-        error_set("dist_sum: %d values at %p", n, (void *)v);
+        tg_error_set("dist_sum: %d values at %p", n, (void *)v);
         return -1;
     }
     if (n == 0) return 0;
@@ -433,7 +433,7 @@ int dist_checkpoint_save(const char *path, const nn_model *m, const optim *o, co
     if (rc != MPI_SUCCESS) return mpi_fail("dist_checkpoint_save", rc);
     if (r.rc) {
         tapegrad_error_clear();
-        error_set("dist_checkpoint_save: rank 0 could not write the checkpoint: %s", r.msg);
+        tg_error_set("dist_checkpoint_save: rank 0 could not write the checkpoint: %s", r.msg);
         return -1;
     }
     return 0;

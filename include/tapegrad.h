@@ -406,7 +406,7 @@ tensor *tensor_apply(const op_def *op, tensor *const *inputs, int n, const doubl
 typedef struct op_check_report {
     bool passed;
     int cases;                        /* sample cases run */
-    int nodes;                        /* op_check_contract: nodes whose vjp was checked */
+    int nodes;                        /* tg_op_check_contract: nodes whose vjp was checked */
     double f32_worst;                 /* float32 check: largest error / its bound */
     char *message;                    /* the first failure, whole; NULL when passed */
 } op_check_report;
@@ -721,7 +721,8 @@ int64_t optim_steps(const optim *o);
 int optim_save(const optim *o, const char *path);
 int optim_load(optim *o, const char *path);
 /* Scales all grads so that their global L2 norm is at most max_norm;
- * returns the norm before clipping (-1 on error). */
+ * returns the norm before clipping (-1 on error). A tensor listed more than
+ * once (a tied weight under both names) counts, and is scaled, once. */
 double optim_clip_grad_norm(tensor *const *params, int n, double max_norm);
 int optim_clip_grad_value(tensor *const *params, int n, double clip);
 /* Learning-rate schedules as functions of the epoch (or step) t:

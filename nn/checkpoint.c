@@ -61,10 +61,10 @@ static int buf_put(buf *b, const void *s, size_t n) {
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
         while (cap < b->len + n) cap *= 2;
-        char *np = mem_alloc(cap);
+        char *np = tg_mem_alloc(cap);
         if (!np) return -1;
         if (b->len) memcpy(np, b->p, b->len);
-        mem_free(b->p);
+        tg_mem_free(b->p);
         b->p = np;
         b->cap = cap;
     }
@@ -99,26 +99,26 @@ static int buf_json_string(buf *b, const char *s) {
 
 static int save_checks(const char *path, const char *const *names, tensor *const *ts, int n) {
     if (!path || (n > 0 && (!names || !ts)) || n < 0) {
-        if (!error_pending()) error_set("nn_safetensors_save: path, names or tensors missing");
+        if (!tg_error_pending()) tg_error_set("nn_safetensors_save: path, names or tensors missing");
         return -1;
     }
     for (int i = 0; i < n; i++) {
         if (!names[i] || !ts[i] || !names[i][0]) {
-            if (!error_pending())
-                error_set("nn_safetensors_save: entry %d has no name or no tensor", i);
+            if (!tg_error_pending())
+                tg_error_set("nn_safetensors_save: entry %d has no name or no tensor", i);
             return -1;
         }
-        if (tensor_check_fresh("nn_safetensors_save", names[i], ts[i])) return -1;
-        const char *fault = nn_name_fault(names[i], ST_NAME_MAX);
+        if (tg_tensor_check_fresh("nn_safetensors_save", names[i], ts[i])) return -1;
+        const char *fault = tg_nn_name_fault(names[i], ST_NAME_MAX);
         if (fault) {
-            error_set("nn_safetensors_save: name refused, %s (it could not be loaded back): "
+            tg_error_set("nn_safetensors_save: name refused, %s (it could not be loaded back): "
                       "\"%s\"",
                       fault, names[i]);
             return -1;
         }
         for (int j = 0; j < i; j++)
             if (!strcmp(names[i], names[j])) {
-                error_set("nn_safetensors_save: name \"%s\" appears twice", names[i]);
+                tg_error_set("nn_safetensors_save: name \"%s\" appears twice", names[i]);
                 return -1;
             }
     }
@@ -130,7 +130,7 @@ static int build_header(buf *h, const char *const *names, tensor *const *ts, int
     int rc = buf_put(h, "{", 1);
     for (int i = 0; i < n && !rc; i++) {
         const tensor *t = ts[i];
-        int64_t bytes = t->size * (int64_t)dtype_size(t->dtype);
+        int64_t bytes = t->size * (int64_t)tg_dtype_size(t->dtype);
         rc |= buf_put(h, i ? "," : "", i ? 1 : 0);
         rc |= buf_json_string(h, names[i]);
         rc |= buf_printf(h, ":{\"dtype\":\"%s\",\"shape\":[", st_dtype(t->dtype));
@@ -162,12 +162,12 @@ static int write_body(int fd, const buf *h, tensor *const *ts, int n) {
     for (int i = 0; i < 8; i++) len[i] = (unsigned char)(hl >> (8 * i));
     if (write_all(fd, len, 8) || write_all(fd, h->p, h->len)) return -1;
     for (int i = 0; i < n; i++) {
-        size_t es = dtype_size(ts[i]->dtype), cnt = (size_t)ts[i]->size;
-        void *le = mem_alloc(cnt * es);
+        size_t es = tg_dtype_size(ts[i]->dtype), cnt = (size_t)ts[i]->size;
+        void *le = tg_mem_alloc(cnt * es);
         if (!le) return -1;
         to_le(le, ts[i]->data, cnt, es);
         int rc = write_all(fd, le, cnt * es);
-        mem_free(le);
+        tg_mem_free(le);
         if (rc) return -1;
     }
     return 0;
@@ -272,19 +272,19 @@ int nn_safetensors_save(const char *path, const char *const *names, tensor *cons
     const char *who = shown(path, sp, sizeof sp);
     if (resolve_links(path, target, sizeof target) ||
         snprintf(tmp, sizeof tmp, "%s.tapegrad-tmp", target) >= PATH_MAX) {
-        error_set("%s: cannot write the checkpoint (%s): %s", who, "following its symlinks",
+        tg_error_set("%s: cannot write the checkpoint (%s): %s", who, "following its symlinks",
                   strerror(errno));
         return -1;
     }
     buf h = {0};
     if (build_header(&h, names, ts, n)) {
-        mem_free(h.p);
-        return -1; /* mem_alloc has said "out of memory" */
+        tg_mem_free(h.p);
+        return -1; /* tg_mem_alloc has said "out of memory" */
     }
     int fd = open_temp(tmp);
     if (fd < 0) {
-        mem_free(h.p);
-        error_set("%s: cannot write the checkpoint (%s): %s", who,
+        tg_mem_free(h.p);
+        tg_error_set("%s: cannot write the checkpoint (%s): %s", who,
                   "creating a temporary file beside it", strerror(errno));
         return -1;
     }
@@ -293,14 +293,14 @@ int nn_safetensors_save(const char *path, const char *const *names, tensor *cons
     int rc = 0, err = 0;
     if (!stat(target, &old) && fchmod(fd, old.st_mode & 07777)) rc = -1, err = errno;
     if (!rc && (rc = write_body(fd, &h, ts, n))) err = errno;
-    mem_free(h.p);
+    tg_mem_free(h.p);
     if (!rc && fsync(fd)) rc = -1, err = errno;
     if (!rc && rename(tmp, target)) rc = -1, err = errno;
     if (rc) unlink(tmp);
     close(fd); /* after the rename: the lock covers it */
     if (rc) {
-        if (!error_pending())
-            error_set("%s: cannot write the checkpoint (%s): %s", who,
+        if (!tg_error_pending())
+            tg_error_set("%s: cannot write the checkpoint (%s): %s", who,
                       "writing, syncing or renaming", strerror(err));
         return -1;
     }
@@ -327,7 +327,7 @@ typedef struct parser {
 } parser;
 
 static int perr(parser *ps, const char *what) {
-    error_set("%s: malformed safetensors header: %s at header byte %lld", ps->path, what,
+    tg_error_set("%s: malformed safetensors header: %s at header byte %lld", ps->path, what,
               (long long)(ps->p - ps->start));
     return -1;
 }
@@ -348,7 +348,7 @@ static int utf8_len(const unsigned char *s, const unsigned char *end) {
     return n;
 }
 
-const char *nn_name_fault(const char *name, size_t max) {
+const char *tg_nn_name_fault(const char *name, size_t max) {
     size_t len = strlen(name);
     const unsigned char *s = (const unsigned char *)name, *end = s + len;
     if (!len) return "empty";
@@ -593,7 +593,7 @@ static int parse_dtype(parser *ps, entry *e) {
     else if (!strcmp(s, "I64"))
         e->dt = DTYPE_I64;
     else {
-        error_set("%s: tensor \"%s\" has dtype %s; supported are F32, F64 and I64", ps->path,
+        tg_error_set("%s: tensor \"%s\" has dtype %s; supported are F32, F64 and I64", ps->path,
                   e->name, s);
         return -1;
     }
@@ -636,7 +636,7 @@ static int parse_entry(parser *ps, entry *e) {
     }
     ps->p++;
     if (!have[0] || !have[1] || !have[2]) {
-        error_set("%s: incomplete header entry (needs dtype, shape and data_offsets): "
+        tg_error_set("%s: incomplete header entry (needs dtype, shape and data_offsets): "
                   "\"%s\" has no %s",
                   ps->path, e->name, fields[!have[0] ? 0 : !have[1] ? 1 : 2]);
         return -1;
@@ -654,10 +654,10 @@ static int parse_header(parser *ps, entry **out, int *n_out) {
     while (!peek(ps, '}')) {
         if (n == cap) {
             int c = cap ? cap * 2 : 32;
-            entry *ne = mem_calloc((size_t)c * sizeof *ne);
+            entry *ne = tg_mem_calloc((size_t)c * sizeof *ne);
             if (!ne) goto fail;
             if (n) memcpy(ne, es, (size_t)n * sizeof *ne);
-            mem_free(es);
+            tg_mem_free(es);
             es = ne, cap = c;
         }
         entry *e = &es[n];
@@ -692,7 +692,7 @@ static int parse_header(parser *ps, entry **out, int *n_out) {
     *n_out = n;
     return 0;
 fail:
-    mem_free(es);
+    tg_mem_free(es);
     return -1;
 }
 
@@ -716,20 +716,20 @@ static int check_tiling(const char *path, entry *const *by, int n, int64_t data_
     for (int i = 0; i < n; i++) {
         const entry *e = by[i], *prev = i ? by[i - 1] : NULL;
         if (e->begin < at) {
-            error_set("%s: tensors \"%s\" and \"%s\" overlap in the data (data_offsets [%lld, "
+            tg_error_set("%s: tensors \"%s\" and \"%s\" overlap in the data (data_offsets [%lld, "
                       "%lld] and [%lld, %lld])",
                       path, prev->name, e->name, (long long)prev->begin, (long long)prev->end,
                       (long long)e->begin, (long long)e->end);
             return -1;
         }
         if (e->begin > at && !prev) {
-            error_set("%s: data bytes [0, %lld) belong to no tensor: a gap before \"%s\", the "
+            tg_error_set("%s: data bytes [0, %lld) belong to no tensor: a gap before \"%s\", the "
                       "first",
                       path, (long long)e->begin, e->name);
             return -1;
         }
         if (e->begin > at) {
-            error_set("%s: data bytes [%lld, %lld) belong to no tensor: a gap between \"%s\" and "
+            tg_error_set("%s: data bytes [%lld, %lld) belong to no tensor: a gap between \"%s\" and "
                       "\"%s\"",
                       path, (long long)at, (long long)e->begin, prev->name, e->name);
             return -1;
@@ -737,13 +737,13 @@ static int check_tiling(const char *path, entry *const *by, int n, int64_t data_
         at = e->end;
     }
     if (at < data_len && n) {
-        error_set("%s: data bytes [%lld, %lld) belong to no tensor: extra bytes after \"%s\", the "
+        tg_error_set("%s: data bytes [%lld, %lld) belong to no tensor: extra bytes after \"%s\", the "
                   "last",
                   path, (long long)at, (long long)data_len, by[n - 1]->name);
         return -1;
     }
     if (at < data_len) {
-        error_set("%s: data bytes [0, %lld) belong to no tensor: the header lists none", path,
+        tg_error_set("%s: data bytes [0, %lld) belong to no tensor: the header lists none", path,
                   (long long)data_len);
         return -1;
     }
@@ -758,47 +758,47 @@ static int check_entries(const char *path, entry *es, int n, int64_t data_len) {
         int64_t numel = 1;
         for (int d = 0; d < e->ndim; d++) {
             if (e->shape[d] > 0 && numel > INT64_MAX / 16 / e->shape[d]) {
-                error_set("%s: tensor \"%s\": shape too large", path, e->name);
+                tg_error_set("%s: tensor \"%s\": shape too large", path, e->name);
                 return -1;
             }
             numel *= e->shape[d];
         }
         if (e->begin > e->end) {
-            error_set("%s: tensor \"%s\": data_offsets [%lld, %lld] are reversed (the end comes "
+            tg_error_set("%s: tensor \"%s\": data_offsets [%lld, %lld] are reversed (the end comes "
                       "before the begin)",
                       path, e->name, (long long)e->begin, (long long)e->end);
             return -1;
         }
         if (e->end > data_len) {
-            error_set("%s: tensor \"%s\": data_offsets [%lld, %lld] outside the %lld data bytes",
+            tg_error_set("%s: tensor \"%s\": data_offsets [%lld, %lld] outside the %lld data bytes",
                       path, e->name, (long long)e->begin, (long long)e->end, (long long)data_len);
             return -1;
         }
-        if (e->end - e->begin != numel * (int64_t)dtype_size(e->dt)) {
-            error_set("%s: tensor \"%s\": data_offsets span %lld bytes but shape and dtype need "
+        if (e->end - e->begin != numel * (int64_t)tg_dtype_size(e->dt)) {
+            tg_error_set("%s: tensor \"%s\": data_offsets span %lld bytes but shape and dtype need "
                       "%lld",
                       path, e->name, (long long)(e->end - e->begin),
-                      (long long)(numel * (int64_t)dtype_size(e->dt)));
+                      (long long)(numel * (int64_t)tg_dtype_size(e->dt)));
             return -1;
         }
     }
     /* sorting, not comparing all pairs: a hostile header may list a million
      * names */
-    entry **by = mem_alloc((size_t)(n ? n : 1) * sizeof *by);
+    entry **by = tg_mem_alloc((size_t)(n ? n : 1) * sizeof *by);
     if (!by) return -1;
     for (int i = 0; i < n; i++) by[i] = &es[i];
     qsort(by, (size_t)n, sizeof *by, cmp_name);
     int rc = 0;
     for (int i = 1; i < n && !rc; i++)
         if (!strcmp(by[i]->name, by[i - 1]->name)) {
-            error_set("%s: tensor \"%s\" appears twice", path, by[i]->name);
+            tg_error_set("%s: tensor \"%s\" appears twice", path, by[i]->name);
             rc = -1;
         }
     if (!rc) {
         qsort(by, (size_t)n, sizeof *by, cmp_begin);
         rc = check_tiling(path, by, n, data_len);
     }
-    mem_free(by);
+    tg_mem_free(by);
     return rc;
 }
 
@@ -808,22 +808,22 @@ static int check_entries(const char *path, entry *es, int n, int64_t data_len) {
 static unsigned char *read_file(const char *path, const char *who, int64_t *len) {
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
-        error_set("%s: cannot open: %s", who, strerror(errno));
+        tg_error_set("%s: cannot open: %s", who, strerror(errno));
         return NULL;
     }
     struct stat st;
     if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
         close(fd);
-        error_set("%s: not a regular file (a directory, FIFO, socket or device)", who);
+        tg_error_set("%s: not a regular file (a directory, FIFO, socket or device)", who);
         return NULL;
     }
-    unsigned char *p = mem_alloc((size_t)st.st_size + 1);
+    unsigned char *p = tg_mem_alloc((size_t)st.st_size + 1);
     for (off_t got = 0; p && got < st.st_size;) {
         ssize_t r = read(fd, p + got, (size_t)(st.st_size - got));
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
-            error_set("%s: read error: %s", who, r ? strerror(errno) : "the file shrank");
-            mem_free(p);
+            tg_error_set("%s: read error: %s", who, r ? strerror(errno) : "the file shrank");
+            tg_mem_free(p);
             p = NULL;
             break;
         }
@@ -840,20 +840,20 @@ static int check_fits(const char *path, const entry *e, const tensor *t) {
     for (int d = 0; d < e->ndim; d++) view.shape[d] = e->shape[d];
     if (!tensor_same_shape(&view, t)) {
         char b[96];
-        error_set("%s: tensor \"%s\" has shape %s in the file but %s in the model", path, e->name,
+        tg_error_set("%s: tensor \"%s\" has shape %s in the file but %s in the model", path, e->name,
                   tensor_shape_str(&view, a, sizeof a), tensor_shape_str(t, b, sizeof b));
         return -1;
     }
     if ((e->dt == DTYPE_I64) != (t->dtype == DTYPE_I64)) {
-        error_set("%s: tensor \"%s\" is %s in the file but %s in the model", path, e->name,
-                  dtype_name(e->dt), dtype_name(t->dtype));
+        tg_error_set("%s: tensor \"%s\" is %s in the file but %s in the model", path, e->name,
+                  tg_dtype_name(e->dt), tg_dtype_name(t->dtype));
         return -1;
     }
     return 0;
 }
 
 static void copy_into(const entry *e, const unsigned char *data, tensor *t) {
-    size_t es = dtype_size(e->dt), n = (size_t)t->size;
+    size_t es = tg_dtype_size(e->dt), n = (size_t)t->size;
     if (e->dt == t->dtype) {
         to_le(t->data, data + e->begin, n, es); /* the swap is its own inverse */
         return;
@@ -882,9 +882,9 @@ static int tied_differ(const char *path, const entry *a, const entry *b,
     if (x && y) {
         copy_into(a, data, x);
         copy_into(b, data, y);
-        rc = memcmp(x->data, y->data, (size_t)t->size * dtype_size(t->dtype)) != 0;
+        rc = memcmp(x->data, y->data, (size_t)t->size * tg_dtype_size(t->dtype)) != 0;
         if (rc)
-            error_set("%s: \"%s\" and \"%s\" name one tied tensor in the model but hold different "
+            tg_error_set("%s: \"%s\" and \"%s\" name one tied tensor in the model but hold different "
                       "values in the file",
                       path, a->name, b->name);
     }
@@ -897,15 +897,15 @@ static int tied_differ(const char *path, const entry *a, const entry *b,
  * a rejected file leaves the model as it was. */
 static int match_and_copy(const char *path, entry *es, int n_es, const unsigned char *data,
                           const char *const *names, tensor *const *ts, int n) {
-    entry **match = mem_alloc((size_t)(n ? n : 1) * sizeof *match);
+    entry **match = tg_mem_alloc((size_t)(n ? n : 1) * sizeof *match);
     if (!match) return -1;
     for (int i = 0; i < n; i++) {
         entry *e = NULL;
         for (int j = 0; j < n_es && !e; j++)
             if (!strcmp(es[j].name, names[i])) e = &es[j];
-        if (!e) error_set("%s: tensor \"%s\" is missing from the file", path, names[i]);
+        if (!e) tg_error_set("%s: tensor \"%s\" is missing from the file", path, names[i]);
         if (!e || check_fits(path, e, ts[i])) {
-            mem_free(match);
+            tg_mem_free(match);
             return -1;
         }
         e->used = true;
@@ -913,29 +913,29 @@ static int match_and_copy(const char *path, entry *es, int n_es, const unsigned 
     }
     for (int j = 0; j < n_es; j++)
         if (!es[j].used) {
-            error_set("%s: the file has tensor \"%s\", which the model does not", path, es[j].name);
-            mem_free(match);
+            tg_error_set("%s: the file has tensor \"%s\", which the model does not", path, es[j].name);
+            tg_mem_free(match);
             return -1;
         }
     for (int i = 0; i < n; i++)
         for (int j = 0; j < i; j++)
             if (ts[j] == ts[i] && tied_differ(path, match[j], match[i], data, ts[i])) {
-                mem_free(match);
+                tg_mem_free(match);
                 return -1;
             }
     for (int i = 0; i < n; i++) copy_into(match[i], data, ts[i]);
-    mem_free(match);
+    tg_mem_free(match);
     return 0;
 }
 
 int nn_safetensors_load(const char *path, const char *const *names, tensor *const *ts, int n) {
     if (!path || n < 0 || (n > 0 && (!names || !ts))) {
-        error_set("nn_safetensors_load: path, names or tensors missing");
+        tg_error_set("nn_safetensors_load: path, names or tensors missing");
         return -1;
     }
     for (int i = 0; i < n; i++)
         if (!names[i] || !ts[i]) {
-            error_set("nn_safetensors_load: entry %d has no name or no tensor", i);
+            tg_error_set("nn_safetensors_load: entry %d has no name or no tensor", i);
             return -1;
         }
     int64_t len;
@@ -949,14 +949,14 @@ int nn_safetensors_load(const char *path, const char *const *names, tensor *cons
     uint64_t hl = 0;
     for (int i = 0; i < 8 && len >= 8; i++) hl |= (uint64_t)file[i] << (8 * i);
     if (len < 8) {
-        error_set("%s: truncated: %lld bytes, a safetensors file starts with an 8-byte header "
+        tg_error_set("%s: truncated: %lld bytes, a safetensors file starts with an 8-byte header "
                   "length",
                   path, (long long)len);
     } else if (hl > HEADER_MAX) {
-        error_set("%s: header length %llu is over the format's limit of %d bytes", path,
+        tg_error_set("%s: header length %llu is over the format's limit of %d bytes", path,
                   (unsigned long long)hl, HEADER_MAX);
     } else if ((int64_t)hl > len - 8) {
-        error_set("%s: header length %llu does not fit the file's %lld bytes (truncated or not "
+        tg_error_set("%s: header length %llu does not fit the file's %lld bytes (truncated or not "
                   "safetensors)",
                   path, (unsigned long long)hl, (long long)len);
     } else {
@@ -967,8 +967,8 @@ int nn_safetensors_load(const char *path, const char *const *names, tensor *cons
             !match_and_copy(path, es, n_es, file + 8 + hl, names, ts, n))
             rc = 0;
     }
-    mem_free(es);
-    mem_free(file);
+    tg_mem_free(es);
+    tg_mem_free(file);
     return rc;
 }
 
@@ -976,8 +976,8 @@ int nn_safetensors_load(const char *path, const char *const *names, tensor *cons
 
 static int model_lists(const nn_model *m, const char ***names, tensor ***ts) {
     int n = nn_model_state_count(m);
-    *names = mem_alloc((size_t)(n ? n : 1) * sizeof **names);
-    *ts = mem_alloc((size_t)(n ? n : 1) * sizeof **ts);
+    *names = tg_mem_alloc((size_t)(n ? n : 1) * sizeof **names);
+    *ts = tg_mem_alloc((size_t)(n ? n : 1) * sizeof **ts);
     if (!*names || !*ts) return -1;
     for (int i = 0; i < n; i++) nn_model_state_at(m, i, &(*names)[i], &(*ts)[i]);
     return n;
@@ -985,45 +985,45 @@ static int model_lists(const nn_model *m, const char ***names, tensor ***ts) {
 
 int nn_model_save(const nn_model *m, const char *path) {
     if (!m) {
-        error_set("%s: model is NULL", "nn_model_save");
+        tg_error_set("%s: model is NULL", "nn_model_save");
         return -1;
     }
     const char **names = NULL;
     tensor **ts = NULL;
     int n = model_lists(m, &names, &ts);
     int rc = n < 0 ? -1 : nn_safetensors_save(path, names, ts, n);
-    mem_free(names);
-    mem_free(ts);
+    tg_mem_free(names);
+    tg_mem_free(ts);
     return rc;
 }
 
 int nn_model_load(nn_model *m, const char *path) {
     if (!m) {
-        error_set("%s: model is NULL", "nn_model_load");
+        tg_error_set("%s: model is NULL", "nn_model_load");
         return -1;
     }
     const char **names = NULL;
     tensor **ts = NULL;
     int n = model_lists(m, &names, &ts);
     int rc = n < 0 ? -1 : nn_safetensors_load(path, names, ts, n);
-    mem_free(names);
-    mem_free(ts);
+    tg_mem_free(names);
+    tg_mem_free(ts);
     return rc;
 }
 
 /* ------------------------------------------------------ state lists */
 
-int nn_state_put(nn_state *s, const char *prefix, const char *name, tensor *t, bool own) {
+int tg_nn_state_put(nn_state *s, const char *prefix, const char *name, tensor *t, bool own) {
     if (!t) return -1;
     size_t len = strlen(prefix) + strlen(name) + 1;
-    char *nm = mem_alloc(len);
+    char *nm = tg_mem_alloc(len);
     if (s->n == s->cap) {
         int c = s->cap ? s->cap * 2 : 32;
-        char **nn = mem_alloc((size_t)c * sizeof *nn);
-        tensor **nt = mem_alloc((size_t)c * sizeof *nt);
-        bool *no = mem_alloc((size_t)c * sizeof *no);
+        char **nn = tg_mem_alloc((size_t)c * sizeof *nn);
+        tensor **nt = tg_mem_alloc((size_t)c * sizeof *nt);
+        bool *no = tg_mem_alloc((size_t)c * sizeof *no);
         if (!nn || !nt || !no || !nm) {
-            mem_free(nn), mem_free(nt), mem_free(no), mem_free(nm);
+            tg_mem_free(nn), tg_mem_free(nt), tg_mem_free(no), tg_mem_free(nm);
             if (own) tensor_free(t);
             return -1;
         }
@@ -1032,7 +1032,7 @@ int nn_state_put(nn_state *s, const char *prefix, const char *name, tensor *t, b
             memcpy(nt, s->ts, (size_t)s->n * sizeof *nt);
             memcpy(no, s->own, (size_t)s->n * sizeof *no);
         }
-        mem_free(s->names), mem_free(s->ts), mem_free(s->own);
+        tg_mem_free(s->names), tg_mem_free(s->ts), tg_mem_free(s->own);
         s->names = nn, s->ts = nt, s->own = no, s->cap = c;
     }
     if (!nm) {
@@ -1046,27 +1046,27 @@ int nn_state_put(nn_state *s, const char *prefix, const char *name, tensor *t, b
     return 0;
 }
 
-int nn_state_put_i64(nn_state *s, const char *prefix, const char *name, int64_t v) {
-    return nn_state_put(s, prefix, name, tensor_from_data(DTYPE_I64, 0, NULL, &v), true);
+int tg_nn_state_put_i64(nn_state *s, const char *prefix, const char *name, int64_t v) {
+    return tg_nn_state_put(s, prefix, name, tensor_from_data(DTYPE_I64, 0, NULL, &v), true);
 }
 
-int nn_state_put_f64(nn_state *s, const char *prefix, const char *name, double v) {
-    return nn_state_put(s, prefix, name, tensor_from_data(DTYPE_F64, 0, NULL, &v), true);
+int tg_nn_state_put_f64(nn_state *s, const char *prefix, const char *name, double v) {
+    return tg_nn_state_put(s, prefix, name, tensor_from_data(DTYPE_F64, 0, NULL, &v), true);
 }
 
-tensor *nn_state_find(const nn_state *s, const char *prefix, const char *name) {
+tensor *tg_nn_state_find(const nn_state *s, const char *prefix, const char *name) {
     size_t lp = strlen(prefix);
     for (int i = 0; i < s->n; i++)
         if (!strncmp(s->names[i], prefix, lp) && !strcmp(s->names[i] + lp, name)) return s->ts[i];
     return NULL;
 }
 
-void nn_state_free(nn_state *s) {
+void tg_nn_state_free(nn_state *s) {
     for (int i = 0; i < s->n; i++) {
-        mem_free(s->names[i]);
+        tg_mem_free(s->names[i]);
         if (s->own[i]) tensor_free(s->ts[i]);
     }
-    mem_free(s->names), mem_free(s->ts), mem_free(s->own);
+    tg_mem_free(s->names), tg_mem_free(s->ts), tg_mem_free(s->own);
     *s = (nn_state){0};
 }
 
@@ -1079,7 +1079,7 @@ static int state_blank(const nn_state *want, nn_state *got) {
         while (j < i && want->ts[j] != want->ts[i]) j++;
         const tensor *w = want->ts[i];
         tensor *t = j < i ? got->ts[j] : tensor_new(w->dtype, w->ndim, w->shape);
-        if (nn_state_put(got, "", want->names[i], t, j == i)) return -1;
+        if (tg_nn_state_put(got, "", want->names[i], t, j == i)) return -1;
     }
     return 0;
 }
@@ -1090,28 +1090,28 @@ static int state_save(const char *path, const nn_state *s) {
 
 int optim_save(const optim *o, const char *path) {
     if (!o) {
-        error_set("%s: optimiser is NULL", "optim_save");
+        tg_error_set("%s: optimiser is NULL", "optim_save");
         return -1;
     }
     nn_state s = {0};
-    int rc = optim_state_export(o, &s, "") ? -1 : state_save(path, &s);
-    nn_state_free(&s);
+    int rc = tg_optim_state_export(o, &s, "") ? -1 : state_save(path, &s);
+    tg_nn_state_free(&s);
     return rc;
 }
 
 int optim_load(optim *o, const char *path) {
     if (!o) {
-        error_set("%s: optimiser is NULL", "optim_load");
+        tg_error_set("%s: optimiser is NULL", "optim_load");
         return -1;
     }
     nn_state want = {0}, got = {0};
     int rc = -1;
-    if (!optim_state_export(o, &want, "") && !state_blank(&want, &got) &&
+    if (!tg_optim_state_export(o, &want, "") && !state_blank(&want, &got) &&
         !nn_safetensors_load(path, (const char *const *)got.names, got.ts, got.n) &&
-        !optim_state_import(o, &got, "", path, false))
-        rc = optim_state_import(o, &got, "", path, true);
-    nn_state_free(&want);
-    nn_state_free(&got);
+        !tg_optim_state_import(o, &got, "", path, false))
+        rc = tg_optim_state_import(o, &got, "", path, true);
+    tg_nn_state_free(&want);
+    tg_nn_state_free(&got);
     return rc;
 }
 
@@ -1120,21 +1120,21 @@ int optim_load(optim *o, const char *path) {
 /* A generator as int64 [2]: state and increment, bit for bit. */
 static int rng_put(nn_state *s, const char *name, const rng *g) {
     int64_t v[2] = {(int64_t)g->state, (int64_t)g->inc};
-    return nn_state_put(s, "", name, tensor_from_data(DTYPE_I64, 1, (int64_t[]){2}, v), true);
+    return tg_nn_state_put(s, "", name, tensor_from_data(DTYPE_I64, 1, (int64_t[]){2}, v), true);
 }
 
 /* PCG32 needs an odd increment; anything else was not written by rng_put. */
 static int rng_check(const char *path, const nn_state *got, const char *name) {
-    const int64_t *v = nn_state_find(got, "", name)->data;
+    const int64_t *v = tg_nn_state_find(got, "", name)->data;
     if (!(v[1] & 1)) {
-        error_set("%s: \"%s\" is not a generator's state (its increment is even)", path, name);
+        tg_error_set("%s: \"%s\" is not a generator's state (its increment is even)", path, name);
         return -1;
     }
     return 0;
 }
 
 static void rng_get(const nn_state *got, const char *name, rng *g) {
-    const int64_t *v = nn_state_find(got, "", name)->data;
+    const int64_t *v = tg_nn_state_find(got, "", name)->data;
     g->state = (uint64_t)v[0];
     g->inc = (uint64_t)v[1];
 }
@@ -1142,10 +1142,10 @@ static void rng_get(const nn_state *got, const char *name, rng *g) {
 static int loader_export(const nn_loader *l, nn_state *s) {
     int64_t n, *order, *pos;
     rng *g;
-    nn_loader_state((nn_loader *)l, &n, &order, &g, &pos); /* only read */
-    int rc = nn_state_put(s, "", "loader.order", tensor_from_data(DTYPE_I64, 1, &n, order), true);
+    tg_nn_loader_state((nn_loader *)l, &n, &order, &g, &pos); /* only read */
+    int rc = tg_nn_state_put(s, "", "loader.order", tensor_from_data(DTYPE_I64, 1, &n, order), true);
     rc = rc ? rc : rng_put(s, "loader.rng", g);
-    return rc ? rc : nn_state_put_i64(s, "", "loader.pos", *pos);
+    return rc ? rc : tg_nn_state_put_i64(s, "", "loader.pos", *pos);
 }
 
 /* The order must be a permutation of the loader's n images and the position
@@ -1153,20 +1153,20 @@ static int loader_export(const nn_loader *l, nn_state *s) {
 static int loader_import(nn_loader *l, const nn_state *got, const char *path, bool commit) {
     int64_t n, *order, *pos;
     rng *g;
-    nn_loader_state(l, &n, &order, &g, &pos);
-    const int64_t *o = nn_state_find(got, "", "loader.order")->data;
-    int64_t p = ((const int64_t *)nn_state_find(got, "", "loader.pos")->data)[0];
+    tg_nn_loader_state(l, &n, &order, &g, &pos);
+    const int64_t *o = tg_nn_state_find(got, "", "loader.order")->data;
+    int64_t p = ((const int64_t *)tg_nn_state_find(got, "", "loader.pos")->data)[0];
     if (rng_check(path, got, "loader.rng")) return -1;
-    bool *seen = mem_calloc((size_t)(n ? n : 1));
+    bool *seen = tg_mem_calloc((size_t)(n ? n : 1));
     if (!seen) return -1;
     bool ok = p >= 0 && p <= n;
     for (int64_t i = 0; i < n && ok; i++) {
         ok = o[i] >= 0 && o[i] < n && !seen[o[i]];
         if (ok) seen[o[i]] = true;
     }
-    mem_free(seen);
+    tg_mem_free(seen);
     if (!ok) {
-        error_set("%s: the loader state does not fit this loader: its order is not a permutation "
+        tg_error_set("%s: the loader state does not fit this loader: its order is not a permutation "
                   "of the %lld images or its position %lld is past them",
                   path, (long long)n, (long long)p);
         return -1;
@@ -1188,28 +1188,28 @@ static int train_export(const nn_model *m, const optim *o, const nn_loader *l, n
         const char *name;
         tensor *t;
         nn_model_state_at(m, i, &name, &t);
-        rc = nn_state_put(s, "model.", name, t, false);
+        rc = tg_nn_state_put(s, "model.", name, t, false);
     }
     rc = rc ? rc : rng_put(s, "rng.model", &m->rng);
-    if (o && !rc) rc = optim_state_export(o, s, "optim.");
+    if (o && !rc) rc = tg_optim_state_export(o, s, "optim.");
     if (l && !rc) rc = loader_export(l, s);
     return rc;
 }
 
 int nn_checkpoint_save(const char *path, const nn_model *m, const optim *o, const nn_loader *l) {
     if (!m) {
-        error_set("%s: model is NULL", "nn_checkpoint_save");
+        tg_error_set("%s: model is NULL", "nn_checkpoint_save");
         return -1;
     }
     nn_state s = {0};
     int rc = train_export(m, o, l, &s) ? -1 : state_save(path, &s);
-    nn_state_free(&s);
+    tg_nn_state_free(&s);
     return rc;
 }
 
 int nn_checkpoint_load(const char *path, nn_model *m, optim *o, nn_loader *l) {
     if (!m) {
-        error_set("%s: model is NULL", "nn_checkpoint_load");
+        tg_error_set("%s: model is NULL", "nn_checkpoint_load");
         return -1;
     }
     nn_state want = {0}, got = {0};
@@ -1217,19 +1217,19 @@ int nn_checkpoint_load(const char *path, nn_model *m, optim *o, nn_loader *l) {
     if (!train_export(m, o, l, &want) && !state_blank(&want, &got) &&
         !nn_safetensors_load(path, (const char *const *)got.names, got.ts, got.n) &&
         !rng_check(path, &got, "rng.model") &&
-        !(o && optim_state_import(o, &got, "optim.", path, false)) &&
+        !(o && tg_optim_state_import(o, &got, "optim.", path, false)) &&
         !(l && loader_import(l, &got, path, false))) {
         /* all checked: now write, the model's tensors first */
         int n_model = nn_model_state_count(m);
         for (int i = 0; i < n_model; i++)
             memcpy(want.ts[i]->data, got.ts[i]->data,
-                   (size_t)want.ts[i]->size * dtype_size(want.ts[i]->dtype));
+                   (size_t)want.ts[i]->size * tg_dtype_size(want.ts[i]->dtype));
         rng_get(&got, "rng.model", &m->rng);
-        if (o) optim_state_import(o, &got, "optim.", path, true);
+        if (o) tg_optim_state_import(o, &got, "optim.", path, true);
         if (l) loader_import(l, &got, path, true);
         rc = 0;
     }
-    nn_state_free(&want);
-    nn_state_free(&got);
+    tg_nn_state_free(&want);
+    tg_nn_state_free(&got);
     return rc;
 }

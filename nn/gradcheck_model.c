@@ -4,7 +4,7 @@
  * parameter and buffer keeps its tensor struct (its layers hold pointers to
  * it) and has its dtype and data swapped for a float64 copy (int64 buffers
  * for a copy of their own, so that a re-run's counter updates do not stick).
- * The checker then perturbs those tensors in place (gradcheck_in_place) and
+ * The checker then perturbs those tensors in place (tg_gradcheck_in_place) and
  * calls the loss code through ctx. Afterwards every struct is copied back
  * from its saved image and the copies are freed: the model is bit-identical,
  * including its rng, which dropout draws from. */
@@ -28,20 +28,20 @@ static tensor *model_loss(tensor *const *in, int n, void *ctx) {
 static int model_args(const nn_model *m, gradcheck_fn fn, tensor *const *batch, int n_batch,
                       gradcheck_report *report) {
     if (!m || !fn || !report || (n_batch > 0 && !batch)) {
-        error_set("gradcheck_model: %s is NULL",
+        tg_error_set("gradcheck_model: %s is NULL",
                   !m ? "model" : !fn ? "fn" : !report ? "report" : "batch");
         return -1;
     }
     const int total = m->n_params + m->n_buffers + n_batch;
     if (n_batch < 0 || total > GRADCHECK_MAX_INPUTS) {
-        error_set("gradcheck_model: %d parameters, %d buffers and %d batch tensors: %d inputs (at"
+        tg_error_set("gradcheck_model: %d parameters, %d buffers and %d batch tensors: %d inputs (at"
                   " most %d)",
                   m->n_params, m->n_buffers, n_batch, total, GRADCHECK_MAX_INPUTS);
         return -1;
     }
     for (int b = 0; b < n_batch; b++) {
         if (batch[b] && batch[b]->tape_owned) {
-            error_set("gradcheck_model: batch[%d] is tape-owned (an op output); the check resets"
+            tg_error_set("gradcheck_model: batch[%d] is tape-owned (an op output); the check resets"
                       " the tape, which would release it: pass a user-owned tensor"
                       " (tensor_clone)",
                       b);
@@ -56,7 +56,7 @@ static int model_args(const nn_model *m, gradcheck_fn fn, tensor *const *batch, 
 static int swap_in(tensor *t, tensor *saved) {
     *saved = *t;
     const dtype dt = t->dtype == DTYPE_I64 ? DTYPE_I64 : DTYPE_F64;
-    double *data = mem_alloc((size_t)t->size * 8);
+    double *data = tg_mem_alloc((size_t)t->size * 8);
     if (!data) return -1;
     for (int64_t i = 0; i < t->size; i++) {
         if (dt == DTYPE_I64)
@@ -73,7 +73,7 @@ static int swap_in(tensor *t, tensor *saved) {
 
 static void swap_out(tensor *t, const tensor *saved) {
     if (t->grad != saved->grad) tensor_free(t->grad); /* made by the check's backward */
-    if (t->data != saved->data) mem_free(t->data);
+    if (t->data != saved->data) tg_mem_free(t->data);
     *t = *saved;
 }
 
@@ -103,7 +103,7 @@ int gradcheck_model(nn_model *m, gradcheck_fn fn, void *ctx, tensor *const *batc
             if (n_batch > 0) o.check_mask |= 1u << n_state;
         }
         model_call mc = {fn, ctx, n_state, n_batch};
-        rc = gradcheck_in_place(model_loss, &mc, in, n, &o, report);
+        rc = tg_gradcheck_in_place(model_loss, &mc, in, n, &o, report);
     }
     for (int b = 0; b < converted; b++)
         if (in[n_state + b] != batch[b]) tensor_free(in[n_state + b]);

@@ -12,7 +12,7 @@
 
 void nn_gradflow_free(nn_gradflow *r) {
     if (!r) return;
-    mem_free(r->entries);
+    tg_mem_free(r->entries);
     r->entries = NULL;
     r->n = 0;
 }
@@ -48,16 +48,16 @@ static bool entry_bad(const nn_gradflow_entry *e) {
 int nn_gradflow_check(const char *const *names, tensor *const *params, int n, double vanish,
                       double explode, nn_gradflow *r) {
     if (!r || n < 0 || (n > 0 && !params)) {
-        error_set("nn_gradflow_check: report or parameter list missing");
+        tg_error_set("nn_gradflow_check: report or parameter list missing");
         return -1;
     }
     memset(r, 0, sizeof *r);
     for (int i = 0; i < n; i++)
         if (!params[i]) {
-            error_set("nn_gradflow_check: parameter %d is NULL", i);
+            tg_error_set("nn_gradflow_check: parameter %d is NULL", i);
             return -1;
         }
-    r->entries = mem_calloc((size_t)(n ? n : 1) * sizeof *r->entries);
+    r->entries = tg_mem_calloc((size_t)(n ? n : 1) * sizeof *r->entries);
     if (!r->entries) return -1;
     r->n = n;
     r->vanish = vanish;
@@ -73,14 +73,14 @@ int nn_gradflow_check(const char *const *names, tensor *const *params, int n, do
 
 int nn_gradflow_model(const nn_model *m, double vanish, double explode, nn_gradflow *r) {
     if (!m) {
-        error_set("%s: model is NULL", "nn_gradflow_model");
+        tg_error_set("%s: model is NULL", "nn_gradflow_model");
         return -1;
     }
-    const char **names = mem_alloc((size_t)(m->n_params ? m->n_params : 1) * sizeof *names);
+    const char **names = tg_mem_alloc((size_t)(m->n_params ? m->n_params : 1) * sizeof *names);
     if (!names) return -1;
     for (int i = 0; i < m->n_params; i++) names[i] = m->param_names[i];
     int rc = nn_gradflow_check(names, m->params, m->n_params, vanish, explode, r);
-    mem_free(names);
+    tg_mem_free(names);
     return rc;
 }
 

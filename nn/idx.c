@@ -20,8 +20,8 @@
 
 void nn_idx_free(nn_idx *a) {
     if (!a) return;
-    mem_free(a->data);
-    mem_free(a);
+    tg_mem_free(a->data);
+    tg_mem_free(a);
 }
 
 /* A file read raw or through inflate, decided by its first bytes (gzip
@@ -127,33 +127,33 @@ static int idx_header(src *f, const char *path, nn_idx *a) {
     unsigned char h[4];
     int64_t got = src_read(f, h, 4);
     if (got < 0) {
-        error_set("%s: read error: %s", path, src_msg(f));
+        tg_error_set("%s: read error: %s", path, src_msg(f));
         return -1;
     }
     if (got < 4) {
-        error_set("%s: truncated: %lld bytes, an IDX header needs at least 4%s", path,
+        tg_error_set("%s: truncated: %lld bytes, an IDX header needs at least 4%s", path,
                   (long long)got, src_note(f));
         return -1;
     }
     if (h[0] || h[1]) {
-        error_set("%s: bad magic %02x %02x %02x %02x: not an IDX file (it starts with 00 00)", path,
+        tg_error_set("%s: bad magic %02x %02x %02x %02x: not an IDX file (it starts with 00 00)", path,
                   h[0], h[1], h[2], h[3]);
         return -1;
     }
     if (h[2] != 0x08) {
-        error_set("%s: element type 0x%02x is not supported (only 0x08, unsigned byte)", path,
+        tg_error_set("%s: element type 0x%02x is not supported (only 0x08, unsigned byte)", path,
                   h[2]);
         return -1;
     }
     if (h[3] < 1 || h[3] > 4) {
-        error_set("%s: %d dimensions (1 to 4 supported)", path, h[3]);
+        tg_error_set("%s: %d dimensions (1 to 4 supported)", path, h[3]);
         return -1;
     }
     a->ndim = h[3];
     unsigned char d[16];
     got = src_read(f, d, 4 * a->ndim);
     if (got != 4 * a->ndim) {
-        error_set("%s: truncated in the header: %d dimensions announced, %lld of %d size bytes "
+        tg_error_set("%s: truncated in the header: %d dimensions announced, %lld of %d size bytes "
                   "present%s",
                   path, a->ndim, (long long)(got < 0 ? 0 : got), 4 * a->ndim, src_note(f));
         return -1;
@@ -163,7 +163,7 @@ static int idx_header(src *f, const char *path, nn_idx *a) {
         a->dims[i] = (int64_t)d[4 * i] << 24 | (int64_t)d[4 * i + 1] << 16 |
                      (int64_t)d[4 * i + 2] << 8 | (int64_t)d[4 * i + 3];
         if (i64_mul_overflows(a->size, a->dims[i], &a->size) || a->size > IDX_MAX_BYTES) {
-            error_set("%s: dimensions claim more than %lld bytes of data", path,
+            tg_error_set("%s: dimensions claim more than %lld bytes of data", path,
                       (long long)IDX_MAX_BYTES);
             return -1;
         }
@@ -177,7 +177,7 @@ static int idx_header(src *f, const char *path, nn_idx *a) {
  * memory". Returns the bytes read, -1 on a read error, -2 out of memory. */
 static int64_t read_data(src *f, nn_idx *a) {
     int64_t cap = a->size < (1 << 20) ? a->size : (1 << 20), got = 0;
-    a->data = mem_alloc((size_t)cap);
+    a->data = tg_mem_alloc((size_t)cap);
     if (!a->data) return -2;
     for (;;) {
         int64_t r = src_read(f, a->data + got, cap - got);
@@ -185,10 +185,10 @@ static int64_t read_data(src *f, nn_idx *a) {
         got += r;
         if (got < cap || cap == a->size) return got;
         int64_t grown = a->size / 2 < cap ? a->size : 2 * cap;
-        uint8_t *p = mem_alloc((size_t)grown);
+        uint8_t *p = tg_mem_alloc((size_t)grown);
         if (!p) return -2;
         memcpy(p, a->data, (size_t)got);
-        mem_free(a->data);
+        tg_mem_free(a->data);
         a->data = p, cap = grown;
     }
 }
@@ -199,16 +199,16 @@ static void idx_dims_str(const nn_idx *a, char *buf, size_t len) {
     tensor_shape_str(&t, buf, len);
 }
 
-/* zlib's memory comes from mem_alloc too (the ceiling, the failure hook). */
+/* zlib's memory comes from tg_mem_alloc too (the ceiling, the failure hook). */
 static voidpf z_alloc(voidpf opaque, uInt items, uInt size) {
     (void)opaque;
     size_t bytes;
     if (__builtin_mul_overflow((size_t)items, (size_t)size, &bytes)) return Z_NULL;
-    return mem_alloc(bytes);
+    return tg_mem_alloc(bytes);
 }
 static void z_free(voidpf opaque, voidpf p) {
     (void)opaque;
-    mem_free(p);
+    tg_mem_free(p);
 }
 
 /* Opens path without blocking (a FIFO or a device would wait for a writer
@@ -216,18 +216,18 @@ static void z_free(voidpf opaque, voidpf p) {
 static int src_open(src *s, const char *path) {
     s->fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (s->fd < 0) {
-        error_set("%s: cannot open: %s", path, strerror(errno));
+        tg_error_set("%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
     struct stat st;
     if (fstat(s->fd, &st) || !S_ISREG(st.st_mode)) {
-        error_set("%s: not a regular file (a directory, FIFO, socket or device)", path);
+        tg_error_set("%s: not a regular file (a directory, FIFO, socket or device)", path);
         return -1;
     }
     s->file_len = st.st_size;
     s->next = s->buf;
     if (src_fill(s, &s->next, &s->avail)) {
-        error_set("%s: read error: %s", path, strerror(errno));
+        tg_error_set("%s: read error: %s", path, strerror(errno));
         return -1;
     }
     if (s->avail >= 2 && s->buf[0] == 0x1f && s->buf[1] == 0x8b) {
@@ -239,8 +239,8 @@ static int src_open(src *s, const char *path) {
         int rc = inflateInit2(&s->z, 15 + 16); /* 16: the gzip wrapper, CRC checked */
         if (rc != Z_OK) {
             s->gz = false;
-            /* out of memory has said so in mem_alloc */
-            if (!error_pending()) error_set("%s: read error: %s", path, zError(rc));
+            /* out of memory has said so in tg_mem_alloc */
+            if (!tg_error_pending()) tg_error_set("%s: read error: %s", path, zError(rc));
             return -1;
         }
     }
@@ -250,30 +250,30 @@ static int src_open(src *s, const char *path) {
 static void src_close(src *s) {
     if (s->gz) inflateEnd(&s->z);
     if (s->fd >= 0) close(s->fd);
-    mem_free(s);
+    tg_mem_free(s);
 }
 
 nn_idx *nn_idx_load(const char *path) {
     if (!path) {
-        error_set("nn_idx_load: path is NULL");
+        tg_error_set("nn_idx_load: path is NULL");
         return NULL;
     }
-    src *f = mem_calloc(sizeof *f);
+    src *f = tg_mem_calloc(sizeof *f);
     if (!f) return NULL;
     nn_idx *a = NULL;
     if (src_open(f, path)) goto fail;
-    a = mem_calloc(sizeof *a);
+    a = tg_mem_calloc(sizeof *a);
     if (!a || idx_header(f, path, a)) goto fail;
     int64_t got = read_data(f, a);
-    if (got == -2) goto fail; /* mem_alloc has said "out of memory" */
+    if (got == -2) goto fail; /* tg_mem_alloc has said "out of memory" */
     if (got < 0) {
-        error_set("%s: read error: %s", path, src_msg(f));
+        tg_error_set("%s: read error: %s", path, src_msg(f));
         goto fail;
     }
     char dims[96];
     idx_dims_str(a, dims, sizeof dims);
     if (got < a->size) {
-        error_set("%s: truncated: dimensions %s need %lld data bytes, the file has %lld%s", path,
+        tg_error_set("%s: truncated: dimensions %s need %lld data bytes, the file has %lld%s", path,
                   dims, (long long)a->size, (long long)got, src_note(f));
         goto fail;
     }
@@ -282,28 +282,28 @@ nn_idx *nn_idx_load(const char *path) {
     unsigned char extra;
     int64_t r = src_read(f, &extra, 1);
     if (r < 0) {
-        error_set("%s: read error: %s", path, src_msg(f));
+        tg_error_set("%s: read error: %s", path, src_msg(f));
         goto fail;
     }
     if (r && !f->gz) {
         int64_t more = 1 + (int64_t)f->avail + (f->file_len - lseek(f->fd, 0, SEEK_CUR));
-        error_set("%s: %lld bytes after the data: dimensions %s do not match the file length", path,
+        tg_error_set("%s: %lld bytes after the data: dimensions %s do not match the file length", path,
                   (long long)more, dims);
         goto fail;
     }
     if (r) {
-        error_set("%s: the gzip data go on past the %lld bytes dimensions %s need", path,
+        tg_error_set("%s: the gzip data go on past the %lld bytes dimensions %s need", path,
                   (long long)a->size, dims);
         goto fail;
     }
     int64_t junk = src_junk(f);
     if (junk) {
-        error_set("%s: %lld bytes of junk after the end of the gzip stream", path, (long long)junk);
+        tg_error_set("%s: %lld bytes of junk after the end of the gzip stream", path, (long long)junk);
         goto fail;
     }
     /* A stream cut inside its trailer holds all the data, unchecked by the CRC. */
     if (f->cut) {
-        error_set("%s: the gzip stream is cut short: its end and checksum are missing", path);
+        tg_error_set("%s: the gzip stream is cut short: its end and checksum are missing", path);
         goto fail;
     }
     src_close(f);
@@ -320,15 +320,15 @@ void nn_dataset_free(nn_dataset *d) {
     if (!d) return;
     nn_idx_free(d->img_file);
     nn_idx_free(d->lbl_file);
-    mem_free(d);
+    tg_mem_free(d);
 }
 
 nn_dataset *nn_dataset_load(const char *images_path, const char *labels_path) {
     if (!images_path || !labels_path) {
-        error_set("nn_dataset_load: a path is NULL");
+        tg_error_set("nn_dataset_load: a path is NULL");
         return NULL;
     }
-    nn_dataset *d = mem_calloc(sizeof *d);
+    nn_dataset *d = tg_mem_calloc(sizeof *d);
     if (!d) return NULL;
     d->img_file = nn_idx_load(images_path);
     if (!d->img_file) goto fail;
@@ -336,16 +336,16 @@ nn_dataset *nn_dataset_load(const char *images_path, const char *labels_path) {
     if (!d->lbl_file) goto fail;
     const nn_idx *im = d->img_file, *lb = d->lbl_file;
     if (im->ndim != 3) {
-        error_set("%s: images need 3 dimensions [N, rows, cols], the file has %d", images_path,
+        tg_error_set("%s: images need 3 dimensions [N, rows, cols], the file has %d", images_path,
                   im->ndim);
         goto fail;
     }
     if (lb->ndim != 1) {
-        error_set("%s: labels need 1 dimension [N], the file has %d", labels_path, lb->ndim);
+        tg_error_set("%s: labels need 1 dimension [N], the file has %d", labels_path, lb->ndim);
         goto fail;
     }
     if (im->dims[0] != lb->dims[0]) {
-        error_set("image and label counts differ: %s has %lld images, %s has %lld labels",
+        tg_error_set("image and label counts differ: %s has %lld images, %s has %lld labels",
                   images_path, (long long)im->dims[0], labels_path, (long long)lb->dims[0]);
         goto fail;
     }
@@ -376,7 +376,7 @@ static int find_file(const char *dir, const char *split, const char *kind, int k
         if (!stat(out, &st)) return 0;
     }
     snprintf(out, len, pat[0], dir, split, kind, k);
-    error_set("%s: no such file (nor without .gz); give the IDX directory with --data DIR", out);
+    tg_error_set("%s: no such file (nor without .gz); give the IDX directory with --data DIR", out);
     return -1;
 }
 
@@ -437,11 +437,11 @@ void nn_loader_rewind(nn_loader *l) {
 
 nn_loader *nn_loader_new(const nn_dataset *d, int64_t batch, bool shuffle, uint64_t seed) {
     if (!d) {
-        if (!error_pending()) error_set("nn_loader_new: dataset is NULL");
+        if (!tg_error_pending()) tg_error_set("nn_loader_new: dataset is NULL");
         return NULL;
     }
     if (batch <= 0) {
-        error_set("nn_loader_new: batch size must be positive, got %lld", (long long)batch);
+        tg_error_set("nn_loader_new: batch size must be positive, got %lld", (long long)batch);
         return NULL;
     }
     /* a dataset is a public struct a caller may fill: its sizes are checked
@@ -449,16 +449,16 @@ nn_loader *nn_loader_new(const nn_dataset *d, int64_t batch, bool shuffle, uint6
     int64_t px, all;
     if (d->n < 0 || d->rows < 0 || d->cols < 0 || i64_mul_overflows(d->rows, d->cols, &px) ||
         i64_mul_overflows(px, d->n, &all) || all > INT64_MAX / 64) {
-        error_set("nn_loader_new: dataset sizes n %lld, rows %lld, cols %lld are negative or "
+        tg_error_set("nn_loader_new: dataset sizes n %lld, rows %lld, cols %lld are negative or "
                   "too large",
                   (long long)d->n, (long long)d->rows, (long long)d->cols);
         return NULL;
     }
-    nn_loader *l = mem_calloc(sizeof *l);
+    nn_loader *l = tg_mem_calloc(sizeof *l);
     if (!l) return NULL;
-    l->order = mem_alloc((size_t)(d->n > 0 ? d->n : 1) * sizeof *l->order);
+    l->order = tg_mem_alloc((size_t)(d->n > 0 ? d->n : 1) * sizeof *l->order);
     if (!l->order) {
-        mem_free(l);
+        tg_mem_free(l);
         return NULL;
     }
     for (int64_t i = 0; i < d->n; i++) l->order[i] = i;
@@ -475,8 +475,8 @@ nn_loader *nn_loader_new(const nn_dataset *d, int64_t batch, bool shuffle, uint6
 
 void nn_loader_free(nn_loader *l) {
     if (!l) return;
-    mem_free(l->order);
-    mem_free(l);
+    tg_mem_free(l->order);
+    tg_mem_free(l);
 }
 
 /* A shard holds floor(n / shards) images, the same count on every shard, so
@@ -489,16 +489,16 @@ static int64_t shard_len(const nn_loader *l) {
 
 int nn_loader_set_shard(nn_loader *l, int shard, int shards) {
     if (!l) {
-        error_set("nn_loader_set_shard: loader is NULL");
+        tg_error_set("nn_loader_set_shard: loader is NULL");
         return -1;
     }
     if (shards < 1 || shard < 0 || shard >= shards) {
-        error_set("nn_loader_set_shard: shard %d of %d is out of range (0 <= shard < shards)", shard,
+        tg_error_set("nn_loader_set_shard: shard %d of %d is out of range (0 <= shard < shards)", shard,
                   shards);
         return -1;
     }
     if (l->d->n < shards) {
-        error_set("nn_loader_set_shard: %lld images cannot fill %d shards", (long long)l->d->n,
+        tg_error_set("nn_loader_set_shard: %lld images cannot fill %d shards", (long long)l->d->n,
                   shards);
         return -1;
     }
@@ -517,15 +517,15 @@ int64_t nn_loader_batches(const nn_loader *l) {
 
 int nn_loader_next(nn_loader *l, tensor **x, tensor **y) {
     if (!l || !x || !y) {
-        error_set("nn_loader_next: loader or output pointer is NULL");
+        tg_error_set("nn_loader_next: loader or output pointer is NULL");
         return -1;
     }
     int64_t len = shard_len(l);
     if (l->pos >= len) return 0;
     int64_t b = len - l->pos < l->batch ? len - l->pos : l->batch;
     int64_t px = l->d->rows * l->d->cols;
-    *x = tensor_tape_new(l->dt, SHAPE(b, 1, l->d->rows, l->d->cols));
-    *y = tensor_tape_new(DTYPE_I64, SHAPE(b));
+    *x = tg_tensor_tape_new(l->dt, SHAPE(b, 1, l->d->rows, l->d->cols));
+    *y = tg_tensor_tape_new(DTYPE_I64, SHAPE(b));
     if (!*x || !*y) return -1;
     int64_t *lab = (*y)->data;
     for (int64_t i = 0; i < b; i++) {
@@ -545,7 +545,7 @@ int nn_loader_next(nn_loader *l, tensor **x, tensor **y) {
 }
 
 /* For checkpoints (nn/checkpoint.c, declared in nn/internal.h). */
-void nn_loader_state(nn_loader *l, int64_t *n, int64_t **order, rng **g, int64_t **pos) {
+void tg_nn_loader_state(nn_loader *l, int64_t *n, int64_t **order, rng **g, int64_t **pos) {
     *n = l->d->n;
     *order = l->order;
     *g = &l->g;

@@ -22,7 +22,7 @@ static tensor *add(nn_model *m, bool param, const char *prefix, const char *leaf
 
 static int need_model(const char *what, const void *l, const nn_model *m) {
     if (!l || !m) {
-        error_set("%s: layer or model is NULL", what);
+        tg_error_set("%s: layer or model is NULL", what);
         return -1;
     }
     return 0;
@@ -42,7 +42,7 @@ int nn_linear_init(nn_linear *l, nn_model *m, const char *prefix, int64_t in, in
                    bool bias) {
     if (need_model("nn_linear_init", l, m)) return -1;
     if (in <= 0 || out <= 0) {
-        error_set("nn_linear_init: %s: features must be positive, got in %lld, out %lld",
+        tg_error_set("nn_linear_init: %s: features must be positive, got in %lld, out %lld",
                   prefix ? prefix : "", (long long)in, (long long)out);
         return -1;
     }
@@ -56,7 +56,7 @@ int nn_linear_init(nn_linear *l, nn_model *m, const char *prefix, int64_t in, in
 
 tensor *nn_linear_forward(const nn_linear *l, tensor *x) {
     if (!l) {
-        error_set("%s: layer is NULL or not initialised", "nn_linear_forward");
+        tg_error_set("%s: layer is NULL or not initialised", "nn_linear_forward");
         return NULL;
     }
     return tensor_linear(x, l->weight, l->bias);
@@ -67,7 +67,7 @@ int nn_conv2d_init(nn_conv2d *l, nn_model *m, const char *prefix, int64_t in_ch,
     if (need_model("nn_conv2d_init", l, m)) return -1;
     int groups = p.groups > 0 ? p.groups : 1;
     if (in_ch <= 0 || out_ch <= 0 || kernel <= 0 || in_ch % groups || out_ch % groups) {
-        error_set("nn_conv2d_init: %s: bad sizes: in %lld, out %lld, kernel %d, groups %d",
+        tg_error_set("nn_conv2d_init: %s: bad sizes: in %lld, out %lld, kernel %d, groups %d",
                   prefix ? prefix : "", (long long)in_ch, (long long)out_ch, kernel, groups);
         return -1;
     }
@@ -84,7 +84,7 @@ int nn_conv2d_init(nn_conv2d *l, nn_model *m, const char *prefix, int64_t in_ch,
 
 tensor *nn_conv2d_forward(const nn_conv2d *l, tensor *x) {
     if (!l) {
-        error_set("%s: layer is NULL or not initialised", "nn_conv2d_forward");
+        tg_error_set("%s: layer is NULL or not initialised", "nn_conv2d_forward");
         return NULL;
     }
     return tensor_conv2d(x, l->weight, l->bias, l->p);
@@ -97,7 +97,7 @@ nn_pool2d nn_pool2d_make(int kernel, int stride, int padding) {
 
 tensor *nn_max_pool2d_forward(const nn_pool2d *l, tensor *x) {
     if (!l) {
-        error_set("%s: layer is NULL or not initialised", "nn_max_pool2d_forward");
+        tg_error_set("%s: layer is NULL or not initialised", "nn_max_pool2d_forward");
         return NULL;
     }
     return tensor_max_pool2d(x, l->p);
@@ -105,7 +105,7 @@ tensor *nn_max_pool2d_forward(const nn_pool2d *l, tensor *x) {
 
 tensor *nn_avg_pool2d_forward(const nn_pool2d *l, tensor *x) {
     if (!l) {
-        error_set("%s: layer is NULL or not initialised", "nn_avg_pool2d_forward");
+        tg_error_set("%s: layer is NULL or not initialised", "nn_avg_pool2d_forward");
         return NULL;
     }
     return tensor_avg_pool2d(x, l->p);
@@ -114,7 +114,7 @@ tensor *nn_avg_pool2d_forward(const nn_pool2d *l, tensor *x) {
 int nn_batchnorm2d_init(nn_batchnorm2d *l, nn_model *m, const char *prefix, int64_t channels) {
     if (need_model("nn_batchnorm2d_init", l, m)) return -1;
     if (channels <= 0) {
-        error_set("nn_batchnorm2d_init: channels must be positive, got %lld", (long long)channels);
+        tg_error_set("nn_batchnorm2d_init: channels must be positive, got %lld", (long long)channels);
         return -1;
     }
     memset(l, 0, sizeof *l);
@@ -135,7 +135,7 @@ int nn_batchnorm2d_init(nn_batchnorm2d *l, nn_model *m, const char *prefix, int6
 
 tensor *nn_batchnorm2d_forward(nn_batchnorm2d *l, tensor *x) {
     if (!l || !l->model) {
-        error_set("%s: layer is NULL or not initialised", "nn_batchnorm2d_forward");
+        tg_error_set("%s: layer is NULL or not initialised", "nn_batchnorm2d_forward");
         return NULL;
     }
     bool train = l->model->training;
@@ -149,7 +149,7 @@ int nn_layernorm_init(nn_layernorm *l, nn_model *m, const char *prefix, int ndim
                       const int64_t *normalized_shape) {
     if (need_model("nn_layernorm_init", l, m)) return -1;
     if (ndim < 1 || ndim > TENSOR_MAX_DIMS || !normalized_shape) {
-        error_set("nn_layernorm_init: normalized shape needs 1 to %d dimensions", TENSOR_MAX_DIMS);
+        tg_error_set("nn_layernorm_init: normalized shape needs 1 to %d dimensions", TENSOR_MAX_DIMS);
         return -1;
     }
     memset(l, 0, sizeof *l);
@@ -164,7 +164,7 @@ int nn_layernorm_init(nn_layernorm *l, nn_model *m, const char *prefix, int ndim
 
 tensor *nn_layernorm_forward(const nn_layernorm *l, tensor *x) {
     if (!l) {
-        error_set("%s: layer is NULL or not initialised", "nn_layernorm_forward");
+        tg_error_set("%s: layer is NULL or not initialised", "nn_layernorm_forward");
         return NULL;
     }
     return tensor_layer_norm(x, l->normalized_ndim, l->weight, l->bias, l->eps);
@@ -173,7 +173,7 @@ tensor *nn_layernorm_forward(const nn_layernorm *l, tensor *x) {
 int nn_dropout_init(nn_dropout *l, nn_model *m, double p) {
     if (need_model("nn_dropout_init", l, m)) return -1;
     if (!(p >= 0 && p < 1)) {
-        error_set("nn_dropout_init: p must be in [0, 1), got %g", p);
+        tg_error_set("nn_dropout_init: p must be in [0, 1), got %g", p);
         return -1;
     }
     l->model = m;
@@ -183,7 +183,7 @@ int nn_dropout_init(nn_dropout *l, nn_model *m, double p) {
 
 tensor *nn_dropout_forward(const nn_dropout *l, tensor *x) {
     if (!l || !l->model) {
-        error_set("%s: layer is NULL or not initialised", "nn_dropout_forward");
+        tg_error_set("%s: layer is NULL or not initialised", "nn_dropout_forward");
         return NULL;
     }
     return tensor_dropout(x, l->p, l->model->training, &l->model->rng);
@@ -192,7 +192,7 @@ tensor *nn_dropout_forward(const nn_dropout *l, tensor *x) {
 int nn_embedding_init(nn_embedding *l, nn_model *m, const char *prefix, int64_t num, int64_t dim) {
     if (need_model("nn_embedding_init", l, m)) return -1;
     if (num <= 0 || dim <= 0) {
-        error_set("nn_embedding_init: sizes must be positive, got %lld x %lld", (long long)num,
+        tg_error_set("nn_embedding_init: sizes must be positive, got %lld x %lld", (long long)num,
                   (long long)dim);
         return -1;
     }
@@ -203,7 +203,7 @@ int nn_embedding_init(nn_embedding *l, nn_model *m, const char *prefix, int64_t 
 
 tensor *nn_embedding_forward(const nn_embedding *l, tensor *index) {
     if (!l) {
-        error_set("%s: layer is NULL or not initialised", "nn_embedding_forward");
+        tg_error_set("%s: layer is NULL or not initialised", "nn_embedding_forward");
         return NULL;
     }
     return tensor_embedding(index, l->weight);

@@ -19,7 +19,7 @@ enum { C1W, C1B, C2W, C2B, F1W, F1B, F2W, F2B, F3W, F3B };
 
 tensor *nn_lenet5_forward_with(tensor *const *p, tensor *x) {
     if (!p) {
-        error_set("nn_lenet5_forward_with: parameter list is NULL");
+        tg_error_set("nn_lenet5_forward_with: parameter list is NULL");
         return NULL;
     }
     conv2d_params pad2 = CONV2D_DEFAULT;
@@ -39,7 +39,7 @@ tensor *nn_lenet5_loss_with(tensor *const *params, tensor *x, tensor *labels) {
 }
 
 nn_lenet5 *nn_lenet5_new(dtype dt, uint64_t seed) {
-    nn_lenet5 *net = mem_calloc(sizeof *net);
+    nn_lenet5 *net = tg_mem_calloc(sizeof *net);
     if (!net) return NULL;
     net->model = nn_model_new(dt, seed);
     conv2d_params pad2 = CONV2D_DEFAULT;
@@ -59,12 +59,12 @@ nn_lenet5 *nn_lenet5_new(dtype dt, uint64_t seed) {
 void nn_lenet5_free(nn_lenet5 *net) {
     if (!net) return;
     nn_model_free(net->model);
-    mem_free(net);
+    tg_mem_free(net);
 }
 
 tensor *nn_lenet5_forward(const nn_lenet5 *net, tensor *x) {
     if (!net || !net->model) {
-        error_set("%s: model is NULL", "nn_lenet5_forward");
+        tg_error_set("%s: model is NULL", "nn_lenet5_forward");
         return NULL;
     }
     return nn_lenet5_forward_with(net->model->params, x);
@@ -72,7 +72,7 @@ tensor *nn_lenet5_forward(const nn_lenet5 *net, tensor *x) {
 
 tensor *nn_lenet5_loss(const nn_lenet5 *net, tensor *x, tensor *labels) {
     if (!net || !net->model) {
-        error_set("%s: model is NULL", "nn_lenet5_loss");
+        tg_error_set("%s: model is NULL", "nn_lenet5_loss");
         return NULL;
     }
     return nn_lenet5_loss_with(net->model->params, x, labels);

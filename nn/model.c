@@ -10,10 +10,10 @@
 
 nn_model *nn_model_new(dtype dt, uint64_t seed) {
     if (dt != DTYPE_F32 && dt != DTYPE_F64) {
-        error_set("nn_model_new: parameters must be float32 or float64, not %s", dtype_name(dt));
+        tg_error_set("nn_model_new: parameters must be float32 or float64, not %s", tg_dtype_name(dt));
         return NULL;
     }
-    nn_model *m = mem_calloc(sizeof *m);
+    nn_model *m = tg_mem_calloc(sizeof *m);
     if (!m) return NULL;
     m->dtype = dt;
     m->training = true;
@@ -30,12 +30,12 @@ void nn_model_free(nn_model *m) {
         while (j < i && m->buffers[j] != m->buffers[i]) j++;
         if (j == i) tensor_free(m->buffers[i]);
     }
-    mem_free(m->params);
-    mem_free(m->param_names);
-    mem_free(m->unique);
-    mem_free(m->buffers);
-    mem_free(m->buffer_names);
-    mem_free(m);
+    tg_mem_free(m->params);
+    tg_mem_free(m->param_names);
+    tg_mem_free(m->unique);
+    tg_mem_free(m->buffers);
+    tg_mem_free(m->buffer_names);
+    tg_mem_free(m);
 }
 
 /* a, an array of n elements of size elem, able to hold one more (grown by
@@ -43,10 +43,10 @@ void nn_model_free(nn_model *m) {
 static void *grow(void *a, int n, int *cap, size_t elem) {
     if (n < *cap) return a;
     int c = *cap ? *cap * 2 : 16;
-    void *na = mem_alloc((size_t)c * elem);
+    void *na = tg_mem_alloc((size_t)c * elem);
     if (!na) return NULL;
     if (n) memcpy(na, a, (size_t)n * elem);
-    mem_free(a);
+    tg_mem_free(a);
     *cap = c;
     return na;
 }
@@ -87,35 +87,35 @@ static tensor *refuse(const nn_model *m, tensor *t) {
 static tensor *model_add(nn_model *m, const char *name, tensor *t, bool param) {
     const char *what = param ? "nn_model_add_param" : "nn_model_add_buffer";
     if (!m || !name || !t) {
-        if (!error_pending()) error_set("%s: model, name or tensor is NULL", what);
+        if (!tg_error_pending()) tg_error_set("%s: model, name or tensor is NULL", what);
         return refuse(m, t);
     }
-    const char *fault = nn_name_fault(name, NN_NAME_MAX);
+    const char *fault = tg_nn_name_fault(name, NN_NAME_MAX);
     if (fault) {
-        error_set("%s: name refused, %s (a checkpoint could not hold it): \"%s\"", what, fault,
+        tg_error_set("%s: name refused, %s (a checkpoint could not hold it): \"%s\"", what, fault,
                   name);
         return refuse(m, t);
     }
     const tensor *named = nn_model_find(m, name);
     if (named) {
-        error_set(named == t ? "%s: \"%s\" is already registered under that name"
+        tg_error_set(named == t ? "%s: \"%s\" is already registered under that name"
                              : "%s: the model already has a tensor named \"%s\"",
                   what, name);
         return refuse(m, t);
     }
     int held = holds(m, t);
     if (held && held != (param ? 1 : 2)) {
-        error_set("%s: the tensor for \"%s\" is already one of the model's %s; a tensor is a "
+        tg_error_set("%s: the tensor for \"%s\" is already one of the model's %s; a tensor is a "
                   "parameter or a buffer, not both",
                   what, name, held == 1 ? "parameters" : "buffers");
         return NULL;
     }
     if (t->tape_owned) {
-        error_set("%s: \"%s\" is tape-owned; a model keeps user-owned tensors only", what, name);
+        tg_error_set("%s: \"%s\" is tape-owned; a model keeps user-owned tensors only", what, name);
         return NULL;
     }
     if (param && t->dtype == DTYPE_I64) {
-        error_set("%s: \"%s\" is int64; a parameter is float32 or float64 (int64 state is a "
+        tg_error_set("%s: \"%s\" is int64; a parameter is float32 or float64 (int64 state is a "
                   "buffer)",
                   what, name);
         return refuse(m, t);
@@ -185,26 +185,26 @@ int nn_model_state_at(const nn_model *m, int i, const char **name, tensor **t) {
 
 static int init_check(const char *what, const tensor *t, const rng *g, bool needs_rng) {
     if (!t || (needs_rng && !g)) {
-        if (!error_pending()) error_set("%s: tensor or generator is NULL", what);
+        if (!tg_error_pending()) tg_error_set("%s: tensor or generator is NULL", what);
         return -1;
     }
     if (t->dtype == DTYPE_I64) {
-        error_set("%s: tensor is int64; initialisers fill float tensors", what);
+        tg_error_set("%s: tensor is int64; initialisers fill float tensors", what);
         return -1;
     }
-    return tensor_check_fresh(what, "tensor", t);
+    return tg_tensor_check_fresh(what, "tensor", t);
 }
 
 /* torch.nn.init._calculate_fan_in_and_fan_out: dims 0 and 1 are the output
  * and input features, the rest the receptive field. */
 int nn_fans(const tensor *t, int64_t *fan_in, int64_t *fan_out) {
     if (!t) {
-        if (!error_pending()) error_set("nn_fans: tensor is NULL");
+        if (!tg_error_pending()) tg_error_set("nn_fans: tensor is NULL");
         return -1;
     }
     if (t->ndim < 2) {
         char s[96];
-        error_set("nn_fans: fan in and fan out need at least 2 dimensions, got %s",
+        tg_error_set("nn_fans: fan in and fan out need at least 2 dimensions, got %s",
                   tensor_shape_str(t, s, sizeof s));
         return -1;
     }
@@ -240,7 +240,7 @@ static int kaiming_std(const char *what, const tensor *t, double a, nn_fan_mode 
     if (init_check(what, t, NULL, false) || nn_fans(t, &fi, &fo)) return -1;
     int64_t fan = mode == NN_FAN_OUT ? fo : fi;
     if (fan <= 0) {
-        error_set("%s: fan is 0 for an empty tensor", what);
+        tg_error_set("%s: fan is 0 for an empty tensor", what);
         return -1;
     }
     *std = sqrt(2.0 / (1.0 + a * a)) / sqrt((double)fan);
@@ -264,7 +264,7 @@ static int xavier_std(const char *what, const tensor *t, double gain, double *st
     int64_t fi, fo;
     if (init_check(what, t, NULL, false) || nn_fans(t, &fi, &fo)) return -1;
     if (fi + fo <= 0) {
-        error_set("%s: fan is 0 for an empty tensor", what);
+        tg_error_set("%s: fan is 0 for an empty tensor", what);
         return -1;
     }
     *std = gain * sqrt(2.0 / (double)(fi + fo));

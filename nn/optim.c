@@ -77,9 +77,9 @@ void optim_free(optim *o) {
         tensor_free(o->s[i].m);
         tensor_free(o->s[i].v);
     }
-    mem_free(o->s);
-    mem_free(o->groups);
-    mem_free(o);
+    tg_mem_free(o->s);
+    tg_mem_free(o->groups);
+    tg_mem_free(o);
 }
 
 /* a with room for n + more elements of size elem (cap grown by doubling);
@@ -88,10 +88,10 @@ static void *room(void *a, int n, int more, int *cap, size_t elem) {
     if (n + more <= *cap) return a;
     int c = *cap ? *cap : 4;
     while (c < n + more) c *= 2;
-    void *na = mem_calloc((size_t)c * elem);
+    void *na = tg_mem_calloc((size_t)c * elem);
     if (!na) return NULL;
     if (n) memcpy(na, a, (size_t)n * elem);
-    mem_free(a);
+    tg_mem_free(a);
     *cap = c;
     return na;
 }
@@ -102,22 +102,22 @@ static void *room(void *a, int n, int more, int *cap, size_t elem) {
 static int add_group(optim *o, const char *what, const optim_config *c, tensor *const *params,
                      int n) {
     if (!c || (n > 0 && !params) || n < 0) {
-        error_set("%s: config or parameter list missing", what);
+        tg_error_set("%s: config or parameter list missing", what);
         return -1;
     }
     const char *bad = config_fault(c);
     if (bad) {
-        error_set("%s: %s", what, bad);
+        tg_error_set("%s: %s", what, bad);
         return -1;
     }
     if (c->kind != o->kind) {
-        error_set("%s: a group of an %s optimiser cannot be %s", what, kind_name(o->kind),
+        tg_error_set("%s: a group of an %s optimiser cannot be %s", what, kind_name(o->kind),
                   kind_name(c->kind));
         return -1;
     }
     for (int i = 0; i < n; i++) {
         if (!params[i] || params[i]->dtype == DTYPE_I64 || params[i]->tape_owned) {
-            error_set("%s: parameter %d is %s", what, o->n + i,
+            tg_error_set("%s: parameter %d is %s", what, o->n + i,
                       !params[i]              ? "NULL"
                       : params[i]->tape_owned ? "tape-owned"
                                               : "int64");
@@ -125,7 +125,7 @@ static int add_group(optim *o, const char *what, const optim_config *c, tensor *
         }
         for (int j = 0; j < o->n + i; j++)
             if ((j < o->n ? o->s[j].p : params[j - o->n]) == params[i]) {
-                error_set("%s: parameters %d and %d are one tensor (tied?); it would be stepped "
+                tg_error_set("%s: parameters %d and %d are one tensor (tied?); it would be stepped "
                           "twice: pass each tensor once (nn_model_parameters)",
                           what, j, o->n + i);
                 return -1;
@@ -157,7 +157,7 @@ static int add_group(optim *o, const char *what, const optim_config *c, tensor *
 }
 
 optim *optim_new(const optim_config *c, tensor *const *params, int n) {
-    optim *o = mem_calloc(sizeof *o);
+    optim *o = tg_mem_calloc(sizeof *o);
     if (!o) return NULL;
     o->kind = c ? c->kind : OPTIM_SGD;
     if (add_group(o, "optim_new", c, params, n) < 0) {
@@ -169,7 +169,7 @@ optim *optim_new(const optim_config *c, tensor *const *params, int n) {
 
 int optim_add_group(optim *o, const optim_config *c, tensor *const *params, int n) {
     if (!o) {
-        error_set("optim_add_group: optimiser is NULL");
+        tg_error_set("optim_add_group: optimiser is NULL");
         return -1;
     }
     return add_group(o, "optim_add_group", c, params, n);
@@ -270,14 +270,14 @@ static void adam_update(const optim_config *c, slot *s) {
 
 int optim_step(optim *o) {
     if (!o) {
-        error_set("optim_step: optimiser is NULL");
+        tg_error_set("optim_step: optimiser is NULL");
         return -1;
     }
     for (int i = 0; i < o->n; i++) {
         const tensor *p = o->s[i].p, *g = p->grad;
         if (g && (!tensor_same_shape(p, g) || g->dtype == DTYPE_I64)) {
             char a[96], b[96];
-            error_set("optim_step: parameter %d %s has a gradient of shape %s", i,
+            tg_error_set("optim_step: parameter %d %s has a gradient of shape %s", i,
                       tensor_shape_str(p, a, sizeof a), tensor_shape_str(g, b, sizeof b));
             return -1;
         }
@@ -301,7 +301,7 @@ void optim_zero_grad(optim *o) {
     for (int i = 0; o && i < o->n; i++)
         if (o->s[i].p->grad)
             memset(o->s[i].p->grad->data, 0,
-                   (size_t)o->s[i].p->grad->size * dtype_size(o->s[i].p->grad->dtype));
+                   (size_t)o->s[i].p->grad->size * tg_dtype_size(o->s[i].p->grad->dtype));
 }
 
 void optim_set_lr(optim *o, double lr) {
@@ -309,7 +309,7 @@ void optim_set_lr(optim *o, double lr) {
 }
 int optim_set_group_lr(optim *o, int g, double lr) {
     if (!o || g < 0 || g >= o->n_groups || !(lr >= 0)) {
-        error_set("optim_set_group_lr: no group %d, or lr %g is not >= 0", g, lr);
+        tg_error_set("optim_set_group_lr: no group %d, or lr %g is not >= 0", g, lr);
         return -1;
     }
     o->groups[g].lr = lr;
@@ -324,24 +324,32 @@ int64_t optim_steps(const optim *o) { return o ? o->steps : 0; }
 /* torch.nn.utils.clip_grad_norm_: total = sqrt(sum of squares of all
  * grads); when total > max_norm every grad is scaled by
  * max_norm / (total + 1e-6). */
+static bool listed_before(tensor *const *params, int i) {
+    for (int j = 0; j < i; j++)
+        if (params[j] == params[i]) return true;
+    return false;
+}
+
 double optim_clip_grad_norm(tensor *const *params, int n, double max_norm) {
     if (n > 0 && !params) {
-        error_set("optim_clip_grad_norm: the parameter list is NULL (n = %d)", n);
+        tg_error_set("optim_clip_grad_norm: the parameter list is NULL (n = %d)", n);
         return -1;
     }
     if (n < 0 || !(max_norm >= 0)) {
-        error_set("optim_clip_grad_norm: n = %d and max_norm %g must not be negative (nor NaN)", n, max_norm);
+        tg_error_set("optim_clip_grad_norm: n = %d and max_norm %g must not be negative (nor NaN)", n, max_norm);
         return -1;
     }
+    /* a tensor listed twice (a tied weight under both names) is one
+     * parameter: counted once in the norm and scaled once */
     double ss = 0;
     for (int i = 0; i < n; i++) {
-        const tensor *g = params[i] ? params[i]->grad : NULL;
+        const tensor *g = params[i] && !listed_before(params, i) ? params[i]->grad : NULL;
         for (int64_t k = 0; g && k < g->size; k++) ss += tensor_get(g, k) * tensor_get(g, k);
     }
     double total = sqrt(ss), coef = max_norm / (total + 1e-6);
     if (coef < 1)
         for (int i = 0; i < n; i++) {
-            tensor *g = params[i] ? params[i]->grad : NULL;
+            tensor *g = params[i] && !listed_before(params, i) ? params[i]->grad : NULL;
             for (int64_t k = 0; g && k < g->size; k++) tensor_set(g, k, tensor_get(g, k) * coef);
         }
     return total;
@@ -349,11 +357,11 @@ double optim_clip_grad_norm(tensor *const *params, int n, double max_norm) {
 
 int optim_clip_grad_value(tensor *const *params, int n, double clip) {
     if (n > 0 && !params) {
-        error_set("optim_clip_grad_value: the parameter list is NULL (n = %d)", n);
+        tg_error_set("optim_clip_grad_value: the parameter list is NULL (n = %d)", n);
         return -1;
     }
     if (n < 0 || !(clip >= 0)) {
-        error_set("optim_clip_grad_value: n = %d and clip %g must not be negative (nor NaN)", n, clip);
+        tg_error_set("optim_clip_grad_value: n = %d and clip %g must not be negative (nor NaN)", n, clip);
         return -1;
     }
     for (int i = 0; i < n; i++) {
@@ -388,19 +396,19 @@ static double *hyper(optim_config *c, int i) {
     return f[i];
 }
 
-int optim_state_export(const optim *o, nn_state *s, const char *prefix) {
+int tg_optim_state_export(const optim *o, nn_state *s, const char *prefix) {
     char name[64];
-    int rc = nn_state_put_i64(s, prefix, "kind", o->kind);
-    rc = rc ? rc : nn_state_put_i64(s, prefix, "steps", o->steps);
+    int rc = tg_nn_state_put_i64(s, prefix, "kind", o->kind);
+    rc = rc ? rc : tg_nn_state_put_i64(s, prefix, "steps", o->steps);
     for (int i = 0; i < o->n && !rc; i++) {
         const slot *t = &o->s[i];
         snprintf(name, sizeof name, "state.%d.step", i);
-        rc = nn_state_put_i64(s, prefix, name, t->step);
+        rc = tg_nn_state_put_i64(s, prefix, name, t->step);
         snprintf(name, sizeof name, "state.%d.%s", i,
                  o->kind == OPTIM_SGD ? "momentum_buffer" : "exp_avg");
-        rc = rc ? rc : nn_state_put(s, prefix, name, t->m, false);
+        rc = rc ? rc : tg_nn_state_put(s, prefix, name, t->m, false);
         snprintf(name, sizeof name, "state.%d.exp_avg_sq", i);
-        if (t->v && !rc) rc = nn_state_put(s, prefix, name, t->v, false);
+        if (t->v && !rc) rc = tg_nn_state_put(s, prefix, name, t->v, false);
     }
     for (int g = 0; g < o->n_groups && !rc; g++) {
         int64_t k = 0;
@@ -411,26 +419,26 @@ int optim_state_export(const optim *o, nn_state *s, const char *prefix) {
         for (int i = 0; i < o->n; i++)
             if (o->s[i].g == g) ((int64_t *)ids->data)[k++] = i;
         snprintf(name, sizeof name, "param_groups.%d.params", g);
-        rc = nn_state_put(s, prefix, name, ids, true);
+        rc = tg_nn_state_put(s, prefix, name, ids, true);
         optim_config c = o->groups[g];
         for (int h = 0; h < 8 && !rc; h++) {
             snprintf(name, sizeof name, "param_groups.%d.%s", g, hyper_names[h]);
-            rc = nn_state_put_f64(s, prefix, name, h == 3 ? (double)c.nesterov : *hyper(&c, h));
+            rc = tg_nn_state_put_f64(s, prefix, name, h == 3 ? (double)c.nesterov : *hyper(&c, h));
         }
     }
     return rc;
 }
 
 static int64_t get_i64(const nn_state *s, const char *prefix, const char *name) {
-    return ((const int64_t *)nn_state_find(s, prefix, name)->data)[0];
+    return ((const int64_t *)tg_nn_state_find(s, prefix, name)->data)[0];
 }
 
-int optim_state_import(optim *o, const nn_state *loaded, const char *prefix, const char *path,
+int tg_optim_state_import(optim *o, const nn_state *loaded, const char *prefix, const char *path,
                        bool commit) {
     char name[64];
     int64_t kind = get_i64(loaded, prefix, "kind");
     if (kind != o->kind) {
-        error_set("%s: the file holds the state of an optimiser of kind %lld, this one is %s",
+        tg_error_set("%s: the file holds the state of an optimiser of kind %lld, this one is %s",
                   path, (long long)kind, kind_name(o->kind));
         return -1;
     }
@@ -439,32 +447,32 @@ int optim_state_import(optim *o, const nn_state *loaded, const char *prefix, con
         if (i >= 0) snprintf(name, sizeof name, "state.%d.step", i);
         int64_t v = i < 0 ? steps : get_i64(loaded, prefix, name);
         if (v < 0 || v > steps) {
-            error_set("%s: optimiser step count %lld of \"%s%s\" is negative or more than the %lld "
+            tg_error_set("%s: optimiser step count %lld of \"%s%s\" is negative or more than the %lld "
                       "steps taken",
                       path, (long long)v, prefix, i < 0 ? "steps" : name, (long long)steps);
             return -1;
         }
     }
-    optim_config *cs = mem_alloc((size_t)(o->n_groups ? o->n_groups : 1) * sizeof *cs);
+    optim_config *cs = tg_mem_alloc((size_t)(o->n_groups ? o->n_groups : 1) * sizeof *cs);
     if (!cs) return -1;
     for (int g = 0; g < o->n_groups; g++) {
         snprintf(name, sizeof name, "param_groups.%d.params", g);
-        const tensor *ids = nn_state_find(loaded, prefix, name);
+        const tensor *ids = tg_nn_state_find(loaded, prefix, name);
         int64_t k = 0;
         bool same = true;
         for (int i = 0; i < o->n && same; i++)
             if (o->s[i].g == g) same = k < ids->size && ((int64_t *)ids->data)[k++] == i;
         if (!same || k != ids->size) {
-            error_set("%s: parameter group %d in the file holds other parameters than the "
+            tg_error_set("%s: parameter group %d in the file holds other parameters than the "
                       "optimiser's group %d",
                       path, g, g);
-            mem_free(cs);
+            tg_mem_free(cs);
             return -1;
         }
         cs[g] = o->groups[g];
         for (int h = 0; h < 8; h++) {
             snprintf(name, sizeof name, "param_groups.%d.%s", g, hyper_names[h]);
-            double v = ((const double *)nn_state_find(loaded, prefix, name)->data)[0];
+            double v = ((const double *)tg_nn_state_find(loaded, prefix, name)->data)[0];
             if (h == 3)
                 cs[g].nesterov = v != 0;
             else
@@ -472,8 +480,8 @@ int optim_state_import(optim *o, const nn_state *loaded, const char *prefix, con
         }
         const char *bad = config_fault(&cs[g]);
         if (bad) {
-            error_set("%s: parameter group %d in the file: %s", path, g, bad);
-            mem_free(cs);
+            tg_error_set("%s: parameter group %d in the file: %s", path, g, bad);
+            tg_mem_free(cs);
             return -1;
         }
     }
@@ -486,14 +494,14 @@ int optim_state_import(optim *o, const nn_state *loaded, const char *prefix, con
             t->step = get_i64(loaded, prefix, name);
             snprintf(name, sizeof name, "state.%d.%s", i,
                      o->kind == OPTIM_SGD ? "momentum_buffer" : "exp_avg");
-            memcpy(t->m->data, nn_state_find(loaded, prefix, name)->data,
+            memcpy(t->m->data, tg_nn_state_find(loaded, prefix, name)->data,
                    (size_t)t->m->size * sizeof(double));
             snprintf(name, sizeof name, "state.%d.exp_avg_sq", i);
             if (t->v)
-                memcpy(t->v->data, nn_state_find(loaded, prefix, name)->data,
+                memcpy(t->v->data, tg_nn_state_find(loaded, prefix, name)->data,
                        (size_t)t->v->size * sizeof(double));
         }
     }
-    mem_free(cs);
+    tg_mem_free(cs);
     return 0;
 }

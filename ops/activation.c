@@ -234,15 +234,15 @@ static const double at_zero[] = {0.0};
 static void name_with_params(op_sample *s, const char *fmt, double a, double b) {
     char sh[64], what[64];
     snprintf(what, sizeof what, fmt, a, b);
-    sample_name(s, "x%s %s", tensor_shape_str(s->inputs[0], sh, sizeof sh), what);
+    tg_sample_name(s, "x%s %s", tensor_shape_str(s->inputs[0], sh, sizeof sh), what);
 }
 
 static int smooth_sample(int k, rng *g, op_sample *s) {
-    return ew_unary_sample(k, g, s, -3.0, 3.0, NULL, 0, 0);
+    return tg_ew_unary_sample(k, g, s, -3.0, 3.0, NULL, 0, 0);
 }
 /* Values 0.05 from the kink at 0, of both signs (so no case has an all-zero gradient). */
 static int relu_sample(int k, rng *g, op_sample *s) {
-    int r = ew_unary_sample(k, g, s, -2.0, 2.0, at_zero, 1, 0.05);
+    int r = tg_ew_unary_sample(k, g, s, -2.0, 2.0, at_zero, 1, 0.05);
     if (r == 0) {
         double *p = s->inputs[0]->data;
         p[0] = fabs(p[0]);
@@ -254,7 +254,7 @@ static int relu_sample(int k, rng *g, op_sample *s) {
 static int leaky_relu_sample(int k, rng *g, op_sample *s) {
     static const double slope[] = {0.1, 0.01, -0.2};
     if (k >= 3) return 1;
-    int r = ew_unary_sample(k, g, s, -2.0, 2.0, at_zero, 1, 0.05);
+    int r = tg_ew_unary_sample(k, g, s, -2.0, 2.0, at_zero, 1, 0.05);
     s->fp[0] = slope[k];
     if (r == 0) name_with_params(s, "slope %g", slope[k], 0);
     return r;
@@ -263,7 +263,7 @@ static int leaky_relu_sample(int k, rng *g, op_sample *s) {
 static int elu_sample(int k, rng *g, op_sample *s) {
     static const double alpha[] = {1.0, 0.5, 2.0};
     if (k >= 3) return 1;
-    int r = ew_unary_sample(k, g, s, -3.0, 3.0, at_zero, 1, 0.05);
+    int r = tg_ew_unary_sample(k, g, s, -3.0, 3.0, at_zero, 1, 0.05);
     s->fp[0] = alpha[k];
     if (r == 0) name_with_params(s, "alpha %g", alpha[k], 0);
     return r;
@@ -271,7 +271,7 @@ static int elu_sample(int k, rng *g, op_sample *s) {
 /* Cases 0-2: the exact (erf) form; 3-5: the tanh approximation. */
 static int gelu_sample(int k, rng *g, op_sample *s) {
     if (k >= 6) return 1;
-    int r = ew_unary_sample(k % 3, g, s, -3.0, 3.0, NULL, 0, 0);
+    int r = tg_ew_unary_sample(k % 3, g, s, -3.0, 3.0, NULL, 0, 0);
     s->fp[0] = k >= 3;
     if (r == 0) name_with_params(s, k >= 3 ? "tanh form" : "erf form", 0, 0);
     return r;
@@ -283,7 +283,7 @@ static int softplus_sample(int k, rng *g, op_sample *s) {
     static const double beta[] = {1.0, 2.0, 0.5}, thr[] = {20.0, 1.5, 20.0};
     if (k >= 3) return 1;
     double kink = thr[k] / beta[k];
-    int r = ew_unary_sample(k, g, s, -3.0, 3.0, &kink, 1, 0.05);
+    int r = tg_ew_unary_sample(k, g, s, -3.0, 3.0, &kink, 1, 0.05);
     s->fp[0] = beta[k];
     s->fp[1] = thr[k];
     if (r == 0) name_with_params(s, "beta %g, threshold %g", beta[k], thr[k]);
@@ -293,7 +293,7 @@ static int hardtanh_sample(int k, rng *g, op_sample *s) {
     static const double lo[] = {-1.0, -0.5, 0.0}, hi[] = {1.0, 1.5, 0.7};
     if (k >= 3) return 1;
     double bounds[2] = {lo[k], hi[k]};
-    int r = ew_unary_sample(k, g, s, -2.0, 2.0, bounds, 2, 0.05);
+    int r = tg_ew_unary_sample(k, g, s, -2.0, 2.0, bounds, 2, 0.05);
     if (r == 0) /* one value strictly inside, so no case is all-zero gradient */
         ((double *)s->inputs[0]->data)[0] = 0.5 * (lo[k] + hi[k]);
     s->fp[0] = lo[k];
@@ -310,10 +310,10 @@ static int prelu_sample(int k, rng *g, op_sample *s) {
     } cases[] = {{3, {2, 3, 4}, 3}, {4, {2, 3, 2, 2}, 3}, {2, {4, 5}, 5}, {2, {4, 5}, 1}};
     if (k >= 4) return 1;
     s->n_inputs = 2;
-    s->inputs[0] = sample_tensor_avoiding(g, cases[k].nd, cases[k].x, -2.0, 2.0, at_zero, 1, 0.05);
-    s->inputs[1] = sample_tensor(g, 1, &cases[k].c, -0.5, 0.8);
+    s->inputs[0] = tg_sample_tensor_avoiding(g, cases[k].nd, cases[k].x, -2.0, 2.0, at_zero, 1, 0.05);
+    s->inputs[1] = tg_sample_tensor(g, 1, &cases[k].c, -0.5, 0.8);
     char sx[64], sw[64];
-    sample_name(s, "x%s, slope%s", tensor_shape_str(s->inputs[0], sx, sizeof sx),
+    tg_sample_name(s, "x%s, slope%s", tensor_shape_str(s->inputs[0], sx, sizeof sx),
                 tensor_shape_str(s->inputs[1], sw, sizeof sw));
     return s->inputs[0] && s->inputs[1] ? 0 : -1;
 }
@@ -327,10 +327,10 @@ static int softmax_sample(int k, rng *g, op_sample *s) {
                  {3, {2, 3, 4}, -1}, {3, {2, 3, 4}, 0}, {1, {6}, 0}};
     if (k >= 6) return 1;
     s->n_inputs = 1;
-    s->inputs[0] = sample_tensor(g, cases[k].nd, cases[k].x, -3.0, 3.0);
+    s->inputs[0] = tg_sample_tensor(g, cases[k].nd, cases[k].x, -3.0, 3.0);
     s->ip[0] = cases[k].axis;
     char sx[64];
-    sample_name(s, "x%s axis %d", tensor_shape_str(s->inputs[0], sx, sizeof sx), cases[k].axis);
+    tg_sample_name(s, "x%s axis %d", tensor_shape_str(s->inputs[0], sx, sizeof sx), cases[k].axis);
     return s->inputs[0] ? 0 : -1;
 }
 
@@ -358,15 +358,15 @@ BUILD(hardtanh, tensor_hardtanh(in[0], s->fp[0], s->fp[1]))
 #define ENTRY(name, arity, sample, sig, fwd, grad, notes) \
     {#name, arity, 0, name##_forward, name##_vjp, sample, name##_build, sig, fwd, grad, notes}
 
-/* The activation family: index of each op in ops_activation, its entry below. */
+/* The activation family: index of each op in tg_ops_activation, its entry below. */
 enum {
     RELU, LEAKY_RELU, PRELU, SIGMOID, TANH, SOFTMAX, LOG_SOFTMAX, GELU, SILU, MISH, ELU, SELU,
     SOFTPLUS, HARDTANH,
     N_ACTIVATION_OPS
 };
-#define OP(i) (&ops_activation[i])
+#define OP(i) (&tg_ops_activation[i])
 
-const op_def ops_activation[] = {
+const op_def tg_ops_activation[] = {
     [RELU] = ENTRY(relu, 1, relu_sample, "tensor_relu(a)", "y = max(a, 0)", "da = g [a > 0]",
           "kink at a = 0, where the gradient used is 0 (as PyTorch); NaN passes through; "
           "samples keep |a| >= 0.05"),
@@ -422,61 +422,61 @@ const op_def ops_activation[] = {
           "kinks at lo and hi, where the gradient used is 0 (PyTorch's hardtanh; note clamp "
           "uses 1 there); lo > hi is an error; samples keep 0.05 from each bound"),
 };
-const int ops_activation_count = N_ACTIVATION_OPS;
-_Static_assert(sizeof ops_activation / sizeof ops_activation[0] == N_ACTIVATION_OPS,
-               "ops_activation: one entry per op of its enum");
+const int tg_ops_activation_count = N_ACTIVATION_OPS;
+_Static_assert(sizeof tg_ops_activation / sizeof tg_ops_activation[0] == N_ACTIVATION_OPS,
+               "tg_ops_activation: one entry per op of its enum");
 
 /* ---------------------------------------------------------- builders */
 
 
-tensor *tensor_relu(tensor *a) { return ew_unary_apply(OP(RELU), a, NULL, 0); }
+tensor *tensor_relu(tensor *a) { return tg_ew_unary_apply(OP(RELU), a, NULL, 0); }
 tensor *tensor_leaky_relu(tensor *a, double slope) {
-    return ew_unary_apply(OP(LEAKY_RELU), a, &slope, 1);
+    return tg_ew_unary_apply(OP(LEAKY_RELU), a, &slope, 1);
 }
-tensor *tensor_sigmoid(tensor *a) { return ew_unary_apply(OP(SIGMOID), a, NULL, 0); }
-tensor *tensor_tanh(tensor *a) { return ew_unary_apply(OP(TANH), a, NULL, 0); }
+tensor *tensor_sigmoid(tensor *a) { return tg_ew_unary_apply(OP(SIGMOID), a, NULL, 0); }
+tensor *tensor_tanh(tensor *a) { return tg_ew_unary_apply(OP(TANH), a, NULL, 0); }
 tensor *tensor_gelu(tensor *a, bool tanh_approx) {
     double form = tanh_approx ? 1.0 : 0.0;
-    return ew_unary_apply(OP(GELU), a, &form, 1);
+    return tg_ew_unary_apply(OP(GELU), a, &form, 1);
 }
-tensor *tensor_silu(tensor *a) { return ew_unary_apply(OP(SILU), a, NULL, 0); }
-tensor *tensor_mish(tensor *a) { return ew_unary_apply(OP(MISH), a, NULL, 0); }
-tensor *tensor_elu(tensor *a, double alpha) { return ew_unary_apply(OP(ELU), a, &alpha, 1); }
-tensor *tensor_selu(tensor *a) { return ew_unary_apply(OP(SELU), a, NULL, 0); }
+tensor *tensor_silu(tensor *a) { return tg_ew_unary_apply(OP(SILU), a, NULL, 0); }
+tensor *tensor_mish(tensor *a) { return tg_ew_unary_apply(OP(MISH), a, NULL, 0); }
+tensor *tensor_elu(tensor *a, double alpha) { return tg_ew_unary_apply(OP(ELU), a, &alpha, 1); }
+tensor *tensor_selu(tensor *a) { return tg_ew_unary_apply(OP(SELU), a, NULL, 0); }
 
 tensor *tensor_softplus(tensor *a, double beta, double threshold) {
     if (beta == 0 || isnan(beta) || isnan(threshold)) {
-        error_set("softplus: beta must be nonzero and beta, threshold not NaN (beta %g, "
+        tg_error_set("softplus: beta must be nonzero and beta, threshold not NaN (beta %g, "
                   "threshold %g)", beta, threshold);
         return NULL;
     }
     double fp[2] = {beta, threshold};
-    return ew_unary_apply(OP(SOFTPLUS), a, fp, 2);
+    return tg_ew_unary_apply(OP(SOFTPLUS), a, fp, 2);
 }
 
 tensor *tensor_hardtanh(tensor *a, double lo, double hi) {
     if (isnan(lo) || isnan(hi) || lo > hi) {
-        error_set("hardtanh: bounds [%g, %g] are not an interval (need lo <= hi, no NaN)", lo, hi);
+        tg_error_set("hardtanh: bounds [%g, %g] are not an interval (need lo <= hi, no NaN)", lo, hi);
         return NULL;
     }
     double fp[2] = {lo, hi};
-    return ew_unary_apply(OP(HARDTANH), a, fp, 2);
+    return tg_ew_unary_apply(OP(HARDTANH), a, fp, 2);
 }
 
 tensor *tensor_prelu(tensor *a, tensor *slope) {
     const op_def *op = OP(PRELU);
     tensor *in[2] = {a, slope};
-    if (op_check_inputs(op, in, 2, 0)) return NULL;
+    if (tg_op_check_inputs(op, in, 2, 0)) return NULL;
     int64_t channels = a->ndim >= 2 ? a->shape[1] : 1;
     if (slope->ndim != 1 || (slope->size != 1 && slope->size != channels)) {
         char sa[96], sw[96];
-        error_set("prelu: slope %s must be [1] or [C] with C = %lld, the size of axis 1 of "
+        tg_error_set("prelu: slope %s must be [1] or [C] with C = %lld, the size of axis 1 of "
                   "input %s",
                   tensor_shape_str(slope, sw, sizeof sw), (long long)channels,
                   tensor_shape_str(a, sa, sizeof sa));
         return NULL;
     }
-    tape_node *n = node_begin(op, in, 2, a->dtype, a->ndim, a->shape);
+    tape_node *n = tg_node_begin(op, in, 2, a->dtype, a->ndim, a->shape);
     if (!n) return NULL;
     /* a shared slope sees the whole tensor as one channel */
     int64_t L = slope->size == 1 ? a->size : 1;
@@ -486,26 +486,26 @@ tensor *tensor_prelu(tensor *a, tensor *slope) {
     n->ip[0] = slope->size; /* C */
     n->ip[1] = L;
     n->ip[2] = CL ? a->size / CL : 0; /* N */
-    return node_finish(n);
+    return tg_node_finish(n);
 }
 
 /* ip[0] = the axis as given, ip[1..3] = (O, D, I) around the normalised axis. */
 static tensor *softmax_apply(const op_def *op, tensor *a, int axis) {
     tensor *in[1] = {a};
-    if (op_check_inputs(op, in, 1, 0)) return NULL;
+    if (tg_op_check_inputs(op, in, 1, 0)) return NULL;
     /* a 0-d tensor is one row of length 1, reached by axis 0 or -1 */
-    int ax = a->ndim == 0 && axis == -1 ? 0 : axis_normalize(op->name, axis, a->ndim);
+    int ax = a->ndim == 0 && axis == -1 ? 0 : tg_axis_normalize(op->name, axis, a->ndim);
     if (ax < 0) return NULL;
     int64_t O = 1, D = a->ndim ? a->shape[ax] : 1, I = 1;
     for (int d = 0; d < ax; d++) O *= a->shape[d];
     for (int d = ax + 1; d < a->ndim; d++) I *= a->shape[d];
-    tape_node *n = node_begin(op, in, 1, a->dtype, a->ndim, a->shape);
+    tape_node *n = tg_node_begin(op, in, 1, a->dtype, a->ndim, a->shape);
     if (!n) return NULL;
     n->ip[0] = axis;
     n->ip[1] = O;
     n->ip[2] = D;
     n->ip[3] = I;
-    return node_finish(n);
+    return tg_node_finish(n);
 }
 tensor *tensor_softmax(tensor *a, int axis) { return softmax_apply(OP(SOFTMAX), a, axis); }
 tensor *tensor_log_softmax(tensor *a, int axis) { return softmax_apply(OP(LOG_SOFTMAX), a, axis); }

@@ -26,14 +26,14 @@ EW_UNARY_VJP(mul_scalar, g * p0)
 
 static const double div_avoid[] = {0.0};
 static int binary_sample(int k, rng *g, op_sample *s) {
-    return ew_binary_sample(k, g, s, -2.0, 2.0, NULL, 0, 0);
+    return tg_ew_binary_sample(k, g, s, -2.0, 2.0, NULL, 0, 0);
 }
 static int div_sample(int k, rng *g, op_sample *s) {
     /* keeps both operands (so the divisor) at least 0.25 from the pole at 0 */
-    return ew_binary_sample(k, g, s, -2.0, 2.0, div_avoid, 1, 0.25);
+    return tg_ew_binary_sample(k, g, s, -2.0, 2.0, div_avoid, 1, 0.25);
 }
 static int unary_sample(int k, rng *g, op_sample *s) {
-    int r = ew_unary_sample(k, g, s, -2.0, 2.0, NULL, 0, 0);
+    int r = tg_ew_unary_sample(k, g, s, -2.0, 2.0, NULL, 0, 0);
     s->fp[0] = 0.75; /* the scalar of add_scalar / mul_scalar */
     return r;
 }
@@ -46,10 +46,10 @@ static tensor *neg_build(tensor *const *in, const op_sample *s) { (void)s; retur
 static tensor *add_scalar_build(tensor *const *in, const op_sample *s) { return tensor_add_scalar(in[0], s->fp[0]); }
 static tensor *mul_scalar_build(tensor *const *in, const op_sample *s) { return tensor_mul_scalar(in[0], s->fp[0]); }
 
-/* The arith family: index of each op in ops_arith, its entry below. */
+/* The arith family: index of each op in tg_ops_arith, its entry below. */
 enum { ADD, SUB, MUL, DIV, NEG, ADD_SCALAR, MUL_SCALAR, N_ARITH_OPS };
 
-const op_def ops_arith[] = {
+const op_def tg_ops_arith[] = {
     [ADD] = {"add", 2, 0, add_forward, add_vjp, binary_sample, add_build, "tensor_add(a, b)",
      "y = a + b (broadcast)", "da = unbroadcast(g), db = unbroadcast(g)",
      "unbroadcast(g) sums g over the dimensions that were broadcast"},
@@ -67,15 +67,15 @@ const op_def ops_arith[] = {
     [MUL_SCALAR] = {"mul_scalar", 1, 0, mul_scalar_forward, mul_scalar_vjp, unary_sample, mul_scalar_build,
      "tensor_mul_scalar(a, s)", "y = a * s", "da = g * s", ""},
 };
-const int ops_arith_count = N_ARITH_OPS;
-_Static_assert(sizeof ops_arith / sizeof ops_arith[0] == N_ARITH_OPS,
-               "ops_arith: one entry per op of its enum");
+const int tg_ops_arith_count = N_ARITH_OPS;
+_Static_assert(sizeof tg_ops_arith / sizeof tg_ops_arith[0] == N_ARITH_OPS,
+               "tg_ops_arith: one entry per op of its enum");
 
-#define OP(name) (&ops_arith[name])
-tensor *tensor_add(tensor *a, tensor *b) { return ew_binary_apply(OP(ADD), a, b, NULL, 0); }
-tensor *tensor_sub(tensor *a, tensor *b) { return ew_binary_apply(OP(SUB), a, b, NULL, 0); }
-tensor *tensor_mul(tensor *a, tensor *b) { return ew_binary_apply(OP(MUL), a, b, NULL, 0); }
-tensor *tensor_div(tensor *a, tensor *b) { return ew_binary_apply(OP(DIV), a, b, NULL, 0); }
-tensor *tensor_neg(tensor *a) { return ew_unary_apply(OP(NEG), a, NULL, 0); }
-tensor *tensor_add_scalar(tensor *a, double s) { return ew_unary_apply(OP(ADD_SCALAR), a, &s, 1); }
-tensor *tensor_mul_scalar(tensor *a, double s) { return ew_unary_apply(OP(MUL_SCALAR), a, &s, 1); }
+#define OP(name) (&tg_ops_arith[name])
+tensor *tensor_add(tensor *a, tensor *b) { return tg_ew_binary_apply(OP(ADD), a, b, NULL, 0); }
+tensor *tensor_sub(tensor *a, tensor *b) { return tg_ew_binary_apply(OP(SUB), a, b, NULL, 0); }
+tensor *tensor_mul(tensor *a, tensor *b) { return tg_ew_binary_apply(OP(MUL), a, b, NULL, 0); }
+tensor *tensor_div(tensor *a, tensor *b) { return tg_ew_binary_apply(OP(DIV), a, b, NULL, 0); }
+tensor *tensor_neg(tensor *a) { return tg_ew_unary_apply(OP(NEG), a, NULL, 0); }
+tensor *tensor_add_scalar(tensor *a, double s) { return tg_ew_unary_apply(OP(ADD_SCALAR), a, &s, 1); }
+tensor *tensor_mul_scalar(tensor *a, double s) { return tg_ew_unary_apply(OP(MUL_SCALAR), a, &s, 1); }

@@ -30,7 +30,7 @@
 OUTER_T(float)
 OUTER_T(double)
 
-void blas_gemm(dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void *A,
+void tg_blas_gemm(dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void *A,
                int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
     if (M == 0 || N == 0) return;
     if (K == 1 && (!tb || N == 1)) {

@@ -9,7 +9,7 @@
  * set, for A, B, C of dtype dt (float32 or float64; beta is converted).
  * Does nothing when M or N is 0; leading dimensions are raised to at least 1
  * so that OpenBLAS accepts an empty inner dimension K (C = beta C then). */
-void blas_gemm(dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void *A,
+void tg_blas_gemm(dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void *A,
                int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc);
 
 /* Typed forms, for kernels written once as a macro over the element type T
@@ -17,12 +17,12 @@ void blas_gemm(dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, cons
 static inline void blas_gemm_float(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                                    const float *A, int64_t lda, const float *B, int64_t ldb,
                                    float beta, float *C, int64_t ldc) {
-    blas_gemm(DTYPE_F32, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    tg_blas_gemm(DTYPE_F32, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
 static inline void blas_gemm_double(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                                     const double *A, int64_t lda, const double *B, int64_t ldb,
                                     double beta, double *C, int64_t ldc) {
-    blas_gemm(DTYPE_F64, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    tg_blas_gemm(DTYPE_F64, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
 
 #endif

@@ -35,8 +35,8 @@ static inline bool mask_truth(const tensor *t, int64_t off) {
             int nd = n->out->ndim;                                                    \
             const int64_t *sh = n->out->shape;                                        \
             int64_t sa[TENSOR_MAX_DIMS], sb[TENSOR_MAX_DIMS];                         \
-            broadcast_strides(n->in[0], nd, sh, sa);                                  \
-            broadcast_strides(n->in[1], nd, sh, sb);                                  \
+            tg_broadcast_strides(n->in[0], nd, sh, sa);                                  \
+            tg_broadcast_strides(n->in[1], nd, sh, sb);                                  \
             for (int64_t i = 0; i < cnt; i++) {                                       \
                 const T x = A[bcast_offset(i, nd, sh, sa)];                           \
                 const T y = B[bcast_offset(i, nd, sh, sb)];                           \
@@ -74,8 +74,8 @@ static void no_vjp(tape_node *n, tensor *const *gin) { (void)n; (void)gin; }
         int nd = n->out->ndim;                                                        \
         const int64_t *sh = n->out->shape, cnt = n->out->size;                        \
         int64_t sa[TENSOR_MAX_DIMS], sb[TENSOR_MAX_DIMS];                             \
-        broadcast_strides(a, nd, sh, sa);                                             \
-        broadcast_strides(b, nd, sh, sb);                                             \
+        tg_broadcast_strides(a, nd, sh, sa);                                             \
+        tg_broadcast_strides(b, nd, sh, sb);                                             \
         bool flat = a->size == cnt && b->size == cnt;                                 \
         int64_t *Z = n->out->data;                                                    \
         for (int64_t i = 0; i < cnt; i++) {                                           \
@@ -105,7 +105,7 @@ static void logical_not_forward(tape_node *n) {
         int nd = n->out->ndim;                                                        \
         const int64_t *sh = n->out->shape, cnt = n->out->size;                        \
         int64_t sm[TENSOR_MAX_DIMS];                                                  \
-        broadcast_strides(m, nd, sh, sm);                                             \
+        tg_broadcast_strides(m, nd, sh, sm);                                             \
         bool flat = m->size == cnt;                                                   \
         for (int64_t i = 0; i < cnt; i++)                                             \
             Y[i] = mask_truth(m, flat ? i : bcast_offset(i, nd, sh, sm)) ? v : X[i];  \
@@ -117,7 +117,7 @@ static void logical_not_forward(tape_node *n) {
         int nd = n->out->ndim;                                                        \
         const int64_t *sh = n->out->shape, cnt = n->out->size;                        \
         int64_t sm[TENSOR_MAX_DIMS];                                                  \
-        broadcast_strides(m, nd, sh, sm);                                             \
+        tg_broadcast_strides(m, nd, sh, sm);                                             \
         bool flat = m->size == cnt;                                                   \
         for (int64_t i = 0; i < cnt; i++)                                             \
             if (!mask_truth(m, flat ? i : bcast_offset(i, nd, sh, sm))) D[i] += G[i]; \
@@ -163,11 +163,11 @@ static bool ref_truth(int op, double x, double y) {
 static bool both_truths(int op, const tensor *a, const tensor *b) {
     int nd;
     int64_t sh[TENSOR_MAX_DIMS], sa[TENSOR_MAX_DIMS], sb[TENSOR_MAX_DIMS];
-    if (broadcast_shapes("sample", a, b, &nd, sh)) return false;
-    broadcast_strides(a, nd, sh, sa);
-    broadcast_strides(b, nd, sh, sb);
+    if (tg_broadcast_shapes("sample", a, b, &nd, sh)) return false;
+    tg_broadcast_strides(a, nd, sh, sa);
+    tg_broadcast_strides(b, nd, sh, sb);
     bool seen[2] = {false, false};
-    for (int64_t i = 0, cnt = shape_numel(nd, sh); i < cnt; i++)
+    for (int64_t i = 0, cnt = tg_shape_numel(nd, sh); i < cnt; i++)
         seen[ref_truth(op, tensor_get(a, bcast_offset(i, nd, sh, sa)),
                        tensor_get(b, bcast_offset(i, nd, sh, sb)))] = true;
     return seen[0] && seen[1];
@@ -200,20 +200,20 @@ static int mask_sample(int op, int k, rng *g, op_sample *s) {
     for (int tries = 0; tries < 200; tries++) {
         for (int i = 0; i < 4; i++) tensor_free(s->inputs[i]);
         if (cases[k].i64) {
-            s->inputs[0] = sample_labels(g, cases[k].na, cases[k].a, 3);
-            s->inputs[1] = sample_labels(g, cases[k].nb, cases[k].b, 3);
+            s->inputs[0] = tg_sample_labels(g, cases[k].na, cases[k].a, 3);
+            s->inputs[1] = tg_sample_labels(g, cases[k].nb, cases[k].b, 3);
         } else {
             s->inputs[0] = grid_tensor(g, cases[k].na, cases[k].a);
             s->inputs[1] = grid_tensor(g, cases[k].nb, cases[k].b);
         }
-        s->inputs[2] = sample_tensor(g, cases[k].nc, cases[k].c, -2.0, 2.0);
-        s->inputs[3] = sample_tensor(g, cases[k].nd, cases[k].d, -2.0, 2.0);
+        s->inputs[2] = tg_sample_tensor(g, cases[k].nc, cases[k].c, -2.0, 2.0);
+        s->inputs[3] = tg_sample_tensor(g, cases[k].nd, cases[k].d, -2.0, 2.0);
         for (int i = 0; i < 4; i++)
             if (!s->inputs[i]) return -1;
         /* logical_not reads a alone: b stands in as a's own shape */
         if (both_truths(op, s->inputs[0], op == LOGICAL_NOT ? s->inputs[0] : s->inputs[1])) {
             char sa[64], sb[64], sc[64], sd[64];
-            sample_name(s, "%s %s, %s ? %s : %s", cases[k].i64 ? "int64" : "float64",
+            tg_sample_name(s, "%s %s, %s ? %s : %s", cases[k].i64 ? "int64" : "float64",
                         tensor_shape_str(s->inputs[0], sa, sizeof sa),
                         tensor_shape_str(s->inputs[1], sb, sizeof sb),
                         tensor_shape_str(s->inputs[2], sc, sizeof sc),
@@ -253,7 +253,7 @@ MASK_BUILD(logical_or, tensor_logical_or(in[0], in[1]))
  * refused like any input the case is given */
 static tensor *logical_not_build(tensor *const *in, const op_sample *s) {
     (void)s;
-    if (tensor_check_fresh("logical_not", "input 1", in[1])) return NULL;
+    if (tg_tensor_check_fresh("logical_not", "input 1", in[1])) return NULL;
     return tensor_where(tensor_logical_not(in[0]), in[2], in[3]);
 }
 
@@ -275,9 +275,9 @@ static int masked_fill_sample(int k, rng *g, op_sample *s) {
     if (k >= 4) return 1;
     s->n_inputs = 2;
     s->no_grad_mask = 2u;
-    s->inputs[0] = sample_tensor(g, cases[k].nx, cases[k].x, -2.0, 2.0);
-    s->inputs[1] = cases[k].float_mask ? sample_tensor(g, cases[k].nm, cases[k].m, -2.0, 2.0)
-                                       : sample_labels(g, cases[k].nm, cases[k].m, 2);
+    s->inputs[0] = tg_sample_tensor(g, cases[k].nx, cases[k].x, -2.0, 2.0);
+    s->inputs[1] = cases[k].float_mask ? tg_sample_tensor(g, cases[k].nm, cases[k].m, -2.0, 2.0)
+                                       : tg_sample_labels(g, cases[k].nm, cases[k].m, 2);
     if (!s->inputs[0] || !s->inputs[1]) return -1;
     tensor *m = s->inputs[1];
     for (int64_t i = 0; cases[k].float_mask && i < m->size; i++)
@@ -286,7 +286,7 @@ static int masked_fill_sample(int k, rng *g, op_sample *s) {
     tensor_set(m, 1, 0);
     s->fp[0] = cases[k].value;
     char sx[64], sm[64];
-    sample_name(s, "%s, %s %s mask, value %g", tensor_shape_str(s->inputs[0], sx, sizeof sx),
+    tg_sample_name(s, "%s, %s %s mask, value %g", tensor_shape_str(s->inputs[0], sx, sizeof sx),
                 cases[k].float_mask ? "float64" : "int64", tensor_shape_str(m, sm, sizeof sm),
                 cases[k].value);
     return 0;
@@ -305,7 +305,7 @@ static tensor *masked_fill_build(tensor *const *in, const op_sample *s) {
      "The checker's case is where(" #name "(a, b), c, d) (a, b on a grid with ties), "  \
      "differentiated in c and d"}
 
-const op_def ops_compare[] = {
+const op_def tg_ops_compare[] = {
     [EQ] = CMP(eq, "=="),
     [NE] = CMP(ne, "!="),
     [LT] = CMP(lt, "<"),
@@ -333,22 +333,22 @@ const op_def ops_compare[] = {
      "mask may have any dtype (nonzero = true) and must broadcast to x's shape; value may be "
      "-inf (attention masks before a softmax)"},
 };
-const int ops_compare_count = N_COMPARE_OPS;
-_Static_assert(sizeof ops_compare / sizeof ops_compare[0] == N_COMPARE_OPS,
-               "ops_compare: one entry per op of its enum");
+const int tg_ops_compare_count = N_COMPARE_OPS;
+_Static_assert(sizeof tg_ops_compare / sizeof tg_ops_compare[0] == N_COMPARE_OPS,
+               "tg_ops_compare: one entry per op of its enum");
 
 /* ---------------------------------------------------------- builders */
 
-#define OP(i) (&ops_compare[i])
+#define OP(i) (&tg_ops_compare[i])
 
 /* Every input non-NULL (any dtype). */
 static int check_present(const op_def *op, tensor *const *in, int n) {
     for (int i = 0; i < n; i++) {
         if (!in[i]) {
-            if (!error_pending()) error_set("%s: input %d is NULL", op->name, i);
+            if (!tg_error_pending()) tg_error_set("%s: input %d is NULL", op->name, i);
             return -1;
         }
-        if (op_check_fresh(op, i, in[i])) return -1;
+        if (tg_op_check_fresh(op, i, in[i])) return -1;
     }
     return 0;
 }
@@ -359,14 +359,14 @@ static tensor *compare_apply(const op_def *op, tensor *a, tensor *b) {
     tensor *in[2] = {a, b};
     if (check_present(op, in, 2)) return NULL;
     if (a->dtype != b->dtype) {
-        error_set("%s: dtype mismatch: %s vs %s", op->name, dtype_name(a->dtype),
-                  dtype_name(b->dtype));
+        tg_error_set("%s: dtype mismatch: %s vs %s", op->name, tg_dtype_name(a->dtype),
+                  tg_dtype_name(b->dtype));
         return NULL;
     }
     int nd;
     int64_t shape[TENSOR_MAX_DIMS];
-    if (broadcast_shapes(op->name, a, b, &nd, shape)) return NULL;
-    return op_apply(op, in, 2, DTYPE_I64, nd, shape);
+    if (tg_broadcast_shapes(op->name, a, b, &nd, shape)) return NULL;
+    return tg_op_apply(op, in, 2, DTYPE_I64, nd, shape);
 }
 
 tensor *tensor_eq(tensor *a, tensor *b) { return compare_apply(OP(EQ), a, b); }
@@ -381,8 +381,8 @@ static tensor *logical_apply(const op_def *op, tensor *a, tensor *b) {
     if (check_present(op, in, 2)) return NULL;
     int nd;
     int64_t shape[TENSOR_MAX_DIMS];
-    if (broadcast_shapes(op->name, a, b, &nd, shape)) return NULL;
-    return op_apply(op, in, 2, DTYPE_I64, nd, shape);
+    if (tg_broadcast_shapes(op->name, a, b, &nd, shape)) return NULL;
+    return tg_op_apply(op, in, 2, DTYPE_I64, nd, shape);
 }
 
 tensor *tensor_logical_and(tensor *a, tensor *b) { return logical_apply(OP(LOGICAL_AND), a, b); }
@@ -391,7 +391,7 @@ tensor *tensor_logical_or(tensor *a, tensor *b) { return logical_apply(OP(LOGICA
 tensor *tensor_logical_not(tensor *a) {
     tensor *in[1] = {a};
     if (check_present(OP(LOGICAL_NOT), in, 1)) return NULL;
-    return op_apply(OP(LOGICAL_NOT), in, 1, DTYPE_I64, a->ndim, a->shape);
+    return tg_op_apply(OP(LOGICAL_NOT), in, 1, DTYPE_I64, a->ndim, a->shape);
 }
 
 tensor *tensor_masked_fill(tensor *x, tensor *mask, double value) {
@@ -399,22 +399,22 @@ tensor *tensor_masked_fill(tensor *x, tensor *mask, double value) {
     tensor *in[2] = {x, mask};
     if (check_present(op, in, 2)) return NULL;
     if (x->dtype == DTYPE_I64) {
-        error_set("masked_fill: input 0 is int64; this op needs float32 or float64");
+        tg_error_set("masked_fill: input 0 is int64; this op needs float32 or float64");
         return NULL;
     }
     int nd;
     int64_t shape[TENSOR_MAX_DIMS];
-    if (broadcast_shapes(op->name, x, mask, &nd, shape)) return NULL;
+    if (tg_broadcast_shapes(op->name, x, mask, &nd, shape)) return NULL;
     bool same = nd == x->ndim;
     for (int d = 0; same && d < nd; d++) same = shape[d] == x->shape[d];
     if (!same) {
         char sx[96], sm[96];
-        error_set("masked_fill: mask %s does not broadcast to x's shape %s",
+        tg_error_set("masked_fill: mask %s does not broadcast to x's shape %s",
                   tensor_shape_str(mask, sm, sizeof sm), tensor_shape_str(x, sx, sizeof sx));
         return NULL;
     }
-    tape_node *n = node_begin(op, in, 2, x->dtype, x->ndim, x->shape);
+    tape_node *n = tg_node_begin(op, in, 2, x->dtype, x->ndim, x->shape);
     if (!n) return NULL;
     n->fp[0] = value;
-    return node_finish(n);
+    return tg_node_finish(n);
 }

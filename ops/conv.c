@@ -15,13 +15,13 @@
 
 #include "conv.h"
 
-static const conv_kernels *const variants[ISA_COUNT] = {&conv_kernels_v2, &conv_kernels_v3,
-                                                       &conv_kernels_v4};
+static const conv_kernels *const variants[ISA_COUNT] = {&tg_conv_kernels_v2, &tg_conv_kernels_v3,
+                                                       &tg_conv_kernels_v4};
 
 /* The kernels of the variant in use; NULL (error set) when TAPEGRAD_ISA is
  * refused. */
 static const conv_kernels *conv_impl(void) {
-    int v = isa_current();
+    int v = tg_isa_current();
     return v < 0 ? NULL : variants[v];
 }
 
@@ -70,10 +70,10 @@ static void conv2d_vjp(tape_node *n, tensor *const *gin) {
     if (!gin[0] && !gin[1] && !gin[2]) return;
     int threads = conv_threads(&q);
     int64_t chunks = (q.B + CONV_CHUNK - 1) / CONV_CHUNK;
-    tensor *scratch = tensor_tape_new(dt, 1, (int64_t[]){threads * k->slot(&q)});
+    tensor *scratch = tg_tensor_tape_new(dt, 1, (int64_t[]){threads * k->slot(&q)});
     /* per chunk of images: its dW (the weight's size), then its db (OC) */
     bool want_parts = gin[1] || gin[2];
-    tensor *parts = want_parts ? tensor_tape_zeros(dt, 1, (int64_t[]){chunks * (n->in[1]->size + q.OC)})
+    tensor *parts = want_parts ? tg_tensor_tape_zeros(dt, 1, (int64_t[]){chunks * (n->in[1]->size + q.OC)})
                                : NULL;
     if (!scratch || (want_parts && !parts)) return;
     int blas = blas_hold(threads);
@@ -82,10 +82,10 @@ static void conv2d_vjp(tape_node *n, tensor *const *gin) {
 }
 
 /* ------------------------------------------------------------- builder */
-/* The conv family: index of each op in ops_conv, its entry below. */
+/* The conv family: index of each op in tg_ops_conv, its entry below. */
 enum { CONV2D, N_CONV_OPS };
 
-extern const op_def ops_conv[];
+extern const op_def tg_ops_conv[];
 
 static int conv2d_validate(const tensor *x, const tensor *w, const tensor *b, conv2d_params p,
                            int64_t *oh, int64_t *ow) {
@@ -94,38 +94,38 @@ static int conv2d_validate(const tensor *x, const tensor *w, const tensor *b, co
 #define SX tensor_shape_str(x, sx, sizeof sx)
 #define SW tensor_shape_str(w, sw, sizeof sw)
     if (x->ndim != 4) {
-        error_set("conv2d: input must be 4-D (B, C, H, W), got %s", SX);
+        tg_error_set("conv2d: input must be 4-D (B, C, H, W), got %s", SX);
         return -1;
     }
     if (w->ndim != 4) {
-        error_set("conv2d: weight must be 4-D (OC, C/groups, KH, KW), got %s", SW);
+        tg_error_set("conv2d: weight must be 4-D (OC, C/groups, KH, KW), got %s", SW);
         return -1;
     }
     if (w->shape[0] < 1 || w->shape[1] < 1) {
-        error_set("conv2d: weight %s has no channels", SW);
+        tg_error_set("conv2d: weight %s has no channels", SW);
         return -1;
     }
     if (p.stride[0] < 1 || p.stride[1] < 1 || p.dilation[0] < 1 || p.dilation[1] < 1 ||
         p.padding[0] < 0 || p.padding[1] < 0 || p.groups < 1) {
-        error_set("conv2d: bad params: stride [%d,%d] and dilation [%d,%d] must be >= 1, "
+        tg_error_set("conv2d: bad params: stride [%d,%d] and dilation [%d,%d] must be >= 1, "
                   "padding [%d,%d] >= 0, groups %d >= 1",
                   p.stride[0], p.stride[1], p.dilation[0], p.dilation[1], p.padding[0],
                   p.padding[1], p.groups);
         return -1;
     }
     if (x->shape[1] % p.groups || w->shape[0] % p.groups) {
-        error_set("conv2d: groups %d must divide input channels %lld and output channels %lld "
+        tg_error_set("conv2d: groups %d must divide input channels %lld and output channels %lld "
                   "(input %s, weight %s)",
                   p.groups, (long long)x->shape[1], (long long)w->shape[0], SX, SW);
         return -1;
     }
     if (x->shape[1] != w->shape[1] * p.groups) {
-        error_set("conv2d: input channels %lld do not match weight %s (groups %d)",
+        tg_error_set("conv2d: input channels %lld do not match weight %s (groups %d)",
                   (long long)x->shape[1], SW, p.groups);
         return -1;
     }
     if (b && (b->ndim != 1 || b->shape[0] != w->shape[0])) {
-        error_set("conv2d: bias must be [%lld] for weight %s, got %s", (long long)w->shape[0], SW,
+        tg_error_set("conv2d: bias must be [%lld] for weight %s, got %s", (long long)w->shape[0], SW,
                   tensor_shape_str(b, sb, sizeof sb));
         return -1;
     }
@@ -136,7 +136,7 @@ static int conv2d_validate(const tensor *x, const tensor *w, const tensor *b, co
     ekh++, ekw++;
     int64_t ph = x->shape[2] + 2 * (int64_t)p.padding[0], pw = x->shape[3] + 2 * (int64_t)p.padding[1];
     if (w->shape[2] < 1 || w->shape[3] < 1 || ekh > ph || ekw > pw) {
-        error_set("conv2d: kernel %s (dilated %lldx%lld) larger than padded input %lldx%lld "
+        tg_error_set("conv2d: kernel %s (dilated %lldx%lld) larger than padded input %lldx%lld "
                   "(input %s, padding [%d,%d])",
                   SW, (long long)ekh, (long long)ekw, (long long)ph, (long long)pw, SX,
                   p.padding[0], p.padding[1]);
@@ -150,32 +150,32 @@ static int conv2d_validate(const tensor *x, const tensor *w, const tensor *b, co
 }
 
 tensor *tensor_conv2d(tensor *x, tensor *w, tensor *b, conv2d_params p) {
-    const op_def *op = &ops_conv[CONV2D];
+    const op_def *op = &tg_ops_conv[CONV2D];
     tensor *in[3] = {x, w, b};
     /* a NULL bias while an error is pending is a failed expression, not "no
      * bias" (op_check_optional) */
-    if (op_check_inputs(op, in, 2, 0) || op_check_optional(op->name, "bias", b, x)) return NULL;
+    if (tg_op_check_inputs(op, in, 2, 0) || op_check_optional(op->name, "bias", b, x)) return NULL;
     int64_t oh, ow;
     if (conv2d_validate(x, w, b, p, &oh, &ow)) return NULL;
     if (!conv_impl()) return NULL; /* TAPEGRAD_ISA refused: its reason is the error */
     int64_t B = x->shape[0];
-    tape_node *n = node_begin(op, in, 3, x->dtype, 4, (int64_t[]){B, w->shape[0], oh, ow});
+    tape_node *n = tg_node_begin(op, in, 3, x->dtype, 4, (int64_t[]){B, w->shape[0], oh, ow});
     if (!n) return NULL;
     const int ip[7] = {p.stride[0], p.stride[1], p.padding[0], p.padding[1],
                        p.dilation[0], p.dilation[1], p.groups};
     for (int i = 0; i < 7; i++) n->ip[i] = ip[i];
-    n->ip[8] = isa_current(); /* checked before node_begin */
+    n->ip[8] = tg_isa_current(); /* checked before tg_node_begin */
     const conv_kernels *k = variants[n->ip[8]];
     /* one image's columns per thread that forward may use */
     conv_geom q;
     node_geom(k, n, &q);
     n->ip[7] = conv_threads(&q);
-    n->saved[0] = tensor_tape_new(x->dtype, 1, (int64_t[]){n->ip[7] * k->slot(&q)});
+    n->saved[0] = tg_tensor_tape_new(x->dtype, 1, (int64_t[]){n->ip[7] * k->slot(&q)});
     if (!n->saved[0]) return NULL;
-    return node_finish(n);
+    return tg_node_finish(n);
 }
 
-int conv2d_paths(const tensor *x, const tensor *w, conv2d_params p, isa_level v, conv_paths *out) {
+int tg_conv2d_paths(const tensor *x, const tensor *w, conv2d_params p, isa_level v, conv_paths *out) {
     int64_t oh, ow;
     if (!x || !w || conv2d_validate(x, w, NULL, p, &oh, &ow)) return -1;
     const int64_t ip[7] = {p.stride[0], p.stride[1], p.padding[0], p.padding[1],
@@ -210,12 +210,12 @@ static int conv2d_sample(int k, rng *g, op_sample *s) {
     };
     if (k >= (int)(sizeof cases / sizeof cases[0])) return 1;
     s->n_inputs = cases[k].bias ? 3 : 2;
-    s->inputs[0] = sample_tensor(g, 4, cases[k].x, -1.0, 1.0);
-    s->inputs[1] = sample_tensor(g, 4, cases[k].w, -1.0, 1.0);
-    if (cases[k].bias) s->inputs[2] = sample_tensor(g, 1, cases[k].w, -1.0, 1.0);
+    s->inputs[0] = tg_sample_tensor(g, 4, cases[k].x, -1.0, 1.0);
+    s->inputs[1] = tg_sample_tensor(g, 4, cases[k].w, -1.0, 1.0);
+    if (cases[k].bias) s->inputs[2] = tg_sample_tensor(g, 1, cases[k].w, -1.0, 1.0);
     for (int i = 0; i < 7; i++) s->ip[i] = cases[k].ip[i];
     char sx[64], sw[64];
-    sample_name(s, "%s * %s: %s", tensor_shape_str(s->inputs[0], sx, sizeof sx),
+    tg_sample_name(s, "%s * %s: %s", tensor_shape_str(s->inputs[0], sx, sizeof sx),
                 tensor_shape_str(s->inputs[1], sw, sizeof sw), cases[k].what);
     for (int i = 0; i < s->n_inputs; i++)
         if (!s->inputs[i]) return -1;
@@ -228,7 +228,7 @@ static tensor *conv2d_build(tensor *const *in, const op_sample *s) {
     return tensor_conv2d(in[0], in[1], s->n_inputs > 2 ? in[2] : NULL, p);
 }
 
-const op_def ops_conv[] = {
+const op_def tg_ops_conv[] = {
     [CONV2D] = {"conv2d", 3, 0, conv2d_forward, conv2d_vjp, conv2d_sample, conv2d_build,
      "tensor_conv2d(x, w, b, params)",
      "y[b,o,i,j] = bias[o] + sum_{c,u,v} w[o,c,u,v] x[b, g(o) C/G + c, i sh - ph + u dh, "
@@ -238,6 +238,6 @@ const op_def ops_conv[] = {
      "b may be NULL (then the node's third input is NULL and the case has 2 inputs); "
      "linear in each input, no kinks"},
 };
-const int ops_conv_count = N_CONV_OPS;
-_Static_assert(sizeof ops_conv / sizeof ops_conv[0] == N_CONV_OPS,
-               "ops_conv: one entry per op of its enum");
+const int tg_ops_conv_count = N_CONV_OPS;
+_Static_assert(sizeof tg_ops_conv / sizeof tg_ops_conv[0] == N_CONV_OPS,
+               "tg_ops_conv: one entry per op of its enum");

@@ -1,8 +1,9 @@
 /* conv.h - what ops/conv.c (the op: builder, registry entry, dispatch) shares
  * with ops/conv_kernels.c (the kernels, compiled once per ISA variant: see
- * isa.h). The kernels of each variant choose their own paths and scratch
- * sizes, sized for that variant's vector registers, so the geometry comes
- * from the variant's table too. */
+ * isa.h; their bodies, plain C per element type, are in conv_kernels_t.h).
+ * The kernels of each variant choose their own paths and scratch sizes,
+ * sized for that variant's vector registers, so the geometry comes from the
+ * variant's table too. */
 #ifndef TAPEGRAD_CONV_H
 #define TAPEGRAD_CONV_H
 
@@ -15,20 +16,20 @@
 typedef enum { CONV_PLAIN, CONV_WIDE, CONV_TIGHT } conv_layout;
 typedef enum {
     CONV_FWD_PLAIN = CONV_PLAIN, /* im2col + SGEMM */
-    CONV_FWD_WIDE = CONV_WIDE,   /* wide columns (long copies) + SGEMM */
-    CONV_FWD_TIGHT = CONV_TIGHT, /* tight columns (vector copies) + SGEMM */
-    CONV_FWD_DIRECT,             /* direct, pixels in the lanes (short contractions) */
-    CONV_FWD_LANES,              /* direct, output channels in the lanes */
+    CONV_FWD_WIDE = CONV_WIDE,   /* wide columns (long copies, im2col_wide) + SGEMM */
+    CONV_FWD_TIGHT = CONV_TIGHT, /* tight columns (vector copies, im2col_tight) + SGEMM */
+    CONV_FWD_DIRECT,             /* direct_fwd: pixels in the lanes (short contractions) */
+    CONV_FWD_LANES,              /* fwd_cl: direct, output channels in the lanes */
 } conv_fwd_path;
 typedef enum {
     CONV_DW_PLAIN = CONV_PLAIN, /* SGEMM on the columns, the same three layouts */
     CONV_DW_WIDE = CONV_WIDE,
     CONV_DW_TIGHT = CONV_TIGHT,
-    CONV_DW_DIRECT,             /* direct on the wide layout, pixels in the lanes */
-    CONV_DW_LANES,              /* direct, output channels in the lanes */
+    CONV_DW_DIRECT,             /* dw_wide: direct on the wide layout, pixels in the lanes */
+    CONV_DW_LANES,              /* dw_direct: direct, output channels in the lanes */
 } conv_dw_path;
 typedef enum {
-    CONV_DX_PLAIN = CONV_PLAIN, /* SGEMM, then the layout's col2im */
+    CONV_DX_PLAIN = CONV_PLAIN, /* SGEMM, then the layout's col2im (col2im, _wide, _tight) */
     CONV_DX_WIDE = CONV_WIDE,
     CONV_DX_TIGHT = CONV_TIGHT,
 } conv_dx_path;
@@ -63,7 +64,7 @@ typedef struct {
                    void *scratch, void *parts);
 } conv_kernels;
 
-extern const conv_kernels conv_kernels_v2, conv_kernels_v3, conv_kernels_v4;
+extern const conv_kernels tg_conv_kernels_v2, tg_conv_kernels_v3, tg_conv_kernels_v4;
 
 /* For tests: the paths conv2d takes for x * w with params p on variant v
  * (what the builder would choose); -1 with the error set for inputs conv2d
@@ -73,6 +74,6 @@ typedef struct {
     conv_dw_path dw;
     conv_dx_path dx;
 } conv_paths;
-int conv2d_paths(const tensor *x, const tensor *w, conv2d_params p, isa_level v, conv_paths *out);
+int tg_conv2d_paths(const tensor *x, const tensor *w, conv2d_params p, isa_level v, conv_paths *out);
 
 #endif

@@ -110,8 +110,8 @@
             });                                                                        \
         } else {                                                                      \
             int64_t sa[TENSOR_MAX_DIMS], sb[TENSOR_MAX_DIMS];                         \
-            broadcast_strides(n->in[0], n->out->ndim, n->out->shape, sa);             \
-            broadcast_strides(n->in[1], n->out->ndim, n->out->shape, sb);             \
+            tg_broadcast_strides(n->in[0], n->out->ndim, n->out->shape, sa);             \
+            tg_broadcast_strides(n->in[1], n->out->ndim, n->out->shape, sb);             \
             for (int64_t i = 0; i < cnt; i++) {                                       \
                 const T x = A[bcast_offset(i, n->out->ndim, n->out->shape, sa)];      \
                 const T y = B[bcast_offset(i, n->out->ndim, n->out->shape, sb)];      \
@@ -137,7 +137,7 @@
     do {                                                                              \
         tensor *dst = gin[which];                                                     \
         tensor *full = dst->size == cnt ? dst                                          \
-                                        : tensor_tape_zeros(dst->dtype, n->out->ndim, \
+                                        : tg_tensor_tape_zeros(dst->dtype, n->out->ndim, \
                                                             n->out->shape);          \
         if (!full) return;                                                            \
         const T *A = n->in[0]->data, *B = n->in[1]->data, *Z = n->out->data,          \
@@ -152,8 +152,8 @@
             });                                                                        \
         } else {                                                                      \
             int64_t sa[TENSOR_MAX_DIMS], sb[TENSOR_MAX_DIMS];                         \
-            broadcast_strides(n->in[0], n->out->ndim, n->out->shape, sa);             \
-            broadcast_strides(n->in[1], n->out->ndim, n->out->shape, sb);             \
+            tg_broadcast_strides(n->in[0], n->out->ndim, n->out->shape, sa);             \
+            tg_broadcast_strides(n->in[1], n->out->ndim, n->out->shape, sb);             \
             for (int64_t i = 0; i < cnt; i++) {                                       \
                 const T x = A[bcast_offset(i, n->out->ndim, n->out->shape, sa)];      \
                 const T y = B[bcast_offset(i, n->out->ndim, n->out->shape, sb)];      \
@@ -162,7 +162,7 @@
                 D[i] += (T)(DEXPR);                                                   \
             }                                                                         \
         }                                                                             \
-        if (full != dst) reduce_to_shape_acc(dst, full);                              \
+        if (full != dst) tg_reduce_to_shape_acc(dst, full);                              \
     } while (0)
 
 #define EW_BINARY_VJP(name, DA, DB)                                              \
@@ -182,15 +182,15 @@
     }
 
 /* Builders shared by elementwise ops. */
-tensor *ew_unary_apply(const op_def *op, tensor *a, const double *fp, int nfp);
-tensor *ew_binary_apply(const op_def *op, tensor *a, tensor *b, const double *fp, int nfp);
+tensor *tg_ew_unary_apply(const op_def *op, tensor *a, const double *fp, int nfp);
+tensor *tg_ew_binary_apply(const op_def *op, tensor *a, tensor *b, const double *fp, int nfp);
 
 /* Sample-case helpers for elementwise ops: unary over a few shapes, binary
  * over equal shapes and the broadcasting variants [3] + [2,3], [2,1,4] * [3,1]
  * and scalar operands. Values in [lo, hi), at least margin from each listed point. */
-int ew_unary_sample(int k, rng *g, op_sample *s, double lo, double hi, const double *avoid,
+int tg_ew_unary_sample(int k, rng *g, op_sample *s, double lo, double hi, const double *avoid,
                     int n_avoid, double margin);
-int ew_binary_sample(int k, rng *g, op_sample *s, double lo, double hi, const double *avoid,
+int tg_ew_binary_sample(int k, rng *g, op_sample *s, double lo, double hi, const double *avoid,
                      int n_avoid, double margin);
 
 #endif

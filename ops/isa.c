@@ -15,9 +15,9 @@ static const char *const needs[ISA_COUNT] = {"x86-64-v2 (SSE4.2, POPCNT)", "x86-
 static int chosen = -2;
 static char refused_env[33];
 
-const char *isa_name(isa_level v) { return v >= 0 && v < ISA_COUNT ? names[v] : "?"; }
+const char *tg_isa_name(isa_level v) { return v >= 0 && v < ISA_COUNT ? names[v] : "?"; }
 
-bool isa_supported(isa_level v) {
+bool tg_isa_supported(isa_level v) {
     __builtin_cpu_init();
     /* Feature by feature: the level names ("x86-64-v3") are newer than
      * clang 14, which refuses them, and so did not build `make fuzz`. The
@@ -43,7 +43,7 @@ bool isa_supported(isa_level v) {
 static unsigned cpu_variants(void) {
     unsigned m = 0;
     for (int v = 0; v < ISA_COUNT; v++)
-        if (isa_supported(v)) m |= 1u << v;
+        if (tg_isa_supported(v)) m |= 1u << v;
     return m;
 }
 
@@ -62,13 +62,13 @@ static void refusal_set(void) {
     int v = 0;
     while (v < ISA_COUNT && strcmp(refused_env, names[v])) v++;
     if (v == ISA_COUNT)
-        error_set("TAPEGRAD_ISA=%s names no kernel variant (v2, v3 or v4)", refused_env);
+        tg_error_set("TAPEGRAD_ISA=%s names no kernel variant (v2, v3 or v4)", refused_env);
     else
-        error_set("TAPEGRAD_ISA=%s: this CPU lacks %s; it runs up to %s", refused_env, needs[v],
+        tg_error_set("TAPEGRAD_ISA=%s: this CPU lacks %s; it runs up to %s", refused_env, needs[v],
                   names[best_of(cpu_seen)]);
 }
 
-int isa_select_cpu(const char *env, unsigned cpu) {
+int tg_isa_select_cpu(const char *env, unsigned cpu) {
     cpu_seen = cpu;
     if (!env || !*env) {
         chosen = best_of(cpu);
@@ -86,15 +86,15 @@ int isa_select_cpu(const char *env, unsigned cpu) {
     return -1;
 }
 
-int isa_select(const char *env) { return isa_select_cpu(env, cpu_variants()); }
+int tg_isa_select(const char *env) { return tg_isa_select_cpu(env, cpu_variants()); }
 
-int isa_current(void) {
-    if (chosen == -2) isa_select(getenv("TAPEGRAD_ISA"));
+int tg_isa_current(void) {
+    if (chosen == -2) tg_isa_select(getenv("TAPEGRAD_ISA"));
     if (chosen == -1) refusal_set();
     return chosen;
 }
 
 const char *tapegrad_isa(void) {
-    int v = isa_current();
+    int v = tg_isa_current();
     return v < 0 ? NULL : names[v];
 }

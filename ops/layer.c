@@ -8,7 +8,7 @@
 #include "blas.h"
 #include "elementwise.h"
 
-extern const op_def ops_layer[];
+extern const op_def tg_ops_layer[];
 enum { LINEAR, DROPOUT, DROPOUT2D, EMBEDDING, N_LAYER_OPS };
 
 /* ------------------------------------------------------------------ linear */
@@ -18,15 +18,15 @@ enum { LINEAR, DROPOUT, DROPOUT2D, EMBEDDING, N_LAYER_OPS };
  *   dX += G W   dW += G^T X   db += sum over rows of G */
 static void linear_forward(tape_node *n) {
     const tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
-    int64_t OUT = w->shape[0], IN = w->shape[1], M = shape_numel(x->ndim - 1, x->shape);
-    size_t es = dtype_size(x->dtype), row = (size_t)OUT * es;
+    int64_t OUT = w->shape[0], IN = w->shape[1], M = tg_shape_numel(x->ndim - 1, x->shape);
+    size_t es = tg_dtype_size(x->dtype), row = (size_t)OUT * es;
     char *Y = n->out->data;
     if (b)
         for (int64_t m = 0; m < M; m++) memcpy(Y + (size_t)m * row, b->data, row);
     else if (IN == 0)
         memset(Y, 0, (size_t)M * row);
     if (IN > 0)
-        blas_gemm(x->dtype, false, true, M, OUT, IN, x->data, IN, w->data, IN, b ? 1.0 : 0.0, Y, OUT);
+        tg_blas_gemm(x->dtype, false, true, M, OUT, IN, x->data, IN, w->data, IN, b ? 1.0 : 0.0, Y, OUT);
 }
 
 #define LINEAR_BIAS_GRAD(T)                                                     \
@@ -39,12 +39,12 @@ static void linear_forward(tape_node *n) {
 
 static void linear_vjp(tape_node *n, tensor *const *gin) {
     const tensor *x = n->in[0], *w = n->in[1];
-    int64_t OUT = w->shape[0], IN = w->shape[1], M = shape_numel(x->ndim - 1, x->shape);
+    int64_t OUT = w->shape[0], IN = w->shape[1], M = tg_shape_numel(x->ndim - 1, x->shape);
     const void *G = n->out->grad->data;
     if (gin[0] && OUT > 0) /* dX (M, IN) += G (M, OUT) W (OUT, IN) */
-        blas_gemm(x->dtype, false, false, M, IN, OUT, G, OUT, w->data, IN, 1.0, gin[0]->data, IN);
+        tg_blas_gemm(x->dtype, false, false, M, IN, OUT, G, OUT, w->data, IN, 1.0, gin[0]->data, IN);
     if (gin[1] && M > 0) /* dW (OUT, IN) += G^T (OUT, M) X (M, IN) */
-        blas_gemm(x->dtype, true, false, OUT, IN, M, G, OUT, x->data, IN, 1.0, gin[1]->data, IN);
+        tg_blas_gemm(x->dtype, true, false, OUT, IN, M, G, OUT, x->data, IN, 1.0, gin[1]->data, IN);
     if (gin[2]) {
         if (x->dtype == DTYPE_F32)
             LINEAR_BIAS_GRAD(float);
@@ -54,17 +54,17 @@ static void linear_vjp(tape_node *n, tensor *const *gin) {
 }
 
 tensor *tensor_linear(tensor *x, tensor *w, tensor *b) {
-    const op_def *op = &ops_layer[LINEAR];
+    const op_def *op = &tg_ops_layer[LINEAR];
     tensor *req[2] = {x, w};
-    if (op_check_inputs(op, req, 2, 0) || op_check_optional(op->name, "bias", b, x)) return NULL;
+    if (tg_op_check_inputs(op, req, 2, 0) || op_check_optional(op->name, "bias", b, x)) return NULL;
     char sx[96], sw[96], sb[96];
     if (x->ndim < 1 || w->ndim != 2 || x->shape[x->ndim - 1] != w->shape[1]) {
-        error_set("linear: x [.., IN] and w [OUT, IN] do not match: x %s, w %s",
+        tg_error_set("linear: x [.., IN] and w [OUT, IN] do not match: x %s, w %s",
                   tensor_shape_str(x, sx, sizeof sx), tensor_shape_str(w, sw, sizeof sw));
         return NULL;
     }
     if (b && (b->ndim != 1 || b->shape[0] != w->shape[0])) {
-        error_set("linear: bias must be [OUT] = [%lld] for w %s, got %s", (long long)w->shape[0],
+        tg_error_set("linear: bias must be [OUT] = [%lld] for w %s, got %s", (long long)w->shape[0],
                   tensor_shape_str(w, sw, sizeof sw), tensor_shape_str(b, sb, sizeof sb));
         return NULL;
     }
@@ -72,7 +72,7 @@ tensor *tensor_linear(tensor *x, tensor *w, tensor *b) {
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = w->shape[0];
     tensor *in[3] = {x, w, b};
-    return op_apply(op, in, 3, x->dtype, x->ndim, shape);
+    return tg_op_apply(op, in, 3, x->dtype, x->ndim, shape);
 }
 
 /* ----------------------------------------------------------------- dropout */
@@ -107,7 +107,7 @@ static int64_t dropout_span(const tape_node *n) {
 static void dropout_forward(tape_node *n) {
     const tensor *x = n->in[0], *m = n->saved[0];
     if (!m)
-        memcpy(n->out->data, x->data, (size_t)x->size * dtype_size(x->dtype));
+        memcpy(n->out->data, x->data, (size_t)x->size * tg_dtype_size(x->dtype));
     else if (x->dtype == DTYPE_F32)
         dropout_fwd_float(x, m, n->out, dropout_span(n));
     else
@@ -118,7 +118,7 @@ static void dropout_vjp(tape_node *n, tensor *const *gin) {
     const tensor *m = n->saved[0];
     if (!gin[0]) return;
     if (!m)
-        reduce_to_shape_acc(gin[0], n->out->grad); /* equal shapes: plain += */
+        tg_reduce_to_shape_acc(gin[0], n->out->grad); /* equal shapes: plain += */
     else if (gin[0]->dtype == DTYPE_F32)
         dropout_bwd_float(n->out->grad, m, gin[0], dropout_span(n));
     else
@@ -133,35 +133,35 @@ static void dropout_draw(tensor *m, double p, rng *g) {
 }
 
 static tensor *dropout_apply(int which, tensor *x, double p, bool training, rng *g) {
-    const op_def *op = &ops_layer[which];
+    const op_def *op = &tg_ops_layer[which];
     tensor *in[1] = {x};
-    if (op_check_inputs(op, in, 1, 0)) return NULL;
+    if (tg_op_check_inputs(op, in, 1, 0)) return NULL;
     char sx[96];
     if (!(p >= 0.0 && p <= 1.0)) {
-        error_set("%s: p must be in [0, 1], got %g", op->name, p);
+        tg_error_set("%s: p must be in [0, 1], got %g", op->name, p);
         return NULL;
     }
     if (which == DROPOUT2D && x->ndim != 3 && x->ndim != 4) {
-        error_set("dropout2d: x must be (B, C, H, W) or (B, C, L), got %s",
+        tg_error_set("dropout2d: x must be (B, C, H, W) or (B, C, L), got %s",
                   tensor_shape_str(x, sx, sizeof sx));
         return NULL;
     }
     bool masked = training && p > 0.0;
     if (masked && !g) {
-        error_set("%s: training with p = %g needs a generator, got NULL", op->name, p);
+        tg_error_set("%s: training with p = %g needs a generator, got NULL", op->name, p);
         return NULL;
     }
-    tape_node *n = node_begin(op, in, 1, x->dtype, x->ndim, x->shape);
+    tape_node *n = tg_node_begin(op, in, 1, x->dtype, x->ndim, x->shape);
     if (!n) return NULL;
     n->ip[0] = training;
     n->fp[0] = p;
     if (masked) {
         int nd = which == DROPOUT2D ? 2 : x->ndim;
-        n->saved[0] = tensor_tape_new(DTYPE_F64, nd, x->shape);
+        n->saved[0] = tg_tensor_tape_new(DTYPE_F64, nd, x->shape);
         if (!n->saved[0]) return NULL;
         dropout_draw(n->saved[0], p, g);
     }
-    return node_finish(n);
+    return tg_node_finish(n);
 }
 
 tensor *tensor_dropout(tensor *x, double p, bool training, rng *g) {
@@ -180,7 +180,7 @@ tensor *tensor_dropout2d(tensor *x, double p, bool training, rng *g) {
 static void embedding_forward(tape_node *n) {
     const tensor *idx = n->in[0], *w = n->in[1];
     const int64_t *IX = idx->data;
-    size_t row = (size_t)w->shape[1] * dtype_size(w->dtype);
+    size_t row = (size_t)w->shape[1] * tg_dtype_size(w->dtype);
     for (int64_t k = 0; k < idx->size; k++)
         memcpy((char *)n->out->data + (size_t)k * row, (const char *)w->data + (size_t)IX[k] * row, row);
 }
@@ -205,16 +205,16 @@ static void embedding_vjp(tape_node *n, tensor *const *gin) {
 }
 
 tensor *tensor_embedding(tensor *index, tensor *weight) {
-    const op_def *op = &ops_layer[EMBEDDING];
+    const op_def *op = &tg_ops_layer[EMBEDDING];
     tensor *in[2] = {index, weight};
-    if (op_check_inputs(op, in, 2, 1u)) return NULL;
+    if (tg_op_check_inputs(op, in, 2, 1u)) return NULL;
     char si[96], sw[96];
     if (index->dtype != DTYPE_I64) {
-        error_set("embedding: index must be int64, got %s", dtype_name(index->dtype));
+        tg_error_set("embedding: index must be int64, got %s", tg_dtype_name(index->dtype));
         return NULL;
     }
     if (weight->ndim != 2 || index->ndim + 1 > TENSOR_MAX_DIMS) {
-        error_set("embedding: weight must be [N, D] and index at most %d-D: index %s, weight %s",
+        tg_error_set("embedding: weight must be [N, D] and index at most %d-D: index %s, weight %s",
                   TENSOR_MAX_DIMS - 1, tensor_shape_str(index, si, sizeof si),
                   tensor_shape_str(weight, sw, sizeof sw));
         return NULL;
@@ -222,7 +222,7 @@ tensor *tensor_embedding(tensor *index, tensor *weight) {
     const int64_t *IX = index->data, N = weight->shape[0];
     for (int64_t k = 0; k < index->size; k++) {
         if (IX[k] < 0 || IX[k] >= N) {
-            error_set("embedding: index %lld (at position %lld) is out of range for N = %lld rows",
+            tg_error_set("embedding: index %lld (at position %lld) is out of range for N = %lld rows",
                       (long long)IX[k], (long long)k, (long long)N);
             return NULL;
         }
@@ -230,7 +230,7 @@ tensor *tensor_embedding(tensor *index, tensor *weight) {
     int64_t shape[TENSOR_MAX_DIMS];
     memcpy(shape, index->shape, sizeof(int64_t) * (size_t)index->ndim);
     shape[index->ndim] = weight->shape[1];
-    return op_apply(op, in, 2, weight->dtype, index->ndim + 1, shape);
+    return tg_op_apply(op, in, 2, weight->dtype, index->ndim + 1, shape);
 }
 
 /* ----------------------------------------------------------------- samples */
@@ -252,11 +252,11 @@ static int linear_sample(int k, rng *g, op_sample *s) {
     int64_t in_dim = cases[k].x[cases[k].nx - 1], ws[2] = {cases[k].out, in_dim};
     s->n_inputs = cases[k].bias ? 3 : 2;
     s->ip[0] = cases[k].bias;
-    s->inputs[0] = sample_tensor(g, cases[k].nx, cases[k].x, -1.5, 1.5);
-    s->inputs[1] = sample_tensor(g, 2, ws, -1.0, 1.0);
-    if (cases[k].bias) s->inputs[2] = sample_tensor(g, 1, ws, -1.0, 1.0);
+    s->inputs[0] = tg_sample_tensor(g, cases[k].nx, cases[k].x, -1.5, 1.5);
+    s->inputs[1] = tg_sample_tensor(g, 2, ws, -1.0, 1.0);
+    if (cases[k].bias) s->inputs[2] = tg_sample_tensor(g, 1, ws, -1.0, 1.0);
     char sx[64], sw[64];
-    sample_name(s, "x%s w%s%s", tensor_shape_str(s->inputs[0], sx, sizeof sx),
+    tg_sample_name(s, "x%s w%s%s", tensor_shape_str(s->inputs[0], sx, sizeof sx),
                 tensor_shape_str(s->inputs[1], sw, sizeof sw), cases[k].bias ? " + b" : "");
     for (int i = 0; i < s->n_inputs; i++)
         if (!s->inputs[i]) return -1;
@@ -287,15 +287,15 @@ static int dropout_case(int k, rng *g, op_sample *s, const int *nd, const int64_
     const bool *train = dropout_train;
     if (k >= 4) return 1;
     s->n_inputs = 1;
-    s->inputs[0] = sample_tensor(g, nd[k], shapes[k], -2.0, 2.0);
+    s->inputs[0] = tg_sample_tensor(g, nd[k], shapes[k], -2.0, 2.0);
     s->ip[0] = train[k];
-    int64_t n_mask = shape_numel(mask_nd ? mask_nd : nd[k], shapes[k]);
+    int64_t n_mask = tg_shape_numel(mask_nd ? mask_nd : nd[k], shapes[k]);
     do
         s->ip[1] = rng_next_u32(g);
     while (train[k] && ps[k] > 0 && !dropout_seed_mixed((uint64_t)s->ip[1], n_mask, ps[k]));
     s->fp[0] = ps[k];
     char sx[64];
-    sample_name(s, "x%s p %g %s", tensor_shape_str(s->inputs[0], sx, sizeof sx), ps[k],
+    tg_sample_name(s, "x%s p %g %s", tensor_shape_str(s->inputs[0], sx, sizeof sx), ps[k],
                 train[k] ? "train" : "eval");
     return s->inputs[0] ? 0 : -1;
 }
@@ -329,13 +329,13 @@ static int embedding_sample(int k, rng *g, op_sample *s) {
     if (k >= 3) return 1;
     s->n_inputs = 2;
     s->no_grad_mask = 1u;
-    s->inputs[0] = sample_labels(g, cases[k].ni, cases[k].index, cases[k].w[0]);
-    s->inputs[1] = sample_tensor(g, 2, cases[k].w, -1.5, 1.5);
+    s->inputs[0] = tg_sample_labels(g, cases[k].ni, cases[k].index, cases[k].w[0]);
+    s->inputs[1] = tg_sample_tensor(g, 2, cases[k].w, -1.5, 1.5);
     if (!s->inputs[0] || !s->inputs[1]) return -1;
     if (s->inputs[0]->size > 1) /* a repeated row must accumulate */
         tensor_set(s->inputs[0], s->inputs[0]->size - 1, tensor_get(s->inputs[0], 0));
     char si[64], sw[64];
-    sample_name(s, "index%s weight%s", tensor_shape_str(s->inputs[0], si, sizeof si),
+    tg_sample_name(s, "index%s weight%s", tensor_shape_str(s->inputs[0], si, sizeof si),
                 tensor_shape_str(s->inputs[1], sw, sizeof sw));
     return 0;
 }
@@ -344,7 +344,7 @@ static tensor *embedding_build(tensor *const *in, const op_sample *s) {
     return tensor_embedding(in[0], in[1]);
 }
 
-const op_def ops_layer[] = {
+const op_def tg_ops_layer[] = {
     [LINEAR] = {"linear", 3, 0, linear_forward, linear_vjp, linear_sample, linear_build,
      "tensor_linear(x, w, b)", "y = x W^T + b, x [.., IN], W [OUT, IN], b [OUT] or NULL",
      "dx = g W, dW = g^T x (summed over all leading dims of x), db = sum of g over the leading dims",
@@ -368,6 +368,6 @@ const op_def ops_layer[] = {
      "dW[i, :] = sum of g[k, :] over the positions k with index[k] = i; no gradient for index",
      "duplicate indices accumulate; an index outside [0, N) is an error naming it and N"},
 };
-const int ops_layer_count = N_LAYER_OPS;
-_Static_assert(sizeof ops_layer / sizeof ops_layer[0] == N_LAYER_OPS,
-               "ops_layer: one entry per op of its enum");
+const int tg_ops_layer_count = N_LAYER_OPS;
+_Static_assert(sizeof tg_ops_layer / sizeof tg_ops_layer[0] == N_LAYER_OPS,
+               "tg_ops_layer: one entry per op of its enum");

@@ -14,17 +14,17 @@
  * error is pending, a NULL weight is a failed upstream result and propagates). */
 #include "elementwise.h"
 
-extern const op_def ops_loss[];
-/* The loss family: index of each op in ops_loss, its entry below. */
+extern const op_def tg_ops_loss[];
+/* The loss family: index of each op in tg_ops_loss, its entry below. */
 enum {
     MSE, L1, HUBER, SMOOTH_L1, BCE, BCE_LOGITS, CROSS_ENTROPY, NLL, KL_DIV, HINGE, FOCAL, COSINE,
     N_LOSS_OPS
 };
-#define OP(k) (&ops_loss[k])
+#define OP(k) (&tg_ops_loss[k])
 
 static int reduction_check(const op_def *op, reduction r) {
     if (r != REDUCTION_MEAN && r != REDUCTION_SUM && r != REDUCTION_NONE) {
-        error_set("%s: bad reduction %d (REDUCTION_MEAN, REDUCTION_SUM or REDUCTION_NONE)", op->name,
+        tg_error_set("%s: bad reduction %d (REDUCTION_MEAN, REDUCTION_SUM or REDUCTION_NONE)", op->name,
                   (int)r);
         return -1;
     }
@@ -35,8 +35,8 @@ static int reduction_check(const op_def *op, reduction r) {
 static int weight_check(const op_def *op, const char *what, const tensor *w, const tensor *x) {
     char sw[96], sx[96];
     if (w->dtype != x->dtype) {
-        error_set("%s: %s is %s, input is %s", op->name, what, dtype_name(w->dtype),
-                  dtype_name(x->dtype));
+        tg_error_set("%s: %s is %s, input is %s", op->name, what, tg_dtype_name(w->dtype),
+                  tg_dtype_name(x->dtype));
         return -1;
     }
     bool ok = w->ndim <= x->ndim;
@@ -45,7 +45,7 @@ static int weight_check(const op_def *op, const char *what, const tensor *w, con
         ok = dw == dx || dw == 1;
     }
     if (!ok) {
-        error_set("%s: %s %s does not broadcast to input %s", op->name, what,
+        tg_error_set("%s: %s %s does not broadcast to input %s", op->name, what,
                   tensor_shape_str(w, sw, sizeof sw), tensor_shape_str(x, sx, sizeof sx));
         return -1;
     }
@@ -76,7 +76,7 @@ static void pw_geom_of(const tape_node *n, pw_geom *gm) {
     gm->w_full = gm->w && gm->w->size == x->size;
     gm->nd = x->ndim;
     gm->shape = x->shape;
-    if (gm->w) broadcast_strides(gm->w, x->ndim, x->shape, gm->ws);
+    if (gm->w) tg_broadcast_strides(gm->w, x->ndim, x->shape, gm->ws);
 }
 
 static inline int64_t pw_woff(const pw_geom *gm, int64_t i) {
@@ -309,20 +309,20 @@ static tensor *pw_apply(const op_def *op, tensor *x, tensor *y, tensor *w, const
                         int nfp, reduction r) {
     tensor *in[3] = {x, y, w};
     char sx[96], sy[96];
-    if (op_check_inputs(op, in, 2, 0) || op_check_optional_null(w) || reduction_check(op, r))
+    if (tg_op_check_inputs(op, in, 2, 0) || op_check_optional_null(w) || reduction_check(op, r))
         return NULL;
     if (!tensor_same_shape(x, y)) {
-        error_set("%s: shape mismatch: input %s vs target %s", op->name,
+        tg_error_set("%s: shape mismatch: input %s vs target %s", op->name,
                   tensor_shape_str(x, sx, sizeof sx), tensor_shape_str(y, sy, sizeof sy));
         return NULL;
     }
     if (w && weight_check(op, op == OP(BCE_LOGITS) ? "pos_weight" : "weight", w, x)) return NULL;
-    tape_node *n = node_begin(op, in, w ? 3 : 2, x->dtype, r == REDUCTION_NONE ? x->ndim : 0,
+    tape_node *n = tg_node_begin(op, in, w ? 3 : 2, x->dtype, r == REDUCTION_NONE ? x->ndim : 0,
                               x->shape);
     if (!n) return NULL;
     n->ip[0] = r;
     for (int i = 0; i < nfp; i++) n->fp[i] = fp[i];
-    return node_finish(n);
+    return tg_node_finish(n);
 }
 
 tensor *tensor_mse_loss(tensor *pred, tensor *target, reduction r) {
@@ -333,14 +333,14 @@ tensor *tensor_l1_loss(tensor *pred, tensor *target, reduction r) {
 }
 tensor *tensor_huber_loss(tensor *pred, tensor *target, double delta, reduction r) {
     if (pred && target && !(delta > 0)) {
-        error_set("huber_loss: delta must be > 0, got %g", delta);
+        tg_error_set("huber_loss: delta must be > 0, got %g", delta);
         return NULL;
     }
     return pw_apply(OP(HUBER), pred, target, NULL, &delta, 1, r);
 }
 tensor *tensor_smooth_l1_loss(tensor *pred, tensor *target, double beta, reduction r) {
     if (pred && target && !(beta >= 0)) {
-        error_set("smooth_l1_loss: beta must be >= 0, got %g", beta);
+        tg_error_set("smooth_l1_loss: beta must be >= 0, got %g", beta);
         return NULL;
     }
     return pw_apply(OP(SMOOTH_L1), pred, target, NULL, &beta, 1, r);
@@ -352,7 +352,7 @@ static int probabilities_check(const tensor *p) {
     for (int64_t i = 0; i < p->size; i++) {
         double v = tensor_get(p, i);
         if (!(v >= 0 && v <= 1)) {
-            error_set("bce_loss: input must hold probabilities in [0, 1]: element %lld is %g",
+            tg_error_set("bce_loss: input must hold probabilities in [0, 1]: element %lld is %g",
                       (long long)i, v);
             return -1;
         }
@@ -374,7 +374,7 @@ tensor *tensor_hinge_loss(tensor *x, tensor *y, double margin, reduction r) {
 }
 tensor *tensor_focal_loss(tensor *logits, tensor *target, double alpha, double gamma, reduction r) {
     if (logits && target && !(gamma >= 0)) {
-        error_set("focal_loss: gamma must be >= 0, got %g", gamma);
+        tg_error_set("focal_loss: gamma must be >= 0, got %g", gamma);
         return NULL;
     }
     double fp[2] = {alpha, gamma};
@@ -551,18 +551,18 @@ static void nll_vjp(tape_node *n, tensor *const *gin) {
 static int labels_check(const op_def *op, const tensor *x, const tensor *labels) {
     char sx[96], sl[96];
     if (labels->dtype != DTYPE_I64) {
-        error_set("%s: labels must be int64, got %s", op->name, dtype_name(labels->dtype));
+        tg_error_set("%s: labels must be int64, got %s", op->name, tg_dtype_name(labels->dtype));
         return -1;
     }
     if (x->ndim < 2) {
-        error_set("%s: input must be [N, C] or [N, C, d...], got %s", op->name,
+        tg_error_set("%s: input must be [N, C] or [N, C, d...], got %s", op->name,
                   tensor_shape_str(x, sx, sizeof sx));
         return -1;
     }
     bool ok = labels->ndim == x->ndim - 1 && labels->shape[0] == x->shape[0];
     for (int d = 1; ok && d < labels->ndim; d++) ok = labels->shape[d] == x->shape[d + 1];
     if (!ok) {
-        error_set("%s: shape mismatch: input %s needs labels [N, d...] without C, got %s",
+        tg_error_set("%s: shape mismatch: input %s needs labels [N, d...] without C, got %s",
                   op->name, tensor_shape_str(x, sx, sizeof sx),
                   tensor_shape_str(labels, sl, sizeof sl));
         return -1;
@@ -570,7 +570,7 @@ static int labels_check(const op_def *op, const tensor *x, const tensor *labels)
     const int64_t *L = labels->data, C = x->shape[1];
     for (int64_t i = 0; i < labels->size; i++) {
         if (L[i] < 0 || L[i] >= C) {
-            error_set("%s: label %lld at position %lld out of range [0, %lld)", op->name,
+            tg_error_set("%s: label %lld at position %lld out of range [0, %lld)", op->name,
                       (long long)L[i], (long long)i, (long long)C);
             return -1;
         }
@@ -582,27 +582,27 @@ static tensor *cls_apply(const op_def *op, tensor *x, tensor *labels, tensor *w,
                          reduction r) {
     tensor *in[3] = {x, labels, w};
     char sw[96], sx[96];
-    if (op_check_inputs(op, in, 2, 1u << 1) || op_check_optional_null(w) ||
+    if (tg_op_check_inputs(op, in, 2, 1u << 1) || op_check_optional_null(w) ||
         reduction_check(op, r) || labels_check(op, x, labels))
         return NULL;
     if (w && (w->dtype != x->dtype || w->ndim != 1 || w->shape[0] != x->shape[1])) {
-        error_set("%s: weight must be %s [C] = [%lld] for input %s, got %s %s", op->name,
-                  dtype_name(x->dtype), (long long)x->shape[1], tensor_shape_str(x, sx, sizeof sx),
-                  dtype_name(w->dtype), tensor_shape_str(w, sw, sizeof sw));
+        tg_error_set("%s: weight must be %s [C] = [%lld] for input %s, got %s %s", op->name,
+                  tg_dtype_name(x->dtype), (long long)x->shape[1], tensor_shape_str(x, sx, sizeof sx),
+                  tg_dtype_name(w->dtype), tensor_shape_str(w, sw, sizeof sw));
         return NULL;
     }
     if (!(smoothing >= 0 && smoothing <= 1)) {
-        error_set("%s: label_smoothing must be in [0, 1], got %g", op->name, smoothing);
+        tg_error_set("%s: label_smoothing must be in [0, 1], got %g", op->name, smoothing);
         return NULL;
     }
-    tape_node *n = node_begin(op, in, w ? 3 : 2, x->dtype, r == REDUCTION_NONE ? labels->ndim : 0,
+    tape_node *n = tg_node_begin(op, in, w ? 3 : 2, x->dtype, r == REDUCTION_NONE ? labels->ndim : 0,
                               labels->shape);
     if (!n) return NULL;
     n->ip[0] = r;
     n->fp[0] = smoothing;
-    if (op == OP(CROSS_ENTROPY) && !(n->saved[0] = tensor_tape_new(x->dtype, x->ndim, x->shape)))
+    if (op == OP(CROSS_ENTROPY) && !(n->saved[0] = tg_tensor_tape_new(x->dtype, x->ndim, x->shape)))
         return NULL;
-    return node_finish(n);
+    return tg_node_finish(n);
 }
 
 tensor *tensor_cross_entropy(tensor *logits, tensor *labels, tensor *weight,
@@ -685,18 +685,18 @@ tensor *tensor_cosine_embedding_loss(tensor *x1, tensor *x2, tensor *y, double m
     const op_def *op = OP(COSINE);
     tensor *in[3] = {x1, x2, y};
     char s1[96], s2[96], sy[96];
-    if (op_check_inputs(op, in, 3, 0) || reduction_check(op, r)) return NULL;
+    if (tg_op_check_inputs(op, in, 3, 0) || reduction_check(op, r)) return NULL;
     if (x1->ndim != 2 || !tensor_same_shape(x1, x2) || y->ndim != 1 || y->shape[0] != x1->shape[0]) {
-        error_set("%s: shape mismatch: needs x1 [N, D], x2 [N, D], y [N], got %s, %s, %s", op->name,
+        tg_error_set("%s: shape mismatch: needs x1 [N, D], x2 [N, D], y [N], got %s, %s, %s", op->name,
                   tensor_shape_str(x1, s1, sizeof s1), tensor_shape_str(x2, s2, sizeof s2),
                   tensor_shape_str(y, sy, sizeof sy));
         return NULL;
     }
-    tape_node *n = node_begin(op, in, 3, x1->dtype, r == REDUCTION_NONE ? 1 : 0, y->shape);
+    tape_node *n = tg_node_begin(op, in, 3, x1->dtype, r == REDUCTION_NONE ? 1 : 0, y->shape);
     if (!n) return NULL;
     n->ip[0] = r;
     n->fp[0] = margin;
-    return node_finish(n);
+    return tg_node_finish(n);
 }
 
 /* ============================================================ sample cases
@@ -726,7 +726,7 @@ static void pw_case_name(op_sample *s, const pw_case *c, const char *extra) {
     char sx[64], sw[64] = "";
     tensor_shape_str(s->inputs[0], sx, sizeof sx);
     if (s->n_inputs > 2) tensor_shape_str(s->inputs[2], sw, sizeof sw);
-    sample_name(s, "%s %s%s%s%s", sx, red_name[c->r], s->n_inputs > 2 ? " weight " : "", sw, extra);
+    tg_sample_name(s, "%s %s%s%s%s", sx, red_name[c->r], s->n_inputs > 2 ? " weight " : "", sw, extra);
 }
 
 /* Fills inputs x in [lo, hi) and y = x - d, d in [-dmax, dmax) away from the
@@ -735,8 +735,8 @@ static int pw_sample_diff(const pw_case *c, rng *g, op_sample *s, double lo, dou
                           double dmax, const double *kinks, int nk) {
     s->n_inputs = 2;
     s->ip[0] = c->r;
-    s->inputs[0] = sample_tensor(g, c->nd, c->shape, lo, hi);
-    tensor *d = sample_tensor_avoiding(g, c->nd, c->shape, -dmax, dmax, kinks, nk, 0.05);
+    s->inputs[0] = tg_sample_tensor(g, c->nd, c->shape, lo, hi);
+    tensor *d = tg_sample_tensor_avoiding(g, c->nd, c->shape, -dmax, dmax, kinks, nk, 0.05);
     s->inputs[1] = tensor_new(DTYPE_F64, c->nd, c->shape);
     if (!s->inputs[0] || !d || !s->inputs[1]) {
         tensor_free(d);
@@ -752,11 +752,11 @@ static int pw_sample_diff(const pw_case *c, rng *g, op_sample *s, double lo, dou
 static int pw_sample_ranges(const pw_case *c, rng *g, op_sample *s, double xlo, double xhi,
                             double ylo, double yhi, double wlo, double whi) {
     s->ip[0] = c->r;
-    s->inputs[0] = sample_tensor(g, c->nd, c->shape, xlo, xhi);
-    s->inputs[1] = sample_tensor(g, c->nd, c->shape, ylo, yhi);
+    s->inputs[0] = tg_sample_tensor(g, c->nd, c->shape, xlo, xhi);
+    s->inputs[1] = tg_sample_tensor(g, c->nd, c->shape, ylo, yhi);
     s->n_inputs = 2;
     if (c->wnd >= 0) {
-        s->inputs[2] = sample_tensor(g, c->wnd, c->wshape, wlo, whi);
+        s->inputs[2] = tg_sample_tensor(g, c->wnd, c->wshape, wlo, whi);
         s->n_inputs = 3;
         s->no_grad_mask = 1u << 2;
         if (!s->inputs[2]) return -1;
@@ -826,7 +826,7 @@ static int hinge_sample(int k, rng *g, op_sample *s) {
     s->n_inputs = 2;
     s->ip[0] = c->r;
     s->fp[0] = margins[k];
-    s->inputs[0] = sample_tensor_avoiding(g, c->nd, c->shape, -2, 2, kinks, 2, 0.05);
+    s->inputs[0] = tg_sample_tensor_avoiding(g, c->nd, c->shape, -2, 2, kinks, 2, 0.05);
     s->inputs[1] = tensor_new(DTYPE_F64, c->nd, c->shape);
     if (!s->inputs[0] || !s->inputs[1]) return -1;
     double *Y = s->inputs[1]->data;
@@ -882,13 +882,13 @@ static int cls_sample(int k, rng *g, op_sample *s, bool smoothing, double lo, do
     s->no_grad_mask = (1u << 1) | (1u << 2);
     s->ip[0] = cls_cases[k].r;
     s->fp[0] = smoothing ? cls_cases[k].smoothing : 0.0;
-    s->inputs[0] = sample_tensor(g, nd, shape, lo, hi);
-    s->inputs[1] = sample_labels(g, nd - 1, lshape, shape[1]);
-    if (cls_cases[k].weighted) s->inputs[2] = sample_tensor(g, 1, &shape[1], 0.3, 2.0);
+    s->inputs[0] = tg_sample_tensor(g, nd, shape, lo, hi);
+    s->inputs[1] = tg_sample_labels(g, nd - 1, lshape, shape[1]);
+    if (cls_cases[k].weighted) s->inputs[2] = tg_sample_tensor(g, 1, &shape[1], 0.3, 2.0);
     for (int i = 0; i < s->n_inputs; i++)
         if (!s->inputs[i]) return -1;
     char sx[64];
-    sample_name(s, "%s %s%s smoothing %g", tensor_shape_str(s->inputs[0], sx, sizeof sx),
+    tg_sample_name(s, "%s %s%s smoothing %g", tensor_shape_str(s->inputs[0], sx, sizeof sx),
                 red_name[s->ip[0]], cls_cases[k].weighted ? " weight" : "", s->fp[0]);
     return 0;
 }
@@ -907,8 +907,8 @@ static int cosine_sample(int k, rng *g, op_sample *s) {
     s->no_grad_mask = 1u << 2;
     s->ip[0] = reds[k];
     s->fp[0] = margins[k];
-    s->inputs[0] = sample_tensor(g, 2, shapes[k], -2, 2);
-    s->inputs[1] = sample_tensor(g, 2, shapes[k], -2, 2);
+    s->inputs[0] = tg_sample_tensor(g, 2, shapes[k], -2, 2);
+    s->inputs[1] = tg_sample_tensor(g, 2, shapes[k], -2, 2);
     s->inputs[2] = tensor_new(DTYPE_F64, 1, &N);
     if (!s->inputs[0] || !s->inputs[1] || !s->inputs[2]) return -1;
     const double *A = s->inputs[0]->data, *B = s->inputs[1]->data;
@@ -918,7 +918,7 @@ static int cosine_sample(int k, rng *g, op_sample *s) {
         cos_row_double(A + i * D, B + i * D, D, &cos, &n1, &n2);
         Y[i] = (i > 0 && rng_below(g, 2) && fabs(cos - margins[k]) > 0.05) ? -1.0 : 1.0;
     }
-    sample_name(s, "[%lld,%lld] %s margin %g", (long long)N, (long long)D, red_name[reds[k]],
+    tg_sample_name(s, "[%lld,%lld] %s margin %g", (long long)N, (long long)D, red_name[reds[k]],
                 margins[k]);
     return 0;
 }
@@ -965,7 +965,7 @@ static tensor *cosine_build(tensor *const *in, const op_sample *s) {
 
 #define RED_NOTE "reduction: mean (over elements), sum or none (one loss per element). "
 
-const op_def ops_loss[] = {
+const op_def tg_ops_loss[] = {
     [MSE] = {"mse_loss", 2, 0, mse_forward, mse_vjp, mse_sample, mse_build,
              "tensor_mse_loss(pred, target, reduction)", "l = (pred - target)^2",
              "dpred = 2 (pred - target) g, dtarget = -dpred", RED_NOTE "pred and target: one shape"},
@@ -1036,6 +1036,6 @@ const op_def ops_loss[] = {
                 "x1, x2 [N, D], y [N] in {-1, +1} (other values give 0, as PyTorch), no gradient; "
                 "none gives [N]; kink at c = margin for y = -1, samples keep 0.05 away"},
 };
-const int ops_loss_count = N_LOSS_OPS;
-_Static_assert(sizeof ops_loss / sizeof ops_loss[0] == N_LOSS_OPS,
-               "ops_loss: one entry per op of its enum");
+const int tg_ops_loss_count = N_LOSS_OPS;
+_Static_assert(sizeof tg_ops_loss / sizeof tg_ops_loss[0] == N_LOSS_OPS,
+               "tg_ops_loss: one entry per op of its enum");

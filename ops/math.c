@@ -95,9 +95,9 @@ static inline bool truth_at(const tensor *t, int64_t off) {
         int nd = n->out->ndim;                                                           \
         const int64_t *sh = n->out->shape, cnt = n->out->size;                           \
         int64_t sc[TENSOR_MAX_DIMS], sa[TENSOR_MAX_DIMS], sb[TENSOR_MAX_DIMS];           \
-        broadcast_strides(c, nd, sh, sc);                                                \
-        broadcast_strides(a, nd, sh, sa);                                                \
-        broadcast_strides(b, nd, sh, sb);                                                \
+        tg_broadcast_strides(c, nd, sh, sc);                                                \
+        tg_broadcast_strides(a, nd, sh, sa);                                                \
+        tg_broadcast_strides(b, nd, sh, sb);                                                \
         bool flat = c->size == cnt && a->size == cnt && b->size == cnt;                  \
         for (int64_t i = 0; i < cnt; i++) {                                              \
             int64_t oc = flat ? i : bcast_offset(i, nd, sh, sc);                         \
@@ -110,16 +110,16 @@ static inline bool truth_at(const tensor *t, int64_t off) {
         const tensor *c = n->in[0];                                                      \
         int nd = n->out->ndim;                                                           \
         const int64_t *sh = n->out->shape, cnt = n->out->size;                           \
-        tensor *full = dst->size == cnt ? dst : tensor_tape_zeros(dst->dtype, nd, sh);   \
+        tensor *full = dst->size == cnt ? dst : tg_tensor_tape_zeros(dst->dtype, nd, sh);   \
         if (!full) return;                                                               \
         const T *G = n->out->grad->data;                                                 \
         T *D = full->data;                                                               \
         int64_t sc[TENSOR_MAX_DIMS];                                                     \
-        broadcast_strides(c, nd, sh, sc);                                                \
+        tg_broadcast_strides(c, nd, sh, sc);                                                \
         bool want = which == 1, flat = c->size == cnt;                                   \
         for (int64_t i = 0; i < cnt; i++)                                                \
             if (truth_at(c, flat ? i : bcast_offset(i, nd, sh, sc)) == want) D[i] += G[i]; \
-        if (full != dst) reduce_to_shape_acc(dst, full);                                 \
+        if (full != dst) tg_reduce_to_shape_acc(dst, full);                                 \
     }
 WHERE_KERNELS(float)
 WHERE_KERNELS(double)
@@ -182,26 +182,26 @@ static void masked_select_vjp(tape_node *n, tensor *const *gin) {
 static const double at_zero[] = {0.0};
 
 static int exp_sample(int k, rng *g, op_sample *s) {
-    return ew_unary_sample(k, g, s, -2.0, 2.0, NULL, 0, 0);
+    return tg_ew_unary_sample(k, g, s, -2.0, 2.0, NULL, 0, 0);
 }
 static int log_sample(int k, rng *g, op_sample *s) {
     /* the domain edge at 0 stays 0.2 away; the slope 1/x is at most 5 */
-    return ew_unary_sample(k, g, s, 0.2, 3.0, NULL, 0, 0);
+    return tg_ew_unary_sample(k, g, s, 0.2, 3.0, NULL, 0, 0);
 }
 static int kink_at_zero_sample(int k, rng *g, op_sample *s) {
-    return ew_unary_sample(k, g, s, -2.0, 2.0, at_zero, 1, 0.05);
+    return tg_ew_unary_sample(k, g, s, -2.0, 2.0, at_zero, 1, 0.05);
 }
 static int reciprocal_sample(int k, rng *g, op_sample *s) {
-    return ew_unary_sample(k, g, s, -2.0, 2.0, at_zero, 1, 0.25);
+    return tg_ew_unary_sample(k, g, s, -2.0, 2.0, at_zero, 1, 0.25);
 }
 /* Exponents: non-integer (x > 0), odd integer (any sign of x), negative non-integer (x > 0). */
 static int pow_scalar_sample(int k, rng *g, op_sample *s) {
     static const double p[] = {2.5, 3.0, -1.5}, lo[] = {0.2, -2.0, 0.3};
     if (k >= 3) return 1;
-    int r = ew_unary_sample(k, g, s, lo[k], 2.0, at_zero, 1, 0.05);
+    int r = tg_ew_unary_sample(k, g, s, lo[k], 2.0, at_zero, 1, 0.05);
     s->fp[0] = p[k];
     char sh[64];
-    sample_name(s, "x%s ^ %g", tensor_shape_str(s->inputs[0], sh, sizeof sh), p[k]);
+    tg_sample_name(s, "x%s ^ %g", tensor_shape_str(s->inputs[0], sh, sizeof sh), p[k]);
     return r;
 }
 /* Two-sided, one at 0, and one-sided (lo = -inf); values 0.05 from each bound. */
@@ -209,13 +209,13 @@ static int clamp_sample(int k, rng *g, op_sample *s) {
     static const double lo[] = {-0.5, 0.0, -INFINITY}, hi[] = {0.8, 1.0, 0.3};
     if (k >= 3) return 1;
     double avoid[2] = {lo[k], hi[k]};
-    int r = ew_unary_sample(k, g, s, -2.0, 2.0, avoid, 2, 0.05);
+    int r = tg_ew_unary_sample(k, g, s, -2.0, 2.0, avoid, 2, 0.05);
     if (r == 0) /* one value strictly inside, so no case is all-zero gradient */
         ((double *)s->inputs[0]->data)[0] = 0.5 * (fmax(lo[k], -2.0) + hi[k]);
     s->fp[0] = lo[k];
     s->fp[1] = hi[k];
     char sh[64];
-    sample_name(s, "x%s in [%g, %g]", tensor_shape_str(s->inputs[0], sh, sizeof sh), lo[k], hi[k]);
+    tg_sample_name(s, "x%s in [%g, %g]", tensor_shape_str(s->inputs[0], sh, sizeof sh), lo[k], hi[k]);
     return r;
 }
 
@@ -228,7 +228,7 @@ static void rescale(tensor *t, double from_lo, double from_hi, double lo, double
 
 /* Bases in [0.3, 2) (ln a defined), exponents in [-2, 2). */
 static int pow_sample(int k, rng *g, op_sample *s) {
-    int r = ew_binary_sample(k, g, s, 0.3, 2.0, NULL, 0, 0);
+    int r = tg_ew_binary_sample(k, g, s, 0.3, 2.0, NULL, 0, 0);
     if (r == 0) rescale(s->inputs[1], 0.3, 2.0, -2.0, 2.0);
     return r;
 }
@@ -239,11 +239,11 @@ static int for_each_pair(const op_sample *s, int (*f)(double a, double b, void *
     const tensor *a = s->inputs[0], *b = s->inputs[1];
     int nd;
     int64_t sh[TENSOR_MAX_DIMS], sa[TENSOR_MAX_DIMS], sb[TENSOR_MAX_DIMS];
-    if (broadcast_shapes("sample", a, b, &nd, sh)) return -1;
-    broadcast_strides(a, nd, sh, sa);
-    broadcast_strides(b, nd, sh, sb);
+    if (tg_broadcast_shapes("sample", a, b, &nd, sh)) return -1;
+    tg_broadcast_strides(a, nd, sh, sa);
+    tg_broadcast_strides(b, nd, sh, sb);
     const double *A = a->data, *B = b->data;
-    for (int64_t i = 0, cnt = shape_numel(nd, sh); i < cnt; i++) {
+    for (int64_t i = 0, cnt = tg_shape_numel(nd, sh); i < cnt; i++) {
         int r = f(A[bcast_offset(i, nd, sh, sa)], B[bcast_offset(i, nd, sh, sb)], ctx);
         if (r) return r;
     }
@@ -255,7 +255,7 @@ static int binary_sample_until(int k, rng *g, op_sample *s, double lo, double hi
                                const double *avoid, int n_avoid, double margin,
                                void (*shape_values)(op_sample *), bool (*accept)(const op_sample *)) {
     for (int tries = 0; tries < 500; tries++) {
-        int r = ew_binary_sample(k, g, s, lo, hi, avoid, n_avoid, margin);
+        int r = tg_ew_binary_sample(k, g, s, lo, hi, avoid, n_avoid, margin);
         if (r) return r;
         if (shape_values) shape_values(s);
         if (accept(s)) return 0;
@@ -313,7 +313,7 @@ static int floor_mod_sample(int k, rng *g, op_sample *s) {
 /* A condition or mask of the given shape: int64 0/1, or float64 with zeros
  * and arbitrary nonzero values (both count as truth values). */
 static tensor *sample_truth(rng *g, int ndim, const int64_t *shape, bool as_float) {
-    tensor *t = as_float ? sample_tensor(g, ndim, shape, -2.0, 2.0) : sample_labels(g, ndim, shape, 2);
+    tensor *t = as_float ? tg_sample_tensor(g, ndim, shape, -2.0, 2.0) : tg_sample_labels(g, ndim, shape, 2);
     if (!t) return NULL;
     for (int64_t i = 0; as_float && i < t->size; i++)
         if (tensor_get(t, i) < 0) tensor_set(t, i, 0);
@@ -338,11 +338,11 @@ static int where_sample(int k, rng *g, op_sample *s) {
     if (k >= 4) return 1;
     s->n_inputs = 3;
     s->inputs[0] = sample_truth(g, cases[k].nc, cases[k].c, cases[k].float_cond);
-    s->inputs[1] = sample_tensor(g, cases[k].na, cases[k].a, -2.0, 2.0);
-    s->inputs[2] = sample_tensor(g, cases[k].nb, cases[k].b, -2.0, 2.0);
+    s->inputs[1] = tg_sample_tensor(g, cases[k].na, cases[k].a, -2.0, 2.0);
+    s->inputs[2] = tg_sample_tensor(g, cases[k].nb, cases[k].b, -2.0, 2.0);
     s->no_grad_mask = 1u;
     char sc[64], sa[64], sb[64];
-    sample_name(s, "%s %s ? %s : %s", cases[k].float_cond ? "float64" : "int64",
+    tg_sample_name(s, "%s %s ? %s : %s", cases[k].float_cond ? "float64" : "int64",
                 tensor_shape_str(s->inputs[0], sc, sizeof sc),
                 tensor_shape_str(s->inputs[1], sa, sizeof sa),
                 tensor_shape_str(s->inputs[2], sb, sizeof sb));
@@ -354,11 +354,11 @@ static int masked_select_sample(int k, rng *g, op_sample *s) {
     static const int64_t shapes[][3] = {{3, 4}, {2, 3, 4}, {5}};
     if (k >= 3) return 1;
     s->n_inputs = 2;
-    s->inputs[0] = sample_tensor(g, ndims[k], shapes[k], -2.0, 2.0);
+    s->inputs[0] = tg_sample_tensor(g, ndims[k], shapes[k], -2.0, 2.0);
     s->inputs[1] = sample_truth(g, ndims[k], shapes[k], k == 1);
     s->no_grad_mask = 2u;
     char sa[64];
-    sample_name(s, "%s, %s mask", tensor_shape_str(s->inputs[0], sa, sizeof sa),
+    tg_sample_name(s, "%s, %s mask", tensor_shape_str(s->inputs[0], sa, sizeof sa),
                 k == 1 ? "float64" : "int64");
     return s->inputs[0] && s->inputs[1] ? 0 : -1;
 }
@@ -393,15 +393,15 @@ BUILD1(masked_select, tensor_masked_select(in[0], in[1]))
 #define BINARY(name, sample, sig, fwd, grad, notes) \
     {#name, 2, 0, name##_forward, name##_vjp, sample, name##_build, sig, fwd, grad, notes}
 
-/* The math family: index of each op in ops_math, its entry below. */
+/* The math family: index of each op in tg_ops_math, its entry below. */
 enum {
     EXP, LOG, LOG2, LOG10, SQRT, ABS, SIGN, SQUARE, RECIPROCAL, POW_SCALAR, POW, CLAMP,
     MAXIMUM, MINIMUM, FLOOR_DIVIDE, REMAINDER, WHERE, MASKED_SELECT,
     N_MATH_OPS
 };
-#define OP(i) (&ops_math[i])
+#define OP(i) (&tg_ops_math[i])
 
-const op_def ops_math[] = {
+const op_def tg_ops_math[] = {
     [EXP] = UNARY(exp, exp_sample, "tensor_exp(a)", "y = e^a", "da = g * y", ""),
     [LOG] = UNARY(log, log_sample, "tensor_log(a)", "y = ln a", "da = g / a",
           "defined for a > 0 (a = 0 gives -inf, a < 0 NaN); samples keep a >= 0.2"),
@@ -466,63 +466,63 @@ const op_def ops_math[] = {
      "mask has a's shape (no broadcasting) and any dtype; the output length is fixed when the "
      "op is built"},
 };
-const int ops_math_count = N_MATH_OPS;
-_Static_assert(sizeof ops_math / sizeof ops_math[0] == N_MATH_OPS,
-               "ops_math: one entry per op of its enum");
+const int tg_ops_math_count = N_MATH_OPS;
+_Static_assert(sizeof tg_ops_math / sizeof tg_ops_math[0] == N_MATH_OPS,
+               "tg_ops_math: one entry per op of its enum");
 
 /* ---------------------------------------------------------- builders */
 
 
-tensor *tensor_exp(tensor *a) { return ew_unary_apply(OP(EXP), a, NULL, 0); }
-tensor *tensor_log(tensor *a) { return ew_unary_apply(OP(LOG), a, NULL, 0); }
-tensor *tensor_log2(tensor *a) { return ew_unary_apply(OP(LOG2), a, NULL, 0); }
-tensor *tensor_log10(tensor *a) { return ew_unary_apply(OP(LOG10), a, NULL, 0); }
-tensor *tensor_sqrt(tensor *a) { return ew_unary_apply(OP(SQRT), a, NULL, 0); }
-tensor *tensor_abs(tensor *a) { return ew_unary_apply(OP(ABS), a, NULL, 0); }
-tensor *tensor_sign(tensor *a) { return ew_unary_apply(OP(SIGN), a, NULL, 0); }
-tensor *tensor_square(tensor *a) { return ew_unary_apply(OP(SQUARE), a, NULL, 0); }
-tensor *tensor_reciprocal(tensor *a) { return ew_unary_apply(OP(RECIPROCAL), a, NULL, 0); }
-tensor *tensor_pow_scalar(tensor *a, double p) { return ew_unary_apply(OP(POW_SCALAR), a, &p, 1); }
-tensor *tensor_pow(tensor *a, tensor *b) { return ew_binary_apply(OP(POW), a, b, NULL, 0); }
-tensor *tensor_maximum(tensor *a, tensor *b) { return ew_binary_apply(OP(MAXIMUM), a, b, NULL, 0); }
-tensor *tensor_minimum(tensor *a, tensor *b) { return ew_binary_apply(OP(MINIMUM), a, b, NULL, 0); }
+tensor *tensor_exp(tensor *a) { return tg_ew_unary_apply(OP(EXP), a, NULL, 0); }
+tensor *tensor_log(tensor *a) { return tg_ew_unary_apply(OP(LOG), a, NULL, 0); }
+tensor *tensor_log2(tensor *a) { return tg_ew_unary_apply(OP(LOG2), a, NULL, 0); }
+tensor *tensor_log10(tensor *a) { return tg_ew_unary_apply(OP(LOG10), a, NULL, 0); }
+tensor *tensor_sqrt(tensor *a) { return tg_ew_unary_apply(OP(SQRT), a, NULL, 0); }
+tensor *tensor_abs(tensor *a) { return tg_ew_unary_apply(OP(ABS), a, NULL, 0); }
+tensor *tensor_sign(tensor *a) { return tg_ew_unary_apply(OP(SIGN), a, NULL, 0); }
+tensor *tensor_square(tensor *a) { return tg_ew_unary_apply(OP(SQUARE), a, NULL, 0); }
+tensor *tensor_reciprocal(tensor *a) { return tg_ew_unary_apply(OP(RECIPROCAL), a, NULL, 0); }
+tensor *tensor_pow_scalar(tensor *a, double p) { return tg_ew_unary_apply(OP(POW_SCALAR), a, &p, 1); }
+tensor *tensor_pow(tensor *a, tensor *b) { return tg_ew_binary_apply(OP(POW), a, b, NULL, 0); }
+tensor *tensor_maximum(tensor *a, tensor *b) { return tg_ew_binary_apply(OP(MAXIMUM), a, b, NULL, 0); }
+tensor *tensor_minimum(tensor *a, tensor *b) { return tg_ew_binary_apply(OP(MINIMUM), a, b, NULL, 0); }
 tensor *tensor_floor_divide(tensor *a, tensor *b) {
-    return ew_binary_apply(OP(FLOOR_DIVIDE), a, b, NULL, 0);
+    return tg_ew_binary_apply(OP(FLOOR_DIVIDE), a, b, NULL, 0);
 }
 tensor *tensor_remainder(tensor *a, tensor *b) {
-    return ew_binary_apply(OP(REMAINDER), a, b, NULL, 0);
+    return tg_ew_binary_apply(OP(REMAINDER), a, b, NULL, 0);
 }
 
 tensor *tensor_clamp(tensor *a, double lo, double hi) {
     if (isnan(lo) || isnan(hi) || lo > hi) {
-        error_set("clamp: bounds [%g, %g] are not an interval (need lo <= hi, no NaN)", lo, hi);
+        tg_error_set("clamp: bounds [%g, %g] are not an interval (need lo <= hi, no NaN)", lo, hi);
         return NULL;
     }
     double fp[2] = {lo, hi};
-    return ew_unary_apply(OP(CLAMP), a, fp, 2);
+    return tg_ew_unary_apply(OP(CLAMP), a, fp, 2);
 }
 
 /* Checks for ops with one selector input (condition or mask) of any dtype:
  * every input non-NULL, the others float and of one dtype. Messages match
- * op_check_inputs. */
+ * tg_op_check_inputs. */
 static int check_with_selector(const op_def *op, tensor *const *in, int n, int sel) {
     for (int i = 0; i < n; i++) {
         if (!in[i]) {
-            if (!error_pending()) error_set("%s: input %d is NULL", op->name, i);
+            if (!tg_error_pending()) tg_error_set("%s: input %d is NULL", op->name, i);
             return -1;
         }
-        if (op_check_fresh(op, i, in[i])) return -1;
+        if (tg_op_check_fresh(op, i, in[i])) return -1;
     }
     const tensor *first = NULL;
     for (int i = 0; i < n; i++) {
         if (i == sel) continue;
         if (in[i]->dtype == DTYPE_I64) {
-            error_set("%s: input %d is int64; this op needs float32 or float64", op->name, i);
+            tg_error_set("%s: input %d is int64; this op needs float32 or float64", op->name, i);
             return -1;
         }
         if (first && in[i]->dtype != first->dtype) {
-            error_set("%s: dtype mismatch: %s vs %s", op->name, dtype_name(first->dtype),
-                      dtype_name(in[i]->dtype));
+            tg_error_set("%s: dtype mismatch: %s vs %s", op->name, tg_dtype_name(first->dtype),
+                      tg_dtype_name(in[i]->dtype));
             return -1;
         }
         first = in[i];
@@ -536,11 +536,11 @@ tensor *tensor_where(tensor *cond, tensor *a, tensor *b) {
     if (check_with_selector(op, in, 3, 0)) return NULL;
     int nab, nd;
     int64_t sab[TENSOR_MAX_DIMS], shape[TENSOR_MAX_DIMS];
-    if (broadcast_shapes(op->name, a, b, &nab, sab)) return NULL;
+    if (tg_broadcast_shapes(op->name, a, b, &nab, sab)) return NULL;
     tensor ab = {.ndim = nab}; /* a shape-only stand-in for broadcast(a, b) */
     for (int i = 0; i < nab; i++) ab.shape[i] = sab[i];
-    if (broadcast_shapes(op->name, cond, &ab, &nd, shape)) return NULL;
-    return op_apply(op, in, 3, a->dtype, nd, shape);
+    if (tg_broadcast_shapes(op->name, cond, &ab, &nd, shape)) return NULL;
+    return tg_op_apply(op, in, 3, a->dtype, nd, shape);
 }
 
 tensor *tensor_masked_select(tensor *a, tensor *mask) {
@@ -549,11 +549,11 @@ tensor *tensor_masked_select(tensor *a, tensor *mask) {
     if (check_with_selector(op, in, 2, 1)) return NULL;
     if (!tensor_same_shape(a, mask)) {
         char sa[96], sm[96];
-        error_set("masked_select: mask shape %s differs from input shape %s",
+        tg_error_set("masked_select: mask shape %s differs from input shape %s",
                   tensor_shape_str(mask, sm, sizeof sm), tensor_shape_str(a, sa, sizeof sa));
         return NULL;
     }
     int64_t count = 0;
     for (int64_t i = 0; i < mask->size; i++) count += truth_at(mask, i);
-    return op_apply(op, in, 2, a->dtype, 1, &count);
+    return tg_op_apply(op, in, 2, a->dtype, 1, &count);
 }

@@ -43,12 +43,12 @@ static void mm_geom_of(const tape_node *n, mm_geom *m) {
 static void matmul_forward(tape_node *n) {
     mm_geom m;
     mm_geom_of(n, &m);
-    size_t es = dtype_size(n->out->dtype);
+    size_t es = tg_dtype_size(n->out->dtype);
     const char *A = n->in[0]->data, *B = n->in[1]->data;
     char *C = n->out->data;
     for (int64_t i = 0; i < m.batches; i++) {
         int64_t oa = bcast_offset(i, m.bnd, m.bshape, m.sa), ob = bcast_offset(i, m.bnd, m.bshape, m.sb);
-        blas_gemm(n->out->dtype, false, false, m.M, m.N, m.K, A + (size_t)(oa * m.M * m.K) * es,
+        tg_blas_gemm(n->out->dtype, false, false, m.M, m.N, m.K, A + (size_t)(oa * m.M * m.K) * es,
                   m.K, B + (size_t)(ob * m.K * m.N) * es, m.N, 0.0,
                   C + (size_t)(i * m.M * m.N) * es, m.N);
     }
@@ -57,38 +57,38 @@ static void matmul_forward(tape_node *n) {
 static void matmul_vjp(tape_node *n, tensor *const *gin) {
     mm_geom m;
     mm_geom_of(n, &m);
-    size_t es = dtype_size(n->out->dtype);
+    size_t es = tg_dtype_size(n->out->dtype);
     const char *A = n->in[0]->data, *B = n->in[1]->data, *G = n->out->grad->data;
     for (int64_t i = 0; i < m.batches; i++) {
         int64_t oa = bcast_offset(i, m.bnd, m.bshape, m.sa), ob = bcast_offset(i, m.bnd, m.bshape, m.sb);
         const char *g = G + (size_t)(i * m.M * m.N) * es;
         if (gin[0]) /* dA (M,K) += G (M,N) @ B^T (N,K) */
-            blas_gemm(n->out->dtype, false, true, m.M, m.K, m.N, g, m.N,
+            tg_blas_gemm(n->out->dtype, false, true, m.M, m.K, m.N, g, m.N,
                       B + (size_t)(ob * m.K * m.N) * es, m.N, 1.0,
                       (char *)gin[0]->data + (size_t)(oa * m.M * m.K) * es, m.K);
         if (gin[1]) /* dB (K,N) += A^T (K,M) @ G (M,N) */
-            blas_gemm(n->out->dtype, true, false, m.K, m.N, m.M, A + (size_t)(oa * m.M * m.K) * es,
+            tg_blas_gemm(n->out->dtype, true, false, m.K, m.N, m.M, A + (size_t)(oa * m.M * m.K) * es,
                       m.K, g, m.N, 1.0, (char *)gin[1]->data + (size_t)(ob * m.K * m.N) * es, m.N);
     }
 }
 
-/* The matmul family: index of each op in ops_matmul, its entry below. */
+/* The matmul family: index of each op in tg_ops_matmul, its entry below. */
 enum { MATMUL, DOT, OUTER, N_MATMUL_OPS };
 
-extern const op_def ops_matmul[];
+extern const op_def tg_ops_matmul[];
 tensor *tensor_matmul(tensor *a, tensor *b) {
-    const op_def *op = &ops_matmul[MATMUL];
+    const op_def *op = &tg_ops_matmul[MATMUL];
     tensor *in[2] = {a, b};
-    if (op_check_inputs(op, in, 2, 0)) return NULL;
+    if (tg_op_check_inputs(op, in, 2, 0)) return NULL;
     char sa[96], sb[96];
     if (a->ndim < 2 || b->ndim < 2) {
-        error_set("matmul: operands need at least 2 dimensions: %s @ %s (use tensor_dot or "
+        tg_error_set("matmul: operands need at least 2 dimensions: %s @ %s (use tensor_dot or "
                   "tensor_outer for vectors)",
                   tensor_shape_str(a, sa, sizeof sa), tensor_shape_str(b, sb, sizeof sb));
         return NULL;
     }
     if (a->shape[a->ndim - 1] != b->shape[b->ndim - 2]) {
-        error_set("matmul: inner dimensions differ: %s @ %s", tensor_shape_str(a, sa, sizeof sa),
+        tg_error_set("matmul: inner dimensions differ: %s @ %s", tensor_shape_str(a, sa, sizeof sa),
                   tensor_shape_str(b, sb, sizeof sb));
         return NULL;
     }
@@ -98,10 +98,10 @@ tensor *tensor_matmul(tensor *a, tensor *b) {
     bb.ndim -= 2;
     int nd;
     int64_t shape[TENSOR_MAX_DIMS];
-    if (broadcast_shapes("matmul (batch dimensions)", &ba, &bb, &nd, shape)) return NULL;
+    if (tg_broadcast_shapes("matmul (batch dimensions)", &ba, &bb, &nd, shape)) return NULL;
     shape[nd] = a->shape[a->ndim - 2];
     shape[nd + 1] = b->shape[b->ndim - 1];
-    return op_apply(op, in, 2, a->dtype, nd + 2, shape);
+    return tg_op_apply(op, in, 2, a->dtype, nd + 2, shape);
 }
 
 static int matmul_sample(int k, rng *g, op_sample *s) {
@@ -116,10 +116,10 @@ static int matmul_sample(int k, rng *g, op_sample *s) {
     };
     if (k >= 4) return 1;
     s->n_inputs = 2;
-    s->inputs[0] = sample_tensor(g, cases[k].na, cases[k].a, -1.5, 1.5);
-    s->inputs[1] = sample_tensor(g, cases[k].nb, cases[k].b, -1.5, 1.5);
+    s->inputs[0] = tg_sample_tensor(g, cases[k].na, cases[k].a, -1.5, 1.5);
+    s->inputs[1] = tg_sample_tensor(g, cases[k].nb, cases[k].b, -1.5, 1.5);
     char sa[64], sb[64];
-    sample_name(s, "%s @ %s", tensor_shape_str(s->inputs[0], sa, sizeof sa),
+    tg_sample_name(s, "%s @ %s", tensor_shape_str(s->inputs[0], sa, sizeof sa),
                 tensor_shape_str(s->inputs[1], sb, sizeof sb));
     return s->inputs[0] && s->inputs[1] ? 0 : -1;
 }
@@ -198,10 +198,10 @@ static void outer_vjp(tape_node *n, tensor *const *gin) {
 /* Both operands 1-D; for dot also of one length. */
 static int vec_check(const op_def *op, tensor *a, tensor *b, bool same_len) {
     tensor *in[2] = {a, b};
-    if (op_check_inputs(op, in, 2, 0)) return -1;
+    if (tg_op_check_inputs(op, in, 2, 0)) return -1;
     char sa[96], sb[96];
     if (a->ndim != 1 || b->ndim != 1 || (same_len && a->size != b->size)) {
-        error_set("%s: needs two 1-D tensors%s: %s and %s", op->name,
+        tg_error_set("%s: needs two 1-D tensors%s: %s and %s", op->name,
                   same_len ? " of one length" : "", tensor_shape_str(a, sa, sizeof sa),
                   tensor_shape_str(b, sb, sizeof sb));
         return -1;
@@ -210,18 +210,18 @@ static int vec_check(const op_def *op, tensor *a, tensor *b, bool same_len) {
 }
 
 tensor *tensor_dot(tensor *a, tensor *b) {
-    const op_def *op = &ops_matmul[DOT];
+    const op_def *op = &tg_ops_matmul[DOT];
     if (vec_check(op, a, b, true)) return NULL;
     tensor *in[2] = {a, b};
-    return op_apply(op, in, 2, a->dtype, 0, NULL);
+    return tg_op_apply(op, in, 2, a->dtype, 0, NULL);
 }
 
 tensor *tensor_outer(tensor *a, tensor *b) {
-    const op_def *op = &ops_matmul[OUTER];
+    const op_def *op = &tg_ops_matmul[OUTER];
     if (vec_check(op, a, b, false)) return NULL;
     tensor *in[2] = {a, b};
     int64_t shape[2] = {a->size, b->size};
-    return op_apply(op, in, 2, a->dtype, 2, shape);
+    return tg_op_apply(op, in, 2, a->dtype, 2, shape);
 }
 
 static int vec_sample(int k, rng *g, op_sample *s, bool same_len) {
@@ -229,9 +229,9 @@ static int vec_sample(int k, rng *g, op_sample *s, bool same_len) {
     if (k >= 3) return 1;
     s->n_inputs = 2;
     int64_t na = la[k], nb = same_len ? la[k] : lb[k];
-    s->inputs[0] = sample_tensor(g, 1, &na, -1.5, 1.5);
-    s->inputs[1] = sample_tensor(g, 1, &nb, -1.5, 1.5);
-    sample_name(s, "[%lld] . [%lld]", (long long)na, (long long)nb);
+    s->inputs[0] = tg_sample_tensor(g, 1, &na, -1.5, 1.5);
+    s->inputs[1] = tg_sample_tensor(g, 1, &nb, -1.5, 1.5);
+    tg_sample_name(s, "[%lld] . [%lld]", (long long)na, (long long)nb);
     return s->inputs[0] && s->inputs[1] ? 0 : -1;
 }
 static int dot_sample(int k, rng *g, op_sample *s) { return vec_sample(k, g, s, true); }
@@ -245,7 +245,7 @@ static tensor *outer_build(tensor *const *in, const op_sample *s) {
     return tensor_outer(in[0], in[1]);
 }
 
-const op_def ops_matmul[] = {
+const op_def tg_ops_matmul[] = {
     [MATMUL] = {"matmul", 2, 0, matmul_forward, matmul_vjp, matmul_sample, matmul_build,
      "tensor_matmul(a, b)", "C[..] = A[..] @ B[..] (batch dims broadcast)",
      "dA = G @ B^T, dB = A^T @ G, each summed over broadcast batch dims", ""},
@@ -256,6 +256,6 @@ const op_def ops_matmul[] = {
      "y[i,j] = a[i] b[j]  ([M] x [N] -> [M,N])", "da[i] = sum_j g[i,j] b[j], db[j] = sum_i g[i,j] a[i]",
      ""},
 };
-const int ops_matmul_count = N_MATMUL_OPS;
-_Static_assert(sizeof ops_matmul / sizeof ops_matmul[0] == N_MATMUL_OPS,
-               "ops_matmul: one entry per op of its enum");
+const int tg_ops_matmul_count = N_MATMUL_OPS;
+_Static_assert(sizeof tg_ops_matmul / sizeof tg_ops_matmul[0] == N_MATMUL_OPS,
+               "tg_ops_matmul: one entry per op of its enum");

@@ -7,7 +7,7 @@
  * updated by the builder after forward, never by forward itself. */
 #include "elementwise.h"
 
-extern const op_def ops_norm[];
+extern const op_def tg_ops_norm[];
 enum { BATCH_NORM, LAYER_NORM, N_NORM_OPS };
 enum { SAVED_MEAN, SAVED_ISTD, SAVED_VAR };
 
@@ -25,7 +25,7 @@ typedef struct {
 } bn_geom;
 
 static bn_geom bn_geom_of(const tensor *x) {
-    bn_geom g = {x->shape[0], x->shape[1], shape_numel(x->ndim - 2, x->shape + 2), 0};
+    bn_geom g = {x->shape[0], x->shape[1], tg_shape_numel(x->ndim - 2, x->shape + 2), 0};
     g.N = g.B * g.S;
     return g;
 }
@@ -122,37 +122,37 @@ static int batch_norm_check(tensor *const *in, bool training, double momentum, d
     for (int i = 1; i < 5; i++)
         if (op_check_optional("batch_norm", what[i], in[i], x)) return -1;
     if (x->ndim < 2) {
-        error_set("batch_norm: x must be (B, C, ...) with at least 2 dims, got %s",
+        tg_error_set("batch_norm: x must be (B, C, ...) with at least 2 dims, got %s",
                   tensor_shape_str(x, sx, sizeof sx));
         return -1;
     }
     for (int i = 1; i < 5; i++) {
         if (in[i] && (in[i]->ndim != 1 || in[i]->shape[0] != x->shape[1])) {
-            error_set("batch_norm: %s must be [C] = [%lld] for x %s, got %s", what[i],
+            tg_error_set("batch_norm: %s must be [C] = [%lld] for x %s, got %s", what[i],
                       (long long)x->shape[1], tensor_shape_str(x, sx, sizeof sx),
                       tensor_shape_str(in[i], st, sizeof st));
             return -1;
         }
     }
     if (!in[3] != !in[4]) {
-        error_set("batch_norm: give both running_mean and running_var, or neither");
+        tg_error_set("batch_norm: give both running_mean and running_var, or neither");
         return -1;
     }
     if (!training && !in[3]) {
-        error_set("batch_norm: eval mode needs running_mean and running_var, got NULL");
+        tg_error_set("batch_norm: eval mode needs running_mean and running_var, got NULL");
         return -1;
     }
     if (training && bn_geom_of(x).N <= 1) {
-        error_set("batch_norm: training needs more than 1 value per channel, x %s",
+        tg_error_set("batch_norm: training needs more than 1 value per channel, x %s",
                   tensor_shape_str(x, sx, sizeof sx));
         return -1;
     }
     if (!(eps >= 0.0 && eps < INFINITY)) {
-        error_set("batch_norm: eps must be finite and >= 0, got %g", eps);
+        tg_error_set("batch_norm: eps must be finite and >= 0, got %g", eps);
         return -1;
     }
     if (!(momentum >= 0.0 && momentum <= 1.0)) {
-        error_set("batch_norm: momentum must be in [0, 1], got %g", momentum);
+        tg_error_set("batch_norm: momentum must be in [0, 1], got %g", momentum);
         return -1;
     }
     return 0;
@@ -171,18 +171,18 @@ static void batch_norm_update_running(tape_node *n, tensor *rm, tensor *rv, doub
 
 tensor *tensor_batch_norm(tensor *x, tensor *weight, tensor *bias, tensor *running_mean,
                           tensor *running_var, bool training, double momentum, double eps) {
-    const op_def *op = &ops_norm[BATCH_NORM];
+    const op_def *op = &tg_ops_norm[BATCH_NORM];
     tensor *in[5] = {x, weight, bias, running_mean, running_var};
-    if (op_check_inputs(op, in, 1, 0) || batch_norm_check(in, training, momentum, eps)) return NULL;
-    tape_node *n = node_begin(op, in, 5, x->dtype, x->ndim, x->shape);
+    if (tg_op_check_inputs(op, in, 1, 0) || batch_norm_check(in, training, momentum, eps)) return NULL;
+    tape_node *n = tg_node_begin(op, in, 5, x->dtype, x->ndim, x->shape);
     if (!n) return NULL;
     int64_t C[1] = {x->shape[1]};
     for (int k = 0; k < (training ? 3 : 2); k++)
-        if (!(n->saved[k] = tensor_tape_new(DTYPE_F64, 1, C))) return NULL;
+        if (!(n->saved[k] = tg_tensor_tape_new(DTYPE_F64, 1, C))) return NULL;
     n->ip[0] = training;
     n->fp[0] = eps;
     n->fp[1] = momentum;
-    tensor *y = node_finish(n);
+    tensor *y = tg_node_finish(n);
     if (y && training && running_mean) batch_norm_update_running(n, running_mean, running_var, momentum);
     return y;
 }
@@ -250,8 +250,8 @@ LN_LOOPS(double)
 static void ln_rows(const tape_node *n, int64_t *M, int64_t *D) {
     const tensor *x = n->in[0];
     int k = (int)n->ip[0];
-    *M = shape_numel(x->ndim - k, x->shape);
-    *D = shape_numel(k, x->shape + x->ndim - k);
+    *M = tg_shape_numel(x->ndim - k, x->shape);
+    *D = tg_shape_numel(k, x->shape + x->ndim - k);
 }
 
 static void layer_norm_forward(tape_node *n) {
@@ -272,40 +272,40 @@ static void layer_norm_vjp(tape_node *n, tensor *const *gin) {
 }
 
 tensor *tensor_layer_norm(tensor *x, int normalized_ndim, tensor *weight, tensor *bias, double eps) {
-    const op_def *op = &ops_norm[LAYER_NORM];
+    const op_def *op = &tg_ops_norm[LAYER_NORM];
     tensor *in[3] = {x, weight, bias};
-    if (op_check_inputs(op, in, 1, 0) || op_check_optional(op->name, "weight", weight, x) ||
+    if (tg_op_check_inputs(op, in, 1, 0) || op_check_optional(op->name, "weight", weight, x) ||
         op_check_optional(op->name, "bias", bias, x))
         return NULL;
     char sx[96], st[96], se[96];
     int k = normalized_ndim;
     if (k < 1 || k > x->ndim) {
-        error_set("layer_norm: normalized_ndim %d out of range for x %s (1 to %d)", k,
+        tg_error_set("layer_norm: normalized_ndim %d out of range for x %s (1 to %d)", k,
                   tensor_shape_str(x, sx, sizeof sx), x->ndim);
         return NULL;
     }
     if (!(eps >= 0.0 && eps < INFINITY)) {
-        error_set("layer_norm: eps must be finite and >= 0, got %g", eps);
+        tg_error_set("layer_norm: eps must be finite and >= 0, got %g", eps);
         return NULL;
     }
     tensor last = {.ndim = k}; /* the shape weight and bias must have */
     memcpy(last.shape, x->shape + x->ndim - k, sizeof(int64_t) * (size_t)k);
     for (int i = 1; i < 3; i++) {
         if (in[i] && !tensor_same_shape(in[i], &last)) {
-            error_set("layer_norm: %s must be %s (the last %d dims of x %s), got %s",
+            tg_error_set("layer_norm: %s must be %s (the last %d dims of x %s), got %s",
                       i == 1 ? "weight" : "bias", tensor_shape_str(&last, se, sizeof se), k,
                       tensor_shape_str(x, sx, sizeof sx), tensor_shape_str(in[i], st, sizeof st));
             return NULL;
         }
     }
-    tape_node *n = node_begin(op, in, 3, x->dtype, x->ndim, x->shape);
+    tape_node *n = tg_node_begin(op, in, 3, x->dtype, x->ndim, x->shape);
     if (!n) return NULL;
-    int64_t M[1] = {shape_numel(x->ndim - k, x->shape)};
+    int64_t M[1] = {tg_shape_numel(x->ndim - k, x->shape)};
     for (int s = 0; s < 2; s++)
-        if (!(n->saved[s] = tensor_tape_new(DTYPE_F64, 1, M))) return NULL;
+        if (!(n->saved[s] = tg_tensor_tape_new(DTYPE_F64, 1, M))) return NULL;
     n->ip[0] = k;
     n->fp[0] = eps;
-    return node_finish(n);
+    return tg_node_finish(n);
 }
 
 /* ----------------------------------------------------------------- samples */
@@ -328,13 +328,13 @@ static int batch_norm_sample(int k, rng *g, op_sample *s) {
     if (k >= (int)(sizeof bn_cases / sizeof bn_cases[0])) return 1;
     int64_t C[1] = {bn_cases[k].x[1]};
     int i = 0;
-    s->inputs[i++] = sample_tensor(g, bn_cases[k].nx, bn_cases[k].x, -2.0, 2.0);
-    if (bn_cases[k].w) s->inputs[i++] = sample_tensor(g, 1, C, 0.5, 1.5);
-    if (bn_cases[k].b) s->inputs[i++] = sample_tensor(g, 1, C, -1.0, 1.0);
+    s->inputs[i++] = tg_sample_tensor(g, bn_cases[k].nx, bn_cases[k].x, -2.0, 2.0);
+    if (bn_cases[k].w) s->inputs[i++] = tg_sample_tensor(g, 1, C, 0.5, 1.5);
+    if (bn_cases[k].b) s->inputs[i++] = tg_sample_tensor(g, 1, C, -1.0, 1.0);
     if (bn_cases[k].run) {
         s->no_grad_mask = 3u << i;
-        s->inputs[i++] = sample_tensor(g, 1, C, -0.5, 0.5);
-        s->inputs[i++] = sample_tensor(g, 1, C, 0.5, 1.5);
+        s->inputs[i++] = tg_sample_tensor(g, 1, C, -0.5, 0.5);
+        s->inputs[i++] = tg_sample_tensor(g, 1, C, 0.5, 1.5);
     }
     s->n_inputs = i;
     s->ip[0] = bn_cases[k].train;
@@ -344,7 +344,7 @@ static int batch_norm_sample(int k, rng *g, op_sample *s) {
     s->fp[0] = 0.1;
     s->fp[1] = 1e-5;
     char sx[64];
-    sample_name(s, "x%s %s%s%s%s", tensor_shape_str(s->inputs[0], sx, sizeof sx),
+    tg_sample_name(s, "x%s %s%s%s%s", tensor_shape_str(s->inputs[0], sx, sizeof sx),
                 bn_cases[k].train ? "train" : "eval", bn_cases[k].w ? " weight" : "",
                 bn_cases[k].b ? " bias" : "", bn_cases[k].run ? " running" : "");
     for (int j = 0; j < i; j++)
@@ -372,16 +372,16 @@ static int layer_norm_sample(int k, rng *g, op_sample *s) {
     if (k >= (int)(sizeof cases / sizeof cases[0])) return 1;
     const int64_t *last = cases[k].x + cases[k].nx - cases[k].k;
     int i = 0;
-    s->inputs[i++] = sample_tensor(g, cases[k].nx, cases[k].x, -2.0, 2.0);
-    if (cases[k].w) s->inputs[i++] = sample_tensor(g, cases[k].k, last, 0.5, 1.5);
-    if (cases[k].b) s->inputs[i++] = sample_tensor(g, cases[k].k, last, -1.0, 1.0);
+    s->inputs[i++] = tg_sample_tensor(g, cases[k].nx, cases[k].x, -2.0, 2.0);
+    if (cases[k].w) s->inputs[i++] = tg_sample_tensor(g, cases[k].k, last, 0.5, 1.5);
+    if (cases[k].b) s->inputs[i++] = tg_sample_tensor(g, cases[k].k, last, -1.0, 1.0);
     s->n_inputs = i;
     s->ip[0] = cases[k].k;
     s->ip[1] = cases[k].w;
     s->ip[2] = cases[k].b;
     s->fp[0] = 1e-5;
     char sx[64];
-    sample_name(s, "x%s last %d%s%s", tensor_shape_str(s->inputs[0], sx, sizeof sx), cases[k].k,
+    tg_sample_name(s, "x%s last %d%s%s", tensor_shape_str(s->inputs[0], sx, sizeof sx), cases[k].k,
                 cases[k].w ? " weight" : "", cases[k].b ? " bias" : "");
     for (int j = 0; j < i; j++)
         if (!s->inputs[j]) return -1;
@@ -393,7 +393,7 @@ static tensor *layer_norm_build(tensor *const *in, const op_sample *s) {
     return tensor_layer_norm(in[0], (int)s->ip[0], w, b, s->fp[0]);
 }
 
-const op_def ops_norm[] = {
+const op_def tg_ops_norm[] = {
     [BATCH_NORM] = {"batch_norm", 5, (1u << 3) | (1u << 4), batch_norm_forward, batch_norm_vjp, batch_norm_sample,
      batch_norm_build,
      "tensor_batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps)",
@@ -415,6 +415,6 @@ const op_def ops_norm[] = {
      "weight and bias have the shape of the last normalized_ndim dims, or are NULL; samples list "
      "only the present inputs, in this order"},
 };
-const int ops_norm_count = N_NORM_OPS;
-_Static_assert(sizeof ops_norm / sizeof ops_norm[0] == N_NORM_OPS,
-               "ops_norm: one entry per op of its enum");
+const int tg_ops_norm_count = N_NORM_OPS;
+_Static_assert(sizeof tg_ops_norm / sizeof tg_ops_norm[0] == N_NORM_OPS,
+               "tg_ops_norm: one entry per op of its enum");

@@ -318,33 +318,33 @@ static void avg_pool2d_vjp(tape_node *n, tensor *const *gin) {
 }
 
 /* ------------------------------------------------------------ builders */
-/* The pool family: index of each op in ops_pool, its entry below. */
+/* The pool family: index of each op in tg_ops_pool, its entry below. */
 enum { MAX_POOL2D, AVG_POOL2D, N_POOL_OPS };
 
-extern const op_def ops_pool[];
+extern const op_def tg_ops_pool[];
 
 /* Validates x and p for op; fills the output shape. */
 static int pool_validate(const char *op, const tensor *x, pool2d_params p, int64_t *shape) {
     char sx[96]; /* x's shape, formatted only for a message: snprintf costs ~0.2 us a call */
     if (x->ndim != 4) {
-        error_set("%s: input must be 4-D (B, C, H, W), got %s", op,
+        tg_error_set("%s: input must be 4-D (B, C, H, W), got %s", op,
                   tensor_shape_str(x, sx, sizeof sx));
         return -1;
     }
     if (p.kernel[0] < 1 || p.kernel[1] < 1 || p.stride[0] < 1 || p.stride[1] < 1) {
-        error_set("%s: kernel [%d,%d] and stride [%d,%d] must be >= 1", op, p.kernel[0],
+        tg_error_set("%s: kernel [%d,%d] and stride [%d,%d] must be >= 1", op, p.kernel[0],
                   p.kernel[1], p.stride[0], p.stride[1]);
         return -1;
     }
     if (p.padding[0] < 0 || p.padding[1] < 0 || p.padding[0] > p.kernel[0] / 2 ||
         p.padding[1] > p.kernel[1] / 2) {
-        error_set("%s: padding [%d,%d] must be >= 0 and at most half the kernel [%d,%d]", op,
+        tg_error_set("%s: padding [%d,%d] must be >= 0 and at most half the kernel [%d,%d]", op,
                   p.padding[0], p.padding[1], p.kernel[0], p.kernel[1]);
         return -1;
     }
     int64_t ph = x->shape[2] + 2 * (int64_t)p.padding[0], pw = x->shape[3] + 2 * (int64_t)p.padding[1];
     if (p.kernel[0] > ph || p.kernel[1] > pw) {
-        error_set("%s: kernel [%d,%d] larger than padded input %lldx%lld (input %s, padding [%d,%d])",
+        tg_error_set("%s: kernel [%d,%d] larger than padded input %lldx%lld (input %s, padding [%d,%d])",
                   op, p.kernel[0], p.kernel[1], (long long)ph, (long long)pw,
                   tensor_shape_str(x, sx, sizeof sx), p.padding[0], p.padding[1]);
         return -1;
@@ -366,7 +366,7 @@ static void pool_set_params(tape_node *n, pool2d_params p) {
  * only read by forward); with padding *org stays NULL. Returns 0 or -1. */
 static int window_origins(const tensor *x, pool2d_params p, const int64_t *shape, tensor **org) {
     if (p.padding[0] || p.padding[1]) return 0;
-    *org = tensor_tape_new(DTYPE_I64, 2, shape + 2);
+    *org = tg_tensor_tape_new(DTYPE_I64, 2, shape + 2);
     if (!*org) return -1;
     int64_t *o = (*org)->data;
     for (int64_t i = 0; i < shape[2]; i++)
@@ -376,28 +376,28 @@ static int window_origins(const tensor *x, pool2d_params p, const int64_t *shape
 }
 
 tensor *tensor_max_pool2d(tensor *x, pool2d_params p) {
-    const op_def *op = &ops_pool[MAX_POOL2D];
+    const op_def *op = &tg_ops_pool[MAX_POOL2D];
     int64_t shape[4];
-    if (op_check_inputs(op, &x, 1, 0) || pool_validate(op->name, x, p, shape)) return NULL;
-    tape_node *n = node_begin(op, &x, 1, x->dtype, 4, shape);
+    if (tg_op_check_inputs(op, &x, 1, 0) || pool_validate(op->name, x, p, shape)) return NULL;
+    tape_node *n = tg_node_begin(op, &x, 1, x->dtype, 4, shape);
     if (!n) return NULL;
     /* argmax offsets, written by every forward, read by the vjp */
-    n->saved[0] = tensor_tape_new(DTYPE_I64, 4, shape);
+    n->saved[0] = tg_tensor_tape_new(DTYPE_I64, 4, shape);
     if (!n->saved[0]) return NULL;
     pool_set_params(n, p);
     if (window_origins(x, p, shape, &n->saved[1])) return NULL;
-    return node_finish(n);
+    return tg_node_finish(n);
 }
 
 tensor *tensor_avg_pool2d(tensor *x, pool2d_params p) {
-    const op_def *op = &ops_pool[AVG_POOL2D];
+    const op_def *op = &tg_ops_pool[AVG_POOL2D];
     int64_t shape[4];
-    if (op_check_inputs(op, &x, 1, 0) || pool_validate(op->name, x, p, shape)) return NULL;
-    tape_node *n = node_begin(op, &x, 1, x->dtype, 4, shape);
+    if (tg_op_check_inputs(op, &x, 1, 0) || pool_validate(op->name, x, p, shape)) return NULL;
+    tape_node *n = tg_node_begin(op, &x, 1, x->dtype, 4, shape);
     if (!n) return NULL;
     pool_set_params(n, p);
     if (window_origins(x, p, shape, &n->saved[0])) return NULL;
-    return node_finish(n);
+    return tg_node_finish(n);
 }
 
 /* ------------------------------------------------------------- samples */
@@ -418,11 +418,11 @@ static const struct {
 static int pool_sample(int k, rng *g, op_sample *s, bool distinct, int n_cases) {
     if (k >= n_cases) return 1;
     s->n_inputs = 1;
-    s->inputs[0] = distinct ? sample_tensor_distinct(g, 4, pool_cases[k].x, -1.5, 0.01)
-                            : sample_tensor(g, 4, pool_cases[k].x, -1.5, 1.5);
+    s->inputs[0] = distinct ? tg_sample_tensor_distinct(g, 4, pool_cases[k].x, -1.5, 0.01)
+                            : tg_sample_tensor(g, 4, pool_cases[k].x, -1.5, 1.5);
     for (int i = 0; i < 7; i++) s->ip[i] = pool_cases[k].ip[i];
     char sx[64];
-    sample_name(s, "%s: %s", tensor_shape_str(s->inputs[0], sx, sizeof sx), pool_cases[k].what);
+    tg_sample_name(s, "%s: %s", tensor_shape_str(s->inputs[0], sx, sizeof sx), pool_cases[k].what);
     return s->inputs[0] ? 0 : -1;
 }
 /* count_include_pad has no meaning for max: its cases stop before those. */
@@ -440,7 +440,7 @@ static tensor *avg_pool2d_build(tensor *const *in, const op_sample *s) {
     return tensor_avg_pool2d(in[0], params_of(s));
 }
 
-const op_def ops_pool[] = {
+const op_def tg_ops_pool[] = {
     [MAX_POOL2D] = {"max_pool2d", 1, 0, max_pool2d_forward, max_pool2d_vjp, max_pool2d_sample, max_pool2d_build,
      "tensor_max_pool2d(x, params)", "y[b,c,i,j] = max over window (i,j) of x[b,c] (padding = -inf)",
      "dx[b,c,argmax(i,j)] += g[b,c,i,j]",
@@ -452,6 +452,6 @@ const op_def ops_pool[] = {
      "elements inside the input",
      "dx[b,c,r,s] += g[b,c,i,j] / n for every window (i,j) holding (r,s)", "linear; no kinks"},
 };
-const int ops_pool_count = N_POOL_OPS;
-_Static_assert(sizeof ops_pool / sizeof ops_pool[0] == N_POOL_OPS,
-               "ops_pool: one entry per op of its enum");
+const int tg_ops_pool_count = N_POOL_OPS;
+_Static_assert(sizeof tg_ops_pool / sizeof tg_ops_pool[0] == N_POOL_OPS,
+               "tg_ops_pool: one entry per op of its enum");

@@ -14,15 +14,15 @@ static int64_t reduce_axes(const char *op, const tensor *t, const int *axes, int
                            bool keepdim, int *ndim, int64_t *shape) {
     uint32_t mask = 0;
     if (naxes < 0 || (naxes > 0 && !axes)) {
-        error_set("%s: bad axes list (naxes %d)", op, naxes);
+        tg_error_set("%s: bad axes list (naxes %d)", op, naxes);
         return -1;
     }
     if (naxes == 0) mask = t->ndim ? (1u << t->ndim) - 1 : 0;
     for (int i = 0; i < naxes; i++) {
-        int a = axis_normalize(op, axes[i], t->ndim);
+        int a = tg_axis_normalize(op, axes[i], t->ndim);
         if (a < 0) return -1;
         if (mask & (1u << a)) {
-            error_set("%s: axis %d given twice", op, axes[i]);
+            tg_error_set("%s: axis %d given twice", op, axes[i]);
             return -1;
         }
         mask |= 1u << a;
@@ -347,16 +347,16 @@ static void argmax_vjp(tape_node *n, tensor *const *gin) {
     (void)gin;
 }
 
-extern const op_def ops_reduce[];
+extern const op_def tg_ops_reduce[];
 enum { SUM, MEAN, MAX, MIN, VAR, STD, LOGSUMEXP, ARGMAX, N_REDUCE_OPS };
 
 /* Validates a and the axes and starts the node (mask in ip[0], keepdim in
  * ip[1]); *per receives the number of elements folded into each output. */
 static tape_node *reduce_begin(int which, tensor *a, const int *axes, int naxes, bool keepdim,
                                dtype out_dtype, int64_t *per) {
-    const op_def *op = &ops_reduce[which];
+    const op_def *op = &tg_ops_reduce[which];
     tensor *in[1] = {a};
-    if (op_check_inputs(op, in, 1, 0)) return NULL;
+    if (tg_op_check_inputs(op, in, 1, 0)) return NULL;
     int nd;
     int64_t shape[TENSOR_MAX_DIMS];
     int64_t mask = reduce_axes(op->name, a, axes, naxes, keepdim, &nd, shape);
@@ -364,14 +364,14 @@ static tape_node *reduce_begin(int which, tensor *a, const int *axes, int naxes,
     *per = 1;
     for (int d = 0; d < a->ndim; d++)
         if ((mask >> d) & 1) *per *= a->shape[d];
-    int64_t nout = shape_numel(nd, shape);
+    int64_t nout = tg_shape_numel(nd, shape);
     if (*per == 0 && nout > 0 && (which == MAX || which == MIN || which == ARGMAX)) {
         char s[96];
-        error_set("%s: cannot reduce %s over an empty dimension", op->name,
+        tg_error_set("%s: cannot reduce %s over an empty dimension", op->name,
                   tensor_shape_str(a, s, sizeof s));
         return NULL;
     }
-    tape_node *n = node_begin(op, in, 1, out_dtype, nd, shape);
+    tape_node *n = tg_node_begin(op, in, 1, out_dtype, nd, shape);
     if (!n) return NULL;
     n->ip[0] = mask;
     n->ip[1] = keepdim;
@@ -383,7 +383,7 @@ static tensor *sum_or_mean(int which, tensor *a, const int *axes, int naxes, boo
     tape_node *n = reduce_begin(which, a, axes, naxes, keepdim, a ? a->dtype : DTYPE_F32, &per);
     if (!n) return NULL;
     n->fp[0] = which == MEAN ? 1.0 / (double)(per ? per : 1) : 1.0;
-    return node_finish(n);
+    return tg_node_finish(n);
 }
 
 tensor *tensor_sum(tensor *a, const int *axes, int naxes, bool keepdim) {
@@ -400,7 +400,7 @@ static tensor *extreme(int which, tensor *a, const int *axes, int naxes, bool ke
     tape_node *n = reduce_begin(which, a, axes, naxes, keepdim, a ? a->dtype : DTYPE_F32, &per);
     if (!n) return NULL;
     n->ip[2] = which == MAX;
-    return node_finish(n);
+    return tg_node_finish(n);
 }
 tensor *tensor_max(tensor *a, const int *axes, int naxes, bool keepdim) {
     return extreme(MAX, a, axes, naxes, keepdim);
@@ -411,10 +411,10 @@ tensor *tensor_min(tensor *a, const int *axes, int naxes, bool keepdim) {
 
 static tensor *var_or_std(int which, tensor *a, const int *axes, int naxes, int correction,
                           bool keepdim) {
-    const char *name = ops_reduce[which].name;
+    const char *name = tg_ops_reduce[which].name;
     if (correction < 0) {
-        if (a) error_set("%s: correction %d is negative", name, correction);
-        else if (!error_pending()) error_set("%s: input 0 is NULL", name);
+        if (a) tg_error_set("%s: correction %d is negative", name, correction);
+        else if (!tg_error_pending()) tg_error_set("%s: input 0 is NULL", name);
         return NULL;
     }
     int64_t per;
@@ -422,13 +422,13 @@ static tensor *var_or_std(int which, tensor *a, const int *axes, int naxes, int 
     if (!n) return NULL;
     if (per - correction <= 0 && n->out->size > 0) {
         char s[96];
-        error_set("%s: correction %d leaves no degrees of freedom: %lld elements per output of %s",
+        tg_error_set("%s: correction %d leaves no degrees of freedom: %lld elements per output of %s",
                   name, correction, (long long)per, tensor_shape_str(a, s, sizeof s));
         return NULL;
     }
     n->fp[0] = (double)(per - correction);
     n->ip[2] = which == STD;
-    return node_finish(n);
+    return tg_node_finish(n);
 }
 tensor *tensor_var(tensor *a, const int *axes, int naxes, int correction, bool keepdim) {
     return var_or_std(VAR, a, axes, naxes, correction, keepdim);
@@ -440,13 +440,13 @@ tensor *tensor_std(tensor *a, const int *axes, int naxes, int correction, bool k
 tensor *tensor_logsumexp(tensor *a, const int *axes, int naxes, bool keepdim) {
     int64_t per;
     tape_node *n = reduce_begin(LOGSUMEXP, a, axes, naxes, keepdim, a ? a->dtype : DTYPE_F32, &per);
-    return n ? node_finish(n) : NULL;
+    return n ? tg_node_finish(n) : NULL;
 }
 
 tensor *tensor_argmax(tensor *a, int axis, bool keepdim) {
     int64_t per;
     tape_node *n = reduce_begin(ARGMAX, a, &axis, 1, keepdim, DTYPE_I64, &per);
-    return n ? node_finish(n) : NULL;
+    return n ? tg_node_finish(n) : NULL;
 }
 
 /* ---------------------------------------------------------------- samples
@@ -465,13 +465,13 @@ static int reduce_case(int k, rng *g, op_sample *s, bool distinct) {
     const int64_t *shape = k == 4 ? shape2 : shape3;
     s->n_inputs = 1;
     /* distinct: pairwise 0.1 apart, so no tie is within eps of another */
-    s->inputs[0] = distinct ? sample_tensor_distinct(g, nd, shape, -1.2, 0.1)
-                            : sample_tensor(g, nd, shape, -2.0, 2.0);
+    s->inputs[0] = distinct ? tg_sample_tensor_distinct(g, nd, shape, -1.2, 0.1)
+                            : tg_sample_tensor(g, nd, shape, -2.0, 2.0);
     s->ip[0] = naxes[k];
     s->ip[1] = ax0[k];
     s->ip[2] = ax1[k];
     s->ip[3] = keep[k];
-    sample_name(s, "%s", names[k]);
+    tg_sample_name(s, "%s", names[k]);
     return s->inputs[0] ? 0 : -1;
 }
 static int reduce_sample(int k, rng *g, op_sample *s) { return reduce_case(k, g, s, false); }
@@ -485,7 +485,7 @@ static int var_sample(int k, rng *g, op_sample *s) {
     s->ip[4] = k < N_REDUCE_CASES ? 1 : 0;
     char base[sizeof s->name];
     memcpy(base, s->name, sizeof base);
-    sample_name(s, "%.60s correction %d", base, (int)s->ip[4]);
+    tg_sample_name(s, "%.60s correction %d", base, (int)s->ip[4]);
     return 0;
 }
 
@@ -496,10 +496,10 @@ static int lse_sample(int k, rng *g, op_sample *s) {
     if (k > N_REDUCE_CASES) return 1;
     static const int64_t shape[2] = {3, 4};
     s->n_inputs = 1;
-    s->inputs[0] = sample_tensor(g, 2, shape, 998.0, 1002.0);
+    s->inputs[0] = tg_sample_tensor(g, 2, shape, 998.0, 1002.0);
     s->ip[0] = 1;
     s->ip[1] = 1;
-    sample_name(s, "[3,4] axis 1 values near 1000");
+    tg_sample_name(s, "[3,4] axis 1 values near 1000");
     return s->inputs[0] ? 0 : -1;
 }
 
@@ -509,11 +509,11 @@ static int argmax_sample(int k, rng *g, op_sample *s) {
     if (k >= 4) return 1;
     static const int64_t shape[3] = {2, 3, 4};
     s->n_inputs = 1;
-    s->inputs[0] = sample_tensor_distinct(g, 3, shape, -1.2, 0.1);
+    s->inputs[0] = tg_sample_tensor_distinct(g, 3, shape, -1.2, 0.1);
     s->ip[0] = 1;
     s->ip[1] = axis[k];
     s->ip[3] = k % 2;
-    sample_name(s, "[2,3,4] axis %d%s", axis[k], k % 2 ? " keepdim" : "");
+    tg_sample_name(s, "[2,3,4] axis %d%s", axis[k], k % 2 ? " keepdim" : "");
     return s->inputs[0] ? 0 : -1;
 }
 
@@ -562,7 +562,7 @@ static tensor *argmax_build(tensor *const *in, const op_sample *s) {
     return tensor_gather(in[0], axis, idx);
 }
 
-const op_def ops_reduce[] = {
+const op_def tg_ops_reduce[] = {
     [SUM] = {"sum", 1, 0, sum_forward, sum_vjp, reduce_sample, sum_build,
      "tensor_sum(a, axes, naxes, keepdim)", "y = sum of a over the axes",
      "da = g broadcast back over the reduced axes",
@@ -599,6 +599,6 @@ const op_def ops_reduce[] = {
      "argmax(a, axis)), which must equal max(a, axis, keepdim) and has a one-hot gradient in a "
      "(tests/test_ops_reduce.c checks both); the registry checker lists them as no-grad"},
 };
-const int ops_reduce_count = N_REDUCE_OPS;
-_Static_assert(sizeof ops_reduce / sizeof ops_reduce[0] == N_REDUCE_OPS,
-               "ops_reduce: one entry per op of its enum");
+const int tg_ops_reduce_count = N_REDUCE_OPS;
+_Static_assert(sizeof tg_ops_reduce / sizeof tg_ops_reduce[0] == N_REDUCE_OPS,
+               "tg_ops_reduce: one entry per op of its enum");

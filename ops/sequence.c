@@ -57,9 +57,9 @@ static void tri_vjp(tape_node *n, tensor *const *gin) {
  *   y[o, l, i] = sum_{m <= l} x[o, m, i]
  *   dx[o, m, i] += sum_{l >= m} g[o, l, i]   (the reverse cumulative sum of g) */
 static void around(const tensor *t, int ax, int64_t *outer, int64_t *L, int64_t *inner) {
-    *outer = shape_numel(ax, t->shape);
+    *outer = tg_shape_numel(ax, t->shape);
     *L = t->shape[ax];
-    *inner = shape_numel(t->ndim - ax - 1, t->shape + ax + 1);
+    *inner = tg_shape_numel(t->ndim - ax - 1, t->shape + ax + 1);
 }
 
 #define CUMSUM_KERNELS(T)                                                             \
@@ -213,7 +213,7 @@ static void multinomial_vjp(tape_node *n, tensor *const *gin) { (void)n; (void)g
 
 static int trig_sample(int k, rng *g, op_sample *s) {
     /* three periods' worth: both signs of the slope and of the value */
-    return ew_unary_sample(k, g, s, -4.0, 4.0, NULL, 0, 0);
+    return tg_ew_unary_sample(k, g, s, -4.0, 4.0, NULL, 0, 0);
 }
 
 /* tril / triu: ip[0] diagonal; square, wide, tall and batched matrices. */
@@ -225,9 +225,9 @@ static int tri_sample(int k, rng *g, op_sample *s) {
     if (k >= 4) return 1;
     s->n_inputs = 1;
     s->ip[0] = cases[k].diag;
-    s->inputs[0] = sample_tensor(g, cases[k].nd, cases[k].shape, -2.0, 2.0);
+    s->inputs[0] = tg_sample_tensor(g, cases[k].nd, cases[k].shape, -2.0, 2.0);
     char sx[64];
-    sample_name(s, "%s diagonal %lld", tensor_shape_str(s->inputs[0], sx, sizeof sx),
+    tg_sample_name(s, "%s diagonal %lld", tensor_shape_str(s->inputs[0], sx, sizeof sx),
                 (long long)cases[k].diag);
     return s->inputs[0] ? 0 : -1;
 }
@@ -241,9 +241,9 @@ static int cumsum_sample(int k, rng *g, op_sample *s) {
     if (k >= 4) return 1;
     s->n_inputs = 1;
     s->ip[0] = cases[k].axis;
-    s->inputs[0] = sample_tensor(g, cases[k].nd, cases[k].shape, -2.0, 2.0);
+    s->inputs[0] = tg_sample_tensor(g, cases[k].nd, cases[k].shape, -2.0, 2.0);
     char sx[64];
-    sample_name(s, "%s axis %lld", tensor_shape_str(s->inputs[0], sx, sizeof sx),
+    tg_sample_name(s, "%s axis %lld", tensor_shape_str(s->inputs[0], sx, sizeof sx),
                 (long long)cases[k].axis);
     return s->inputs[0] ? 0 : -1;
 }
@@ -260,14 +260,14 @@ static int one_hot_sample(int k, rng *g, op_sample *s) {
     if (k >= 3) return 1;
     s->n_inputs = 2;
     s->no_grad_mask = 1u;
-    s->inputs[0] = sample_labels(g, cases[k].ni, cases[k].index, cases[k].n);
-    s->inputs[1] = sample_tensor(g, 2, (int64_t[]){cases[k].n, cases[k].d}, -2.0, 2.0);
+    s->inputs[0] = tg_sample_labels(g, cases[k].ni, cases[k].index, cases[k].n);
+    s->inputs[1] = tg_sample_tensor(g, 2, (int64_t[]){cases[k].n, cases[k].d}, -2.0, 2.0);
     if (!s->inputs[0] || !s->inputs[1]) return -1;
     if (k == 0) /* a permutation of the 4 classes */
         for (int64_t i = 0; i < 4; i++) tensor_set(s->inputs[0], i, (double)((i + 1) % 4));
     s->ip[0] = cases[k].n;
     char si[64], sw[64];
-    sample_name(s, "index %s, n %lld, w %s", tensor_shape_str(s->inputs[0], si, sizeof si),
+    tg_sample_name(s, "index %s, n %lld, w %s", tensor_shape_str(s->inputs[0], si, sizeof si),
                 (long long)cases[k].n, tensor_shape_str(s->inputs[1], sw, sizeof sw));
     return 0;
 }
@@ -285,14 +285,14 @@ static int sort_case(int k, rng *g, op_sample *s, bool topk) {
     s->ip[0] = cases[k].axis;
     s->ip[1] = cases[k].k;
     s->ip[2] = cases[k].desc;
-    s->inputs[0] = sample_tensor_distinct(g, cases[k].nd, cases[k].shape, -1.2, 0.1);
+    s->inputs[0] = tg_sample_tensor_distinct(g, cases[k].nd, cases[k].shape, -1.2, 0.1);
     char sx[64];
     if (topk)
-        sample_name(s, "%s axis %lld, k %lld %s", tensor_shape_str(s->inputs[0], sx, sizeof sx),
+        tg_sample_name(s, "%s axis %lld, k %lld %s", tensor_shape_str(s->inputs[0], sx, sizeof sx),
                     (long long)cases[k].axis, (long long)cases[k].k,
                     cases[k].desc ? "largest" : "smallest");
     else
-        sample_name(s, "%s axis %lld %s", tensor_shape_str(s->inputs[0], sx, sizeof sx),
+        tg_sample_name(s, "%s axis %lld %s", tensor_shape_str(s->inputs[0], sx, sizeof sx),
                     (long long)cases[k].axis, cases[k].desc ? "descending" : "ascending");
     return s->inputs[0] ? 0 : -1;
 }
@@ -311,13 +311,13 @@ static int multinomial_sample(int k, rng *g, op_sample *s) {
     if (k >= 4) return 1;
     s->n_inputs = 2;
     s->no_grad_mask = 1u;
-    s->inputs[0] = sample_tensor(g, cases[k].nd, cases[k].shape, 0.2, 2.0);
-    s->inputs[1] = sample_tensor(g, cases[k].nd, cases[k].shape, -2.0, 2.0);
+    s->inputs[0] = tg_sample_tensor(g, cases[k].nd, cases[k].shape, 0.2, 2.0);
+    s->inputs[1] = tg_sample_tensor(g, cases[k].nd, cases[k].shape, -2.0, 2.0);
     s->ip[0] = cases[k].n;
     s->ip[1] = cases[k].replacement;
     s->ip[2] = (int64_t)rng_below(g, 1u << 30);
     char sp[64];
-    sample_name(s, "probs %s, %lld draws %s replacement",
+    tg_sample_name(s, "probs %s, %lld draws %s replacement",
                 tensor_shape_str(s->inputs[0], sp, sizeof sp), (long long)cases[k].n,
                 cases[k].replacement ? "with" : "without");
     return s->inputs[0] && s->inputs[1] ? 0 : -1;
@@ -347,11 +347,11 @@ static tensor *multinomial_build(tensor *const *in, const op_sample *s) {
 
 /* ---------------------------------------------------------- registry */
 
-/* The sequence family: index of each op in ops_sequence, its entry below. */
+/* The sequence family: index of each op in tg_ops_sequence, its entry below. */
 enum { SIN, COS, TRIL, TRIU, CUMSUM, ONE_HOT, SORT, TOPK, MULTINOMIAL, N_SEQUENCE_OPS };
-#define OP(i) (&ops_sequence[i])
+#define OP(i) (&tg_ops_sequence[i])
 
-const op_def ops_sequence[] = {
+const op_def tg_ops_sequence[] = {
     [SIN] = {"sin", 1, 0, sin_forward, sin_vjp, trig_sample, sin_build, "tensor_sin(a)", "y = sin a",
      "da = g * cos a", ""},
     [COS] = {"cos", 1, 0, cos_forward, cos_vjp, trig_sample, cos_build, "tensor_cos(a)", "y = cos a",
@@ -401,30 +401,30 @@ const op_def ops_sequence[] = {
      "it gives the same categories. The checker's case is gather(x, -1, multinomial(probs, n)), "
      "differentiated in x"},
 };
-const int ops_sequence_count = N_SEQUENCE_OPS;
-_Static_assert(sizeof ops_sequence / sizeof ops_sequence[0] == N_SEQUENCE_OPS,
-               "ops_sequence: one entry per op of its enum");
+const int tg_ops_sequence_count = N_SEQUENCE_OPS;
+_Static_assert(sizeof tg_ops_sequence / sizeof tg_ops_sequence[0] == N_SEQUENCE_OPS,
+               "tg_ops_sequence: one entry per op of its enum");
 
 /* ---------------------------------------------------------- builders */
 
 
-tensor *tensor_sin(tensor *a) { return ew_unary_apply(OP(SIN), a, NULL, 0); }
-tensor *tensor_cos(tensor *a) { return ew_unary_apply(OP(COS), a, NULL, 0); }
+tensor *tensor_sin(tensor *a) { return tg_ew_unary_apply(OP(SIN), a, NULL, 0); }
+tensor *tensor_cos(tensor *a) { return tg_ew_unary_apply(OP(COS), a, NULL, 0); }
 
 static tensor *tri_apply(const op_def *op, tensor *a, int64_t diagonal, bool upper) {
     tensor *in[1] = {a};
-    if (op_check_inputs(op, in, 1, 0)) return NULL;
+    if (tg_op_check_inputs(op, in, 1, 0)) return NULL;
     if (a->ndim < 2) {
         char sa[96];
-        error_set("%s: needs at least 2 dimensions, got %s", op->name,
+        tg_error_set("%s: needs at least 2 dimensions, got %s", op->name,
                   tensor_shape_str(a, sa, sizeof sa));
         return NULL;
     }
-    tape_node *n = node_begin(op, in, 1, a->dtype, a->ndim, a->shape);
+    tape_node *n = tg_node_begin(op, in, 1, a->dtype, a->ndim, a->shape);
     if (!n) return NULL;
     n->ip[0] = diagonal;
     n->ip[1] = upper;
-    return node_finish(n);
+    return tg_node_finish(n);
 }
 tensor *tensor_tril(tensor *a, int64_t diagonal) { return tri_apply(OP(TRIL), a, diagonal, false); }
 tensor *tensor_triu(tensor *a, int64_t diagonal) { return tri_apply(OP(TRIU), a, diagonal, true); }
@@ -432,44 +432,44 @@ tensor *tensor_triu(tensor *a, int64_t diagonal) { return tri_apply(OP(TRIU), a,
 tensor *tensor_cumsum(tensor *a, int axis) {
     const op_def *op = OP(CUMSUM);
     tensor *in[1] = {a};
-    if (op_check_inputs(op, in, 1, 0)) return NULL;
+    if (tg_op_check_inputs(op, in, 1, 0)) return NULL;
     if (a->ndim == 0) {
-        error_set("cumsum: needs at least 1 dimension, got a scalar");
+        tg_error_set("cumsum: needs at least 1 dimension, got a scalar");
         return NULL;
     }
-    int ax = axis_normalize("cumsum", axis, a->ndim);
+    int ax = tg_axis_normalize("cumsum", axis, a->ndim);
     if (ax < 0) return NULL;
-    tape_node *n = node_begin(op, in, 1, a->dtype, a->ndim, a->shape);
+    tape_node *n = tg_node_begin(op, in, 1, a->dtype, a->ndim, a->shape);
     if (!n) return NULL;
     n->ip[0] = ax;
-    return node_finish(n);
+    return tg_node_finish(n);
 }
 
 tensor *tensor_one_hot(tensor *index, int64_t n_classes, dtype dt) {
     const op_def *op = OP(ONE_HOT);
     if (!index) {
-        if (!error_pending()) error_set("one_hot: input 0 is NULL");
+        if (!tg_error_pending()) tg_error_set("one_hot: input 0 is NULL");
         return NULL;
     }
-    if (tensor_check_fresh(op->name, "input 0", index)) return NULL; /* before reading its values */
+    if (tg_tensor_check_fresh(op->name, "input 0", index)) return NULL; /* before reading its values */
     char si[96];
     if (index->dtype != DTYPE_I64) {
-        error_set("one_hot: index must be int64, got %s", dtype_name(index->dtype));
+        tg_error_set("one_hot: index must be int64, got %s", tg_dtype_name(index->dtype));
         return NULL;
     }
     if (dt != DTYPE_F32 && dt != DTYPE_F64) {
-        error_set("one_hot: the output dtype must be float32 or float64, got %s", dtype_name(dt));
+        tg_error_set("one_hot: the output dtype must be float32 or float64, got %s", tg_dtype_name(dt));
         return NULL;
     }
     if (n_classes <= 0 || index->ndim >= TENSOR_MAX_DIMS) {
-        error_set("one_hot: cannot encode index %s in %lld classes",
+        tg_error_set("one_hot: cannot encode index %s in %lld classes",
                   tensor_shape_str(index, si, sizeof si), (long long)n_classes);
         return NULL;
     }
     const int64_t *I = index->data;
     for (int64_t i = 0; i < index->size; i++) {
         if (I[i] < 0 || I[i] >= n_classes) {
-            error_set("one_hot: index %lld (at position %lld of %s) out of range for %lld classes",
+            tg_error_set("one_hot: index %lld (at position %lld of %s) out of range for %lld classes",
                       (long long)I[i], (long long)i, tensor_shape_str(index, si, sizeof si),
                       (long long)n_classes);
             return NULL;
@@ -479,10 +479,10 @@ tensor *tensor_one_hot(tensor *index, int64_t n_classes, dtype dt) {
     for (int d = 0; d < index->ndim; d++) shape[d] = index->shape[d];
     shape[index->ndim] = n_classes;
     tensor *in[1] = {index};
-    tape_node *n = node_begin(op, in, 1, dt, index->ndim + 1, shape);
+    tape_node *n = tg_node_begin(op, in, 1, dt, index->ndim + 1, shape);
     if (!n) return NULL;
     n->ip[0] = n_classes;
-    return node_finish(n);
+    return tg_node_finish(n);
 }
 
 /* sort and topk: K of the L values along axis; *indices (when not NULL)
@@ -491,31 +491,31 @@ static tensor *sort_apply(const op_def *op, tensor *a, int axis, int64_t k, bool
                           bool desc, tensor **indices) {
     if (indices) *indices = NULL;
     tensor *in[1] = {a};
-    if (op_check_inputs(op, in, 1, 0)) return NULL;
+    if (tg_op_check_inputs(op, in, 1, 0)) return NULL;
     if (a->ndim == 0) {
-        error_set("%s: needs at least 1 dimension, got a scalar", op->name);
+        tg_error_set("%s: needs at least 1 dimension, got a scalar", op->name);
         return NULL;
     }
-    int ax = axis_normalize(op->name, axis, a->ndim);
+    int ax = tg_axis_normalize(op->name, axis, a->ndim);
     if (ax < 0) return NULL;
     int64_t L = a->shape[ax], K = k_given ? k : L;
     if (K < 0 || K > L) {
         char sa[96];
-        error_set("%s: k = %lld out of range for size %lld of axis %d of %s", op->name,
+        tg_error_set("%s: k = %lld out of range for size %lld of axis %d of %s", op->name,
                   (long long)k, (long long)L, axis, tensor_shape_str(a, sa, sizeof sa));
         return NULL;
     }
     int64_t shape[TENSOR_MAX_DIMS];
     for (int d = 0; d < a->ndim; d++) shape[d] = d == ax ? K : a->shape[d];
-    tape_node *n = node_begin(op, in, 1, a->dtype, a->ndim, shape);
+    tape_node *n = tg_node_begin(op, in, 1, a->dtype, a->ndim, shape);
     if (!n) return NULL;
     n->ip[0] = ax;
     n->ip[1] = K;
     n->ip[2] = desc;
-    n->saved[0] = tensor_tape_new(DTYPE_I64, a->ndim, shape);
-    n->saved[1] = tensor_tape_new(DTYPE_I64, 1, (int64_t[]){2 * L});
+    n->saved[0] = tg_tensor_tape_new(DTYPE_I64, a->ndim, shape);
+    n->saved[1] = tg_tensor_tape_new(DTYPE_I64, 1, (int64_t[]){2 * L});
     if (!n->saved[0] || !n->saved[1]) return NULL;
-    tensor *y = node_finish(n);
+    tensor *y = tg_node_finish(n);
     if (y && indices) *indices = n->saved[0];
     return y;
 }
@@ -530,19 +530,19 @@ tensor *tensor_topk(tensor *a, int64_t k, int axis, bool largest, tensor **indic
 tensor *tensor_multinomial(tensor *probs, int64_t n, bool replacement, rng *g) {
     const op_def *op = OP(MULTINOMIAL);
     tensor *in[1] = {probs};
-    if (op_check_inputs(op, in, 1, 0)) return NULL;
+    if (tg_op_check_inputs(op, in, 1, 0)) return NULL;
     char sp[96];
     tensor_shape_str(probs, sp, sizeof sp);
     if (probs->ndim != 1 && probs->ndim != 2) {
-        error_set("multinomial: probs must be 1-D or 2-D, got %s", sp);
+        tg_error_set("multinomial: probs must be 1-D or 2-D, got %s", sp);
         return NULL;
     }
     if (n <= 0) {
-        error_set("multinomial: n = %lld draws; need at least 1", (long long)n);
+        tg_error_set("multinomial: n = %lld draws; need at least 1", (long long)n);
         return NULL;
     }
     if (!g) {
-        error_set("multinomial: rng is NULL");
+        tg_error_set("multinomial: rng is NULL");
         return NULL;
     }
     int64_t C = probs->shape[probs->ndim - 1], R = probs->ndim == 2 ? probs->shape[0] : 1;
@@ -552,7 +552,7 @@ tensor *tensor_multinomial(tensor *probs, int64_t n, bool replacement, rng *g) {
         for (int64_t c = 0; c < C; c++) {
             double w = prob_at(probs, r * C + c);
             if (!(w >= 0) || isinf(w)) {
-                error_set("multinomial: weight %g at row %lld, column %lld of %s is negative or "
+                tg_error_set("multinomial: weight %g at row %lld, column %lld of %s is negative or "
                           "not finite", w, (long long)r, (long long)c, sp);
                 return NULL;
             }
@@ -560,12 +560,12 @@ tensor *tensor_multinomial(tensor *probs, int64_t n, bool replacement, rng *g) {
             positive += w > 0;
         }
         if (!(sum > 0) || isinf(sum)) {
-            error_set("multinomial: row %lld of %s sums to %g; need a positive finite sum",
+            tg_error_set("multinomial: row %lld of %s sums to %g; need a positive finite sum",
                       (long long)r, sp, sum);
             return NULL;
         }
         if (!replacement && n > positive) {
-            error_set("multinomial: cannot draw %lld without replacement from row %lld of %s, "
+            tg_error_set("multinomial: cannot draw %lld without replacement from row %lld of %s, "
                       "which has %lld nonzero weights", (long long)n, (long long)r, sp,
                       (long long)positive);
             return NULL;
@@ -573,14 +573,14 @@ tensor *tensor_multinomial(tensor *probs, int64_t n, bool replacement, rng *g) {
     }
     int64_t shape[2] = {R, n};
     int nd = probs->ndim;
-    tape_node *node = node_begin(op, in, 1, DTYPE_I64, nd, nd == 2 ? shape : shape + 1);
+    tape_node *node = tg_node_begin(op, in, 1, DTYPE_I64, nd, nd == 2 ? shape : shape + 1);
     if (!node) return NULL;
     node->ip[0] = n;
     node->ip[1] = replacement;
-    node->saved[0] = tensor_tape_new(DTYPE_F64, 2, shape);
-    node->saved[1] = tensor_tape_new(DTYPE_F64, 1, &C);
+    node->saved[0] = tg_tensor_tape_new(DTYPE_F64, 2, shape);
+    node->saved[1] = tg_tensor_tape_new(DTYPE_F64, 1, &C);
     if (!node->saved[0] || !node->saved[1]) return NULL;
     double *U = node->saved[0]->data;
     for (int64_t i = 0; i < R * n; i++) U[i] = rng_uniform(g);
-    return node_finish(node);
+    return tg_node_finish(node);
 }

@@ -10,7 +10,7 @@
  * gradient of a broadcast element over its copies. */
 #include "elementwise.h"
 
-extern const op_def ops_shape[];
+extern const op_def tg_ops_shape[];
 enum { RESHAPE, PERMUTE, FLATTEN, CONCAT, STACK, NARROW, SLICE, INDEX_SELECT, GATHER, PAD, EXPAND, N_SHAPE_OPS };
 
 /* Visits the elements of dense tensor t row by row (last dim innermost):
@@ -68,28 +68,28 @@ static void row_major_strides(int ndim, const int64_t *shape, int64_t *st) {
 /* Errors for ops that need a dimension to work along. */
 static int axis_of(const char *op, int axis, const tensor *a) {
     if (a->ndim == 0) {
-        error_set("%s: needs at least 1 dimension, got a scalar", op);
+        tg_error_set("%s: needs at least 1 dimension, got a scalar", op);
         return -1;
     }
-    return axis_normalize(op, axis, a->ndim);
+    return tg_axis_normalize(op, axis, a->ndim);
 }
 
 /* ------------------------------------------------------ reshape, flatten
  * y = a with a new shape; da = g with a's shape (the same copy). */
 static void reshape_forward(tape_node *n) {
-    memcpy(n->out->data, n->in[0]->data, (size_t)n->out->size * dtype_size(n->out->dtype));
+    memcpy(n->out->data, n->in[0]->data, (size_t)n->out->size * tg_dtype_size(n->out->dtype));
 }
 static void reshape_vjp(tape_node *n, tensor *const *gin) {
-    if (gin[0]) reduce_to_shape_acc(gin[0], n->out->grad); /* equal sizes: plain += */
+    if (gin[0]) tg_reduce_to_shape_acc(gin[0], n->out->grad); /* equal sizes: plain += */
 }
 
 /* int64 tensors (indices, labels) may be reshaped too; they never need grad. */
 tensor *tensor_reshape(tensor *a, int ndim, const int64_t *shape) {
-    const op_def *op = &ops_shape[RESHAPE];
+    const op_def *op = &tg_ops_shape[RESHAPE];
     tensor *in[1] = {a};
-    if (op_check_inputs(op, in, 1, 1)) return NULL;
+    if (tg_op_check_inputs(op, in, 1, 1)) return NULL;
     if (ndim < 0 || ndim > TENSOR_MAX_DIMS || (ndim > 0 && !shape)) {
-        error_set("reshape: bad target rank %d", ndim);
+        tg_error_set("reshape: bad target rank %d", ndim);
         return NULL;
     }
     int64_t s[TENSOR_MAX_DIMS], known = 1;
@@ -99,7 +99,7 @@ tensor *tensor_reshape(tensor *a, int ndim, const int64_t *shape) {
         if (s[i] == -1 && infer < 0) {
             infer = i;
         } else if (s[i] < 0) {
-            error_set("reshape: bad size %lld in dimension %d", (long long)s[i], i);
+            tg_error_set("reshape: bad size %lld in dimension %d", (long long)s[i], i);
             return NULL;
         } else if (i64_mul_overflows(known, s[i], &known)) {
             known = -1; /* overflows int64: matches no tensor's size */
@@ -112,35 +112,35 @@ tensor *tensor_reshape(tensor *a, int ndim, const int64_t *shape) {
         tensor target = {.ndim = ndim};
         for (int i = 0; i < ndim; i++) target.shape[i] = shape[i];
         char st[96];
-        error_set("reshape: the -1 in %s is ambiguous: the other sizes multiply to 0, so any "
+        tg_error_set("reshape: the -1 in %s is ambiguous: the other sizes multiply to 0, so any "
                   "size fits (give it, or use tensor_flatten)",
                   tensor_shape_str(&target, st, sizeof st));
         return NULL;
     }
     if (infer >= 0 && known > 0) s[infer] = a->size / known;
     char sa[96];
-    if (known < 0 || shape_numel(ndim, s) != a->size || (infer >= 0 && known && a->size % known)) {
+    if (known < 0 || tg_shape_numel(ndim, s) != a->size || (infer >= 0 && known && a->size % known)) {
         tensor target = {.ndim = ndim};
         for (int i = 0; i < ndim; i++) target.shape[i] = shape[i];
         char st[96];
-        error_set("reshape: cannot view %s (%lld elements) as %s", tensor_shape_str(a, sa, sizeof sa),
+        tg_error_set("reshape: cannot view %s (%lld elements) as %s", tensor_shape_str(a, sa, sizeof sa),
                   (long long)a->size, tensor_shape_str(&target, st, sizeof st));
         return NULL;
     }
-    return op_apply(op, in, 1, a->dtype, ndim, s);
+    return tg_op_apply(op, in, 1, a->dtype, ndim, s);
 }
 
 /* Dims start_dim..end_dim (inclusive) merged into one; a scalar becomes [1]. */
 tensor *tensor_flatten(tensor *a, int start_dim, int end_dim) {
-    const op_def *op = &ops_shape[FLATTEN];
+    const op_def *op = &tg_ops_shape[FLATTEN];
     tensor *in[1] = {a};
-    if (op_check_inputs(op, in, 1, 1)) return NULL;
+    if (tg_op_check_inputs(op, in, 1, 1)) return NULL;
     int nd_dims = a->ndim ? a->ndim : 1; /* a scalar flattens like [1] */
-    int s = axis_normalize("flatten", start_dim, nd_dims);
-    int e = s < 0 ? -1 : axis_normalize("flatten", end_dim, nd_dims);
+    int s = tg_axis_normalize("flatten", start_dim, nd_dims);
+    int e = s < 0 ? -1 : tg_axis_normalize("flatten", end_dim, nd_dims);
     if (e < 0) return NULL;
     if (s > e) {
-        error_set("flatten: start_dim %d comes after end_dim %d", start_dim, end_dim);
+        tg_error_set("flatten: start_dim %d comes after end_dim %d", start_dim, end_dim);
         return NULL;
     }
     int64_t shape[TENSOR_MAX_DIMS];
@@ -150,7 +150,7 @@ tensor *tensor_flatten(tensor *a, int start_dim, int end_dim) {
     for (int d = s; d <= e && d < a->ndim; d++) shape[nd] *= a->shape[d];
     nd++;
     for (int d = e + 1; d < a->ndim; d++) shape[nd++] = a->shape[d];
-    return op_apply(op, in, 1, a->dtype, nd, shape);
+    return tg_op_apply(op, in, 1, a->dtype, nd, shape);
 }
 
 /* -------------------------------------------------------------- permute
@@ -175,11 +175,11 @@ static void permute_vjp(tape_node *n, tensor *const *gin) {
 }
 
 tensor *tensor_permute(tensor *a, const int *perm) {
-    const op_def *op = &ops_shape[PERMUTE];
+    const op_def *op = &tg_ops_shape[PERMUTE];
     tensor *in[1] = {a};
-    if (op_check_inputs(op, in, 1, 0)) return NULL;
+    if (tg_op_check_inputs(op, in, 1, 0)) return NULL;
     if (!perm && a->ndim > 0) {
-        error_set("permute: perm is NULL");
+        tg_error_set("permute: perm is NULL");
         return NULL;
     }
     uint32_t seen = 0;
@@ -188,25 +188,25 @@ tensor *tensor_permute(tensor *a, const int *perm) {
         int p = perm[d] < 0 ? perm[d] + a->ndim : perm[d];
         if (p < 0 || p >= a->ndim || (seen & (1u << p))) {
             char sa[96];
-            error_set("permute: entry %d (%d) is not a permutation of the %d dims of %s", d, perm[d],
+            tg_error_set("permute: entry %d (%d) is not a permutation of the %d dims of %s", d, perm[d],
                       a->ndim, tensor_shape_str(a, sa, sizeof sa));
             return NULL;
         }
         seen |= 1u << p;
         shape[d] = a->shape[p];
     }
-    tape_node *n = node_begin(op, in, 1, a->dtype, a->ndim, shape);
+    tape_node *n = tg_node_begin(op, in, 1, a->dtype, a->ndim, shape);
     if (!n) return NULL;
     for (int d = 0; d < a->ndim; d++) n->ip[d] = perm[d] < 0 ? perm[d] + a->ndim : perm[d];
-    return node_finish(n);
+    return tg_node_finish(n);
 }
 
 tensor *tensor_transpose(tensor *a, int d0, int d1) {
     if (!a) {
-        if (!error_pending()) error_set("transpose: input 0 is NULL");
+        if (!tg_error_pending()) tg_error_set("transpose: input 0 is NULL");
         return NULL;
     }
-    int x = axis_normalize("transpose", d0, a->ndim), y = axis_normalize("transpose", d1, a->ndim);
+    int x = tg_axis_normalize("transpose", d0, a->ndim), y = tg_axis_normalize("transpose", d1, a->ndim);
     if (x < 0 || y < 0) return NULL;
     int perm[TENSOR_MAX_DIMS];
     for (int d = 0; d < a->ndim; d++) perm[d] = d;
@@ -240,7 +240,7 @@ CAT_LOOPS(double)
 static void cat_forward(tape_node *n) {
     int64_t outer = n->ip[0], off = 0;
     if (outer == 0) return;
-    size_t es = dtype_size(n->out->dtype);
+    size_t es = tg_dtype_size(n->out->dtype);
     int64_t row = n->out->size / outer;
     char *Y = n->out->data;
     for (int k = 0; k < n->n_in; k++) {
@@ -262,24 +262,24 @@ static void cat_vjp(tape_node *n, tensor *const *gin) {
  * lists (indices) join too, and never need a gradient. */
 static int cat_check(const op_def *op, tensor *const *ts, int n) {
     if (!ts && n > 0) {
-        error_set("%s: the tensor list is NULL (n = %d)", op->name, n);
+        tg_error_set("%s: the tensor list is NULL (n = %d)", op->name, n);
         return -1;
     }
     if (n <= 0) {
-        error_set("%s: needs at least one tensor (n = %d)", op->name, n);
+        tg_error_set("%s: needs at least one tensor (n = %d)", op->name, n);
         return -1;
     }
     for (int k = 0; k < n; k++) {
         if (!ts[k]) {
-            if (!error_pending()) error_set("%s: input %d is NULL", op->name, k);
+            if (!tg_error_pending()) tg_error_set("%s: input %d is NULL", op->name, k);
             return -1;
         }
-        if (op_check_fresh(op, k, ts[k])) return -1;
+        if (tg_op_check_fresh(op, k, ts[k])) return -1;
     }
     for (int k = 1; k < n; k++) {
         if (ts[k]->dtype != ts[0]->dtype) {
-            error_set("%s: dtype mismatch: %s vs %s", op->name, dtype_name(ts[0]->dtype),
-                      dtype_name(ts[k]->dtype));
+            tg_error_set("%s: dtype mismatch: %s vs %s", op->name, tg_dtype_name(ts[0]->dtype),
+                      tg_dtype_name(ts[k]->dtype));
             return -1;
         }
     }
@@ -288,14 +288,14 @@ static int cat_check(const op_def *op, tensor *const *ts, int n) {
 
 static tensor *cat_apply(const op_def *op, tensor *const *ts, int n, int nd, const int64_t *shape,
                          int axis) {
-    tape_node *node = node_begin(op, ts, n, ts[0]->dtype, nd, shape);
+    tape_node *node = tg_node_begin(op, ts, n, ts[0]->dtype, nd, shape);
     if (!node) return NULL;
-    node->ip[0] = shape_numel(axis, shape);
-    return node_finish(node);
+    node->ip[0] = tg_shape_numel(axis, shape);
+    return tg_node_finish(node);
 }
 
 tensor *tensor_concat(tensor *const *ts, int n, int axis) {
-    const op_def *op = &ops_shape[CONCAT];
+    const op_def *op = &tg_ops_shape[CONCAT];
     if (cat_check(op, ts, n)) return NULL;
     int ax = axis_of("concat", axis, ts[0]);
     if (ax < 0) return NULL;
@@ -308,7 +308,7 @@ tensor *tensor_concat(tensor *const *ts, int n, int axis) {
             if (d != ax && ts[k]->shape[d] != ts[0]->shape[d]) ok = false;
         if (!ok) {
             char s0[96], sk[96];
-            error_set("concat: input %d has shape %s but input 0 has %s; all dims but axis %d "
+            tg_error_set("concat: input %d has shape %s but input 0 has %s; all dims but axis %d "
                       "must match",
                       k, tensor_shape_str(ts[k], sk, sizeof sk), tensor_shape_str(ts[0], s0, sizeof s0),
                       axis);
@@ -320,19 +320,19 @@ tensor *tensor_concat(tensor *const *ts, int n, int axis) {
 }
 
 tensor *tensor_stack(tensor *const *ts, int n, int axis) {
-    const op_def *op = &ops_shape[STACK];
+    const op_def *op = &tg_ops_shape[STACK];
     if (cat_check(op, ts, n)) return NULL;
     int nd = ts[0]->ndim + 1;
     if (nd > TENSOR_MAX_DIMS) {
-        error_set("stack: inputs already have %d dims (at most %d)", ts[0]->ndim, TENSOR_MAX_DIMS);
+        tg_error_set("stack: inputs already have %d dims (at most %d)", ts[0]->ndim, TENSOR_MAX_DIMS);
         return NULL;
     }
-    int ax = axis_normalize("stack", axis, nd); /* the new axis may be the last */
+    int ax = tg_axis_normalize("stack", axis, nd); /* the new axis may be the last */
     if (ax < 0) return NULL;
     for (int k = 1; k < n; k++) {
         if (!tensor_same_shape(ts[k], ts[0])) {
             char s0[96], sk[96];
-            error_set("stack: input %d has shape %s but input 0 has %s; all must match", k,
+            tg_error_set("stack: input %d has shape %s but input 0 has %s; all must match", k,
                       tensor_shape_str(ts[k], sk, sizeof sk), tensor_shape_str(ts[0], s0, sizeof s0));
             return NULL;
         }
@@ -360,24 +360,24 @@ static tensor *subrange(const op_def *op, tensor *a, int ax, int64_t start, int6
     shape[ax] = len;
     row_major_strides(a->ndim, a->shape, st);
     tensor *in[1] = {a};
-    tape_node *n = node_begin(op, in, 1, a->dtype, a->ndim, shape);
+    tape_node *n = tg_node_begin(op, in, 1, a->dtype, a->ndim, shape);
     if (!n) return NULL;
     n->ip[0] = len ? start * st[ax] : 0;
     for (int d = 0; d < a->ndim; d++) n->ip[1 + d] = d == ax ? st[d] * step : st[d];
-    return node_finish(n);
+    return tg_node_finish(n);
 }
 
 /* y = a[.., start : start + length, ..] along axis; a negative start counts
  * from the end; the range must lie inside the dim. */
 tensor *tensor_narrow(tensor *a, int axis, int64_t start, int64_t length) {
-    const op_def *op = &ops_shape[NARROW];
+    const op_def *op = &tg_ops_shape[NARROW];
     tensor *in[1] = {a};
-    if (op_check_inputs(op, in, 1, 1)) return NULL;
+    if (tg_op_check_inputs(op, in, 1, 1)) return NULL;
     int ax = axis_of("narrow", axis, a);
     if (ax < 0) return NULL;
     int64_t size = a->shape[ax], s = start < 0 ? start + size : start;
     if (s < 0 || s > size || length < 0 || length > size - s) {
-        error_set("narrow: start %lld, length %lld out of range for size %lld (axis %d)",
+        tg_error_set("narrow: start %lld, length %lld out of range for size %lld (axis %d)",
                   (long long)start, (long long)length, (long long)size, axis);
         return NULL;
     }
@@ -393,13 +393,13 @@ static int64_t py_bound(int64_t v, int64_t size) {
 }
 
 tensor *tensor_slice(tensor *a, int axis, int64_t start, int64_t stop, int64_t step) {
-    const op_def *op = &ops_shape[SLICE];
+    const op_def *op = &tg_ops_shape[SLICE];
     tensor *in[1] = {a};
-    if (op_check_inputs(op, in, 1, 1)) return NULL;
+    if (tg_op_check_inputs(op, in, 1, 1)) return NULL;
     int ax = axis_of("slice", axis, a);
     if (ax < 0) return NULL;
     if (step <= 0) {
-        error_set("slice: step %lld must be positive", (long long)step);
+        tg_error_set("slice: step %lld must be positive", (long long)step);
         return NULL;
     }
     int64_t size = a->shape[ax], b = py_bound(start, size), e = py_bound(stop, size);
@@ -410,16 +410,16 @@ tensor *tensor_slice(tensor *a, int axis, int64_t start, int64_t stop, int64_t s
 /* Broadcast a to shape (dims right-aligned; a dim of 1 repeats; -1 keeps
  * a's size). da = g summed over the repeated dims. */
 static void expand_vjp(tape_node *n, tensor *const *gin) {
-    if (gin[0]) reduce_to_shape_acc(gin[0], n->out->grad);
+    if (gin[0]) tg_reduce_to_shape_acc(gin[0], n->out->grad);
 }
 
 tensor *tensor_expand(tensor *a, int ndim, const int64_t *shape) {
-    const op_def *op = &ops_shape[EXPAND];
+    const op_def *op = &tg_ops_shape[EXPAND];
     tensor *in[1] = {a};
-    if (op_check_inputs(op, in, 1, 0)) return NULL;
+    if (tg_op_check_inputs(op, in, 1, 0)) return NULL;
     char sa[96];
     if (ndim < a->ndim || ndim > TENSOR_MAX_DIMS || (ndim > 0 && !shape)) {
-        error_set("expand: cannot expand %s to %d dims", tensor_shape_str(a, sa, sizeof sa), ndim);
+        tg_error_set("expand: cannot expand %s to %d dims", tensor_shape_str(a, sa, sizeof sa), ndim);
         return NULL;
     }
     int64_t out[TENSOR_MAX_DIMS], ast[TENSOR_MAX_DIMS];
@@ -432,20 +432,20 @@ tensor *tensor_expand(tensor *a, int ndim, const int64_t *shape) {
             tensor target = {.ndim = ndim};
             for (int i = 0; i < ndim; i++) target.shape[i] = shape[i];
             char st[96];
-            error_set("expand: cannot expand %s to %s (dimension %d: %lld to %lld)",
+            tg_error_set("expand: cannot expand %s to %s (dimension %d: %lld to %lld)",
                       tensor_shape_str(a, sa, sizeof sa), tensor_shape_str(&target, st, sizeof st), d,
                       (long long)have, (long long)shape[d]);
             return NULL;
         }
     }
-    tape_node *n = node_begin(op, in, 1, a->dtype, ndim, out);
+    tape_node *n = tg_node_begin(op, in, 1, a->dtype, ndim, out);
     if (!n) return NULL;
     n->ip[0] = 0;
     for (int d = 0; d < ndim; d++) {
         int64_t have = d >= lead ? a->shape[d - lead] : 1;
         n->ip[1 + d] = have == out[d] && d >= lead ? ast[d - lead] : 0;
     }
-    return node_finish(n);
+    return tg_node_finish(n);
 }
 
 /* ------------------------------------------------------------------ pad
@@ -479,28 +479,28 @@ static void pad_vjp(tape_node *n, tensor *const *gin) {
 }
 
 tensor *tensor_pad(tensor *a, const int64_t *pads, double value) {
-    const op_def *op = &ops_shape[PAD];
+    const op_def *op = &tg_ops_shape[PAD];
     tensor *in[1] = {a};
-    if (op_check_inputs(op, in, 1, 0)) return NULL;
+    if (tg_op_check_inputs(op, in, 1, 0)) return NULL;
     if (!pads && a->ndim > 0) {
-        error_set("pad: pads is NULL");
+        tg_error_set("pad: pads is NULL");
         return NULL;
     }
     int64_t shape[TENSOR_MAX_DIMS];
     for (int d = 0; d < a->ndim; d++) {
         const int64_t limit = (int64_t)1 << 40; /* keeps the sum below clear of overflow */
         if (pads[2 * d] < 0 || pads[2 * d + 1] < 0 || pads[2 * d] > limit || pads[2 * d + 1] > limit) {
-            error_set("pad: padding (%lld, %lld) for dimension %d must be in [0, 2^40]",
+            tg_error_set("pad: padding (%lld, %lld) for dimension %d must be in [0, 2^40]",
                       (long long)pads[2 * d], (long long)pads[2 * d + 1], d);
             return NULL;
         }
         shape[d] = a->shape[d] + pads[2 * d] + pads[2 * d + 1];
     }
-    tape_node *n = node_begin(op, in, 1, a->dtype, a->ndim, shape);
+    tape_node *n = tg_node_begin(op, in, 1, a->dtype, a->ndim, shape);
     if (!n) return NULL;
     for (int i = 0; i < 2 * a->ndim; i++) n->ip[i] = pads[i];
     n->fp[0] = value;
-    return node_finish(n);
+    return tg_node_finish(n);
 }
 
 /* --------------------------------------------------- index_select, gather
@@ -511,8 +511,8 @@ tensor *tensor_pad(tensor *a, const int64_t *pads, double value) {
  * Repeated indices accumulate their gradients. Indices are validated by the
  * builders, so the kernels trust them. */
 static void around_axis(const tensor *a, int ax, int64_t *outer, int64_t *inner) {
-    *outer = shape_numel(ax, a->shape);
-    *inner = shape_numel(a->ndim - ax - 1, a->shape + ax + 1);
+    *outer = tg_shape_numel(ax, a->shape);
+    *inner = tg_shape_numel(a->ndim - ax - 1, a->shape + ax + 1);
 }
 
 static void index_select_forward(tape_node *n) {
@@ -520,7 +520,7 @@ static void index_select_forward(tape_node *n) {
     const int64_t *I = n->in[1]->data;
     int64_t outer, inner, A = a->shape[n->ip[0]], J = n->in[1]->size;
     around_axis(a, (int)n->ip[0], &outer, &inner);
-    size_t es = dtype_size(a->dtype), row = (size_t)inner * es;
+    size_t es = tg_dtype_size(a->dtype), row = (size_t)inner * es;
     const char *X = a->data;
     char *Y = n->out->data;
     for (int64_t o = 0; o < outer; o++)
@@ -587,22 +587,22 @@ static void gather_vjp(tape_node *n, tensor *const *gin) {
 static int index_check(const op_def *op, tensor *a, int axis, tensor *index, int want_ndim) {
     tensor *in[2] = {a, index};
     if (a && index && index->dtype != DTYPE_I64) {
-        error_set("%s: index must be int64, got %s", op->name, dtype_name(index->dtype));
+        tg_error_set("%s: index must be int64, got %s", op->name, tg_dtype_name(index->dtype));
         return -1;
     }
-    if (op_check_inputs(op, in, 2, op == &ops_shape[INDEX_SELECT] ? 3u : 2u)) return -1;
+    if (tg_op_check_inputs(op, in, 2, op == &tg_ops_shape[INDEX_SELECT] ? 3u : 2u)) return -1;
     int ax = axis_of(op->name, axis, a);
     if (ax < 0) return -1;
     char si[96], sa[96];
     if (index->ndim != want_ndim) {
-        error_set("%s: index must have %d dims, got %s", op->name, want_ndim,
+        tg_error_set("%s: index must have %d dims, got %s", op->name, want_ndim,
                   tensor_shape_str(index, si, sizeof si));
         return -1;
     }
     const int64_t *I = index->data;
     for (int64_t i = 0; i < index->size; i++) {
         if (I[i] < 0 || I[i] >= a->shape[ax]) {
-            error_set("%s: index %lld (at position %lld) out of range for size %lld of axis %d of %s",
+            tg_error_set("%s: index %lld (at position %lld) out of range for size %lld of axis %d of %s",
                       op->name, (long long)I[i], (long long)i, (long long)a->shape[ax], axis,
                       tensor_shape_str(a, sa, sizeof sa));
             return -1;
@@ -612,43 +612,43 @@ static int index_check(const op_def *op, tensor *a, int axis, tensor *index, int
 }
 
 tensor *tensor_index_select(tensor *a, int axis, tensor *index) {
-    const op_def *op = &ops_shape[INDEX_SELECT];
+    const op_def *op = &tg_ops_shape[INDEX_SELECT];
     int ax = index_check(op, a, axis, index, 1);
     if (ax < 0) return NULL;
     int64_t shape[TENSOR_MAX_DIMS];
     for (int d = 0; d < a->ndim; d++) shape[d] = d == ax ? index->size : a->shape[d];
     tensor *in[2] = {a, index};
-    tape_node *n = node_begin(op, in, 2, a->dtype, a->ndim, shape);
+    tape_node *n = tg_node_begin(op, in, 2, a->dtype, a->ndim, shape);
     if (!n) return NULL;
     n->ip[0] = ax;
-    return node_finish(n);
+    return tg_node_finish(n);
 }
 
 /* index may be smaller than a in the other dims (like torch.gather). */
 tensor *tensor_gather(tensor *a, int axis, tensor *index) {
-    const op_def *op = &ops_shape[GATHER];
+    const op_def *op = &tg_ops_shape[GATHER];
     int ax = index_check(op, a, axis, index, a ? a->ndim : 0);
     if (ax < 0) return NULL;
     for (int d = 0; d < a->ndim; d++) {
         if (d != ax && index->shape[d] > a->shape[d]) {
             char si[96], sa[96];
-            error_set("gather: index %s is larger than a %s in dimension %d",
+            tg_error_set("gather: index %s is larger than a %s in dimension %d",
                       tensor_shape_str(index, si, sizeof si), tensor_shape_str(a, sa, sizeof sa), d);
             return NULL;
         }
     }
     tensor *in[2] = {a, index};
-    tape_node *n = node_begin(op, in, 2, a->dtype, index->ndim, index->shape);
+    tape_node *n = tg_node_begin(op, in, 2, a->dtype, index->ndim, index->shape);
     if (!n) return NULL;
     n->ip[0] = ax;
-    return node_finish(n);
+    return tg_node_finish(n);
 }
 
 /* ---------------------------------------------------------------- samples
  * One shared generator per op; s->ip holds the op's parameters. */
 static tensor *one_input(op_sample *s, rng *g, int nd, const int64_t *shape) {
     s->n_inputs = 1;
-    s->inputs[0] = sample_tensor(g, nd, shape, -2.0, 2.0);
+    s->inputs[0] = tg_sample_tensor(g, nd, shape, -2.0, 2.0);
     return s->inputs[0];
 }
 
@@ -657,7 +657,7 @@ static int reshape_sample(int k, rng *g, op_sample *s) {
     static const int64_t shape[3] = {2, 3, 4};
     static const char *names[] = {"[2,3,4] -> [4,-1]", "[2,3,4] -> [24]", "[2,3,4] -> [6,1,-1]"};
     if (k >= 3) return 1;
-    sample_name(s, "%s", names[k]);
+    tg_sample_name(s, "%s", names[k]);
     s->ip[0] = k;
     return one_input(s, g, 3, shape) ? 0 : -1;
 }
@@ -666,7 +666,7 @@ static int permute_sample(int k, rng *g, op_sample *s) {
     static const char *names[] = {"[2,3,4] perm (2,0,1)", "[2,3,4] perm (1,0,2)",
                                   "[2,3,4] perm (-1,1,0)"};
     if (k >= 3) return 1;
-    sample_name(s, "%s", names[k]);
+    tg_sample_name(s, "%s", names[k]);
     s->ip[0] = k;
     return one_input(s, g, 3, shape) ? 0 : -1;
 }
@@ -689,7 +689,7 @@ static int flatten_sample(int k, rng *g, op_sample *s) {
     if (k >= 3) return 1;
     s->ip[0] = from[k];
     s->ip[1] = to[k];
-    sample_name(s, "[2,3,4,2] dims %d..%d", from[k], to[k]);
+    tg_sample_name(s, "[2,3,4,2] dims %d..%d", from[k], to[k]);
     return one_input(s, g, 4, shape) ? 0 : -1;
 }
 static tensor *flatten_build(tensor *const *in, const op_sample *s) {
@@ -701,9 +701,9 @@ static int cat_case(op_sample *s, rng *g, int n, int nd, const int64_t (*shapes)
                     const char *name) {
     s->n_inputs = n;
     s->ip[0] = axis;
-    sample_name(s, "%s", name);
+    tg_sample_name(s, "%s", name);
     for (int i = 0; i < n; i++)
-        if (!(s->inputs[i] = sample_tensor(g, nd, shapes[i], -2.0, 2.0))) return -1;
+        if (!(s->inputs[i] = tg_sample_tensor(g, nd, shapes[i], -2.0, 2.0))) return -1;
     return 0;
 }
 static int concat_sample(int k, rng *g, op_sample *s) {
@@ -738,7 +738,7 @@ static int narrow_sample(int k, rng *g, op_sample *s) {
     static const int64_t p[3][3] = {{1, 1, 3}, {0, -3, 2}, {2, 0, 4}};
     if (k >= 3) return 1;
     for (int i = 0; i < 3; i++) s->ip[i] = p[k][i];
-    sample_name(s, "%s axis %lld start %lld length %lld", k == 2 ? "[2,3,4]" : "[4,5]",
+    tg_sample_name(s, "%s axis %lld start %lld length %lld", k == 2 ? "[2,3,4]" : "[4,5]",
                 (long long)p[k][0], (long long)p[k][1], (long long)p[k][2]);
     return one_input(s, g, (int)nd[k], shapes[k]) ? 0 : -1;
 }
@@ -752,7 +752,7 @@ static int slice_sample(int k, rng *g, op_sample *s) {
                                   "[2,5,3] axis 1 [0:-1]"};
     if (k >= 3) return 1;
     for (int i = 0; i < 4; i++) s->ip[i] = p[k][i];
-    sample_name(s, "%s", names[k]);
+    tg_sample_name(s, "%s", names[k]);
     return one_input(s, g, (int)nd[k], shapes[k]) ? 0 : -1;
 }
 static tensor *slice_build(tensor *const *in, const op_sample *s) {
@@ -766,9 +766,9 @@ static int index_case(op_sample *s, rng *g, int nd, const int64_t *ashape, int i
     s->n_inputs = 2;
     s->no_grad_mask = 2;
     s->ip[0] = axis;
-    sample_name(s, "%s", name);
-    s->inputs[0] = sample_tensor(g, nd, ashape, -2.0, 2.0);
-    s->inputs[1] = sample_labels(g, ind, ishape, classes);
+    tg_sample_name(s, "%s", name);
+    s->inputs[0] = tg_sample_tensor(g, nd, ashape, -2.0, 2.0);
+    s->inputs[1] = tg_sample_labels(g, ind, ishape, classes);
     return s->inputs[0] && s->inputs[1] ? 0 : -1;
 }
 static int index_select_sample(int k, rng *g, op_sample *s) {
@@ -806,7 +806,7 @@ static int pad_sample(int k, rng *g, op_sample *s) {
     if (k >= 3) return 1;
     for (int i = 0; i < 6; i++) s->ip[i] = pads[k][i];
     s->fp[0] = value[k];
-    sample_name(s, "%s", names[k]);
+    tg_sample_name(s, "%s", names[k]);
     return one_input(s, g, (int)nd[k], shapes[k]) ? 0 : -1;
 }
 static tensor *pad_build(tensor *const *in, const op_sample *s) {
@@ -821,14 +821,14 @@ static int expand_sample(int k, rng *g, op_sample *s) {
                                   "[3,1] -> [-1,4]"};
     if (k >= 4) return 1;
     for (int i = 0; i < 5; i++) s->ip[i] = targets[k][i];
-    sample_name(s, "%s", names[k]);
+    tg_sample_name(s, "%s", names[k]);
     return one_input(s, g, (int)nd[k], shapes[k]) ? 0 : -1;
 }
 static tensor *expand_build(tensor *const *in, const op_sample *s) {
     return tensor_expand(in[0], (int)s->ip[0], s->ip + 1);
 }
 
-const op_def ops_shape[] = {
+const op_def tg_ops_shape[] = {
     [RESHAPE] = {"reshape", 1, 0, reshape_forward, reshape_vjp, reshape_sample, reshape_build,
      "tensor_reshape(a, ndim, shape)", "y = a with a new shape (row-major order kept)",
      "da = reshape(g, shape of a)", "one dimension may be -1 (inferred); int64 tensors allowed"},
@@ -874,6 +874,6 @@ const op_def ops_shape[] = {
      "tensor_expand(a, ndim, shape)", "y = a broadcast to shape (dims right-aligned)",
      "da = g summed over the broadcast dims", "-1 keeps a's size of that dim"},
 };
-const int ops_shape_count = N_SHAPE_OPS;
-_Static_assert(sizeof ops_shape / sizeof ops_shape[0] == N_SHAPE_OPS,
-               "ops_shape: one entry per op of its enum");
+const int tg_ops_shape_count = N_SHAPE_OPS;
+_Static_assert(sizeof tg_ops_shape / sizeof tg_ops_shape[0] == N_SHAPE_OPS,
+               "tg_ops_shape: one entry per op of its enum");

@@ -5,7 +5,8 @@
 # environment help (no LD_LIBRARY_PATH: the rpath from tapegrad.pc finds the
 # library), compares the gradients with the hand-computed ones printed in
 # README.md, and checks that the installed shared library exports only the
-# names include/tapegrad.h declares, under a versioned SONAME.
+# names include/tapegrad.h declares, under a versioned SONAME, that the static
+# library's other names carry the tg_ prefix and that no test hook ships.
 set -eu
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -43,6 +44,19 @@ for s in $(nm -D --defined-only "$lib/libtapegrad.so" | awk '{print $3}'); do
     grep -qE "[^A-Za-z0-9_]$s\(" include/tapegrad.h || leaked="$leaked $s"
 done
 if [ -z "$leaked" ]; then ok; else bad "exported but not in tapegrad.h:$leaked"; fi
+
+# The static library cannot hide its internals, so each carries the tg_
+# prefix: a program's own dtype_name or error_set links beside them.
+unprefixed=""
+for s in $(nm -g --defined-only "$lib/libtapegrad.a" 2>/dev/null | awk 'NF == 3 {print $3}' | sort -u); do
+    case "$s" in tg_*) continue ;; esac
+    grep -qE "[^A-Za-z0-9_]$s\(" include/tapegrad.h || unprefixed="$unprefixed $s"
+done
+if [ -z "$unprefixed" ]; then ok; else bad "internal names without the tg_ prefix:$unprefixed"; fi
+
+# Test hooks (tests link build/libtapegrad-test.a) are in neither library.
+hooks=$(nm "$lib/libtapegrad.a" "$lib/libtapegrad.so" 2>/dev/null | grep -E 'mem_fail_after|arena_set_poison' || true)
+if [ -z "$hooks" ]; then ok; else bad "test hooks in the installed library: $hooks"; fi
 
 echo "install: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -59,11 +59,11 @@
 
 /* Internal (autograd/memory.c): fresh arena memory filled with NaN, so a
  * kernel that reads what it never wrote fails every test that runs it. */
-void arena_set_poison(bool on);
+void tg_arena_set_poison(bool on);
 
 #define TEST_MAIN(suite_fn)                                    \
     int main(void) {                                           \
-        arena_set_poison(true);                                \
+        tg_arena_set_poison(true);                                \
         SRunner *sr = srunner_create(suite_fn());              \
         srunner_run_all(sr, CK_NORMAL);                        \
         int failed = srunner_ntests_failed(sr);                \

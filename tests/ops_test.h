@@ -105,12 +105,12 @@ static inline tensor *numeric_upstream(rng *g, const tensor *y) {
 
 static inline void numeric_check_pure(const op_def *op, const op_sample *s) {
     for (int64_t k = 0; k < tape_size(); k++) {
-        tape_node *nd = tape_node_at(k);
+        tape_node *nd = tg_tape_node_at(k);
         if (nd->out->size == 0) continue;
         tensor *before = tensor_clone(nd->out);
         nd->op->forward(nd);
         ck_assert_msg(memcmp(before->data, nd->out->data,
-                             (size_t)before->size * dtype_size(before->dtype)) == 0,
+                             (size_t)before->size * tg_dtype_size(before->dtype)) == 0,
                       "%s [%s]: replaying node %lld (%s) changed its output: forward is not pure",
                       op->name, s->name, (long long)k, nd->op->name);
         tensor_free(before);

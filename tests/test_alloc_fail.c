@@ -1,5 +1,5 @@
 /* test_alloc_fail.c - allocation failure anywhere in a small training step
- * gives a clean error: no crash, no leak. The test hook mem_fail_after(k)
+ * gives a clean error: no crash, no leak. The test hook tg_mem_fail_after(k)
  * makes the k-th allocation from now fail; the test walks k = 0, 1, 2, ...
  * until a step completes without reaching the failing allocation. */
 #include <string.h>
@@ -34,9 +34,9 @@ START_TEST(test_every_allocation_of_a_step_can_fail_cleanly) {
     int failures_seen = 0, in_vjp = 0;
     for (int64_t k = 0; k < 1000; k++) {
         tapegrad_error_clear();
-        mem_fail_after(k);
+        tg_mem_fail_after(k);
         int rc = small_step();
-        mem_fail_after(-1);
+        tg_mem_fail_after(-1);
         if (rc == 0) break; /* the step needed fewer than k + 1 allocations */
         failures_seen++;
         ck_assert_ptr_nonnull(tapegrad_error());

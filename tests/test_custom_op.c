@@ -110,7 +110,7 @@ START_TEST(test_correct_custom_op_passes_gradcheck_op) {
     ck_assert_msg(r.passed, "%s", r.message);
     ck_assert_int_eq(r.cases, 2);
     /* and the registry-wide contract sees it among the built-ins */
-    ck_assert_int_eq(op_check_contract(op_at(op_count() - 1), 3, &r), 0);
+    ck_assert_int_eq(tg_op_check_contract(op_at(op_count() - 1), 3, &r), 0);
     ck_assert_msg(r.passed && r.nodes == 4, "%s", r.message); /* 2 cases x 2 dtypes */
     op_check_report_free(&r);
 }
@@ -210,7 +210,7 @@ START_TEST(test_vjp_writing_an_input_is_caught) {
     ck_assert_int_eq(gradcheck_op(reg(&sp), NULL, &r), 0);
     ck_assert(!r.passed); /* central differences may see it first; the contract names it */
     op_check_report_free(&r);
-    ck_assert_int_eq(op_check_contract(op_find("bad_write"), 1234, &r), 0);
+    ck_assert_int_eq(tg_op_check_contract(op_find("bad_write"), 1234, &r), 0);
     ck_assert_msg(strstr(r.message, "the vjp wrote into input 1"), "%s", r.message);
     op_check_report_free(&r);
 }
@@ -287,7 +287,7 @@ START_TEST(test_broken_custom_op_localised_in_lenet5) {
     rng_seed(&g, 5, 1);
     tensor *in[12];
     for (int i = 0; i < 11; i++) in[i] = tensor_rand(&g, DTYPE_F64, nd[i], shapes[i], -scale[i], scale[i]);
-    in[11] = sample_labels(&g, SHAPE(2), 10);
+    in[11] = tg_sample_labels(&g, SHAPE(2), 10);
     gradcheck_options o = gradcheck_defaults();
     o.fast = true;
     gradcheck_report r;

@@ -461,8 +461,8 @@ static const op_def step_op = {"step", 1, 0, step_forward, ident_vjp, NULL, NULL
 
 static tensor *apply_unary(const op_def *op, tensor *x) {
     tensor *in[1] = {x};
-    tape_node *n = node_begin(op, in, 1, x->dtype, x->ndim, x->shape);
-    return n ? node_finish(n) : NULL;
+    tape_node *n = tg_node_begin(op, in, 1, x->dtype, x->ndim, x->shape);
+    return n ? tg_node_finish(n) : NULL;
 }
 
 /* relu(x) * x, gradient 2x [x > 0] */
@@ -507,7 +507,7 @@ static tensor *step_sum(tensor *const *in, int n, void *ctx) {
     (void)n;
     (void)ctx;
     tensor *y = apply_unary(&step_op, in[0]);
-    tape_node *nd = y ? tape_node_at(y->node) : NULL;
+    tape_node *nd = y ? tg_tape_node_at(y->node) : NULL;
     if (nd) { /* the parameter is set before any replay; the forward above used 0 */
         nd->fp[0] = step_height;
         nd->op->forward(nd);
@@ -817,7 +817,7 @@ START_TEST(test_errors_bad_arguments) {
     tapegrad_error_clear();
     /* in place (gradcheck_model's entry) the leaves must be float64 already */
     tensor *x32 = tensor_to_dtype(x, DTYPE_F32);
-    ck_assert_int_eq(gradcheck_in_place(cube_sum, NULL, &x32, 1, NULL, &r), -1);
+    ck_assert_int_eq(tg_gradcheck_in_place(cube_sum, NULL, &x32, 1, NULL, &r), -1);
     ck_assert_str_eq(tapegrad_error(), "gradcheck: input 0 is a float32 tensor; a check in place"
                                        " needs user-owned float64 leaves");
     tapegrad_error_clear();
@@ -901,7 +901,7 @@ START_TEST(test_whole_lenet5_full_check_passes) {
     tensor *in[NN_LENET5_NPARAMS + 2] = {
         tensor_rand(&g, DTYPE_F32, SHAPE(2, 1, 28, 28), 0.0, 1.0), net->c1.weight, net->c1.bias,
         net->c2.weight, net->c2.bias, net->f1.weight, net->f1.bias, net->f2.weight,
-        net->f2.bias, net->f3.weight, net->f3.bias, sample_labels(&g, SHAPE(2), 10)};
+        net->f2.bias, net->f3.weight, net->f3.bias, tg_sample_labels(&g, SHAPE(2), 10)};
     int64_t numbers = 0;
     for (int i = 0; i <= NN_LENET5_NPARAMS; i++) numbers += in[i]->size;
     ck_assert_int_eq(numbers, 63274);

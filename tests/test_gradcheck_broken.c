@@ -2,7 +2,7 @@
  *
  * Each broken op is a copy of a real registry entry (same forward, params and
  * saved tensors) whose vjp makes one classic mistake. The graph is built with
- * node_begin/node_finish on the broken entry, or, for ops whose builders
+ * tg_node_begin/tg_node_finish on the broken entry, or, for ops whose builders
  * allocate saved tensors (conv2d, max_pool2d, dropout, softmax), by the real
  * builder followed by swapping the recorded node's entry for the broken copy.
  * Every mistake must be caught (a failure that is not vacuous), and
@@ -15,7 +15,7 @@
 static tensor *rand_leaf(uint64_t seed, int ndim, const int64_t *shape) {
     rng g;
     rng_seed(&g, seed, 99);
-    return sample_tensor(&g, ndim, shape, -1.5, 1.5);
+    return tg_sample_tensor(&g, ndim, shape, -1.5, 1.5);
 }
 
 /* A copy of the real entry `name` with its vjp replaced. */
@@ -31,7 +31,7 @@ static op_def broken(const char *name, void (*vjp)(tape_node *, tensor *const *)
 /* Swaps the entry of the node that produced y for a broken copy. */
 static tensor *with_op(const op_def *op, tensor *y) {
     ck_assert_ptr_nonnull(y);
-    tape_node *n = tape_node_at(y->node);
+    tape_node *n = tg_tape_node_at(y->node);
     ck_assert_ptr_nonnull(n);
     n->op = op;
     return y;
@@ -39,8 +39,8 @@ static tensor *with_op(const op_def *op, tensor *y) {
 
 static tensor *apply2(const op_def *op, tensor *a, tensor *b, int ndim, const int64_t *shape) {
     tensor *in[2] = {a, b};
-    tape_node *n = node_begin(op, in, 2, DTYPE_F64, ndim, shape);
-    return n ? node_finish(n) : NULL;
+    tape_node *n = tg_node_begin(op, in, 2, DTYPE_F64, ndim, shape);
+    return n ? tg_node_finish(n) : NULL;
 }
 
 /* The check must fail on values (not vacuously) and localisation must name
@@ -201,12 +201,12 @@ static op_def bad_mean;
 static tensor *bad_mean_fn(tensor *const *in, int n, void *ctx) {
     (void)n;
     (void)ctx;
-    tape_node *nd = node_begin(&bad_mean, in, 1, DTYPE_F64, 0, NULL);
+    tape_node *nd = tg_node_begin(&bad_mean, in, 1, DTYPE_F64, 0, NULL);
     if (!nd) return NULL;
     nd->ip[0] = (1 << in[0]->ndim) - 1; /* all axes, as tensor_mean_all records */
     nd->ip[1] = 0;
     nd->fp[0] = 1.0 / (double)in[0]->size;
-    return node_finish(nd);
+    return tg_node_finish(nd);
 }
 
 START_TEST(test_caught_mean_not_divided_by_n) {
@@ -368,7 +368,7 @@ static void pool_vjp_wrong_element(tape_node *n, tensor *const *gin) {
     tape_node m = *n;
     const tensor *idx = n->saved[0];
     int64_t plane = n->in[0]->shape[2] * n->in[0]->shape[3];
-    m.saved[0] = tensor_tape_new(DTYPE_I64, idx->ndim, idx->shape);
+    m.saved[0] = tg_tensor_tape_new(DTYPE_I64, idx->ndim, idx->shape);
     for (int64_t i = 0; i < idx->size; i++)
         ((int64_t *)m.saved[0]->data)[i] = (((const int64_t *)idx->data)[i] + 1) % plane;
     real_pool_vjp(&m, gin);
@@ -386,7 +386,7 @@ START_TEST(test_caught_max_pool_wrong_element) {
     bad_pool = broken("max_pool2d", pool_vjp_wrong_element);
     rng g;
     rng_seed(&g, 26, 1);
-    tensor *x = sample_tensor_distinct(&g, SHAPE(2, 3, 4, 4), -1.0, 0.02); /* no ties */
+    tensor *x = tg_sample_tensor_distinct(&g, SHAPE(2, 3, 4, 4), -1.0, 0.02); /* no ties */
     gradcheck_report r;
     ck_assert_int_eq(gradcheck(bad_pool_fn, NULL, &x, 1, NULL, &r), 0);
     assert_caught(&r, 0, "max_pool2d [2,3,4,4]");
@@ -427,11 +427,11 @@ START_TEST(test_localisation_names_broken_node_in_lenet5) {
     tensor *in[12];
     int64_t numbers = 0;
     for (int i = 0; i < 11; i++) {
-        in[i] = sample_tensor(&g, nd[i], shapes[i], -scale[i], scale[i]);
+        in[i] = tg_sample_tensor(&g, nd[i], shapes[i], -scale[i], scale[i]);
         numbers += in[i]->size;
     }
     ck_assert_int_eq(numbers, 63274);
-    in[11] = sample_labels(&g, SHAPE(2), 10);
+    in[11] = tg_sample_labels(&g, SHAPE(2), 10);
     gradcheck_options o = gradcheck_defaults();
     o.fast = true;
     gradcheck_report r;
@@ -464,8 +464,8 @@ static tensor *kink_then_broken_fn(tensor *const *in, int n, void *ctx) {
     (void)n;
     (void)ctx;
     tensor *x[1] = {in[0]};
-    tape_node *nd = node_begin(&relu0_op, x, 1, DTYPE_F64, in[0]->ndim, in[0]->shape);
-    tensor *h = nd ? node_finish(nd) : NULL;
+    tape_node *nd = tg_node_begin(&relu0_op, x, 1, DTYPE_F64, in[0]->ndim, in[0]->shape);
+    tensor *h = nd ? tg_node_finish(nd) : NULL;
     return tensor_sum_all(apply2(&bad_mul, h, in[1], h->ndim, h->shape));
 }
 
@@ -491,9 +491,9 @@ END_TEST
  * Each op family gets a vjp wrong by little: a factor 1.001, one element of
  * thousands, only under non-contiguous broadcasting, only with padding, only
  * in float32. The float64 ones are caught by gradcheck at the registry's
- * tight tolerances (op_tight_tolerances: atol 1e-8, rtol 1e-6 for most ops)
+ * tight tolerances (tg_op_tight_tolerances: atol 1e-8, rtol 1e-6 for most ops)
  * and localised; the same graph with the real op passes them, so the
- * failure is the error's. The float32 one by op_check_float32. */
+ * failure is the error's. The float32 one by tg_op_check_float32. */
 static void (*real_vjp)(tape_node *, tensor *const *);
 static double wrong_factor = 1.001;
 static int64_t wrong_element = -1; /* -1: every element */
@@ -502,7 +502,7 @@ static int64_t wrong_element = -1; /* -1: every element */
 static void vjp_scaled(tape_node *n, tensor *const *gin) {
     tensor *scratch[8] = {NULL};
     for (int j = 0; j < n->n_in && j < 8; j++)
-        if (gin[j]) scratch[j] = tensor_tape_zeros(gin[j]->dtype, gin[j]->ndim, gin[j]->shape);
+        if (gin[j]) scratch[j] = tg_tensor_tape_zeros(gin[j]->dtype, gin[j]->ndim, gin[j]->shape);
     real_vjp(n, scratch);
     for (int j = 0; j < n->n_in && j < 8; j++)
         for (int64_t e = 0; scratch[j] && e < scratch[j]->size; e++) {
@@ -517,8 +517,8 @@ static tensor *(*small_graph)(tensor *const *in);
 static tensor *small_fn(tensor *const *in, int n, void *ctx) {
     (void)n, (void)ctx;
     tensor *y = small_graph(in);
-    for (int64_t j = 0; y && j < tape_node_count(); j++)
-        if (strcmp(tape_node_at(j)->op->name, small_op) == 0) tape_node_at(j)->op = &bad_small;
+    for (int64_t j = 0; y && j < tg_tape_node_count(); j++)
+        if (strcmp(tg_tape_node_at(j)->op->name, small_op) == 0) tg_tape_node_at(j)->op = &bad_small;
     return y;
 }
 
@@ -529,7 +529,7 @@ static void check_small(const char *op, tensor *(*graph)(tensor *const *), tenso
     small_op = op;
     small_graph = graph;
     gradcheck_options o = gradcheck_defaults();
-    op_tight_tolerances(op_find(op), &o.atol, &o.rtol);
+    tg_op_tight_tolerances(op_find(op), &o.atol, &o.rtol);
     real_vjp = op_find(op)->vjp;
     bad_small = broken(op, real_vjp);
     ck_assert_int_eq(gradcheck(small_fn, NULL, in, n, &o, r), 0);
@@ -768,6 +768,29 @@ START_TEST(test_caught_one_wrong_element_sequence) {
 }
 END_TEST
 
+/* compare: one element of masked_fill's gradient off by 0.1 %, under a mask
+ * [4,1] broadcast over the columns of x [4,6] (the mask is a constant) */
+static tensor *mask_rows;
+static tensor *masked_fill_graph(tensor *const *in) {
+    return tensor_sum_all(tensor_mul(tensor_masked_fill(in[0], mask_rows, -2.0), in[1]));
+}
+START_TEST(test_caught_one_wrong_element_compare) {
+    wrong_factor = 1.001, wrong_element = 13; /* row 2, column 1: not masked */
+    const int64_t rows[4] = {1, 0, 0, 1};
+    mask_rows = tensor_from_data(DTYPE_I64, SHAPE(4, 1), rows);
+    ck_assert_ptr_nonnull(mask_rows);
+    tensor *in[2] = {rand_leaf(78, SHAPE(4, 6)), rand_leaf(79, SHAPE(4, 6))};
+    gradcheck_report r;
+    check_small("masked_fill", masked_fill_graph, in, 2, 0, &r);
+    ck_assert(!r.input[0].passed && r.input[1].passed);
+    ck_assert_int_eq(r.input[0].worst_index, 13);
+    wrong_element = -1;
+    gradcheck_report_free(&r);
+    free_all(in, 2);
+    tensor_free(mask_rows);
+}
+END_TEST
+
 /* conv: conv2d's gradients (input, weight, bias) 1.001 times too large, with
  * stride 2 and padding 1 */
 static tensor *conv_small_graph(tensor *const *in) {
@@ -800,9 +823,9 @@ START_TEST(test_caught_norm_wrong_only_in_float32) {
     real_vjp = op_find("batch_norm")->vjp;
     op_def bad = broken("batch_norm", vjp_scaled_in_float32);
     op_contract_report r;
-    ck_assert_int_eq(op_check_contract(&bad, 1, &r), 0); /* float64 side and contract: fine */
+    ck_assert_int_eq(tg_op_check_contract(&bad, 1, &r), 0); /* float64 side and contract: fine */
     ck_assert_msg(r.passed, "%s", r.message);
-    ck_assert_int_eq(op_check_float32(&bad, 1, &r), 0);
+    ck_assert_int_eq(tg_op_check_float32(&bad, 1, &r), 0);
     ck_assert_msg(!r.passed, "a float32-only error passed");
     ck_assert_msg(strstr(r.message, "batch_norm case 0") && strstr(r.message, "float32 gradient"),
                   "%s", r.message);
@@ -841,6 +864,7 @@ Suite *broken_suite(void) {
     tcase_add_test(tc, test_caught_one_wrong_element_of_1200_math);
     tcase_add_test(tc, test_caught_factor_1001_layer);
     tcase_add_test(tc, test_caught_one_wrong_element_sequence);
+    tcase_add_test(tc, test_caught_one_wrong_element_compare);
     tcase_add_test(tc, test_caught_factor_1001_conv);
     suite_add_tcase(s, tc);
     return s;

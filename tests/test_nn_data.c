@@ -296,9 +296,9 @@ START_TEST(test_long_message_keeps_its_reason) {
 END_TEST
 
 /* Every allocation of a gzip load (the reader, zlib's state and window
- * through mem_alloc, the data) can fail: NULL and "out of memory", no leak
+ * through tg_mem_alloc, the data) can fail: NULL and "out of memory", no leak
  * (LeakSanitizer in check-asan), and the load succeeds once none fails. */
-void mem_fail_after(int64_t n); /* internal test hook (autograd/memory.c) */
+void tg_mem_fail_after(int64_t n); /* internal test hook (autograd/memory.c) */
 START_TEST(test_idx_gzip_load_survives_each_allocation_failing) {
     make_dir();
     const char *p = write_file("oom.gz", images3, sizeof images3, true);
@@ -306,9 +306,9 @@ START_TEST(test_idx_gzip_load_survives_each_allocation_failing) {
     int k = 0;
     for (; k < 64 && !a; k++) {
         tapegrad_error_clear();
-        mem_fail_after(k);
+        tg_mem_fail_after(k);
         a = nn_idx_load(p);
-        mem_fail_after(-1);
+        tg_mem_fail_after(-1);
         if (!a)
             ck_assert_msg(strstr(tapegrad_error(), "out of memory: allocation of "),
                           "allocation %d: %s", k, tapegrad_error());

@@ -214,6 +214,24 @@ START_TEST(test_clip_grad_norm_global) {
 }
 END_TEST
 
+/* A tied weight listed under both of its names is one parameter: the norm
+ * counts it once (13, not sqrt(9 + 16 + 144 + 144)) and it is scaled once
+ * (by k, not k squared). */
+START_TEST(test_clip_grad_norm_tied_listed_twice) {
+    tensor *a = param(), *b = tensor_zeros(DTYPE_F64, SHAPE(1));
+    tensor_set_requires_grad(b, true);
+    b->grad = tensor_from_doubles(DTYPE_F64, SHAPE(1), (double[]){12});
+    set_grad(a, 3, 4);
+    tensor *ps[3] = {b, a, b};
+    ck_assert_close(optim_clip_grad_norm(ps, 3, 6.5), 13, 1e-12);
+    double k = 6.5 / (13 + 1e-6);
+    ck_assert_tensor(a->grad, ((double[]){3 * k, 4 * k}), 1e-12);
+    ck_assert_tensor(b->grad, ((double[]){12 * k}), 1e-12);
+    tensor_free(a);
+    tensor_free(b);
+}
+END_TEST
+
 START_TEST(test_clip_grad_value) {
     tensor *p = param();
     set_grad(p, 3, -0.5);
@@ -311,6 +329,7 @@ Suite *nn_optim_suite(void) {
     tcase_add_test(tc, test_step_skips_parameter_without_grad);
     tcase_add_test(tc, test_zero_grad_zeroes_in_place);
     tcase_add_test(tc, test_clip_grad_norm_global);
+    tcase_add_test(tc, test_clip_grad_norm_tied_listed_twice);
     tcase_add_test(tc, test_clip_grad_value);
     tcase_add_test(tc, test_lr_schedules);
     tcase_add_test(tc, test_optim_set_lr_takes_effect);

@@ -20,7 +20,7 @@ static op_def broken(const char *name, void (*vjp)(tape_node *, tensor *const *)
 
 static void assert_breach(const op_def *op, const char *part) {
     op_contract_report r;
-    ck_assert_int_eq(op_check_contract(op, 1, &r), 0);
+    ck_assert_int_eq(tg_op_check_contract(op, 1, &r), 0);
     ck_assert_msg(!r.passed, "%s: a broken vjp kept the contract", op->name);
     ck_assert_msg(strstr(r.message, part) != NULL, "%s: \"%s\" lacks \"%s\"", op->name, r.message,
                   part);
@@ -57,7 +57,7 @@ static int tight_case(const op_def *op, int k, uint64_t seed, gradcheck_report *
     r->message = r->bad_node_desc = NULL;
     if (mask) {
         gradcheck_options o = gradcheck_defaults();
-        op_tight_tolerances(op, &o.atol, &o.rtol);
+        tg_op_tight_tolerances(op, &o.atol, &o.rtol);
         o.seed = seed;
         o.check_mask = mask;
         case_ctx c = {op, &s};
@@ -76,7 +76,7 @@ START_TEST(test_every_case_passes_tight_tolerances_30_seeds) {
     for (int i = 0; i < op_count(); i++) {
         const op_def *op = op_at(i);
         double atol, rtol;
-        op_tight_tolerances(op, &atol, &rtol);
+        tg_op_tight_tolerances(op, &atol, &rtol);
         ck_assert(atol <= 1e-7 && rtol <= 1e-4); /* all far below 1e-5 / 1e-3 */
         for (uint64_t seed = 1; seed <= 30; seed++) {
             for (int k = 0;; k++) {
@@ -98,7 +98,7 @@ START_TEST(test_every_registered_op_keeps_the_vjp_contract) {
     for (int i = 0; i < op_count(); i++) {
         const op_def *op = op_at(i);
         op_contract_report r;
-        ck_assert_msg(op_check_contract(op, 20261204, &r) == 0, "%s: %s", op->name,
+        ck_assert_msg(tg_op_check_contract(op, 20261204, &r) == 0, "%s: %s", op->name,
                       tapegrad_error());
         ck_assert_msg(r.passed, "%s", r.message);
         ck_assert_msg(r.cases >= 2, "%s: %d cases", op->name, r.cases);
@@ -117,7 +117,7 @@ END_TEST
  * agree, and gradcheck passes it (below). */
 static void reshape_vjp_assigns(tape_node *n, tensor *const *gin) {
     if (gin[0])
-        memcpy(gin[0]->data, n->out->grad->data, (size_t)n->out->size * dtype_size(n->out->dtype));
+        memcpy(gin[0]->data, n->out->grad->data, (size_t)n->out->size * tg_dtype_size(n->out->dtype));
 }
 
 static op_def bad_reshape;
@@ -125,7 +125,7 @@ static tensor *bad_reshape_fn(tensor *const *in, int n, void *ctx) {
     (void)n;
     (void)ctx;
     tensor *y = tensor_reshape(tensor_mul(in[0], in[0]), 1, (int64_t[]){12});
-    tape_node_at(y->node)->op = &bad_reshape;
+    tg_tape_node_at(y->node)->op = &bad_reshape;
     return tensor_sum_all(tensor_mul(y, y));
 }
 
@@ -134,7 +134,7 @@ START_TEST(test_reshape_that_assigns_is_caught) {
     /* the numerical checker cannot see it */
     rng g;
     rng_seed(&g, 3, 1);
-    tensor *x = sample_tensor(&g, SHAPE(3, 4), -1.5, 1.5);
+    tensor *x = tg_sample_tensor(&g, SHAPE(3, 4), -1.5, 1.5);
     gradcheck_report gr;
     ck_assert_int_eq(gradcheck(bad_reshape_fn, NULL, &x, 1, NULL, &gr), 0);
     ck_assert_msg(gr.passed, "%s", gr.message);
@@ -152,10 +152,10 @@ static void matmul_vjp_beta0(tape_node *n, tensor *const *gin) {
     int64_t M = a->shape[a->ndim - 2], K = a->shape[a->ndim - 1], N = b->shape[b->ndim - 1];
     if (a->ndim != 2 || b->ndim != 2) return; /* 2-D cases are enough to show it */
     if (gin[0])
-        blas_gemm(n->out->dtype, false, true, M, K, N, n->out->grad->data, N, b->data, N, 0.0,
+        tg_blas_gemm(n->out->dtype, false, true, M, K, N, n->out->grad->data, N, b->data, N, 0.0,
                   gin[0]->data, K);
     if (gin[1])
-        blas_gemm(n->out->dtype, true, false, K, N, M, a->data, K, n->out->grad->data, N, 1.0,
+        tg_blas_gemm(n->out->dtype, true, false, K, N, M, a->data, K, n->out->grad->data, N, 1.0,
                   gin[1]->data, N);
 }
 
@@ -256,7 +256,7 @@ START_TEST(test_every_op_float32_matches_float64_20_seeds) {
         double worst = 0;
         for (uint64_t seed = 1; seed <= 20; seed++) {
             op_contract_report r;
-            ck_assert_msg(op_check_float32(op, seed, &r) == 0, "%s: %s", op->name,
+            ck_assert_msg(tg_op_check_float32(op, seed, &r) == 0, "%s: %s", op->name,
                           tapegrad_error());
             ck_assert_msg(r.passed, "seed %llu: %s", (unsigned long long)seed, r.message);
             ck_assert_int_ge(r.cases, 2);
@@ -299,7 +299,7 @@ static void conv_vjp_off_in_float32(tape_node *n, tensor *const *gin) {
     }
     tensor *scratch[3] = {NULL};
     for (int j = 0; j < n->n_in; j++)
-        if (gin[j]) scratch[j] = tensor_tape_zeros(gin[j]->dtype, gin[j]->ndim, gin[j]->shape);
+        if (gin[j]) scratch[j] = tg_tensor_tape_zeros(gin[j]->dtype, gin[j]->ndim, gin[j]->shape);
     real_vjp(n, scratch);
     for (int j = 0; j < n->n_in; j++)
         for (int64_t e = 0; scratch[j] && e < scratch[j]->size; e++)
@@ -310,9 +310,9 @@ START_TEST(test_vjp_wrong_only_in_float32_is_caught) {
     real_vjp = op_find("conv2d")->vjp;
     op_def bad = broken("conv2d", conv_vjp_off_in_float32);
     op_contract_report r;
-    ck_assert_int_eq(op_check_contract(&bad, 1, &r), 0);
+    ck_assert_int_eq(tg_op_check_contract(&bad, 1, &r), 0);
     ck_assert_msg(r.passed, "%s", r.message); /* it accumulates, it is deterministic */
-    ck_assert_int_eq(op_check_float32(&bad, 1, &r), 0);
+    ck_assert_int_eq(tg_op_check_float32(&bad, 1, &r), 0);
     ck_assert(!r.passed);
     ck_assert_msg(strstr(r.message, "conv2d case 0") && strstr(r.message, "float32 gradient of input"),
                   "%s", r.message);
@@ -330,22 +330,22 @@ static int lenet_conv_sample(int k, rng *g, op_sample *s) {
     static const int64_t xs[2][4] = {{8, 1, 28, 28}, {8, 6, 14, 14}}, ws[2][4] = {{6, 1, 5, 5}, {16, 6, 5, 5}};
     if (k >= 2) return 1;
     s->n_inputs = 3;
-    s->inputs[0] = sample_tensor(g, 4, xs[k], -1.0, 1.0);
-    s->inputs[1] = sample_tensor(g, 4, ws[k], -0.3, 0.3);
-    s->inputs[2] = sample_tensor(g, 1, ws[k], -0.1, 0.1);
+    s->inputs[0] = tg_sample_tensor(g, 4, xs[k], -1.0, 1.0);
+    s->inputs[1] = tg_sample_tensor(g, 4, ws[k], -0.3, 0.3);
+    s->inputs[2] = tg_sample_tensor(g, 1, ws[k], -0.1, 0.1);
     const int ip[7] = {1, 1, k == 0 ? 2 : 0, k == 0 ? 2 : 0, 1, 1, 1};
     for (int i = 0; i < 7; i++) s->ip[i] = ip[i];
-    sample_name(s, "LeNet-5 conv%d, batch 8", k + 1);
+    tg_sample_name(s, "LeNet-5 conv%d, batch 8", k + 1);
     return 0;
 }
 static int lenet_pool_sample(int k, rng *g, op_sample *s) {
     static const int64_t xs[2][4] = {{8, 6, 28, 28}, {8, 16, 10, 10}};
     if (k >= 2) return 1;
     s->n_inputs = 1;
-    s->inputs[0] = sample_tensor_distinct(g, 4, xs[k], -1.5, 1e-4);
+    s->inputs[0] = tg_sample_tensor_distinct(g, 4, xs[k], -1.5, 1e-4);
     const int ip[7] = {2, 2, 2, 2, 0, 0, 0};
     for (int i = 0; i < 7; i++) s->ip[i] = ip[i];
-    sample_name(s, "LeNet-5 pool%d, batch 8", k + 1);
+    tg_sample_name(s, "LeNet-5 pool%d, batch 8", k + 1);
     return 0;
 }
 static int lenet_linear_sample(int k, rng *g, op_sample *s) {
@@ -353,10 +353,10 @@ static int lenet_linear_sample(int k, rng *g, op_sample *s) {
     if (k >= 3) return 1;
     s->n_inputs = 3;
     s->ip[0] = 1;
-    s->inputs[0] = sample_tensor(g, 2, (int64_t[]){8, dims[k][0]}, -1.0, 1.0);
-    s->inputs[1] = sample_tensor(g, 2, (int64_t[]){dims[k][1], dims[k][0]}, -0.1, 0.1);
-    s->inputs[2] = sample_tensor(g, 1, (int64_t[]){dims[k][1]}, -0.1, 0.1);
-    sample_name(s, "LeNet-5 linear%d, batch 8", k + 1);
+    s->inputs[0] = tg_sample_tensor(g, 2, (int64_t[]){8, dims[k][0]}, -1.0, 1.0);
+    s->inputs[1] = tg_sample_tensor(g, 2, (int64_t[]){dims[k][1], dims[k][0]}, -0.1, 0.1);
+    s->inputs[2] = tg_sample_tensor(g, 1, (int64_t[]){dims[k][1]}, -0.1, 0.1);
+    tg_sample_name(s, "LeNet-5 linear%d, batch 8", k + 1);
     return 0;
 }
 
@@ -370,10 +370,10 @@ START_TEST(test_lenet5_sized_kernels_keep_the_contract_and_match_float64) {
         tapegrad_set_threads(threads);
         for (int i = 0; i < 3; i++) {
             op_contract_report r;
-            ck_assert_msg(op_check_contract(ops[i], 7, &r) == 0, "%s", tapegrad_error());
+            ck_assert_msg(tg_op_check_contract(ops[i], 7, &r) == 0, "%s", tapegrad_error());
             ck_assert_msg(r.passed, "%d threads: %s", threads, r.message);
             ck_assert_int_ge(r.nodes, 4);
-            ck_assert_msg(op_check_float32(ops[i], 7, &r) == 0, "%s", tapegrad_error());
+            ck_assert_msg(tg_op_check_float32(ops[i], 7, &r) == 0, "%s", tapegrad_error());
             ck_assert_msg(r.passed, "%d threads: %s", threads, r.message);
             op_check_report_free(&r);
         }
@@ -387,10 +387,10 @@ END_TEST
  * (float32 and float64) until written. */
 START_TEST(test_fresh_arena_memory_is_nan_in_tests) {
     tape_reset();
-    tensor *d = tensor_tape_new(DTYPE_F64, SHAPE(5)), *f = tensor_tape_new(DTYPE_F32, SHAPE(7));
+    tensor *d = tg_tensor_tape_new(DTYPE_F64, SHAPE(5)), *f = tg_tensor_tape_new(DTYPE_F32, SHAPE(7));
     for (int64_t i = 0; i < d->size; i++) ck_assert(isnan(tensor_get(d, i)));
     for (int64_t i = 0; i < f->size; i++) ck_assert(isnan(tensor_get(f, i)));
-    tensor *z = tensor_tape_zeros(DTYPE_F64, SHAPE(5));
+    tensor *z = tg_tensor_tape_zeros(DTYPE_F64, SHAPE(5));
     for (int64_t i = 0; i < z->size; i++) ck_assert(tensor_get(z, i) == 0.0);
     tape_reset();
 }
@@ -400,7 +400,7 @@ END_TEST
  * (zeros) it is right, so a check on a new arena would pass it; with the
  * poison the gradient is NaN and the checker fails it. */
 static void sum_vjp_uninitialised_scratch(tape_node *n, tensor *const *gin) {
-    tensor *acc = tensor_tape_new(gin[0]->dtype, gin[0]->ndim, gin[0]->shape);
+    tensor *acc = tg_tensor_tape_new(gin[0]->dtype, gin[0]->ndim, gin[0]->shape);
     double g = tensor_get(n->out->grad, 0);
     for (int64_t i = 0; i < acc->size; i++) tensor_set(acc, i, tensor_get(acc, i) + g);
     for (int64_t i = 0; i < acc->size; i++)
@@ -410,7 +410,7 @@ static op_def bad_sum;
 static tensor *bad_sum_fn(tensor *const *in, int n, void *ctx) {
     (void)n, (void)ctx;
     tensor *y = tensor_sum_all(tensor_mul(in[0], in[0]));
-    tape_node_at(y->node)->op = &bad_sum;
+    tg_tape_node_at(y->node)->op = &bad_sum;
     return y;
 }
 
@@ -418,7 +418,7 @@ START_TEST(test_vjp_reading_uninitialised_memory_fails) {
     bad_sum = broken("sum", sum_vjp_uninitialised_scratch);
     rng g;
     rng_seed(&g, 4, 1);
-    tensor *x = sample_tensor(&g, SHAPE(3, 4), -1.5, 1.5);
+    tensor *x = tg_sample_tensor(&g, SHAPE(3, 4), -1.5, 1.5);
     gradcheck_report gr;
     ck_assert_int_eq(gradcheck(bad_sum_fn, NULL, &x, 1, NULL, &gr), 0);
     ck_assert_msg(!gr.passed, "%s", gr.message);
@@ -442,33 +442,33 @@ START_TEST(test_contract_errors) {
     op_contract_report r;
     op_def op = *op_find("exp");
     tapegrad_error_clear();
-    ck_assert_int_eq(op_check_contract(NULL, 1, &r), -1);
+    ck_assert_int_eq(tg_op_check_contract(NULL, 1, &r), -1);
     ck_assert_error_is("op contract: op is NULL");
-    ck_assert_int_eq(op_check_contract(&op, 1, NULL), -1);
+    ck_assert_int_eq(tg_op_check_contract(&op, 1, NULL), -1);
     ck_assert_error_is("op contract: report is NULL");
     op.sample = NULL;
-    ck_assert_int_eq(op_check_contract(&op, 1, &r), -1);
+    ck_assert_int_eq(tg_op_check_contract(&op, 1, &r), -1);
     ck_assert_error_is("op contract: exp has no sample cases");
     op.sample = failing_sample;
-    ck_assert_int_eq(op_check_contract(&op, 1, &r), -1);
+    ck_assert_int_eq(tg_op_check_contract(&op, 1, &r), -1);
     ck_assert_ptr_nonnull(strstr(tapegrad_error(), "op contract: exp case 0"));
     ck_assert_ptr_nonnull(strstr(tapegrad_error(), "float64: the sample failed"));
     tapegrad_error_clear();
     op = *op_find("exp");
     op.build = null_build;
-    ck_assert_int_eq(op_check_contract(&op, 1, &r), -1);
+    ck_assert_int_eq(tg_op_check_contract(&op, 1, &r), -1);
     ck_assert_ptr_nonnull(strstr(tapegrad_error(), "float64: the build returned NULL"));
     tapegrad_error_clear();
-    ck_assert_int_eq(op_check_float32(&op, 1, &r), -1);
+    ck_assert_int_eq(tg_op_check_float32(&op, 1, &r), -1);
     ck_assert_ptr_nonnull(strstr(tapegrad_error(), "): the build returned NULL"));
     tapegrad_error_clear();
-    ck_assert_int_eq(op_check_float32(NULL, 1, &r), -1);
+    ck_assert_int_eq(tg_op_check_float32(NULL, 1, &r), -1);
     ck_assert_error_is("op contract: op is NULL");
     op.sample = NULL;
-    ck_assert_int_eq(op_check_float32(&op, 1, &r), -1);
+    ck_assert_int_eq(tg_op_check_float32(&op, 1, &r), -1);
     ck_assert_error_is("op contract: exp has no sample cases");
     op.sample = failing_sample;
-    ck_assert_int_eq(op_check_float32(&op, 1, &r), -1);
+    ck_assert_int_eq(tg_op_check_float32(&op, 1, &r), -1);
     ck_assert_ptr_nonnull(strstr(tapegrad_error(), "): the sample failed"));
     tapegrad_error_clear();
 }

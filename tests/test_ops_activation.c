@@ -437,8 +437,8 @@ END_TEST
 
 /* Every op of the family, every sample case, four seeds: see tests/ops_test.h. */
 START_TEST(test_activation_vjps_match_central_differences) {
-    ck_assert_int_eq(ops_activation_count, 14);
-    numeric_check_family(ops_activation, ops_activation_count, 1, 4, CHECK_ALL);
+    ck_assert_int_eq(tg_ops_activation_count, 14);
+    numeric_check_family(tg_ops_activation, tg_ops_activation_count, 1, 4, CHECK_ALL);
 }
 END_TEST
 

@@ -198,8 +198,8 @@ END_TEST
 
 /* Every op of the family, every sample case, four seeds: see tests/ops_test.h. */
 START_TEST(test_compare_samples_match_central_differences) {
-    ck_assert_int_eq(ops_compare_count, 10);
-    ck_assert_int_ge(numeric_check_family(ops_compare, ops_compare_count, 1, 4, CHECK_ALL), 160);
+    ck_assert_int_eq(tg_ops_compare_count, 10);
+    ck_assert_int_ge(numeric_check_family(tg_ops_compare, tg_ops_compare_count, 1, 4, CHECK_ALL), 160);
 }
 END_TEST
 

@@ -21,37 +21,91 @@ static conv2d_params params(int sh, int sw, int ph, int pw, int dh, int dw, int 
 }
 
 /* ------------------------------------------------ naive direct reference */
+/* The oracle every path of conv2d is held to: the convolution as plain loops
+ * over every output pixel and tap, in float64 whatever the dtype under test,
+ * forward and both gradients side by side (after llm.c's reference kernels).
+ * With g = o / (OC/G) the group of output channel o, ci = g C/G + c,
+ * ih = i sh - ph + u dh, iw = j sw - pw + v dw, and x = 0 in the padding:
+ *
+ *   y[b, o, i, j]   = bias[o] + sum_{c, u, v} w[o, c, u, v] x[b, ci, ih, iw]
+ *   dx[b, ci, ih, iw] += w[o, c, u, v] gy[b, o, i, j]     over (o, i, j, u, v)
+ *   dw[o, c, u, v]    += x[b, ci, ih, iw] gy[b, o, i, j]  over (b, i, j)
+ *   db[o]             += gy[b, o, i, j]                   over (b, i, j)
+ *
+ * x (B, C, H, W), w (OC, C/G, KH, KW), y and gy (B, OC, OH, OW). */
 typedef struct {
     int64_t B, C, H, W, OC, KH, KW, OH, OW, G;
+    conv2d_params p;
 } geom;
 
 static geom geom_of(const tensor *x, const tensor *w, conv2d_params p) {
     geom q = {x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->shape[0], w->shape[2],
-              w->shape[3], 0, 0, p.groups};
+              w->shape[3], 0, 0, p.groups, p};
     q.OH = (q.H + 2 * p.padding[0] - p.dilation[0] * (q.KH - 1) - 1) / p.stride[0] + 1;
     q.OW = (q.W + 2 * p.padding[1] - p.dilation[1] * (q.KW - 1) - 1) / p.stride[1] + 1;
     return q;
 }
 
-/* Visits every (output, weight, input) triple of the convolution: y[yi] gets
- * w[wi] * x[xi]. The naive forward and backward are both this loop. */
-#define FOR_EACH_TAP(q, p, BODY)                                                         \
-    for (int64_t b = 0; b < q.B; b++)                                                    \
-        for (int64_t o = 0; o < q.OC; o++)                                               \
-            for (int64_t i = 0; i < q.OH; i++)                                           \
-                for (int64_t j = 0; j < q.OW; j++)                                       \
-                    for (int64_t c = 0; c < q.C / q.G; c++)                              \
-                        for (int64_t u = 0; u < q.KH; u++)                               \
-                            for (int64_t v = 0; v < q.KW; v++) {                         \
-                                int64_t ci = o / (q.OC / q.G) * (q.C / q.G) + c;         \
-                                int64_t ih = i * p.stride[0] - p.padding[0] + u * p.dilation[0]; \
-                                int64_t iw = j * p.stride[1] - p.padding[1] + v * p.dilation[1]; \
-                                if (ih < 0 || ih >= q.H || iw < 0 || iw >= q.W) continue; \
-                                int64_t yi = ((b * q.OC + o) * q.OH + i) * q.OW + j;     \
-                                int64_t wi = ((o * (q.C / q.G) + c) * q.KH + u) * q.KW + v; \
-                                int64_t xi = ((b * q.C + ci) * q.H + ih) * q.W + iw;     \
-                                BODY;                                                    \
+/* The index in x of tap (c, u, v) of output pixel (b, o, i, j), or -1 in
+ * the padding. */
+static int64_t naive_x_at(const geom *q, int64_t b, int64_t o, int64_t i, int64_t j, int64_t c,
+                          int64_t u, int64_t v) {
+    int64_t ci = o / (q->OC / q->G) * (q->C / q->G) + c;
+    int64_t ih = i * q->p.stride[0] - q->p.padding[0] + u * q->p.dilation[0];
+    int64_t iw = j * q->p.stride[1] - q->p.padding[1] + v * q->p.dilation[1];
+    if (ih < 0 || ih >= q->H || iw < 0 || iw >= q->W) return -1;
+    return ((b * q->C + ci) * q->H + ih) * q->W + iw;
+}
+
+/* y = x * w + bias (bias may be NULL) */
+static void naive_conv2d_forward(const geom *q, const double *x, const double *w,
+                                 const double *bias, double *y) {
+    for (int64_t b = 0; b < q->B; b++)
+        for (int64_t o = 0; o < q->OC; o++)
+            for (int64_t i = 0; i < q->OH; i++)
+                for (int64_t j = 0; j < q->OW; j++) {
+                    double s = bias ? bias[o] : 0;
+                    for (int64_t c = 0; c < q->C / q->G; c++)
+                        for (int64_t u = 0; u < q->KH; u++)
+                            for (int64_t v = 0; v < q->KW; v++) {
+                                int64_t xi = naive_x_at(q, b, o, i, j, c, u, v);
+                                if (xi >= 0) s += w[((o * (q->C / q->G) + c) * q->KH + u) * q->KW + v] * x[xi];
                             }
+                    y[((b * q->OC + o) * q->OH + i) * q->OW + j] = s;
+                }
+}
+
+/* dx, dw, db = the gradients of sum(y gy); each zeroed here */
+static void naive_conv2d_backward(const geom *q, const double *x, const double *w,
+                                  const double *gy, double *dx, double *dw, double *db) {
+    memset(dx, 0, (size_t)(q->B * q->C * q->H * q->W) * sizeof *dx);
+    memset(dw, 0, (size_t)(q->OC * (q->C / q->G) * q->KH * q->KW) * sizeof *dw);
+    memset(db, 0, (size_t)q->OC * sizeof *db);
+    for (int64_t b = 0; b < q->B; b++)
+        for (int64_t o = 0; o < q->OC; o++)
+            for (int64_t i = 0; i < q->OH; i++)
+                for (int64_t j = 0; j < q->OW; j++) {
+                    double g = gy[((b * q->OC + o) * q->OH + i) * q->OW + j];
+                    db[o] += g;
+                    for (int64_t c = 0; c < q->C / q->G; c++)
+                        for (int64_t u = 0; u < q->KH; u++)
+                            for (int64_t v = 0; v < q->KW; v++) {
+                                int64_t xi = naive_x_at(q, b, o, i, j, c, u, v);
+                                int64_t wi = ((o * (q->C / q->G) + c) * q->KH + u) * q->KW + v;
+                                if (xi < 0) continue;
+                                dx[xi] += w[wi] * g;
+                                dw[wi] += x[xi] * g;
+                            }
+                }
+}
+
+/* A tensor's values in float64 (NULL for NULL); free() the result. */
+static double *values(const tensor *t) {
+    if (!t) return NULL;
+    double *v = malloc((size_t)t->size * sizeof *v);
+    for (int64_t i = 0; i < t->size; i++) v[i] = tensor_get(t, i);
+    return v;
+}
 
 /* Checks forward and the three gradients of tensor_conv2d against the naive
  * loops, for a random upstream gradient. */
@@ -67,23 +121,17 @@ static void check_against_naive(dtype dt, const int64_t *xs, const int64_t *ws, 
     ck_assert_int_eq(y->shape[2], q.OH);
     ck_assert_int_eq(y->shape[3], q.OW);
     tensor *gy = tensor_rand(&g, dt, 4, y->shape, -1.0, 1.0);
-    double *ey = calloc((size_t)y->size, sizeof *ey), *edx = calloc((size_t)x->size, sizeof *edx);
-    double *edw = calloc((size_t)w->size, sizeof *edw), *edb = calloc((size_t)ws[0], sizeof *edb);
-    FOR_EACH_TAP(q, p, {
-        ey[yi] += tensor_get(w, wi) * tensor_get(x, xi);
-        edx[xi] += tensor_get(w, wi) * tensor_get(gy, yi);
-        edw[wi] += tensor_get(x, xi) * tensor_get(gy, yi);
-    });
-    for (int64_t k = 0; k < y->size; k++) {
-        int64_t o = k / (q.OH * q.OW) % q.OC;
-        if (b) ey[k] += tensor_get(b, o);
-        edb[o] += tensor_get(gy, k);
-    }
+    double *xv = values(x), *wv = values(w), *bv = values(b), *gv = values(gy);
+    double *ey = malloc((size_t)y->size * sizeof *ey), *edx = malloc((size_t)x->size * sizeof *edx);
+    double *edw = malloc((size_t)w->size * sizeof *edw), *edb = malloc((size_t)ws[0] * sizeof *edb);
+    naive_conv2d_forward(&q, xv, wv, bv, ey);
+    naive_conv2d_backward(&q, xv, wv, gv, edx, edw, edb);
     ck_assert_tensor(y, ey, tol);
     ck_assert_int_eq(tensor_backward_with(y, gy), 0);
     ck_assert_tensor(x->grad, edx, tol);
     ck_assert_tensor(w->grad, edw, tol);
     if (b) ck_assert_tensor(b->grad, edb, tol);
+    free(xv), free(wv), free(bv), free(gv);
     free(ey), free(edx), free(edw), free(edb);
     tape_reset();
     tensor_free(x), tensor_free(w), tensor_free(b), tensor_free(gy);
@@ -397,8 +445,8 @@ START_TEST(test_isa_follows_tapegrad_isa) {
         ck_assert_str_eq(got, env);
     } else {
         int best = ISA_V2;
-        while (best + 1 < ISA_COUNT && isa_supported(best + 1)) best++;
-        ck_assert_str_eq(got, isa_name(best));
+        while (best + 1 < ISA_COUNT && tg_isa_supported(best + 1)) best++;
+        ck_assert_str_eq(got, tg_isa_name(best));
     }
 }
 END_TEST
@@ -409,9 +457,9 @@ END_TEST
  * tight columns through SGEMM, strided plain columns. */
 START_TEST(test_conv2d_every_variant_matches_naive) {
     for (int v = 0; v < ISA_COUNT; v++) {
-        if (!isa_supported(v)) continue;
-        ck_assert_int_eq(isa_select(isa_name(v)), 0);
-        ck_assert_str_eq(tapegrad_isa(), isa_name(v));
+        if (!tg_isa_supported(v)) continue;
+        ck_assert_int_eq(tg_isa_select(tg_isa_name(v)), 0);
+        ck_assert_str_eq(tapegrad_isa(), tg_isa_name(v));
         check_against_naive(DTYPE_F32, (int64_t[]){2, 1, 28, 28}, (int64_t[]){6, 1, 5, 5}, true,
                             params(1, 1, 2, 2, 1, 1, 1), 1e-4);
         check_against_naive(DTYPE_F32, (int64_t[]){2, 6, 14, 14}, (int64_t[]){16, 6, 5, 5}, true,
@@ -423,7 +471,56 @@ START_TEST(test_conv2d_every_variant_matches_naive) {
         check_against_naive(DTYPE_F64, (int64_t[]){2, 3, 9, 8}, (int64_t[]){2, 3, 3, 3}, true,
                             params(2, 2, 0, 0, 1, 1, 1), 1e-12);
     }
-    ck_assert_int_eq(isa_select(getenv("TAPEGRAD_ISA")), 0);
+    ck_assert_int_eq(tg_isa_select(getenv("TAPEGRAD_ISA")), 0);
+}
+END_TEST
+
+/* Every path of every direction, on every variant the CPU runs, in float32
+ * and float64, computes what the naive loops compute: the registry's sample
+ * cases reach every path (the test below), with stride, padding, dilation,
+ * groups and no bias among them; each runs here against the oracle, and
+ * the paths each variant and dtype took are counted, so a case list that
+ * stops reaching one fails here too. */
+START_TEST(test_conv2d_every_path_on_every_variant_matches_naive) {
+    const op_def *op = op_find("conv2d");
+    ck_assert_ptr_nonnull(op);
+    for (int v = 0; v < ISA_COUNT; v++) {
+        if (!tg_isa_supported(v)) continue;
+        ck_assert_int_eq(tg_isa_select(tg_isa_name(v)), 0);
+        for (int d = 0; d < 2; d++) {
+            dtype dt = d ? DTYPE_F32 : DTYPE_F64;
+            int fwd[CONV_FWD_PATHS] = {0}, dw[CONV_DW_PATHS] = {0}, dx[CONV_DX_PATHS] = {0};
+            for (int k = 0;; k++) {
+                op_sample smp;
+                memset(&smp, 0, sizeof smp);
+                rng g;
+                rng_seed(&g, 1, (uint64_t)k);
+                int rc = op->sample(k, &g, &smp);
+                if (rc == 1) break;
+                ck_assert_int_eq(rc, 0);
+                const tensor *x = smp.inputs[0], *w = smp.inputs[1];
+                conv2d_params p = {{(int)smp.ip[0], (int)smp.ip[1]}, {(int)smp.ip[2], (int)smp.ip[3]},
+                                   {(int)smp.ip[4], (int)smp.ip[5]}, (int)smp.ip[6]};
+                tensor *xt = tensor_to_dtype(x, dt), *wt = tensor_to_dtype(w, dt);
+                conv_paths c;
+                ck_assert_int_eq(tg_conv2d_paths(xt, wt, p, v, &c), 0);
+                fwd[c.fwd]++, dw[c.dw]++, dx[c.dx]++;
+                check_against_naive(dt, x->shape, w->shape, smp.n_inputs > 2, p,
+                                    dt == DTYPE_F32 ? 1e-4 : 1e-12);
+                tensor_free(xt), tensor_free(wt);
+                for (int i = 0; i < smp.n_inputs; i++) tensor_free(smp.inputs[i]);
+            }
+            for (int i = 0; i < CONV_FWD_PATHS; i++)
+                ck_assert_msg(fwd[i], "%s %s: forward path %d not checked", tg_isa_name(v), tg_dtype_name(dt), i);
+            for (int i = 0; i < CONV_DW_PATHS; i++)
+                ck_assert_msg(dw[i], "%s %s: weight-gradient path %d not checked", tg_isa_name(v),
+                              tg_dtype_name(dt), i);
+            for (int i = 0; i < CONV_DX_PATHS; i++)
+                ck_assert_msg(dx[i], "%s %s: input-gradient path %d not checked", tg_isa_name(v),
+                              tg_dtype_name(dt), i);
+        }
+    }
+    ck_assert_int_eq(tg_isa_select(getenv("TAPEGRAD_ISA")), 0);
 }
 END_TEST
 
@@ -450,19 +547,19 @@ START_TEST(test_conv2d_samples_reach_every_path_on_every_variant) {
                 conv2d_params p = {{(int)smp.ip[0], (int)smp.ip[1]}, {(int)smp.ip[2], (int)smp.ip[3]},
                                    {(int)smp.ip[4], (int)smp.ip[5]}, (int)smp.ip[6]};
                 conv_paths c;
-                ck_assert_int_eq(conv2d_paths(x, w, p, v, &c), 0);
+                ck_assert_int_eq(tg_conv2d_paths(x, w, p, v, &c), 0);
                 fwd[c.fwd] = dw[c.dw] = dx[c.dx] = true;
                 tensor_free(x), tensor_free(w);
                 for (int i = 0; i < smp.n_inputs; i++) tensor_free(smp.inputs[i]);
             }
             for (int i = 0; i < CONV_FWD_PATHS; i++)
-                ck_assert_msg(fwd[i], "%s %s: no sample takes forward path %d", isa_name(v), dtype_name(dt), i);
+                ck_assert_msg(fwd[i], "%s %s: no sample takes forward path %d", tg_isa_name(v), tg_dtype_name(dt), i);
             for (int i = 0; i < CONV_DW_PATHS; i++)
-                ck_assert_msg(dw[i], "%s %s: no sample takes weight-gradient path %d", isa_name(v),
-                              dtype_name(dt), i);
+                ck_assert_msg(dw[i], "%s %s: no sample takes weight-gradient path %d", tg_isa_name(v),
+                              tg_dtype_name(dt), i);
             for (int i = 0; i < CONV_DX_PATHS; i++)
-                ck_assert_msg(dx[i], "%s %s: no sample takes input-gradient path %d", isa_name(v),
-                              dtype_name(dt), i);
+                ck_assert_msg(dx[i], "%s %s: no sample takes input-gradient path %d", tg_isa_name(v),
+                              tg_dtype_name(dt), i);
         }
 }
 END_TEST
@@ -483,22 +580,22 @@ static void expect_isa_refusal(const char *msg) {
 }
 
 START_TEST(test_isa_refuses_unknown_variant) {
-    ck_assert_int_eq(isa_select("avx2"), -1);
+    ck_assert_int_eq(tg_isa_select("avx2"), -1);
     expect_isa_refusal("TAPEGRAD_ISA=avx2 names no kernel variant (v2, v3 or v4)");
-    ck_assert_int_eq(isa_select(getenv("TAPEGRAD_ISA")), 0);
+    ck_assert_int_eq(tg_isa_select(getenv("TAPEGRAD_ISA")), 0);
     ck_assert_ptr_nonnull(tapegrad_isa());
 }
 END_TEST
 
 START_TEST(test_isa_refuses_variant_the_cpu_lacks) {
     unsigned zen2 = 1u << ISA_V2 | 1u << ISA_V3;
-    ck_assert_int_eq(isa_select_cpu("v4", zen2), -1);
+    ck_assert_int_eq(tg_isa_select_cpu("v4", zen2), -1);
     expect_isa_refusal("TAPEGRAD_ISA=v4: this CPU lacks x86-64-v4 (AVX-512); it runs up to v3");
-    ck_assert_int_eq(isa_select_cpu("v3", zen2), 0);
+    ck_assert_int_eq(tg_isa_select_cpu("v3", zen2), 0);
     ck_assert_str_eq(tapegrad_isa(), "v3");
-    ck_assert_int_eq(isa_select_cpu(NULL, zen2), 0);
+    ck_assert_int_eq(tg_isa_select_cpu(NULL, zen2), 0);
     ck_assert_str_eq(tapegrad_isa(), "v3");
-    ck_assert_int_eq(isa_select(getenv("TAPEGRAD_ISA")), 0);
+    ck_assert_int_eq(tg_isa_select(getenv("TAPEGRAD_ISA")), 0);
 }
 END_TEST
 
@@ -645,6 +742,7 @@ Suite *conv_suite(void) {
     tcase_add_test(tc, test_conv2d_error_dtype_mismatch_and_null);
     tcase_add_test(tc, test_isa_follows_tapegrad_isa);
     tcase_add_test(tc, test_conv2d_every_variant_matches_naive);
+    tcase_add_test(tc, test_conv2d_every_path_on_every_variant_matches_naive);
     tcase_add_test(tc, test_conv2d_samples_reach_every_path_on_every_variant);
     tcase_add_test(tc, test_isa_refuses_unknown_variant);
     tcase_add_test(tc, test_isa_refuses_variant_the_cpu_lacks);

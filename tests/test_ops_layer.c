@@ -165,8 +165,8 @@ START_TEST(test_gemm_rank_one_all_transposes) {
                 float Cf[6];
                 const float af[3] = {1, 2, 3}, bf[2] = {4, -5};
                 for (int i = 0; i < 6; i++) C[i] = Cf[i] = betas[k] == 0 ? NAN : (float)(i + 1);
-                blas_gemm(DTYPE_F64, ta, tb, 3, 2, 1, a, ta ? 3 : 1, b, tb ? 1 : 2, betas[k], C, 2);
-                blas_gemm(DTYPE_F32, ta, tb, 3, 2, 1, af, ta ? 3 : 1, bf, tb ? 1 : 2, betas[k], Cf, 2);
+                tg_blas_gemm(DTYPE_F64, ta, tb, 3, 2, 1, a, ta ? 3 : 1, b, tb ? 1 : 2, betas[k], C, 2);
+                tg_blas_gemm(DTYPE_F32, ta, tb, 3, 2, 1, af, ta ? 3 : 1, bf, tb ? 1 : 2, betas[k], Cf, 2);
                 for (int m = 0; m < 3; m++)
                     for (int n = 0; n < 2; n++) {
                         double want = betas[k] * (betas[k] == 0 ? 0 : m * 2 + n + 1) + a[m] * b[n];
@@ -222,7 +222,7 @@ START_TEST(test_dropout_replay_is_pure) {
     tensor *y = tensor_dropout(x, 0.3, true, &g);
     tensor *copy = tensor_clone(y);
     rng after = g;
-    tape_node *n = tape_node_at(tape_size() - 1);
+    tape_node *n = tg_tape_node_at(tape_size() - 1);
     ck_assert_ptr_nonnull(n->saved[0]);
     n->op->forward(n);
     ck_assert_int_eq(memcmp(copy->data, y->data, 12 * sizeof(double)), 0);

@@ -460,8 +460,8 @@ END_TEST
 
 /* Every op of the family, every sample case, four seeds: see tests/ops_test.h. */
 START_TEST(test_math_vjps_match_central_differences) {
-    ck_assert_int_eq(ops_math_count, 18);
-    numeric_check_family(ops_math, ops_math_count, 1, 4, CHECK_ALL);
+    ck_assert_int_eq(tg_ops_math_count, 18);
+    numeric_check_family(tg_ops_math, tg_ops_math_count, 1, 4, CHECK_ALL);
 }
 END_TEST
 

@@ -111,7 +111,7 @@ START_TEST(test_batch_norm_running_stats_update_like_pytorch) {
     ck_assert_tensor(rv, ((double[]){15.6, 0.525}), 1e-12);
     ck_assert_ptr_null(rm->grad);
     /* a replay of forward (the checker's) leaves them alone */
-    tape_node *n = tape_node_at(tape_size() - 1);
+    tape_node *n = tg_tape_node_at(tape_size() - 1);
     n->op->forward(n);
     n->op->forward(n);
     ck_assert_tensor(rm, ((double[]){1.1, -0.8}), 1e-12);

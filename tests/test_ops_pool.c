@@ -197,7 +197,7 @@ static void check_against_naive(bool is_max, dtype dt, const int64_t *xs, pool2d
     rng g;
     rng_seed(&g, 5, 2);
     /* distinct values spread over [-2, 2): no ties, float32-friendly magnitudes */
-    tensor *x64 = sample_tensor_distinct(&g, 4, xs, -2, 4.0 / (double)(xs[0] * xs[1] * xs[2] * xs[3]));
+    tensor *x64 = tg_sample_tensor_distinct(&g, 4, xs, -2, 4.0 / (double)(xs[0] * xs[1] * xs[2] * xs[3]));
     tensor *x = tensor_to_dtype(x64, dt);
     tensor_set_requires_grad(x, true);
     tensor *y = is_max ? tensor_max_pool2d(x, p) : tensor_avg_pool2d(x, p);

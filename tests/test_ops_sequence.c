@@ -523,8 +523,8 @@ END_TEST
 
 /* Every op of the family, every sample case, four seeds: see tests/ops_test.h. */
 START_TEST(test_sequence_samples_match_central_differences) {
-    ck_assert_int_eq(ops_sequence_count, 9);
-    ck_assert_int_ge(numeric_check_family(ops_sequence, ops_sequence_count, 1, 4, CHECK_ALL), 136);
+    ck_assert_int_eq(tg_ops_sequence_count, 9);
+    ck_assert_int_ge(numeric_check_family(tg_ops_sequence, tg_ops_sequence_count, 1, 4, CHECK_ALL), 136);
 }
 END_TEST
 

@@ -300,9 +300,9 @@ static int bce_edge_sample(int k, rng *g, op_sample *s) {
     s->n_inputs = 2;
     s->ip[0] = k; /* mean, sum, none */
     s->inputs[0] = tensor_new(DTYPE_F64, 2, shapes[k]);
-    s->inputs[1] = sample_tensor(g, 2, shapes[k], 0, 1);
+    s->inputs[1] = tg_sample_tensor(g, 2, shapes[k], 0, 1);
     near_edges(g, s->inputs[0], 1e-5, 1e-3);
-    sample_name(s, "p within 1e-5..1e-3 of 0 or 1, reduction %d", k);
+    tg_sample_name(s, "p within 1e-5..1e-3 of 0 or 1, reduction %d", k);
     return 0;
 }
 static int bcel_edge_sample(int k, rng *g, op_sample *s) {
@@ -310,9 +310,9 @@ static int bcel_edge_sample(int k, rng *g, op_sample *s) {
     if (k >= 3) return 1;
     s->n_inputs = 2;
     s->ip[0] = k;
-    s->inputs[0] = sample_tensor_avoiding(g, 2, shapes[k], -40, 40, (double[]){0}, 1, 8);
-    s->inputs[1] = sample_tensor(g, 2, shapes[k], 0, 1);
-    sample_name(s, "logits 8..40 from 0, reduction %d", k);
+    s->inputs[0] = tg_sample_tensor_avoiding(g, 2, shapes[k], -40, 40, (double[]){0}, 1, 8);
+    s->inputs[1] = tg_sample_tensor(g, 2, shapes[k], 0, 1);
+    tg_sample_name(s, "logits 8..40 from 0, reduction %d", k);
     return 0;
 }
 
@@ -328,9 +328,9 @@ static tensor *edge_fn(tensor *const *in, int n, void *ctx) {
 
 static void check_edge_op(const op_def *op, double eps) {
     op_contract_report r;
-    ck_assert_int_eq(op_check_contract(op, 11, &r), 0);
+    ck_assert_int_eq(tg_op_check_contract(op, 11, &r), 0);
     ck_assert_msg(r.passed, "%s", r.message);
-    ck_assert_int_eq(op_check_float32(op, 11, &r), 0);
+    ck_assert_int_eq(tg_op_check_float32(op, 11, &r), 0);
     ck_assert_msg(r.passed, "%s", r.message);
     for (int k = 0; k < 3; k++) {
         op_sample s;

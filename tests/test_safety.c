@@ -112,12 +112,12 @@ START_TEST(test_stale_tensor_refused_by_every_accessor) {
 }
 END_TEST
 
-/* A node dropped from the tape (the checker's tape_truncate) is refused. */
+/* A node dropped from the tape (the checker's tg_tape_truncate) is refused. */
 START_TEST(test_backward_refuses_an_output_dropped_from_the_tape) {
     tensor *w = tensor_from_doubles(DTYPE_F64, SHAPE(3), (double[]){0.5, -1.5, 2});
     tensor_set_requires_grad(w, true);
     tensor *loss = square_loss(w);
-    tape_truncate(0);
+    tg_tape_truncate(0);
     ck_assert_int_eq(tensor_backward(loss), -1);
     assert_error_has("tensor_backward: output [] is no longer on the tape");
     tensor_free(w);
@@ -133,7 +133,7 @@ START_TEST(test_header_ring_never_reuses_a_live_header) {
     static tensor *ts[N];
     for (int round = 0; round < 2; round++) {
         for (int i = 0; i < N; i++) {
-            ts[i] = tensor_tape_new(DTYPE_F64, 0, NULL);
+            ts[i] = tg_tensor_tape_new(DTYPE_F64, 0, NULL);
             ck_assert_ptr_nonnull(ts[i]);
             *(double *)ts[i]->data = i + round;
         }
@@ -153,16 +153,16 @@ END_TEST
 /* The checker's re-runs give their headers back, marked stale; the next
  * re-run takes the same slots, and the tensors before the mark stay fresh. */
 START_TEST(test_header_seek_marks_given_back_headers_stale) {
-    tensor *kept = tensor_tape_new(DTYPE_F64, 0, NULL);
+    tensor *kept = tg_tensor_tape_new(DTYPE_F64, 0, NULL);
     *(double *)kept->data = 7;
-    tape_header_pos p = tape_header_tell();
-    tensor *a = tensor_tape_new(DTYPE_F64, 0, NULL), *b = tensor_tape_new(DTYPE_F64, 0, NULL);
+    tape_header_pos p = tg_tape_header_tell();
+    tensor *a = tg_tensor_tape_new(DTYPE_F64, 0, NULL), *b = tg_tensor_tape_new(DTYPE_F64, 0, NULL);
     ck_assert(a && b);
-    tape_header_seek(p);
+    tg_tape_header_seek(p);
     tapegrad_error_clear();
     ck_assert(isnan(tensor_item(a)) && isnan(tensor_item(b)));
     assert_error_has(STALE_PART);
-    ck_assert_ptr_eq(tensor_tape_new(DTYPE_F64, 0, NULL), a);
+    ck_assert_ptr_eq(tg_tensor_tape_new(DTYPE_F64, 0, NULL), a);
     ck_assert_close(tensor_item(kept), 7, 0);
     ck_assert_ptr_null(tapegrad_error());
     tape_release();
@@ -175,9 +175,9 @@ static void sample_free(op_sample *s) {
 
 /* A tape-owned copy of t, made stale by the reset that follows. */
 static tensor *tape_copy(const tensor *t) {
-    tensor *c = tensor_tape_new(t->dtype, t->ndim, t->shape);
+    tensor *c = tg_tensor_tape_new(t->dtype, t->ndim, t->shape);
     ck_assert_ptr_nonnull(c);
-    memcpy(c->data, t->data, (size_t)t->size * dtype_size(t->dtype));
+    memcpy(c->data, t->data, (size_t)t->size * tg_dtype_size(t->dtype));
     return c;
 }
 
@@ -203,7 +203,7 @@ START_TEST(test_every_registry_op_refuses_a_stale_input) {
                  * ring stays): under AddressSanitizer a builder that reads the
                  * stale input's data before refusing it is a use after free */
                 tape_reset();
-                arena_release();
+                tg_arena_release();
                 /* a fresh build of the case takes the stale copy's old place */
                 tapegrad_error_clear();
                 ck_assert_msg(op->build(s.inputs, &s) != NULL, "%s: case %d fails: %s", op->name,
@@ -281,9 +281,9 @@ START_TEST(test_failing_vjp_stops_backward_and_names_the_op) {
         tensor_free(x->grad), x->grad = NULL;
         tensor *loss = tensor_sum_all(tensor_conv2d(tensor_mul_scalar(x, 2), w, b, CONV2D_DEFAULT));
         ck_assert_ptr_nonnull(loss);
-        mem_fail_after(k);
+        tg_mem_fail_after(k);
         int rc = tensor_backward(loss);
-        mem_fail_after(-1);
+        tg_mem_fail_after(-1);
         if (rc == 0) break;
         failures++;
         const char *e = tapegrad_error();
@@ -409,10 +409,11 @@ START_TEST(test_contract_check_reports_a_failing_vjp) {
     op_def broken = *op_find("neg");
     broken.vjp = failing_internal_vjp;
     op_contract_report r;
-    ck_assert_int_eq(op_check_contract(&broken, 1, &r), 0);
+    ck_assert_int_eq(tg_op_check_contract(&broken, 1, &r), 0);
     ck_assert(!r.passed);
     ck_assert_msg(strstr(r.message, "(or the vjp failed: tensor_set: index -1 out of range)"),
                   "report: %s", r.message);
+    op_check_report_free(&r);
     tapegrad_error_clear();
     tape_release();
 }
@@ -421,6 +422,9 @@ END_TEST
 Suite *safety_suite(void) {
     Suite *s = suite_create("safety");
     TCase *tc = tcase_create("safety");
+    /* the registry-wide stale check builds every sample case twice: seconds
+     * under AddressSanitizer on a busy machine, over Check's default 4 */
+    tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_stale_loss_refused_after_its_slot_is_reused);
     tcase_add_test(tc, test_stale_tensor_refused_by_every_accessor);
     tcase_add_test(tc, test_backward_refuses_an_output_dropped_from_the_tape);

@@ -86,7 +86,7 @@ static int lenet5_check(uint64_t seed, bool fast, int *cases) {
     rng g;
     rng_seed(&g, seed, 5);
     tensor *batch[2] = {tensor_rand(&g, DTYPE_F32, SHAPE(2, 1, 28, 28), 0.0, 1.0),
-                        sample_labels(&g, SHAPE(2), 10)};
+                        tg_sample_labels(&g, SHAPE(2), 10)};
     int64_t numbers = batch[0] ? batch[0]->size : 0;
     for (int i = 0; net && i < NN_LENET5_NPARAMS; i++) numbers += net->model->params[i]->size;
     gradcheck_options o = gradcheck_defaults();

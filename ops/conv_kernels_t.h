@@ -1,0 +1,667 @@
+/* conv_kernels_t.h - the convolution kernels for one element type T, in
+ * plain C: conv_kernels.c includes this file once per type (T float, then
+ * double), after the geometry, the register blocks of its ISA variant and
+ * the vector types, and NAME(x) spells x_T (im2col_float, ...), so each
+ * type's copy reads, debugs and profiles under names of its own. Not a
+ * header for other files: no include guard, on purpose. */
+#ifndef T
+#error "conv_kernels_t.h is included by conv_kernels.c with T defined"
+#endif
+
+/* ----------------------------------------------------- columns, one image */
+
+/* cols[(c, kh, kw)][(oh, ow)] = x[c, oh sh - ph + kh dh, ow sw - pw + kw dw], 0 in
+ * the padding. Row (c KH + kh) KW + kw runs over all C channels, which lays the
+ * groups' K x P blocks one after the other. */
+static void NAME(im2col)(const conv_geom *q, const T *x, T *cols) {
+    for (int64_t r = 0; r < q->C * q->KH * q->KW; r++) {
+        int64_t c = r / (q->KH * q->KW), kh = r / q->KW % q->KH, kw = r % q->KW;
+        int64_t off = kw * q->dw - q->pw, lo, hi;
+        valid_range(off, q->sw, q->W, q->OW, &lo, &hi);
+        const T *plane = x + c * q->H * q->W;
+        T *dst = cols + r * q->P;
+        for (int64_t oh = 0; oh < q->OH; oh++, dst += q->OW) {
+            int64_t ih = oh * q->sh - q->ph + kh * q->dh;
+            if (ih < 0 || ih >= q->H) {
+                SIMD for (int64_t ow = 0; ow < q->OW; ow++) dst[ow] = 0;
+                continue;
+            }
+            const T *src = plane + ih * q->W;
+            SIMD for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0;
+            SIMD for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[ow * q->sw + off];
+            SIMD for (int64_t ow = hi; ow < q->OW; ow++) dst[ow] = 0;
+        }
+    }
+}
+/* dx[c] += the columns' entries that im2col read from it. */
+static void NAME(col2im)(const conv_geom *q, const T *dcols, T *dx) {
+    for (int64_t r = 0; r < q->C * q->KH * q->KW; r++) {
+        int64_t c = r / (q->KH * q->KW), kh = r / q->KW % q->KH, kw = r % q->KW;
+        int64_t off = kw * q->dw - q->pw, lo, hi;
+        valid_range(off, q->sw, q->W, q->OW, &lo, &hi);
+        T *plane = dx + c * q->H * q->W;
+        const T *src = dcols + r * q->P;
+        for (int64_t oh = 0; oh < q->OH; oh++, src += q->OW) {
+            int64_t ih = oh * q->sh - q->ph + kh * q->dh;
+            if (ih < 0 || ih >= q->H) continue;
+            T *d = plane + ih * q->W;
+            SIMD for (int64_t ow = lo; ow < hi; ow++) d[ow * q->sw + off] += src[ow];
+        }
+    }
+}
+/* Wide: row (c, kh, kw) = xp[c] from offset kh dh Wp + kw dw, L long. */
+static void NAME(im2col_wide)(const conv_geom *q, const T *xp, T *cols) {
+    for (int64_t r = 0; r < q->C * q->KH * q->KW; r++) {
+        int64_t c = r / (q->KH * q->KW), kh = r / q->KW % q->KH, kw = r % q->KW;
+        const T *src = xp + c * q->Hp * q->Wp + kh * q->dh * q->Wp + kw * q->dw;
+        T *dst = cols + r * q->L;
+        SIMD for (int64_t i = 0; i < q->L; i++) dst[i] = src[i];
+    }
+}
+static void NAME(col2im_wide)(const conv_geom *q, const T *dcols, T *dxp) {
+    for (int64_t r = 0; r < q->C * q->KH * q->KW; r++) {
+        int64_t c = r / (q->KH * q->KW), kh = r / q->KW % q->KH, kw = r % q->KW;
+        T *dst = dxp + c * q->Hp * q->Wp + kh * q->dh * q->Wp + kw * q->dw;
+        const T *src = dcols + r * q->L;
+        SIMD for (int64_t i = 0; i < q->L; i++) dst[i] += src[i];
+    }
+}
+/* Tight (stride 1): plain columns, row (c, kh, kw) the OH runs of OW elements
+ *   cols[(c, kh, kw)][oh OW + ow] = xp[c, (oh + kh dh) Wp + ow + kw dw]
+ * copied a vector at a time. A run's last vector spills past its end into the next
+ * run, which is written after it; the last spills into the slack, and reads run at
+ * most a vector past xp, into its slack. */
+static void NAME(im2col_tight)(const conv_geom *q, const T *xp, T *cols) {
+    enum { V = CONV_TB / sizeof(T) };
+    T *dst = cols;
+    for (int64_t r = 0; r < q->C * q->KH * q->KW; r++) {
+        int64_t c = r / (q->KH * q->KW), kh = r / q->KW % q->KH, kw = r % q->KW;
+        const T *src = xp + c * q->Hp * q->Wp + kh * q->dh * q->Wp + kw * q->dw;
+        for (int64_t oh = 0; oh < q->OH; oh++, src += q->Wp, dst += q->OW)
+            for (int64_t ow = 0; ow < q->OW; ow += V) memcpy(dst + ow, src + ow, CONV_TB);
+    }
+}
+/* Its transpose, as a gather: each input pixel (c, ih, iw), at (ih + ph, iw + pw) in
+ * xp, sums the column entries that copied it,
+ *   dx[c, ih, iw] += sum_{kw, kh} dcols[(c, kh, kw)][oh OW + ow],
+ *   oh = ih + ph - kh dh in [0, OH), ow = iw + pw - kw dw in [0, OW),
+ * V pixels of a row at a time, one load per tap with its lanes outside [0, OW) masked
+ * to zero. The mask depends on kw only, so kw is the outer loop; a kw with no lane
+ * inside adds nothing and is not loaded (loads stay within a vector of the columns).
+ * Even and odd kh go to two sums, so the adds are not one chain of FADD latencies.
+ * One store per pixel instead of one read-modify-write per column entry. */
+static void NAME(col2im_tight)(const conv_geom *q, const T *dcols, T *dx) {
+    enum { V = CONV_TB / sizeof(T) };
+    NAME(vmask) lane;
+    for (int l = 0; l < V; l++) lane[l] = l;
+    const int64_t plane = q->H * q->W, tap_kh = q->KW * q->P - q->dh * q->OW;
+    for (int64_t c = 0; c < q->C; c++)
+        for (int64_t ih = 0; ih < q->H; ih++) {
+            int64_t kh0 = 0, kh1 = q->KH; /* the kh with oh in [0, OH) */
+            while (kh0 < kh1 && ih + q->ph - kh0 * q->dh >= q->OH) kh0++;
+            while (kh1 > kh0 && ih + q->ph - (kh1 - 1) * q->dh < 0) kh1--;
+            for (int64_t j0 = 0; j0 < q->W; j0 += V) {
+                NAME(vec64) a0 = {0}, a1 = {0};
+                for (int64_t kw = 0; kw < q->KW; kw++) {
+                    int64_t ow0 = j0 + q->pw - kw * q->dw; /* lane l is ow0 + l */
+                    if (ow0 >= q->OW || ow0 + V <= 0) continue;
+                    const int lo = (int)-ow0, hi = (int)(q->OW - ow0);
+                    const NAME(vmask) in = (lane >= lo) & (lane < hi);
+                    const T *p = dcols + ((c * q->KH + kh0) * q->KW + kw) * q->P +
+                                 (ih + q->ph - kh0 * q->dh) * q->OW + ow0;
+                    NAME(vec64) v;
+                    int64_t kh = kh0;
+                    for (; kh + 1 < kh1; kh += 2, p += 2 * tap_kh) {
+                        memcpy(&v, p, sizeof v);
+                        a0 += (NAME(vec64))((NAME(vmask))v & in);
+                        memcpy(&v, p + tap_kh, sizeof v);
+                        a1 += (NAME(vec64))((NAME(vmask))v & in);
+                    }
+                    if (kh < kh1) {
+                        memcpy(&v, p, sizeof v);
+                        a0 += (NAME(vec64))((NAME(vmask))v & in);
+                    }
+                }
+                a0 += a1;
+                /* the pixels past the row's end belong to later rows of this image,
+                 * written back unchanged; past the image, element by element */
+                int64_t at = (c * q->H + ih) * q->W + j0, n = q->W - j0 < V ? q->W - j0 : V;
+                T *d = dx + at;
+                if (at + V <= q->C * plane) {
+                    NAME(vec64) dv;
+                    memcpy(&dv, d, sizeof dv);
+                    dv += (NAME(vec64))((NAME(vmask))a0 & (lane < (int)n));
+                    memcpy(d, &dv, sizeof dv);
+                } else {
+                    T a[V];
+                    memcpy(a, &a0, sizeof a);
+                    for (int64_t l = 0; l < n; l++) d[l] += a[l];
+                }
+            }
+        }
+}
+/* xp = x with ph zero rows and pw zero columns around each plane */
+static void NAME(pad)(const conv_geom *q, const T *x, T *xp) {
+    for (int64_t i = 0; i < q->C * q->Hp * q->Wp; i++) xp[i] = 0;
+    for (int64_t c = 0; c < q->C; c++)
+        for (int64_t ih = 0; ih < q->H; ih++) {
+            const T *s = x + (c * q->H + ih) * q->W;
+            T *d = xp + (c * q->Hp + ih + q->ph) * q->Wp + q->pw;
+            SIMD for (int64_t iw = 0; iw < q->W; iw++) d[iw] = s[iw];
+        }
+}
+/* dx += the interior of dxp */
+static void NAME(unpad_acc)(const conv_geom *q, const T *dxp, T *dx) {
+    for (int64_t c = 0; c < q->C; c++)
+        for (int64_t ih = 0; ih < q->H; ih++) {
+            const T *s = dxp + (c * q->Hp + ih + q->ph) * q->Wp + q->pw;
+            T *d = dx + (c * q->H + ih) * q->W;
+            SIMD for (int64_t iw = 0; iw < q->W; iw++) d[iw] += s[iw];
+        }
+}
+/* y[oc, oh, ow] = yw[oc, oh Wp + ow] + bias[oc]  (bias may be NULL) */
+static void NAME(unwiden)(const conv_geom *q, const T *yw, const T *bias, T *y) {
+    for (int64_t oc = 0; oc < q->OC; oc++) {
+        const T bv = bias ? bias[oc] : (T)0;
+        for (int64_t oh = 0; oh < q->OH; oh++) {
+            const T *s = yw + oc * q->L + oh * q->Wp;
+            T *d = y + (oc * q->OH + oh) * q->OW;
+            SIMD for (int64_t ow = 0; ow < q->OW; ow++) d[ow] = s[ow] + bv;
+        }
+    }
+}
+/* gw[oc, oh Wp + ow] = g[oc, oh, ow], 0 past each row's end */
+static void NAME(widen)(const conv_geom *q, const T *g, T *gw) {
+    for (int64_t oc = 0; oc < q->OC; oc++)
+        for (int64_t oh = 0; oh < q->OH; oh++) {
+            const T *s = g + (oc * q->OH + oh) * q->OW;
+            T *d = gw + oc * q->L + oh * q->Wp;
+            SIMD for (int64_t ow = 0; ow < q->OW; ow++) d[ow] = s[ow];
+            int64_t end = oh + 1 < q->OH ? q->Wp : q->OW;
+            for (int64_t ow = q->OW; ow < end; ow++) d[ow] = 0;
+        }
+}
+
+
+/* Direct forward (stride 1, small K), one group of one image, on the wide
+ * layout: with xp the group's padded channels (C/G, Hp, Wp), yw (OC/G, L) and
+ * tap t = (c, kh, kw) at offset off_t = c Hp Wp + kh dh Wp + kw dw,
+ *
+ *   yw[o, i] = sum_t w[o, t] xp[i + off_t]
+ *
+ * a sum of shifted contiguous runs of xp. The accumulators, a block of
+ * CONV_OB output channels x CONV_NV vectors of pixels (GCC/Clang vectors of
+ * CONV_VB bytes), stay in registers over all K taps: 12 FMAs per 4 loads and
+ * 3 broadcasts. The small loops over a block are unrolled by pragma: at -O2
+ * they would stay loops and the accumulators would live in memory. */
+enum { NAME(LANES) = CONV_VB / sizeof(T) };
+static inline NAME(vec) NAME(vload)(const T *p) {
+    NAME(vec) v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static int64_t NAME(direct_offsets)(const conv_geom *q, int64_t *off) {
+    int64_t k = 0;
+    for (int64_t c = 0; c < q->C / q->G; c++)
+        for (int64_t kh = 0; kh < q->KH; kh++)
+            for (int64_t kw = 0; kw < q->KW; kw++)
+                off[k++] = c * q->Hp * q->Wp + kh * q->dh * q->Wp + kw * q->dw;
+    return k;
+}
+/* The block of wide pixels [i, i + NV LANES) for the no <= OB channels of wo
+ * (no, K), stored as y[o, oh, ow0 ..] + bias[o] from lane s on, n pixels. With
+ * `spill` the whole block is stored from dst: its lanes past n land in the next
+ * output row, which is written after this one. Otherwise through a buffer. */
+static inline __attribute__((always_inline)) void NAME(direct_fwd_block)(
+    const T *xp, const int64_t *off, int64_t K, const T *wo, int no, const T *bias,
+    T *dst, int64_t P, int64_t s, int64_t n, bool spill) {
+    NAME(vec) acc[CONV_OB][CONV_NV];
+    UNROLL for (int u = 0; u < no; u++)
+        UNROLL for (int v = 0; v < CONV_NV; v++) acc[u][v] = (NAME(vec)){0};
+    for (int64_t t = 0; t < K; t++) {
+        NAME(vec) xs[CONV_NV];
+        UNROLL for (int v = 0; v < CONV_NV; v++) xs[v] = NAME(vload)(xp + off[t] + v * NAME(LANES));
+        UNROLL for (int u = 0; u < no; u++) {
+            const T wv = wo[u * K + t];
+            UNROLL for (int v = 0; v < CONV_NV; v++) acc[u][v] += wv * xs[v];
+        }
+    }
+    UNROLL for (int u = 0; u < no; u++) {
+        const T bv = bias ? bias[u] : (T)0;
+        if (spill) {
+            UNROLL for (int v = 0; v < CONV_NV; v++) {
+                NAME(vec) r = acc[u][v] + bv;
+                memcpy(dst + u * P + v * NAME(LANES), &r, sizeof r);
+            }
+        } else {
+            T buf[CONV_NV * NAME(LANES)];
+            memcpy(buf, acc[u], sizeof buf);
+            for (int64_t l = 0; l < n; l++) dst[u * P + l] = buf[s + l] + bv;
+        }
+    }
+}
+/* y (OC/G, OH, OW) of the group, with bias (or NULL), straight from the wide
+ * sums, row by row: output row oh is wide pixels [oh Wp, oh Wp + OW). A row of
+ * at least a block is covered by blocks, the last shifted back to end at OW
+ * (recomputing a few pixels to the same values). A shorter row (LeNet's conv1:
+ * 28 of a 32-pixel block) is one block from its start, storing all 32 into the
+ * next row's start (overwritten next) when the row is not the last and is at
+ * least half a block; the last row's block is shifted back to end at L (needs
+ * L >= NV LANES), so no read passes the image, and goes through a buffer. */
+static void NAME(direct_fwd)(const conv_geom *q, const T *xp, const T *w, const T *bias,
+                             T *y) {
+    int64_t off[CONV_DIRECT_K], K = NAME(direct_offsets)(q, off), L = q->L;
+    const int64_t blk = CONV_NV * NAME(LANES), OW = q->OW, P = q->P;
+    for (int64_t oh = 0; oh < q->OH; oh++)
+        for (int64_t ow0 = 0; ow0 < OW; ow0 += blk) {
+            if (ow0 + blk > OW && OW >= blk) ow0 = OW - blk;
+            int64_t n = OW - ow0 < blk ? OW - ow0 : blk, i = oh * q->Wp + ow0, s = 0;
+            if (i + blk > L) s = i + blk - L, i = L - blk;
+            bool spill = n == blk || (s == 0 && oh + 1 < q->OH && blk <= 2 * OW);
+            T *dst = y + oh * OW + ow0;
+            int64_t o = 0;
+            for (; o + CONV_OB <= q->OCg; o += CONV_OB)
+                NAME(direct_fwd_block)(xp + i, off, K, w + o * K, CONV_OB,
+                                       bias ? bias + o : NULL, dst + o * P, P, s, n, spill);
+            for (; o < q->OCg; o++)
+                NAME(direct_fwd_block)(xp + i, off, K, w + o * K, 1, bias ? bias + o : NULL,
+                                       dst + o * P, P, s, n, spill);
+        }
+}
+
+
+/* Direct weight gradient (stride 1), one group of one image, as dW^T
+ * (K, OC/G) like the transposed GEMM: with xp the group's padded channels
+ * (C/G, Hp, Wp), G (OC/G, P) the upstream gradient, gt = G^T (P, OC/G) and
+ * tap k = (c, kh, kw) at offset off_k = c Hp Wp + kh dh Wp + kw dw,
+ *
+ *   dW^T[k, o] += sum_{oh, ow} xp[off_k + oh Wp + ow] gt[oh OW + ow, o]
+ *
+ * A vector of output channels per tap: each pixel is one load of gt's row
+ * and, per tap, a broadcast of the input under it and an FMA, for a block
+ * of CONV_DWK taps whose sums stay in registers over all P pixels. No
+ * columns are built, and the sum runs over the P output pixels only (wide
+ * columns would run over L). For LeNet's conv2 it replaces im2col and an
+ * SGEMM whose small M x N (150 x 16) kept it at about 80 GFLOP/s. */
+/* 5 taps a block (CONV_DWK on v4): measured for conv2 (ms per batch-64
+ * fwd+bwd) 1.41 against 1.43 for 6, 1.46 for 10, 1.47 for 8 or 15 (more sums
+ * spill the taps' pointers). */
+enum { NAME(DWV) = CONV_TB / sizeof(T) };
+/* the no <= CONV_DWK taps at xk[u] = xp + off_k, lanes [0, V) of part rows (K, OCg) */
+static inline __attribute__((always_inline)) void NAME(dw_direct_block)(
+    const conv_geom *q, const T *const *xk, const T *gt, int no, T *part) {
+    NAME(vec64) acc[CONV_DWK];
+    UNROLL for (int u = 0; u < no; u++) memcpy(&acc[u], part + u * q->OCg, sizeof acc[u]);
+    for (int64_t oh = 0; oh < q->OH; oh++) {
+        const T *gr = gt + oh * q->OW * q->OCg;
+        const int64_t xo = oh * q->Wp;
+        for (int64_t ow = 0; ow < q->OW; ow++) {
+            NAME(vec64) gv;
+            memcpy(&gv, gr + ow * q->OCg, sizeof gv);
+            UNROLL for (int u = 0; u < no; u++) acc[u] += xk[u][xo + ow] * gv;
+        }
+    }
+    UNROLL for (int u = 0; u < no; u++) memcpy(part + u * q->OCg, &acc[u], sizeof acc[u]);
+}
+static void NAME(dw_direct)(const conv_geom *q, const T *xp, const T *g, T *gt, T *part) {
+    NAME(transpose)(g, q->P, q->OCg, q->P, gt, q->OCg); /* gt (P, OC/G) = G^T */
+    const int64_t KHW = q->KH * q->KW;
+    for (int64_t ob = 0; ob < q->OCg; ob += NAME(DWV))
+        for (int64_t k0 = 0; k0 < q->K; k0 += CONV_DWK) {
+            const T *xk[CONV_DWK];
+            int no = q->K - k0 < CONV_DWK ? (int)(q->K - k0) : CONV_DWK;
+            for (int u = 0; u < no; u++) {
+                int64_t k = k0 + u, c = k / KHW, kh = k / q->KW % q->KH, kw = k % q->KW;
+                xk[u] = xp + c * q->Hp * q->Wp + kh * q->dh * q->Wp + kw * q->dw;
+            }
+            T *pk = part + k0 * q->OCg + ob;
+            if (no == CONV_DWK)
+                NAME(dw_direct_block)(q, xk, gt + ob, CONV_DWK, pk);
+            else
+                for (int u = 0; u < no; u++)
+                    NAME(dw_direct_block)(q, xk + u, gt + ob, 1, pk + u * q->OCg);
+        }
+}
+
+/* Direct weight gradient on the wide layout (the short contractions of the
+ * direct forward: LeNet's conv1, K 25, OC 6), one group of one image. With
+ * xp the group's padded channels (C/G, Hp, Wp), gw (OC/G, L) the upstream
+ * gradient widened (0 past each row's end) and off_t as in direct_fwd,
+ *
+ *   dW[o, t] += sum_{i < L} gw[o, i] xp[off_t + i]
+ *
+ * Pixels in the lanes, with a block of CONV_DWO output channels x CONV_DWT
+ * taps of vector sums in registers over the whole image: per vector of
+ * pixels CONV_DWO + CONV_DWT loads feed CONV_DWO CONV_DWT FMAs, and each sum
+ * is reduced across its lanes once per image. (One load per FMA and a lane
+ * sum per weight ran at half SGEMM's rate.) The last part vector of L is
+ * copied into zeroed vectors: past L, xp may be the end of the input. */
+static inline __attribute__((always_inline)) void NAME(dw_wide_block)(
+    const conv_geom *q, const T *xp, const int64_t *off, int nt, const T *gw, int no,
+    T *part) {
+    enum { V = CONV_TB / sizeof(T) };
+    NAME(vec64) acc[CONV_DWO][CONV_DWT], gv[CONV_DWO], xv[CONV_DWT];
+    UNROLL for (int u = 0; u < no; u++)
+        UNROLL for (int t = 0; t < nt; t++) acc[u][t] = (NAME(vec64)){0};
+    const int64_t L = q->L;
+    int64_t i = 0;
+    for (; i + V <= L; i += V) {
+        UNROLL for (int u = 0; u < no; u++) memcpy(&gv[u], gw + u * L + i, sizeof gv[u]);
+        UNROLL for (int t = 0; t < nt; t++) memcpy(&xv[t], xp + off[t] + i, sizeof xv[t]);
+        UNROLL for (int u = 0; u < no; u++)
+            UNROLL for (int t = 0; t < nt; t++) acc[u][t] += gv[u] * xv[t];
+    }
+    if (i < L) {
+        size_t tail = (size_t)(L - i) * sizeof(T);
+        UNROLL for (int u = 0; u < no; u++) {
+            gv[u] = (NAME(vec64)){0};
+            memcpy(&gv[u], gw + u * L + i, tail);
+        }
+        UNROLL for (int t = 0; t < nt; t++) {
+            xv[t] = (NAME(vec64)){0};
+            memcpy(&xv[t], xp + off[t] + i, tail);
+        }
+        UNROLL for (int u = 0; u < no; u++)
+            UNROLL for (int t = 0; t < nt; t++) acc[u][t] += gv[u] * xv[t];
+    }
+    UNROLL for (int u = 0; u < no; u++)
+        UNROLL for (int t = 0; t < nt; t++) {
+            T a[V], sum = 0;
+            memcpy(a, &acc[u][t], sizeof a);
+            for (int l = 0; l < V; l++) sum += a[l];
+            part[u * q->K + t] += sum;
+        }
+}
+/* part (OC/G, K) += this image's dW */
+static void NAME(dw_wide)(const conv_geom *q, const T *xp, const T *gw, T *part) {
+    int64_t off[CONV_DIRECT_K], K = NAME(direct_offsets)(q, off);
+    int64_t o = 0;
+    for (; o + CONV_DWO <= q->OCg; o += CONV_DWO) {
+        int64_t t = 0;
+        for (; t + CONV_DWT <= K; t += CONV_DWT)
+            NAME(dw_wide_block)(q, xp, off + t, CONV_DWT, gw + o * q->L, CONV_DWO,
+                                part + o * K + t);
+        for (; t < K; t++)
+            NAME(dw_wide_block)(q, xp, off + t, 1, gw + o * q->L, CONV_DWO, part + o * K + t);
+    }
+    for (; o < q->OCg; o++)
+        for (int64_t t = 0; t < K; t++)
+            NAME(dw_wide_block)(q, xp, off + t, 1, gw + o * q->L, 1, part + o * K + t);
+}
+
+/* Direct forward with the output channels in the lanes (stride 1, OC/G a
+ * whole number of vectors: LeNet's conv2, 16 in float32), one group of one
+ * image. With xp the group's padded channels (C/G, Hp, Wp), wt = W^T
+ * (K, OC/G) and tap t = (c, kh, kw) at off_t = c Hp Wp + kh dh Wp + kw dw,
+ *
+ *   yt[oh OW + ow, o] = bias[o] + sum_t xp[off_t + oh Wp + ow] wt[t, o]
+ *   y[o, p] = yt[p, o]                                 y (OC/G, P), yt (P, OC/G)
+ *
+ * A block of n <= CONV_FB pixels of one output row keeps its n sums, a
+ * vector of output channels each, in registers over all K taps: per tap one
+ * load of wt's row, and per pixel a broadcast of the input and an FMA. No
+ * columns are built; for conv2 im2col cost half as much as the SGEMM after
+ * it. n is the same for every block of a call (the row's last block is
+ * shifted back to end at OW, recomputing a few pixels to the same values),
+ * so one of CONV_FB unrolled copies runs. */
+static inline __attribute__((always_inline)) void NAME(fwd_cl_block)(
+    const conv_geom *q, const T *xp, const T *wt, NAME(vec64) b0, int n, T *yt) {
+    NAME(vec64) acc[CONV_FB];
+    UNROLL for (int j = 0; j < n; j++) acc[j] = b0;
+    const T *wk = wt;
+    for (int64_t c = 0; c < q->C / q->G; c++)
+        for (int64_t kh = 0; kh < q->KH; kh++) {
+            const T *xr = xp + c * q->Hp * q->Wp + kh * q->dh * q->Wp;
+            for (int64_t kw = 0; kw < q->KW; kw++, xr += q->dw, wk += q->OCg) {
+                NAME(vec64) wv;
+                memcpy(&wv, wk, sizeof wv);
+                UNROLL for (int j = 0; j < n; j++) acc[j] += xr[j] * wv;
+            }
+        }
+    UNROLL for (int j = 0; j < n; j++) memcpy(yt + j * q->OCg, &acc[j], sizeof acc[j]);
+}
+static inline __attribute__((always_inline)) void NAME(fwd_cl_blocks)(
+    const conv_geom *q, const T *xp, const T *wt, const T *bias, int n, T *yt) {
+    for (int64_t ob = 0; ob < q->OCg; ob += CONV_TB / sizeof(T)) {
+        NAME(vec64) b0 = {0};
+        if (bias) memcpy(&b0, bias + ob, sizeof b0);
+        for (int64_t oh = 0; oh < q->OH; oh++)
+            for (int64_t ow = 0; ow < q->OW; ow += n) {
+                if (ow + n > q->OW) ow = q->OW - n;
+                NAME(fwd_cl_block)(q, xp + oh * q->Wp + ow, wt + ob, b0, n,
+                                   yt + (oh * q->OW + ow) * q->OCg + ob);
+            }
+    }
+}
+static void NAME(fwd_cl)(const conv_geom *q, const T *xp, const T *wt, const T *bias,
+                         T *yt, T *y) {
+    switch (q->OW < CONV_FB ? q->OW : CONV_FB) {
+    case 1: NAME(fwd_cl_blocks)(q, xp, wt, bias, 1, yt); break;
+    case 2: NAME(fwd_cl_blocks)(q, xp, wt, bias, 2, yt); break;
+    case 3: NAME(fwd_cl_blocks)(q, xp, wt, bias, 3, yt); break;
+    case 4: NAME(fwd_cl_blocks)(q, xp, wt, bias, 4, yt); break;
+    case 5: NAME(fwd_cl_blocks)(q, xp, wt, bias, 5, yt); break;
+    case 6: NAME(fwd_cl_blocks)(q, xp, wt, bias, 6, yt); break;
+    case 7: NAME(fwd_cl_blocks)(q, xp, wt, bias, 7, yt); break;
+    case 8: NAME(fwd_cl_blocks)(q, xp, wt, bias, 8, yt); break;
+    case 9: NAME(fwd_cl_blocks)(q, xp, wt, bias, 9, yt); break;
+    case 10: NAME(fwd_cl_blocks)(q, xp, wt, bias, 10, yt); break;
+    case 11: NAME(fwd_cl_blocks)(q, xp, wt, bias, 11, yt); break;
+    case 12: NAME(fwd_cl_blocks)(q, xp, wt, bias, 12, yt); break;
+    }
+    NAME(transpose)(yt, q->OCg, q->P, q->OCg, y, q->P); /* y (OC/G, P) = yt^T */
+}
+
+/* ----------------------------------------- per-image forward and backward */
+
+/* y_b = W @ cols_b + bias, group by group, by q->fwd */
+static void NAME(conv_fwd_image)(const conv_geom *q, const T *xb, const T *w,
+                                 const T *wt, const T *bias, T *yb, T *slot) {
+    conv_slot s = conv_slot_of(q);
+    T *cols = slot + s.cols, *out = q->wide ? slot + s.yw : yb, *xs = slot + s.xp;
+    const int64_t gx = (q->C / q->G) * q->Hp * q->Wp; /* a group's padded channels */
+    const T *xp = xb;
+    switch (q->fwd) {
+    case CONV_FWD_LANES: /* wt: W^T per group, written by conv_fwd */
+        if (q->ph || q->pw) NAME(pad)(q, xb, xs), xp = xs;
+        for (int64_t g = 0; g < q->G; g++)
+            NAME(fwd_cl)(q, xp + g * gx, wt + g * q->K * q->OCg, bias ? bias + g * q->OCg : NULL,
+                         slot + s.gt, yb + g * q->OCg * q->P);
+        return;
+    case CONV_FWD_DIRECT:
+        if (q->padded) NAME(pad)(q, xb, xs), xp = xs;
+        for (int64_t g = 0; g < q->G; g++)
+            NAME(direct_fwd)(q, xp + g * gx, w + g * q->OCg * q->K, bias ? bias + g * q->OCg : NULL,
+                             yb + g * q->OCg * q->P);
+        return;
+    case CONV_FWD_TIGHT:
+        NAME(pad)(q, xb, xs);
+        NAME(im2col_tight)(q, xs, cols);
+        break;
+    case CONV_FWD_WIDE:
+        if (q->padded) NAME(pad)(q, xb, xs), xp = xs;
+        NAME(im2col_wide)(q, xp, cols);
+        break;
+    case CONV_FWD_PLAIN:
+        NAME(im2col)(q, xb, cols);
+        break;
+    }
+    for (int64_t g = 0; g < q->G; g++)
+        NAME(blas_gemm)(false, false, q->OCg, q->L, q->K, w + g * q->OCg * q->K, q->K,
+                        cols + g * q->K * q->L, q->L, 0, out + g * q->OCg * q->L, q->L);
+    if (q->wide) {
+        NAME(unwiden)(q, out, bias, yb);
+    } else if (bias) {
+        for (int64_t oc = 0; oc < q->OC; oc++) {
+            T *d = yb + oc * q->P;
+            SIMD for (int64_t p = 0; p < q->P; p++) d[p] += bias[oc];
+        }
+    }
+}
+/* db_part[oc] += sum_p gb[oc, p] for one image's G (OC, P), read here while the
+ * image's backward has it in cache (a pass over the whole batch's G of its own
+ * read 1.6 MB for LeNet, 2% of the step). Four vector sums: one would be a chain
+ * of dependent adds. */
+static void NAME(bias_part)(const conv_geom *q, const T *gb, T *db_part) {
+    enum { V = CONV_TB / sizeof(T) };
+    for (int64_t oc = 0; oc < q->OC; oc++) {
+        const T *s = gb + oc * q->P;
+        NAME(vec64) a[4] = {{0}, {0}, {0}, {0}}, v;
+        int64_t p = 0;
+        for (; p + 4 * V <= q->P; p += 4 * V)
+            UNROLL for (int u = 0; u < 4; u++) {
+                memcpy(&v, s + p + u * V, sizeof v);
+                a[u] += v;
+            }
+        for (; p + V <= q->P; p += V) {
+            memcpy(&v, s + p, sizeof v);
+            a[0] += v;
+        }
+        T r = 0, lane[V];
+        for (; p < q->P; p++) r += s[p];
+        a[0] += a[1], a[2] += a[3], a[0] += a[2];
+        memcpy(lane, &a[0], sizeof lane);
+        for (int l = 0; l < V; l++) r += lane[l];
+        db_part[oc] += r;
+    }
+}
+/* dw_part += G_b @ cols_b^T by q->dwp (when dw_part); db_part += G_b's row sums
+ * (when db_part); dx_b += col2im(W^T @ G_b) by q->dx (when dxb) */
+static void NAME(conv_bwd_image)(const conv_geom *q, const T *xb, const T *w,
+                                 const T *gb, T *dw_part, T *db_part, T *dxb, T *slot) {
+    conv_slot s = conv_slot_of(q);
+    if (db_part) NAME(bias_part)(q, gb, db_part);
+    T *cols = slot + s.cols, *dcols = slot + s.dcols, *xs = slot + s.xp;
+    const int64_t gx = (q->C / q->G) * q->Hp * q->Wp; /* a group's padded channels */
+    const T *g = gb, *xp = xb;
+    if (q->wide) NAME(widen)(q, gb, slot + s.yw), g = slot + s.yw;
+    if (dw_part) switch (q->dwp) {
+    case CONV_DW_LANES: /* reads the image in place when unpadded */
+        if (q->ph || q->pw) NAME(pad)(q, xb, xs), xp = xs;
+        for (int64_t k = 0; k < q->G; k++)
+            NAME(dw_direct)(q, xp + k * gx, gb + k * q->OCg * q->P, slot + s.gt,
+                            dw_part + k * q->OCg * q->K);
+        break;
+    case CONV_DW_DIRECT:
+        if (q->padded) NAME(pad)(q, xb, xs), xp = xs;
+        for (int64_t k = 0; k < q->G; k++)
+            NAME(dw_wide)(q, xp + k * gx, g + k * q->OCg * q->L, dw_part + k * q->OCg * q->K);
+        break;
+    case CONV_DW_TIGHT:
+    case CONV_DW_WIDE:
+    case CONV_DW_PLAIN:
+        if (q->dwp == CONV_DW_PLAIN) {
+            NAME(im2col)(q, xb, cols);
+        } else {
+            if (q->padded) NAME(pad)(q, xb, xs), xp = xs;
+            if (q->dwp == CONV_DW_TIGHT)
+                NAME(im2col_tight)(q, xp, cols);
+            else
+                NAME(im2col_wide)(q, xp, cols);
+        }
+        for (int64_t k = 0; k < q->G; k++) {
+            const T *gk = g + k * q->OCg * q->L, *ck = cols + k * q->K * q->L;
+            T *pk = dw_part + k * q->OCg * q->K;
+            if (q->dw_t)
+                NAME(blas_gemm)(false, true, q->K, q->OCg, q->L, ck, q->L, gk, q->L, 1, pk, q->OCg);
+            else
+                NAME(blas_gemm)(false, true, q->OCg, q->K, q->L, gk, q->L, ck, q->L, 1, pk, q->K);
+        }
+        break;
+    }
+    if (!dxb) return;
+    for (int64_t k = 0; k < q->G; k++)
+        NAME(blas_gemm)(true, false, q->K, q->L, q->OCg, w + k * q->OCg * q->K, q->K,
+                        g + k * q->OCg * q->L, q->L, 0, dcols + k * q->K * q->L, q->L);
+    switch (q->dx) {
+    case CONV_DX_TIGHT:
+        NAME(col2im_tight)(q, dcols, dxb);
+        break;
+    case CONV_DX_PLAIN:
+        NAME(col2im)(q, dcols, dxb);
+        break;
+    case CONV_DX_WIDE:
+        if (!q->padded) {
+            NAME(col2im_wide)(q, dcols, dxb);
+        } else {
+            T *dxp = slot + s.dxp;
+            for (int64_t i = 0; i < q->C * q->Hp * q->Wp; i++) dxp[i] = 0;
+            NAME(col2im_wide)(q, dcols, dxp);
+            NAME(unpad_acc)(q, dxp, dxb);
+        }
+        break;
+    }
+}
+
+/* ----------------------------------------- the batch: images over threads */
+
+/* Images are split over threads, dW summed by fixed chunks of images (see
+ * conv_kernels.c: the same bits for any thread count). */
+static void NAME(conv_fwd)(const tape_node *n, const conv_geom *q, int threads) {
+    const T *x = n->in[0]->data, *w = n->in[1]->data;
+    const T *bias = n->in[2] ? n->in[2]->data : NULL;
+    T *y = n->out->data, *scratch = n->saved[0]->data;
+    int64_t slot = conv_slot_of(q).total;
+    /* W^T per group (K, OC/G) for the direct kernel, in slot 0, read by all threads */
+    T *wt = scratch + conv_slot_of(q).wt;
+    if (q->fwd == CONV_FWD_LANES)
+        for (int64_t g = 0; g < q->G; g++)
+            for (int64_t o = 0; o < q->OCg; o++)
+                for (int64_t k = 0; k < q->K; k++)
+                    wt[(g * q->K + k) * q->OCg + o] = w[(g * q->OCg + o) * q->K + k];
+    if (threads == 1) { /* no parallel region: its entry and exit cost 0.3-0.5 us */
+        for (int64_t b = 0; b < q->B; b++)
+            NAME(conv_fwd_image)(q, x + b * q->C * q->H * q->W, w, wt, bias,
+                                 y + b * q->OC * q->P, scratch);
+        return;
+    }
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t b = 0; b < q->B; b++)
+        NAME(conv_fwd_image)(q, x + b * q->C * q->H * q->W, w, wt, bias,
+                             y + b * q->OC * q->P, scratch + omp_get_thread_num() * slot);
+}
+/* chunk c's images, their dW and db into part c: (wsize) dW then (OC) db */
+static void NAME(conv_bwd_chunk)(const conv_geom *q, const T *x, const T *w, const T *g,
+                                 T *parts, bool dw, bool db, T *dx, int64_t wsize,
+                                 int64_t c, T *slot) {
+    T *pc = parts ? parts + c * (wsize + q->OC) : NULL;
+    for (int64_t b = c * CONV_CHUNK; b < q->B && b < (c + 1) * CONV_CHUNK; b++)
+        NAME(conv_bwd_image)(q, x + b * q->C * q->H * q->W, w, g + b * q->OC * q->P,
+                             dw ? pc : NULL, db ? pc + wsize : NULL,
+                             dx ? dx + b * q->C * q->H * q->W : NULL, slot);
+}
+static void NAME(conv_bwd)(const tape_node *n, const conv_geom *q, int threads,
+                           tensor *const *gin, void *scratch_, void *parts_) {
+    T *scratch = scratch_, *parts = parts_;
+    const T *x = n->in[0]->data, *w = n->in[1]->data, *g = n->out->grad->data;
+    T *dx = gin[0] ? gin[0]->data : NULL;
+    int64_t slot = conv_slot_of(q).total, wsize = n->in[1]->size;
+    int64_t chunks = (q->B + CONV_CHUNK - 1) / CONV_CHUNK;
+    if (threads == 1)
+        for (int64_t c = 0; c < chunks; c++)
+            NAME(conv_bwd_chunk)(q, x, w, g, parts, gin[1], gin[2], dx, wsize, c, scratch);
+    else
+        #pragma omp parallel for num_threads(threads) schedule(static)
+        for (int64_t c = 0; c < chunks; c++)
+            NAME(conv_bwd_chunk)(q, x, w, g, parts, gin[1], gin[2], dx, wsize, c,
+                                 scratch + omp_get_thread_num() * slot);
+    if (gin[2]) /* chunk sums in chunk order: the same bits for any thread count */
+        for (int64_t c = 0; c < chunks; c++)
+            for (int64_t o = 0; o < q->OC; o++)
+                ((T *)gin[2]->data)[o] += parts[c * (wsize + q->OC) + wsize + o];
+    if (!gin[1]) return;
+    T *dw = gin[1]->data;
+    for (int64_t c = 0; c < chunks; c++) {
+        const T *pc = parts + c * (wsize + q->OC);
+        if (!q->dw_t) {
+            SIMD for (int64_t i = 0; i < wsize; i++) dw[i] += pc[i];
+            continue;
+        }
+        for (int64_t k = 0; k < q->G; k++) /* part k is (K, OC/G) */
+            for (int64_t o = 0; o < q->OCg; o++) {
+                T *d = dw + (k * q->OCg + o) * q->K;
+                const T *src = pc + k * q->OCg * q->K + o;
+                for (int64_t i = 0; i < q->K; i++) d[i] += src[i * q->OCg];
+            }
+    }
+}
