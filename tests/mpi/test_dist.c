@@ -22,8 +22,8 @@
  * two trainings stay together at rounding level over 200 steps (1e-9
  * relative; 5e-15 measured). Float32 is checked after one step only: over
  * tens of steps a float32 LeNet-5 run amplifies ANY rounding difference (the
- * one-process float32 run leaves the float64 one by 2.6e-3 in loss by step 30
- * steps), so a longer float32 comparison measures training's sensitivity to
+ * one-process float32 run leaves the float64 one by 2.6e-3 in loss by step
+ * 30), so a longer float32 comparison measures training's sensitivity to
  * rounding, not the reduction (docs/distributed.md gives the figures).
  */
 #include <math.h>
