@@ -200,6 +200,10 @@ while [ "$r" -lt "$rounds" ]; do
                     "peer_run $isa.step.$b.$th step_ms '$peers/lenet5_torch.py' --batch $b --threads $th --steps $qs"
             done
         done
+        for th in 1 2; do
+            pair "$r" "proj $isa.lstm.$th ms '$build/bench/lstm_step' --threads $th --steps 20" \
+                "peer_run $isa.lstm.$th step_ms '$peers/chargpt_torch.py' --model lstm --time --threads $th --steps 20"
+        done
         for s in 1 1024; do
             pair "$r" "proj $isa.tape.$s 'fwd_ns bwd_ns' '$build/bench/tape_overhead' --size $s" \
                 "peer_run $isa.tape.$s 'forward_ns_per_node backward_ns_per_node' '$peers/tape_overhead_torch.py' --size $s"
@@ -237,6 +241,10 @@ for isa in $isas; do
             fi
             out "lenet5_step $at batch=$b threads=$th ms=$p$extra" "torch_ms=$q ratio=$(ratio "$p" "$q")"
         done
+    done
+    for th in 1 2; do
+        p=$(med "$tmp/$isa.lstm.$th.p.ms") q=$(med "$tmp/$isa.lstm.$th.q.step_ms")
+        out "lstm_step $at batch=16 context=64 threads=$th ms=$p" "torch_ms=$q ratio=$(ratio "$p" "$q")"
     done
     for s in 1 1024; do
         pf=$(med "$tmp/$isa.tape.$s.p.fwd_ns") pb=$(med "$tmp/$isa.tape.$s.p.bwd_ns")

@@ -308,6 +308,15 @@ tensor *tensor_batch_norm(tensor *x, tensor *weight, tensor *bias, tensor *runni
 /* Normalises over the last normalized_ndim dims; weight/bias of that shape or NULL. */
 tensor *tensor_layer_norm(tensor *x, int normalized_ndim, tensor *weight, tensor *bias, double eps);
 tensor *tensor_embedding(tensor *index, tensor *weight); /* index I64 any shape, weight [N, D] */
+/* Scaled dot-product attention, one fused op: softmax(q k^T / sqrt(D)) v
+ * over the allowed keys, q [.., Tq, D], k [.., Tk, D], v [.., Tk, Dv] with the
+ * same batch dims -> [.., Tq, Dv]. mask (NULL or any dtype, nonzero =
+ * excluded) broadcasts to [.., Tq, Tk]; causal excludes key j > query i
+ * (top-left aligned, as PyTorch's is_causal). dropout_p in [0, 1) drops
+ * attention weights with a mask drawn from g (NULL allowed when dropout_p is
+ * 0). A query with no allowed key gets a zero row and zero gradients. */
+tensor *tensor_scaled_dot_product_attention(tensor *q, tensor *k, tensor *v, tensor *mask,
+                                            bool causal, double dropout_p, rng *g);
 
 /* losses */
 typedef enum { REDUCTION_MEAN = 0, REDUCTION_SUM = 1, REDUCTION_NONE = 2 } reduction;
@@ -652,6 +661,89 @@ typedef struct nn_embedding {
 } nn_embedding;
 int nn_embedding_init(nn_embedding *l, nn_model *m, const char *prefix, int64_t num, int64_t dim);
 tensor *nn_embedding_forward(const nn_embedding *l, tensor *index);
+
+/* Recurrent layers (nn/rnn.c): PyTorch's RNN (tanh), GRU and LSTM, one
+ * layer, one direction. Gates stacked in PyTorch's order along the rows of
+ * the weights: LSTM i, f, g, o (G = 4); GRU r, z, n (G = 3) with
+ * n = tanh(W_in x + b_in + r * (W_hn h + b_hn)); RNN G = 1. Weights
+ * W_ih [G*H, I], W_hh [G*H, H], biases [G*H], all U(-1/sqrt(H), 1/sqrt(H))
+ * from the model's generator. A cell (nn_rnn_cell_init) registers
+ * prefix.weight_ih, .weight_hh, .bias_ih, .bias_hh (torch's RNNCell,
+ * GRUCell, LSTMCell); a layer (nn_rnn_init) adds torch's "_l0"
+ * (prefix.weight_ih_l0, ...), so checkpoints load into torch's modules. */
+typedef enum { NN_RNN_TANH = 0, NN_RNN_GRU = 1, NN_RNN_LSTM = 2 } nn_rnn_mode;
+typedef struct nn_rnn {
+    nn_model *model;
+    nn_rnn_mode mode;
+    int64_t input_size, hidden_size;
+    bool batch_first;       /* layer input [B, T, I] and output [B, T, H] */
+    tensor *weight_ih, *weight_hh, *bias_ih, *bias_hh; /* biases NULL without bias */
+} nn_rnn;
+int nn_rnn_cell_init(nn_rnn *l, nn_model *m, const char *prefix, nn_rnn_mode mode, int64_t input,
+                     int64_t hidden, bool bias);
+int nn_rnn_init(nn_rnn *l, nn_model *m, const char *prefix, nn_rnn_mode mode, int64_t input,
+                int64_t hidden, bool bias, bool batch_first);
+/* One step: x [B, I], h [B, H] (NULL: zeros), c [B, H] for LSTM (NULL:
+ * zeros; must be NULL for RNN and GRU). Sets *h_out and, if c_out is not
+ * NULL, *c_out (LSTM's new cell state, else NULL), TAPE-OWNED [B, H].
+ * Returns 0, or -1 with a message naming the layer and the shapes. */
+int nn_rnn_cell_forward(const nn_rnn *l, tensor *x, tensor *h, tensor *c, tensor **h_out,
+                        tensor **c_out);
+/* A whole sequence: x [T, B, I] ([B, T, I] with batch_first), h0 and c0
+ * [1, B, H] or [B, H] (NULL: zeros; c0 only for LSTM). Sets *out, the
+ * hidden state of every step, [T, B, H] ([B, T, H]), and when not NULL
+ * *h_n and *c_n, the last states [1, B, H] (*c_n NULL but for LSTM); all
+ * TAPE-OWNED. Returns 0, or -1 with a message. */
+int nn_rnn_forward(const nn_rnn *l, tensor *x, tensor *h0, tensor *c0, tensor **out,
+                   tensor **h_n, tensor **c_n);
+
+/* Transformer layers (nn/attention.c). Inputs are batch-first [B, T, E];
+ * masks are NULL or broadcast to the scores [B, H, Tq, Tk], nonzero meaning
+ * "excluded" (PyTorch's boolean attn_mask convention for MultiheadAttention).
+ * Multi-head attention: PyTorch's nn.MultiheadAttention parameters
+ * prefix.in_proj_weight [3E, E] (rows W_q, W_k, W_v), prefix.in_proj_bias
+ * [3E], prefix.out_proj.weight [E, E], prefix.out_proj.bias [E], with its
+ * init (xavier_uniform in_proj_weight, zero biases). dropout applies to the
+ * attention weights in train mode, drawn from the model's rng. */
+typedef struct nn_multihead_attention {
+    nn_model *model;
+    tensor *in_proj_weight, *in_proj_bias, *out_proj_weight, *out_proj_bias;
+    int64_t embed_dim, num_heads;   /* head dim embed_dim / num_heads */
+    bool causal;
+    double dropout;
+} nn_multihead_attention;
+int nn_multihead_attention_init(nn_multihead_attention *l, nn_model *m, const char *prefix,
+                                int64_t embed_dim, int64_t num_heads, bool causal, double dropout);
+/* query [B, Tq, E], key and value [B, Tk, E] (self-attention: x three times). */
+tensor *nn_multihead_attention_forward(const nn_multihead_attention *l, tensor *query, tensor *key,
+                                       tensor *value, tensor *mask);
+/* Pre-LayerNorm block (GPT-2): x + attn(ln1(x)), then x + out(gelu(fc(ln2(x)))),
+ * fc [4E, E], out [E, 4E]. Parameters prefix.ln1.weight/bias, prefix.ln2.*,
+ * prefix.qkv.weight [3E, E] / .bias (attention's in_proj), prefix.proj.weight /
+ * .bias (its out_proj), prefix.fc.*, prefix.out.*, all with nn.Linear's and
+ * nn.LayerNorm's init. gelu_tanh (default true) selects GELU's tanh form. */
+typedef struct nn_transformer_block {
+    nn_model *model;
+    nn_layernorm ln1, ln2;
+    nn_multihead_attention attn;
+    nn_linear fc, out;
+    bool gelu_tanh;
+} nn_transformer_block;
+int nn_transformer_block_init(nn_transformer_block *l, nn_model *m, const char *prefix,
+                              int64_t embed_dim, int64_t num_heads, bool causal, double dropout);
+tensor *nn_transformer_block_forward(const nn_transformer_block *l, tensor *x, tensor *mask);
+/* Position embedding: y = x + P[0:T] for x [.., T, dim], T <= max_len.
+ * Learned: parameter prefix.weight [max_len, dim], N(0, 1) (nn.Embedding's).
+ * Sinusoidal: buffer prefix.pe [max_len, dim], P[t, 2i] = sin(t w_i),
+ * P[t, 2i+1] = cos(t w_i), w_i = 10000^(-2i/dim); no gradient. */
+typedef struct nn_pos_embedding {
+    nn_model *model;
+    tensor *weight;         /* the parameter or the buffer */
+    bool sinusoidal;
+} nn_pos_embedding;
+int nn_pos_embedding_init(nn_pos_embedding *l, nn_model *m, const char *prefix, int64_t max_len,
+                          int64_t dim, bool sinusoidal);
+tensor *nn_pos_embedding_forward(const nn_pos_embedding *l, tensor *x);
 
 /* ------------------------------------------------------------ LeNet-5
  * conv(1->6, 5x5, pad 2) relu maxpool2, conv(6->16, 5x5) relu maxpool2,

@@ -7,7 +7,9 @@
  * The checker then perturbs those tensors in place (tg_gradcheck_in_place) and
  * calls the loss code through ctx. Afterwards every struct is copied back
  * from its saved image and the copies are freed: the model is bit-identical,
- * including its rng, which dropout draws from. */
+ * including its rng, which dropout draws from. A tied parameter (one tensor
+ * registered under two names) is swapped and restored once; the checker
+ * sees it under both numbers, each with the gradient of all its uses. */
 #include <string.h>
 
 #include "../autograd/internal.h"
@@ -71,6 +73,14 @@ static int swap_in(tensor *t, tensor *saved) {
     return 0;
 }
 
+/* The first position of in[i] among in[0..i]: a tied parameter (one tensor
+ * under two names) is swapped, and restored, once. */
+static int first_of(tensor *const *in, int i) {
+    int j = 0;
+    while (in[j] != in[i]) j++;
+    return j;
+}
+
 static void swap_out(tensor *t, const tensor *saved) {
     if (t->grad != saved->grad) tensor_free(t->grad); /* made by the check's backward */
     if (t->data != saved->data) tg_mem_free(t->data);
@@ -88,7 +98,7 @@ int gradcheck_model(nn_model *m, gradcheck_fn fn, void *ctx, tensor *const *batc
     for (; swapped < n_state && rc == 0; swapped++) {
         in[swapped] = swapped < m->n_params ? m->params[swapped]
                                             : m->buffers[swapped - m->n_params];
-        rc = swap_in(in[swapped], &saved[swapped]);
+        if (first_of(in, swapped) == swapped) rc = swap_in(in[swapped], &saved[swapped]);
     }
     if (rc) swapped--; /* the failed one kept its struct */
     for (int b = 0; b < n_batch && rc == 0; b++, converted++) {
@@ -102,12 +112,20 @@ int gradcheck_model(nn_model *m, gradcheck_fn fn, void *ctx, tensor *const *batc
             for (int i = 0; i < m->n_params; i++) o.check_mask |= 1u << i;
             if (n_batch > 0) o.check_mask |= 1u << n_state;
         }
+        /* a tied tensor is one leaf under several numbers: checked under all
+         * of them or none (each number then sees the sum of every use) */
+        for (int i = 0; i < n_state; i++) {
+            int f = first_of(in, i);
+            if (f != i && ((o.check_mask >> i | o.check_mask >> f) & 1))
+                o.check_mask |= 1u << i | 1u << f;
+        }
         model_call mc = {fn, ctx, n_state, n_batch};
         rc = tg_gradcheck_in_place(model_loss, &mc, in, n, &o, report);
     }
     for (int b = 0; b < converted; b++)
         if (in[n_state + b] != batch[b]) tensor_free(in[n_state + b]);
-    for (int i = 0; i < swapped; i++) swap_out(in[i], &saved[i]);
+    for (int i = 0; i < swapped; i++)
+        if (first_of(in, i) == i) swap_out(in[i], &saved[i]);
     m->rng = rng_before;
     return rc;
 }

@@ -46,7 +46,7 @@ done
 if [ -z "$leaked" ]; then ok; else bad "exported but not in tapegrad.h:$leaked"; fi
 
 # The static library cannot hide its internals, so each carries the tg_
-# prefix: a program's own dtype_name or error_set links beside them.
+# prefix: a program's own tg_dtype_name or tg_error_set links beside them.
 unprefixed=""
 for s in $(nm -g --defined-only "$lib/libtapegrad.a" 2>/dev/null | awk 'NF == 3 {print $3}' | sort -u); do
     case "$s" in tg_*) continue ;; esac
@@ -55,7 +55,7 @@ done
 if [ -z "$unprefixed" ]; then ok; else bad "internal names without the tg_ prefix:$unprefixed"; fi
 
 # Test hooks (tests link build/libtapegrad-test.a) are in neither library.
-hooks=$(nm "$lib/libtapegrad.a" "$lib/libtapegrad.so" 2>/dev/null | grep -E 'mem_fail_after|arena_set_poison' || true)
+hooks=$(nm "$lib/libtapegrad.a" "$lib/libtapegrad.so" 2>/dev/null | grep -E 'tg_mem_fail_after|tg_arena_set_poison' || true)
 if [ -z "$hooks" ]; then ok; else bad "test hooks in the installed library: $hooks"; fi
 
 echo "install: $passed passed, $failed failed"

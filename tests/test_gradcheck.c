@@ -144,7 +144,8 @@ START_TEST(test_correct_ops_pass_100_seeds) {
     static const char *names[] = {"add",   "mul",        "div",       "matmul",    "sum",
                                   "mean",  "relu",       "abs",       "clamp",     "maximum",
                                   "max",   "max_pool2d", "softmax",   "dropout",   "dropout2d",
-                                  "hinge_loss", "cross_entropy", "conv2d"};
+                                  "hinge_loss", "cross_entropy", "conv2d",
+                                  "scaled_dot_product_attention"};
     for (size_t j = 0; j < sizeof names / sizeof names[0]; j++) {
         const op_def *op = op_find(names[j]);
         ck_assert_msg(op != NULL, "op %s is not registered", names[j]);

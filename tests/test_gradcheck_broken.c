@@ -810,6 +810,75 @@ START_TEST(test_caught_factor_1001_conv) {
 }
 END_TEST
 
+/* attention: scaled_dot_product_attention's gradients (q, k and v) 1.001
+ * times too large, causal with a key-padding mask, inside a chain: q comes
+ * through tanh (node 0), so the broken node is node 1 */
+static tensor *sdpa_mask;
+static tensor *attention_graph(tensor *const *in) {
+    tensor *y = tensor_scaled_dot_product_attention(tensor_tanh(in[0]), in[1], in[2], sdpa_mask,
+                                                    true, 0, NULL);
+    return tensor_sum_all(tensor_mul(y, in[3]));
+}
+START_TEST(test_caught_factor_1001_attention) {
+    wrong_factor = 1.001, wrong_element = -1;
+    sdpa_mask = tensor_from_doubles(DTYPE_I64, SHAPE(2, 1, 1, 5), (double[]){0, 0, 0, 1, 1, 0, 0, 1, 0, 0});
+    tensor *in[4] = {rand_leaf(78, SHAPE(2, 2, 5, 4)), rand_leaf(79, SHAPE(2, 2, 5, 4)),
+                     rand_leaf(80, SHAPE(2, 2, 5, 3)), rand_leaf(81, SHAPE(2, 2, 5, 3))};
+    gradcheck_report r;
+    check_small("scaled_dot_product_attention", attention_graph, in, 4, 1, &r);
+    ck_assert(!r.input[0].passed && !r.input[1].passed && !r.input[2].passed);
+    ck_assert_str_eq(r.bad_node_desc,
+                     "scaled_dot_product_attention [2,2,5,4] * [2,2,5,4] * [2,2,5,3] * [2,1,1,5]");
+    gradcheck_report_free(&r);
+    free_all(in, 4);
+    tensor_free(sdpa_mask);
+    sdpa_mask = NULL;
+}
+END_TEST
+
+/* attention under dropout: dP scaled by 1 / (1 - p) everywhere instead of by
+ * the dropout mask (the dropped weights' gradients let through). Without
+ * dropout the broken vjp is the real one and passes; with it, it is caught
+ * at the attention node. */
+static void sdpa_vjp_dropout_mask_forgotten(tape_node *n, tensor *const *gin) {
+    tape_node m = *n;
+    const tensor *M = n->saved[1]; /* the dropout mask, NULL without dropout */
+    if (M) {
+        tensor *all = tg_tensor_tape_new(DTYPE_F64, M->ndim, M->shape);
+        for (int64_t e = 0; e < all->size; e++) ((double *)all->data)[e] = 1 / (1 - n->fp[1]);
+        m.saved[1] = all;
+    }
+    real_vjp(&m, gin);
+}
+static double sdpa_p;
+static tensor *attention_dropout_graph(tensor *const *in) {
+    rng g;
+    rng_seed(&g, 11, 1); /* the same mask on every call */
+    tensor *y = tensor_scaled_dot_product_attention(in[0], in[1], in[2], NULL, false, sdpa_p, &g);
+    return tensor_sum_all(tensor_mul(y, in[3]));
+}
+START_TEST(test_caught_attention_ignoring_dropout_mask) {
+    real_vjp = op_find("scaled_dot_product_attention")->vjp;
+    bad_small = broken("scaled_dot_product_attention", sdpa_vjp_dropout_mask_forgotten);
+    small_op = "scaled_dot_product_attention";
+    small_graph = attention_dropout_graph;
+    tensor *in[4] = {rand_leaf(82, SHAPE(2, 4, 3)), rand_leaf(83, SHAPE(2, 6, 3)),
+                     rand_leaf(84, SHAPE(2, 6, 2)), rand_leaf(85, SHAPE(2, 4, 2))};
+    gradcheck_report r;
+    sdpa_p = 0;
+    ck_assert_int_eq(gradcheck(small_fn, NULL, in, 4, NULL, &r), 0);
+    ck_assert_msg(r.passed, "%s", r.message);
+    gradcheck_report_free(&r);
+    sdpa_p = 0.3;
+    ck_assert_int_eq(gradcheck(small_fn, NULL, in, 4, NULL, &r), 0);
+    assert_caught(&r, 0, "scaled_dot_product_attention [2,4,3] * [2,6,3] * [2,6,2]");
+    ck_assert(!r.input[0].passed && !r.input[1].passed);
+    ck_assert(r.input[2].passed); /* dv uses the saved dropped weights: right */
+    gradcheck_report_free(&r);
+    free_all(in, 4);
+}
+END_TEST
+
 /* wrong only in float32: batch_norm's gradients 1.001 times too large in its
  * float32 kernel; float64 (what gradcheck runs) is right */
 static void vjp_scaled_in_float32(tape_node *n, tensor *const *gin) {
@@ -866,6 +935,8 @@ Suite *broken_suite(void) {
     tcase_add_test(tc, test_caught_one_wrong_element_sequence);
     tcase_add_test(tc, test_caught_one_wrong_element_compare);
     tcase_add_test(tc, test_caught_factor_1001_conv);
+    tcase_add_test(tc, test_caught_factor_1001_attention);
+    tcase_add_test(tc, test_caught_attention_ignoring_dropout_mask);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,455 @@
+/* attention.c - scaled dot-product attention as one fused op: scores,
+ * masked softmax, dropout on the weights and the weighted sum of values in
+ * one forward, and its vjp written by hand beside it.
+ *
+ * Shapes: q [.., Tq, D], k [.., Tk, D], v [.., Tk, Dv], with the same batch
+ * dims [..] (B of them in all, flattened) for the three; the output is
+ * [.., Tq, Dv]. The mask is optional, of any dtype, nonzero meaning "excluded"
+ * (as masked_fill reads it), and broadcasts to the scores [.., Tq, Tk].
+ *
+ * Composed from transpose, matmul, scaling, masked_fill, softmax, dropout
+ * and matmul, attention records a node per step and keeps a [B, Tq, Tk]
+ * tensor for most of them; here the forward keeps only the probabilities P
+ * (and, with dropout, the mask and the dropped weights), and the backward
+ * needs no recomputation (4x faster forward and backward at a GPT's shapes,
+ * [16, 4, 64, 32] causal float32). The dropout mask is
+ * drawn by the builder from the caller's generator, like tensor_dropout's,
+ * so forward is pure and a replay by the checker reuses it. */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "blas.h"
+
+extern const op_def tg_ops_attention[];
+/* The attention family: index of each op in tg_ops_attention, its entry below. */
+enum { SDPA, N_ATTENTION_OPS };
+#define OP(i) (&tg_ops_attention[i])
+
+/* The node's layout.
+ *   in:    q, k, v, mask (or NULL)
+ *   ip:    [0] causal, [1] B, [2] Tq, [3] Tk, [4] D, [5] Dv
+ *   fp:    [0] scale = 1 / sqrt(D), [1] dropout_p
+ *   saved: [0] P [B, Tq, Tk] (q's dtype): the softmax weights, 0 where excluded
+ *          [1] M [B, Tq, Tk] (float64) dropout mask, keep / (1 - p), or NULL
+ *          [2] W [B, Tq, Tk] (q's dtype) = P * M, the weights used, or NULL
+ *          [3] the mask's offsets: int64 [B] + strides [2] (mask given) or NULL */
+enum { SAVED_P, SAVED_DROP, SAVED_W, SAVED_MASK };
+
+/* Truth of element off of a mask of any dtype (nonzero, NaN included, excludes). */
+static inline bool mask_truth(const tensor *t, int64_t off) {
+    switch (t->dtype) {
+    case DTYPE_F32: return ((const float *)t->data)[off] != 0;
+    case DTYPE_F64: return ((const double *)t->data)[off] != 0;
+    default: return ((const int64_t *)t->data)[off] != 0;
+    }
+}
+
+/* The keys query i of matrix b may attend to: j < *end (causal: j <= i, the
+ * top-left aligned triangle, as PyTorch's is_causal, so with Tq != Tk query
+ * i still sees keys 0..i), and, with a mask, not excluded by it. Returns the
+ * mask's row (offset and stride in *at, *step) or false without a mask. */
+static inline bool sdpa_row(const tape_node *n, int64_t b, int64_t i, int64_t *end, int64_t *at,
+                            int64_t *step) {
+    const int64_t Tk = n->ip[3];
+    *end = n->ip[0] && i + 1 < Tk ? i + 1 : Tk;
+    if (!n->in[3]) return false;
+    const int64_t *off = n->saved[SAVED_MASK]->data, B = n->ip[1];
+    *at = off[b] + i * off[B];
+    *step = off[B + 1];
+    return true;
+}
+
+/* --------------------------------------------------------------------------
+ * Per matrix b, with s = 1 / sqrt(D) and A the allowed (i, j):
+ *
+ *   forward                                     shapes
+ *     S = s Q K^T                               [Tq, Tk]  (one GEMM, into P)
+ *     P_ij = exp(S_ij - m_i) / l_i on A, else 0 [Tq, Tk]
+ *            m_i = max_{j in A} S_ij, l_i = sum_{j in A} exp(S_ij - m_i)
+ *     W = P * M   (M: dropout mask; W = P without dropout)
+ *     O = W V                                   [Tq, Dv]  (one GEMM)
+ *
+ *   backward, G = dL/dO [Tq, Dv]
+ *     dV += W^T G                               [Tk, Dv]
+ *     dW  = G V^T                               [Tq, Tk]
+ *     dP  = dW * M
+ *     dS_ij = P_ij (dP_ij - sum_k P_ik dP_ik)   (softmax's vjp, row by row)
+ *     dQ += s dS K                              [Tq, D]
+ *     dK += s dS^T Q                            [Tk, D]
+ *
+ * An excluded (i, j) has P_ij = 0, hence dS_ij = 0 and W_ij = 0: it passes
+ * exactly nothing to q_i, k_j or v_j. A row with no allowed key (all of it
+ * masked) has P = 0: its output is 0 and its gradients are 0 (PyTorch gives
+ * NaN there); a NaN score still gives its row NaN. The softmax denominator
+ * and the row sums of the backward run in float64 for both dtypes, the
+ * exponentials in the dtype's own precision. Causal rows stop at their last
+ * key: past it P = 0 is written, never computed. */
+#define SDPA_KERNELS(T)                                                                     \
+    /* forward of matrix b: P_b, and O_b (W_b too, with dropout) */                         \
+    static void sdpa_fwd_##T(tape_node *n, int64_t b) {                                     \
+        const int64_t Tq = n->ip[2], Tk = n->ip[3], D = n->ip[4], Dv = n->ip[5];            \
+        const T *Qb = (const T *)n->in[0]->data + b * Tq * D;                               \
+        const T *Kb = (const T *)n->in[1]->data + b * Tk * D;                               \
+        const T *Vb = (const T *)n->in[2]->data + b * Tk * Dv;                              \
+        T *Pb = (T *)n->saved[SAVED_P]->data + b * Tq * Tk;                                 \
+        const T s = (T)n->fp[0];                                                            \
+        /* S (Tq, Tk) = Q (Tq, D) K^T (D, Tk), unscaled, into P */                          \
+        blas_gemm_##T(false, true, Tq, Tk, D, Qb, D, Kb, D, 0, Pb, Tk);                     \
+        for (int64_t i = 0; i < Tq; i++) {                                                  \
+            T *row = Pb + i * Tk;                                                           \
+            int64_t end, at = 0, step = 0;                                                  \
+            const bool masked = sdpa_row(n, b, i, &end, &at, &step);                        \
+            T mx = -INFINITY; /* max of the allowed raw scores (s > 0 keeps the order) */   \
+            bool any = false;                                                               \
+            for (int64_t j = 0; j < end; j++) {                                             \
+                if (masked && mask_truth(n->in[3], at + j * step)) continue;                \
+                any = true;                                                                 \
+                if (row[j] > mx) mx = row[j];                                               \
+            }                                                                               \
+            double l = 0;                                                                   \
+            if (!any) end = 0; /* nothing allowed (or Tk = 0): a zero row */                \
+            for (int64_t j = 0; j < end; j++) {                                             \
+                T e = masked && mask_truth(n->in[3], at + j * step) ? 0                     \
+                                                                    : EXP_##T(s * (row[j] - mx)); \
+                row[j] = e;                                                                 \
+                l += e;                                                                     \
+            }                                                                               \
+            const T inv = end ? (T)(1 / l) : 0;                                             \
+            for (int64_t j = 0; j < end; j++) row[j] *= inv;                                \
+            for (int64_t j = end; j < Tk; j++) row[j] = 0;                                  \
+        }                                                                                   \
+        const T *Wb = Pb;                                                                   \
+        if (n->saved[SAVED_DROP]) {                                                         \
+            const double *Mb = (const double *)n->saved[SAVED_DROP]->data + b * Tq * Tk;    \
+            T *Wd = (T *)n->saved[SAVED_W]->data + b * Tq * Tk;                             \
+            for (int64_t e = 0; e < Tq * Tk; e++) Wd[e] = (T)(Pb[e] * Mb[e]);               \
+            Wb = Wd;                                                                        \
+        }                                                                                   \
+        /* O (Tq, Dv) = W (Tq, Tk) V (Tk, Dv) */                                            \
+        blas_gemm_##T(false, false, Tq, Dv, Tk, Wb, Tk, Vb, Dv, 0,                          \
+                      (T *)n->out->data + b * Tq * Dv, Dv);                                 \
+    }                                                                                       \
+    /* backward of matrix b into its own rows of dQ, dK, dV; dS: a (Tq, Tk) scratch */      \
+    static void sdpa_bwd_##T(tape_node *n, tensor *const *gin, int64_t b, T *dS) {          \
+        const int64_t Tq = n->ip[2], Tk = n->ip[3], D = n->ip[4], Dv = n->ip[5];            \
+        const T *Qb = (const T *)n->in[0]->data + b * Tq * D;                               \
+        const T *Kb = (const T *)n->in[1]->data + b * Tk * D;                               \
+        const T *Vb = (const T *)n->in[2]->data + b * Tk * Dv;                              \
+        const T *Pb = (const T *)n->saved[SAVED_P]->data + b * Tq * Tk;                     \
+        const T *Gb = (const T *)n->out->grad->data + b * Tq * Dv;                          \
+        const double *Mb = n->saved[SAVED_DROP]                                             \
+                               ? (const double *)n->saved[SAVED_DROP]->data + b * Tq * Tk   \
+                               : NULL;                                                      \
+        const T *Wb = Mb ? (const T *)n->saved[SAVED_W]->data + b * Tq * Tk : Pb;           \
+        const T s = (T)n->fp[0];                                                            \
+        if (gin[2]) /* dV (Tk, Dv) += W^T (Tk, Tq) G (Tq, Dv) */                            \
+            blas_gemm_##T(true, false, Tk, Dv, Tq, Wb, Tk, Gb, Dv, 1,                       \
+                          (T *)gin[2]->data + b * Tk * Dv, Dv);                             \
+        if (!gin[0] && !gin[1]) return;                                                     \
+        /* dW (Tq, Tk) = G (Tq, Dv) V^T (Dv, Tk) */                                         \
+        blas_gemm_##T(false, true, Tq, Tk, Dv, Gb, Dv, Vb, Dv, 0, dS, Tk);                  \
+        for (int64_t i = 0; i < Tq; i++) {                                                  \
+            const T *p = Pb + i * Tk;                                                       \
+            T *d = dS + i * Tk;                                                             \
+            /* P = 0 past the causal end: dS = 0 there, nothing to compute */              \
+            const int64_t end = n->ip[0] && i + 1 < Tk ? i + 1 : Tk;                        \
+            if (Mb)                                                                         \
+                for (int64_t j = 0; j < end; j++) d[j] = (T)(d[j] * Mb[i * Tk + j]);        \
+            double dot = 0;                                                                 \
+            for (int64_t j = 0; j < end; j++) dot += (double)p[j] * d[j];                   \
+            const T td = (T)dot;                                                            \
+            for (int64_t j = 0; j < end; j++) d[j] = s * p[j] * (d[j] - td);               \
+            for (int64_t j = end; j < Tk; j++) d[j] = 0;                                    \
+        }                                                                                   \
+        if (gin[0]) /* dQ (Tq, D) += s dS (Tq, Tk) K (Tk, D), s already in dS */            \
+            blas_gemm_##T(false, false, Tq, D, Tk, dS, Tk, Kb, D, 1,                        \
+                          (T *)gin[0]->data + b * Tq * D, D);                               \
+        if (gin[1]) /* dK (Tk, D) += s dS^T (Tk, Tq) Q (Tq, D) */                           \
+            blas_gemm_##T(true, false, Tk, D, Tq, dS, Tk, Qb, D, 1,                         \
+                          (T *)gin[1]->data + b * Tk * D, D);                               \
+    }
+#define EXP_float expf
+#define EXP_double exp
+SDPA_KERNELS(float)
+SDPA_KERNELS(double)
+
+/* The B matrices are independent in both directions (q, k and v share their
+ * batch dims, so matrix b writes only its own rows of every gradient): large
+ * nodes split them across threads in static blocks, each thread with its own
+ * scratch, and the result does not depend on the thread count. OpenBLAS stays
+ * on one thread meanwhile. */
+static int sdpa_threads(const tape_node *n) {
+    const int64_t B = n->ip[1], work = B * n->ip[3] * (n->ip[2] + n->ip[4] + n->ip[5]);
+    int t = parallel_pays(work) ? tapegrad_threads() : 1;
+    return t > B ? (int)(B > 0 ? B : 1) : t;
+}
+static int blas_hold(int threads) {
+    int was = openblas_get_num_threads();
+    if (threads > 1 && was > 1) openblas_set_num_threads(1);
+    return was;
+}
+static void blas_release(int threads, int was) {
+    if (threads > 1 && was > 1) openblas_set_num_threads(was);
+}
+
+static void sdpa_forward(tape_node *n) {
+    const int64_t B = n->ip[1];
+    const bool f32 = n->out->dtype == DTYPE_F32;
+    const int threads = sdpa_threads(n);
+    if (threads == 1) {
+        for (int64_t b = 0; b < B; b++) f32 ? sdpa_fwd_float(n, b) : sdpa_fwd_double(n, b);
+        return;
+    }
+    const int was = blas_hold(threads);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t b = 0; b < B; b++) f32 ? sdpa_fwd_float(n, b) : sdpa_fwd_double(n, b);
+    blas_release(threads, was);
+}
+
+static void sdpa_vjp(tape_node *n, tensor *const *gin) {
+    if (!gin[0] && !gin[1] && !gin[2]) return;
+    const int64_t B = n->ip[1], S = n->ip[2] * n->ip[3];
+    const bool f32 = n->out->dtype == DTYPE_F32;
+    const int threads = sdpa_threads(n);
+    /* one (Tq, Tk) scratch per thread for dW, then dS, reused matrix after matrix */
+    tensor *scratch = tg_tensor_tape_new(n->out->dtype, 1, (int64_t[]){threads * S});
+    if (!scratch) return;
+    if (threads == 1) {
+        for (int64_t b = 0; b < B; b++)
+            f32 ? sdpa_bwd_float(n, gin, b, scratch->data) : sdpa_bwd_double(n, gin, b, scratch->data);
+        return;
+    }
+    const int was = blas_hold(threads);
+#pragma omp parallel num_threads(threads)
+    {
+        const int64_t t = omp_get_thread_num();
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < B; b++)
+            f32 ? sdpa_bwd_float(n, gin, b, (float *)scratch->data + t * S)
+                : sdpa_bwd_double(n, gin, b, (double *)scratch->data + t * S);
+    }
+    blas_release(threads, was);
+}
+
+/* ---------------------------------------------------------------- builder */
+
+/* "[2,3,4,5]" from a shape array. */
+static char *dims_str(int nd, const int64_t *shape, char *buf, size_t len) {
+    size_t k = (size_t)snprintf(buf, len, "[");
+    for (int d = 0; d < nd && k < len; d++)
+        k += (size_t)snprintf(buf + k, len - k, "%s%lld", d ? "," : "", (long long)shape[d]);
+    if (k < len) snprintf(buf + k, len - k, "]");
+    return buf;
+}
+
+tensor *tensor_scaled_dot_product_attention(tensor *q, tensor *k, tensor *v, tensor *mask,
+                                            bool causal, double dropout_p, rng *g) {
+    const op_def *op = OP(SDPA);
+    tensor *qkv[3] = {q, k, v};
+    if (tg_op_check_inputs(op, qkv, 3, 0) || op_check_optional_null(mask)) return NULL;
+    char sq[96], sk[96], sv[96], sm[96], ss[96];
+#define SQKV tensor_shape_str(q, sq, sizeof sq), tensor_shape_str(k, sk, sizeof sk), \
+             tensor_shape_str(v, sv, sizeof sv)
+    const int nd = q->ndim;
+    if (nd < 2 || k->ndim != nd || v->ndim != nd) {
+        tg_error_set("%s: q [.., Tq, D], k [.., Tk, D] and v [.., Tk, Dv] need one rank of at least 2: "
+                  "q %s, k %s, v %s", op->name, SQKV);
+        return NULL;
+    }
+    for (int d = 0; d < nd - 2; d++) {
+        if (k->shape[d] != q->shape[d] || v->shape[d] != q->shape[d]) {
+            tg_error_set("%s: batch dims differ (dim %d): q %s, k %s, v %s", op->name, d, SQKV);
+            return NULL;
+        }
+    }
+    const int64_t Tq = q->shape[nd - 2], D = q->shape[nd - 1], Tk = k->shape[nd - 2],
+                  Dv = v->shape[nd - 1];
+    if (k->shape[nd - 1] != D) {
+        tg_error_set("%s: q [.., Tq, D] and k [.., Tk, D] differ in D: q %s, k %s, v %s", op->name,
+                  SQKV);
+        return NULL;
+    }
+    if (v->shape[nd - 2] != Tk) {
+        tg_error_set("%s: k [.., Tk, D] and v [.., Tk, Dv] differ in Tk: q %s, k %s, v %s", op->name,
+                  SQKV);
+        return NULL;
+    }
+    if (D < 1) {
+        tg_error_set("%s: D = 0 (q %s): the scale 1/sqrt(D) needs D >= 1", op->name,
+                  tensor_shape_str(q, sq, sizeof sq));
+        return NULL;
+    }
+#undef SQKV
+    /* the scores' shape [.., Tq, Tk], which the mask broadcasts to */
+    int64_t scores[TENSOR_MAX_DIMS];
+    memcpy(scores, q->shape, sizeof(int64_t) * (size_t)nd);
+    scores[nd - 1] = Tk;
+    if (mask) {
+        bool fits = mask->ndim <= nd;
+        for (int d = 0; fits && d < mask->ndim; d++) {
+            int64_t md = mask->shape[mask->ndim - 1 - d];
+            fits = md == 1 || md == scores[nd - 1 - d];
+        }
+        if (!fits) {
+            tg_error_set("%s: mask %s does not broadcast to the scores [.., Tq, Tk] = %s", op->name,
+                      tensor_shape_str(mask, sm, sizeof sm), dims_str(nd, scores, ss, sizeof ss));
+            return NULL;
+        }
+    }
+    if (!(dropout_p >= 0.0 && dropout_p < 1.0)) {
+        tg_error_set("%s: dropout_p must be in [0, 1), got %g", op->name, dropout_p);
+        return NULL;
+    }
+    if (dropout_p > 0.0 && !g) {
+        tg_error_set("%s: dropout_p = %g needs a generator, got NULL", op->name, dropout_p);
+        return NULL;
+    }
+    const int64_t B = tg_shape_numel(nd - 2, q->shape), S = B * Tq * Tk;
+    int64_t out_shape[TENSOR_MAX_DIMS];
+    memcpy(out_shape, q->shape, sizeof(int64_t) * (size_t)nd);
+    out_shape[nd - 1] = Dv;
+    tensor *in[4] = {q, k, v, mask};
+    tape_node *n = tg_node_begin(op, in, 4, q->dtype, nd, out_shape);
+    if (!n) return NULL;
+    n->ip[0] = causal;
+    n->ip[1] = B, n->ip[2] = Tq, n->ip[3] = Tk, n->ip[4] = D, n->ip[5] = Dv;
+    n->fp[0] = 1.0 / sqrt((double)D);
+    n->fp[1] = dropout_p;
+    int64_t bqk[3] = {B, Tq, Tk};
+    if (!(n->saved[SAVED_P] = tg_tensor_tape_new(q->dtype, 3, bqk))) return NULL;
+    if (mask) {
+        /* the mask's offset for each matrix b and its strides along i and j */
+        int64_t st[TENSOR_MAX_DIMS];
+        tg_broadcast_strides(mask, nd, scores, st);
+        if (!(n->saved[SAVED_MASK] = tg_tensor_tape_new(DTYPE_I64, 1, (int64_t[]){B + 2}))) return NULL;
+        int64_t *off = n->saved[SAVED_MASK]->data;
+        for (int64_t b = 0; b < B; b++) off[b] = bcast_offset(b * Tq * Tk, nd, scores, st);
+        off[B] = st[nd - 2], off[B + 1] = st[nd - 1];
+    }
+    if (dropout_p > 0.0) {
+        n->saved[SAVED_DROP] = tg_tensor_tape_new(DTYPE_F64, 3, bqk);
+        n->saved[SAVED_W] = tg_tensor_tape_new(q->dtype, 3, bqk);
+        if (!n->saved[SAVED_DROP] || !n->saved[SAVED_W]) return NULL;
+        /* kept with probability 1 - p (uniform >= p), then worth 1 / (1 - p) */
+        double keep = 1.0 / (1.0 - dropout_p), *M = n->saved[SAVED_DROP]->data;
+        for (int64_t e = 0; e < S; e++) M[e] = rng_uniform(g) >= dropout_p ? keep : 0.0;
+    }
+    return tg_node_finish(n);
+}
+
+/* ---------------------------------------------------------------- samples */
+
+/* True when the dropout mask that seed draws (as the builder does) keeps
+ * some of its n values and drops some. */
+static bool sdpa_seed_mixed(uint64_t seed, int64_t cnt, double p) {
+    rng r;
+    rng_seed(&r, seed, 1);
+    int64_t kept = 0;
+    for (int64_t i = 0; i < cnt; i++) kept += rng_uniform(&r) >= p;
+    return kept > 0 && kept < cnt;
+}
+
+/* Cases: batch dims, Tq != Tk, D != Dv, a mask broadcast over heads and
+ * queries (key padding) and a full one, causal (square and Tq != Tk), an
+ * int64 and a float64 mask, and dropout with a fixed seed. Inputs q, k, v
+ * and the mask when there is one. ip: [0] causal, [1] has mask, [2] the
+ * dropout mask's seed; fp[0] dropout_p. The masks leave every row at least
+ * one key (a fully masked row is tested by hand: its gradient is 0). */
+static int sdpa_sample(int k, rng *g, op_sample *s) {
+    static const struct {
+        int nd;
+        int64_t q[4], tk, dv;
+        int mnd;
+        int64_t m[4];
+        bool causal, float_mask;
+        double p;
+    } cases[] = {
+        {2, {3, 4}, 5, 3, 0, {0}, false, false, 0},                    /* no batch, Tq != Tk */
+        {3, {2, 4, 3}, 4, 2, 0, {0}, true, false, 0},                  /* causal, square */
+        {4, {2, 2, 3, 4}, 5, 3, 4, {2, 1, 1, 5}, false, false, 0},     /* key padding */
+        {3, {2, 4, 2}, 4, 3, 2, {4, 4}, true, true, 0},                /* causal + float mask */
+        {3, {2, 5, 3}, 3, 2, 0, {0}, true, false, 0},                  /* causal, Tq > Tk */
+        {4, {1, 2, 3, 4}, 4, 4, 4, {1, 2, 3, 4}, false, false, 0},     /* a mask per head */
+        {3, {2, 3, 4}, 5, 3, 0, {0}, false, false, 0.3},               /* dropout */
+        {3, {2, 4, 3}, 4, 2, 1, {4}, true, false, 0.25},               /* dropout + causal + mask */
+    };
+    if (k >= (int)(sizeof cases / sizeof cases[0])) return 1;
+    const int nd = cases[k].nd;
+    int64_t qs[4], ks[4], vs[4];
+    memcpy(qs, cases[k].q, sizeof qs);
+    memcpy(ks, qs, sizeof ks);
+    ks[nd - 2] = cases[k].tk;
+    memcpy(vs, ks, sizeof vs);
+    vs[nd - 1] = cases[k].dv;
+    const bool has_mask = cases[k].mnd > 0;
+    s->n_inputs = has_mask ? 4 : 3;
+    s->no_grad_mask = 8u;
+    s->inputs[0] = tg_sample_tensor(g, nd, qs, -1.5, 1.5);
+    s->inputs[1] = tg_sample_tensor(g, nd, ks, -1.5, 1.5);
+    s->inputs[2] = tg_sample_tensor(g, nd, vs, -1.5, 1.5);
+    if (has_mask) {
+        const int mnd = cases[k].mnd;
+        const int64_t *ms = cases[k].m;
+        tensor *m = tensor_zeros(cases[k].float_mask ? DTYPE_F64 : DTYPE_I64, mnd, ms);
+        if (!m) return -1;
+        /* about a third masked, then keys 0 and 1 unmasked in every row the
+         * mask holds: every query keeps a key (with causal, key 0 is the one
+         * all see), and the queries past the first keep two, so that no
+         * case's softmax is constant (a vacuous gradient for q and k) */
+        for (int64_t e = 0; e < m->size; e++) tensor_set(m, e, rng_below(g, 3) == 0);
+        const int64_t cols = ms[mnd - 1];
+        for (int64_t e = 0; e < m->size; e += cols) {
+            tensor_set(m, e, 0);
+            if (cols > 1) tensor_set(m, e + 1, 0);
+        }
+        s->inputs[3] = m;
+    }
+    s->ip[0] = cases[k].causal;
+    s->ip[1] = has_mask;
+    s->fp[0] = cases[k].p;
+    const int64_t n_drop = tg_shape_numel(nd - 1, qs) * cases[k].tk;
+    do
+        s->ip[2] = rng_next_u32(g);
+    while (cases[k].p > 0 && !sdpa_seed_mixed((uint64_t)s->ip[2], n_drop, cases[k].p));
+    char a[64], b[64], c[64], d[64];
+    tg_sample_name(s, "q%s k%s v%s%s%s%s%s", tensor_shape_str(s->inputs[0], a, sizeof a),
+                tensor_shape_str(s->inputs[1], b, sizeof b),
+                tensor_shape_str(s->inputs[2], c, sizeof c), has_mask ? " mask" : "",
+                has_mask ? tensor_shape_str(s->inputs[3], d, sizeof d) : "",
+                cases[k].causal ? " causal" : "", cases[k].p > 0 ? " dropout" : "");
+    for (int i = 0; i < s->n_inputs; i++)
+        if (!s->inputs[i]) return -1;
+    return 0;
+}
+
+static tensor *sdpa_build(tensor *const *in, const op_sample *s) {
+    rng g;
+    rng_seed(&g, (uint64_t)s->ip[2], 1);
+    return tensor_scaled_dot_product_attention(in[0], in[1], in[2], s->ip[1] ? in[3] : NULL,
+                                               s->ip[0], s->fp[0], &g);
+}
+
+/* ---------------------------------------------------------------- registry */
+
+const op_def tg_ops_attention[] = {
+    [SDPA] = {"scaled_dot_product_attention", 4, 8u, sdpa_forward, sdpa_vjp, sdpa_sample, sdpa_build,
+     "tensor_scaled_dot_product_attention(q, k, v, mask, causal, dropout_p, rng)",
+     "y = (P * M) v, P = softmax over the allowed keys of q k^T / sqrt(D) (0 elsewhere); "
+     "q [.., Tq, D], k [.., Tk, D], v [.., Tk, Dv], y [.., Tq, Dv]; M the dropout mask "
+     "(keep / (1 - dropout_p), or 1)",
+     "dv = (P * M)^T g; dP = (g v^T) * M; dS = P * (dP - rowsum(P * dP)); "
+     "dq = dS k / sqrt(D), dk = dS^T q / sqrt(D)",
+     "one fused kernel (GEMMs through OpenBLAS); saves P (and M, P * M with dropout). Key j is "
+     "excluded for query i where the mask (any dtype, nonzero = excluded, broadcast to "
+     "[.., Tq, Tk]; a float mask is read as truth, not added) is set, or j > i when causal "
+     "(top-left aligned, as PyTorch's is_causal). Excluded positions get exactly zero weight and "
+     "pass exactly zero gradient; a query with no allowed key gives a zero output row and zero "
+     "gradients (PyTorch gives NaN). q, k and v share their batch dims (no broadcasting); "
+     "dropout_p in [0, 1), its mask drawn from rng when the op is built (rng may be NULL when "
+     "dropout_p = 0). Samples: inputs q, k, v[, mask]"},
+};
+const int tg_ops_attention_count = N_ATTENTION_OPS;
+_Static_assert(sizeof tg_ops_attention / sizeof tg_ops_attention[0] == N_ATTENTION_OPS,
+               "tg_ops_attention: one entry per op of its enum");
