@@ -276,5 +276,10 @@ for isa in $isas; do
         out "peak_rss $at run=fashion_epoch batch=64 threads=1 kb=$p" "torch_kb=$q ratio=$(ratio "$p" "$q")"
     fi
 done
+# Data-parallel scaling, np = 2 against np = 1 (bench/mpi.sh), when Open MPI
+# is installed: mk/mpi.mk then builds the example with the benchmarks.
+if [ -x "$build/examples/dist/lenet5" ] && command -v mpirun > /dev/null 2>&1; then
+    line=$(sh "$root/bench/mpi.sh" "$build") && say "$line" || failed=1
+fi
 [ "$failed" = 0 ] || note "a project benchmark failed (see above)"
 exit "$failed"

@@ -953,6 +953,13 @@ void nn_loader_set_normalize(nn_loader *l, double mean, double std);
 void nn_loader_set_dtype(nn_loader *l, dtype dt);    /* DTYPE_F32 (default) or F64 */
 int64_t nn_loader_batches(const nn_loader *l);       /* per epoch */
 void nn_loader_rewind(nn_loader *l);                  /* next epoch: new order */
+/* Data-parallel sharding (as torch's DistributedSampler): the loader gives
+ * positions shard, shard + shards, shard + 2 shards, ... of each epoch's
+ * order, floor(n / shards) images, so loaders built with the same seed on
+ * shards 0..shards-1 see every image once per epoch when shards divides n
+ * (the last n mod shards positions are skipped otherwise). Restarts the
+ * epoch; nn_loader_batches counts the shard's batches. 0 or -1. */
+int nn_loader_set_shard(nn_loader *l, int shard, int shards);
 /* Fills *x and *y with TAPE-OWNED tensors (valid until tape_reset) and
  * returns 1; returns 0 at the end of the epoch, -1 on error. */
 int nn_loader_next(nn_loader *l, tensor **x, tensor **y);

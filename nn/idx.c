@@ -398,7 +398,8 @@ void nn_dataset_truncate(nn_dataset *d, int64_t n) {
 
 struct nn_loader {
     const nn_dataset *d;
-    int64_t batch, pos;
+    int64_t batch, pos;     /* pos counts this shard's images taken this epoch */
+    int shard, shards;      /* positions shard, shard + shards, ... of the order */
     bool shuffle;
     rng g;
     int64_t *order;
@@ -465,6 +466,7 @@ nn_loader *nn_loader_new(const nn_dataset *d, int64_t batch, bool shuffle, uint6
     l->batch = batch;
     l->shuffle = shuffle;
     l->dt = DTYPE_F32;
+    l->shards = 1;
     rng_seed(&l->g, seed, 0x64617461); /* stream "data" */
     nn_loader_set_normalize(l, NN_FASHION_MEAN, NN_FASHION_STD);
     nn_loader_rewind(l);
@@ -477,9 +479,40 @@ void nn_loader_free(nn_loader *l) {
     tg_mem_free(l);
 }
 
+/* A shard holds floor(n / shards) images, the same count on every shard, so
+ * every rank runs the same number of steps per epoch (a rank with one step
+ * more would wait forever in a collective); the last n mod shards positions
+ * of the epoch's order are left out. */
+static int64_t shard_len(const nn_loader *l) {
+    return l->d->n / l->shards;
+}
+
+int nn_loader_set_shard(nn_loader *l, int shard, int shards) {
+    if (!l) {
+        tg_error_set("nn_loader_set_shard: loader is NULL");
+        return -1;
+    }
+    if (shards < 1 || shard < 0 || shard >= shards) {
+        tg_error_set("nn_loader_set_shard: shard %d of %d is out of range (0 <= shard < shards)", shard,
+                  shards);
+        return -1;
+    }
+    if (l->d->n < shards) {
+        tg_error_set("nn_loader_set_shard: %lld images cannot fill %d shards", (long long)l->d->n,
+                  shards);
+        return -1;
+    }
+    l->shard = shard;
+    l->shards = shards;
+    l->pos = 0;
+    return 0;
+}
+
 int64_t nn_loader_batches(const nn_loader *l) {
-    /* n / batch rounded up, without n + batch - 1 (overflows for a huge batch) */
-    return l ? l->d->n / l->batch + (l->d->n % l->batch != 0) : 0;
+    /* shard length / batch rounded up, without len + batch - 1 (overflows for a huge batch) */
+    if (!l) return 0;
+    int64_t n = shard_len(l);
+    return n / l->batch + (n % l->batch != 0);
 }
 
 int nn_loader_next(nn_loader *l, tensor **x, tensor **y) {
@@ -487,15 +520,16 @@ int nn_loader_next(nn_loader *l, tensor **x, tensor **y) {
         tg_error_set("nn_loader_next: loader or output pointer is NULL");
         return -1;
     }
-    if (l->pos >= l->d->n) return 0;
-    int64_t b = l->d->n - l->pos < l->batch ? l->d->n - l->pos : l->batch;
+    int64_t len = shard_len(l);
+    if (l->pos >= len) return 0;
+    int64_t b = len - l->pos < l->batch ? len - l->pos : l->batch;
     int64_t px = l->d->rows * l->d->cols;
     *x = tg_tensor_tape_new(l->dt, SHAPE(b, 1, l->d->rows, l->d->cols));
     *y = tg_tensor_tape_new(DTYPE_I64, SHAPE(b));
     if (!*x || !*y) return -1;
     int64_t *lab = (*y)->data;
     for (int64_t i = 0; i < b; i++) {
-        int64_t k = l->order[l->pos + i];
+        int64_t k = l->order[l->shard + (l->pos + i) * l->shards];
         const uint8_t *src = l->d->images + k * px;
         lab[i] = l->d->labels[k];
         if (l->dt == DTYPE_F32) {

@@ -445,6 +445,66 @@ START_TEST(test_loader_shuffle_seeded_permutation) {
 }
 END_TEST
 
+/* Shards 0..2 of one seeded order: each 33 images, disjoint, in 4 batches
+ * of <= 10; 100 mod 3 = 1 position is left out, so 99 distinct images. */
+START_TEST(test_loader_shards_disjoint) {
+    make_dir();
+    unsigned char img[16 + 100], lbl[8 + 100];
+    memcpy(img, (unsigned char[]){0, 0, 8, 3, 0, 0, 0, 100, 0, 0, 0, 1, 0, 0, 0, 1}, 16);
+    memcpy(lbl, (unsigned char[]){0, 0, 8, 1, 0, 0, 0, 100}, 8);
+    for (int i = 0; i < 100; i++) img[16 + i] = lbl[8 + i] = (unsigned char)i;
+    nn_dataset *d = nn_dataset_load(write_file("i", img, sizeof img, false),
+                                    write_file("l", lbl, sizeof lbl, false));
+    ck_assert_ptr_nonnull(d);
+    int64_t whole[100];
+    nn_loader *w = nn_loader_new(d, 100, true, 7);
+    tensor *x, *y;
+    ck_assert_int_eq(nn_loader_next(w, &x, &y), 1);
+    memcpy(whole, y->data, sizeof whole);
+    nn_loader_free(w);
+    tape_reset();
+    int seen[100] = {0};
+    for (int s = 0; s < 3; s++) {
+        nn_loader *l = nn_loader_new(d, 10, true, 7);
+        ck_assert_int_eq(nn_loader_set_shard(l, s, 3), 0);
+        ck_assert_int_eq(nn_loader_batches(l), 4);
+        int64_t k = 0;
+        int r;
+        while ((r = nn_loader_next(l, &x, &y)) == 1) {
+            for (int64_t i = 0; i < y->shape[0]; i++, k++) {
+                int64_t v = ((int64_t *)y->data)[i];
+                ck_assert_int_eq(v, whole[s + 3 * k]); /* the whole order's strided share */
+                seen[v]++;
+            }
+            tape_reset();
+        }
+        ck_assert_int_eq(r, 0);
+        ck_assert_int_eq(k, 33);
+        nn_loader_free(l);
+    }
+    int distinct = 0;
+    for (int i = 0; i < 100; i++) {
+        ck_assert_int_le(seen[i], 1);
+        distinct += seen[i];
+    }
+    ck_assert_int_eq(distinct, 99);
+    ck_assert_int_eq(seen[whole[99]], 0);
+    nn_loader *l = nn_loader_new(d, 10, true, 7);
+    ck_assert_int_eq(nn_loader_set_shard(l, 3, 3), -1);
+    ck_assert_ptr_nonnull(strstr(tapegrad_error(), "nn_loader_set_shard: shard 3 of 3 is out of range"));
+    tapegrad_error_clear();
+    ck_assert_int_eq(nn_loader_set_shard(l, 0, 101), -1);
+    ck_assert_ptr_nonnull(strstr(tapegrad_error(), "nn_loader_set_shard: 100 images cannot fill 101 shards"));
+    tapegrad_error_clear();
+    ck_assert_int_eq(nn_loader_set_shard(NULL, 0, 1), -1);
+    ck_assert_ptr_nonnull(strstr(tapegrad_error(), "nn_loader_set_shard: loader is NULL"));
+    tapegrad_error_clear();
+    nn_loader_free(l);
+    nn_dataset_free(d);
+    remove_dir();
+}
+END_TEST
+
 /* Debian's dataset-fashion-mnist: 60,000 + 10,000 images of 28x28 in 10
  * classes; the first training image is an ankle boot (class 9). */
 START_TEST(test_fashion_mnist_loads) {
@@ -490,6 +550,7 @@ Suite *nn_data_suite(void) {
     tcase_add_test(tc, test_loader_normalises_and_batches);
     tcase_add_test(tc, test_loader_huge_batch_and_sizes);
     tcase_add_test(tc, test_loader_shuffle_seeded_permutation);
+    tcase_add_test(tc, test_loader_shards_disjoint);
     tcase_add_test(tc, test_fashion_mnist_loads);
     suite_add_tcase(s, tc);
     return s;
