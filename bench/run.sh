@@ -204,6 +204,10 @@ while [ "$r" -lt "$rounds" ]; do
             pair "$r" "proj $isa.lstm.$th ms '$build/bench/lstm_step' --threads $th --steps 20" \
                 "peer_run $isa.lstm.$th step_ms '$peers/chargpt_torch.py' --model lstm --time --threads $th --steps 20"
         done
+        for th in 1 2; do
+            pair "$r" "proj $isa.gpt.$th ms '$build/bench/gpt_step' --threads $th --steps 20" \
+                "peer_run $isa.gpt.$th step_ms '$peers/chargpt_torch.py' --model gpt --time --threads $th --steps 20"
+        done
         for s in 1 1024; do
             pair "$r" "proj $isa.tape.$s 'fwd_ns bwd_ns' '$build/bench/tape_overhead' --size $s" \
                 "peer_run $isa.tape.$s 'forward_ns_per_node backward_ns_per_node' '$peers/tape_overhead_torch.py' --size $s"
@@ -245,6 +249,10 @@ for isa in $isas; do
     for th in 1 2; do
         p=$(med "$tmp/$isa.lstm.$th.p.ms") q=$(med "$tmp/$isa.lstm.$th.q.step_ms")
         out "lstm_step $at batch=16 context=64 threads=$th ms=$p" "torch_ms=$q ratio=$(ratio "$p" "$q")"
+    done
+    for th in 1 2; do
+        p=$(med "$tmp/$isa.gpt.$th.p.ms") q=$(med "$tmp/$isa.gpt.$th.q.step_ms")
+        out "gpt_step $at batch=16 context=64 threads=$th ms=$p" "torch_ms=$q ratio=$(ratio "$p" "$q")"
     done
     for s in 1 1024; do
         pf=$(med "$tmp/$isa.tape.$s.p.fwd_ns") pb=$(med "$tmp/$isa.tape.$s.p.bwd_ns")
