@@ -725,8 +725,14 @@ typedef struct nn_batchnorm2d {
     tensor *num_batches_tracked;           /* buffer, int64 scalar */
     double momentum, eps;                  /* 0.1, 1e-5 */
 } nn_batchnorm2d;
+/* BatchNorm2d takes x [B, C, H, W]; BatchNorm1d is the same layer (same
+ * names, init and statistics) on x [B, C] or [B, C, L]. Train mode uses the
+ * batch's statistics and updates the running ones; eval mode uses those. */
 int nn_batchnorm2d_init(nn_batchnorm2d *l, nn_model *m, const char *prefix, int64_t channels);
 tensor *nn_batchnorm2d_forward(nn_batchnorm2d *l, tensor *x);
+typedef nn_batchnorm2d nn_batchnorm1d;
+int nn_batchnorm1d_init(nn_batchnorm1d *l, nn_model *m, const char *prefix, int64_t channels);
+tensor *nn_batchnorm1d_forward(nn_batchnorm1d *l, tensor *x);
 
 typedef struct nn_layernorm {
     nn_model *model;

@@ -111,10 +111,13 @@ tensor *nn_avg_pool2d_forward(const nn_pool2d *l, tensor *x) {
     return tensor_avg_pool2d(x, l->p);
 }
 
-int nn_batchnorm2d_init(nn_batchnorm2d *l, nn_model *m, const char *prefix, int64_t channels) {
-    if (need_model("nn_batchnorm2d_init", l, m)) return -1;
+/* BatchNorm1d and BatchNorm2d are one layer (PyTorch's _BatchNorm): the
+ * same parameters, buffers and op; they differ in the input rank they take. */
+static int batchnorm_init(const char *fn, nn_batchnorm2d *l, nn_model *m, const char *prefix,
+                          int64_t channels) {
+    if (need_model(fn, l, m)) return -1;
     if (channels <= 0) {
-        tg_error_set("nn_batchnorm2d_init: channels must be positive, got %lld", (long long)channels);
+        tg_error_set("%s: channels must be positive, got %lld", fn, (long long)channels);
         return -1;
     }
     memset(l, 0, sizeof *l);
@@ -133,9 +136,29 @@ int nn_batchnorm2d_init(nn_batchnorm2d *l, nn_model *m, const char *prefix, int6
     return 0;
 }
 
-tensor *nn_batchnorm2d_forward(nn_batchnorm2d *l, tensor *x) {
+int nn_batchnorm2d_init(nn_batchnorm2d *l, nn_model *m, const char *prefix, int64_t channels) {
+    return batchnorm_init("nn_batchnorm2d_init", l, m, prefix, channels);
+}
+
+int nn_batchnorm1d_init(nn_batchnorm1d *l, nn_model *m, const char *prefix, int64_t channels) {
+    return batchnorm_init("nn_batchnorm1d_init", l, m, prefix, channels);
+}
+
+static tensor *batchnorm_forward(const char *fn, int min_ndim, int max_ndim, nn_batchnorm2d *l,
+                                 tensor *x) {
     if (!l || !l->model) {
-        tg_error_set("%s: layer is NULL or not initialised", "nn_batchnorm2d_forward");
+        tg_error_set("%s: layer is NULL or not initialised", fn);
+        return NULL;
+    }
+    if (x && tg_tensor_check_fresh(fn, "x", x)) return NULL;
+    if (x && (x->ndim < min_ndim || x->ndim > max_ndim)) {
+        char sx[96];
+        if (min_ndim == max_ndim)
+            tg_error_set("%s: x %s must have %d dimensions [B, C, H, W]", fn,
+                         tensor_shape_str(x, sx, sizeof sx), min_ndim);
+        else
+            tg_error_set("%s: x %s must have %d or %d dimensions ([B, C] or [B, C, L])", fn,
+                         tensor_shape_str(x, sx, sizeof sx), min_ndim, max_ndim);
         return NULL;
     }
     bool train = l->model->training;
@@ -143,6 +166,14 @@ tensor *nn_batchnorm2d_forward(nn_batchnorm2d *l, tensor *x) {
                                   l->momentum, l->eps);
     if (y && train) ((int64_t *)l->num_batches_tracked->data)[0]++;
     return y;
+}
+
+tensor *nn_batchnorm2d_forward(nn_batchnorm2d *l, tensor *x) {
+    return batchnorm_forward("nn_batchnorm2d_forward", 4, 4, l, x);
+}
+
+tensor *nn_batchnorm1d_forward(nn_batchnorm1d *l, tensor *x) {
+    return batchnorm_forward("nn_batchnorm1d_forward", 2, 3, l, x);
 }
 
 int nn_layernorm_init(nn_layernorm *l, nn_model *m, const char *prefix, int ndim,

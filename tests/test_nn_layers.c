@@ -112,6 +112,57 @@ START_TEST(test_batchnorm2d_train_and_eval) {
 }
 END_TEST
 
+/* BatchNorm1d on x [3, 2] (channels in the columns): channel 0 = [1, 2, 6]
+ * (mean 3, biased variance 14/3, unbiased 7), channel 1 = [-2, 0, 5] (mean 1,
+ * biased 26/3, unbiased 13); on [B, C, L] the statistics run over B and L.
+ * Eval mode uses the running statistics; ranks other than 2 and 3 (and
+ * other than 4 for BatchNorm2d) are refused with the shape. */
+START_TEST(test_batchnorm1d_train_eval_and_ranks) {
+    nn_model *m = nn_model_new(DTYPE_F64, 0);
+    nn_batchnorm1d bn;
+    ck_assert_int_eq(nn_batchnorm1d_init(&bn, m, "bn1", 2), 0);
+    state_names(m, (const char *[]){"bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var",
+                                    "bn1.num_batches_tracked"},
+                5);
+    tensor_set(bn.weight, 1, 2.0); /* a non-unit scale on channel 1 */
+    tensor_set(bn.bias, 0, 0.5);
+    tensor *x = tensor_from_doubles(DTYPE_F64, SHAPE(3, 2), (double[]){1, -2, 2, 0, 6, 5});
+    double s0 = sqrt(14.0 / 3 + 1e-5), s1 = sqrt(26.0 / 3 + 1e-5);
+    ck_assert_tensor(nn_batchnorm1d_forward(&bn, x),
+                     ((double[]){-2 / s0 + 0.5, 2 * -3 / s1, -1 / s0 + 0.5, 2 * -1 / s1,
+                                 3 / s0 + 0.5, 2 * 4 / s1}),
+                     1e-12);
+    ck_assert_tensor(bn.running_mean, ((double[]){0.3, 0.1}), 1e-12);
+    ck_assert_tensor(bn.running_var, ((double[]){0.9 + 0.7, 0.9 + 1.3}), 1e-12);
+    ck_assert_int_eq(((int64_t *)bn.num_batches_tracked->data)[0], 1);
+    /* [B, C, L] = [1, 2, 3]: the same numbers laid along L */
+    tensor *x3 = tensor_from_doubles(DTYPE_F64, SHAPE(1, 2, 3), (double[]){1, 2, 6, -2, 0, 5});
+    ck_assert_tensor(nn_batchnorm1d_forward(&bn, x3),
+                     ((double[]){-2 / s0 + 0.5, -1 / s0 + 0.5, 3 / s0 + 0.5, 2 * -3 / s1, 2 * -1 / s1,
+                                 2 * 4 / s1}),
+                     1e-12);
+    nn_model_train(m, false);
+    double e0 = sqrt(0.9 * 1.6 + 0.1 * 7 + 1e-5), mu0 = 0.9 * 0.3 + 0.1 * 3;
+    tensor *y = nn_batchnorm1d_forward(&bn, x);
+    ck_assert_ptr_nonnull(y);
+    ck_assert_double_eq_tol(tensor_get(y, 0), (1 - mu0) / e0 + 0.5, 1e-12);
+    tensor *x4 = tensor_zeros(DTYPE_F64, SHAPE(1, 2, 3, 1));
+    ck_assert_ptr_null(nn_batchnorm1d_forward(&bn, x4));
+    ck_error_has("nn_batchnorm1d_forward: x [1,2,3,1] must have 2 or 3 dimensions ([B, C] or [B, C, L])");
+    nn_batchnorm2d bn2;
+    ck_assert_int_eq(nn_batchnorm2d_init(&bn2, m, "bn2", 2), 0);
+    ck_assert_ptr_null(nn_batchnorm2d_forward(&bn2, x3));
+    ck_error_has("nn_batchnorm2d_forward: x [1,2,3] must have 4 dimensions [B, C, H, W]");
+    ck_assert_int_eq(nn_batchnorm1d_init(&bn, m, "bn3", -1), -1);
+    ck_error_has("nn_batchnorm1d_init: channels must be positive, got -1");
+    tape_reset();
+    tensor_free(x);
+    tensor_free(x3);
+    tensor_free(x4);
+    nn_model_free(m);
+}
+END_TEST
+
 /* Row [1, 2, 4]: mean 7/3, variance (16 + 1 + 25) / 27 = 42/27. */
 START_TEST(test_layernorm_forward_by_hand) {
     nn_model *m = nn_model_new(DTYPE_F64, 0);
@@ -302,6 +353,7 @@ Suite *nn_layers_suite(void) {
     tcase_add_test(tc, test_conv2d_forward_by_hand);
     tcase_add_test(tc, test_pools_forward_by_hand);
     tcase_add_test(tc, test_batchnorm2d_train_and_eval);
+    tcase_add_test(tc, test_batchnorm1d_train_eval_and_ranks);
     tcase_add_test(tc, test_layernorm_forward_by_hand);
     tcase_add_test(tc, test_dropout_train_eval_and_seed);
     tcase_add_test(tc, test_embedding_rows);
