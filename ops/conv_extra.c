@@ -164,6 +164,38 @@ static void conv_transpose2d_vjp(tape_node *n, tensor *const *gin) {
         ct_bwd_double(&q, n->in[0]->data, n->in[1]->data, n->out->grad->data, dx, dw, db, cols->data);
 }
 
+/* ------------------------------------------------------- graph vjp */
+/* The adjoints of conv_transpose2d are conv2d and conv2d's own adjoint, so
+ * the differentiable vjp is built from conv2d (whose graph vjp is itself
+ * differentiable):
+ *   dx = conv2d(g, w) with the same stride, padding, dilation and groups (w
+ *        (C, OC/G, KH, KW) is conv2d's weight from OC to C channels); it has
+ *        H + floor(oph / sh) rows, so an output padding at least the stride
+ *        (allowed when below the dilation) leaves rows past H, cut off;
+ *   dW = conv2d's weight gradient of that same product: dW[c, o, u, v] =
+ *        sum x[b, c, h, w] g[b, o, h sh - ph + u dh, w sw - pw + v dw] is
+ *        d<conv2d(g, W), x>/dW, taken with create_graph (linear in W, so its
+ *        value does not depend on w);
+ *   db = g summed over (b, i, j). */
+static int conv_transpose2d_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *x = n->in[0], *w = n->in[1];
+    const int64_t H = x->shape[2], W = x->shape[3];
+    if (want[0] || want[1]) {
+        conv2d_params p = {{(int)n->ip[0], (int)n->ip[1]}, {(int)n->ip[2], (int)n->ip[3]},
+                           {(int)n->ip[6], (int)n->ip[7]}, (int)n->ip[8]};
+        tensor *s = tensor_conv2d(g, w, NULL, p);
+        if (s && s->shape[2] > H) s = tensor_narrow(s, 2, 0, H);
+        if (s && s->shape[3] > W) s = tensor_narrow(s, 3, 0, W);
+        if (want[0]) gin[0] = s;
+        if (want[1] && s && tg_grad("conv_transpose2d", s, x, &w, 1, true, false, &gin[1])) gin[1] = NULL;
+    }
+    if (n->n_in > 2 && n->in[2] && want[2]) {
+        const int axes[3] = {0, 2, 3};
+        gin[2] = tensor_sum(g, axes, 3, false);
+    }
+    return tg_graph_vjp_done(n, want, gin);
+}
+
 /* ------------------------------------------------------------ builders */
 /* The conv_extra family: index of each op in tg_ops_conv_extra, its entry below. */
 enum { CONV_TRANSPOSE2D, N_CONV_EXTRA_OPS };
@@ -351,7 +383,8 @@ const op_def tg_ops_conv_extra[] = {
      "per image b and group g, cols = im2col(G_bg) (OC/G KH KW, H W): dx_bg += W_g @ cols, "
      "dW_g += x_bg @ cols^T, db = sum over (b,i,j) of G (so dx = conv2d(g, w))",
      "w is (C, OC/groups, KH, KW) as in PyTorch; b may be NULL; output_padding must be below the "
-     "stride or the dilation (as PyTorch); linear in each input, no kinks"},
+     "stride or the dilation (as PyTorch); linear in each input, no kinks",
+     .vjp_graph = conv_transpose2d_vjp_graph},
 };
 const int tg_ops_conv_extra_count = N_CONV_EXTRA_OPS;
 _Static_assert(sizeof tg_ops_conv_extra / sizeof tg_ops_conv_extra[0] == N_CONV_EXTRA_OPS,
