@@ -165,35 +165,46 @@ static void conv_transpose2d_vjp(tape_node *n, tensor *const *gin) {
 }
 
 /* ------------------------------------------------------- graph vjp */
-/* The adjoints of conv_transpose2d are conv2d and conv2d's own adjoint, so
- * the differentiable vjp is built from conv2d (whose graph vjp is itself
- * differentiable):
- *   dx = conv2d(g, w) with the same stride, padding, dilation and groups (w
- *        (C, OC/G, KH, KW) is conv2d's weight from OC to C channels); it has
- *        H + floor(oph / sh) rows, so an output padding at least the stride
- *        (allowed when below the dilation) leaves rows past H, cut off;
- *   dW = conv2d's weight gradient of that same product: dW[c, o, u, v] =
- *        sum x[b, c, h, w] g[b, o, h sh - ph + u dh, w sw - pw + v dw] is
- *        d<conv2d(g, W), x>/dW, taken with create_graph (linear in W, so its
- *        value does not depend on w);
- *   db = g summed over (b, i, j). */
+/* The differentiable vjp, by decomposition (tg_vjp_graph_by_decomposition):
+ * the forward rebuilt from differentiable ops as a stride-1 conv2d of the
+ * zero-stuffed input with the flipped weight,
+ *   xd[m sh] = x[m] (zeros between), padded by P = dh (KH - 1) - ph before
+ *              and P + oph after (cut instead where negative);
+ *   w'[g OC/G + o, c, u, v] = w[g C/G + c, o, KH-1-u, KW-1-v]  (OC, C/G, KH, KW);
+ *   y = conv2d(xd, w', b), dilation (dh, dw), groups G;
+ * then y[i] = sum_u xd[i + ph - u dh] w[u] as the kernel sums. Built on the
+ * node's own inputs only (not on g), so the walk from w or x reaches the
+ * rebuilt y by the rebuilt graph alone. */
+static tensor *ct_flip(tensor *t, int ax) {
+    if (!t) return NULL;
+    int64_t len = t->shape[ax];
+    tensor *idx = tg_tensor_tape_new(DTYPE_I64, 1, &len);
+    if (!idx) return NULL;
+    for (int64_t i = 0; i < len; i++) ((int64_t *)idx->data)[i] = len - 1 - i;
+    return tensor_index_select(t, ax, idx);
+}
 static int conv_transpose2d_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
-    tensor *x = n->in[0], *w = n->in[1];
-    const int64_t H = x->shape[2], W = x->shape[3];
-    if (want[0] || want[1]) {
-        conv2d_params p = {{(int)n->ip[0], (int)n->ip[1]}, {(int)n->ip[2], (int)n->ip[3]},
-                           {(int)n->ip[6], (int)n->ip[7]}, (int)n->ip[8]};
-        tensor *s = tensor_conv2d(g, w, NULL, p);
-        if (s && s->shape[2] > H) s = tensor_narrow(s, 2, 0, H);
-        if (s && s->shape[3] > W) s = tensor_narrow(s, 3, 0, W);
-        if (want[0]) gin[0] = s;
-        if (want[1] && s && tg_grad("conv_transpose2d", s, x, &w, 1, true, false, &gin[1])) gin[1] = NULL;
-    }
-    if (n->n_in > 2 && n->in[2] && want[2]) {
-        const int axes[3] = {0, 2, 3};
-        gin[2] = tensor_sum(g, axes, 3, false);
-    }
-    return tg_graph_vjp_done(n, want, gin);
+    ct_geom q;
+    node_geom(n, &q);
+    tensor *x = n->in[0], *w = n->in[1], *b = n->n_in > 2 ? n->in[2] : NULL;
+    /* zero-stuffing: [B, C, H, 1, W, 1] padded to [B, C, H, sh, W, sw] */
+    tensor *xd = tensor_reshape(x, 6, (int64_t[]){q.B, q.C, q.H, 1, q.W, 1});
+    int64_t stuff[12] = {0, 0, 0, 0, 0, 0, 0, q.sh - 1, 0, 0, 0, q.sw - 1};
+    xd = tensor_reshape(tensor_pad(xd, stuff, 0.0), 4, (int64_t[]){q.B, q.C, q.H * q.sh, q.W * q.sw});
+    const int64_t pb[2] = {q.dh * (q.KH - 1) - q.ph, q.dw * (q.KW - 1) - q.pw};
+    const int64_t pa[2] = {pb[0] + n->ip[4], pb[1] + n->ip[5]};
+    int64_t pads[8] = {0, 0, 0, 0, pb[0] > 0 ? pb[0] : 0, pa[0] > 0 ? pa[0] : 0,
+                       pb[1] > 0 ? pb[1] : 0, pa[1] > 0 ? pa[1] : 0};
+    xd = tensor_pad(xd, pads, 0.0);
+    xd = tensor_narrow(xd, 2, pb[0] < 0 ? -pb[0] : 0, q.OH + q.dh * (q.KH - 1));
+    xd = tensor_narrow(xd, 3, pb[1] < 0 ? -pb[1] : 0, q.OW + q.dw * (q.KW - 1));
+    /* w (C, OCg, KH, KW) -> [G, Cg, OCg, KH, KW] -> [G, OCg, Cg, ..] -> (OC, Cg, KH, KW), flipped */
+    tensor *wf = tensor_reshape(w, 5, (int64_t[]){q.G, q.Cg, q.OCg, q.KH, q.KW});
+    wf = tensor_reshape(tensor_transpose(wf, 1, 2), 4, (int64_t[]){q.OC, q.Cg, q.KH, q.KW});
+    wf = ct_flip(ct_flip(wf, 2), 3);
+    conv2d_params p = {{1, 1}, {0, 0}, {(int)q.dh, (int)q.dw}, (int)q.G};
+    tensor *y = xd && wf ? tensor_conv2d(xd, wf, b, p) : NULL;
+    return tg_vjp_graph_by_decomposition(n, y, g, want, gin);
 }
 
 /* ------------------------------------------------------------ builders */
