@@ -555,6 +555,22 @@ START_TEST(test_attention_second_order_with_a_fully_masked_row) {
 }
 END_TEST
 
+/* Inputs that depend on each other: k = 2 q and v = q. The recorded
+ * gradient of q sums the three paths once each, as the kernel's does. */
+START_TEST(test_attention_graph_vjp_with_inputs_derived_from_each_other) {
+    tensor *q = leaf(121, SHAPE(2, 3, 2), -1.5, 1.5), *gr[2], *kept;
+    for (int cg = 0; cg < 2; cg++) {
+        tape_reset();
+        tensor *y = tensor_scaled_dot_product_attention(q, tensor_mul_scalar(q, 2.0), q, NULL, false, 0, NULL);
+        ck_assert_int_eq(tensor_grad(tensor_sum_all(tensor_square(y)), NULL, &q, 1, cg == 1, &gr[cg]), 0);
+        if (cg == 0) kept = tensor_detach(gr[0]);
+    }
+    assert_same_values(gr[1], kept, 1e-12);
+    tape_reset();
+    tensor_free(kept), tensor_free(q);
+}
+END_TEST
+
 /* f = sum(tanh(conv_transpose2d(x, w, b))): stride 1, dilation 2 and output
  * padding 1 (so conv2d(g, w) has a row and a column past x, cut off), groups 2. */
 static tensor *conv_transpose_fn(tensor *const *in, int n, void *ctx) {
@@ -899,6 +915,7 @@ static Suite *higher_order_suite(void) {
     tcase_add_test(tc, test_hvp_lenet5_against_differences_of_gradients);
     tcase_add_test(tc, test_create_graph_through_first_order_op_is_refused);
     tcase_add_test(tc, test_attention_second_order_with_a_fully_masked_row);
+    tcase_add_test(tc, test_attention_graph_vjp_with_inputs_derived_from_each_other);
     tcase_add_test(tc, test_conv_transpose2d_hvp_against_differences);
     tcase_add_test(tc, test_resample_hvp_against_differences);
     tcase_add_test(tc, test_errors_bad_arguments);
