@@ -173,8 +173,12 @@ static void conv_transpose2d_vjp(tape_node *n, tensor *const *gin) {
  *   w'[g OC/G + o, c, u, v] = w[g C/G + c, o, KH-1-u, KW-1-v]  (OC, C/G, KH, KW);
  *   y = conv2d(xd, w', b), dilation (dh, dw), groups G;
  * then y[i] = sum_u xd[i + ph - u dh] w[u] as the kernel sums. Built on the
- * node's own inputs only (not on g), so the walk from w or x reaches the
- * rebuilt y by the rebuilt graph alone. */
+ * node's own inputs only, not on g: dx written as conv2d(g, w) would make
+ * conv2d's own decomposition walk from w through g's ancestry (g depends on
+ * w in any Hessian through a nonlinearity) back into this node, endlessly.
+ * Known limit, shared with every vjp by decomposition: when x is itself
+ * computed from w, the walk from w also follows that path outside the op and
+ * the recorded dW is wrong. */
 static tensor *ct_flip(tensor *t, int ax) {
     if (!t) return NULL;
     int64_t len = t->shape[ax];
