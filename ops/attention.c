@@ -233,6 +233,71 @@ static void sdpa_vjp(tape_node *n, tensor *const *gin) {
     blas_release(threads, was);
 }
 
+/* ------------------------------------------------------------- graph vjp */
+/* The differentiable vjp: the kernel's backward written with differentiable
+ * ops on q, k and v viewed [B, T, D], with P rebuilt from them,
+ *   S = s q k^T, excluded (i, j) filled with -inf, P = softmax(S) * R,
+ *   W = P * M, dv = W^T g, dP = (g v^T) * M,
+ *   dS = s P * (dP - rowsum(P * dP)), dq = dS k, dk = dS^T q,
+ * with three constants of the node: the excluded positions E (the causal
+ * triangle and the mask, read by sdpa_row as the kernel reads them), the
+ * dropout mask M drawn when the op was built (saved[SAVED_DROP], so a replay
+ * drops the same weights), and R [B, Tq, 1], 0 on a row with no allowed key
+ * and 1 elsewhere. Such a row is left unfilled in E (its softmax stays
+ * finite) and R zeroes it: a zero output and exactly zero gradients, as the
+ * kernel defines it; R is applied only when some row needs it. Written out
+ * rather than by decomposition (tensor_grad of the rebuilt forward), whose
+ * walk from q would also follow any path from q to k or v outside the op. */
+static int sdpa_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *q = n->in[0], *k = n->in[1], *v = n->in[2];
+    const int64_t B = n->ip[1], Tq = n->ip[2], Tk = n->ip[3], D = n->ip[4], Dv = n->ip[5];
+    const dtype dt = n->out->dtype;
+    int64_t bqk[3] = {B, Tq, Tk}, bq1[3] = {B, Tq, 1};
+    tensor *E = tg_tensor_tape_zeros(DTYPE_I64, 3, bqk), *R = tg_tensor_tape_new(dt, 3, bq1);
+    if (!E || !R) return -1;
+    int64_t *e = E->data;
+    bool empty_row = false;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t i = 0; i < Tq; i++) {
+            int64_t end, at = 0, step = 0, *row = e + (b * Tq + i) * Tk;
+            const bool masked = sdpa_row(n, b, i, &end, &at, &step);
+            bool any = false;
+            for (int64_t j = 0; j < Tk; j++) {
+                row[j] = j >= end || (masked && mask_truth(n->in[3], at + j * step));
+                any = any || !row[j];
+            }
+            if (!any) memset(row, 0, sizeof *row * (size_t)Tk);
+            tensor_set(R, b * Tq + i, any);
+            empty_row = empty_row || !any;
+        }
+    tensor *q3 = tensor_reshape(q, 3, (int64_t[]){B, Tq, D});
+    tensor *k3 = tensor_reshape(k, 3, (int64_t[]){B, Tk, D});
+    tensor *v3 = tensor_reshape(v, 3, (int64_t[]){B, Tk, Dv});
+    tensor *S = tensor_matmul(q3, tensor_transpose(k3, 1, 2));
+    tensor *P = tensor_softmax(tensor_masked_fill(tensor_mul_scalar(S, n->fp[0]), E, -INFINITY), -1);
+    if (empty_row) P = tensor_mul(P, R);
+    tensor *M = NULL, *W = P;
+    if (n->saved[SAVED_DROP]) {
+        M = tg_tensor_tape_new(dt, 3, bqk);
+        if (!M) return -1;
+        const double *m = n->saved[SAVED_DROP]->data;
+        for (int64_t t = 0; t < B * Tq * Tk; t++) tensor_set(M, t, m[t]);
+        W = tensor_mul(P, M);
+    }
+    tensor *g3 = tensor_reshape(g, 3, (int64_t[]){B, Tq, Dv});
+    if (want[2]) gin[2] = tensor_reshape(tensor_matmul(tensor_transpose(W, 1, 2), g3), v->ndim, v->shape);
+    if (want[0] || want[1]) {
+        tensor *dP = tensor_matmul(g3, tensor_transpose(v3, 1, 2));
+        if (M) dP = tensor_mul(dP, M);
+        int ax = -1;
+        tensor *dot = tensor_sum(tensor_mul(P, dP), &ax, 1, true);
+        tensor *dS = tensor_mul_scalar(tensor_mul(P, tensor_sub(dP, dot)), n->fp[0]);
+        if (want[0]) gin[0] = tensor_reshape(tensor_matmul(dS, k3), q->ndim, q->shape);
+        if (want[1]) gin[1] = tensor_reshape(tensor_matmul(tensor_transpose(dS, 1, 2), q3), k->ndim, k->shape);
+    }
+    return tg_graph_vjp_done(n, want, gin);
+}
+
 /* ---------------------------------------------------------------- builder */
 
 /* "[2,3,4,5]" from a shape array. */
@@ -448,7 +513,8 @@ const op_def tg_ops_attention[] = {
      "pass exactly zero gradient; a query with no allowed key gives a zero output row and zero "
      "gradients (PyTorch gives NaN). q, k and v share their batch dims (no broadcasting); "
      "dropout_p in [0, 1), its mask drawn from rng when the op is built (rng may be NULL when "
-     "dropout_p = 0). Samples: inputs q, k, v[, mask]"},
+     "dropout_p = 0). Samples: inputs q, k, v[, mask]",
+     .vjp_graph = sdpa_vjp_graph},
 };
 const int tg_ops_attention_count = N_ATTENTION_OPS;
 _Static_assert(sizeof tg_ops_attention / sizeof tg_ops_attention[0] == N_ATTENTION_OPS,

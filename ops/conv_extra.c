@@ -164,6 +164,53 @@ static void conv_transpose2d_vjp(tape_node *n, tensor *const *gin) {
         ct_bwd_double(&q, n->in[0]->data, n->in[1]->data, n->out->grad->data, dx, dw, db, cols->data);
 }
 
+/* ------------------------------------------------------- graph vjp */
+/* The differentiable vjp, by decomposition (tg_vjp_graph_by_decomposition):
+ * the forward rebuilt from differentiable ops as a stride-1 conv2d of the
+ * zero-stuffed input with the flipped weight,
+ *   xd[m sh] = x[m] (zeros between), padded by P = dh (KH - 1) - ph before
+ *              and P + oph after (cut instead where negative);
+ *   w'[g OC/G + o, c, u, v] = w[g C/G + c, o, KH-1-u, KW-1-v]  (OC, C/G, KH, KW);
+ *   y = conv2d(xd, w', b), dilation (dh, dw), groups G;
+ * then y[i] = sum_u xd[i + ph - u dh] w[u] as the kernel sums. Built on the
+ * node's own inputs only, not on g: dx written as conv2d(g, w) would make
+ * conv2d's own decomposition walk from w through g's ancestry (g depends on
+ * w in any Hessian through a nonlinearity) back into this node, endlessly.
+ * Known limit, shared with every vjp by decomposition: when x is itself
+ * computed from w, the walk from w also follows that path outside the op and
+ * the recorded dW is wrong. */
+static tensor *ct_flip(tensor *t, int ax) {
+    if (!t) return NULL;
+    int64_t len = t->shape[ax];
+    tensor *idx = tg_tensor_tape_new(DTYPE_I64, 1, &len);
+    if (!idx) return NULL;
+    for (int64_t i = 0; i < len; i++) ((int64_t *)idx->data)[i] = len - 1 - i;
+    return tensor_index_select(t, ax, idx);
+}
+static int conv_transpose2d_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    ct_geom q;
+    node_geom(n, &q);
+    tensor *x = n->in[0], *w = n->in[1], *b = n->n_in > 2 ? n->in[2] : NULL;
+    /* zero-stuffing: [B, C, H, 1, W, 1] padded to [B, C, H, sh, W, sw] */
+    tensor *xd = tensor_reshape(x, 6, (int64_t[]){q.B, q.C, q.H, 1, q.W, 1});
+    int64_t stuff[12] = {0, 0, 0, 0, 0, 0, 0, q.sh - 1, 0, 0, 0, q.sw - 1};
+    xd = tensor_reshape(tensor_pad(xd, stuff, 0.0), 4, (int64_t[]){q.B, q.C, q.H * q.sh, q.W * q.sw});
+    const int64_t pb[2] = {q.dh * (q.KH - 1) - q.ph, q.dw * (q.KW - 1) - q.pw};
+    const int64_t pa[2] = {pb[0] + n->ip[4], pb[1] + n->ip[5]};
+    int64_t pads[8] = {0, 0, 0, 0, pb[0] > 0 ? pb[0] : 0, pa[0] > 0 ? pa[0] : 0,
+                       pb[1] > 0 ? pb[1] : 0, pa[1] > 0 ? pa[1] : 0};
+    xd = tensor_pad(xd, pads, 0.0);
+    xd = tensor_narrow(xd, 2, pb[0] < 0 ? -pb[0] : 0, q.OH + q.dh * (q.KH - 1));
+    xd = tensor_narrow(xd, 3, pb[1] < 0 ? -pb[1] : 0, q.OW + q.dw * (q.KW - 1));
+    /* w (C, OCg, KH, KW) -> [G, Cg, OCg, KH, KW] -> [G, OCg, Cg, ..] -> (OC, Cg, KH, KW), flipped */
+    tensor *wf = tensor_reshape(w, 5, (int64_t[]){q.G, q.Cg, q.OCg, q.KH, q.KW});
+    wf = tensor_reshape(tensor_transpose(wf, 1, 2), 4, (int64_t[]){q.OC, q.Cg, q.KH, q.KW});
+    wf = ct_flip(ct_flip(wf, 2), 3);
+    conv2d_params p = {{1, 1}, {0, 0}, {(int)q.dh, (int)q.dw}, (int)q.G};
+    tensor *y = xd && wf ? tensor_conv2d(xd, wf, b, p) : NULL;
+    return tg_vjp_graph_by_decomposition(n, y, g, want, gin);
+}
+
 /* ------------------------------------------------------------ builders */
 /* The conv_extra family: index of each op in tg_ops_conv_extra, its entry below. */
 enum { CONV_TRANSPOSE2D, N_CONV_EXTRA_OPS };
@@ -351,7 +398,8 @@ const op_def tg_ops_conv_extra[] = {
      "per image b and group g, cols = im2col(G_bg) (OC/G KH KW, H W): dx_bg += W_g @ cols, "
      "dW_g += x_bg @ cols^T, db = sum over (b,i,j) of G (so dx = conv2d(g, w))",
      "w is (C, OC/groups, KH, KW) as in PyTorch; b may be NULL; output_padding must be below the "
-     "stride or the dilation (as PyTorch); linear in each input, no kinks"},
+     "stride or the dilation (as PyTorch); linear in each input, no kinks",
+     .vjp_graph = conv_transpose2d_vjp_graph},
 };
 const int tg_ops_conv_extra_count = N_CONV_EXTRA_OPS;
 _Static_assert(sizeof tg_ops_conv_extra / sizeof tg_ops_conv_extra[0] == N_CONV_EXTRA_OPS,

@@ -180,6 +180,55 @@ static void upsample_vjp(tape_node *n, tensor *const *gin) {
         upsample_bwd_double(&q, n->out->grad->data, gin[0]->data);
 }
 
+/* ------------------------------------------------------ graph vjps */
+/* Both ops are y = M_h x M_w^T per plane, with M_h [OH, H] and M_w [OW, W]
+ * the maps of the node's own tables (so nearest's and bilinear's index
+ * rules are the kernel's, not recomputed): row i of M_h holds 1 / (re_i -
+ * rs_i) over the window (adaptive) or 1 - u_i at a_i plus u_i at b_i
+ * (upsample; nearest: 1 at a_i). The vjp is gx = M_h^T g M_w, two matmuls
+ * of g with constant tape tensors - linear in g, differentiable to any
+ * order. The per-element factor 1 / n_ij of the kernel becomes the product
+ * of the row and column factors, equal to rounding. */
+static tensor *rs_map_rows(const rs_geom *q, dtype dt, bool adaptive, bool transpose) {
+    /* rows: M_h^T [H, OH] (transpose) else columns: M_w [OW, W] */
+    int64_t out = transpose ? q->OH : q->OW, in = transpose ? q->H : q->W;
+    const int64_t *t = transpose ? q->ri : q->ci;
+    const double *l = transpose ? q->rl : q->cl;
+    tensor *m = tg_tensor_tape_zeros(dt, 2, transpose ? (int64_t[]){in, out} : (int64_t[]){out, in});
+    if (!m) return NULL;
+    for (int64_t i = 0; i < out; i++) {
+        int64_t a = t[2 * i], b = t[2 * i + 1];
+        if (adaptive) {
+            for (int64_t r = a; r < b; r++)
+                tensor_set(m, transpose ? r * out + i : i * in + r, 1.0 / (double)(b - a));
+            continue;
+        }
+        double u = l ? l[i] : 0;
+        /* a == b (nearest, or the last row of bilinear): the weights add */
+        double wa = a == b ? 1.0 : 1.0 - u, wb = a == b ? 0.0 : u;
+        tensor_set(m, transpose ? a * out + i : i * in + a, wa);
+        if (a != b) tensor_set(m, transpose ? b * out + i : i * in + b, wb);
+    }
+    return m;
+}
+
+static int rs_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin, bool adaptive) {
+    rs_geom q;
+    rs_geom_of(n, &q);
+    tensor *mht = rs_map_rows(&q, n->out->dtype, adaptive, true);
+    tensor *mw = mht ? rs_map_rows(&q, n->out->dtype, adaptive, false) : NULL;
+    if (!mw) return -1;
+    /* [H, OH] @ g [B, C, OH, OW] -> [B, C, H, OW]; @ [OW, W] -> [B, C, H, W] */
+    gin[0] = tensor_matmul(tensor_matmul(mht, g), mw);
+    return tg_graph_vjp_done(n, want, gin);
+}
+static int adaptive_avg_pool2d_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    return rs_vjp_graph(n, g, want, gin, true);
+}
+static int upsample_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    return rs_vjp_graph(n, g, want, gin, false);
+}
+
 /* ------------------------------------------------------------ builders */
 /* The resample family: index of each op in tg_ops_resample, its entry below. */
 enum { ADAPTIVE_AVG_POOL2D, UPSAMPLE, N_RESAMPLE_OPS };
@@ -393,7 +442,8 @@ const op_def tg_ops_resample[] = {
      "s in [floor(j W/OW), ceil((j+1) W/OW)) (PyTorch's windows)",
      "dx[b,c,r,s] += g[b,c,i,j] / n_ij for every window (i,j) holding (r,s), n_ij its element count",
      "linear; no kinks. Windows overlap when H is not a multiple of OH; OH > H repeats rows. "
-     "4-D input only"},
+     "4-D input only",
+     .vjp_graph = adaptive_avg_pool2d_vjp_graph},
     [UPSAMPLE] = {"upsample", 1, 0, upsample_forward, upsample_vjp, upsample_sample, upsample_build,
      "tensor_upsample(x, params)",
      "nearest: y[b,c,i,j] = x[b,c,a_i,c_j], a_i = min(floor(i s_h), H-1) (PyTorch's 'nearest', in "
@@ -402,7 +452,8 @@ const op_def tg_ops_resample[] = {
      "with align_corners; s_h = 1/scale_factor[0] when given, else H/OH",
      "dx[b,c,tap] += weight(tap) g[b,c,i,j] over the taps of every output (i,j)",
      "linear; no kinks. Size or scale_factor, not both; align_corners (true or false) for bilinear "
-     "only; 4-D input only"},
+     "only; 4-D input only",
+     .vjp_graph = upsample_vjp_graph},
 };
 const int tg_ops_resample_count = N_RESAMPLE_OPS;
 _Static_assert(sizeof tg_ops_resample / sizeof tg_ops_resample[0] == N_RESAMPLE_OPS,
