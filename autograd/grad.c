@@ -149,16 +149,23 @@ typedef struct {
     tensor *const *inputs;
     int n;
     int64_t top;            /* out's tape position, -1 for a leaf */
+    int64_t floor;          /* nodes below it are not walked: their outputs count as leaves */
     unsigned char *live, *reach;
     tensor **gnode;         /* per position: the gradient of that node's output */
     tensor **gleaf;         /* per input: the gradient of an input that is no node's output */
 } walk;
 
+/* t is the output of a node the walk goes through (at or above its floor,
+ * below `before`). */
+static bool walked(const walk *w, const tensor *t, int64_t before) {
+    return is_node_output(t, before) && t->node >= w->floor;
+}
+
 /* Where the gradient of input j of node i goes, or NULL when it needs none. */
 static tensor **dest_of(walk *w, const tape_node *nd, int64_t i, int j) {
     if (!slot_wants(nd, j)) return NULL;
     tensor *t = nd->in[j];
-    if (is_node_output(t, i)) return w->reach[t->node] || index_of(w->inputs, w->n, t) >= 0
+    if (walked(w, t, i)) return w->reach[t->node] || index_of(w->inputs, w->n, t) >= 0
                                           ? &w->gnode[t->node] : NULL;
     int k = index_of(w->inputs, w->n, t);
     return k >= 0 ? &w->gleaf[k] : NULL;
@@ -240,7 +247,7 @@ static int grad_walk(walk *w, const tensor *gout, bool create_graph, bool allow_
     if (!used) return -1;
     for (int k = 0; k < w->n; k++) used[k] = w->inputs[k] == out;
     if (top >= 0) w->live[top] = 1;
-    for (int64_t i = top; i >= 0; i--) {
+    for (int64_t i = top; i >= w->floor; i--) {
         if (!w->live[i]) continue;
         const tape_node *nd = tg_tape_node_at(i);
         for (int j = 0; j < nd->n_in; j++) {
@@ -248,7 +255,7 @@ static int grad_walk(walk *w, const tensor *gout, bool create_graph, bool allow_
             tensor *t = nd->in[j];
             for (int k = 0; k < w->n; k++)
                 if (w->inputs[k] == t) used[k] = true;
-            if (is_node_output(t, i)) w->live[t->node] = 1;
+            if (walked(w, t, i)) w->live[t->node] = 1;
         }
     }
     for (int k = 0; k < w->n && !allow_unused; k++) {
@@ -261,17 +268,17 @@ static int grad_walk(walk *w, const tensor *gout, bool create_graph, bool allow_
         return -1;
     }
     /* reach: the node's output depends on an input */
-    for (int64_t i = 0; i <= top; i++) {
+    for (int64_t i = w->floor; i <= top; i++) {
         const tape_node *nd = tg_tape_node_at(i);
         for (int j = 0; j < nd->n_in && !w->reach[i]; j++) {
             if (!slot_wants(nd, j)) continue;
             tensor *t = nd->in[j];
-            if (index_of(w->inputs, w->n, t) >= 0 || (is_node_output(t, i) && w->reach[t->node]))
+            if (index_of(w->inputs, w->n, t) >= 0 || (walked(w, t, i) && w->reach[t->node]))
                 w->reach[i] = 1;
         }
     }
     /* refuse a first-order-only op before anything is recorded */
-    for (int64_t i = top; i >= 0 && create_graph; i--) {
+    for (int64_t i = top; i >= w->floor && create_graph; i--) {
         const tape_node *nd = tg_tape_node_at(i);
         if (w->live[i] && w->reach[i] && !nd->op->vjp_graph) {
             tg_error_set("%s: create_graph through %s: %s has no differentiable vjp (first order "
@@ -294,7 +301,7 @@ static int grad_walk(walk *w, const tensor *gout, bool create_graph, bool allow_
 
     const bool pending_before = tg_error_pending();
     const uint64_t errors = tg_error_count();
-    for (int64_t i = top; i >= 0; i--) {
+    for (int64_t i = top; i >= w->floor; i--) {
         if (!w->live[i] || !w->reach[i] || !w->gnode[i]) continue;
         int rc = create_graph ? run_graph(w, i, errors, pending_before)
                               : run_kernel(w, tg_tape_node_at(i), i, errors, pending_before);
@@ -303,7 +310,7 @@ static int grad_walk(walk *w, const tensor *gout, bool create_graph, bool allow_
     for (int k = 0; k < w->n; k++) {
         tensor *t = w->inputs[k], *g;
         if (t == out) g = seed;
-        else if (is_node_output(t, top + 1)) g = w->gnode[t->node];
+        else if (walked(w, t, top + 1)) g = w->gnode[t->node];
         else g = w->gleaf[index_of(w->inputs, w->n, t)];
         if (!g) g = tape_filled(t, 0.0); /* allowed unused: the gradient is zero */
         /* every result is a tape tensor of its own: the seed may be the
@@ -316,15 +323,17 @@ static int grad_walk(walk *w, const tensor *gout, bool create_graph, bool allow_
     return 0;
 }
 
-/* tensor_grad with the caller's name for messages; allow_unused gives an
- * input outside out's graph a zero gradient instead of an error. */
-int tg_grad(const char *fn, tensor *out, const tensor *gout, tensor *const *inputs, int n,
-                     bool create_graph, bool allow_unused, tensor **grads) {
+/* The walk from out down to the node at position floor: below it, node
+ * outputs are leaves (an input there gets the gradient that reaches it
+ * directly, not through the nodes that made it). */
+static int grad_above(const char *fn, int64_t floor, tensor *out, const tensor *gout,
+                      tensor *const *inputs, int n, bool create_graph, bool allow_unused,
+                      tensor **grads) {
     if (check_inputs(fn, inputs, n, grads, out, gout)) return -1;
     /* in a no-grad scope nothing can be recorded: the kernel vjps give the
      * same numbers */
     if (!tape_is_recording()) create_graph = false;
-    walk w = {.fn = fn, .out = out, .inputs = inputs, .n = n};
+    walk w = {.fn = fn, .out = out, .inputs = inputs, .n = n, .floor = floor};
     w.top = out->tape_owned && out->node >= 0 ? out->node : -1;
     const size_t np = (size_t)(w.top + 1);
     w.live = tg_mem_calloc(np + 1);
@@ -344,6 +353,13 @@ int tg_grad(const char *fn, tensor *out, const tensor *gout, tensor *const *inpu
         tg_tape_truncate(n0); /* nodes a failed create_graph walk recorded */
     }
     return rc;
+}
+
+/* tensor_grad with the caller's name for messages; allow_unused gives an
+ * input outside out's graph a zero gradient instead of an error. */
+int tg_grad(const char *fn, tensor *out, const tensor *gout, tensor *const *inputs, int n,
+            bool create_graph, bool allow_unused, tensor **grads) {
+    return grad_above(fn, 0, out, gout, inputs, n, create_graph, allow_unused, grads);
 }
 
 int tensor_grad(tensor *out, const tensor *grad_out, tensor *const *inputs, int n,
@@ -442,7 +458,12 @@ int tg_vjp_graph_by_decomposition(const tape_node *n, tensor *out, tensor *g, co
         if (want[j]) slot[m] = j, wrt[m++] = n->in[j];
     if (!out) return tg_graph_vjp_done(n, want, gin);
     /* an input the decomposition does not reach has a zero gradient */
-    if (tg_grad(n->op->name, out, g, wrt, m, true, true, res)) return -1;
+    /* only the decomposition is walked, from out down to the nodes recorded
+     * after the one differentiated (position n->out->node): an input computed
+     * from another input is a leaf here, its own history is the outer walk's
+     * (walking it here too counted those paths twice) */
+    const int64_t floor = n->out->tape_owned && n->out->node >= 0 ? n->out->node + 1 : 0;
+    if (grad_above(n->op->name, floor, out, g, wrt, m, true, true, res)) return -1;
     for (int k = 0; k < m; k++) gin[slot[k]] = res[k];
     return tg_graph_vjp_done(n, want, gin);
 }

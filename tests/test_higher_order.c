@@ -470,18 +470,196 @@ START_TEST(test_registry_every_graph_vjp_matches_kernel_and_passes_gradgradcheck
            "nonzero second derivative), %d without an input that has a gradient; first order "
            "only: %d (%s)\n",
            with, cases, second, no_grad, without, missing);
-    /* every built-in op: differentiable twice, or never recorded; the ops
-     * below arrived after the graph vjps were written and are first order
-     * only until theirs exist (create_graph through them is refused by name) */
-    static const char *const pending[] = {"scaled_dot_product_attention", "conv_transpose2d", "upsample",
-                                          "adaptive_avg_pool2d"};
-    int pending_found = 0;
-    for (size_t q = 0; q < sizeof pending / sizeof pending[0]; q++) {
-        const op_def *op = op_find(pending[q]);
-        if (op && !op->vjp_graph) pending_found++;
+    /* every built-in op: differentiable twice, or never recorded */
+    ck_assert_msg(without == 0, "first order only: %s", missing);
+    ck_assert_int_eq(with + no_grad, op_count());
+}
+END_TEST
+
+/* ----------------------------------- second order through the newer ops */
+/* H v of fn's 1-element output against central differences of its
+ * gradient, (grad(x + h v) - grad(x - h v)) / 2h, for float64 leaves in[0..n)
+ * and a seeded v; fn is rebuilt from the inputs each time. Returns the
+ * largest |H v| and checks that the two agree to 1e-6 of it. */
+static double hvp_vs_differences(gradcheck_fn fn, void *ctx, tensor *const *in, int n, uint64_t seed,
+                                 const char *what) {
+    tensor *v[4], *hv[4], *hv_kept[4], *plus[4], *minus[4], *gr[4];
+    rng g;
+    rng_seed(&g, seed, 3);
+    for (int k = 0; k < n; k++) v[k] = tg_sample_tensor(&g, in[k]->ndim, in[k]->shape, -1, 1);
+    tape_reset();
+    ck_assert_int_eq(tensor_hvp(fn(in, n, ctx), in, n, v, hv), 0);
+    for (int k = 0; k < n; k++) hv_kept[k] = tensor_detach(hv[k]);
+    const double h = 1e-5;
+    for (int side = 0; side < 2; side++) {
+        for (int k = 0; k < n; k++)
+            for (int64_t i = 0; i < in[k]->size; i++)
+                tensor_set(in[k], i, tensor_get(in[k], i) + (side ? -2 * h : h) * tensor_get(v[k], i));
+        tape_reset();
+        ck_assert_int_eq(tensor_grad(fn(in, n, ctx), NULL, in, n, false, gr), 0);
+        for (int k = 0; k < n; k++) (side ? minus : plus)[k] = tensor_detach(gr[k]);
     }
-    ck_assert_msg(without == pending_found, "first order only: %s", missing);
-    ck_assert_int_eq(with + no_grad + pending_found, op_count());
+    for (int k = 0; k < n; k++)
+        for (int64_t i = 0; i < in[k]->size; i++)
+            tensor_set(in[k], i, tensor_get(in[k], i) + h * tensor_get(v[k], i));
+    double worst = 0, scale = 0;
+    for (int k = 0; k < n; k++)
+        for (int64_t i = 0; i < in[k]->size; i++) {
+            double fd = (tensor_get(plus[k], i) - tensor_get(minus[k], i)) / (2 * h);
+            worst = fmax(worst, fabs(tensor_get(hv_kept[k], i) - fd));
+            scale = fmax(scale, fabs(fd));
+        }
+    ck_assert_msg(scale > 1e-3, "%s: H v is all but zero (%g): nothing checked", what, scale);
+    ck_assert_msg(worst <= 1e-6 * scale, "%s: H v differs from differences of gradients by %g (scale %g)",
+                  what, worst, scale);
+    for (int k = 0; k < n; k++)
+        tensor_free(v[k]), tensor_free(hv_kept[k]), tensor_free(plus[k]), tensor_free(minus[k]);
+    tape_reset();
+    return scale;
+}
+
+/* f = sum(c * y^2), y attention with a causal triangle, a mask that leaves
+ * query 2 of batch 1 no key at all, and dropout (the same mask each build:
+ * the generator is reseeded). ctx: the mask then c. */
+static tensor *attention_fn(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    tensor *const *cm = ctx;
+    rng g;
+    rng_seed(&g, 91, 1);
+    tensor *y = tensor_scaled_dot_product_attention(in[0], in[1], in[2], cm[0], true, 0.25, &g);
+    return tensor_sum_all(tensor_mul(tensor_square(y), cm[1]));
+}
+START_TEST(test_attention_second_order_with_a_fully_masked_row) {
+    tensor *in[3] = {leaf(81, SHAPE(2, 4, 3), -1.5, 1.5), leaf(82, SHAPE(2, 5, 3), -1.5, 1.5),
+                     leaf(83, SHAPE(2, 5, 2), -1.5, 1.5)};
+    tensor *mask = tensor_zeros(DTYPE_I64, SHAPE(2, 4, 5));
+    ck_assert_ptr_nonnull(mask);
+    for (int64_t e = 0; e < mask->size; e++) tensor_set(mask, e, e % 3 == 1);
+    for (int64_t j = 0; j < 5; j++) tensor_set(mask, (1 * 4 + 2) * 5 + j, 1); /* batch 1, query 2 */
+    tensor *c = leaf(84, SHAPE(2, 4, 2), 0.5, 1.5);
+    tensor *ctx[2] = {mask, c};
+    /* the recorded gradient equals the kernel's, and is 0 on the masked row */
+    tape_reset();
+    tensor *ga[3], *gb[3], *kept[3];
+    ck_assert_int_eq(tensor_grad(attention_fn(in, 3, ctx), NULL, in, 3, true, ga), 0);
+    for (int k = 0; k < 3; k++) kept[k] = tensor_detach(ga[k]);
+    tape_reset();
+    ck_assert_int_eq(tensor_grad(attention_fn(in, 3, ctx), NULL, in, 3, false, gb), 0);
+    for (int k = 0; k < 3; k++) assert_same_values(kept[k], gb[k], 1e-12);
+    for (int64_t d = 0; d < 3; d++) ck_assert(tensor_get(kept[0], (1 * 4 + 2) * 3 + d) == 0.0);
+    for (int k = 0; k < 3; k++) tensor_free(kept[k]);
+    double scale = hvp_vs_differences(attention_fn, ctx, in, 3, 85, "attention");
+    printf("attention H v (causal, mask with an empty row, dropout): max |H v| %.3g\n", scale);
+    for (int k = 0; k < 3; k++) tensor_free(in[k]);
+    tensor_free(mask), tensor_free(c);
+}
+END_TEST
+
+/* Inputs that depend on each other: k = 2 q and v = q. The recorded
+ * gradient of q sums the three paths once each, as the kernel's does. */
+START_TEST(test_attention_graph_vjp_with_inputs_derived_from_each_other) {
+    tensor *q = leaf(121, SHAPE(2, 3, 2), -1.5, 1.5), *gr[2], *kept;
+    for (int cg = 0; cg < 2; cg++) {
+        tape_reset();
+        tensor *y = tensor_scaled_dot_product_attention(q, tensor_mul_scalar(q, 2.0), q, NULL, false, 0, NULL);
+        ck_assert_int_eq(tensor_grad(tensor_sum_all(tensor_square(y)), NULL, &q, 1, cg == 1, &gr[cg]), 0);
+        if (cg == 0) kept = tensor_detach(gr[0]);
+    }
+    assert_same_values(gr[1], kept, 1e-12);
+    tape_reset();
+    tensor_free(kept), tensor_free(q);
+}
+END_TEST
+
+/* Ops whose differentiable vjp is a decomposition (conv_transpose2d, conv2d
+ * at stride 2, a two-input loss), with one input computed from the other:
+ * the create_graph gradient equals the kernel's. The decomposition's own
+ * walk stops at the node it differentiates; walking the inputs' history
+ * there as well counted the path from w to x twice (dW 1.5 times the
+ * kernel's). */
+static tensor *derived_graph(int which, tensor *w) {
+    static const double scale[3] = {0.7, 1.1, 0.9};
+    tensor *s = tensor_mul_scalar(tensor_sum_all(w), scale[which]);
+    if (which == 0) { /* x [2,4,3,3] = x0 * sum(w): w [4,2,2,2] */
+        rng g;
+        rng_seed(&g, 131, 1);
+        tensor *x0 = tg_sample_tensor(&g, SHAPE(2, 4, 3, 3), -1, 1);
+        conv_transpose2d_params p = {{2, 1}, {1, 0}, {1, 0}, {1, 1}, 1};
+        tensor *y = tensor_conv_transpose2d(tensor_mul(tensor_tanh(x0), s), w, NULL, p);
+        tensor_free(x0);
+        return tensor_sum_all(tensor_tanh(y));
+    }
+    if (which == 1) { /* x [1,2,5,5] from w [3,2,2,2] tiled by a sum; stride 2, padding 1 */
+        rng g;
+        rng_seed(&g, 132, 1);
+        tensor *x0 = tg_sample_tensor(&g, SHAPE(1, 2, 5, 5), -1, 1);
+        conv2d_params p = {{2, 2}, {1, 1}, {1, 1}, 1};
+        tensor *y = tensor_conv2d(tensor_mul(tensor_sin(x0), s), w, NULL, p);
+        tensor_free(x0);
+        return tensor_sum_all(tensor_tanh(y));
+    }
+    /* cosine_embedding_loss(w, 0.5 w + s) with labels 1, -1, 1 */
+    tensor *lab = tensor_from_doubles(DTYPE_F64, SHAPE(3), (double[]){1, -1, 1});
+    tensor *l = tensor_cosine_embedding_loss(w, tensor_add(tensor_mul_scalar(w, 0.5), s), lab, 0.1,
+                                             REDUCTION_MEAN);
+    tensor_free(lab);
+    return l;
+}
+
+START_TEST(test_decomposed_graph_vjps_with_an_input_derived_from_another) {
+    static const int64_t shapes[3][4] = {{4, 2, 2, 2}, {3, 2, 2, 2}, {3, 4, 0, 0}};
+    static const int ndims[3] = {4, 4, 2};
+    for (int which = 0; which < 3; which++) {
+        tensor *w = leaf(140 + (uint64_t)which, ndims[which], shapes[which], -1, 1), *gr[2], *kept = NULL;
+        for (int cg = 0; cg < 2; cg++) {
+            tape_reset();
+            tensor *f = derived_graph(which, w);
+            ck_assert_msg(f != NULL, "case %d: %s", which, tapegrad_error());
+            ck_assert_int_eq(tensor_grad(f, NULL, &w, 1, cg == 1, &gr[cg]), 0);
+            if (cg == 0) kept = tensor_detach(gr[0]);
+        }
+        assert_same_values(gr[1], kept, 1e-10);
+        tape_reset();
+        tensor_free(kept), tensor_free(w);
+    }
+}
+END_TEST
+
+/* f = sum(tanh(conv_transpose2d(x, w, b))): stride 1, dilation 2 and output
+ * padding 1 (so conv2d(g, w) has a row and a column past x, cut off), groups 2. */
+static tensor *conv_transpose_fn(tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    conv_transpose2d_params p = {{1, 1}, {1, 0}, {1, 1}, {2, 2}, 2};
+    return tensor_sum_all(tensor_tanh(tensor_conv_transpose2d(in[0], in[1], in[2], p)));
+}
+START_TEST(test_conv_transpose2d_hvp_against_differences) {
+    tensor *in[3] = {leaf(101, SHAPE(2, 4, 3, 4), -1, 1), leaf(102, SHAPE(4, 1, 2, 3), -1, 1),
+                     leaf(103, SHAPE(2), -0.5, 0.5)};
+    hvp_vs_differences(conv_transpose_fn, NULL, in, 3, 104, "conv_transpose2d");
+    for (int k = 0; k < 3; k++) tensor_free(in[k]);
+}
+END_TEST
+
+/* f = sum(tanh(upsample(x))^2) (bilinear, scale (1.7, 0.6)) + sum(exp(adaptive_avg_pool2d(x, 3, 2))). */
+static tensor *resample_fn(tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    upsample_params p = {{0, 0}, {1.7, 0.6}, UPSAMPLE_BILINEAR, false};
+    tensor *u = tensor_sum_all(tensor_square(tensor_tanh(tensor_upsample(in[0], p))));
+    return tensor_add(u, tensor_sum_all(tensor_exp(tensor_adaptive_avg_pool2d(in[0], 3, 2))));
+}
+/* nearest with PyTorch's halving rule (5 -> 10) and align_corners bilinear */
+static tensor *resample2_fn(tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    upsample_params a = {{10, 7}, {0, 0}, UPSAMPLE_NEAREST, false};
+    upsample_params b = {{3, 8}, {0, 0}, UPSAMPLE_BILINEAR, true};
+    tensor *y = tensor_sum_all(tensor_tanh(tensor_upsample(in[0], a)));
+    return tensor_add(y, tensor_sum_all(tensor_square(tensor_sin(tensor_upsample(in[0], b)))));
+}
+START_TEST(test_resample_hvp_against_differences) {
+    tensor *x = leaf(111, SHAPE(2, 2, 5, 6), -1.5, 1.5);
+    hvp_vs_differences(resample_fn, NULL, &x, 1, 112, "upsample + adaptive_avg_pool2d");
+    hvp_vs_differences(resample2_fn, NULL, &x, 1, 113, "upsample nearest + align_corners");
+    tensor_free(x);
 }
 END_TEST
 
@@ -790,6 +968,11 @@ static Suite *higher_order_suite(void) {
     tcase_add_test(tc, test_hvp_linear_parts_are_zero);
     tcase_add_test(tc, test_hvp_lenet5_against_differences_of_gradients);
     tcase_add_test(tc, test_create_graph_through_first_order_op_is_refused);
+    tcase_add_test(tc, test_attention_second_order_with_a_fully_masked_row);
+    tcase_add_test(tc, test_attention_graph_vjp_with_inputs_derived_from_each_other);
+    tcase_add_test(tc, test_decomposed_graph_vjps_with_an_input_derived_from_another);
+    tcase_add_test(tc, test_conv_transpose2d_hvp_against_differences);
+    tcase_add_test(tc, test_resample_hvp_against_differences);
     tcase_add_test(tc, test_errors_bad_arguments);
     suite_add_tcase(s, tc);
     TCase *ck = tcase_create("gradgradcheck");
