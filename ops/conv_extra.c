@@ -176,9 +176,8 @@ static void conv_transpose2d_vjp(tape_node *n, tensor *const *gin) {
  * node's own inputs only, not on g: dx written as conv2d(g, w) would make
  * conv2d's own decomposition walk from w through g's ancestry (g depends on
  * w in any Hessian through a nonlinearity) back into this node, endlessly.
- * Known limit, shared with every vjp by decomposition: when x is itself
- * computed from w, the walk from w also follows that path outside the op and
- * the recorded dW is wrong. */
+ * When x is itself computed from w, the decomposition's walk stops at this
+ * node's inputs (its floor), so that path is the outer walk's alone. */
 static tensor *ct_flip(tensor *t, int ax) {
     if (!t) return NULL;
     int64_t len = t->shape[ax];
