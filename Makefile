@@ -134,7 +134,7 @@ $(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(TEST_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DTAPEGRAD_TEST_HOOKS $< -o $@ $(TEST_LIB) $(LDFLAGS) $(shell pkg-config --libs check) $(LDLIBS)
 
-$(BUILD)/examples/%: examples/%.c $(STATIC)
+$(BUILD)/examples/%: examples/%.c $(wildcard examples/*.h) $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< -o $@ $(STATIC) $(LDFLAGS) $(LDLIBS)
 

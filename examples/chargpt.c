@@ -32,18 +32,17 @@
  * prints N bytes drawn after --prompt (default a newline) from
  * softmax(logits / --temperature), the model seeing the last T bytes. Uses
  * the public header only. */
-#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../include/tapegrad.h"
+#include "charlm.h"
 
 enum { CTX = 64, VOCAB = 256, EMB = 128, HEADS = 4, LAYERS = 2, VAL_BATCHES = 50, VAL_BATCH = 16 };
 
@@ -65,12 +64,6 @@ typedef struct net {
     tensor *head;           /* tok.weight itself, registered again as head.weight */
 } net;
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int fail(const char *what) {
     fprintf(stderr, "chargpt: %s: %s\n", what, tapegrad_error() ? tapegrad_error() : "failed");
     return 1;
@@ -82,29 +75,6 @@ static void usage(FILE *f) {
                "               [--sample N] [--temperature X] [--prompt TEXT]\n"
                "defaults: 2000 steps, batch 16, AdamW lr 1e-3, 1 thread, seed 0,\n"
                "          data /usr/share/games/fortunes, no sample, temperature 1\n");
-}
-
-static int int_opt(const char *name, const char *s, long long lo, long long hi, long long *v) {
-    char *end;
-    errno = 0;
-    long long x = strtoll(s, &end, 10);
-    if (!*s || *end || errno || x < lo || x > hi) {
-        fprintf(stderr, "chargpt: --%s needs a whole number from %lld to %lld, not \"%s\"\n",
-                name, lo, hi, s);
-        return -1;
-    }
-    *v = x;
-    return 0;
-}
-
-static int pos_opt(const char *name, const char *s, double *v) {
-    char *end;
-    *v = strtod(s, &end);
-    if (!*s || *end || !isfinite(*v) || !(*v > 0)) {
-        fprintf(stderr, "chargpt: --%s needs a finite number above 0, not \"%s\"\n", name, s);
-        return -1;
-    }
-    return 0;
 }
 
 static int parse(int argc, char **argv, options *o) {
@@ -122,30 +92,30 @@ static int parse(int argc, char **argv, options *o) {
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
         case 'N':
-            if (int_opt("steps", optarg, 0, LLONG_MAX, &v)) return 2;
+            if (charlm_int_opt("chargpt", "steps", optarg, 0, LLONG_MAX, &v)) return 2;
             o->steps = v;
             break;
         case 'b':
-            if (int_opt("batch", optarg, 1, 1000000, &v)) return 2;
+            if (charlm_int_opt("chargpt", "batch", optarg, 1, 1000000, &v)) return 2;
             o->batch = v;
             break;
         case 't':
-            if (int_opt("threads", optarg, 1, 1024, &v)) return 2;
+            if (charlm_int_opt("chargpt", "threads", optarg, 1, 1024, &v)) return 2;
             o->threads = (int)v;
             break;
         case 's':
-            if (int_opt("seed", optarg, 0, LLONG_MAX, &v)) return 2;
+            if (charlm_int_opt("chargpt", "seed", optarg, 0, LLONG_MAX, &v)) return 2;
             o->seed = (uint64_t)v;
             break;
         case 'n':
-            if (int_opt("sample", optarg, 0, 100000000, &v)) return 2;
+            if (charlm_int_opt("chargpt", "sample", optarg, 0, 100000000, &v)) return 2;
             o->sample = v;
             break;
         case 'l':
-            if (pos_opt("lr", optarg, &o->lr)) return 2;
+            if (charlm_pos_opt("chargpt", "lr", optarg, &o->lr)) return 2;
             break;
         case 'T':
-            if (pos_opt("temperature", optarg, &o->temperature)) return 2;
+            if (charlm_pos_opt("chargpt", "temperature", optarg, &o->temperature)) return 2;
             break;
         case 'd': o->data = optarg; break;
         case 'S': o->save = optarg; break;
@@ -166,77 +136,6 @@ static int parse(int argc, char **argv, options *o) {
         return 2;
     }
     return 0;
-}
-
-static int by_name(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* The regular files of dir whose names have no '.', in strcmp order,
- * concatenated into *buf. 0, or -1 with a message on stderr. */
-static int read_corpus(const char *dir, unsigned char **buf, int64_t *len) {
-    DIR *d = opendir(dir);
-    if (!d) {
-        fprintf(stderr, "chargpt: %s: %s (Debian's fortunes package provides the corpus)\n", dir,
-                strerror(errno));
-        return -1;
-    }
-    char **names = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *e;
-    int rc = -1;
-    unsigned char *data = NULL;
-    size_t size = 0;
-    while ((e = readdir(d))) {
-        if (strchr(e->d_name, '.')) continue; /* also . and .. */
-        if (n == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **nn = realloc(names, cap * sizeof *nn);
-            if (!nn) goto oom;
-            names = nn;
-        }
-        if (!(names[n] = strdup(e->d_name))) goto oom;
-        n++;
-    }
-    qsort(names, n, sizeof *names, by_name);
-    for (size_t i = 0; i < n; i++) {
-        char path[4096];
-        struct stat st;
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        if (stat(path, &st) || !S_ISREG(st.st_mode)) continue; /* follows links, as the peer */
-        FILE *f = fopen(path, "rb");
-        if (!f) {
-            fprintf(stderr, "chargpt: %s: %s\n", path, strerror(errno));
-            goto done;
-        }
-        unsigned char *nd = realloc(data, size + (size_t)st.st_size + 1);
-        if (!nd) {
-            fclose(f);
-            goto oom;
-        }
-        data = nd;
-        size_t got = fread(data + size, 1, (size_t)st.st_size, f);
-        fclose(f);
-        size += got;
-    }
-    if (size < 10 * (CTX + 2)) {
-        fprintf(stderr, "chargpt: %s holds %zu bytes of text; too little for windows of %d\n", dir,
-                size, CTX);
-        goto done;
-    }
-    *buf = data;
-    *len = (int64_t)size;
-    data = NULL;
-    rc = 0;
-    goto done;
-oom:
-    fprintf(stderr, "chargpt: out of memory reading %s\n", dir);
-done:
-    for (size_t i = 0; i < n; i++) free(names[i]);
-    free(names);
-    free(data);
-    closedir(d);
-    return rc;
 }
 
 /* The peer's GPT, registered in its state_dict's names. The masks are
@@ -272,20 +171,6 @@ static tensor *logits_of(const net *n, tensor *idx) {
     return tensor_linear(nn_layernorm_forward(&n->ln, x), n->head, NULL);
 }
 
-/* B random windows of text (each start uniform over those with a next byte
- * for every position): x [B, T] the bytes, y [B * T] the bytes after them. */
-static void draw(const unsigned char *text, int64_t len, rng *g, tensor *x, tensor *y) {
-    int64_t B = x->shape[0];
-    int64_t *xs = x->data, *ys = y->data;
-    for (int64_t b = 0; b < B; b++) {
-        int64_t at = (int64_t)rng_below(g, (uint64_t)(len - CTX - 1));
-        for (int t = 0; t < CTX; t++) {
-            xs[b * CTX + t] = text[at + t];
-            ys[b * CTX + t] = text[at + t + 1];
-        }
-    }
-}
-
 /* Mean cross-entropy of the next byte over every position: [B, T] -> scalar. */
 static tensor *loss_of(const net *n, tensor *x, tensor *y) {
     tensor *logits = logits_of(n, x); /* [B, T, 256] */
@@ -308,7 +193,7 @@ static double validate(const net *n, const unsigned char *text, int64_t len) {
     double sum = 0;
     tape_no_grad_begin();
     for (int i = 0; i < VAL_BATCHES; i++) {
-        draw(text, len, &g, x, y);
+        charlm_draw(text, len, CTX, &g, x, y);
         tensor *loss = loss_of(n, x, y);
         double v = loss ? tensor_item(loss) : NAN;
         tape_reset();
@@ -370,7 +255,7 @@ int main(int argc, char **argv) {
     tapegrad_set_threads(o.threads);
     unsigned char *text = NULL;
     int64_t len = 0;
-    if (read_corpus(o.data, &text, &len)) return 1;
+    if (charlm_read_corpus("chargpt", o.data, CTX, &text, &len)) return 1;
     int64_t n_train = (int64_t)((double)len * 0.9), n_val = len - n_train;
     net n;
     if (net_init(&n, o.seed)) return fail("building the model");
@@ -392,9 +277,9 @@ int main(int argc, char **argv) {
     bool tty = isatty(STDOUT_FILENO);
     rng g;
     rng_seed(&g, o.seed, 0);
-    double t0 = now(), shown = 0, last = 0;
+    double t0 = charlm_now(), shown = 0, last = 0;
     for (int64_t s = 1; s <= o.steps; s++) {
-        draw(text, n_train, &g, x, y);
+        charlm_draw(text, n_train, CTX, &g, x, y);
         optim_zero_grad(opt);
         tensor *loss = loss_of(&n, x, y);
         if (!loss || tensor_backward(loss)) return fail("training");
@@ -407,7 +292,7 @@ int main(int argc, char **argv) {
         }
         if (optim_step(opt)) return fail("training");
         tape_reset(); /* every tape-owned tensor of the step goes; memory stays flat */
-        double t = now(), dt = t - t0, eta = dt * (double)(o.steps - s) / (double)s;
+        double t = charlm_now(), dt = t - t0, eta = dt * (double)(o.steps - s) / (double)s;
         if (!o.quiet && tty && (t - shown >= 0.1 || s == o.steps)) {
             shown = t;
             char bar[31];
@@ -424,7 +309,7 @@ int main(int argc, char **argv) {
             fflush(stdout);
         }
     }
-    double secs = now() - t0;
+    double secs = charlm_now() - t0;
     double vl = validate(&n, text + n_train, n_val);
     if (!isfinite(vl)) return fail("validating");
     printf("steps=%lld val_loss=%.4f val_bpb=%.4f seconds=%.1f\n", (long long)o.steps, vl,

@@ -23,18 +23,17 @@
  * --load evaluates and samples it without training). --sample N prints N
  * bytes drawn after --prompt (default a newline) at --temperature. Uses the
  * public header only. */
-#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../include/tapegrad.h"
+#include "charlm.h"
 
 enum { CTX = 64, VOCAB = 256, EMB = 128, HIDDEN = 256, VAL_BATCHES = 50, VAL_BATCH = 16 };
 
@@ -53,12 +52,6 @@ typedef struct net {
     nn_linear head;
 } net;
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int fail(const char *what) {
     fprintf(stderr, "charlstm: %s: %s\n", what, tapegrad_error() ? tapegrad_error() : "failed");
     return 1;
@@ -70,29 +63,6 @@ static void usage(FILE *f) {
                "                [--sample N] [--temperature X] [--prompt TEXT]\n"
                "defaults: 2000 steps, batch 16, AdamW lr 1e-3, 1 thread, seed 0,\n"
                "          data /usr/share/games/fortunes, no sample, temperature 1\n");
-}
-
-static int int_opt(const char *name, const char *s, long long lo, long long hi, long long *v) {
-    char *end;
-    errno = 0;
-    long long x = strtoll(s, &end, 10);
-    if (!*s || *end || errno || x < lo || x > hi) {
-        fprintf(stderr, "charlstm: --%s needs a whole number from %lld to %lld, not \"%s\"\n",
-                name, lo, hi, s);
-        return -1;
-    }
-    *v = x;
-    return 0;
-}
-
-static int pos_opt(const char *name, const char *s, double *v) {
-    char *end;
-    *v = strtod(s, &end);
-    if (!*s || *end || !isfinite(*v) || !(*v > 0)) {
-        fprintf(stderr, "charlstm: --%s needs a finite number above 0, not \"%s\"\n", name, s);
-        return -1;
-    }
-    return 0;
 }
 
 static int parse(int argc, char **argv, options *o) {
@@ -109,30 +79,30 @@ static int parse(int argc, char **argv, options *o) {
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
         case 'N':
-            if (int_opt("steps", optarg, 0, LLONG_MAX, &v)) return 2;
+            if (charlm_int_opt("charlstm", "steps", optarg, 0, LLONG_MAX, &v)) return 2;
             o->steps = v;
             break;
         case 'b':
-            if (int_opt("batch", optarg, 1, 1000000, &v)) return 2;
+            if (charlm_int_opt("charlstm", "batch", optarg, 1, 1000000, &v)) return 2;
             o->batch = v;
             break;
         case 't':
-            if (int_opt("threads", optarg, 1, 1024, &v)) return 2;
+            if (charlm_int_opt("charlstm", "threads", optarg, 1, 1024, &v)) return 2;
             o->threads = (int)v;
             break;
         case 's':
-            if (int_opt("seed", optarg, 0, LLONG_MAX, &v)) return 2;
+            if (charlm_int_opt("charlstm", "seed", optarg, 0, LLONG_MAX, &v)) return 2;
             o->seed = (uint64_t)v;
             break;
         case 'n':
-            if (int_opt("sample", optarg, 0, 100000000, &v)) return 2;
+            if (charlm_int_opt("charlstm", "sample", optarg, 0, 100000000, &v)) return 2;
             o->sample = v;
             break;
         case 'l':
-            if (pos_opt("lr", optarg, &o->lr)) return 2;
+            if (charlm_pos_opt("charlstm", "lr", optarg, &o->lr)) return 2;
             break;
         case 'T':
-            if (pos_opt("temperature", optarg, &o->temperature)) return 2;
+            if (charlm_pos_opt("charlstm", "temperature", optarg, &o->temperature)) return 2;
             break;
         case 'd': o->data = optarg; break;
         case 'S': o->save = optarg; break;
@@ -154,77 +124,6 @@ static int parse(int argc, char **argv, options *o) {
     return 0;
 }
 
-static int by_name(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* The regular files of dir whose names have no '.', in strcmp order,
- * concatenated into *buf. 0, or -1 with a message on stderr. */
-static int read_corpus(const char *dir, unsigned char **buf, int64_t *len) {
-    DIR *d = opendir(dir);
-    if (!d) {
-        fprintf(stderr, "charlstm: %s: %s (Debian's fortunes package provides the corpus)\n", dir,
-                strerror(errno));
-        return -1;
-    }
-    char **names = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *e;
-    int rc = -1;
-    unsigned char *data = NULL;
-    size_t size = 0;
-    while ((e = readdir(d))) {
-        if (strchr(e->d_name, '.')) continue; /* also . and .. */
-        if (n == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **nn = realloc(names, cap * sizeof *nn);
-            if (!nn) goto oom;
-            names = nn;
-        }
-        if (!(names[n] = strdup(e->d_name))) goto oom;
-        n++;
-    }
-    qsort(names, n, sizeof *names, by_name);
-    for (size_t i = 0; i < n; i++) {
-        char path[4096];
-        struct stat st;
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        if (stat(path, &st) || !S_ISREG(st.st_mode)) continue; /* follows links, as the peer */
-        FILE *f = fopen(path, "rb");
-        if (!f) {
-            fprintf(stderr, "charlstm: %s: %s\n", path, strerror(errno));
-            goto done;
-        }
-        unsigned char *nd = realloc(data, size + (size_t)st.st_size + 1);
-        if (!nd) {
-            fclose(f);
-            goto oom;
-        }
-        data = nd;
-        size_t got = fread(data + size, 1, (size_t)st.st_size, f);
-        fclose(f);
-        size += got;
-    }
-    if (size < 10 * (CTX + 2)) {
-        fprintf(stderr, "charlstm: %s holds %zu bytes of text; too little for windows of %d\n", dir,
-                size, CTX);
-        goto done;
-    }
-    *buf = data;
-    *len = (int64_t)size;
-    data = NULL;
-    rc = 0;
-    goto done;
-oom:
-    fprintf(stderr, "charlstm: out of memory reading %s\n", dir);
-done:
-    for (size_t i = 0; i < n; i++) free(names[i]);
-    free(names);
-    free(data);
-    closedir(d);
-    return rc;
-}
-
 static int net_init(net *n, uint64_t seed) {
     n->m = nn_model_new(DTYPE_F32, seed);
     if (!n->m) return -1;
@@ -233,20 +132,6 @@ static int net_init(net *n, uint64_t seed) {
         nn_linear_init(&n->head, n->m, "head", HIDDEN, VOCAB, true))
         return -1;
     return 0;
-}
-
-/* B random windows of text (each start uniform over those with a next byte
- * for every position): x [B, T] the bytes, y [B * T] the bytes after them. */
-static void draw(const unsigned char *text, int64_t len, rng *g, tensor *x, tensor *y) {
-    int64_t B = x->shape[0];
-    int64_t *xs = x->data, *ys = y->data;
-    for (int64_t b = 0; b < B; b++) {
-        int64_t at = (int64_t)rng_below(g, (uint64_t)(len - CTX - 1));
-        for (int t = 0; t < CTX; t++) {
-            xs[b * CTX + t] = text[at + t];
-            ys[b * CTX + t] = text[at + t + 1];
-        }
-    }
 }
 
 /* Mean cross-entropy of the next byte over every position: [B, T] -> scalar. */
@@ -274,7 +159,7 @@ static double validate(const net *n, const unsigned char *text, int64_t len) {
     double sum = 0;
     tape_no_grad_begin();
     for (int i = 0; i < VAL_BATCHES; i++) {
-        draw(text, len, &g, x, y);
+        charlm_draw(text, len, CTX, &g, x, y);
         tensor *loss = loss_of(n, x, y);
         double v = loss ? tensor_item(loss) : NAN;
         tape_reset();
@@ -344,7 +229,7 @@ int main(int argc, char **argv) {
     tapegrad_set_threads(o.threads);
     unsigned char *text;
     int64_t len;
-    if (read_corpus(o.data, &text, &len)) return 1;
+    if (charlm_read_corpus("charlstm", o.data, CTX, &text, &len)) return 1;
     int64_t n_train = (int64_t)((double)len * 0.9), n_val = len - n_train;
     net n;
     if (net_init(&n, o.seed)) return fail("building the model");
@@ -365,9 +250,9 @@ int main(int argc, char **argv) {
     bool tty = isatty(STDOUT_FILENO);
     rng g;
     rng_seed(&g, o.seed, 0);
-    double t0 = now(), shown = 0, last = 0;
+    double t0 = charlm_now(), shown = 0, last = 0;
     for (int64_t s = 1; s <= o.steps; s++) {
-        draw(text, n_train, &g, x, y);
+        charlm_draw(text, n_train, CTX, &g, x, y);
         optim_zero_grad(opt);
         tensor *loss = loss_of(&n, x, y);
         if (!loss || tensor_backward(loss)) return fail("training");
@@ -380,7 +265,7 @@ int main(int argc, char **argv) {
         }
         if (optim_step(opt)) return fail("training");
         tape_reset(); /* every tape-owned tensor of the step goes; memory stays flat */
-        double t = now(), dt = t - t0, eta = dt * (double)(o.steps - s) / (double)s;
+        double t = charlm_now(), dt = t - t0, eta = dt * (double)(o.steps - s) / (double)s;
         if (tty && (t - shown >= 0.1 || s == o.steps)) {
             shown = t;
             char bar[31];
@@ -397,7 +282,7 @@ int main(int argc, char **argv) {
             fflush(stdout);
         }
     }
-    double secs = now() - t0;
+    double secs = charlm_now() - t0;
     double vl = validate(&n, text + n_train, n_val);
     if (!isfinite(vl)) return fail("validating");
     printf("steps=%lld val_loss=%.4f val_bpb=%.4f seconds=%.1f\n", (long long)o.steps, vl,
