@@ -70,11 +70,6 @@ struct op_def {
     int (*vjp_graph)(const tape_node *n, tensor *g, const bool *want, tensor **gin);
 };
 
-/* The tables name the fields an entry sets, and an entry written before a
- * field existed leaves it NULL (the registry's optional fields, such as
- * vjp_graph): a positional initializer that stops before the last field is
- * the intended way to write an entry, not an omission to warn about. */
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
 /* The registry is the concatenation of the family tables in ops/. Each family
  * file defines `const op_def tg_ops_<family>[]` and `const int tg_ops_<family>_count`. */

@@ -184,7 +184,8 @@ const op_def *op_register(const op_spec *sp) {
                       sp->signature ? sp->signature : c->name,
                       sp->formula_forward ? sp->formula_forward : "",
                       sp->formula_gradient ? sp->formula_gradient : "",
-                      sp->notes ? sp->notes : ""};
+                      sp->notes ? sp->notes : "",
+                      .vjp_graph = NULL /* custom ops are first order only */};
     customs[n_customs++] = c;
     return &c->def;
 }

@@ -412,7 +412,7 @@ static void relu0_vjp(tape_node *n, tensor *const *gin) {
     double *d = gin[0]->data;
     for (int64_t i = 0; i < n->out->size; i++) d[i] += x[i] > 0 ? g[i] : 0;
 }
-static const op_def relu0_op = {"relu0", 1, 0, relu0_forward, relu0_vjp, NULL, NULL, "", "", "", ""};
+static const op_def relu0_op = {"relu0", 1, 0, relu0_forward, relu0_vjp, NULL, NULL, "", "", "", "", NULL};
 
 /* identity whose vjp adds a little more on every call: not deterministic */
 static int vjp_calls;
@@ -425,7 +425,7 @@ static void drift_vjp(tape_node *n, tensor *const *gin) {
     vjp_calls++;
     for (int64_t i = 0; i < n->out->size; i++) d[i] += g[i] * (1 + 1e-15 * vjp_calls);
 }
-static const op_def drift_op = {"drift", 1, 0, ident_forward, drift_vjp, NULL, NULL, "", "", "", ""};
+static const op_def drift_op = {"drift", 1, 0, ident_forward, drift_vjp, NULL, NULL, "", "", "", "", NULL};
 
 /* identity that counts its forward calls: shows what replay recomputes */
 static int counted_forwards;
@@ -438,7 +438,7 @@ static void ident_vjp(tape_node *n, tensor *const *gin) {
     double *d = gin[0]->data;
     for (int64_t i = 0; i < n->out->size; i++) d[i] += g[i];
 }
-static const op_def counted_op = {"counted", 1, 0, counted_forward, ident_vjp, NULL, NULL, "", "", "", ""};
+static const op_def counted_op = {"counted", 1, 0, counted_forward, ident_vjp, NULL, NULL, "", "", "", "", NULL};
 
 /* identity whose forward drifts a little on every call: not pure, so replay
  * cannot be trusted (an op that drew its dropout mask inside forward would
@@ -450,7 +450,7 @@ static void impure_forward(tape_node *n) {
     impure_calls++;
     for (int64_t i = 0; i < n->out->size; i++) y[i] = x[i] * (1 + 1e-12 * impure_calls);
 }
-static const op_def impure_op = {"impure", 1, 0, impure_forward, ident_vjp, NULL, NULL, "", "", "", ""};
+static const op_def impure_op = {"impure", 1, 0, impure_forward, ident_vjp, NULL, NULL, "", "", "", "", NULL};
 
 /* y = x + J [x > 0] with the vjp of y = x: a jump of height J (fp[0]) at 0 */
 static void step_forward(tape_node *n) {
@@ -458,7 +458,7 @@ static void step_forward(tape_node *n) {
     double *y = n->out->data;
     for (int64_t i = 0; i < n->out->size; i++) y[i] = x[i] + (x[i] > 0 ? n->fp[0] : 0);
 }
-static const op_def step_op = {"step", 1, 0, step_forward, ident_vjp, NULL, NULL, "", "", "", ""};
+static const op_def step_op = {"step", 1, 0, step_forward, ident_vjp, NULL, NULL, "", "", "", "", NULL};
 
 static tensor *apply_unary(const op_def *op, tensor *x) {
     tensor *in[1] = {x};

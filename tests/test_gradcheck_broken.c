@@ -457,7 +457,7 @@ static void relu0_vjp(tape_node *n, tensor *const *gin) {
     double *d = gin[0]->data;
     for (int64_t i = 0; i < n->out->size; i++) d[i] += x[i] > 0 ? g[i] : 0;
 }
-static const op_def relu0_op = {"relu0", 1, 0, relu0_forward, relu0_vjp, NULL, NULL, "", "", "", ""};
+static const op_def relu0_op = {"relu0", 1, 0, relu0_forward, relu0_vjp, NULL, NULL, "", "", "", "", NULL};
 
 /* node 0 relu0 (x has an exact 0: a kink), node 1 broken mul */
 static tensor *kink_then_broken_fn(tensor *const *in, int n, void *ctx) {
