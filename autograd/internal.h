@@ -239,8 +239,13 @@ int tg_tape_set_no_grad_depth(int depth);
 extern const op_def tg_op_checkpoint;
 /* The zeroed gradient buffer of a checkpoint's output t, outside the arena:
  * given back when the checkpoint's vjp has used it, so that the gradients
- * of a chain of checkpoints take two buffers instead of one per link. */
-tensor *tg_checkpoint_grad_new(const tensor *t);
+ * of a chain of checkpoints take two buffers instead of one per link.
+ * deferred (t's consumer is a checkpoint, which alone writes to it first):
+ * the header only, data NULL until the consumer's vjp gives it memory. */
+tensor *tg_checkpoint_grad_new(const tensor *t, bool deferred);
+/* The arena block p of `bytes`, when it is the last one handed out, is
+ * given back: 0, else -1 and nothing changes. */
+int tg_arena_pop(void *p, size_t bytes);
 /* Generators drawn from inside a checkpoint's segment (rng.c calls this
  * before every draw while tg_rng_watch is nonzero): recorded when the
  * segment first runs, rewound when it runs again, so dropout draws the same

@@ -292,6 +292,16 @@ void tg_arena_rewind(void) {
     peak_bytes = other_bytes;
 }
 
+int tg_arena_pop(void *p, size_t bytes) {
+    size_t need = (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    if (need == 0) need = ALIGN;
+    if (!arena_cur || arena_cur->used < need || (char *)p != arena_cur->base + arena_cur->used - need)
+        return -1;
+    arena_cur->used -= need;
+    arena_step_bytes -= need;
+    return 0;
+}
+
 /* The checker re-runs the user's function after the recorded step and then
  * drops what the re-run allocated: a position in the arena to come back to.
  * Chunks past the position stay linked and are reused. */

@@ -150,26 +150,35 @@ typedef struct pool_block {
 static pool_block *pool;
 static int pool_n, pool_cap;
 
-tensor *tg_checkpoint_grad_new(const tensor *t) {
-    const size_t bytes = (size_t)t->size * tg_dtype_size(t->dtype);
+/* Memory for the gradient header g: a free block of its size, or a new one. */
+static int grad_materialize(tensor *g) {
+    const size_t bytes = (size_t)g->size * tg_dtype_size(g->dtype);
     int k = 0;
     while (k < pool_n && (pool[k].used || pool[k].bytes != bytes)) k++;
     if (k == pool_n) {
         if (pool_n == pool_cap) {
             int cap = pool_cap ? 2 * pool_cap : 8;
             pool_block *p = tg_mem_alloc((size_t)cap * sizeof *p);
-            if (!p) return NULL;
+            if (!p) return -1;
             if (pool_n) memcpy(p, pool, (size_t)pool_n * sizeof *p);
             tg_mem_free(pool);
             pool = p;
             pool_cap = cap;
         }
-        tg_mem_context_tensor(t->dtype, t->ndim, t->shape);
-        void *d = tg_mem_alloc(bytes);
-        tg_mem_context_tensor(t->dtype, -1, NULL);
-        if (!d) return NULL;
+        tg_mem_context_tensor(g->dtype, g->ndim, g->shape);
+        void *d = tg_mem_alloc(bytes ? bytes : 1);
+        tg_mem_context_tensor(g->dtype, -1, NULL);
+        if (!d) return -1;
         pool[pool_n++] = (pool_block){d, bytes, false};
     }
+    pool[k].used = true;
+    g->data = pool[k].data;
+    memset(g->data, 0, bytes);
+    tg_tape_bytes_changed((int64_t)bytes);
+    return 0;
+}
+
+tensor *tg_checkpoint_grad_new(const tensor *t, bool deferred) {
     tensor *g = tg_tape_header_new();
     if (!g) return NULL;
     memset(g, 0, sizeof *g);
@@ -177,14 +186,11 @@ tensor *tg_checkpoint_grad_new(const tensor *t) {
     g->ndim = t->ndim;
     memcpy(g->shape, t->shape, sizeof g->shape);
     g->size = t->size;
-    g->data = pool[k].data;
     g->tape_owned = true;
     g->is_grad = true;
     g->epoch = tg_tape_epoch_now;
     g->node = -1;
-    memset(g->data, 0, bytes);
-    pool[k].used = true;
-    tg_tape_bytes_changed((int64_t)bytes);
+    if (!deferred && grad_materialize(g)) return NULL;
     return g;
 }
 
@@ -327,9 +333,23 @@ static const char *const RNG_FAULT =
 
 /* Backpropagates the upstream gradient (n->out->grad) through the segment
  * just recomputed on the current tape, y its result, into gin. */
-static void sub_walk(const tape_node *n, const ckpt *c, tensor *const *gin, tensor *y) {
+static void sub_walk(tape_node *n, const ckpt *c, tensor *const *gin, tensor *y) {
     char a[96];
-    y->grad = n->out->grad; /* lent: read, never written, by the producer's vjp */
+    /* the seed: the upstream gradient itself, read by y's producer only,
+     * unless the segment reads y too (its vjp would add into the buffer) */
+    bool read_inside = false;
+    for (int64_t i = 0, m = tg_tape_node_count(); i < m && !read_inside; i++) {
+        const tape_node *s = tg_tape_node_at(i);
+        for (int j = 0; j < s->n_in; j++) read_inside |= s->in[j] == y;
+    }
+    if (read_inside) {
+        y->grad = tg_tensor_tape_new(y->dtype, y->ndim, y->shape);
+        if (!y->grad) return;
+        memcpy(y->grad->data, n->out->grad->data, (size_t)y->size * tg_dtype_size(y->dtype));
+        y->grad->is_grad = true;
+    } else {
+        y->grad = n->out->grad;
+    }
     const uint64_t errors = tg_error_count();
     const bool pending_before = tg_error_pending();
     tensor *small[8];
@@ -358,9 +378,16 @@ static void sub_walk(const tape_node *n, const ckpt *c, tensor *const *gin, tens
                              s->op->name, tensor_shape_str(t, a, sizeof a));
                 return;
             }
+            if (gin[k] && !gin[k]->data && grad_materialize(gin[k])) return;
             g[j] = gin[k];
         }
         s->op->vjp(s, g);
+        /* the upstream gradient has done its work: its memory can hold the
+         * input's gradient, given memory only now (deferred) */
+        if (s->out == y && !read_inside) {
+            y->grad = NULL;
+            grad_release(n->out);
+        }
         if (tg_error_count() != errors) {
             if (!pending_before)
                 tg_error_prefix("recomputing the segment: the vjp of %s (segment position %lld) "
@@ -379,8 +406,19 @@ static void ckpt_vjp(tape_node *n, tensor *const *gin) {
     int fault;
     tensor *y = run_fn(&c->rngs, true, c->fn, c->ctx, n->in, c->n_args, &fault);
     if (check_result(n, y, "recomputing the segment") == 0) {
+        /* y's values are the node's output, bit for bit: when y's memory is
+         * the arena's last block, the output stands in for it */
+        if (tg_arena_pop(y->data, (size_t)y->size * tg_dtype_size(y->dtype)) == 0)
+            y->data = n->out->data;
         if (fault) tg_error_set(RNG_FAULT, "recomputing the segment");
         else sub_walk(n, c, gin, y);
+    }
+    /* a deferred gradient the segment never wrote to is zero; on a failure
+     * to make it, the input is left without one rather than with a header
+     * without memory */
+    for (int k = 0; k < n->n_in; k++) {
+        if (!gin[k] || gin[k]->data || grad_materialize(gin[k]) == 0) continue;
+        if (n->in[k]->grad == gin[k]) n->in[k]->grad = NULL;
     }
     seg_close(&s);
     swap_captured(n, c);

@@ -280,18 +280,28 @@ tensor *tg_op_apply(const op_def *op, tensor *const *in, int n_in, dtype out_dty
 
 /* The gradient buffer of t, made (zeroed) on first use: in the arena for a
  * tape-owned tensor, owned by the tensor for a user-owned leaf. */
-static tensor *grad_of(tensor *t) {
+static bool is_checkpoint_output(const tensor *t) {
+    return t->tape_owned && t->node >= 0 && t->node < n_nodes && nodes[t->node].out == t &&
+           nodes[t->node].op == &tg_op_checkpoint;
+}
+
+/* The gradient buffer for input t of `consumer`. A checkpoint's output has a
+ * buffer the checkpoint gives back once its segment has been
+ * backpropagated; when its consumer is a checkpoint too, the buffer gets
+ * its memory only when the consumer's recomputed segment first writes to
+ * it, after the consumer's own upstream gradient is given back (a chain of
+ * checkpoints then holds two gradients at a time: autograd/recompute.c). */
+static tensor *grad_of_for(tensor *t, const tape_node *consumer) {
     if (t->grad) return t->grad;
-    /* a checkpoint's output: a buffer the checkpoint gives back once its
-     * segment has been backpropagated (autograd/recompute.c) */
-    if (t->tape_owned && t->node >= 0 && t->node < n_nodes && nodes[t->node].out == t &&
-        nodes[t->node].op == &tg_op_checkpoint)
-        return t->grad = tg_checkpoint_grad_new(t);
+    if (is_checkpoint_output(t))
+        return t->grad = tg_checkpoint_grad_new(t, consumer && consumer->op == &tg_op_checkpoint);
     t->grad = t->tape_owned ? tg_tensor_tape_zeros(t->dtype, t->ndim, t->shape)
                             : tensor_new(t->dtype, t->ndim, t->shape);
     if (t->grad) t->grad->is_grad = true;
     return t->grad;
 }
+
+static tensor *grad_of(tensor *t) { return grad_of_for(t, NULL); }
 
 static void acc_into(tensor *dst, const tensor *src) {
     if (!src) {
@@ -365,7 +375,7 @@ int tensor_backward_with(tensor *out, const tensor *gout) {
         for (int j = 0; j < n->n_in; j++) {
             tensor *t = n->in[j];
             bool wants = t && t->requires_grad && !mask_bit(n->op->no_grad_inputs, j);
-            gin[j] = wants ? grad_of(t) : NULL;
+            gin[j] = wants ? grad_of_for(t, n) : NULL;
             if (wants && !gin[j]) return -1;
         }
         /* a failing vjp sets an error (tg_error_count moves even when an older
