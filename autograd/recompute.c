@@ -49,11 +49,16 @@ typedef struct ckpt_rngs {
 } ckpt_rngs;
 
 /* What a checkpoint node keeps, in the arena (freed by tape_reset like the
- * node), its address in ip[0]; ip[1] is the number of fn's inputs. */
+ * node), its address in ip[0]; ip[1] is the number of fn's inputs. With m
+ * outputs (m > 1) the node's output is their elements end to end, [total],
+ * and each output the user sees is a reshaped narrow of it. */
 typedef struct ckpt {
-    tape_checkpoint_fn fn;
+    tape_checkpoint_fn fn;             /* one output, or */
+    tape_checkpoint_multi_fn fn_multi; /* m outputs */
     void *ctx;
     int n_args;     /* in[0..n_args) are fn's inputs, the rest were captured */
+    int m;
+    tensor *shapes; /* m headers: each output's dtype and shape (no data) */
     tensor **orig;  /* the node's inputs as recorded: the checker's clones differ */
     ckpt_rngs rngs;
 } ckpt;
@@ -104,16 +109,37 @@ void tg_rng_touch(rng *g) {
 
 static bool rng_same(const rng *a, const rng *b) { return a->state == b->state && a->inc == b->inc; }
 
-/* Calls fn inside a generator frame (noinline: its frame address bounds
- * fn's stack). Returns fn's result; *fault = 1 when the segment draws from
- * too many generators, 2 when a second run draws differently. */
-static __attribute__((noinline)) tensor *run_fn(ckpt_rngs *log, bool replay,
-                                                tape_checkpoint_fn fn, void *ctx,
-                                                tensor *const *in, int n, int *fault) {
+/* Calls the segment's function: ys[0..m) its results; 0, or -1 when it
+ * failed (an error set, or "returned NULL without an error" set here). */
+static int call_fn(const ckpt *c, tensor *const *in, tensor **ys) {
+    const uint64_t errors = tg_error_count();
+    for (int i = 0; i < c->m; i++) ys[i] = NULL;
+    int rc;
+    if (c->fn) {
+        ys[0] = c->fn(c->ctx, in, c->n_args);
+        rc = ys[0] ? 0 : -1;
+    } else {
+        rc = c->fn_multi(c->ctx, in, c->n_args, ys, c->m) ? -1 : 0;
+        for (int i = 0; i < c->m && rc == 0; i++) {
+            if (ys[i]) continue;
+            if (tg_error_count() == errors)
+                tg_error_set("fn returned 0 but left output %d NULL", i);
+            rc = -1;
+        }
+    }
+    if (rc && tg_error_count() == errors) tg_error_set("fn returned NULL without an error");
+    return rc;
+}
+
+/* call_fn inside a generator frame (noinline: its frame address bounds
+ * fn's stack). *fault = 1 when the segment draws from too many generators,
+ * 2 when a second run draws differently. */
+static __attribute__((noinline)) int run_fn(ckpt_rngs *log, bool replay, const ckpt *c,
+                                            tensor *const *in, tensor **ys, int *fault) {
     *fault = 0;
     if (tg_rng_watch == CKPT_MAX_DEPTH) {
         tg_error_set("%s: checkpoints nested deeper than %d", NAME, CKPT_MAX_DEPTH);
-        return NULL;
+        return -1;
     }
     rng_frame *f = &frames[tg_rng_watch];
     memset(f, 0, sizeof *f);
@@ -122,19 +148,19 @@ static __attribute__((noinline)) tensor *run_fn(ckpt_rngs *log, bool replay,
     f->top = (uintptr_t)__builtin_frame_address(0);
     if (!replay) log->n = 0;
     tg_rng_watch++;
-    tensor *y = fn(ctx, in, n);
+    int rc = call_fn(c, in, ys);
     tg_rng_watch--;
     if (!replay) {
         for (int k = 0; k < log->n; k++) log->end[k] = *log->g[k];
         if (f->overflow) *fault = 1;
-        return y;
+        return rc;
     }
     for (int k = 0; k < log->n; k++) {
         if (!f->touched[k] || !rng_same(log->g[k], &log->end[k])) *fault = 2;
         if (f->touched[k]) *log->g[k] = f->saved[k];
     }
     if (f->foreign) *fault = 2;
-    return y;
+    return rc;
 }
 
 /* ------------------------------------------------- gradient buffers */
@@ -308,20 +334,21 @@ static int input_slot(const tape_node *n, const ckpt *c, const tensor *t) {
     return -1;
 }
 
-/* The recomputed result y against the recorded output: same dtype and shape. */
-static int check_result(const tape_node *n, const tensor *y, const char *when) {
-    char a[96], b[96];
-    if (!y) {
-        if (!tg_error_pending()) tg_error_set("fn returned NULL without an error");
-        tg_error_prefix("%s: fn failed: ", when);
-        return -1;
-    }
-    if (y->dtype != n->out->dtype || !tensor_same_shape(y, n->out) || !made_here(y)) {
-        tg_error_set("%s: fn gave %s %s%s, the first run %s %s: fn must compute the same graph "
+/* The recomputed results against the first run's: same dtypes and shapes,
+ * and (on the tape: `recorded`) computed by the segment when they require
+ * grad. */
+static int check_results(const ckpt *c, tensor *const *ys, const char *when, bool recorded) {
+    char a[96], b[96], what[32] = "";
+    for (int i = 0; i < c->m; i++) {
+        const tensor *y = ys[i], *e = &c->shapes[i];
+        bool own = !recorded || !e->requires_grad || made_here(y);
+        if (y->dtype == e->dtype && tensor_same_shape(y, e) && own) continue;
+        if (c->m > 1) snprintf(what, sizeof what, " output %d:", i);
+        tg_error_set("%s:%s fn gave %s %s%s, the first run %s %s: fn must compute the same graph "
                      "from the same values each call",
-                     when, tg_dtype_name(y->dtype), tensor_shape_str(y, a, sizeof a),
-                     made_here(y) ? "" : " not computed by the segment",
-                     tg_dtype_name(n->out->dtype), tensor_shape_str(n->out, b, sizeof b));
+                     when, what, tg_dtype_name(y->dtype), tensor_shape_str(y, a, sizeof a),
+                     own ? "" : " not computed by the segment", tg_dtype_name(e->dtype),
+                     tensor_shape_str(e, b, sizeof b));
         return -1;
     }
     return 0;
@@ -331,24 +358,52 @@ static const char *const RNG_FAULT =
     "%s: the segment drew random numbers differently from its first run (another generator, "
     "or another count): fn must draw the same numbers from the same generators each call";
 
+/* A header for elements [off, off + like's size) of g's data, of like's
+ * shape: the gradient of one of several outputs, inside the node's. */
+static tensor *grad_part(const tensor *g, int64_t off, const tensor *like) {
+    tensor *v = tg_tape_header_new();
+    if (!v) return NULL;
+    memset(v, 0, sizeof *v);
+    v->dtype = like->dtype;
+    v->ndim = like->ndim;
+    memcpy(v->shape, like->shape, sizeof v->shape);
+    v->size = like->size;
+    v->data = (char *)g->data + (size_t)off * tg_dtype_size(like->dtype);
+    v->tape_owned = v->is_grad = true;
+    v->epoch = tg_tape_epoch_now;
+    v->node = -1;
+    return v;
+}
+
 /* Backpropagates the upstream gradient (n->out->grad) through the segment
- * just recomputed on the current tape, y its result, into gin. */
-static void sub_walk(tape_node *n, const ckpt *c, tensor *const *gin, tensor *y) {
+ * just recomputed on the current tape, ys its results, into gin. */
+static void sub_walk(tape_node *n, const ckpt *c, tensor *const *gin, tensor **ys) {
     char a[96];
-    /* the seed: the upstream gradient itself, read by y's producer only,
-     * unless the segment reads y too (its vjp would add into the buffer) */
-    bool read_inside = false;
-    for (int64_t i = 0, m = tg_tape_node_count(); i < m && !read_inside; i++) {
-        const tape_node *s = tg_tape_node_at(i);
-        for (int j = 0; j < s->n_in; j++) read_inside |= s->in[j] == y;
-    }
-    if (read_inside) {
-        y->grad = tg_tensor_tape_new(y->dtype, y->ndim, y->shape);
-        if (!y->grad) return;
-        memcpy(y->grad->data, n->out->grad->data, (size_t)y->size * tg_dtype_size(y->dtype));
-        y->grad->is_grad = true;
-    } else {
-        y->grad = n->out->grad;
+    /* the seeds: the upstream gradient itself (for several outputs, each
+     * one's part of it), read by each result's producer; a copy for a
+     * result the segment reads too, whose gradient the segment's own vjps
+     * then add to (the upstream buffer is the caller's, to be left as it
+     * is). A result that does not require grad is not the segment's. */
+    bool release_early = c->m == 1;
+    int64_t off = 0;
+    for (int i = 0; i < c->m; off += ys[i]->size, i++) {
+        if (!made_here(ys[i])) continue;
+        bool read_inside = false;
+        for (int64_t k = 0, m = tg_tape_node_count(); k < m && !read_inside; k++) {
+            const tape_node *s = tg_tape_node_at(k);
+            for (int j = 0; j < s->n_in; j++) read_inside |= s->in[j] == ys[i];
+        }
+        tensor *part = c->m == 1 ? n->out->grad : grad_part(n->out->grad, off, ys[i]);
+        if (!part) return;
+        if (read_inside) {
+            release_early = false;
+            tensor *copy = tg_tensor_tape_new(part->dtype, part->ndim, part->shape);
+            if (!copy) return;
+            memcpy(copy->data, part->data, (size_t)part->size * tg_dtype_size(part->dtype));
+            copy->is_grad = true;
+            part = copy;
+        }
+        ys[i]->grad = part;
     }
     const uint64_t errors = tg_error_count();
     const bool pending_before = tg_error_pending();
@@ -384,8 +439,8 @@ static void sub_walk(tape_node *n, const ckpt *c, tensor *const *gin, tensor *y)
         s->op->vjp(s, g);
         /* the upstream gradient has done its work: its memory can hold the
          * input's gradient, given memory only now (deferred) */
-        if (s->out == y && !read_inside) {
-            y->grad = NULL;
+        if (release_early && s->out == ys[0]) {
+            ys[0]->grad = NULL;
             grad_release(n->out);
         }
         if (tg_error_count() != errors) {
@@ -400,18 +455,22 @@ static void sub_walk(tape_node *n, const ckpt *c, tensor *const *gin, tensor *y)
 
 static void ckpt_vjp(tape_node *n, tensor *const *gin) {
     ckpt *c = rec_of(n);
+    tensor *ys[TAPE_CHECKPOINT_MAX_OUTPUTS];
     swap_captured(n, c);
     seg_state s;
     seg_open(&s, 0); /* records even when backward runs in a no-grad scope */
     int fault;
-    tensor *y = run_fn(&c->rngs, true, c->fn, c->ctx, n->in, c->n_args, &fault);
-    if (check_result(n, y, "recomputing the segment") == 0) {
-        /* y's values are the node's output, bit for bit: when y's memory is
-         * the arena's last block, the output stands in for it */
-        if (tg_arena_pop(y->data, (size_t)y->size * tg_dtype_size(y->dtype)) == 0)
-            y->data = n->out->data;
-        if (fault) tg_error_set(RNG_FAULT, "recomputing the segment");
-        else sub_walk(n, c, gin, y);
+    const char *when = "recomputing the segment";
+    if (run_fn(&c->rngs, true, c, n->in, ys, &fault)) {
+        tg_error_prefix("%s: fn failed: ", when);
+    } else if (check_results(c, ys, when, true) == 0) {
+        /* one result's values are the node's output, bit for bit: when its
+         * memory is the arena's last block, the output stands in for it */
+        if (c->m == 1 &&
+            tg_arena_pop(ys[0]->data, (size_t)ys[0]->size * tg_dtype_size(ys[0]->dtype)) == 0)
+            ys[0]->data = n->out->data;
+        if (fault) tg_error_set(RNG_FAULT, when);
+        else sub_walk(n, c, gin, ys);
     }
     /* a deferred gradient the segment never wrote to is zero; on a failure
      * to make it, the input is left without one rather than with a header
@@ -429,36 +488,51 @@ static void ckpt_vjp(tape_node *n, tensor *const *gin) {
  * inputs, off the tape. */
 static void ckpt_forward(tape_node *n) {
     ckpt *c = rec_of(n);
+    tensor *ys[TAPE_CHECKPOINT_MAX_OUTPUTS];
     swap_captured(n, c);
     seg_state s;
     seg_open(&s, 1);
     int fault;
-    tensor *y = run_fn(&c->rngs, true, c->fn, c->ctx, n->in, c->n_args, &fault);
-    /* nothing is recorded here, so y is not the segment's node: check by hand */
-    bool ok = y && y->dtype == n->out->dtype && tensor_same_shape(y, n->out) && !fault;
-    if (ok) memcpy(n->out->data, y->data, (size_t)y->size * tg_dtype_size(y->dtype));
-    else {
-        for (int64_t i = 0; i < n->out->size; i++) tensor_set(n->out, i, NAN);
-        if (fault) tg_error_set(RNG_FAULT, "checkpoint: running the segment again");
-        else if (!tg_error_pending())
-            tg_error_set("checkpoint: running the segment again failed (fn gave %s)",
-                         y ? "another dtype or shape" : "NULL");
+    const char *when = "checkpoint: running the segment again";
+    bool ok = false;
+    if (run_fn(&c->rngs, true, c, n->in, ys, &fault)) tg_error_prefix("%s: fn failed: ", when);
+    else if (fault) tg_error_set(RNG_FAULT, when);
+    else ok = check_results(c, ys, when, false) == 0;
+    char *o = n->out->data;
+    for (int i = 0; ok && i < c->m; i++) {
+        const size_t bytes = (size_t)ys[i]->size * tg_dtype_size(ys[i]->dtype);
+        memcpy(o, ys[i]->data, bytes);
+        o += bytes;
     }
+    if (!ok)
+        for (int64_t i = 0; i < n->out->size; i++) tensor_set(n->out, i, NAN);
     seg_close(&s);
     swap_captured(n, c);
 }
 
 /* create_graph: the segment recomputed on the outer tape, where it stays
- * (the graph of its gradient reads it), and differentiated there. */
+ * (the graph of its gradient reads it), and differentiated there; several
+ * results are flattened and joined end to end, as the node's output. */
 static int ckpt_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
     ckpt *c = rec_of(n);
+    tensor *ys[TAPE_CHECKPOINT_MAX_OUTPUTS];
     const int64_t floor = tg_tape_node_count();
     int fault;
-    tensor *y = run_fn(&c->rngs, true, c->fn, c->ctx, n->in, c->n_args, &fault);
-    if (check_result(n, y, "checkpoint: recomputing the segment")) return -1;
-    if (fault) {
-        tg_error_set(RNG_FAULT, "checkpoint: recomputing the segment");
+    const char *when = "checkpoint: recomputing the segment";
+    if (run_fn(&c->rngs, true, c, n->in, ys, &fault)) {
+        tg_error_prefix("%s: fn failed: ", when);
         return -1;
+    }
+    if (check_results(c, ys, when, true)) return -1;
+    if (fault) {
+        tg_error_set(RNG_FAULT, when);
+        return -1;
+    }
+    tensor *y = ys[0];
+    if (c->m > 1) {
+        for (int i = 0; i < c->m; i++) ys[i] = tensor_reshape(ys[i], 1, &ys[i]->size);
+        y = tensor_concat(ys, c->m, 0);
+        if (!y) return -1;
     }
     int m = 0;
     for (int j = 0; j < n->n_in; j++) m += want[j];
@@ -492,27 +566,34 @@ const op_def tg_op_checkpoint = {
 };
 
 /* ------------------------------------------------------- the scope */
-static int check_args(tape_checkpoint_fn fn, tensor *const *inputs, int n) {
-    if (!fn) {
-        tg_error_set("%s: fn is NULL; give the function that computes the segment", NAME);
+static int check_args(const char *name, bool have_fn, tensor *const *inputs, int n,
+                      tensor **outputs, int m) {
+    if (!have_fn) {
+        tg_error_set("%s: fn is NULL; give the function that computes the segment", name);
         return -1;
     }
     if (n < 0) {
-        tg_error_set("%s: n = %d inputs; give 0 or more", NAME, n);
+        tg_error_set("%s: n = %d inputs; give 0 or more", name, n);
         return -1;
     }
     if (n > 0 && !inputs) {
-        tg_error_set("%s: inputs is NULL with n = %d; give an array of n tensors", NAME, n);
+        tg_error_set("%s: inputs is NULL with n = %d; give an array of n tensors", name, n);
         return -1;
     }
+    if (!outputs || m < 1 || m > TAPE_CHECKPOINT_MAX_OUTPUTS) {
+        tg_error_set("%s: outputs %s with m = %d; give an array of m tensor pointers, m in 1..%d",
+                     name, outputs ? "given" : "NULL", m, TAPE_CHECKPOINT_MAX_OUTPUTS);
+        return -1;
+    }
+    for (int i = 0; i < m; i++) outputs[i] = NULL;
     for (int i = 0; i < n; i++) {
         if (!inputs[i]) {
-            if (!tg_error_pending()) tg_error_set("%s: input %d is NULL", NAME, i);
+            if (!tg_error_pending()) tg_error_set("%s: input %d is NULL", name, i);
             return -1;
         }
         char what[32];
         snprintf(what, sizeof what, "input %d", i);
-        if (tg_tensor_check_fresh(NAME, what, inputs[i])) return -1;
+        if (tg_tensor_check_fresh(name, what, inputs[i])) return -1;
     }
     return 0;
 }
@@ -551,69 +632,127 @@ static int gather_inputs(tensor *const *inputs, int n, tensor ***all, int *n_all
     return 0;
 }
 
-tensor *tape_checkpoint(tape_checkpoint_fn fn, void *ctx, tensor *const *inputs, int n) {
-    if (check_args(fn, inputs, n)) return NULL;
+/* fn's first results, checked: 0 to record the checkpoint, 1 for a plain
+ * call (no result requires grad), -1 with an error. */
+static int check_first(const char *name, tensor *const *ys, int m) {
+    char a[96];
+    bool any = false;
+    for (int i = 0; i < m; i++) {
+        const tensor *y = ys[i];
+        if (tensor_is_stale(y)) {
+            tg_error_set("%s: fn returned a stale tensor %s", name, tensor_shape_str(y, a, sizeof a));
+            return -1;
+        }
+        any |= y->requires_grad;
+    }
+    if (!any) return 1;
+    for (int i = 0; i < m; i++) {
+        const tensor *y = ys[i];
+        char which[32] = "";
+        if (m > 1) snprintf(which, sizeof which, " output %d:", i);
+        if (y->requires_grad && !made_here(y)) {
+            tg_error_set("%s:%s fn returned %s, a tensor it did not compute (one of its inputs or a "
+                         "tensor made before the call); return a result of the segment's ops",
+                         name, which, tensor_shape_str(y, a, sizeof a));
+            return -1;
+        }
+        if (y->dtype == DTYPE_I64 || y->dtype != ys[0]->dtype) {
+            tg_error_set("%s:%s fn returned a %s tensor %s; the outputs must share one float dtype"
+                         " (output 0 is %s)",
+                         name, which, tg_dtype_name(y->dtype), tensor_shape_str(y, a, sizeof a),
+                         tg_dtype_name(ys[0]->dtype));
+            return -1;
+        }
+        for (int j = 0; j < i; j++) {
+            if (ys[j] != y) continue;
+            tg_error_set("%s: outputs %d and %d are the same tensor %s; each output must be a "
+                         "tensor of its own",
+                         name, j, i, tensor_shape_str(y, a, sizeof a));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Both public forms: c describes fn (ctx, n_args, m). */
+static int checkpoint(const char *name, ckpt *c, tensor *const *inputs, int n, tensor **outputs) {
+    const int m = c->m;
     if (!tape_is_recording()) {
-        tensor *y = fn(ctx, inputs, n);
-        if (!y && !tg_error_pending()) tg_error_set("%s: fn returned NULL without an error", NAME);
-        return y;
+        if (call_fn(c, inputs, outputs)) {
+            tg_error_prefix("%s: fn failed: ", name);
+            return -1;
+        }
+        return 0;
     }
     seg_state s;
     seg_open(&s, 0);
-    ckpt_rngs rngs;
     int fault;
-    const uint64_t errors = tg_error_count();
-    tensor *y = run_fn(&rngs, false, fn, ctx, inputs, n, &fault);
+    tensor *ys[TAPE_CHECKPOINT_MAX_OUTPUTS];
+    int rc = run_fn(&c->rngs, false, c, inputs, ys, &fault);
     if (tg_tape_epoch_now != s.epoch) {
         seg_close(&s);
-        return NULL;
+        return -1;
     }
-    char a[96];
-    if (!y) {
-        if (tg_error_count() == errors) tg_error_set("fn returned NULL without an error");
+    if (rc) {
         /* an inner checkpoint's failure names the scope already: once is enough */
         const char *e = tapegrad_error();
-        if (e && strncmp(e, NAME, strlen(NAME)) != 0) tg_error_prefix("%s: fn failed: ", NAME);
+        if (e && strncmp(e, NAME, strlen(NAME)) != 0) tg_error_prefix("%s: fn failed: ", name);
     } else if (fault) {
-        tg_error_set("%s: the segment draws from more than %d generators", NAME, CKPT_MAX_RNGS);
-    } else if (tensor_is_stale(y)) {
-        tg_error_set("%s: fn returned a stale tensor %s", NAME, tensor_shape_str(y, a, sizeof a));
-    } else if (!y->requires_grad) {
+        tg_error_set("%s: the segment draws from more than %d generators", name, CKPT_MAX_RNGS);
+        rc = -1;
+    } else {
+        rc = check_first(name, ys, m);
+    }
+    if (rc == 1) {
         /* nothing to differentiate: a plain call, whose results stay */
         tg_tape_swap(&s.tape);
         tg_mem_free(s.tape.nodes);
         tg_tape_set_no_grad_depth(s.no_grad);
-        return y;
-    } else if (!made_here(y)) {
-        tg_error_set("%s: fn returned %s, a tensor it did not compute (one of its inputs or a "
-                     "tensor made before the call); return a result of the segment's ops",
-                     NAME, tensor_shape_str(y, a, sizeof a));
+        for (int i = 0; i < m; i++) outputs[i] = ys[i];
+        return 0;
     }
-    if (!y || fault || tensor_is_stale(y) || !made_here(y)) {
+    if (rc) {
         seg_close(&s);
-        return NULL;
+        return -1;
     }
-    /* the inputs and captured tensors, and the result set aside */
+    /* the inputs and captured tensors, and the results set aside end to end */
     tensor **all = NULL;
     int n_all = 0;
-    const tensor info = *y;
-    const size_t bytes = (size_t)y->size * tg_dtype_size(y->dtype);
-    void *kept = tg_mem_alloc(bytes ? bytes : 1);
-    if (kept) memcpy(kept, y->data, bytes);
-    int rc = kept ? gather_inputs(inputs, n, &all, &n_all) : -1;
+    tensor info[TAPE_CHECKPOINT_MAX_OUTPUTS];
+    size_t bytes = 0;
+    for (int i = 0; i < m; i++) {
+        info[i] = *ys[i];
+        bytes += (size_t)ys[i]->size * tg_dtype_size(ys[i]->dtype);
+    }
+    char *kept = tg_mem_alloc(bytes ? bytes : 1);
+    for (size_t i = 0, o = 0; kept && i < (size_t)m; i++) {
+        memcpy(kept + o, ys[i]->data, (size_t)ys[i]->size * tg_dtype_size(ys[i]->dtype));
+        o += (size_t)ys[i]->size * tg_dtype_size(ys[i]->dtype);
+    }
+    rc = kept ? gather_inputs(inputs, n, &all, &n_all) : -1;
     if (seg_close(&s) || rc) {
         tg_mem_free(kept);
         tg_mem_free(all);
-        return NULL;
+        return -1;
     }
+    const int64_t total = (int64_t)(bytes / tg_dtype_size(info[0].dtype));
+    tape_node *nd = m == 1 ? tg_node_begin(&tg_op_checkpoint, all, n_all, info[0].dtype,
+                                           info[0].ndim, info[0].shape)
+                           : tg_node_begin(&tg_op_checkpoint, all, n_all, info[0].dtype, 1, &total);
+    ckpt *r = nd ? tg_arena_alloc(sizeof *r) : NULL;
+    tensor **orig = r ? tg_arena_alloc((size_t)n_all * sizeof *orig) : NULL;
+    tensor *shapes = orig ? tg_arena_alloc((size_t)m * sizeof *shapes) : NULL;
     tensor *out = NULL;
-    tape_node *nd = tg_node_begin(&tg_op_checkpoint, all, n_all, info.dtype, info.ndim, info.shape);
-    ckpt *c = nd ? tg_arena_alloc(sizeof *c) : NULL;
-    tensor **orig = c ? tg_arena_alloc((size_t)n_all * sizeof *orig) : NULL;
-    if (orig) {
+    if (shapes) {
         memcpy(orig, all, (size_t)n_all * sizeof *orig);
-        *c = (ckpt){.fn = fn, .ctx = ctx, .n_args = n, .orig = orig, .rngs = rngs};
-        nd->ip[0] = (int64_t)(intptr_t)c;
+        for (int i = 0; i < m; i++) {
+            shapes[i] = info[i];
+            shapes[i].data = shapes[i].grad = NULL;
+        }
+        *r = *c;
+        r->orig = orig;
+        r->shapes = shapes;
+        nd->ip[0] = (int64_t)(intptr_t)r;
         nd->ip[1] = n;
         memcpy(nd->out->data, kept, bytes);
         out = tg_node_commit(nd);
@@ -621,5 +760,34 @@ tensor *tape_checkpoint(tape_checkpoint_fn fn, void *ctx, tensor *const *inputs,
     tg_mem_context_op(NULL);
     tg_mem_free(kept);
     tg_mem_free(all);
-    return out;
+    if (!out) return -1;
+    if (m == 1) {
+        outputs[0] = out;
+        return 0;
+    }
+    int64_t off = 0;
+    for (int i = 0; i < m; off += info[i].size, i++) {
+        outputs[i] = tensor_reshape(tensor_narrow(out, 0, off, info[i].size), info[i].ndim,
+                                    info[i].shape);
+        if (!outputs[i]) {
+            for (int j = 0; j < m; j++) outputs[j] = NULL;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+tensor *tape_checkpoint(tape_checkpoint_fn fn, void *ctx, tensor *const *inputs, int n) {
+    tensor *y;
+    if (check_args(NAME, fn != NULL, inputs, n, &y, 1)) return NULL;
+    ckpt c = {.fn = fn, .ctx = ctx, .n_args = n, .m = 1};
+    return checkpoint(NAME, &c, inputs, n, &y) ? NULL : y;
+}
+
+int tape_checkpoint_multi(tape_checkpoint_multi_fn fn, void *ctx, tensor *const *inputs, int n,
+                          tensor **outputs, int m) {
+    const char *name = "tape_checkpoint_multi";
+    if (check_args(name, fn != NULL, inputs, n, outputs, m)) return -1;
+    ckpt c = {.fn_multi = fn, .ctx = ctx, .n_args = n, .m = m};
+    return checkpoint(name, &c, inputs, n, outputs);
 }

@@ -657,6 +657,17 @@ int gradcheck_op_graph_vjp(const op_def *op, uint64_t seed, op_check_report *rep
  * while recomputing is tensor_backward's error, naming the checkpoint. */
 typedef tensor *(*tape_checkpoint_fn)(void *ctx, tensor *const *inputs, int n);
 tensor *tape_checkpoint(tape_checkpoint_fn fn, void *ctx, tensor *const *inputs, int n);
+/* A segment of several results: fn sets outputs[0..m) and returns 0, or
+ * returns -1 with an error. The results must share one float dtype and be
+ * distinct; the node's output is their elements end to end, and each
+ * outputs[i] (TAPE-OWNED, of the result's shape) is a reshaped narrow of
+ * it. Returns 0, or -1 with an error naming tape_checkpoint_multi (outputs
+ * all NULL). */
+#define TAPE_CHECKPOINT_MAX_OUTPUTS 64
+typedef int (*tape_checkpoint_multi_fn)(void *ctx, tensor *const *inputs, int n, tensor **outputs,
+                                        int m);
+int tape_checkpoint_multi(tape_checkpoint_multi_fn fn, void *ctx, tensor *const *inputs, int n,
+                          tensor **outputs, int m);
 /* The most bytes the tape held at once since the last tape_reset(): its
  * arena (op outputs, saved tensors, gradients of intermediates) and the
  * checkpoints' gradient buffers. Read it before the reset that ends a step. */

@@ -13,6 +13,7 @@
 
 /* a and b hold the same bytes: the same dtype, shape and bits. */
 static void assert_bits(const tensor *a, const tensor *b, const char *what, int i) {
+    if (!a && !b) return; /* a leaf the loss does not read, in both runs */
     ck_assert_msg(a && b, "%s %d: missing gradient", what, i);
     ck_assert_int_eq(a->dtype, b->dtype);
     ck_assert_msg(tensor_same_shape(a, b), "%s %d: shapes differ", what, i);
@@ -802,8 +803,9 @@ START_TEST(test_checkpoint_fn_misbehaving) {
     nd = tg_tape_node_at(y->node);
     nd->op->forward(nd);
     ck_assert(isnan(tensor_get(y, 0)));
-    ck_assert_error_is("checkpoint: running the segment again failed (fn gave another dtype or"
-                       " shape)");
+    ck_assert_error_is("checkpoint: running the segment again: fn gave float32 [6], the first run"
+                       " float32 [5,6]: fn must compute the same graph from the same values each"
+                       " call");
     /* too many generators */
     rng g[17];
     for (int k = 0; k < 17; k++) rng_seed(&g[k], (uint64_t)k, 1);
@@ -814,6 +816,138 @@ START_TEST(test_checkpoint_fn_misbehaving) {
     tape_reset();
     ck_assert_fails_with(tape_checkpoint(seg_returns_kept, &c, &m.x, 1),
                          "tape_checkpoint: fn returned a stale tensor [5,6]");
+    ck_assert_int_eq(tape_size(), 0);
+    tape_reset();
+    mlp_free(&m);
+}
+END_TEST
+
+
+/* ------------------------------------------------------- several outputs
+ * The segment gives a = tanh(x W^T + b) and c = a * x (a read inside too);
+ * the loss reads both, a also through a product with x outside. */
+static int seg_two(void *ctx, tensor *const *in, int n, tensor **out, int m) {
+    seg_ctx *c = ctx;
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(m, 2);
+    c->calls++;
+    out[0] = tensor_tanh(tensor_linear(in[0], c->w, c->b));
+    if (c->p > 0) out[0] = tensor_dropout(out[0], c->p, true, c->g);
+    out[1] = tensor_mul(out[0], in[0]);
+    return out[1] ? 0 : -1;
+}
+static tensor *two_loss(void *ctx, bool ckpt) {
+    mlp *m = ctx;
+    tensor *o[2];
+    if (ckpt) ck_assert_msg(tape_checkpoint_multi(seg_two, &m->seg[0], &m->x, 1, o, 2) == 0, "%s",
+                            tapegrad_error());
+    else seg_two(&m->seg[0], &m->x, 1, o, 2);
+    tensor *h = ckpt ? tape_checkpoint(mlp_seg, &m->seg[1], &o[1], 1) : mlp_seg(&m->seg[1], &o[1], 1);
+    tensor *s = tensor_add(tensor_sum_all(tensor_mul(h, h)),
+                           tensor_sum_all(tensor_mul(o[0], tensor_mul_scalar(m->x, 0.3))));
+    return tensor_add(s, tensor_sum_all(o[1]));
+}
+
+START_TEST(test_checkpoint_multi_outputs_bit_identical) {
+    for (int drop = 0; drop < 2; drop++) {
+        mlp m;
+        mlp_init(&m, DTYPE_F32, drop ? 0.3 : 0);
+        tensor *l[16];
+        int n = mlp_leaves(&m, l);
+        assert_same_grads(two_loss, mlp_prepare, &m, l, n);
+        /* the outputs have the segment's shapes, on the tape */
+        tape_reset();
+        tensor *o[2];
+        ck_assert_int_eq(tape_checkpoint_multi(seg_two, &m.seg[0], &m.x, 1, o, 2), 0);
+        ck_assert(tensor_same_shape(o[0], m.x) && tensor_same_shape(o[1], m.x));
+        ck_assert(o[0]->requires_grad && o[1]->requires_grad);
+        mlp_free(&m);
+    }
+    tape_reset();
+}
+END_TEST
+
+static tensor *gc_two_fn(tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    gc_seg.w = in[1];
+    gc_seg.b = in[2];
+    gc_seg.p = 0;
+    tensor *o[2];
+    if (tape_checkpoint_multi(seg_two, &gc_seg, in, 1, o, 2)) return NULL;
+    return tensor_add(tensor_sum_all(tensor_mul(o[1], o[1])), tensor_sum_all(tensor_exp(o[0])));
+}
+
+START_TEST(test_checkpoint_multi_gradcheck_and_second_order) {
+    rng g;
+    rng_seed(&g, 32, 2);
+    tensor *in[3] = {tensor_randn(&g, DTYPE_F64, SHAPE(3, 4), 0, 1),
+                     tensor_randn(&g, DTYPE_F64, SHAPE(4, 4), 0, 0.5),
+                     tensor_randn(&g, DTYPE_F64, SHAPE(4), 0, 0.5)};
+    gradcheck_report r;
+    ck_assert_int_eq(gradcheck(gc_two_fn, NULL, in, 3, NULL, &r), 0);
+    ck_assert_msg(r.passed, "%s", r.message);
+    gradcheck_report_free(&r);
+    ck_assert_int_eq(gradgradcheck(gc_two_fn, NULL, in, 3, NULL, &r), 0);
+    ck_assert_msg(r.passed, "%s", r.message);
+    gradcheck_report_free(&r);
+    for (int i = 0; i < 3; i++) tensor_free(in[i]);
+}
+END_TEST
+
+static int seg_two_same(void *ctx, tensor *const *in, int n, tensor **out, int m) {
+    (void)ctx, (void)n, (void)m;
+    out[0] = out[1] = tensor_tanh(in[0]);
+    return 0;
+}
+static int seg_two_int(void *ctx, tensor *const *in, int n, tensor **out, int m) {
+    (void)ctx, (void)n, (void)m;
+    out[0] = tensor_tanh(in[0]);
+    out[1] = tensor_argmax(out[0], 1, false);
+    return 0;
+}
+static int seg_two_hole(void *ctx, tensor *const *in, int n, tensor **out, int m) {
+    (void)ctx, (void)n, (void)m;
+    out[0] = tensor_tanh(in[0]);
+    return 0;
+}
+static int seg_two_fails(void *ctx, tensor *const *in, int n, tensor **out, int m) {
+    (void)ctx, (void)n, (void)m;
+    out[0] = tensor_reshape(in[0], SHAPE(7));
+    return -1;
+}
+
+START_TEST(test_checkpoint_multi_bad_arguments) {
+    mlp m;
+    mlp_init(&m, DTYPE_F32, 0);
+    tape_reset();
+    tensor *o[2] = {m.x, m.x};
+    ck_assert_int_eq(tape_checkpoint_multi(NULL, NULL, &m.x, 1, o, 2), -1);
+    ck_assert_error_is("tape_checkpoint_multi: fn is NULL; give the function that computes the"
+                       " segment");
+    ck_assert_int_eq(tape_checkpoint_multi(seg_two, &m.seg[0], &m.x, 1, NULL, 2), -1);
+    ck_assert_error_is("tape_checkpoint_multi: outputs NULL with m = 2; give an array of m tensor"
+                       " pointers, m in 1..64");
+    ck_assert_int_eq(tape_checkpoint_multi(seg_two, &m.seg[0], &m.x, 1, o, 0), -1);
+    ck_assert_error_is("tape_checkpoint_multi: outputs given with m = 0; give an array of m tensor"
+                       " pointers, m in 1..64");
+    ck_assert_int_eq(tape_checkpoint_multi(seg_two_same, NULL, &m.x, 1, o, 2), -1);
+    ck_assert_error_is("tape_checkpoint_multi: outputs 0 and 1 are the same tensor "
+                       "[5,6]; each output must be a tensor of its own");
+    ck_assert_ptr_null(o[0]);
+    ck_assert_int_eq(tape_checkpoint_multi(seg_two_int, NULL, &m.x, 1, o, 2), -1);
+    ck_assert_error_is("tape_checkpoint_multi: output 1: fn returned a int64 tensor [5]; the outputs"
+                       " must share one float dtype (output 0 is float32)");
+    ck_assert_int_eq(tape_checkpoint_multi(seg_two_hole, NULL, &m.x, 1, o, 2), -1);
+    ck_assert_error_is("tape_checkpoint_multi: fn failed: fn returned 0 but left output 1 NULL");
+    ck_assert_int_eq(tape_checkpoint_multi(seg_two_fails, NULL, &m.x, 1, o, 2), -1);
+    ck_assert_error_is("tape_checkpoint_multi: fn failed: reshape: cannot view [5,6] (30 elements)"
+                       " as [7]");
+    ck_assert_int_eq(tape_size(), 0);
+    /* in a no-grad scope, a plain call */
+    tape_no_grad_begin();
+    ck_assert_int_eq(tape_checkpoint_multi(seg_two, &m.seg[0], &m.x, 1, o, 2), 0);
+    tape_no_grad_end();
+    ck_assert(!o[0]->requires_grad && !o[1]->requires_grad);
     ck_assert_int_eq(tape_size(), 0);
     tape_reset();
     mlp_free(&m);
@@ -867,6 +1001,9 @@ static Suite *recompute_suite(void) {
     tcase_add_test(tc, test_checkpoint_intermediates_are_stale_after_the_call);
     tcase_add_test(tc, test_checkpoint_errors_while_recomputing);
     tcase_add_test(tc, test_checkpoint_fn_misbehaving);
+    tcase_add_test(tc, test_checkpoint_multi_outputs_bit_identical);
+    tcase_add_test(tc, test_checkpoint_multi_gradcheck_and_second_order);
+    tcase_add_test(tc, test_checkpoint_multi_bad_arguments);
     tcase_add_test(tc, test_checkpoint_allocation_failures_during_backward);
     suite_add_tcase(s, tc);
     return s;
