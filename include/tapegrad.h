@@ -642,10 +642,11 @@ int gradcheck_op_graph_vjp(const op_def *op, uint64_t seed, op_check_report *rep
  * code again, which only a function the library can call allows.
  *
  * fn must compute the same graph from the same values each call: no
- * tape_reset, no edits of the data it reads, no draws from a generator local
- * to something other than fn (a generator fn seeds itself, on its own
- * stack, is fine). It must return a tensor it computed (not one of its
- * inputs); a result that does not require grad makes the call a plain one.
+ * tape_reset, no edits of the data it reads. ctx, what fn reads through it
+ * and the generators it draws from must outlive the step (a generator fn
+ * seeds itself on its own stack is fine). It must return a tensor it
+ * computed (not one of its inputs); a result that does not require grad
+ * makes the call a plain one.
  * In a no-grad scope tape_checkpoint is fn(ctx, inputs, n). Checkpoints
  * nest; tensor_grad with create_graph goes through them (the segment is
  * recomputed and stays on the tape, as its gradient's graph needs it). The

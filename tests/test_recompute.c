@@ -954,6 +954,31 @@ START_TEST(test_checkpoint_multi_bad_arguments) {
 }
 END_TEST
 
+
+/* A training loop through checkpoints allocates nothing once warm: the
+ * gradient blocks are kept for the next steps, the segments' tapes freed. */
+START_TEST(test_checkpoint_memory_flat_over_steps) {
+    mlp m;
+    mlp_init(&m, DTYPE_F32, 0.2);
+    m.nested = true;
+    tensor *l[16];
+    int n = mlp_leaves(&m, l);
+    int64_t warm = 0;
+    for (int i = 0; i < 600; i++) {
+        tape_reset();
+        if (i == 100) warm = tapegrad_allocated_bytes();
+        for (int k = 0; k < n; k++) tensor_zero_grad(l[k]);
+        ck_assert_int_eq(tensor_backward(mlp_loss(&m, true)), 0);
+    }
+    tape_reset();
+    const int64_t after = tapegrad_allocated_bytes();
+    ck_assert_msg(after == warm, "allocated bytes changed from %lld to %lld over 500 steps",
+                  (long long)warm, (long long)after);
+    tape_release();
+    mlp_free(&m);
+}
+END_TEST
+
 /* Every allocation of a backward through checkpoints made to fail in turn:
  * an error each time, never a crash (ASan and LeakSanitizer watch). */
 START_TEST(test_checkpoint_allocation_failures_during_backward) {
@@ -1004,6 +1029,7 @@ static Suite *recompute_suite(void) {
     tcase_add_test(tc, test_checkpoint_multi_outputs_bit_identical);
     tcase_add_test(tc, test_checkpoint_multi_gradcheck_and_second_order);
     tcase_add_test(tc, test_checkpoint_multi_bad_arguments);
+    tcase_add_test(tc, test_checkpoint_memory_flat_over_steps);
     tcase_add_test(tc, test_checkpoint_allocation_failures_during_backward);
     suite_add_tcase(s, tc);
     return s;
