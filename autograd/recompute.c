@@ -27,6 +27,14 @@
  * after the step are the plain run's. A generator on fn's own stack (seeded
  * inside fn each call) is left alone.
  *
+ * Memory: a checkpoint output's gradient lives in a block of its own
+ * (grad_materialize), given back once the checkpoint's walk has read it; a
+ * checkpoint's input gradient whose producer is a checkpoint gets its block
+ * only when the walk first writes to it, after the upstream block is given
+ * back. With several results (tape_checkpoint_multi) the node's output is
+ * their elements end to end and each result's gradient is a part of the
+ * node's.
+ *
  * The forward (ckpt_forward), run by the checker's replays, calls fn once
  * more in a no-grad scope and copies the result into the node's output; a
  * graph vjp (ckpt_vjp_graph, tensor_grad with create_graph) recomputes the
