@@ -355,6 +355,12 @@ static int grad_above(const char *fn, int64_t floor, tensor *out, const tensor *
     return rc;
 }
 
+int tg_grad_from(const char *fn, int64_t floor, tensor *out, const tensor *gout,
+                 tensor *const *inputs, int n, bool create_graph, bool allow_unused,
+                 tensor **grads) {
+    return grad_above(fn, floor, out, gout, inputs, n, create_graph, allow_unused, grads);
+}
+
 /* tensor_grad with the caller's name for messages; allow_unused gives an
  * input outside out's graph a zero gradient instead of an error. */
 int tg_grad(const char *fn, tensor *out, const tensor *gout, tensor *const *inputs, int n,

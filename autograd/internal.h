@@ -206,6 +206,9 @@ tape_node *tg_node_begin(const op_def *op, tensor *const *in, int n_in, dtype ou
                       const int64_t *shape);
 /* Runs op->forward, records the node when needed; returns the output. */
 tensor *tg_node_finish(tape_node *n);
+/* tg_node_finish without the forward: records n when needed, for a node
+ * whose output its builder has already computed (a checkpoint's). */
+tensor *tg_node_commit(tape_node *n);
 /* tg_node_begin + tg_node_finish. */
 tensor *tg_op_apply(const op_def *op, tensor *const *in, int n_in, dtype out_dtype, int ndim,
                  const int64_t *shape);
@@ -217,6 +220,45 @@ uint32_t tg_tape_epoch(void);
 /* Drops the nodes from position n on (the checker's re-runs of fn append
  * nodes after the recorded ones and drop them again). */
 void tg_tape_truncate(int64_t n);
+
+/* Swaps the tape's node array with *f (a zeroed frame: an empty tape). A
+ * checkpoint records its segment on a tape of its own and swaps the outer
+ * one back afterwards, so the outer tape's nodes never move while a vjp of
+ * it runs (autograd/recompute.c). */
+typedef struct tape_frame {
+    tape_node *nodes;
+    int64_t n, cap;
+} tape_frame;
+void tg_tape_swap(tape_frame *f);
+/* Sets the no-grad depth (0: recording) and returns the old one. */
+int tg_tape_set_no_grad_depth(int depth);
+
+/* ------------------------------------------------------ recomputation */
+/* The op of a checkpoint node (autograd/recompute.c): not in the registry
+ * (it has no samples: its function is the user's). */
+extern const op_def tg_op_checkpoint;
+/* The zeroed gradient buffer of a checkpoint's output t, outside the arena:
+ * given back when the checkpoint's vjp has used it, so that the gradients
+ * of a chain of checkpoints take two buffers instead of one per link.
+ * deferred (t's consumer is a checkpoint, which alone writes to it first):
+ * the header only, data NULL until the consumer's vjp gives it memory. */
+tensor *tg_checkpoint_grad_new(const tensor *t, bool deferred);
+/* The arena block p of `bytes`, when it is the last one handed out, is
+ * given back: 0, else -1 and nothing changes. */
+int tg_arena_pop(void *p, size_t bytes);
+/* Generators drawn from inside a checkpoint's segment (rng.c calls this
+ * before every draw while tg_rng_watch is nonzero): recorded when the
+ * segment first runs, rewound when it runs again, so dropout draws the same
+ * mask when recomputed. */
+extern int tg_rng_watch;
+void tg_rng_touch(rng *g);
+/* The arena's and the checkpoints' buffers: bytes held now, and the most held
+ * since the last tape_reset (tapegrad_tape_peak_bytes). */
+void tg_tape_bytes_changed(int64_t delta);
+/* Called by tape_reset: every checkpoint gradient buffer is free again. */
+void tg_checkpoint_reset(void);
+/* Called by tape_release: the buffers are freed. */
+void tg_checkpoint_release(void);
 
 /* The checker on the caller's own float64 leaves, perturbed in place instead
  * of copied (gradcheck_model swaps a model's tensors to float64 and checks
@@ -231,6 +273,13 @@ int tg_gradcheck_in_place(gradcheck_fn fn, void *ctx, tensor *const *inputs, int
  * gradient instead of an error (autograd/grad.c). */
 int tg_grad(const char *fn, tensor *out, const tensor *gout, tensor *const *inputs, int n,
             bool create_graph, bool allow_unused, tensor **grads);
+
+/* tg_grad walking down to the node at position floor only: outputs of
+ * nodes below it count as leaves (a checkpoint's recomputed segment,
+ * differentiated with respect to the checkpoint's inputs). */
+int tg_grad_from(const char *fn, int64_t floor, tensor *out, const tensor *gout,
+                 tensor *const *inputs, int n, bool create_graph, bool allow_unused,
+                 tensor **grads);
 
 /* Helpers of the graph vjps (op_def.vjp_graph), autograd/grad.c. */
 /* 0 when every wanted gradient gin[j] was made, else -1 with an error (the

@@ -180,6 +180,22 @@ typedef struct chunk {
 
 static chunk *arena_first, *arena_cur;
 static size_t arena_step_bytes; /* bytes requested since the last rewind */
+/* tapegrad_tape_peak_bytes: the arena's bytes in use (arena_step_bytes,
+ * which tg_arena_seek lowers again) plus the checkpoints' gradient buffers
+ * (other_bytes), and the most of that sum since the last rewind */
+static int64_t other_bytes, peak_bytes;
+
+static void note_peak(void) {
+    int64_t now = (int64_t)arena_step_bytes + other_bytes;
+    if (now > peak_bytes) peak_bytes = now;
+}
+
+void tg_tape_bytes_changed(int64_t delta) {
+    other_bytes += delta;
+    note_peak();
+}
+
+int64_t tapegrad_tape_peak_bytes(void) { return peak_bytes; }
 #ifdef TAPEGRAD_TEST_HOOKS
 static bool arena_poison; /* test builds: fresh blocks filled with NaN */
 void tg_arena_set_poison(bool on) { arena_poison = on; }
@@ -217,6 +233,7 @@ void *tg_arena_alloc(size_t bytes) {
     size_t need = (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1);
     if (need == 0) need = ALIGN;
     arena_step_bytes += need;
+    note_peak();
     while (arena_cur && arena_cur->used + need > arena_cur->cap) {
         if (!arena_cur->next) break;
         arena_cur = arena_cur->next;
@@ -249,6 +266,7 @@ void tg_arena_release(void) {
     }
     arena_first = arena_cur = NULL;
     arena_step_bytes = 0;
+    peak_bytes = other_bytes;
 }
 
 void tg_arena_rewind(void) {
@@ -271,6 +289,17 @@ void tg_arena_rewind(void) {
     if (arena_first) arena_first->used = 0;
     arena_cur = arena_first;
     arena_step_bytes = 0;
+    peak_bytes = other_bytes;
+}
+
+int tg_arena_pop(void *p, size_t bytes) {
+    size_t need = (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    if (need == 0) need = ALIGN;
+    if (!arena_cur || arena_cur->used < need || (char *)p != arena_cur->base + arena_cur->used - need)
+        return -1;
+    arena_cur->used -= need;
+    arena_step_bytes -= need;
+    return 0;
 }
 
 /* The checker re-runs the user's function after the recorded step and then

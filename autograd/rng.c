@@ -5,6 +5,7 @@
 #include "internal.h"
 
 void rng_seed(rng *g, uint64_t seed, uint64_t stream) {
+    if (tg_rng_watch) tg_rng_touch(g); /* a checkpoint notes the state it overwrites */
     g->state = 0;
     g->inc = (stream << 1u) | 1u;
     rng_next_u32(g);
@@ -13,6 +14,7 @@ void rng_seed(rng *g, uint64_t seed, uint64_t stream) {
 }
 
 uint32_t rng_next_u32(rng *g) {
+    if (tg_rng_watch) tg_rng_touch(g); /* inside a checkpoint: autograd/recompute.c */
     uint64_t old = g->state;
     g->state = old * 6364136223846793005ULL + g->inc;
     uint32_t xorshifted = (uint32_t)(((old >> 18u) ^ old) >> 27u);

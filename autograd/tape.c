@@ -137,6 +137,7 @@ void tape_reset(void) {
     n_nodes = 0;
     tg_tape_epoch_now++;
     if (tg_tape_epoch_now == 0) tg_tape_epoch_now = 1; /* zeroed slots carry epoch 0 */
+    tg_checkpoint_reset();
     tg_arena_rewind();
     if (hdr_step > hdr_peak) hdr_peak = hdr_step;
     hdr_step = 0;
@@ -144,6 +145,7 @@ void tape_reset(void) {
 
 void tape_release(void) {
     tape_reset();
+    tg_checkpoint_release();
     hdr_release();
     tg_arena_release();
     tg_mem_free(nodes);
@@ -246,6 +248,11 @@ static void describe_inputs(const tape_node *n, char *buf, size_t len) {
 tensor *tg_node_finish(tape_node *n) {
     tg_mem_context_op(NULL);
     n->op->forward(n);
+    return tg_node_commit(n);
+}
+
+tensor *tg_node_commit(tape_node *n) {
+    tg_mem_context_op(NULL);
     bool needs_grad = false;
     for (int i = 0; i < n->n_in; i++)
         if (n->in[i] && n->in[i]->requires_grad && !mask_bit(n->op->no_grad_inputs, i))
@@ -273,13 +280,28 @@ tensor *tg_op_apply(const op_def *op, tensor *const *in, int n_in, dtype out_dty
 
 /* The gradient buffer of t, made (zeroed) on first use: in the arena for a
  * tape-owned tensor, owned by the tensor for a user-owned leaf. */
-static tensor *grad_of(tensor *t) {
+static bool is_checkpoint_output(const tensor *t) {
+    return t->tape_owned && t->node >= 0 && t->node < n_nodes && nodes[t->node].out == t &&
+           nodes[t->node].op == &tg_op_checkpoint;
+}
+
+/* The gradient buffer for input t of `consumer`. A checkpoint's output has a
+ * buffer the checkpoint gives back once its segment has been
+ * backpropagated; when its consumer is a checkpoint too, the buffer gets
+ * its memory only when the consumer's recomputed segment first writes to
+ * it, after the consumer's own upstream gradient is given back (a chain of
+ * checkpoints then holds two gradients at a time: autograd/recompute.c). */
+static tensor *grad_of_for(tensor *t, const tape_node *consumer) {
     if (t->grad) return t->grad;
+    if (is_checkpoint_output(t))
+        return t->grad = tg_checkpoint_grad_new(t, consumer && consumer->op == &tg_op_checkpoint);
     t->grad = t->tape_owned ? tg_tensor_tape_zeros(t->dtype, t->ndim, t->shape)
                             : tensor_new(t->dtype, t->ndim, t->shape);
     if (t->grad) t->grad->is_grad = true;
     return t->grad;
 }
+
+static tensor *grad_of(tensor *t) { return grad_of_for(t, NULL); }
 
 static void acc_into(tensor *dst, const tensor *src) {
     if (!src) {
@@ -353,7 +375,7 @@ int tensor_backward_with(tensor *out, const tensor *gout) {
         for (int j = 0; j < n->n_in; j++) {
             tensor *t = n->in[j];
             bool wants = t && t->requires_grad && !mask_bit(n->op->no_grad_inputs, j);
-            gin[j] = wants ? grad_of(t) : NULL;
+            gin[j] = wants ? grad_of_for(t, n) : NULL;
             if (wants && !gin[j]) return -1;
         }
         /* a failing vjp sets an error (tg_error_count moves even when an older
@@ -383,6 +405,23 @@ int tensor_backward_with(tensor *out, const tensor *gout) {
 }
 
 int tensor_backward(tensor *loss) { return tensor_backward_with(loss, NULL); }
+
+void tg_tape_swap(tape_frame *f) {
+    tape_node *a = nodes;
+    int64_t n = n_nodes, c = cap_nodes;
+    nodes = f->nodes;
+    n_nodes = f->n;
+    cap_nodes = f->cap;
+    f->nodes = a;
+    f->n = n;
+    f->cap = c;
+}
+
+int tg_tape_set_no_grad_depth(int depth) {
+    int was = no_grad_depth;
+    no_grad_depth = depth;
+    return was;
+}
 
 void tg_tape_truncate(int64_t n) {
     if (n >= 0 && n < n_nodes) n_nodes = n;

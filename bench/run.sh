@@ -216,6 +216,9 @@ while [ "$r" -lt "$rounds" ]; do
         pair "$r" "proj $isa.kern '$ops' '$build/bench/kernels'" "peer_run $isa.kern '$ops' '$root/bench/kernels_torch.py'"
         pair "$r" "proj $isa.epoch seconds '$build/examples/lenet5' --epochs 1 --batch 64 --threads 1" \
             "peer_run $isa.epoch seconds '$peers/lenet5_fashion_torch.py' --epochs 1 --threads 1"
+        # Recomputation: project only (no PyTorch peer for this figure)
+        proj "$isa.recompute" 'plain_ms ckpt_ms plain_peak_mib ckpt_peak_mib' \
+            "$build/bench/recompute" --steps 5
         # PyTorch's full gradcheck takes over a minute: once, in the first
         # round of the first variant.
         skip=--skip-full
@@ -277,6 +280,12 @@ for isa in $isas; do
         p=$(med "$tmp/$isa.gc.$m.p.seconds") q=$(med "$tmp/$isa.gc.q.fast_mode=$t.seconds")
         out "gradcheck_lenet5 $at mode=$m batch=2 numbers=63274 seconds=$p" "torch_seconds=$q ratio=$(ratio "$p" "$q")"
     done
+    # one checkpoint per layer of a 16 x 1024 MLP, batch 256: targets
+    # mem_ratio <= 0.3 and time_ratio <= 1.4 (BENCHMARKS.md)
+    pm=$(med "$tmp/$isa.recompute.p.plain_ms") cm=$(med "$tmp/$isa.recompute.p.ckpt_ms")
+    pp=$(med "$tmp/$isa.recompute.p.plain_peak_mib") cp=$(med "$tmp/$isa.recompute.p.ckpt_peak_mib")
+    say "recompute $at layers=16 width=1024 batch=256 threads=1 plain_ms=$pm ckpt_ms=$cm" \
+        "time_ratio=$(ratio "$cm" "$pm") plain_peak_mib=$pp ckpt_peak_mib=$cp mem_ratio=$(ratio "$cp" "$pp")"
     if [ "$have_time" = 1 ]; then
         p=$(med "$tmp/$isa.step.64.1.p.rss") q=$(med "$tmp/$isa.step.64.1.q.rss")
         out "peak_rss $at run=lenet5_step batch=64 threads=1 kb=$p" "torch_kb=$q ratio=$(ratio "$p" "$q")"

@@ -622,6 +622,58 @@ int gradgradcheck(gradcheck_fn fn, void *ctx, tensor *const *inputs, int n,
  * a differentiable vjp, a failing sample). */
 int gradcheck_op_graph_vjp(const op_def *op, uint64_t seed, op_check_report *report);
 
+/* ======================================================= recomputation
+ * Gradient checkpointing (docs/design.md, "Recomputation"): memory for
+ * compute. tape_checkpoint(fn, ctx, inputs, n) calls fn(ctx, inputs, n)
+ * with the tape recording, keeps its result and drops everything else the
+ * segment made (its intermediates and saved tensors go back to the arena),
+ * and records ONE node for the whole segment. When backward reaches that
+ * node it calls fn again on the same inputs, recording, backpropagates the
+ * upstream gradient through what fn recorded, into the inputs and into every
+ * tensor fn reads from elsewhere (parameters through ctx: their .grad
+ * accumulates as usual), and drops the recomputed intermediates again. The
+ * gradients are bit-identical to the plain call's: the same kernels add into
+ * the same buffers in the same order. The generators fn draws from
+ * (dropout's) are noted when it first runs and rewound when it runs again,
+ * then put back, so a recomputed dropout draws the same mask and the draws
+ * after the step are the plain run's.
+ *
+ * A function, not a begin/end pair: recomputing means running the segment's
+ * code again, which only a function the library can call allows.
+ *
+ * fn must compute the same graph from the same values each call: no
+ * tape_reset, no edits of the data it reads. ctx, what fn reads through it
+ * and the generators it draws from must outlive the step (a generator fn
+ * seeds itself on its own stack is fine). It must return a tensor it
+ * computed (not one of its inputs); a result that does not require grad
+ * makes the call a plain one.
+ * In a no-grad scope tape_checkpoint is fn(ctx, inputs, n). Checkpoints
+ * nest; tensor_grad with create_graph goes through them (the segment is
+ * recomputed and stays on the tape, as its gradient's graph needs it). The
+ * result is TAPE-OWNED. The gradient of a checkpoint's output (its .grad) is
+ * released once backward has gone through the segment: read gradients of
+ * the output with tensor_grad. Intermediates fn made are stale after the
+ * call. Returns NULL with an error naming tape_checkpoint on bad arguments or
+ * when fn fails (the tape is left as it was before the call); a failure
+ * while recomputing is tensor_backward's error, naming the checkpoint. */
+typedef tensor *(*tape_checkpoint_fn)(void *ctx, tensor *const *inputs, int n);
+tensor *tape_checkpoint(tape_checkpoint_fn fn, void *ctx, tensor *const *inputs, int n);
+/* A segment of several results: fn sets outputs[0..m) and returns 0, or
+ * returns -1 with an error. The results must share one float dtype and be
+ * distinct; the node's output is their elements end to end, and each
+ * outputs[i] (TAPE-OWNED, of the result's shape) is a reshaped narrow of
+ * it. Returns 0, or -1 with an error naming tape_checkpoint_multi (outputs
+ * all NULL). */
+#define TAPE_CHECKPOINT_MAX_OUTPUTS 64
+typedef int (*tape_checkpoint_multi_fn)(void *ctx, tensor *const *inputs, int n, tensor **outputs,
+                                        int m);
+int tape_checkpoint_multi(tape_checkpoint_multi_fn fn, void *ctx, tensor *const *inputs, int n,
+                          tensor **outputs, int m);
+/* The most bytes the tape held at once since the last tape_reset(): its
+ * arena (op outputs, saved tensors, gradients of intermediates) and the
+ * checkpoints' gradient buffers. Read it before the reset that ends a step. */
+int64_t tapegrad_tape_peak_bytes(void);
+
 /* ==== nn ==== */
 /* Layers, models, initialisers, optimisers, data, checkpoints and
  * gradient-flow reports, built on the ops above (nn/). Prefixes: nn_ for
