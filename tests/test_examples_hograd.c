@@ -200,6 +200,187 @@ START_TEST(test_wgan_gp_example) {
 }
 END_TEST
 
+/* ------------------------------------------------------- Burgers PINN */
+#define NU (0.01 / M_PI)
+
+/* The example's u(x, t) with 2 hidden layers: 2 -> W -> W -> 1, tanh, on
+ * p = {W1 [W,2], b1, W2, b2, W3 [1,W], b3}; the points enter as the columns
+ * x and t. */
+static tensor *pinn_u(tensor *const *p, tensor *x, tensor *t) {
+    tensor *h = tensor_concat((tensor *[]){x, t}, 2, 1);
+    for (int i = 0; i < 3; i++) {
+        h = tensor_linear(h, p[2 * i], p[2 * i + 1]);
+        if (i < 2) h = tensor_tanh(h);
+    }
+    return h;
+}
+
+enum { PW = 6, NP = 5 };
+
+static void pinn_params(tensor **p) {
+    p[0] = seeded(21, SHAPE(PW, 2), -1, 1);
+    p[1] = seeded(22, SHAPE(PW), -0.5, 0.5);
+    p[2] = seeded(23, SHAPE(PW, PW), -0.8, 0.8);
+    p[3] = seeded(24, SHAPE(PW), -0.5, 0.5);
+    p[4] = seeded(25, SHAPE(1, PW), -1, 1);
+    p[5] = seeded(26, SHAPE(1), -0.5, 0.5);
+}
+
+/* u at one point, off the tape, for the differences. */
+static double u_at(tensor *const *p, double x, double t) {
+    tensor *xs = tensor_from_doubles(DTYPE_F64, SHAPE(1, 1), &x);
+    tensor *ts = tensor_from_doubles(DTYPE_F64, SHAPE(1, 1), &t);
+    tape_no_grad_begin();
+    double u = tensor_item(pinn_u(p, xs, ts));
+    tape_no_grad_end();
+    tensor_free(xs), tensor_free(ts);
+    return u;
+}
+
+/* u_x, u_t (tensor_grad of sum u with create_graph) and u_xx (tensor_grad of
+ * sum u_x) at NP points at once, against central differences of the network
+ * itself at each point: (u(x+h) - u(x-h)) / 2h with h = 1e-5 (error
+ * h^2 u^(3) / 6 plus rounding 1e-16 / h, both near 1e-10) and
+ * (u(x+h) - 2u + u(x-h)) / h^2 with h = 1e-4 (error near 1e-8). */
+START_TEST(test_pinn_derivatives_against_differences) {
+    tensor *p[6];
+    pinn_params(p);
+    const double xs[NP] = {-0.9, -0.35, 0.05, 0.4, 0.77}, ts[NP] = {0.1, 0.8, 0.45, 0.0, 0.63};
+    tensor *x = tensor_from_doubles(DTYPE_F64, SHAPE(NP, 1), xs);
+    tensor *t = tensor_from_doubles(DTYPE_F64, SHAPE(NP, 1), ts);
+    ck_assert_int_eq(tensor_set_requires_grad(x, true), 0);
+    ck_assert_int_eq(tensor_set_requires_grad(t, true), 0);
+    tape_reset();
+    tensor *u = pinn_u(p, x, t), *d[2], *dxx;
+    ck_assert_int_eq(tensor_grad(tensor_sum_all(u), NULL, (tensor *[]){x, t}, 2, true, d), 0);
+    ck_assert_int_eq(tensor_grad(tensor_sum_all(d[0]), NULL, &x, 1, true, &dxx), 0);
+    ck_assert(d[0]->requires_grad && dxx->requires_grad);
+    double h1 = 1e-5, h2 = 1e-4;
+    for (int i = 0; i < NP; i++) {
+        double u0 = u_at(p, xs[i], ts[i]);
+        ck_assert_close(tensor_get(u, i), u0, 1e-15);
+        double ux = (u_at(p, xs[i] + h1, ts[i]) - u_at(p, xs[i] - h1, ts[i])) / (2 * h1);
+        double ut = (u_at(p, xs[i], ts[i] + h1) - u_at(p, xs[i], ts[i] - h1)) / (2 * h1);
+        double uxx = (u_at(p, xs[i] + h2, ts[i]) - 2 * u0 + u_at(p, xs[i] - h2, ts[i])) / (h2 * h2);
+        ck_assert_close(tensor_get(d[0], i), ux, 1e-8);
+        ck_assert_close(tensor_get(d[1], i), ut, 1e-8);
+        ck_assert_close(tensor_get(dxx, i), uxx, 1e-6);
+        ck_assert(fabs(uxx) > 1e-3); /* curved: the comparison means something */
+    }
+    tape_reset();
+    tensor_free(x), tensor_free(t);
+    for (int i = 0; i < 6; i++) tensor_free(p[i]);
+}
+END_TEST
+
+/* The example's loss, in[0..5] the parameters, in[6], in[7] the collocation
+ * points' x and t, in[8] initial points [N0, 2], in[9] boundary points [NB, 2]. */
+static tensor *pinn_loss_fn(tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    tensor *x = in[6], *t = in[7], *d[2], *dxx;
+    tensor *u = pinn_u(in, x, t);
+    if (tensor_grad(tensor_sum_all(u), NULL, (tensor *[]){x, t}, 2, true, d) ||
+        tensor_grad(tensor_sum_all(d[0]), NULL, &x, 1, true, &dxx))
+        return NULL;
+    tensor *f = tensor_sub(tensor_add(d[1], tensor_mul(u, d[0])), tensor_mul_scalar(dxx, NU));
+    tensor *x0 = tensor_narrow(in[8], 1, 0, 1);
+    tensor *u0 = pinn_u(in, x0, tensor_narrow(in[8], 1, 1, 1));
+    tensor *ub = pinn_u(in, tensor_narrow(in[9], 1, 0, 1), tensor_narrow(in[9], 1, 1, 1));
+    tensor *ic = tensor_add(u0, tensor_sin(tensor_mul_scalar(x0, M_PI)));
+    return tensor_add(tensor_add(tensor_mean_all(tensor_square(f)), tensor_mean_all(tensor_square(ic))),
+                      tensor_mean_all(tensor_square(ub)));
+}
+
+/* The PINN loss's gradient with respect to every parameter and the
+ * collocation points (through u_xx: third derivatives of the network, mixed)
+ * against central differences. */
+START_TEST(test_pinn_loss_gradient_against_differences) {
+    tensor *in[10];
+    pinn_params(in);
+    in[6] = seeded(31, SHAPE(NP, 1), -1, 1);
+    in[7] = seeded(32, SHAPE(NP, 1), 0, 1);
+    in[8] = tensor_from_doubles(DTYPE_F64, SHAPE(3, 2), (double[]){-0.6, 0, 0.1, 0, 0.7, 0});
+    in[9] = tensor_from_doubles(DTYPE_F64, SHAPE(4, 2), (double[]){-1, 0.2, -1, 0.7, 1, 0.3, 1, 0.9});
+    gradcheck_options opt = gradcheck_defaults();
+    opt.check_mask = 0xff; /* parameters and the collocation points */
+    gradcheck_report rep;
+    ck_assert_msg(gradcheck(pinn_loss_fn, NULL, in, 10, &opt, &rep) == 0, "%s", tapegrad_error());
+    ck_assert_msg(rep.passed, "%s", rep.message);
+    for (int i = 0; i < 8; i++) ck_assert(rep.input[i].checked && !rep.input[i].vacuous);
+    gradcheck_report_free(&rep);
+    for (int i = 0; i < 10; i++) tensor_free(in[i]);
+}
+END_TEST
+
+/* The example's exact solution (Cole-Hopf by quadrature): the steepest slope
+ * of the shock, u_x(0, t) at t = 1.6037 / pi, is -152.00516 (Basdevant et al.
+ * 1986, the value PINN papers compare with); near t = 0 it is -sin(pi x); at
+ * the boundary 0. */
+START_TEST(test_burgers_reference) {
+    const char *exe = example("burgers_pinn");
+    if (!exe) return;
+    static char out[4096];
+    char cmd[4300];
+    double u[2];
+    for (int s = 0; s < 2; s++) {
+        snprintf(cmd, sizeof cmd, "'%s' --reference %s,%.17g 2>&1", exe, s ? "1e-6" : "-1e-6",
+                 1.6037 / M_PI);
+        ck_assert_int_eq(run_capture(cmd, out, sizeof out), 0);
+        char *eq = strchr(out, '=');
+        ck_assert_msg(strncmp(out, "u_ref(", 6) == 0 && eq, "%s", out);
+        u[s] = strtod(eq + 1, NULL);
+    }
+    ck_assert_close((u[1] - u[0]) / 2e-6, -152.00516, 2e-4);
+    for (double x = -0.75; x < 0.8; x += 0.5) {
+        snprintf(cmd, sizeof cmd, "'%s' --reference %g,1e-6 2>&1", exe, x);
+        ck_assert_int_eq(run_capture(cmd, out, sizeof out), 0);
+        ck_assert_close(strtod(strchr(out, '=') + 1, NULL), -sin(M_PI * x), 1e-4);
+    }
+    snprintf(cmd, sizeof cmd, "'%s' --reference 1,0.5 2>&1", exe);
+    ck_assert_int_eq(run_capture(cmd, out, sizeof out), 0);
+    ck_assert_close(strtod(strchr(out, '=') + 1, NULL), 0, 1e-12);
+}
+END_TEST
+
+/* The example, small: 200 Adam steps of a 3 x 10 network on 200 collocation
+ * points in float64 (0.1 s); the loss falls to less than half of its value
+ * after 20 steps, every part is printed, the relative error against the
+ * exact solution falls below 0.7 (an untrained network is near 1: it
+ * predicts about 0 where the solution is of size 1), and bad options are
+ * refused. */
+START_TEST(test_burgers_pinn_example) {
+    const char *exe = example("burgers_pinn");
+    if (!exe) return;
+    static char out[1 << 14];
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd,
+             "'%s' --steps 200 --every 20 --layers 3 --width 10 --nf 200 --n0 50 --nb 50 "
+             "--lr 5e-3 --f64 2>&1", exe);
+    ck_assert_int_eq(run_capture(cmd, out, sizeof out), 0);
+    ck_assert_msg(count_lines_with(out, "residual=") == 10, "%s", out);
+    double first = field_at(out, "loss", 0), last = field_at(out, "loss", 9);
+    ck_assert_msg(isfinite(first) && last < 0.5 * first, "loss %g -> %g\n%s", first, last, out);
+    char *end = strstr(out, "burgers_pinn: steps=200 loss=");
+    ck_assert_msg(end, "%s", out);
+    double err = field_at(end, "l2_rel_error", 0);
+    ck_assert_msg(isfinite(err) && err > 0 && err < 0.7, "%s", out);
+
+    static const struct { const char *args, *says; } bad[] = {
+        {"--nb 1", "--nb needs a whole number from 2 to"},
+        {"--layers 0", "--layers needs a whole number from 1 to"},
+        {"--reference 2,0.5", "--reference needs X,T with X in [-1, 1]"},
+        {"--reference 0.5", "--reference needs X,T"},
+        {"--lr 0", "--lr needs a finite number above 0"},
+        {"--frobnicate", "usage: burgers_pinn"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", exe, bad[i].args);
+        ck_assert_int_eq(run_capture(cmd, out, sizeof out), 2);
+        ck_assert_msg(strstr(out, bad[i].says), "%s: %s", bad[i].args, out);
+    }
+}
+END_TEST
+
 static Suite *examples_hograd_suite(void) {
     Suite *s = suite_create("examples_hograd");
     TCase *tc = tcase_create("wgan_gp");
@@ -208,6 +389,13 @@ static Suite *examples_hograd_suite(void) {
     tcase_add_test(tc, test_wgan_gp_example);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
+    TCase *tp = tcase_create("burgers_pinn");
+    tcase_add_test(tp, test_pinn_derivatives_against_differences);
+    tcase_add_test(tp, test_pinn_loss_gradient_against_differences);
+    tcase_add_test(tp, test_burgers_reference);
+    tcase_add_test(tp, test_burgers_pinn_example);
+    tcase_set_timeout(tp, 120);
+    suite_add_tcase(s, tp);
     return s;
 }
 
