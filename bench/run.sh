@@ -26,9 +26,10 @@
 # own median. One line per figure on stdout (also written to BUILD/bench.txt):
 #   NAME key=value... PROJECT_VALUE [PEER_VALUE ratio=PROJECT/PEER]
 # The PyTorch peers are ../shared/peers/*.py (from the repository root) and
-# bench/kernels_torch.py, run with /usr/bin/python3 and Debian's python3-torch;
-# without them the project's figures are printed alone. Peak resident memory
-# comes from /usr/bin/time (Debian package time).
+# bench/kernels_torch.py, bench/hvp_torch.py and bench/burgers_torch.py, run
+# with /usr/bin/python3 and Debian's python3-torch; without them the
+# project's figures are printed alone. Peak resident memory comes from
+# /usr/bin/time (Debian package time).
 #
 # Exits 1 when a project program fails; a missed target is not a failure.
 set -u
@@ -216,6 +217,12 @@ while [ "$r" -lt "$rounds" ]; do
         pair "$r" "proj $isa.kern '$ops' '$build/bench/kernels'" "peer_run $isa.kern '$ops' '$root/bench/kernels_torch.py'"
         pair "$r" "proj $isa.epoch seconds '$build/examples/lenet5' --epochs 1 --batch 64 --threads 1" \
             "peer_run $isa.epoch seconds '$peers/lenet5_fashion_torch.py' --epochs 1 --threads 1"
+        # Higher order: a Hessian-vector product of LeNet-5 (batch 64) beside one
+        # gradient, and a step of the Burgers PINN (derivatives in the loss).
+        pair "$r" "proj $isa.hvp 'grad_ms hvp_ms' '$build/bench/hvp_lenet5' --steps 30" \
+            "peer_run $isa.hvp 'grad_ms hvp_ms functional_hvp_ms' '$root/bench/hvp_torch.py' --steps 30"
+        pair "$r" "proj $isa.pinn ms '$build/examples/burgers_pinn' --time --steps 30" \
+            "peer_run $isa.pinn step_ms '$root/bench/burgers_torch.py' --time --steps 30"
         # PyTorch's full gradcheck takes over a minute: once, in the first
         # round of the first variant.
         skip=--skip-full
@@ -277,6 +284,12 @@ for isa in $isas; do
         p=$(med "$tmp/$isa.gc.$m.p.seconds") q=$(med "$tmp/$isa.gc.q.fast_mode=$t.seconds")
         out "gradcheck_lenet5 $at mode=$m batch=2 numbers=63274 seconds=$p" "torch_seconds=$q ratio=$(ratio "$p" "$q")"
     done
+    p=$(med "$tmp/$isa.hvp.p.hvp_ms") pg=$(med "$tmp/$isa.hvp.p.grad_ms")
+    q=$(med "$tmp/$isa.hvp.q.hvp_ms") qf=$(med "$tmp/$isa.hvp.q.functional_hvp_ms") qg=$(med "$tmp/$isa.hvp.q.grad_ms")
+    out "hvp_lenet5 $at batch=64 threads=1 hvp_ms=$p grad_ms=$pg hvp_per_grad=$(ratio "$p" "$pg")" \
+        "torch_hvp_ms=$q torch_functional_hvp_ms=$qf torch_grad_ms=$qg ratio=$(ratio "$p" "$q")"
+    p=$(med "$tmp/$isa.pinn.p.ms") q=$(med "$tmp/$isa.pinn.q.step_ms")
+    out "burgers_pinn_step $at layers=8 width=20 nf=2000 threads=1 ms=$p" "torch_ms=$q ratio=$(ratio "$p" "$q")"
     if [ "$have_time" = 1 ]; then
         p=$(med "$tmp/$isa.step.64.1.p.rss") q=$(med "$tmp/$isa.step.64.1.q.rss")
         out "peak_rss $at run=lenet5_step batch=64 threads=1 kb=$p" "torch_kb=$q ratio=$(ratio "$p" "$q")"
