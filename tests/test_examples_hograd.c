@@ -138,10 +138,11 @@ START_TEST(test_wgan_penalty_gradient_by_hand) {
     ck_assert_ptr_nonnull(pen);
     ck_assert_int_eq(tensor_grad(pen, NULL, &in[4], 1, false, &gw3), 0);
     double want[H] = {0};
+    tensor *xis[NB]; /* kept until the tape is reset: later walks read the nodes using them */
     for (int i = 0; i < NB; i++) {
         /* J: d h2 / d x at sample i, [H, 2], row k by a first-order walk */
         double J[H][2], gx[2] = {0, 0};
-        tensor *xi = tensor_from_doubles(DTYPE_F64, SHAPE(1, 2),
+        tensor *xi = xis[i] = tensor_from_doubles(DTYPE_F64, SHAPE(1, 2),
                                          (double[]){tensor_get(in[6], 2 * i), tensor_get(in[6], 2 * i + 1)});
         ck_assert_int_eq(tensor_set_requires_grad(xi, true), 0);
         for (int k = 0; k < H; k++) {
@@ -154,10 +155,10 @@ START_TEST(test_wgan_penalty_gradient_by_hand) {
         double nrm = sqrt(gx[0] * gx[0] + gx[1] * gx[1]);
         for (int k = 0; k < H; k++)
             want[k] += 2 * (nrm - 1) / nrm * (J[k][0] * gx[0] + J[k][1] * gx[1]) / NB;
-        tensor_free(xi);
     }
     for (int k = 0; k < H; k++) ck_assert_close(tensor_get(gw3, k), want[k], 1e-12);
     tape_reset();
+    for (int i = 0; i < NB; i++) tensor_free(xis[i]);
     for (int i = 0; i < 7; i++) tensor_free(in[i]);
 }
 END_TEST
