@@ -465,7 +465,7 @@ static tensor *pool_repeat(const tape_node *n, tensor *g) {
         /* nearest upsampling to twice the size takes source index i >> 1
          * (the same size: i), exactly the repeat, as a plain copy whose vjp
          * adds each window's 4 values; an expand of the 6-D view computes a
-         * broadcast index per element both ways (a third of a LeNet-5
+         * broadcast index per element both ways (a fifth of a LeNet-5
          * Hessian-vector product) */
         t = tensor_upsample(g, (upsample_params){{OH * kh, OW * kw}, {0, 0}, UPSAMPLE_NEAREST, false});
     else
