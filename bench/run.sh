@@ -26,9 +26,10 @@
 # own median. One line per figure on stdout (also written to BUILD/bench.txt):
 #   NAME key=value... PROJECT_VALUE [PEER_VALUE ratio=PROJECT/PEER]
 # The PyTorch peers are ../shared/peers/*.py (from the repository root) and
-# bench/kernels_torch.py, run with /usr/bin/python3 and Debian's python3-torch;
-# without them the project's figures are printed alone. Peak resident memory
-# comes from /usr/bin/time (Debian package time).
+# bench/kernels_torch.py, bench/hvp_torch.py and bench/burgers_torch.py, run
+# with /usr/bin/python3 and Debian's python3-torch; without them the
+# project's figures are printed alone. Peak resident memory comes from
+# /usr/bin/time (Debian package time).
 #
 # Exits 1 when a project program fails; a missed target is not a failure.
 set -u
@@ -219,6 +220,12 @@ while [ "$r" -lt "$rounds" ]; do
         # Recomputation: project only (no PyTorch peer for this figure)
         proj "$isa.recompute" 'plain_ms ckpt_ms plain_peak_mib ckpt_peak_mib' \
             "$build/bench/recompute" --steps 5
+        # Higher order: a Hessian-vector product of LeNet-5 (batch 64) beside one
+        # gradient, and a step of the Burgers PINN (derivatives in the loss).
+        pair "$r" "proj $isa.hvp 'grad_ms hvp_ms' '$build/bench/hvp_lenet5' --steps 30" \
+            "peer_run $isa.hvp 'grad_ms hvp_ms functional_hvp_ms' '$root/bench/hvp_torch.py' --steps 30"
+        pair "$r" "proj $isa.pinn ms '$build/examples/burgers_pinn' --time --steps 30" \
+            "peer_run $isa.pinn step_ms '$root/bench/burgers_torch.py' --time --steps 30"
         # PyTorch's full gradcheck takes over a minute: once, in the first
         # round of the first variant.
         skip=--skip-full
@@ -286,6 +293,12 @@ for isa in $isas; do
     pp=$(med "$tmp/$isa.recompute.p.plain_peak_mib") cp=$(med "$tmp/$isa.recompute.p.ckpt_peak_mib")
     say "recompute $at layers=16 width=1024 batch=256 threads=1 plain_ms=$pm ckpt_ms=$cm" \
         "time_ratio=$(ratio "$cm" "$pm") plain_peak_mib=$pp ckpt_peak_mib=$cp mem_ratio=$(ratio "$cp" "$pp")"
+    p=$(med "$tmp/$isa.hvp.p.hvp_ms") pg=$(med "$tmp/$isa.hvp.p.grad_ms")
+    q=$(med "$tmp/$isa.hvp.q.hvp_ms") qf=$(med "$tmp/$isa.hvp.q.functional_hvp_ms") qg=$(med "$tmp/$isa.hvp.q.grad_ms")
+    out "hvp_lenet5 $at batch=64 threads=1 hvp_ms=$p grad_ms=$pg hvp_per_grad=$(ratio "$p" "$pg")" \
+        "torch_hvp_ms=$q torch_functional_hvp_ms=$qf torch_grad_ms=$qg ratio=$(ratio "$p" "$q")"
+    p=$(med "$tmp/$isa.pinn.p.ms") q=$(med "$tmp/$isa.pinn.q.step_ms")
+    out "burgers_pinn_step $at layers=8 width=20 nf=2000 threads=1 ms=$p" "torch_ms=$q ratio=$(ratio "$p" "$q")"
     if [ "$have_time" = 1 ]; then
         p=$(med "$tmp/$isa.step.64.1.p.rss") q=$(med "$tmp/$isa.step.64.1.q.rss")
         out "peak_rss $at run=lenet5_step batch=64 threads=1 kb=$p" "torch_kb=$q ratio=$(ratio "$p" "$q")"

@@ -228,44 +228,44 @@ static tensor *conv2d_build(tensor *const *in, const op_sample *s) {
     return tensor_conv2d(in[0], in[1], s->n_inputs > 2 ? in[2] : NULL, p);
 }
 
-/* conv2d's differentiable vjp, by decomposition (tg_vjp_graph_by_decomposition):
- * the convolution rebuilt from ops as a batched product with the unfolded
- * input, w [G, OC/G, C/G KH KW] @ cols [B, G, C/G KH KW, OH OW], plus the
- * bias. ip: stride 0-1, padding 2-3, dilation 4-5, groups 6. */
-/* Stride 1, dilation 1, one group, padding p <= K - 1 (LeNet's convs): the
- * adjoints are convolutions themselves, so the second order runs the conv
- * kernels instead of the unfolded decomposition:
- *   dx = conv2d(g, w'), w'[c, o] = w[o, c] flipped in both spatial dims,
- *        padding K - 1 - p (the full correlation, cropped by p);
+/* conv2d's differentiable vjp. With one group the adjoints are convolutions
+ * themselves, so the second order runs the conv kernels (ip: stride s 0-1,
+ * padding p 2-3, dilation d 4-5, groups 6):
+ *   dx = conv_transpose2d(g, w) with the conv's stride, padding and
+ *        dilation: the adjoint of conv2d in x by definition, the same
+ *        product W^T G and col2im as the kernel vjp; output_padding
+ *        (H + 2p - d (K - 1) - 1) mod s restores the rows of x past the
+ *        last window (they get 0);
  *   dw = conv2d(x^T, g^T)^T, ^T swapping dims 0 and 1 (batch and channel),
- *        padding p: dw[o, c, kh, kw] = sum_{b,i,j} g[b, o, i, j] x_p[b, c, i + kh, j + kw];
- *   db = g summed over batch and space. */
-static bool conv2d_adjoint_is_conv(const tape_node *n) {
-    const tensor *w = n->in[1];
-    return n->ip[0] == 1 && n->ip[1] == 1 && n->ip[4] == 1 && n->ip[5] == 1 && n->ip[6] == 1 &&
-           n->ip[2] <= w->shape[2] - 1 && n->ip[3] <= w->shape[3] - 1;
-}
-/* t reversed along axis ax (an index_select with a constant index) */
-static tensor *flip_axis(tensor *t, int ax) {
-    if (!t) return NULL;
-    int64_t len = t->shape[ax];
-    tensor *idx = tg_tensor_tape_new(DTYPE_I64, 1, &len);
-    if (!idx) return NULL;
-    for (int64_t i = 0; i < len; i++) ((int64_t *)idx->data)[i] = len - 1 - i;
-    return tensor_index_select(t, ax, idx);
-}
+ *        stride d, dilation s, padding p:
+ *        dw[o, c, u, v] = sum_{b,i,j} g[b, o, i, j] x_p[b, c, u d + i s, v d + j s],
+ *        whose output may have rows past K (cut: they are no weight's);
+ *   db = g summed over batch and space.
+ * With groups, by decomposition (tg_vjp_graph_by_decomposition): the
+ * convolution rebuilt from ops as a batched product with the unfolded
+ * input, w [G, OC/G, C/G KH KW] @ cols [B, G, C/G KH KW, OH OW], plus the
+ * bias. */
 static int conv2d_adjoint_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
     tensor *x = n->in[0], *w = n->in[1];
-    const int64_t KH = w->shape[2], KW = w->shape[3], ph = n->ip[2], pw = n->ip[3];
+    const int64_t KH = w->shape[2], KW = w->shape[3], OH = n->out->shape[2], OW = n->out->shape[3];
+    const int sh = (int)n->ip[0], sw = (int)n->ip[1], ph = (int)n->ip[2], pw = (int)n->ip[3];
+    const int dh = (int)n->ip[4], dw = (int)n->ip[5];
     const int swap[4] = {1, 0, 2, 3};
     if (want[0]) {
-        tensor *wf = tensor_permute(flip_axis(flip_axis(w, 2), 3), swap);
-        conv2d_params p = {{1, 1}, {(int)(KH - 1 - ph), (int)(KW - 1 - pw)}, {1, 1}, 1};
-        gin[0] = tensor_conv2d(g, wf, NULL, p);
+        int oph = (int)((x->shape[2] + 2 * ph - dh * (KH - 1) - 1) % sh);
+        int opw = (int)((x->shape[3] + 2 * pw - dw * (KW - 1) - 1) % sw);
+        conv_transpose2d_params p = {{sh, sw}, {ph, pw}, {oph, opw}, {dh, dw}, 1};
+        gin[0] = tensor_conv_transpose2d(g, w, NULL, p);
     }
     if (want[1]) {
-        conv2d_params p = {{1, 1}, {(int)ph, (int)pw}, {1, 1}, 1};
-        gin[1] = tensor_permute(tensor_conv2d(tensor_permute(x, swap), tensor_permute(g, swap), NULL, p), swap);
+        conv2d_params p = {{dh, dw}, {ph, pw}, {sh, sw}, 1};
+        tensor *t = tensor_conv2d(tensor_permute(x, swap), tensor_permute(g, swap), NULL, p);
+        /* [C, OC, (H + 2p - s (OH - 1) - 1) / d + 1 >= KH, likewise >= KW] */
+        const int64_t rows = (x->shape[2] + 2 * ph - sh * (OH - 1) - 1) / dh + 1;
+        const int64_t cols = (x->shape[3] + 2 * pw - sw * (OW - 1) - 1) / dw + 1;
+        if (rows > KH) t = tensor_narrow(t, 2, 0, KH);
+        if (cols > KW) t = tensor_narrow(t, 3, 0, KW);
+        gin[1] = tensor_permute(t, swap);
     }
     if (n->n_in > 2 && n->in[2] && want[2]) {
         const int axes[3] = {0, 2, 3};
@@ -275,7 +275,7 @@ static int conv2d_adjoint_graph(const tape_node *n, tensor *g, const bool *want,
 }
 
 static int conv2d_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
-    if (conv2d_adjoint_is_conv(n)) return conv2d_adjoint_graph(n, g, want, gin);
+    if (n->ip[6] == 1) return conv2d_adjoint_graph(n, g, want, gin);
     tensor *x = n->in[0], *w = n->in[1], *b = n->n_in > 2 ? n->in[2] : NULL;
     const int64_t B = x->shape[0], C = x->shape[1], OC = w->shape[0], KH = w->shape[2], KW = w->shape[3];
     const int64_t G = n->ip[6], OH = n->out->shape[2], OW = n->out->shape[3];

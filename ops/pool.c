@@ -460,7 +460,16 @@ static tensor *pool_repeat(const tape_node *n, tensor *g) {
     const int64_t B = x->shape[0], C = x->shape[1], OH = n->out->shape[2], OW = n->out->shape[3];
     const int64_t kh = n->ip[0], kw = n->ip[1];
     const int64_t s6[6] = {B, C, OH, 1, OW, 1}, e6[6] = {B, C, OH, kh, OW, kw}, s4[4] = {B, C, OH * kh, OW * kw};
-    tensor *t = tensor_reshape(tensor_expand(tensor_reshape(g, 6, s6), 6, e6), 4, s4);
+    tensor *t;
+    if (kh <= 2 && kw <= 2)
+        /* nearest upsampling to twice the size takes source index i >> 1
+         * (the same size: i), exactly the repeat, as a plain copy whose vjp
+         * adds each window's 4 values; an expand of the 6-D view computes a
+         * broadcast index per element both ways (a fifth of a LeNet-5
+         * Hessian-vector product) */
+        t = tensor_upsample(g, (upsample_params){{OH * kh, OW * kw}, {0, 0}, UPSAMPLE_NEAREST, false});
+    else
+        t = tensor_reshape(tensor_expand(tensor_reshape(g, 6, s6), 6, e6), 4, s4);
     const int64_t pads[8] = {0, 0, 0, 0, 0, x->shape[2] - OH * kh, 0, x->shape[3] - OW * kw};
     return pads[5] || pads[7] ? tensor_pad(t, pads, 0.0) : t;
 }
@@ -473,8 +482,12 @@ static int max_pool2d_vjp_graph(const tape_node *n, tensor *g, const bool *want,
         if (!mask) return -1;
         const int64_t plane = x->shape[2] * x->shape[3], per = n->out->shape[2] * n->out->shape[3];
         const int64_t *I = idx->data;
-        for (int64_t o = 0; o < idx->size; o++)
-            if (I[o] >= 0) tensor_set(mask, (o / per) * plane + I[o], 1.0);
+        for (int64_t o = 0; o < idx->size; o++) {
+            if (I[o] < 0) continue;
+            int64_t at = (o / per) * plane + I[o];
+            if (x->dtype == DTYPE_F32) ((float *)mask->data)[at] = 1.0f;
+            else ((double *)mask->data)[at] = 1.0;
+        }
         gin[0] = tensor_mul(pool_repeat(n, g), mask);
         return tg_graph_vjp_done(n, want, gin);
     }
