@@ -69,25 +69,33 @@ enum { CONV_DIRECT_K = 32 }; /* largest contraction for the direct forward */
  *                      vectors of dw_wide and bias sums: one register
  *   CONV_VB, CONV_NV,  the direct forward: CONV_NV vectors of CONV_VB bytes
  *   CONV_OB            of pixels by CONV_OB output channels (see direct_fwd)
- *   CONV_DWK           taps per block of the direct weight gradient
+ *   CONV_DWK, CONV_DWNV taps of one kernel row x vectors of output channels
+ *                      per block of the direct weight gradient (dw_direct)
  *   CONV_DWO, CONV_DWT output channels x taps per block of dw_wide
- *   CONV_FB            pixels per block of fwd_cl
+ *   CONV_FB, CONV_FNV  pixels x vectors of output channels per block of fwd_cl
  * v4's are the values measured on AVX-512 (comments at each kernel). */
 #if defined(__AVX512F__)
 enum { CONV_TB = 64, CONV_VB = 32, CONV_NV = 4, CONV_OB = 3 };
-enum { CONV_DWK = 5, CONV_DWO = 3, CONV_DWT = 5, CONV_FB = 12 };
+enum { CONV_DWK = 5, CONV_DWNV = 1, CONV_DWO = 3, CONV_DWT = 5, CONV_FB = 12, CONV_FNV = 1 };
 #elif defined(__AVX2__)
-/* chosen among 7 blockings by the fastest of 6 runs of bench/kernels at
- * TAPEGRAD_ISA=v3 (ms, conv1 / conv2 fwd+bwd at batch 64): this one 0.61 /
- * 1.84; the v4 shapes cut to 16 registers (NV 3, OB 3, DWO 2, DWT 5) 0.91 /
- * 1.97; the v4 values unchanged (64-byte vectors as pairs of registers) 2.05 /
- * 6.45 */
+/* The direct forward and dw_wide (conv1): chosen among 7 blockings by the
+ * fastest of 6 runs of bench/kernels at TAPEGRAD_ISA=v3 (ms, conv1 / conv2
+ * fwd+bwd at batch 64): this one 0.61 / 1.84; the v4 shapes cut to 16
+ * registers (NV 3, OB 3, DWO 2, DWT 5) 0.91 / 1.97; the v4 values unchanged
+ * (64-byte vectors as pairs of registers) 2.05 / 6.45.
+ * The kernels with the output channels in the lanes (conv2: 16 channels, two
+ * 8-float vectors) take both vectors per block, so each broadcast input feeds
+ * two FMAs and 10-12 independent sums hide the FMA latency: fwd_cl 6 pixels x
+ * 2 vectors (12 sums, 2 weight vectors, 1 broadcast: 15 registers), dw_direct
+ * 5 taps x 2 vectors (10 sums). With one vector per block (v4's form) conv2
+ * ran at 1.9 ms. */
 enum { CONV_TB = 32, CONV_VB = 32, CONV_NV = 4, CONV_OB = 2 };
-enum { CONV_DWK = 6, CONV_DWO = 2, CONV_DWT = 4, CONV_FB = 12 };
+enum { CONV_DWK = 5, CONV_DWNV = 2, CONV_DWO = 2, CONV_DWT = 4, CONV_FB = 6, CONV_FNV = 2 };
 #else
 enum { CONV_TB = 16, CONV_VB = 16, CONV_NV = 4, CONV_OB = 2 };
-enum { CONV_DWK = 5, CONV_DWO = 2, CONV_DWT = 5, CONV_FB = 12 };
+enum { CONV_DWK = 5, CONV_DWNV = 2, CONV_DWO = 2, CONV_DWT = 5, CONV_FB = 6, CONV_FNV = 2 };
 #endif
+_Static_assert(CONV_DWK <= 8 && CONV_FB <= 12, "the unrolled copies of dw_direct and fwd_cl");
 /* Tight columns move whole vectors of CONV_TB bytes (at most CONV_SLACK
  * elements) and may read or write up to CONV_SLACK elements past a buffer's
  * live part; every scratch buffer has that much slack on both sides. */
@@ -189,6 +197,16 @@ typedef int64_t vmask_double __attribute__((vector_size(CONV_TB)));
  * direct_fwd_block in conv_kernels_t.h). */
 typedef float vec_float __attribute__((vector_size(CONV_VB)));
 typedef double vec_double __attribute__((vector_size(CONV_VB)));
+/* The broadcast inputs of a block (fwd_cl, dw_direct) are the next step's
+ * inputs shifted by one, and GCC keeps them across steps in registers it
+ * rotates, which AVX2's 16 cannot spare: the sums spilled to the stack. A
+ * pointer the compiler cannot follow from one step to the next makes each
+ * step load its inputs afresh (broadcasts from memory, which cost a load). */
+#if defined(__AVX512F__)
+#define OPAQUE(p) (void)(p) /* 32 registers: the rotation fits, and measured faster */
+#else
+#define OPAQUE(p) __asm__("" : "+r"(p))
+#endif
 /* The small loops over a register block are unrolled: at -O2 they would stay
  * loops and the accumulators would live in memory. */
 #define UNROLL _Pragma("GCC unroll 16")
