@@ -213,20 +213,26 @@ typedef double vec_double __attribute__((vector_size(CONV_VB)));
 
 /* dst[c * ds + r] = src[r * ss + c] for r < rows, c < cols: the transposes
  * between an image's (OC, P) gradient or output and the (P, OC) layout of
- * the kernels with the output channels in the lanes. In float32, 16 x 16
- * tiles go through registers: four stages each swap the off-diagonal d x d
- * blocks (d = 8, 4, 2, 1) of every 2d x 2d block, one two-source shuffle per
- * vector. For LeNet's conv2 ((16, 100) <-> (100, 16)) the element-wise copy
- * cost 3.5% of the step in the weight gradient and 1.7% in the forward.
+ * the kernels with the output channels in the lanes. In float32, TRW x TRW
+ * tiles (TRW the floats of one register: 16, 8 or 4) go through registers:
+ * stages d = TRW/2, ..., 2, 1 each swap the off-diagonal d x d blocks of
+ * every 2d x 2d block, one two-source shuffle per vector: lane l of the
+ * pair's first row takes a[l] where bit d of l is clear, else b[l - d]; of
+ * the second, a[l + d] where clear, else b[l]. For LeNet's conv2 ((16, 100)
+ * <-> (100, 16)) the element-wise copy cost 3.5% of the step in the weight
+ * gradient and 1.7% in the forward; on AVX2, 16 x 16 tiles of 64-byte
+ * vectors (two registers each, 32 for a tile) spilled and cost 7% of conv2.
  * Leftover rows and columns, and float64, are copied element by element. */
-typedef float vtr_float __attribute__((vector_size(64)));
-#define TR_STAGE(d, ...)                                                                    \
-    for (int i = 0; i < 16; i++)                                                            \
+enum { TRW = CONV_TB / (int)sizeof(float) };
+typedef float vtr_float __attribute__((vector_size(CONV_TB)));
+#define TR_STAGE(d)                                                                         \
+    for (int i = 0; i < TRW; i++)                                                           \
         if (!(i & (d))) {                                                                   \
             vtr_float a = v[i], b = v[i + (d)];                                             \
             v[i] = __builtin_shufflevector(a, b, TR_LO_##d);                                \
             v[i + (d)] = __builtin_shufflevector(a, b, TR_HI_##d);                          \
         }
+#if defined(__AVX512F__) /* CONV_TB 64 */
 #define TR_LO_8 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
 #define TR_HI_8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
 #define TR_LO_4 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
@@ -235,18 +241,34 @@ typedef float vtr_float __attribute__((vector_size(64)));
 #define TR_HI_2 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
 #define TR_LO_1 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
 #define TR_HI_1 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
+#define TR_STAGES UNROLL TR_STAGE(8) UNROLL TR_STAGE(4) UNROLL TR_STAGE(2) UNROLL TR_STAGE(1)
+#elif defined(__AVX2__) /* CONV_TB 32 */
+#define TR_LO_4 0, 1, 2, 3, 8, 9, 10, 11
+#define TR_HI_4 4, 5, 6, 7, 12, 13, 14, 15
+#define TR_LO_2 0, 1, 8, 9, 4, 5, 12, 13
+#define TR_HI_2 2, 3, 10, 11, 6, 7, 14, 15
+#define TR_LO_1 0, 8, 2, 10, 4, 12, 6, 14
+#define TR_HI_1 1, 9, 3, 11, 5, 13, 7, 15
+#define TR_STAGES UNROLL TR_STAGE(4) UNROLL TR_STAGE(2) UNROLL TR_STAGE(1)
+#else
+#define TR_LO_2 0, 1, 4, 5
+#define TR_HI_2 2, 3, 6, 7
+#define TR_LO_1 0, 4, 2, 6
+#define TR_HI_1 1, 5, 3, 7
+#define TR_STAGES UNROLL TR_STAGE(2) UNROLL TR_STAGE(1)
+#endif
 static void transpose_float(const float *src, int64_t ss, int64_t rows, int64_t cols,
                             float *dst, int64_t ds) {
     int64_t c0 = 0;
-    for (; c0 + 16 <= cols; c0 += 16) {
+    for (; c0 + TRW <= cols; c0 += TRW) {
         int64_t r0 = 0;
-        for (; r0 + 16 <= rows; r0 += 16) {
-            vtr_float v[16];
-            UNROLL for (int i = 0; i < 16; i++) memcpy(&v[i], src + (r0 + i) * ss + c0, sizeof v[i]);
-            UNROLL TR_STAGE(8, ) UNROLL TR_STAGE(4, ) UNROLL TR_STAGE(2, ) UNROLL TR_STAGE(1, )
-            UNROLL for (int i = 0; i < 16; i++) memcpy(dst + (c0 + i) * ds + r0, &v[i], sizeof v[i]);
+        for (; r0 + TRW <= rows; r0 += TRW) {
+            vtr_float v[TRW];
+            UNROLL for (int i = 0; i < TRW; i++) memcpy(&v[i], src + (r0 + i) * ss + c0, sizeof v[i]);
+            TR_STAGES
+            UNROLL for (int i = 0; i < TRW; i++) memcpy(dst + (c0 + i) * ds + r0, &v[i], sizeof v[i]);
         }
-        for (int64_t c = c0; c < c0 + 16; c++)
+        for (int64_t c = c0; c < c0 + TRW; c++)
             for (int64_t r = r0; r < rows; r++) dst[c * ds + r] = src[r * ss + c];
     }
     for (int64_t c = c0; c < cols; c++)
