@@ -3,6 +3,11 @@
 
 #include <cblas.h>
 
+#include "isa.h"
+
+static const gemm_kernels *const gemm_variants[ISA_COUNT] = {&tg_gemm_kernels_v2, &tg_gemm_kernels_v3,
+                                                             &tg_gemm_kernels_v4};
+
 /* C = beta C + a b^T for an inner dimension of 1: a rank-one update, which
  * is what the weight gradient G^T X of a linear layer is at batch 1. OpenBLAS
  * pays its GEMM set-up for it; the plain loop streams each row of C once and
@@ -41,6 +46,13 @@ void tg_blas_gemm(dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, c
             outer_float(M, N, A, sa, B, (float)beta, C, ldc);
         else
             outer_double(M, N, A, sa, B, beta, C, ldc);
+        return;
+    }
+    /* a few rows times B^T (gemm_kernels.c): B read once, not packed; the
+     * variant in use, or OpenBLAS when TAPEGRAD_ISA was refused */
+    int v;
+    if (!ta && tb && M <= GEMM_SMALL_M && K > 0 && (v = tg_isa_in_use()) >= 0) {
+        gemm_variants[v]->abt[dt == DTYPE_F32 ? 0 : 1](M, N, K, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     lda = lda > 1 ? lda : 1, ldb = ldb > 1 ? ldb : 1, ldc = ldc > 1 ? ldc : 1;
