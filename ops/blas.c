@@ -2,6 +2,7 @@
 #include "blas.h"
 
 #include <cblas.h>
+#include <omp.h>
 
 #include "isa.h"
 
@@ -57,10 +58,21 @@ void tg_blas_gemm(dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, c
     }
     lda = lda > 1 ? lda : 1, ldb = ldb > 1 ? ldb : 1, ldc = ldc > 1 ? ldc : 1;
     enum CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
+    /* A small GEMM stays on this thread: OpenBLAS splits any product past
+     * 2^18 multiply-adds, and waking its threads and waiting for them costs
+     * more than the split saves below GEMM_ONE_THREAD_MACS (LeNet-5's linear
+     * layers at batch 64: 0.6-3 M). Not inside our own parallel regions,
+     * which hold OpenBLAS to one thread themselves (the setting is global). */
+    int was = 1;
+    if ((double)M * (double)N * (double)K < GEMM_ONE_THREAD_MACS && !omp_in_parallel()) {
+        was = openblas_get_num_threads();
+        if (was > 1) openblas_set_num_threads(1);
+    }
     if (dt == DTYPE_F32)
         cblas_sgemm(CblasRowMajor, opa, opb, (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb,
                     (float)beta, C, (int)ldc);
     else
         cblas_dgemm(CblasRowMajor, opa, opb, (int)M, (int)N, (int)K, 1.0, A, (int)lda, B, (int)ldb,
                     beta, C, (int)ldc);
+    if (was > 1) openblas_set_num_threads(was);
 }

@@ -16,6 +16,8 @@ void tg_blas_gemm(dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, c
  * small batch), per ISA variant: ops/gemm_kernels.c. abt[0] float32, [1]
  * float64: C (M, N) = A (M, K) B (N, K)^T + beta C. */
 enum { GEMM_SMALL_M = 4 };
+/* GEMMs of fewer multiply-adds run OpenBLAS on one thread (blas.c). */
+#define GEMM_ONE_THREAD_MACS 4e6
 typedef struct {
     void (*abt[2])(int64_t M, int64_t N, int64_t K, const void *A, int64_t lda, const void *B,
                    int64_t ldb, double beta, void *C, int64_t ldc);
