@@ -95,6 +95,7 @@ enum { CONV_DWK = 5, CONV_DWNV = 2, CONV_DWO = 2, CONV_DWT = 4, CONV_FB = 6, CON
 enum { CONV_TB = 16, CONV_VB = 16, CONV_NV = 4, CONV_OB = 2 };
 enum { CONV_DWK = 5, CONV_DWNV = 2, CONV_DWO = 2, CONV_DWT = 5, CONV_FB = 6, CONV_FNV = 2 };
 #endif
+enum { CONV_GATHER_KW = 16 }; /* kw per pass of col2im_tight (its masks stay on the stack) */
 _Static_assert(CONV_DWK <= 8 && CONV_FB <= 12, "the unrolled copies of dw_direct and fwd_cl");
 /* Tight columns move whole vectors of CONV_TB bytes (at most CONV_SLACK
  * elements) and may read or write up to CONV_SLACK elements past a buffer's

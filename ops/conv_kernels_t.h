@@ -86,58 +86,69 @@ static void NAME(im2col_tight)(const conv_geom *q, const T *xp, T *cols) {
  *   dx[c, ih, iw] += sum_{kw, kh} dcols[(c, kh, kw)][oh OW + ow],
  *   oh = ih + ph - kh dh in [0, OH), ow = iw + pw - kw dw in [0, OW),
  * V pixels of a row at a time, one load per tap with its lanes outside [0, OW) masked
- * to zero. The mask depends on kw only, so kw is the outer loop; a kw with no lane
+ * to zero. The mask depends on kw and the vector's place in the row only; a kw with no lane
  * inside adds nothing and is not loaded (loads stay within a vector of the columns).
  * Even and odd kh go to two sums, so the adds are not one chain of FADD latencies.
  * One store per pixel instead of one read-modify-write per column entry. */
 static void NAME(col2im_tight)(const conv_geom *q, const T *dcols, T *dx) {
     enum { V = CONV_TB / sizeof(T) };
-    NAME(vmask) lane;
+    NAME(vmask) lane, in[CONV_GATHER_KW];
+    int64_t col[CONV_GATHER_KW];
     for (int l = 0; l < V; l++) lane[l] = l;
     const int64_t plane = q->H * q->W, tap_kh = q->KW * q->P - q->dh * q->OW;
-    for (int64_t c = 0; c < q->C; c++)
-        for (int64_t ih = 0; ih < q->H; ih++) {
-            int64_t kh0 = 0, kh1 = q->KH; /* the kh with oh in [0, OH) */
-            while (kh0 < kh1 && ih + q->ph - kh0 * q->dh >= q->OH) kh0++;
-            while (kh1 > kh0 && ih + q->ph - (kh1 - 1) * q->dh < 0) kh1--;
-            for (int64_t j0 = 0; j0 < q->W; j0 += V) {
-                NAME(vec64) a0 = {0}, a1 = {0};
-                for (int64_t kw = 0; kw < q->KW; kw++) {
-                    int64_t ow0 = j0 + q->pw - kw * q->dw; /* lane l is ow0 + l */
-                    if (ow0 >= q->OW || ow0 + V <= 0) continue;
-                    const int lo = (int)-ow0, hi = (int)(q->OW - ow0);
-                    const NAME(vmask) in = (lane >= lo) & (lane < hi);
-                    const T *p = dcols + ((c * q->KH + kh0) * q->KW + kw) * q->P +
-                                 (ih + q->ph - kh0 * q->dh) * q->OW + ow0;
-                    NAME(vec64) v;
-                    int64_t kh = kh0;
-                    for (; kh + 1 < kh1; kh += 2, p += 2 * tap_kh) {
-                        memcpy(&v, p, sizeof v);
-                        a0 += (NAME(vec64))((NAME(vmask))v & in);
-                        memcpy(&v, p + tap_kh, sizeof v);
-                        a1 += (NAME(vec64))((NAME(vmask))v & in);
-                    }
-                    if (kh < kh1) {
-                        memcpy(&v, p, sizeof v);
-                        a0 += (NAME(vec64))((NAME(vmask))v & in);
-                    }
-                }
-                a0 += a1;
-                /* the pixels past the row's end belong to later rows of this image,
-                 * written back unchanged; past the image, element by element */
-                int64_t at = (c * q->H + ih) * q->W + j0, n = q->W - j0 < V ? q->W - j0 : V;
-                T *d = dx + at;
-                if (at + V <= q->C * plane) {
-                    NAME(vec64) dv;
-                    memcpy(&dv, d, sizeof dv);
-                    dv += (NAME(vec64))((NAME(vmask))a0 & (lane < (int)n));
-                    memcpy(d, &dv, sizeof dv);
-                } else {
-                    T a[V];
-                    memcpy(a, &a0, sizeof a);
-                    for (int64_t l = 0; l < n; l++) d[l] += a[l];
-                }
+    /* kw in chunks of CONV_GATHER_KW (one chunk for LeNet's 5), and per vector
+     * of a row, j0, the masks and column offsets of the chunk's kw with a lane
+     * inside: they depend on neither the channel nor the row, so they are
+     * worked out once for all C H vectors at j0 */
+    for (int64_t kb = 0; kb < q->KW; kb += CONV_GATHER_KW)
+        for (int64_t j0 = 0; j0 < q->W; j0 += V) {
+            int nk = 0;
+            for (int64_t kw = kb; kw < q->KW && kw < kb + CONV_GATHER_KW; kw++) {
+                int64_t ow0 = j0 + q->pw - kw * q->dw; /* lane l is ow0 + l */
+                if (ow0 >= q->OW || ow0 + V <= 0) continue;
+                in[nk] = (lane >= (int)-ow0) & (lane < (int)(q->OW - ow0));
+                col[nk++] = kw * q->P + ow0;
             }
+            if (!nk) continue;
+            for (int64_t c = 0; c < q->C; c++)
+                for (int64_t ih = 0; ih < q->H; ih++) {
+                    int64_t kh0 = 0, kh1 = q->KH; /* the kh with oh in [0, OH) */
+                    while (kh0 < kh1 && ih + q->ph - kh0 * q->dh >= q->OH) kh0++;
+                    while (kh1 > kh0 && ih + q->ph - (kh1 - 1) * q->dh < 0) kh1--;
+                    const T *base = dcols + (c * q->KH + kh0) * q->KW * q->P +
+                                    (ih + q->ph - kh0 * q->dh) * q->OW;
+                    NAME(vec64) a0 = {0}, a1 = {0}, v;
+                    for (int k = 0; k < nk; k++) {
+                        const T *p = base + col[k];
+                        int64_t kh = kh0;
+                        for (; kh + 1 < kh1; kh += 2, p += 2 * tap_kh) {
+                            memcpy(&v, p, sizeof v);
+                            a0 += (NAME(vec64))((NAME(vmask))v & in[k]);
+                            memcpy(&v, p + tap_kh, sizeof v);
+                            a1 += (NAME(vec64))((NAME(vmask))v & in[k]);
+                        }
+                        if (kh < kh1) {
+                            memcpy(&v, p, sizeof v);
+                            a0 += (NAME(vec64))((NAME(vmask))v & in[k]);
+                        }
+                    }
+                    a0 += a1;
+                    /* the pixels past the row's end belong to later rows of this
+                     * image, written back unchanged; past the image, element by
+                     * element */
+                    int64_t at = (c * q->H + ih) * q->W + j0, n = q->W - j0 < V ? q->W - j0 : V;
+                    T *d = dx + at;
+                    if (at + V <= q->C * plane) {
+                        NAME(vec64) dv;
+                        memcpy(&dv, d, sizeof dv);
+                        dv += (NAME(vec64))((NAME(vmask))a0 & (lane < (int)n));
+                        memcpy(d, &dv, sizeof dv);
+                    } else {
+                        T a[V];
+                        memcpy(a, &a0, sizeof a);
+                        for (int64_t l = 0; l < n; l++) d[l] += a[l];
+                    }
+                }
         }
 }
 /* xp = x with ph zero rows and pw zero columns around each plane */
