@@ -332,21 +332,15 @@ static inline __attribute__((always_inline)) void NAME(dw_direct_block)(
 /* nt taps from xr by nv vectors, with nt and nv made constants for the block.
  * Without tree-pre: GCC 12's partial redundancy elimination left 4 of the 10
  * sums of v3's block on the stack (13 of 16 registers in use), at -O2 and -O3. */
-static void __attribute__((optimize("no-tree-pre"))) NAME(dw_direct_run)(const conv_geom *q, const T *xr, const T *gt, int nt, int nv,
-                                T *part) {
-    if (nv == CONV_DWNV && q->dw == 1) {
-        switch (nt) {
-        case 1: if (1 <= CONV_DWK) NAME(dw_direct_block)(q, xr, 1, gt, 1, CONV_DWNV, part); return;
-        case 2: if (2 <= CONV_DWK) NAME(dw_direct_block)(q, xr, 1, gt, 2, CONV_DWNV, part); return;
-        case 3: if (3 <= CONV_DWK) NAME(dw_direct_block)(q, xr, 1, gt, 3, CONV_DWNV, part); return;
-        case 4: if (4 <= CONV_DWK) NAME(dw_direct_block)(q, xr, 1, gt, 4, CONV_DWNV, part); return;
-        case 5: if (5 <= CONV_DWK) NAME(dw_direct_block)(q, xr, 1, gt, 5, CONV_DWNV, part); return;
-        case 6: if (6 <= CONV_DWK) NAME(dw_direct_block)(q, xr, 1, gt, 6, CONV_DWNV, part); return;
-        case 7: if (7 <= CONV_DWK) NAME(dw_direct_block)(q, xr, 1, gt, 7, CONV_DWNV, part); return;
-        case 8: if (8 <= CONV_DWK) NAME(dw_direct_block)(q, xr, 1, gt, 8, CONV_DWNV, part); return;
-        }
-    }
-    /* dilated taps or a last odd vector: a tap and a vector at a time */
+static void __attribute__((optimize("no-tree-pre")))
+NAME(dw_direct_run)(const conv_geom *q, const T *xr, const T *gt, int nt, int nv, T *part) {
+    /* a case per block width: nt and nv constants, so the sums stay in registers */
+#define DW_CASE(k) case k: if (k <= CONV_DWK) { NAME(dw_direct_block)(q, xr, 1, gt, k, CONV_DWNV, part); return; } break;
+    if (nv == CONV_DWNV && q->dw == 1)
+        switch (nt) { DW_CASE(1) DW_CASE(2) DW_CASE(3) DW_CASE(4) DW_CASE(5) DW_CASE(6) DW_CASE(7) DW_CASE(8) }
+#undef DW_CASE
+    /* dilated taps or a last odd vector (or a block wider than CONV_DWK, which
+     * dw_direct does not ask for): a tap and a vector at a time */
     for (int u = 0; u < nt; u++)
         for (int v = 0; v < nv; v++)
             NAME(dw_direct_block)(q, xr + u * q->dw, 0, gt + v * NAME(DWV), 1, 1,
@@ -496,23 +490,15 @@ static inline __attribute__((always_inline)) void NAME(fwd_cl_blocks)(
 /* the blocks of n pixels by nv vectors from channel ob, n and nv made constants */
 static void NAME(fwd_cl_run)(const conv_geom *q, const T *xp, const T *wt, const T *bias, int n,
                              int nv, int64_t ob, T *yt) {
-    if (nv == CONV_FNV) {
+#define FWD_CASE(k) case k: if (k <= CONV_FB) { NAME(fwd_cl_blocks)(q, xp, wt, bias, k, CONV_FNV, ob, yt); return; } break;
+    if (nv == CONV_FNV)
         switch (n) {
-        case 1: if (1 <= CONV_FB) NAME(fwd_cl_blocks)(q, xp, wt, bias, 1, CONV_FNV, ob, yt); return;
-        case 2: if (2 <= CONV_FB) NAME(fwd_cl_blocks)(q, xp, wt, bias, 2, CONV_FNV, ob, yt); return;
-        case 3: if (3 <= CONV_FB) NAME(fwd_cl_blocks)(q, xp, wt, bias, 3, CONV_FNV, ob, yt); return;
-        case 4: if (4 <= CONV_FB) NAME(fwd_cl_blocks)(q, xp, wt, bias, 4, CONV_FNV, ob, yt); return;
-        case 5: if (5 <= CONV_FB) NAME(fwd_cl_blocks)(q, xp, wt, bias, 5, CONV_FNV, ob, yt); return;
-        case 6: if (6 <= CONV_FB) NAME(fwd_cl_blocks)(q, xp, wt, bias, 6, CONV_FNV, ob, yt); return;
-        case 7: if (7 <= CONV_FB) NAME(fwd_cl_blocks)(q, xp, wt, bias, 7, CONV_FNV, ob, yt); return;
-        case 8: if (8 <= CONV_FB) NAME(fwd_cl_blocks)(q, xp, wt, bias, 8, CONV_FNV, ob, yt); return;
-        case 9: if (9 <= CONV_FB) NAME(fwd_cl_blocks)(q, xp, wt, bias, 9, CONV_FNV, ob, yt); return;
-        case 10: if (10 <= CONV_FB) NAME(fwd_cl_blocks)(q, xp, wt, bias, 10, CONV_FNV, ob, yt); return;
-        case 11: if (11 <= CONV_FB) NAME(fwd_cl_blocks)(q, xp, wt, bias, 11, CONV_FNV, ob, yt); return;
-        case 12: if (12 <= CONV_FB) NAME(fwd_cl_blocks)(q, xp, wt, bias, 12, CONV_FNV, ob, yt); return;
+            FWD_CASE(1) FWD_CASE(2) FWD_CASE(3) FWD_CASE(4) FWD_CASE(5) FWD_CASE(6)
+            FWD_CASE(7) FWD_CASE(8) FWD_CASE(9) FWD_CASE(10) FWD_CASE(11) FWD_CASE(12)
         }
-    }
-    /* a last odd vector of channels: a vector and a pixel at a time */
+#undef FWD_CASE
+    /* a last odd vector of channels (or more than CONV_FB pixels, which fwd_cl
+     * does not ask for): a vector and a pixel at a time */
     for (int v = 0; v < nv; v++)
         NAME(fwd_cl_blocks)(q, xp, wt, bias, 1, 1, ob + v * (int64_t)(CONV_TB / sizeof(T)), yt);
 }
