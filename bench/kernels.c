@@ -1,6 +1,6 @@
 /* kernels.c - GFLOP/s of the GEMM-backed ops at LeNet-5's shapes.
  *
- *   kernels [--batch 64] [--threads 1] [--iters 50]
+ *   kernels [--batch 64] [--threads 1] [--iters 50] [--op NAME]
  *
  * Forward plus backward of one op as a training step runs it, median of
  * --iters after 5 warm-up iterations. One line per op:
@@ -60,12 +60,14 @@ static tensor *param(rng *g, int ndim, const int64_t *shape, bool grad) {
 int main(int argc, char **argv) {
     int64_t B = 64;
     int threads = 1, iters = 50;
+    const char *only = NULL; /* --op: time this op alone (for a profile) */
     for (int a = 1; a < argc; a++) {
         if (!strcmp(argv[a], "--batch") && a + 1 < argc) B = atoll(argv[++a]);
         else if (!strcmp(argv[a], "--threads") && a + 1 < argc) threads = atoi(argv[++a]);
         else if (!strcmp(argv[a], "--iters") && a + 1 < argc) iters = atoi(argv[++a]);
+        else if (!strcmp(argv[a], "--op") && a + 1 < argc) only = argv[++a];
         else {
-            fprintf(stderr, "usage: kernels [--batch 64] [--threads 1] [--iters 50]\n");
+            fprintf(stderr, "usage: kernels [--batch 64] [--threads 1] [--iters 50] [--op conv1|conv2|matmul]\n");
             return 2;
         }
     }
@@ -90,6 +92,10 @@ int main(int argc, char **argv) {
     int rc = 0;
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
         bench_op *o = &ops[i];
+        if (only && strcmp(only, o->name)) {
+            tensor_free(o->x), tensor_free(o->w), tensor_free(o->b);
+            continue;
+        }
         double ms = o->x && o->w ? time_op(o, iters) : -1;
         if (ms < 0) {
             fprintf(stderr, "kernels: %s: %s\n", o->name,

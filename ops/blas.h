@@ -12,6 +12,18 @@
 void tg_blas_gemm(dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void *A,
                int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc);
 
+/* GEMMs of at most GEMM_SMALL_M rows with B transposed (a linear layer at a
+ * small batch), per ISA variant: ops/gemm_kernels.c. abt[0] float32, [1]
+ * float64: C (M, N) = A (M, K) B (N, K)^T + beta C. */
+enum { GEMM_SMALL_M = 4 };
+/* GEMMs of fewer multiply-adds run OpenBLAS on one thread (blas.c). */
+#define GEMM_ONE_THREAD_MACS 4e6
+typedef struct {
+    void (*abt[2])(int64_t M, int64_t N, int64_t K, const void *A, int64_t lda, const void *B,
+                   int64_t ldb, double beta, void *C, int64_t ldc);
+} gemm_kernels;
+extern const gemm_kernels tg_gemm_kernels_v2, tg_gemm_kernels_v3, tg_gemm_kernels_v4;
+
 /* Typed forms, for kernels written once as a macro over the element type T
  * (blas_gemm_##T). */
 static inline void blas_gemm_float(bool ta, bool tb, int64_t M, int64_t N, int64_t K,

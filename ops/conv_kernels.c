@@ -69,25 +69,34 @@ enum { CONV_DIRECT_K = 32 }; /* largest contraction for the direct forward */
  *                      vectors of dw_wide and bias sums: one register
  *   CONV_VB, CONV_NV,  the direct forward: CONV_NV vectors of CONV_VB bytes
  *   CONV_OB            of pixels by CONV_OB output channels (see direct_fwd)
- *   CONV_DWK           taps per block of the direct weight gradient
+ *   CONV_DWK, CONV_DWNV taps of one kernel row x vectors of output channels
+ *                      per block of the direct weight gradient (dw_direct)
  *   CONV_DWO, CONV_DWT output channels x taps per block of dw_wide
- *   CONV_FB            pixels per block of fwd_cl
+ *   CONV_FB, CONV_FNV  pixels x vectors of output channels per block of fwd_cl
  * v4's are the values measured on AVX-512 (comments at each kernel). */
 #if defined(__AVX512F__)
 enum { CONV_TB = 64, CONV_VB = 32, CONV_NV = 4, CONV_OB = 3 };
-enum { CONV_DWK = 5, CONV_DWO = 3, CONV_DWT = 5, CONV_FB = 12 };
+enum { CONV_DWK = 5, CONV_DWNV = 1, CONV_DWO = 3, CONV_DWT = 5, CONV_FB = 12, CONV_FNV = 1 };
 #elif defined(__AVX2__)
-/* chosen among 7 blockings by the fastest of 6 runs of bench/kernels at
- * TAPEGRAD_ISA=v3 (ms, conv1 / conv2 fwd+bwd at batch 64): this one 0.61 /
- * 1.84; the v4 shapes cut to 16 registers (NV 3, OB 3, DWO 2, DWT 5) 0.91 /
- * 1.97; the v4 values unchanged (64-byte vectors as pairs of registers) 2.05 /
- * 6.45 */
+/* The direct forward and dw_wide (conv1): chosen among 7 blockings by the
+ * fastest of 6 runs of bench/kernels at TAPEGRAD_ISA=v3 (ms, conv1 / conv2
+ * fwd+bwd at batch 64): this one 0.61 / 1.84; the v4 shapes cut to 16
+ * registers (NV 3, OB 3, DWO 2, DWT 5) 0.91 / 1.97; the v4 values unchanged
+ * (64-byte vectors as pairs of registers) 2.05 / 6.45.
+ * The kernels with the output channels in the lanes (conv2: 16 channels, two
+ * 8-float vectors) take both vectors per block, so each broadcast input feeds
+ * two FMAs and 10-12 independent sums hide the FMA latency: fwd_cl 6 pixels x
+ * 2 vectors (12 sums, 2 weight vectors, 1 broadcast: 15 registers), dw_direct
+ * 5 taps x 2 vectors (10 sums). With one vector per block (v4's form) conv2
+ * ran at 1.9 ms. */
 enum { CONV_TB = 32, CONV_VB = 32, CONV_NV = 4, CONV_OB = 2 };
-enum { CONV_DWK = 6, CONV_DWO = 2, CONV_DWT = 4, CONV_FB = 12 };
+enum { CONV_DWK = 5, CONV_DWNV = 2, CONV_DWO = 2, CONV_DWT = 4, CONV_FB = 6, CONV_FNV = 2 };
 #else
 enum { CONV_TB = 16, CONV_VB = 16, CONV_NV = 4, CONV_OB = 2 };
-enum { CONV_DWK = 5, CONV_DWO = 2, CONV_DWT = 5, CONV_FB = 12 };
+enum { CONV_DWK = 5, CONV_DWNV = 2, CONV_DWO = 2, CONV_DWT = 5, CONV_FB = 6, CONV_FNV = 2 };
 #endif
+enum { CONV_GATHER_KW = 16 }; /* kw per pass of col2im_tight (its masks stay on the stack) */
+_Static_assert(CONV_DWK <= 8 && CONV_FB <= 12, "the unrolled copies of dw_direct and fwd_cl");
 /* Tight columns move whole vectors of CONV_TB bytes (at most CONV_SLACK
  * elements) and may read or write up to CONV_SLACK elements past a buffer's
  * live part; every scratch buffer has that much slack on both sides. */
@@ -189,26 +198,42 @@ typedef int64_t vmask_double __attribute__((vector_size(CONV_TB)));
  * direct_fwd_block in conv_kernels_t.h). */
 typedef float vec_float __attribute__((vector_size(CONV_VB)));
 typedef double vec_double __attribute__((vector_size(CONV_VB)));
+/* The broadcast inputs of a block (fwd_cl, dw_direct) are the next step's
+ * inputs shifted by one, and GCC keeps them across steps in registers it
+ * rotates, which AVX2's 16 cannot spare: the sums spilled to the stack. A
+ * pointer the compiler cannot follow from one step to the next makes each
+ * step load its inputs afresh (broadcasts from memory, which cost a load). */
+#if defined(__AVX512F__)
+#define OPAQUE(p) (void)(p) /* 32 registers: the rotation fits, and measured faster */
+#else
+#define OPAQUE(p) __asm__("" : "+r"(p))
+#endif
 /* The small loops over a register block are unrolled: at -O2 they would stay
  * loops and the accumulators would live in memory. */
 #define UNROLL _Pragma("GCC unroll 16")
 
 /* dst[c * ds + r] = src[r * ss + c] for r < rows, c < cols: the transposes
  * between an image's (OC, P) gradient or output and the (P, OC) layout of
- * the kernels with the output channels in the lanes. In float32, 16 x 16
- * tiles go through registers: four stages each swap the off-diagonal d x d
- * blocks (d = 8, 4, 2, 1) of every 2d x 2d block, one two-source shuffle per
- * vector. For LeNet's conv2 ((16, 100) <-> (100, 16)) the element-wise copy
- * cost 3.5% of the step in the weight gradient and 1.7% in the forward.
+ * the kernels with the output channels in the lanes. In float32, TRW x TRW
+ * tiles (TRW the floats of one register: 16, 8 or 4) go through registers:
+ * stages d = TRW/2, ..., 2, 1 each swap the off-diagonal d x d blocks of
+ * every 2d x 2d block, one two-source shuffle per vector: lane l of the
+ * pair's first row takes a[l] where bit d of l is clear, else b[l - d]; of
+ * the second, a[l + d] where clear, else b[l]. For LeNet's conv2 ((16, 100)
+ * <-> (100, 16)) the element-wise copy cost 3.5% of the step in the weight
+ * gradient and 1.7% in the forward; on AVX2, 16 x 16 tiles of 64-byte
+ * vectors (two registers each, 32 for a tile) spilled and cost 7% of conv2.
  * Leftover rows and columns, and float64, are copied element by element. */
-typedef float vtr_float __attribute__((vector_size(64)));
-#define TR_STAGE(d, ...)                                                                    \
-    for (int i = 0; i < 16; i++)                                                            \
+enum { TRW = CONV_TB / (int)sizeof(float) };
+typedef float vtr_float __attribute__((vector_size(CONV_TB)));
+#define TR_STAGE(d)                                                                         \
+    for (int i = 0; i < TRW; i++)                                                           \
         if (!(i & (d))) {                                                                   \
             vtr_float a = v[i], b = v[i + (d)];                                             \
             v[i] = __builtin_shufflevector(a, b, TR_LO_##d);                                \
             v[i + (d)] = __builtin_shufflevector(a, b, TR_HI_##d);                          \
         }
+#if defined(__AVX512F__) /* CONV_TB 64 */
 #define TR_LO_8 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
 #define TR_HI_8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
 #define TR_LO_4 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
@@ -217,18 +242,34 @@ typedef float vtr_float __attribute__((vector_size(64)));
 #define TR_HI_2 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
 #define TR_LO_1 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
 #define TR_HI_1 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
+#define TR_STAGES UNROLL TR_STAGE(8) UNROLL TR_STAGE(4) UNROLL TR_STAGE(2) UNROLL TR_STAGE(1)
+#elif defined(__AVX2__) /* CONV_TB 32 */
+#define TR_LO_4 0, 1, 2, 3, 8, 9, 10, 11
+#define TR_HI_4 4, 5, 6, 7, 12, 13, 14, 15
+#define TR_LO_2 0, 1, 8, 9, 4, 5, 12, 13
+#define TR_HI_2 2, 3, 10, 11, 6, 7, 14, 15
+#define TR_LO_1 0, 8, 2, 10, 4, 12, 6, 14
+#define TR_HI_1 1, 9, 3, 11, 5, 13, 7, 15
+#define TR_STAGES UNROLL TR_STAGE(4) UNROLL TR_STAGE(2) UNROLL TR_STAGE(1)
+#else
+#define TR_LO_2 0, 1, 4, 5
+#define TR_HI_2 2, 3, 6, 7
+#define TR_LO_1 0, 4, 2, 6
+#define TR_HI_1 1, 5, 3, 7
+#define TR_STAGES UNROLL TR_STAGE(2) UNROLL TR_STAGE(1)
+#endif
 static void transpose_float(const float *src, int64_t ss, int64_t rows, int64_t cols,
                             float *dst, int64_t ds) {
     int64_t c0 = 0;
-    for (; c0 + 16 <= cols; c0 += 16) {
+    for (; c0 + TRW <= cols; c0 += TRW) {
         int64_t r0 = 0;
-        for (; r0 + 16 <= rows; r0 += 16) {
-            vtr_float v[16];
-            UNROLL for (int i = 0; i < 16; i++) memcpy(&v[i], src + (r0 + i) * ss + c0, sizeof v[i]);
-            UNROLL TR_STAGE(8, ) UNROLL TR_STAGE(4, ) UNROLL TR_STAGE(2, ) UNROLL TR_STAGE(1, )
-            UNROLL for (int i = 0; i < 16; i++) memcpy(dst + (c0 + i) * ds + r0, &v[i], sizeof v[i]);
+        for (; r0 + TRW <= rows; r0 += TRW) {
+            vtr_float v[TRW];
+            UNROLL for (int i = 0; i < TRW; i++) memcpy(&v[i], src + (r0 + i) * ss + c0, sizeof v[i]);
+            TR_STAGES
+            UNROLL for (int i = 0; i < TRW; i++) memcpy(dst + (c0 + i) * ds + r0, &v[i], sizeof v[i]);
         }
-        for (int64_t c = c0; c < c0 + 16; c++)
+        for (int64_t c = c0; c < c0 + TRW; c++)
             for (int64_t r = r0; r < rows; r++) dst[c * ds + r] = src[r * ss + c];
     }
     for (int64_t c = c0; c < cols; c++)

@@ -86,58 +86,69 @@ static void NAME(im2col_tight)(const conv_geom *q, const T *xp, T *cols) {
  *   dx[c, ih, iw] += sum_{kw, kh} dcols[(c, kh, kw)][oh OW + ow],
  *   oh = ih + ph - kh dh in [0, OH), ow = iw + pw - kw dw in [0, OW),
  * V pixels of a row at a time, one load per tap with its lanes outside [0, OW) masked
- * to zero. The mask depends on kw only, so kw is the outer loop; a kw with no lane
+ * to zero. The mask depends on kw and the vector's place in the row only; a kw with no lane
  * inside adds nothing and is not loaded (loads stay within a vector of the columns).
  * Even and odd kh go to two sums, so the adds are not one chain of FADD latencies.
  * One store per pixel instead of one read-modify-write per column entry. */
 static void NAME(col2im_tight)(const conv_geom *q, const T *dcols, T *dx) {
     enum { V = CONV_TB / sizeof(T) };
-    NAME(vmask) lane;
+    NAME(vmask) lane, in[CONV_GATHER_KW];
+    int64_t col[CONV_GATHER_KW];
     for (int l = 0; l < V; l++) lane[l] = l;
     const int64_t plane = q->H * q->W, tap_kh = q->KW * q->P - q->dh * q->OW;
-    for (int64_t c = 0; c < q->C; c++)
-        for (int64_t ih = 0; ih < q->H; ih++) {
-            int64_t kh0 = 0, kh1 = q->KH; /* the kh with oh in [0, OH) */
-            while (kh0 < kh1 && ih + q->ph - kh0 * q->dh >= q->OH) kh0++;
-            while (kh1 > kh0 && ih + q->ph - (kh1 - 1) * q->dh < 0) kh1--;
-            for (int64_t j0 = 0; j0 < q->W; j0 += V) {
-                NAME(vec64) a0 = {0}, a1 = {0};
-                for (int64_t kw = 0; kw < q->KW; kw++) {
-                    int64_t ow0 = j0 + q->pw - kw * q->dw; /* lane l is ow0 + l */
-                    if (ow0 >= q->OW || ow0 + V <= 0) continue;
-                    const int lo = (int)-ow0, hi = (int)(q->OW - ow0);
-                    const NAME(vmask) in = (lane >= lo) & (lane < hi);
-                    const T *p = dcols + ((c * q->KH + kh0) * q->KW + kw) * q->P +
-                                 (ih + q->ph - kh0 * q->dh) * q->OW + ow0;
-                    NAME(vec64) v;
-                    int64_t kh = kh0;
-                    for (; kh + 1 < kh1; kh += 2, p += 2 * tap_kh) {
-                        memcpy(&v, p, sizeof v);
-                        a0 += (NAME(vec64))((NAME(vmask))v & in);
-                        memcpy(&v, p + tap_kh, sizeof v);
-                        a1 += (NAME(vec64))((NAME(vmask))v & in);
-                    }
-                    if (kh < kh1) {
-                        memcpy(&v, p, sizeof v);
-                        a0 += (NAME(vec64))((NAME(vmask))v & in);
-                    }
-                }
-                a0 += a1;
-                /* the pixels past the row's end belong to later rows of this image,
-                 * written back unchanged; past the image, element by element */
-                int64_t at = (c * q->H + ih) * q->W + j0, n = q->W - j0 < V ? q->W - j0 : V;
-                T *d = dx + at;
-                if (at + V <= q->C * plane) {
-                    NAME(vec64) dv;
-                    memcpy(&dv, d, sizeof dv);
-                    dv += (NAME(vec64))((NAME(vmask))a0 & (lane < (int)n));
-                    memcpy(d, &dv, sizeof dv);
-                } else {
-                    T a[V];
-                    memcpy(a, &a0, sizeof a);
-                    for (int64_t l = 0; l < n; l++) d[l] += a[l];
-                }
+    /* kw in chunks of CONV_GATHER_KW (one chunk for LeNet's 5), and per vector
+     * of a row, j0, the masks and column offsets of the chunk's kw with a lane
+     * inside: they depend on neither the channel nor the row, so they are
+     * worked out once for all C H vectors at j0 */
+    for (int64_t kb = 0; kb < q->KW; kb += CONV_GATHER_KW)
+        for (int64_t j0 = 0; j0 < q->W; j0 += V) {
+            int nk = 0;
+            for (int64_t kw = kb; kw < q->KW && kw < kb + CONV_GATHER_KW; kw++) {
+                int64_t ow0 = j0 + q->pw - kw * q->dw; /* lane l is ow0 + l */
+                if (ow0 >= q->OW || ow0 + V <= 0) continue;
+                in[nk] = (lane >= (int)-ow0) & (lane < (int)(q->OW - ow0));
+                col[nk++] = kw * q->P + ow0;
             }
+            if (!nk) continue;
+            for (int64_t c = 0; c < q->C; c++)
+                for (int64_t ih = 0; ih < q->H; ih++) {
+                    int64_t kh0 = 0, kh1 = q->KH; /* the kh with oh in [0, OH) */
+                    while (kh0 < kh1 && ih + q->ph - kh0 * q->dh >= q->OH) kh0++;
+                    while (kh1 > kh0 && ih + q->ph - (kh1 - 1) * q->dh < 0) kh1--;
+                    const T *base = dcols + (c * q->KH + kh0) * q->KW * q->P +
+                                    (ih + q->ph - kh0 * q->dh) * q->OW;
+                    NAME(vec64) a0 = {0}, a1 = {0}, v;
+                    for (int k = 0; k < nk; k++) {
+                        const T *p = base + col[k];
+                        int64_t kh = kh0;
+                        for (; kh + 1 < kh1; kh += 2, p += 2 * tap_kh) {
+                            memcpy(&v, p, sizeof v);
+                            a0 += (NAME(vec64))((NAME(vmask))v & in[k]);
+                            memcpy(&v, p + tap_kh, sizeof v);
+                            a1 += (NAME(vec64))((NAME(vmask))v & in[k]);
+                        }
+                        if (kh < kh1) {
+                            memcpy(&v, p, sizeof v);
+                            a0 += (NAME(vec64))((NAME(vmask))v & in[k]);
+                        }
+                    }
+                    a0 += a1;
+                    /* the pixels past the row's end belong to later rows of this
+                     * image, written back unchanged; past the image, element by
+                     * element */
+                    int64_t at = (c * q->H + ih) * q->W + j0, n = q->W - j0 < V ? q->W - j0 : V;
+                    T *d = dx + at;
+                    if (at + V <= q->C * plane) {
+                        NAME(vec64) dv;
+                        memcpy(&dv, d, sizeof dv);
+                        dv += (NAME(vec64))((NAME(vmask))a0 & (lane < (int)n));
+                        memcpy(d, &dv, sizeof dv);
+                    } else {
+                        T a[V];
+                        memcpy(a, &a0, sizeof a);
+                        for (int64_t l = 0; l < n; l++) d[l] += a[l];
+                    }
+                }
         }
 }
 /* xp = x with ph zero rows and pw zero columns around each plane */
@@ -283,44 +294,75 @@ static void NAME(direct_fwd)(const conv_geom *q, const T *xp, const T *w, const 
  * columns are built, and the sum runs over the P output pixels only (wide
  * columns would run over L). For LeNet's conv2 it replaces im2col and an
  * SGEMM whose small M x N (150 x 16) kept it at about 80 GFLOP/s. */
-/* 5 taps a block (CONV_DWK on v4): measured for conv2 (ms per batch-64
- * fwd+bwd) 1.41 against 1.43 for 6, 1.46 for 10, 1.47 for 8 or 15 (more sums
- * spill the taps' pointers). */
+/* A block is up to CONV_DWK taps of one kernel row, kw0 .. kw0 + nt - 1, by
+ * up to CONV_DWNV vectors of output channels: per pixel nv loads of gt's
+ * row and, per tap, one broadcast feeding nv FMAs. The taps of a row sit at
+ * xr + u dw, so one pointer walks the image (a pointer per tap spilled on
+ * AVX2's 16 registers). On v4, 5 taps x 1 vector (LeNet's 16 channels fill
+ * one register) measured for conv2 (ms per batch-64 fwd+bwd) 1.41 against
+ * 1.43 for 6, 1.46 for 10, 1.47 for 8 or 15 taps; on v3 see conv_kernels.c. */
 enum { NAME(DWV) = CONV_TB / sizeof(T) };
-/* the no <= CONV_DWK taps at xk[u] = xp + off_k, lanes [0, V) of part rows (K, OCg) */
+/* part rows (nt, OCg) += the block's sums; xr: the image at the row's first
+ * tap; dil: the taps' distance (a literal 1 where it can be, so the taps'
+ * addresses are constant offsets) */
 static inline __attribute__((always_inline)) void NAME(dw_direct_block)(
-    const conv_geom *q, const T *const *xk, const T *gt, int no, T *part) {
-    NAME(vec64) acc[CONV_DWK];
-    UNROLL for (int u = 0; u < no; u++) memcpy(&acc[u], part + u * q->OCg, sizeof acc[u]);
+    const conv_geom *q, const T *xr, int64_t dil, const T *gt, int nt, int nv, T *part) {
+    enum { V = NAME(DWV) };
+    NAME(vec64) acc[CONV_DWK][CONV_DWNV];
+    UNROLL for (int u = 0; u < nt; u++)
+        UNROLL for (int v = 0; v < nv; v++)
+            memcpy(&acc[u][v], part + u * q->OCg + v * V, sizeof acc[u][v]);
     for (int64_t oh = 0; oh < q->OH; oh++) {
-        const T *gr = gt + oh * q->OW * q->OCg;
-        const int64_t xo = oh * q->Wp;
+        const T *gr = gt + oh * q->OW * q->OCg, *xo = xr + oh * q->Wp;
         for (int64_t ow = 0; ow < q->OW; ow++) {
-            NAME(vec64) gv;
-            memcpy(&gv, gr + ow * q->OCg, sizeof gv);
-            UNROLL for (int u = 0; u < no; u++) acc[u] += xk[u][xo + ow] * gv;
+            NAME(vec64) gv[CONV_DWNV];
+            UNROLL for (int v = 0; v < nv; v++) memcpy(&gv[v], gr + ow * q->OCg + v * V, sizeof gv[v]);
+            const T *xw = xo + ow;
+            OPAQUE(xw);
+            UNROLL for (int u = 0; u < nt; u++) {
+                const T xv = xw[u * dil];
+                UNROLL for (int v = 0; v < nv; v++) acc[u][v] += xv * gv[v];
+            }
         }
     }
-    UNROLL for (int u = 0; u < no; u++) memcpy(part + u * q->OCg, &acc[u], sizeof acc[u]);
+    UNROLL for (int u = 0; u < nt; u++)
+        UNROLL for (int v = 0; v < nv; v++)
+            memcpy(part + u * q->OCg + v * V, &acc[u][v], sizeof acc[u][v]);
+}
+/* nt taps from xr by nv vectors, with nt and nv made constants for the block.
+ * Without tree-pre: GCC 12's partial redundancy elimination left 4 of the 10
+ * sums of v3's block on the stack (13 of 16 registers in use), at -O2 and -O3. */
+static void __attribute__((optimize("no-tree-pre")))
+NAME(dw_direct_run)(const conv_geom *q, const T *xr, const T *gt, int nt, int nv, T *part) {
+    /* a case per block width: nt and nv constants, so the sums stay in registers */
+#define DW_CASE(k) case k: if (k <= CONV_DWK) { NAME(dw_direct_block)(q, xr, 1, gt, k, CONV_DWNV, part); return; } break;
+    if (nv == CONV_DWNV && q->dw == 1)
+        switch (nt) { DW_CASE(1) DW_CASE(2) DW_CASE(3) DW_CASE(4) DW_CASE(5) DW_CASE(6) DW_CASE(7) DW_CASE(8) }
+#undef DW_CASE
+    /* dilated taps or a last odd vector (or a block wider than CONV_DWK, which
+     * dw_direct does not ask for): a tap and a vector at a time */
+    for (int u = 0; u < nt; u++)
+        for (int v = 0; v < nv; v++)
+            NAME(dw_direct_block)(q, xr + u * q->dw, 0, gt + v * NAME(DWV), 1, 1,
+                                  part + u * q->OCg + v * NAME(DWV));
 }
 static void NAME(dw_direct)(const conv_geom *q, const T *xp, const T *g, T *gt, T *part) {
     NAME(transpose)(g, q->P, q->OCg, q->P, gt, q->OCg); /* gt (P, OC/G) = G^T */
-    const int64_t KHW = q->KH * q->KW;
-    for (int64_t ob = 0; ob < q->OCg; ob += NAME(DWV))
-        for (int64_t k0 = 0; k0 < q->K; k0 += CONV_DWK) {
-            const T *xk[CONV_DWK];
-            int no = q->K - k0 < CONV_DWK ? (int)(q->K - k0) : CONV_DWK;
-            for (int u = 0; u < no; u++) {
-                int64_t k = k0 + u, c = k / KHW, kh = k / q->KW % q->KH, kw = k % q->KW;
-                xk[u] = xp + c * q->Hp * q->Wp + kh * q->dh * q->Wp + kw * q->dw;
-            }
-            T *pk = part + k0 * q->OCg + ob;
-            if (no == CONV_DWK)
-                NAME(dw_direct_block)(q, xk, gt + ob, CONV_DWK, pk);
-            else
-                for (int u = 0; u < no; u++)
-                    NAME(dw_direct_block)(q, xk + u, gt + ob, 1, pk + u * q->OCg);
-        }
+    /* each kernel row's KW taps in the fewest blocks of at most CONV_DWK, of equal size */
+    const int64_t nb = (q->KW + CONV_DWK - 1) / CONV_DWK, nt = (q->KW + nb - 1) / nb;
+    const int64_t nvec = q->OCg / NAME(DWV);
+    for (int64_t v0 = 0; v0 < nvec; v0 += CONV_DWNV) {
+        int nv = nvec - v0 < CONV_DWNV ? (int)(nvec - v0) : CONV_DWNV;
+        for (int64_t c = 0; c < q->C / q->G; c++)
+            for (int64_t kh = 0; kh < q->KH; kh++)
+                for (int64_t kw0 = 0; kw0 < q->KW; kw0 += nt) {
+                    int n = q->KW - kw0 < nt ? (int)(q->KW - kw0) : (int)nt;
+                    const T *xr = xp + c * q->Hp * q->Wp + kh * q->dh * q->Wp + kw0 * q->dw;
+                    int64_t k0 = (c * q->KH + kh) * q->KW + kw0;
+                    NAME(dw_direct_run)(q, xr, gt + v0 * NAME(DWV), n, nv,
+                                        part + k0 * q->OCg + v0 * NAME(DWV));
+                }
+    }
 }
 
 /* Direct weight gradient on the wide layout (the short contractions of the
@@ -397,58 +439,76 @@ static void NAME(dw_wide)(const conv_geom *q, const T *xp, const T *gw, T *part)
  *   yt[oh OW + ow, o] = bias[o] + sum_t xp[off_t + oh Wp + ow] wt[t, o]
  *   y[o, p] = yt[p, o]                                 y (OC/G, P), yt (P, OC/G)
  *
- * A block of n <= CONV_FB pixels of one output row keeps its n sums, a
- * vector of output channels each, in registers over all K taps: per tap one
- * load of wt's row, and per pixel a broadcast of the input and an FMA. No
- * columns are built; for conv2 im2col cost half as much as the SGEMM after
- * it. n is the same for every block of a call (the row's last block is
- * shifted back to end at OW, recomputing a few pixels to the same values),
- * so one of CONV_FB unrolled copies runs. */
+ * A block of n <= CONV_FB pixels of one output row by nv <= CONV_FNV
+ * vectors of output channels keeps its n nv sums in registers over all K
+ * taps: per tap nv loads of wt's row, and per pixel a broadcast of the
+ * input feeding nv FMAs. No columns are built; for conv2 im2col cost half as
+ * much as the SGEMM after it. A row of OW pixels is cut into the fewest
+ * blocks of at most CONV_FB, of equal size n (the last shifted back to end
+ * at OW when they do not divide it, recomputing a few pixels to the same
+ * values), so one of the unrolled copies runs for the whole call. */
 static inline __attribute__((always_inline)) void NAME(fwd_cl_block)(
-    const conv_geom *q, const T *xp, const T *wt, NAME(vec64) b0, int n, T *yt) {
-    NAME(vec64) acc[CONV_FB];
-    UNROLL for (int j = 0; j < n; j++) acc[j] = b0;
+    const conv_geom *q, const T *xp, const T *wt, const NAME(vec64) *b0, int n, int nv, T *yt) {
+    enum { V = CONV_TB / sizeof(T) };
+    NAME(vec64) acc[CONV_FB][CONV_FNV];
+    UNROLL for (int j = 0; j < n; j++)
+        UNROLL for (int v = 0; v < nv; v++) acc[j][v] = b0[v];
     const T *wk = wt;
     for (int64_t c = 0; c < q->C / q->G; c++)
         for (int64_t kh = 0; kh < q->KH; kh++) {
             const T *xr = xp + c * q->Hp * q->Wp + kh * q->dh * q->Wp;
             for (int64_t kw = 0; kw < q->KW; kw++, xr += q->dw, wk += q->OCg) {
-                NAME(vec64) wv;
-                memcpy(&wv, wk, sizeof wv);
-                UNROLL for (int j = 0; j < n; j++) acc[j] += xr[j] * wv;
+                NAME(vec64) wv[CONV_FNV];
+                UNROLL for (int v = 0; v < nv; v++) memcpy(&wv[v], wk + v * V, sizeof wv[v]);
+                const T *xj = xr;
+                OPAQUE(xj);
+                UNROLL for (int j = 0; j < n; j++) {
+                    const T xv = xj[j];
+                    UNROLL for (int v = 0; v < nv; v++) acc[j][v] += xv * wv[v];
+                }
             }
         }
-    UNROLL for (int j = 0; j < n; j++) memcpy(yt + j * q->OCg, &acc[j], sizeof acc[j]);
+    UNROLL for (int j = 0; j < n; j++)
+        UNROLL for (int v = 0; v < nv; v++) memcpy(yt + j * q->OCg + v * V, &acc[j][v], sizeof acc[j][v]);
 }
 static inline __attribute__((always_inline)) void NAME(fwd_cl_blocks)(
-    const conv_geom *q, const T *xp, const T *wt, const T *bias, int n, T *yt) {
-    for (int64_t ob = 0; ob < q->OCg; ob += CONV_TB / sizeof(T)) {
-        NAME(vec64) b0 = {0};
-        if (bias) memcpy(&b0, bias + ob, sizeof b0);
-        for (int64_t oh = 0; oh < q->OH; oh++)
-            for (int64_t ow = 0; ow < q->OW; ow += n) {
-                if (ow + n > q->OW) ow = q->OW - n;
-                NAME(fwd_cl_block)(q, xp + oh * q->Wp + ow, wt + ob, b0, n,
-                                   yt + (oh * q->OW + ow) * q->OCg + ob);
-            }
+    const conv_geom *q, const T *xp, const T *wt, const T *bias, int n, int nv, int64_t ob,
+    T *yt) {
+    enum { V = CONV_TB / sizeof(T) };
+    NAME(vec64) b0[CONV_FNV];
+    UNROLL for (int v = 0; v < nv; v++) {
+        b0[v] = (NAME(vec64)){0};
+        if (bias) memcpy(&b0[v], bias + ob + v * V, sizeof b0[v]);
     }
+    for (int64_t oh = 0; oh < q->OH; oh++)
+        for (int64_t ow = 0; ow < q->OW; ow += n) {
+            if (ow + n > q->OW) ow = q->OW - n;
+            NAME(fwd_cl_block)(q, xp + oh * q->Wp + ow, wt + ob, b0, n, nv,
+                               yt + (oh * q->OW + ow) * q->OCg + ob);
+        }
+}
+/* the blocks of n pixels by nv vectors from channel ob, n and nv made constants */
+static void NAME(fwd_cl_run)(const conv_geom *q, const T *xp, const T *wt, const T *bias, int n,
+                             int nv, int64_t ob, T *yt) {
+#define FWD_CASE(k) case k: if (k <= CONV_FB) { NAME(fwd_cl_blocks)(q, xp, wt, bias, k, CONV_FNV, ob, yt); return; } break;
+    if (nv == CONV_FNV)
+        switch (n) {
+            FWD_CASE(1) FWD_CASE(2) FWD_CASE(3) FWD_CASE(4) FWD_CASE(5) FWD_CASE(6)
+            FWD_CASE(7) FWD_CASE(8) FWD_CASE(9) FWD_CASE(10) FWD_CASE(11) FWD_CASE(12)
+        }
+#undef FWD_CASE
+    /* a last odd vector of channels (or more than CONV_FB pixels, which fwd_cl
+     * does not ask for): a vector and a pixel at a time */
+    for (int v = 0; v < nv; v++)
+        NAME(fwd_cl_blocks)(q, xp, wt, bias, 1, 1, ob + v * (int64_t)(CONV_TB / sizeof(T)), yt);
 }
 static void NAME(fwd_cl)(const conv_geom *q, const T *xp, const T *wt, const T *bias,
                          T *yt, T *y) {
-    switch (q->OW < CONV_FB ? q->OW : CONV_FB) {
-    case 1: NAME(fwd_cl_blocks)(q, xp, wt, bias, 1, yt); break;
-    case 2: NAME(fwd_cl_blocks)(q, xp, wt, bias, 2, yt); break;
-    case 3: NAME(fwd_cl_blocks)(q, xp, wt, bias, 3, yt); break;
-    case 4: NAME(fwd_cl_blocks)(q, xp, wt, bias, 4, yt); break;
-    case 5: NAME(fwd_cl_blocks)(q, xp, wt, bias, 5, yt); break;
-    case 6: NAME(fwd_cl_blocks)(q, xp, wt, bias, 6, yt); break;
-    case 7: NAME(fwd_cl_blocks)(q, xp, wt, bias, 7, yt); break;
-    case 8: NAME(fwd_cl_blocks)(q, xp, wt, bias, 8, yt); break;
-    case 9: NAME(fwd_cl_blocks)(q, xp, wt, bias, 9, yt); break;
-    case 10: NAME(fwd_cl_blocks)(q, xp, wt, bias, 10, yt); break;
-    case 11: NAME(fwd_cl_blocks)(q, xp, wt, bias, 11, yt); break;
-    case 12: NAME(fwd_cl_blocks)(q, xp, wt, bias, 12, yt); break;
-    }
+    const int64_t nb = (q->OW + CONV_FB - 1) / CONV_FB, n = (q->OW + nb - 1) / nb;
+    const int64_t V = CONV_TB / sizeof(T), nvec = q->OCg / V;
+    for (int64_t v0 = 0; v0 < nvec; v0 += CONV_FNV)
+        NAME(fwd_cl_run)(q, xp, wt, bias, (int)n, nvec - v0 < CONV_FNV ? (int)(nvec - v0) : CONV_FNV,
+                         v0 * V, yt);
     NAME(transpose)(yt, q->OCg, q->P, q->OCg, y, q->P); /* y (OC/G, P) = yt^T */
 }
 

@@ -68,7 +68,8 @@ static void refusal_set(void) {
                   names[best_of(cpu_seen)]);
 }
 
-int tg_isa_select_cpu(const char *env, unsigned cpu) {
+/* The choice, without the refusal's error. */
+static int choose(const char *env, unsigned cpu) {
     cpu_seen = cpu;
     if (!env || !*env) {
         chosen = best_of(cpu);
@@ -82,11 +83,20 @@ int tg_isa_select_cpu(const char *env, unsigned cpu) {
     }
     snprintf(refused_env, sizeof refused_env, "%s", env);
     chosen = -1;
-    refusal_set();
     return -1;
 }
 
+int tg_isa_select_cpu(const char *env, unsigned cpu) {
+    if (choose(env, cpu)) refusal_set();
+    return chosen < 0 ? -1 : 0;
+}
+
 int tg_isa_select(const char *env) { return tg_isa_select_cpu(env, cpu_variants()); }
+
+int tg_isa_in_use(void) {
+    if (chosen == -2) choose(getenv("TAPEGRAD_ISA"), cpu_variants());
+    return chosen;
+}
 
 int tg_isa_current(void) {
     if (chosen == -2) tg_isa_select(getenv("TAPEGRAD_ISA"));

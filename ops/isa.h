@@ -33,6 +33,10 @@ bool tg_isa_supported(isa_level v);
 /* The variant in use (chosen on the first call), or -1 with the error set
  * when TAPEGRAD_ISA names one this CPU cannot run. */
 int tg_isa_current(void);
+/* The same without setting the error: -1 quietly when refused. For kernels
+ * that have a variant-free fallback (the small GEMMs of blas.c, which
+ * OpenBLAS runs then). */
+int tg_isa_in_use(void);
 /* Chooses again, as on first use, from env (NULL: the best supported): 0, or
  * -1 with the error set (the variant in use is then none, as at start-up).
  * For tests that run several variants in one process. */

@@ -451,6 +451,17 @@ START_TEST(test_isa_follows_tapegrad_isa) {
 }
 END_TEST
 
+/* x * w with params p takes the kernels with the output channels in the
+ * lanes, both ways, on v3. */
+static void expect_lanes(dtype dt, const int64_t *xs, const int64_t *ws, conv2d_params p) {
+    tensor *x = tensor_zeros(dt, 4, xs), *w = tensor_zeros(dt, 4, ws);
+    conv_paths c;
+    ck_assert_int_eq(tg_conv2d_paths(x, w, p, ISA_V3, &c), 0);
+    ck_assert_int_eq(c.fwd, CONV_FWD_LANES);
+    ck_assert_int_eq(c.dw, CONV_DW_LANES);
+    tensor_free(x), tensor_free(w);
+}
+
 /* Every variant the CPU runs computes what the naive loops compute, on the
  * shapes that reach each path: LeNet's conv1 (direct forward, direct wide
  * weight gradient) and conv2 (channels in the lanes both ways), wide and
@@ -470,6 +481,28 @@ START_TEST(test_conv2d_every_variant_matches_naive) {
                             CONV2D_DEFAULT, 1e-12);
         check_against_naive(DTYPE_F64, (int64_t[]){2, 3, 9, 8}, (int64_t[]){2, 3, 3, 3}, true,
                             params(2, 2, 0, 0, 1, 1, 1), 1e-12);
+        /* the register blocks' edges with the output channels in the lanes, in both
+         * dtypes: 24 channels (an odd vector left over where two vectors make a
+         * block), 7 taps a row (more than a block: split 4 + 3), 14 pixels a row
+         * (blocks of 5 or 7, the last shifted back); 8 channels a group and
+         * dilated taps (the kernels' one-vector, one-tap form) */
+        for (int d = 0; d < 2; d++) {
+            dtype dt = d ? DTYPE_F32 : DTYPE_F64;
+            double tol = d ? 1e-4 : 1e-12;
+            if (v == ISA_V3) { /* these shapes do reach the lanes kernels there */
+                expect_lanes(dt, (int64_t[]){2, 3, 9, 20}, (int64_t[]){24, 3, 3, 7}, CONV2D_DEFAULT);
+                expect_lanes(dt, (int64_t[]){2, 4, 8, 12}, (int64_t[]){16, 2, 3, 3},
+                             params(1, 1, 1, 1, 2, 2, 2));
+                expect_lanes(dt, (int64_t[]){1, 2, 7, 9}, (int64_t[]){8, 2, 2, 3},
+                             params(1, 1, 0, 2, 1, 1, 1));
+            }
+            check_against_naive(dt, (int64_t[]){2, 3, 9, 20}, (int64_t[]){24, 3, 3, 7}, true,
+                                CONV2D_DEFAULT, tol);
+            check_against_naive(dt, (int64_t[]){2, 4, 8, 12}, (int64_t[]){16, 2, 3, 3}, true,
+                                params(1, 1, 1, 1, 2, 2, 2), tol);
+            check_against_naive(dt, (int64_t[]){1, 2, 7, 9}, (int64_t[]){8, 2, 2, 3}, false,
+                                params(1, 1, 0, 2, 1, 1, 1), tol);
+        }
     }
     ck_assert_int_eq(tg_isa_select(getenv("TAPEGRAD_ISA")), 0);
 }

@@ -1,0 +1,44 @@
+/* gemm_kernels.c - GEMMs with a few rows, compiled once per ISA variant
+ * (isa.h); tg_blas_gemm (blas.c) sends them here and the rest to OpenBLAS.
+ *
+ *   C (M, N) = A (M, K) B^T + beta C,    B (N, K): rows of B contiguous
+ *
+ * is what a linear layer computes, Y = X W^T, at a small batch M. OpenBLAS
+ * packs all of W into its panel layout on every call whatever M is; its
+ * AVX-512 build has a small-matrix path that skips the copy, its AVX2
+ * (Haswell) build does not, and at M = 2 the copy cost as much as the
+ * products: the whole-LeNet-5 float64 check (two images, a forward per
+ * perturbed number, 48,000 of them in f1's [120, 400] weight) spent 83% of
+ * its time in dgemm there, 3.8 s against 0.8 s with the AVX-512 kernels.
+ * Here each row of B is read once, straight from memory, and dotted with
+ * every row of A: up to GEMM_MB rows of A by GEMM_NB rows of B of vector
+ * sums per block, reduced across lanes once at the end (in lane order, so
+ * the bits do not depend on anything but the variant). The kernels, plain C
+ * per element type, are in gemm_kernels_t.h. */
+#include <string.h>
+
+#include "blas.h"
+#include "isa.h"
+
+/* Vector bytes of the variant; a block of mb rows of A by nb rows of B keeps
+ * mb nb sums and nb + 1 operands in registers: at most 4 x 2 or 2 x 4 (13 of
+ * 16 registers on SSE and AVX2). */
+#if defined(__AVX512F__)
+enum { GEMM_VB = 64 };
+#elif defined(__AVX2__)
+enum { GEMM_VB = 32 };
+#else
+enum { GEMM_VB = 16 };
+#endif
+#define UNROLL _Pragma("GCC unroll 16")
+
+#define NAME(x) ISA_CAT(x, T)
+#define T float
+#include "gemm_kernels_t.h"
+#undef T
+#define T double
+#include "gemm_kernels_t.h"
+#undef T
+#undef NAME
+
+const gemm_kernels ISA_SYM(tg_gemm_kernels) = {{gemm_abt_float, gemm_abt_double}};
