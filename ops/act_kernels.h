@@ -37,4 +37,12 @@ extern const act_kernels tg_act_kernels_v2, tg_act_kernels_v3, tg_act_kernels_v4
  * caller checks tg_isa_supported before running them). */
 const act_kernels *tg_act_kernels_of(isa_level v);
 
+/* The kernels of the variant in use, for an op's forward or vjp: v2 when
+ * TAPEGRAD_ISA was refused after the op was built (a test choosing again). */
+const act_kernels *tg_act_kernels_run(void);
+/* For the builders of float32 ops that run these kernels: -1 with the reason
+ * set when TAPEGRAD_ISA names a variant this CPU cannot run (so they refuse,
+ * as conv2d does), else 0; 0 for any other dtype or NULL. */
+int tg_act_variant_check(const tensor *a);
+
 #endif

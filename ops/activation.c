@@ -13,22 +13,19 @@
 #include "elementwise.h"
 
 /* float32 sigmoid, tanh, GELU's tanh form and the exps of contiguous softmax
- * rows run the vectorised kernels of act_kernels.c, of the variant in use
- * (v2 if TAPEGRAD_ISA was refused since the op was built: the builders
- * refuse a float32 op then, as conv2d does); float64 keeps libm, which is
- * what the float32 results are checked against. */
+ * rows run the vectorised kernels of act_kernels.c, of the variant in use;
+ * float64 keeps libm, which is what the float32 results are checked
+ * against. */
 const act_kernels *tg_act_kernels_of(isa_level v) {
     static const act_kernels *const variants[ISA_COUNT] = {&tg_act_kernels_v2, &tg_act_kernels_v3,
                                                            &tg_act_kernels_v4};
     return variants[v];
 }
-static const act_kernels *act_fast(void) {
+const act_kernels *tg_act_kernels_run(void) {
     const int v = tg_isa_current();
     return tg_act_kernels_of(v < 0 ? ISA_V2 : (isa_level)v);
 }
-/* The float32 builders: -1 with the reason set when TAPEGRAD_ISA names a
- * variant this CPU cannot run (tg_isa_current). */
-static int act_variant_check(const tensor *a) {
+int tg_act_variant_check(const tensor *a) {
     return a && a->dtype == DTYPE_F32 && tg_isa_current() < 0 ? -1 : 0;
 }
 /* f over n elements, in per-thread blocks (multiples of 16 elements, whole
@@ -136,7 +133,7 @@ static void prelu_vjp(tape_node *n, tensor *const *gin) {
 EW_UNARY_FORWARD(sigmoid_libm, sigmoid_of(x))
 static void sigmoid_forward(tape_node *n) {
     if (n->out->dtype == DTYPE_F32)
-        act_map(act_fast()->sigmoid, n->in[0]->data, n->out->data, n->out->size);
+        act_map(tg_act_kernels_run()->sigmoid, n->in[0]->data, n->out->data, n->out->size);
     else
         sigmoid_libm_forward(n);
 }
@@ -145,7 +142,7 @@ EW_UNARY_VJP(sigmoid, g * z * (1 - z))
 EW_UNARY_FORWARD(tanh_libm, tanh(x))
 static void tanh_forward(tape_node *n) {
     if (n->out->dtype == DTYPE_F32)
-        act_map(act_fast()->tanh, n->in[0]->data, n->out->data, n->out->size);
+        act_map(tg_act_kernels_run()->tanh, n->in[0]->data, n->out->data, n->out->size);
     else
         tanh_libm_forward(n);
 }
@@ -218,7 +215,7 @@ SOFTMAX_KERNELS(double)
 static void softmax_run(tape_node *n, bool log_form) {
     const int64_t D = n->ip[2], rows = n->ip[1];
     if (n->out->dtype == DTYPE_F32 && n->ip[3] == 1) {
-        const act_kernels *k = act_fast();
+        const act_kernels *k = tg_act_kernels_run();
         const float *X = n->in[0]->data;
         float *Z = n->out->data;
         ROWS_FOR(r, rows, n->out->size, k->softmax_row(X + r * D, Z + r * D, D, log_form));
@@ -232,7 +229,7 @@ static void softmax_back(tape_node *n, tensor *const *gin, bool log_form) {
     if (!gin[0]) return;
     const int64_t D = n->ip[2], rows = n->ip[1];
     if (n->out->dtype == DTYPE_F32 && n->ip[3] == 1 && log_form) {
-        const act_kernels *k = act_fast();
+        const act_kernels *k = tg_act_kernels_run();
         const float *Z = n->out->data, *G = n->out->grad->data;
         float *DX = gin[0]->data;
         ROWS_FOR(r, rows, n->out->size, k->log_softmax_row_vjp(Z + r * D, G + r * D, DX + r * D, D));
@@ -275,13 +272,13 @@ EW_UNARY_VJP(gelu_libm, g * gelu_grad(x, p0 != 0))
 /* float32's tanh form: the vectorised kernels (the erf form keeps libm) */
 static void gelu_forward(tape_node *n) {
     if (n->out->dtype == DTYPE_F32 && n->fp[0] != 0)
-        act_map(act_fast()->gelu_tanh, n->in[0]->data, n->out->data, n->out->size);
+        act_map(tg_act_kernels_run()->gelu_tanh, n->in[0]->data, n->out->data, n->out->size);
     else
         gelu_libm_forward(n);
 }
 static void gelu_vjp(tape_node *n, tensor *const *gin) {
     if (gin[0] && n->out->dtype == DTYPE_F32 && n->fp[0] != 0)
-        act_map_vjp(act_fast()->gelu_tanh_vjp, n->in[0]->data, n->out->grad->data, gin[0]->data,
+        act_map_vjp(tg_act_kernels_run()->gelu_tanh_vjp, n->in[0]->data, n->out->grad->data, gin[0]->data,
                     n->out->size);
     else
         gelu_libm_vjp(n, gin);
@@ -654,11 +651,11 @@ tensor *tensor_leaky_relu(tensor *a, double slope) {
     return tg_ew_unary_apply(OP(LEAKY_RELU), a, &slope, 1);
 }
 tensor *tensor_sigmoid(tensor *a) {
-    return act_variant_check(a) ? NULL : tg_ew_unary_apply(OP(SIGMOID), a, NULL, 0);
+    return tg_act_variant_check(a) ? NULL : tg_ew_unary_apply(OP(SIGMOID), a, NULL, 0);
 }
-tensor *tensor_tanh(tensor *a) { return act_variant_check(a) ? NULL : tg_ew_unary_apply(OP(TANH), a, NULL, 0); }
+tensor *tensor_tanh(tensor *a) { return tg_act_variant_check(a) ? NULL : tg_ew_unary_apply(OP(TANH), a, NULL, 0); }
 tensor *tensor_gelu(tensor *a, bool tanh_approx) {
-    if (tanh_approx && act_variant_check(a)) return NULL;
+    if (tanh_approx && tg_act_variant_check(a)) return NULL;
     double form = tanh_approx ? 1.0 : 0.0;
     return tg_ew_unary_apply(OP(GELU), a, &form, 1);
 }
@@ -715,7 +712,7 @@ tensor *tensor_prelu(tensor *a, tensor *slope) {
 /* ip[0] = the axis as given, ip[1..3] = (O, D, I) around the normalised axis. */
 static tensor *softmax_apply(const op_def *op, tensor *a, int axis) {
     tensor *in[1] = {a};
-    if (tg_op_check_inputs(op, in, 1, 0) || act_variant_check(a)) return NULL;
+    if (tg_op_check_inputs(op, in, 1, 0) || tg_act_variant_check(a)) return NULL;
     /* a 0-d tensor is one row of length 1, reached by axis 0 or -1 */
     int ax = a->ndim == 0 && axis == -1 ? 0 : tg_axis_normalize(op->name, axis, a->ndim);
     if (ax < 0) return NULL;

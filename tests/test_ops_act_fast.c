@@ -398,7 +398,8 @@ END_TEST
 
 /* TAPEGRAD_ISA naming a variant that is not (v9): the float32 ops that
  * run per-variant kernels refuse with the reason, float64 and the erf form
- * of GELU still run; choosing again restores them. */
+ * of GELU still run; choosing again restores them. Attention's float32
+ * kernel takes e^x from them too. */
 START_TEST(test_refused_variant_fails_float32_ops) {
     tensor *x32 = tensor_from_doubles(DTYPE_F32, 1, (int64_t[]){2}, (double[]){0.5, -1});
     tensor *x64 = tensor_from_doubles(DTYPE_F64, 1, (int64_t[]){2}, (double[]){0.5, -1});
@@ -410,6 +411,9 @@ START_TEST(test_refused_variant_fails_float32_ops) {
     ck_assert_fails_with(tensor_gelu(x32, true), msg);
     ck_assert_fails_with(tensor_softmax(x32, 0), msg);
     ck_assert_fails_with(tensor_log_softmax(x32, 0), msg);
+    tensor *q = tensor_reshape(x32, 2, (int64_t[]){1, 2});
+    ck_assert_ptr_nonnull(q);
+    ck_assert_fails_with(tensor_scaled_dot_product_attention(q, q, q, NULL, true, 0, NULL), msg);
     ck_assert_ptr_nonnull(tensor_sigmoid(x64));
     ck_assert_ptr_nonnull(tensor_gelu(x32, false));
     ck_assert_ptr_null(tapegrad_error());
