@@ -109,8 +109,9 @@ $(BUILD)/ops/act_kernels.%.o: CFLAGS += -fno-trapping-math
 
 # The optimiser's update loops take sqrt per element; without errno to set,
 # the compiler can vectorise it (Adam's step was scalar and 9% of an epoch).
-# Nothing in optim.c reads errno.
-$(BUILD)/nn/optim.o: CFLAGS += -fno-math-errno
+# Nothing in optim.c reads errno. -fno-trapping-math lets the selects of the
+# loops (flush_subnormal) vectorise; nothing reads the floating-point flags.
+$(BUILD)/nn/optim.o: CFLAGS += -fno-math-errno -fno-trapping-math
 
 $(STATIC): $(LIB_OBJ)
 	@rm -f $@
