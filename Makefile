@@ -101,10 +101,17 @@ $$(BUILD)/%.$(1).o: %.c $$(HEADERS) $$(FLAGS_STAMP)
 endef
 $(foreach v,$(ISAS),$(eval $(call ISA_RULE,$(v))))
 
+# The activations' kernels compute both sides of each select (tanh's
+# polynomial and its exp form, the clamps of e^x) so the loops vectorise;
+# under -ftrapping-math GCC keeps them as branches, since an operation of the
+# side not taken could raise a flag. Nothing reads the floating-point flags.
+$(BUILD)/ops/act_kernels.%.o: CFLAGS += -fno-trapping-math
+
 # The optimiser's update loops take sqrt per element; without errno to set,
 # the compiler can vectorise it (Adam's step was scalar and 9% of an epoch).
-# Nothing in optim.c reads errno.
-$(BUILD)/nn/optim.o: CFLAGS += -fno-math-errno
+# Nothing in optim.c reads errno. -fno-trapping-math lets the selects of the
+# loops (flush_subnormal) vectorise; nothing reads the floating-point flags.
+$(BUILD)/nn/optim.o: CFLAGS += -fno-math-errno -fno-trapping-math
 
 $(STATIC): $(LIB_OBJ)
 	@rm -f $@

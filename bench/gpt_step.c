@@ -1,6 +1,6 @@
 /* gpt_step.c - time one training step of the byte-level GPT.
  *
- *   gpt_step [--threads 1] [--steps 20]
+ *   gpt_step [--threads 1] [--steps 20] [--check-flat N]
  *
  * The step of ../shared/peers/chargpt_torch.py --model gpt --time and of
  * examples/chargpt: batch 16 of 64 bytes, token embedding 256 -> 128 plus a
@@ -12,7 +12,14 @@
  * line:
  *   gpt_step batch=16 context=64 threads=T ms=M
  * A step is what a training loop pays: zero the grads, forward, backward,
- * the update and the tape reset. */
+ * the update and the tape reset.
+ *
+ * --check-flat N: no timing; after the warm-up, N steps, reading
+ * tapegrad_allocated_bytes() after each tape reset. The line
+ *   gpt_step check_flat steps=N bytes=B changed_steps=K max_step_delta=D
+ * gives the bytes after the last step and how many steps changed them (by
+ * at most D bytes), and every 1000 steps the same on stderr; exit status 1
+ * when any step changed them (memory is not flat). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,11 +30,13 @@ enum { B = 16, T = 64, VOCAB = 256, D = 128, HEADS = 4, LAYERS = 2, WARMUP = 3 }
 
 int main(int argc, char **argv) {
     int threads = 1, steps = 20;
+    bool check_flat = false;
     for (int a = 1; a < argc; a++) {
         if (!strcmp(argv[a], "--threads") && a + 1 < argc) threads = atoi(argv[++a]);
         else if (!strcmp(argv[a], "--steps") && a + 1 < argc) steps = atoi(argv[++a]);
+        else if (!strcmp(argv[a], "--check-flat") && a + 1 < argc) steps = atoi(argv[++a]), check_flat = true;
         else {
-            fprintf(stderr, "usage: gpt_step [--threads 1] [--steps 20]\n");
+            fprintf(stderr, "usage: gpt_step [--threads 1] [--steps 20] [--check-flat N]\n");
             return 2;
         }
     }
@@ -66,6 +75,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "gpt_step: setup: %s\n", tapegrad_error() ? tapegrad_error() : "out of memory");
         return 1;
     }
+    int64_t bytes = 0;
+    long long max_delta = 0;
+    int changed = 0;
     for (int s = 0; s < steps + WARMUP; s++) {
         for (int64_t i = 0; i < B * T; i++) {
             ((int64_t *)x->data)[i] = (int64_t)rng_below(&g, VOCAB);
@@ -84,13 +96,28 @@ int main(int argc, char **argv) {
         }
         tape_reset();
         if (s >= WARMUP) ms[s - WARMUP] = (bench_now() - t0) * 1e3;
+        if (check_flat && s >= WARMUP - 1) {
+            const int64_t now = tapegrad_allocated_bytes();
+            if (s >= WARMUP && now != bytes) {
+                changed++;
+                if (llabs(now - bytes) > max_delta) max_delta = llabs(now - bytes);
+            }
+            bytes = now;
+            if (s >= WARMUP && (s - WARMUP + 1) % 1000 == 0) /* progress of a long run */
+                fprintf(stderr, "gpt_step check_flat: %d steps, bytes=%lld, changed_steps=%d\n",
+                        s - WARMUP + 1, (long long)bytes, changed);
+        }
     }
-    printf("gpt_step batch=%d context=%d threads=%d ms=%.3f\n", B, T, tapegrad_threads(),
-           bench_median(ms, steps));
+    if (check_flat)
+        printf("gpt_step check_flat steps=%d bytes=%lld changed_steps=%d max_step_delta=%lld\n", steps,
+               (long long)bytes, changed, max_delta);
+    else
+        printf("gpt_step batch=%d context=%d threads=%d ms=%.3f\n", B, T, tapegrad_threads(),
+               bench_median(ms, steps));
     optim_free(opt);
     tensor_free(x);
     tensor_free(y);
     free(ms);
     nn_model_free(m);
-    return 0;
+    return check_flat && changed ? 1 : 0;
 }

@@ -240,14 +240,17 @@ static void sgd_update(const optim_config *c, slot *s) {
  *   Adam: g += wd p          AdamW: p *= 1 - lr wd
  *   m = b1 m + (1 - b1) g;   v = b2 v + (1 - b2) g^2
  *   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps) */
-#define ADAM_LOOP(TP, TG)                                                           \
+/* One loop per form (DECOUPLED a constant), and optim.o is built with
+ * -fno-trapping-math, so the loop has no branch and vectorises (it did not,
+ * and AdamW was 3.6% of a GPT step); each element's arithmetic is the same. */
+#define ADAM_LOOP_FORM(TP, TG, DECOUPLED)                                           \
     do {                                                                            \
         TP *P = p->data;                                                            \
         const TG *G = p->grad->data;                                                \
         _Pragma("omp simd")                                                         \
         for (int64_t i = 0; i < cnt; i++) {                                         \
             double w = P[i], g = G[i];                                              \
-            if (decoupled)                                                          \
+            if (DECOUPLED)                                                          \
                 w *= 1 - lr * wd;                                                   \
             else                                                                    \
                 g += wd * w;                                                        \
@@ -257,15 +260,20 @@ static void sgd_update(const optim_config *c, slot *s) {
         }                                                                           \
     } while (0)
 
+#define ADAM_LOOP(TP, TG) ADAM_LOOP_FORM(TP, TG, false)
+#define ADAMW_LOOP(TP, TG) ADAM_LOOP_FORM(TP, TG, true)
+
 static void adam_update(const optim_config *c, slot *s) {
     tensor *p = s->p;
     const int64_t cnt = p->size;
     const double b1 = c->beta1, b2 = c->beta2, lr = c->lr, wd = c->weight_decay, eps = c->eps;
     const double bc1 = 1 - pow(b1, (double)s->step), bc2 = 1 - pow(b2, (double)s->step);
     const double step_size = lr / bc1, bc2_sqrt = sqrt(bc2);
-    const bool decoupled = c->kind == OPTIM_ADAMW;
     double *M = s->m->data, *V = s->v->data;
-    DTYPE_DISPATCH(ADAM_LOOP, p, p->grad);
+    if (c->kind == OPTIM_ADAMW)
+        DTYPE_DISPATCH(ADAMW_LOOP, p, p->grad);
+    else
+        DTYPE_DISPATCH(ADAM_LOOP, p, p->grad);
 }
 
 int optim_step(optim *o) {

@@ -7,7 +7,56 @@
  * to 0 and infinity are written so that the 0 wins (e.g. x (1 - tanh^2)).
  * Kinks (relu at 0, hardtanh at its bounds, ...) are named in each op's
  * notes with the gradient used there; the samples keep a margin from them. */
+#include <omp.h>
+
+#include "act_kernels.h"
 #include "elementwise.h"
+
+/* float32 sigmoid, tanh, GELU's tanh form and the exps of contiguous softmax
+ * rows run the vectorised kernels of act_kernels.c, of the variant in use;
+ * float64 keeps libm, which is what the float32 results are checked
+ * against. */
+const act_kernels *tg_act_kernels_of(isa_level v) {
+    static const act_kernels *const variants[ISA_COUNT] = {&tg_act_kernels_v2, &tg_act_kernels_v3,
+                                                           &tg_act_kernels_v4};
+    return variants[v];
+}
+const act_kernels *tg_act_kernels_run(void) {
+    const int v = tg_isa_current();
+    return tg_act_kernels_of(v < 0 ? ISA_V2 : (isa_level)v);
+}
+int tg_act_variant_check(const tensor *a) {
+    return a && a->dtype == DTYPE_F32 && tg_isa_current() < 0 ? -1 : 0;
+}
+/* f over n elements, in per-thread blocks (multiples of 16 elements, whole
+ * vectors) when that pays; each element is computed alone, so the result
+ * does not depend on the thread count. */
+static void act_map(void (*f)(const float *, float *, int64_t), const float *x, float *z, int64_t n) {
+    if (!parallel_pays(n)) {
+        f(x, z, n);
+        return;
+    }
+#pragma omp parallel
+    {
+        const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+        const int64_t lo = (n * t / nt) & ~(int64_t)15, hi = t + 1 == nt ? n : (n * (t + 1) / nt) & ~(int64_t)15;
+        f(x + lo, z + lo, hi - lo);
+    }
+}
+/* The same for a vjp kernel dx += f(x, g). */
+static void act_map_vjp(void (*f)(const float *, const float *, float *, int64_t), const float *x,
+                        const float *g, float *dx, int64_t n) {
+    if (!parallel_pays(n)) {
+        f(x, g, dx, n);
+        return;
+    }
+#pragma omp parallel
+    {
+        const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+        const int64_t lo = (n * t / nt) & ~(int64_t)15, hi = t + 1 == nt ? n : (n * (t + 1) / nt) & ~(int64_t)15;
+        f(x + lo, g + lo, dx + lo, hi - lo);
+    }
+}
 
 /* sigma(x) = 1 / (1 + e^-x), evaluated with e^-|x| so nothing overflows. */
 static inline double sigmoid_of(double x) {
@@ -81,10 +130,22 @@ static void prelu_vjp(tape_node *n, tensor *const *gin) {
 /* --------------------------------------------------------- sigmoid, tanh */
 
 /* z = 1 / (1 + e^-x);  dx = g z (1 - z) */
-EW_UNARY_FORWARD(sigmoid, sigmoid_of(x))
+EW_UNARY_FORWARD(sigmoid_libm, sigmoid_of(x))
+static void sigmoid_forward(tape_node *n) {
+    if (n->out->dtype == DTYPE_F32)
+        act_map(tg_act_kernels_run()->sigmoid, n->in[0]->data, n->out->data, n->out->size);
+    else
+        sigmoid_libm_forward(n);
+}
 EW_UNARY_VJP(sigmoid, g * z * (1 - z))
-/* z = tanh x;  dx = g (1 - z^2). float32 calls tanhf, cheaper than tanh (10 vs 16 ns here). */
-EW_UNARY_FORWARD(tanh, _Generic((x), float: tanhf, default: tanh)(x))
+/* z = tanh x;  dx = g (1 - z^2) */
+EW_UNARY_FORWARD(tanh_libm, tanh(x))
+static void tanh_forward(tape_node *n) {
+    if (n->out->dtype == DTYPE_F32)
+        act_map(tg_act_kernels_run()->tanh, n->in[0]->data, n->out->data, n->out->size);
+    else
+        tanh_libm_forward(n);
+}
 EW_UNARY_VJP(tanh, g * (1 - z * z))
 
 /* ------------------------------------------------- softmax, log_softmax */
@@ -149,18 +210,34 @@ EW_UNARY_VJP(tanh, g * (1 - z * z))
 SOFTMAX_KERNELS(float)
 SOFTMAX_KERNELS(double)
 
+/* float32 rows along the last axis (I = 1, contiguous) take the vectorised
+ * row kernels; softmax's vjp takes no exp and stays as it is. */
 static void softmax_run(tape_node *n, bool log_form) {
-    if (n->out->dtype == DTYPE_F32)
+    const int64_t D = n->ip[2], rows = n->ip[1];
+    if (n->out->dtype == DTYPE_F32 && n->ip[3] == 1) {
+        const act_kernels *k = tg_act_kernels_run();
+        const float *X = n->in[0]->data;
+        float *Z = n->out->data;
+        ROWS_FOR(r, rows, n->out->size, k->softmax_row(X + r * D, Z + r * D, D, log_form));
+    } else if (n->out->dtype == DTYPE_F32) {
         softmax_fwd_float(n, log_form);
-    else
+    } else {
         softmax_fwd_double(n, log_form);
+    }
 }
 static void softmax_back(tape_node *n, tensor *const *gin, bool log_form) {
     if (!gin[0]) return;
-    if (n->out->dtype == DTYPE_F32)
+    const int64_t D = n->ip[2], rows = n->ip[1];
+    if (n->out->dtype == DTYPE_F32 && n->ip[3] == 1 && log_form) {
+        const act_kernels *k = tg_act_kernels_run();
+        const float *Z = n->out->data, *G = n->out->grad->data;
+        float *DX = gin[0]->data;
+        ROWS_FOR(r, rows, n->out->size, k->log_softmax_row_vjp(Z + r * D, G + r * D, DX + r * D, D));
+    } else if (n->out->dtype == DTYPE_F32) {
         softmax_bwd_float(n, gin[0], log_form);
-    else
+    } else {
         softmax_bwd_double(n, gin[0], log_form);
+    }
 }
 static void softmax_forward(tape_node *n) { softmax_run(n, false); }
 static void softmax_vjp(tape_node *n, tensor *const *gin) { softmax_back(n, gin, false); }
@@ -176,17 +253,36 @@ static void log_softmax_vjp(tape_node *n, tensor *const *gin) { softmax_back(n, 
 #define GELU_K0 0.79788456080286535588 /* sqrt(2 / pi) */
 #define GELU_K1 0.044715
 #define INV_SQRT_2PI 0.39894228040143267794
+/* The tanh form is evaluated as x sigma(2u), u = k0 (x + k1 x^3), since
+ * (1 + tanh u) / 2 = sigma(2u) and (1 - tanh^2 u) / 4 = sigma(2u) sigma(-2u):
+ * the same function without the cancellation of 1 + t where t -> -1
+ * (x << 0), where 1 + t was 0 and the value -0 instead of x e^(2u).
+ *   z = x sigma(2u),   dx = g (sigma(2u) + 2 x sigma(2u) sigma(-2u) k0 (1 + 3 k1 x^2)) */
 static inline double gelu_of(double x, bool tanh_form) {
     if (!tanh_form) return 0.5 * x * erfc(-x * M_SQRT1_2);
-    return 0.5 * x * (1.0 + tanh(GELU_K0 * (x + GELU_K1 * x * x * x)));
+    return x * sigmoid_of(2.0 * GELU_K0 * (x + GELU_K1 * x * x * x));
 }
 static inline double gelu_grad(double x, bool tanh_form) {
     if (!tanh_form) return 0.5 * erfc(-x * M_SQRT1_2) + x * INV_SQRT_2PI * exp(-0.5 * x * x);
-    const double t = tanh(GELU_K0 * (x + GELU_K1 * x * x * x));
-    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_K0 * (1.0 + 3.0 * GELU_K1 * x * x);
+    const double u2 = 2.0 * GELU_K0 * (x + GELU_K1 * x * x * x);
+    return sigmoid_of(u2) + 2.0 * x * sigmoid_of(u2) * sigmoid_of(-u2) * GELU_K0 * (1.0 + 3.0 * GELU_K1 * x * x);
 }
-EW_UNARY_FORWARD(gelu, gelu_of(x, p0 != 0))
-EW_UNARY_VJP(gelu, g * gelu_grad(x, p0 != 0))
+EW_UNARY_FORWARD(gelu_libm, gelu_of(x, p0 != 0))
+EW_UNARY_VJP(gelu_libm, g * gelu_grad(x, p0 != 0))
+/* float32's tanh form: the vectorised kernels (the erf form keeps libm) */
+static void gelu_forward(tape_node *n) {
+    if (n->out->dtype == DTYPE_F32 && n->fp[0] != 0)
+        act_map(tg_act_kernels_run()->gelu_tanh, n->in[0]->data, n->out->data, n->out->size);
+    else
+        gelu_libm_forward(n);
+}
+static void gelu_vjp(tape_node *n, tensor *const *gin) {
+    if (gin[0] && n->out->dtype == DTYPE_F32 && n->fp[0] != 0)
+        act_map_vjp(tg_act_kernels_run()->gelu_tanh_vjp, n->in[0]->data, n->out->grad->data, gin[0]->data,
+                    n->out->size);
+    else
+        gelu_libm_vjp(n, gin);
+}
 
 /* silu:  z = x sigma(x);  dx = g sigma (1 + x (1 - sigma)) */
 static inline double silu_grad(double x) {
@@ -573,9 +669,12 @@ tensor *tensor_relu(tensor *a) { return tg_ew_unary_apply(OP(RELU), a, NULL, 0);
 tensor *tensor_leaky_relu(tensor *a, double slope) {
     return tg_ew_unary_apply(OP(LEAKY_RELU), a, &slope, 1);
 }
-tensor *tensor_sigmoid(tensor *a) { return tg_ew_unary_apply(OP(SIGMOID), a, NULL, 0); }
-tensor *tensor_tanh(tensor *a) { return tg_ew_unary_apply(OP(TANH), a, NULL, 0); }
+tensor *tensor_sigmoid(tensor *a) {
+    return tg_act_variant_check(a) ? NULL : tg_ew_unary_apply(OP(SIGMOID), a, NULL, 0);
+}
+tensor *tensor_tanh(tensor *a) { return tg_act_variant_check(a) ? NULL : tg_ew_unary_apply(OP(TANH), a, NULL, 0); }
 tensor *tensor_gelu(tensor *a, bool tanh_approx) {
+    if (tanh_approx && tg_act_variant_check(a)) return NULL;
     double form = tanh_approx ? 1.0 : 0.0;
     return tg_ew_unary_apply(OP(GELU), a, &form, 1);
 }
@@ -632,7 +731,7 @@ tensor *tensor_prelu(tensor *a, tensor *slope) {
 /* ip[0] = the axis as given, ip[1..3] = (O, D, I) around the normalised axis. */
 static tensor *softmax_apply(const op_def *op, tensor *a, int axis) {
     tensor *in[1] = {a};
-    if (tg_op_check_inputs(op, in, 1, 0)) return NULL;
+    if (tg_op_check_inputs(op, in, 1, 0) || tg_act_variant_check(a)) return NULL;
     /* a 0-d tensor is one row of length 1, reached by axis 0 or -1 */
     int ax = a->ndim == 0 && axis == -1 ? 0 : tg_axis_normalize(op->name, axis, a->ndim);
     if (ax < 0) return NULL;

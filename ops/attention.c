@@ -20,6 +20,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "act_kernels.h"
 #include "blas.h"
 
 extern const op_def tg_ops_attention[];
@@ -59,6 +60,23 @@ static inline bool sdpa_row(const tape_node *n, int64_t b, int64_t i, int64_t *e
     *at = off[b] + i * off[B];
     *step = off[B + 1];
     return true;
+}
+
+/* An unmasked row's row[j] = e^(s (row[j] - mx)) for j < end, and their sum
+ * in double; float32 through the vectorised e^x of act_kernels.h. */
+static double row_exp_float(float *row, int64_t end, float mx, float s) {
+    double l = 0;
+    _Pragma("omp simd")
+    for (int64_t j = 0; j < end; j++) row[j] = s * (row[j] - mx);
+    tg_act_kernels_run()->exp(row, row, end);
+    _Pragma("omp simd reduction(+ : l)")
+    for (int64_t j = 0; j < end; j++) l += row[j];
+    return l;
+}
+static double row_exp_double(double *row, int64_t end, double mx, double s) {
+    double l = 0;
+    for (int64_t j = 0; j < end; j++) l += row[j] = exp(s * (row[j] - mx));
+    return l;
 }
 
 /* --------------------------------------------------------------------------
@@ -103,16 +121,21 @@ static inline bool sdpa_row(const tape_node *n, int64_t b, int64_t i, int64_t *e
             const bool masked = sdpa_row(n, b, i, &end, &at, &step);                        \
             T mx = -INFINITY; /* max of the allowed raw scores (s > 0 keeps the order) */   \
             bool any = false;                                                               \
-            for (int64_t j = 0; j < end; j++) {                                             \
-                if (masked && mask_truth(n->in[3], at + j * step)) continue;                \
+            if (!masked) {                                                                  \
+                any = end > 0;                                                              \
+                _Pragma("omp simd reduction(max : mx)")                                     \
+                for (int64_t j = 0; j < end; j++) mx = row[j] > mx ? row[j] : mx;           \
+            }                                                                               \
+            for (int64_t j = 0; masked && j < end; j++) {                                   \
+                if (mask_truth(n->in[3], at + j * step)) continue;                          \
                 any = true;                                                                 \
                 if (row[j] > mx) mx = row[j];                                               \
             }                                                                               \
             double l = 0;                                                                   \
             if (!any) end = 0; /* nothing allowed (or Tk = 0): a zero row */                \
-            for (int64_t j = 0; j < end; j++) {                                             \
-                T e = masked && mask_truth(n->in[3], at + j * step) ? 0                     \
-                                                                    : EXP_##T(s * (row[j] - mx)); \
+            if (!masked) l = row_exp_##T(row, end, mx, s);                                  \
+            for (int64_t j = 0; masked && j < end; j++) {                                   \
+                T e = mask_truth(n->in[3], at + j * step) ? 0 : EXP_##T(s * (row[j] - mx)); \
                 row[j] = e;                                                                 \
                 l += e;                                                                     \
             }                                                                               \
@@ -158,6 +181,7 @@ static inline bool sdpa_row(const tape_node *n, int64_t b, int64_t i, int64_t *e
             if (Mb)                                                                         \
                 for (int64_t j = 0; j < end; j++) d[j] = (T)(d[j] * Mb[i * Tk + j]);        \
             double dot = 0;                                                                 \
+            _Pragma("omp simd reduction(+ : dot)")                                          \
             for (int64_t j = 0; j < end; j++) dot += (double)p[j] * d[j];                   \
             const T td = (T)dot;                                                            \
             for (int64_t j = 0; j < end; j++) d[j] = s * p[j] * (d[j] - td);               \
@@ -313,7 +337,8 @@ tensor *tensor_scaled_dot_product_attention(tensor *q, tensor *k, tensor *v, ten
                                             bool causal, double dropout_p, rng *g) {
     const op_def *op = OP(SDPA);
     tensor *qkv[3] = {q, k, v};
-    if (tg_op_check_inputs(op, qkv, 3, 0) || op_check_optional_null(mask)) return NULL;
+    if (tg_op_check_inputs(op, qkv, 3, 0) || op_check_optional_null(mask) || tg_act_variant_check(q))
+        return NULL;
     char sq[96], sk[96], sv[96], sm[96], ss[96];
 #define SQKV tensor_shape_str(q, sq, sizeof sq), tensor_shape_str(k, sk, sizeof sk), \
              tensor_shape_str(v, sv, sizeof sv)
