@@ -186,7 +186,8 @@ static void test_broadcast(void) {
     nn_lenet5 *a = nn_lenet5_new(DTYPE_F32, 100 + (uint64_t)rank), *ref = nn_lenet5_new(DTYPE_F32, 100);
     if (size > 1) {
         CHECK(dist_check_params(a->model) == -1, "different initialisations not detected");
-        CHECK(tapegrad_error() && strstr(tapegrad_error(), "differ from rank 0's"), "wrong message");
+        CHECK(tapegrad_error() && strstr(tapegrad_error(), "dist_check_params: the parameters of rank(s) 1"),
+              "wrong message");
         tapegrad_error_clear();
     }
     CHECK(dist_broadcast_model(a->model) == 0, "broadcast failed");
@@ -207,7 +208,7 @@ static void test_bad_arguments(void) {
     nn_model *m = nn_model_new(DTYPE_F32, 1);
     nn_model_add_param(m, "a", tensor_zeros(DTYPE_F32, SHAPE(3)));
     nn_model_add_param(m, "b", tensor_zeros(DTYPE_F64, SHAPE(2)));
-    CHECK(dist_allreduce_grads(m) == -1 && strstr(tapegrad_error(), "parameters mix float32 and float64"),
+    CHECK(dist_allreduce_grads(m) == -1 && strstr(tapegrad_error(), "dist_allreduce_grads: parameters mix float32 and float64; one dtype is needed"),
           "mixed dtypes reduced");
     tapegrad_error_clear();
     nn_model_free(m);
@@ -220,7 +221,23 @@ static void test_sum(void) {
     CHECK(v[0] == size * (size + 1) / 2.0 && v[1] == -0.25 * size * (size - 1) && v[2] == 1e300,
           "sums %g %g %g", v[0], v[1], v[2]);
     CHECK(dist_sum(v, 0) == 0, "empty sum");
-    CHECK(dist_sum(v, -1) == -1 && strstr(tapegrad_error(), "dist_sum: -1 values"), "a count of -1 summed");
+    CHECK(dist_sum(v, -1) == -1 && strstr(tapegrad_error(), "dist_sum: -1 values at "), "a count of -1 summed");
+    tapegrad_error_clear();
+}
+
+/* dist_all_ok: every rank learns which failed and the first one's error;
+ * a rank that failed too also sees its own. */
+static void test_all_ok(void) {
+    CHECK(dist_all_ok(0, "nothing") == 0, "all succeeded");
+    nn_loader_set_shard(NULL, 0, 1); /* a known message on every rank */
+    CHECK(dist_all_ok(-1, "both") == -1, "all failed, yet ok");
+    const char *e = tapegrad_error() ? tapegrad_error() : "";
+    if (size == 1)
+        CHECK(!strcmp(e, "both failed on rank(s) 0 of 1; rank 0: nn_loader_set_shard: loader is NULL"), "%s", e);
+    else if (size == 2 && rank == 0)
+        CHECK(!strcmp(e, "both failed on rank(s) 0, 1 of 2; rank 0: nn_loader_set_shard: loader is NULL"), "%s", e);
+    else if (size == 2)
+        CHECK(!strcmp(e, "both failed on rank(s) 0, 1 of 2; rank 0: nn_loader_set_shard: loader is NULL; here (rank 1): nn_loader_set_shard: loader is NULL"), "%s", e);
     tapegrad_error_clear();
 }
 
@@ -737,7 +754,10 @@ int main(int argc, char **argv) {
     }
     rank = dist_rank();
     size = dist_size();
-    CHECK(dist_init(NULL, NULL) == -1, "second dist_init");
+    CHECK(dist_init(NULL, NULL) == -1 && tapegrad_error() &&
+              !strcmp(tapegrad_error(),
+                      "dist_init: MPI is already initialised (dist_init is called once per process)"),
+          "second dist_init");
     tapegrad_error_clear();
     if (argc > 2 && (!strcmp(argv[2], "--fail") || !strcmp(argv[2], "--crash"))) {
         fail_mode(!strcmp(argv[2], "--crash"));
@@ -749,6 +769,7 @@ int main(int argc, char **argv) {
     test_bad_arguments();
     test_sum();
     test_mismatch();
+    test_all_ok();
     test_sharding();
     test_equivalence(DTYPE_F64, 200, 1e-12, 1e-9, 1e-9);
     test_equivalence(DTYPE_F32, 1, 1e-5, 1e-5, 1e-6);
