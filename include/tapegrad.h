@@ -439,6 +439,19 @@ typedef struct op_spec {
     /* For the docs and reports; pointers kept, so literals or storage that
      * outlives the process's use of the op. */
     const char *signature, *formula_forward, *formula_gradient, *notes;
+    /* Optional: the vjp once more, written with the library's differentiable
+     * ops, for tensor_grad with create_graph (gradients of gradients,
+     * tensor_hvp, gradgradcheck). For each input i with want[i], set gin[i]
+     * to the gradient of input i (its shape and dtype) computed by ops from
+     * g (the upstream gradient, a tape tensor of the output's shape), the
+     * inputs and out (the node's output, itself on the tape: use it to
+     * reuse the forward's value), so that the result is recorded and can be
+     * differentiated again. gin[i] is a new value (not accumulated);
+     * params as for forward. Returns 0, or -1 (an op's error pending, or
+     * none: the caller names the op). NULL: the op is first order only, and
+     * create_graph through it is refused naming it. */
+    int (*vjp_graph)(tensor *const *in, int n, const double *params, tensor *out, tensor *g,
+                     const bool *want, tensor **gin);
 } op_spec;
 
 /* Registers spec (copied) and returns its handle, valid until the process
