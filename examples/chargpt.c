@@ -27,7 +27,8 @@
  * state_dict keeps it), which PyTorch's model loads with strict=True. The
  * peer's blocks hold their causal mask as a buffer `mask` [T, T] (true on and
  * below the diagonal); it is written as 0/1 int64 (load_state_dict copies it
- * into the boolean buffer) and on --load it must be there but is not used:
+ * into the boolean buffer), on --load it may be BOOL (as PyTorch writes it:
+ * scripts/torch_chargpt_load.py) or int64, and it must be there but is not used:
  * the blocks here are causal by construction. --load reads a model (--steps
  * 0 with --load evaluates and samples it without training). --sample N
  * prints N bytes drawn after --prompt (default a newline) from

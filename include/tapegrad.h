@@ -989,7 +989,9 @@ int nn_loader_next(nn_loader *l, tensor **x, tensor **y);
  * padded with spaces, then the raw little-endian data. Saved through a
  * temporary file, fsync and rename, so a crash leaves the old file or the
  * new one, never half of one. Loading is strict: every name present with
- * its shape, nothing extra; F32 and F64 convert to the tensor's dtype. */
+ * its shape, nothing extra; F32 and F64 convert to the tensor's dtype, and
+ * BOOL (PyTorch's torch.bool, one byte, 0 or 1: masks) loads as 0 and 1
+ * into a tensor of any dtype. */
 int nn_safetensors_save(const char *path, const char *const *names, tensor *const *ts, int n);
 int nn_safetensors_load(const char *path, const char *const *names, tensor *const *ts, int n);
 int nn_model_save(const nn_model *m, const char *path);   /* params and buffers */
