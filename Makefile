@@ -220,6 +220,7 @@ check-torch: deps
 	sh scripts/deps.sh --extra python3-torch
 	/usr/bin/python3 scripts/torch_match.py $(BUILD)
 	/usr/bin/python3 scripts/torch_match_attention.py $(BUILD)
+	/usr/bin/python3 scripts/torch_chargpt_load.py $(BUILD)
 
 plot: deps
 	gnuplot -e "csv='$(BUILD)/lenet5.csv'; png='$(BUILD)/lenet5.png'" scripts/plot.gp

@@ -82,6 +82,14 @@ static void custom_vjp(tape_node *n, tensor *const *gin) {
     c->spec.vjp(n->in, n->n_in, n->fp, n->out, n->out->grad, gin);
 }
 
+/* The spec's vjp_graph on the node's inputs, params and output; then every
+ * wanted gradient must be there (tg_graph_vjp_done names the op). */
+static int custom_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    const custom_op *c = (const custom_op *)n->op;
+    if (c->spec.vjp_graph(n->in, n->n_in, n->fp, n->out, g, want, gin)) return -1;
+    return tg_graph_vjp_done(n, want, gin);
+}
+
 /* The checker calls op->sample(k, g, s) and op->build(in, s), with no op
  * argument: each registered op gets its own pair of functions, from a fixed
  * pool of OP_MAX_CUSTOM slots (slot i serves customs[i]). */
@@ -185,7 +193,8 @@ const op_def *op_register(const op_spec *sp) {
                       sp->formula_forward ? sp->formula_forward : "",
                       sp->formula_gradient ? sp->formula_gradient : "",
                       sp->notes ? sp->notes : "",
-                      .vjp_graph = NULL /* custom ops are first order only */};
+                      /* NULL: first order only, create_graph refused naming it */
+                      .vjp_graph = sp->vjp_graph ? custom_vjp_graph : NULL};
     customs[n_customs++] = c;
     return &c->def;
 }

@@ -1,5 +1,6 @@
 /* charlm.h - what the byte-level language-model examples (charlstm, chargpt)
- * share: the clock, option numbers, the corpus and the random windows. Each
+ * share: the clock, option numbers, the corpus, the random windows and the
+ * validation. Each
  * function names the program (prog) in its messages. Header-only (static):
  * every examples/NAME.c is a program of its own. */
 #ifndef TAPEGRAD_EXAMPLES_CHARLM_H
@@ -135,6 +136,41 @@ static void charlm_draw(const unsigned char *text, int64_t len, int ctx, rng *g,
             ys[b * ctx + t] = text[at + t + 1];
         }
     }
+}
+
+/* The peer's validation: 50 batches of 16 held-out windows of ctx bytes
+ * (whatever --batch is) from a generator seeded 12345, without recording;
+ * the mean of their losses, loss(model, x, y) being a batch's mean
+ * cross-entropy. NAN when a loss fails. */
+static double charlm_validate(const unsigned char *text, int64_t len, int ctx,
+                              tensor *(*loss)(const void *model, tensor *x, tensor *y),
+                              const void *model) {
+    enum { VAL_BATCHES = 50, VAL_BATCH = 16 };
+    tensor *x = tensor_zeros(DTYPE_I64, SHAPE(VAL_BATCH, ctx));
+    tensor *y = tensor_zeros(DTYPE_I64, SHAPE(VAL_BATCH * ctx));
+    if (!x || !y) {
+        tensor_free(x);
+        return NAN;
+    }
+    rng g;
+    rng_seed(&g, 12345, 0);
+    double sum = 0;
+    tape_no_grad_begin();
+    for (int i = 0; i < VAL_BATCHES; i++) {
+        charlm_draw(text, len, ctx, &g, x, y);
+        tensor *l = loss(model, x, y);
+        double v = l ? tensor_item(l) : NAN;
+        tape_reset();
+        if (!l) {
+            sum = NAN;
+            break;
+        }
+        sum += v;
+    }
+    tape_no_grad_end();
+    tensor_free(x);
+    tensor_free(y);
+    return sum / VAL_BATCHES;
 }
 
 #endif

@@ -35,7 +35,7 @@
 #include "../include/tapegrad.h"
 #include "charlm.h"
 
-enum { CTX = 64, VOCAB = 256, EMB = 128, HIDDEN = 256, VAL_BATCHES = 50, VAL_BATCH = 16 };
+enum { CTX = 64, VOCAB = 256, EMB = 128, HIDDEN = 256 };
 
 typedef struct options {
     int64_t steps, batch, sample;
@@ -144,35 +144,13 @@ static tensor *loss_of(const net *n, tensor *x, tensor *y) {
                                 REDUCTION_MEAN);
 }
 
-/* The peer's validation: VAL_BATCHES batches of VAL_BATCH held-out windows
- * (whatever --batch is) from a generator seeded 12345, without recording;
- * the mean of their losses. */
+/* The peer's validation (charlm_validate) of this model. */
+static tensor *loss_of_any(const void *n, tensor *x, tensor *y) {
+    return loss_of(n, x, y);
+}
+
 static double validate(const net *n, const unsigned char *text, int64_t len) {
-    tensor *x = tensor_zeros(DTYPE_I64, SHAPE(VAL_BATCH, CTX));
-    tensor *y = tensor_zeros(DTYPE_I64, SHAPE(VAL_BATCH * CTX));
-    if (!x || !y) {
-        tensor_free(x);
-        return NAN;
-    }
-    rng g;
-    rng_seed(&g, 12345, 0);
-    double sum = 0;
-    tape_no_grad_begin();
-    for (int i = 0; i < VAL_BATCHES; i++) {
-        charlm_draw(text, len, CTX, &g, x, y);
-        tensor *loss = loss_of(n, x, y);
-        double v = loss ? tensor_item(loss) : NAN;
-        tape_reset();
-        if (!loss) {
-            sum = NAN;
-            break;
-        }
-        sum += v;
-    }
-    tape_no_grad_end();
-    tensor_free(x);
-    tensor_free(y);
-    return sum / VAL_BATCHES;
+    return charlm_validate(text, len, CTX, loss_of_any, n);
 }
 
 /* Feeds the prompt, then prints n bytes each drawn from

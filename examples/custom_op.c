@@ -2,7 +2,10 @@
  *   y = x sigmoid(beta x),   dx = g (s + beta x s (1 - s)),  s = sigmoid(beta x)
  * registered with op_register, used through tensor_apply like a built-in,
  * and checked with gradcheck_op (central differences, accumulation, purity,
- * determinism, float32 against float64). Uses the public header only. */
+ * determinism, float32 against float64). Its vjp is also written with
+ * differentiable ops (vjp_graph), so gradients of gradients go through it:
+ * a Hessian-vector product, and gradgradcheck (second order against
+ * central differences of the first). Uses the public header only. */
 #include <math.h>
 #include <stdio.h>
 
@@ -34,6 +37,20 @@ static void swish_vjp(tensor *const *in, int n, const double *params, const tens
     }
 }
 
+/* The same vjp with ops, so it is recorded and can be differentiated again:
+ *   s = sigmoid(beta x),  gin = g (s + beta x s (1 - s)) */
+static int swish_vjp_graph(tensor *const *in, int n, const double *params, tensor *out, tensor *g,
+                           const bool *want, tensor **gin) {
+    (void)n, (void)out;
+    if (!want[0]) return 0;
+    const double beta = params[0];
+    tensor *x = in[0], *s = tensor_sigmoid(tensor_mul_scalar(x, beta));
+    tensor *ds = tensor_mul(s, tensor_add_scalar(tensor_neg(s), 1.0)); /* s (1 - s) */
+    tensor *d = tensor_add(s, tensor_mul(tensor_mul_scalar(x, beta), ds));
+    gin[0] = tensor_mul(g, d);
+    return gin[0] ? 0 : -1;
+}
+
 /* Two cases: a vector and a matrix, seeded values in [-3, 3), two slopes. */
 static int swish_sample(int k, rng *g, op_case *c) {
     static const int64_t shapes[2][2] = {{7, 1}, {3, 4}};
@@ -45,12 +62,20 @@ static int swish_sample(int k, rng *g, op_case *c) {
     return c->inputs[0] ? 0 : -1;
 }
 
+/* sum(swish(x; beta = 1)^2), for the second-order checks; ctx: the op. */
+static tensor *swish_squared(tensor *const *in, int n, void *ctx) {
+    (void)n;
+    const double beta = 1.0;
+    return tensor_sum_all(tensor_square(tensor_apply((const op_def *)ctx, in, 1, &beta)));
+}
+
 static const op_spec swish_spec = {
     .name = "swish",
     .arity = 1,
     .n_params = 1,
     .forward = swish_forward,
     .vjp = swish_vjp,
+    .vjp_graph = swish_vjp_graph,
     .sample = swish_sample,
     .signature = "tensor_apply(swish, {x}, 1, {beta})",
     .formula_forward = "y = x sigmoid(beta x)",
@@ -91,9 +116,43 @@ int main(void) {
     }
     printf("gradcheck_op(swish): %s over %d cases%s%s\n", r.passed ? "passed" : "FAILED", r.cases,
            r.passed ? "" : ": ", r.passed ? "" : r.message);
+    bool ok = r.passed;
     op_check_report_free(&r);
+
+    /* second order: its vjp_graph against its kernel vjp, then the second
+     * derivative of sum(swish(x)^2) against central differences */
+    if (gradcheck_op_graph_vjp(swish, 1, &r)) {
+        fprintf(stderr, "gradcheck_op_graph_vjp: %s\n", tapegrad_error());
+        return 1;
+    }
+    printf("gradcheck_op_graph_vjp(swish): %s\n", r.passed ? "passed" : r.message);
+    ok = ok && r.passed;
+    op_check_report_free(&r);
+    tensor *x64 = tensor_rand(&g, DTYPE_F64, SHAPE(5), -2, 2);
+    tensor_set_requires_grad(x64, true);
+    gradcheck_report gr;
+    if (gradgradcheck(swish_squared, (void *)swish, &x64, 1, NULL, &gr)) {
+        fprintf(stderr, "gradgradcheck: %s\n", tapegrad_error());
+        return 1;
+    }
+    printf("gradgradcheck(sum(swish(x)^2)): %s\n", gr.passed ? "passed" : gr.message);
+    ok = ok && gr.passed;
+    gradcheck_report_free(&gr);
+
+    /* a Hessian-vector product through it: H v for v = e_0 is the first
+     * column of the (diagonal) Hessian */
+    tensor *v = tensor_zeros(DTYPE_F64, SHAPE(5)), *hv;
+    tensor_set(v, 0, 1.0);
+    if (tensor_hvp(swish_squared(&x64, 1, (void *)swish), &x64, 1, &v, &hv)) {
+        fprintf(stderr, "tensor_hvp: %s\n", tapegrad_error());
+        return 1;
+    }
+    printf("d2/dx0^2 sum(swish(x)^2) at x0 = %.4f: %.6f\n", tensor_get(x64, 0), tensor_get(hv, 0));
+    tape_reset();
+    tensor_free(v);
+    tensor_free(x64);
     tensor_free(x);
     tensor_free(w);
     tape_release();
-    return r.passed ? 0 : 1;
+    return ok ? 0 : 1;
 }

@@ -439,6 +439,19 @@ typedef struct op_spec {
     /* For the docs and reports; pointers kept, so literals or storage that
      * outlives the process's use of the op. */
     const char *signature, *formula_forward, *formula_gradient, *notes;
+    /* Optional: the vjp once more, written with the library's differentiable
+     * ops, for tensor_grad with create_graph (gradients of gradients,
+     * tensor_hvp, gradgradcheck). For each input i with want[i], set gin[i]
+     * to the gradient of input i (its shape and dtype) computed by ops from
+     * g (the upstream gradient, a tape tensor of the output's shape), the
+     * inputs and out (the node's output, itself on the tape: use it to
+     * reuse the forward's value), so that the result is recorded and can be
+     * differentiated again. gin[i] is a new value (not accumulated);
+     * params as for forward. Returns 0, or -1 (an op's error pending, or
+     * none: the caller names the op). NULL: the op is first order only, and
+     * create_graph through it is refused naming it. */
+    int (*vjp_graph)(tensor *const *in, int n, const double *params, tensor *out, tensor *g,
+                     const bool *want, tensor **gin);
 } op_spec;
 
 /* Registers spec (copied) and returns its handle, valid until the process
@@ -1028,7 +1041,9 @@ int nn_loader_next(nn_loader *l, tensor **x, tensor **y);
  * padded with spaces, then the raw little-endian data. Saved through a
  * temporary file, fsync and rename, so a crash leaves the old file or the
  * new one, never half of one. Loading is strict: every name present with
- * its shape, nothing extra; F32 and F64 convert to the tensor's dtype. */
+ * its shape, nothing extra; F32 and F64 convert to the tensor's dtype, and
+ * BOOL (PyTorch's torch.bool, one byte, 0 or 1: masks) loads as 0 and 1
+ * into a tensor of any dtype. */
 int nn_safetensors_save(const char *path, const char *const *names, tensor *const *ts, int n);
 int nn_safetensors_load(const char *path, const char *const *names, tensor *const *ts, int n);
 int nn_model_save(const nn_model *m, const char *path);   /* params and buffers */

@@ -6,10 +6,12 @@
 #   make bench-mpi    LeNet-5 throughput at np = 1 and np = 2
 #   make demo-mpi     examples/dist/lenet5 under mpirun -np $(MPI_NP) (default 2)
 #                     with $(MPI_ARGS) (default --epochs 1)
+#   make demo-gpt-mpi examples/dist/chargpt under mpirun -np $(MPI_NP) with
+#                     $(GPT_MPI_ARGS) (default --steps 200 --batch 8 --sample 200)
 # Every mpirun goes through scripts/mpi_env.sh, which sets what Open MPI needs
 # here: OMPI_ALLOW_RUN_AS_ROOT and _CONFIRM (it refuses root otherwise), shared
 # memory without cross-memory attach, one thread per rank.
-.PHONY: check-mpi mpi-run bench-mpi mpi-bench-run demo-mpi mpi-demo-run
+.PHONY: check-mpi mpi-run bench-mpi mpi-bench-run demo-mpi mpi-demo-run demo-gpt-mpi mpi-demo-gpt-run
 MPI_PKG     = ompi-c
 MPI_CFLAGS  = $(shell pkg-config --cflags $(MPI_PKG) 2>/dev/null)
 MPI_LIBS    = $(shell pkg-config --libs $(MPI_PKG) 2>/dev/null)
@@ -39,11 +41,11 @@ $(DIST_LIB): $(DIST_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/tests/mpi/%: tests/mpi/%.c $(DIST_LIB) $(STATIC)
+$(BUILD)/tests/mpi/%: tests/mpi/%.c $(wildcard examples/*.h) $(DIST_LIB) $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(MPI_CFLAGS) $< -o $@ $(DIST_LIB) $(STATIC) $(LDFLAGS) $(MPI_LIBS) $(LDLIBS)
 
-$(BUILD)/examples/dist/%: examples/dist/%.c $(DIST_LIB) $(STATIC)
+$(BUILD)/examples/dist/%: examples/dist/%.c $(wildcard examples/*.h) $(DIST_LIB) $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(MPI_CFLAGS) $< -o $@ $(DIST_LIB) $(STATIC) $(LDFLAGS) $(MPI_LIBS) $(LDLIBS)
 
@@ -69,3 +71,13 @@ demo-mpi:
 
 mpi-demo-run: all
 	. scripts/mpi_env.sh && mpirun -np $(MPI_NP) $(BUILD)/examples/dist/lenet5 $(MPI_ARGS)
+
+# The GPT (needs Debian's fortunes, which scripts/deps.sh installs); the
+# global batch is --batch x MPI_NP (8 x 2 = the one-process recipe's 16).
+GPT_MPI_ARGS ?= --steps 200 --batch 8 --sample 200
+demo-gpt-mpi:
+	@sh scripts/deps.sh $(MPI_DEPS)
+	@$(MAKE) --no-print-directory MPI=1 mpi-demo-gpt-run
+
+mpi-demo-gpt-run: all
+	. scripts/mpi_env.sh && timeout 3600 mpirun -np $(MPI_NP) $(BUILD)/examples/dist/chargpt $(GPT_MPI_ARGS)

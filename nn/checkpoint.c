@@ -313,6 +313,7 @@ int nn_safetensors_save(const char *path, const char *const *names, tensor *cons
 typedef struct entry {
     char name[ST_NAME_MAX];
     dtype dt;
+    bool boolean; /* BOOL in the file (dt is then int64): 1 byte, 0 or 1 */
     int ndim;
     int64_t shape[TENSOR_MAX_DIMS];
     int64_t begin, end;
@@ -583,6 +584,11 @@ static int parse_metadata(parser *ps) {
     }
 }
 
+/* Bytes per element in the file. */
+static int64_t entry_esize(const entry *e) {
+    return e->boolean ? 1 : (int64_t)tg_dtype_size(e->dt);
+}
+
 static int parse_dtype(parser *ps, entry *e) {
     char s[16];
     if (parse_string(ps, s, sizeof s, NULL)) return -1;
@@ -592,9 +598,11 @@ static int parse_dtype(parser *ps, entry *e) {
         e->dt = DTYPE_F64;
     else if (!strcmp(s, "I64"))
         e->dt = DTYPE_I64;
+    else if (!strcmp(s, "BOOL")) /* PyTorch's torch.bool: masks (a causal mask buffer) */
+        e->dt = DTYPE_I64, e->boolean = true;
     else {
-        tg_error_set("%s: tensor \"%s\" has dtype %s; supported are F32, F64 and I64", ps->path,
-                  e->name, s);
+        tg_error_set("%s: tensor \"%s\" has dtype %s; supported are F32, F64, I64 and BOOL",
+                  ps->path, e->name, s);
         return -1;
     }
     return 0;
@@ -774,11 +782,11 @@ static int check_entries(const char *path, entry *es, int n, int64_t data_len) {
                       path, e->name, (long long)e->begin, (long long)e->end, (long long)data_len);
             return -1;
         }
-        if (e->end - e->begin != numel * (int64_t)tg_dtype_size(e->dt)) {
+        if (e->end - e->begin != numel * entry_esize(e)) {
             tg_error_set("%s: tensor \"%s\": data_offsets span %lld bytes but shape and dtype need "
                       "%lld",
                       path, e->name, (long long)(e->end - e->begin),
-                      (long long)(numel * (int64_t)tg_dtype_size(e->dt)));
+                      (long long)(numel * entry_esize(e)));
             return -1;
         }
     }
@@ -834,7 +842,10 @@ static unsigned char *read_file(const char *path, const char *who, int64_t *len)
     return p;
 }
 
-static int check_fits(const char *path, const entry *e, const tensor *t) {
+/* A BOOL loads into any dtype (a mask buffer may be int64 or float), as 0
+ * and 1; safetensors stores it as one byte, and a byte other than 0 or 1 is
+ * no bool (a file from elsewhere, or corrupt). */
+static int check_fits(const char *path, const entry *e, const tensor *t, const unsigned char *data) {
     char a[96];
     tensor view = {.ndim = e->ndim};
     for (int d = 0; d < e->ndim; d++) view.shape[d] = e->shape[d];
@@ -843,6 +854,16 @@ static int check_fits(const char *path, const entry *e, const tensor *t) {
         tg_error_set("%s: tensor \"%s\" has shape %s in the file but %s in the model", path, e->name,
                   tensor_shape_str(&view, a, sizeof a), tensor_shape_str(t, b, sizeof b));
         return -1;
+    }
+    if (e->boolean) {
+        for (int64_t i = 0; i < e->end - e->begin; i++)
+            if (data[e->begin + i] > 1) {
+                tg_error_set("%s: tensor \"%s\" is BOOL but element %lld is the byte %d (a BOOL "
+                             "byte is 0 or 1)",
+                             path, e->name, (long long)i, data[e->begin + i]);
+                return -1;
+            }
+        return 0;
     }
     if ((e->dt == DTYPE_I64) != (t->dtype == DTYPE_I64)) {
         tg_error_set("%s: tensor \"%s\" is %s in the file but %s in the model", path, e->name,
@@ -854,6 +875,10 @@ static int check_fits(const char *path, const entry *e, const tensor *t) {
 
 static void copy_into(const entry *e, const unsigned char *data, tensor *t) {
     size_t es = tg_dtype_size(e->dt), n = (size_t)t->size;
+    if (e->boolean) { /* 0 or 1 (check_fits), exact in every dtype */
+        for (size_t i = 0; i < n; i++) tensor_set(t, (int64_t)i, data[e->begin + (int64_t)i]);
+        return;
+    }
     if (e->dt == t->dtype) {
         to_le(t->data, data + e->begin, n, es); /* the swap is its own inverse */
         return;
@@ -904,7 +929,7 @@ static int match_and_copy(const char *path, entry *es, int n_es, const unsigned 
         for (int j = 0; j < n_es && !e; j++)
             if (!strcmp(es[j].name, names[i])) e = &es[j];
         if (!e) tg_error_set("%s: tensor \"%s\" is missing from the file", path, names[i]);
-        if (!e || check_fits(path, e, ts[i])) {
+        if (!e || check_fits(path, e, ts[i], data)) {
             tg_mem_free(match);
             return -1;
         }

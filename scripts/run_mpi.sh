@@ -6,7 +6,12 @@
 #     step (dist_abort), rank 1 is killed, rank 1 is given a missing data
 #     directory (examples/dist/lenet5);
 #   - the example's checkpoints: 10 steps, a checkpoint, 10 more steps from it
-#     write the same file, byte for byte, as 20 steps in one run.
+#     write the same file, byte for byte, as 20 steps in one run;
+#   - examples/dist/chargpt at np = 2 on a small text (the repository's docs):
+#     3 steps comparing the ranks' parameters every step, two runs writing
+#     the same model file, 2 + 2 steps through a checkpoint writing the file
+#     4 steps write, np = 1 writing the checkpoint examples/chargpt writes,
+#     and a rank without its corpus ending the job naming it.
 # Every mpirun runs under a timeout, so a hang is a failure, not a stall.
 set -u
 build=$1
@@ -69,6 +74,36 @@ if timeout 120 mpirun -np 2 "$ex" --steps 20 --save "$tmp/a.st" > "$tmp/out" 2>&
 else
     bad "examples/dist/lenet5 resume:"; cat "$tmp/out"
 fi
+
+# The GPT (examples/chargpt.h's model and loop), on a small text.
+gpt=$build/examples/dist/chargpt
+mkdir -p "$tmp/text"
+cat docs/*.md > "$tmp/text/docs"
+gargs="--data $tmp/text --batch 2 --quiet"
+if timeout 120 mpirun -np 2 "$gpt" $gargs --steps 3 --check-every 1 --save "$tmp/g1.st" > "$tmp/out" 2>&1 &&
+    timeout 120 mpirun -np 2 "$gpt" $gargs --steps 3 --check-every 1 --save "$tmp/g2.st" >> "$tmp/out" 2>&1 &&
+    grep -q "^steps=3 val_loss=" "$tmp/out" && cmp -s "$tmp/g1.st" "$tmp/g2.st"; then
+    ok "examples/dist/chargpt: 3 steps at np = 2, the ranks equal at every step, two runs bit-identical"
+else
+    bad "examples/dist/chargpt at np = 2:"; cat "$tmp/out"
+fi
+if timeout 120 mpirun -np 2 "$gpt" $gargs --steps 4 --checkpoint "$tmp/g4.ck" > "$tmp/out" 2>&1 &&
+    timeout 120 mpirun -np 2 "$gpt" $gargs --steps 2 --checkpoint "$tmp/g2.ck" >> "$tmp/out" 2>&1 &&
+    timeout 120 mpirun -np 2 "$gpt" $gargs --steps 2 --resume "$tmp/g2.ck" --checkpoint "$tmp/g22.ck" >> "$tmp/out" 2>&1 &&
+    cmp -s "$tmp/g4.ck" "$tmp/g22.ck"; then
+    ok "examples/dist/chargpt: 2 + 2 steps through a checkpoint equal 4 steps, byte for byte"
+else
+    bad "examples/dist/chargpt resume:"; cat "$tmp/out"
+fi
+if timeout 120 mpirun -np 1 "$gpt" $gargs --steps 2 --checkpoint "$tmp/n1.ck" > "$tmp/out" 2>&1 &&
+    timeout 120 "$build/examples/chargpt" $gargs --steps 2 --checkpoint "$tmp/one.ck" >> "$tmp/out" 2>&1 &&
+    cmp -s "$tmp/n1.ck" "$tmp/one.ck"; then
+    ok "examples/dist/chargpt at np = 1 trains as examples/chargpt, byte for byte"
+else
+    bad "examples/dist/chargpt at np = 1 against examples/chargpt:"; cat "$tmp/out"
+fi
+must_end "rank 1 has no corpus" "reading the corpus failed on rank\(s\) 1 of 2" \
+    mpirun -np 1 "$gpt" $gargs --steps 2 : -np 1 "$gpt" --data "$tmp/missing" --batch 2 --quiet --steps 2
 
 echo "run_mpi: $passed passed, $failed failed"
 [ $failed -eq 0 ]

@@ -432,6 +432,31 @@ START_TEST(test_chargpt_example) {
     ck_assert_int_eq(run_cmd(cmd), 1);
     ck_assert_msg(strstr(slurp_text(logf), "chargpt: loading the model: "), "%s", slurp_text(logf));
 
+    /* --resume: 2 + 1 steps through a checkpoint write the file 3 steps
+     * write (the windows of the first 2 steps are skipped, AdamW's moments
+     * and step count come back), byte for byte. Each run truncates the log
+     * (an extension-less file, so part of the corpus) before reading. */
+    char ck[3][160];
+    static char rcmd[3 * 4096 + 2048];
+    for (int i = 0; i < 3; i++) snprintf(ck[i], sizeof ck[i], "%s/ck%d.st", dir, i); /* a dot: not corpus */
+    snprintf(rcmd, sizeof rcmd,
+             "'%s' --data '%s' --batch 2 --quiet --steps 3 --checkpoint '%s' >'%s' 2>&1 && "
+             "'%s' --data '%s' --batch 2 --quiet --steps 2 --checkpoint '%s' >'%s' 2>&1 && "
+             "'%s' --data '%s' --batch 2 --quiet --steps 1 --resume '%s' --checkpoint '%s' >'%s' 2>&1 && "
+             "cmp -s '%s' '%s'",
+             exe, dir, ck[0], logf, exe, dir, ck[1], logf, exe, dir, ck[1], ck[2], logf, ck[0], ck[2]);
+    ck_assert_msg(run_cmd(rcmd) == 0, "resume: %s", slurp_text(logf));
+    ck_assert_msg(strstr(slurp_text(logf), "checkpoint"), "%s", slurp_text(logf));
+    /* a resumed run without the checkpoint, or with --load too, is refused */
+    snprintf(cmd, sizeof cmd, "'%s' --data '%s' --steps 1 --resume '%s/none' >'%s' 2>&1", exe, dir, dir, logf);
+    ck_assert_int_eq(run_cmd(cmd), 1);
+    ck_assert_msg(strstr(slurp_text(logf), "chargpt: resuming: "), "%s", slurp_text(logf));
+    snprintf(cmd, sizeof cmd, "'%s' --data '%s' --load '%s' --resume '%s' >'%s' 2>&1", exe, dir, ck[0], ck[1],
+             logf);
+    ck_assert_int_eq(run_cmd(cmd), 2);
+    ck_assert_msg(strstr(slurp_text(logf), "--load and --resume both give the model"), "%s", slurp_text(logf));
+    for (int i = 0; i < 3; i++) unlink(ck[i]);
+
     for (int i = 0; i < 3; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
         unlink(path);

@@ -4,6 +4,7 @@
  * whole-graph check would not all see; a broken one is localised inside a
  * LeNet-5-sized graph. Each test runs in its own process (Check forks), so
  * registrations do not leak between tests. */
+#include <math.h>
 #include <string.h>
 
 #include "../autograd/internal.h"
@@ -303,6 +304,184 @@ START_TEST(test_broken_custom_op_localised_in_lenet5) {
 }
 END_TEST
 
+/* ------------------------------------------------- second order
+ * scale_shift's vjp written with differentiable ops (op_spec.vjp_graph):
+ *   dx = 2 s x g,  db = sum(g) as [1]
+ * so that gradients of gradients flow through the op. */
+static int ss_graph(tensor *const *in, int n, const double *p, tensor *out, tensor *g, const bool *want,
+                    tensor **gin) {
+    (void)n, (void)out;
+    if (want[0]) gin[0] = tensor_mul_scalar(tensor_mul(in[0], g), 2 * p[0]);
+    if (want[1]) gin[1] = tensor_reshape(tensor_sum_all(g), SHAPE(1));
+    return (want[0] && !gin[0]) || (want[1] && !gin[1]) ? -1 : 0;
+}
+/* Broken on purpose: dx = 3 s x g (its kernel vjp says 2 s x g). */
+static int ss_graph_wrong_factor(tensor *const *in, int n, const double *p, tensor *out, tensor *g,
+                                 const bool *want, tensor **gin) {
+    (void)n, (void)out;
+    if (want[0]) gin[0] = tensor_mul_scalar(tensor_mul(in[0], g), 3 * p[0]);
+    if (want[1]) gin[1] = tensor_reshape(tensor_sum_all(g), SHAPE(1));
+    return 0;
+}
+/* Broken: forgets b's gradient; and fails without a message. */
+static int ss_graph_forgets_b(tensor *const *in, int n, const double *p, tensor *out, tensor *g,
+                              const bool *want, tensor **gin) {
+    (void)n, (void)out;
+    if (want[0]) gin[0] = tensor_mul_scalar(tensor_mul(in[0], g), 2 * p[0]);
+    return 0;
+}
+static int ss_graph_fails(tensor *const *in, int n, const double *p, tensor *out, tensor *g,
+                          const bool *want, tensor **gin) {
+    (void)in, (void)n, (void)p, (void)out, (void)g, (void)want, (void)gin;
+    return -1;
+}
+
+static const op_def *ss_op; /* the op the functions below apply */
+
+/* L = sum(tanh(ss(a w, b; 0.75))): a [2,3], w [3] (broadcast), b [1];
+ * nodes: mul (0), the custom op (1), tanh (2), sum (3). */
+static tensor *ss_fn(tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    const double s = 0.75;
+    tensor *h[2] = {tensor_mul(in[0], in[1]), in[2]};
+    return tensor_sum_all(tensor_tanh(tensor_apply(ss_op, h, 2, &s)));
+}
+
+static void ss_inputs(uint64_t seed, tensor **in) {
+    rng g;
+    rng_seed(&g, seed, 0);
+    in[0] = tensor_rand(&g, DTYPE_F64, SHAPE(2, 3), -1, 1);
+    in[1] = tensor_rand(&g, DTYPE_F64, SHAPE(3), 0.5, 1.5);
+    in[2] = tensor_rand(&g, DTYPE_F64, SHAPE(1), -0.5, 0.5);
+    for (int i = 0; i < 3; i++) tensor_set_requires_grad(in[i], true);
+}
+
+START_TEST(test_custom_op_with_graph_vjp_passes_gradgradcheck) {
+    op_spec sp = ss_spec("scale_shift2");
+    sp.vjp_graph = ss_graph;
+    ss_op = reg(&sp);
+    ck_assert(op_differentiable_twice(ss_op));
+    op_check_report cr;
+    ck_assert_int_eq(gradcheck_op_graph_vjp(ss_op, 3, &cr), 0);
+    ck_assert_msg(cr.passed, "%s", cr.message);
+    op_check_report_free(&cr);
+    tensor *in[3];
+    ss_inputs(11, in);
+    gradcheck_report r;
+    ck_assert_int_eq(gradgradcheck(ss_fn, NULL, in, 3, NULL, &r), 0);
+    ck_assert_msg(r.passed, "%s", r.message);
+    for (int i = 0; i < 3; i++) ck_assert_msg(!r.input[i].vacuous, "input %d: %s", i, r.message);
+    gradcheck_report_free(&r);
+    /* the Hessian-vector product through it: d/dt grad L(x + t v) at t = 0,
+     * against central differences of the first-order gradient (h = 1e-5) */
+    tape_reset();
+    tensor *v[3], *hv[3];
+    rng g;
+    rng_seed(&g, 12, 0);
+    for (int i = 0; i < 3; i++) v[i] = tensor_rand(&g, DTYPE_F64, in[i]->ndim, in[i]->shape, -1, 1);
+    double fd[3][6] = {{0}};
+    for (int sgn = -1; sgn <= 1; sgn += 2) {
+        tensor *moved[3], *gr[3];
+        for (int i = 0; i < 3; i++) {
+            moved[i] = tensor_clone(in[i]);
+            for (int64_t j = 0; j < in[i]->size; j++)
+                tensor_set(moved[i], j, tensor_get(in[i], j) + sgn * 1e-5 * tensor_get(v[i], j));
+            tensor_set_requires_grad(moved[i], true);
+        }
+        ck_assert_int_eq(tensor_grad(ss_fn(moved, 3, NULL), NULL, moved, 3, false, gr), 0);
+        for (int i = 0; i < 3; i++)
+            for (int64_t j = 0; j < in[i]->size; j++) fd[i][j] += sgn * tensor_get(gr[i], j) / 2e-5;
+        tape_reset(); /* before the inputs go: the tape points at them */
+        for (int i = 0; i < 3; i++) tensor_free(moved[i]);
+    }
+    ck_assert_int_eq(tensor_hvp(ss_fn(in, 3, NULL), in, 3, v, hv), 0);
+    for (int i = 0; i < 3; i++)
+        for (int64_t j = 0; j < in[i]->size; j++)
+            ck_assert_msg(fabs(tensor_get(hv[i], j) - fd[i][j]) <= 1e-7 * (1 + fabs(fd[i][j])),
+                          "hv[%d][%lld] %.12g, central differences %.12g", i, (long long)j,
+                          tensor_get(hv[i], j), fd[i][j]);
+    tape_reset();
+    for (int i = 0; i < 3; i++) tensor_free(in[i]), tensor_free(v[i]);
+}
+END_TEST
+
+START_TEST(test_create_graph_through_custom_op_without_graph_vjp_is_refused) {
+    op_spec sp = ss_spec("scale_shift1");
+    ss_op = reg(&sp); /* no vjp_graph: first order only */
+    ck_assert(!op_differentiable_twice(ss_op));
+    tensor *in[3], *g[3] = {NULL, NULL, NULL};
+    ss_inputs(13, in);
+    tape_reset();
+    tensor *L = ss_fn(in, 3, NULL);
+    int64_t nodes = tape_size();
+    tapegrad_error_clear();
+    ck_assert_int_eq(tensor_grad(L, NULL, in, 3, true, g), -1);
+    ck_assert_str_eq(tapegrad_error(), "tensor_grad: create_graph through scale_shift1: scale_shift1 has no "
+                                       "differentiable vjp (first order only)");
+    tapegrad_error_clear();
+    ck_assert_int_eq(tape_size(), nodes); /* refused before anything was recorded */
+    ck_assert_int_eq(tensor_grad(L, NULL, in, 3, false, g), 0); /* first order is fine */
+    gradcheck_report r;
+    ck_assert_int_eq(gradgradcheck(ss_fn, NULL, in, 3, NULL, &r), -1);
+    ck_assert_msg(strstr(tapegrad_error(), "scale_shift1 has no differentiable vjp"), "%s", tapegrad_error());
+    tapegrad_error_clear();
+    gradcheck_report_free(&r);
+    tape_reset();
+    for (int i = 0; i < 3; i++) tensor_free(in[i]);
+}
+END_TEST
+
+START_TEST(test_broken_custom_graph_vjp_caught_and_localised) {
+    op_spec sp = ss_spec("scale_shift_bad");
+    sp.vjp_graph = ss_graph_wrong_factor;
+    ss_op = reg(&sp);
+    /* the op alone: its graph vjp against its kernel vjp */
+    op_check_report cr;
+    ck_assert_int_eq(gradcheck_op_graph_vjp(ss_op, 3, &cr), 0);
+    ck_assert_msg(!cr.passed, "a wrong graph vjp passed");
+    ck_assert_msg(strstr(cr.message, "scale_shift_bad") && strstr(cr.message, "disagrees with its kernel vjp"),
+                  "%s", cr.message);
+    op_check_report_free(&cr);
+    /* inside a graph: the second order fails and the node is named */
+    tensor *in[3];
+    ss_inputs(14, in);
+    gradcheck_report r;
+    ck_assert_int_eq(gradgradcheck(ss_fn, NULL, in, 3, NULL, &r), 0);
+    ck_assert_msg(!r.passed, "a wrong second order passed: %s", r.message);
+    ck_assert_msg(r.localized, "%s", r.message);
+    ck_assert_int_eq(r.bad_node, 1);
+    ck_assert_str_eq(r.bad_node_desc, "scale_shift_bad [2,3] * [1]"); /* its inputs */
+    gradcheck_report_free(&r);
+    for (int i = 0; i < 3; i++) tensor_free(in[i]);
+}
+END_TEST
+
+START_TEST(test_custom_graph_vjp_errors_name_the_op) {
+    op_spec sp = ss_spec("ss_forgets");
+    sp.vjp_graph = ss_graph_forgets_b;
+    const op_def *forgets = reg(&sp);
+    sp = ss_spec("ss_fails");
+    sp.vjp_graph = ss_graph_fails;
+    const op_def *fails = reg(&sp);
+    tensor *in[3], *g[3];
+    ss_inputs(15, in);
+    ss_op = forgets;
+    tape_reset();
+    tapegrad_error_clear();
+    ck_assert_int_eq(tensor_grad(ss_fn(in, 3, NULL), NULL, in, 3, true, g), -1);
+    ck_assert_str_eq(tapegrad_error(), "tensor_grad: the graph vjp of ss_forgets (tape position 1) failed: "
+                                       "ss_forgets: the graph vjp made no gradient for input 1");
+    tapegrad_error_clear();
+    ss_op = fails;
+    tape_reset();
+    ck_assert_int_eq(tensor_grad(ss_fn(in, 3, NULL), NULL, in, 3, true, g), -1);
+    ck_assert_str_eq(tapegrad_error(), "tensor_grad: the graph vjp of ss_fails failed");
+    tapegrad_error_clear();
+    tape_reset();
+    for (int i = 0; i < 3; i++) tensor_free(in[i]);
+}
+END_TEST
+
 /* ----------------------------------------------------------------- errors */
 static int refuse_shape(tensor *const *in, int n, const double *p, int *ndim, int64_t *shape) {
     (void)in, (void)n, (void)p, (void)ndim, (void)shape;
@@ -397,6 +576,10 @@ Suite *custom_suite(void) {
     tcase_add_test(tc, test_gradient_for_declared_no_grad_input_is_caught);
     tcase_add_test(tc, test_vjp_wrong_only_in_float32_is_caught);
     tcase_add_test(tc, test_broken_custom_op_localised_in_lenet5);
+    tcase_add_test(tc, test_custom_op_with_graph_vjp_passes_gradgradcheck);
+    tcase_add_test(tc, test_create_graph_through_custom_op_without_graph_vjp_is_refused);
+    tcase_add_test(tc, test_broken_custom_graph_vjp_caught_and_localised);
+    tcase_add_test(tc, test_custom_graph_vjp_errors_name_the_op);
     tcase_add_test(tc, test_custom_op_errors);
     tcase_add_test(tc, test_custom_op_apply_and_check_errors);
     suite_add_tcase(s, tc);

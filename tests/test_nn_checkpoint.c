@@ -249,7 +249,7 @@ END_TEST
 START_TEST(test_safetensors_dtype_and_shape_checked) {
     make_dir();
     write_st("{\"w\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[0,4]}}", two, 4);
-    expect_rejected("dtype BF16; supported are F32, F64 and I64");
+    expect_rejected("dtype BF16; supported are F32, F64, I64 and BOOL");
     write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[1,2],\"data_offsets\":[0,8]}}", two, 8);
     expect_rejected("tensor \"w\" has shape [1,2] in the file but [2] in the model");
     write_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", two, 8);
@@ -257,6 +257,57 @@ START_TEST(test_safetensors_dtype_and_shape_checked) {
     write_st("{\"w\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]}}", (int64_t[]){1, 2},
              16);
     expect_rejected("tensor \"w\" is int64 in the file but float32 in the model");
+    remove_dir();
+}
+END_TEST
+
+/* PyTorch saves a torch.bool tensor (a causal mask buffer) as BOOL, one byte
+ * per element: it loads as 0 and 1 into int64 and float tensors alike; a
+ * byte other than 0 or 1, or a span that is not one byte per element, is
+ * refused naming the tensor, and the target keeps its values. */
+START_TEST(test_safetensors_bool_loads_into_int64_and_float) {
+    make_dir();
+    const unsigned char tril[9] = {1, 0, 0, 1, 1, 0, 1, 1, 1}; /* 3x3, true on and below the diagonal */
+    write_st("{\"m\":{\"dtype\":\"BOOL\",\"shape\":[3,3],\"data_offsets\":[0,9]}}", tril, 9);
+    const char *name = "m";
+    tensor *i64 = tensor_full(DTYPE_I64, SHAPE(3, 3), 7), *f32 = tensor_full(DTYPE_F32, SHAPE(3, 3), 7),
+           *f64 = tensor_full(DTYPE_F64, SHAPE(3, 3), 7);
+    ck_assert_int_eq(nn_safetensors_load(path, &name, &i64, 1), 0);
+    ck_assert_int_eq(nn_safetensors_load(path, &name, &f32, 1), 0);
+    ck_assert_int_eq(nn_safetensors_load(path, &name, &f64, 1), 0);
+    for (int k = 0; k < 9; k++) {
+        ck_assert_int_eq(((int64_t *)i64->data)[k], tril[k]);
+        ck_assert(((float *)f32->data)[k] == tril[k]);
+        ck_assert(((double *)f64->data)[k] == tril[k]);
+    }
+    /* beside other tensors, in a model's state (the GPT's blocks.N.mask) */
+    nn_model *m = nn_model_new(DTYPE_F32, 1);
+    tensor *w = nn_model_add_param(m, "w", tensor_zeros(DTYPE_F32, SHAPE(2)));
+    tensor *mask = nn_model_add_buffer(m, "mask", tensor_zeros(DTYPE_I64, SHAPE(3, 3)));
+    ck_assert(w && mask);
+    unsigned char data[17];
+    memcpy(data, tril, 9);
+    memcpy(data + 9, two, 8);
+    write_st("{\"mask\":{\"dtype\":\"BOOL\",\"shape\":[3,3],\"data_offsets\":[0,9]},"
+             "\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[9,17]}}",
+             data, 17);
+    ck_assert_msg(nn_model_load(m, path) == 0, "%s", tapegrad_error());
+    ck_assert_tensor(w, ((double[]){1, 2}), 0);
+    for (int k = 0; k < 9; k++) ck_assert_int_eq(((int64_t *)mask->data)[k], tril[k]);
+    nn_model_free(m);
+    /* a byte that is no bool, and a BOOL of the wrong span */
+    write_st("{\"w\":{\"dtype\":\"BOOL\",\"shape\":[2],\"data_offsets\":[0,2]}}", (unsigned char[]){1, 2}, 2);
+    expect_rejected_exactly("tensor \"w\" is BOOL but element 1 is the byte 2 (a BOOL byte is 0 or 1)");
+    write_st("{\"w\":{\"dtype\":\"BOOL\",\"shape\":[2],\"data_offsets\":[0,8]}}", two, 8);
+    expect_rejected("tensor \"w\": data_offsets span 8 bytes but shape and dtype need 2");
+    write_st("{\"w\":{\"dtype\":\"BOOL\",\"shape\":[2],\"data_offsets\":[0,2]}}", (unsigned char[]){0, 1}, 2);
+    tensor *t = tensor_from_doubles(DTYPE_F32, SHAPE(2), (double[]){7, 8});
+    ck_assert_int_eq(nn_safetensors_load(path, &name, &t, 1), -1); /* the name is w, not m */
+    tapegrad_error_clear();
+    name = "w";
+    ck_assert_int_eq(nn_safetensors_load(path, &name, &t, 1), 0);
+    ck_assert_tensor(t, ((double[]){0, 1}), 0);
+    tensor_free(t), tensor_free(i64), tensor_free(f32), tensor_free(f64);
     remove_dir();
 }
 END_TEST
@@ -482,6 +533,7 @@ Suite *nn_checkpoint_suite(void) {
     tcase_add_test(tc, test_safetensors_strict_json);
     tcase_add_test(tc, test_safetensors_strict_strings_and_metadata);
     tcase_add_test(tc, test_model_rejects_duplicate_names);
+    tcase_add_test(tc, test_safetensors_bool_loads_into_int64_and_float);
     suite_add_tcase(s, tc);
     return s;
 }

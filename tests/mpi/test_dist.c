@@ -25,6 +25,11 @@
  * one-process float32 run leaves the float64 one by 2.6e-3 in loss by step
  * 30), so a longer float32 comparison measures training's sensitivity to
  * rounding, not the reduction (docs/distributed.md gives the figures).
+ *
+ * The GPT of examples/dist/chargpt (examples/chargpt.h, the example's own
+ * model and loop) is held to the same: np x B/np windows against one
+ * process's B windows after one AdamW step, the ranks equal after steps of
+ * the example's loop, and two runs of that loop bit-identical.
  */
 #include <math.h>
 #include <mpi.h>
@@ -33,6 +38,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include "tapegrad_dist.h"
+/* the GPT and training loop of examples/dist/chargpt; its option parsing,
+ * corpus reading, validation and sampler are not used here */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#include "../../examples/chargpt.h"
+#pragma GCC diagnostic pop
 
 static int rank, size, failures, checks;
 
@@ -175,7 +186,8 @@ static void test_broadcast(void) {
     nn_lenet5 *a = nn_lenet5_new(DTYPE_F32, 100 + (uint64_t)rank), *ref = nn_lenet5_new(DTYPE_F32, 100);
     if (size > 1) {
         CHECK(dist_check_params(a->model) == -1, "different initialisations not detected");
-        CHECK(tapegrad_error() && strstr(tapegrad_error(), "differ from rank 0's"), "wrong message");
+        CHECK(tapegrad_error() && strstr(tapegrad_error(), "dist_check_params: the parameters of rank(s) 1"),
+              "wrong message");
         tapegrad_error_clear();
     }
     CHECK(dist_broadcast_model(a->model) == 0, "broadcast failed");
@@ -196,7 +208,7 @@ static void test_bad_arguments(void) {
     nn_model *m = nn_model_new(DTYPE_F32, 1);
     nn_model_add_param(m, "a", tensor_zeros(DTYPE_F32, SHAPE(3)));
     nn_model_add_param(m, "b", tensor_zeros(DTYPE_F64, SHAPE(2)));
-    CHECK(dist_allreduce_grads(m) == -1 && strstr(tapegrad_error(), "parameters mix float32 and float64"),
+    CHECK(dist_allreduce_grads(m) == -1 && strstr(tapegrad_error(), "dist_allreduce_grads: parameters mix float32 and float64; one dtype is needed"),
           "mixed dtypes reduced");
     tapegrad_error_clear();
     nn_model_free(m);
@@ -209,7 +221,23 @@ static void test_sum(void) {
     CHECK(v[0] == size * (size + 1) / 2.0 && v[1] == -0.25 * size * (size - 1) && v[2] == 1e300,
           "sums %g %g %g", v[0], v[1], v[2]);
     CHECK(dist_sum(v, 0) == 0, "empty sum");
-    CHECK(dist_sum(v, -1) == -1 && strstr(tapegrad_error(), "dist_sum: -1 values"), "a count of -1 summed");
+    CHECK(dist_sum(v, -1) == -1 && strstr(tapegrad_error(), "dist_sum: -1 values at "), "a count of -1 summed");
+    tapegrad_error_clear();
+}
+
+/* dist_all_ok: every rank learns which failed and the first one's error;
+ * a rank that failed too also sees its own. */
+static void test_all_ok(void) {
+    CHECK(dist_all_ok(0, "nothing") == 0, "all succeeded");
+    nn_loader_set_shard(NULL, 0, 1); /* a known message on every rank */
+    CHECK(dist_all_ok(-1, "both") == -1, "all failed, yet ok");
+    const char *e = tapegrad_error() ? tapegrad_error() : "";
+    if (size == 1)
+        CHECK(!strcmp(e, "both failed on rank(s) 0 of 1; rank 0: nn_loader_set_shard: loader is NULL"), "%s", e);
+    else if (size == 2 && rank == 0)
+        CHECK(!strcmp(e, "both failed on rank(s) 0, 1 of 2; rank 0: nn_loader_set_shard: loader is NULL"), "%s", e);
+    else if (size == 2)
+        CHECK(!strcmp(e, "both failed on rank(s) 0, 1 of 2; rank 0: nn_loader_set_shard: loader is NULL; here (rank 1): nn_loader_set_shard: loader is NULL"), "%s", e);
     tapegrad_error_clear();
 }
 
@@ -326,6 +354,152 @@ static void test_determinism(void) {
     run_free(&a);
     run_free(&b);
     free_data(d);
+}
+
+/* --------------------------------------------------------- the GPT */
+
+/* A text of n bytes from a fixed generator: words of 1-8 letters with
+ * spaces and newlines, enough structure for a language model's loss. */
+static unsigned char *gpt_text(int64_t n) {
+    unsigned char *t = malloc((size_t)n);
+    rng g;
+    rng_seed(&g, 5, 0);
+    for (int64_t i = 0; i < n;) {
+        int w = 1 + (int)rng_below(&g, 8);
+        for (int k = 0; k < w && i < n; k++) t[i++] = (unsigned char)('a' + rng_below(&g, 26));
+        if (i < n) t[i++] = rng_below(&g, 10) ? ' ' : '\n';
+    }
+    return t;
+}
+
+static optim *gpt_optim(const net *n, optim_kind kind) {
+    int np;
+    tensor *const *p = nn_model_parameters(n->m, &np);
+    optim_config c = optim_defaults(kind);
+    if (kind == OPTIM_SGD) c.lr = 0.05;
+    return optim_new(&c, p, np);
+}
+
+/* Largest |a - b| over a parameter's gradient elements, relative to the
+ * largest |b| of that gradient (a gradient's rounding is relative to its
+ * terms, not to each element, which may be a cancellation near 0). */
+static double grad_rel(const nn_model *a, const nn_model *b) {
+    int n, nb;
+    tensor *const *pa = nn_model_parameters(a, &n), *const *pb = nn_model_parameters(b, &nb);
+    double worst = n == nb ? 0 : INFINITY;
+    for (int i = 0; i < n && i < nb; i++) {
+        if (!pa[i]->grad || !pb[i]->grad) return INFINITY;
+        double scale = 0, d = 0;
+        for (int64_t j = 0; j < pb[i]->size; j++) {
+            double u = tensor_get(pa[i]->grad, j), v = tensor_get(pb[i]->grad, j);
+            scale = fmax(scale, fabs(v));
+            if (!(fabs(u - v) <= d)) d = fabs(u - v);
+        }
+        double e = d / fmax(scale, 1e-30);
+        if (!(e <= worst)) worst = e;
+    }
+    return worst;
+}
+
+/* One step of the example's GPT on B = 4 windows: rank r of N takes
+ * windows [r B/N, (r+1) B/N) and averages gradients with the others; every
+ * rank also takes the one-process step on all 4 and compares. The
+ * gradients differ by the order of their sums only (a mean of B/N then of
+ * N, against a mean of B): within 1e-5 of each gradient's largest element
+ * (float32 rounding of sums of a few hundred terms), and after an SGD step
+ * (lr 0.05) the parameters within 1e-5 of max(|p|, 1). With the example's
+ * AdamW the parameters are compared too but only reported: its first step
+ * is lr g / (|g| + eps) per element, so an element whose gradient cancels
+ * to near eps (1e-8) moves by a visible part of lr on a rounding
+ * difference of g (measured: 1.2e-4 of a parameter at lr 1e-3). */
+static void test_gpt_equivalence(optim_kind kind) {
+    enum { B = 4 };
+    const char *oname = kind == OPTIM_SGD ? "SGD" : "AdamW";
+    if (B % size) {
+        if (rank == 0) printf("  GPT equivalence: skipped (%d ranks do not divide %d windows)\n", size, B);
+        return;
+    }
+    int64_t len = 20000, per = B / size;
+    unsigned char *text = gpt_text(len);
+    tensor *x = tensor_zeros(DTYPE_I64, SHAPE(B, CTX)), *y = tensor_zeros(DTYPE_I64, SHAPE(B * CTX));
+    rng g;
+    rng_seed(&g, 17, 0);
+    charlm_draw(text, len, CTX, &g, x, y);
+    tensor *xs = tensor_narrow(x, 0, rank * per, per), *ys = tensor_narrow(y, 0, rank * per * CTX, per * CTX);
+    CHECK(xs && ys, "narrowing the batch");
+    tensor *xr = xs ? tensor_detach(xs) : NULL, *yr = ys ? tensor_detach(ys) : NULL;
+    tape_reset();
+    net ref, dp;
+    CHECK(chargpt_net_init(&ref, 3) == 0 && chargpt_net_init(&dp, 3) == 0, "building the GPT");
+    optim *oref = gpt_optim(&ref, kind), *odp = gpt_optim(&dp, kind);
+    CHECK(dist_broadcast_model(dp.m) == 0, "broadcast");
+    /* the one-process step on all B windows */
+    optim_zero_grad(oref);
+    tensor *l = chargpt_loss(&ref, x, y);
+    CHECK(l && tensor_backward(l) == 0, "reference backward");
+    double lref = l ? tensor_item(l) : NAN;
+    tape_reset();
+    /* this rank's share, averaged */
+    optim_zero_grad(odp);
+    l = xr && yr ? chargpt_loss(&dp, xr, yr) : NULL;
+    CHECK(l && tensor_backward(l) == 0, "backward");
+    double ldp = l ? tensor_item(l) : NAN;
+    tape_reset();
+    CHECK(dist_allreduce_grads(dp.m) == 0, "allreduce");
+    CHECK(dist_sum(&ldp, 1) == 0, "loss sum");
+    ldp /= size;
+    double eg = grad_rel(dp.m, ref.m);
+    CHECK(eg <= 1e-5, "GPT gradients: max relative difference %.3g > 1e-5", eg);
+    CHECK(optim_step(oref) == 0 && optim_step(odp) == 0, "step");
+    double e = max_rel(dp.m, ref.m);
+    if (kind == OPTIM_SGD) CHECK(e <= 1e-5, "GPT after one SGD step: max relative difference %.3g > 1e-5", e);
+    CHECK(fabs(ldp - lref) <= 1e-5 * fabs(lref), "GPT losses %.9g (ranks' mean) and %.9g (one process)", ldp, lref);
+    CHECK(dist_check_params(dp.m) == 0, "ranks diverged");
+    if (rank == 0)
+        printf("  GPT, %d x %lld windows vs 1 x %d: gradients within %.3g, params after one %s step within "
+               "%.3g, loss within %.3g\n",
+               size, (long long)per, B, eg, oname, e, fabs(ldp - lref));
+    optim_free(oref);
+    optim_free(odp);
+    nn_model_free(ref.m);
+    nn_model_free(dp.m);
+    tensor_free(x), tensor_free(y), tensor_free(xr), tensor_free(yr);
+    free(text);
+}
+
+/* The example's loop (examples/chargpt.h) with the dist layer: 3 steps of
+ * 2 windows per rank comparing the ranks' parameters after every step, and
+ * two runs bit-identical. */
+static void test_gpt_loop(void) {
+    int64_t len = 20000;
+    unsigned char *text = gpt_text(len);
+    options o = {.steps = 3, .batch = 2, .lr = 1e-3, .check_every = 1, .seed = 4, .quiet = true};
+    chargpt_par par = {rank, size, dist_allreduce_grads, dist_check_params, dist_sum};
+    net a, b;
+    CHECK(chargpt_net_init(&a, 4) == 0 && chargpt_net_init(&b, 4) == 0, "building the GPT");
+    optim *oa = gpt_optim(&a, OPTIM_ADAMW), *ob = gpt_optim(&b, OPTIM_ADAMW);
+    CHECK(dist_broadcast_model(a.m) == 0 && dist_broadcast_model(b.m) == 0, "broadcast");
+    const char *what = "";
+    CHECK(chargpt_train(&a, oa, &o, &par, text, len, "test_dist", &what) == 0, "first run: %s", what);
+    CHECK(chargpt_train(&b, ob, &o, &par, text, len, "test_dist", &what) == 0, "second run: %s", what);
+    CHECK(optim_steps(oa) == 3, "%lld steps", (long long)optim_steps(oa));
+    CHECK(bit_equal(a.m, b.m), "two runs of the GPT loop differ");
+    CHECK(dist_check_params(a.m) == 0, "ranks diverged");
+    /* a rank whose copy moved is caught by the loop's check */
+    if (rank == size - 1 && size > 1) ((float *)a.tok.weight->data)[7] += 1e-3f;
+    o.steps = 1;
+    int rc = chargpt_train(&a, oa, &o, &par, text, len, "test_dist", &what);
+    if (size > 1) {
+        CHECK(rc == -1 && !strcmp(what, "divergence check") && tapegrad_error() &&
+                  strstr(tapegrad_error(), "differ from rank 0's"),
+              "a moved copy was not caught: rc %d, %s", rc, what);
+        tapegrad_error_clear();
+    }
+    optim_free(oa);
+    optim_free(ob);
+    nn_model_free(a.m);
+    nn_model_free(b.m);
+    free(text);
 }
 
 /* Checkpoint from rank 0 after 5 steps, 5 more steps; a fresh run loaded
@@ -580,7 +754,10 @@ int main(int argc, char **argv) {
     }
     rank = dist_rank();
     size = dist_size();
-    CHECK(dist_init(NULL, NULL) == -1, "second dist_init");
+    CHECK(dist_init(NULL, NULL) == -1 && tapegrad_error() &&
+              !strcmp(tapegrad_error(),
+                      "dist_init: MPI is already initialised (dist_init is called once per process)"),
+          "second dist_init");
     tapegrad_error_clear();
     if (argc > 2 && (!strcmp(argv[2], "--fail") || !strcmp(argv[2], "--crash"))) {
         fail_mode(!strcmp(argv[2], "--crash"));
@@ -592,10 +769,14 @@ int main(int argc, char **argv) {
     test_bad_arguments();
     test_sum();
     test_mismatch();
+    test_all_ok();
     test_sharding();
     test_equivalence(DTYPE_F64, 200, 1e-12, 1e-9, 1e-9);
     test_equivalence(DTYPE_F32, 1, 1e-5, 1e-5, 1e-6);
     test_determinism();
+    test_gpt_equivalence(OPTIM_SGD);
+    test_gpt_equivalence(OPTIM_ADAMW);
+    test_gpt_loop();
     test_checkpoint_resume(argv[1]);
     test_buckets(DTYPE_F32);
     test_buckets(DTYPE_F64);
