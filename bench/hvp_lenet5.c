@@ -22,19 +22,7 @@
 int main(int argc, char **argv) {
     int64_t batch = 64;
     int threads = 1, steps = 50;
-    for (int a = 1; a < argc; a++) {
-        if (!strcmp(argv[a], "--batch") && a + 1 < argc) batch = atoll(argv[++a]);
-        else if (!strcmp(argv[a], "--threads") && a + 1 < argc) threads = atoi(argv[++a]);
-        else if (!strcmp(argv[a], "--steps") && a + 1 < argc) steps = atoi(argv[++a]);
-        else {
-            fprintf(stderr, "usage: hvp_lenet5 [--batch 64] [--threads 1] [--steps 50]\n");
-            return 2;
-        }
-    }
-    if (batch < 1 || threads < 1 || steps < 1) {
-        fprintf(stderr, "hvp_lenet5: batch, threads and steps must be positive\n");
-        return 2;
-    }
+    if (bench_lenet5_args(argc, argv, "hvp_lenet5", &batch, &threads, &steps)) return 2;
     tapegrad_set_threads(threads);
     rng g;
     rng_seed(&g, 0, 1);

@@ -49,6 +49,7 @@
 #include <time.h>
 
 #include "../include/tapegrad.h"
+#include "example.h"
 
 #define NU (0.01 / M_PI)
 
@@ -60,37 +61,12 @@ typedef struct options {
     bool f64, time, reference;
 } options;
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int fail(const char *what) {
-    fprintf(stderr, "burgers_pinn: %s: %s\n", what, tapegrad_error() ? tapegrad_error() : "failed");
-    return 1;
-}
-
 static void usage(FILE *f) {
     fprintf(f, "usage: burgers_pinn [--steps N] [--layers N] [--width N] [--nf N] [--n0 N] [--nb N]\n"
                "                    [--lr X] [--threads N] [--seed N] [--every N] [--f64] [--time]\n"
                "                    [--reference X,T]\n"
                "defaults: 2000 Adam steps at lr 1e-3, 8 hidden layers of 20, 2000 collocation,\n"
                "          100 initial and 100 boundary points, float32, 1 thread\n");
-}
-
-/* An integer option: all of s, in [lo, hi]; else a message naming it. */
-static int int_opt(const char *name, const char *s, long long lo, long long hi, int64_t *v) {
-    char *end;
-    errno = 0;
-    long long x = strtoll(s, &end, 10);
-    if (!*s || *end || errno || x < lo || x > hi) {
-        fprintf(stderr, "burgers_pinn: --%s needs a whole number from %lld to %lld, not \"%s\"\n",
-                name, lo, hi, s);
-        return -1;
-    }
-    *v = x;
-    return 0;
 }
 
 static int parse(int argc, char **argv, options *o) {
@@ -105,19 +81,19 @@ static int parse(int argc, char **argv, options *o) {
     int64_t v;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
-        case 'n': if (int_opt("steps", optarg, 1, 100000000, &o->steps)) return 2; break;
-        case 'L': if (int_opt("layers", optarg, 1, 100, &o->layers)) return 2; break;
-        case 'w': if (int_opt("width", optarg, 1, 10000, &o->width)) return 2; break;
-        case 'f': if (int_opt("nf", optarg, 1, 10000000, &o->nf)) return 2; break;
-        case '0': if (int_opt("n0", optarg, 1, 10000000, &o->n0)) return 2; break;
-        case 'b': if (int_opt("nb", optarg, 2, 10000000, &o->nb)) return 2; break;
-        case 'e': if (int_opt("every", optarg, 1, 100000000, &o->every)) return 2; break;
+        case 'n': if (ex_int_opt("burgers_pinn", "steps", optarg, 1, 100000000, &o->steps)) return 2; break;
+        case 'L': if (ex_int_opt("burgers_pinn", "layers", optarg, 1, 100, &o->layers)) return 2; break;
+        case 'w': if (ex_int_opt("burgers_pinn", "width", optarg, 1, 10000, &o->width)) return 2; break;
+        case 'f': if (ex_int_opt("burgers_pinn", "nf", optarg, 1, 10000000, &o->nf)) return 2; break;
+        case '0': if (ex_int_opt("burgers_pinn", "n0", optarg, 1, 10000000, &o->n0)) return 2; break;
+        case 'b': if (ex_int_opt("burgers_pinn", "nb", optarg, 2, 10000000, &o->nb)) return 2; break;
+        case 'e': if (ex_int_opt("burgers_pinn", "every", optarg, 1, 100000000, &o->every)) return 2; break;
         case 't':
-            if (int_opt("threads", optarg, 1, 1024, &v)) return 2;
+            if (ex_int_opt("burgers_pinn", "threads", optarg, 1, 1024, &v)) return 2;
             o->threads = (int)v;
             break;
         case 's':
-            if (int_opt("seed", optarg, 0, LLONG_MAX, &v)) return 2;
+            if (ex_int_opt("burgers_pinn", "seed", optarg, 0, LLONG_MAX, &v)) return 2;
             o->seed = (uint64_t)v;
             break;
         case 'l': {
@@ -342,7 +318,7 @@ int main(int argc, char **argv) {
     double *times = NULL;
     rc = 1;
     if (points_make(&p, &o, dt) || mlp_init(&net, &o, dt)) {
-        fail("setup");
+        ex_fail("burgers_pinn", "setup");
         goto out;
     }
     optim_config oc = optim_defaults(OPTIM_ADAM);
@@ -350,7 +326,7 @@ int main(int argc, char **argv) {
     int np;
     tensor *const *params = nn_model_parameters(net.m, &np);
     if (!(opt = optim_new(&oc, params, np))) {
-        fail("optimiser");
+        ex_fail("burgers_pinn", "optimiser");
         goto out;
     }
     const int64_t warm = 5;
@@ -360,20 +336,20 @@ int main(int argc, char **argv) {
         printf("burgers_pinn: %lld parameters, %lld x %lld tanh, %lld collocation points, %s\n",
                (long long)nn_model_numel(net.m), (long long)o.layers, (long long)o.width,
                (long long)o.nf, o.f64 ? "float64" : "float32");
-    double t0 = now(), loss = NAN;
+    double t0 = ex_now(), loss = NAN;
     for (int64_t step = 1; step <= total; step++) {
-        double s0 = now();
+        double s0 = ex_now();
         tape_reset();
         tensor *parts[3];
         tensor *L = pinn_loss(&net, &p, parts);
         optim_zero_grad(opt);
         if (!L || tensor_backward(L) || optim_step(opt)) {
-            fail("step");
+            ex_fail("burgers_pinn", "step");
             goto out;
         }
         loss = tensor_item(L);
         if (o.time) {
-            if (step > warm) times[step - warm - 1] = now() - s0;
+            if (step > warm) times[step - warm - 1] = ex_now() - s0;
             continue;
         }
         if (step % o.every == 0 || step == o.steps) {
@@ -389,7 +365,7 @@ int main(int argc, char **argv) {
                (long long)o.layers, (long long)o.width, (long long)o.nf, o.threads, loss,
                1e3 * times[o.steps / 2]);
     } else {
-        double secs = now() - t0;
+        double secs = ex_now() - t0;
         printf("burgers_pinn: steps=%lld loss=%.6g l2_rel_error=%.4g seconds=%.2f\n",
                (long long)o.steps, loss, l2_error(&net, dt), secs);
     }

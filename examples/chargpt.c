@@ -48,11 +48,6 @@
 #include "../include/tapegrad.h"
 #include "chargpt.h"
 
-static int fail(const char *what) {
-    fprintf(stderr, "chargpt: %s: %s\n", what, tapegrad_error() ? tapegrad_error() : "failed");
-    return 1;
-}
-
 int main(int argc, char **argv) {
     options o;
     int rc = chargpt_parse(argc, argv, "chargpt", false, &o);
@@ -63,39 +58,39 @@ int main(int argc, char **argv) {
     if (charlm_read_corpus("chargpt", o.data, CTX, &text, &len)) return 1;
     int64_t n_train = (int64_t)((double)len * 0.9), n_val = len - n_train;
     net n;
-    if (chargpt_net_init(&n, o.seed)) return fail("building the model");
-    if (o.load && nn_model_load(n.m, o.load)) return fail("loading the model");
+    if (chargpt_net_init(&n, o.seed)) return ex_fail("chargpt", "building the model");
+    if (o.load && nn_model_load(n.m, o.load)) return ex_fail("chargpt", "loading the model");
     optim_config cfg = optim_defaults(OPTIM_ADAMW);
     cfg.lr = o.lr;
     int n_params;
     tensor *const *params = nn_model_parameters(n.m, &n_params);
     optim *opt = optim_new(&cfg, params, n_params);
-    if (!opt) return fail("setting up training");
-    if (o.resume && nn_checkpoint_load(o.resume, n.m, opt, NULL)) return fail("resuming");
+    if (!opt) return ex_fail("chargpt", "setting up training");
+    if (o.resume && nn_checkpoint_load(o.resume, n.m, opt, NULL)) return ex_fail("chargpt", "resuming");
     if (!o.quiet)
         printf("chargpt: %lld parameters, %lld training bytes, %lld validation bytes, adamw lr %g, "
            "batch %lld, context %d, %d threads\n",
            (long long)nn_model_numel(n.m), (long long)n_train, (long long)n_val, o.lr,
            (long long)o.batch, CTX, tapegrad_threads());
     fflush(stdout);
-    double t0 = charlm_now();
+    double t0 = ex_now();
     const char *what;
     if (chargpt_train(&n, opt, &o, &chargpt_one_process, text, n_train, "chargpt", &what))
-        return fail(what);
-    double secs = charlm_now() - t0;
+        return ex_fail("chargpt", what);
+    double secs = ex_now() - t0;
     double vl = chargpt_validate(&n, text + n_train, n_val);
-    if (!isfinite(vl)) return fail("validating");
+    if (!isfinite(vl)) return ex_fail("chargpt", "validating");
     printf("steps=%lld val_loss=%.4f val_bpb=%.4f seconds=%.1f\n", (long long)optim_steps(opt), vl,
            vl / log(2.0), secs);
     if (o.save) {
-        if (nn_model_save(n.m, o.save)) return fail("saving the model");
+        if (nn_model_save(n.m, o.save)) return ex_fail("chargpt", "saving the model");
         printf("saved %s\n", o.save);
     }
     if (o.checkpoint) {
-        if (nn_checkpoint_save(o.checkpoint, n.m, opt, NULL)) return fail("writing the checkpoint");
+        if (nn_checkpoint_save(o.checkpoint, n.m, opt, NULL)) return ex_fail("chargpt", "writing the checkpoint");
         printf("checkpoint %s at step %lld\n", o.checkpoint, (long long)optim_steps(opt));
     }
-    if (o.sample > 0 && chargpt_sample(&n, &o, "chargpt")) return fail("sampling");
+    if (o.sample > 0 && chargpt_sample(&n, &o, "chargpt")) return ex_fail("chargpt", "sampling");
     optim_free(opt);
     nn_model_free(n.m);
     free(text);

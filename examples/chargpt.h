@@ -77,39 +77,39 @@ static int chargpt_parse(int argc, char **argv, const char *prog, bool dist, opt
     *o = (options){.steps = 2000, .batch = 16, .lr = 1e-3, .threads = 1, .temperature = 1,
                    .check_every = 100, .data = "/usr/share/games/fortunes", .prompt = "\n"};
     int c;
-    long long v;
+    int64_t v;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
         case 'N':
-            if (charlm_int_opt(prog, "steps", optarg, 0, LLONG_MAX, &v)) return 2;
+            if (ex_int_opt(prog, "steps", optarg, 0, LLONG_MAX, &v)) return 2;
             o->steps = v;
             break;
         case 'b':
-            if (charlm_int_opt(prog, "batch", optarg, 1, 1000000, &v)) return 2;
+            if (ex_int_opt(prog, "batch", optarg, 1, 1000000, &v)) return 2;
             o->batch = v;
             break;
         case 't':
-            if (charlm_int_opt(prog, "threads", optarg, 1, 1024, &v)) return 2;
+            if (ex_int_opt(prog, "threads", optarg, 1, 1024, &v)) return 2;
             o->threads = (int)v;
             break;
         case 's':
-            if (charlm_int_opt(prog, "seed", optarg, 0, LLONG_MAX, &v)) return 2;
+            if (ex_int_opt(prog, "seed", optarg, 0, LLONG_MAX, &v)) return 2;
             o->seed = (uint64_t)v;
             break;
         case 'n':
-            if (charlm_int_opt(prog, "sample", optarg, 0, 100000000, &v)) return 2;
+            if (ex_int_opt(prog, "sample", optarg, 0, 100000000, &v)) return 2;
             o->sample = v;
             break;
         case 'E':
             if (!dist) goto bad;
-            if (charlm_int_opt(prog, "check-every", optarg, 0, INT_MAX, &v)) return 2;
+            if (ex_int_opt(prog, "check-every", optarg, 0, INT_MAX, &v)) return 2;
             o->check_every = (int)v;
             break;
         case 'l':
-            if (charlm_pos_opt(prog, "lr", optarg, &o->lr)) return 2;
+            if (ex_pos_opt(prog, "lr", optarg, &o->lr)) return 2;
             break;
         case 'T':
-            if (charlm_pos_opt(prog, "temperature", optarg, &o->temperature)) return 2;
+            if (ex_pos_opt(prog, "temperature", optarg, &o->temperature)) return 2;
             break;
         case 'd': o->data = optarg; break;
         case 'S': o->save = optarg; break;
@@ -249,7 +249,7 @@ static int chargpt_train(const net *n, optim *opt, const options *o, const charg
     rng_seed(&g, o->seed, chargpt_stream(par->rank));
     int64_t first = optim_steps(opt), last_step = first + o->steps;
     for (int64_t s = 0; s < first; s++) charlm_draw(text, n_train, CTX, &g, x, y);
-    double t0 = charlm_now(), shown = 0, last = 0;
+    double t0 = ex_now(), shown = 0, last = 0;
     *what = "training";
     for (int64_t s = first + 1; s <= last_step; s++) {
         charlm_draw(text, n_train, CTX, &g, x, y);
@@ -272,7 +272,7 @@ static int chargpt_train(const net *n, optim *opt, const options *o, const charg
             par->check_params(n->m))
             goto done;
         *what = "training";
-        double t = charlm_now(), dt = t - t0, done_here = (double)(s - first);
+        double t = ex_now(), dt = t - t0, done_here = (double)(s - first);
         double eta = dt * (double)(last_step - s) / done_here;
         if (tty && (t - shown >= 0.1 || s == last_step)) {
             shown = t;

@@ -1,6 +1,6 @@
 /* charlm.h - what the byte-level language-model examples (charlstm, chargpt)
- * share: the clock, option numbers, the corpus, the random windows and the
- * validation. Each
+ * share (beyond example.h's clock and options): the corpus, the random windows
+ * and the validation. Each
  * function names the program (prog) in its messages. Header-only (static):
  * every examples/NAME.c is a program of its own. */
 #ifndef TAPEGRAD_EXAMPLES_CHARLM_H
@@ -15,39 +15,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "../include/tapegrad.h"
-
-static double charlm_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* --name's value s as a whole number in [lo, hi]: 0, or -1 with a message. */
-static int charlm_int_opt(const char *prog, const char *name, const char *s, long long lo,
-                          long long hi, long long *v) {
-    char *end;
-    errno = 0;
-    long long x = strtoll(s, &end, 10);
-    if (!*s || *end || errno || x < lo || x > hi) {
-        fprintf(stderr, "%s: --%s needs a whole number from %lld to %lld, not \"%s\"\n", prog, name,
-                lo, hi, s);
-        return -1;
-    }
-    *v = x;
-    return 0;
-}
-
-/* --name's value s as a finite number above 0: 0, or -1 with a message. */
-static int charlm_pos_opt(const char *prog, const char *name, const char *s, double *v) {
-    char *end;
-    *v = strtod(s, &end);
-    if (!*s || *end || !isfinite(*v) || !(*v > 0)) {
-        fprintf(stderr, "%s: --%s needs a finite number above 0, not \"%s\"\n", prog, name, s);
-        return -1;
-    }
-    return 0;
-}
+#include "example.h"
 
 static int charlm_by_name(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);

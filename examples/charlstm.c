@@ -52,11 +52,6 @@ typedef struct net {
     nn_linear head;
 } net;
 
-static int fail(const char *what) {
-    fprintf(stderr, "charlstm: %s: %s\n", what, tapegrad_error() ? tapegrad_error() : "failed");
-    return 1;
-}
-
 static void usage(FILE *f) {
     fprintf(f, "usage: charlstm [--steps N] [--batch N] [--lr X] [--threads N] [--seed N]\n"
                "                [--data DIR] [--save FILE] [--load FILE]\n"
@@ -75,34 +70,34 @@ static int parse(int argc, char **argv, options *o) {
     *o = (options){.steps = 2000, .batch = 16, .lr = 1e-3, .threads = 1, .temperature = 1,
                    .data = "/usr/share/games/fortunes", .prompt = "\n"};
     int c;
-    long long v;
+    int64_t v;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
         case 'N':
-            if (charlm_int_opt("charlstm", "steps", optarg, 0, LLONG_MAX, &v)) return 2;
+            if (ex_int_opt("charlstm", "steps", optarg, 0, LLONG_MAX, &v)) return 2;
             o->steps = v;
             break;
         case 'b':
-            if (charlm_int_opt("charlstm", "batch", optarg, 1, 1000000, &v)) return 2;
+            if (ex_int_opt("charlstm", "batch", optarg, 1, 1000000, &v)) return 2;
             o->batch = v;
             break;
         case 't':
-            if (charlm_int_opt("charlstm", "threads", optarg, 1, 1024, &v)) return 2;
+            if (ex_int_opt("charlstm", "threads", optarg, 1, 1024, &v)) return 2;
             o->threads = (int)v;
             break;
         case 's':
-            if (charlm_int_opt("charlstm", "seed", optarg, 0, LLONG_MAX, &v)) return 2;
+            if (ex_int_opt("charlstm", "seed", optarg, 0, LLONG_MAX, &v)) return 2;
             o->seed = (uint64_t)v;
             break;
         case 'n':
-            if (charlm_int_opt("charlstm", "sample", optarg, 0, 100000000, &v)) return 2;
+            if (ex_int_opt("charlstm", "sample", optarg, 0, 100000000, &v)) return 2;
             o->sample = v;
             break;
         case 'l':
-            if (charlm_pos_opt("charlstm", "lr", optarg, &o->lr)) return 2;
+            if (ex_pos_opt("charlstm", "lr", optarg, &o->lr)) return 2;
             break;
         case 'T':
-            if (charlm_pos_opt("charlstm", "temperature", optarg, &o->temperature)) return 2;
+            if (ex_pos_opt("charlstm", "temperature", optarg, &o->temperature)) return 2;
             break;
         case 'd': o->data = optarg; break;
         case 'S': o->save = optarg; break;
@@ -210,8 +205,8 @@ int main(int argc, char **argv) {
     if (charlm_read_corpus("charlstm", o.data, CTX, &text, &len)) return 1;
     int64_t n_train = (int64_t)((double)len * 0.9), n_val = len - n_train;
     net n;
-    if (net_init(&n, o.seed)) return fail("building the model");
-    if (o.load && nn_model_load(n.m, o.load)) return fail("loading the model");
+    if (net_init(&n, o.seed)) return ex_fail("charlstm", "building the model");
+    if (o.load && nn_model_load(n.m, o.load)) return ex_fail("charlstm", "loading the model");
     optim_config cfg = optim_defaults(OPTIM_ADAMW);
     cfg.lr = o.lr;
     int n_params;
@@ -219,7 +214,7 @@ int main(int argc, char **argv) {
     optim *opt = optim_new(&cfg, params, n_params);
     tensor *x = tensor_zeros(DTYPE_I64, SHAPE(o.batch, CTX));
     tensor *y = tensor_zeros(DTYPE_I64, SHAPE(o.batch * CTX));
-    if (!opt || !x || !y) return fail("setting up training");
+    if (!opt || !x || !y) return ex_fail("charlstm", "setting up training");
     printf("charlstm: %lld parameters, %lld training bytes, %lld validation bytes, adamw lr %g, "
            "batch %lld, context %d, %d threads\n",
            (long long)nn_model_numel(n.m), (long long)n_train, (long long)n_val, o.lr,
@@ -228,12 +223,12 @@ int main(int argc, char **argv) {
     bool tty = isatty(STDOUT_FILENO);
     rng g;
     rng_seed(&g, o.seed, 0);
-    double t0 = charlm_now(), shown = 0, last = 0;
+    double t0 = ex_now(), shown = 0, last = 0;
     for (int64_t s = 1; s <= o.steps; s++) {
         charlm_draw(text, n_train, CTX, &g, x, y);
         optim_zero_grad(opt);
         tensor *loss = loss_of(&n, x, y);
-        if (!loss || tensor_backward(loss)) return fail("training");
+        if (!loss || tensor_backward(loss)) return ex_fail("charlstm", "training");
         last = tensor_item(loss);
         if (!isfinite(last)) {
             fprintf(stderr, "%scharlstm: training diverged: the loss is %g at step %lld; try a "
@@ -241,9 +236,9 @@ int main(int argc, char **argv) {
                     tty ? "\n" : "", last, (long long)s);
             return 1;
         }
-        if (optim_step(opt)) return fail("training");
+        if (optim_step(opt)) return ex_fail("charlstm", "training");
         tape_reset(); /* every tape-owned tensor of the step goes; memory stays flat */
-        double t = charlm_now(), dt = t - t0, eta = dt * (double)(o.steps - s) / (double)s;
+        double t = ex_now(), dt = t - t0, eta = dt * (double)(o.steps - s) / (double)s;
         if (tty && (t - shown >= 0.1 || s == o.steps)) {
             shown = t;
             char bar[31];
@@ -260,16 +255,16 @@ int main(int argc, char **argv) {
             fflush(stdout);
         }
     }
-    double secs = charlm_now() - t0;
+    double secs = ex_now() - t0;
     double vl = validate(&n, text + n_train, n_val);
-    if (!isfinite(vl)) return fail("validating");
+    if (!isfinite(vl)) return ex_fail("charlstm", "validating");
     printf("steps=%lld val_loss=%.4f val_bpb=%.4f seconds=%.1f\n", (long long)o.steps, vl,
            vl / log(2.0), secs);
     if (o.save) {
-        if (nn_model_save(n.m, o.save)) return fail("saving the model");
+        if (nn_model_save(n.m, o.save)) return ex_fail("charlstm", "saving the model");
         printf("saved %s\n", o.save);
     }
-    if (o.sample > 0 && sample(&n, &o)) return fail("sampling");
+    if (o.sample > 0 && sample(&n, &o)) return ex_fail("charlstm", "sampling");
     optim_free(opt);
     tensor_free(x);
     tensor_free(y);

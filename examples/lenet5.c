@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "../include/tapegrad.h"
+#include "example.h"
 
 typedef struct options {
     int epochs, threads;
@@ -41,17 +42,6 @@ typedef struct options {
     bool grad_report;
 } options;
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int fail(const char *what) {
-    fprintf(stderr, "lenet5: %s: %s\n", what, tapegrad_error() ? tapegrad_error() : "failed");
-    return 1;
-}
-
 static void usage(FILE *f) {
     fprintf(f, "usage: lenet5 [--epochs N] [--batch N] [--lr X] [--optim adam|adamw|sgd]\n"
                "              [--threads N] [--seed N] [--data DIR] [--subset N]\n"
@@ -59,20 +49,6 @@ static void usage(FILE *f) {
                "              [--checkpoint FILE] [--resume FILE] [--steps N]\n"
                "defaults: 10 epochs, batch 64, Adam lr 1e-3, 1 thread, data %s\n",
             NN_DATA_DIR_DEFAULT);
-}
-
-/* An integer option: all of s, in [lo, hi]; else a message naming it. */
-static int int_opt(const char *name, const char *s, long long lo, long long hi, long long *v) {
-    char *end;
-    errno = 0;
-    long long x = strtoll(s, &end, 10);
-    if (!*s || *end || errno || x < lo || x > hi) {
-        fprintf(stderr, "lenet5: --%s needs a whole number from %lld to %lld, not \"%s\"\n", name,
-                lo, hi, s);
-        return -1;
-    }
-    *v = x;
-    return 0;
 }
 
 static int parse(int argc, char **argv, options *o) {
@@ -85,43 +61,36 @@ static int parse(int argc, char **argv, options *o) {
     *o = (options){.epochs = 10, .batch = 64, .lr = -1, .optim = OPTIM_ADAM, .threads = 1,
                    .data = NN_DATA_DIR_DEFAULT};
     int c;
-    long long v;
+    int64_t v;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
         case 'e':
-            if (int_opt("epochs", optarg, 1, 1000000, &v)) return 2;
+            if (ex_int_opt("lenet5", "epochs", optarg, 1, 1000000, &v)) return 2;
             o->epochs = (int)v;
             break;
         case 'b':
-            if (int_opt("batch", optarg, 1, 1000000, &v)) return 2;
+            if (ex_int_opt("lenet5", "batch", optarg, 1, 1000000, &v)) return 2;
             o->batch = v;
             break;
         case 't':
-            if (int_opt("threads", optarg, 1, 1024, &v)) return 2;
+            if (ex_int_opt("lenet5", "threads", optarg, 1, 1024, &v)) return 2;
             o->threads = (int)v;
             break;
         case 's':
-            if (int_opt("seed", optarg, 0, LLONG_MAX, &v)) return 2;
+            if (ex_int_opt("lenet5", "seed", optarg, 0, LLONG_MAX, &v)) return 2;
             o->seed = (uint64_t)v;
             break;
         case 'n':
-            if (int_opt("subset", optarg, 1, LLONG_MAX, &v)) return 2;
+            if (ex_int_opt("lenet5", "subset", optarg, 1, LLONG_MAX, &v)) return 2;
             o->subset = v;
             break;
         case 'N':
-            if (int_opt("steps", optarg, 1, LLONG_MAX, &v)) return 2;
+            if (ex_int_opt("lenet5", "steps", optarg, 1, LLONG_MAX, &v)) return 2;
             o->steps = v;
             break;
-        case 'l': {
-            char *end;
-            o->lr = strtod(optarg, &end);
-            if (!*optarg || *end || !isfinite(o->lr) || !(o->lr > 0)) {
-                fprintf(stderr, "lenet5: --lr needs a finite number above 0, not \"%s\"\n",
-                        optarg);
-                return 2;
-            }
+        case 'l':
+            if (ex_pos_opt("lenet5", "lr", optarg, &o->lr)) return 2;
             break;
-        }
         case 'd': o->data = optarg; break;
         case 'S': o->save = optarg; break;
         case 'L': o->load = optarg; break;
@@ -160,7 +129,7 @@ static int parse(int argc, char **argv, options *o) {
 static void progress(bool tty, int epoch, int64_t b, int64_t nb, double loss, int64_t samples,
                      double t0) {
     static double shown;
-    double t = now(), dt = t - t0, rate = dt > 0 ? (double)samples / dt : 0;
+    double t = ex_now(), dt = t - t0, rate = dt > 0 ? (double)samples / dt : 0;
     double eta = b > 0 ? dt * (double)(nb - b) / (double)b : 0;
     if (tty && (t - shown >= 0.1 || b == nb)) {
         shown = t;
@@ -220,7 +189,7 @@ typedef struct run {
  * the mean training loss of the batches run in *mean, 1 when --steps is
  * reached inside it, -1 on an error or a loss that is not finite (said). */
 static int train_epoch(run *r, int epoch, bool rewind, double *mean) {
-    double t0 = now(), sum = 0, last = 0;
+    double t0 = ex_now(), sum = 0, last = 0;
     int64_t samples = 0, b = 0, nb = nn_loader_batches(r->train);
     tensor *x, *y;
     int rc;
@@ -271,11 +240,11 @@ int main(int argc, char **argv) {
     tapegrad_set_threads(o.threads);
     nn_dataset *train = nn_dataset_load_dir(o.data, "train");
     nn_dataset *test = train ? nn_dataset_load_dir(o.data, "t10k") : NULL;
-    if (!train || !test) return fail("loading data");
+    if (!train || !test) return ex_fail("lenet5", "loading data");
     if (o.subset > 0) nn_dataset_truncate(train, o.subset);
     nn_lenet5 *net = nn_lenet5_new(DTYPE_F32, o.seed);
-    if (!net) return fail("building LeNet-5");
-    if (o.load && nn_model_load(net->model, o.load)) return fail("loading the checkpoint");
+    if (!net) return ex_fail("lenet5", "building LeNet-5");
+    if (o.load && nn_model_load(net->model, o.load)) return ex_fail("lenet5", "loading the checkpoint");
     optim_config cfg = optim_defaults(o.optim);
     if (o.lr >= 0) cfg.lr = o.lr;
     run r = {.o = &o, .net = net, .tty = isatty(STDOUT_FILENO)};
@@ -283,9 +252,9 @@ int main(int argc, char **argv) {
     tensor *const *params = nn_model_parameters(net->model, &n_params);
     r.opt = optim_new(&cfg, params, n_params);
     r.train = nn_loader_new(train, o.batch, true, o.seed);
-    if (!r.opt || !r.train) return fail("setting up training");
+    if (!r.opt || !r.train) return ex_fail("lenet5", "setting up training");
     if (o.resume && nn_checkpoint_load(o.resume, net->model, r.opt, r.train))
-        return fail("resuming");
+        return ex_fail("lenet5", "resuming");
     /* where the run stands: every batch is one step */
     int64_t done = optim_steps(r.opt), nb = nn_loader_batches(r.train);
     int first = (int)(done / nb) + 1;
@@ -306,18 +275,18 @@ int main(int argc, char **argv) {
     for (int e = first; e <= o.epochs; e++) {
         /* a new order at each epoch's start, none inside a resumed epoch */
         bool rewind = e > 1 && (e > first || done % nb == 0);
-        double t0 = now(), loss;
+        double t0 = ex_now(), loss;
         int st = train_epoch(&r, e, rewind, &loss);
-        double secs = now() - t0;
+        double secs = ex_now() - t0;
         if (st == -2) return 1;
-        if (st < 0) return fail("training");
-        if (save_checkpoint(&r)) return fail("saving the training checkpoint");
+        if (st < 0) return ex_fail("lenet5", "training");
+        if (save_checkpoint(&r)) return ex_fail("lenet5", "saving the training checkpoint");
         if (st == 1) {
             printf("stopped at step %lld (--steps)\n", (long long)optim_steps(r.opt));
             break;
         }
         double acc = evaluate(net, test);
-        if (acc < 0) return fail("evaluating");
+        if (acc < 0) return ex_fail("lenet5", "evaluating");
         printf("epoch=%d train_loss=%.4f test_acc=%.4f seconds=%.1f\n", e, loss, acc, secs);
         fflush(stdout);
         if (csv) {
@@ -327,7 +296,7 @@ int main(int argc, char **argv) {
     }
     if (csv) fclose(csv);
     if (o.save) {
-        if (nn_model_save(net->model, o.save)) return fail("saving the checkpoint");
+        if (nn_model_save(net->model, o.save)) return ex_fail("lenet5", "saving the checkpoint");
         printf("saved %s\n", o.save);
     }
     optim_free(r.opt);

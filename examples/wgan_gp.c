@@ -35,6 +35,7 @@
 #include <time.h>
 
 #include "../include/tapegrad.h"
+#include "example.h"
 
 typedef struct options {
     int64_t steps, batch, critic, hidden, every;
@@ -43,49 +44,11 @@ typedef struct options {
     uint64_t seed;
 } options;
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int fail(const char *what) {
-    fprintf(stderr, "wgan_gp: %s: %s\n", what, tapegrad_error() ? tapegrad_error() : "failed");
-    return 1;
-}
-
 static void usage(FILE *f) {
     fprintf(f, "usage: wgan_gp [--steps N] [--batch N] [--critic N] [--lambda X] [--lr X]\n"
                "               [--hidden N] [--threads N] [--seed N] [--every N]\n"
                "defaults: 300 steps, batch 64, 5 critic steps per generator step, lambda 10,\n"
                "          Adam lr 1e-3 betas (0.5, 0.9), 64 hidden units, 1 thread\n");
-}
-
-/* An integer option: all of s, in [lo, hi]; else a message naming it. */
-static int int_opt(const char *name, const char *s, long long lo, long long hi, int64_t *v) {
-    char *end;
-    errno = 0;
-    long long x = strtoll(s, &end, 10);
-    if (!*s || *end || errno || x < lo || x > hi) {
-        fprintf(stderr, "wgan_gp: --%s needs a whole number from %lld to %lld, not \"%s\"\n",
-                name, lo, hi, s);
-        return -1;
-    }
-    *v = x;
-    return 0;
-}
-
-/* A real option: all of s, finite, in [lo, hi]. */
-static int real_opt(const char *name, const char *s, double lo, double hi, double *v) {
-    char *end;
-    double x = strtod(s, &end);
-    if (!*s || *end || !isfinite(x) || x < lo || x > hi) {
-        fprintf(stderr, "wgan_gp: --%s needs a number from %g to %g, not \"%s\"\n", name, lo, hi,
-                s);
-        return -1;
-    }
-    *v = x;
-    return 0;
 }
 
 static int parse(int argc, char **argv, options *o) {
@@ -100,22 +63,22 @@ static int parse(int argc, char **argv, options *o) {
     int64_t v;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
-        case 'n': if (int_opt("steps", optarg, 1, 100000000, &o->steps)) return 2; break;
-        case 'b': if (int_opt("batch", optarg, 1, 1000000, &o->batch)) return 2; break;
-        case 'c': if (int_opt("critic", optarg, 1, 1000, &o->critic)) return 2; break;
-        case 'H': if (int_opt("hidden", optarg, 1, 100000, &o->hidden)) return 2; break;
-        case 'e': if (int_opt("every", optarg, 1, 100000000, &o->every)) return 2; break;
+        case 'n': if (ex_int_opt("wgan_gp", "steps", optarg, 1, 100000000, &o->steps)) return 2; break;
+        case 'b': if (ex_int_opt("wgan_gp", "batch", optarg, 1, 1000000, &o->batch)) return 2; break;
+        case 'c': if (ex_int_opt("wgan_gp", "critic", optarg, 1, 1000, &o->critic)) return 2; break;
+        case 'H': if (ex_int_opt("wgan_gp", "hidden", optarg, 1, 100000, &o->hidden)) return 2; break;
+        case 'e': if (ex_int_opt("wgan_gp", "every", optarg, 1, 100000000, &o->every)) return 2; break;
         case 't':
-            if (int_opt("threads", optarg, 1, 1024, &v)) return 2;
+            if (ex_int_opt("wgan_gp", "threads", optarg, 1, 1024, &v)) return 2;
             o->threads = (int)v;
             break;
         case 's':
-            if (int_opt("seed", optarg, 0, LLONG_MAX, &v)) return 2;
+            if (ex_int_opt("wgan_gp", "seed", optarg, 0, LLONG_MAX, &v)) return 2;
             o->seed = (uint64_t)v;
             break;
-        case 'L': if (real_opt("lambda", optarg, 0, 1e6, &o->lambda)) return 2; break;
+        case 'L': if (ex_real_opt("wgan_gp", "lambda", optarg, 0, 1e6, &o->lambda)) return 2; break;
         case 'l':
-            if (real_opt("lr", optarg, 1e-12, 10, &o->lr)) return 2;
+            if (ex_real_opt("wgan_gp", "lr", optarg, 1e-12, 10, &o->lr)) return 2;
             break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return 2;
@@ -201,12 +164,12 @@ int main(int argc, char **argv) {
     tensor *xhat = tensor_zeros(DTYPE_F32, SHAPE(B, 2));
     rc = 1;
     if (!real || !z || !xhat || tensor_set_requires_grad(xhat, true)) {
-        fail("tensors");
+        ex_fail("wgan_gp", "tensors");
         goto out;
     }
     if (mlp_init(&gen, o.seed * 2 + 1, 2, o.hidden, 2, false) ||
         mlp_init(&critic, o.seed * 2 + 2, 2, o.hidden, 1, true)) {
-        fail("models");
+        ex_fail("wgan_gp", "models");
         goto out;
     }
     optim_config oc = optim_defaults(OPTIM_ADAM);
@@ -217,13 +180,13 @@ int main(int argc, char **argv) {
     tensor *const *cp = nn_model_parameters(critic.m, &nc);
     copt = optim_new(&oc, cp, nc);
     if (!gopt || !copt) {
-        fail("optimisers");
+        ex_fail("wgan_gp", "optimisers");
         goto out;
     }
     printf("wgan_gp: critic %lld parameters, generator %lld, batch %lld, lambda %g\n",
            (long long)nn_model_numel(critic.m), (long long)nn_model_numel(gen.m), (long long)B,
            o.lambda);
-    double t0 = now(), norm_sum = 0;
+    double t0 = ex_now(), norm_sum = 0;
     int64_t norm_n = 0;
     for (int64_t step = 1; step <= o.steps; step++) {
         double closs = 0, wdist = 0, pen = 0, gloss = 0;
@@ -236,7 +199,7 @@ int main(int argc, char **argv) {
             tensor *fake = mlp_forward(&gen, z);
             tape_no_grad_end();
             if (!fake) {
-                fail("generator");
+                ex_fail("wgan_gp", "generator");
                 goto out;
             }
             const float *r = real->data, *f = fake->data;
@@ -253,7 +216,7 @@ int main(int argc, char **argv) {
             tensor *loss = tensor_add(tensor_sub(df, dr), tensor_mul_scalar(p, o.lambda));
             optim_zero_grad(copt);
             if (!loss || tensor_backward(loss) || optim_step(copt)) {
-                fail("critic step");
+                ex_fail("wgan_gp", "critic step");
                 goto out;
             }
             closs = tensor_item(loss), wdist = tensor_item(dr) - tensor_item(df);
@@ -266,7 +229,7 @@ int main(int argc, char **argv) {
         tensor *gl = tensor_neg(tensor_mean_all(mlp_forward(&critic, mlp_forward(&gen, z))));
         optim_zero_grad(gopt);
         if (!gl || tensor_backward(gl) || optim_step(gopt)) {
-            fail("generator step");
+            ex_fail("wgan_gp", "generator step");
             goto out;
         }
         gloss = tensor_item(gl);
@@ -278,7 +241,7 @@ int main(int argc, char **argv) {
             norm_sum = 0, norm_n = 0;
         }
     }
-    printf("wgan_gp: steps=%lld seconds=%.2f\n", (long long)o.steps, now() - t0);
+    printf("wgan_gp: steps=%lld seconds=%.2f\n", (long long)o.steps, ex_now() - t0);
     rc = 0;
 out:
     optim_free(gopt);

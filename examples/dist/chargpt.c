@@ -77,10 +77,10 @@ int main(int argc, char **argv) {
                (long long)o.batch, (long long)o.batch * size, CTX, tapegrad_threads());
     fflush(stdout);
     chargpt_par par = {rank, size, dist_allreduce_grads, dist_check_params, dist_sum};
-    double t0 = charlm_now(), comm0 = dist_comm_seconds();
+    double t0 = ex_now(), comm0 = dist_comm_seconds();
     const char *what;
     if (chargpt_train(&n, opt, &o, &par, text, n_train, "chargpt", &what)) dist_abort(what);
-    double secs = charlm_now() - t0, comm = dist_comm_seconds() - comm0;
+    double secs = ex_now() - t0, comm = dist_comm_seconds() - comm0;
     if (rank == 0) {
         double vl = chargpt_validate(&n, text + n_train, n_val);
         if (!isfinite(vl)) dist_abort("validating");

@@ -16,12 +16,7 @@
 #include <string.h>
 #include <time.h>
 #include "tapegrad_dist.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "../example.h"
 
 /* A local failure the other ranks cannot see: end the job, loudly. */
 #define TRY(cond, what) \
@@ -113,7 +108,7 @@ int main(int argc, char **argv) {
     if (rank == 0)
         printf("%d rank(s), batch %d per rank (%d in all), %lld steps per epoch\n", size, batch, batch * size,
                (long long)nn_loader_batches(ld));
-    double t0 = now(), comm0 = dist_comm_seconds();
+    double t0 = ex_now(), comm0 = dist_comm_seconds();
     int64_t images = 0;
     long done = 0;
     for (int e = 0; e < epochs && !(steps && done >= steps); e++) {
@@ -138,7 +133,7 @@ int main(int argc, char **argv) {
         }
         TRY(rc >= 0, "loader");
         if (rc == 0) nn_loader_rewind(ld);
-        double t = now() - t0, comm = dist_comm_seconds() - comm0, tested = 0;
+        double t = ex_now() - t0, comm = dist_comm_seconds() - comm0, tested = 0;
         double acc = accuracy(net, test, rank, size, &tested);
         TRY(dist_sum(&loss, 1) == 0, "loss");
         int64_t all = images * size;
