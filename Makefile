@@ -21,7 +21,8 @@ WARN      = -Wall -Wextra -Werror
 # -fvisibility=hidden: the shared library exports what include/tapegrad.h
 # declares and nothing else (the header marks its declarations default).
 CFLAGS   += -std=gnu11 -Iinclude $(OPT) -g -fPIC -fvisibility=hidden -fopenmp $(WARN) $(shell pkg-config --cflags $(PKGS))
-LDLIBS   += $(shell pkg-config --libs $(PKGS)) -lz -lm -fopenmp
+# oneDNN (libdnnl-dev) ships no pkg-config file: its float32 GEMMs (ops/blas.c)
+LDLIBS   += $(shell pkg-config --libs $(PKGS)) -ldnnl -lz -lm -fopenmp
 ifeq ($(SANITIZE),1)
   # ASan/UBSan with the system allocator: jemalloc and ASan do not mix.
   BUILD   = build-asan

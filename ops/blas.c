@@ -2,7 +2,9 @@
 #include "blas.h"
 
 #include <cblas.h>
+#include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
+#include <pthread.h>
 
 #include "isa.h"
 
@@ -36,6 +38,39 @@ static const gemm_kernels *const gemm_variants[ISA_COUNT] = {&tg_gemm_kernels_v2
 OUTER_T(float)
 OUTER_T(double)
 
+/* oneDNN's sgemm picks its kernels from the CPU; it is held to the vector
+ * unit of the variant in use when it is first called (v2 SSE4.1, v3 AVX2, v4
+ * AVX-512), since its limit can be set once only, before its first use. A
+ * later variant (tests select several in one process) keeps OpenBLAS, and so
+ * does every variant when oneDNN was already running past its unit (another
+ * part of the program used it first). */
+static const dnnl_cpu_isa_t dnnl_isa[ISA_COUNT] = {dnnl_cpu_isa_sse41, dnnl_cpu_isa_avx2,
+                                                  dnnl_cpu_isa_avx512_core};
+static int dnnl_variant = -1;
+static pthread_once_t dnnl_once = PTHREAD_ONCE_INIT;
+
+static void dnnl_pin(void) {
+    int v = tg_isa_in_use();
+    if (v < 0) return;
+    dnnl_set_max_cpu_isa(dnnl_isa[v]); /* refused when already used: checked below */
+    dnnl_cpu_isa_t e = dnnl_get_effective_cpu_isa();
+    if ((e & dnnl_isa[v]) == e) dnnl_variant = v; /* the ISA masks nest */
+}
+
+/* Which library runs a float32 GEMM on variant v (measured on an AMD EPYC,
+ * Zen 5, one thread, in BENCHMARKS.md): oneDNN beat OpenBLAS 0.3.21 (which
+ * runs its Haswell kernels on this CPU) by 1.8-2.7x on v4 for every shape of
+ * the GPT, the LSTM and LeNet-5's linear layers, and by 3-38 % on v2; on v3
+ * its AVX2 kernels win by 2-15 % except for A^T B with a long inner
+ * dimension or many rows (a weight gradient over a batch of 1024 rows:
+ * 1.07-1.57x slower), which stays on OpenBLAS. */
+bool tg_blas_uses_dnnl(int v, bool ta, int64_t M, int64_t K) {
+    if (v < 0 || K == 0) return false;
+    pthread_once(&dnnl_once, dnnl_pin);
+    if (v != dnnl_variant) return false;
+    return !(v == ISA_V3 && ta && (K >= 256 || M >= 512));
+}
+
 void tg_blas_gemm(dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void *A,
                int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
     if (M == 0 || N == 0) return;
@@ -57,6 +92,19 @@ void tg_blas_gemm(dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, c
         return;
     }
     lda = lda > 1 ? lda : 1, ldb = ldb > 1 ? ldb : 1, ldc = ldc > 1 ? ldc : 1;
+    bool small = (double)M * (double)N * (double)K < GEMM_ONE_THREAD_MACS;
+    if (dt == DTYPE_F32 && tg_blas_uses_dnnl(tg_isa_in_use(), ta, M, K)) {
+        /* oneDNN runs omp_get_max_threads() threads (one inside a parallel
+         * region): the library's setting, or one for a small product as
+         * below. Its split of the work depends on the count alone, so the
+         * bits repeat run to run. */
+        int want = small || omp_in_parallel() ? 1 : tapegrad_threads(), had = omp_get_max_threads();
+        if (had != want) omp_set_num_threads(want);
+        dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, 1.0f, A, lda, B, ldb,
+                                      (float)beta, C, ldc);
+        if (had != want) omp_set_num_threads(had);
+        if (st == dnnl_success) return;
+    }
     enum CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
     /* A small GEMM stays on this thread: OpenBLAS splits any product past
      * 2^18 multiply-adds, and waking its threads and waiting for them costs
@@ -64,7 +112,7 @@ void tg_blas_gemm(dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, c
      * layers at batch 64: 0.6-3 M). Not inside our own parallel regions,
      * which hold OpenBLAS to one thread themselves (the setting is global). */
     int was = 1;
-    if ((double)M * (double)N * (double)K < GEMM_ONE_THREAD_MACS && !omp_in_parallel()) {
+    if (small && !omp_in_parallel()) {
         was = openblas_get_num_threads();
         if (was > 1) openblas_set_num_threads(1);
     }

@@ -1,5 +1,6 @@
-/* blas.h - the one GEMM call of the ops (matmul, linear, conv2d), dispatched
- * on the element type to OpenBLAS's sgemm or dgemm. */
+/* blas.h - the one GEMM call of the ops (matmul, linear, conv2d, attention),
+ * dispatched on the element type and shape to our small-M kernels, oneDNN's
+ * sgemm (float32) or OpenBLAS's sgemm or dgemm. */
 #ifndef TAPEGRAD_BLAS_H
 #define TAPEGRAD_BLAS_H
 
@@ -23,6 +24,12 @@ typedef struct {
                    int64_t ldb, double beta, void *C, int64_t ldc);
 } gemm_kernels;
 extern const gemm_kernels tg_gemm_kernels_v2, tg_gemm_kernels_v3, tg_gemm_kernels_v4;
+
+/* Whether tg_blas_gemm sends a float32 GEMM (op(A) rows M, inner size K,
+ * A transposed when ta) to oneDNN's sgemm rather than OpenBLAS on variant v
+ * (isa.h; -1: none): see blas.c for the measured rule. The first call fixes
+ * the variant oneDNN is held to. */
+bool tg_blas_uses_dnnl(int v, bool ta, int64_t M, int64_t K);
 
 /* Typed forms, for kernels written once as a macro over the element type T
  * (blas_gemm_##T). */

@@ -5,7 +5,7 @@
 #   scripts/deps.sh            build, test and demo dependencies
 #   scripts/deps.sh --extra P  also package P (e.g. clang, valgrind)
 set -eu
-pkgs="build-essential pkg-config check libjemalloc-dev libopenblas-dev zlib1g-dev dataset-fashion-mnist gnuplot-nox fortunes"
+pkgs="build-essential pkg-config check libjemalloc-dev libopenblas-dev libdnnl-dev zlib1g-dev dataset-fashion-mnist gnuplot-nox fortunes"
 while [ $# -gt 0 ]; do
     case "$1" in
     --extra) pkgs="$pkgs $2"; shift 2 ;;

@@ -2,7 +2,12 @@
  * kernels (ops/gemm_kernels.c, C = A B^T + beta C for a few rows of A) on
  * every variant the CPU runs and in both dtypes, against plain loops in
  * float64; and the OpenBLAS fallback when TAPEGRAD_ISA is refused, which
- * must not leave an error behind. */
+ * must not leave an error behind; float32 GEMMs of every transpose pair on
+ * every variant (oneDNN's sgemm or OpenBLAS by blas.c's rule), against the
+ * same loops and repeating their bits. */
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "../autograd/internal.h"
 #include "../ops/blas.h"
 #include "../ops/isa.h"
@@ -98,11 +103,103 @@ START_TEST(test_gemm_small_rows_refused_variant_uses_openblas) {
 }
 END_TEST
 
+/* op(X)[i, j] of a row-major X with row stride ld: X[j, i] when transposed */
+static double at(const double *X, int64_t ld, bool t, int64_t i, int64_t j) {
+    return t ? X[j * ld + i] : X[i * ld + j];
+}
+
+/* tg_blas_gemm in float32 for one transpose pair against float64 loops on
+ * the same rounded operands, with padded strides and, for beta 0, a NaN C
+ * that must not survive; then the same call again, which must repeat every
+ * bit. */
+static void check_gemm_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double beta) {
+    const int64_t lda = (ta ? M : K) + 5, ldb = (tb ? K : N) + 3, ldc = N + 1;
+    const int64_t na = (ta ? K : M) * lda, nb = (tb ? N : K) * ldb, nc = M * ldc;
+    double *A = malloc((size_t)na * sizeof *A), *B = malloc((size_t)nb * sizeof *B);
+    double *C = malloc((size_t)nc * sizeof *C);
+    float *a = malloc((size_t)na * sizeof *a), *b = malloc((size_t)nb * sizeof *b);
+    float *c = malloc((size_t)nc * sizeof *c), *c0 = malloc((size_t)nc * sizeof *c0);
+    ck_assert(A && B && C && a && b && c && c0);
+    rng g;
+    rng_seed(&g, (uint64_t)(M * 7919 + N * 31 + K), 9);
+    for (int64_t i = 0; i < na; i++) A[i] = a[i] = (float)(rng_uniform(&g) * 2 - 1);
+    for (int64_t i = 0; i < nb; i++) B[i] = b[i] = (float)(rng_uniform(&g) * 2 - 1);
+    for (int64_t i = 0; i < nc; i++) C[i] = c0[i] = beta == 0 ? NAN : (float)(rng_uniform(&g) * 2 - 1);
+    memcpy(c, c0, (size_t)nc * sizeof *c);
+    tg_blas_gemm(DTYPE_F32, ta, tb, M, N, K, a, lda, b, ldb, beta, c, ldc);
+    double tol = 1e-5 * (double)(K + 1);
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) {
+            double s = beta == 0 ? 0 : beta * C[m * ldc + n];
+            for (int64_t k = 0; k < K; k++) s += at(A, lda, ta, m, k) * at(B, ldb, tb, k, n);
+            ck_assert_msg(fabs(c[m * ldc + n] - s) <= tol,
+                          "%s ta %d tb %d M %lld N %lld K %lld beta %g: C[%lld, %lld] = %.10g, expected %.10g",
+                          tapegrad_isa(), ta, tb, (long long)M, (long long)N, (long long)K, beta,
+                          (long long)m, (long long)n, c[m * ldc + n], s);
+        }
+    float *c2 = malloc((size_t)nc * sizeof *c2);
+    ck_assert_ptr_nonnull(c2);
+    memcpy(c2, c0, (size_t)nc * sizeof *c2);
+    tg_blas_gemm(DTYPE_F32, ta, tb, M, N, K, a, lda, b, ldb, beta, c2, ldc);
+    ck_assert_int_eq(memcmp(c, c2, (size_t)nc * sizeof *c), 0);
+    free(A), free(B), free(C), free(a), free(b), free(c), free(c0), free(c2);
+}
+
+/* The shapes the oneDNN route takes (past the small kernels' rows), every
+ * transpose pair: inner sizes 16 to 300 and up to 600 rows (the v3 rule
+ * sends A^T B with either to OpenBLAS), linear layers at batch 64,
+ * an attention head, and odd sizes that leave every
+ * remainder of the register blocks. Each variant in a child process of its
+ * own, since oneDNN is held to the first variant that calls it. */
+START_TEST(test_gemm_f32_every_transpose_every_variant_matches_naive) {
+    static const int64_t shapes[][3] = {{600, 40, 64}, {40, 24, 300}, {520, 33, 16},
+                                        {64, 120, 100},   {10, 84, 64},     {64, 64, 32},
+                                        {5, 3, 7},        {37, 129, 77},    {16, 160, 256}};
+    static const double betas[] = {0, 1, 0.5};
+    for (int v = 0; v < ISA_COUNT; v++) {
+        if (!tg_isa_supported(v)) continue;
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            if (tg_isa_select(tg_isa_name(v))) _exit(3);
+            /* the route the rule of blas.c names, pinned to this variant */
+            if (!tg_blas_uses_dnnl(v, false, 1024, 128)) _exit(4);
+            if (tg_blas_uses_dnnl(v, true, 40, 300) != (v != ISA_V3)) _exit(5);
+            for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+                for (int t = 0; t < 4; t++)
+                    check_gemm_f32(t & 1, t & 2, shapes[i][0], shapes[i][1], shapes[i][2],
+                                   betas[(i + (size_t)t) % 3]);
+            _exit(0);
+        }
+        int st;
+        ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "variant %s: child status %d",
+                      tg_isa_name(v), st);
+    }
+}
+END_TEST
+
+/* oneDNN is held to the first variant that called it: a GEMM on another
+ * variant (selected later in the same process) runs OpenBLAS, and so does
+ * every GEMM when TAPEGRAD_ISA is refused. */
+START_TEST(test_gemm_f32_dnnl_only_on_its_first_variant) {
+    int first = tg_isa_in_use();
+    ck_assert_int_ge(first, 0);
+    ck_assert(tg_blas_uses_dnnl(first, false, 1024, 128));
+    for (int v = 0; v < ISA_COUNT; v++)
+        if (v != first) ck_assert(!tg_blas_uses_dnnl(v, false, 1024, 128));
+    ck_assert(!tg_blas_uses_dnnl(-1, false, 1024, 128));
+    check_gemm_f32(false, true, 37, 129, 77, 0.5);
+}
+END_TEST
+
 static Suite *blas_suite(void) {
     Suite *s = suite_create("blas");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_gemm_small_rows_every_variant_matches_naive);
     tcase_add_test(tc, test_gemm_small_rows_refused_variant_uses_openblas);
+    tcase_add_test(tc, test_gemm_f32_every_transpose_every_variant_matches_naive);
+    tcase_add_test(tc, test_gemm_f32_dnnl_only_on_its_first_variant);
     suite_add_tcase(s, tc);
     return s;
 }
