@@ -531,7 +531,7 @@ const op_def tg_ops_attention[] = {
      "(keep / (1 - dropout_p), or 1)",
      "dv = (P * M)^T g; dP = (g v^T) * M; dS = P * (dP - rowsum(P * dP)); "
      "dq = dS k / sqrt(D), dk = dS^T q / sqrt(D)",
-     "one fused kernel (GEMMs through OpenBLAS); saves P (and M, P * M with dropout). Key j is "
+     "one fused kernel (GEMMs through ops/blas.c); saves P (and M, P * M with dropout). Key j is "
      "excluded for query i where the mask (any dtype, nonzero = excluded, broadcast to "
      "[.., Tq, Tk]; a float mask is read as truth, not added) is set, or j > i when causal "
      "(top-left aligned, as PyTorch's is_causal). Excluded positions get exactly zero weight and "

@@ -391,7 +391,7 @@ const op_def tg_ops_layer[] = {
     [LINEAR] = {"linear", 3, 0, linear_forward, linear_vjp, linear_sample, linear_build,
      "tensor_linear(x, w, b)", "y = x W^T + b, x [.., IN], W [OUT, IN], b [OUT] or NULL",
      "dx = g W, dW = g^T x (summed over all leading dims of x), db = sum of g over the leading dims",
-     "one OpenBLAS GEMM each way, no copies of x or W; b may be NULL (a NULL b while an error is "
+     "one GEMM each way (ops/blas.c), no copies of x or W; b may be NULL (a NULL b while an error is "
      "pending propagates the error); samples with a bias have inputs x, w, b, without: x, w",
      .vjp_graph = linear_vjp_graph},
     [DROPOUT] = {"dropout", 1, 0, dropout_forward, dropout_vjp, dropout_sample, dropout_build,
