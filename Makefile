@@ -21,8 +21,14 @@ WARN      = -Wall -Wextra -Werror
 # -fvisibility=hidden: the shared library exports what include/tapegrad.h
 # declares and nothing else (the header marks its declarations default).
 CFLAGS   += -std=gnu11 -Iinclude $(OPT) -g -fPIC -fvisibility=hidden -fopenmp $(WARN) $(shell pkg-config --cflags $(PKGS))
-# oneDNN (libdnnl-dev) ships no pkg-config file: its float32 GEMMs (ops/blas.c)
-LDLIBS   += $(shell pkg-config --libs $(PKGS)) -ldnnl -lz -lm -fopenmp
+# oneDNN (libdnnl-dev) ships no pkg-config file: its float32 GEMMs (ops/blas.c).
+# It is C++; -lstdc++ ahead of -ljemalloc makes the loader bind operator new
+# and delete to libstdc++'s (which call whatever malloc the program has), not
+# to jemalloc's (kept with --no-as-needed, since nothing of ours calls it): in
+# a program linked to the shared library only, malloc is
+# glibc's, and oneDNN's new with jemalloc but free with glibc aborted.
+LDLIBS   += $(shell pkg-config --libs $(PKGS)) -ldnnl -Wl,--push-state,--no-as-needed -lstdc++ -Wl,--pop-state \
+            -lz -lm -fopenmp
 ifeq ($(SANITIZE),1)
   # ASan/UBSan with the system allocator: jemalloc and ASan do not mix.
   BUILD   = build-asan

@@ -59,10 +59,10 @@ static void dnnl_pin(void) {
 
 /* Which library runs a float32 GEMM on variant v (measured on an AMD EPYC,
  * Zen 5, one thread, in BENCHMARKS.md): oneDNN beat OpenBLAS 0.3.21 (which
- * runs its Haswell kernels on this CPU) by 1.8-2.7x on v4 for every shape of
- * the GPT, the LSTM and LeNet-5's linear layers, and by 3-38 % on v2; on v3
- * its AVX2 kernels win by 2-15 % except for A^T B with a long inner
- * dimension or many rows (a weight gradient over a batch of 1024 rows:
+ * runs its Haswell kernels on this CPU) on v4 for every shape of the GPT and
+ * the LSTM (1.35-2.7x) and of LeNet-5's linear layers (1.1-2.1x), and by
+ * 3-38 % on v2; on v3 its AVX2 kernels win by 1-17 % except for A^T B with
+ * a long inner dimension or many rows (a weight gradient over a batch of 1024 rows:
  * 1.07-1.57x slower), which stays on OpenBLAS. */
 bool tg_blas_uses_dnnl(int v, bool ta, int64_t M, int64_t K) {
     if (v < 0 || K == 0) return false;
