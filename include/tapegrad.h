@@ -290,6 +290,15 @@ typedef struct conv2d_params {
 } conv2d_params;
 #define CONV2D_DEFAULT ((conv2d_params){{1, 1}, {0, 0}, {1, 1}, 1})
 tensor *tensor_conv2d(tensor *x, tensor *w, tensor *b, conv2d_params p); /* w [OC, C/groups, KH, KW] */
+/* conv2d's two gradients as ops (torch.nn.grad.conv2d_input / conv2d_weight):
+ * for y = conv2d(x, w, b, p) and an upstream gradient g of y's shape
+ * (B, OC, OH, OW), the gradient of x, (B, C, in_h, in_w) with C = w's dim 1
+ * times groups, and of w, (OC, C/groups, kh, kw). Each is linear in both its
+ * inputs and differentiable again (its gradients are conv2d and the other),
+ * so higher-order gradients through conv2d run conv2d's own kernels.
+ * in_h, in_w (kh, kw) name the size of x (w) among those conv2d maps to g's. */
+tensor *tensor_conv2d_input_grad(tensor *g, tensor *w, int64_t in_h, int64_t in_w, conv2d_params p);
+tensor *tensor_conv2d_weight_grad(tensor *x, tensor *g, int64_t kh, int64_t kw, conv2d_params p);
 typedef struct pool2d_params {
     int kernel[2], stride[2], padding[2];
     bool count_include_pad; /* avg_pool2d only */

@@ -25,21 +25,23 @@ static const conv_kernels *conv_impl(void) {
     return v < 0 ? NULL : variants[v];
 }
 
+const conv_kernels *tg_conv_variant(int64_t v) { return variants[v]; }
+
 /* Threads for a loop over B images: one per image at most, none when the
  * whole batch is too little work to share. */
-static int conv_threads(const conv_geom *q) {
+int tg_conv_threads(const conv_geom *q) {
     int t = tapegrad_threads();
     if (q->B * q->OC * q->P * q->K < PARALLEL_MIN_ELEMS) t = 1;
     return t < q->B || q->B < 1 ? t : (int)q->B;
 }
 
 /* OpenBLAS stays on one thread while our threads each run their own GEMMs. */
-static int blas_hold(int threads) {
+int tg_conv_blas_hold(int threads) {
     int was = openblas_get_num_threads();
     if (threads > 1 && was > 1) openblas_set_num_threads(1);
     return was;
 }
-static void blas_release(int threads, int was) {
+void tg_conv_blas_release(int threads, int was) {
     if (threads > 1 && was > 1) openblas_set_num_threads(was);
 }
 
@@ -54,11 +56,11 @@ static void conv2d_forward(tape_node *n) {
     conv_geom q;
     node_geom(k, n, &q);
     if (n->out->size == 0) return; /* empty batch */
-    int threads = conv_threads(&q);
+    int threads = tg_conv_threads(&q);
     if (threads > n->ip[7]) threads = (int)n->ip[7]; /* one scratch slot per thread */
-    int blas = blas_hold(threads);
+    int blas = tg_conv_blas_hold(threads);
     k->fwd[n->out->dtype == DTYPE_F32 ? 0 : 1](n, &q, threads);
-    blas_release(threads, blas);
+    tg_conv_blas_release(threads, blas);
 }
 
 static void conv2d_vjp(tape_node *n, tensor *const *gin) {
@@ -68,7 +70,7 @@ static void conv2d_vjp(tape_node *n, tensor *const *gin) {
     dtype dt = n->out->dtype;
     if (n->out->size == 0) return; /* empty batch */
     if (!gin[0] && !gin[1] && !gin[2]) return;
-    int threads = conv_threads(&q);
+    int threads = tg_conv_threads(&q);
     int64_t chunks = (q.B + CONV_CHUNK - 1) / CONV_CHUNK;
     tensor *scratch = tg_tensor_tape_new(dt, 1, (int64_t[]){threads * k->slot(&q)});
     /* per chunk of images: its dW (the weight's size), then its db (OC) */
@@ -76,9 +78,9 @@ static void conv2d_vjp(tape_node *n, tensor *const *gin) {
     tensor *parts = want_parts ? tg_tensor_tape_zeros(dt, 1, (int64_t[]){chunks * (n->in[1]->size + q.OC)})
                                : NULL;
     if (!scratch || (want_parts && !parts)) return;
-    int blas = blas_hold(threads);
+    int blas = tg_conv_blas_hold(threads);
     k->bwd[dt == DTYPE_F32 ? 0 : 1](n, &q, threads, gin, scratch->data, parts ? parts->data : NULL);
-    blas_release(threads, blas);
+    tg_conv_blas_release(threads, blas);
 }
 
 /* ------------------------------------------------------------- builder */
@@ -87,8 +89,8 @@ enum { CONV2D, N_CONV_OPS };
 
 extern const op_def tg_ops_conv[];
 
-static int conv2d_validate(const tensor *x, const tensor *w, const tensor *b, conv2d_params p,
-                           int64_t *oh, int64_t *ow) {
+int tg_conv2d_validate(const tensor *x, const tensor *w, const tensor *b, conv2d_params p,
+                       int64_t *oh, int64_t *ow) {
     /* the shapes are formatted for a message only: this runs on every call */
     char sx[96], sw[96], sb[96];
 #define SX tensor_shape_str(x, sx, sizeof sx)
@@ -156,7 +158,7 @@ tensor *tensor_conv2d(tensor *x, tensor *w, tensor *b, conv2d_params p) {
      * bias" (op_check_optional) */
     if (tg_op_check_inputs(op, in, 2, 0) || op_check_optional(op->name, "bias", b, x)) return NULL;
     int64_t oh, ow;
-    if (conv2d_validate(x, w, b, p, &oh, &ow)) return NULL;
+    if (tg_conv2d_validate(x, w, b, p, &oh, &ow)) return NULL;
     if (!conv_impl()) return NULL; /* TAPEGRAD_ISA refused: its reason is the error */
     int64_t B = x->shape[0];
     tape_node *n = tg_node_begin(op, in, 3, x->dtype, 4, (int64_t[]){B, w->shape[0], oh, ow});
@@ -169,7 +171,7 @@ tensor *tensor_conv2d(tensor *x, tensor *w, tensor *b, conv2d_params p) {
     /* one image's columns per thread that forward may use */
     conv_geom q;
     node_geom(k, n, &q);
-    n->ip[7] = conv_threads(&q);
+    n->ip[7] = tg_conv_threads(&q);
     n->saved[0] = tg_tensor_tape_new(x->dtype, 1, (int64_t[]){n->ip[7] * k->slot(&q)});
     if (!n->saved[0]) return NULL;
     return tg_node_finish(n);
@@ -177,7 +179,7 @@ tensor *tensor_conv2d(tensor *x, tensor *w, tensor *b, conv2d_params p) {
 
 int tg_conv2d_paths(const tensor *x, const tensor *w, conv2d_params p, isa_level v, conv_paths *out) {
     int64_t oh, ow;
-    if (!x || !w || conv2d_validate(x, w, NULL, p, &oh, &ow)) return -1;
+    if (!x || !w || tg_conv2d_validate(x, w, NULL, p, &oh, &ow)) return -1;
     const int64_t ip[7] = {p.stride[0], p.stride[1], p.padding[0], p.padding[1],
                            p.dilation[0], p.dilation[1], p.groups};
     conv_geom q;
@@ -228,64 +230,22 @@ static tensor *conv2d_build(tensor *const *in, const op_sample *s) {
     return tensor_conv2d(in[0], in[1], s->n_inputs > 2 ? in[2] : NULL, p);
 }
 
-/* conv2d's differentiable vjp. With one group the adjoints are convolutions
- * themselves, so the second order runs the conv kernels (ip: stride s 0-1,
- * padding p 2-3, dilation d 4-5, groups 6):
- *   dx = conv_transpose2d(g, w) with the conv's stride, padding and
- *        dilation: the adjoint of conv2d in x by definition, the same
- *        product W^T G and col2im as the kernel vjp; output_padding
- *        (H + 2p - d (K - 1) - 1) mod s restores the rows of x past the
- *        last window (they get 0);
- *   dw = conv2d(x^T, g^T)^T, ^T swapping dims 0 and 1 (batch and channel),
- *        stride d, dilation s, padding p:
- *        dw[o, c, u, v] = sum_{b,i,j} g[b, o, i, j] x_p[b, c, u d + i s, v d + j s],
- *        whose output may have rows past K (cut: they are no weight's);
- *   db = g summed over batch and space.
- * With groups, by decomposition (tg_vjp_graph_by_decomposition): the
- * convolution rebuilt from ops as a batched product with the unfolded
- * input, w [G, OC/G, C/G KH KW] @ cols [B, G, C/G KH KW, OH OW], plus the
- * bias. */
-static int conv2d_adjoint_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+/* conv2d's differentiable vjp: its two gradients as ops of their own
+ * (conv_grad.c), which run this op's backward kernel and whose own graph
+ * vjps are conv2d and each other, so every order stays on the kernels:
+ *   dx = conv2d_input_grad(g, w), dw = conv2d_weight_grad(x, g),
+ *   db = g summed over batch and space. */
+static int conv2d_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
     tensor *x = n->in[0], *w = n->in[1];
-    const int64_t KH = w->shape[2], KW = w->shape[3], OH = n->out->shape[2], OW = n->out->shape[3];
-    const int sh = (int)n->ip[0], sw = (int)n->ip[1], ph = (int)n->ip[2], pw = (int)n->ip[3];
-    const int dh = (int)n->ip[4], dw = (int)n->ip[5];
-    const int swap[4] = {1, 0, 2, 3};
-    if (want[0]) {
-        int oph = (int)((x->shape[2] + 2 * ph - dh * (KH - 1) - 1) % sh);
-        int opw = (int)((x->shape[3] + 2 * pw - dw * (KW - 1) - 1) % sw);
-        conv_transpose2d_params p = {{sh, sw}, {ph, pw}, {oph, opw}, {dh, dw}, 1};
-        gin[0] = tensor_conv_transpose2d(g, w, NULL, p);
-    }
-    if (want[1]) {
-        conv2d_params p = {{dh, dw}, {ph, pw}, {sh, sw}, 1};
-        tensor *t = tensor_conv2d(tensor_permute(x, swap), tensor_permute(g, swap), NULL, p);
-        /* [C, OC, (H + 2p - s (OH - 1) - 1) / d + 1 >= KH, likewise >= KW] */
-        const int64_t rows = (x->shape[2] + 2 * ph - sh * (OH - 1) - 1) / dh + 1;
-        const int64_t cols = (x->shape[3] + 2 * pw - sw * (OW - 1) - 1) / dw + 1;
-        if (rows > KH) t = tensor_narrow(t, 2, 0, KH);
-        if (cols > KW) t = tensor_narrow(t, 3, 0, KW);
-        gin[1] = tensor_permute(t, swap);
-    }
+    conv2d_params p = {{(int)n->ip[0], (int)n->ip[1]}, {(int)n->ip[2], (int)n->ip[3]},
+                       {(int)n->ip[4], (int)n->ip[5]}, (int)n->ip[6]};
+    if (want[0]) gin[0] = tensor_conv2d_input_grad(g, w, x->shape[2], x->shape[3], p);
+    if (want[1]) gin[1] = tensor_conv2d_weight_grad(x, g, w->shape[2], w->shape[3], p);
     if (n->n_in > 2 && n->in[2] && want[2]) {
         const int axes[3] = {0, 2, 3};
         gin[2] = tensor_sum(g, axes, 3, false);
     }
     return tg_graph_vjp_done(n, want, gin);
-}
-
-static int conv2d_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
-    if (n->ip[6] == 1) return conv2d_adjoint_graph(n, g, want, gin);
-    tensor *x = n->in[0], *w = n->in[1], *b = n->n_in > 2 ? n->in[2] : NULL;
-    const int64_t B = x->shape[0], C = x->shape[1], OC = w->shape[0], KH = w->shape[2], KW = w->shape[3];
-    const int64_t G = n->ip[6], OH = n->out->shape[2], OW = n->out->shape[3];
-    tensor *cols = tg_unfold2d(x, KH, KW, n->ip[0], n->ip[1], n->ip[2], n->ip[3], n->ip[4], n->ip[5], 0.0,
-                               OH, OW);
-    int64_t cs[4] = {B, G, C / G * KH * KW, OH * OW}, ws[3] = {G, OC / G, C / G * KH * KW};
-    int64_t ys[4] = {B, OC, OH, OW}, bs[4] = {1, OC, 1, 1};
-    tensor *y = tensor_reshape(tensor_matmul(tensor_reshape(w, 3, ws), tensor_reshape(cols, 4, cs)), 4, ys);
-    if (b) y = tensor_add(y, tensor_reshape(b, 4, bs));
-    return tg_vjp_graph_by_decomposition(n, y, g, want, gin);
 }
 
 const op_def tg_ops_conv[] = {

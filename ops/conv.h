@@ -76,4 +76,16 @@ typedef struct {
 } conv_paths;
 int tg_conv2d_paths(const tensor *x, const tensor *w, conv2d_params p, isa_level v, conv_paths *out);
 
+/* What conv.c shares with conv_grad.c (conv2d's two gradients as ops, run
+ * on the same kernels): the variant by its number (a node's ip[8]), the
+ * thread count of a loop over the images, OpenBLAS held to one thread while
+ * they run, and conv2d's checks of x, w, b and p (0, or -1 with the error
+ * set; *oh, *ow the output size). */
+const conv_kernels *tg_conv_variant(int64_t v);
+int tg_conv_threads(const conv_geom *q);
+int tg_conv_blas_hold(int threads);
+void tg_conv_blas_release(int threads, int was);
+int tg_conv2d_validate(const tensor *x, const tensor *w, const tensor *b, conv2d_params p,
+                       int64_t *oh, int64_t *ow);
+
 #endif

@@ -645,6 +645,72 @@ START_TEST(test_conv_transpose2d_hvp_against_differences) {
 }
 END_TEST
 
+/* conv2d's gradients as ops give the numbers of conv2d's kernel vjp (the
+ * same kernels: equal to rounding), grouped, strided, padded, with a row of
+ * x past the last window (7 + 2 - 3 = 6 rows reached of 7 + 2). */
+START_TEST(test_conv2d_grad_ops_match_conv2d_backward) {
+    tensor *x = leaf(111, SHAPE(2, 4, 7, 6), -1, 1), *w = leaf(112, SHAPE(6, 2, 3, 3), -1, 1);
+    conv2d_params p = {{2, 2}, {1, 1}, {1, 1}, 2};
+    tensor *y = tensor_conv2d(x, w, NULL, p);
+    ck_assert_ptr_nonnull(y);
+    rng g;
+    rng_seed(&g, 113, 7);
+    tensor *gy = tg_sample_tensor(&g, 4, y->shape, -1, 1);
+    ck_assert_ptr_nonnull(gy);
+    tensor *wrt[2] = {x, w}, *grads[2];
+    ck_assert_int_eq(tensor_grad(y, gy, wrt, 2, false, grads), 0);
+    assert_same_values(tensor_conv2d_input_grad(gy, w, 7, 6, p), grads[0], 1e-12);
+    assert_same_values(tensor_conv2d_weight_grad(x, gy, 3, 3, p), grads[1], 1e-12);
+    tape_reset();
+    tensor_free(gy), tensor_free(x), tensor_free(w);
+}
+END_TEST
+
+/* A grouped conv2d's Hessian (its graph vjp is conv2d_input_grad and
+ * conv2d_weight_grad, whose own are conv2d and each other). */
+static tensor *grouped_conv_fn(tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    conv2d_params p = {{1, 2}, {1, 0}, {2, 1}, 2};
+    return tensor_sum_all(tensor_tanh(tensor_conv2d(in[0], in[1], in[2], p)));
+}
+START_TEST(test_grouped_conv2d_hvp_against_differences) {
+    tensor *in[3] = {leaf(121, SHAPE(2, 4, 6, 7), -1, 1), leaf(122, SHAPE(4, 2, 2, 3), -1, 1),
+                     leaf(123, SHAPE(4), -0.5, 0.5)};
+    hvp_vs_differences(grouped_conv_fn, NULL, in, 3, 124, "grouped conv2d");
+    for (int k = 0; k < 3; k++) tensor_free(in[k]);
+}
+END_TEST
+
+/* Bad arguments to conv2d's gradient ops: NULL and a message naming the op
+ * and the shapes (x [2,3,6,5] * w [4,3,3,3] -> [2,4,4,3]). */
+static void expect_error(tensor *r, const char *msg) {
+    const char *got = tapegrad_error();
+    ck_assert_ptr_null(r);
+    ck_assert_msg(got && strstr(got, msg), "expected \"%s\", got %s", msg, got ? got : "(none)");
+    tapegrad_error_clear();
+}
+START_TEST(test_conv2d_grad_ops_errors) {
+    tensor *x = leaf(131, SHAPE(2, 3, 6, 5), -1, 1), *w = leaf(132, SHAPE(4, 3, 3, 3), -1, 1);
+    tensor *g = leaf(133, SHAPE(2, 4, 4, 3), -1, 1), *g3 = leaf(134, SHAPE(2, 4, 12), -1, 1);
+    conv2d_params p = CONV2D_DEFAULT, p2 = {{1, 1}, {0, 0}, {1, 1}, 2};
+    expect_error(tensor_conv2d_input_grad(g3, w, 6, 5, p),
+                 "conv2d_input_grad: upstream gradient (B, OC, OH, OW) must be 4-D, got [2,4,12]");
+    expect_error(tensor_conv2d_input_grad(g, w, 0, 5, p), "conv2d_input_grad: bad input size 0x5");
+    expect_error(tensor_conv2d_input_grad(g, w, 7, 5, p),
+                 "conv2d_input_grad: upstream gradient [2,4,4,3] is not the output [2,4,5,3] of conv2d of "
+                 "input [2,3,7,5] and weight [4,3,3,3]");
+    expect_error(tensor_conv2d_input_grad(g, w, 2, 5, p), "conv2d_input_grad: conv2d: kernel [4,3,3,3]");
+    expect_error(tensor_conv2d_weight_grad(x, g, 3, 0, p), "conv2d_weight_grad: bad kernel size 3x0");
+    expect_error(tensor_conv2d_weight_grad(x, g3, 3, 3, p), "conv2d_weight_grad: upstream gradient");
+    expect_error(tensor_conv2d_weight_grad(x, g, 2, 3, p),
+                 "conv2d_weight_grad: upstream gradient [2,4,4,3] is not the output [2,4,5,3]");
+    expect_error(tensor_conv2d_weight_grad(x, g, 3, 3, p2),
+                 "conv2d_weight_grad: conv2d: groups 2 must divide input channels 3");
+    expect_error(tensor_conv2d_weight_grad(NULL, g, 3, 3, p), "conv2d_weight_grad: input 0 is NULL");
+    tensor_free(x), tensor_free(w), tensor_free(g), tensor_free(g3);
+}
+END_TEST
+
 /* f = sum(tanh(upsample(x))^2) (bilinear, scale (1.7, 0.6)) + sum(exp(adaptive_avg_pool2d(x, 3, 2))). */
 static tensor *resample_fn(tensor *const *in, int n, void *ctx) {
     (void)n, (void)ctx;
@@ -977,6 +1043,9 @@ static Suite *higher_order_suite(void) {
     tcase_add_test(tc, test_attention_graph_vjp_with_inputs_derived_from_each_other);
     tcase_add_test(tc, test_decomposed_graph_vjps_with_an_input_derived_from_another);
     tcase_add_test(tc, test_conv_transpose2d_hvp_against_differences);
+    tcase_add_test(tc, test_conv2d_grad_ops_match_conv2d_backward);
+    tcase_add_test(tc, test_grouped_conv2d_hvp_against_differences);
+    tcase_add_test(tc, test_conv2d_grad_ops_errors);
     tcase_add_test(tc, test_resample_hvp_against_differences);
     tcase_add_test(tc, test_errors_bad_arguments);
     suite_add_tcase(s, tc);
