@@ -75,7 +75,14 @@ enum { CONV_DIRECT_K = 32 }; /* largest contraction for the direct forward */
  *   CONV_FB, CONV_FNV  pixels x vectors of output channels per block of fwd_cl
  * v4's are the values measured on AVX-512 (comments at each kernel). */
 #if defined(__AVX512F__)
-enum { CONV_TB = 64, CONV_VB = 32, CONV_NV = 4, CONV_OB = 3 };
+/* The direct forward (conv1: 6 output channels, 32-pixel wide rows): one
+ * block is all 6 channels x 2 full 16-float registers (12 sums, per tap 2
+ * loads and 6 broadcasts). The earlier 3 channels x 4 half-width vectors
+ * (the AVX2 form, 12 sums of 8 floats) did half the work per FMA: conv1
+ * fwd+bwd at batch 64 measured 0.65 -> 0.57 ms (medians of 9 interleaved
+ * runs of bench/kernels at TAPEGRAD_ISA=v4, AMD EPYC Zen 5). The weight
+ * gradient's blocks 6 x 4 and 3 x 8 measured no faster than 3 x 5. */
+enum { CONV_TB = 64, CONV_VB = 64, CONV_NV = 2, CONV_OB = 6 };
 enum { CONV_DWK = 5, CONV_DWNV = 1, CONV_DWO = 3, CONV_DWT = 5, CONV_FB = 12, CONV_FNV = 1 };
 #elif defined(__AVX2__)
 /* The direct forward and dw_wide (conv1): chosen among 7 blockings by the

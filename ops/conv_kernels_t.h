@@ -202,8 +202,8 @@ static void NAME(widen)(const conv_geom *q, const T *g, T *gw) {
  *
  * a sum of shifted contiguous runs of xp. The accumulators, a block of
  * CONV_OB output channels x CONV_NV vectors of pixels (GCC/Clang vectors of
- * CONV_VB bytes), stay in registers over all K taps: 12 FMAs per 4 loads and
- * 3 broadcasts. The small loops over a block are unrolled by pragma: at -O2
+ * CONV_VB bytes), stay in registers over all K taps: per tap CONV_OB CONV_NV
+ * FMAs for CONV_NV loads and CONV_OB broadcasts (v4: 12 for 2 and 6). The small loops over a block are unrolled by pragma: at -O2
  * they would stay loops and the accumulators would live in memory. */
 enum { NAME(LANES) = CONV_VB / sizeof(T) };
 static inline NAME(vec) NAME(vload)(const T *p) {
