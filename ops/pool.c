@@ -19,12 +19,42 @@
  *     columns whose tap lies inside the input as the vectorised inner loop.
  *   - max with 2x2 windows, stride 2, unpadded (LeNet's pools): the four taps
  *     as stride-2 loads in one pass over each output row, without the
- *     unpadded kernel's gathers (under half its time on LeNet's shapes).
+ *     unpadded kernel's gathers (under half its time on LeNet's shapes),
+ *     compiled per ISA variant in pool_kernels.c.
  * Both visit the taps in window order (row by row, left to right).
  *
  * Threads: planes are independent and each thread owns whole planes of the
  * output and of dx, so results are bit-identical for any thread count. */
 #include "elementwise.h"
+#include "pool_kernels.h"
+
+/* The 2x2 stride-2 max kernel of the variant in use (pool_kernels.c), and its
+ * oracle: the four taps in window order, a NaN kept once taken. */
+const pool_kernels *tg_pool_kernels_of(isa_level v) {
+    static const pool_kernels *const variants[ISA_COUNT] = {&tg_pool_kernels_v2, &tg_pool_kernels_v3,
+                                                            &tg_pool_kernels_v4};
+    return variants[v];
+}
+const pool_kernels *tg_pool_kernels_run(void) {
+    const int v = tg_isa_in_use();
+    return tg_pool_kernels_of(v < 0 ? ISA_V2 : (isa_level)v);
+}
+
+#define MAX_2X2_NAIVE(T)                                                                \
+    void tg_pool_max_2x2_naive_##T(const T *x, int64_t W, int64_t OH, int64_t OW, T *y,   \
+                                   int64_t *idx) {                                      \
+        for (int64_t i = 0; i < OH; i++)                                                \
+            for (int64_t j = 0; j < OW; j++) {                                          \
+                int64_t at = 2 * i * W + 2 * j;                                         \
+                for (int64_t t = 1; t < 4; t++) {                                       \
+                    int64_t k = (2 * i + t / 2) * W + 2 * j + t % 2;                     \
+                    if (x[at] != x[at] ? false : x[k] != x[k] || x[k] > x[at]) at = k;  \
+                }                                                                       \
+                y[i * OW + j] = x[at], idx[i * OW + j] = at;                            \
+            }                                                                           \
+    }
+MAX_2X2_NAIVE(float)
+MAX_2X2_NAIVE(double)
 
 typedef struct {
     int64_t planes, H, W, OH, OW, kh, kw, sh, sw, ph, pw;
@@ -82,21 +112,6 @@ static inline void rows_in_range(const pool_geom *q, int64_t i, int64_t *r0, int
 #define MAX_TAKE(best, at, v, k)                                                        \
     if ((v) > (best) || ((v) != (v) && (best) == (best))) (best) = (v), (at) = (k)
 
-/* Outputs [0, OW) of a 2x2 stride-2 row in chunks of CH (OW >= CH). */
-#define MAX_2X2_CHUNKS(T, CH)                                                           \
-    for (int64_t j0 = 0; j0 < OW; j0 += (CH)) {                                         \
-        int64_t jb = j0 + (CH) <= OW ? j0 : OW - (CH);                                  \
-        SIMD for (int64_t t = 0; t < (CH); t++) {                                       \
-            int64_t j = jb + t, k = base + 2 * j, i0 = k, i1 = k + W;                   \
-            T a = top[2 * j], b = top[2 * j + 1], c = bot[2 * j], d = bot[2 * j + 1];      \
-            MAX_TAKE(a, i0, b, k + 1);                                                  \
-            MAX_TAKE(c, i1, d, k + W + 1);                                              \
-            MAX_TAKE(a, i0, c, i1);                                                     \
-            yr[j] = a;                                                                  \
-            ir[j] = i0;                                                                 \
-        }                                                                               \
-    }
-
 /* max:  y[p, i, j] = max over the window of x[p]; idx[p, i, j] = the argmax's
  *       flat offset in the plane (padding is -inf, so never chosen). Ties go to
  *       the first maximum in window order; a NaN wins over numbers (the first
@@ -134,29 +149,6 @@ static inline void rows_in_range(const pool_geom *q, int64_t i, int64_t *r0, int
             at[j] = take ? c : at[j];                                                   \
         }                                                                               \
     }                                                                                   \
-    /* 2x2 windows, stride 2, unpadded (LeNet): the four taps of output (i, j) are    \
-     * stride-2 loads from rows 2i and 2i+1, so a row vectorises without gathers.   \
-     * Each row's pair is reduced first, then the two rows: a tie between the rows  \
-     * keeps the top one and within a row the left one, which is window order; a   \
-     * NaN is never replaced, so the first NaN in window order wins, as in          \
-     * max_plane. LeNet's rows are 14 and 5 wide: a vector loop over a row would    \
-     * leave most of it to a scalar remainder whose branches mispredict on data, so \
-     * a row is covered by fixed chunks of CH outputs, the last one shifted back to \
-     * end at the row's end (recomputing a few outputs with the same values). */    \
-    static inline void max_row_2x2_##T(const T *top, const T *bot, int64_t W, int64_t OW, \
-                                       int64_t base, T *yr, int64_t *ir) {             \
-        if (OW >= 8)                                                                    \
-            MAX_2X2_CHUNKS(T, 8)                                                        \
-        else if (OW >= 4)                                                               \
-            MAX_2X2_CHUNKS(T, 4)                                                        \
-        else                                                                            \
-            MAX_2X2_CHUNKS(T, 1)                                                        \
-    }                                                                                   \
-    static void max_plane_2x2_##T(const pool_geom *q, const T *xp, T *y, int64_t *idx) { \
-        for (int64_t i = 0; i < q->OH; i++)                                             \
-            max_row_2x2_##T(xp + 2 * i * q->W, xp + (2 * i + 1) * q->W, q->W, q->OW,     \
-                            2 * i * q->W, y + i * q->OW, idx + i * q->OW);              \
-    }                                                                                   \
     static void max_plane_padded_##T(const pool_geom *q, const T *xp, T *y, int64_t *idx) { \
         for (int64_t i = 0; i < q->OH; i++) {                                           \
             T *best = y + i * q->OW;                                                    \
@@ -176,9 +168,11 @@ static inline void rows_in_range(const pool_geom *q, int64_t i, int64_t *r0, int
                                  const int64_t *org) {                                  \
         int64_t in = q->H * q->W, out = q->OH * q->OW;                                  \
         bool k2s2 = org && q->kh == 2 && q->kw == 2 && q->sh == 2 && q->sw == 2;         \
+        void (*max_2x2)(const T *, int64_t, int64_t, int64_t, T *, int64_t *) =          \
+            tg_pool_kernels_run()->max_2x2_##T;                                         \
         POOL_FOR(p, q, {                                                                \
             if (k2s2)                                                                   \
-                max_plane_2x2_##T(q, x + p * in, y + p * out, idx + p * out);           \
+                max_2x2(x + p * in, q->W, q->OH, q->OW, y + p * out, idx + p * out);     \
             else if (org)                                                               \
                 max_plane_##T(q, x + p * in, org, y + p * out, idx + p * out);          \
             else                                                                        \

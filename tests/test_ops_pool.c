@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../autograd/internal.h"
+#include "../ops/pool_kernels.h"
 #include "check_main.h"
 #include "ops_test.h"
 
@@ -367,6 +368,74 @@ START_TEST(test_pool2d_error_int64_and_null_input) {
 }
 END_TEST
 
+/* Every variant's 2x2 stride-2 max kernel (ops/pool_kernels.c) against the
+ * naive one, in both dtypes, on planes 2..35 wide (rows of 1..17 outputs, so
+ * the chunks of 8, 4 and 1 and the shifted last chunk all run, plus an odd
+ * last column in no window) whose values are drawn from {-2..2} with NaNs
+ * sprinkled in: ties and NaNs at every tap position. The values and the
+ * argmax offsets must agree exactly; an output the kernel skipped keeps the
+ * sentinel and fails. */
+START_TEST(test_max_pool2d_2x2_kernels_match_naive_every_variant) {
+    rng g;
+    rng_seed(&g, 7, 3);
+    enum { HMAX = 7, WMAX = 35 };
+    float xf[HMAX * WMAX], yf[HMAX * WMAX], nf[HMAX * WMAX];
+    double xd[HMAX * WMAX], yd[HMAX * WMAX], nd[HMAX * WMAX];
+    int64_t idx[HMAX * WMAX], nidx[HMAX * WMAX];
+    int variants = 0;
+    for (int v = 0; v < ISA_COUNT; v++) {
+        if (!tg_isa_supported((isa_level)v)) continue;
+        variants++;
+        const pool_kernels *k = tg_pool_kernels_of((isa_level)v);
+        for (int64_t W = 2; W <= WMAX; W++) {
+            for (int64_t H = 2; H <= HMAX; H++) {
+                int64_t OH = H / 2, OW = W / 2;
+                for (int64_t i = 0; i < H * W; i++) {
+                    uint32_t r = rng_below(&g, 23);
+                    xd[i] = r < 3 ? NAN : (double)(r % 5) - 2.0 + (r % 7 == 0 ? 0.5 : 0.0);
+                    xf[i] = (float)xd[i];
+                }
+                for (int64_t i = 0; i < OH * OW; i++) yf[i] = 99.f, yd[i] = 99.0, idx[i] = -7;
+                k->max_2x2_float(xf, W, OH, OW, yf, idx);
+                tg_pool_max_2x2_naive_float(xf, W, OH, OW, nf, nidx);
+                for (int64_t i = 0; i < OH * OW; i++) {
+                    ck_assert_msg(idx[i] == nidx[i], "%s float %lldx%lld output %lld: at %lld, naive %lld",
+                                  tg_isa_name((isa_level)v), (long long)H, (long long)W, (long long)i,
+                                  (long long)idx[i], (long long)nidx[i]);
+                    ck_assert(memcmp(&yf[i], &nf[i], sizeof(float)) == 0);
+                }
+                for (int64_t i = 0; i < OH * OW; i++) idx[i] = -7;
+                k->max_2x2_double(xd, W, OH, OW, yd, idx);
+                tg_pool_max_2x2_naive_double(xd, W, OH, OW, nd, nidx);
+                for (int64_t i = 0; i < OH * OW; i++) {
+                    ck_assert_msg(idx[i] == nidx[i], "%s double %lldx%lld output %lld: at %lld, naive %lld",
+                                  tg_isa_name((isa_level)v), (long long)H, (long long)W, (long long)i,
+                                  (long long)idx[i], (long long)nidx[i]);
+                    ck_assert(memcmp(&yd[i], &nd[i], sizeof(double)) == 0);
+                }
+            }
+        }
+    }
+    ck_assert_int_ge(variants, 1);
+}
+END_TEST
+
+/* The naive kernel itself, on one hand-checked plane (4 x 5, OW = 2):
+ * window (0,0) = {1, 3 | 3, 0}: the tie goes to the first 3, offset 1;
+ * window (0,1) = {2, NaN | NaN, 9}: the first NaN, offset 3;
+ * window (1,0) = {-1, -4 | 5, 5}: the first 5, offset 15;
+ * window (1,1) = {0, 0 | 0, 0}: offset 12. */
+START_TEST(test_max_pool2d_2x2_naive_hand_checked) {
+    const float x[20] = {1, 3, 2, NAN, 8, 3, 0, NAN, 9, 8, -1, -4, 0, 0, 8, 5, 5, 0, 0, 8};
+    float y[4];
+    int64_t idx[4];
+    tg_pool_max_2x2_naive_float(x, 5, 2, 2, y, idx);
+    const int64_t want[4] = {1, 3, 15, 12};
+    for (int i = 0; i < 4; i++) ck_assert_int_eq(idx[i], want[i]);
+    ck_assert(y[0] == 3.f && isnan(y[1]) && y[2] == 5.f && y[3] == 0.f);
+}
+END_TEST
+
 Suite *pool_suite(void) {
     Suite *s = suite_create("ops_pool");
     TCase *tc = tcase_create("pool2d");
@@ -381,6 +450,8 @@ Suite *pool_suite(void) {
     tcase_add_test(tc, test_avg_pool2d_grad_overlapping_windows);
     tcase_add_test(tc, test_avg_pool2d_padding_count_include_pad_both_ways);
     tcase_add_test(tc, test_max_pool2d_matches_naive);
+    tcase_add_test(tc, test_max_pool2d_2x2_kernels_match_naive_every_variant);
+    tcase_add_test(tc, test_max_pool2d_2x2_naive_hand_checked);
     tcase_add_test(tc, test_avg_pool2d_matches_naive);
     tcase_add_test(tc, test_pool2d_threads_bit_identical);
     tcase_add_test(tc, test_max_pool2d_grad_central_differences_all_samples);

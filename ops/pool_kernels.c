@@ -1,0 +1,26 @@
+/* pool_kernels.c - max pooling's 2x2 stride-2 plane kernel, compiled once per
+ * ISA variant (pool_kernels.h, isa.h): the four taps of a row of outputs are
+ * stride-2 loads from two input rows, reduced with selects in `omp simd`
+ * loops, so each variant's compiler uses its own vector width (it was 7.5 %
+ * of a LeNet-5 step at batch 64 built for the baseline). The kernels are
+ * plain C in pool_kernels_t.h, included once per element type. */
+#include "pool_kernels.h"
+
+#define POOL_SIMD _Pragma("omp simd")
+
+#define T float
+#define POOL(x) x##_float
+#include "pool_kernels_t.h"
+#undef POOL
+#undef T
+
+#define T double
+#define POOL(x) x##_double
+#include "pool_kernels_t.h"
+#undef POOL
+#undef T
+
+const pool_kernels ISA_SYM(tg_pool_kernels) = {
+    .max_2x2_float = max_2x2_float,
+    .max_2x2_double = max_2x2_double,
+};

@@ -1,0 +1,36 @@
+/* pool_kernels.h - max pooling's 2x2 stride-2 unpadded plane kernel (LeNet's
+ * pools), compiled once per ISA variant (pool_kernels.c; isa.h). pool.c
+ * calls it and keeps the other pooling kernels, built for the baseline.
+ *
+ * One (b, c) plane of W columns: y[i, j] = max of x[2i, 2j], x[2i, 2j+1],
+ * x[2i+1, 2j], x[2i+1, 2j+1] for i < OH, j < OW (2 OW <= W, 2 OH <= H);
+ * idx[i, j] = the argmax's flat offset in the plane. Ties go to the first
+ * maximum in window order (row by row, left to right); a NaN wins over
+ * numbers and the first NaN in window order is kept. The naive kernels
+ * (tg_pool_max_2x2_naive_*, pool.c) define the result: every variant gives
+ * the same values and offsets (tests/test_ops_pool.c). */
+#ifndef TAPEGRAD_POOL_KERNELS_H
+#define TAPEGRAD_POOL_KERNELS_H
+
+#include "isa.h"
+
+typedef struct {
+    void (*max_2x2_float)(const float *x, int64_t W, int64_t OH, int64_t OW, float *y, int64_t *idx);
+    void (*max_2x2_double)(const double *x, int64_t W, int64_t OH, int64_t OW, double *y,
+                           int64_t *idx);
+} pool_kernels;
+
+extern const pool_kernels tg_pool_kernels_v2, tg_pool_kernels_v3, tg_pool_kernels_v4;
+
+/* The kernels of variant v (the caller checks tg_isa_supported). */
+const pool_kernels *tg_pool_kernels_of(isa_level v);
+/* The kernels of the variant in use; v2 when none is (TAPEGRAD_ISA refused). */
+const pool_kernels *tg_pool_kernels_run(void);
+
+/* The oracle and reference: a scalar loop over the four taps in window order. */
+void tg_pool_max_2x2_naive_float(const float *x, int64_t W, int64_t OH, int64_t OW, float *y,
+                                 int64_t *idx);
+void tg_pool_max_2x2_naive_double(const double *x, int64_t W, int64_t OH, int64_t OW, double *y,
+                                  int64_t *idx);
+
+#endif
