@@ -11,6 +11,7 @@
 
 #include "act_kernels.h"
 #include "elementwise.h"
+#include "grad_ops.h"
 
 /* float32 sigmoid, tanh, GELU's tanh form and the exps of contiguous softmax
  * rows run the vectorised kernels of act_kernels.c, of the variant in use;
@@ -477,10 +478,10 @@ static tensor *positive_mask(const tensor *x) {
     }
     return m;
 }
-/* where (not g times the mask): g where x > 0 and exactly 0 elsewhere, as
- * the kernel, also for an inf or NaN in g */
+/* g where x > 0 and exactly 0 elsewhere, as the kernel, also for an inf or
+ * NaN in g: one node (grad_ops.c), whose own vjp is that node again */
 static int relu_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
-    gin[0] = tensor_where(positive_mask(X), g, tg_tensor_tape_zeros(X->dtype, X->ndim, X->shape));
+    gin[0] = tg_relu_input_grad(g, X);
     return tg_graph_vjp_done(n, want, gin);
 }
 static int leaky_relu_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {

@@ -27,6 +27,7 @@
  * output and of dx, so results are bit-identical for any thread count. */
 #include "elementwise.h"
 #include "pool_kernels.h"
+#include "grad_ops.h"
 
 /* The 2x2 stride-2 max kernel of the variant in use (pool_kernels.c), and its
  * oracle: the four taps in window order, a NaN kept once taken. */
@@ -467,26 +468,14 @@ static tensor *pool_repeat(const tape_node *n, tensor *g) {
     const int64_t pads[8] = {0, 0, 0, 0, 0, x->shape[2] - OH * kh, 0, x->shape[3] - OW * kw};
     return pads[5] || pads[7] ? tensor_pad(t, pads, 0.0) : t;
 }
+/* dx = g scattered to the kernel's own argmax offsets (saved[0], per plane:
+ * ties routed as the kernel routes them), a constant: one node
+ * (grad_ops.c), whose vjp is a gather through the same offsets, and so on to
+ * any order. Any window geometry: overlapping windows accumulate. */
 static int max_pool2d_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
-    if (pool_tiles(n)) {
-        /* dx = g repeated, times the kernel's own argmax positions (saved[0],
-         * per plane: ties routed as the kernel routes them), a constant */
-        const tensor *x = n->in[0], *idx = n->saved[0];
-        tensor *mask = tg_tensor_tape_zeros(x->dtype, x->ndim, x->shape);
-        if (!mask) return -1;
-        const int64_t plane = x->shape[2] * x->shape[3], per = n->out->shape[2] * n->out->shape[3];
-        const int64_t *I = idx->data;
-        for (int64_t o = 0; o < idx->size; o++) {
-            if (I[o] < 0) continue;
-            int64_t at = (o / per) * plane + I[o];
-            if (x->dtype == DTYPE_F32) ((float *)mask->data)[at] = 1.0f;
-            else ((double *)mask->data)[at] = 1.0;
-        }
-        gin[0] = tensor_mul(pool_repeat(n, g), mask);
-        return tg_graph_vjp_done(n, want, gin);
-    }
-    int ax = 2;
-    return tg_vjp_graph_by_decomposition(n, tensor_max(pool_windows(n, -INFINITY), &ax, 1, false), g, want, gin);
+    const tensor *x = n->in[0];
+    gin[0] = tg_max_pool2d_input_grad(g, n->saved[0], x->shape[2], x->shape[3]);
+    return tg_graph_vjp_done(n, want, gin);
 }
 static int avg_pool2d_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
     if (pool_tiles(n)) { /* dx = g repeated over its window / (KH KW) */
