@@ -43,6 +43,52 @@ START_TEST(test_add_grad_broadcast_row) {
 }
 END_TEST
 
+/* Forward values of sub and div (order matters) for every broadcast layout
+ * the kernels special-case or not: the whole-repeat (suffix) operand on
+ * either side, with and without leading 1s, against an element-by-element
+ * reference of NumPy's rule, in float32 and float64. */
+START_TEST(test_binary_forward_every_broadcast_layout) {
+    static const struct {
+        int na, nb;
+        int64_t a[3], b[3];
+    } cases[] = {
+        {3, 2, {2, 3, 4}, {3, 4}},    {2, 3, {3, 4}, {2, 3, 4}},    {3, 3, {2, 3, 4}, {1, 3, 4}},
+        {3, 1, {2, 3, 4}, {4}},       {1, 3, {4}, {2, 3, 4}},       {3, 2, {2, 3, 4}, {3, 1}},
+        {3, 3, {2, 1, 4}, {1, 3, 1}}, {3, 3, {1, 1, 5}, {2, 3, 5}},
+    };
+    for (int dt = 0; dt < 2; dt++)
+        for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+            dtype d = dt ? DTYPE_F32 : DTYPE_F64;
+            tensor *a = tensor_new(d, cases[k].na, cases[k].a), *b = tensor_new(d, cases[k].nb, cases[k].b);
+            for (int64_t i = 0; i < a->size; i++) tensor_set(a, i, 1.5 + 0.25 * (double)i);
+            for (int64_t i = 0; i < b->size; i++) tensor_set(b, i, -0.75 - 0.5 * (double)i);
+            tensor *ys[2] = {tensor_sub(a, b), tensor_div(a, b)};
+            for (int f = 0; f < 2; f++) {
+                tensor *y = ys[f];
+                ck_assert_ptr_nonnull(y);
+                for (int64_t i = 0; i < y->size; i++) {
+                    int64_t rem = i, ia = 0, ib = 0, sa = 1, sb = 1;
+                    for (int dd = y->ndim - 1; dd >= 0; dd--) {
+                        int64_t c = rem % y->shape[dd];
+                        rem /= y->shape[dd];
+                        int da = dd - (y->ndim - a->ndim), db = dd - (y->ndim - b->ndim);
+                        if (da >= 0) ia += (a->shape[da] == 1 ? 0 : c) * sa, sa *= a->shape[da];
+                        if (db >= 0) ib += (b->shape[db] == 1 ? 0 : c) * sb, sb *= b->shape[db];
+                    }
+                    double x = tensor_get(a, ia), z = tensor_get(b, ib);
+                    double want = f == 0 ? x - z : x / z;
+                    if (dt) want = f == 0 ? (double)((float)x - (float)z) : (double)((float)x / (float)z);
+                    ck_assert_msg(tensor_get(y, i) == want, "case %zu op %d dtype %d element %lld: %.9g, expected %.9g",
+                                  k, f, dt, (long long)i, tensor_get(y, i), want);
+                }
+            }
+            tape_reset();
+            tensor_free(a);
+            tensor_free(b);
+        }
+}
+END_TEST
+
 /* matmul [2,3] @ [3,2] by hand; dA = G B^T, dB = A^T G with G = ones. */
 START_TEST(test_matmul_forward_and_grad) {
     tensor *a = leaf(SHAPE(2, 3), (double[]){1, 2, 3, 4, 5, 6});
@@ -494,6 +540,7 @@ Suite *core_suite(void) {
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_mul_add_grad_value_used_twice);
     tcase_add_test(tc, test_add_grad_broadcast_row);
+    tcase_add_test(tc, test_binary_forward_every_broadcast_layout);
     tcase_add_test(tc, test_matmul_forward_and_grad);
     tcase_add_test(tc, test_matmul_error_names_shapes);
     tcase_add_test(tc, test_mul_grad_broadcast_both_operands);
