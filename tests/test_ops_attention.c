@@ -650,6 +650,36 @@ START_TEST(test_sdpa_heads_errors) {
 }
 END_TEST
 
+/* Second order: the Hessian-vector product of f = sum(c * y^2) through
+ * sdpa_heads (its graph vjp) equals the one through the split reference,
+ * causal with a key-padding mask and dropout, within 1e-10 (float64). */
+START_TEST(test_sdpa_heads_hvp_matches_split_heads) {
+    tensor *qkv = rand_leaf(71, SHAPE(2, 4, 12)), *v = rand_leaf(72, SHAPE(2, 4, 12));
+    tensor *c = rand_leaf(73, SHAPE(2, 4, 4));
+    tensor *pad = tensor_from_doubles(DTYPE_I64, 4, (int64_t[]){2, 1, 1, 4},
+                                      (double[]){0, 0, 1, 0, 0, 0, 0, 1});
+    tensor *hv[2];
+    for (int version = 0; version < 2; version++) {
+        tensor *y = (version ? heads_reference : heads_fused)(qkv, 2, pad, true, 0.2, 9);
+        tensor *f = tensor_sum_all(tensor_mul(tensor_square(y), c));
+        tensor *h = NULL;
+        ck_assert_msg(tensor_hvp(f, &qkv, 1, &v, &h) == 0, "%s", tapegrad_error());
+        hv[version] = tensor_clone(h);
+        tape_reset();
+    }
+    bool nonzero = false;
+    for (int64_t e = 0; e < hv[0]->size; e++) {
+        ck_assert_msg(fabs(tensor_get(hv[0], e) - tensor_get(hv[1], e)) <= 1e-10,
+                      "hv element %lld: sdpa_heads %.15g, reference %.15g", (long long)e,
+                      tensor_get(hv[0], e), tensor_get(hv[1], e));
+        nonzero |= tensor_get(hv[0], e) != 0;
+    }
+    ck_assert(nonzero);
+    tensor_free(hv[0]), tensor_free(hv[1]), tensor_free(qkv), tensor_free(v), tensor_free(c),
+        tensor_free(pad);
+}
+END_TEST
+
 START_TEST(test_sdpa_heads_registry_cases_numeric) {
     ck_assert_int_ge(numeric_check_op("sdpa_heads", 1, 3, CHECK_ALL), 24);
 }
@@ -678,6 +708,7 @@ Suite *ops_attention_suite(void) {
     tcase_add_test(tc, test_sdpa_heads_excluded_keys_get_exactly_zero_gradient);
     tcase_add_test(tc, test_sdpa_heads_threads_give_the_same_bits);
     tcase_add_test(tc, test_sdpa_heads_errors);
+    tcase_add_test(tc, test_sdpa_heads_hvp_matches_split_heads);
     tcase_add_test(tc, test_sdpa_heads_registry_cases_numeric);
     suite_add_tcase(s, tc);
     return s;
