@@ -367,6 +367,15 @@ tensor *tensor_embedding(tensor *index, tensor *weight); /* index I64 any shape,
  * 0). A query with no allowed key gets a zero row and zero gradients. */
 tensor *tensor_scaled_dot_product_attention(tensor *q, tensor *k, tensor *v, tensor *mask,
                                             bool causal, double dropout_p, rng *g);
+/* Multi-head self-attention on heads packed along the last dim, as a
+ * [.., T, E] x [E, 3E] projection gives them: qkv [.., T, 3E] = q | k | v,
+ * each of n_heads heads of Dh = E / n_heads side by side -> [.., T, E], the
+ * heads merged. The same values and gradients as splitting the heads
+ * ([.., H, T, Dh]), scaled_dot_product_attention and merging them, without
+ * the copies; mask broadcasts to the scores [.., H, T, T]; causal, dropout_p
+ * and g as there. */
+tensor *tensor_sdpa_heads(tensor *qkv, int64_t n_heads, tensor *mask, bool causal, double dropout_p,
+                          rng *g);
 
 /* losses */
 typedef enum { REDUCTION_MEAN = 0, REDUCTION_SUM = 1, REDUCTION_NONE = 2 } reduction;

@@ -1,9 +1,11 @@
 /* attention.c - the layers of a transformer: multi-head attention, the
  * pre-LayerNorm block, and learned and sinusoidal position embeddings.
  *
- * Inputs are batch-first, [B, T, E] (PyTorch's batch_first=True). Heads are
- * split and merged with reshape and permute around the fused
- * scaled_dot_product_attention op, so the whole layer is a graph of
+ * Inputs are batch-first, [B, T, E] (PyTorch's batch_first=True).
+ * Self-attention is one projection to the packed [B, T, 3E] and the fused
+ * sdpa_heads op, which reads the heads in place; cross-attention splits and
+ * merges the heads with reshape and permute around the fused
+ * scaled_dot_product_attention op. Either way the whole layer is a graph of
  * registered ops that the checker differentiates node by node. */
 #include <math.h>
 #include <string.h>
@@ -35,9 +37,13 @@ static int need_model(const char *what, const void *l, const nn_model *m) {
  *   q = x_q W_q^T + b_q -> [B, Tq, H, Dh] -> [B, H, Tq, Dh]   (k, v from x_kv)
  *   y = sdpa(q, k, v, mask, causal, dropout)                  [B, H, Tq, Dh]
  *   out = merge(y) W_o^T + b_o,  merge: [B, H, Tq, Dh] -> [B, Tq, E]
- * The three projections take row blocks of W (narrow, a copy of E x E
- * weights) rather than splitting a [B, T, 3E] product, which would copy
- * activations, and so serve cross-attention as well. */
+ * Self-attention (query, key and value the same tensor) makes q, k and v in
+ * one GEMM, x [B T, E] W^T [E, 3E] + b -> qkv [B, T, 3E], and sdpa_heads
+ * attends over the heads packed in it and writes the merged [B, T, E]:
+ *   out = sdpa_heads(x W^T + b, H, mask, causal, dropout) W_o^T + b_o
+ * with the same values, gradients and dropout draws as the split path.
+ * Cross-attention takes row blocks of W (narrow, a copy of E x E weights)
+ * for its projections of different inputs. */
 
 /* The tensors under their names: PyTorch's nn.MultiheadAttention's
  * (in_proj_weight, out_proj.weight, ...) or the block's (qkv.weight, ...). */
@@ -150,11 +156,17 @@ tensor *nn_multihead_attention_forward(const nn_multihead_attention *l, tensor *
     }
     if (mha_check(l, query, key, value)) return NULL;
     const int64_t B = query->shape[0], Tq = query->shape[1], E = l->embed_dim;
-    tensor *q = project_heads(l, query, 0), *k = project_heads(l, key, 1),
-           *v = project_heads(l, value, 2);
     const double p = l->model->training ? l->dropout : 0.0;
-    tensor *y = tensor_scaled_dot_product_attention(q, k, v, mask, l->causal, p, &l->model->rng);
-    y = tensor_reshape(tensor_permute(y, (int[]){0, 2, 1, 3}), 3, (int64_t[]){B, Tq, E});
+    tensor *y;
+    if (query == key && key == value) {
+        tensor *qkv = tensor_linear(query, l->in_proj_weight, l->in_proj_bias);
+        y = tensor_sdpa_heads(qkv, l->num_heads, mask, l->causal, p, &l->model->rng);
+    } else {
+        tensor *q = project_heads(l, query, 0), *k = project_heads(l, key, 1),
+               *v = project_heads(l, value, 2);
+        y = tensor_scaled_dot_product_attention(q, k, v, mask, l->causal, p, &l->model->rng);
+        y = tensor_reshape(tensor_permute(y, (int[]){0, 2, 1, 3}), 3, (int64_t[]){B, Tq, E});
+    }
     return tensor_linear(y, l->out_proj_weight, l->out_proj_bias);
 }
 

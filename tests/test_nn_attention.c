@@ -202,6 +202,59 @@ START_TEST(test_mha_dropout_train_only) {
 }
 END_TEST
 
+/* Self-attention (query, key and value one tensor: one [3E, E] projection
+ * and sdpa_heads on the packed heads) against the split path the layer takes
+ * for distinct tensors of the same values (three projections, split heads,
+ * scaled_dot_product_attention, merge): the same output and the same
+ * gradient of every parameter and of x within 1e-12, causal with a
+ * key-padding mask and dropout in train mode (the same rng state, the same
+ * draws). */
+START_TEST(test_mha_self_attention_packed_matches_split_path) {
+    nn_model *m = nn_model_new(DTYPE_F64, 12);
+    nn_multihead_attention a;
+    ck_assert_int_eq(nn_multihead_attention_init(&a, m, "mha", 12, 3, true, 0.25), 0);
+    randomise(m, 13);
+    nn_model_train(m, true);
+    tensor *x = rand_input(14, SHAPE(2, 5, 12)), *w = rand_input(15, SHAPE(2, 5, 12));
+    tensor *xs[2] = {x, tensor_clone(x)}, *mask = tensor_zeros(DTYPE_I64, SHAPE(2, 1, 1, 5));
+    tensor_set(mask, 3, 1), tensor_set(mask, 5 + 1, 1);
+    tensor_set_requires_grad(x, true), tensor_set_requires_grad(xs[1], true);
+    tensor *out[2], *grads[2][5];
+    const rng start = m->rng;
+    for (int v = 0; v < 2; v++) {
+        m->rng = start;
+        tensor *y = nn_multihead_attention_forward(&a, x, xs[v], xs[v], mask);
+        ck_assert_msg(y != NULL, "%s", tapegrad_error());
+        ck_assert_str_eq(tg_tape_node_at(tg_tape_node_count() - 2)->op->name,
+                         v ? "reshape" : "sdpa_heads");
+        out[v] = tensor_clone(y);
+        ck_assert_int_eq(tensor_backward(tensor_sum_all(tensor_mul(y, w))), 0);
+        for (int i = 0; i < 4; i++) {
+            grads[v][i] = tensor_clone(m->params[i]->grad);
+            tensor_zero_grad(m->params[i]);
+        }
+        /* dx: the sum of its uses (query, and key and value through xs[1]) */
+        grads[v][4] = tensor_clone(x->grad);
+        for (int64_t e = 0; v && e < x->size; e++)
+            tensor_set(grads[v][4], e, tensor_get(grads[v][4], e) + tensor_get(xs[1]->grad, e));
+        tensor_zero_grad(x), tensor_zero_grad(xs[1]);
+        tape_reset();
+    }
+    for (int64_t e = 0; e < out[0]->size; e++)
+        ck_assert_close(tensor_get(out[0], e), tensor_get(out[1], e), 1e-12);
+    for (int i = 0; i < 5; i++) {
+        for (int64_t e = 0; e < grads[0][i]->size; e++)
+            ck_assert_msg(fabs(tensor_get(grads[0][i], e) - tensor_get(grads[1][i], e)) <= 1e-12,
+                          "gradient %d element %lld: packed %.15g, split %.15g", i, (long long)e,
+                          tensor_get(grads[0][i], e), tensor_get(grads[1][i], e));
+        tensor_free(grads[0][i]), tensor_free(grads[1][i]);
+    }
+    tensor_free(out[0]), tensor_free(out[1]), tensor_free(xs[1]), tensor_free(x), tensor_free(w),
+        tensor_free(mask);
+    nn_model_free(m);
+}
+END_TEST
+
 /* ------------------------------------------------------ transformer block */
 
 static const char *block_names[] = {"h.0.ln1.weight",  "h.0.ln1.bias",  "h.0.ln2.weight",
@@ -390,10 +443,10 @@ static op_def bad_sdpa;
 static void (*real_sdpa_vjp)(tape_node *, tensor *const *);
 static void sdpa_vjp_1001(tape_node *n, tensor *const *gin) {
     tensor *scratch[4] = {NULL};
-    for (int j = 0; j < 3; j++)
+    for (int j = 0; j < n->op->arity; j++)
         if (gin[j]) scratch[j] = tg_tensor_tape_zeros(gin[j]->dtype, gin[j]->ndim, gin[j]->shape);
     real_sdpa_vjp(n, scratch);
-    for (int j = 0; j < 3; j++)
+    for (int j = 0; j < n->op->arity; j++)
         for (int64_t e = 0; scratch[j] && e < scratch[j]->size; e++)
             tensor_set(gin[j], e, tensor_get(gin[j], e) + 1.001 * tensor_get(scratch[j], e));
 }
@@ -401,7 +454,7 @@ static int64_t sdpa_node;
 static tensor *broken_net_loss(tensor *const *batch, int n, void *ctx) {
     tensor *loss = net_loss(batch, n, ctx);
     for (int64_t j = 0; loss && j < tg_tape_node_count(); j++)
-        if (strcmp(tg_tape_node_at(j)->op->name, "scaled_dot_product_attention") == 0) {
+        if (strcmp(tg_tape_node_at(j)->op->name, "sdpa_heads") == 0) {
             tg_tape_node_at(j)->op = &bad_sdpa;
             if (sdpa_node < 0) sdpa_node = j; /* the recording (later calls append) */
         }
@@ -409,8 +462,8 @@ static tensor *broken_net_loss(tensor *const *batch, int n, void *ctx) {
 }
 
 START_TEST(test_block_broken_attention_vjp_localised) {
-    real_sdpa_vjp = op_find("scaled_dot_product_attention")->vjp;
-    bad_sdpa = *op_find("scaled_dot_product_attention");
+    real_sdpa_vjp = op_find("sdpa_heads")->vjp; /* the block's self-attention */
+    bad_sdpa = *op_find("sdpa_heads");
     bad_sdpa.vjp = sdpa_vjp_1001;
     nn_model *m = nn_model_new(DTYPE_F64, 7);
     nn_pos_embedding pos;
@@ -428,7 +481,7 @@ START_TEST(test_block_broken_attention_vjp_localised) {
     ck_assert_int_gt(sdpa_node, 0);
     ck_assert_msg(!r.passed, "a broken attention vjp passed: %s", r.message);
     ck_assert_msg(r.localized && r.bad_node == sdpa_node, "%s", r.message);
-    ck_assert_str_eq(r.bad_node_desc, "scaled_dot_product_attention [2,2,5,4] * [2,2,5,4] * [2,2,5,4]");
+    ck_assert_str_eq(r.bad_node_desc, "sdpa_heads [2,5,24]");
     /* the parameters before the attention node are wrong, those after it right */
     static const char *wrong[] = {"pos.weight", "h.0.ln1.weight", "h.0.qkv.weight", "h.0.qkv.bias"};
     static const char *right[] = {"h.0.proj.weight", "h.0.ln2.weight", "h.0.fc.weight", "h.0.out.bias"};
@@ -766,10 +819,16 @@ START_TEST(test_attention_layer_errors) {
                          "nn_transformer_block_forward: layer is NULL or not initialised");
     /* the block reports the first failing op: its layer norm */
     ck_assert_fails(nn_transformer_block_forward(&blk, x6, NULL), "layer_norm");
-    /* a mask that does not fit the scores is the attention op's error */
+    /* a mask that does not fit the scores is the attention op's error:
+     * sdpa_heads' for self-attention, scaled_dot_product_attention's for
+     * cross-attention */
     tensor *bad = tensor_zeros(DTYPE_I64, SHAPE(4, 4));
     ck_assert_fails(nn_multihead_attention_forward(&a, x, x, x, bad),
+                    "sdpa_heads: mask [4,4] does not broadcast to the scores [.., H, T, T] = [2,2,3,3]");
+    tensor *xc = tensor_clone(x);
+    ck_assert_fails(nn_multihead_attention_forward(&a, x, xc, xc, bad),
                     "scaled_dot_product_attention: mask [4,4] does not broadcast");
+    tensor_free(xc);
     ck_assert_fails_with(nn_pos_embedding_forward(&pos, long_x),
                          "nn_pos_embedding_forward: x must be [.., T, 8] with T <= max_len 4, got "
                          "[1,5,8]");
@@ -794,6 +853,7 @@ Suite *nn_attention_suite(void) {
     tcase_add_test(tc, test_mha_names_shapes_and_init);
     tcase_add_test(tc, test_mha_matches_reference);
     tcase_add_test(tc, test_mha_dropout_train_only);
+    tcase_add_test(tc, test_mha_self_attention_packed_matches_split_path);
     tcase_add_test(tc, test_block_names_and_shapes);
     tcase_add_test(tc, test_block_matches_reference);
     tcase_add_test(tc, test_pos_embedding_learned);

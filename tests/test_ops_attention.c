@@ -1,4 +1,5 @@
-/* test_ops_attention.c - the attention family (scaled_dot_product_attention):
+/* test_ops_attention.c - the attention family (scaled_dot_product_attention,
+ * and sdpa_heads against split heads + scaled_dot_product_attention + merge):
  * values and gradients against a composition of the existing ops (the
  * oracle below), exact zeros where keys are excluded, the fully masked row,
  * dropout's determinism, the error paths, and a central-difference check of
@@ -446,6 +447,244 @@ START_TEST(test_sdpa_registry_cases_numeric) {
 }
 END_TEST
 
+/* ------------------------------------------------------------ sdpa_heads
+ * The reference: the heads split out of qkv [B, T, 3E] with narrow, reshape
+ * and permute ([B, H, T, Dh]), scaled_dot_product_attention, and merged back
+ * (permute, reshape [B, T, E]): the layer's path before sdpa_heads. */
+static tensor *split_heads(tensor *qkv, int i, int64_t H) {
+    const int64_t B = qkv->shape[0], T = qkv->shape[1], E = qkv->shape[2] / 3;
+    tensor *x = tensor_narrow(qkv, 2, i * E, E);
+    return tensor_permute(tensor_reshape(x, 4, (int64_t[]){B, T, H, E / H}), (int[]){0, 2, 1, 3});
+}
+
+static tensor *heads_reference(tensor *qkv, int64_t H, tensor *mask, bool causal, double p,
+                               uint64_t seed) {
+    rng g;
+    rng_seed(&g, seed, 1);
+    const int64_t B = qkv->shape[0], T = qkv->shape[1], E = qkv->shape[2] / 3;
+    tensor *y = tensor_scaled_dot_product_attention(split_heads(qkv, 0, H), split_heads(qkv, 1, H),
+                                                    split_heads(qkv, 2, H), mask, causal, p, &g);
+    return tensor_reshape(tensor_permute(y, (int[]){0, 2, 1, 3}), 3, (int64_t[]){B, T, E});
+}
+
+static tensor *heads_fused(tensor *qkv, int64_t H, tensor *mask, bool causal, double p,
+                           uint64_t seed) {
+    rng g;
+    rng_seed(&g, seed, 1);
+    return tensor_sdpa_heads(qkv, H, mask, causal, p, &g);
+}
+
+/* y and dqkv under L = sum(y * w) of sdpa_heads and of the reference agree:
+ * within 1e-12 in float64, 1e-5 in float32 (the same kernels on the same
+ * numbers; only the GEMMs' row strides differ). */
+static void check_heads_against_reference(dtype dt, int64_t B, int64_t T, int64_t E, int64_t H,
+                                          tensor *mask, bool causal, double p) {
+    const double tol = dt == DTYPE_F64 ? 1e-12 : 1e-5;
+    tensor *x64 = rand_leaf(31, SHAPE(B, T, 3 * E)), *w64 = rand_leaf(32, SHAPE(B, T, E));
+    tensor *qkv = tensor_to_dtype(x64, dt), *w = tensor_to_dtype(w64, dt);
+    tensor_set_requires_grad(qkv, true);
+    tensor *outs[2], *grads[2];
+    for (int version = 0; version < 2; version++) {
+        tensor *y = (version ? heads_reference : heads_fused)(qkv, H, mask, causal, p, 77);
+        ck_assert_msg(y != NULL, "%s", tapegrad_error());
+        ck_assert_int_eq(y->dtype, dt);
+        ck_assert_int_eq(y->ndim, 3);
+        ck_assert_int_eq(y->shape[2], E);
+        outs[version] = tensor_clone(y);
+        ck_assert_int_eq(tensor_backward(tensor_sum_all(tensor_mul(y, w))), 0);
+        grads[version] = tensor_clone(qkv->grad);
+        tensor_zero_grad(qkv);
+        tape_reset();
+    }
+    for (int64_t e = 0; e < outs[0]->size; e++) {
+        ck_assert(isfinite(tensor_get(outs[0], e)));
+        ck_assert_close(tensor_get(outs[0], e), tensor_get(outs[1], e), tol);
+    }
+    for (int64_t e = 0; e < grads[0]->size; e++)
+        ck_assert_msg(fabs(tensor_get(grads[0], e) - tensor_get(grads[1], e)) <= tol,
+                      "dqkv element %lld: sdpa_heads %.15g, reference %.15g", (long long)e,
+                      tensor_get(grads[0], e), tensor_get(grads[1], e));
+    tensor_free(outs[0]), tensor_free(outs[1]), tensor_free(grads[0]), tensor_free(grads[1]);
+    tensor_free(x64), tensor_free(w64), tensor_free(qkv), tensor_free(w);
+}
+
+START_TEST(test_sdpa_heads_matches_split_heads) {
+    for (int f = 0; f < 2; f++) {
+        dtype dt = f ? DTYPE_F32 : DTYPE_F64;
+        check_heads_against_reference(dt, 2, 5, 12, 3, NULL, false, 0);
+        check_heads_against_reference(dt, 2, 6, 16, 4, NULL, true, 0);
+        check_heads_against_reference(dt, 3, 4, 8, 1, NULL, true, 0); /* one head */
+        check_heads_against_reference(dt, 2, 64, 128, 4, NULL, true, 0); /* the GPT's head shape */
+    }
+}
+END_TEST
+
+/* Key padding [2,1,1,5], a mask per head [2,3,5,5] (float64) and a [5,5]
+ * one with causal, then dropout (the same draws as the reference's). */
+START_TEST(test_sdpa_heads_matches_split_heads_masked_and_dropout) {
+    tensor *pad = tensor_from_doubles(DTYPE_I64, 4, (int64_t[]){2, 1, 1, 5},
+                                      (double[]){0, 0, 0, 1, 1, 0, 1, 0, 0, 0});
+    tensor *per_head = tensor_zeros(DTYPE_F64, SHAPE(2, 3, 5, 5));
+    for (int64_t e = 0; e < per_head->size; e++) tensor_set(per_head, e, e % 5 > 1 && e % 3 == 0);
+    tensor *square = tensor_zeros(DTYPE_I64, SHAPE(5, 5));
+    for (int64_t e = 0; e < 25; e++) tensor_set(square, e, e % 5 > 1 && e % 2 == 0);
+    for (int f = 0; f < 2; f++) {
+        dtype dt = f ? DTYPE_F32 : DTYPE_F64;
+        check_heads_against_reference(dt, 2, 5, 12, 3, pad, false, 0);
+        check_heads_against_reference(dt, 2, 5, 12, 3, per_head, false, 0);
+        check_heads_against_reference(dt, 2, 5, 12, 3, square, true, 0);
+        check_heads_against_reference(dt, 2, 5, 12, 3, NULL, false, 0.3);
+        check_heads_against_reference(dt, 2, 5, 12, 3, pad, true, 0.2);
+    }
+    tensor_free(pad), tensor_free(per_head), tensor_free(square);
+}
+END_TEST
+
+/* Key padding hides keys 1 and 3 of batch 0: the k and v columns of those
+ * rows of dqkv are exactly 0 in every head (and nonzero elsewhere), batch 1
+ * (no key hidden) gets gradient everywhere; causal with the loss on query 1
+ * only: keys 2.. are its future, so their k and v columns are exactly 0. */
+START_TEST(test_sdpa_heads_excluded_keys_get_exactly_zero_gradient) {
+    const int64_t B = 2, T = 5, E = 6, H = 2;
+    tensor *qkv = rand_leaf(41, SHAPE(B, T, 3 * E)), *w = rand_leaf(42, SHAPE(B, T, E));
+    tensor *pad = tensor_from_doubles(DTYPE_I64, 4, (int64_t[]){2, 1, 1, 5},
+                                      (double[]){0, 1, 0, 1, 0, 0, 0, 0, 0, 0});
+    tensor *y = tensor_sdpa_heads(qkv, H, pad, false, 0, NULL);
+    ck_assert_ptr_nonnull(y);
+    ck_assert_int_eq(tensor_backward(tensor_sum_all(tensor_mul(y, w))), 0);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t j = 0; j < T; j++)
+            for (int64_t c = E; c < 3 * E; c++) { /* the k and v columns */
+                bool hidden = b == 0 && (j == 1 || j == 3);
+                double gk = tensor_get(qkv->grad, (b * T + j) * 3 * E + c);
+                ck_assert_msg(hidden ? gk == 0.0 : gk != 0.0, "dqkv[%lld,%lld,%lld] = %g",
+                              (long long)b, (long long)j, (long long)c, gk);
+            }
+    tape_reset();
+    tensor_zero_grad(qkv);
+    y = tensor_sdpa_heads(qkv, H, NULL, true, 0, NULL);
+    ck_assert_int_eq(tensor_backward(tensor_sum_all(tensor_narrow(y, 1, 1, 1))), 0);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t j = 0; j < T; j++)
+            for (int64_t c = 0; c < 3 * E; c++) {
+                bool zero = c < E ? j != 1 : j > 1; /* dq: only query 1; dk, dv: keys 0, 1 */
+                double gv = tensor_get(qkv->grad, (b * T + j) * 3 * E + c);
+                ck_assert_msg(zero ? gv == 0.0 : gv != 0.0, "causal dqkv[%lld,%lld,%lld] = %g",
+                              (long long)b, (long long)j, (long long)c, gv);
+            }
+    tape_reset();
+    tensor_free(qkv), tensor_free(w), tensor_free(pad);
+}
+END_TEST
+
+/* Two threads give the bits of one (each (batch, head) matrix writes its own
+ * column block of y and dqkv). */
+START_TEST(test_sdpa_heads_threads_give_the_same_bits) {
+    for (int f32 = 0; f32 < 2; f32++) {
+        dtype dt = f32 ? DTYPE_F32 : DTYPE_F64;
+        tensor *x64 = rand_leaf(51, SHAPE(8, 40, 96));
+        tensor *qkv = tensor_to_dtype(x64, dt);
+        tensor_set_requires_grad(qkv, true);
+        tensor *out[2], *grads[2];
+        for (int t = 0; t < 2; t++) {
+            tapegrad_set_threads(t + 1);
+            tensor *y = heads_fused(qkv, 4, NULL, true, 0.1, 5);
+            ck_assert_ptr_nonnull(y);
+            out[t] = tensor_clone(y);
+            ck_assert_int_eq(tensor_backward(tensor_sum_all(tensor_mul(y, y))), 0);
+            grads[t] = tensor_clone(qkv->grad);
+            tensor_zero_grad(qkv);
+            tape_reset();
+        }
+        tapegrad_set_threads(1);
+        ck_assert(memcmp(out[0]->data, out[1]->data, (size_t)out[0]->size * tg_dtype_size(dt)) == 0);
+        ck_assert(memcmp(grads[0]->data, grads[1]->data, (size_t)grads[0]->size * tg_dtype_size(dt)) == 0);
+        tensor_free(out[0]), tensor_free(out[1]), tensor_free(grads[0]), tensor_free(grads[1]);
+        tensor_free(x64), tensor_free(qkv);
+    }
+}
+END_TEST
+
+START_TEST(test_sdpa_heads_errors) {
+    tensor *qkv = rand_leaf(61, SHAPE(2, 5, 12)), *x1 = tensor_zeros(DTYPE_F64, SHAPE(12));
+    tensor *x8 = tensor_zeros(DTYPE_F64, 8, (int64_t[]){1, 1, 1, 1, 1, 1, 2, 6});
+    tensor *odd = tensor_zeros(DTYPE_F64, SHAPE(2, 5, 13)), *empty = tensor_zeros(DTYPE_F64, SHAPE(2, 5, 0));
+    tensor *xi = tensor_zeros(DTYPE_I64, SHAPE(2, 5, 12)), *bad_mask = tensor_zeros(DTYPE_I64, SHAPE(4, 5));
+    ck_assert_fails_with(tensor_sdpa_heads(x1, 2, NULL, false, 0, NULL),
+                         "sdpa_heads: qkv [.., T, 3E] needs a rank from 2 to 7 (its scores "
+                         "[.., H, T, T] have one dim more): qkv [12]");
+    ck_assert_fails_with(tensor_sdpa_heads(x8, 1, NULL, false, 0, NULL),
+                         "sdpa_heads: qkv [.., T, 3E] needs a rank from 2 to 7 (its scores "
+                         "[.., H, T, T] have one dim more): qkv [1,1,1,1,1,1,2,6]");
+    ck_assert_fails_with(tensor_sdpa_heads(qkv, 3, NULL, false, 0, NULL),
+                         "sdpa_heads: qkv [2,5,12] must be [.., T, 3E] with E = n_heads * "
+                         "head_dim, head_dim >= 1: its last dim 12 is not 3 * 3 * head_dim");
+    ck_assert_fails_with(tensor_sdpa_heads(qkv, 0, NULL, false, 0, NULL),
+                         "sdpa_heads: qkv [2,5,12] must be [.., T, 3E] with E = n_heads * "
+                         "head_dim, head_dim >= 1: its last dim 12 is not 3 * 0 * head_dim");
+    ck_assert_fails_with(tensor_sdpa_heads(qkv, 8, NULL, false, 0, NULL),
+                         "sdpa_heads: qkv [2,5,12] must be [.., T, 3E] with E = n_heads * "
+                         "head_dim, head_dim >= 1: its last dim 12 is not 3 * 8 * head_dim");
+    ck_assert_fails_with(tensor_sdpa_heads(odd, 1, NULL, false, 0, NULL),
+                         "sdpa_heads: qkv [2,5,13] must be [.., T, 3E] with E = n_heads * "
+                         "head_dim, head_dim >= 1: its last dim 13 is not 3 * 1 * head_dim");
+    ck_assert_fails_with(tensor_sdpa_heads(empty, 1, NULL, false, 0, NULL),
+                         "sdpa_heads: qkv [2,5,0] must be [.., T, 3E] with E = n_heads * "
+                         "head_dim, head_dim >= 1: its last dim 0 is not 3 * 1 * head_dim");
+    ck_assert_fails_with(tensor_sdpa_heads(qkv, 2, bad_mask, false, 0, NULL),
+                         "sdpa_heads: mask [4,5] does not broadcast to the scores [.., H, T, T] = "
+                         "[2,2,5,5]");
+    ck_assert_fails_with(tensor_sdpa_heads(xi, 2, NULL, false, 0, NULL),
+                         "sdpa_heads: input 0 is int64; this op needs float32 or float64");
+    ck_assert_fails_with(tensor_sdpa_heads(NULL, 2, NULL, false, 0, NULL),
+                         "sdpa_heads: input 0 is NULL");
+    rng g;
+    rng_seed(&g, 1, 1);
+    ck_assert_fails_with(tensor_sdpa_heads(qkv, 2, NULL, false, 1.0, &g),
+                         "sdpa_heads: dropout_p must be in [0, 1), got 1");
+    ck_assert_fails_with(tensor_sdpa_heads(qkv, 2, NULL, false, 0.5, NULL),
+                         "sdpa_heads: dropout_p = 0.5 needs a generator, got NULL");
+    ck_assert_int_eq(tg_tape_node_count(), 0);
+    tensor_free(qkv), tensor_free(x1), tensor_free(x8), tensor_free(odd), tensor_free(empty),
+        tensor_free(xi), tensor_free(bad_mask);
+}
+END_TEST
+
+/* Second order: the Hessian-vector product of f = sum(c * y^2) through
+ * sdpa_heads (its graph vjp) equals the one through the split reference,
+ * causal with a key-padding mask and dropout, within 1e-10 (float64). */
+START_TEST(test_sdpa_heads_hvp_matches_split_heads) {
+    tensor *qkv = rand_leaf(71, SHAPE(2, 4, 12)), *v = rand_leaf(72, SHAPE(2, 4, 12));
+    tensor *c = rand_leaf(73, SHAPE(2, 4, 4));
+    tensor *pad = tensor_from_doubles(DTYPE_I64, 4, (int64_t[]){2, 1, 1, 4},
+                                      (double[]){0, 0, 1, 0, 0, 0, 0, 1});
+    tensor *hv[2];
+    for (int version = 0; version < 2; version++) {
+        tensor *y = (version ? heads_reference : heads_fused)(qkv, 2, pad, true, 0.2, 9);
+        tensor *f = tensor_sum_all(tensor_mul(tensor_square(y), c));
+        tensor *h = NULL;
+        ck_assert_msg(tensor_hvp(f, &qkv, 1, &v, &h) == 0, "%s", tapegrad_error());
+        hv[version] = tensor_clone(h);
+        tape_reset();
+    }
+    bool nonzero = false;
+    for (int64_t e = 0; e < hv[0]->size; e++) {
+        ck_assert_msg(fabs(tensor_get(hv[0], e) - tensor_get(hv[1], e)) <= 1e-10,
+                      "hv element %lld: sdpa_heads %.15g, reference %.15g", (long long)e,
+                      tensor_get(hv[0], e), tensor_get(hv[1], e));
+        nonzero |= tensor_get(hv[0], e) != 0;
+    }
+    ck_assert(nonzero);
+    tensor_free(hv[0]), tensor_free(hv[1]), tensor_free(qkv), tensor_free(v), tensor_free(c),
+        tensor_free(pad);
+}
+END_TEST
+
+START_TEST(test_sdpa_heads_registry_cases_numeric) {
+    ck_assert_int_ge(numeric_check_op("sdpa_heads", 1, 3, CHECK_ALL), 24);
+}
+END_TEST
+
 Suite *ops_attention_suite(void) {
     Suite *s = suite_create("ops_attention");
     TCase *tc = tcase_create("attention");
@@ -464,6 +703,13 @@ Suite *ops_attention_suite(void) {
     tcase_add_test(tc, test_sdpa_threads_give_the_same_bits);
     tcase_add_test(tc, test_sdpa_errors);
     tcase_add_test(tc, test_sdpa_registry_cases_numeric);
+    tcase_add_test(tc, test_sdpa_heads_matches_split_heads);
+    tcase_add_test(tc, test_sdpa_heads_matches_split_heads_masked_and_dropout);
+    tcase_add_test(tc, test_sdpa_heads_excluded_keys_get_exactly_zero_gradient);
+    tcase_add_test(tc, test_sdpa_heads_threads_give_the_same_bits);
+    tcase_add_test(tc, test_sdpa_heads_errors);
+    tcase_add_test(tc, test_sdpa_heads_hvp_matches_split_heads);
+    tcase_add_test(tc, test_sdpa_heads_registry_cases_numeric);
     suite_add_tcase(s, tc);
     return s;
 }
