@@ -1,7 +1,8 @@
 /* test_op_contract.c - every registered op keeps the vjp contract the tape
  * relies on (autograd/opcheck.c): it accumulates, writes nothing but gradient
- * buffers, is deterministic, and gives each input the same gradient alone as
- * with the others; and copies of real entries that break one clause each are
+ * buffers, is deterministic, gives each input the same gradient alone as
+ * with the others, and (NaN-filled) fresh gradient buffers end as zeroed
+ * ones do (an op with vjp_fresh writes them); and copies of real entries that break one clause each are
  * caught, where the numerical checker passes them. */
 #include <string.h>
 
@@ -249,6 +250,45 @@ START_TEST(test_gradient_depending_on_other_inputs_is_caught) {
 }
 END_TEST
 
+/* ------------------------------------------------ fresh gradient buffers */
+/* sum's vjp adds (+=); an entry that claims vjp_fresh with it reads the NaN
+ * of a fresh buffer. */
+START_TEST(test_fresh_op_that_adds_is_caught) {
+    op_def bad = broken("sum", op_find("sum")->vjp);
+    bad.vjp_fresh = true;
+    assert_breach(&bad, "does not write a fresh gradient buffer of input 0");
+}
+END_TEST
+
+/* mul's vjp writes a fresh buffer, but takes (clears) the flag of dA only
+ * when it runs: a copy that writes dB without taking its flag leaves it
+ * fresh, and tg_vjp_call zeroes it afterwards. */
+static void mul_vjp_forgets_take(tape_node *n, tensor *const *gin) {
+    bool fresh_b = gin[1] && gin[1]->fresh;
+    real_vjp(n, gin);
+    if (fresh_b) gin[1]->fresh = true;
+}
+
+START_TEST(test_fresh_op_that_leaves_the_flag_is_caught) {
+    real_vjp = op_find("mul")->vjp;
+    op_def bad = broken("mul", mul_vjp_forgets_take);
+    assert_breach(&bad, "does not write a fresh gradient buffer of input 1");
+}
+END_TEST
+
+/* Without vjp_fresh, tg_vjp_call zeroes the fresh buffers before the vjp
+ * adds: mul's real (converted) vjp in an entry without the flag still
+ * keeps the contract, and a plain += vjp gets zeros, not NaN. */
+START_TEST(test_unflagged_op_gets_zeroed_fresh_buffers) {
+    op_def plain = broken("mul", op_find("mul")->vjp);
+    plain.vjp_fresh = false;
+    op_contract_report r;
+    ck_assert_int_eq(tg_op_check_contract(&plain, 1, &r), 0);
+    ck_assert_msg(r.passed, "%s", r.message);
+    op_check_report_free(&r);
+}
+END_TEST
+
 /* ------------------------------------------ float32 against float64 */
 START_TEST(test_every_op_float32_matches_float64_20_seeds) {
     for (int i = 0; i < op_count(); i++) {
@@ -488,6 +528,9 @@ Suite *contract_suite(void) {
     tcase_add_test(tc, test_vjp_writing_the_output_is_caught);
     tcase_add_test(tc, test_non_deterministic_vjp_is_caught);
     tcase_add_test(tc, test_gradient_depending_on_other_inputs_is_caught);
+    tcase_add_test(tc, test_fresh_op_that_adds_is_caught);
+    tcase_add_test(tc, test_fresh_op_that_leaves_the_flag_is_caught);
+    tcase_add_test(tc, test_unflagged_op_gets_zeroed_fresh_buffers);
     tcase_add_test(tc, test_every_op_float32_matches_float64_20_seeds);
     tcase_add_test(tc, test_logsumexp_float32_gradient_near_1000);
     tcase_add_test(tc, test_vjp_wrong_only_in_float32_is_caught);
