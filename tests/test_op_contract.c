@@ -252,10 +252,10 @@ START_TEST(test_gradient_depending_on_other_inputs_is_caught) {
 END_TEST
 
 /* ------------------------------------------------ fresh gradient buffers */
-/* sum's vjp adds (+=); an entry that claims vjp_fresh with it reads the NaN
+/* softmax's vjp adds (+=); an entry that claims vjp_fresh with it reads the NaN
  * of a fresh buffer. */
 START_TEST(test_fresh_op_that_adds_is_caught) {
-    op_def bad = broken("sum", op_find("sum")->vjp);
+    op_def bad = broken("softmax", op_find("softmax")->vjp);
     bad.vjp_fresh = true;
     assert_breach(&bad, "does not write a fresh gradient buffer of input 0");
 }
@@ -457,6 +457,7 @@ static tensor *bad_sum_fn(tensor *const *in, int n, void *ctx) {
 
 START_TEST(test_vjp_reading_uninitialised_memory_fails) {
     bad_sum = broken("sum", sum_vjp_uninitialised_scratch);
+    bad_sum.vjp_fresh = false; /* it adds: fresh buffers come zeroed */
     rng g;
     rng_seed(&g, 4, 1);
     tensor *x = tg_sample_tensor(&g, SHAPE(3, 4), -1.5, 1.5);
