@@ -32,21 +32,24 @@ void tg_broadcast_strides(const tensor *t, int ndim, const int64_t *shape, int64
     }
 }
 
-/* dst += src summed over broadcast dims. Typical cases are fast paths: same
- * size (plain add), dst a single element, and dst a suffix of src (bias-like:
- * rows of src added into dst). */
+/* dst += src summed over broadcast dims (dst = ... when write: dst's contents
+ * are garbage; each element's sum is then the same, bit for bit, without the
+ * leading 0 +). Typical cases are fast paths: same size (plain add), dst a
+ * single element, and dst a suffix of src (bias-like: rows of src added into
+ * dst). */
 #define REDUCE_TO_SHAPE(T)                                                          \
-    static void reduce_##T(tensor *dst, const tensor *src) {                        \
+    static void reduce_##T(tensor *dst, const tensor *src, bool write) {            \
         T *d = dst->data;                                                           \
         const T *s = src->data;                                                     \
         if (dst->size == src->size) {                                               \
-            for (int64_t i = 0; i < src->size; i++) d[i] += s[i];                   \
+            if (write) memcpy(d, s, (size_t)src->size * sizeof(T));                 \
+            else for (int64_t i = 0; i < src->size; i++) d[i] += s[i];              \
             return;                                                                 \
         }                                                                           \
         if (dst->size == 1) {                                                       \
             T acc = 0;                                                              \
             for (int64_t i = 0; i < src->size; i++) acc += s[i];                    \
-            d[0] += acc;                                                            \
+            d[0] = write ? acc : d[0] + acc;                                        \
             return;                                                                 \
         }                                                                           \
         int64_t st[TENSOR_MAX_DIMS];                                                \
@@ -56,11 +59,18 @@ void tg_broadcast_strides(const tensor *t, int ndim, const int64_t *shape, int64
         for (int i = 0; i < dst->ndim; i++)                                         \
             if (dst->shape[i] != src->shape[lead + i]) suffix = false;              \
         if (suffix) {                                                               \
-            int64_t inner = dst->size, outer = src->size / inner;                   \
-            for (int64_t o = 0; o < outer; o++)                                     \
+            int64_t inner = dst->size, outer = src->size / inner, o = 0;            \
+            if (write && outer > 0) {                                               \
+                memcpy(d, s, (size_t)inner * sizeof(T));                            \
+                o = 1;                                                              \
+            } else if (write) {                                                     \
+                memset(d, 0, (size_t)inner * sizeof(T));                            \
+            }                                                                       \
+            for (; o < outer; o++)                                                  \
                 for (int64_t i = 0; i < inner; i++) d[i] += s[o * inner + i];       \
             return;                                                                 \
         }                                                                           \
+        if (write) memset(d, 0, (size_t)dst->size * sizeof(T));                     \
         for (int64_t i = 0; i < src->size; i++)                                     \
             d[bcast_offset(i, src->ndim, src->shape, st)] += s[i];                  \
     }
@@ -69,9 +79,17 @@ REDUCE_TO_SHAPE(double)
 
 void tg_reduce_to_shape_acc(tensor *dst, const tensor *src) {
     if (dst->dtype == DTYPE_F32)
-        reduce_float(dst, src);
+        reduce_float(dst, src, false);
     else
-        reduce_double(dst, src);
+        reduce_double(dst, src, false);
+}
+
+void tg_reduce_to_shape_grad(tensor *dst, const tensor *src) {
+    bool write = tg_grad_take_fresh(dst);
+    if (dst->dtype == DTYPE_F32)
+        reduce_float(dst, src, write);
+    else
+        reduce_double(dst, src, write);
 }
 
 tensor *tg_sum_to_shape(tensor *g, const tensor *like) {

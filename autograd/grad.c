@@ -183,7 +183,7 @@ static int run_kernel(walk *w, tape_node *nd, int64_t i, uint64_t errors, bool p
     /* the vjp reads the upstream gradient from out->grad: lent for the call */
     tensor *kept = nd->out->grad;
     nd->out->grad = w->gnode[i];
-    nd->op->vjp(nd, gin);
+    tg_vjp_call(nd->op, nd, gin);
     nd->out->grad = kept;
     if (tg_error_count() != errors) {
         if (!pending_before)

@@ -564,7 +564,7 @@ static int clone_node(const tape_node *orig, node_clone *cl, rng *g) {
         if (wants && !cl->gin[k]) return -1;
     }
     cl->n.op->forward(&cl->n);
-    cl->n.op->vjp(&cl->n, cl->gin);
+    tg_vjp_call(cl->n.op, &cl->n, cl->gin);
     return 0;
 }
 

@@ -75,7 +75,7 @@ static int node_compare(const op_def *op, int64_t i, rng *g, const char *where, 
     const uint64_t errors = tg_error_count();
     tensor *kept = nd->out->grad;
     nd->out->grad = u;
-    op->vjp(nd, kern);
+    tg_vjp_call(op, nd, kern);
     nd->out->grad = kept;
     /* recorded (a decomposition must be), then dropped from the tape */
     const tape_node copy = *nd;

@@ -38,6 +38,10 @@ typedef struct op_sample {
     double fp[NODE_MAX_FPARAMS];
 } op_sample;
 
+/* Tables and tests written before a field existed list the first fields
+ * positionally and leave the later ones out (NULL, false): no warning for
+ * that, in every file that includes this header. */
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 struct op_def {
     const char *name;
     int arity;                        /* tensor inputs (-1: variable, e.g. concat) */
@@ -68,7 +72,27 @@ struct op_def {
      * node: the ops it calls append nodes and may move the tape. NULL: the
      * op is first order only, and create_graph through it is refused. */
     int (*vjp_graph)(const tape_node *n, tensor *g, const bool *want, tensor **gin);
+    /* The vjp honours fresh gradient buffers (tensor.fresh: allocated, never
+     * written, contents garbage): for each gin[i] it calls
+     * tg_grad_take_fresh(gin[i]) and writes (=) when that says fresh, adds
+     * (+=) otherwise. false (every op that does not set it, every custom op):
+     * tg_vjp_call zeroes the fresh buffers first, so the vjp only adds. */
+    bool vjp_fresh;
 };
+
+/* Calls op->vjp(n, gin), the one way vjps are called (the tape, tensor_grad,
+ * recomputation, the checkers): for an op without vjp_fresh, every fresh
+ * gin[i] is zeroed first; after the vjp no gin[i] is fresh (a converted vjp
+ * that left a buffer unwritten, e.g. for an empty product, has it zeroed). */
+void tg_vjp_call(const op_def *op, tape_node *n, tensor *const *gin);
+/* True when g is fresh (its contents garbage: the caller must write, not
+ * add), and g is no longer fresh from then on: a second take of the same
+ * buffer in one vjp (tensor_mul(x, x): gin[0] == gin[1]) adds. */
+static inline bool tg_grad_take_fresh(tensor *g) {
+    bool f = g->fresh;
+    g->fresh = false;
+    return f;
+}
 
 
 /* The registry is the concatenation of the family tables in ops/. Each family
@@ -314,6 +338,9 @@ int tg_broadcast_shapes(const char *op, const tensor *a, const tensor *b, int *n
 void tg_broadcast_strides(const tensor *t, int ndim, const int64_t *shape, int64_t *strides);
 /* dst (shape of the smaller operand) += src summed over the broadcast dims. */
 void tg_reduce_to_shape_acc(tensor *dst, const tensor *src);
+/* The same into a gradient buffer that may be fresh: = when it is (and it is
+ * no longer fresh), += otherwise. The sums are the same, bit for bit. */
+void tg_reduce_to_shape_grad(tensor *dst, const tensor *src);
 /* The same adjoint built from differentiable ops (graph vjps): g summed
  * over the dims that broadcasting added or stretched to give like's shape.
  * Returns g itself when the shapes agree; a tape tensor, or NULL with an

@@ -15,6 +15,12 @@
  *     vjp (the tape, the checker's replay and later consumers still read
  *     them).
  *   - deterministic: two runs into zeroed buffers agree bit for bit.
+ *   - fresh buffers: the tape hands a vjp, through tg_vjp_call, gradient
+ *     buffers that are fresh (never written, garbage) when it is their
+ *     first contribution. Filled with NaN and marked fresh, each buffer must
+ *     end equal to G: an op with vjp_fresh must write (=) where it would
+ *     have added, and only where the buffer is fresh; one without has them
+ *     zeroed by tg_vjp_call. Checked alone and with all inputs wanting.
  *   - each input alone: with only input i wanting a gradient (the other
  *     buffers NULL, as the tape passes them when those inputs need none),
  *     input i gets the gradient it gets with all of them.
@@ -107,9 +113,10 @@ typedef struct {
     tensor *g1[SAMPLE_MAX_INPUTS];       /* the vjp into zeroed buffers */
 } node_check;
 
-/* Runs the vjp into fresh buffers, zeroed or copies of pre[j] when pre is
- * given; only the inputs in `only` (a bit mask) get a buffer. */
-static int run_vjp(node_check *c, uint32_t only, tensor *const *pre) {
+/* Runs the vjp into new buffers, zeroed or copies of pre[j] when pre is
+ * given, or NaN-filled and marked fresh (tensor.fresh) with fresh; only the
+ * inputs in `only` (a bit mask) get a buffer. */
+static int run_vjp_into(node_check *c, uint32_t only, tensor *const *pre, bool fresh) {
     tape_node *nd = c->nd;
     for (int j = 0; j < nd->n_in; j++) {
         c->gin[j] = NULL;
@@ -117,11 +124,52 @@ static int run_vjp(node_check *c, uint32_t only, tensor *const *pre) {
         const tensor *t = nd->in[j];
         c->gin[j] = pre ? snapshot(pre[j]) : tg_tensor_tape_zeros(t->dtype, t->ndim, t->shape);
         if (!c->gin[j]) return -1;
+        if (fresh) {
+            for (int64_t e = 0; e < t->size; e++) tensor_set(c->gin[j], e, NAN);
+            c->gin[j]->fresh = true;
+        }
     }
     /* a vjp that fails says so through an error (tensor_backward's rule) */
     uint64_t errors = tg_error_count();
-    c->op->vjp(nd, c->gin);
+    tg_vjp_call(c->op, nd, c->gin);
     return tg_error_count() == errors ? 0 : -1;
+}
+
+static int run_vjp(node_check *c, uint32_t only, tensor *const *pre) {
+    return run_vjp_into(c, only, pre, false);
+}
+
+/* The first element where got and g1 differ in value (a NaN differs; 0 and
+ * -0 agree: a fresh write of -0 where 0 + -0 gave 0), or -1. */
+static int64_t first_value_diff(const tensor *got, const tensor *g1) {
+    for (int64_t e = 0; e < got->size; e++)
+        if (!(tensor_get(got, e) == tensor_get(g1, e))) return e;
+    return -1;
+}
+
+/* The vjp into fresh NaN-filled buffers, every wanted input at once and
+ * each alone, must give G (the zeroed run's buffers, c->g1) exactly. */
+static int check_fresh(node_check *c, uint32_t all, op_contract_report *r) {
+    tape_node *nd = c->nd;
+    for (int i = -1; i < nd->n_in; i++) {
+        if (i >= 0 && !c->wants[i]) continue;
+        if (run_vjp_into(c, i < 0 ? all : 1u << i, NULL, true)) return -1;
+        for (int j = 0; j < nd->n_in; j++) {
+            if (!c->gin[j]) continue;
+            int64_t e = first_value_diff(c->gin[j], c->g1[j]);
+            if (e < 0 && !c->gin[j]->fresh) continue;
+            if (e < 0) e = 0;
+            fail(r, "%s: the vjp%s does not %s a fresh gradient buffer of input %d (NaN-filled,"
+                    " %s): element %lld is %.9g, expected %.9g (the vjp into zeros)",
+                 c->where, i < 0 ? "" : " (this input alone)",
+                 c->op->vjp_fresh ? "write" : "get zeroed", j,
+                 c->op->vjp_fresh ? "the op sets vjp_fresh" : "zeroed by tg_vjp_call",
+                 (long long)e, tensor_get(c->gin[j], e), tensor_get(c->g1[j], e));
+            return 0;
+        }
+        if (i < 0 && nd->n_in == 1) break;
+    }
+    return 0;
 }
 
 /* got[e] must be p[e] + k g1[e] (p NULL: 0) within rounding; returns the first
@@ -219,14 +267,13 @@ static void check_node(node_check *c, rng *g, op_contract_report *r) {
         }
         if (run == 1) {
             uint64_t errors = tg_error_count();
-            c->op->vjp(nd, c->gin);
+            tg_vjp_call(c->op, nd, c->gin);
             if (tg_error_count() != errors) goto oom;
         }
     }
 
     /* each wanted input alone gets the gradient it gets with all of them */
-    if (n_wanted == 1) return;
-    for (int i = 0; i < n_in; i++) {
+    for (int i = 0; i < n_in && n_wanted > 1; i++) {
         if (!c->wants[i]) continue;
         if (run_vjp(c, 1u << i, NULL)) goto oom;
         double want = 0;
@@ -238,6 +285,9 @@ static void check_node(node_check *c, rng *g, op_contract_report *r) {
             return;
         }
     }
+
+    /* fresh buffers: written, not added to */
+    if (check_fresh(c, all, r)) goto oom;
     return;
 oom:
     fail(r, "%s: out of memory while checking the vjp contract (or the vjp failed: %s)", c->where,

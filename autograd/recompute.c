@@ -444,7 +444,7 @@ static void sub_walk(tape_node *n, const ckpt *c, tensor *const *gin, tensor **y
             if (gin[k] && !gin[k]->data && grad_materialize(gin[k])) return;
             g[j] = gin[k];
         }
-        s->op->vjp(s, g);
+        tg_vjp_call(s->op, s, g);
         /* the upstream gradient has done its work: its memory can hold the
          * input's gradient, given memory only now (deferred) */
         if (release_early && s->out == ys[0]) {

@@ -278,8 +278,10 @@ tensor *tg_op_apply(const op_def *op, tensor *const *in, int n_in, dtype out_dty
     return n ? tg_node_finish(n) : NULL;
 }
 
-/* The gradient buffer of t, made (zeroed) on first use: in the arena for a
- * tape-owned tensor, owned by the tensor for a user-owned leaf. */
+/* The gradient buffer of t, made on first use: in the arena for a
+ * tape-owned tensor, uninitialised and marked fresh (its first vjp writes
+ * it, tg_vjp_call), owned by the tensor and zeroed for a user-owned leaf,
+ * which accumulates across backward calls. */
 static bool is_checkpoint_output(const tensor *t) {
     return t->tape_owned && t->node >= 0 && t->node < n_nodes && nodes[t->node].out == t &&
            nodes[t->node].op == &tg_op_checkpoint;
@@ -295,10 +297,24 @@ static tensor *grad_of_for(tensor *t, const tape_node *consumer) {
     if (t->grad) return t->grad;
     if (is_checkpoint_output(t))
         return t->grad = tg_checkpoint_grad_new(t, consumer && consumer->op == &tg_op_checkpoint);
-    t->grad = t->tape_owned ? tg_tensor_tape_zeros(t->dtype, t->ndim, t->shape)
+    t->grad = t->tape_owned ? tg_tensor_tape_new(t->dtype, t->ndim, t->shape)
                             : tensor_new(t->dtype, t->ndim, t->shape);
-    if (t->grad) t->grad->is_grad = true;
+    if (t->grad) {
+        t->grad->is_grad = true;
+        t->grad->fresh = t->tape_owned;
+    }
     return t->grad;
+}
+
+static void zero_fresh(tensor *g) {
+    if (g && tg_grad_take_fresh(g)) memset(g->data, 0, (size_t)g->size * tg_dtype_size(g->dtype));
+}
+
+void tg_vjp_call(const op_def *op, tape_node *n, tensor *const *gin) {
+    if (!op->vjp_fresh)
+        for (int j = 0; j < n->n_in; j++) zero_fresh(gin[j]);
+    op->vjp(n, gin);
+    for (int j = 0; j < n->n_in; j++) zero_fresh(gin[j]);
 }
 
 static tensor *grad_of(tensor *t) { return grad_of_for(t, NULL); }
@@ -363,6 +379,7 @@ int tensor_backward_with(tensor *out, const tensor *gout) {
      * from zero; leaves keep accumulating. */
     for (int64_t i = 0; i <= out->node; i++) nodes[i].out->grad = NULL;
     if (!grad_of(out)) return -1;
+    zero_fresh(out->grad);
     acc_into(out->grad, gout);
     const bool pending_before = tg_error_pending();
     const uint64_t errors = tg_error_count();
@@ -381,7 +398,7 @@ int tensor_backward_with(tensor *out, const tensor *gout) {
         /* a failing vjp sets an error (tg_error_count moves even when an older
          * message is kept): stop at the first, naming the op. Nothing else
          * in this loop sets one without returning, so one count serves all. */
-        n->op->vjp(n, gin);
+        tg_vjp_call(n->op, n, gin);
         if (tg_error_count() != errors) {
             if (!pending_before)
                 tg_error_prefix("tensor_backward: the vjp of %s (tape position %lld) failed: ",

@@ -70,6 +70,7 @@ typedef struct tensor {
     /* private to the library */
     bool tape_owned;
     bool is_grad;                     /* some tensor's .grad */
+    bool fresh;                       /* a gradient buffer never written yet: garbage */
     uint32_t epoch;                   /* tape epoch of a tape-owned tensor (stale when old) */
     int32_t node;                     /* tape position of its producer, -1 for a leaf */
     int32_t mark;                     /* scratch for graph walks (checker) */

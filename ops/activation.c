@@ -594,6 +594,11 @@ static int gelu_vjp_graph(const tape_node *n, tensor *g, const bool *want, tenso
 #define ENTRY_G(name, arity, sample, sig, fwd, grad, notes, graph) \
     {#name, arity, 0, name##_forward, name##_vjp, sample, name##_build, sig, fwd, grad, notes, \
      .vjp_graph = graph}
+/* The same for an op whose vjp is an EW_UNARY_VJP one, which writes fresh
+ * gradient buffers (op_def.vjp_fresh). */
+#define ENTRY_EW(name, arity, sample, sig, fwd, grad, notes, graph) \
+    {#name, arity, 0, name##_forward, name##_vjp, sample, name##_build, sig, fwd, grad, notes, \
+     .vjp_graph = graph, .vjp_fresh = true}
 
 /* The activation family: index of each op in tg_ops_activation, its entry below. */
 enum {
@@ -604,10 +609,10 @@ enum {
 #define OP(i) (&tg_ops_activation[i])
 
 const op_def tg_ops_activation[] = {
-    [RELU] = ENTRY_G(relu, 1, relu_sample, "tensor_relu(a)", "y = max(a, 0)", "da = g [a > 0]",
+    [RELU] = ENTRY_EW(relu, 1, relu_sample, "tensor_relu(a)", "y = max(a, 0)", "da = g [a > 0]",
           "kink at a = 0, where the gradient used is 0 (as PyTorch); NaN passes through; "
           "samples keep |a| >= 0.05", relu_vjp_graph),
-    [LEAKY_RELU] = ENTRY_G(leaky_relu, 1, leaky_relu_sample, "tensor_leaky_relu(a, slope)",
+    [LEAKY_RELU] = ENTRY_EW(leaky_relu, 1, leaky_relu_sample, "tensor_leaky_relu(a, slope)",
           "y = a > 0 ? a : slope * a", "da = g (a > 0 ? 1 : slope)",
           "kink at a = 0, where the gradient used is slope (as PyTorch); samples keep |a| >= 0.05", leaky_relu_vjp_graph),
     [PRELU] = ENTRY_G(prelu, 2, prelu_sample, "tensor_prelu(a, w)",
@@ -615,10 +620,10 @@ const op_def tg_ops_activation[] = {
           "da = g (a > 0 ? 1 : w[c]), dw[c] = sum over a <= 0 of channel c of g * a",
           "kink at a = 0, where the slope branch is used (as PyTorch); a of fewer than 2 "
           "dimensions takes w [1] only; samples keep |a| >= 0.05", prelu_vjp_graph),
-    [SIGMOID] = ENTRY_G(sigmoid, 1, smooth_sample, "tensor_sigmoid(a)", "y = 1 / (1 + e^-a)",
+    [SIGMOID] = ENTRY_EW(sigmoid, 1, smooth_sample, "tensor_sigmoid(a)", "y = 1 / (1 + e^-a)",
           "da = g * y * (1 - y)",
           "computed with e^-|a| only, so it is finite (0 or 1) for any |a|", sigmoid_vjp_graph),
-    [TANH] = ENTRY_G(tanh, 1, smooth_sample, "tensor_tanh(a)", "y = tanh(a)", "da = g * (1 - y^2)", "", tanh_vjp_graph),
+    [TANH] = ENTRY_EW(tanh, 1, smooth_sample, "tensor_tanh(a)", "y = tanh(a)", "da = g * (1 - y^2)", "", tanh_vjp_graph),
     [SOFTMAX] = ENTRY_G(softmax, 1, softmax_sample, "tensor_softmax(a, axis)",
           "y = e^(a - m) / sum_axis e^(a - m), m = max along axis",
           "da = y * (g - sum_axis(g * y)) (the full Jacobian product per row)",
@@ -633,28 +638,28 @@ const op_def tg_ops_activation[] = {
           "da = g (Phi(a) + a phi(a)); tanh_approx: da = g ((1 + t) / 2 + a (1 - t^2) "
           "sqrt(2/pi) (1 + 3 * 0.044715 a^2) / 2)",
           "smooth; samples cover both forms (cases 0-2 erf, 3-5 tanh)", gelu_vjp_graph),
-    [SILU] = ENTRY_G(silu, 1, smooth_sample, "tensor_silu(a)", "y = a * sigmoid(a)",
+    [SILU] = ENTRY_EW(silu, 1, smooth_sample, "tensor_silu(a)", "y = a * sigmoid(a)",
           "da = g * s * (1 + a (1 - s)), s = sigmoid(a)", "smooth", silu_vjp_graph),
-    [MISH] = ENTRY_G(mish, 1, smooth_sample, "tensor_mish(a)", "y = a * tanh(softplus(a))",
+    [MISH] = ENTRY_EW(mish, 1, smooth_sample, "tensor_mish(a)", "y = a * tanh(softplus(a))",
           "da = g (t + a sigmoid(a) (1 - t^2)), t = tanh(softplus(a))",
           "smooth; softplus via ln(1 + e^-|a|) keeps it finite for any |a|", mish_vjp_graph),
-    [ELU] = ENTRY_G(elu, 1, elu_sample, "tensor_elu(a, alpha)", "y = a > 0 ? a : alpha (e^a - 1)",
+    [ELU] = ENTRY_EW(elu, 1, elu_sample, "tensor_elu(a, alpha)", "y = a > 0 ? a : alpha (e^a - 1)",
           "da = g (a > 0 ? 1 : alpha e^a)",
           "kink at a = 0 unless alpha = 1; there the gradient used is alpha (the left branch, "
           "as PyTorch); samples keep |a| >= 0.05", elu_vjp_graph),
-    [SELU] = ENTRY_G(selu, 1, relu_sample, "tensor_selu(a)",
+    [SELU] = ENTRY_EW(selu, 1, relu_sample, "tensor_selu(a)",
           "y = lambda (a > 0 ? a : alpha (e^a - 1)), alpha = 1.6732632423543772, "
           "lambda = 1.0507009873554805",
           "da = g lambda (a > 0 ? 1 : alpha e^a)",
           "kink at a = 0 (slopes lambda and lambda alpha), where the gradient used is "
           "lambda alpha (the left branch); samples keep |a| >= 0.05", selu_vjp_graph),
-    [SOFTPLUS] = ENTRY_G(softplus, 1, softplus_sample, "tensor_softplus(a, beta, threshold)",
+    [SOFTPLUS] = ENTRY_EW(softplus, 1, softplus_sample, "tensor_softplus(a, beta, threshold)",
           "y = beta a > threshold ? a : ln(1 + e^(beta a)) / beta",
           "da = g (beta a > threshold ? 1 : sigmoid(beta a))",
           "PyTorch semantics (defaults beta 1, threshold 20): linear above the threshold, a "
           "jump of about e^-threshold / beta there, so samples keep 0.05 from a = "
           "threshold / beta; beta = 0 is an error", softplus_vjp_graph),
-    [HARDTANH] = ENTRY_G(hardtanh, 1, hardtanh_sample, "tensor_hardtanh(a, lo, hi)", "y = min(max(a, lo), hi)",
+    [HARDTANH] = ENTRY_EW(hardtanh, 1, hardtanh_sample, "tensor_hardtanh(a, lo, hi)", "y = min(max(a, lo), hi)",
           "da = g where lo < a < hi, else 0",
           "kinks at lo and hi, where the gradient used is 0 (PyTorch's hardtanh; note clamp "
           "uses 1 there); lo > hi is an error; samples keep 0.05 from each bound", hardtanh_vjp_graph),

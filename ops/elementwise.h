@@ -57,31 +57,35 @@
         }                                                                        \
     }
 
-/* dx += DX(x, z, g). */
+/* dx += DX(x, z, g), or dx = DX(x, z, g) into a fresh buffer (op_def.vjp_fresh). */
+#define EW_UNARY_VJP_T(T, DX)                                                    \
+    do {                                                                         \
+        const T *X = n->in[0]->data, *Z = n->out->data, *G = n->out->grad->data; \
+        T *D = gin[0]->data;                                                     \
+        if (tg_grad_take_fresh(gin[0])) {                                        \
+            EW_FOR(i, cnt, {                                                     \
+                const T x = X[i], z = Z[i], g = G[i];                            \
+                (void)x; (void)z;                                                \
+                D[i] = (T)(DX);                                                  \
+            });                                                                  \
+        } else {                                                                 \
+            EW_FOR(i, cnt, {                                                     \
+                const T x = X[i], z = Z[i], g = G[i];                            \
+                (void)x; (void)z;                                                \
+                D[i] += (T)(DX);                                                 \
+            });                                                                  \
+        }                                                                        \
+    } while (0)
+
 #define EW_UNARY_VJP(name, DX)                                                   \
     static void name##_vjp(tape_node *n, tensor *const *gin) {                   \
         EW_PARAMS(n);                                                            \
         int64_t cnt = n->out->size;                                              \
         if (!gin[0]) return;                                                     \
-        if (n->out->dtype == DTYPE_F32) {                                        \
-            const float *X = n->in[0]->data, *Z = n->out->data,                  \
-                        *G = n->out->grad->data;                                 \
-            float *D = gin[0]->data;                                             \
-            EW_FOR(i, cnt, {                        \
-                const float x = X[i], z = Z[i], g = G[i];                        \
-                (void)x; (void)z;                                                \
-                D[i] += (float)(DX);                                             \
-            });                                                                    \
-        } else {                                                                 \
-            const double *X = n->in[0]->data, *Z = n->out->data,                 \
-                         *G = n->out->grad->data;                                \
-            double *D = gin[0]->data;                                            \
-            EW_FOR(i, cnt, {                        \
-                const double x = X[i], z = Z[i], g = G[i];                       \
-                (void)x; (void)z;                                                \
-                D[i] += (DX);                                                    \
-            });                                                                    \
-        }                                                                        \
+        if (n->out->dtype == DTYPE_F32)                                          \
+            EW_UNARY_VJP_T(float, DX);                                           \
+        else                                                                     \
+            EW_UNARY_VJP_T(double, DX);                                          \
     }
 
 /* Whether t broadcasts to out by repeating it whole: its dims past leading
@@ -158,25 +162,17 @@ static inline bool ew_bcast_suffix(const tensor *t, const tensor *out) {
             EW_BINARY_LOOP_T(double, EXPR);                                      \
     }
 
-/* da += reduce_bcast(DA(x, y, z, g)), db likewise. When an operand has the
- * output's shape its gradient is accumulated in place; otherwise the full
- * gradient goes to an arena buffer and is summed over the broadcast dims. */
-#define EW_BINARY_VJP_T(T, which, DEXPR)                                              \
+/* da += reduce_bcast(DA(x, y, z, g)), db likewise (= into a fresh buffer,
+ * op_def.vjp_fresh). When an operand has the output's shape its gradient is
+ * written or accumulated in place; otherwise the full gradient goes to an
+ * arena buffer and is summed over the broadcast dims. */
+#define EW_BINARY_VJP_LOOP(T, DEXPR, OPEQ)                                            \
     do {                                                                              \
-        tensor *dst = gin[which];                                                     \
-        tensor *full = dst->size == cnt ? dst                                          \
-                                        : tg_tensor_tape_zeros(dst->dtype, n->out->ndim, \
-                                                            n->out->shape);          \
-        if (!full) return;                                                            \
-        const T *A = n->in[0]->data, *B = n->in[1]->data, *Z = n->out->data,          \
-                *G = n->out->grad->data;                                              \
-        T *D = full->data;                                                            \
-        int64_t na = n->in[0]->size, nb = n->in[1]->size;                             \
         if (na == cnt && nb == cnt) {                                                 \
             EW_FOR(i, cnt, {                                                          \
                 const T x = A[i], y = B[i], z = Z[i], g = G[i];                       \
                 (void)x; (void)y; (void)z;                                            \
-                D[i] += (T)(DEXPR);                                                   \
+                D[i] OPEQ (T)(DEXPR);                                                 \
             });                                                                        \
         } else {                                                                      \
             int64_t sa[TENSOR_MAX_DIMS], sb[TENSOR_MAX_DIMS];                         \
@@ -187,10 +183,28 @@ static inline bool ew_bcast_suffix(const tensor *t, const tensor *out) {
                 const T y = B[bcast_offset(i, n->out->ndim, n->out->shape, sb)];      \
                 const T z = Z[i], g = G[i];                                           \
                 (void)x; (void)y; (void)z;                                            \
-                D[i] += (T)(DEXPR);                                                   \
+                D[i] OPEQ (T)(DEXPR);                                                 \
             }                                                                         \
         }                                                                             \
-        if (full != dst) tg_reduce_to_shape_acc(dst, full);                              \
+    } while (0)
+
+#define EW_BINARY_VJP_T(T, which, DEXPR)                                              \
+    do {                                                                              \
+        tensor *dst = gin[which];                                                     \
+        /* the full-shape buffer of a broadcast operand is written, not added to */  \
+        tensor *full = dst->size == cnt ? dst                                          \
+                                        : tg_tensor_tape_new(dst->dtype, n->out->ndim, \
+                                                             n->out->shape);         \
+        if (!full) return;                                                            \
+        const T *A = n->in[0]->data, *B = n->in[1]->data, *Z = n->out->data,          \
+                *G = n->out->grad->data;                                              \
+        T *D = full->data;                                                            \
+        int64_t na = n->in[0]->size, nb = n->in[1]->size;                             \
+        if (full != dst || tg_grad_take_fresh(dst))                                   \
+            EW_BINARY_VJP_LOOP(T, DEXPR, =);                                          \
+        else                                                                          \
+            EW_BINARY_VJP_LOOP(T, DEXPR, +=);                                         \
+        if (full != dst) tg_reduce_to_shape_grad(dst, full);                           \
     } while (0)
 
 #define EW_BINARY_VJP(name, DA, DB)                                              \

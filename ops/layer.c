@@ -15,7 +15,7 @@ enum { LINEAR, DROPOUT, DROPOUT2D, EMBEDDING, N_LAYER_OPS };
 
 /* x viewed as X (M, IN), y as Y (M, OUT), w is W (OUT, IN), b is [OUT]:
  *   Y = X W^T + b          (b copied into every row of Y, then GEMM with beta 1)
- *   dX += G W   dW += G^T X   db += sum over rows of G */
+ *   dX += G W   dW += G^T X   db += sum over rows of G (= into fresh buffers) */
 static void linear_forward(tape_node *n) {
     const tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
     int64_t OUT = w->shape[0], IN = w->shape[1], M = tg_shape_numel(x->ndim - 1, x->shape);
@@ -29,22 +29,45 @@ static void linear_forward(tape_node *n) {
         tg_blas_gemm(x->dtype, false, true, M, OUT, IN, x->data, IN, w->data, IN, b ? 1.0 : 0.0, Y, OUT);
 }
 
+/* db = sum over rows of G: into a fresh buffer the first row is written
+ * (the same sums, bit for bit, as 0 + row 0 + row 1 ...) */
 #define LINEAR_BIAS_GRAD(T)                                                     \
     do {                                                                        \
         const T *G = n->out->grad->data;                                        \
         T *D = gin[2]->data;                                                    \
-        for (int64_t m = 0; m < M; m++)                                         \
+        int64_t m0 = 0;                                                         \
+        if (tg_grad_take_fresh(gin[2])) {                                       \
+            if (M > 0) memcpy(D, G, (size_t)OUT * sizeof(T)), m0 = 1;           \
+            else memset(D, 0, (size_t)OUT * sizeof(T));                         \
+        }                                                                       \
+        for (int64_t m = m0; m < M; m++)                                        \
             for (int64_t o = 0; o < OUT; o++) D[o] += G[m * OUT + o];           \
     } while (0)
+
+/* beta of a gradient GEMM into g: 0 when g is fresh (written), else 1; a
+ * fresh g that no GEMM writes (an empty inner dimension) is zeroed. */
+static double grad_beta(tensor *g, bool written) {
+    if (!tg_grad_take_fresh(g)) return 1.0;
+    if (!written) memset(g->data, 0, (size_t)g->size * tg_dtype_size(g->dtype));
+    return 0.0;
+}
 
 static void linear_vjp(tape_node *n, tensor *const *gin) {
     const tensor *x = n->in[0], *w = n->in[1];
     int64_t OUT = w->shape[0], IN = w->shape[1], M = tg_shape_numel(x->ndim - 1, x->shape);
     const void *G = n->out->grad->data;
-    if (gin[0] && OUT > 0) /* dX (M, IN) += G (M, OUT) W (OUT, IN) */
-        tg_blas_gemm(x->dtype, false, false, M, IN, OUT, G, OUT, w->data, IN, 1.0, gin[0]->data, IN);
-    if (gin[1] && M > 0) /* dW (OUT, IN) += G^T (OUT, M) X (M, IN) */
-        tg_blas_gemm(x->dtype, true, false, OUT, IN, M, G, OUT, x->data, IN, 1.0, gin[1]->data, IN);
+    /* the buffers are taken in order: x, w or b may be one tensor (then
+     * gin[j] are one buffer, written by the first and added to by the rest) */
+    if (gin[0]) { /* dX (M, IN) += G (M, OUT) W (OUT, IN) */
+        double beta = grad_beta(gin[0], OUT > 0);
+        if (OUT > 0)
+            tg_blas_gemm(x->dtype, false, false, M, IN, OUT, G, OUT, w->data, IN, beta, gin[0]->data, IN);
+    }
+    if (gin[1]) { /* dW (OUT, IN) += G^T (OUT, M) X (M, IN) */
+        double beta = grad_beta(gin[1], M > 0);
+        if (M > 0)
+            tg_blas_gemm(x->dtype, true, false, OUT, IN, M, G, OUT, x->data, IN, beta, gin[1]->data, IN);
+    }
     if (gin[2]) {
         if (x->dtype == DTYPE_F32)
             LINEAR_BIAS_GRAD(float);
@@ -92,8 +115,13 @@ tensor *tensor_linear(tensor *x, tensor *w, tensor *b) {
         const T *G = g->data;                                                   \
         const double *K = m->data;                                              \
         T *D = dx->data;                                                        \
-        for (int64_t j = 0; j < m->size; j++)                                   \
-            for (int64_t i = j * S; i < (j + 1) * S; i++) D[i] += (T)(G[i] * K[j]); \
+        if (tg_grad_take_fresh(dx)) {                                           \
+            for (int64_t j = 0; j < m->size; j++)                               \
+                for (int64_t i = j * S; i < (j + 1) * S; i++) D[i] = (T)(G[i] * K[j]); \
+        } else {                                                                \
+            for (int64_t j = 0; j < m->size; j++)                               \
+                for (int64_t i = j * S; i < (j + 1) * S; i++) D[i] += (T)(G[i] * K[j]); \
+        }                                                                       \
     }
 DROPOUT_LOOPS(float)
 DROPOUT_LOOPS(double)
@@ -118,7 +146,7 @@ static void dropout_vjp(tape_node *n, tensor *const *gin) {
     const tensor *m = n->saved[0];
     if (!gin[0]) return;
     if (!m)
-        tg_reduce_to_shape_acc(gin[0], n->out->grad); /* equal shapes: plain += */
+        tg_reduce_to_shape_grad(gin[0], n->out->grad); /* equal shapes: plain += (= if fresh) */
     else if (gin[0]->dtype == DTYPE_F32)
         dropout_bwd_float(n->out->grad, m, gin[0], dropout_span(n));
     else
@@ -393,7 +421,7 @@ const op_def tg_ops_layer[] = {
      "dx = g W, dW = g^T x (summed over all leading dims of x), db = sum of g over the leading dims",
      "one GEMM each way (ops/blas.c), no copies of x or W; b may be NULL (a NULL b while an error is "
      "pending propagates the error); samples with a bias have inputs x, w, b, without: x, w",
-     .vjp_graph = linear_vjp_graph},
+     .vjp_graph = linear_vjp_graph, .vjp_fresh = true},
     [DROPOUT] = {"dropout", 1, 0, dropout_forward, dropout_vjp, dropout_sample, dropout_build,
      "tensor_dropout(x, p, training, g)",
      "training: y = x * m, m = bernoulli(1 - p) / (1 - p) per element; eval or p = 0: y = x",
@@ -401,14 +429,14 @@ const op_def tg_ops_layer[] = {
      "the mask is drawn from g in the builder and saved, so forward is pure and a replay uses the "
      "same mask; p must be in [0, 1]; p = 1 keeps nothing: y = 0 and dx = 0; training with p > 0 "
      "needs g; eval and p = 0 still record a copy op",
-     .vjp_graph = dropout_vjp_graph},
+     .vjp_graph = dropout_vjp_graph, .vjp_fresh = true},
     [DROPOUT2D] = {"dropout2d", 1, 0, dropout_forward, dropout_vjp, dropout2d_sample, dropout2d_build,
      "tensor_dropout2d(x, p, training, g)",
      "training: y[b,c,..] = x[b,c,..] * m[b,c], m = bernoulli(1 - p) / (1 - p) per channel; "
      "x (B, C, H, W) or (B, C, L)",
      "dx[b,c,..] = g[b,c,..] * m[b,c] (eval: dx = g)",
      "drops whole channels; mask [B, C] drawn in the builder and saved; same p rules as dropout",
-     .vjp_graph = dropout_vjp_graph},
+     .vjp_graph = dropout_vjp_graph, .vjp_fresh = true},
     [EMBEDDING] = {"embedding", 2, 1u, embedding_forward, embedding_vjp, embedding_sample, embedding_build,
      "tensor_embedding(index, weight)", "y[.., :] = W[index[..], :], index int64 any shape, W [N, D]",
      "dW[i, :] = sum of g[k, :] over the positions k with index[k] = i; no gradient for index",

@@ -558,7 +558,9 @@ static double cls_denominator(const tape_node *n, cls_geom gm) {
             }                                                                           \
         if (n->ip[0] != REDUCTION_NONE) Z[0] = (T)(acc / cls_denominator(n, gm));       \
     }                                                                                   \
-    static inline void ce_bwd_##T(tape_node *n, T *D, cls_geom gm, int64_t S) {         \
+    /* dx += ... (write: dx's buffer is fresh; every element is reached once, and     \
+     * 0 + v keeps the sums of the accumulating form bit for bit) */                  \
+    static inline void ce_bwd_##T(tape_node *n, T *D, cls_geom gm, int64_t S, bool write) { \
         const T *W = n->n_in > 2 ? n->in[2]->data : NULL, *P = n->saved[0]->data;       \
         const T *G = n->out->grad->data;                                                \
         const int64_t *L = n->in[1]->data, C = gm.C;                                    \
@@ -579,11 +581,13 @@ static double cls_denominator(const tape_node *n, cls_geom gm) {
                 const double a = (1 - e) * (W ? W[y] : 1) * gi, b = e / (double)C * gi; \
                 if (!W) { /* a p + b (C p - 1) */                                       \
                     const T ab = (T)(a + b * (double)C), bb = (T)b;                     \
-                    for (int64_t c = 0; c < C; c++) drow[c * S] += ab * prow[c * S] - bb; \
+                    for (int64_t c = 0; c < C; c++)                                     \
+                        drow[c * S] = (write ? (T)0 : drow[c * S]) + (ab * prow[c * S] - bb); \
                 } else {                                                                \
                     for (int64_t c = 0; c < C; c++) {                                   \
                         const double p = prow[c * S];                                   \
-                        drow[c * S] += (T)(a * p + b * (wsum * p - W[c]));              \
+                        drow[c * S] = (write ? (T)0 : drow[c * S]) +                    \
+                                      (T)(a * p + b * (wsum * p - W[c]));               \
                     }                                                                   \
                 }                                                                       \
                 drow[y * S] -= (T)a;                                                    \
@@ -631,12 +635,13 @@ static void cross_entropy_forward(tape_node *n) {
 static void cross_entropy_vjp(tape_node *n, tensor *const *gin) {
     if (!gin[0]) return;
     cls_geom gm = cls_geom_of(n->in[0]);
+    const bool w = tg_grad_take_fresh(gin[0]);
     if (n->out->dtype == DTYPE_F32) {
-        if (gm.S == 1) ce_bwd_float(n, gin[0]->data, gm, 1);
-        else ce_bwd_float(n, gin[0]->data, gm, gm.S);
+        if (gm.S == 1) ce_bwd_float(n, gin[0]->data, gm, 1, w);
+        else ce_bwd_float(n, gin[0]->data, gm, gm.S, w);
     } else {
-        if (gm.S == 1) ce_bwd_double(n, gin[0]->data, gm, 1);
-        else ce_bwd_double(n, gin[0]->data, gm, gm.S);
+        if (gm.S == 1) ce_bwd_double(n, gin[0]->data, gm, 1, w);
+        else ce_bwd_double(n, gin[0]->data, gm, gm.S, w);
     }
 }
 static void nll_forward(tape_node *n) {
@@ -1183,7 +1188,7 @@ const op_def tg_ops_loss[] = {
                        "by the summed weights of the targets (PyTorch); none gives [N, d...]; "
                        "max-shifted log-sum-exp, finite for any logit; softmax kept for the vjp. "
                        "Not offered: ignore_index, probability targets",
-     .vjp_graph = cross_entropy_vjp_graph},
+     .vjp_graph = cross_entropy_vjp_graph, .vjp_fresh = true},
     [NLL] = {"nll_loss", 3, (1u << 1) | (1u << 2), nll_forward, nll_vjp, nll_sample, nll_build,
              "tensor_nll_loss(logp, labels, weight or NULL, reduction)", "l = -w_y logp_y",
              "dlogp_c = -w_y [c = y] g",

@@ -473,13 +473,14 @@ GRAPH_VJP(masked_select) {
     {#name, 1, 0, name##_forward, name##_vjp, sample, name##_build, sig, fwd, grad, notes}
 #define BINARY(name, sample, sig, fwd, grad, notes) \
     {#name, 2, 0, name##_forward, name##_vjp, sample, name##_build, sig, fwd, grad, notes}
-/* The same, with a differentiable vjp (create_graph goes through it). */
+/* The same, with a differentiable vjp (create_graph goes through it); every
+ * such entry's vjp is an EW_*_VJP one, which writes fresh buffers. */
 #define UNARY_G(name, sample, sig, fwd, grad, notes) \
     {#name, 1, 0, name##_forward, name##_vjp, sample, name##_build, sig, fwd, grad, notes, \
-     .vjp_graph = name##_vjp_graph}
+     .vjp_graph = name##_vjp_graph, .vjp_fresh = true}
 #define BINARY_G(name, sample, sig, fwd, grad, notes) \
     {#name, 2, 0, name##_forward, name##_vjp, sample, name##_build, sig, fwd, grad, notes, \
-     .vjp_graph = name##_vjp_graph}
+     .vjp_graph = name##_vjp_graph, .vjp_fresh = true}
 
 /* The math family: index of each op in tg_ops_math, its entry below. */
 enum {

@@ -54,21 +54,39 @@ static void matmul_forward(tape_node *n) {
     }
 }
 
+/* beta of the first GEMM into gradient buffer g of an operand with `blocks`
+ * matrices (its batch dims) over `batches` GEMMs: 0 when g is fresh and each
+ * block is written by one GEMM only, else 1 (a fresh g shared by broadcast
+ * batches is zeroed first, then added to). */
+static double mm_grad_beta(tensor *g, int64_t blocks, int64_t batches) {
+    if (!tg_grad_take_fresh(g)) return 1.0;
+    if (blocks == batches) return 0.0;
+    memset(g->data, 0, (size_t)g->size * tg_dtype_size(g->dtype));
+    return 1.0;
+}
+
 static void matmul_vjp(tape_node *n, tensor *const *gin) {
     mm_geom m;
     mm_geom_of(n, &m);
     size_t es = tg_dtype_size(n->out->dtype);
     const char *A = n->in[0]->data, *B = n->in[1]->data, *G = n->out->grad->data;
+    /* taken in order: with gin[0] == gin[1] (x @ x) dB adds to what dA wrote */
+    double beta_a = gin[0] ? mm_grad_beta(gin[0], n->in[0]->size / (m.M * m.K > 0 ? m.M * m.K : 1),
+                                          m.batches)
+                           : 1.0;
+    double beta_b = gin[1] ? mm_grad_beta(gin[1], n->in[1]->size / (m.K * m.N > 0 ? m.K * m.N : 1),
+                                          m.batches)
+                           : 1.0;
     for (int64_t i = 0; i < m.batches; i++) {
         int64_t oa = bcast_offset(i, m.bnd, m.bshape, m.sa), ob = bcast_offset(i, m.bnd, m.bshape, m.sb);
         const char *g = G + (size_t)(i * m.M * m.N) * es;
-        if (gin[0]) /* dA (M,K) += G (M,N) @ B^T (N,K) */
+        if (gin[0]) /* dA (M,K) += G (M,N) @ B^T (N,K) (= when fresh) */
             tg_blas_gemm(n->out->dtype, false, true, m.M, m.K, m.N, g, m.N,
-                      B + (size_t)(ob * m.K * m.N) * es, m.N, 1.0,
+                      B + (size_t)(ob * m.K * m.N) * es, m.N, beta_a,
                       (char *)gin[0]->data + (size_t)(oa * m.M * m.K) * es, m.K);
         if (gin[1]) /* dB (K,N) += A^T (K,M) @ G (M,N) */
             tg_blas_gemm(n->out->dtype, true, false, m.K, m.N, m.M, A + (size_t)(oa * m.M * m.K) * es,
-                      m.K, g, m.N, 1.0, (char *)gin[1]->data + (size_t)(ob * m.K * m.N) * es, m.N);
+                      m.K, g, m.N, beta_b, (char *)gin[1]->data + (size_t)(ob * m.K * m.N) * es, m.N);
     }
 }
 
@@ -274,7 +292,7 @@ const op_def tg_ops_matmul[] = {
     [MATMUL] = {"matmul", 2, 0, matmul_forward, matmul_vjp, matmul_sample, matmul_build,
      "tensor_matmul(a, b)", "C[..] = A[..] @ B[..] (batch dims broadcast)",
      "dA = G @ B^T, dB = A^T @ G, each summed over broadcast batch dims", "",
-     .vjp_graph = matmul_vjp_graph},
+     .vjp_graph = matmul_vjp_graph, .vjp_fresh = true},
     [DOT] = {"dot", 2, 0, dot_forward, dot_vjp, dot_sample, dot_build, "tensor_dot(a, b)",
      "y = sum_i a[i] b[i] (1-D, one length; a scalar)", "da = g b, db = g a",
      "accumulated in double",

@@ -197,6 +197,20 @@ tensor *tensor_batch_norm(tensor *x, tensor *weight, tensor *bias, tensor *runni
 /* The row loops are `omp simd` with their sums as reductions, one loop per
  * case of w and b present (no select per element): the double sums did not
  * vectorise otherwise, and layer norm was 6% of a GPT step. */
+/* The last loop of ln_row_dx: dxr[j] OPEQ its value (OPEQ = or +=). */
+#define LN_DX_LOOP(T, OPEQ)                                                             \
+    do {                                                                                \
+        if (W) {                                                                        \
+            _Pragma("omp simd")                                                         \
+            for (int64_t j = 0; j < D; j++)                                             \
+                dxr[j] OPEQ (T)(is * ((double)gr[j] * W[j] - s1 - (xr[j] - mu) * is * s2)); \
+        } else {                                                                        \
+            _Pragma("omp simd")                                                         \
+            for (int64_t j = 0; j < D; j++)                                             \
+                dxr[j] OPEQ (T)(is * (gr[j] - s1 - (xr[j] - mu) * is * s2));            \
+        }                                                                               \
+    } while (0)
+
 #define LN_LOOPS(T)                                                                     \
     /* y[0..D) = ((x - mu) is) w + b, w and b NULL for ones and zeros */                \
     static inline void ln_row_out_##T(const T *xr, T *yr, int64_t D, double mu, double is, \
@@ -235,9 +249,10 @@ tensor *tensor_batch_norm(tensor *x, tensor *weight, tensor *bias, tensor *runni
             ln_row_out_##T(xr, Y + m * D, D, mu, is, W, Bi);                            \
         }                                                                               \
     }                                                                                   \
-    /* dx[0..D) += is (gw - s1 - xh s2), gw = g w, s1 = mean gw, s2 = mean gw xh */     \
+    /* dx[0..D) += is (gw - s1 - xh s2), gw = g w, s1 = mean gw, s2 = mean gw xh   \
+     * (= when write: dx's buffer is fresh) */                                         \
     static inline void ln_row_dx_##T(const T *xr, const T *gr, T *dxr, int64_t D, double mu, \
-                                     double is, const T *W) {                           \
+                                     double is, const T *W, bool write) {               \
         double s1 = 0, s2 = 0;                                                          \
         if (W) {                                                                        \
             _Pragma("omp simd reduction(+ : s1, s2)")                                   \
@@ -254,15 +269,8 @@ tensor *tensor_batch_norm(tensor *x, tensor *weight, tensor *bias, tensor *runni
             }                                                                           \
         }                                                                               \
         s1 /= (double)D, s2 /= (double)D;                                               \
-        if (W) {                                                                        \
-            _Pragma("omp simd")                                                         \
-            for (int64_t j = 0; j < D; j++)                                             \
-                dxr[j] += (T)(is * ((double)gr[j] * W[j] - s1 - (xr[j] - mu) * is * s2)); \
-        } else {                                                                        \
-            _Pragma("omp simd")                                                         \
-            for (int64_t j = 0; j < D; j++)                                             \
-                dxr[j] += (T)(is * (gr[j] - s1 - (xr[j] - mu) * is * s2));              \
-        }                                                                               \
+        if (write) LN_DX_LOOP(T, =);                                                    \
+        else LN_DX_LOOP(T, +=);                                                         \
     }                                                                                   \
     static void ln_bwd_##T(tape_node *n, tensor *const *gin, int64_t M, int64_t D) {    \
         const T *X = n->in[0]->data, *G = n->out->grad->data;                           \
@@ -270,11 +278,16 @@ tensor *tensor_batch_norm(tensor *x, tensor *weight, tensor *bias, tensor *runni
         const double *mean = n->saved[SAVED_MEAN]->data, *istd = n->saved[SAVED_ISTD]->data; \
         if (gin[0]) {                                                                   \
             T *DX = gin[0]->data;                                                       \
+            const bool write = tg_grad_take_fresh(gin[0]);                              \
             _Pragma("omp parallel for if (parallel_pays(n->out->size))")         \
             for (int64_t m = 0; m < M; m++)                                             \
-                ln_row_dx_##T(X + m * D, G + m * D, DX + m * D, D, mean[m], istd[m], W); \
+                ln_row_dx_##T(X + m * D, G + m * D, DX + m * D, D, mean[m], istd[m], W, write); \
         }                                                                               \
         T *DW = gin[1] ? gin[1]->data : NULL, *DB = gin[2] ? gin[2]->data : NULL;       \
+        /* w and b are parameters as a rule, never fresh: zeroed when they are */     \
+        for (int k = 1; k <= 2; k++)                                                    \
+            if (gin[k] && tg_grad_take_fresh(gin[k]))                                   \
+                memset(gin[k]->data, 0, (size_t)gin[k]->size * sizeof(T));              \
         for (int64_t m = 0; m < M && (DW || DB); m++) {                                 \
             const T *gr = G + m * D, *xr = X + m * D;                                   \
             const double mu = mean[m], is = istd[m];                                    \
@@ -521,7 +534,7 @@ const op_def tg_ops_norm[] = {
      "dx = s (g w - mean(g w) - xh mean(g w xh)) (means over the normalised dims)",
      "weight and bias have the shape of the last normalized_ndim dims, or are NULL; samples list "
      "only the present inputs, in this order",
-     .vjp_graph = layer_norm_vjp_graph},
+     .vjp_graph = layer_norm_vjp_graph, .vjp_fresh = true},
 };
 const int tg_ops_norm_count = N_NORM_OPS;
 _Static_assert(sizeof tg_ops_norm / sizeof tg_ops_norm[0] == N_NORM_OPS,

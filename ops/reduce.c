@@ -133,27 +133,31 @@ static bool rg_block(const rgeom *g, int64_t *outer, int64_t *red, int64_t *inne
             }                                                                         \
         }                                                                             \
     }                                                                                 \
+    /* dx += g scale, each element of dx reached once: = into a fresh buffer      \
+     * ((write ? 0 : dx) + v keeps the accumulating form's bits) */               \
     static void sum_bwd_##T(const tensor *x, const tensor *gout, tensor *gx,          \
                             const rgeom *g, double scale) {                           \
         const T *G = gout->data;                                                      \
         T *D = gx->data;                                                              \
+        const bool write = tg_grad_take_fresh(gx);                                    \
         int64_t outer, red, inner;                                                    \
         if (gout->size == 1) {                                                        \
             const T gs = (T)(G[0] * scale);                                           \
-            for (int64_t i = 0; i < x->size; i++) D[i] += gs;                         \
+            for (int64_t i = 0; i < x->size; i++) D[i] = (write ? (T)0 : D[i]) + gs;  \
         } else if (rg_block(g, &outer, &red, &inner)) {                               \
             OMP_IF_BIG for (int64_t b = 0; b < outer; b++) {                          \
                 const T *Gb = G + b * inner;                                          \
                 T *Db = D + b * red * inner;                                          \
                 for (int64_t r = 0; r < red; r++)                                     \
                     for (int64_t i = 0; i < inner; i++)                               \
-                        Db[r * inner + i] += (T)(Gb[i] * scale);                      \
+                        Db[r * inner + i] = (write ? (T)0 : Db[r * inner + i]) +      \
+                                            (T)(Gb[i] * scale);                       \
             }                                                                         \
         } else {                                                                      \
             OMP_IF_BIG for (int64_t o = 0; o < g->nout; o++) {                        \
                 T *Do = D + rg_base(g, o);                                            \
                 const T go = (T)(G[o] * scale);                                       \
-                RG_FOR(g, r, i, Do[i] += go);                                         \
+                RG_FOR(g, r, i, Do[i] = (write ? (T)0 : Do[i]) + go);                 \
             }                                                                         \
         }                                                                             \
     }
@@ -615,11 +619,11 @@ const op_def tg_ops_reduce[] = {
      "tensor_sum(a, axes, naxes, keepdim)", "y = sum of a over the axes",
      "da = g broadcast back over the reduced axes",
      "a single output accumulates in double; several accumulate in the dtype, in row-major order",
-     .vjp_graph = sum_vjp_graph},
+     .vjp_graph = sum_vjp_graph, .vjp_fresh = true},
     [MEAN] = {"mean", 1, 0, sum_forward, sum_vjp, reduce_sample, mean_build,
      "tensor_mean(a, axes, naxes, keepdim)", "y = (1/N) sum of a over the axes, N = elements per output",
      "da = g / N broadcast back over the reduced axes", "",
-     .vjp_graph = sum_vjp_graph},
+     .vjp_graph = sum_vjp_graph, .vjp_fresh = true},
     [MAX] = {"max", 1, 0, extreme_forward, extreme_vjp, extreme_sample, max_build,
      "tensor_max(a, axes, naxes, keepdim)", "y = max of a over the axes",
      "da = g / k at each of the k elements equal to y, 0 elsewhere",

@@ -80,7 +80,7 @@ static void reshape_forward(tape_node *n) {
     memcpy(n->out->data, n->in[0]->data, (size_t)n->out->size * tg_dtype_size(n->out->dtype));
 }
 static void reshape_vjp(tape_node *n, tensor *const *gin) {
-    if (gin[0]) tg_reduce_to_shape_acc(gin[0], n->out->grad); /* equal sizes: plain += */
+    if (gin[0]) tg_reduce_to_shape_grad(gin[0], n->out->grad); /* equal sizes: += (= if fresh) */
 }
 
 /* int64 tensors (indices, labels) may be reshaped too; they never need grad. */
@@ -171,7 +171,9 @@ static void permute_vjp(tape_node *n, tensor *const *gin) {
     if (!gin[0]) return;
     int64_t st[TENSOR_MAX_DIMS];
     permute_strides(n->in[0], n->ip, st);
-    swrite(n->out->dtype, gin[0]->data, 0, st, n->out, n->out->grad->data, true);
+    /* a permutation reaches every element once: a fresh buffer is written */
+    swrite(n->out->dtype, gin[0]->data, 0, st, n->out, n->out->grad->data,
+           !tg_grad_take_fresh(gin[0]));
 }
 
 tensor *tensor_permute(tensor *a, const int *perm) {
@@ -218,7 +220,7 @@ tensor *tensor_transpose(tensor *a, int d0, int d1) {
 /* --------------------------------------------------------- concat, stack
  * Seen as [outer, rest]: outer = product of the dims before the axis (ip[0]).
  * Row o of y is row o of each input in turn: y[o] = (a0[o], a1[o], ...);
- * dak[o] += the matching piece of g[o]. stack is concat along a new axis of
+ * dak[o] += the matching piece of g[o] (= into a fresh buffer). stack is concat along a new axis of
  * size 1 on each input, so the same kernel serves both. */
 #define CAT_LOOPS(T)                                                                  \
     static void cat_bwd_##T(tape_node *n, tensor *const *gin, int64_t outer) {        \
@@ -226,7 +228,11 @@ tensor *tensor_transpose(tensor *a, int d0, int d1) {
         const T *G = n->out->grad->data;                                              \
         for (int k = 0; k < n->n_in; k++) {                                           \
             int64_t blk = n->in[k]->size / outer;                                     \
-            if (gin[k]) {                                                             \
+            if (gin[k] && tg_grad_take_fresh(gin[k])) { /* one input twice: adds */  \
+                T *D = gin[k]->data;                                                  \
+                for (int64_t o = 0; o < outer; o++)                                   \
+                    memcpy(D + o * blk, G + o * row + off, (size_t)blk * sizeof(T));  \
+            } else if (gin[k]) {                                                      \
                 T *D = gin[k]->data;                                                  \
                 for (int64_t o = 0; o < outer; o++)                                   \
                     for (int64_t i = 0; i < blk; i++) D[o * blk + i] += G[o * row + off + i]; \
@@ -410,7 +416,7 @@ tensor *tensor_slice(tensor *a, int axis, int64_t start, int64_t stop, int64_t s
 /* Broadcast a to shape (dims right-aligned; a dim of 1 repeats; -1 keeps
  * a's size). da = g summed over the repeated dims. */
 static void expand_vjp(tape_node *n, tensor *const *gin) {
-    if (gin[0]) tg_reduce_to_shape_acc(gin[0], n->out->grad);
+    if (gin[0]) tg_reduce_to_shape_grad(gin[0], n->out->grad);
 }
 
 tensor *tensor_expand(tensor *a, int ndim, const int64_t *shape) {
@@ -947,26 +953,26 @@ const op_def tg_ops_shape[] = {
     [RESHAPE] = {"reshape", 1, 0, reshape_forward, reshape_vjp, reshape_sample, reshape_build,
      "tensor_reshape(a, ndim, shape)", "y = a with a new shape (row-major order kept)",
      "da = reshape(g, shape of a)", "one dimension may be -1 (inferred); int64 tensors allowed",
-     .vjp_graph = reshape_vjp_graph},
+     .vjp_graph = reshape_vjp_graph, .vjp_fresh = true},
     [PERMUTE] = {"permute", 1, 0, permute_forward, permute_vjp, permute_sample, permute_build,
      "tensor_permute(a, perm) / tensor_transpose(a, d0, d1)", "y[i_0..i_n] = a[i_perm^-1...]: y's dim d is a's dim perm[d]",
      "da = permute(g, inverse(perm))", "transpose is permute with two dims swapped",
-     .vjp_graph = permute_vjp_graph},
+     .vjp_graph = permute_vjp_graph, .vjp_fresh = true},
     [FLATTEN] = {"flatten", 1, 0, reshape_forward, reshape_vjp, flatten_sample, flatten_build,
      "tensor_flatten(a, start_dim, end_dim)", "y = a with dims start_dim..end_dim merged into one",
      "da = reshape(g, shape of a)", "a reshape; a scalar flattens to [1]; int64 tensors allowed",
-     .vjp_graph = reshape_vjp_graph},
+     .vjp_graph = reshape_vjp_graph, .vjp_fresh = true},
     [CONCAT] = {"concat", -1, 0, cat_forward, cat_vjp, concat_sample, concat_build,
      "tensor_concat(ts, n, axis)", "y = (a_0, a_1, ..) joined along axis",
      "da_k = the slice of g along axis where a_k was placed",
      "all dims but axis must match; one dtype (int64 lists join too, without gradient)",
-     .vjp_graph = cat_vjp_graph},
+     .vjp_graph = cat_vjp_graph, .vjp_fresh = true},
     [STACK] = {"stack", -1, 0, cat_forward, cat_vjp, stack_sample, stack_build, "tensor_stack(ts, n, axis)",
      "y[.., k, ..] = a_k, k along a new dim at position axis (0..ndim)",
      "da_k = g[.., k, ..]",
      "all inputs have one shape and dtype (int64 too, without gradient); concat of the inputs "
      "each given a dim of 1",
-     .vjp_graph = cat_vjp_graph},
+     .vjp_graph = cat_vjp_graph, .vjp_fresh = true},
     [NARROW] = {"narrow", 1, 0, strided_forward, strided_vjp, narrow_sample, narrow_build,
      "tensor_narrow(a, axis, start, length)", "y = a[.., start : start + length, ..] along axis",
      "da = g in the narrowed range, 0 elsewhere",
@@ -998,7 +1004,7 @@ const op_def tg_ops_shape[] = {
     [EXPAND] = {"expand", 1, 0, strided_forward, expand_vjp, expand_sample, expand_build,
      "tensor_expand(a, ndim, shape)", "y = a broadcast to shape (dims right-aligned)",
      "da = g summed over the broadcast dims", "-1 keeps a's size of that dim",
-     .vjp_graph = expand_vjp_graph},
+     .vjp_graph = expand_vjp_graph, .vjp_fresh = true},
 };
 const int tg_ops_shape_count = N_SHAPE_OPS;
 _Static_assert(sizeof tg_ops_shape / sizeof tg_ops_shape[0] == N_SHAPE_OPS,

@@ -1,7 +1,8 @@
 /* test_op_contract.c - every registered op keeps the vjp contract the tape
  * relies on (autograd/opcheck.c): it accumulates, writes nothing but gradient
- * buffers, is deterministic, and gives each input the same gradient alone as
- * with the others; and copies of real entries that break one clause each are
+ * buffers, is deterministic, gives each input the same gradient alone as
+ * with the others, and (NaN-filled) fresh gradient buffers end as zeroed
+ * ones do (an op with vjp_fresh writes them); and copies of real entries that break one clause each are
  * caught, where the numerical checker passes them. */
 #include <string.h>
 
@@ -131,6 +132,7 @@ static tensor *bad_reshape_fn(tensor *const *in, int n, void *ctx) {
 
 START_TEST(test_reshape_that_assigns_is_caught) {
     bad_reshape = broken("reshape", reshape_vjp_assigns);
+    bad_reshape.vjp_fresh = false; /* it ignores the flag: fresh buffers come zeroed */
     /* the numerical checker cannot see it */
     rng g;
     rng_seed(&g, 3, 1);
@@ -246,6 +248,45 @@ START_TEST(test_gradient_depending_on_other_inputs_is_caught) {
     real_vjp = op_find("mul")->vjp;
     op_def bad = broken("mul", mul_vjp_db_needs_da);
     assert_breach(&bad, "the gradient of input 1 depends on which other inputs want one");
+}
+END_TEST
+
+/* ------------------------------------------------ fresh gradient buffers */
+/* softmax's vjp adds (+=); an entry that claims vjp_fresh with it reads the NaN
+ * of a fresh buffer. */
+START_TEST(test_fresh_op_that_adds_is_caught) {
+    op_def bad = broken("softmax", op_find("softmax")->vjp);
+    bad.vjp_fresh = true;
+    assert_breach(&bad, "does not write a fresh gradient buffer of input 0");
+}
+END_TEST
+
+/* mul's vjp writes a fresh buffer, but takes (clears) the flag of dA only
+ * when it runs: a copy that writes dB without taking its flag leaves it
+ * fresh, and tg_vjp_call zeroes it afterwards. */
+static void mul_vjp_forgets_take(tape_node *n, tensor *const *gin) {
+    bool fresh_b = gin[1] && gin[1]->fresh;
+    real_vjp(n, gin);
+    if (fresh_b) gin[1]->fresh = true;
+}
+
+START_TEST(test_fresh_op_that_leaves_the_flag_is_caught) {
+    real_vjp = op_find("mul")->vjp;
+    op_def bad = broken("mul", mul_vjp_forgets_take);
+    assert_breach(&bad, "does not write a fresh gradient buffer of input 1");
+}
+END_TEST
+
+/* Without vjp_fresh, tg_vjp_call zeroes the fresh buffers before the vjp
+ * adds: mul's real (converted) vjp in an entry without the flag still
+ * keeps the contract, and a plain += vjp gets zeros, not NaN. */
+START_TEST(test_unflagged_op_gets_zeroed_fresh_buffers) {
+    op_def plain = broken("mul", op_find("mul")->vjp);
+    plain.vjp_fresh = false;
+    op_contract_report r;
+    ck_assert_int_eq(tg_op_check_contract(&plain, 1, &r), 0);
+    ck_assert_msg(r.passed, "%s", r.message);
+    op_check_report_free(&r);
 }
 END_TEST
 
@@ -416,6 +457,7 @@ static tensor *bad_sum_fn(tensor *const *in, int n, void *ctx) {
 
 START_TEST(test_vjp_reading_uninitialised_memory_fails) {
     bad_sum = broken("sum", sum_vjp_uninitialised_scratch);
+    bad_sum.vjp_fresh = false; /* it adds: fresh buffers come zeroed */
     rng g;
     rng_seed(&g, 4, 1);
     tensor *x = tg_sample_tensor(&g, SHAPE(3, 4), -1.5, 1.5);
@@ -488,6 +530,9 @@ Suite *contract_suite(void) {
     tcase_add_test(tc, test_vjp_writing_the_output_is_caught);
     tcase_add_test(tc, test_non_deterministic_vjp_is_caught);
     tcase_add_test(tc, test_gradient_depending_on_other_inputs_is_caught);
+    tcase_add_test(tc, test_fresh_op_that_adds_is_caught);
+    tcase_add_test(tc, test_fresh_op_that_leaves_the_flag_is_caught);
+    tcase_add_test(tc, test_unflagged_op_gets_zeroed_fresh_buffers);
     tcase_add_test(tc, test_every_op_float32_matches_float64_20_seeds);
     tcase_add_test(tc, test_logsumexp_float32_gradient_near_1000);
     tcase_add_test(tc, test_vjp_wrong_only_in_float32_is_caught);
