@@ -236,6 +236,12 @@ tensor *tensor_topk(tensor *a, int64_t k, int axis, bool largest, tensor **indic
 /* n categories drawn from each row of probs ([C] or [R, C]; weights >= 0,
  * normalised by their sum) with uniforms from g: int64 [n] or [R, n]. */
 tensor *tensor_multinomial(tensor *probs, int64_t n, bool replacement, rng *g);
+/* The LSTM cell's elementwise part (ops/lstm.c): gates [B, 4H] are the
+ * pre-activations in torch's order i, f, g, o; both results are [B, H].
+ * lstm_cell_c: c = sigmoid(f) c_prev + sigmoid(i) tanh(g);
+ * lstm_cell_h: h = sigmoid(o) tanh(c), c the new cell state. */
+tensor *tensor_lstm_cell_c(tensor *gates, tensor *c_prev);
+tensor *tensor_lstm_cell_h(tensor *gates, tensor *c);
 
 /* activations */
 tensor *tensor_relu(tensor *a);

@@ -401,28 +401,44 @@ START_TEST(test_gradcheck_initial_state) {
 END_TEST
 
 /* A broken gate inside a T = 16 LSTM: the whole-layer check must fail and
- * name the node. Two mistakes: the forget gate's sigmoid at step 9 loses
- * the factor (1 - y) of its derivative y (1 - y); the candidate's tanh at
- * the last step uses 1 - y for 1 - y^2. Per step the LSTM records the
- * sigmoids i, f, o and the tanhs g, tanh(c'), so step k's forget gate is
- * sigmoid number 3(k - 1) + 2 and its candidate tanh number 2(k - 1) + 1. */
-static void sigmoid_vjp_no_one_minus(tape_node *n, tensor *const *gin) {
-    const double *y = n->out->data, *g = n->out->grad->data;
-    if (gin[0])
-        for (int64_t i = 0; i < n->out->size; i++) ((double *)gin[0]->data)[i] += g[i] * y[i];
+ * name the node. Two mistakes, in the fused cell ops (ops/lstm.c; saved[0]
+ * holds the activations, per row si | sf | tg for lstm_cell_c and so | tc
+ * for lstm_cell_h): the forget gate at step 9 loses the factor (1 - sf) of
+ * its sigmoid's derivative sf (1 - sf); the new state's tanh at the last
+ * step uses 1 - tc for 1 - tc^2. Per step the LSTM records one lstm_cell_c
+ * and one lstm_cell_h, so step k's are number k of each. */
+static void cell_c_vjp_no_one_minus(tape_node *n, tensor *const *gin) {
+    const int64_t B = n->out->shape[0], Hs = n->out->shape[1];
+    const double *g = n->out->grad->data, *cp = n->in[1]->data, *s = n->saved[0]->data;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t j = 0; j < Hs; j++) {
+            const double G = g[b * Hs + j], si = s[b * 3 * Hs + j], sf = s[b * 3 * Hs + Hs + j],
+                         tg = s[b * 3 * Hs + 2 * Hs + j];
+            if (gin[0]) {
+                double *dx = (double *)gin[0]->data + b * 4 * Hs;
+                dx[j] += G * tg * si * (1 - si);
+                dx[Hs + j] += G * cp[b * Hs + j] * sf; /* the mistake: no (1 - sf) */
+                dx[2 * Hs + j] += G * si * (1 - tg * tg);
+            }
+            if (gin[1]) ((double *)gin[1]->data)[b * Hs + j] += G * sf;
+        }
 }
-static void tanh_vjp_not_squared(tape_node *n, tensor *const *gin) {
-    const double *y = n->out->data, *g = n->out->grad->data;
-    if (gin[0])
-        for (int64_t i = 0; i < n->out->size; i++)
-            ((double *)gin[0]->data)[i] += g[i] * (1 - y[i]);
+static void cell_h_vjp_not_squared(tape_node *n, tensor *const *gin) {
+    const int64_t B = n->out->shape[0], Hs = n->out->shape[1];
+    const double *g = n->out->grad->data, *s = n->saved[0]->data;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t j = 0; j < Hs; j++) {
+            const double G = g[b * Hs + j], so = s[b * 2 * Hs + j], tc = s[b * 2 * Hs + Hs + j];
+            if (gin[0]) ((double *)gin[0]->data)[b * 4 * Hs + 3 * Hs + j] += G * tc * so * (1 - so);
+            if (gin[1]) ((double *)gin[1]->data)[b * Hs + j] += G * so * (1 - tc); /* not tc^2 */
+        }
 }
 static const struct {
     const char *op;
     int nth;
     void (*vjp)(tape_node *, tensor *const *);
-} breaks[2] = {{"sigmoid", 3 * 8 + 2, sigmoid_vjp_no_one_minus},
-               {"tanh", 2 * 15 + 1, tanh_vjp_not_squared}};
+} breaks[2] = {{"lstm_cell_c", 9, cell_c_vjp_no_one_minus},
+               {"lstm_cell_h", 16, cell_h_vjp_not_squared}};
 enum { BROKEN_T = 16 };
 static op_def bad_op;
 static int which_break;

@@ -1,0 +1,240 @@
+/* lstm.c - the LSTM cell's elementwise part as two fused ops, so a time step
+ * records two nodes instead of four gate narrows, four activations and five
+ * products and sums (nn/rnn.c).
+ *
+ * gates [B, 4H] are the pre-activations x W_ih^T + h W_hh^T + biases, in
+ * PyTorch's order i, f, g, o (each a block of H columns of a row):
+ *   lstm_cell_c(gates, c_prev):  c = sigma(f) c_prev + sigma(i) tanh(g)      [B, H]
+ *   lstm_cell_h(gates, c):       h = sigma(o) tanh(c)                        [B, H]
+ * Backward, with si = sigma(i), sf = sigma(f), tg = tanh(g), so = sigma(o),
+ * tc = tanh(c) and G the upstream gradient:
+ *   cell_c:  d gates_i += G tg si (1 - si)     d gates_f += G c_prev sf (1 - sf)
+ *            d gates_g += G si (1 - tg^2)      d c_prev += G sf       (o: none)
+ *   cell_h:  d gates_o += G tc so (1 - so)     d c += G so (1 - tc^2) (i, f, g: none)
+ * The forward keeps the activations in saved[0] (cell_c: [B, 3H] = si | sf |
+ * tg per row; cell_h: [B, 2H] = so | tc), so each vjp is one pass over
+ * contiguous rows. float32 runs the vectorised sigmoid and tanh of
+ * act_kernels.c (the variant in use); float64 keeps libm, like activation.c. */
+#include "act_kernels.h"
+#include "elementwise.h"
+
+/* sigma(x) = 1 / (1 + e^-x), with e^-|x| only, so nothing overflows */
+static inline double lstm_sigmoid(double x) {
+    if (x >= 0) return 1.0 / (1.0 + exp(-x));
+    double e = exp(x);
+    return e / (1.0 + e);
+}
+
+/* The activations of row b, written to its block of saved[0]. float32: the
+ * variant's kernels; float64: libm. */
+static void act_rows_float(const float *x, float *z, int64_t n, bool is_tanh) {
+    const act_kernels *k = tg_act_kernels_run();
+    (is_tanh ? k->tanh : k->sigmoid)(x, z, n);
+}
+static void act_rows_double(const double *x, double *z, int64_t n, bool is_tanh) {
+    for (int64_t j = 0; j < n; j++) z[j] = is_tanh ? tanh(x[j]) : lstm_sigmoid(x[j]);
+}
+
+/* Rows split across threads when the tensor is large (each row alone, so the
+ * result does not depend on the thread count). */
+#define LSTM_ROWS(b, B, work, ...)                                                       \
+    do {                                                                                 \
+        if (parallel_pays(work)) {                                                       \
+            _Pragma("omp parallel for schedule(static)")                                 \
+            for (int64_t b = 0; b < (B); b++) __VA_ARGS__                                \
+        } else {                                                                         \
+            for (int64_t b = 0; b < (B); b++) __VA_ARGS__                                \
+        }                                                                                \
+    } while (0)
+
+#define LSTM_KERNELS(T)                                                                  \
+    /* c = sf c_prev + si tg;  saved[0] row = si | sf | tg */                            \
+    static void cell_c_fwd_##T(tape_node *n) {                                           \
+        const int64_t B = n->out->shape[0], H = n->out->shape[1];                        \
+        const T *X = n->in[0]->data, *CP = n->in[1]->data;                               \
+        T *S = n->saved[0]->data, *C = n->out->data;                                     \
+        LSTM_ROWS(b, B, B * 4 * H, {                                                     \
+            const T *x = X + b * 4 * H, *cp = CP + b * H;                                \
+            T *s = S + b * 3 * H, *c = C + b * H;                                        \
+            act_rows_##T(x, s, 2 * H, false);                                            \
+            act_rows_##T(x + 2 * H, s + 2 * H, H, true);                                 \
+            for (int64_t j = 0; j < H; j++) c[j] = s[H + j] * cp[j] + s[j] * s[2 * H + j]; \
+        });                                                                              \
+    }                                                                                    \
+    static void cell_c_bwd_##T(tape_node *n, tensor *const *gin) {                       \
+        const int64_t B = n->out->shape[0], H = n->out->shape[1];                        \
+        const T *G = n->out->grad->data, *CP = n->in[1]->data, *S = n->saved[0]->data;   \
+        T *DX = gin[0] ? gin[0]->data : NULL, *DC = gin[1] ? gin[1]->data : NULL;        \
+        LSTM_ROWS(b, B, B * 4 * H, {                                                     \
+            const T *g = G + b * H, *cp = CP + b * H, *s = S + b * 3 * H;                \
+            if (DX) {                                                                    \
+                T *dx = DX + b * 4 * H;                                                  \
+                for (int64_t j = 0; j < H; j++) {                                        \
+                    const T si = s[j], sf = s[H + j], tg = s[2 * H + j];                 \
+                    dx[j] += g[j] * tg * (si * (1 - si));                                \
+                    dx[H + j] += g[j] * cp[j] * (sf * (1 - sf));                         \
+                    dx[2 * H + j] += g[j] * si * (1 - tg * tg);                          \
+                }                                                                        \
+            }                                                                            \
+            if (DC) {                                                                    \
+                T *dc = DC + b * H;                                                      \
+                for (int64_t j = 0; j < H; j++) dc[j] += g[j] * s[H + j];                \
+            }                                                                            \
+        });                                                                              \
+    }                                                                                    \
+    /* h = so tc;  saved[0] row = so | tc */                                             \
+    static void cell_h_fwd_##T(tape_node *n) {                                           \
+        const int64_t B = n->out->shape[0], H = n->out->shape[1];                        \
+        const T *X = n->in[0]->data, *CC = n->in[1]->data;                               \
+        T *S = n->saved[0]->data, *Y = n->out->data;                                     \
+        LSTM_ROWS(b, B, B * 2 * H, {                                                     \
+            T *s = S + b * 2 * H, *y = Y + b * H;                                        \
+            act_rows_##T(X + b * 4 * H + 3 * H, s, H, false);                            \
+            act_rows_##T(CC + b * H, s + H, H, true);                                    \
+            for (int64_t j = 0; j < H; j++) y[j] = s[j] * s[H + j];                      \
+        });                                                                              \
+    }                                                                                    \
+    static void cell_h_bwd_##T(tape_node *n, tensor *const *gin) {                       \
+        const int64_t B = n->out->shape[0], H = n->out->shape[1];                        \
+        const T *G = n->out->grad->data, *S = n->saved[0]->data;                         \
+        T *DX = gin[0] ? gin[0]->data : NULL, *DC = gin[1] ? gin[1]->data : NULL;        \
+        LSTM_ROWS(b, B, B * 2 * H, {                                                     \
+            const T *g = G + b * H, *s = S + b * 2 * H;                                  \
+            if (DX) {                                                                    \
+                T *dx = DX + b * 4 * H + 3 * H;                                          \
+                for (int64_t j = 0; j < H; j++)                                          \
+                    dx[j] += g[j] * s[H + j] * (s[j] * (1 - s[j]));                      \
+            }                                                                            \
+            if (DC) {                                                                    \
+                T *dc = DC + b * H;                                                      \
+                for (int64_t j = 0; j < H; j++)                                          \
+                    dc[j] += g[j] * s[j] * (1 - s[H + j] * s[H + j]);                    \
+            }                                                                            \
+        });                                                                              \
+    }
+LSTM_KERNELS(float)
+LSTM_KERNELS(double)
+
+static void cell_c_forward(tape_node *n) {
+    if (n->out->dtype == DTYPE_F32) cell_c_fwd_float(n);
+    else cell_c_fwd_double(n);
+}
+static void cell_c_vjp(tape_node *n, tensor *const *gin) {
+    if (n->out->dtype == DTYPE_F32) cell_c_bwd_float(n, gin);
+    else cell_c_bwd_double(n, gin);
+}
+static void cell_h_forward(tape_node *n) {
+    if (n->out->dtype == DTYPE_F32) cell_h_fwd_float(n);
+    else cell_h_fwd_double(n);
+}
+static void cell_h_vjp(tape_node *n, tensor *const *gin) {
+    if (n->out->dtype == DTYPE_F32) cell_h_bwd_float(n, gin);
+    else cell_h_bwd_double(n, gin);
+}
+
+/* ---------------------------------------------------------------- samples */
+
+/* gates [B, 4H] in [-2.5, 2.5) (both tails of sigmoid and tanh) and the
+ * state [B, H] in [-2, 2); ip[0] = H for the name. */
+static int cell_sample(int k, rng *g, op_sample *s) {
+    static const struct {
+        int64_t B, H;
+    } cases[] = {{2, 3}, {1, 1}, {3, 2}, {1, 5}};
+    if (k >= 4) return 1;
+    s->n_inputs = 2;
+    s->inputs[0] = tg_sample_tensor(g, 2, (int64_t[]){cases[k].B, 4 * cases[k].H}, -2.5, 2.5);
+    s->inputs[1] = tg_sample_tensor(g, 2, (int64_t[]){cases[k].B, cases[k].H}, -2.0, 2.0);
+    if (!s->inputs[0] || !s->inputs[1]) return -1;
+    char sx[64], sc[64];
+    tg_sample_name(s, "gates %s, state %s", tensor_shape_str(s->inputs[0], sx, sizeof sx),
+                   tensor_shape_str(s->inputs[1], sc, sizeof sc));
+    return 0;
+}
+
+static tensor *cell_c_build(tensor *const *in, const op_sample *s) {
+    (void)s;
+    return tensor_lstm_cell_c(in[0], in[1]);
+}
+static tensor *cell_h_build(tensor *const *in, const op_sample *s) {
+    (void)s;
+    return tensor_lstm_cell_h(in[0], in[1]);
+}
+
+/* ------------------------------------------------------ graph vjps
+ * By decomposition: the forward rebuilt from narrow, sigmoid, tanh, mul and
+ * add, differentiated with create_graph (tg_vjp_graph_by_decomposition). */
+static tensor *gate_of(tensor *gates, int k) {
+    int64_t H = gates->shape[1] / 4;
+    return tensor_narrow(gates, 1, k * H, H);
+}
+static int cell_c_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *x = n->in[0], *cp = n->in[1];
+    tensor *c = tensor_add(tensor_mul(tensor_sigmoid(gate_of(x, 1)), cp),
+                           tensor_mul(tensor_sigmoid(gate_of(x, 0)), tensor_tanh(gate_of(x, 2))));
+    return tg_vjp_graph_by_decomposition(n, c, g, want, gin);
+}
+static int cell_h_vjp_graph(const tape_node *n, tensor *g, const bool *want, tensor **gin) {
+    tensor *x = n->in[0], *c = n->in[1];
+    tensor *h = tensor_mul(tensor_sigmoid(gate_of(x, 3)), tensor_tanh(c));
+    return tg_vjp_graph_by_decomposition(n, h, g, want, gin);
+}
+
+/* ---------------------------------------------------------- registry */
+
+/* The lstm family: index of each op in tg_ops_lstm, its entry below. */
+enum { LSTM_CELL_C, LSTM_CELL_H, N_LSTM_OPS };
+#define OP(i) (&tg_ops_lstm[i])
+
+const op_def tg_ops_lstm[] = {
+    [LSTM_CELL_C] = {"lstm_cell_c", 2, 0, cell_c_forward, cell_c_vjp, cell_sample, cell_c_build,
+     "tensor_lstm_cell_c(gates, c_prev)",
+     "c = sigmoid(f) * c_prev + sigmoid(i) * tanh(g), where i, f, g, o are the blocks of H "
+     "columns of gates [B, 4H] in that order; c [B, H]",
+     "d gates_i = G * tanh(g) * si (1 - si), d gates_f = G * c_prev * sf (1 - sf), "
+     "d gates_g = G * si * (1 - tanh(g)^2), d gates_o = 0 (si = sigmoid(i), sf = sigmoid(f)); "
+     "d c_prev = G * sf",
+     "the LSTM cell state update of torch.nn.LSTM (gate order i, f, g, o); gates are the "
+     "pre-activations x W_ih^T + h W_hh^T + biases",
+     .vjp_graph = cell_c_vjp_graph},
+    [LSTM_CELL_H] = {"lstm_cell_h", 2, 0, cell_h_forward, cell_h_vjp, cell_sample, cell_h_build,
+     "tensor_lstm_cell_h(gates, c)",
+     "h = sigmoid(o) * tanh(c), where o is the last block of H columns of gates [B, 4H]; h [B, H]",
+     "d gates_o = G * tanh(c) * so (1 - so), d gates_i = d gates_f = d gates_g = 0 "
+     "(so = sigmoid(o)); d c = G * so * (1 - tanh(c)^2)",
+     "the LSTM hidden state of torch.nn.LSTM; c is the new cell state (lstm_cell_c)",
+     .vjp_graph = cell_h_vjp_graph},
+};
+const int tg_ops_lstm_count = N_LSTM_OPS;
+_Static_assert(sizeof tg_ops_lstm / sizeof tg_ops_lstm[0] == N_LSTM_OPS,
+               "tg_ops_lstm: one entry per op of its enum");
+
+/* ---------------------------------------------------------- builders */
+
+/* gates [B, 4H] and a state [B, H] of one float dtype; the output [B, H]
+ * with saved[0] [B, width H] for the activations. */
+static tensor *cell_apply(const op_def *op, tensor *gates, tensor *state, const char *state_name,
+                          int64_t width) {
+    tensor *in[2] = {gates, state};
+    if (tg_op_check_inputs(op, in, 2, 0) || tg_act_variant_check(gates)) return NULL;
+    char sg[96], ss[96];
+    if (gates->ndim != 2 || gates->shape[1] % 4 != 0 || state->ndim != 2 ||
+        state->shape[0] != gates->shape[0] || state->shape[1] * 4 != gates->shape[1]) {
+        tg_error_set("%s: needs gates [B, 4H] and %s [B, H], got gates %s and %s %s", op->name,
+                     state_name, tensor_shape_str(gates, sg, sizeof sg), state_name,
+                     tensor_shape_str(state, ss, sizeof ss));
+        return NULL;
+    }
+    int64_t B = state->shape[0], H = state->shape[1];
+    tape_node *n = tg_node_begin(op, in, 2, gates->dtype, 2, (int64_t[]){B, H});
+    if (!n) return NULL;
+    n->saved[0] = tg_tensor_tape_new(gates->dtype, 2, (int64_t[]){B, width * H});
+    if (!n->saved[0]) return NULL;
+    return tg_node_finish(n);
+}
+
+tensor *tensor_lstm_cell_c(tensor *gates, tensor *c_prev) {
+    return cell_apply(OP(LSTM_CELL_C), gates, c_prev, "c_prev", 3);
+}
+tensor *tensor_lstm_cell_h(tensor *gates, tensor *c) {
+    return cell_apply(OP(LSTM_CELL_H), gates, c, "c", 2);
+}
