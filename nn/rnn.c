@@ -225,6 +225,25 @@ int nn_rnn_cell_forward(const nn_rnn *l, tensor *x, tensor *h, tensor *c, tensor
     return 0;
 }
 
+/* The LSTM layer after its input projection gi_all: the recurrence is one
+ * lstm_seq node (ops/lstm.c), whose y [T, B, 2H] ([B, T, 2H]) holds h_t | c_t;
+ * out is its h half, h_n and c_n the halves of its last step. */
+static int lstm_layer(const nn_rnn *l, tensor *gi_all, tensor *h, tensor *c, int64_t T, int64_t B,
+                      tensor **out, tensor **h_n, tensor **c_n) {
+    int64_t H = l->hidden_size;
+    int ta = l->batch_first ? 1 : 0;
+    tensor *y = tensor_lstm_seq(gi_all, l->weight_hh, h, c, l->batch_first);
+    tensor *o = tensor_narrow(y, 2, 0, H);
+    tensor *last = h_n || c_n ? tensor_reshape(tensor_narrow(y, ta, T - 1, 1), SHAPE(B, 2 * H)) : NULL;
+    tensor *hn = h_n ? tensor_reshape(tensor_narrow(last, 1, 0, H), SHAPE(1, B, H)) : NULL;
+    tensor *cn = c_n ? tensor_reshape(tensor_narrow(last, 1, H, H), SHAPE(1, B, H)) : NULL;
+    if (!o || (h_n && !hn) || (c_n && !cn)) return -1;
+    *out = o;
+    if (h_n) *h_n = hn;
+    if (c_n) *c_n = cn;
+    return 0;
+}
+
 int nn_rnn_forward(const nn_rnn *l, tensor *x, tensor *h0, tensor *c0, tensor **out,
                    tensor **h_n, tensor **c_n) {
     const char *what = "nn_rnn_forward";
@@ -252,6 +271,7 @@ int nn_rnn_forward(const nn_rnn *l, tensor *x, tensor *h0, tensor *c0, tensor **
     if (!b && l->bias_ih) return -1;
     tensor *gi_all = tensor_linear(x, l->weight_ih, b);
     if (!gi_all) return -1;
+    if (l->mode == NN_RNN_LSTM) return lstm_layer(l, gi_all, h, c, T, B, out, h_n, c_n);
     tensor **hs = tg_mem_alloc((size_t)T * sizeof *hs);
     if (!hs) return -1;
     int rc = -1;

@@ -400,45 +400,30 @@ START_TEST(test_gradcheck_initial_state) {
 }
 END_TEST
 
-/* A broken gate inside a T = 16 LSTM: the whole-layer check must fail and
- * name the node. Two mistakes, in the fused cell ops (ops/lstm.c; saved[0]
- * holds the activations, per row si | sf | tg for lstm_cell_c and so | tc
- * for lstm_cell_h): the forget gate at step 9 loses the factor (1 - sf) of
- * its sigmoid's derivative sf (1 - sf); the new state's tanh at the last
- * step uses 1 - tc for 1 - tc^2. Per step the LSTM records one lstm_cell_c
- * and one lstm_cell_h, so step k's are number k of each. */
-static void cell_c_vjp_no_one_minus(tape_node *n, tensor *const *gin) {
-    const int64_t B = n->out->shape[0], Hs = n->out->shape[1];
-    const double *g = n->out->grad->data, *cp = n->in[1]->data, *s = n->saved[0]->data;
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t j = 0; j < Hs; j++) {
-            const double G = g[b * Hs + j], si = s[b * 3 * Hs + j], sf = s[b * 3 * Hs + Hs + j],
-                         tg = s[b * 3 * Hs + 2 * Hs + j];
-            if (gin[0]) {
-                double *dx = (double *)gin[0]->data + b * 4 * Hs;
-                dx[j] += G * tg * si * (1 - si);
-                dx[Hs + j] += G * cp[b * Hs + j] * sf; /* the mistake: no (1 - sf) */
-                dx[2 * Hs + j] += G * si * (1 - tg * tg);
-            }
-            if (gin[1]) ((double *)gin[1]->data)[b * Hs + j] += G * sf;
-        }
+/* A broken LSTM inside a T = 16 layer: the whole-layer check must fail and
+ * name the node. The layer records its recurrence as one lstm_seq node
+ * (ops/lstm.c), so both mistakes are in that node's vjp, wrapped around the
+ * real one: the gates' gradient (into the input projection) 10 % short, and
+ * the recurrent weight's gradient with its first element doubled. */
+static void (*real_seq_vjp)(tape_node *, tensor *const *);
+/* gin[k] = before + s (after - before), element `only` alone when >= 0 */
+static void seq_vjp_scaled(tape_node *n, tensor *const *gin, int k, double s, int64_t only) {
+    tensor *t = gin[k];
+    double *before = t ? malloc((size_t)t->size * sizeof *before) : NULL;
+    for (int64_t i = 0; t && i < t->size; i++) before[i] = ((double *)t->data)[i];
+    real_seq_vjp(n, gin);
+    for (int64_t i = 0; t && i < t->size; i++)
+        if (only < 0 || i == only)
+            ((double *)t->data)[i] = before[i] + s * (((double *)t->data)[i] - before[i]);
+    free(before);
 }
-static void cell_h_vjp_not_squared(tape_node *n, tensor *const *gin) {
-    const int64_t B = n->out->shape[0], Hs = n->out->shape[1];
-    const double *g = n->out->grad->data, *s = n->saved[0]->data;
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t j = 0; j < Hs; j++) {
-            const double G = g[b * Hs + j], so = s[b * 2 * Hs + j], tc = s[b * 2 * Hs + Hs + j];
-            if (gin[0]) ((double *)gin[0]->data)[b * 4 * Hs + 3 * Hs + j] += G * tc * so * (1 - so);
-            if (gin[1]) ((double *)gin[1]->data)[b * Hs + j] += G * so * (1 - tc); /* not tc^2 */
-        }
-}
+static void seq_vjp_gates_short(tape_node *n, tensor *const *gin) { seq_vjp_scaled(n, gin, 0, 0.9, -1); }
+static void seq_vjp_w_hh_doubled(tape_node *n, tensor *const *gin) { seq_vjp_scaled(n, gin, 1, 2.0, 0); }
 static const struct {
     const char *op;
     int nth;
     void (*vjp)(tape_node *, tensor *const *);
-} breaks[2] = {{"lstm_cell_c", 9, cell_c_vjp_no_one_minus},
-               {"lstm_cell_h", 16, cell_h_vjp_not_squared}};
+} breaks[2] = {{"lstm_seq", 1, seq_vjp_gates_short}, {"lstm_seq", 1, seq_vjp_w_hh_doubled}};
 enum { BROKEN_T = 16 };
 static op_def bad_op;
 static int which_break;
@@ -462,6 +447,7 @@ static tensor *broken_loss(tensor *const *in, int n, void *vctx) {
 START_TEST(test_broken_gate_localised) {
     which_break = _i;
     bad_op = *op_find(breaks[_i].op);
+    real_seq_vjp = bad_op.vjp;
     bad_op.vjp = breaks[_i].vjp;
     nn_model *m = nn_model_new(DTYPE_F64, 5);
     nn_rnn l;

@@ -1,6 +1,7 @@
-/* test_ops_lstm.c - the fused LSTM cell ops (lstm_cell_c, lstm_cell_h):
- * values and gradients against the same cell composed from narrow, sigmoid,
- * tanh, mul and add, in float64 and float32; the error paths; and a
+/* test_ops_lstm.c - the fused LSTM ops (lstm_cell_c, lstm_cell_h and the
+ * whole-sequence lstm_seq): values and gradients against the same cell
+ * composed from narrow, sigmoid, tanh, mul and add (and the sequence from
+ * linear and the cell ops), in float64 and float32; the error paths; and a
  * central-difference check of every registry sample case. */
 #include <string.h>
 
@@ -130,6 +131,100 @@ START_TEST(test_lstm_cell_second_order_matches_composition) {
 }
 END_TEST
 
+/* lstm_seq against its steps written out: gates_t = gi_t + h w^T, the two
+ * cell ops, y_t = h_t | c_t, stacked along the time axis. loss = sum(y * wy);
+ * returns y and the gradients of gi, w, h0 and c0, concatenated. */
+enum { ST = 5, SB = 2, SH = 3, SEQ_N = ST * SB * 2 * SH + ST * SB * 4 * SH + 4 * SH * SH + 2 * SB * SH };
+static void run_seq(dtype dt, bool fused, bool bf, double *out) {
+    double gv[ST * SB * 4 * SH], wv[4 * SH * SH], hv[SB * SH], cv[SB * SH], yw[ST * SB * 2 * SH];
+    fill(gv, ST * SB * 4 * SH, 0.2);
+    fill(wv, 4 * SH * SH, 1.1);
+    for (int i = 0; i < 4 * SH * SH; i++) wv[i] *= 0.3;
+    fill(hv, SB * SH, 2.3);
+    fill(cv, SB * SH, 3.7);
+    fill(yw, ST * SB * 2 * SH, 5.3);
+    int64_t d0 = bf ? SB : ST, d1 = bf ? ST : SB;
+    tensor *gi = leaf_dt(dt, SHAPE(d0, d1, 4 * SH), gv), *w = leaf_dt(dt, SHAPE(4 * SH, SH), wv);
+    tensor *h0 = leaf_dt(dt, SHAPE(SB, SH), hv), *c0 = leaf_dt(dt, SHAPE(SB, SH), cv);
+    tensor *wy = tensor_from_doubles(dt, SHAPE(d0, d1, 2 * SH), yw);
+    tensor *y;
+    if (fused) {
+        y = tensor_lstm_seq(gi, w, h0, c0, bf);
+    } else {
+        tensor *ys[ST], *h = h0, *c = c0;
+        for (int t = 0; t < ST; t++) {
+            tensor *g = tensor_add(tensor_reshape(tensor_narrow(gi, bf, t, 1), SHAPE(SB, 4 * SH)),
+                                   tensor_linear(h, w, NULL));
+            tensor *c2, *h2;
+            composed(g, c, SH, &c2, &h2);
+            h = h2;
+            c = c2;
+            ys[t] = tensor_concat((tensor *[]){h, c}, 2, 1);
+        }
+        y = tensor_stack(ys, ST, bf);
+    }
+    ck_assert_ptr_nonnull(y);
+    ck_assert_int_eq(y->ndim, 3);
+    ck_assert_int_eq(y->shape[0], d0);
+    ck_assert_int_eq(y->shape[1], d1);
+    ck_assert_int_eq(y->shape[2], 2 * SH);
+    ck_assert_int_eq(tensor_backward(tensor_sum_all(tensor_mul(y, wy))), 0);
+    int64_t k = 0;
+    for (int64_t i = 0; i < y->size; i++) out[k++] = tensor_get(y, i);
+    tensor *ins[4] = {gi, w, h0, c0};
+    for (int j = 0; j < 4; j++)
+        for (int64_t i = 0; i < ins[j]->size; i++) out[k++] = tensor_get(ins[j]->grad, i);
+    ck_assert_int_eq(k, SEQ_N);
+    tape_reset();
+    for (int j = 0; j < 4; j++) tensor_free(ins[j]);
+    tensor_free(wy);
+}
+
+/* T = 5, B = 2, H = 3, both layouts: the sequence op equals its steps to
+ * float64 rounding and to float32 rounding through the recurrence. */
+START_TEST(test_lstm_seq_matches_steps_f64_f32) {
+    static double f[SEQ_N], r[SEQ_N];
+    for (int bf = 0; bf < 2; bf++) {
+        run_seq(DTYPE_F64, true, bf, f);
+        run_seq(DTYPE_F64, false, bf, r);
+        for (int i = 0; i < SEQ_N; i++) ck_assert_close(f[i], r[i], 1e-13 * (1 + fabs(r[i])));
+        run_seq(DTYPE_F32, true, bf, f);
+        run_seq(DTYPE_F32, false, bf, r);
+        for (int i = 0; i < SEQ_N; i++) ck_assert_close(f[i], r[i], 1e-5 * (1 + fabs(r[i])));
+    }
+}
+END_TEST
+
+START_TEST(test_lstm_seq_errors) {
+    tapegrad_error_clear();
+    tensor *gi = tensor_ones(DTYPE_F64, SHAPE(3, 2, 8)), *w = tensor_ones(DTYPE_F64, SHAPE(8, 2));
+    tensor *hc = tensor_ones(DTYPE_F64, SHAPE(2, 2)), *w3 = tensor_ones(DTYPE_F64, SHAPE(8, 3));
+    tensor *gi2 = tensor_ones(DTYPE_F64, SHAPE(6, 8)), *gi0 = tensor_ones(DTYPE_F64, SHAPE(0, 2, 8));
+    tensor *f32 = tensor_ones(DTYPE_F32, SHAPE(2, 2));
+    ck_assert_fails_with(tensor_lstm_seq(NULL, w, hc, hc, false), "lstm_seq: input 0 is NULL");
+    ck_assert_fails_with(tensor_lstm_seq(gi, w3, hc, hc, false),
+                         "lstm_seq: needs gi [T, B, 4H] with every size > 0, w_hh [4H, H], h0 and c0 "
+                         "[B, H]; got gi [3,2,8], w_hh [8,3], h0 [2,2], c0 [2,2]");
+    ck_assert_fails_with(tensor_lstm_seq(gi, w, hc, hc, true),
+                         "lstm_seq: needs gi [B, T, 4H] with every size > 0, w_hh [4H, H], h0 and c0 "
+                         "[B, H]; got gi [3,2,8], w_hh [8,2], h0 [2,2], c0 [2,2]");
+    ck_assert_fails_with(tensor_lstm_seq(gi2, w, hc, hc, false),
+                         "lstm_seq: needs gi [T, B, 4H] with every size > 0, w_hh [4H, H], h0 and c0 "
+                         "[B, H]; got gi [6,8], w_hh [8,2], h0 [2,2], c0 [2,2]");
+    ck_assert_fails_with(tensor_lstm_seq(gi0, w, hc, hc, false),
+                         "lstm_seq: needs gi [T, B, 4H] with every size > 0, w_hh [4H, H], h0 and c0 "
+                         "[B, H]; got gi [0,2,8], w_hh [8,2], h0 [2,2], c0 [2,2]");
+    ck_assert_fails(tensor_lstm_seq(gi, w, hc, f32, false), "lstm_seq");
+    tensor_free(gi);
+    tensor_free(w);
+    tensor_free(hc);
+    tensor_free(w3);
+    tensor_free(gi2);
+    tensor_free(gi0);
+    tensor_free(f32);
+}
+END_TEST
+
 START_TEST(test_lstm_cell_errors) {
     tapegrad_error_clear();
     tensor *g8 = tensor_ones(DTYPE_F64, SHAPE(2, 8));
@@ -168,8 +263,8 @@ END_TEST
 
 /* Every op of the family, every sample case, four seeds: see tests/ops_test.h. */
 START_TEST(test_lstm_samples_match_central_differences) {
-    ck_assert_int_eq(tg_ops_lstm_count, 2);
-    ck_assert_int_ge(numeric_check_family(tg_ops_lstm, tg_ops_lstm_count, 1, 4, CHECK_ALL), 32);
+    ck_assert_int_eq(tg_ops_lstm_count, 3);
+    ck_assert_int_ge(numeric_check_family(tg_ops_lstm, tg_ops_lstm_count, 1, 4, CHECK_ALL), 48);
 }
 END_TEST
 
@@ -180,6 +275,8 @@ Suite *ops_lstm_suite(void) {
     tcase_add_test(tc, test_lstm_cell_c_hand_computed);
     tcase_add_test(tc, test_lstm_cell_second_order_matches_composition);
     tcase_add_test(tc, test_lstm_cell_errors);
+    tcase_add_test(tc, test_lstm_seq_matches_steps_f64_f32);
+    tcase_add_test(tc, test_lstm_seq_errors);
     tcase_add_test(tc, test_lstm_samples_match_central_differences);
     suite_add_tcase(s, tc);
     return s;
