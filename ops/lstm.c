@@ -62,6 +62,7 @@ static void act_rows_double(const double *x, double *z, int64_t n, bool is_tanh)
             T *s = S + b * 3 * H, *c = C + b * H;                                        \
             act_rows_##T(x, s, 2 * H, false);                                            \
             act_rows_##T(x + 2 * H, s + 2 * H, H, true);                                 \
+            _Pragma("omp simd")                                                          \
             for (int64_t j = 0; j < H; j++) c[j] = s[H + j] * cp[j] + s[j] * s[2 * H + j]; \
         });                                                                              \
     }                                                                                    \
@@ -73,6 +74,7 @@ static void act_rows_double(const double *x, double *z, int64_t n, bool is_tanh)
             const T *g = G + b * H, *cp = CP + b * H, *s = S + b * 3 * H;                \
             if (DX) {                                                                    \
                 T *dx = DX + b * 4 * H;                                                  \
+                _Pragma("omp simd")                                                      \
                 for (int64_t j = 0; j < H; j++) {                                        \
                     const T si = s[j], sf = s[H + j], tg = s[2 * H + j];                 \
                     dx[j] += g[j] * tg * (si * (1 - si));                                \
@@ -82,6 +84,7 @@ static void act_rows_double(const double *x, double *z, int64_t n, bool is_tanh)
             }                                                                            \
             if (DC) {                                                                    \
                 T *dc = DC + b * H;                                                      \
+                _Pragma("omp simd")                                                      \
                 for (int64_t j = 0; j < H; j++) dc[j] += g[j] * s[H + j];                \
             }                                                                            \
         });                                                                              \
@@ -95,6 +98,7 @@ static void act_rows_double(const double *x, double *z, int64_t n, bool is_tanh)
             T *s = S + b * 2 * H, *y = Y + b * H;                                        \
             act_rows_##T(X + b * 4 * H + 3 * H, s, H, false);                            \
             act_rows_##T(CC + b * H, s + H, H, true);                                    \
+            _Pragma("omp simd")                                                          \
             for (int64_t j = 0; j < H; j++) y[j] = s[j] * s[H + j];                      \
         });                                                                              \
     }                                                                                    \
@@ -106,11 +110,13 @@ static void act_rows_double(const double *x, double *z, int64_t n, bool is_tanh)
             const T *g = G + b * H, *s = S + b * 2 * H;                                  \
             if (DX) {                                                                    \
                 T *dx = DX + b * 4 * H + 3 * H;                                          \
+                _Pragma("omp simd")                                                      \
                 for (int64_t j = 0; j < H; j++)                                          \
                     dx[j] += g[j] * s[H + j] * (s[j] * (1 - s[j]));                      \
             }                                                                            \
             if (DC) {                                                                    \
                 T *dc = DC + b * H;                                                      \
+                _Pragma("omp simd")                                                      \
                 for (int64_t j = 0; j < H; j++)                                          \
                     dc[j] += g[j] * s[j] * (1 - s[H + j] * s[H + j]);                    \
             }                                                                            \
@@ -178,9 +184,11 @@ static inline int64_t seq_row(const tape_node *n, int64_t t, int64_t b) {
                 act_rows_##T(ab, ab, 2 * H, false);                                      \
                 act_rows_##T(ab + 2 * H, ab + 2 * H, H, true);                           \
                 act_rows_##T(ab + 3 * H, ab + 3 * H, H, false);                          \
+                _Pragma("omp simd")                                                      \
                 for (int64_t j = 0; j < H; j++)                                          \
                     y[H + j] = ab[H + j] * cp[j] + ab[j] * ab[2 * H + j];                \
                 act_rows_##T(y + H, tc, H, true);                                        \
+                _Pragma("omp simd")                                                      \
                 for (int64_t j = 0; j < H; j++) y[j] = ab[3 * H + j] * tc[j];            \
                 if (t + 1 < Tn) {                                                        \
                     memcpy(HP + ((t + 1) * B + b) * H, y, (size_t)H * sizeof(T));        \
@@ -203,9 +211,14 @@ static inline int64_t seq_row(const tape_node *n, int64_t t, int64_t b) {
         memset(dh, 0, (size_t)(2 * B * H) * sizeof(T));                                  \
         for (int64_t t = Tn - 1; t >= 0; t--) {                                          \
             for (int64_t b = 0; b < B; b++) {                                            \
-                const T *a = A + (t * B + b) * 4 * H, *tc = TC + (t * B + b) * H;        \
-                const T *cp = CP + (t * B + b) * H, *g = G + seq_row(n, t, b) * 2 * H;   \
-                T *dg = DG + (t * B + b) * 4 * H, *dhb = dh + b * H, *dcb = dc + b * H;  \
+                const T *restrict a = A + (t * B + b) * 4 * H;                           \
+                const T *restrict tc = TC + (t * B + b) * H;                             \
+                const T *restrict cp = CP + (t * B + b) * H;                             \
+                const T *restrict g = G + seq_row(n, t, b) * 2 * H;                      \
+                T *restrict dg = DG + (t * B + b) * 4 * H;                               \
+                const T *restrict dhb = dh + b * H;                                      \
+                T *restrict dcb = dc + b * H;                                            \
+                _Pragma("omp simd")                                                      \
                 for (int64_t j = 0; j < H; j++) {                                        \
                     const T si = a[j], sf = a[H + j], tg = a[2 * H + j], so = a[3 * H + j]; \
                     const T gh = g[j] + dhb[j];                                          \
@@ -217,7 +230,8 @@ static inline int64_t seq_row(const tape_node *n, int64_t t, int64_t b) {
                     dcb[j] = gc * sf;                                                    \
                 }                                                                        \
                 if (DGI) {                                                               \
-                    T *d = DGI + seq_row(n, t, b) * 4 * H;                               \
+                    T *restrict d = DGI + seq_row(n, t, b) * 4 * H;                      \
+                    _Pragma("omp simd")                                                  \
                     for (int64_t j = 0; j < 4 * H; j++) d[j] += dg[j];                   \
                 }                                                                        \
             }                                                                            \
