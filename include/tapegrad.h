@@ -237,6 +237,17 @@ tensor *tensor_topk(tensor *a, int64_t k, int axis, bool largest, tensor **indic
 /* n categories drawn from each row of probs ([C] or [R, C]; weights >= 0,
  * normalised by their sum) with uniforms from g: int64 [n] or [R, n]. */
 tensor *tensor_multinomial(tensor *probs, int64_t n, bool replacement, rng *g);
+/* The LSTM cell's elementwise part (ops/lstm.c): gates [B, 4H] are the
+ * pre-activations in torch's order i, f, g, o; both results are [B, H].
+ * lstm_cell_c: c = sigmoid(f) c_prev + sigmoid(i) tanh(g);
+ * lstm_cell_h: h = sigmoid(o) tanh(c), c the new cell state. */
+tensor *tensor_lstm_cell_c(tensor *gates, tensor *c_prev);
+tensor *tensor_lstm_cell_h(tensor *gates, tensor *c);
+/* The whole recurrence of a one-layer LSTM as one node: gi [T, B, 4H] ([B, T,
+ * 4H] with batch_first) the input projections with both biases, w_hh
+ * [4H, H], h0 and c0 [B, H]; per step gates = gi_t + h w_hh^T and the two
+ * cell ops. Returns y [T, B, 2H] ([B, T, 2H]): h_t | c_t along the last dim. */
+tensor *tensor_lstm_seq(tensor *gi, tensor *w_hh, tensor *h0, tensor *c0, bool batch_first);
 
 /* activations */
 tensor *tensor_relu(tensor *a);

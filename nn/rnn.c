@@ -1,7 +1,8 @@
 /* rnn.c - PyTorch's one-layer RNN (tanh), GRU and LSTM, as a cell and as a
  * whole-sequence layer, composed from differentiable ops (linear, narrow,
- * sigmoid, tanh, mul, add), so the tape differentiates them and the checker
- * can check them node by node.
+ * sigmoid, tanh, mul, add; the LSTM's gates through the fused
+ * lstm_cell_c / lstm_cell_h of ops/lstm.c), so the tape differentiates them
+ * and the checker can check them node by node.
  *
  * Gates are stacked along the rows of the weights in PyTorch's order, so a
  * checkpoint of ours loads into torch.nn.LSTM / GRU / RNN and back:
@@ -83,12 +84,22 @@ int nn_rnn_init(nn_rnn *l, nn_model *m, const char *prefix, nn_rnn_mode mode, in
 /* Rows [k*H, (k+1)*H) of the gate pre-activations g [B, G*H]: gate k. */
 static tensor *gate(tensor *g, int k, int64_t H) { return tensor_narrow(g, 1, k * H, H); }
 
-/* One step from gi = x W_ih^T + b_ih [B, G*H] (computed by the caller, for
- * the whole sequence at once in a layer) and the state h, c [B, H].
- *   gh = h W_hh^T + b_hh
+/* The bias of the input projection: b_ih, or for the LSTM b_ih + b_hh, so
+ * that the step adds no bias of its own (both parameters keep their names;
+ * the sum's vjp gives each the gates' gradient summed over the batch, as
+ * torch's). NULL without biases (no error then). */
+static tensor *in_bias(const nn_rnn *l) {
+    if (l->mode != NN_RNN_LSTM || !l->bias_ih) return l->bias_ih;
+    return tensor_add(l->bias_ih, l->bias_hh);
+}
+
+/* One step from gi = x W_ih^T + b_ih [B, G*H] (+ b_hh for the LSTM; computed
+ * by the caller with in_bias, for the whole sequence at once in a layer) and
+ * the state h, c [B, H].
+ *   gh = h W_hh^T + b_hh             (LSTM: h W_hh^T, b_hh is in gi)
  *   RNN:  h' = tanh(gi + gh)
  *   LSTM: i, f, g, o = sigmoid, sigmoid, tanh, sigmoid of (gi + gh) by gate
- *         c' = f * c + i * g,  h' = o * tanh(c')
+ *         c' = f * c + i * g,  h' = o * tanh(c')   (lstm_cell_c, lstm_cell_h)
  *   GRU:  r = sigmoid(gi_r + gh_r), z = sigmoid(gi_z + gh_z)
  *         n = tanh(gi_n + r * gh_n)      (r applies to W_hn h + b_hn)
  *         h' = (1 - z) * n + z * h = n + z * (h - n)
@@ -96,7 +107,7 @@ static tensor *gate(tensor *g, int k, int64_t H) { return tensor_narrow(g, 1, k 
 static int step(const nn_rnn *l, tensor *gi, tensor *h, tensor *c, tensor **h_out,
                 tensor **c_out) {
     int64_t H = l->hidden_size;
-    tensor *gh = tensor_linear(h, l->weight_hh, l->bias_hh);
+    tensor *gh = tensor_linear(h, l->weight_hh, l->mode == NN_RNN_LSTM ? NULL : l->bias_hh);
     if (!gh) return -1;
     if (l->mode == NN_RNN_TANH) {
         *h_out = tensor_tanh(tensor_add(gi, gh));
@@ -104,13 +115,8 @@ static int step(const nn_rnn *l, tensor *gi, tensor *h, tensor *c, tensor **h_ou
     }
     if (l->mode == NN_RNN_LSTM) {
         tensor *s = tensor_add(gi, gh);
-        if (!s) return -1;
-        tensor *i = tensor_sigmoid(gate(s, 0, H));
-        tensor *f = tensor_sigmoid(gate(s, 1, H));
-        tensor *g = tensor_tanh(gate(s, 2, H));
-        tensor *o = tensor_sigmoid(gate(s, 3, H));
-        tensor *c2 = tensor_add(tensor_mul(f, c), tensor_mul(i, g));
-        tensor *h2 = tensor_mul(o, tensor_tanh(c2));
+        tensor *c2 = tensor_lstm_cell_c(s, c);
+        tensor *h2 = tensor_lstm_cell_h(s, c2);
         if (!h2) return -1;
         *h_out = h2;
         *c_out = c2;
@@ -209,11 +215,32 @@ int nn_rnn_cell_forward(const nn_rnn *l, tensor *x, tensor *h, tensor *c, tensor
     if (!h0) return -1;
     tensor *c0 = state(what, l, "c", c, B, x->dtype, false);
     if (!c0 && (l->mode == NN_RNN_LSTM || c)) return -1;
-    tensor *gi = tensor_linear(x, l->weight_ih, l->bias_ih);
+    tensor *b = in_bias(l);
+    if (!b && l->bias_ih) return -1;
+    tensor *gi = tensor_linear(x, l->weight_ih, b);
     tensor *h1 = NULL, *c1 = NULL;
     if (!gi || step(l, gi, h0, c0, &h1, &c1)) return -1;
     *h_out = h1;
     if (c_out) *c_out = c1;
+    return 0;
+}
+
+/* The LSTM layer after its input projection gi_all: the recurrence is one
+ * lstm_seq node (ops/lstm.c), whose y [T, B, 2H] ([B, T, 2H]) holds h_t | c_t;
+ * out is its h half, h_n and c_n the halves of its last step. */
+static int lstm_layer(const nn_rnn *l, tensor *gi_all, tensor *h, tensor *c, int64_t T, int64_t B,
+                      tensor **out, tensor **h_n, tensor **c_n) {
+    int64_t H = l->hidden_size;
+    int ta = l->batch_first ? 1 : 0;
+    tensor *y = tensor_lstm_seq(gi_all, l->weight_hh, h, c, l->batch_first);
+    tensor *o = tensor_narrow(y, 2, 0, H);
+    tensor *last = h_n || c_n ? tensor_reshape(tensor_narrow(y, ta, T - 1, 1), SHAPE(B, 2 * H)) : NULL;
+    tensor *hn = h_n ? tensor_reshape(tensor_narrow(last, 1, 0, H), SHAPE(1, B, H)) : NULL;
+    tensor *cn = c_n ? tensor_reshape(tensor_narrow(last, 1, H, H), SHAPE(1, B, H)) : NULL;
+    if (!o || (h_n && !hn) || (c_n && !cn)) return -1;
+    *out = o;
+    if (h_n) *h_n = hn;
+    if (c_n) *c_n = cn;
     return 0;
 }
 
@@ -240,8 +267,11 @@ int nn_rnn_forward(const nn_rnn *l, tensor *x, tensor *h0, tensor *c0, tensor **
     /* The input projections of all steps in one product: [T, B, G*H] ([B, T,
      * G*H] with batch_first: no transpose, step t is read along axis ta). */
     int ta = l->batch_first ? 1 : 0;
-    tensor *gi_all = tensor_linear(x, l->weight_ih, l->bias_ih);
+    tensor *b = in_bias(l);
+    if (!b && l->bias_ih) return -1;
+    tensor *gi_all = tensor_linear(x, l->weight_ih, b);
     if (!gi_all) return -1;
+    if (l->mode == NN_RNN_LSTM) return lstm_layer(l, gi_all, h, c, T, B, out, h_n, c_n);
     tensor **hs = tg_mem_alloc((size_t)T * sizeof *hs);
     if (!hs) return -1;
     int rc = -1;

@@ -400,29 +400,30 @@ START_TEST(test_gradcheck_initial_state) {
 }
 END_TEST
 
-/* A broken gate inside a T = 16 LSTM: the whole-layer check must fail and
- * name the node. Two mistakes: the forget gate's sigmoid at step 9 loses
- * the factor (1 - y) of its derivative y (1 - y); the candidate's tanh at
- * the last step uses 1 - y for 1 - y^2. Per step the LSTM records the
- * sigmoids i, f, o and the tanhs g, tanh(c'), so step k's forget gate is
- * sigmoid number 3(k - 1) + 2 and its candidate tanh number 2(k - 1) + 1. */
-static void sigmoid_vjp_no_one_minus(tape_node *n, tensor *const *gin) {
-    const double *y = n->out->data, *g = n->out->grad->data;
-    if (gin[0])
-        for (int64_t i = 0; i < n->out->size; i++) ((double *)gin[0]->data)[i] += g[i] * y[i];
+/* A broken LSTM inside a T = 16 layer: the whole-layer check must fail and
+ * name the node. The layer records its recurrence as one lstm_seq node
+ * (ops/lstm.c), so both mistakes are in that node's vjp, wrapped around the
+ * real one: the gates' gradient (into the input projection) 10 % short, and
+ * the recurrent weight's gradient with its first element doubled. */
+static void (*real_seq_vjp)(tape_node *, tensor *const *);
+/* gin[k] = before + s (after - before), element `only` alone when >= 0 */
+static void seq_vjp_scaled(tape_node *n, tensor *const *gin, int k, double s, int64_t only) {
+    tensor *t = gin[k];
+    double *before = t ? malloc((size_t)t->size * sizeof *before) : NULL;
+    for (int64_t i = 0; t && i < t->size; i++) before[i] = ((double *)t->data)[i];
+    real_seq_vjp(n, gin);
+    for (int64_t i = 0; t && i < t->size; i++)
+        if (only < 0 || i == only)
+            ((double *)t->data)[i] = before[i] + s * (((double *)t->data)[i] - before[i]);
+    free(before);
 }
-static void tanh_vjp_not_squared(tape_node *n, tensor *const *gin) {
-    const double *y = n->out->data, *g = n->out->grad->data;
-    if (gin[0])
-        for (int64_t i = 0; i < n->out->size; i++)
-            ((double *)gin[0]->data)[i] += g[i] * (1 - y[i]);
-}
+static void seq_vjp_gates_short(tape_node *n, tensor *const *gin) { seq_vjp_scaled(n, gin, 0, 0.9, -1); }
+static void seq_vjp_w_hh_doubled(tape_node *n, tensor *const *gin) { seq_vjp_scaled(n, gin, 1, 2.0, 0); }
 static const struct {
     const char *op;
     int nth;
     void (*vjp)(tape_node *, tensor *const *);
-} breaks[2] = {{"sigmoid", 3 * 8 + 2, sigmoid_vjp_no_one_minus},
-               {"tanh", 2 * 15 + 1, tanh_vjp_not_squared}};
+} breaks[2] = {{"lstm_seq", 1, seq_vjp_gates_short}, {"lstm_seq", 1, seq_vjp_w_hh_doubled}};
 enum { BROKEN_T = 16 };
 static op_def bad_op;
 static int which_break;
@@ -446,6 +447,7 @@ static tensor *broken_loss(tensor *const *in, int n, void *vctx) {
 START_TEST(test_broken_gate_localised) {
     which_break = _i;
     bad_op = *op_find(breaks[_i].op);
+    real_seq_vjp = bad_op.vjp;
     bad_op.vjp = breaks[_i].vjp;
     nn_model *m = nn_model_new(DTYPE_F64, 5);
     nn_rnn l;
