@@ -11,7 +11,8 @@
  * relu_input_grad's is itself: every order past the first is one of these
  * nodes again. x and idx get no gradient (a step function of x, an index).
  * Planes are split across threads whole, so results repeat bit for bit for
- * any thread count. */
+ * any thread count. Their vjps write a fresh gradient buffer (a scatter
+ * zeroes its planes first) instead of adding to it. */
 #include "elementwise.h"
 #include "grad_ops.h"
 
@@ -54,10 +55,11 @@ static void relu_input_grad_forward(tape_node *n) {
 static void relu_input_grad_vjp(tape_node *n, tensor *const *gin) {
     if (!gin[0]) return;
     const tensor *u = n->out->grad, *x = n->in[1];
+    const bool acc = !tg_grad_take_fresh(gin[0]); /* a fresh buffer is written */
     if (u->dtype == DTYPE_F32)
-        relu_grad_float(u->size, u->data, x->data, gin[0]->data, true);
+        relu_grad_float(u->size, u->data, x->data, gin[0]->data, acc);
     else
-        relu_grad_double(u->size, u->data, x->data, gin[0]->data, true);
+        relu_grad_double(u->size, u->data, x->data, gin[0]->data, acc);
 }
 static int relu_input_grad_vjp_graph(const tape_node *n, tensor *u, const bool *want, tensor **gin) {
     if (want[0]) gin[0] = tg_relu_input_grad(u, n->in[1]);
@@ -129,11 +131,11 @@ static void gather(const tape_node *n, const tensor *u, tensor *y, bool acc) {
 
 static void max_pool2d_input_grad_forward(tape_node *n) { scatter(n, n->in[0], n->out, false); }
 static void max_pool2d_input_grad_vjp(tape_node *n, tensor *const *gin) {
-    if (gin[0]) gather(n, n->out->grad, gin[0], true);
+    if (gin[0]) gather(n, n->out->grad, gin[0], !tg_grad_take_fresh(gin[0]));
 }
 static void max_pool2d_gather_forward(tape_node *n) { gather(n, n->in[0], n->out, false); }
 static void max_pool2d_gather_vjp(tape_node *n, tensor *const *gin) {
-    if (gin[0]) scatter(n, n->out->grad, gin[0], true);
+    if (gin[0]) scatter(n, n->out->grad, gin[0], !tg_grad_take_fresh(gin[0]));
 }
 static int max_pool2d_input_grad_vjp_graph(const tape_node *n, tensor *u, const bool *want, tensor **gin) {
     if (want[0]) gin[0] = tg_max_pool2d_gather(u, n->in[1]);
@@ -289,21 +291,21 @@ const op_def tg_ops_grad[] = {
      "internal: relu's differentiable vjp, tg_relu_input_grad(g, x)", "y = g [x > 0] (a select: g's inf or NaN "
      "gives 0 where x <= 0)", "dg = u [x > 0]; no gradient for x",
      "the step at x = 0 is constant on either side; samples keep |x| >= 0.05",
-     .vjp_graph = relu_input_grad_vjp_graph},
+     .vjp_graph = relu_input_grad_vjp_graph, .vjp_fresh = true},
     [MAX_POOL2D_INPUT_GRAD] = {"max_pool2d_input_grad", 2, 2u, max_pool2d_input_grad_forward,
      max_pool2d_input_grad_vjp, max_pool2d_input_grad_sample, max_pool2d_input_grad_build,
      "internal: max_pool2d's differentiable vjp, tg_max_pool2d_input_grad(g, idx, H, W)",
      "y [B,C,H,W] = 0, then y[b,c].flat[idx[b,c,o]] += g[b,c,o] (idx: max_pool2d's argmax offsets)",
      "dg[b,c,o] = u[b,c].flat[idx[b,c,o]] (max_pool2d_gather); no gradient for idx",
      "linear in g; offsets shared by overlapping windows accumulate; an offset outside [0, H W) is an error",
-     .vjp_graph = max_pool2d_input_grad_vjp_graph},
+     .vjp_graph = max_pool2d_input_grad_vjp_graph, .vjp_fresh = true},
     [MAX_POOL2D_GATHER] = {"max_pool2d_gather", 2, 2u, max_pool2d_gather_forward, max_pool2d_gather_vjp,
      max_pool2d_gather_sample, max_pool2d_gather_build,
      "internal: the adjoint of max_pool2d_input_grad, tg_max_pool2d_gather(u, idx)",
      "y[b,c,o] = u[b,c].flat[idx[b,c,o]], u [B,C,H,W], y idx's shape",
      "du = max_pool2d_input_grad(g, idx, H, W); no gradient for idx",
      "linear in u; an offset outside [0, H W) is an error",
-     .vjp_graph = max_pool2d_gather_vjp_graph},
+     .vjp_graph = max_pool2d_gather_vjp_graph, .vjp_fresh = true},
 };
 const int tg_ops_grad_count = N_GRAD_OPS;
 _Static_assert(sizeof tg_ops_grad / sizeof tg_ops_grad[0] == N_GRAD_OPS,

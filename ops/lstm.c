@@ -209,6 +209,12 @@ static inline int64_t seq_row(const tape_node *n, int64_t t, int64_t b) {
         if (!scratch) return;                                                            \
         T *DG = scratch->data, *dh = DG + Tn * B * 4 * H, *dc = dh + B * H;              \
         memset(dh, 0, (size_t)(2 * B * H) * sizeof(T));                                  \
+        /* fresh buffers (op_def.vjp_fresh) are written, not added to; each is taken  \
+         * once, before its first write, so one tensor given twice (h0 = c0) adds */   \
+        const bool wgi = DGI && tg_grad_take_fresh(gin[0]);                              \
+        const T dw_beta = DW && tg_grad_take_fresh(gin[1]) ? 0 : 1;                      \
+        const bool wh0 = DH0 && tg_grad_take_fresh(gin[2]);                              \
+        const bool wc0 = DC0 && tg_grad_take_fresh(gin[3]);                              \
         for (int64_t t = Tn - 1; t >= 0; t--) {                                          \
             for (int64_t b = 0; b < B; b++) {                                            \
                 const T *restrict a = A + (t * B + b) * 4 * H;                           \
@@ -231,17 +237,22 @@ static inline int64_t seq_row(const tape_node *n, int64_t t, int64_t b) {
                 }                                                                        \
                 if (DGI) {                                                               \
                     T *restrict d = DGI + seq_row(n, t, b) * 4 * H;                      \
-                    _Pragma("omp simd")                                                  \
-                    for (int64_t j = 0; j < 4 * H; j++) d[j] += dg[j];                   \
+                    if (wgi) {                                                           \
+                        _Pragma("omp simd")                                              \
+                        for (int64_t j = 0; j < 4 * H; j++) d[j] = dg[j];                \
+                    } else {                                                             \
+                        _Pragma("omp simd")                                              \
+                        for (int64_t j = 0; j < 4 * H; j++) d[j] += dg[j];               \
+                    }                                                                    \
                 }                                                                        \
             }                                                                            \
             if (t > 0 || DH0)                                                            \
                 blas_gemm_##T(false, false, B, H, 4 * H, DG + t * B * 4 * H, 4 * H, W, H, 0, dh, H); \
         }                                                                                \
-        if (DW) blas_gemm_##T(true, false, 4 * H, H, Tn * B, DG, 4 * H, HP, H, 1, DW, H); \
+        if (DW) blas_gemm_##T(true, false, 4 * H, H, Tn * B, DG, 4 * H, HP, H, dw_beta, DW, H); \
         for (int64_t i = 0; i < B * H; i++) {                                            \
-            if (DH0) DH0[i] += dh[i];                                                    \
-            if (DC0) DC0[i] += dc[i];                                                    \
+            if (DH0) DH0[i] = wh0 ? dh[i] : DH0[i] + dh[i];                              \
+            if (DC0) DC0[i] = wc0 ? dc[i] : DC0[i] + dc[i];                              \
         }                                                                                \
     }
 SEQ_KERNELS(float)
@@ -384,7 +395,7 @@ const op_def tg_ops_lstm[] = {
      "d h0 = dh, d c0 = dc",
      "torch.nn.LSTM's recurrence with the input projections (and both biases) already in gi: "
      "one node for the whole sequence",
-     .vjp_graph = seq_vjp_graph},
+     .vjp_graph = seq_vjp_graph, .vjp_fresh = true},
 };
 const int tg_ops_lstm_count = N_LSTM_OPS;
 _Static_assert(sizeof tg_ops_lstm / sizeof tg_ops_lstm[0] == N_LSTM_OPS,

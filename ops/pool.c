@@ -180,9 +180,11 @@ static inline void rows_in_range(const pool_geom *q, int64_t i, int64_t *r0, int
                 max_plane_padded_##T(q, x + p * in, y + p * out, idx + p * out);        \
         });                                                                             \
     }                                                                                   \
-    static void max_pool_bwd_##T(const pool_geom *q, const T *g, const int64_t *idx, T *dx) { \
+    static void max_pool_bwd_##T(const pool_geom *q, const T *g, const int64_t *idx, T *dx, \
+                                 bool zero) {                                           \
         int64_t in = q->H * q->W, out = q->OH * q->OW;                                  \
         POOL_FOR(p, q, {                                                                \
+            if (zero) memset(dx + p * in, 0, (size_t)in * sizeof(T));                   \
             for (int64_t o = p * out; o < (p + 1) * out; o++) dx[p * in + idx[o]] += g[o]; \
         });                                                                             \
     }
@@ -285,10 +287,12 @@ static void max_pool2d_vjp(tape_node *n, tensor *const *gin) {
     if (!gin[0]) return;
     pool_geom q;
     pool_geom_of(n, &q);
+    /* a fresh dx (never written) is zeroed plane by plane before its scatter */
+    const bool zero = tg_grad_take_fresh(gin[0]);
     if (n->out->dtype == DTYPE_F32)
-        max_pool_bwd_float(&q, n->out->grad->data, n->saved[0]->data, gin[0]->data);
+        max_pool_bwd_float(&q, n->out->grad->data, n->saved[0]->data, gin[0]->data, zero);
     else
-        max_pool_bwd_double(&q, n->out->grad->data, n->saved[0]->data, gin[0]->data);
+        max_pool_bwd_double(&q, n->out->grad->data, n->saved[0]->data, gin[0]->data, zero);
 }
 
 static void avg_pool2d_forward(tape_node *n) {
@@ -509,7 +513,7 @@ const op_def tg_ops_pool[] = {
      "dx[b,c,argmax(i,j)] += g[b,c,i,j]",
      "not differentiable where a window has tied maxima: the gradient goes to the first maximum "
      "in window order (row by row, left to right); samples use distinct values",
-     .vjp_graph = max_pool2d_vjp_graph},
+     .vjp_graph = max_pool2d_vjp_graph, .vjp_fresh = true},
     [AVG_POOL2D] = {"avg_pool2d", 1, 0, avg_pool2d_forward, avg_pool2d_vjp, avg_pool2d_sample, avg_pool2d_build,
      "tensor_avg_pool2d(x, params)",
      "y[b,c,i,j] = sum over window (i,j) of x[b,c] / n, n = KH KW if count_include_pad else the "
