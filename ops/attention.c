@@ -583,6 +583,23 @@ static bool sdpa_seed_mixed(uint64_t seed, int64_t cnt, double p) {
     return kept > 0 && kept < cnt;
 }
 
+/* A sample mask of shape ms (float64 or int64): about a third masked, then
+ * keys 0 and 1 unmasked in every row it holds: every query keeps a key (with
+ * causal, key 0 is the one all see), and the queries past the first keep
+ * two, so that no case's softmax is constant (a vacuous gradient for q and
+ * k). NULL when out of memory. */
+static tensor *sample_mask(rng *g, int mnd, const int64_t *ms, bool float_mask) {
+    tensor *m = tensor_zeros(float_mask ? DTYPE_F64 : DTYPE_I64, mnd, ms);
+    if (!m) return NULL;
+    for (int64_t e = 0; e < m->size; e++) tensor_set(m, e, rng_below(g, 3) == 0);
+    const int64_t cols = ms[mnd - 1];
+    for (int64_t e = 0; e < m->size; e += cols) {
+        tensor_set(m, e, 0);
+        if (cols > 1) tensor_set(m, e + 1, 0);
+    }
+    return m;
+}
+
 /* Cases: batch dims, Tq != Tk, D != Dv, a mask broadcast over heads and
  * queries (key padding) and a full one, causal (square and Tq != Tk), an
  * int64 and a float64 mask, and dropout with a fixed seed. Inputs q, k, v
@@ -621,23 +638,7 @@ static int sdpa_sample(int k, rng *g, op_sample *s) {
     s->inputs[0] = tg_sample_tensor(g, nd, qs, -1.5, 1.5);
     s->inputs[1] = tg_sample_tensor(g, nd, ks, -1.5, 1.5);
     s->inputs[2] = tg_sample_tensor(g, nd, vs, -1.5, 1.5);
-    if (has_mask) {
-        const int mnd = cases[k].mnd;
-        const int64_t *ms = cases[k].m;
-        tensor *m = tensor_zeros(cases[k].float_mask ? DTYPE_F64 : DTYPE_I64, mnd, ms);
-        if (!m) return -1;
-        /* about a third masked, then keys 0 and 1 unmasked in every row the
-         * mask holds: every query keeps a key (with causal, key 0 is the one
-         * all see), and the queries past the first keep two, so that no
-         * case's softmax is constant (a vacuous gradient for q and k) */
-        for (int64_t e = 0; e < m->size; e++) tensor_set(m, e, rng_below(g, 3) == 0);
-        const int64_t cols = ms[mnd - 1];
-        for (int64_t e = 0; e < m->size; e += cols) {
-            tensor_set(m, e, 0);
-            if (cols > 1) tensor_set(m, e + 1, 0);
-        }
-        s->inputs[3] = m;
-    }
+    if (has_mask && !(s->inputs[3] = sample_mask(g, cases[k].mnd, cases[k].m, cases[k].float_mask))) return -1;
     s->ip[0] = cases[k].causal;
     s->ip[1] = has_mask;
     s->fp[0] = cases[k].p;
@@ -694,19 +695,7 @@ static int sdpa_heads_sample(int k, rng *g, op_sample *s) {
     s->no_grad_mask = 2u;
     s->inputs[0] = tg_sample_tensor(g, nd, cases[k].x, -1.5, 1.5);
     if (!s->inputs[0]) return -1;
-    if (has_mask) {
-        const int mnd = cases[k].mnd;
-        const int64_t *ms = cases[k].m;
-        tensor *m = tensor_zeros(cases[k].float_mask ? DTYPE_F64 : DTYPE_I64, mnd, ms);
-        if (!m) return -1;
-        for (int64_t e = 0; e < m->size; e++) tensor_set(m, e, rng_below(g, 3) == 0);
-        const int64_t cols = ms[mnd - 1];
-        for (int64_t e = 0; e < m->size; e += cols) {
-            tensor_set(m, e, 0);
-            if (cols > 1) tensor_set(m, e + 1, 0);
-        }
-        s->inputs[1] = m;
-    }
+    if (has_mask && !(s->inputs[1] = sample_mask(g, cases[k].mnd, cases[k].m, cases[k].float_mask))) return -1;
     s->ip[0] = cases[k].causal;
     s->ip[1] = has_mask;
     s->ip[3] = cases[k].heads;
