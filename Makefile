@@ -122,7 +122,8 @@ $(BUILD)/ops/act_kernels.%.o: CFLAGS += -fno-trapping-math
 # the compiler can vectorise it (Adam's step was scalar and 9% of an epoch).
 # Nothing in optim.c reads errno. -fno-trapping-math lets the selects of the
 # loops (flush_subnormal) vectorise; nothing reads the floating-point flags.
-$(BUILD)/nn/optim.o: CFLAGS += -fno-math-errno -fno-trapping-math
+# -ffp-contract=off: the loops cloned for v3/v4 (FMA) keep the baseline's bits.
+$(BUILD)/nn/optim.o: CFLAGS += -fno-math-errno -fno-trapping-math -ffp-contract=off
 
 $(STATIC): $(LIB_OBJ)
 	@rm -f $@

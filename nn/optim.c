@@ -271,6 +271,22 @@ static void sgd_update(const optim_config *c, slot *s) {
 #define ADAM_LOOP(TP, TG) ADAM_LOOP_FORM(TP, TG, false)
 #define ADAMW_LOOP(TP, TG) ADAM_LOOP_FORM(TP, TG, true)
 
+/* The float32 parameter and gradient case (training) of the loops above,
+ * cloned for v3/v4 like sgd_f32 and picked by the CPU at load time: the
+ * per-element sqrt and division in float64 ran two lanes wide on the
+ * x86-64-v2 baseline (AdamW was 5 % of an LSTM step). optim.c is built with
+ * -ffp-contract=off, so no clone fuses a multiply and an add the baseline
+ * does not: every clone gives the baseline's bits. */
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+static void adam_f32(tensor *p, double *M, double *V, int64_t cnt, bool decoupled,
+                     double lr, double wd, double b1, double b2, double step_size, double bc2_sqrt,
+                     double eps) {
+    if (decoupled)
+        ADAMW_LOOP(float, float);
+    else
+        ADAM_LOOP(float, float);
+}
+
 static void adam_update(const optim_config *c, slot *s) {
     tensor *p = s->p;
     const int64_t cnt = p->size;
@@ -278,7 +294,10 @@ static void adam_update(const optim_config *c, slot *s) {
     const double bc1 = 1 - pow(b1, (double)s->step), bc2 = 1 - pow(b2, (double)s->step);
     const double step_size = lr / bc1, bc2_sqrt = sqrt(bc2);
     double *M = s->m->data, *V = s->v->data;
-    if (c->kind == OPTIM_ADAMW)
+    if (p->dtype == DTYPE_F32 && p->grad->dtype == DTYPE_F32)
+        adam_f32(p, M, V, cnt, c->kind == OPTIM_ADAMW, lr, wd, b1, b2, step_size,
+                 bc2_sqrt, eps);
+    else if (c->kind == OPTIM_ADAMW)
         DTYPE_DISPATCH(ADAMW_LOOP, p, p->grad);
     else
         DTYPE_DISPATCH(ADAM_LOOP, p, p->grad);
