@@ -35,6 +35,19 @@
         }                                                                        \
     } while (0)
 
+/* for (i = 0; i < count; i++) BODY, the iterations (rows, planes: each one
+ * written by its own iteration alone, so the result does not depend on the
+ * thread count) split across threads only when `work` elements pay. */
+#define TG_PAR_FOR(i, count, work, ...)                                          \
+    do {                                                                         \
+        if (parallel_pays(work)) {                                               \
+            _Pragma("omp parallel for schedule(static)")                         \
+            for (int64_t i = 0; i < (count); i++) __VA_ARGS__                    \
+        } else {                                                                 \
+            for (int64_t i = 0; i < (count); i++) __VA_ARGS__                    \
+        }                                                                        \
+    } while (0)
+
 /* y = f(x), same shape. */
 #define EW_UNARY_FORWARD(name, EXPR)                                             \
     static void name##_forward(tape_node *n) {                                   \

@@ -20,17 +20,6 @@ enum { RELU_INPUT_GRAD, MAX_POOL2D_INPUT_GRAD, MAX_POOL2D_GATHER, N_GRAD_OPS };
 extern const op_def tg_ops_grad[];
 #define OP(i) (&tg_ops_grad[i])
 
-/* for (p = 0; p < planes; p++) BODY, across threads when the work pays */
-#define PLANES_FOR(p, planes, work, ...)                                                \
-    do {                                                                                \
-        if (parallel_pays(work)) {                                                      \
-            _Pragma("omp parallel for schedule(static)")                                \
-            for (int64_t p = 0; p < (planes); p++) __VA_ARGS__                          \
-        } else {                                                                        \
-            for (int64_t p = 0; p < (planes); p++) __VA_ARGS__                          \
-        }                                                                               \
-    } while (0)
-
 /* ------------------------------------------------------------ relu_input_grad */
 /* y = x > 0 ? g : 0 (a select, not g * mask: an inf or NaN in g stays where
  * x <= 0 is 0, as relu's kernel vjp); acc: y += instead of = */
@@ -85,7 +74,7 @@ tensor *tg_relu_input_grad(tensor *g, tensor *x) {
     /* y[p].flat[idx[p, o]] += g[p, o] (y zeroed first unless acc) */                  \
     static void pool_scatter_##T(int64_t planes, int64_t out, int64_t in, const T *g,    \
                                  const int64_t *idx, T *y, bool acc) {                  \
-        PLANES_FOR(p, planes, planes * in, {                                            \
+        TG_PAR_FOR(p, planes, planes * in, {                                            \
             T *yp = y + p * in;                                                         \
             if (!acc) memset(yp, 0, (size_t)in * sizeof(T));                            \
             for (int64_t o = p * out; o < (p + 1) * out; o++) yp[idx[o]] += g[o];       \
@@ -94,7 +83,7 @@ tensor *tg_relu_input_grad(tensor *g, tensor *x) {
     /* y[p, o] (+)= u[p].flat[idx[p, o]] */                                            \
     static void pool_gather_##T(int64_t planes, int64_t out, int64_t in, const T *u,     \
                                 const int64_t *idx, T *y, bool acc) {                   \
-        PLANES_FOR(p, planes, planes * out, {                                           \
+        TG_PAR_FOR(p, planes, planes * out, {                                           \
             const T *up = u + p * in;                                                   \
             if (acc)                                                                    \
                 for (int64_t o = p * out; o < (p + 1) * out; o++) y[o] += up[idx[o]];   \

@@ -39,25 +39,13 @@ static void act_rows_double(const double *x, double *z, int64_t n, bool is_tanh)
     for (int64_t j = 0; j < n; j++) z[j] = is_tanh ? tanh(x[j]) : lstm_sigmoid(x[j]);
 }
 
-/* Rows split across threads when the tensor is large (each row alone, so the
- * result does not depend on the thread count). */
-#define LSTM_ROWS(b, B, work, ...)                                                       \
-    do {                                                                                 \
-        if (parallel_pays(work)) {                                                       \
-            _Pragma("omp parallel for schedule(static)")                                 \
-            for (int64_t b = 0; b < (B); b++) __VA_ARGS__                                \
-        } else {                                                                         \
-            for (int64_t b = 0; b < (B); b++) __VA_ARGS__                                \
-        }                                                                                \
-    } while (0)
-
 #define LSTM_KERNELS(T)                                                                  \
     /* c = sf c_prev + si tg;  saved[0] row = si | sf | tg */                            \
     static void cell_c_fwd_##T(tape_node *n) {                                           \
         const int64_t B = n->out->shape[0], H = n->out->shape[1];                        \
         const T *X = n->in[0]->data, *CP = n->in[1]->data;                               \
         T *S = n->saved[0]->data, *C = n->out->data;                                     \
-        LSTM_ROWS(b, B, B * 4 * H, {                                                     \
+        TG_PAR_FOR(b, B, B * 4 * H, {                                                    \
             const T *x = X + b * 4 * H, *cp = CP + b * H;                                \
             T *s = S + b * 3 * H, *c = C + b * H;                                        \
             act_rows_##T(x, s, 2 * H, false);                                            \
@@ -70,7 +58,7 @@ static void act_rows_double(const double *x, double *z, int64_t n, bool is_tanh)
         const int64_t B = n->out->shape[0], H = n->out->shape[1];                        \
         const T *G = n->out->grad->data, *CP = n->in[1]->data, *S = n->saved[0]->data;   \
         T *DX = gin[0] ? gin[0]->data : NULL, *DC = gin[1] ? gin[1]->data : NULL;        \
-        LSTM_ROWS(b, B, B * 4 * H, {                                                     \
+        TG_PAR_FOR(b, B, B * 4 * H, {                                                    \
             const T *g = G + b * H, *cp = CP + b * H, *s = S + b * 3 * H;                \
             if (DX) {                                                                    \
                 T *dx = DX + b * 4 * H;                                                  \
@@ -94,7 +82,7 @@ static void act_rows_double(const double *x, double *z, int64_t n, bool is_tanh)
         const int64_t B = n->out->shape[0], H = n->out->shape[1];                        \
         const T *X = n->in[0]->data, *CC = n->in[1]->data;                               \
         T *S = n->saved[0]->data, *Y = n->out->data;                                     \
-        LSTM_ROWS(b, B, B * 2 * H, {                                                     \
+        TG_PAR_FOR(b, B, B * 2 * H, {                                                    \
             T *s = S + b * 2 * H, *y = Y + b * H;                                        \
             act_rows_##T(X + b * 4 * H + 3 * H, s, H, false);                            \
             act_rows_##T(CC + b * H, s + H, H, true);                                    \
@@ -106,7 +94,7 @@ static void act_rows_double(const double *x, double *z, int64_t n, bool is_tanh)
         const int64_t B = n->out->shape[0], H = n->out->shape[1];                        \
         const T *G = n->out->grad->data, *S = n->saved[0]->data;                         \
         T *DX = gin[0] ? gin[0]->data : NULL, *DC = gin[1] ? gin[1]->data : NULL;        \
-        LSTM_ROWS(b, B, B * 2 * H, {                                                     \
+        TG_PAR_FOR(b, B, B * 2 * H, {                                                    \
             const T *g = G + b * H, *s = S + b * 2 * H;                                  \
             if (DX) {                                                                    \
                 T *dx = DX + b * 4 * H + 3 * H;                                          \

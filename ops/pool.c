@@ -95,17 +95,9 @@ static inline void rows_in_range(const pool_geom *q, int64_t i, int64_t *r0, int
 }
 
 /* for (p = 0; p < planes; p++) BODY, split across threads only when that
- * pays (parallel_pays; a batch-1 LeNet plane set costs less than entering a
- * region). */
-#define POOL_FOR(p, q, ...)                                                             \
-    do {                                                                                \
-        if (parallel_pays((q)->planes * (q)->OH * (q)->OW * (q)->kh * (q)->kw)) {         \
-            _Pragma("omp parallel for schedule(static)")                                \
-            for (int64_t p = 0; p < (q)->planes; p++) __VA_ARGS__                       \
-        } else {                                                                        \
-            for (int64_t p = 0; p < (q)->planes; p++) __VA_ARGS__                       \
-        }                                                                               \
-    } while (0)
+ * pays (a batch-1 LeNet plane set costs less than entering a region). */
+#define POOL_FOR(p, q, ...) \
+    TG_PAR_FOR(p, (q)->planes, (q)->planes * (q)->OH * (q)->OW * (q)->kh * (q)->kw, __VA_ARGS__)
 #define SIMD _Pragma("omp simd")
 
 /* best = v (and at = k) when v > best, or v is NaN and best is not: max_plane's
