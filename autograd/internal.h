@@ -360,16 +360,28 @@ static inline int64_t bcast_offset(int64_t i, int ndim, const int64_t *shape,
     return off;
 }
 
-/* Threading threshold: kernels parallelise loops of at least this many
- * elements (small tensors stay on one thread). */
+/* Threading threshold: a loop enters an OpenMP parallel region when it has at
+ * least tg_parallel_min() elements of work and there is more than one thread.
+ * What a region costs depends on how libgomp's threads wait between regions.
+ * Spinning (its default): 0.3-0.5 us to enter, paid for by PARALLEL_MIN_ELEMS
+ * elements. Sleeping (OMP_WAIT_POLICY=passive, the README's advice on a shared
+ * machine): every region wakes the partner thread, 30-40 us on a 2-core
+ * virtual machine (BENCHMARKS.md, "Two threads under passive waiting"), as long
+ * as a ReLU over 300,000 floats takes; there the threshold is
+ * PARALLEL_MIN_PASSIVE. The policy is read once, when the library is loaded. */
 #define PARALLEL_MIN_ELEMS 32768
+#define PARALLEL_MIN_PASSIVE 524288
+/* The threshold for the OMP_WAIT_POLICY value policy (NULL: unset). */
+int64_t tg_parallel_min_for(const char *policy);
+/* The threshold in force. */
+int64_t tg_parallel_min(void);
 
 /* Whether a loop of `work` elements should enter an OpenMP parallel region:
  * only when it is large and there is more than one thread. Entering a region
  * costs 0.3-0.5 us even when an `if` clause keeps it on one thread, as much
  * as a whole small kernel. */
 static inline bool parallel_pays(int64_t work) {
-    return work >= PARALLEL_MIN_ELEMS && tapegrad_threads() > 1;
+    return tapegrad_threads() > 1 && work >= tg_parallel_min();
 }
 
 /* ----------------------------------------------- the vjp contract */

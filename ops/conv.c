@@ -31,7 +31,7 @@ const conv_kernels *tg_conv_variant(int64_t v) { return variants[v]; }
  * whole batch is too little work to share. */
 int tg_conv_threads(const conv_geom *q) {
     int t = tapegrad_threads();
-    if (q->B * q->OC * q->P * q->K < PARALLEL_MIN_ELEMS) t = 1;
+    if (q->B * q->OC * q->P * q->K < tg_parallel_min()) t = 1;
     return t < q->B || q->B < 1 ? t : (int)q->B;
 }
 

@@ -355,6 +355,21 @@ START_TEST(test_threads_default_one) {
 }
 END_TEST
 
+/* The threshold for a parallel region follows how the threads wait: spinning
+ * threads make a region cheap (PARALLEL_MIN_ELEMS), sleeping ones
+ * (OMP_WAIT_POLICY=passive) cost a wake-up each (PARALLEL_MIN_PASSIVE); the
+ * threshold in force is the one for this process's environment. */
+START_TEST(test_parallel_threshold_follows_wait_policy) {
+    ck_assert_int_eq(tg_parallel_min_for(NULL), PARALLEL_MIN_ELEMS);
+    ck_assert_int_eq(tg_parallel_min_for(""), PARALLEL_MIN_ELEMS);
+    ck_assert_int_eq(tg_parallel_min_for("active"), PARALLEL_MIN_ELEMS);
+    ck_assert_int_eq(tg_parallel_min_for("passive"), PARALLEL_MIN_PASSIVE);
+    ck_assert_int_eq(tg_parallel_min_for("PASSIVE"), PARALLEL_MIN_PASSIVE);
+    ck_assert(PARALLEL_MIN_PASSIVE > PARALLEL_MIN_ELEMS);
+    ck_assert_int_eq(tg_parallel_min(), tg_parallel_min_for(getenv("OMP_WAIT_POLICY")));
+}
+END_TEST
+
 /* An empty batch gives an empty output and no work. */
 START_TEST(test_conv2d_empty_batch) {
     tensor *x = tensor_zeros(DTYPE_F32, SHAPE(0, 2, 6, 6));
@@ -762,6 +777,7 @@ Suite *conv_suite(void) {
     tcase_add_test(tc, test_conv2d_matches_naive_lenet_f32);
     tcase_add_test(tc, test_conv2d_threads_bit_identical);
     tcase_add_test(tc, test_threads_default_one);
+    tcase_add_test(tc, test_parallel_threshold_follows_wait_policy);
     tcase_add_test(tc, test_conv2d_empty_batch);
     tcase_add_test(tc, test_conv2d_backward_twice_accumulates);
     tcase_add_test(tc, test_conv2d_grad_central_differences_all_samples);
