@@ -63,9 +63,14 @@ static void dnnl_pin(void) {
  * the LSTM (1.35-2.7x) and of LeNet-5's linear layers (1.1-2.1x), and by
  * 3-38 % on v2; on v3 its AVX2 kernels win by 1-17 % except for A^T B with
  * a long inner dimension or many rows (a weight gradient over a batch of 1024 rows:
- * 1.07-1.57x slower), which stays on OpenBLAS. */
+ * 1.07-1.57x slower), which stays on OpenBLAS. A contraction of 16 or fewer
+ * (LeNet-5's conv2 input gradient, W^T (150, 16) @ G (16, 100) per image)
+ * stays on OpenBLAS on every variant: on an AMD EPYC Zen 4 it took 4.9 us
+ * against oneDNN's 5.5-5.8, and conv2's forward plus backward at batch 64
+ * 1.194 -> 1.105 ms (v4), 1.164 -> 1.105 ms (v3). */
+enum { DNNL_MIN_K = 17 };
 bool tg_blas_uses_dnnl(int v, bool ta, int64_t M, int64_t K) {
-    if (v < 0 || K == 0) return false;
+    if (v < 0 || K < DNNL_MIN_K) return false;
     pthread_once(&dnnl_once, dnnl_pin);
     if (v != dnnl_variant) return false;
     return !(v == ISA_V3 && ta && (K >= 256 || M >= 512));

@@ -165,6 +165,7 @@ START_TEST(test_gemm_f32_every_transpose_every_variant_matches_naive) {
             /* the route the rule of blas.c names, pinned to this variant */
             if (!tg_blas_uses_dnnl(v, false, 1024, 128)) _exit(4);
             if (tg_blas_uses_dnnl(v, true, 40, 300) != (v != ISA_V3)) _exit(5);
+            if (tg_blas_uses_dnnl(v, true, 150, 16) || !tg_blas_uses_dnnl(v, true, 150, 17)) _exit(6);
             for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
                 for (int t = 0; t < 4; t++)
                     check_gemm_f32(t & 1, t & 2, shapes[i][0], shapes[i][1], shapes[i][2],
