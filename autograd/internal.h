@@ -10,7 +10,7 @@
 
 #define NODE_MAX_IPARAMS 16
 #define NODE_MAX_FPARAMS 4
-#define NODE_MAX_SAVED 4
+#define NODE_MAX_SAVED 5
 
 /* One recorded op application. forward() reads in[] and the params and
  * writes out (and saved tensors it owns); it must be pure so that the checker

@@ -19,9 +19,14 @@ void tg_blas_gemm(dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, c
 enum { GEMM_SMALL_M = 4 };
 /* GEMMs of fewer multiply-adds run OpenBLAS on one thread (blas.c). */
 #define GEMM_ONE_THREAD_MACS 4e6
+/* ab[0] float32, [1] float64: C (M, N) = A (M, K) B (K, N) + beta C for a few
+ * rows, GEMM_AB_MIN_M to GEMM_AB_M (tg_blas_rows_ab says where it runs). */
+enum { GEMM_AB_MIN_M = 8, GEMM_AB_M = 16 };
 typedef struct {
     void (*abt[2])(int64_t M, int64_t N, int64_t K, const void *A, int64_t lda, const void *B,
                    int64_t ldb, double beta, void *C, int64_t ldc);
+    void (*ab[2])(int64_t M, int64_t N, int64_t K, const void *A, int64_t lda, const void *B,
+                  int64_t ldb, double beta, void *C, int64_t ldc);
 } gemm_kernels;
 extern const gemm_kernels tg_gemm_kernels_v2, tg_gemm_kernels_v3, tg_gemm_kernels_v4;
 
@@ -30,6 +35,13 @@ extern const gemm_kernels tg_gemm_kernels_v2, tg_gemm_kernels_v3, tg_gemm_kernel
  * (isa.h; -1: none): see blas.c for the measured rule. The first call fixes
  * the variant oneDNN is held to. */
 bool tg_blas_uses_dnnl(int v, bool ta, int64_t M, int64_t K);
+
+/* Whether tg_blas_gemm runs C = A B + beta C (neither operand transposed)
+ * with M rows of dtype dt on the few-row kernel (gemm_ab) on variant v: on
+ * v4, float32, GEMM_AB_MIN_M to GEMM_AB_M rows, where it beat oneDNN (blas.c).
+ * A caller that multiplies by the same B^T many times (lstm_seq's recurrence)
+ * keeps B^T's transpose and calls the A B form when this holds. */
+bool tg_blas_rows_ab(int v, dtype dt, int64_t M);
 
 /* Typed forms, for kernels written once as a macro over the element type T
  * (blas_gemm_##T). */

@@ -3,6 +3,8 @@
  *
  *   C (M, N) = A (M, K) B^T + beta C,    B (N, K): rows of B contiguous
  *
+ * (and C = A B + beta C for up to GEMM_AB_M rows, gemm_ab: see blas.h)
+ *
  * is what a linear layer computes, Y = X W^T, at a small batch M. OpenBLAS
  * packs all of W into its panel layout on every call whatever M is; its
  * AVX-512 build has a small-matrix path that skips the copy, its AVX2
@@ -30,6 +32,16 @@ enum { GEMM_VB = 32 };
 #else
 enum { GEMM_VB = 16 };
 #endif
+/* The few-row A B kernel's tile: GEMM_AB_MR rows by GEMM_AB_NV vectors of
+ * sums, plus GEMM_AB_NV operands and a broadcast: 19 of AVX-512's 32
+ * registers (8 x 2; 4 x 4 and 16 x 1 measured no faster for 16 rows by
+ * [256, 1024] on an AMD EPYC Zen 4), 11 of 16 on AVX2 and SSE. */
+#if defined(__AVX512F__)
+enum { GEMM_AB_MR = 8, GEMM_AB_NV = 2 };
+#else
+enum { GEMM_AB_MR = 4, GEMM_AB_NV = 2 };
+#endif
+_Static_assert(GEMM_AB_MR <= 8, "ab_rows has a case per row count up to 8");
 #define UNROLL _Pragma("GCC unroll 16")
 
 #define NAME(x) ISA_CAT(x, T)
@@ -41,4 +53,5 @@ enum { GEMM_VB = 16 };
 #undef T
 #undef NAME
 
-const gemm_kernels ISA_SYM(tg_gemm_kernels) = {{gemm_abt_float, gemm_abt_double}};
+const gemm_kernels ISA_SYM(tg_gemm_kernels) = {{gemm_abt_float, gemm_abt_double},
+                                                {gemm_ab_float, gemm_ab_double}};

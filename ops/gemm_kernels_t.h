@@ -64,3 +64,73 @@ static void NAME(gemm_abt)(int64_t M, int64_t N, int64_t K, const void *A_, int6
         }
     }
 }
+
+/* C (M, N) = A (M, K) B (K, N) + beta C, B's rows contiguous, for a few rows
+ * (GEMM_AB_MIN_M to GEMM_AB_M: an LSTM's recurrent product, 16 rows by
+ * [256, 1024]). A tile of mb rows by nv vectors of columns keeps its sums in
+ * registers over all of K: per k, nv loads of B's row and, per row, one
+ * broadcast of A[m, k] feeding nv multiply-adds. Each C[m, n] is a sum over
+ * k in order, the columns past the last whole vector as scalar sums in the
+ * same order. With beta 0, C is written without being read. */
+static inline __attribute__((always_inline)) void NAME(ab_tile)(
+    int mb, int nv, int64_t K, const T *A, int64_t lda, const T *B, int64_t ldb, T beta, T *C,
+    int64_t ldc) {
+    enum { V = GEMM_VB / sizeof(T) };
+    NAME(gvec) acc[GEMM_AB_MR][GEMM_AB_NV], b[GEMM_AB_NV];
+    UNROLL for (int m = 0; m < mb; m++)
+        UNROLL for (int v = 0; v < nv; v++) acc[m][v] = (NAME(gvec)){0};
+    for (int64_t k = 0; k < K; k++) {
+        UNROLL for (int v = 0; v < nv; v++) memcpy(&b[v], B + k * ldb + v * V, sizeof b[v]);
+        UNROLL for (int m = 0; m < mb; m++) {
+            const T a = A[m * lda + k];
+            UNROLL for (int v = 0; v < nv; v++) acc[m][v] += a * b[v];
+        }
+    }
+    UNROLL for (int m = 0; m < mb; m++)
+        UNROLL for (int v = 0; v < nv; v++) {
+            T *c = C + m * ldc + v * V;
+            if (beta != 0) {
+                NAME(gvec) cv;
+                memcpy(&cv, c, sizeof cv);
+                acc[m][v] = beta * cv + acc[m][v];
+            }
+            memcpy(c, &acc[m][v], sizeof acc[m][v]);
+        }
+}
+
+/* mb rows (a constant in each case, so the sums stay in registers) by the
+ * whole vectors of columns, GEMM_AB_NV at a time, then the rest one by one */
+static void NAME(ab_rows)(int mb, int64_t N, int64_t K, const T *A, int64_t lda, const T *B,
+                          int64_t ldb, T beta, T *C, int64_t ldc) {
+    enum { V = GEMM_VB / sizeof(T) };
+    const int64_t nw = N / V * V;
+    for (int64_t n = 0; n < nw; n += GEMM_AB_NV * V) {
+        const bool full = nw - n >= GEMM_AB_NV * V;
+#define AB_CASE(r)                                                                      \
+    case r:                                                                             \
+        if (r <= GEMM_AB_MR) {                                                          \
+            if (full) NAME(ab_tile)(r, GEMM_AB_NV, K, A, lda, B + n, ldb, beta, C + n, ldc); \
+            else NAME(ab_tile)(r, 1, K, A, lda, B + n, ldb, beta, C + n, ldc);          \
+        }                                                                               \
+        break;
+        switch (mb) { AB_CASE(1) AB_CASE(2) AB_CASE(3) AB_CASE(4) AB_CASE(5) AB_CASE(6) AB_CASE(7) AB_CASE(8) }
+#undef AB_CASE
+        if (!full) n -= (GEMM_AB_NV - 1) * V; /* one vector was done, not GEMM_AB_NV */
+    }
+    for (int64_t n = nw; n < N; n++)
+        for (int m = 0; m < mb; m++) {
+            T s = 0;
+            for (int64_t k = 0; k < K; k++) s += A[m * lda + k] * B[k * ldb + n];
+            T *c = C + m * ldc + n;
+            *c = beta == 0 ? s : beta * *c + s;
+        }
+}
+
+static void NAME(gemm_ab)(int64_t M, int64_t N, int64_t K, const void *A_, int64_t lda,
+                          const void *B_, int64_t ldb, double beta_, void *C_, int64_t ldc) {
+    const T *A = A_, *B = B_, beta = (T)beta_;
+    T *C = C_;
+    for (int64_t m = 0; m < M; m += GEMM_AB_MR)
+        NAME(ab_rows)(M - m < GEMM_AB_MR ? (int)(M - m) : GEMM_AB_MR, N, K, A + m * lda, lda, B,
+                      ldb, beta, C + m * ldc, ldc);
+}

@@ -157,6 +157,13 @@ static inline int64_t seq_row(const tape_node *n, int64_t t, int64_t b) {
         const T *GI = n->in[0]->data, *W = n->in[1]->data;                               \
         T *Y = n->out->data, *A = n->saved[0]->data, *TC = n->saved[1]->data;            \
         T *HP = n->saved[2]->data, *CP = n->saved[3]->data;                              \
+        /* W^T [H, 4H] for the A B form of the recurrent product (tg_blas_rows_ab) */   \
+        T *WT = n->saved[4] ? n->saved[4]->data : NULL;                                  \
+        if (WT)                                                                          \
+            for (int64_t r0 = 0; r0 < 4 * H; r0 += 16)                                   \
+                for (int64_t j = 0; j < H; j++)                                          \
+                    for (int64_t r = r0; r < r0 + 16 && r < 4 * H; r++)                  \
+                        WT[j * 4 * H + r] = W[r * H + j];                                \
         memcpy(HP, n->in[2]->data, (size_t)(B * H) * sizeof(T));                         \
         memcpy(CP, n->in[3]->data, (size_t)(B * H) * sizeof(T));                         \
         for (int64_t t = 0; t < Tn; t++) {                                               \
@@ -164,7 +171,10 @@ static inline int64_t seq_row(const tape_node *n, int64_t t, int64_t b) {
             for (int64_t b = 0; b < B; b++)                                              \
                 memcpy(a + b * 4 * H, GI + seq_row(n, t, b) * 4 * H,                     \
                        (size_t)(4 * H) * sizeof(T));                                     \
-            blas_gemm_##T(false, true, B, 4 * H, H, HP + t * B * H, H, W, H, 1, a, 4 * H); \
+            if (WT)                                                                      \
+                blas_gemm_##T(false, false, B, 4 * H, H, HP + t * B * H, H, WT, 4 * H, 1, a, 4 * H); \
+            else                                                                         \
+                blas_gemm_##T(false, true, B, 4 * H, H, HP + t * B * H, H, W, H, 1, a, 4 * H); \
             for (int64_t b = 0; b < B; b++) {                                            \
                 T *ab = a + b * 4 * H, *y = Y + seq_row(n, t, b) * 2 * H;                \
                 T *tc = TC + (t * B + b) * H;                                            \
@@ -279,8 +289,9 @@ static int cell_sample(int k, rng *g, op_sample *s) {
 static int seq_sample(int k, rng *g, op_sample *s) {
     static const struct {
         int64_t T, B, H, bf;
-    } cases[] = {{3, 2, 2, 0}, {2, 1, 3, 1}, {1, 3, 1, 0}, {4, 2, 1, 1}};
-    if (k >= 4) return 1;
+    } cases[] = {{3, 2, 2, 0}, {2, 1, 3, 1}, {1, 3, 1, 0}, {4, 2, 1, 1},
+                 {2, 8, 2, 1}}; /* 8 rows: the A (W^T) form on v4 in float32 (blas.h) */
+    if (k >= 5) return 1;
     int64_t T = cases[k].T, B = cases[k].B, H = cases[k].H;
     bool bf = cases[k].bf;
     s->n_inputs = 4;
@@ -455,5 +466,11 @@ tensor *tensor_lstm_seq(tensor *gi, tensor *w_hh, tensor *h0, tensor *c0, bool b
         n->saved[i] = tg_tensor_tape_new(gi->dtype, 3, (int64_t[]){T, B, H});
     }
     if (!n->saved[3]) return NULL;
+    /* the recurrent product as h W^T, or as h (W^T) with W^T kept here where
+     * the variant runs that form faster (blas.h) */
+    if (tg_blas_rows_ab(tg_isa_in_use(), gi->dtype, B)) {
+        n->saved[4] = tg_tensor_tape_new(gi->dtype, 2, (int64_t[]){H, 4 * H});
+        if (!n->saved[4]) return NULL;
+    }
     return tg_node_finish(n);
 }

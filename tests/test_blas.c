@@ -4,7 +4,8 @@
  * float64; and the OpenBLAS fallback when TAPEGRAD_ISA is refused, which
  * must not leave an error behind; float32 GEMMs of every transpose pair on
  * every variant (oneDNN's sgemm or OpenBLAS by blas.c's rule), against the
- * same loops and repeating their bits. */
+ * same loops and repeating their bits; the few-row A B kernels (gemm_ab) of
+ * every variant against the same loops. */
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -103,6 +104,77 @@ START_TEST(test_gemm_small_rows_refused_variant_uses_openblas) {
 }
 END_TEST
 
+/* The few-row A B kernel (gemm_ab) of variant v in dtype dt, called
+ * directly (tg_blas_gemm takes it on v4 only), on seeded values against
+ * plain float64 loops: C = A (M, K) B (K, N) + beta C with padded row
+ * strides; with beta 0 the C it starts from is NaN, which must not survive. */
+static void check_ab(int v, dtype dt, int64_t M, int64_t N, int64_t K, double beta) {
+    static const gemm_kernels *const kernels[ISA_COUNT] = {&tg_gemm_kernels_v2, &tg_gemm_kernels_v3,
+                                                           &tg_gemm_kernels_v4};
+    const int64_t lda = K + 3, ldb = N + 5, ldc = N + 2;
+    const bool f32 = dt == DTYPE_F32;
+    double *A = malloc((size_t)(M * lda) * sizeof *A), *B = malloc((size_t)(K * ldb) * sizeof *B);
+    double *C = malloc((size_t)(M * ldc) * sizeof *C);
+    float *af = malloc((size_t)(M * lda) * sizeof *af), *bf = malloc((size_t)(K * ldb) * sizeof *bf);
+    float *cf = malloc((size_t)(M * ldc) * sizeof *cf);
+    double *ad = malloc((size_t)(M * lda) * sizeof *ad), *bd = malloc((size_t)(K * ldb) * sizeof *bd);
+    double *cd = malloc((size_t)(M * ldc) * sizeof *cd);
+    ck_assert(A && B && C && af && bf && cf && ad && bd && cd);
+    rng g;
+    rng_seed(&g, (uint64_t)(M * 1000 + N * 10 + K), 7);
+    for (int64_t i = 0; i < M * lda; i++) A[i] = rng_uniform(&g) * 2 - 1;
+    for (int64_t i = 0; i < K * ldb; i++) B[i] = rng_uniform(&g) * 2 - 1;
+    for (int64_t i = 0; i < M * ldc; i++) C[i] = beta == 0 ? NAN : rng_uniform(&g) * 2 - 1;
+    /* float32 operands as rounded, so the oracle sees what the kernel sees */
+    for (int64_t i = 0; f32 && i < M * lda; i++) A[i] = (float)A[i];
+    for (int64_t i = 0; f32 && i < K * ldb; i++) B[i] = (float)B[i];
+    for (int64_t i = 0; f32 && i < M * ldc; i++) C[i] = (float)C[i];
+    for (int64_t i = 0; i < M * lda; i++) af[i] = (float)A[i], ad[i] = A[i];
+    for (int64_t i = 0; i < K * ldb; i++) bf[i] = (float)B[i], bd[i] = B[i];
+    for (int64_t i = 0; i < M * ldc; i++) cf[i] = (float)C[i], cd[i] = C[i];
+    kernels[v]->ab[f32 ? 0 : 1](M, N, K, f32 ? (void *)af : ad, lda, f32 ? (void *)bf : bd, ldb, beta,
+                                f32 ? (void *)cf : cd, ldc);
+    const double tol = (f32 ? 1e-5 : 1e-13) * (double)(K + 1);
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) {
+            double s = 0;
+            for (int64_t k = 0; k < K; k++) s += A[m * lda + k] * B[k * ldb + n];
+            const double want = (beta == 0 ? 0 : beta * C[m * ldc + n]) + s;
+            const double got = f32 ? cf[m * ldc + n] : cd[m * ldc + n];
+            ck_assert_msg(fabs(got - want) <= tol,
+                          "ab %s %s M %lld N %lld K %lld beta %g: C[%lld, %lld] = %.10g, expected %.10g",
+                          tg_isa_name(v), tg_dtype_name(dt), (long long)M, (long long)N, (long long)K,
+                          beta, (long long)m, (long long)n, got, want);
+        }
+    free(A), free(B), free(C), free(af), free(bf), free(cf), free(ad), free(bd), free(cd);
+}
+
+/* Every variant the CPU runs, both dtypes: row counts below, at and past
+ * a tile (1, 3, 4, 5, 8, 9, 16), N leaving every remainder of the column
+ * vectors and pairs of them (1, 7, 16, 33, 100), K from 1 to past the
+ * recurrence's 256, beta 0, 1 and 0.5. And where tg_blas_gemm takes it. */
+START_TEST(test_gemm_few_rows_ab_every_variant_matches_naive) {
+    static const int64_t Ms[] = {1, 3, 4, 5, 8, 9, 16}, Ns[] = {1, 7, 16, 33, 100}, Ks[] = {1, 7, 37, 300};
+    static const double betas[] = {0, 1, 0.5};
+    for (int v = 0; v < ISA_COUNT; v++) {
+        if (!tg_isa_supported(v)) continue;
+        for (int d = 0; d < 2; d++)
+            for (size_t i = 0; i < sizeof Ms / sizeof *Ms; i++)
+                for (size_t j = 0; j < sizeof Ns / sizeof *Ns; j++)
+                    for (size_t k = 0; k < sizeof Ks / sizeof *Ks; k++)
+                        check_ab(v, d ? DTYPE_F32 : DTYPE_F64, Ms[i], Ns[j], Ks[k],
+                                 betas[(i + j + k) % 3]);
+    }
+    for (int v = 0; v < ISA_COUNT; v++)
+        for (int64_t M = 1; M <= 20; M++) {
+            ck_assert(tg_blas_rows_ab(v, DTYPE_F32, M) ==
+                      (v == ISA_V4 && M >= GEMM_AB_MIN_M && M <= GEMM_AB_M));
+            ck_assert(!tg_blas_rows_ab(v, DTYPE_F64, M));
+        }
+    ck_assert(!tg_blas_rows_ab(-1, DTYPE_F32, 16));
+}
+END_TEST
+
 /* op(X)[i, j] of a row-major X with row stride ld: X[j, i] when transposed */
 static double at(const double *X, int64_t ld, bool t, int64_t i, int64_t j) {
     return t ? X[j * ld + i] : X[i * ld + j];
@@ -152,7 +224,7 @@ static void check_gemm_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, do
  * remainder of the register blocks. Each variant in a child process of its
  * own, since oneDNN is held to the first variant that calls it. */
 START_TEST(test_gemm_f32_every_transpose_every_variant_matches_naive) {
-    static const int64_t shapes[][3] = {{600, 40, 64}, {40, 24, 300}, {520, 33, 16},
+    static const int64_t shapes[][3] = {{600, 40, 64}, {40, 24, 300}, {520, 33, 16}, {12, 37, 19},
                                         {64, 120, 100},   {10, 84, 64},     {64, 64, 32},
                                         {5, 3, 7},        {37, 129, 77},    {16, 160, 256}};
     static const double betas[] = {0, 1, 0.5};
@@ -199,6 +271,7 @@ static Suite *blas_suite(void) {
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_gemm_small_rows_every_variant_matches_naive);
     tcase_add_test(tc, test_gemm_small_rows_refused_variant_uses_openblas);
+    tcase_add_test(tc, test_gemm_few_rows_ab_every_variant_matches_naive);
     tcase_add_test(tc, test_gemm_f32_every_transpose_every_variant_matches_naive);
     tcase_add_test(tc, test_gemm_f32_dnnl_only_on_its_first_variant);
     suite_add_tcase(s, tc);
