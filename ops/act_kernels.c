@@ -130,7 +130,12 @@ static void gelu_tanh_n(const float *x, float *z, int64_t n) {
     ACT_SIMD
     for (int64_t i = 0; i < n; i++) z[i] = gelu_tanh_one(x[i]);
 }
-static void gelu_tanh_vjp_n(const float *x, const float *g, float *dx, int64_t n) {
+static void gelu_tanh_vjp_n(const float *x, const float *g, float *dx, int64_t n, bool write) {
+    if (write) {
+        ACT_SIMD
+        for (int64_t i = 0; i < n; i++) dx[i] = g[i] * gelu_tanh_grad_one(x[i]);
+        return;
+    }
     ACT_SIMD
     for (int64_t i = 0; i < n; i++) dx[i] += g[i] * gelu_tanh_grad_one(x[i]);
 }

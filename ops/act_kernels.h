@@ -22,8 +22,9 @@ typedef struct {
     void (*tanh)(const float *x, float *z, int64_t n);
     /* z = x (1 + tanh(k0 (x + k1 x^3))) / 2, k0 = sqrt(2 / pi), k1 = 0.044715 */
     void (*gelu_tanh)(const float *x, float *z, int64_t n);
-    /* dx += g gelu_tanh'(x) */
-    void (*gelu_tanh_vjp)(const float *x, const float *g, float *dx, int64_t n);
+    /* dx += g gelu_tanh'(x); write: dx = g gelu_tanh'(x) (dx is a fresh
+     * gradient buffer, its contents garbage and never read) */
+    void (*gelu_tanh_vjp)(const float *x, const float *g, float *dx, int64_t n, bool write);
     /* One contiguous row of D: z = e^(x - m) / s (log_form: z = x - m - ln s),
      * m = max x, s = sum e^(x - m) accumulated in double. */
     void (*softmax_row)(const float *x, float *z, int64_t D, bool log_form);
