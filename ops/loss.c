@@ -630,10 +630,17 @@ static inline void exp_row_double(const act_kernels *k, const double *row, doubl
                 const int64_t y = L[i * S + s];                                         \
                 const double gi = none ? G[i * S + s] : g0;                             \
                 const double a = (1 - e) * (W ? W[y] : 1) * gi, b = e / (double)C * gi; \
-                if (!W) { /* a p + b (C p - 1) */                                       \
+                if (!W) { /* a p + b (C p - 1); `omp simd`: drow and prow do not overlap */ \
                     const T ab = (T)(a + b * (double)C), bb = (T)b;                     \
-                    for (int64_t c = 0; c < C; c++)                                     \
-                        drow[c * S] = (write ? (T)0 : drow[c * S]) + (ab * prow[c * S] - bb); \
+                    if (write) {                                                        \
+                        _Pragma("omp simd")                                             \
+                        for (int64_t c = 0; c < C; c++)                                 \
+                            drow[c * S] = (T)0 + (ab * prow[c * S] - bb);               \
+                    } else {                                                            \
+                        _Pragma("omp simd")                                             \
+                        for (int64_t c = 0; c < C; c++)                                 \
+                            drow[c * S] = drow[c * S] + (ab * prow[c * S] - bb);        \
+                    }                                                                   \
                 } else {                                                                \
                     for (int64_t c = 0; c < C; c++) {                                   \
                         const double p = prow[c * S];                                   \
