@@ -44,18 +44,18 @@ static void act_map(void (*f)(const float *, float *, int64_t), const float *x, 
         f(x + lo, z + lo, hi - lo);
     }
 }
-/* The same for a vjp kernel dx += f(x, g). */
-static void act_map_vjp(void (*f)(const float *, const float *, float *, int64_t), const float *x,
-                        const float *g, float *dx, int64_t n) {
+/* The same for a vjp kernel dx += f(x, g) (write: dx = f(x, g)). */
+static void act_map_vjp(void (*f)(const float *, const float *, float *, int64_t, bool), const float *x,
+                        const float *g, float *dx, int64_t n, bool write) {
     if (!parallel_pays(n)) {
-        f(x, g, dx, n);
+        f(x, g, dx, n, write);
         return;
     }
 #pragma omp parallel
     {
         const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
         const int64_t lo = (n * t / nt) & ~(int64_t)15, hi = t + 1 == nt ? n : (n * (t + 1) / nt) & ~(int64_t)15;
-        f(x + lo, g + lo, dx + lo, hi - lo);
+        f(x + lo, g + lo, dx + lo, hi - lo, write);
     }
 }
 
@@ -280,7 +280,7 @@ static void gelu_forward(tape_node *n) {
 static void gelu_vjp(tape_node *n, tensor *const *gin) {
     if (gin[0] && n->out->dtype == DTYPE_F32 && n->fp[0] != 0)
         act_map_vjp(tg_act_kernels_run()->gelu_tanh_vjp, n->in[0]->data, n->out->grad->data, gin[0]->data,
-                    n->out->size);
+                    n->out->size, tg_grad_take_fresh(gin[0]));
     else
         gelu_libm_vjp(n, gin);
 }
@@ -594,8 +594,9 @@ static int gelu_vjp_graph(const tape_node *n, tensor *g, const bool *want, tenso
 #define ENTRY_G(name, arity, sample, sig, fwd, grad, notes, graph) \
     {#name, arity, 0, name##_forward, name##_vjp, sample, name##_build, sig, fwd, grad, notes, \
      .vjp_graph = graph}
-/* The same for an op whose vjp is an EW_UNARY_VJP one, which writes fresh
- * gradient buffers (op_def.vjp_fresh). */
+/* The same for an op whose vjp writes fresh gradient buffers
+ * (op_def.vjp_fresh): an EW_UNARY_VJP one, or gelu's (its float32 kernel
+ * takes a write flag). */
 #define ENTRY_EW(name, arity, sample, sig, fwd, grad, notes, graph) \
     {#name, arity, 0, name##_forward, name##_vjp, sample, name##_build, sig, fwd, grad, notes, \
      .vjp_graph = graph, .vjp_fresh = true}
@@ -632,7 +633,7 @@ const op_def tg_ops_activation[] = {
           "y = a - m - ln sum_axis e^(a - m), m = max along axis (logsumexp)",
           "da = g - e^y * sum_axis(g)",
           "finite for any finite input (no log of an underflowed softmax); axis may be negative", log_softmax_vjp_graph),
-    [GELU] = ENTRY_G(gelu, 1, gelu_sample, "tensor_gelu(a, tanh_approx)",
+    [GELU] = ENTRY_EW(gelu, 1, gelu_sample, "tensor_gelu(a, tanh_approx)",
           "y = a * Phi(a) = a erfc(-a / sqrt 2) / 2; tanh_approx: "
           "y = a (1 + tanh(sqrt(2/pi) (a + 0.044715 a^3))) / 2",
           "da = g (Phi(a) + a phi(a)); tanh_approx: da = g ((1 + t) / 2 + a (1 - t^2) "

@@ -137,6 +137,24 @@ static double row_exp_double(double *row, int64_t end, double mx, double s) {
  * exponentials in the dtype's own precision. Causal rows stop at their last
  * key: past it P = 0 is written, never computed. */
 #define SDPA_KERNELS(T)                                                                     \
+    /* The largest of row[0 .. end) but NaNs, -inf for none, in four independent chains     \
+     * (an `omp simd` max reduction kept its partial maxima in memory, a store and a      \
+     * load per step). Only a zero's sign can depend on the order, and it changes no     \
+     * e^(s (x - mx)). */                                                                 \
+    static inline T row_max_##T(const T *row, int64_t end) {                                \
+        T m0 = -INFINITY, m1 = -INFINITY, m2 = -INFINITY, m3 = -INFINITY;                   \
+        int64_t j = 0;                                                                      \
+        for (; j + 4 <= end; j += 4) {                                                      \
+            m0 = row[j] > m0 ? row[j] : m0;                                                 \
+            m1 = row[j + 1] > m1 ? row[j + 1] : m1;                                         \
+            m2 = row[j + 2] > m2 ? row[j + 2] : m2;                                         \
+            m3 = row[j + 3] > m3 ? row[j + 3] : m3;                                         \
+        }                                                                                   \
+        for (; j < end; j++) m0 = row[j] > m0 ? row[j] : m0;                                \
+        m0 = m1 > m0 ? m1 : m0;                                                             \
+        m2 = m3 > m2 ? m3 : m2;                                                             \
+        return m2 > m0 ? m2 : m0;                                                           \
+    }                                                                                       \
     /* forward of matrix b: P_b, and O_b (W_b too, with dropout) */                         \
     static void sdpa_fwd_##T(tape_node *n, int64_t b) {                                     \
         const int64_t Tq = n->ip[2], Tk = n->ip[3], D = n->ip[4], Dv = n->ip[5];            \
@@ -157,8 +175,7 @@ static double row_exp_double(double *row, int64_t end, double mx, double s) {
             bool any = false;                                                               \
             if (!masked) {                                                                  \
                 any = end > 0;                                                              \
-                _Pragma("omp simd reduction(max : mx)")                                     \
-                for (int64_t j = 0; j < end; j++) mx = row[j] > mx ? row[j] : mx;           \
+                mx = row_max_##T(row, end);                                                 \
             }                                                                               \
             for (int64_t j = 0; masked && j < end; j++) {                                   \
                 if (mask_truth(mask, at + j * step)) continue;                              \
@@ -174,6 +191,7 @@ static double row_exp_double(double *row, int64_t end, double mx, double s) {
                 l += e;                                                                     \
             }                                                                               \
             const T inv = end ? (T)(1 / l) : 0;                                             \
+            _Pragma("omp simd")                                                             \
             for (int64_t j = 0; j < end; j++) row[j] *= inv;                                \
             for (int64_t j = end; j < Tk; j++) row[j] = 0;                                  \
         }                                                                                   \
@@ -219,6 +237,7 @@ static double row_exp_double(double *row, int64_t end, double mx, double s) {
             _Pragma("omp simd reduction(+ : dot)")                                          \
             for (int64_t j = 0; j < end; j++) dot += (double)p[j] * d[j];                   \
             const T td = (T)dot;                                                            \
+            _Pragma("omp simd") /* d, a scratch, does not overlap p */                      \
             for (int64_t j = 0; j < end; j++) d[j] = s * p[j] * (d[j] - td);               \
             for (int64_t j = end; j < Tk; j++) d[j] = 0;                                    \
         }                                                                                   \

@@ -187,6 +187,23 @@ static inline bool ew_bcast_suffix(const tensor *t, const tensor *out) {
                 (void)x; (void)y; (void)z;                                            \
                 D[i] OPEQ (T)(DEXPR);                                                 \
             });                                                                        \
+        } else if (na == cnt && ew_bcast_suffix(n->in[1], n->out)) {                 \
+            /* the forward's block loops: a position table's add was a scalar loop */ \
+            for (int64_t o = 0; o < cnt; o += nb) {                                   \
+                _Pragma("omp simd") for (int64_t j = 0; j < nb; j++) {                \
+                    const T x = A[o + j], y = B[j], z = Z[o + j], g = G[o + j];       \
+                    (void)x; (void)y; (void)z;                                        \
+                    D[o + j] OPEQ (T)(DEXPR);                                         \
+                }                                                                     \
+            }                                                                         \
+        } else if (nb == cnt && ew_bcast_suffix(n->in[0], n->out)) {                 \
+            for (int64_t o = 0; o < cnt; o += na) {                                   \
+                _Pragma("omp simd") for (int64_t j = 0; j < na; j++) {                \
+                    const T x = A[j], y = B[o + j], z = Z[o + j], g = G[o + j];       \
+                    (void)x; (void)y; (void)z;                                        \
+                    D[o + j] OPEQ (T)(DEXPR);                                         \
+                }                                                                     \
+            }                                                                         \
         } else {                                                                      \
             int64_t sa[TENSOR_MAX_DIMS], sb[TENSOR_MAX_DIMS];                         \
             tg_broadcast_strides(n->in[0], n->out->ndim, n->out->shape, sa);             \

@@ -30,7 +30,10 @@ static void linear_forward(tape_node *n) {
 }
 
 /* db = sum over rows of G: into a fresh buffer the first row is written
- * (the same sums, bit for bit, as 0 + row 0 + row 1 ...) */
+ * (the same sums, bit for bit, as 0 + row 0 + row 1 ...). Each column is
+ * summed in row order, so vectorising across the columns keeps the bits;
+ * `omp simd` says D and G do not overlap (the loop was scalar, a load and a
+ * store of D[o] per element: 3 % of a GPT step). */
 #define LINEAR_BIAS_GRAD(T)                                                     \
     do {                                                                        \
         const T *G = n->out->grad->data;                                        \
@@ -40,8 +43,11 @@ static void linear_forward(tape_node *n) {
             if (M > 0) memcpy(D, G, (size_t)OUT * sizeof(T)), m0 = 1;           \
             else memset(D, 0, (size_t)OUT * sizeof(T));                         \
         }                                                                       \
-        for (int64_t m = m0; m < M; m++)                                        \
-            for (int64_t o = 0; o < OUT; o++) D[o] += G[m * OUT + o];           \
+        for (int64_t m = m0; m < M; m++) {                                      \
+            const T *Gm = G + m * OUT;                                          \
+            _Pragma("omp simd")                                                 \
+            for (int64_t o = 0; o < OUT; o++) D[o] += Gm[o];                    \
+        }                                                                       \
     } while (0)
 
 /* beta of a gradient GEMM into g: 0 when g is fresh (written), else 1; a

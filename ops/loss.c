@@ -12,6 +12,7 @@
  * regression targets are ordinary inputs and do. An optional weight given as
  * NULL is not an input at all: the node then has one input fewer (while an
  * error is pending, a NULL weight is a failed upstream result and propagates). */
+#include "act_kernels.h"
 #include "elementwise.h"
 
 extern const op_def tg_ops_loss[];
@@ -519,43 +520,93 @@ static double cls_denominator(const tape_node *n, cls_geom gm) {
     return s;
 }
 
-#define CLS_KERNELS(T, EXP, LOG)                                                        \
-    /* Writes softmax(row) into prow and returns the row's log-sum-exp. */              \
-    static inline T row_softmax_##T(const T *row, T *prow, int64_t C, int64_t S) {      \
-        T m = row[0], s = 0;                                                            \
-        for (int64_t c = 1; c < C; c++) m = row[c * S] > m ? row[c * S] : m;            \
-        for (int64_t c = 0; c < C; c++) {                                               \
-            const T e = EXP(row[c * S] - m);                                            \
-            prow[c * S] = e;                                                            \
-            s += e;                                                                     \
+/* prow[c S] = e^(row[c S] - m). A contiguous float32 row (S = 1) goes to
+ * the vectorised kernel that gives libm's expf bit for bit (act_kernels.h),
+ * so the results are those of the scalar loop, which was a third of the
+ * forward's time in libm calls. */
+static inline void exp_row_float(const act_kernels *k, const float *row, float *prow, int64_t C,
+                                 int64_t S, float m) {
+    if (S == 1) {
+        k->expf_shifted(row, m, prow, C);
+        return;
+    }
+    for (int64_t c = 0; c < C; c++) prow[c * S] = expf(row[c * S] - m);
+}
+static inline void exp_row_double(const act_kernels *k, const double *row, double *prow, int64_t C,
+                                  int64_t S, double m) {
+    (void)k;
+    for (int64_t c = 0; c < C; c++) prow[c * S] = exp(row[c * S] - m);
+}
+
+/* The forward takes the positions CE_ROWS at a time: a row's maximum and
+ * its sum of exponentials are chains of dependent operations (the results
+ * are those of m = row[c] > m ? row[c] : m and s += e_c in the order of c,
+ * which fix the float32 bits), and the chains of CE_ROWS rows interleaved
+ * keep the units busy where one row waits out each operation's latency.
+ * x[b], p[b] are the rows of the block; those past nb repeat row nb - 1,
+ * only read. lse[b] = m + log s of row b; p[b] = softmax(x[b]). */
+#define CE_ROWS 4
+#define CLS_KERNELS(T, LOG)                                                             \
+    static inline void ce_block_##T(const act_kernels *k, const T *const *x, T *const *p, int nb, \
+                                    int64_t C, int64_t S, T *lse) {                     \
+        T m0 = x[0][0], m1 = x[1][0], m2 = x[2][0], m3 = x[3][0];                       \
+        for (int64_t c = 1; c < C; c++) {                                               \
+            const int64_t o = c * S;                                                    \
+            m0 = x[0][o] > m0 ? x[0][o] : m0;                                           \
+            m1 = x[1][o] > m1 ? x[1][o] : m1;                                           \
+            m2 = x[2][o] > m2 ? x[2][o] : m2;                                           \
+            m3 = x[3][o] > m3 ? x[3][o] : m3;                                           \
         }                                                                               \
-        const T inv = 1 / s;                                                            \
-        for (int64_t c = 0; c < C; c++) prow[c * S] *= inv;                             \
-        return m + LOG(s);                                                              \
+        const T m[CE_ROWS] = {m0, m1, m2, m3};                                          \
+        for (int b = 0; b < nb; b++) exp_row_##T(k, x[b], p[b], C, S, m[b]);            \
+        T s0 = 0, s1 = 0, s2 = 0, s3 = 0;                                               \
+        for (int64_t c = 0; c < C; c++) {                                               \
+            const int64_t o = c * S;                                                    \
+            s0 += p[0][o];                                                              \
+            s1 += p[1][o];                                                              \
+            s2 += p[2][o];                                                              \
+            s3 += p[3][o];                                                              \
+        }                                                                               \
+        const T s[CE_ROWS] = {s0, s1, s2, s3};                                          \
+        for (int b = 0; b < nb; b++) {                                                  \
+            const T inv = 1 / s[b];                                                     \
+            for (int64_t c = 0; c < C; c++) p[b][c * S] *= inv;                         \
+            lse[b] = m[b] + LOG(s[b]);                                                  \
+        }                                                                               \
     }                                                                                   \
     /* S is a parameter so that the call with S = 1 (the [N, C] case) inlines to \
      * unit-stride loops. */                                                          \
     static inline void ce_fwd_##T(tape_node *n, cls_geom gm, int64_t S) {               \
         const T *X = n->in[0]->data, *W = n->n_in > 2 ? n->in[2]->data : NULL;          \
-        const int64_t *L = n->in[1]->data, C = gm.C;                                    \
+        const int64_t *L = n->in[1]->data, C = gm.C, R = gm.N * S;                      \
         T *Z = n->out->data, *P = n->saved[0]->data;                                    \
         const double e = n->fp[0];                                                      \
+        const act_kernels *k = tg_act_kernels_run();                                    \
         double acc = 0;                                                                 \
-        for (int64_t i = 0; i < gm.N; i++)                                              \
-            for (int64_t s = 0; s < S; s++) {                                           \
-                const T *row = X + i * C * S + s;                                       \
-                const int64_t y = L[i * S + s];                                         \
-                const T lse = row_softmax_##T(row, P + i * C * S + s, C, S);            \
-                double l = (1 - e) * (W ? W[y] : 1) * (double)(lse - row[y * S]);       \
+        for (int64_t q0 = 0; q0 < R; q0 += CE_ROWS) { /* positions q = i S + s */       \
+            const int nb = R - q0 < CE_ROWS ? (int)(R - q0) : CE_ROWS;                  \
+            const T *x[CE_ROWS];                                                        \
+            T *pr[CE_ROWS], lse[CE_ROWS];                                               \
+            for (int b = 0; b < CE_ROWS; b++) {                                         \
+                const int64_t q = q0 + (b < nb ? b : nb - 1), off = q / S * C * S + q % S; \
+                x[b] = X + off;                                                         \
+                pr[b] = P + off;                                                        \
+            }                                                                           \
+            ce_block_##T(k, x, pr, nb, C, S, lse);                                      \
+            for (int b = 0; b < nb; b++) {                                              \
+                const T *row = x[b];                                                    \
+                const int64_t y = L[q0 + b];                                            \
+                double l = (1 - e) * (W ? W[y] : 1) * (double)(lse[b] - row[y * S]);    \
                 if (e > 0) {                                                            \
                     double sm = 0;                                                      \
                     for (int64_t c = 0; c < C; c++)                                     \
-                        sm += (W ? W[c] : 1) * (double)(lse - row[c * S]);              \
+                        sm += (W ? W[c] : 1) * (double)(lse[b] - row[c * S]);           \
                     l += e / (double)C * sm;                                            \
                 }                                                                       \
-                if (n->ip[0] == REDUCTION_NONE) Z[i * S + s] = (T)l;                    \
+                if (n->ip[0] == REDUCTION_NONE) Z[q0 + b] = (T)l;                       \
                 else acc += l;                                                          \
             }                                                                           \
+        }                                                                               \
         if (n->ip[0] != REDUCTION_NONE) Z[0] = (T)(acc / cls_denominator(n, gm));       \
     }                                                                                   \
     /* dx += ... (write: dx's buffer is fresh; every element is reached once, and     \
@@ -579,10 +630,17 @@ static double cls_denominator(const tape_node *n, cls_geom gm) {
                 const int64_t y = L[i * S + s];                                         \
                 const double gi = none ? G[i * S + s] : g0;                             \
                 const double a = (1 - e) * (W ? W[y] : 1) * gi, b = e / (double)C * gi; \
-                if (!W) { /* a p + b (C p - 1) */                                       \
+                if (!W) { /* a p + b (C p - 1); `omp simd`: drow and prow do not overlap */ \
                     const T ab = (T)(a + b * (double)C), bb = (T)b;                     \
-                    for (int64_t c = 0; c < C; c++)                                     \
-                        drow[c * S] = (write ? (T)0 : drow[c * S]) + (ab * prow[c * S] - bb); \
+                    if (write) {                                                        \
+                        _Pragma("omp simd")                                             \
+                        for (int64_t c = 0; c < C; c++)                                 \
+                            drow[c * S] = (T)0 + (ab * prow[c * S] - bb);               \
+                    } else {                                                            \
+                        _Pragma("omp simd")                                             \
+                        for (int64_t c = 0; c < C; c++)                                 \
+                            drow[c * S] = drow[c * S] + (ab * prow[c * S] - bb);        \
+                    }                                                                   \
                 } else {                                                                \
                     for (int64_t c = 0; c < C; c++) {                                   \
                         const double p = prow[c * S];                                   \
@@ -619,8 +677,8 @@ static double cls_denominator(const tape_node *n, cls_geom gm) {
                 D[(i * C + y) * S + s] -= (T)((W ? W[y] : 1) * gi);                     \
             }                                                                           \
     }
-CLS_KERNELS(float, expf, logf)
-CLS_KERNELS(double, exp, log)
+CLS_KERNELS(float, logf)
+CLS_KERNELS(double, log)
 
 static void cross_entropy_forward(tape_node *n) {
     cls_geom gm = cls_geom_of(n->in[0]);

@@ -182,7 +182,7 @@ START_TEST(test_gelu_tanh_within_ulps_of_libm) {
         const act_kernels *k = tg_act_kernels_of(v);
         k->gelu_tanh(x, z, n);
         memset(dx, 0, (size_t)n * sizeof *dx);
-        k->gelu_tanh_vjp(x, g, dx, n);
+        k->gelu_tanh_vjp(x, g, dx, n, false);
         double wf = 0, wg = 0;
         for (int64_t i = 0; i < n; i++) {
             const double xv = x[i], v2 = gelu_u2(xv);
@@ -217,13 +217,77 @@ START_TEST(test_gelu_tanh_vjp_accumulates) {
     for (int v = 0; v < ISA_COUNT; v++) {
         if (!tg_isa_supported(v)) continue;
         float dx[3] = {1.0f, 1.0f, 1.0f};
-        tg_act_kernels_of(v)->gelu_tanh_vjp(x, g, dx, 3);
+        tg_act_kernels_of(v)->gelu_tanh_vjp(x, g, dx, 3, false);
         for (int i = 0; i < 3; i++) {
             double a, b;
             gelu_grad_ref(x[i], &a, &b);
             ck_assert_close(dx[i], 1 + g[i] * (a + b), 1e-6);
         }
     }
+}
+END_TEST
+
+/* With write (a fresh gradient buffer) the kernel stores g gelu'(x) without
+ * reading dx: NaN in dx is overwritten, and the values are the accumulating
+ * form's from zero, bit for bit, over the sweep (vector bodies and tails). */
+START_TEST(test_gelu_tanh_vjp_writes) {
+    int64_t n;
+    float *x = sweep(&n), *g = malloc((size_t)n * sizeof *g), *acc = malloc((size_t)n * sizeof *acc),
+          *wr = malloc((size_t)n * sizeof *wr);
+    ck_assert(g && acc && wr);
+    for (int64_t i = 0; i < n; i++) g[i] = (float)(i % 7) - 3.25f;
+    for (int v = 0; v < ISA_COUNT; v++) {
+        if (!tg_isa_supported(v)) continue;
+        const act_kernels *k = tg_act_kernels_of(v);
+        for (int64_t len = n - 37; len <= n; len += 37) {
+            memset(acc, 0, (size_t)n * sizeof *acc);
+            for (int64_t i = 0; i < n; i++) wr[i] = NAN;
+            k->gelu_tanh_vjp(x, g, acc, len, false);
+            k->gelu_tanh_vjp(x, g, wr, len, true);
+            for (int64_t i = 0; i < len; i++)
+                if (!(wr[i] == acc[i] || (isnan(wr[i]) && isnan(acc[i]))))
+                    ck_abort_msg("gelu_tanh_vjp write (%s) at %a: %a, accumulated %a", tg_isa_name(v), x[i],
+                                 wr[i], acc[i]);
+            for (int64_t i = len; i < n; i++) ck_assert(isnan(wr[i]));
+        }
+    }
+    free(x);
+    free(g);
+    free(acc);
+    free(wr);
+}
+END_TEST
+
+/* expf_shifted is libm's expf(x - m), bit for bit, on every variant, over
+ * the sweep (the edges hold glibc's special ranges: overflow, underflow,
+ * "may underflow", +-inf, NaN) and shifts m that round x - m. The kernel
+ * runs glibc's algorithm (2.28 on); with another libm the bound is 1 ulp of
+ * e^(x - m), the accuracy both have. All 2^32 inputs with m = 0 were
+ * compared once when the kernel was written (no mismatch). */
+START_TEST(test_expf_shifted_is_libm_expf) {
+    int64_t n;
+    float *x = sweep(&n), *z = malloc((size_t)n * sizeof *z);
+    ck_assert(z);
+    static const float shifts[] = {0.0f, 3.5f, -2.0f, 0x1.8p-3f, 87.9f};
+    for (int v = 0; v < ISA_COUNT; v++) {
+        if (!tg_isa_supported(v)) continue;
+        for (size_t j = 0; j < sizeof shifts / sizeof *shifts; j++) {
+            const float m = shifts[j];
+            tg_act_kernels_of(v)->expf_shifted(x, m, z, n);
+            for (int64_t i = 0; i < n; i++) {
+                const float want = expf(x[i] - m);
+#ifdef __GLIBC__
+                const bool ok = isnan(want) ? isnan(z[i]) : memcmp(&want, &z[i], sizeof want) == 0;
+#else
+                const bool ok = ulps(z[i], exp((double)(x[i] - m))) <= 1;
+#endif
+                if (!ok)
+                    ck_abort_msg("expf_shifted (%s) at %a - %a: %a, expf %a", tg_isa_name(v), x[i], m, z[i], want);
+            }
+        }
+    }
+    free(x);
+    free(z);
 }
 END_TEST
 
@@ -435,6 +499,8 @@ static Suite *ops_act_fast_suite(void) {
     tcase_add_test(tc, test_edges_exact);
     tcase_add_test(tc, test_gelu_tanh_within_ulps_of_libm);
     tcase_add_test(tc, test_gelu_tanh_vjp_accumulates);
+    tcase_add_test(tc, test_gelu_tanh_vjp_writes);
+    tcase_add_test(tc, test_expf_shifted_is_libm_expf);
     tcase_add_test(tc, test_softmax_rows_within_ulps_of_libm);
     tcase_add_test(tc, test_log_softmax_row_vjp_within_ulps);
     tcase_add_test(tc, test_ops_float32_match_float64);
