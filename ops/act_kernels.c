@@ -140,61 +140,6 @@ static void gelu_tanh_vjp_n(const float *x, const float *g, float *dx, int64_t n
     for (int64_t i = 0; i < n; i++) dx[i] += g[i] * gelu_tanh_grad_one(x[i]);
 }
 
-/* glibc's expf (sysdeps/ieee754/flt-32/e_expf.c, from ARM's optimized
- * routines), as its FMA build (__expf_fma, glibc 2.28 on) computes it:
- * x N / ln 2 = k + r, N = 32, e^x = 2^(k/N) 2^(r/N) with 2^(k/N) from a
- * table of 32 doubles (its exponent field plus k / N) and 2^(r/N) a cubic,
- * all in double, one rounding to float at the end. The operations and their
- * fusions are the ones of __expf_fma's code, so the result is the same
- * float for every input (tests/test_ops_act_fast.c compares with libm's
- * expf); the branch for |x| >= 88 and NaN is a select. Only where fma is an
- * instruction (v3, v4): v2 calls expf itself. */
-#ifdef __FMA__
-static const uint64_t EXPF_TAB[32] = {
-    0x3ff0000000000000, 0x3fefd9b0d3158574, 0x3fefb5586cf9890f, 0x3fef9301d0125b51, 0x3fef72b83c7d517b,
-    0x3fef54873168b9aa, 0x3fef387a6e756238, 0x3fef1e9df51fdee1, 0x3fef06fe0a31b715, 0x3feef1a7373aa9cb,
-    0x3feedea64c123422, 0x3feece086061892d, 0x3feebfdad5362a27, 0x3feeb42b569d4f82, 0x3feeab07dd485429,
-    0x3feea47eb03a5585, 0x3feea09e667f3bcd, 0x3fee9f75e8ec5f74, 0x3feea11473eb0187, 0x3feea589994cce13,
-    0x3feeace5422aa0db, 0x3feeb737b0cdc5e5, 0x3feec49182a3f090, 0x3feed503b23e255d, 0x3feee89f995ad3ad,
-    0x3feeff76f2fb5e47, 0x3fef199bdd85529c, 0x3fef3720dcef9069, 0x3fef5818dcfba487, 0x3fef7c97337b9b5f,
-    0x3fefa4afa2a490da, 0x3fefd0765b6e4540,
-};
-#define EXPF_INVLN2N 0x1.71547652b82fep+5 /* N / ln 2 */
-#define EXPF_SHIFT 0x1.8p+52              /* adding it rounds to an integer in the low bits */
-#define EXPF_C0 0x1.c6af84b912394p-20
-#define EXPF_C1 0x1.ebfce50fac4f3p-13
-#define EXPF_C2 0x1.62e42ff0c52d6p-6
-
-typedef union {
-    double d;
-    uint64_t u;
-} dbits;
-
-static inline __attribute__((always_inline)) float expf_glibc_one(float x) {
-    const double xd = x;
-    const dbits kb = {.d = fma(EXPF_INVLN2N, xd, EXPF_SHIFT)};
-    const double kd = kb.d - EXPF_SHIFT, r = fma(EXPF_INVLN2N, xd, -kd);
-    const dbits s = {.u = EXPF_TAB[kb.u & 31] + (kb.u << 47)};
-    const double z = fma(EXPF_C0, r, EXPF_C1), r2 = r * r, y = fma(z, r2, fma(EXPF_C2, r, 1.0));
-    float v = (float)(y * s.d);
-    /* glibc's branch for |x| >= 88: overflow, underflow, the one value of
-     * its "may underflow" range (0x1.4p-75f squared), inf and NaN */
-    v = x > 0x1.62e42ep+6f ? INFINITY : v;
-    v = x < -0x1.9d1d9ep+6f ? 0x1p-149f : v;
-    v = x < -0x1.9fe368p+6f ? 0.0f : v;
-    return x != x ? x + x : v;
-}
-#endif
-
-static void expf_shifted_n(const float *x, float m, float *z, int64_t n) {
-#ifdef __FMA__
-    ACT_SIMD
-    for (int64_t i = 0; i < n; i++) z[i] = expf_glibc_one(x[i] - m);
-#else
-    for (int64_t i = 0; i < n; i++) z[i] = expf(x[i] - m);
-#endif
-}
-
 /* e^(x - m) with x - m = hi + lo exactly (two-sum): a float difference
  * would round the argument, and e^ multiplies that rounding by |x - m|
  * (20 ulps at x - m = -20); e^(hi + lo) = e^hi (1 + lo) to float precision. */
@@ -255,7 +200,6 @@ const act_kernels ISA_SYM(tg_act_kernels) = {
     .tanh = tanh_n,
     .gelu_tanh = gelu_tanh_n,
     .gelu_tanh_vjp = gelu_tanh_vjp_n,
-    .expf_shifted = expf_shifted_n,
     .softmax_row = softmax_row,
     .log_softmax_row_vjp = log_softmax_row_vjp,
 };

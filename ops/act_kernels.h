@@ -7,9 +7,7 @@
  * written as plain C loops the compiler vectorises, accurate to a few
  * float32 ulps (tests/test_ops_act_fast.c holds every variant to float64
  * libm over a sweep that includes +-inf, NaN, huge, tiny and subnormal
- * inputs). expf_shifted is the exception: glibc's expf algorithm, the same
- * bits as libm's expf (held to it bit for bit). x and z (or dx) may be the
- * same array; nothing else aliases. */
+ * inputs). x and z (or dx) may be the same array; nothing else aliases. */
 #ifndef TAPEGRAD_ACT_KERNELS_H
 #define TAPEGRAD_ACT_KERNELS_H
 
@@ -27,11 +25,6 @@ typedef struct {
     /* dx += g gelu_tanh'(x); write: dx = g gelu_tanh'(x) (dx is a fresh
      * gradient buffer, its contents garbage and never read) */
     void (*gelu_tanh_vjp)(const float *x, const float *g, float *dx, int64_t n, bool write);
-    /* z = expf(x - m) bit for bit as glibc's expf gives it on a CPU with FMA
-     * (the v3 and v4 variants run its algorithm in vector lanes; v2 calls
-     * libm's expf): for the float32 cross-entropy, whose results stay those
-     * of the scalar libm loop it replaces. */
-    void (*expf_shifted)(const float *x, float m, float *z, int64_t n);
     /* One contiguous row of D: z = e^(x - m) / s (log_form: z = x - m - ln s),
      * m = max x, s = sum e^(x - m) accumulated in double. */
     void (*softmax_row)(const float *x, float *z, int64_t D, bool log_form);

@@ -521,13 +521,13 @@ static double cls_denominator(const tape_node *n, cls_geom gm) {
 }
 
 /* prow[c S] = e^(row[c S] - m). A contiguous float32 row (S = 1) goes to
- * the vectorised kernel that gives libm's expf bit for bit (act_kernels.h),
- * so the results are those of the scalar loop, which was a third of the
- * forward's time in libm calls. */
+ * the variant's vectorised e^x (act_kernels.h, a few ulps, as softmax's
+ * rows): libm's expf per logit was a third of the forward's time. */
 static inline void exp_row_float(const act_kernels *k, const float *row, float *prow, int64_t C,
                                  int64_t S, float m) {
     if (S == 1) {
-        k->expf_shifted(row, m, prow, C);
+        for (int64_t c = 0; c < C; c++) prow[c] = row[c] - m;
+        k->exp(prow, prow, C);
         return;
     }
     for (int64_t c = 0; c < C; c++) prow[c * S] = expf(row[c * S] - m);

@@ -258,39 +258,6 @@ START_TEST(test_gelu_tanh_vjp_writes) {
 }
 END_TEST
 
-/* expf_shifted is libm's expf(x - m), bit for bit, on every variant, over
- * the sweep (the edges hold glibc's special ranges: overflow, underflow,
- * "may underflow", +-inf, NaN) and shifts m that round x - m. The kernel
- * runs glibc's algorithm (2.28 on); with another libm the bound is 1 ulp of
- * e^(x - m), the accuracy both have. All 2^32 inputs with m = 0 were
- * compared once when the kernel was written (no mismatch). */
-START_TEST(test_expf_shifted_is_libm_expf) {
-    int64_t n;
-    float *x = sweep(&n), *z = malloc((size_t)n * sizeof *z);
-    ck_assert(z);
-    static const float shifts[] = {0.0f, 3.5f, -2.0f, 0x1.8p-3f, 87.9f};
-    for (int v = 0; v < ISA_COUNT; v++) {
-        if (!tg_isa_supported(v)) continue;
-        for (size_t j = 0; j < sizeof shifts / sizeof *shifts; j++) {
-            const float m = shifts[j];
-            tg_act_kernels_of(v)->expf_shifted(x, m, z, n);
-            for (int64_t i = 0; i < n; i++) {
-                const float want = expf(x[i] - m);
-#ifdef __GLIBC__
-                const bool ok = isnan(want) ? isnan(z[i]) : memcmp(&want, &z[i], sizeof want) == 0;
-#else
-                const bool ok = ulps(z[i], exp((double)(x[i] - m))) <= 1;
-#endif
-                if (!ok)
-                    ck_abort_msg("expf_shifted (%s) at %a - %a: %a, expf %a", tg_isa_name(v), x[i], m, z[i], want);
-            }
-        }
-    }
-    free(x);
-    free(z);
-}
-END_TEST
-
 /* ------------------------------------------------------- softmax rows */
 
 /* Rows of 1 to 300 elements (vector tails), spreads up to +-100, rows with
@@ -500,7 +467,6 @@ static Suite *ops_act_fast_suite(void) {
     tcase_add_test(tc, test_gelu_tanh_within_ulps_of_libm);
     tcase_add_test(tc, test_gelu_tanh_vjp_accumulates);
     tcase_add_test(tc, test_gelu_tanh_vjp_writes);
-    tcase_add_test(tc, test_expf_shifted_is_libm_expf);
     tcase_add_test(tc, test_softmax_rows_within_ulps_of_libm);
     tcase_add_test(tc, test_log_softmax_row_vjp_within_ulps);
     tcase_add_test(tc, test_ops_float32_match_float64);
