@@ -117,6 +117,26 @@ static inline bool ew_bcast_suffix(const tensor *t, const tensor *out) {
  * operand, and a trailing-suffix operand (bias-like, a block loop instead of
  * an index computation per element: the GPT's position add was 4 % of a
  * step on the general path). */
+/* The two whole-repeat (suffix) broadcasts of a binary op, forward and vjp
+ * alike: operand b (nb elements) repeats over a of the output's cnt, or a over
+ * b; BODY runs per output element i with the operands' indices ia and ib, in
+ * blocks of the repeated operand's length. An `if ... else if ...` that the
+ * caller continues with `else`. */
+#define EW_SUFFIX_BLOCKS(...)                                                         \
+    if (na == cnt && ew_bcast_suffix(n->in[1], n->out)) {                             \
+        for (int64_t o = 0; o < cnt; o += nb)                                         \
+            _Pragma("omp simd") for (int64_t j = 0; j < nb; j++) {                    \
+                const int64_t i = o + j, ia = i, ib = j;                              \
+                __VA_ARGS__                                                           \
+            }                                                                         \
+    } else if (nb == cnt && ew_bcast_suffix(n->in[0], n->out)) {                      \
+        for (int64_t o = 0; o < cnt; o += na)                                         \
+            _Pragma("omp simd") for (int64_t j = 0; j < na; j++) {                    \
+                const int64_t i = o + j, ia = j, ib = i;                              \
+                __VA_ARGS__                                                           \
+            }                                                                         \
+    }
+
 #define EW_BINARY_LOOP_T(T, EXPR)                                                     \
     do {                                                                              \
         const T *A = n->in[0]->data, *B = n->in[1]->data;                             \
@@ -139,21 +159,10 @@ static inline bool ew_bcast_suffix(const tensor *t, const tensor *out) {
                 const T y = B[i];                                                     \
                 Z[i] = (T)(EXPR);                                                     \
             });                                                                        \
-        } else if (na == cnt && ew_bcast_suffix(n->in[1], n->out)) {                 \
-            for (int64_t o = 0; o < cnt; o += nb) {                                   \
-                _Pragma("omp simd") for (int64_t j = 0; j < nb; j++) {                \
-                    const T x = A[o + j], y = B[j];                                   \
-                    Z[o + j] = (T)(EXPR);                                             \
-                }                                                                     \
-            }                                                                         \
-        } else if (nb == cnt && ew_bcast_suffix(n->in[0], n->out)) {                 \
-            for (int64_t o = 0; o < cnt; o += na) {                                   \
-                _Pragma("omp simd") for (int64_t j = 0; j < na; j++) {                \
-                    const T x = A[j], y = B[o + j];                                   \
-                    Z[o + j] = (T)(EXPR);                                             \
-                }                                                                     \
-            }                                                                         \
-        } else {                                                                      \
+        } else EW_SUFFIX_BLOCKS({                                                     \
+            const T x = A[ia], y = B[ib];                                             \
+            Z[i] = (T)(EXPR);                                                         \
+        }) else {                                                                     \
             int64_t sa[TENSOR_MAX_DIMS], sb[TENSOR_MAX_DIMS];                         \
             tg_broadcast_strides(n->in[0], n->out->ndim, n->out->shape, sa);             \
             tg_broadcast_strides(n->in[1], n->out->ndim, n->out->shape, sb);             \
@@ -187,24 +196,11 @@ static inline bool ew_bcast_suffix(const tensor *t, const tensor *out) {
                 (void)x; (void)y; (void)z;                                            \
                 D[i] OPEQ (T)(DEXPR);                                                 \
             });                                                                        \
-        } else if (na == cnt && ew_bcast_suffix(n->in[1], n->out)) {                 \
-            /* the forward's block loops: a position table's add was a scalar loop */ \
-            for (int64_t o = 0; o < cnt; o += nb) {                                   \
-                _Pragma("omp simd") for (int64_t j = 0; j < nb; j++) {                \
-                    const T x = A[o + j], y = B[j], z = Z[o + j], g = G[o + j];       \
-                    (void)x; (void)y; (void)z;                                        \
-                    D[o + j] OPEQ (T)(DEXPR);                                         \
-                }                                                                     \
-            }                                                                         \
-        } else if (nb == cnt && ew_bcast_suffix(n->in[0], n->out)) {                 \
-            for (int64_t o = 0; o < cnt; o += na) {                                   \
-                _Pragma("omp simd") for (int64_t j = 0; j < na; j++) {                \
-                    const T x = A[j], y = B[o + j], z = Z[o + j], g = G[o + j];       \
-                    (void)x; (void)y; (void)z;                                        \
-                    D[o + j] OPEQ (T)(DEXPR);                                         \
-                }                                                                     \
-            }                                                                         \
-        } else {                                                                      \
+        } else EW_SUFFIX_BLOCKS({ /* a position table's add was a scalar loop */    \
+            const T x = A[ia], y = B[ib], z = Z[i], g = G[i];                         \
+            (void)x; (void)y; (void)z;                                                \
+            D[i] OPEQ (T)(DEXPR);                                                     \
+        }) else {                                                                     \
             int64_t sa[TENSOR_MAX_DIMS], sb[TENSOR_MAX_DIMS];                         \
             tg_broadcast_strides(n->in[0], n->out->ndim, n->out->shape, sa);             \
             tg_broadcast_strides(n->in[1], n->out->ndim, n->out->shape, sb);             \
