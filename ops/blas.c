@@ -5,6 +5,7 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
 #include <pthread.h>
+#include <string.h>
 
 #include "isa.h"
 
@@ -57,6 +58,36 @@ static void dnnl_pin(void) {
     if ((e & dnnl_isa[v]) == e) dnnl_variant = v; /* the ISA masks nest */
 }
 
+/* The vector unit of the kernels OpenBLAS runs, as a variant (isa.h), or -1
+ * below v2. Its DYNAMIC_ARCH build picks them from the CPU's model number when
+ * it loads, not from the CPU's features: a model newer than the installed
+ * OpenBLAS gets its generic SSE3 kernels, "Prescott". OpenBLAS 0.3.21 does so
+ * on an Intel Xeon of family 6 model 207 (AVX-512 and AMX), where LeNet-5's
+ * conv2 forward plus backward took 3.7 ms against 1.65 ms with its SkylakeX
+ * kernels (OPENBLAS_CORETYPE=SkylakeX; interleaved runs, one thread). The
+ * names are those OpenBLAS 0.3 reports on x86-64 (openblas_get_corename). */
+int tg_blas_core_level(const char *core) {
+    static const char *const v4[] = {"SkylakeX", "Cooperlake", "SapphireRapids"},
+                             *const v3[] = {"Haswell", "Zen"},
+                             *const v2[] = {"Nehalem", "Sandybridge", "Bulldozer", "Piledriver",
+                                            "Steamroller", "Excavator"};
+    if (!core) return -1;
+    for (size_t i = 0; i < sizeof v4 / sizeof *v4; i++)
+        if (!strcmp(core, v4[i])) return ISA_V4;
+    for (size_t i = 0; i < sizeof v3 / sizeof *v3; i++)
+        if (!strcmp(core, v3[i])) return ISA_V3;
+    for (size_t i = 0; i < sizeof v2 / sizeof *v2; i++)
+        if (!strcmp(core, v2[i])) return ISA_V2;
+    return -1;
+}
+static int blas_level = -1;
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+static void blas_level_read(void) { blas_level = tg_blas_core_level(openblas_get_corename()); }
+int tg_blas_openblas_level(void) {
+    pthread_once(&blas_once, blas_level_read);
+    return blas_level;
+}
+
 /* Which library runs a float32 GEMM on variant v (measured on an AMD EPYC,
  * Zen 5, one thread, in BENCHMARKS.md): oneDNN beat OpenBLAS 0.3.21 (which
  * runs its Haswell kernels on this CPU) on v4 for every shape of the GPT and
@@ -67,13 +98,22 @@ static void dnnl_pin(void) {
  * (LeNet-5's conv2 input gradient, W^T (150, 16) @ G (16, 100) per image)
  * stays on OpenBLAS on every variant: on an AMD EPYC Zen 4 it took 4.9 us
  * against oneDNN's 5.5-5.8, and conv2's forward plus backward at batch 64
- * 1.194 -> 1.105 ms (v4), 1.164 -> 1.105 ms (v3). */
+ * 1.194 -> 1.105 ms (v4), 1.164 -> 1.105 ms (v3). Those exceptions were
+ * measured against OpenBLAS's AVX2 or AVX-512 kernels (its SSE kernels on
+ * v2); when OpenBLAS runs kernels below that (blas_level, `level` here),
+ * oneDNN, which reads the CPU's features, takes every float32 GEMM. */
 enum { DNNL_MIN_K = 17 };
+bool tg_blas_dnnl_rule(int v, int level, bool ta, int64_t M, int64_t K) {
+    if (v < 0) return false;
+    if (level < (v < ISA_V3 ? v : ISA_V3)) return true;
+    if (K < DNNL_MIN_K) return false;
+    return !(v == ISA_V3 && ta && (K >= 256 || M >= 512));
+}
 bool tg_blas_uses_dnnl(int v, bool ta, int64_t M, int64_t K) {
-    if (v < 0 || K < DNNL_MIN_K) return false;
+    if (v < 0) return false;
     pthread_once(&dnnl_once, dnnl_pin);
     if (v != dnnl_variant) return false;
-    return !(v == ISA_V3 && ta && (K >= 256 || M >= 512));
+    return tg_blas_dnnl_rule(v, tg_blas_openblas_level(), ta, M, K);
 }
 
 /* The few-row A B kernel against oneDNN on an AMD EPYC Zen 4, one thread,

@@ -35,6 +35,14 @@ extern const gemm_kernels tg_gemm_kernels_v2, tg_gemm_kernels_v3, tg_gemm_kernel
  * (isa.h; -1: none): see blas.c for the measured rule. The first call fixes
  * the variant oneDNN is held to. */
 bool tg_blas_uses_dnnl(int v, bool ta, int64_t M, int64_t K);
+/* The rule itself, for OpenBLAS kernels of vector unit `level` (a variant,
+ * -1 below v2): tg_blas_uses_dnnl applies it with tg_blas_openblas_level(). */
+bool tg_blas_dnnl_rule(int v, int level, bool ta, int64_t M, int64_t K);
+/* The variant whose vector unit OpenBLAS's kernels named `core` use (the
+ * names of openblas_get_corename), -1 for those below v2 or unknown; and
+ * that of the kernels the running OpenBLAS picked (read once). */
+int tg_blas_core_level(const char *core);
+int tg_blas_openblas_level(void);
 
 /* Whether tg_blas_gemm runs C = A B + beta C (neither operand transposed)
  * with M rows of dtype dt on the few-row kernel (gemm_ab) on variant v: on

@@ -6,6 +6,9 @@
  * every variant (oneDNN's sgemm or OpenBLAS by blas.c's rule), against the
  * same loops and repeating their bits; the few-row A B kernels (gemm_ab) of
  * every variant against the same loops. */
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -236,8 +239,12 @@ START_TEST(test_gemm_f32_every_transpose_every_variant_matches_naive) {
             if (tg_isa_select(tg_isa_name(v))) _exit(3);
             /* the route the rule of blas.c names, pinned to this variant */
             if (!tg_blas_uses_dnnl(v, false, 1024, 128)) _exit(4);
-            if (tg_blas_uses_dnnl(v, true, 40, 300) != (v != ISA_V3)) _exit(5);
-            if (tg_blas_uses_dnnl(v, true, 150, 16) || !tg_blas_uses_dnnl(v, true, 150, 17)) _exit(6);
+            /* the exceptions hold against OpenBLAS kernels of the variant's
+             * vector unit (AVX2 for v4 too); below it, oneDNN takes all */
+            bool fit = tg_blas_openblas_level() >= (v < ISA_V3 ? v : ISA_V3);
+            if (tg_blas_uses_dnnl(v, true, 40, 300) != (!fit || v != ISA_V3)) _exit(5);
+            if (tg_blas_uses_dnnl(v, true, 150, 16) == fit || !tg_blas_uses_dnnl(v, true, 150, 17))
+                _exit(6);
             for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
                 for (int t = 0; t < 4; t++)
                     check_gemm_f32(t & 1, t & 2, shapes[i][0], shapes[i][1], shapes[i][2],
@@ -266,6 +273,59 @@ START_TEST(test_gemm_f32_dnnl_only_on_its_first_variant) {
 }
 END_TEST
 
+/* OpenBLAS's kernels by name: the vector unit each needs, unknown names and
+ * the generic SSE3 kernels (what OpenBLAS 0.3.21 runs on a CPU model newer
+ * than itself) below v2. */
+START_TEST(test_blas_core_level_by_name) {
+    ck_assert_int_eq(tg_blas_core_level("SkylakeX"), ISA_V4);
+    ck_assert_int_eq(tg_blas_core_level("SapphireRapids"), ISA_V4);
+    ck_assert_int_eq(tg_blas_core_level("Haswell"), ISA_V3);
+    ck_assert_int_eq(tg_blas_core_level("Zen"), ISA_V3);
+    ck_assert_int_eq(tg_blas_core_level("Nehalem"), ISA_V2);
+    ck_assert_int_eq(tg_blas_core_level("Sandybridge"), ISA_V2);
+    ck_assert_int_eq(tg_blas_core_level("Prescott"), -1);
+    ck_assert_int_eq(tg_blas_core_level("Core2"), -1);
+    ck_assert_int_eq(tg_blas_core_level("skylakex"), -1);
+    ck_assert_int_eq(tg_blas_core_level(""), -1);
+    ck_assert_int_eq(tg_blas_core_level(NULL), -1);
+}
+END_TEST
+
+/* The route per OpenBLAS level: with kernels of the variant's unit (or AVX2
+ * under v4) the measured exceptions stay on OpenBLAS (a contraction of 16 or
+ * fewer; v3's A^T B with a long inner size or many rows); with kernels below
+ * it every float32 GEMM goes to oneDNN; no variant, no oneDNN. */
+START_TEST(test_blas_dnnl_rule_follows_openblas_level) {
+    for (int v = ISA_V2; v < ISA_COUNT; v++) {
+        int need = v < ISA_V3 ? v : ISA_V3;
+        for (int level = -1; level < ISA_COUNT; level++) {
+            bool fit = level >= need;
+            ck_assert(tg_blas_dnnl_rule(v, level, false, 64, 128));
+            ck_assert(tg_blas_dnnl_rule(v, level, true, 150, 16) == !fit);
+            ck_assert(tg_blas_dnnl_rule(v, level, false, 150, 17));
+            ck_assert(tg_blas_dnnl_rule(v, level, true, 40, 300) == (!fit || v != ISA_V3));
+            ck_assert(tg_blas_dnnl_rule(v, level, true, 600, 40) == (!fit || v != ISA_V3));
+            ck_assert(tg_blas_dnnl_rule(v, level, false, 600, 300));
+        }
+        ck_assert(!tg_blas_dnnl_rule(-1, v, false, 64, 128));
+    }
+    ck_assert(!tg_blas_dnnl_rule(-1, -1, false, 64, 128));
+}
+END_TEST
+
+/* The running OpenBLAS's level is that of the kernels it reports; when
+ * OPENBLAS_CORETYPE names them (run_tests.sh runs this suite once more with
+ * its generic "Prescott"), the name it was given. */
+START_TEST(test_blas_openblas_level_is_the_running_core) {
+    ck_assert_int_eq(tg_blas_openblas_level(), tg_blas_core_level(openblas_get_corename()));
+    const char *forced = getenv("OPENBLAS_CORETYPE");
+    if (forced && !strcmp(forced, "Prescott")) {
+        ck_assert_str_eq(openblas_get_corename(), "Prescott");
+        ck_assert_int_eq(tg_blas_openblas_level(), -1);
+    }
+}
+END_TEST
+
 static Suite *blas_suite(void) {
     Suite *s = suite_create("blas");
     TCase *tc = tcase_create("core");
@@ -274,6 +334,9 @@ static Suite *blas_suite(void) {
     tcase_add_test(tc, test_gemm_few_rows_ab_every_variant_matches_naive);
     tcase_add_test(tc, test_gemm_f32_every_transpose_every_variant_matches_naive);
     tcase_add_test(tc, test_gemm_f32_dnnl_only_on_its_first_variant);
+    tcase_add_test(tc, test_blas_core_level_by_name);
+    tcase_add_test(tc, test_blas_dnnl_rule_follows_openblas_level);
+    tcase_add_test(tc, test_blas_openblas_level_is_the_running_core);
     suite_add_tcase(s, tc);
     return s;
 }
