@@ -163,10 +163,19 @@ if [ ! -x /usr/bin/time ]; then
 fi
 cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
 family=$(lscpu 2>/dev/null | sed -n 's/^CPU family: *//p' | head -n 1)
+model=$(lscpu 2>/dev/null | sed -n 's/^Model: *//p' | head -n 1)
+# The kernels OpenBLAS picks here when OPENBLAS_CORETYPE does not name them:
+# from the CPU's model number, so a model newer than the installed OpenBLAS
+# gets its generic SSE3 ones ("Prescott"), and the library then sends every
+# float32 GEMM to oneDNN (ops/blas.c). Read through Python's ctypes.
+blas_core=$(env -u OPENBLAS_CORETYPE "$py" -c 'import ctypes
+l = ctypes.CDLL("libopenblas.so.0")
+l.openblas_get_corename.restype = ctypes.c_char_p
+print(l.openblas_get_corename().decode())' 2>/dev/null) || blas_core=-
 isas=${BENCH_ISAS:-$(sh "$root/scripts/isa_variants.sh" | tr ' ' '\n' | sort -r | tr '\n' ' ')}
-say "# $(date -u '+%Y-%m-%d %H:%M UTC') cpu=\"$cpu\" family=$family cores=$(nproc) load=\"$(cut -d' ' -f1-3 /proc/loadavg)\" variants=\"$isas\""
+say "# $(date -u '+%Y-%m-%d %H:%M UTC') cpu=\"$cpu\" family=$family model=$model cores=$(nproc) load=\"$(cut -d' ' -f1-3 /proc/loadavg)\" variants=\"$isas\""
 say "# gcc=$(gcc -dumpfullversion 2>/dev/null)" \
-    "openblas=$(dpkg-query -W -f='${Version}' libopenblas-dev 2>/dev/null)" \
+    "openblas=$(dpkg-query -W -f='${Version}' libopenblas-dev 2>/dev/null) openblas_core=${blas_core:--}" \
     "torch=$(if [ "$peer" = 1 ]; then "$py" -c 'import torch; print(torch.__version__)'; else echo -; fi)" \
     "OMP_WAIT_POLICY=$OMP_WAIT_POLICY rounds=$rounds quick=$quick"
 [ "$peer" = 1 ] || say "# PyTorch peer missing: $why; project figures only"

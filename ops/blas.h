@@ -22,11 +22,17 @@ enum { GEMM_SMALL_M = 4 };
 /* ab[0] float32, [1] float64: C (M, N) = A (M, K) B (K, N) + beta C for a few
  * rows, GEMM_AB_MIN_M to GEMM_AB_M (tg_blas_rows_ab says where it runs). */
 enum { GEMM_AB_MIN_M = 8, GEMM_AB_M = 16 };
+/* atb[0] float32, [1] float64: C (M, N) = A^T B + beta C, A (K, M), B (K, N),
+ * for a contraction of at most GEMM_ATB_K (conv2d's input gradient with few
+ * output channels; tg_blas_short_atb says where it runs). */
+enum { GEMM_ATB_K = 16 };
 typedef struct {
     void (*abt[2])(int64_t M, int64_t N, int64_t K, const void *A, int64_t lda, const void *B,
                    int64_t ldb, double beta, void *C, int64_t ldc);
     void (*ab[2])(int64_t M, int64_t N, int64_t K, const void *A, int64_t lda, const void *B,
                   int64_t ldb, double beta, void *C, int64_t ldc);
+    void (*atb[2])(int64_t M, int64_t N, int64_t K, const void *A, int64_t lda, const void *B,
+                   int64_t ldb, double beta, void *C, int64_t ldc);
 } gemm_kernels;
 extern const gemm_kernels tg_gemm_kernels_v2, tg_gemm_kernels_v3, tg_gemm_kernels_v4;
 
@@ -50,6 +56,11 @@ int tg_blas_openblas_level(void);
  * A caller that multiplies by the same B^T many times (lstm_seq's recurrence)
  * keeps B^T's transpose and calls the A B form when this holds. */
 bool tg_blas_rows_ab(int v, dtype dt, int64_t M);
+/* Whether tg_blas_gemm runs C = A^T B + beta C (A transposed, B not) of
+ * dtype dt and inner size K on the short-contraction kernel (gemm_atb) on
+ * variant v, with OpenBLAS's kernels at `level` (tg_blas_openblas_level;
+ * blas.c has the measurements). */
+bool tg_blas_short_atb(int v, int level, dtype dt, int64_t K);
 
 /* Typed forms, for kernels written once as a macro over the element type T
  * (blas_gemm_##T). */

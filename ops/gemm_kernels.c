@@ -3,7 +3,8 @@
  *
  *   C (M, N) = A (M, K) B^T + beta C,    B (N, K): rows of B contiguous
  *
- * (and C = A B + beta C for up to GEMM_AB_M rows, gemm_ab: see blas.h)
+ * (and C = A B + beta C for up to GEMM_AB_M rows, gemm_ab, and C = A^T B +
+ * beta C for an inner size up to GEMM_ATB_K, gemm_atb: see blas.h)
  *
  * is what a linear layer computes, Y = X W^T, at a small batch M. OpenBLAS
  * packs all of W into its panel layout on every call whatever M is; its
@@ -54,4 +55,5 @@ _Static_assert(GEMM_AB_MR <= 8, "ab_rows has a case per row count up to 8");
 #undef NAME
 
 const gemm_kernels ISA_SYM(tg_gemm_kernels) = {{gemm_abt_float, gemm_abt_double},
-                                                {gemm_ab_float, gemm_ab_double}};
+                                                {gemm_ab_float, gemm_ab_double},
+                                                {gemm_atb_float, gemm_atb_double}};

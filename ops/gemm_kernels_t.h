@@ -67,14 +67,17 @@ static void NAME(gemm_abt)(int64_t M, int64_t N, int64_t K, const void *A_, int6
 
 /* C (M, N) = A (M, K) B (K, N) + beta C, B's rows contiguous, for a few rows
  * (GEMM_AB_MIN_M to GEMM_AB_M: an LSTM's recurrent product, 16 rows by
- * [256, 1024]). A tile of mb rows by nv vectors of columns keeps its sums in
- * registers over all of K: per k, nv loads of B's row and, per row, one
- * broadcast of A[m, k] feeding nv multiply-adds. Each C[m, n] is a sum over
- * k in order, the columns past the last whole vector as scalar sums in the
- * same order. With beta 0, C is written without being read. */
+ * [256, 1024]), and C = A^T B + beta C with A (K, M) for a short contraction
+ * (K <= GEMM_ATB_K: conv2d's input gradient W^T G, LeNet-5's conv2 [150, 16]
+ * by [16, 100] per image). A tile of mb rows by nv vectors of columns keeps
+ * its sums in registers over all of K: per k, nv loads of B's row and, per
+ * row, one broadcast of op(A)[m, k] = A[m sam + k sak] feeding nv
+ * multiply-adds. Each C[m, n] is a sum over k in order. The tile stores its
+ * last vector's first nc columns only (nc < V for a row's tail). With beta 0,
+ * C is written without being read. */
 static inline __attribute__((always_inline)) void NAME(ab_tile)(
-    int mb, int nv, int64_t K, const T *A, int64_t lda, const T *B, int64_t ldb, T beta, T *C,
-    int64_t ldc) {
+    int mb, int nv, int64_t K, const T *A, int64_t sam, int64_t sak, const T *B, int64_t ldb,
+    T beta, T *C, int64_t ldc, int64_t nc) {
     enum { V = GEMM_VB / sizeof(T) };
     NAME(gvec) acc[GEMM_AB_MR][GEMM_AB_NV], b[GEMM_AB_NV];
     UNROLL for (int m = 0; m < mb; m++)
@@ -82,45 +85,55 @@ static inline __attribute__((always_inline)) void NAME(ab_tile)(
     for (int64_t k = 0; k < K; k++) {
         UNROLL for (int v = 0; v < nv; v++) memcpy(&b[v], B + k * ldb + v * V, sizeof b[v]);
         UNROLL for (int m = 0; m < mb; m++) {
-            const T a = A[m * lda + k];
+            const T a = A[m * sam + k * sak];
             UNROLL for (int v = 0; v < nv; v++) acc[m][v] += a * b[v];
         }
     }
     UNROLL for (int m = 0; m < mb; m++)
         UNROLL for (int v = 0; v < nv; v++) {
             T *c = C + m * ldc + v * V;
+            const size_t bytes = (v + 1 < nv ? V : (size_t)nc) * sizeof(T);
             if (beta != 0) {
-                NAME(gvec) cv;
-                memcpy(&cv, c, sizeof cv);
+                NAME(gvec) cv = {0};
+                memcpy(&cv, c, bytes);
                 acc[m][v] = beta * cv + acc[m][v];
             }
-            memcpy(c, &acc[m][v], sizeof acc[m][v]);
+            memcpy(c, &acc[m][v], bytes);
         }
 }
 
 /* mb rows (a constant in each case, so the sums stay in registers) by the
- * whole vectors of columns, GEMM_AB_NV at a time, then the rest one by one */
-static void NAME(ab_rows)(int mb, int64_t N, int64_t K, const T *A, int64_t lda, const T *B,
-                          int64_t ldb, T beta, T *C, int64_t ldc) {
+ * whole vectors of columns, GEMM_AB_NV at a time, then the rest: with bt,
+ * one vector of B's last N mod V columns copied there zero-padded (ldb V);
+ * without, column by column as scalar sums in the same order. */
+static void NAME(ab_rows)(int mb, int64_t N, int64_t K, const T *A, int64_t sam, int64_t sak,
+                          const T *B, int64_t ldb, const T *bt, T beta, T *C, int64_t ldc) {
     enum { V = GEMM_VB / sizeof(T) };
     const int64_t nw = N / V * V;
-    for (int64_t n = 0; n < nw; n += GEMM_AB_NV * V) {
-        const bool full = nw - n >= GEMM_AB_NV * V;
 #define AB_CASE(r)                                                                      \
     case r:                                                                             \
         if (r <= GEMM_AB_MR) {                                                          \
-            if (full) NAME(ab_tile)(r, GEMM_AB_NV, K, A, lda, B + n, ldb, beta, C + n, ldc); \
-            else NAME(ab_tile)(r, 1, K, A, lda, B + n, ldb, beta, C + n, ldc);          \
+            if (full) NAME(ab_tile)(r, GEMM_AB_NV, K, A, sam, sak, B + n, ldb, beta, C + n, ldc, V); \
+            else NAME(ab_tile)(r, 1, K, A, sam, sak, B + n, ldb, beta, C + n, ldc, V);  \
         }                                                                               \
         break;
+    for (int64_t n = 0; n < nw; n += GEMM_AB_NV * V) {
+        const bool full = nw - n >= GEMM_AB_NV * V;
         switch (mb) { AB_CASE(1) AB_CASE(2) AB_CASE(3) AB_CASE(4) AB_CASE(5) AB_CASE(6) AB_CASE(7) AB_CASE(8) }
-#undef AB_CASE
         if (!full) n -= (GEMM_AB_NV - 1) * V; /* one vector was done, not GEMM_AB_NV */
+    }
+#undef AB_CASE
+    if (nw == N) return;
+    if (bt) {
+#define AB_TAIL(r) case r: if (r <= GEMM_AB_MR) NAME(ab_tile)(r, 1, K, A, sam, sak, bt, V, beta, C + nw, ldc, N - nw); break;
+        switch (mb) { AB_TAIL(1) AB_TAIL(2) AB_TAIL(3) AB_TAIL(4) AB_TAIL(5) AB_TAIL(6) AB_TAIL(7) AB_TAIL(8) }
+#undef AB_TAIL
+        return;
     }
     for (int64_t n = nw; n < N; n++)
         for (int m = 0; m < mb; m++) {
             T s = 0;
-            for (int64_t k = 0; k < K; k++) s += A[m * lda + k] * B[k * ldb + n];
+            for (int64_t k = 0; k < K; k++) s += A[m * sam + k * sak] * B[k * ldb + n];
             T *c = C + m * ldc + n;
             *c = beta == 0 ? s : beta * *c + s;
         }
@@ -131,6 +144,24 @@ static void NAME(gemm_ab)(int64_t M, int64_t N, int64_t K, const void *A_, int64
     const T *A = A_, *B = B_, beta = (T)beta_;
     T *C = C_;
     for (int64_t m = 0; m < M; m += GEMM_AB_MR)
-        NAME(ab_rows)(M - m < GEMM_AB_MR ? (int)(M - m) : GEMM_AB_MR, N, K, A + m * lda, lda, B,
-                      ldb, beta, C + m * ldc, ldc);
+        NAME(ab_rows)(M - m < GEMM_AB_MR ? (int)(M - m) : GEMM_AB_MR, N, K, A + m * lda, lda, 1,
+                      B, ldb, NULL, beta, C + m * ldc, ldc);
+}
+
+/* C = A^T B + beta C, A (K, M), K <= GEMM_ATB_K: the tiles read A down its
+ * columns, and a row's last N mod V columns come from a zero-padded copy of
+ * B's (K short, the copy is at most GEMM_ATB_K vectors). */
+static void NAME(gemm_atb)(int64_t M, int64_t N, int64_t K, const void *A_, int64_t lda,
+                           const void *B_, int64_t ldb, double beta_, void *C_, int64_t ldc) {
+    enum { V = GEMM_VB / sizeof(T) };
+    const T *A = A_, *B = B_, beta = (T)beta_;
+    T *C = C_, bt[GEMM_ATB_K * V];
+    const int64_t nw = N / V * V;
+    if (K > GEMM_ATB_K) K = GEMM_ATB_K; /* blas.c never asks for more */
+    if (nw < N)
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t j = 0; j < V; j++) bt[k * V + j] = nw + j < N ? B[k * ldb + nw + j] : 0;
+    for (int64_t m = 0; m < M; m += GEMM_AB_MR)
+        NAME(ab_rows)(M - m < GEMM_AB_MR ? (int)(M - m) : GEMM_AB_MR, N, K, A + m, 1, lda, B, ldb,
+                      bt, beta, C + m * ldc, ldc);
 }

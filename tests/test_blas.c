@@ -107,46 +107,48 @@ START_TEST(test_gemm_small_rows_refused_variant_uses_openblas) {
 }
 END_TEST
 
-/* The few-row A B kernel (gemm_ab) of variant v in dtype dt, called
- * directly (tg_blas_gemm takes it on v4 only), on seeded values against
- * plain float64 loops: C = A (M, K) B (K, N) + beta C with padded row
- * strides; with beta 0 the C it starts from is NaN, which must not survive. */
-static void check_ab(int v, dtype dt, int64_t M, int64_t N, int64_t K, double beta) {
+/* The few-row A B kernel (gemm_ab) of variant v in dtype dt, or with ta the
+ * short-contraction A^T B kernel (gemm_atb, A stored (K, M)), called
+ * directly (tg_blas_gemm takes them where blas.c's rules say), on seeded
+ * values against plain float64 loops: C = op(A) (M, K) B (K, N) + beta C
+ * with padded row strides; with beta 0 the C it starts from is NaN, which
+ * must not survive. */
+static void check_ab(int v, dtype dt, bool ta, int64_t M, int64_t N, int64_t K, double beta) {
     static const gemm_kernels *const kernels[ISA_COUNT] = {&tg_gemm_kernels_v2, &tg_gemm_kernels_v3,
                                                            &tg_gemm_kernels_v4};
-    const int64_t lda = K + 3, ldb = N + 5, ldc = N + 2;
+    const int64_t lda = ta ? M + 3 : K + 3, ldb = N + 5, ldc = N + 2, na = ta ? K * lda : M * lda;
     const bool f32 = dt == DTYPE_F32;
-    double *A = malloc((size_t)(M * lda) * sizeof *A), *B = malloc((size_t)(K * ldb) * sizeof *B);
+    double *A = malloc((size_t)na * sizeof *A), *B = malloc((size_t)(K * ldb) * sizeof *B);
     double *C = malloc((size_t)(M * ldc) * sizeof *C);
-    float *af = malloc((size_t)(M * lda) * sizeof *af), *bf = malloc((size_t)(K * ldb) * sizeof *bf);
+    float *af = malloc((size_t)na * sizeof *af), *bf = malloc((size_t)(K * ldb) * sizeof *bf);
     float *cf = malloc((size_t)(M * ldc) * sizeof *cf);
-    double *ad = malloc((size_t)(M * lda) * sizeof *ad), *bd = malloc((size_t)(K * ldb) * sizeof *bd);
+    double *ad = malloc((size_t)na * sizeof *ad), *bd = malloc((size_t)(K * ldb) * sizeof *bd);
     double *cd = malloc((size_t)(M * ldc) * sizeof *cd);
     ck_assert(A && B && C && af && bf && cf && ad && bd && cd);
     rng g;
     rng_seed(&g, (uint64_t)(M * 1000 + N * 10 + K), 7);
-    for (int64_t i = 0; i < M * lda; i++) A[i] = rng_uniform(&g) * 2 - 1;
+    for (int64_t i = 0; i < na; i++) A[i] = rng_uniform(&g) * 2 - 1;
     for (int64_t i = 0; i < K * ldb; i++) B[i] = rng_uniform(&g) * 2 - 1;
     for (int64_t i = 0; i < M * ldc; i++) C[i] = beta == 0 ? NAN : rng_uniform(&g) * 2 - 1;
     /* float32 operands as rounded, so the oracle sees what the kernel sees */
-    for (int64_t i = 0; f32 && i < M * lda; i++) A[i] = (float)A[i];
+    for (int64_t i = 0; f32 && i < na; i++) A[i] = (float)A[i];
     for (int64_t i = 0; f32 && i < K * ldb; i++) B[i] = (float)B[i];
     for (int64_t i = 0; f32 && i < M * ldc; i++) C[i] = (float)C[i];
-    for (int64_t i = 0; i < M * lda; i++) af[i] = (float)A[i], ad[i] = A[i];
+    for (int64_t i = 0; i < na; i++) af[i] = (float)A[i], ad[i] = A[i];
     for (int64_t i = 0; i < K * ldb; i++) bf[i] = (float)B[i], bd[i] = B[i];
     for (int64_t i = 0; i < M * ldc; i++) cf[i] = (float)C[i], cd[i] = C[i];
-    kernels[v]->ab[f32 ? 0 : 1](M, N, K, f32 ? (void *)af : ad, lda, f32 ? (void *)bf : bd, ldb, beta,
+    (ta ? kernels[v]->atb : kernels[v]->ab)[f32 ? 0 : 1](M, N, K, f32 ? (void *)af : ad, lda, f32 ? (void *)bf : bd, ldb, beta,
                                 f32 ? (void *)cf : cd, ldc);
     const double tol = (f32 ? 1e-5 : 1e-13) * (double)(K + 1);
     for (int64_t m = 0; m < M; m++)
         for (int64_t n = 0; n < N; n++) {
             double s = 0;
-            for (int64_t k = 0; k < K; k++) s += A[m * lda + k] * B[k * ldb + n];
+            for (int64_t k = 0; k < K; k++) s += (ta ? A[k * lda + m] : A[m * lda + k]) * B[k * ldb + n];
             const double want = (beta == 0 ? 0 : beta * C[m * ldc + n]) + s;
             const double got = f32 ? cf[m * ldc + n] : cd[m * ldc + n];
             ck_assert_msg(fabs(got - want) <= tol,
-                          "ab %s %s M %lld N %lld K %lld beta %g: C[%lld, %lld] = %.10g, expected %.10g",
-                          tg_isa_name(v), tg_dtype_name(dt), (long long)M, (long long)N, (long long)K,
+                          "%s %s %s M %lld N %lld K %lld beta %g: C[%lld, %lld] = %.10g, expected %.10g",
+                          ta ? "atb" : "ab", tg_isa_name(v), tg_dtype_name(dt), (long long)M, (long long)N, (long long)K,
                           beta, (long long)m, (long long)n, got, want);
         }
     free(A), free(B), free(C), free(af), free(bf), free(cf), free(ad), free(bd), free(cd);
@@ -156,18 +158,24 @@ static void check_ab(int v, dtype dt, int64_t M, int64_t N, int64_t K, double be
  * a tile (1, 3, 4, 5, 8, 9, 16), N leaving every remainder of the column
  * vectors and pairs of them (1, 7, 16, 33, 100), K from 1 to past the
  * recurrence's 256, beta 0, 1 and 0.5. And where tg_blas_gemm takes it. */
-START_TEST(test_gemm_few_rows_ab_every_variant_matches_naive) {
-    static const int64_t Ms[] = {1, 3, 4, 5, 8, 9, 16}, Ns[] = {1, 7, 16, 33, 100}, Ks[] = {1, 7, 37, 300};
+/* check_ab over every variant the CPU runs, both dtypes, the grid Ms x Ns x
+ * Ks (nm, nn, nk long), beta 0, 1 and 0.5 in turn */
+static void check_ab_grid(bool ta, const int64_t *Ms, size_t nm, const int64_t *Ns, size_t nn,
+                          const int64_t *Ks, size_t nk) {
     static const double betas[] = {0, 1, 0.5};
     for (int v = 0; v < ISA_COUNT; v++) {
         if (!tg_isa_supported(v)) continue;
         for (int d = 0; d < 2; d++)
-            for (size_t i = 0; i < sizeof Ms / sizeof *Ms; i++)
-                for (size_t j = 0; j < sizeof Ns / sizeof *Ns; j++)
-                    for (size_t k = 0; k < sizeof Ks / sizeof *Ks; k++)
-                        check_ab(v, d ? DTYPE_F32 : DTYPE_F64, Ms[i], Ns[j], Ks[k],
+            for (size_t i = 0; i < nm; i++)
+                for (size_t j = 0; j < nn; j++)
+                    for (size_t k = 0; k < nk; k++)
+                        check_ab(v, d ? DTYPE_F32 : DTYPE_F64, ta, Ms[i], Ns[j], Ks[k],
                                  betas[(i + j + k) % 3]);
     }
+}
+START_TEST(test_gemm_few_rows_ab_every_variant_matches_naive) {
+    static const int64_t Ms[] = {1, 3, 4, 5, 8, 9, 16}, Ns[] = {1, 7, 16, 33, 100}, Ks[] = {1, 7, 37, 300};
+    check_ab_grid(false, Ms, 7, Ns, 5, Ks, 4);
     for (int v = 0; v < ISA_COUNT; v++)
         for (int64_t M = 1; M <= 20; M++) {
             ck_assert(tg_blas_rows_ab(v, DTYPE_F32, M) ==
@@ -175,6 +183,28 @@ START_TEST(test_gemm_few_rows_ab_every_variant_matches_naive) {
             ck_assert(!tg_blas_rows_ab(v, DTYPE_F64, M));
         }
     ck_assert(!tg_blas_rows_ab(-1, DTYPE_F32, 16));
+}
+END_TEST
+
+/* The short-contraction A^T B kernel of every variant the CPU runs, both
+ * dtypes: rows below, at and past a tile and odd (1, 5, 8, 9, 27, 150), N
+ * leaving every remainder of the column vectors and pairs of them (1, 7, 16,
+ * 33, 100), K from 1 to GEMM_ATB_K, beta 0, 1 and 0.5. And where
+ * tg_blas_gemm takes it: float32, K <= 16, except on v4 while OpenBLAS runs
+ * its AVX-512 kernels. */
+START_TEST(test_gemm_short_atb_every_variant_matches_naive) {
+    static const int64_t Ms[] = {1, 5, 8, 9, 27, 150}, Ns[] = {1, 7, 16, 33, 100}, Ks[] = {1, 6, 16};
+    check_ab_grid(true, Ms, 6, Ns, 5, Ks, 3);
+    for (int v = 0; v < ISA_COUNT; v++)
+        for (int level = -1; level < ISA_COUNT; level++) {
+            const bool lib = v == ISA_V4 && level >= ISA_V4;
+            ck_assert(tg_blas_short_atb(v, level, DTYPE_F32, 1) == !lib);
+            ck_assert(tg_blas_short_atb(v, level, DTYPE_F32, GEMM_ATB_K) == !lib);
+            ck_assert(!tg_blas_short_atb(v, level, DTYPE_F32, GEMM_ATB_K + 1));
+            ck_assert(!tg_blas_short_atb(v, level, DTYPE_F32, 0));
+            ck_assert(!tg_blas_short_atb(v, level, DTYPE_F64, 16));
+        }
+    ck_assert(!tg_blas_short_atb(-1, -1, DTYPE_F32, 16));
 }
 END_TEST
 
@@ -334,6 +364,7 @@ static Suite *blas_suite(void) {
     tcase_add_test(tc, test_gemm_few_rows_ab_every_variant_matches_naive);
     tcase_add_test(tc, test_gemm_f32_every_transpose_every_variant_matches_naive);
     tcase_add_test(tc, test_gemm_f32_dnnl_only_on_its_first_variant);
+    tcase_add_test(tc, test_gemm_short_atb_every_variant_matches_naive);
     tcase_add_test(tc, test_blas_core_level_by_name);
     tcase_add_test(tc, test_blas_dnnl_rule_follows_openblas_level);
     tcase_add_test(tc, test_blas_openblas_level_is_the_running_core);
