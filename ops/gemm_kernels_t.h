@@ -148,20 +148,20 @@ static void NAME(gemm_ab)(int64_t M, int64_t N, int64_t K, const void *A_, int64
                       B, ldb, NULL, beta, C + m * ldc, ldc);
 }
 
-/* C = A^T B + beta C, A (K, M), K <= GEMM_ATB_K: the tiles read A down its
- * columns, and a row's last N mod V columns come from a zero-padded copy of
- * B's (K short, the copy is at most GEMM_ATB_K vectors). */
+/* C = A^T B + beta C, A (K, M), for a short contraction (blas.c sends K <=
+ * GEMM_ATB_K): the tiles read A down its columns, and a row's last N mod V
+ * columns come from a zero-padded copy of B's (at most GEMM_ATB_K vectors;
+ * a longer K takes the scalar sums). */
 static void NAME(gemm_atb)(int64_t M, int64_t N, int64_t K, const void *A_, int64_t lda,
                            const void *B_, int64_t ldb, double beta_, void *C_, int64_t ldc) {
     enum { V = GEMM_VB / sizeof(T) };
     const T *A = A_, *B = B_, beta = (T)beta_;
     T *C = C_, bt[GEMM_ATB_K * V];
     const int64_t nw = N / V * V;
-    if (K > GEMM_ATB_K) K = GEMM_ATB_K; /* blas.c never asks for more */
-    if (nw < N)
-        for (int64_t k = 0; k < K; k++)
-            for (int64_t j = 0; j < V; j++) bt[k * V + j] = nw + j < N ? B[k * ldb + nw + j] : 0;
+    const bool copy = nw < N && K <= GEMM_ATB_K;
+    for (int64_t k = 0; copy && k < K; k++)
+        for (int64_t j = 0; j < V; j++) bt[k * V + j] = nw + j < N ? B[k * ldb + nw + j] : 0;
     for (int64_t m = 0; m < M; m += GEMM_AB_MR)
         NAME(ab_rows)(M - m < GEMM_AB_MR ? (int)(M - m) : GEMM_AB_MR, N, K, A + m, 1, lda, B, ldb,
-                      bt, beta, C + m * ldc, ldc);
+                      copy ? bt : NULL, beta, C + m * ldc, ldc);
 }

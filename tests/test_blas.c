@@ -189,12 +189,13 @@ END_TEST
 /* The short-contraction A^T B kernel of every variant the CPU runs, both
  * dtypes: rows below, at and past a tile and odd (1, 5, 8, 9, 27, 150), N
  * leaving every remainder of the column vectors and pairs of them (1, 7, 16,
- * 33, 100), K from 1 to GEMM_ATB_K, beta 0, 1 and 0.5. And where
+ * 33, 100), K from 1 to GEMM_ATB_K and past it (21: the tails as scalar sums),
+ * beta 0, 1 and 0.5. And where
  * tg_blas_gemm takes it: float32, K <= 16, except on v4 while OpenBLAS runs
  * its AVX-512 kernels. */
 START_TEST(test_gemm_short_atb_every_variant_matches_naive) {
-    static const int64_t Ms[] = {1, 5, 8, 9, 27, 150}, Ns[] = {1, 7, 16, 33, 100}, Ks[] = {1, 6, 16};
-    check_ab_grid(true, Ms, 6, Ns, 5, Ks, 3);
+    static const int64_t Ms[] = {1, 5, 8, 9, 27, 150}, Ns[] = {1, 7, 16, 33, 100}, Ks[] = {1, 6, 16, 21};
+    check_ab_grid(true, Ms, 6, Ns, 5, Ks, 4);
     for (int v = 0; v < ISA_COUNT; v++)
         for (int level = -1; level < ISA_COUNT; level++) {
             const bool lib = v == ISA_V4 && level >= ISA_V4;
