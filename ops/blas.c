@@ -122,7 +122,7 @@ bool tg_blas_uses_dnnl(int v, bool ta, int64_t M, int64_t K) {
  * v4, us a call: 16 x [256, 1024] 78.5 against 91.5 (and 115 for the same
  * product as A W^T, the form an LSTM's recurrence has), 16 x [1024, 256] 73.4
  * against 77.1; at 1-4 rows oneDNN was level or faster (2.3 against 2.8 us
- * for 1 x [384, 128]), and on v3 the AVX2 tile (4 x 2 vectors) ran 16 x
+ * for 1 x [384, 128]), and on v3 the AVX2 tile of then (4 x 2) ran 16 x
  * [256, 1024] in 132-142 us against oneDNN's 98 for A W^T. */
 bool tg_blas_rows_ab(int v, dtype dt, int64_t M) {
     return v == ISA_V4 && dt == DTYPE_F32 && M >= GEMM_AB_MIN_M && M <= GEMM_AB_M;
