@@ -137,9 +137,10 @@ bool tg_blas_rows_ab(int v, dtype dt, int64_t M) {
  *   [27, 16] x [16, 1024]   10.5 / 12.6 / 9.05     19.7 / 19.0 / 27.6
  *   [400, 8] x [8, 64]      5.38 / 6.61 / 3.96     10.1 / 9.27 / 13.4
  *   [72, 6] x [6, 196]      3.58 / 3.89 / 2.71     3.40 / 2.81 / 3.95
- * (the first is LeNet-5's conv2 input gradient, per image). It beats
- * OpenBLAS's AVX2 and SSE kernels by 14-29 % and is within 18 % of oneDNN
- * either way; OpenBLAS's AVX-512 kernels beat it by 14-32 %, so on v4 it runs
+ * (the first is LeNet-5's conv2 input gradient, per image; v3 with the 4 x 2
+ * tile it had then, 4 x 3 since: gemm_kernels.c). It beats
+ * OpenBLAS's AVX2 and SSE kernels by 14-29 % of their time and takes 0.81-1.21
+ * times oneDNN's; OpenBLAS's AVX-512 kernels take 14-26 % less, so on v4 it runs
  * only while OpenBLAS runs kernels below AVX-512 (`level`). Float32 only: the
  * float64 kernel is held to the same loops by the tests but not measured. */
 bool tg_blas_short_atb(int v, int level, dtype dt, int64_t K) {
