@@ -379,8 +379,13 @@ int tensor_backward_with(tensor *out, const tensor *gout) {
      * from zero; leaves keep accumulating. */
     for (int64_t i = 0; i <= out->node; i++) nodes[i].out->grad = NULL;
     if (!grad_of(out)) return -1;
-    zero_fresh(out->grad);
-    acc_into(out->grad, gout);
+    if (gout && gout->dtype == out->dtype && tg_grad_take_fresh(out->grad)) {
+        /* a new gradient takes the seed as it is (one pass, not zero then add) */
+        memcpy(out->grad->data, gout->data, (size_t)gout->size * tg_dtype_size(gout->dtype));
+    } else {
+        zero_fresh(out->grad);
+        acc_into(out->grad, gout);
+    }
     const bool pending_before = tg_error_pending();
     const uint64_t errors = tg_error_count();
     tensor *gin_small[8];

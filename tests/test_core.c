@@ -318,6 +318,31 @@ START_TEST(test_backward_with_upstream_gradient) {
 }
 END_TEST
 
+/* The output's gradient is the upstream gradient as given, bit for bit (-0.0
+ * included) when the dtypes agree, converted when they do not; a second
+ * backward over the same tape seeds it afresh while the leaf accumulates. */
+START_TEST(test_backward_with_seeds_output_gradient) {
+    tensor *a = tensor_from_doubles(DTYPE_F32, SHAPE(4), (double[]){1, -2, 0.5, 3});
+    tensor_set_requires_grad(a, true);
+    tensor *y = tensor_mul_scalar(a, 3);
+    tensor *u = tensor_from_doubles(DTYPE_F32, SHAPE(4), (double[]){0.5, -0.0, -2, 7});
+    tensor *u64 = tensor_from_doubles(DTYPE_F64, SHAPE(4), (double[]){0.25, 1, -3, 0.125});
+    for (int round = 1; round <= 2; round++) {
+        ck_assert_int_eq(tensor_backward_with(y, u), 0);
+        ck_assert_int_eq(y->grad->dtype, DTYPE_F32);
+        ck_assert(memcmp(y->grad->data, u->data, 4 * sizeof(float)) == 0);
+        ck_assert_tensor(a->grad, ((double[]){1.5 * round, 0, -6.0 * round, 21.0 * round}), 0);
+    }
+    ck_assert(signbit(((float *)y->grad->data)[1]));
+    ck_assert_int_eq(tensor_backward_with(y, u64), 0);
+    ck_assert_int_eq(y->grad->dtype, DTYPE_F32);
+    ck_assert_tensor(y->grad, ((double[]){0.25, 1, -3, 0.125}), 0);
+    ck_assert_tensor(a->grad, ((double[]){3.75, 3, -21, 42.375}), 0);
+    tape_reset();
+    tensor_free(a), tensor_free(u), tensor_free(u64);
+}
+END_TEST
+
 /* Nothing is recorded in a no-grad scope; outputs do not require grad. */
 START_TEST(test_no_grad_scope_records_nothing) {
     tensor *a = leaf(SHAPE(2), (double[]){1, 2});
@@ -551,6 +576,7 @@ Suite *core_suite(void) {
     tcase_add_test(tc, test_transpose_permute_reshape);
     tcase_add_test(tc, test_grad_accumulates_over_two_backward_calls);
     tcase_add_test(tc, test_backward_with_upstream_gradient);
+    tcase_add_test(tc, test_backward_with_seeds_output_gradient);
     tcase_add_test(tc, test_no_grad_scope_records_nothing);
     tcase_add_test(tc, test_only_nodes_leading_to_loss_run);
     tcase_add_test(tc, test_float32_training_path);
