@@ -375,6 +375,12 @@ static inline int64_t bcast_offset(int64_t i, int ndim, const int64_t *shape,
 int64_t tg_parallel_min_for(const char *policy);
 /* The threshold in force. */
 int64_t tg_parallel_min(void);
+/* Whether libgomp's threads sleep between regions (OMP_WAIT_POLICY=passive,
+ * read when the library is loaded). A woken thread then starts a region late,
+ * so loops of a few large items hand them out one at a time (the convolutions'
+ * images) rather than in equal static shares that the late thread finishes
+ * last. */
+bool tg_threads_sleep(void);
 
 /* Whether a loop of `work` elements should enter an OpenMP parallel region:
  * only when it is large and there is more than one thread. Entering a region

@@ -7,8 +7,9 @@
  * OMP_NUM_THREADS in the environment, the user's explicit choice. The default
  * is applied when the library is loaded, before any GEMM, so OpenBLAS does
  * not keep its default of one thread per core. So is the work a loop needs
- * before it enters a parallel region (parallel_pays, internal.h), which
- * depends on OMP_WAIT_POLICY. */
+ * before it enters a parallel region (parallel_pays, internal.h), and how the
+ * convolutions share images among threads (tg_threads_sleep): both depend on
+ * OMP_WAIT_POLICY. */
 #include <omp.h>
 #include <stdlib.h>
 #include <strings.h>
@@ -34,6 +35,8 @@ int64_t tg_parallel_min_for(const char *policy) {
 }
 
 int64_t tg_parallel_min(void) { return parallel_min; }
+
+bool tg_threads_sleep(void) { return parallel_min == PARALLEL_MIN_PASSIVE; }
 
 __attribute__((constructor)) static void threads_default(void) {
     const char *env = getenv("OMP_NUM_THREADS");

@@ -102,6 +102,24 @@ enum { CONV_DWK = 5, CONV_DWNV = 2, CONV_DWO = 2, CONV_DWT = 4, CONV_FB = 6, CON
 enum { CONV_TB = 16, CONV_VB = 16, CONV_NV = 4, CONV_OB = 2 };
 enum { CONV_DWK = 5, CONV_DWNV = 2, CONV_DWO = 2, CONV_DWT = 5, CONV_FB = 6, CONV_FNV = 2 };
 #endif
+/* for (i = 0; i < n; i++) BODY on `threads` threads, each i (an image, a
+ * chunk of images) written by its own iteration alone. With spinning threads
+ * the split is static: a dynamic one was 9 % slower for LeNet-5's 2-thread
+ * step, as the next op's static split (ReLU, pooling) then finds half its
+ * input in the other core's cache. With sleeping threads (tg_threads_sleep)
+ * the woken thread starts late and a static share would make the region wait
+ * for it, so the items go one at a time to whichever thread is free: 4-5 %
+ * faster there (BENCHMARKS.md, "Two threads under passive waiting"). */
+#define CONV_PAR_FOR(i, n, threads, ...)                                               \
+    do {                                                                               \
+        if (tg_threads_sleep()) {                                                      \
+            _Pragma("omp parallel for num_threads(threads) schedule(dynamic, 1)")      \
+            for (int64_t i = 0; i < (n); i++) __VA_ARGS__;                             \
+        } else {                                                                       \
+            _Pragma("omp parallel for num_threads(threads) schedule(static)")          \
+            for (int64_t i = 0; i < (n); i++) __VA_ARGS__;                             \
+        }                                                                              \
+    } while (0)
 enum { CONV_GATHER_KW = 16 }; /* kw per pass of col2im_tight (its masks stay on the stack) */
 _Static_assert(CONV_DWK <= 8 && CONV_FB <= 12, "the unrolled copies of dw_direct and fwd_cl");
 /* Tight columns move whole vectors of CONV_TB bytes (at most CONV_SLACK

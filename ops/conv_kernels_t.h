@@ -656,12 +656,7 @@ static void NAME(conv_bwd_image)(const conv_geom *q, const T *xb, const T *w,
 /* ----------------------------------------- the batch: images over threads */
 
 /* Images are split over threads, dW summed by fixed chunks of images (see
- * conv_kernels.c: the same bits for any thread count). The split is static:
- * a dynamic one (images to whichever thread is free) was 5 % faster for
- * LeNet-5's 2-thread step under OMP_WAIT_POLICY=passive, where the woken
- * thread starts late, but 9 % slower with spinning threads: the next op's
- * static split (ReLU, pooling) then finds half its input in the other core's
- * cache. */
+ * conv_kernels.c: the same bits for any thread count), by CONV_PAR_FOR. */
 static void NAME(conv_fwd)(const tape_node *n, const conv_geom *q, int threads) {
     const T *x = n->in[0]->data, *w = n->in[1]->data;
     const T *bias = n->in[2] ? n->in[2]->data : NULL;
@@ -680,10 +675,10 @@ static void NAME(conv_fwd)(const tape_node *n, const conv_geom *q, int threads) 
                                  y + b * q->OC * q->P, scratch);
         return;
     }
-    #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t b = 0; b < q->B; b++)
-        NAME(conv_fwd_image)(q, x + b * q->C * q->H * q->W, w, wt, bias,
-                             y + b * q->OC * q->P, scratch + omp_get_thread_num() * slot);
+    CONV_PAR_FOR(b, q->B, threads,
+                 NAME(conv_fwd_image)(q, x + b * q->C * q->H * q->W, w, wt, bias,
+                                      y + b * q->OC * q->P,
+                                      scratch + omp_get_thread_num() * slot));
 }
 /* chunk c's images, their dW and db into part c: (wsize) dW then (OC) db */
 static void NAME(conv_bwd_chunk)(const conv_geom *q, const T *x, const T *w, const T *g,
@@ -706,10 +701,9 @@ static void NAME(conv_bwd)(const tape_node *n, const conv_geom *q, int threads,
         for (int64_t c = 0; c < chunks; c++)
             NAME(conv_bwd_chunk)(q, x, w, g, parts, gin[1], gin[2], dx, wsize, c, scratch);
     else
-        #pragma omp parallel for num_threads(threads) schedule(static)
-        for (int64_t c = 0; c < chunks; c++)
-            NAME(conv_bwd_chunk)(q, x, w, g, parts, gin[1], gin[2], dx, wsize, c,
-                                 scratch + omp_get_thread_num() * slot);
+        CONV_PAR_FOR(c, chunks, threads,
+                     NAME(conv_bwd_chunk)(q, x, w, g, parts, gin[1], gin[2], dx, wsize, c,
+                                          scratch + omp_get_thread_num() * slot));
     if (gin[2]) /* chunk sums in chunk order: the same bits for any thread count */
         for (int64_t c = 0; c < chunks; c++)
             for (int64_t o = 0; o < q->OC; o++)

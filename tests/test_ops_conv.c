@@ -3,6 +3,7 @@
  * stride, padding, dilation, groups, no bias and batches), against central
  * differences over the registry's sample cases, and every error path. */
 #include <string.h>
+#include <strings.h>
 
 #include "../autograd/internal.h"
 #include "../ops/conv.h"
@@ -366,7 +367,10 @@ START_TEST(test_parallel_threshold_follows_wait_policy) {
     ck_assert_int_eq(tg_parallel_min_for("passive"), PARALLEL_MIN_PASSIVE);
     ck_assert_int_eq(tg_parallel_min_for("PASSIVE"), PARALLEL_MIN_PASSIVE);
     ck_assert(PARALLEL_MIN_PASSIVE > PARALLEL_MIN_ELEMS);
-    ck_assert_int_eq(tg_parallel_min(), tg_parallel_min_for(getenv("OMP_WAIT_POLICY")));
+    const char *policy = getenv("OMP_WAIT_POLICY");
+    ck_assert_int_eq(tg_parallel_min(), tg_parallel_min_for(policy));
+    /* and so does how the convolutions share images (dynamic when sleeping) */
+    ck_assert_int_eq(tg_threads_sleep(), policy && strcasecmp(policy, "passive") == 0);
 }
 END_TEST
 
