@@ -114,7 +114,9 @@ static inline void rows_in_range(const pool_geom *q, int64_t i, int64_t *r0, int
  *       for 2x2 stride-2 windows a dense form (each row pair of dx written by
  *       vectors, g at the argmax tap and 0 at the other three, interleaved by a
  *       shuffle) measured slower on LeNet at batch 64 (5.6% of the step against
- *       2.3%): it reads and writes four dx elements per output, not one. */
+ *       2.3%): it reads and writes four dx elements per output, not one. Written
+ *       once into a fresh dx (no zeroing pass) it was still 1.1-2.8x the time
+ *       of zeroing then scattering (AMD EPYC Zen 4, BENCHMARKS.md). */
 #define MAX_POOL_KERNELS(T)                                                             \
     static void max_plane_##T(const pool_geom *q, const T *xp, const int64_t *org, T *best, \
                               int64_t *at) {                                            \

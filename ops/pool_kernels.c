@@ -2,7 +2,9 @@
  * ISA variant (pool_kernels.h, isa.h): the four taps of a row of outputs are
  * stride-2 loads from two input rows, reduced with selects in `omp simd`
  * loops, so each variant's compiler uses its own vector width (it was 7.5 %
- * of a LeNet-5 step at batch 64 built for the baseline). The kernels are
+ * of a LeNet-5 step at batch 64 built for the baseline; a form with whole-
+ * vector loads split by shuffles was no faster on AVX-512 and 6x slower on
+ * SSE, as LeNet's pools are bound by memory: BENCHMARKS.md). The kernels are
  * plain C in pool_kernels_t.h, included once per element type. */
 #include "pool_kernels.h"
 
