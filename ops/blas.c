@@ -12,32 +12,6 @@
 static const gemm_kernels *const gemm_variants[ISA_COUNT] = {&tg_gemm_kernels_v2, &tg_gemm_kernels_v3,
                                                              &tg_gemm_kernels_v4};
 
-/* C = beta C + a b^T for an inner dimension of 1: a rank-one update, which
- * is what the weight gradient G^T X of a linear layer is at batch 1. OpenBLAS
- * pays its GEMM set-up for it; the plain loop streams each row of C once and
- * measured 1.0 -> 0.6 us on LeNet-5's [84,120] gradient alone. a[m] is at
- * a[m * sa]; b is contiguous (a strided b would not vectorise). With beta 0, C is written without being
- * read, as BLAS does (so NaN in C does not survive). */
-#define OUTER_T(T)                                                                      \
-    static void outer_##T(int64_t M, int64_t N, const T *a, int64_t sa, const T *b,      \
-                          T beta, T *C, int64_t ldc) {                                   \
-        for (int64_t m = 0; m < M; m++) {                                               \
-            const T x = a[m * sa];                                                      \
-            T *c = C + m * ldc;                                                         \
-            if (beta == 0) {                                                            \
-                _Pragma("omp simd")                                                     \
-                for (int64_t n = 0; n < N; n++) c[n] = x * b[n];                        \
-            } else if (beta == 1) {                                                     \
-                _Pragma("omp simd")                                                     \
-                for (int64_t n = 0; n < N; n++) c[n] += x * b[n];                       \
-            } else {                                                                    \
-                _Pragma("omp simd")                                                     \
-                for (int64_t n = 0; n < N; n++) c[n] = beta * c[n] + x * b[n];          \
-            }                                                                           \
-        }                                                                               \
-    }
-OUTER_T(float)
-OUTER_T(double)
 
 /* oneDNN's sgemm picks its kernels from the CPU; it is held to the vector
  * unit of the variant in use when it is first called (v2 SSE4.1, v3 AVX2, v4
@@ -151,35 +125,35 @@ bool tg_blas_short_atb(int v, int level, dtype dt, int64_t K) {
 void tg_blas_gemm(dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void *A,
                int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
     if (M == 0 || N == 0) return;
-    if (K == 1 && (!tb || N == 1)) {
-        /* op(A)[m][0] is A[m] when transposed (a row of length M), else
-         * A[m * lda]; op(B)[0][n] is B[n] (with tb, only N = 1 is contiguous). */
-        int64_t sa = ta ? 1 : lda;
-        if (dt == DTYPE_F32)
-            outer_float(M, N, A, sa, B, (float)beta, C, ldc);
-        else
-            outer_double(M, N, A, sa, B, beta, C, ldc);
+    int v = tg_isa_in_use(); /* -1: TAPEGRAD_ISA was refused; OpenBLAS does all */
+    if (K == 1 && (!tb || N == 1) && v >= 0) {
+        /* C = a b^T + beta C, a rank-one update (gemm_kernels.c): what the
+         * weight gradient G^T X of a linear layer is at batch 1. OpenBLAS
+         * pays its GEMM set-up for it; the plain loop streams each row of C
+         * once (1.0 -> 0.6 us on LeNet-5's [84,120] gradient alone). op(A)[m][0]
+         * is A[m] when transposed (a row of length M), else A[m * lda];
+         * op(B)[0][n] is B[n] (with tb, only N = 1 is contiguous). */
+        gemm_variants[v]->outer[dt == DTYPE_F32 ? 0 : 1](M, N, A, ta ? 1 : lda, B, beta, C, ldc);
         return;
     }
     /* a few rows times B^T (gemm_kernels.c): B read once, not packed; the
      * variant in use, or OpenBLAS when TAPEGRAD_ISA was refused */
-    int v;
-    if (!ta && tb && M <= GEMM_SMALL_M && K > 0 && (v = tg_isa_in_use()) >= 0) {
+    if (!ta && tb && M <= GEMM_SMALL_M && K > 0 && v >= 0) {
         gemm_variants[v]->abt[dt == DTYPE_F32 ? 0 : 1](M, N, K, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    if (ta && !tb && (v = tg_isa_in_use()) >= 0 &&
+    if (ta && !tb && v >= 0 &&
         tg_blas_short_atb(v, tg_blas_openblas_level(), dt, K)) {
         gemm_variants[v]->atb[dt == DTYPE_F32 ? 0 : 1](M, N, K, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    if (!ta && !tb && K > 0 && (v = tg_isa_in_use()) >= 0 && tg_blas_rows_ab(v, dt, M)) {
+    if (!ta && !tb && K > 0 && v >= 0 && tg_blas_rows_ab(v, dt, M)) {
         gemm_variants[v]->ab[0](M, N, K, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     lda = lda > 1 ? lda : 1, ldb = ldb > 1 ? ldb : 1, ldc = ldc > 1 ? ldc : 1;
     bool small = (double)M * (double)N * (double)K < GEMM_ONE_THREAD_MACS;
-    if (dt == DTYPE_F32 && tg_blas_uses_dnnl(tg_isa_in_use(), ta, M, K)) {
+    if (dt == DTYPE_F32 && tg_blas_uses_dnnl(v, ta, M, K)) {
         /* oneDNN runs omp_get_max_threads() threads (one inside a parallel
          * region): the library's setting, or one for a small product as
          * below. Its split of the work depends on the count alone, so the

@@ -26,6 +26,9 @@ enum { GEMM_AB_MIN_M = 8, GEMM_AB_M = 16 };
  * for a contraction of at most GEMM_ATB_K (conv2d's input gradient with few
  * output channels; tg_blas_short_atb says where it runs). */
 enum { GEMM_ATB_K = 16 };
+/* outer[0] float32, [1] float64: C (M, N) = a b^T + beta C, an inner size of
+ * 1, a[m] at a[m * sa], b contiguous (a linear layer's weight gradient at
+ * batch 1). */
 typedef struct {
     void (*abt[2])(int64_t M, int64_t N, int64_t K, const void *A, int64_t lda, const void *B,
                    int64_t ldb, double beta, void *C, int64_t ldc);
@@ -33,6 +36,8 @@ typedef struct {
                   int64_t ldb, double beta, void *C, int64_t ldc);
     void (*atb[2])(int64_t M, int64_t N, int64_t K, const void *A, int64_t lda, const void *B,
                    int64_t ldb, double beta, void *C, int64_t ldc);
+    void (*outer[2])(int64_t M, int64_t N, const void *a, int64_t sa, const void *b, double beta,
+                     void *C, int64_t ldc);
 } gemm_kernels;
 extern const gemm_kernels tg_gemm_kernels_v2, tg_gemm_kernels_v3, tg_gemm_kernels_v4;
 

@@ -66,4 +66,5 @@ _Static_assert(GEMM_AB_MR <= 8, "ab_rows has a case per row count up to 8");
 
 const gemm_kernels ISA_SYM(tg_gemm_kernels) = {{gemm_abt_float, gemm_abt_double},
                                                 {gemm_ab_float, gemm_ab_double},
-                                                {gemm_atb_float, gemm_atb_double}};
+                                                {gemm_atb_float, gemm_atb_double},
+                                                {gemm_outer_float, gemm_outer_double}};

@@ -165,3 +165,33 @@ static void NAME(gemm_atb)(int64_t M, int64_t N, int64_t K, const void *A_, int6
         NAME(ab_rows)(M - m < GEMM_AB_MR ? (int)(M - m) : GEMM_AB_MR, N, K, A + m, 1, lda, B, ldb,
                       copy ? bt : NULL, beta, C + m * ldc, ldc);
 }
+
+/* C (M, N) = a b^T + beta C for an inner size of 1, a[m] at a[m * sa] and b
+ * contiguous: a rank-one update (a linear layer's weight gradient G^T X at
+ * batch 1). Each row of C is streamed once, whole vectors then the rest; with
+ * beta 0, C is written without being read. */
+static void NAME(gemm_outer)(int64_t M, int64_t N, const void *a_, int64_t sa, const void *b_,
+                             double beta_, void *C_, int64_t ldc) {
+    enum { V = GEMM_VB / sizeof(T) };
+    const T *a = a_, *b = b_, beta = (T)beta_;
+    T *C = C_;
+    const int64_t nw = N / V * V;
+    for (int64_t m = 0; m < M; m++) {
+        const T x = a[m * sa];
+        const NAME(gvec) xv = (NAME(gvec)){0} + x;
+        T *c = C + m * ldc;
+        for (int64_t n = 0; n < nw; n += V) {
+            NAME(gvec) bv, cv;
+            memcpy(&bv, b + n, sizeof bv);
+            if (beta == 0) {
+                cv = xv * bv;
+            } else {
+                memcpy(&cv, c + n, sizeof cv);
+                cv = beta == 1 ? cv + xv * bv : beta * cv + xv * bv;
+            }
+            memcpy(c + n, &cv, sizeof cv);
+        }
+        for (int64_t n = nw; n < N; n++)
+            c[n] = beta == 0 ? x * b[n] : beta == 1 ? c[n] + x * b[n] : beta * c[n] + x * b[n];
+    }
+}

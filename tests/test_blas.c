@@ -5,7 +5,8 @@
  * must not leave an error behind; float32 GEMMs of every transpose pair on
  * every variant (oneDNN's sgemm or OpenBLAS by blas.c's rule), against the
  * same loops and repeating their bits; the few-row A B kernels (gemm_ab) of
- * every variant against the same loops. */
+ * every variant against the same loops; the rank-one update (an inner size
+ * of 1) of every variant and of OpenBLAS. */
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,6 +210,70 @@ START_TEST(test_gemm_short_atb_every_variant_matches_naive) {
 }
 END_TEST
 
+/* tg_blas_gemm with an inner size of 1 (the rank-one update of a linear
+ * layer's weight gradient at batch 1: ops/gemm_kernels.c's gemm_outer when
+ * a variant is in use, OpenBLAS when TAPEGRAD_ISA was refused), op(A) a
+ * column of A (lda 3: a strided a[m]) or with ta a row (contiguous), op(B)
+ * a row of B (or with tb and N = 1 its one element), seeded values against
+ * float64 products, padded C; with beta 0 the C it starts from is NaN, which
+ * must not survive. */
+static void check_outer(dtype dt, bool ta, bool tb, int64_t M, int64_t N, double beta) {
+    const int64_t lda = ta ? M + 2 : 3, ldb = tb ? 1 : N + 4, ldc = N + 3;
+    const int64_t na = ta ? lda : M * lda, nb = tb ? N : ldb, nc = M * ldc;
+    const bool f32 = dt == DTYPE_F32;
+    double *A = malloc((size_t)na * sizeof *A), *B = malloc((size_t)nb * sizeof *B);
+    double *C = malloc((size_t)nc * sizeof *C), *want = malloc((size_t)nc * sizeof *want);
+    float *af = malloc((size_t)na * sizeof *af), *bf = malloc((size_t)nb * sizeof *bf);
+    float *cf = malloc((size_t)nc * sizeof *cf);
+    ck_assert(A && B && C && want && af && bf && cf);
+    rng g;
+    rng_seed(&g, (uint64_t)(M * 131 + N * 7 + ta * 2 + tb), 11);
+    for (int64_t i = 0; i < na; i++) A[i] = af[i] = (float)(rng_uniform(&g) * 2 - 1);
+    for (int64_t i = 0; i < nb; i++) B[i] = bf[i] = (float)(rng_uniform(&g) * 2 - 1);
+    for (int64_t i = 0; i < nc; i++) C[i] = cf[i] = beta == 0 ? NAN : (float)(rng_uniform(&g) * 2 - 1);
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < ldc; n++) {
+            const double x = ta ? A[m] : A[m * lda], y = n < N ? B[n] : 0;
+            want[m * ldc + n] = n >= N ? C[m * ldc + n] : (beta == 0 ? 0 : beta * C[m * ldc + n]) + x * y;
+        }
+    tg_blas_gemm(dt, ta, tb, M, N, 1, f32 ? (void *)af : A, lda, f32 ? (void *)bf : B, ldb, beta,
+                 f32 ? (void *)cf : C, ldc);
+    const double tol = f32 ? 2e-6 : 1e-15;
+    for (int64_t i = 0; i < nc; i++) {
+        const double got = f32 ? cf[i] : C[i];
+        ck_assert_msg(i % ldc >= N ? memcmp(&got, &want[i], sizeof got) == 0 || (isnan(got) && isnan(want[i]))
+                                   : fabs(got - want[i]) <= tol,
+                      "%s %s ta %d tb %d M %lld N %lld beta %g: C[%lld, %lld] = %.10g, expected %.10g",
+                      tapegrad_isa() ? tapegrad_isa() : "OpenBLAS", tg_dtype_name(dt), ta, tb,
+                      (long long)M, (long long)N, beta, (long long)(i / ldc), (long long)(i % ldc), got,
+                      want[i]);
+    }
+    free(A), free(B), free(C), free(want), free(af), free(bf), free(cf);
+}
+
+/* Every variant the CPU runs and the refused one, both dtypes: N leaving
+ * every remainder of a vector (1, 7, 16, 33, 120), a few rows, a strided or
+ * contiguous a, beta 0, 1 and 0.5; and op(B) = B^T of a single column. */
+START_TEST(test_gemm_outer_every_variant_matches_naive) {
+    static const int64_t Ms[] = {1, 5, 84}, Ns[] = {1, 7, 16, 33, 120};
+    static const double betas[] = {0, 1, 0.5};
+    for (int v = -1; v < ISA_COUNT; v++) {
+        if (v >= 0 && !tg_isa_supported(v)) continue;
+        ck_assert_int_eq(tg_isa_select(v < 0 ? "avx2" : tg_isa_name(v)), v < 0 ? -1 : 0);
+        tapegrad_error_clear();
+        for (int d = 0; d < 2; d++)
+            for (size_t i = 0; i < sizeof Ms / sizeof *Ms; i++) {
+                for (size_t j = 0; j < sizeof Ns / sizeof *Ns; j++)
+                    for (int e = 0; e < 3; e++)
+                        check_outer(d ? DTYPE_F32 : DTYPE_F64, (i + j) % 2, false, Ms[i], Ns[j], betas[e]);
+                check_outer(d ? DTYPE_F32 : DTYPE_F64, i % 2, true, Ms[i], 1, betas[i % 3]);
+            }
+        ck_assert_ptr_null(tapegrad_error());
+    }
+    ck_assert_int_eq(tg_isa_select(getenv("TAPEGRAD_ISA")), 0);
+}
+END_TEST
+
 /* op(X)[i, j] of a row-major X with row stride ld: X[j, i] when transposed */
 static double at(const double *X, int64_t ld, bool t, int64_t i, int64_t j) {
     return t ? X[j * ld + i] : X[i * ld + j];
@@ -366,6 +431,7 @@ static Suite *blas_suite(void) {
     tcase_add_test(tc, test_gemm_f32_every_transpose_every_variant_matches_naive);
     tcase_add_test(tc, test_gemm_f32_dnnl_only_on_its_first_variant);
     tcase_add_test(tc, test_gemm_short_atb_every_variant_matches_naive);
+    tcase_add_test(tc, test_gemm_outer_every_variant_matches_naive);
     tcase_add_test(tc, test_blas_core_level_by_name);
     tcase_add_test(tc, test_blas_dnnl_rule_follows_openblas_level);
     tcase_add_test(tc, test_blas_openblas_level_is_the_running_core);
