@@ -120,7 +120,7 @@ enum { CONV_DWK = 5, CONV_DWNV = 2, CONV_DWO = 2, CONV_DWT = 5, CONV_FB = 6, CON
             for (int64_t i = 0; i < (n); i++) __VA_ARGS__;                             \
         }                                                                              \
     } while (0)
-enum { CONV_GATHER_KW = 16 }; /* kw per pass of col2im_tight (its masks stay on the stack) */
+enum { CONV_GATHER_KW = 8 }; /* kw per pass of col2im_tight (a case of gather_sum each) */
 _Static_assert(CONV_DWK <= 8 && CONV_FB <= 12, "the unrolled copies of dw_direct and fwd_cl");
 /* Tight columns move whole vectors of CONV_TB bytes (at most CONV_SLACK
  * elements) and may read or write up to CONV_SLACK elements past a buffer's

@@ -88,8 +88,39 @@ static void NAME(im2col_tight)(const conv_geom *q, const T *xp, T *cols) {
  * V pixels of a row at a time, one load per tap with its lanes outside [0, OW) masked
  * to zero. The mask depends on kw and the vector's place in the row only; a kw with no lane
  * inside adds nothing and is not loaded (loads stay within a vector of the columns).
- * Even and odd kh go to two sums, so the adds are not one chain of FADD latencies.
- * One store per pixel instead of one read-modify-write per column entry. */
+ * One store per pixel instead of one read-modify-write per column entry.
+ *
+ * gather_taps: one vector's sum over nkh kernel rows (base steps by tap_kh) and the
+ * nk kw taps at base + col[k] under mask in[k], with nk a constant in each copy
+ * (gather_sum's cases): the masks stay in registers and each kw has a sum of its
+ * own, so a chain of adds is nkh long. Two sums alternating over kh (the form
+ * before) made it a chain of about 13 dependent adds for LeNet's 5 x 5 taps,
+ * which bounded the gather by FADD latency. The kw sums are added in kw order. */
+static inline __attribute__((always_inline)) NAME(vec64)
+    NAME(gather_taps)(const T *base, const int64_t *col, const NAME(vmask) *in, int nk,
+                      int64_t nkh, int64_t tap_kh) {
+    NAME(vec64) a[CONV_GATHER_KW], v;
+    NAME(vmask) m[CONV_GATHER_KW];
+    int64_t o[CONV_GATHER_KW];
+    UNROLL for (int k = 0; k < nk; k++) a[k] = (NAME(vec64)){0}, m[k] = in[k], o[k] = col[k];
+    for (int64_t h = 0; h < nkh; h++, base += tap_kh)
+        UNROLL for (int k = 0; k < nk; k++) {
+            memcpy(&v, base + o[k], sizeof v);
+            a[k] += (NAME(vec64))((NAME(vmask))v & m[k]);
+        }
+    UNROLL for (int k = 1; k < nk; k++) a[0] += a[k];
+    return a[0];
+}
+#define GATHER_CASE(k) case k: return NAME(gather_taps)(base, col, in, k, nkh, tap_kh);
+static NAME(vec64) NAME(gather_sum)(const T *base, const int64_t *col, const NAME(vmask) *in,
+                                    int nk, int64_t nkh, int64_t tap_kh) {
+    switch (nk) {
+        GATHER_CASE(1) GATHER_CASE(2) GATHER_CASE(3) GATHER_CASE(4)
+        GATHER_CASE(5) GATHER_CASE(6) GATHER_CASE(7) GATHER_CASE(8)
+    }
+    return (NAME(vec64)){0}; /* nk is 1 .. CONV_GATHER_KW */
+}
+#undef GATHER_CASE
 static void NAME(col2im_tight)(const conv_geom *q, const T *dcols, T *dx) {
     enum { V = CONV_TB / sizeof(T) };
     NAME(vmask) lane, in[CONV_GATHER_KW];
@@ -117,22 +148,7 @@ static void NAME(col2im_tight)(const conv_geom *q, const T *dcols, T *dx) {
                     while (kh1 > kh0 && ih + q->ph - (kh1 - 1) * q->dh < 0) kh1--;
                     const T *base = dcols + (c * q->KH + kh0) * q->KW * q->P +
                                     (ih + q->ph - kh0 * q->dh) * q->OW;
-                    NAME(vec64) a0 = {0}, a1 = {0}, v;
-                    for (int k = 0; k < nk; k++) {
-                        const T *p = base + col[k];
-                        int64_t kh = kh0;
-                        for (; kh + 1 < kh1; kh += 2, p += 2 * tap_kh) {
-                            memcpy(&v, p, sizeof v);
-                            a0 += (NAME(vec64))((NAME(vmask))v & in[k]);
-                            memcpy(&v, p + tap_kh, sizeof v);
-                            a1 += (NAME(vec64))((NAME(vmask))v & in[k]);
-                        }
-                        if (kh < kh1) {
-                            memcpy(&v, p, sizeof v);
-                            a0 += (NAME(vec64))((NAME(vmask))v & in[k]);
-                        }
-                    }
-                    a0 += a1;
+                    NAME(vec64) a0 = NAME(gather_sum)(base, col, in, nk, kh1 - kh0, tap_kh);
                     /* the pixels past the row's end belong to later rows of this
                      * image, written back unchanged; past the image, element by
                      * element */
@@ -181,15 +197,35 @@ static void NAME(unwiden)(const conv_geom *q, const T *yw, const T *bias, T *y) 
         }
     }
 }
-/* gw[oc, oh Wp + ow] = g[oc, oh, ow], 0 past each row's end */
+/* gw[oc, oh Wp + ow] = g[oc, oh, ow], 0 past each row's end (the last row
+ * of a channel ends at OW). A row of at least V pixels (LeNet's conv1: 28 of
+ * Wp 32) goes in whole vectors: the zeros first (the last vector shifted
+ * back to end at the row's end), then the pixels front to back, the last
+ * vector shifted back to end at OW (it rewrites pixels the zeros or the
+ * vector before it wrote); a scalar loop ran a
+ * quarter of each 28-pixel row and took about 1 % of a LeNet-5 step. */
 static void NAME(widen)(const conv_geom *q, const T *g, T *gw) {
+    enum { V = CONV_TB / sizeof(T) };
     for (int64_t oc = 0; oc < q->OC; oc++)
         for (int64_t oh = 0; oh < q->OH; oh++) {
             const T *s = g + (oc * q->OH + oh) * q->OW;
             T *d = gw + oc * q->L + oh * q->Wp;
-            SIMD for (int64_t ow = 0; ow < q->OW; ow++) d[ow] = s[ow];
-            int64_t end = oh + 1 < q->OH ? q->Wp : q->OW;
-            for (int64_t ow = q->OW; ow < end; ow++) d[ow] = 0;
+            const int64_t end = oh + 1 < q->OH ? q->Wp : q->OW;
+            if (q->OW < V) {
+                SIMD for (int64_t ow = 0; ow < q->OW; ow++) d[ow] = s[ow];
+                for (int64_t ow = q->OW; ow < end; ow++) d[ow] = 0;
+                continue;
+            }
+            const NAME(vec64) zero = {0};
+            NAME(vec64) v;
+            for (int64_t ow = q->OW; ow < end; ow += V)
+                memcpy(d + (ow + V <= end ? ow : end - V), &zero, sizeof zero);
+            for (int64_t ow = 0;; ow += V) {
+                const int64_t at = ow + V <= q->OW ? ow : q->OW - V;
+                memcpy(&v, s + at, sizeof v);
+                memcpy(d + at, &v, sizeof v);
+                if (at + V == q->OW) break;
+            }
         }
 }
 

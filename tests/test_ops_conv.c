@@ -521,6 +521,20 @@ START_TEST(test_conv2d_every_variant_matches_naive) {
                                 params(1, 1, 1, 1, 2, 2, 2), tol);
             check_against_naive(dt, (int64_t[]){1, 2, 7, 9}, (int64_t[]){8, 2, 2, 3}, false,
                                 params(1, 1, 0, 2, 1, 1, 1), tol);
+            /* tight columns with 10 taps a kernel row: the gather takes kw in
+             * passes of at most 8 (CONV_GATHER_KW), so a second pass adds into
+             * dx; 3 columns of padding each side */
+            {
+                tensor *x = tensor_zeros(dt, 4, (int64_t[]){2, 2, 5, 16});
+                tensor *w = tensor_zeros(dt, 4, (int64_t[]){3, 2, 2, 10});
+                conv_paths c;
+                conv2d_params p = params(1, 1, 0, 3, 1, 1, 1);
+                ck_assert_int_eq(tg_conv2d_paths(x, w, p, v, &c), 0);
+                ck_assert_int_eq(c.dx, CONV_DX_TIGHT);
+                tensor_free(x), tensor_free(w);
+                check_against_naive(dt, (int64_t[]){2, 2, 5, 16}, (int64_t[]){3, 2, 2, 10}, true, p,
+                                    tol);
+            }
         }
     }
     ck_assert_int_eq(tg_isa_select(getenv("TAPEGRAD_ISA")), 0);
