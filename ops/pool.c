@@ -162,7 +162,8 @@ static inline void rows_in_range(const pool_geom *q, int64_t i, int64_t *r0, int
     static void max_pool_fwd_##T(const pool_geom *q, const T *x, T *y, int64_t *idx,    \
                                  const int64_t *org) {                                  \
         int64_t in = q->H * q->W, out = q->OH * q->OW;                                  \
-        bool k2s2 = org && q->kh == 2 && q->kw == 2 && q->sh == 2 && q->sw == 2;         \
+        bool k2s2 = org && q->kh == 2 && q->kw == 2 && q->sh == 2 && q->sw == 2 &&       \
+                    in <= INT32_MAX; /* the kernel's offsets are int32 */             \
         void (*max_2x2)(const T *, int64_t, int64_t, int64_t, T *, int64_t *) =          \
             tg_pool_kernels_run()->max_2x2_##T;                                         \
         POOL_FOR(p, q, {                                                                \

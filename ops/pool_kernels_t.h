@@ -12,13 +12,14 @@ static inline __attribute__((always_inline)) void POOL(max_row_chunks)(
     for (int64_t j0 = 0; j0 < OW; j0 += ch) {
         const int64_t jb = j0 + ch <= OW ? j0 : OW - ch;
         POOL_SIMD for (int64_t t = 0; t < ch; t++) {
-            const int64_t j = jb + t, k = base + 2 * j;
+            const int64_t j = jb + t;
+            const int32_t k = (int32_t)(base + 2 * j), w = (int32_t)W;
             T a = top[2 * j], b = top[2 * j + 1], c = bot[2 * j], d = bot[2 * j + 1];
-            int64_t ia = k, ic = k + W;
+            int32_t ia = k, ic = k + w;
             /* take v over best when v > best, or v is NaN and best is not;
              * spelled so that the compiler if-converts it */
             if (b > a || (b != b && a == a)) a = b, ia = k + 1;
-            if (d > c || (d != d && c == c)) c = d, ic = k + W + 1;
+            if (d > c || (d != d && c == c)) c = d, ic = k + w + 1;
             if (c > a || (c != c && a == a)) a = c, ia = ic;
             yr[j] = a;
             ir[j] = ia;
