@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "../ops/isa.h"
 
 /* A moment decays every step its gradient is 0 (a dead unit: Adam's m by
  * beta1, SGD's momentum by mu) and falls below DBL_MIN after some 7,000 such
@@ -217,14 +218,46 @@ int optim_group_count(const optim *o) { return o ? o->n_groups : 0; }
     } while (0)
 
 /* P += neg_lr G with one fused multiply-add per element (fmaf: exact, so every
- * clone gives the same bits). The library is built for x86-64-v2, which has
+ * variant gives the same bits). The library is built for x86-64-v2, which has
  * no FMA instruction: there fmaf is a libm call per element (29 % of a
- * LeNet-5 batch-1 step); the clones for v3/v4, picked by the CPU at load
- * time, inline and vectorise it. */
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+ * LeNet-5 batch-1 step), so v2 computes it in float64 (fmaf_by_double); the
+ * copies for v3/v4 inline and vectorise the instruction. The
+ * copy is the variant in use (ops/isa.h), so TAPEGRAD_ISA governs it as it
+ * does the ops' kernels (GCC's target_clones picked by the CPU alone, and a
+ * forced v2 or v3 still ran the v4 loop). */
+#define SGD_F32(name, target, fma)                                                  \
+    target static void name(float *P, const float *G, float neg_lr, int64_t cnt) {   \
+        _Pragma("omp simd") for (int64_t i = 0; i < cnt; i++) P[i] = fma(neg_lr, G[i], P[i]); \
+    }
+/* fmaf(a, b, c) without an FMA instruction, and exactly: a b is exact in
+ * float64 (24 + 24 bits of 53); s = a b + c rounds once in float64 and TwoSum
+ * recovers its error e exactly; s is then made the sum rounded to odd (an
+ * even s with e != 0 steps one ulp towards a b + c), and rounding that to
+ * float32, 29 bits shorter, gives the correctly rounded a b + c (rounding to
+ * odd first is innocuous when at least 2 bits are dropped after it). With
+ * e = 0 or a NaN or infinite operand, s itself. Vectorises on the baseline's
+ * SSE4.2: the v2 batch-1 LeNet-5 step spent 0.15 ms in libm's fmaf. */
+static inline float fmaf_by_double(float a, float b, float c) {
+    const double p = (double)a * b, x = c, s = p + x;
+    const double bb = s - p, e = (p - (s - bb)) + (x - bb);
+    int64_t bits;
+    memcpy(&bits, &s, sizeof bits);
+    const int64_t step = (e > 0) == (s > 0) ? 1 : -1; /* towards a b + c */
+    bits += e != 0 && e == e && !(bits & 1) ? step : 0;
+    double r;
+    memcpy(&r, &bits, sizeof r);
+    return (float)r;
+}
+SGD_F32(sgd_f32_v4, __attribute__((target("arch=x86-64-v4"))), fmaf)
+SGD_F32(sgd_f32_v3, __attribute__((target("arch=x86-64-v3"))), fmaf)
+SGD_F32(sgd_f32_v2, , fmaf_by_double)
+#undef SGD_F32
 static void sgd_f32(float *P, const float *G, float neg_lr, int64_t cnt) {
-    _Pragma("omp simd")
-    for (int64_t i = 0; i < cnt; i++) P[i] = fmaf(neg_lr, G[i], P[i]);
+    switch (tg_isa_in_use()) { /* -1 (TAPEGRAD_ISA refused): the baseline */
+    case ISA_V4: sgd_f32_v4(P, G, neg_lr, cnt); break;
+    case ISA_V3: sgd_f32_v3(P, G, neg_lr, cnt); break;
+    default: sgd_f32_v2(P, G, neg_lr, cnt); break;
+    }
 }
 
 static void sgd_update(const optim_config *c, slot *s) {
@@ -271,20 +304,34 @@ static void sgd_update(const optim_config *c, slot *s) {
 #define ADAM_LOOP(TP, TG) ADAM_LOOP_FORM(TP, TG, false)
 #define ADAMW_LOOP(TP, TG) ADAM_LOOP_FORM(TP, TG, true)
 
-/* The float32 parameter and gradient case (training) of the loops above,
- * cloned for v3/v4 like sgd_f32 and picked by the CPU at load time: the
- * per-element sqrt and division in float64 ran two lanes wide on the
- * x86-64-v2 baseline (AdamW was 5 % of an LSTM step). optim.c is built with
- * -ffp-contract=off, so no clone fuses a multiply and an add the baseline
- * does not: every clone gives the baseline's bits. */
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-static void adam_f32(tensor *p, double *M, double *V, int64_t cnt, bool decoupled,
-                     double lr, double wd, double b1, double b2, double step_size, double bc2_sqrt,
+/* The float32 parameter and gradient case (training) of the loops above, one
+ * copy per variant like sgd_f32 and picked the same way: the per-element sqrt
+ * and division in float64 ran two lanes wide on the x86-64-v2 baseline (AdamW
+ * was 5 % of an LSTM step). optim.c is built with -ffp-contract=off, so no
+ * copy fuses a multiply and an add the baseline does not: every variant gives
+ * the baseline's bits (tests/test_nn_optim.c). */
+#define ADAM_F32(name, target)                                                       \
+    target static void name(tensor *p, double *M, double *V, int64_t cnt, bool decoupled, \
+                            double lr, double wd, double b1, double b2, double step_size, \
+                            double bc2_sqrt, double eps) {                           \
+        if (decoupled)                                                               \
+            ADAMW_LOOP(float, float);                                                \
+        else                                                                         \
+            ADAM_LOOP(float, float);                                                 \
+    }
+ADAM_F32(adam_f32_v4, __attribute__((target("arch=x86-64-v4"))))
+ADAM_F32(adam_f32_v3, __attribute__((target("arch=x86-64-v3"))))
+ADAM_F32(adam_f32_v2, )
+#undef ADAM_F32
+static void adam_f32(tensor *p, double *M, double *V, int64_t cnt, bool decoupled, double lr,
+                     double wd, double b1, double b2, double step_size, double bc2_sqrt,
                      double eps) {
-    if (decoupled)
-        ADAMW_LOOP(float, float);
-    else
-        ADAM_LOOP(float, float);
+    void (*f)(tensor *, double *, double *, int64_t, bool, double, double, double, double,
+              double, double, double) = adam_f32_v2;
+    int v = tg_isa_in_use();
+    if (v == ISA_V4) f = adam_f32_v4;
+    if (v == ISA_V3) f = adam_f32_v3;
+    f(p, M, V, cnt, decoupled, lr, wd, b1, b2, step_size, bc2_sqrt, eps);
 }
 
 static void adam_update(const optim_config *c, slot *s) {

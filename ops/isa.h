@@ -4,7 +4,9 @@
  * Kernel files named ops/NAME_kernels.c are compiled once per variant (the
  * Makefile's ISA_FLAGS) with TG_ISA set to its name, so each symbol they
  * export is spelt through ISA_SYM (tg_conv_kernels_v3, ...). The rest of the
- * library is built for the baseline, x86-64-v2.
+ * library is built for the baseline, x86-64-v2, except the optimisers'
+ * float32 update loops (nn/optim.c): a copy per variant by GCC's target
+ * attribute, chosen by tg_isa_in_use() like the kernel files.
  *
  *   v2  x86-64-v2: SSE4.2, 16 x 16-byte vector registers
  *   v3  x86-64-v3: AVX2 + FMA, 16 x 32-byte registers

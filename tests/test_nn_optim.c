@@ -4,8 +4,10 @@
  * Every test: one float64 parameter p = [1, -2], gradient g1 = [0.5, -1] on
  * the first step and g2 = [0.25, 0.5] on the second, lr 0.1. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "../ops/isa.h"
 #include "check_main.h"
 
 static tensor *param(void) {
@@ -298,6 +300,94 @@ START_TEST(test_optim_bad_configs_rejected) {
 }
 END_TEST
 
+/* The float32 update loops (plain SGD, Adam, AdamW) have a copy per ISA
+ * variant, the one in use (TAPEGRAD_ISA) running: every variant the CPU runs
+ * gives v2's bits over three steps, on 37 values (whole vectors and a tail
+ * on every width), and the steps move every value. */
+START_TEST(test_float32_updates_same_bits_on_every_variant) {
+    enum { N = 37 };
+    const optim_kind kinds[] = {OPTIM_SGD, OPTIM_ADAM, OPTIM_ADAMW};
+    for (int k = 0; k < 3; k++) {
+        float ref[N], start[N];
+        for (int v = 0; v < ISA_COUNT; v++) {
+            if (!tg_isa_supported(v)) continue;
+            ck_assert_int_eq(tg_isa_select(tg_isa_name(v)), 0);
+            rng g;
+            rng_seed(&g, 11, (uint64_t)k);
+            tensor *p = tensor_randn(&g, DTYPE_F32, SHAPE(N), 0.0, 1.0);
+            ck_assert_ptr_nonnull(p);
+            tensor_set_requires_grad(p, true);
+            p->grad = tensor_zeros(DTYPE_F32, SHAPE(N));
+            memcpy(start, p->data, sizeof start);
+            optim_config c = optim_defaults(kinds[k]);
+            c.lr = 0.03;
+            if (kinds[k] != OPTIM_SGD) c.weight_decay = 0.1;
+            optim *o = optim_new(&c, &p, 1);
+            ck_assert_ptr_nonnull(o);
+            for (int s = 0; s < 3; s++) {
+                for (int64_t i = 0; i < N; i++) tensor_set(p->grad, i, rng_normal(&g) * (1 + i % 5));
+                ck_assert_int_eq(optim_step(o), 0);
+            }
+            const float *d = p->data;
+            for (int i = 0; i < N; i++) ck_assert_float_ne(d[i], start[i]);
+            if (v == ISA_V2)
+                memcpy(ref, d, sizeof ref);
+            else
+                for (int i = 0; i < N; i++)
+                    ck_assert_msg(d[i] == ref[i], "%s, kind %d, [%d]: %a against v2's %a",
+                                  tg_isa_name(v), k, i, (double)d[i], (double)ref[i]);
+            optim_free(o);
+            tensor_free(p);
+        }
+    }
+    ck_assert_int_eq(tg_isa_select(getenv("TAPEGRAD_ISA")), 0);
+}
+END_TEST
+
+/* v2 has no FMA instruction and computes plain SGD's fmaf(-lr, g, p) in
+ * float64 (optim.c, fmaf_by_double): held to libm's fmaf on 200,000 values
+ * of wide-ranging exponents and signs, and on sums that land exactly on a
+ * float32 midpoint after rounding to float64 (p + lr g = 2^24 + 3 - 2^-46,
+ * scaled by 2^j), where rounding twice would give the other neighbour. */
+START_TEST(test_sgd_float32_without_fma_is_fmaf) {
+    enum { N = 200000, TIE = 64 };
+    ck_assert_int_eq(tg_isa_select("v2"), 0);
+    const double lr = 1 + 0x1p-23; /* -lr g = (1 + 2^-23)(1 - 2^-23) = 1 - 2^-46 */
+    tensor *p = tensor_zeros(DTYPE_F32, SHAPE(N));
+    ck_assert_ptr_nonnull(p);
+    tensor_set_requires_grad(p, true);
+    p->grad = tensor_zeros(DTYPE_F32, SHAPE(N));
+    float *P = p->data, *G = p->grad->data, *want = malloc(N * sizeof *want);
+    ck_assert_ptr_nonnull(want);
+    rng g;
+    rng_seed(&g, 5, 1);
+    for (int i = 0; i < N; i++) {
+        if (i < TIE) { /* the double-rounding cases, at 64 scales and both signs */
+            float sc = ldexpf(i % 2 ? -1.0f : 1.0f, i / 2 - 16);
+            P[i] = (0x1p24f + 2) * sc;
+            G[i] = -(1 - 0x1p-23f) * sc;
+        } else {
+            P[i] = (float)(rng_normal(&g) * ldexp(1, (int)rng_below(&g, 60) - 30));
+            G[i] = (float)(rng_normal(&g) * ldexp(1, (int)rng_below(&g, 60) - 30));
+        }
+        want[i] = fmaf((float)-lr, G[i], P[i]);
+        /* rounding to float64 and then to float32 misses every crafted case */
+        if (i < TIE) ck_assert_float_ne((float)((double)(float)-lr * G[i] + P[i]), want[i]);
+    }
+    optim_config c = optim_defaults(OPTIM_SGD);
+    c.lr = lr;
+    optim *o = optim_new(&c, &p, 1);
+    ck_assert_ptr_nonnull(o);
+    ck_assert_int_eq(optim_step(o), 0);
+    for (int i = 0; i < N; i++)
+        ck_assert_msg(P[i] == want[i], "[%d]: %a, fmaf gives %a", i, (double)P[i], (double)want[i]);
+    free(want);
+    optim_free(o);
+    tensor_free(p);
+    ck_assert_int_eq(tg_isa_select(getenv("TAPEGRAD_ISA")), 0);
+}
+END_TEST
+
 START_TEST(test_step_rejects_misshapen_grad) {
     tensor *p = param();
     tensor_free(p->grad);
@@ -335,6 +425,8 @@ Suite *nn_optim_suite(void) {
     tcase_add_test(tc, test_optim_set_lr_takes_effect);
     tcase_add_test(tc, test_optim_bad_configs_rejected);
     tcase_add_test(tc, test_step_rejects_misshapen_grad);
+    tcase_add_test(tc, test_float32_updates_same_bits_on_every_variant);
+    tcase_add_test(tc, test_sgd_float32_without_fma_is_fmaf);
     suite_add_tcase(s, tc);
     return s;
 }
