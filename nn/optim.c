@@ -221,10 +221,10 @@ int optim_group_count(const optim *o) { return o ? o->n_groups : 0; }
  * variant gives the same bits). The library is built for x86-64-v2, which has
  * no FMA instruction: there fmaf is a libm call per element (29 % of a
  * LeNet-5 batch-1 step), so v2 computes it in float64 (fmaf_by_double); the
- * copies for v3/v4 inline and vectorise the instruction. The
- * copy is the variant in use (ops/isa.h), so TAPEGRAD_ISA governs it as it
- * does the ops' kernels (GCC's target_clones picked by the CPU alone, and a
- * forced v2 or v3 still ran the v4 loop). */
+ * copies for v3/v4 inline and vectorise the instruction. The copy that runs
+ * is the variant in use (ops/isa.h), so TAPEGRAD_ISA governs it as it does
+ * the ops' kernels (GCC's target_clones picked by the CPU alone, and a forced
+ * v2 or v3 still ran the v4 loop). */
 #define SGD_F32(name, target, fma)                                                  \
     target static void name(float *P, const float *G, float neg_lr, int64_t cnt) {   \
         _Pragma("omp simd") for (int64_t i = 0; i < cnt; i++) P[i] = fma(neg_lr, G[i], P[i]); \
@@ -326,12 +326,11 @@ ADAM_F32(adam_f32_v2, )
 static void adam_f32(tensor *p, double *M, double *V, int64_t cnt, bool decoupled, double lr,
                      double wd, double b1, double b2, double step_size, double bc2_sqrt,
                      double eps) {
-    void (*f)(tensor *, double *, double *, int64_t, bool, double, double, double, double,
-              double, double, double) = adam_f32_v2;
-    int v = tg_isa_in_use();
-    if (v == ISA_V4) f = adam_f32_v4;
-    if (v == ISA_V3) f = adam_f32_v3;
-    f(p, M, V, cnt, decoupled, lr, wd, b1, b2, step_size, bc2_sqrt, eps);
+    switch (tg_isa_in_use()) { /* -1 (TAPEGRAD_ISA refused): the baseline */
+    case ISA_V4: adam_f32_v4(p, M, V, cnt, decoupled, lr, wd, b1, b2, step_size, bc2_sqrt, eps); break;
+    case ISA_V3: adam_f32_v3(p, M, V, cnt, decoupled, lr, wd, b1, b2, step_size, bc2_sqrt, eps); break;
+    default: adam_f32_v2(p, M, V, cnt, decoupled, lr, wd, b1, b2, step_size, bc2_sqrt, eps); break;
+    }
 }
 
 static void adam_update(const optim_config *c, slot *s) {

@@ -12,7 +12,6 @@
 static const gemm_kernels *const gemm_variants[ISA_COUNT] = {&tg_gemm_kernels_v2, &tg_gemm_kernels_v3,
                                                              &tg_gemm_kernels_v4};
 
-
 /* oneDNN's sgemm picks its kernels from the CPU; it is held to the vector
  * unit of the variant in use when it is first called (v2 SSE4.1, v3 AVX2, v4
  * AVX-512), since its limit can be set once only, before its first use. A
