@@ -382,6 +382,29 @@ int64_t tg_parallel_min(void);
  * last. */
 bool tg_threads_sleep(void);
 
+/* Items over threads whose waits are short: body(ctx, i, slot) for every i in
+ * [0, n), on `threads` threads, the caller as slot 0 and workers as slots 1
+ * to threads - 1, items handed out one at a time to whichever is free. What
+ * a body writes must depend on i alone, not on the slot (each slot's scratch
+ * is its own), so the result is the same for any thread count.
+ *
+ * Why not an OpenMP region: under OMP_WAIT_POLICY=passive libgomp's threads
+ * sleep as soon as a region ends, and waking one for the next region costs
+ * 40-50 us on a 2-core virtual machine, as long as LeNet-5's conv1 forward
+ * at batch 64 takes on two threads (BENCHMARKS.md, "The convolutions' own
+ * workers"). These workers spin for TG_PAR_SPIN_US after each run, so the
+ * convolutions of one training step find them awake, then sleep on a
+ * condition variable: a program that stops calling costs no CPU after that.
+ * The caller waits for the last item the same way. Workers start on first
+ * use and live until exit; a forked child starts its own. A call from inside
+ * a body (or with threads < 2) runs the items in order on the caller. */
+enum { TG_PAR_SPIN_US = 100 };
+typedef void (*tg_par_body)(void *ctx, int64_t i, int slot);
+void tg_par_items(int64_t n, int threads, tg_par_body body, void *ctx);
+/* Whether this thread is running a tg_par_items body: a GEMM there stays on
+ * one thread, as inside an OpenMP region. */
+bool tg_par_in_body(void);
+
 /* Whether a loop of `work` elements should enter an OpenMP parallel region:
  * only when it is large and there is more than one thread. Entering a region
  * costs 0.3-0.5 us even when an `if` clause keeps it on one thread, as much

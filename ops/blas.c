@@ -152,12 +152,14 @@ void tg_blas_gemm(dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, c
     }
     lda = lda > 1 ? lda : 1, ldb = ldb > 1 ? ldb : 1, ldc = ldc > 1 ? ldc : 1;
     bool small = (double)M * (double)N * (double)K < GEMM_ONE_THREAD_MACS;
+    /* inside an OpenMP region or a tg_par_items body (the convolutions) */
+    bool in_region = omp_in_parallel() || tg_par_in_body();
     if (dt == DTYPE_F32 && tg_blas_uses_dnnl(v, ta, M, K)) {
         /* oneDNN runs omp_get_max_threads() threads (one inside a parallel
          * region): the library's setting, or one for a small product as
          * below. Its split of the work depends on the count alone, so the
          * bits repeat run to run. */
-        int want = small || omp_in_parallel() ? 1 : tapegrad_threads(), had = omp_get_max_threads();
+        int want = small || in_region ? 1 : tapegrad_threads(), had = omp_get_max_threads();
         if (had != want) omp_set_num_threads(want);
         dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, 1.0f, A, lda, B, ldb,
                                       (float)beta, C, ldc);
@@ -171,7 +173,7 @@ void tg_blas_gemm(dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, c
      * layers at batch 64: 0.6-3 M). Not inside our own parallel regions,
      * which hold OpenBLAS to one thread themselves (the setting is global). */
     int was = 1;
-    if (small && !omp_in_parallel()) {
+    if (small && !in_region) {
         was = openblas_get_num_threads();
         if (was > 1) openblas_set_num_threads(1);
     }

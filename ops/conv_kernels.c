@@ -48,8 +48,9 @@
  * forward never allocates and can be replayed; the vjp allocates its own in
  * the arena (the thread count may have changed by then).
  *
- * Threads: images are split over OpenMP threads (OpenBLAS is held to one
- * thread meanwhile). Each image's output and dx are computed by one thread
+ * Threads: images are split over OpenMP threads, or under passive waiting
+ * over tg_par_items' workers (conv_par; OpenBLAS is held to one thread
+ * meanwhile). Each image's output and dx are computed by one thread
  * in a fixed order; dW is summed per fixed chunk of CONV_CHUNK images and the
  * chunk sums are added in chunk order, so results are bit-identical for any
  * thread count. */
@@ -102,24 +103,24 @@ enum { CONV_DWK = 5, CONV_DWNV = 2, CONV_DWO = 2, CONV_DWT = 4, CONV_FB = 6, CON
 enum { CONV_TB = 16, CONV_VB = 16, CONV_NV = 4, CONV_OB = 2 };
 enum { CONV_DWK = 5, CONV_DWNV = 2, CONV_DWO = 2, CONV_DWT = 5, CONV_FB = 6, CONV_FNV = 2 };
 #endif
-/* for (i = 0; i < n; i++) BODY on `threads` threads, each i (an image, a
- * chunk of images) written by its own iteration alone. With spinning threads
- * the split is static: a dynamic one was 9 % slower for LeNet-5's 2-thread
- * step, as the next op's static split (ReLU, pooling) then finds half its
- * input in the other core's cache. With sleeping threads (tg_threads_sleep)
- * the woken thread starts late and a static share would make the region wait
- * for it, so the items go one at a time to whichever thread is free: 4-5 %
- * faster there (BENCHMARKS.md, "Two threads under passive waiting"). */
-#define CONV_PAR_FOR(i, n, threads, ...)                                               \
-    do {                                                                               \
-        if (tg_threads_sleep()) {                                                      \
-            _Pragma("omp parallel for num_threads(threads) schedule(dynamic, 1)")      \
-            for (int64_t i = 0; i < (n); i++) __VA_ARGS__;                             \
-        } else {                                                                       \
-            _Pragma("omp parallel for num_threads(threads) schedule(static)")          \
-            for (int64_t i = 0; i < (n); i++) __VA_ARGS__;                             \
-        }                                                                              \
-    } while (0)
+/* body(ctx, i, slot) for i < n (an image, a chunk of images, each written
+ * by its own item alone) on `threads` threads, slot the thread's scratch.
+ * With spinning OpenMP threads the split is static: a dynamic one was 9 %
+ * slower for LeNet-5's 2-thread step, as the next op's static split (ReLU,
+ * pooling) then finds half its input in the other core's cache. With
+ * sleeping ones (tg_threads_sleep) the items go to tg_par_items' workers,
+ * one at a time to whichever thread is free: a libgomp thread woken for each
+ * region started 40-50 us late (see tg_par_items). */
+static void conv_par(int64_t n, int threads, tg_par_body body, void *ctx) {
+    if (threads == 1) { /* no parallel region: its entry and exit cost 0.3-0.5 us */
+        for (int64_t i = 0; i < n; i++) body(ctx, i, 0);
+    } else if (tg_threads_sleep()) {
+        tg_par_items(n, threads, body, ctx);
+    } else {
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (int64_t i = 0; i < n; i++) body(ctx, i, omp_get_thread_num());
+    }
+}
 enum { CONV_GATHER_KW = 8 }; /* kw per pass of col2im_tight (a case of gather_sum each) */
 _Static_assert(CONV_DWK <= 8 && CONV_FB <= 12, "the unrolled copies of dw_direct and fwd_cl");
 /* Tight columns move whole vectors of CONV_TB bytes (at most CONV_SLACK

@@ -167,15 +167,23 @@ static void NAME(col2im_tight)(const conv_geom *q, const T *dcols, T *dx) {
                 }
         }
 }
-/* xp = x with ph zero rows and pw zero columns around each plane */
+/* xp = x with ph zero rows and pw zero columns around each plane: each
+ * element written once (zeroing the whole plane first wrote LeNet's conv1
+ * planes, 784 of 1,024 elements inside, twice) */
 static void NAME(pad)(const conv_geom *q, const T *x, T *xp) {
-    for (int64_t i = 0; i < q->C * q->Hp * q->Wp; i++) xp[i] = 0;
-    for (int64_t c = 0; c < q->C; c++)
+    for (int64_t c = 0; c < q->C; c++) {
+        T *plane = xp + c * q->Hp * q->Wp;
+        for (int64_t i = 0; i < q->ph * q->Wp; i++) plane[i] = 0;
         for (int64_t ih = 0; ih < q->H; ih++) {
             const T *s = x + (c * q->H + ih) * q->W;
-            T *d = xp + (c * q->Hp + ih + q->ph) * q->Wp + q->pw;
-            SIMD for (int64_t iw = 0; iw < q->W; iw++) d[iw] = s[iw];
+            T *d = plane + (ih + q->ph) * q->Wp;
+            for (int64_t iw = 0; iw < q->pw; iw++) d[iw] = 0;
+            SIMD for (int64_t iw = 0; iw < q->W; iw++) d[q->pw + iw] = s[iw];
+            for (int64_t iw = q->pw + q->W; iw < q->Wp; iw++) d[iw] = 0;
         }
+        T *bottom = plane + (q->ph + q->H) * q->Wp;
+        for (int64_t i = 0; i < (q->Hp - q->ph - q->H) * q->Wp; i++) bottom[i] = 0;
+    }
 }
 /* dx += the interior of dxp */
 static void NAME(unpad_acc)(const conv_geom *q, const T *dxp, T *dx) {
@@ -594,27 +602,28 @@ static void NAME(conv_fwd_image)(const conv_geom *q, const T *xb, const T *w,
         }
     }
 }
-/* db_part[oc] += sum_p gb[oc, p] for one image's G (OC, P), read here while the
- * image's backward has it in cache (a pass over the whole batch's G of its own
- * read 1.6 MB for LeNet, 2% of the step). Four vector sums: one would be a chain
- * of dependent adds. */
-static void NAME(bias_part)(const conv_geom *q, const T *gb, T *db_part) {
+/* db_part[oc] += sum_p gb[oc, p] for one image's G (OC, n) with rows of n
+ * pixels (P, or the wide layout's L, whose gaps hold zeros), read here while
+ * the image's backward has it in cache (a pass over the whole batch's G of its
+ * own read 1.6 MB for LeNet, 2% of the step). Four vector sums: one would be a
+ * chain of dependent adds. */
+static void NAME(bias_part)(const conv_geom *q, const T *gb, int64_t n, T *db_part) {
     enum { V = CONV_TB / sizeof(T) };
     for (int64_t oc = 0; oc < q->OC; oc++) {
-        const T *s = gb + oc * q->P;
+        const T *s = gb + oc * n;
         NAME(vec64) a[4] = {{0}, {0}, {0}, {0}}, v;
         int64_t p = 0;
-        for (; p + 4 * V <= q->P; p += 4 * V)
+        for (; p + 4 * V <= n; p += 4 * V)
             UNROLL for (int u = 0; u < 4; u++) {
                 memcpy(&v, s + p + u * V, sizeof v);
                 a[u] += v;
             }
-        for (; p + V <= q->P; p += V) {
+        for (; p + V <= n; p += V) {
             memcpy(&v, s + p, sizeof v);
             a[0] += v;
         }
         T r = 0, lane[V];
-        for (; p < q->P; p++) r += s[p];
+        for (; p < n; p++) r += s[p];
         a[0] += a[1], a[2] += a[3], a[0] += a[2];
         memcpy(lane, &a[0], sizeof lane);
         for (int l = 0; l < V; l++) r += lane[l];
@@ -626,11 +635,14 @@ static void NAME(bias_part)(const conv_geom *q, const T *gb, T *db_part) {
 static void NAME(conv_bwd_image)(const conv_geom *q, const T *xb, const T *w,
                                  const T *gb, T *dw_part, T *db_part, T *dxb, T *slot) {
     conv_slot s = conv_slot_of(q);
-    if (db_part) NAME(bias_part)(q, gb, db_part);
     T *cols = slot + s.cols, *dcols = slot + s.dcols, *xs = slot + s.xp;
     const int64_t gx = (q->C / q->G) * q->Hp * q->Wp; /* a group's padded channels */
     const T *g = gb, *xp = xb;
+    /* The bias sums read the wide copy, just written and in L1, rather than G
+     * itself, a second read of G from L2 or memory (LeNet's conv1: 1.2 MB a
+     * batch); the copy's gaps hold zeros. */
     if (q->wide) NAME(widen)(q, gb, slot + s.yw), g = slot + s.yw;
+    if (db_part) NAME(bias_part)(q, g, q->wide ? q->L : q->P, db_part);
     if (dw_part) switch (q->dwp) {
     case CONV_DW_LANES: /* reads the image in place when unpadded */
         if (q->ph || q->pw) NAME(pad)(q, xb, xs), xp = xs;
@@ -692,54 +704,55 @@ static void NAME(conv_bwd_image)(const conv_geom *q, const T *xb, const T *w,
 /* ----------------------------------------- the batch: images over threads */
 
 /* Images are split over threads, dW summed by fixed chunks of images (see
- * conv_kernels.c: the same bits for any thread count), by CONV_PAR_FOR. */
+ * conv_kernels.c: the same bits for any thread count), by conv_par. */
+typedef struct {
+    const conv_geom *q;
+    const T *x, *w, *wt, *bias, *g;
+    T *y, *scratch, *parts, *dx;
+    int64_t slot, wsize;
+    bool dw, db;
+} NAME(conv_run);
+static void NAME(fwd_item)(void *run, int64_t b, int slot) {
+    const NAME(conv_run) *r = run;
+    const conv_geom *q = r->q;
+    NAME(conv_fwd_image)(q, r->x + b * q->C * q->H * q->W, r->w, r->wt, r->bias,
+                         r->y + b * q->OC * q->P, r->scratch + slot * r->slot);
+}
 static void NAME(conv_fwd)(const tape_node *n, const conv_geom *q, int threads) {
-    const T *x = n->in[0]->data, *w = n->in[1]->data;
-    const T *bias = n->in[2] ? n->in[2]->data : NULL;
-    T *y = n->out->data, *scratch = n->saved[0]->data;
-    int64_t slot = conv_slot_of(q).total;
+    NAME(conv_run) r = {.q = q, .x = n->in[0]->data, .w = n->in[1]->data,
+                        .bias = n->in[2] ? n->in[2]->data : NULL, .y = n->out->data,
+                        .scratch = n->saved[0]->data, .slot = conv_slot_of(q).total};
     /* W^T per group (K, OC/G) for the direct kernel, in slot 0, read by all threads */
-    T *wt = scratch + conv_slot_of(q).wt;
+    T *wt = r.scratch + conv_slot_of(q).wt;
+    r.wt = wt;
     if (q->fwd == CONV_FWD_LANES)
         for (int64_t g = 0; g < q->G; g++)
             for (int64_t o = 0; o < q->OCg; o++)
                 for (int64_t k = 0; k < q->K; k++)
-                    wt[(g * q->K + k) * q->OCg + o] = w[(g * q->OCg + o) * q->K + k];
-    if (threads == 1) { /* no parallel region: its entry and exit cost 0.3-0.5 us */
-        for (int64_t b = 0; b < q->B; b++)
-            NAME(conv_fwd_image)(q, x + b * q->C * q->H * q->W, w, wt, bias,
-                                 y + b * q->OC * q->P, scratch);
-        return;
-    }
-    CONV_PAR_FOR(b, q->B, threads,
-                 NAME(conv_fwd_image)(q, x + b * q->C * q->H * q->W, w, wt, bias,
-                                      y + b * q->OC * q->P,
-                                      scratch + omp_get_thread_num() * slot));
+                    wt[(g * q->K + k) * q->OCg + o] = r.w[(g * q->OCg + o) * q->K + k];
+    conv_par(q->B, threads, NAME(fwd_item), &r);
 }
 /* chunk c's images, their dW and db into part c: (wsize) dW then (OC) db */
-static void NAME(conv_bwd_chunk)(const conv_geom *q, const T *x, const T *w, const T *g,
-                                 T *parts, bool dw, bool db, T *dx, int64_t wsize,
-                                 int64_t c, T *slot) {
-    T *pc = parts ? parts + c * (wsize + q->OC) : NULL;
+static void NAME(bwd_item)(void *run, int64_t c, int slot) {
+    const NAME(conv_run) *r = run;
+    const conv_geom *q = r->q;
+    T *pc = r->parts ? r->parts + c * (r->wsize + q->OC) : NULL;
     for (int64_t b = c * CONV_CHUNK; b < q->B && b < (c + 1) * CONV_CHUNK; b++)
-        NAME(conv_bwd_image)(q, x + b * q->C * q->H * q->W, w, g + b * q->OC * q->P,
-                             dw ? pc : NULL, db ? pc + wsize : NULL,
-                             dx ? dx + b * q->C * q->H * q->W : NULL, slot);
+        NAME(conv_bwd_image)(q, r->x + b * q->C * q->H * q->W, r->w, r->g + b * q->OC * q->P,
+                             r->dw ? pc : NULL, r->db ? pc + r->wsize : NULL,
+                             r->dx ? r->dx + b * q->C * q->H * q->W : NULL,
+                             r->scratch + slot * r->slot);
 }
 static void NAME(conv_bwd)(const tape_node *n, const conv_geom *q, int threads,
                            tensor *const *gin, void *scratch_, void *parts_) {
-    T *scratch = scratch_, *parts = parts_;
-    const T *x = n->in[0]->data, *w = n->in[1]->data, *g = n->out->grad->data;
-    T *dx = gin[0] ? gin[0]->data : NULL;
-    int64_t slot = conv_slot_of(q).total, wsize = n->in[1]->size;
+    T *parts = parts_;
+    int64_t wsize = n->in[1]->size;
+    NAME(conv_run) r = {.q = q, .x = n->in[0]->data, .w = n->in[1]->data,
+                        .g = n->out->grad->data, .scratch = scratch_, .parts = parts,
+                        .dx = gin[0] ? gin[0]->data : NULL, .slot = conv_slot_of(q).total,
+                        .wsize = wsize, .dw = gin[1] != NULL, .db = gin[2] != NULL};
     int64_t chunks = (q->B + CONV_CHUNK - 1) / CONV_CHUNK;
-    if (threads == 1)
-        for (int64_t c = 0; c < chunks; c++)
-            NAME(conv_bwd_chunk)(q, x, w, g, parts, gin[1], gin[2], dx, wsize, c, scratch);
-    else
-        CONV_PAR_FOR(c, chunks, threads,
-                     NAME(conv_bwd_chunk)(q, x, w, g, parts, gin[1], gin[2], dx, wsize, c,
-                                          scratch + omp_get_thread_num() * slot));
+    conv_par(chunks, threads, NAME(bwd_item), &r);
     if (gin[2]) /* chunk sums in chunk order: the same bits for any thread count */
         for (int64_t c = 0; c < chunks; c++)
             for (int64_t o = 0; o < q->OC; o++)

@@ -178,9 +178,16 @@ static inline void rows_in_range(const pool_geom *q, int64_t i, int64_t *r0, int
     static void max_pool_bwd_##T(const pool_geom *q, const T *g, const int64_t *idx, T *dx, \
                                  bool zero) {                                           \
         int64_t in = q->H * q->W, out = q->OH * q->OW;                                  \
+        /* windows that do not overlap have distinct argmaxes: into a zeroed   \
+         * plane the gradient is stored, not added (a load less per element) */ \
+        const bool store = zero && q->kh <= q->sh && q->kw <= q->sw;                    \
         POOL_FOR(p, q, {                                                                \
-            if (zero) memset(dx + p * in, 0, (size_t)in * sizeof(T));                   \
-            for (int64_t o = p * out; o < (p + 1) * out; o++) dx[p * in + idx[o]] += g[o]; \
+            T *d = dx + p * in;                                                         \
+            if (zero) memset(d, 0, (size_t)in * sizeof(T));                             \
+            if (store)                                                                  \
+                for (int64_t o = p * out; o < (p + 1) * out; o++) d[idx[o]] = g[o];     \
+            else                                                                        \
+                for (int64_t o = p * out; o < (p + 1) * out; o++) d[idx[o]] += g[o];    \
         });                                                                             \
     }
 MAX_POOL_KERNELS(float)

@@ -4,6 +4,9 @@
  * differences over the registry's sample cases, and every error path. */
 #include <string.h>
 #include <strings.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "../autograd/internal.h"
 #include "../ops/conv.h"
@@ -371,6 +374,78 @@ START_TEST(test_parallel_threshold_follows_wait_policy) {
     ck_assert_int_eq(tg_parallel_min(), tg_parallel_min_for(policy));
     /* and so does how the convolutions share images (dynamic when sleeping) */
     ck_assert_int_eq(tg_threads_sleep(), policy && strcasecmp(policy, "passive") == 0);
+}
+END_TEST
+
+/* tg_par_items, the convolutions' threads under passive waiting: every item
+ * runs exactly once, on a slot below the thread count, with the body flag
+ * set; a call from inside a body runs its items in order on that thread. Runs
+ * back to back find the workers spinning, runs 300 us apart asleep (past
+ * TG_PAR_SPIN_US), and the team shrinks and grows between runs. */
+typedef struct {
+    int count[70];
+    int slot_bad, flag_bad, nested_bad;
+    int threads;
+} par_probe;
+
+static void par_nested(void *ctx, int64_t i, int slot) {
+    int *order = ctx;
+    if (slot != 0 || order[0] != i) order[1] = 1; /* in order, on the caller */
+    order[0]++;
+}
+
+static void par_count(void *ctx, int64_t i, int slot) {
+    par_probe *p = ctx;
+    __atomic_add_fetch(&p->count[i], 1, __ATOMIC_RELAXED);
+    if (slot < 0 || slot >= p->threads) __atomic_store_n(&p->slot_bad, 1, __ATOMIC_RELAXED);
+    if (!tg_par_in_body()) __atomic_store_n(&p->flag_bad, 1, __ATOMIC_RELAXED);
+    if (i == 1) { /* a nested call */
+        int order[2] = {0, 0};
+        tg_par_items(5, p->threads, par_nested, order);
+        if (order[0] != 5 || order[1]) __atomic_store_n(&p->nested_bad, 1, __ATOMIC_RELAXED);
+    }
+    for (volatile int k = 0; k < 2000; k++) {} /* some work, so both threads take items */
+}
+
+static void par_run_checked(int threads, int64_t n) {
+    par_probe p = {.threads = threads};
+    tg_par_items(n, threads, par_count, &p);
+    for (int64_t i = 0; i < n; i++) ck_assert_int_eq(p.count[i], 1);
+    for (int64_t i = n; i < 70; i++) ck_assert_int_eq(p.count[i], 0);
+    ck_assert(!p.slot_bad && !p.flag_bad && !p.nested_bad);
+    ck_assert(!tg_par_in_body());
+}
+
+START_TEST(test_par_items_each_item_once) {
+    const int64_t sizes[] = {0, 1, 2, 3, 7, 64, 70};
+    for (int round = 0; round < 40; round++)
+        for (int threads = 1; threads <= 4; threads++)
+            for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+                par_run_checked(threads, sizes[k]);
+                if (round % 4 == 3) {
+                    struct timespec t = {0, 300 * 1000};
+                    nanosleep(&t, NULL);
+                }
+            }
+}
+END_TEST
+
+/* A forked child has none of its parent's workers: it starts its own. */
+START_TEST(test_par_items_after_fork) {
+    par_run_checked(2, 64); /* the parent's workers are running */
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        par_probe p = {.threads = 3};
+        tg_par_items(64, 3, par_count, &p);
+        int ok = !p.slot_bad && !p.flag_bad && !p.nested_bad;
+        for (int i = 0; i < 64; i++) ok = ok && p.count[i] == 1;
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    par_run_checked(2, 64); /* and the parent's still answer */
 }
 END_TEST
 
@@ -796,6 +871,8 @@ Suite *conv_suite(void) {
     tcase_add_test(tc, test_conv2d_threads_bit_identical);
     tcase_add_test(tc, test_threads_default_one);
     tcase_add_test(tc, test_parallel_threshold_follows_wait_policy);
+    tcase_add_test(tc, test_par_items_each_item_once);
+    tcase_add_test(tc, test_par_items_after_fork);
     tcase_add_test(tc, test_conv2d_empty_batch);
     tcase_add_test(tc, test_conv2d_backward_twice_accumulates);
     tcase_add_test(tc, test_conv2d_grad_central_differences_all_samples);
