@@ -397,7 +397,8 @@ bool tg_threads_sleep(void);
  * condition variable: a program that stops calling costs no CPU after that.
  * The caller waits for the last item the same way. Workers start on first
  * use and live until exit; a forked child starts its own. A call from inside
- * a body (or with threads < 2) runs the items in order on the caller. */
+ * a body or an OpenMP region (or with threads < 2) runs the items in order on
+ * the caller: one run at a time. */
 enum { TG_PAR_SPIN_US = 100 };
 typedef void (*tg_par_body)(void *ctx, int64_t i, int slot);
 void tg_par_items(int64_t n, int threads, tg_par_body body, void *ctx);

@@ -165,6 +165,7 @@ static int par_start(int want) {
 
 void tg_par_items(int64_t n, int threads, tg_par_body body, void *ctx) {
     int team = threads - 1 < n - 1 ? threads - 1 : (int)(n - 1);
+    if (omp_in_parallel()) team = 0; /* one run at a time: not from OpenMP's threads */
     if (team > 0 && !in_body) {
         int started = par_start(team);
         team = team < started ? team : started;

@@ -4,6 +4,7 @@
  * differences over the registry's sample cases, and every error path. */
 #include <string.h>
 #include <strings.h>
+#include <omp.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -427,6 +428,31 @@ START_TEST(test_par_items_each_item_once) {
                     nanosleep(&t, NULL);
                 }
             }
+}
+END_TEST
+
+/* From OpenMP's threads, two runs at once would share the workers: each
+ * runs on its own thread instead. */
+START_TEST(test_par_items_inside_openmp_region) {
+    for (int round = 0; round < 30; round++) {
+        par_probe p[2] = {{.threads = 2}, {.threads = 2}};
+        int ran[2] = {0, 0};
+#pragma omp parallel num_threads(2)
+        {
+            int t = omp_get_thread_num();
+#pragma omp barrier
+            if (t < 2) { /* both at once */
+                tg_par_items(64, 2, par_count, &p[t]);
+                ran[t] = 1;
+            }
+        }
+        for (int t = 0; t < 2; t++) {
+            if (!ran[t]) continue; /* a team of one (OMP_THREAD_LIMIT) */
+            for (int i = 0; i < 64; i++) ck_assert_int_eq(p[t].count[i], 1);
+            ck_assert(!p[t].slot_bad && !p[t].flag_bad && !p[t].nested_bad);
+        }
+        ck_assert(ran[0]);
+    }
 }
 END_TEST
 
@@ -873,6 +899,7 @@ Suite *conv_suite(void) {
     tcase_add_test(tc, test_parallel_threshold_follows_wait_policy);
     tcase_add_test(tc, test_par_items_each_item_once);
     tcase_add_test(tc, test_par_items_after_fork);
+    tcase_add_test(tc, test_par_items_inside_openmp_region);
     tcase_add_test(tc, test_conv2d_empty_batch);
     tcase_add_test(tc, test_conv2d_backward_twice_accumulates);
     tcase_add_test(tc, test_conv2d_grad_central_differences_all_samples);
