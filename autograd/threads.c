@@ -13,6 +13,7 @@
 #include <omp.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 #include <time.h>
 
@@ -50,7 +51,7 @@ __attribute__((constructor)) static void threads_default(void) {
  *
  * One run at a time (the tape is single-threaded). The caller publishes a
  * run by setting the fields below and bumping `gen` for the workers taking
- * part (w[k].gen, k < threads - 1); each worker waits for its gen to
+ * part (gen[k], k < threads - 1); each worker waits for its gen to
  * move, takes items from `next` until none are left, and counts itself in
  * `done`. Sleeping and waking follow one pattern on both sides: the sleeper
  * announces itself (sleepers, caller_asleep) under `mu` and re-checks the
@@ -58,9 +59,6 @@ __attribute__((constructor)) static void threads_default(void) {
  * reads the announcement, both sequentially consistent, so one of the two
  * sees the other and no wake-up is lost. */
 enum { PAR_MAX_WORKERS = 63 };
-typedef struct {
-    unsigned gen; /* runs published to this worker */
-} par_worker;
 static struct {
     pthread_mutex_t mu;
     pthread_cond_t wake, idle;
@@ -71,8 +69,8 @@ static struct {
     tg_par_body body;
     void *ctx;
     int64_t n, next;
-    int team, done; /* workers taking part, workers finished */
-    par_worker w[PAR_MAX_WORKERS];
+    unsigned team, done;         /* workers taking part, workers finished */
+    unsigned gen[PAR_MAX_WORKERS]; /* runs published to each worker */
 } par = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER};
 static _Thread_local bool in_body;
 
@@ -84,20 +82,12 @@ static int64_t par_now_us(void) {
     return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
 }
 
-/* Spins until *flag != value (unsigned) or TG_PAR_SPIN_US pass: whether it changed. */
-static bool par_spin_until_moved(const unsigned *flag, unsigned value) {
+/* Spins while (*word == value) != until_equal, at most TG_PAR_SPIN_US: whether
+ * the wait ended (a worker waits for its gen to move, the caller for `done`
+ * to reach the team). */
+static bool par_spin(const unsigned *word, unsigned value, bool until_equal) {
     int64_t start = par_now_us();
-    for (unsigned k = 1; __atomic_load_n(flag, __ATOMIC_ACQUIRE) == value; k++) {
-        __builtin_ia32_pause();
-        if (!(k & 127) && par_now_us() - start > TG_PAR_SPIN_US) return false;
-    }
-    return true;
-}
-
-/* Spins until *count >= target or TG_PAR_SPIN_US pass: whether it got there. */
-static bool par_spin_until_count(const int *count, int target) {
-    int64_t start = par_now_us();
-    for (unsigned k = 1; __atomic_load_n(count, __ATOMIC_ACQUIRE) < target; k++) {
+    for (unsigned k = 1; (__atomic_load_n(word, __ATOMIC_ACQUIRE) == value) != until_equal; k++) {
         __builtin_ia32_pause();
         if (!(k & 127) && par_now_us() - start > TG_PAR_SPIN_US) return false;
     }
@@ -111,20 +101,20 @@ static void par_take_items(int slot) {
 
 static void *par_worker_main(void *arg) {
     const int slot = (int)(intptr_t)arg;
-    par_worker *me = &par.w[slot - 1];
+    unsigned *gen = &par.gen[slot - 1];
     unsigned seen = 0;
     in_body = true; /* a worker runs nothing but bodies */
     for (;;) {
-        if (!par_spin_until_moved(&me->gen, seen)) {
+        if (!par_spin(gen, seen, false)) {
             pthread_mutex_lock(&par.mu);
             __atomic_add_fetch(&par.sleepers, 1, __ATOMIC_SEQ_CST);
-            while (__atomic_load_n(&me->gen, __ATOMIC_SEQ_CST) == seen)
+            while (__atomic_load_n(gen, __ATOMIC_SEQ_CST) == seen)
                 pthread_cond_wait(&par.wake, &par.mu);
             __atomic_sub_fetch(&par.sleepers, 1, __ATOMIC_SEQ_CST);
             pthread_mutex_unlock(&par.mu);
         }
-        seen = __atomic_load_n(&me->gen, __ATOMIC_ACQUIRE);
-        const int team = par.team; /* the run's fields change once all are done */
+        seen = __atomic_load_n(gen, __ATOMIC_ACQUIRE);
+        const unsigned team = par.team; /* the run's fields change once all are done */
         par_take_items(slot);
         if (__atomic_add_fetch(&par.done, 1, __ATOMIC_SEQ_CST) == team &&
             __atomic_load_n(&par.caller_asleep, __ATOMIC_SEQ_CST)) {
@@ -142,7 +132,7 @@ static void par_after_fork_child(void) {
     pthread_cond_init(&par.wake, NULL);
     pthread_cond_init(&par.idle, NULL);
     par.started = par.sleepers = par.caller_asleep = 0;
-    for (int k = 0; k < PAR_MAX_WORKERS; k++) par.w[k].gen = 0;
+    memset(par.gen, 0, sizeof par.gen);
 }
 
 /* Starts workers up to `want`; the number running. */
@@ -178,8 +168,8 @@ void tg_par_items(int64_t n, int threads, tg_par_body body, void *ctx) {
         return;
     }
     par.body = body, par.ctx = ctx, par.n = n, par.next = 0;
-    par.team = team, par.done = 0;
-    for (int k = 0; k < team; k++) __atomic_add_fetch(&par.w[k].gen, 1, __ATOMIC_SEQ_CST);
+    par.team = (unsigned)team, par.done = 0;
+    for (int k = 0; k < team; k++) __atomic_add_fetch(&par.gen[k], 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&par.sleepers, __ATOMIC_SEQ_CST)) {
         pthread_mutex_lock(&par.mu);
         pthread_cond_broadcast(&par.wake);
@@ -188,10 +178,10 @@ void tg_par_items(int64_t n, int threads, tg_par_body body, void *ctx) {
     in_body = true;
     par_take_items(0);
     in_body = false;
-    if (!par_spin_until_count(&par.done, team)) {
+    if (!par_spin(&par.done, par.team, true)) {
         pthread_mutex_lock(&par.mu);
         __atomic_store_n(&par.caller_asleep, 1, __ATOMIC_SEQ_CST);
-        while (__atomic_load_n(&par.done, __ATOMIC_SEQ_CST) < team)
+        while (__atomic_load_n(&par.done, __ATOMIC_SEQ_CST) < par.team)
             pthread_cond_wait(&par.idle, &par.mu);
         __atomic_store_n(&par.caller_asleep, 0, __ATOMIC_SEQ_CST);
         pthread_mutex_unlock(&par.mu);
