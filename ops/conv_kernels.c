@@ -71,7 +71,8 @@ enum { CONV_DIRECT_K = 32 }; /* largest contraction for the direct forward */
  *   CONV_VB, CONV_NV,  the direct forward: CONV_NV vectors of CONV_VB bytes
  *   CONV_OB            of pixels by CONV_OB output channels (see direct_fwd)
  *   CONV_DWK, CONV_DWNV taps of one kernel row x vectors of output channels
- *                      per block of the direct weight gradient (dw_direct)
+ *   CONV_DWPH          per block of the direct weight gradient (dw_direct),
+ *                      and the sets of its sums that take the pixels in turn
  *   CONV_DWO, CONV_DWT output channels x taps per block of dw_wide
  *   CONV_FB, CONV_FNV  pixels x vectors of output channels per block of fwd_cl
  * v4's are the values measured on AVX-512 (comments at each kernel). */
@@ -84,7 +85,7 @@ enum { CONV_DIRECT_K = 32 }; /* largest contraction for the direct forward */
  * runs of bench/kernels at TAPEGRAD_ISA=v4, AMD EPYC Zen 5). The weight
  * gradient's blocks 6 x 4 and 3 x 8 measured no faster than 3 x 5. */
 enum { CONV_TB = 64, CONV_VB = 64, CONV_NV = 2, CONV_OB = 6 };
-enum { CONV_DWK = 5, CONV_DWNV = 1, CONV_DWO = 3, CONV_DWT = 5, CONV_FB = 12, CONV_FNV = 1 };
+enum { CONV_DWK = 5, CONV_DWNV = 1, CONV_DWPH = 2, CONV_DWO = 3, CONV_DWT = 5, CONV_FB = 12, CONV_FNV = 1 };
 #elif defined(__AVX2__)
 /* The direct forward and dw_wide (conv1): chosen among 7 blockings by the
  * fastest of 6 runs of bench/kernels at TAPEGRAD_ISA=v3 (ms, conv1 / conv2
@@ -98,10 +99,10 @@ enum { CONV_DWK = 5, CONV_DWNV = 1, CONV_DWO = 3, CONV_DWT = 5, CONV_FB = 12, CO
  * 5 taps x 2 vectors (10 sums). With one vector per block (v4's form) conv2
  * ran at 1.9 ms. */
 enum { CONV_TB = 32, CONV_VB = 32, CONV_NV = 4, CONV_OB = 2 };
-enum { CONV_DWK = 5, CONV_DWNV = 2, CONV_DWO = 2, CONV_DWT = 4, CONV_FB = 6, CONV_FNV = 2 };
+enum { CONV_DWK = 5, CONV_DWNV = 2, CONV_DWPH = 1, CONV_DWO = 2, CONV_DWT = 4, CONV_FB = 6, CONV_FNV = 2 };
 #else
 enum { CONV_TB = 16, CONV_VB = 16, CONV_NV = 4, CONV_OB = 2 };
-enum { CONV_DWK = 5, CONV_DWNV = 2, CONV_DWO = 2, CONV_DWT = 5, CONV_FB = 6, CONV_FNV = 2 };
+enum { CONV_DWK = 5, CONV_DWNV = 2, CONV_DWPH = 1, CONV_DWO = 2, CONV_DWT = 5, CONV_FB = 6, CONV_FNV = 2 };
 #endif
 /* body(ctx, i, slot) for i < n (an image, a chunk of images, each written
  * by its own item alone) on `threads` threads, slot the thread's scratch.

@@ -344,34 +344,52 @@ static void NAME(direct_fwd)(const conv_geom *q, const T *xp, const T *w, const 
  * xr + u dw, so one pointer walks the image (a pointer per tap spilled on
  * AVX2's 16 registers). On v4, 5 taps x 1 vector (LeNet's 16 channels fill
  * one register) measured for conv2 (ms per batch-64 fwd+bwd) 1.41 against
- * 1.43 for 6, 1.46 for 10, 1.47 for 8 or 15 taps; on v3 see conv_kernels.c. */
+ * 1.43 for 6, 1.46 for 10, 1.47 for 8 or 15 taps; on v3 see conv_kernels.c.
+ * CONV_DWPH sets of sums take the pixels in turn (ow % CONV_DWPH), so a block
+ * has CONV_DWPH nt nv independent chains of FMAs: v4's 5 sums were one chain
+ * each, 5 FMAs per FMA latency where a core with two full-width 512-bit FMA
+ * pipes (Zen 5) needs 8 in flight; 2 sets (10 chains) took conv2 fwd+bwd
+ * from 0.791 to 0.740 ms there (paired medians of 15, AMD EPYC Zen 5). */
 enum { NAME(DWV) = CONV_TB / sizeof(T) };
 /* part rows (nt, OCg) += the block's sums; xr: the image at the row's first
  * tap; dil: the taps' distance (a literal 1 where it can be, so the taps'
  * addresses are constant offsets) */
 static inline __attribute__((always_inline)) void NAME(dw_direct_block)(
     const conv_geom *q, const T *xr, int64_t dil, const T *gt, int nt, int nv, T *part) {
-    enum { V = NAME(DWV) };
-    NAME(vec64) acc[CONV_DWK][CONV_DWNV];
+    enum { V = NAME(DWV), PH = CONV_DWPH };
+    /* PH sets of sums, pixel ow feeding set ow % PH (summed at the end) */
+    NAME(vec64) acc[PH][CONV_DWK][CONV_DWNV];
     UNROLL for (int u = 0; u < nt; u++)
-        UNROLL for (int v = 0; v < nv; v++)
-            memcpy(&acc[u][v], part + u * q->OCg + v * V, sizeof acc[u][v]);
+        UNROLL for (int v = 0; v < nv; v++) {
+            memcpy(&acc[0][u][v], part + u * q->OCg + v * V, sizeof acc[0][u][v]);
+            UNROLL for (int h = 1; h < PH; h++) acc[h][u][v] = (NAME(vec64)){0};
+        }
+#define DW_PIXEL(h, ow)                                                                 \
+    do {                                                                                \
+        NAME(vec64) gv[CONV_DWNV];                                                      \
+        UNROLL for (int v = 0; v < nv; v++)                                             \
+            memcpy(&gv[v], gr + (ow) * q->OCg + v * V, sizeof gv[v]);                   \
+        const T *xw = xo + (ow);                                                        \
+        OPAQUE(xw);                                                                     \
+        UNROLL for (int u = 0; u < nt; u++) {                                           \
+            const T xv = xw[u * dil];                                                   \
+            UNROLL for (int v = 0; v < nv; v++) acc[h][u][v] += xv * gv[v];             \
+        }                                                                               \
+    } while (0)
     for (int64_t oh = 0; oh < q->OH; oh++) {
         const T *gr = gt + oh * q->OW * q->OCg, *xo = xr + oh * q->Wp;
-        for (int64_t ow = 0; ow < q->OW; ow++) {
-            NAME(vec64) gv[CONV_DWNV];
-            UNROLL for (int v = 0; v < nv; v++) memcpy(&gv[v], gr + ow * q->OCg + v * V, sizeof gv[v]);
-            const T *xw = xo + ow;
-            OPAQUE(xw);
-            UNROLL for (int u = 0; u < nt; u++) {
-                const T xv = xw[u * dil];
-                UNROLL for (int v = 0; v < nv; v++) acc[u][v] += xv * gv[v];
-            }
-        }
+        int64_t ow = 0;
+        for (; ow + PH <= q->OW; ow += PH)
+            UNROLL for (int h = 0; h < PH; h++) DW_PIXEL(h, ow + h);
+        for (; ow < q->OW; ow++) DW_PIXEL(0, ow);
     }
+#undef DW_PIXEL
+    UNROLL for (int h = 1; h < PH; h++)
+        UNROLL for (int u = 0; u < nt; u++)
+            UNROLL for (int v = 0; v < nv; v++) acc[0][u][v] += acc[h][u][v];
     UNROLL for (int u = 0; u < nt; u++)
         UNROLL for (int v = 0; v < nv; v++)
-            memcpy(part + u * q->OCg + v * V, &acc[u][v], sizeof acc[u][v]);
+            memcpy(part + u * q->OCg + v * V, &acc[0][u][v], sizeof acc[0][u][v]);
 }
 /* nt taps from xr by nv vectors, with nt and nv made constants for the block.
  * Without tree-pre: GCC 12's partial redundancy elimination left 4 of the 10
