@@ -220,7 +220,7 @@ int optim_group_count(const optim *o) { return o ? o->n_groups : 0; }
 /* P += neg_lr G with one fused multiply-add per element (fmaf: exact, so every
  * variant gives the same bits). The library is built for x86-64-v2, which has
  * no FMA instruction: there fmaf is a libm call per element (29 % of a
- * LeNet-5 batch-1 step), so v2 computes it in float64 (fmaf_by_double); the
+ * LeNet-5 batch-1 step), so v2 computes it in float64 (sgd_f32_v2); the
  * copies for v3/v4 inline and vectorise the instruction. The copy that runs
  * is the variant in use (ops/isa.h), so TAPEGRAD_ISA governs it as it does
  * the ops' kernels (GCC's target_clones picked by the CPU alone, and a forced
@@ -250,8 +250,38 @@ static inline float fmaf_by_double(float a, float b, float c) {
 }
 SGD_F32(sgd_f32_v4, __attribute__((target("arch=x86-64-v4"))), fmaf)
 SGD_F32(sgd_f32_v3, __attribute__((target("arch=x86-64-v3"))), fmaf)
-SGD_F32(sgd_f32_v2, , fmaf_by_double)
 #undef SGD_F32
+/* v2: a b + c rounded to float64 and then to float32 is the correctly
+ * rounded result unless the float64 sum s lands exactly on a midpoint
+ * between two floats (the exact sum may lie on either side; float32's
+ * midpoints are float64 numbers, so a float64 rounding cannot cross one) or
+ * in float32's subnormal range (more bits dropped: the midpoint test below
+ * does not see it). So a block is rounded twice, the cheap way, and redone
+ * by fmaf_by_double when one of its sums is such a case: the TwoSum and the
+ * rounding to odd, on every element, had the v2 batch-1 LeNet-5 step spend
+ * half its time in the update. */
+enum { SGD_BLOCK = 16 };
+static void sgd_f32_v2(float *P, const float *G, float neg_lr, int64_t cnt) {
+    int64_t i = 0;
+    for (; i + SGD_BLOCK <= cnt; i += SGD_BLOCK) {
+        float r[SGD_BLOCK];
+        int64_t hard = 0;
+        _Pragma("omp simd reduction(|:hard)") for (int k = 0; k < SGD_BLOCK; k++) {
+            const double s = (double)neg_lr * G[i + k] + P[i + k];
+            int64_t bits;
+            memcpy(&bits, &s, sizeof bits);
+            hard |= (int64_t)((bits & 0x1fffffff) == 0x10000000) |
+                    (int64_t)(s != 0 && fabs(s) < 0x1p-126);
+            r[k] = (float)s;
+        }
+        if (!hard) {
+            memcpy(P + i, r, sizeof r);
+            continue;
+        }
+        for (int k = 0; k < SGD_BLOCK; k++) P[i + k] = fmaf_by_double(neg_lr, G[i + k], P[i + k]);
+    }
+    for (; i < cnt; i++) P[i] = fmaf_by_double(neg_lr, G[i], P[i]);
+}
 static void sgd_f32(float *P, const float *G, float neg_lr, int64_t cnt) {
     switch (tg_isa_in_use()) { /* -1 (TAPEGRAD_ISA refused): the baseline */
     case ISA_V4: sgd_f32_v4(P, G, neg_lr, cnt); break;

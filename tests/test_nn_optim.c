@@ -388,6 +388,49 @@ START_TEST(test_sgd_float32_without_fma_is_fmaf) {
 }
 END_TEST
 
+/* The same in float32's subnormal range, where a float64 sum that rounds
+ * onto a midpoint does not show the midpoint's bit pattern: p = 2^-127 +
+ * 2^-149 (odd), lr g = -(1 - 2^-46) 2^-150, so p + lr g lies just below the
+ * midpoint p + 2^-150, float64 rounds it onto the midpoint and float32 then
+ * to the even neighbour above, where fmaf keeps p. Among random values of
+ * the same scales, at every position of a block and past the last whole
+ * block (37 elements). */
+START_TEST(test_sgd_float32_without_fma_subnormal) {
+    enum { N = 37 };
+    ck_assert_int_eq(tg_isa_select("v2"), 0);
+    const float lr = (1 - 0x1p-23f) * 0x1p-24f;
+    tensor *p = tensor_zeros(DTYPE_F32, SHAPE(N));
+    ck_assert_ptr_nonnull(p);
+    tensor_set_requires_grad(p, true);
+    p->grad = tensor_zeros(DTYPE_F32, SHAPE(N));
+    float *P = p->data, *G = p->grad->data, want[N];
+    rng g;
+    rng_seed(&g, 6, 1);
+    for (int i = 0; i < N; i++) {
+        float sg = i % 2 ? -1.0f : 1.0f;
+        if (i % 5 == 0) { /* the crafted case */
+            P[i] = sg * (0x1p-127f + 0x1p-149f);
+            G[i] = sg * (1 + 0x1p-23f) * 0x1p-126f;
+            ck_assert_float_ne((float)((double)-lr * G[i] + P[i]), fmaf(-lr, G[i], P[i]));
+        } else {
+            P[i] = (float)(rng_normal(&g) * 0x1p-128);
+            G[i] = (float)(rng_normal(&g) * 0x1p-100);
+        }
+        want[i] = fmaf(-lr, G[i], P[i]);
+    }
+    optim_config c = optim_defaults(OPTIM_SGD);
+    c.lr = lr;
+    optim *o = optim_new(&c, &p, 1);
+    ck_assert_ptr_nonnull(o);
+    ck_assert_int_eq(optim_step(o), 0);
+    for (int i = 0; i < N; i++)
+        ck_assert_msg(P[i] == want[i], "[%d]: %a, fmaf gives %a", i, (double)P[i], (double)want[i]);
+    optim_free(o);
+    tensor_free(p);
+    ck_assert_int_eq(tg_isa_select(getenv("TAPEGRAD_ISA")), 0);
+}
+END_TEST
+
 START_TEST(test_step_rejects_misshapen_grad) {
     tensor *p = param();
     tensor_free(p->grad);
@@ -427,6 +470,7 @@ Suite *nn_optim_suite(void) {
     tcase_add_test(tc, test_step_rejects_misshapen_grad);
     tcase_add_test(tc, test_float32_updates_same_bits_on_every_variant);
     tcase_add_test(tc, test_sgd_float32_without_fma_is_fmaf);
+    tcase_add_test(tc, test_sgd_float32_without_fma_subnormal);
     suite_add_tcase(s, tc);
     return s;
 }
