@@ -344,6 +344,21 @@ START_TEST(test_float32_updates_same_bits_on_every_variant) {
 }
 END_TEST
 
+/* One plain SGD step on float32 p (its grad set) at lr: p becomes want,
+ * fmaf(-lr, g, p) element by element, bit for bit. */
+static void sgd_step_is_fmaf(tensor *p, double lr, const float *want) {
+    optim_config c = optim_defaults(OPTIM_SGD);
+    c.lr = lr;
+    optim *o = optim_new(&c, &p, 1);
+    ck_assert_ptr_nonnull(o);
+    ck_assert_int_eq(optim_step(o), 0);
+    const float *P = p->data;
+    for (int64_t i = 0; i < p->size; i++)
+        ck_assert_msg(P[i] == want[i], "[%lld]: %a, fmaf gives %a", (long long)i, (double)P[i],
+                      (double)want[i]);
+    optim_free(o);
+}
+
 /* v2 has no FMA instruction and computes plain SGD's fmaf(-lr, g, p) in
  * float64 (optim.c, fmaf_by_double): held to libm's fmaf on 200,000 values
  * of wide-ranging exponents and signs, and on sums that land exactly on a
@@ -374,15 +389,8 @@ START_TEST(test_sgd_float32_without_fma_is_fmaf) {
         /* rounding to float64 and then to float32 misses every crafted case */
         if (i < TIE) ck_assert_float_ne((float)((double)(float)-lr * G[i] + P[i]), want[i]);
     }
-    optim_config c = optim_defaults(OPTIM_SGD);
-    c.lr = lr;
-    optim *o = optim_new(&c, &p, 1);
-    ck_assert_ptr_nonnull(o);
-    ck_assert_int_eq(optim_step(o), 0);
-    for (int i = 0; i < N; i++)
-        ck_assert_msg(P[i] == want[i], "[%d]: %a, fmaf gives %a", i, (double)P[i], (double)want[i]);
+    sgd_step_is_fmaf(p, lr, want);
     free(want);
-    optim_free(o);
     tensor_free(p);
     ck_assert_int_eq(tg_isa_select(getenv("TAPEGRAD_ISA")), 0);
 }
@@ -418,14 +426,7 @@ START_TEST(test_sgd_float32_without_fma_subnormal) {
         }
         want[i] = fmaf(-lr, G[i], P[i]);
     }
-    optim_config c = optim_defaults(OPTIM_SGD);
-    c.lr = lr;
-    optim *o = optim_new(&c, &p, 1);
-    ck_assert_ptr_nonnull(o);
-    ck_assert_int_eq(optim_step(o), 0);
-    for (int i = 0; i < N; i++)
-        ck_assert_msg(P[i] == want[i], "[%d]: %a, fmaf gives %a", i, (double)P[i], (double)want[i]);
-    optim_free(o);
+    sgd_step_is_fmaf(p, lr, want);
     tensor_free(p);
     ck_assert_int_eq(tg_isa_select(getenv("TAPEGRAD_ISA")), 0);
 }
