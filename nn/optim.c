@@ -254,27 +254,30 @@ SGD_F32(sgd_f32_v3, __attribute__((target("arch=x86-64-v3"))), fmaf)
 /* v2: a b + c rounded to float64 and then to float32 is the correctly
  * rounded result unless the float64 sum s lands exactly on a midpoint
  * between two floats (the exact sum may lie on either side; float32's
- * midpoints are float64 numbers, so a float64 rounding cannot cross one) or
- * in float32's subnormal range (more bits dropped: the midpoint test below
- * does not see it). So a block is rounded twice, the cheap way, and redone
- * by fmaf_by_double when one of its sums is such a case: the TwoSum and the
- * rounding to odd, on every element, had the v2 batch-1 LeNet-5 step spend
- * half its time in the update. */
+ * midpoints are float64 numbers, so a float64 rounding cannot cross one).
+ * The bit pattern below finds the midpoints of normal floats; a result r in
+ * the subnormal range or at the smallest normal, 2^-126 (whose lower
+ * midpoint has a subnormal's spacing), is taken as a possible case too. So a
+ * block is rounded twice, the cheap way, and redone by fmaf_by_double when
+ * one of its sums may be such a case: the TwoSum and the rounding to odd, on
+ * every element, had the v2 batch-1 LeNet-5 step spend half its time in the
+ * update. */
 enum { SGD_BLOCK = 16 };
 static void sgd_f32_v2(float *P, const float *G, float neg_lr, int64_t cnt) {
     int64_t i = 0;
     for (; i + SGD_BLOCK <= cnt; i += SGD_BLOCK) {
         float r[SGD_BLOCK];
-        int64_t hard = 0;
-        _Pragma("omp simd reduction(|:hard)") for (int k = 0; k < SGD_BLOCK; k++) {
+        int64_t mid = 0;
+        int32_t tiny = 0; /* float32 lanes: twice as many per instruction */
+        _Pragma("omp simd reduction(|:mid, tiny)") for (int k = 0; k < SGD_BLOCK; k++) {
             const double s = (double)neg_lr * G[i + k] + P[i + k];
             int64_t bits;
             memcpy(&bits, &s, sizeof bits);
-            hard |= (int64_t)((bits & 0x1fffffff) == 0x10000000) |
-                    (int64_t)(s != 0 && fabs(s) < 0x1p-126);
+            mid |= (int64_t)((bits & 0x1fffffff) == 0x10000000);
             r[k] = (float)s;
+            tiny |= (int32_t)(fabsf(r[k]) <= 0x1p-126f);
         }
-        if (!hard) {
+        if (!(mid | tiny)) {
             memcpy(P + i, r, sizeof r);
             continue;
         }

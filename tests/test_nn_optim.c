@@ -396,38 +396,50 @@ START_TEST(test_sgd_float32_without_fma_is_fmaf) {
 }
 END_TEST
 
-/* The same in float32's subnormal range, where a float64 sum that rounds
- * onto a midpoint does not show the midpoint's bit pattern: p = 2^-127 +
- * 2^-149 (odd), lr g = -(1 - 2^-46) 2^-150, so p + lr g lies just below the
- * midpoint p + 2^-150, float64 rounds it onto the midpoint and float32 then
- * to the even neighbour above, where fmaf keeps p. Among random values of
- * the same scales, at every position of a block and past the last whole
- * block (37 elements). */
+/* The same in float32's subnormal range and at its edge, where a float64
+ * sum that rounds onto a midpoint does not show a normal midpoint's bit
+ * pattern. Two crafted cases, each with its lr:
+ *   lr = (1 - 2^-23) 2^-24, p = 2^-127 + 2^-149 (odd), g = (1 + 2^-23) 2^-126:
+ *     p - lr g = p - (1 - 2^-46) 2^-150 lies just above the midpoint p -
+ *     2^-150; float64 rounds it onto the midpoint, float32 then to the even
+ *     2^-127, where fmaf keeps p;
+ *   lr = (1 + 2896 2^-23) 2^-24, p = 2^-126 (the smallest normal), g = (1 -
+ *     2895 2^-23) 2^-126: p - lr g = 2^-126 - (1 + 4688 2^-46) 2^-150 lies
+ *     just below the midpoint with the largest subnormal, which fmaf gives;
+ *     rounding twice gives 2^-126, a normal result.
+ * Both signs, among random values of normal results (which alone would not
+ * send a block to the exact form), at every position of a block and past the
+ * last whole block (37 elements). */
 START_TEST(test_sgd_float32_without_fma_subnormal) {
     enum { N = 37 };
     ck_assert_int_eq(tg_isa_select("v2"), 0);
-    const float lr = (1 - 0x1p-23f) * 0x1p-24f;
-    tensor *p = tensor_zeros(DTYPE_F32, SHAPE(N));
-    ck_assert_ptr_nonnull(p);
-    tensor_set_requires_grad(p, true);
-    p->grad = tensor_zeros(DTYPE_F32, SHAPE(N));
-    float *P = p->data, *G = p->grad->data, want[N];
-    rng g;
-    rng_seed(&g, 6, 1);
-    for (int i = 0; i < N; i++) {
-        float sg = i % 2 ? -1.0f : 1.0f;
-        if (i % 5 == 0) { /* the crafted case */
-            P[i] = sg * (0x1p-127f + 0x1p-149f);
-            G[i] = sg * (1 + 0x1p-23f) * 0x1p-126f;
-            ck_assert_float_ne((float)((double)-lr * G[i] + P[i]), fmaf(-lr, G[i], P[i]));
-        } else {
-            P[i] = (float)(rng_normal(&g) * 0x1p-128);
-            G[i] = (float)(rng_normal(&g) * 0x1p-100);
+    const float lrs[2] = {(1 - 0x1p-23f) * 0x1p-24f, (1 + 2896 * 0x1p-23f) * 0x1p-24f},
+                ps[2] = {0x1p-127f + 0x1p-149f, 0x1p-126f},
+                gs[2] = {(1 + 0x1p-23f) * 0x1p-126f, (1 - 2895 * 0x1p-23f) * 0x1p-126f};
+    for (int c = 0; c < 2; c++) {
+        const float lr = lrs[c];
+        tensor *p = tensor_zeros(DTYPE_F32, SHAPE(N));
+        ck_assert_ptr_nonnull(p);
+        tensor_set_requires_grad(p, true);
+        p->grad = tensor_zeros(DTYPE_F32, SHAPE(N));
+        float *P = p->data, *G = p->grad->data, want[N];
+        rng g;
+        rng_seed(&g, 6, (uint64_t)c);
+        for (int i = 0; i < N; i++) {
+            float sg = i % 2 ? -1.0f : 1.0f;
+            if (i % 5 == 0) { /* the crafted case */
+                P[i] = sg * ps[c];
+                G[i] = sg * gs[c];
+                ck_assert_float_ne((float)((double)-lr * G[i] + P[i]), fmaf(-lr, G[i], P[i]));
+            } else {
+                P[i] = (float)(rng_normal(&g) * 0x1p-100);
+                G[i] = (float)(rng_normal(&g) * 0x1p-80);
+            }
+            want[i] = fmaf(-lr, G[i], P[i]);
         }
-        want[i] = fmaf(-lr, G[i], P[i]);
+        sgd_step_is_fmaf(p, lr, want);
+        tensor_free(p);
     }
-    sgd_step_is_fmaf(p, lr, want);
-    tensor_free(p);
     ck_assert_int_eq(tg_isa_select(getenv("TAPEGRAD_ISA")), 0);
 }
 END_TEST
