@@ -62,8 +62,9 @@ int tg_blas_openblas_level(void) {
 }
 
 /* Which library runs a float32 GEMM on variant v (measured on an AMD EPYC,
- * Zen 5, one thread, in BENCHMARKS.md): oneDNN beat OpenBLAS 0.3.21 (which
- * runs its Haswell kernels on this CPU) on v4 for every shape of the GPT and
+ * Zen 5, one thread, in BENCHMARKS.md): oneDNN beat OpenBLAS 0.3.21 (its
+ * Haswell kernels there, as the environment's OPENBLAS_CORETYPE set them;
+ * told nothing it picks Cooperlake on that CPU) on v4 for every shape of the GPT and
  * the LSTM (1.35-2.7x) and of LeNet-5's linear layers (1.1-2.1x), and by
  * 3-38 % on v2; on v3 its AVX2 kernels win by 1-17 % except for A^T B with
  * a long inner dimension or many rows (a weight gradient over a batch of 1024 rows:
