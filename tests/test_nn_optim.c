@@ -360,7 +360,7 @@ static void sgd_step_is_fmaf(tensor *p, double lr, const float *want) {
 }
 
 /* v2 has no FMA instruction and computes plain SGD's fmaf(-lr, g, p) in
- * float64 (optim.c, fmaf_by_double): held to libm's fmaf on 200,000 values
+ * float64 (optim.c, sgd_f32_v2): held to libm's fmaf on 200,000 values
  * of wide-ranging exponents and signs, and on sums that land exactly on a
  * float32 midpoint after rounding to float64 (p + lr g = 2^24 + 3 - 2^-46,
  * scaled by 2^j), where rounding twice would give the other neighbour. */
