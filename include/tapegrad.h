@@ -317,6 +317,11 @@ typedef struct pool2d_params {
 } pool2d_params;
 tensor *tensor_max_pool2d(tensor *x, pool2d_params p);
 tensor *tensor_avg_pool2d(tensor *x, pool2d_params p);
+/* tensor_max_pool2d(tensor_conv2d(x, w, b, cp), pp): the same values and
+ * gradients, bit for bit. For a 2x2 stride-2 unpadded pool (LeNet's) it is one
+ * node that pools each image's convolution output while it is in cache and
+ * never stores the whole; any other pool is the two ops. */
+tensor *tensor_conv2d_max_pool2d(tensor *x, tensor *w, tensor *b, conv2d_params cp, pool2d_params pp);
 /* Resampling and the convolutions beside conv2d, with PyTorch's shapes,
  * parameters and index formulas (docs/ops.md has the formulas).
  * adaptive_avg_pool2d: x (B, C, H, W) -> (B, C, out_h, out_w), output cell

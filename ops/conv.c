@@ -14,6 +14,7 @@
 #include <cblas.h>
 
 #include "conv.h"
+#include "grad_ops.h"
 
 static const conv_kernels *const variants[ISA_COUNT] = {&tg_conv_kernels_v2, &tg_conv_kernels_v3,
                                                        &tg_conv_kernels_v4};
@@ -45,10 +46,21 @@ void tg_conv_blas_release(int threads, int was) {
     if (threads > 1 && was > 1) openblas_set_num_threads(was);
 }
 
+/* The conv family: index of each op in tg_ops_conv, its entry below. */
+enum { CONV2D, CONV2D_MAX_POOL2D, N_CONV_OPS };
+
+extern const op_def tg_ops_conv[];
+
 /* The variant is the one the builder saw (ip[8]): its scratch slots were
- * sized by that variant's geometry. */
+ * sized by that variant's geometry. conv2d_max_pool2d's node keeps the
+ * convolution's output size in ip[9], ip[10]; its out is the pooled one. */
 static void node_geom(const conv_kernels *k, const tape_node *n, conv_geom *q) {
-    k->geom(n->in[0], n->in[1], n->out->shape[2], n->out->shape[3], n->ip, q);
+    if (n->op != &tg_ops_conv[CONV2D_MAX_POOL2D]) {
+        k->geom(n->in[0], n->in[1], n->out->shape[2], n->out->shape[3], n->ip, q);
+        return;
+    }
+    k->geom(n->in[0], n->in[1], n->ip[9], n->ip[10], n->ip, q);
+    q->pool = true, q->POH = n->out->shape[2], q->POW = n->out->shape[3];
 }
 
 static void conv2d_forward(tape_node *n) {
@@ -84,10 +96,6 @@ static void conv2d_vjp(tape_node *n, tensor *const *gin) {
 }
 
 /* ------------------------------------------------------------- builder */
-/* The conv family: index of each op in tg_ops_conv, its entry below. */
-enum { CONV2D, N_CONV_OPS };
-
-extern const op_def tg_ops_conv[];
 
 int tg_conv2d_validate(const tensor *x, const tensor *w, const tensor *b, conv2d_params p,
                        int64_t *oh, int64_t *ow) {
@@ -151,6 +159,31 @@ int tg_conv2d_validate(const tensor *x, const tensor *w, const tensor *b, conv2d
     return 0;
 }
 
+/* The node of op (conv2d, or conv2d_max_pool2d with pooled = true) for
+ * inputs in[] checked and a convolution output of oh x ow. */
+static tensor *conv_node(const op_def *op, tensor *const *in, conv2d_params p, int64_t oh,
+                         int64_t ow, bool pooled) {
+    tensor *x = in[0], *w = in[1];
+    const int64_t shape[4] = {x->shape[0], w->shape[0], pooled ? oh / 2 : oh, pooled ? ow / 2 : ow};
+    tape_node *n = tg_node_begin(op, in, 3, x->dtype, 4, shape);
+    if (!n) return NULL;
+    const int ip[7] = {p.stride[0], p.stride[1], p.padding[0], p.padding[1],
+                       p.dilation[0], p.dilation[1], p.groups};
+    for (int i = 0; i < 7; i++) n->ip[i] = ip[i];
+    n->ip[8] = tg_isa_current(); /* checked before tg_node_begin */
+    n->ip[9] = oh, n->ip[10] = ow;
+    const conv_kernels *k = variants[n->ip[8]];
+    /* one image's columns per thread that forward may use */
+    conv_geom q;
+    node_geom(k, n, &q);
+    n->ip[7] = tg_conv_threads(&q);
+    n->saved[0] = tg_tensor_tape_new(x->dtype, 1, (int64_t[]){n->ip[7] * k->slot(&q)});
+    if (!n->saved[0]) return NULL;
+    /* the argmax offsets, written by every forward, read by the vjp */
+    if (pooled && !(n->saved[1] = tg_tensor_tape_new(DTYPE_I64, 4, shape))) return NULL;
+    return tg_node_finish(n);
+}
+
 tensor *tensor_conv2d(tensor *x, tensor *w, tensor *b, conv2d_params p) {
     const op_def *op = &tg_ops_conv[CONV2D];
     tensor *in[3] = {x, w, b};
@@ -160,21 +193,28 @@ tensor *tensor_conv2d(tensor *x, tensor *w, tensor *b, conv2d_params p) {
     int64_t oh, ow;
     if (tg_conv2d_validate(x, w, b, p, &oh, &ow)) return NULL;
     if (!conv_impl()) return NULL; /* TAPEGRAD_ISA refused: its reason is the error */
-    int64_t B = x->shape[0];
-    tape_node *n = tg_node_begin(op, in, 3, x->dtype, 4, (int64_t[]){B, w->shape[0], oh, ow});
-    if (!n) return NULL;
-    const int ip[7] = {p.stride[0], p.stride[1], p.padding[0], p.padding[1],
-                       p.dilation[0], p.dilation[1], p.groups};
-    for (int i = 0; i < 7; i++) n->ip[i] = ip[i];
-    n->ip[8] = tg_isa_current(); /* checked before tg_node_begin */
-    const conv_kernels *k = variants[n->ip[8]];
-    /* one image's columns per thread that forward may use */
-    conv_geom q;
-    node_geom(k, n, &q);
-    n->ip[7] = tg_conv_threads(&q);
-    n->saved[0] = tg_tensor_tape_new(x->dtype, 1, (int64_t[]){n->ip[7] * k->slot(&q)});
-    if (!n->saved[0]) return NULL;
-    return tg_node_finish(n);
+    return conv_node(op, in, p, oh, ow, false);
+}
+
+/* The fused node where the pool is 2x2, stride 2, unpadded and the planes
+ * are whole windows of at least one: max_pool2d's 2x2 kernel, whose offsets
+ * are int32. Any other pool is the two ops (their errors name them). */
+tensor *tensor_conv2d_max_pool2d(tensor *x, tensor *w, tensor *b, conv2d_params p,
+                                 pool2d_params pp) {
+    const op_def *op = &tg_ops_conv[CONV2D_MAX_POOL2D];
+    tensor *in[3] = {x, w, b};
+    if (tg_op_check_inputs(op, in, 2, 0) || op_check_optional(op->name, "bias", b, x)) return NULL;
+    int64_t oh, ow;
+    if (tg_conv2d_validate(x, w, b, p, &oh, &ow)) {
+        tg_error_prefix("%s: ", op->name);
+        return NULL;
+    }
+    const bool k2s2 = pp.kernel[0] == 2 && pp.kernel[1] == 2 && pp.stride[0] == 2 &&
+                      pp.stride[1] == 2 && pp.padding[0] == 0 && pp.padding[1] == 0;
+    if (!k2s2 || oh < 2 || ow < 2 || oh * ow > INT32_MAX)
+        return tensor_max_pool2d(tensor_conv2d(x, w, b, p), pp);
+    if (!conv_impl()) return NULL;
+    return conv_node(op, in, p, oh, ow, true);
 }
 
 int tg_conv2d_paths(const tensor *x, const tensor *w, conv2d_params p, isa_level v, conv_paths *out) {
@@ -224,10 +264,22 @@ static int conv2d_sample(int k, rng *g, op_sample *s) {
     return 0;
 }
 
+static conv2d_params sample_params(const op_sample *s) {
+    return (conv2d_params){{(int)s->ip[0], (int)s->ip[1]}, {(int)s->ip[2], (int)s->ip[3]},
+                           {(int)s->ip[4], (int)s->ip[5]}, (int)s->ip[6]};
+}
 static tensor *conv2d_build(tensor *const *in, const op_sample *s) {
-    conv2d_params p = {{(int)s->ip[0], (int)s->ip[1]}, {(int)s->ip[2], (int)s->ip[3]},
-                       {(int)s->ip[4], (int)s->ip[5]}, (int)s->ip[6]};
-    return tensor_conv2d(in[0], in[1], s->n_inputs > 2 ? in[2] : NULL, p);
+    return tensor_conv2d(in[0], in[1], s->n_inputs > 2 ? in[2] : NULL, sample_params(s));
+}
+
+/* conv2d_max_pool2d's cases are conv2d's: each reaches one of conv2d's paths
+ * on some variant, and every output is at least 2x2, some odd (a last row or
+ * column no window takes). Convolution outputs of random inputs do not tie.
+ * tests/test_ops_conv.c holds the node to the two ops, bit for bit. */
+static int conv2d_max_pool2d_sample(int k, rng *g, op_sample *s) { return conv2d_sample(k, g, s); }
+static tensor *conv2d_max_pool2d_build(tensor *const *in, const op_sample *s) {
+    return tensor_conv2d_max_pool2d(in[0], in[1], s->n_inputs > 2 ? in[2] : NULL, sample_params(s),
+                                    (pool2d_params){{2, 2}, {2, 2}, {0, 0}, false});
 }
 
 /* conv2d's differentiable vjp: its two gradients as ops of their own
@@ -239,6 +291,9 @@ static int conv2d_vjp_graph(const tape_node *n, tensor *g, const bool *want, ten
     tensor *x = n->in[0], *w = n->in[1];
     conv2d_params p = {{(int)n->ip[0], (int)n->ip[1]}, {(int)n->ip[2], (int)n->ip[3]},
                        {(int)n->ip[4], (int)n->ip[5]}, (int)n->ip[6]};
+    /* conv2d_max_pool2d: g unpooled to the convolution's output first, to
+     * the argmax offsets its forward saved (max_pool2d's graph vjp) */
+    if (n->op == &tg_ops_conv[CONV2D_MAX_POOL2D]) g = tg_max_pool2d_input_grad(g, n->saved[1], n->ip[9], n->ip[10]);
     if (want[0]) gin[0] = tensor_conv2d_input_grad(g, w, x->shape[2], x->shape[3], p);
     if (want[1]) gin[1] = tensor_conv2d_weight_grad(x, g, w->shape[2], w->shape[3], p);
     if (n->n_in > 2 && n->in[2] && want[2]) {
@@ -259,6 +314,15 @@ const op_def tg_ops_conv[] = {
      "linear in each input, no kinks. tensor_conv1d(x [B,C,L], w [OC,C/G,K], b, conv1d_params) is this "
      "op on x viewed [B,C,1,L] and w [OC,C/G,1,K] with stride (1,s), padding (0,p), dilation (1,d): "
      "composed of reshapes and conv2d (ops/conv_extra.c), so it has no entry of its own",
+     .vjp_graph = conv2d_vjp_graph},
+    [CONV2D_MAX_POOL2D] = {"conv2d_max_pool2d", 3, 0, conv2d_forward, conv2d_vjp, conv2d_max_pool2d_sample,
+     conv2d_max_pool2d_build, "tensor_conv2d_max_pool2d(x, w, b, conv_params, pool_params)",
+     "y = max_pool2d(conv2d(x, w, b, conv_params), pool_params) for a 2x2 stride-2 unpadded pool, "
+     "one image at a time: the convolution's output is pooled while in cache and never stored",
+     "G = g at each window's argmax (max_pool2d's vjp, per image), then conv2d's gradients of G",
+     "the same values and gradients, bit for bit, as max_pool2d of conv2d (the same kernels); "
+     "not differentiable where a window's maxima tie (the first in window order takes the "
+     "gradient). Another pool_params is the two ops, and their nodes",
      .vjp_graph = conv2d_vjp_graph},
 };
 const int tg_ops_conv_count = N_CONV_OPS;

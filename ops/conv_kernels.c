@@ -60,6 +60,7 @@
 
 #include "blas.h"
 #include "conv.h"
+#include "pool_kernels.h"
 
 enum { CONV_DIRECT_K = 32 }; /* largest contraction for the direct forward */
 /* The vector unit of the variant, and the register blocks sized for it: each
@@ -143,6 +144,7 @@ static void conv_geom_of(const tensor *x, const tensor *w, int64_t OH, int64_t O
     q->OCg = q->OC / q->G;
     q->K = (q->C / q->G) * q->KH * q->KW;
     q->P = q->OH * q->OW;
+    q->pool = false, q->POH = q->POW = 0; /* set by conv2d_max_pool2d's nodes */
     q->Hp = q->H + 2 * q->ph, q->Wp = q->W + 2 * q->pw;
     /* Stride 1: wide columns unless the Wp - OW dropped pixels per row cost
      * the GEMMs more than tight columns cost to build. LeNet's conv2 (OW 10,
@@ -186,9 +188,11 @@ static void conv_geom_of(const tensor *x, const tensor *w, int64_t OH, int64_t O
 }
 
 /* One thread's scratch slot, in elements: columns, their gradient, the padded
- * image and its gradient, the wide output (or upstream gradient). */
+ * image and its gradient, the wide output (or upstream gradient), the
+ * transposed gradient and weight, and with q->pool the image's output before
+ * pooling (forward) or its unpooled gradient (backward). */
 typedef struct {
-    int64_t cols, dcols, xp, dxp, yw, gt, wt, total;
+    int64_t cols, dcols, xp, dxp, yw, gt, wt, img, total;
 } conv_slot;
 
 static conv_slot conv_slot_of(const conv_geom *q) {
@@ -200,7 +204,8 @@ static conv_slot conv_slot_of(const conv_geom *q) {
     s.yw = s.dxp + (q->wide ? img : 0) + 2 * S;
     s.gt = s.yw + (q->wide ? q->OC * q->L : 0) + S;
     s.wt = s.gt + (q->dwp == CONV_DW_LANES ? q->OC * q->P : 0) + S;
-    s.total = s.wt + (q->fwd == CONV_FWD_LANES ? q->OC * q->K : 0) + S;
+    s.img = s.wt + (q->fwd == CONV_FWD_LANES ? q->OC * q->K : 0) + S;
+    s.total = s.img + (q->pool ? q->OC * q->P : 0) + S;
     return s;
 }
 

@@ -766,6 +766,150 @@ START_TEST(test_isa_refuses_variant_the_cpu_lacks) {
 }
 END_TEST
 
+/* ------------------------------------ conv2d then max pooling, one node */
+static const pool2d_params pool2 = {{2, 2}, {2, 2}, {0, 0}, false};
+
+/* y and the gradients of x, w (and b) for the upstream gradient gy seeded
+ * by seed, of the fused node (fused) or of max_pool2d(conv2d(...)), on
+ * `threads` threads; in[] are cast to dt. */
+static void pool_run(bool fused, int threads, dtype dt, tensor *const *in, int n_in, conv2d_params p,
+                     tensor **res) {
+    tapegrad_set_threads(threads);
+    tensor *t[3] = {NULL, NULL, NULL};
+    for (int i = 0; i < n_in; i++) {
+        t[i] = tensor_to_dtype(in[i], dt);
+        tensor_set_requires_grad(t[i], true);
+    }
+    tensor *y = fused ? tensor_conv2d_max_pool2d(t[0], t[1], t[2], p, pool2)
+                      : tensor_max_pool2d(tensor_conv2d(t[0], t[1], t[2], p), pool2);
+    ck_assert_msg(y != NULL, "%s", tapegrad_error());
+    /* the fused form is one node, the two ops two */
+    ck_assert_int_eq(tg_tape_node_count(), fused ? 1 : 2);
+    ck_assert_str_eq(tg_tape_node_at(tg_tape_node_count() - 1)->op->name,
+                     fused ? "conv2d_max_pool2d" : "max_pool2d");
+    rng g;
+    rng_seed(&g, 5, 2);
+    tensor *gy = tensor_rand(&g, dt, 4, y->shape, -1.0, 1.0);
+    ck_assert_int_eq(tensor_backward_with(y, gy), 0);
+    res[0] = tensor_clone(y);
+    for (int i = 0; i < 3; i++) res[i + 1] = t[i] ? tensor_clone(t[i]->grad) : NULL;
+    tape_reset();
+    for (int i = 0; i < 3; i++) tensor_free(t[i]);
+    tensor_free(gy);
+    tapegrad_set_threads(1);
+}
+
+/* The fused results of the case equal the two ops' bit for bit (one thread),
+ * and the fused ones on two threads equal them too. */
+static void expect_pool_bits(const char *what, dtype dt, tensor *const *in, int n_in, conv2d_params p) {
+    tensor *two_ops[4], *fused[4], *fused2[4];
+    pool_run(false, 1, dt, in, n_in, p, two_ops);
+    pool_run(true, 1, dt, in, n_in, p, fused);
+    pool_run(true, 2, dt, in, n_in, p, fused2);
+    static const char *const names[4] = {"y", "dx", "dw", "db"};
+    for (int i = 0; i < 4; i++) {
+        ck_assert_msg((two_ops[i] == NULL) == (fused[i] == NULL), "%s: %s", what, names[i]);
+        if (!two_ops[i]) continue;
+        const size_t bytes = (size_t)two_ops[i]->size * tg_dtype_size(dt);
+        ck_assert_int_eq(fused[i]->size, two_ops[i]->size);
+        ck_assert_msg(memcmp(fused[i]->data, two_ops[i]->data, bytes) == 0, "%s %s %s: %s differs from the two ops'",
+                      tapegrad_isa(), tg_dtype_name(dt), what, names[i]);
+        ck_assert_msg(memcmp(fused2[i]->data, two_ops[i]->data, bytes) == 0,
+                      "%s %s %s: %s on two threads differs", tapegrad_isa(), tg_dtype_name(dt), what, names[i]);
+        tensor_free(two_ops[i]), tensor_free(fused[i]), tensor_free(fused2[i]);
+    }
+}
+
+/* Every sample case of conv2d_max_pool2d (conv2d's, reaching each of its
+ * paths on some variant; odd outputs among them) and LeNet-5's two layers,
+ * on every variant the CPU runs, in float32 and float64: the fused node's
+ * output and its three gradients are those of max_pool2d(conv2d(...)). */
+START_TEST(test_conv2d_max_pool2d_equals_the_two_ops_every_variant) {
+    const op_def *op = op_find("conv2d_max_pool2d");
+    ck_assert_ptr_nonnull(op);
+    rng g;
+    rng_seed(&g, 9, 4);
+    tensor *lenet[2][3] = {
+        {tensor_rand(&g, DTYPE_F64, SHAPE(9, 1, 28, 28), -1, 1), tensor_rand(&g, DTYPE_F64, SHAPE(6, 1, 5, 5), -1, 1),
+         tensor_rand(&g, DTYPE_F64, SHAPE(6), -1, 1)},
+        {tensor_rand(&g, DTYPE_F64, SHAPE(9, 6, 14, 14), -1, 1), tensor_rand(&g, DTYPE_F64, SHAPE(16, 6, 5, 5), -1, 1),
+         tensor_rand(&g, DTYPE_F64, SHAPE(16), -1, 1)},
+    };
+    int cases = 0;
+    for (int v = 0; v < ISA_COUNT; v++) {
+        if (!tg_isa_supported(v)) continue;
+        ck_assert_int_eq(tg_isa_select(tg_isa_name(v)), 0);
+        for (int d = 0; d < 2; d++) {
+            dtype dt = d ? DTYPE_F32 : DTYPE_F64;
+            expect_pool_bits("LeNet-5 conv1", dt, lenet[0], 3, params(1, 1, 2, 2, 1, 1, 1));
+            expect_pool_bits("LeNet-5 conv2", dt, lenet[1], 3, CONV2D_DEFAULT);
+            for (int k = 0;; k++) {
+                op_sample smp;
+                memset(&smp, 0, sizeof smp);
+                rng_seed(&g, 1, (uint64_t)k);
+                int rc = op->sample(k, &g, &smp);
+                if (rc == 1) break;
+                ck_assert_int_eq(rc, 0);
+                conv2d_params p = {{(int)smp.ip[0], (int)smp.ip[1]}, {(int)smp.ip[2], (int)smp.ip[3]},
+                                   {(int)smp.ip[4], (int)smp.ip[5]}, (int)smp.ip[6]};
+                expect_pool_bits(smp.name, dt, smp.inputs, smp.n_inputs, p);
+                for (int i = 0; i < smp.n_inputs; i++) tensor_free(smp.inputs[i]);
+                cases++;
+            }
+        }
+    }
+    ck_assert_int_ge(cases, 18);
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 3; j++) tensor_free(lenet[i][j]);
+    ck_assert_int_eq(tg_isa_select(getenv("TAPEGRAD_ISA")), 0);
+}
+END_TEST
+
+START_TEST(test_conv2d_max_pool2d_grad_central_differences_all_samples) {
+    ck_assert_int_ge(numeric_check_op("conv2d_max_pool2d", 300, 2, CHECK_ALL), 12);
+}
+END_TEST
+
+/* Any other pool is the two ops (their nodes, their errors); the fused op's
+ * own errors name it. */
+START_TEST(test_conv2d_max_pool2d_other_pools_and_errors) {
+    rng g;
+    rng_seed(&g, 2, 2);
+    tensor *x = rand_leaf(&g, DTYPE_F64, SHAPE(2, 3, 9, 9)), *w = rand_leaf(&g, DTYPE_F64, SHAPE(4, 3, 3, 3));
+    const pool2d_params p3 = {{3, 3}, {2, 2}, {1, 1}, false};
+    tensor *y = tensor_conv2d_max_pool2d(x, w, NULL, CONV2D_DEFAULT, p3);
+    ck_assert_ptr_nonnull(y);
+    ck_assert_int_eq(tg_tape_node_count(), 2);
+    ck_assert_str_eq(tg_tape_node_at(1)->op->name, "max_pool2d");
+    tensor *ref = tensor_max_pool2d(tensor_conv2d(x, w, NULL, CONV2D_DEFAULT), p3);
+    ck_assert_int_eq(memcmp(y->data, ref->data, (size_t)y->size * sizeof(double)), 0);
+    tape_reset();
+    /* a 1-row output has no 2x2 window: max_pool2d's own refusal */
+    tensor *w9 = rand_leaf(&g, DTYPE_F64, SHAPE(4, 3, 9, 3));
+    tapegrad_error_clear();
+    ck_assert_ptr_null(tensor_conv2d_max_pool2d(x, w9, NULL, CONV2D_DEFAULT, pool2));
+    ck_assert_str_eq(tapegrad_error(), "max_pool2d: kernel [2,2] larger than padded input 1x7 "
+                                       "(input [2,4,1,7], padding [0,0])");
+    tape_reset();
+    /* conv2d's checks, named as the fused op's */
+    tensor *w6 = rand_leaf(&g, DTYPE_F64, SHAPE(16, 6, 5, 5));
+    tapegrad_error_clear();
+    ck_assert_ptr_null(tensor_conv2d_max_pool2d(x, w6, NULL, CONV2D_DEFAULT, pool2));
+    ck_assert_str_eq(tapegrad_error(),
+                     "conv2d_max_pool2d: conv2d: input channels 3 do not match weight [16,6,5,5] (groups 1)");
+    tapegrad_error_clear();
+    ck_assert_ptr_null(tensor_conv2d_max_pool2d(NULL, w, NULL, CONV2D_DEFAULT, pool2));
+    ck_assert_ptr_nonnull(strstr(tapegrad_error(), "conv2d_max_pool2d: "));
+    tensor *b5 = rand_leaf(&g, DTYPE_F64, SHAPE(5));
+    tapegrad_error_clear();
+    ck_assert_ptr_null(tensor_conv2d_max_pool2d(x, w, b5, CONV2D_DEFAULT, pool2));
+    ck_assert_str_eq(tapegrad_error(), "conv2d_max_pool2d: conv2d: bias must be [4] for weight [4,3,3,3], got [5]");
+    tapegrad_error_clear();
+    tape_reset();
+    tensor_free(x), tensor_free(w), tensor_free(w9), tensor_free(w6), tensor_free(b5);
+}
+END_TEST
+
 /* ----------------------------------------------------------- errors */
 static void expect_error(tensor *x, tensor *w, tensor *b, conv2d_params p, const char *msg) {
     tapegrad_error_clear();
@@ -880,6 +1024,9 @@ Suite *conv_suite(void) {
     TCase *tc = tcase_create("conv2d");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_conv2d_forward_and_grad_4x4_kernel_2x2);
+    tcase_add_test(tc, test_conv2d_max_pool2d_equals_the_two_ops_every_variant);
+    tcase_add_test(tc, test_conv2d_max_pool2d_grad_central_differences_all_samples);
+    tcase_add_test(tc, test_conv2d_max_pool2d_other_pools_and_errors);
     tcase_add_test(tc, test_conv2d_forward_and_grad_padding_1_no_bias);
     tcase_add_test(tc, test_conv2d_forward_and_grad_stride2_padding_1);
     tcase_add_test(tc, test_conv2d_matches_naive_batch_nonsquare);
