@@ -1,11 +1,13 @@
 /* pool_kernels.c - max pooling's 2x2 stride-2 plane kernel, compiled once per
  * ISA variant (pool_kernels.h, isa.h): the four taps of a row of outputs are
- * stride-2 loads from two input rows, reduced with selects in `omp simd`
- * loops, so each variant's compiler uses its own vector width (it was 7.5 %
- * of a LeNet-5 step at batch 64 built for the baseline; a form with whole-
- * vector loads split by shuffles was no faster on AVX-512 and 6x slower on
- * SSE, as LeNet's pools are bound by memory: BENCHMARKS.md). The kernels are
- * plain C in pool_kernels_t.h, included once per element type. */
+ * reduced with selects, so each variant's compiler uses its own vector width
+ * (it was 7.5 % of a LeNet-5 step at batch 64 built for the baseline). On v3
+ * and v4 a row's inputs are whole-vector loads split by shuffles (see
+ * POOL_VECTORS); when the pools read the whole batch's conv output from
+ * memory that form was no faster (BENCHMARKS.md), but conv2d_max_pool2d
+ * hands them each image's output in cache. On SSE the stride-2 loads stay
+ * in `omp simd` loops. The kernels are plain C in pool_kernels_t.h, included
+ * once per element type. */
 #include <string.h>
 
 #include "pool_kernels.h"
