@@ -179,8 +179,11 @@ static tensor *conv_node(const op_def *op, tensor *const *in, conv2d_params p, i
     n->ip[7] = tg_conv_threads(&q);
     n->saved[0] = tg_tensor_tape_new(x->dtype, 1, (int64_t[]){n->ip[7] * k->slot(&q)});
     if (!n->saved[0]) return NULL;
-    /* the argmax offsets, written by every forward, read by the vjp */
-    if (pooled && !(n->saved[1] = tg_tensor_tape_new(DTYPE_I64, 4, shape))) return NULL;
+    /* the argmax taps, an int32 per output (pool_kernels.h), written by
+     * every forward, read by the vjp: int32s in an int64 tensor's buffer */
+    const int64_t taps = shape[0] * shape[1] * shape[2] * shape[3];
+    if (pooled && !(n->saved[1] = tg_tensor_tape_new(DTYPE_I64, 1, (int64_t[]){(taps + 1) / 2})))
+        return NULL;
     return tg_node_finish(n);
 }
 
@@ -282,6 +285,22 @@ static tensor *conv2d_max_pool2d_build(tensor *const *in, const op_sample *s) {
                                     (pool2d_params){{2, 2}, {2, 2}, {0, 0}, false});
 }
 
+/* A conv2d_max_pool2d node's argmax taps as max_pool2d's offsets in each
+ * (OH, OW) plane of the convolution's output (a tape-owned int64 tensor of
+ * the node's output shape), or NULL with the error set. */
+static tensor *tap_offsets(const tape_node *n) {
+    tensor *o = tg_tensor_tape_new(DTYPE_I64, 4, n->out->shape);
+    if (!o) return NULL;
+    const int32_t *t = n->saved[1]->data;
+    const int64_t POH = n->out->shape[2], POW = n->out->shape[3], OW = n->ip[10];
+    int64_t *d = o->data;
+    for (int64_t k = 0; k < o->size; k++) {
+        const int64_t i = k / POW % POH, j = k % POW;
+        d[k] = (2 * i + t[k] / 2) * OW + 2 * j + t[k] % 2;
+    }
+    return o;
+}
+
 /* conv2d's differentiable vjp: its two gradients as ops of their own
  * (conv_grad.c), which run this op's backward kernel and whose own graph
  * vjps are conv2d and each other, so every order stays on the kernels:
@@ -292,8 +311,8 @@ static int conv2d_vjp_graph(const tape_node *n, tensor *g, const bool *want, ten
     conv2d_params p = {{(int)n->ip[0], (int)n->ip[1]}, {(int)n->ip[2], (int)n->ip[3]},
                        {(int)n->ip[4], (int)n->ip[5]}, (int)n->ip[6]};
     /* conv2d_max_pool2d: g unpooled to the convolution's output first, to
-     * the argmax offsets its forward saved (max_pool2d's graph vjp) */
-    if (n->op == &tg_ops_conv[CONV2D_MAX_POOL2D]) g = tg_max_pool2d_input_grad(g, n->saved[1], n->ip[9], n->ip[10]);
+     * the argmaxes its forward saved, as max_pool2d's graph vjp does */
+    if (n->op == &tg_ops_conv[CONV2D_MAX_POOL2D]) g = tg_max_pool2d_input_grad(g, tap_offsets(n), n->ip[9], n->ip[10]);
     if (want[0]) gin[0] = tensor_conv2d_input_grad(g, w, x->shape[2], x->shape[3], p);
     if (want[1]) gin[1] = tensor_conv2d_weight_grad(x, g, w->shape[2], w->shape[3], p);
     if (n->n_in > 2 && n->in[2] && want[2]) {

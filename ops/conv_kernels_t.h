@@ -727,30 +727,34 @@ typedef struct {
     const conv_geom *q;
     const T *x, *w, *wt, *bias, *g;
     T *y, *scratch, *parts, *dx;
-    int64_t *idx; /* with q->pool: the argmax offsets, y's shape */
+    int32_t *code; /* with q->pool: the argmax taps, one per element of y */
     int64_t slot, wsize;
     bool dw, db;
 } NAME(conv_run);
 
 /* conv2d_max_pool2d, one image: its output yb (OC, OH, OW), still in the
  * thread's scratch, max-pooled plane by plane by this variant's 2x2 kernel
- * (pool_kernels.c: max_pool2d's, so the same values and offsets) into
- * y (OC, POH, POW) and idx; and the adjoint, dy (OC, OH, OW) = g at each
- * window's argmax and 0 elsewhere (windows do not overlap: stores). The
- * whole (B, OC, OH, OW) output is never written: for LeNet-5's conv1 (1.2 MB
- * in float32 at batch 64) writing it, reading it back to pool it, zeroing
- * its gradient and scattering into it were passes through memory. */
-static void NAME(pool_image)(const conv_geom *q, const T *yb, T *y, int64_t *idx) {
+ * (pool_kernels.c: max_pool2d's, so the same values and argmaxes) into
+ * y (OC, POH, POW), each window's argmax kept as its tap (0-3, int32);
+ * and the adjoint, dy (OC, OH, OW) = g at each window's argmax and 0
+ * elsewhere, without zeroing dy first. The whole (B, OC, OH, OW) output is
+ * never written: for LeNet-5's conv1 (1.2 MB in float32 at batch 64)
+ * writing it, reading it back to pool it, zeroing its gradient and
+ * scattering into it were passes through memory. The taps in place of
+ * max_pool2d's int64 offsets halve what is stored and read back, and let
+ * the adjoint write whole vectors (pool, unpool and zeroing 11 -> 8.7 % of
+ * the v4 LeNet-5 step, perf). */
+static void NAME(pool_image)(const conv_geom *q, const T *yb, T *y, int32_t *code) {
     const int64_t pp = q->POH * q->POW;
     for (int64_t c = 0; c < q->OC; c++)
-        ISA_SYM(tg_pool_kernels).NAME(max_2x2)(yb + c * q->P, q->OW, q->POH, q->POW, y + c * pp,
-                                               idx + c * pp);
+        ISA_SYM(tg_pool_kernels).NAME(max_2x2_code)(yb + c * q->P, q->OW, q->POH, q->POW, y + c * pp,
+                                                    code + c * pp);
 }
-static void NAME(unpool_image)(const conv_geom *q, const T *g, const int64_t *idx, T *dy) {
+static void NAME(unpool_image)(const conv_geom *q, const T *g, const int32_t *code, T *dy) {
     const int64_t pp = q->POH * q->POW;
-    memset(dy, 0, (size_t)(q->OC * q->P) * sizeof(T));
     for (int64_t c = 0; c < q->OC; c++)
-        for (int64_t k = 0; k < pp; k++) dy[c * q->P + idx[c * pp + k]] = g[c * pp + k];
+        ISA_SYM(tg_pool_kernels).NAME(unpool_2x2_code)(g + c * pp, code + c * pp, q->POH, q->POW, q->OH,
+                                                       q->OW, dy + c * q->P);
 }
 
 static void NAME(fwd_item)(void *run, int64_t b, int slot) {
@@ -765,12 +769,12 @@ static void NAME(fwd_item)(void *run, int64_t b, int slot) {
     T *img = s + conv_slot_of(q).img;
     const int64_t out = q->OC * q->POH * q->POW;
     NAME(conv_fwd_image)(q, r->x + b * q->C * q->H * q->W, r->w, r->wt, r->bias, img, s);
-    NAME(pool_image)(q, img, r->y + b * out, r->idx + b * out);
+    NAME(pool_image)(q, img, r->y + b * out, r->code + b * out);
 }
 static void NAME(conv_fwd)(const tape_node *n, const conv_geom *q, int threads) {
     NAME(conv_run) r = {.q = q, .x = n->in[0]->data, .w = n->in[1]->data,
                         .bias = n->in[2] ? n->in[2]->data : NULL, .y = n->out->data,
-                        .idx = q->pool ? n->saved[1]->data : NULL,
+                        .code = q->pool ? n->saved[1]->data : NULL,
                         .scratch = n->saved[0]->data, .slot = conv_slot_of(q).total};
     /* W^T per group (K, OC/G) for the direct kernel, in slot 0, read by all threads */
     T *wt = r.scratch + conv_slot_of(q).wt;
@@ -792,7 +796,7 @@ static void NAME(bwd_item)(void *run, int64_t c, int slot) {
         if (q->pool) { /* the image's gradient before pooling, in the scratch */
             const int64_t out = q->OC * q->POH * q->POW;
             T *dy = s + conv_slot_of(q).img;
-            NAME(unpool_image)(q, r->g + b * out, r->idx + b * out, dy);
+            NAME(unpool_image)(q, r->g + b * out, r->code + b * out, dy);
             gb = dy;
         }
         NAME(conv_bwd_image)(q, r->x + b * q->C * q->H * q->W, r->w, gb, r->dw ? pc : NULL,
@@ -806,7 +810,7 @@ static void NAME(conv_bwd)(const tape_node *n, const conv_geom *q, int threads,
     int64_t wsize = n->in[1]->size;
     NAME(conv_run) r = {.q = q, .x = n->in[0]->data, .w = n->in[1]->data,
                         .g = n->out->grad->data, .scratch = scratch_, .parts = parts,
-                        .idx = q->pool ? n->saved[1]->data : NULL,
+                        .code = q->pool ? n->saved[1]->data : NULL,
                         .dx = gin[0] ? gin[0]->data : NULL, .slot = conv_slot_of(q).total,
                         .wsize = wsize, .dw = gin[1] != NULL, .db = gin[2] != NULL};
     int64_t chunks = (q->B + CONV_CHUNK - 1) / CONV_CHUNK;

@@ -41,4 +41,8 @@ typedef int64_t mask_t_double;
 const pool_kernels ISA_SYM(tg_pool_kernels) = {
     .max_2x2_float = max_2x2_float,
     .max_2x2_double = max_2x2_double,
+    .max_2x2_code_float = max_2x2_code_float,
+    .max_2x2_code_double = max_2x2_code_double,
+    .unpool_2x2_code_float = unpool_2x2_code_float,
+    .unpool_2x2_code_double = unpool_2x2_code_double,
 };

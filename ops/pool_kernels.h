@@ -21,6 +21,19 @@ typedef struct {
     void (*max_2x2_float)(const float *x, int64_t W, int64_t OH, int64_t OW, float *y, int64_t *idx);
     void (*max_2x2_double)(const double *x, int64_t W, int64_t OH, int64_t OW, double *y,
                            int64_t *idx);
+    /* the same maxima, each argmax kept as its tap in window order (0 top
+     * left, 1 top right, 2 bottom left, 3 bottom right): offset
+     * (2 i + t / 2) W + 2 j + t % 2 (conv2d_max_pool2d's saved form) */
+    void (*max_2x2_code_float)(const float *x, int64_t W, int64_t OH, int64_t OW, float *y,
+                               int32_t *code);
+    void (*max_2x2_code_double)(const double *x, int64_t W, int64_t OH, int64_t OW, double *y,
+                                int32_t *code);
+    /* the adjoint into a whole (H, W) plane, H >= 2 OH, W >= 2 OW, each
+     * element written once: dx = g at each window's tap, 0 elsewhere */
+    void (*unpool_2x2_code_float)(const float *g, const int32_t *code, int64_t OH, int64_t OW,
+                                  int64_t H, int64_t W, float *dx);
+    void (*unpool_2x2_code_double)(const double *g, const int32_t *code, int64_t OH, int64_t OW,
+                                   int64_t H, int64_t W, double *dx);
 } pool_kernels;
 
 extern const pool_kernels tg_pool_kernels_v2, tg_pool_kernels_v3, tg_pool_kernels_v4;

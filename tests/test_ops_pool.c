@@ -420,6 +420,74 @@ START_TEST(test_max_pool2d_2x2_kernels_match_naive_every_variant) {
 }
 END_TEST
 
+/* The tap form of every variant's kernel (conv2d_max_pool2d's) and its
+ * adjoint, on the same planes as above: each tap names the naive kernel's
+ * argmax, (2 i + t / 2) W + 2 j + t % 2, with the same maxima; the adjoint,
+ * into a plane filled with a NaN sentinel first, writes every element: g at
+ * the naive argmax, 0 everywhere else (the odd last row and column too),
+ * bit for bit. */
+START_TEST(test_max_pool2d_2x2_taps_and_adjoint_every_variant) {
+    rng g;
+    rng_seed(&g, 8, 5);
+    enum { HMAX = 7, WMAX = 35 };
+    double xd[HMAX * WMAX], yd[HMAX * WMAX], nd[HMAX * WMAX], gd[HMAX * WMAX], dd[HMAX * WMAX];
+    float xf[HMAX * WMAX], yf[HMAX * WMAX], nf[HMAX * WMAX], gf[HMAX * WMAX], df[HMAX * WMAX];
+    int64_t nidx[HMAX * WMAX];
+    int32_t code[HMAX * WMAX];
+    int variants = 0;
+    for (int v = 0; v < ISA_COUNT; v++) {
+        if (!tg_isa_supported((isa_level)v)) continue;
+        variants++;
+        const pool_kernels *k = tg_pool_kernels_of((isa_level)v);
+        for (int64_t W = 2; W <= WMAX; W++)
+            for (int64_t H = 2; H <= HMAX; H++) {
+                const int64_t OH = H / 2, OW = W / 2;
+                for (int64_t i = 0; i < H * W; i++) {
+                    uint32_t r = rng_below(&g, 23);
+                    xd[i] = r < 3 ? NAN : (double)(r % 5) - 2.0 + (r % 7 == 0 ? 0.5 : 0.0);
+                    xf[i] = (float)xd[i];
+                }
+                for (int64_t i = 0; i < OH * OW; i++) gd[i] = 1.0 + rng_uniform(&g), gf[i] = (float)gd[i];
+                for (int d = 0; d < 2; d++) {
+                    for (int64_t i = 0; i < OH * OW; i++) code[i] = -1;
+                    if (d) {
+                        k->max_2x2_code_float(xf, W, OH, OW, yf, code);
+                        tg_pool_max_2x2_naive_float(xf, W, OH, OW, nf, nidx);
+                    } else {
+                        k->max_2x2_code_double(xd, W, OH, OW, yd, code);
+                        tg_pool_max_2x2_naive_double(xd, W, OH, OW, nd, nidx);
+                    }
+                    for (int64_t i = 0; i < OH * OW; i++) {
+                        const int64_t oi = i / OW, oj = i % OW, t = code[i];
+                        ck_assert_msg(t >= 0 && t < 4 && (2 * oi + t / 2) * W + 2 * oj + t % 2 == nidx[i],
+                                      "%s %s %lldx%lld output %lld: tap %lld, naive offset %lld",
+                                      tg_isa_name((isa_level)v), d ? "float" : "double", (long long)H,
+                                      (long long)W, (long long)i, (long long)t, (long long)nidx[i]);
+                        ck_assert(d ? memcmp(&yf[i], &nf[i], sizeof(float)) == 0
+                                    : memcmp(&yd[i], &nd[i], sizeof(double)) == 0);
+                    }
+                    for (int64_t i = 0; i < H * W; i++) dd[i] = NAN, df[i] = NAN;
+                    if (d)
+                        k->unpool_2x2_code_float(gf, code, OH, OW, H, W, df);
+                    else
+                        k->unpool_2x2_code_double(gd, code, OH, OW, H, W, dd);
+                    for (int64_t i = 0; i < H * W; i++) {
+                        double want = 0;
+                        for (int64_t o = 0; o < OH * OW; o++)
+                            if (nidx[o] == i) want = d ? (double)gf[o] : gd[o];
+                        const double got = d ? (double)df[i] : dd[i];
+                        ck_assert_msg(memcmp(&got, &want, sizeof got) == 0,
+                                      "%s %s %lldx%lld adjoint element %lld: %g, want %g",
+                                      tg_isa_name((isa_level)v), d ? "float" : "double", (long long)H,
+                                      (long long)W, (long long)i, got, want);
+                    }
+                }
+            }
+    }
+    ck_assert_int_ge(variants, 1);
+}
+END_TEST
+
 /* The naive kernel itself, on one hand-checked plane (4 x 5, OW = 2):
  * window (0,0) = {1, 3 | 3, 0}: the tie goes to the first 3, offset 1;
  * window (0,1) = {2, NaN | NaN, 9}: the first NaN, offset 3;
@@ -441,6 +509,7 @@ Suite *pool_suite(void) {
     TCase *tc = tcase_create("pool2d");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_max_pool2d_forward_and_grad_2x2_stride2);
+    tcase_add_test(tc, test_max_pool2d_2x2_taps_and_adjoint_every_variant);
     tcase_add_test(tc, test_max_pool2d_grad_overlapping_windows_accumulate);
     tcase_add_test(tc, test_max_pool2d_padding_is_minus_infinity);
     tcase_add_test(tc, test_max_pool2d_2x2_rows_ties_and_nan);
