@@ -199,9 +199,9 @@ tensor *tensor_conv2d(tensor *x, tensor *w, tensor *b, conv2d_params p) {
     return conv_node(op, in, p, oh, ow, false);
 }
 
-/* The fused node where the pool is 2x2, stride 2, unpadded and the planes
- * are whole windows of at least one: max_pool2d's 2x2 kernel, whose offsets
- * are int32. Any other pool is the two ops (their errors name them). */
+/* The fused node where the pool is 2x2, stride 2, unpadded and the
+ * convolution's output holds a window. Any other pool is the two ops
+ * (their errors name them). */
 tensor *tensor_conv2d_max_pool2d(tensor *x, tensor *w, tensor *b, conv2d_params p,
                                  pool2d_params pp) {
     const op_def *op = &tg_ops_conv[CONV2D_MAX_POOL2D];
@@ -214,7 +214,7 @@ tensor *tensor_conv2d_max_pool2d(tensor *x, tensor *w, tensor *b, conv2d_params 
     }
     const bool k2s2 = pp.kernel[0] == 2 && pp.kernel[1] == 2 && pp.stride[0] == 2 &&
                       pp.stride[1] == 2 && pp.padding[0] == 0 && pp.padding[1] == 0;
-    if (!k2s2 || oh < 2 || ow < 2 || oh * ow > INT32_MAX)
+    if (!k2s2 || oh < 2 || ow < 2)
         return tensor_max_pool2d(tensor_conv2d(x, w, b, p), pp);
     if (!conv_impl()) return NULL;
     return conv_node(op, in, p, oh, ow, true);

@@ -906,7 +906,19 @@ START_TEST(test_conv2d_max_pool2d_other_pools_and_errors) {
     ck_assert_str_eq(tapegrad_error(), "conv2d_max_pool2d: conv2d: bias must be [4] for weight [4,3,3,3], got [5]");
     tapegrad_error_clear();
     tape_reset();
-    tensor_free(x), tensor_free(w), tensor_free(w9), tensor_free(w6), tensor_free(b5);
+    /* an empty batch: an empty pooled output, and a backward through it */
+    tensor *x0 = rand_leaf(&g, DTYPE_F64, SHAPE(0, 3, 9, 9));
+    tensor *y0 = tensor_conv2d_max_pool2d(x0, w, NULL, CONV2D_DEFAULT, pool2);
+    ck_assert_ptr_nonnull(y0);
+    ck_assert_int_eq(y0->ndim, 4);
+    ck_assert_int_eq(y0->shape[0], 0);
+    ck_assert_int_eq(y0->shape[1], 4);
+    ck_assert_int_eq(y0->shape[2], 3);
+    ck_assert_int_eq(y0->shape[3], 3);
+    ck_assert_int_eq(tensor_backward(tensor_sum_all(y0)), 0);
+    ck_assert_double_eq(tensor_get(w->grad, 0), 0.0);
+    tape_reset();
+    tensor_free(x), tensor_free(w), tensor_free(w9), tensor_free(w6), tensor_free(b5), tensor_free(x0);
 }
 END_TEST
 
