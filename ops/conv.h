@@ -48,7 +48,7 @@ typedef struct {
     int64_t Hp, Wp, L;   /* padded image; columns per row of the GEMM (L = P if not wide) */
     /* conv2d_max_pool2d (pool): each image's (OC, OH, OW) output, in the
      * thread's scratch only, max-pooled 2x2 stride 2 to (OC, POH, POW); the
-     * node's out is the pooled output and saved[1] the argmax offsets */
+     * node's out is the pooled output and saved[1] the argmax taps */
     bool pool;
     int64_t POH, POW;
 } conv_geom;
@@ -57,9 +57,10 @@ enum { CONV_CHUNK = 8 }; /* images per partial dW sum; fixed, not per thread */
 
 /* One variant's kernels. fwd: y of node n on `threads` threads (n->saved[0]
  * holds that many scratch slots; with q->pool, y is pooled and n->saved[1]
- * takes the argmax offsets, and bwd reads them to unpool n's gradient). bwd: the gradients gin[] wants, with
- * `scratch` threads' slots and `parts` zeroed (per CONV_CHUNK images: dW's
- * size, then OC) when dW or db is wanted. [0] float32, [1] float64. */
+ * takes the argmax taps, int32, which bwd reads to unpool n's gradient).
+ * bwd: the gradients gin[] wants, with `scratch` threads' slots and `parts`
+ * zeroed (per CONV_CHUNK images: dW's size, then OC) when dW or db is
+ * wanted. [0] float32, [1] float64. */
 typedef struct {
     /* x * w -> (B, OC, OH, OW); ip: stride, padding, dilation, groups */
     void (*geom)(const tensor *x, const tensor *w, int64_t OH, int64_t OW, const int64_t *ip,

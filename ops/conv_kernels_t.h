@@ -792,12 +792,14 @@ static void NAME(bwd_item)(void *run, int64_t c, int slot) {
     const conv_geom *q = r->q;
     T *pc = r->parts ? r->parts + c * (r->wsize + q->OC) : NULL, *s = r->scratch + slot * r->slot;
     for (int64_t b = c * CONV_CHUNK; b < q->B && b < (c + 1) * CONV_CHUNK; b++) {
-        const T *gb = r->g + b * q->OC * q->P;
+        const T *gb;
         if (q->pool) { /* the image's gradient before pooling, in the scratch */
             const int64_t out = q->OC * q->POH * q->POW;
             T *dy = s + conv_slot_of(q).img;
             NAME(unpool_image)(q, r->g + b * out, r->code + b * out, dy);
             gb = dy;
+        } else {
+            gb = r->g + b * q->OC * q->P;
         }
         NAME(conv_bwd_image)(q, r->x + b * q->C * q->H * q->W, r->w, gb, r->dw ? pc : NULL,
                              r->db ? pc + r->wsize : NULL,
