@@ -425,6 +425,10 @@ END_TEST
 static Suite *blas_suite(void) {
     Suite *s = suite_create("blas");
     TCase *tc = tcase_create("core");
+    /* Check's default 4 s is a hang detector; every variant's sweep of shapes
+     * against naive loops runs 2-4 s under ASan and UBSan, and over 4 on a
+     * busy host (a clean-clone CI run timed out once, at 7eececf) */
+    tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_gemm_small_rows_every_variant_matches_naive);
     tcase_add_test(tc, test_gemm_small_rows_refused_variant_uses_openblas);
     tcase_add_test(tc, test_gemm_few_rows_ab_every_variant_matches_naive);
