@@ -222,7 +222,7 @@ while [ "$r" -lt "$rounds" ]; do
             pair "$r" "proj $isa.tape.$s 'fwd_ns bwd_ns' '$build/bench/tape_overhead' --size $s" \
                 "peer_run $isa.tape.$s 'forward_ns_per_node backward_ns_per_node' '$peers/tape_overhead_torch.py' --size $s"
         done
-        ops='op=conv1:gflops op=conv2:gflops op=matmul:gflops'
+        ops='op=conv1:gflops op=conv2:gflops op=matmul:gflops op=sgemm:gflops'
         pair "$r" "proj $isa.kern '$ops' '$build/bench/kernels'" "peer_run $isa.kern '$ops' '$root/bench/kernels_torch.py'"
         pair "$r" "proj $isa.epoch seconds '$build/examples/lenet5' --epochs 1 --batch 64 --threads 1" \
             "peer_run $isa.epoch seconds '$peers/lenet5_fashion_torch.py' --epochs 1 --threads 1"
@@ -252,15 +252,21 @@ say "# peer per isa: v4 as installed; v3 ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABI
 for isa in $isas; do
     at="cpu=\"$cpu\" isa=$isa"
     # The OpenBLAS floor of a batch-64 step: its 145 MFLOP of GEMM-shaped
-    # work at the sgemm rate of the matmul figure of the same run.
+    # work at OpenBLAS's sgemm rate on f1's products (kernels' sgemm figure,
+    # cblas_sgemm itself) in the same run; and, stricter, the same work at
+    # the rate of the library's own matmul (its GEMM dispatch, which may
+    # beat OpenBLAS: oneDNN on v4, kernels of its own for short products).
+    sgemm=$(med "$tmp/$isa.kern.p.op=sgemm.gflops")
     gemm=$(med "$tmp/$isa.kern.p.op=matmul.gflops")
     for th in 1 2; do
         for b in 1 64 256; do
             p=$(med "$tmp/$isa.step.$b.$th.p.ms") q=$(med "$tmp/$isa.step.$b.$th.q.step_ms")
             extra=
-            if [ "$b" = 64 ] && [ "$th" = 1 ] && [ "$gemm" != - ] && [ "$p" != - ]; then
-                floor=$(awk -v g="$gemm" 'BEGIN { printf "%.3g\n", 145 / g }')
+            if [ "$b" = 64 ] && [ "$th" = 1 ] && [ "$sgemm" != - ] && [ "$gemm" != - ] && [ "$p" != - ]; then
+                floor=$(awk -v g="$sgemm" 'BEGIN { printf "%.3g\n", 145 / g }')
+                gfloor=$(awk -v g="$gemm" 'BEGIN { printf "%.3g\n", 145 / g }')
                 extra=" floor_ms=$floor floor_ratio=$(ratio "$p" "$floor")"
+                extra="$extra matmul_floor_ms=$gfloor matmul_floor_ratio=$(ratio "$p" "$gfloor")"
             fi
             out "lenet5_step $at batch=$b threads=$th ms=$p$extra" "torch_ms=$q ratio=$(ratio "$p" "$q")"
         done
@@ -283,6 +289,7 @@ for isa in $isas; do
         p=$(med "$tmp/$isa.kern.p.op=$op.gflops") q=$(med "$tmp/$isa.kern.q.op=$op.gflops")
         out "fwd_bwd $at op=$op batch=64 threads=1 gflops=$p" "torch_gflops=$q ratio=$(ratio "$p" "$q")"
     done
+    say "openblas_sgemm $at op=matmul batch=64 threads=1 gflops=$sgemm"
     p=$(med "$tmp/$isa.epoch.p.seconds") q=$(med "$tmp/$isa.epoch.q.seconds")
     out "fashion_epoch $at batch=64 threads=1 optim=adam seconds=$p" "torch_seconds=$q ratio=$(ratio "$p" "$q")"
     # CPU time of the whole run (loading, the epoch, the test-set pass): unlike
