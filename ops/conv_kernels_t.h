@@ -649,7 +649,9 @@ static void NAME(bias_part)(const conv_geom *q, const T *gb, int64_t n, T *db_pa
     }
 }
 /* dw_part += G_b @ cols_b^T by q->dwp (when dw_part); db_part += G_b's row sums
- * (when db_part); dx_b += col2im(W^T @ G_b) by q->dx (when dxb) */
+ * (when db_part); dx_b += col2im(W^T @ G_b) by q->dx (when dxb). gb NULL: G_b
+ * is already in the slot's wide copy (q->wide, and q->dwp not the lanes
+ * kernel, which reads G_b itself). */
 static void NAME(conv_bwd_image)(const conv_geom *q, const T *xb, const T *w,
                                  const T *gb, T *dw_part, T *db_part, T *dxb, T *slot) {
     conv_slot s = conv_slot_of(q);
@@ -659,7 +661,10 @@ static void NAME(conv_bwd_image)(const conv_geom *q, const T *xb, const T *w,
     /* The bias sums read the wide copy, just written and in L1, rather than G
      * itself, a second read of G from L2 or memory (LeNet's conv1: 1.2 MB a
      * batch); the copy's gaps hold zeros. */
-    if (q->wide) NAME(widen)(q, gb, slot + s.yw), g = slot + s.yw;
+    if (q->wide) {
+        if (gb) NAME(widen)(q, gb, slot + s.yw);
+        g = slot + s.yw;
+    }
     if (db_part) NAME(bias_part)(q, g, q->wide ? q->L : q->P, db_part);
     if (dw_part) switch (q->dwp) {
     case CONV_DW_LANES: /* reads the image in place when unpadded */
@@ -750,11 +755,14 @@ static void NAME(pool_image)(const conv_geom *q, const T *yb, T *y, int32_t *cod
         ISA_SYM(tg_pool_kernels).NAME(max_2x2_code)(yb + c * q->P, q->OW, q->POH, q->POW, y + c * pp,
                                                     code + c * pp);
 }
-static void NAME(unpool_image)(const conv_geom *q, const T *g, const int32_t *code, T *dy) {
+/* dy: planes of n elements, rows ld apart ((OC, OH, OW) with ld = OW, n = P;
+ * or the wide layout, ld = Wp, n = L, its row gaps zeroed) */
+static void NAME(unpool_image)(const conv_geom *q, const T *g, const int32_t *code, int64_t ld,
+                               int64_t n, T *dy) {
     const int64_t pp = q->POH * q->POW;
     for (int64_t c = 0; c < q->OC; c++)
         ISA_SYM(tg_pool_kernels).NAME(unpool_2x2_code)(g + c * pp, code + c * pp, q->POH, q->POW, q->OH,
-                                                       q->OW, dy + c * q->P);
+                                                       q->OW, ld, dy + c * n);
 }
 
 static void NAME(fwd_item)(void *run, int64_t b, int slot) {
@@ -791,13 +799,21 @@ static void NAME(bwd_item)(void *run, int64_t c, int slot) {
     const NAME(conv_run) *r = run;
     const conv_geom *q = r->q;
     T *pc = r->parts ? r->parts + c * (r->wsize + q->OC) : NULL, *s = r->scratch + slot * r->slot;
+    /* Unpooled into the wide layout where the backward reads only that (LeNet's
+     * conv1): the widening copy is then not made. */
+    const bool wide_only = q->wide && q->dwp != CONV_DW_LANES;
     for (int64_t b = c * CONV_CHUNK; b < q->B && b < (c + 1) * CONV_CHUNK; b++) {
         const T *gb;
         if (q->pool) { /* the image's gradient before pooling, in the scratch */
             const int64_t out = q->OC * q->POH * q->POW;
-            T *dy = s + conv_slot_of(q).img;
-            NAME(unpool_image)(q, r->g + b * out, r->code + b * out, dy);
-            gb = dy;
+            const conv_slot sl = conv_slot_of(q);
+            if (wide_only) {
+                NAME(unpool_image)(q, r->g + b * out, r->code + b * out, q->Wp, q->L, s + sl.yw);
+                gb = NULL;
+            } else {
+                NAME(unpool_image)(q, r->g + b * out, r->code + b * out, q->OW, q->P, s + sl.img);
+                gb = s + sl.img;
+            }
         } else {
             gb = r->g + b * q->OC * q->P;
         }

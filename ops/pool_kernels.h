@@ -28,12 +28,14 @@ typedef struct {
                                int32_t *code);
     void (*max_2x2_code_double)(const double *x, int64_t W, int64_t OH, int64_t OW, double *y,
                                 int32_t *code);
-    /* the adjoint into a whole (H, W) plane, H >= 2 OH, W >= 2 OW, each
-     * element written once: dx = g at each window's tap, 0 elsewhere */
+    /* the adjoint into a whole (H, W) plane, H >= 2 OH, W >= 2 OW, its rows
+     * ld >= W apart, each element written once: dx = g at each window's
+     * tap, 0 elsewhere, and 0 in the ld - W elements after each row but the
+     * last (the plane is (H - 1) ld + W long: a convolution's wide layout) */
     void (*unpool_2x2_code_float)(const float *g, const int32_t *code, int64_t OH, int64_t OW,
-                                  int64_t H, int64_t W, float *dx);
+                                  int64_t H, int64_t W, int64_t ld, float *dx);
     void (*unpool_2x2_code_double)(const double *g, const int32_t *code, int64_t OH, int64_t OW,
-                                   int64_t H, int64_t W, double *dx);
+                                   int64_t H, int64_t W, int64_t ld, double *dx);
 } pool_kernels;
 
 extern const pool_kernels tg_pool_kernels_v2, tg_pool_kernels_v3, tg_pool_kernels_v4;

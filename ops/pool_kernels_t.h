@@ -124,9 +124,11 @@ static void POOL(max_2x2_code)(const T *x, int64_t W, int64_t OH, int64_t OW, T 
     POOL(max_2x2_plane)(x, W, OH, OW, y, NULL, code);
 }
 
-/* The adjoint into a whole (H, W) plane: each window's four elements get g
- * at its tap and 0 at the other three, and the rows and columns no window
- * holds get 0, so dx needs no zeroing first. On v3 and v4 a row of 8+
+/* The adjoint into a whole (H, W) plane whose rows start ld >= W apart: each
+ * window's four elements get g at its tap and 0 at the other three, and the
+ * rows and columns no window holds get 0, so dx needs no zeroing first; so do
+ * the ld - W elements after each row but the last (a convolution's wide
+ * layout, whose row gaps must hold zeros). On v3 and v4 a row of 8+
  * outputs goes 8 outputs at a time: per row of the window, a vector of g
  * where the tap is left and one where it is right, interleaved by shuffles.
  * A row of 4-7 outputs but the last is one such chunk: its lanes past the
@@ -134,11 +136,11 @@ static void POOL(max_2x2_code)(const T *x, int64_t W, int64_t OH, int64_t OW, T 
  * they store lands in the columns past 2 OW, zeroed after, or in the next
  * rows, written after (the bottom row's store follows the top's). */
 static void POOL(unpool_2x2_code)(const T *g, const int32_t *code, int64_t OH, int64_t OW, int64_t H,
-                                  int64_t W, T *dx) {
+                                  int64_t W, int64_t ld, T *dx) {
     for (int64_t i = 0; i < OH; i++) {
         const T *gr = g + i * OW;
         const int32_t *cr = code + i * OW;
-        T *top = dx + 2 * i * W, *bot = top + W;
+        T *top = dx + 2 * i * ld, *bot = top + ld;
         int64_t j = 0;
 #if POOL_VECTORS
         if (OW >= 8 || (OW >= 4 && i + 1 < OH)) {
@@ -170,7 +172,15 @@ static void POOL(unpool_2x2_code)(const T *g, const int32_t *code, int64_t OH, i
             top[2 * k] = t == 0 ? v : 0, top[2 * k + 1] = t == 1 ? v : 0;
             bot[2 * k] = t == 2 ? v : 0, bot[2 * k + 1] = t == 3 ? v : 0;
         }
-        for (int64_t c = 2 * OW; c < W; c++) top[c] = 0, bot[c] = 0;
+        /* the columns past the windows, and the gaps (bot's is the plane's
+         * end when it is the last row) */
+        const int64_t bot_end = 2 * i + 2 < H ? ld : W;
+        for (int64_t c = 2 * OW; c < ld; c++) top[c] = 0;
+        for (int64_t c = 2 * OW; c < bot_end; c++) bot[c] = 0;
     }
-    for (int64_t r = 2 * OH * W; r < H * W; r++) dx[r] = 0;
+    for (int64_t r = 2 * OH; r < H; r++) {
+        T *row = dx + r * ld;
+        const int64_t end = r + 1 < H ? ld : W;
+        for (int64_t c = 0; c < end; c++) row[c] = 0;
+    }
 }

@@ -425,13 +425,16 @@ END_TEST
  * argmax, (2 i + t / 2) W + 2 j + t % 2, with the same maxima; the adjoint,
  * into a plane filled with a NaN sentinel first, writes every element: g at
  * the naive argmax, 0 everywhere else (the odd last row and column too),
- * bit for bit. */
+ * bit for bit; with rows 3 further apart than W, it writes 0 in each row's
+ * gap but the last's, and nothing past the plane's end. */
 START_TEST(test_max_pool2d_2x2_taps_and_adjoint_every_variant) {
     rng g;
     rng_seed(&g, 8, 5);
-    enum { HMAX = 7, WMAX = 35 };
-    double xd[HMAX * WMAX], yd[HMAX * WMAX], nd[HMAX * WMAX], gd[HMAX * WMAX], dd[HMAX * WMAX];
-    float xf[HMAX * WMAX], yf[HMAX * WMAX], nf[HMAX * WMAX], gf[HMAX * WMAX], df[HMAX * WMAX];
+    enum { HMAX = 7, WMAX = 35, GAP = 3 };
+    double xd[HMAX * WMAX], yd[HMAX * WMAX], nd[HMAX * WMAX], gd[HMAX * WMAX];
+    float xf[HMAX * WMAX], yf[HMAX * WMAX], nf[HMAX * WMAX], gf[HMAX * WMAX];
+    double dd[HMAX * (WMAX + GAP)];
+    float df[HMAX * (WMAX + GAP)];
     int64_t nidx[HMAX * WMAX];
     int32_t code[HMAX * WMAX];
     int variants = 0;
@@ -466,20 +469,28 @@ START_TEST(test_max_pool2d_2x2_taps_and_adjoint_every_variant) {
                         ck_assert(d ? memcmp(&yf[i], &nf[i], sizeof(float)) == 0
                                     : memcmp(&yd[i], &nd[i], sizeof(double)) == 0);
                     }
-                    for (int64_t i = 0; i < H * W; i++) dd[i] = NAN, df[i] = NAN;
-                    if (d)
-                        k->unpool_2x2_code_float(gf, code, OH, OW, H, W, df);
-                    else
-                        k->unpool_2x2_code_double(gd, code, OH, OW, H, W, dd);
-                    for (int64_t i = 0; i < H * W; i++) {
-                        double want = 0;
-                        for (int64_t o = 0; o < OH * OW; o++)
-                            if (nidx[o] == i) want = d ? (double)gf[o] : gd[o];
-                        const double got = d ? (double)df[i] : dd[i];
-                        ck_assert_msg(memcmp(&got, &want, sizeof got) == 0,
-                                      "%s %s %lldx%lld adjoint element %lld: %g, want %g",
-                                      tg_isa_name((isa_level)v), d ? "float" : "double", (long long)H,
-                                      (long long)W, (long long)i, got, want);
+                    /* rows W apart, and GAP apart (the wide layout: zeros in
+                     * each row's gap but the last's; nothing written past) */
+                    for (int64_t ld = W; ld <= W + GAP; ld += GAP) {
+                        const int64_t n = (H - 1) * ld + W;
+                        for (int64_t i = 0; i < n + GAP; i++) dd[i] = NAN, df[i] = NAN;
+                        if (d)
+                            k->unpool_2x2_code_float(gf, code, OH, OW, H, W, ld, df);
+                        else
+                            k->unpool_2x2_code_double(gd, code, OH, OW, H, W, ld, dd);
+                        for (int64_t e = 0; e < n + GAP; e++) {
+                            const int64_t r = e / ld, c = e % ld, i = r * W + c;
+                            double want = e >= n ? NAN : 0;
+                            for (int64_t o = 0; c < W && e < n && o < OH * OW; o++)
+                                if (nidx[o] == i) want = d ? (double)gf[o] : gd[o];
+                            const double got = d ? (double)df[e] : dd[e];
+                            ck_assert_msg(e >= n ? isnan(got) : memcmp(&got, &want, sizeof got) == 0,
+                                          "%s %s %lldx%lld, rows %lld apart, adjoint element %lld: "
+                                          "%g, want %g",
+                                          tg_isa_name((isa_level)v), d ? "float" : "double",
+                                          (long long)H, (long long)W, (long long)ld, (long long)e,
+                                          got, want);
+                        }
                     }
                 }
             }
