@@ -564,6 +564,7 @@ static void NAME(fwd_cl_run)(const conv_geom *q, const T *xp, const T *wt, const
     for (int v = 0; v < nv; v++)
         NAME(fwd_cl_blocks)(q, xp, wt, bias, 1, 1, ob + v * (int64_t)(CONV_TB / sizeof(T)), yt);
 }
+/* yt (P, OC/G), and y (OC/G, P) = yt^T unless y is NULL (the fused pool reads yt) */
 static void NAME(fwd_cl)(const conv_geom *q, const T *xp, const T *wt, const T *bias,
                          T *yt, T *y) {
     const int64_t nb = (q->OW + CONV_FB - 1) / CONV_FB, n = (q->OW + nb - 1) / nb;
@@ -571,7 +572,7 @@ static void NAME(fwd_cl)(const conv_geom *q, const T *xp, const T *wt, const T *
     for (int64_t v0 = 0; v0 < nvec; v0 += CONV_FNV)
         NAME(fwd_cl_run)(q, xp, wt, bias, (int)n, nvec - v0 < CONV_FNV ? (int)(nvec - v0) : CONV_FNV,
                          v0 * V, yt);
-    NAME(transpose)(yt, q->OCg, q->P, q->OCg, y, q->P); /* y (OC/G, P) = yt^T */
+    if (y) NAME(transpose)(yt, q->OCg, q->P, q->OCg, y, q->P);
 }
 
 /* ----------------------------------------- per-image forward and backward */
@@ -765,10 +766,70 @@ static void NAME(unpool_image)(const conv_geom *q, const T *g, const int32_t *co
                                                        q->OW, ld, dy + c * n);
 }
 
+/* The same pool on the lanes layout (q->fwd == CONV_FWD_LANES: LeNet's
+ * conv2), one group: yt (P, OC/G) as fwd_cl leaves it, before its transpose,
+ * pooled a vector of channels at a time into pt (POH POW, OC/G) and the taps
+ * into ct (likewise, int32), then both transposed into the group's planes of
+ * y and code. The selects are the 2x2 kernel's, lane by lane, so the values
+ * and taps are its own (max_pool2d's). The planes' rows are 5 outputs wide
+ * for conv2, where the 2x2 kernel ran at about twice its cost per output on
+ * conv1's 14-wide rows; here each of the 25 windows is one vector step, and
+ * the transpose is of the pooled quarter. */
+static void NAME(pool_lanes)(const conv_geom *q, const T *yt, T *pt, int32_t *ct, T *y, int32_t *code) {
+    enum { V = CONV_TB / sizeof(T) };
+    typedef int32_t ivec __attribute__((vector_size(V * sizeof(int32_t))));
+    const int64_t n = q->OCg, pp = q->POH * q->POW;
+/* lanes where v replaces best (v > best, or v is NaN and best is not), and the select */
+#define TAKE(best, v) (((v) > (best)) | (((v) != (v)) & ((best) == (best))))
+#define SEL(m, v, best) ((NAME(vec64))(((NAME(vmask))(v) & (m)) | ((NAME(vmask))(best) & ~(m))))
+    for (int64_t i = 0; i < q->POH; i++)
+        for (int64_t j = 0; j < q->POW; j++) {
+            const T *top = yt + (2 * i * q->OW + 2 * j) * n, *bot = top + q->OW * n;
+            const int64_t o = (i * q->POW + j) * n;
+            for (int64_t v = 0; v < n; v += V) {
+                NAME(vec64) a, b, c, d;
+                memcpy(&a, top + v, sizeof a), memcpy(&b, top + n + v, sizeof b);
+                memcpy(&c, bot + v, sizeof c), memcpy(&d, bot + n + v, sizeof d);
+                NAME(vmask) m = TAKE(a, b);
+                a = SEL(m, b, a);
+                const NAME(vmask) ta = m & 1;
+                m = TAKE(c, d);
+                c = SEL(m, d, c);
+                const NAME(vmask) tc = (m & 1) + 2;
+                m = TAKE(a, c);
+                a = SEL(m, c, a);
+                const ivec t = __builtin_convertvector((tc & m) | (ta & ~m), ivec);
+                memcpy(pt + o + v, &a, sizeof a);
+                memcpy(ct + o + v, &t, sizeof t);
+            }
+        }
+#undef TAKE
+#undef SEL
+    NAME(transpose)(pt, n, pp, n, y, pp);
+    for (int64_t c = 0; c < n; c++)
+        for (int64_t p = 0; p < pp; p++) code[c * pp + p] = ct[p * n + c];
+}
+
 static void NAME(fwd_item)(void *run, int64_t b, int slot) {
     const NAME(conv_run) *r = run;
     const conv_geom *q = r->q;
     T *s = r->scratch + slot * r->slot;
+    if (q->pool && q->fwd == CONV_FWD_LANES) {
+        const conv_slot sl = conv_slot_of(q);
+        const int64_t out = q->OC * q->POH * q->POW, gp = q->OCg * q->POH * q->POW;
+        const int64_t gx = (q->C / q->G) * q->Hp * q->Wp;
+        const T *xp = r->x + b * q->C * q->H * q->W;
+        if (q->ph || q->pw) NAME(pad)(q, xp, s + sl.xp), xp = s + sl.xp;
+        /* pt, then ct, in the image's scratch (OC P elements; they take half) */
+        T *pt = s + sl.img;
+        int32_t *ct = (int32_t *)(pt + gp);
+        for (int64_t g = 0; g < q->G; g++) {
+            NAME(fwd_cl)(q, xp + g * gx, r->wt + g * q->K * q->OCg,
+                         r->bias ? r->bias + g * q->OCg : NULL, s + sl.gt, NULL);
+            NAME(pool_lanes)(q, s + sl.gt, pt, ct, r->y + b * out + g * gp, r->code + b * out + g * gp);
+        }
+        return;
+    }
     if (!q->pool) {
         NAME(conv_fwd_image)(q, r->x + b * q->C * q->H * q->W, r->w, r->wt, r->bias,
                              r->y + b * q->OC * q->P, s);
