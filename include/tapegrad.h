@@ -322,6 +322,12 @@ tensor *tensor_avg_pool2d(tensor *x, pool2d_params p);
  * node that pools each image's convolution output while it is in cache and
  * never stores the whole; any other pool is the two ops. */
 tensor *tensor_conv2d_max_pool2d(tensor *x, tensor *w, tensor *b, conv2d_params cp, pool2d_params pp);
+/* tensor_relu(tensor_conv2d_max_pool2d(x, w, b, cp, pp)), bit for bit: for a
+ * 2x2 stride-2 unpadded pool one node that applies the relu to each image's
+ * pooled output as it is written (LeNet-5's layers); any other pool is the
+ * three ops. */
+tensor *tensor_conv2d_max_pool2d_relu(tensor *x, tensor *w, tensor *b, conv2d_params cp,
+                                      pool2d_params pp);
 /* Resampling and the convolutions beside conv2d, with PyTorch's shapes,
  * parameters and index formulas (docs/ops.md has the formulas).
  * adaptive_avg_pool2d: x (B, C, H, W) -> (B, C, out_h, out_w), output cell

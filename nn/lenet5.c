@@ -10,9 +10,10 @@
  * monotone, so max(relu(a)) = relu(max(a)) and the two orders are the same
  * function; the gradient is the same too (a window whose maximum is <= 0
  * passes no gradient either way, and otherwise both pick the same first
- * maximum). tests/test_nn_lenet5.c checks that bit for bit. Each conv and
- * its pool are one node (tensor_conv2d_max_pool2d: the same bits as the two
- * ops, without storing the convolution's whole output). */
+ * maximum). tests/test_nn_lenet5.c checks that bit for bit. Each conv, its
+ * pool and its relu are one node (tensor_conv2d_max_pool2d_relu: the same
+ * bits as the three ops, without storing the convolution's whole output or
+ * making a pass of its own for the relu). */
 #include <string.h>
 
 #include "../autograd/internal.h"
@@ -27,8 +28,8 @@ tensor *nn_lenet5_forward_with(tensor *const *p, tensor *x) {
     conv2d_params pad2 = CONV2D_DEFAULT;
     pad2.padding[0] = pad2.padding[1] = 2;
     pool2d_params pool = nn_pool2d_make(2, 2, 0).p;
-    tensor *h = tensor_relu(tensor_conv2d_max_pool2d(x, p[C1W], p[C1B], pad2, pool));
-    h = tensor_relu(tensor_conv2d_max_pool2d(h, p[C2W], p[C2B], CONV2D_DEFAULT, pool));
+    tensor *h = tensor_conv2d_max_pool2d_relu(x, p[C1W], p[C1B], pad2, pool);
+    h = tensor_conv2d_max_pool2d_relu(h, p[C2W], p[C2B], CONV2D_DEFAULT, pool);
     h = tensor_flatten(h, 1, -1); /* [B,16,5,5] -> [B,400], also for B = 0 */
     h = tensor_relu(tensor_linear(h, p[F1W], p[F1B]));
     h = tensor_relu(tensor_linear(h, p[F2W], p[F2B]));

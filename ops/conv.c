@@ -47,20 +47,27 @@ void tg_conv_blas_release(int threads, int was) {
 }
 
 /* The conv family: index of each op in tg_ops_conv, its entry below. */
-enum { CONV2D, CONV2D_MAX_POOL2D, N_CONV_OPS };
+enum { CONV2D, CONV2D_MAX_POOL2D, CONV2D_MAX_POOL2D_RELU, N_CONV_OPS };
 
 extern const op_def tg_ops_conv[];
 
+/* A node's pooling, ip[11] (set by its builder: copies of an op_def, as the
+ * checker's tests make, run the same way) */
+enum { CONV_UNPOOLED, CONV_POOLED, CONV_POOLED_RELU };
+static bool is_pooled(const tape_node *n) { return n->ip[11] != CONV_UNPOOLED; }
+
 /* The variant is the one the builder saw (ip[8]): its scratch slots were
- * sized by that variant's geometry. conv2d_max_pool2d's node keeps the
- * convolution's output size in ip[9], ip[10]; its out is the pooled one. */
+ * sized by that variant's geometry. A pooled node (conv2d_max_pool2d, _relu)
+ * keeps the convolution's output size in ip[9], ip[10]; its out is the
+ * pooled one. */
 static void node_geom(const conv_kernels *k, const tape_node *n, conv_geom *q) {
-    if (n->op != &tg_ops_conv[CONV2D_MAX_POOL2D]) {
+    if (!is_pooled(n)) {
         k->geom(n->in[0], n->in[1], n->out->shape[2], n->out->shape[3], n->ip, q);
         return;
     }
     k->geom(n->in[0], n->in[1], n->ip[9], n->ip[10], n->ip, q);
     q->pool = true, q->POH = n->out->shape[2], q->POW = n->out->shape[3];
+    q->relu = n->ip[11] == CONV_POOLED_RELU;
 }
 
 static void conv2d_forward(tape_node *n) {
@@ -159,10 +166,12 @@ int tg_conv2d_validate(const tensor *x, const tensor *w, const tensor *b, conv2d
     return 0;
 }
 
-/* The node of op (conv2d, or conv2d_max_pool2d with pooled = true) for
- * inputs in[] checked and a convolution output of oh x ow. */
+/* The node of op (conv2d; a pooled one, pool CONV_POOLED or
+ * CONV_POOLED_RELU) for inputs in[] checked and a convolution output of
+ * oh x ow. */
 static tensor *conv_node(const op_def *op, tensor *const *in, conv2d_params p, int64_t oh,
-                         int64_t ow, bool pooled) {
+                         int64_t ow, int pool) {
+    const bool pooled = pool != CONV_UNPOOLED;
     tensor *x = in[0], *w = in[1];
     const int64_t shape[4] = {x->shape[0], w->shape[0], pooled ? oh / 2 : oh, pooled ? ow / 2 : ow};
     tape_node *n = tg_node_begin(op, in, 3, x->dtype, 4, shape);
@@ -171,7 +180,7 @@ static tensor *conv_node(const op_def *op, tensor *const *in, conv2d_params p, i
                        p.dilation[0], p.dilation[1], p.groups};
     for (int i = 0; i < 7; i++) n->ip[i] = ip[i];
     n->ip[8] = tg_isa_current(); /* checked before tg_node_begin */
-    n->ip[9] = oh, n->ip[10] = ow;
+    n->ip[9] = oh, n->ip[10] = ow, n->ip[11] = pool;
     const conv_kernels *k = variants[n->ip[8]];
     /* one image's columns per thread that forward may use */
     conv_geom q;
@@ -196,15 +205,14 @@ tensor *tensor_conv2d(tensor *x, tensor *w, tensor *b, conv2d_params p) {
     int64_t oh, ow;
     if (tg_conv2d_validate(x, w, b, p, &oh, &ow)) return NULL;
     if (!conv_impl()) return NULL; /* TAPEGRAD_ISA refused: its reason is the error */
-    return conv_node(op, in, p, oh, ow, false);
+    return conv_node(op, in, p, oh, ow, CONV_UNPOOLED);
 }
 
-/* The fused node where the pool is 2x2, stride 2, unpadded and the
- * convolution's output holds a window. Any other pool is the two ops
- * (their errors name them). */
-tensor *tensor_conv2d_max_pool2d(tensor *x, tensor *w, tensor *b, conv2d_params p,
-                                 pool2d_params pp) {
-    const op_def *op = &tg_ops_conv[CONV2D_MAX_POOL2D];
+/* The fused node (op: conv2d_max_pool2d, or its relu form) where the pool
+ * is 2x2, stride 2, unpadded and the convolution's output holds a window.
+ * Any other pool is the two (three) ops, whose errors name them. */
+static tensor *conv_pool(const op_def *op, tensor *x, tensor *w, tensor *b, conv2d_params p,
+                         pool2d_params pp, bool relu) {
     tensor *in[3] = {x, w, b};
     if (tg_op_check_inputs(op, in, 2, 0) || op_check_optional(op->name, "bias", b, x)) return NULL;
     int64_t oh, ow;
@@ -214,10 +222,20 @@ tensor *tensor_conv2d_max_pool2d(tensor *x, tensor *w, tensor *b, conv2d_params 
     }
     const bool k2s2 = pp.kernel[0] == 2 && pp.kernel[1] == 2 && pp.stride[0] == 2 &&
                       pp.stride[1] == 2 && pp.padding[0] == 0 && pp.padding[1] == 0;
-    if (!k2s2 || oh < 2 || ow < 2)
-        return tensor_max_pool2d(tensor_conv2d(x, w, b, p), pp);
+    if (!k2s2 || oh < 2 || ow < 2) {
+        tensor *y = tensor_max_pool2d(tensor_conv2d(x, w, b, p), pp);
+        return relu ? tensor_relu(y) : y;
+    }
     if (!conv_impl()) return NULL;
-    return conv_node(op, in, p, oh, ow, true);
+    return conv_node(op, in, p, oh, ow, relu ? CONV_POOLED_RELU : CONV_POOLED);
+}
+tensor *tensor_conv2d_max_pool2d(tensor *x, tensor *w, tensor *b, conv2d_params p,
+                                 pool2d_params pp) {
+    return conv_pool(&tg_ops_conv[CONV2D_MAX_POOL2D], x, w, b, p, pp, false);
+}
+tensor *tensor_conv2d_max_pool2d_relu(tensor *x, tensor *w, tensor *b, conv2d_params p,
+                                      pool2d_params pp) {
+    return conv_pool(&tg_ops_conv[CONV2D_MAX_POOL2D_RELU], x, w, b, p, pp, true);
 }
 
 int tg_conv2d_paths(const tensor *x, const tensor *w, conv2d_params p, isa_level v, conv_paths *out) {
@@ -284,10 +302,16 @@ static tensor *conv2d_max_pool2d_build(tensor *const *in, const op_sample *s) {
     return tensor_conv2d_max_pool2d(in[0], in[1], s->n_inputs > 2 ? in[2] : NULL, sample_params(s),
                                     (pool2d_params){{2, 2}, {2, 2}, {0, 0}, false});
 }
+static tensor *conv2d_max_pool2d_relu_build(tensor *const *in, const op_sample *s) {
+    return tensor_conv2d_max_pool2d_relu(in[0], in[1], s->n_inputs > 2 ? in[2] : NULL,
+                                         sample_params(s), (pool2d_params){{2, 2}, {2, 2}, {0, 0}, false});
+}
 
-/* A conv2d_max_pool2d node's argmax taps as max_pool2d's offsets in each
- * (OH, OW) plane of the convolution's output (a tape-owned int64 tensor of
- * the node's output shape), or NULL with the error set. */
+/* A pooled node's argmax taps as max_pool2d's offsets in each (OH, OW)
+ * plane of the convolution's output (a tape-owned int64 tensor of the node's
+ * output shape), or NULL with the error set. A dead tap (the relu form's
+ * window whose gradient relu zeroes, which the caller has done) names the
+ * window's first element. */
 static tensor *tap_offsets(const tape_node *n) {
     tensor *o = tg_tensor_tape_new(DTYPE_I64, 4, n->out->shape);
     if (!o) return NULL;
@@ -296,7 +320,8 @@ static tensor *tap_offsets(const tape_node *n) {
     int64_t *d = o->data;
     for (int64_t k = 0; k < o->size; k++) {
         const int64_t i = k / POW % POH, j = k % POW;
-        d[k] = (2 * i + t[k] / 2) * OW + 2 * j + t[k] % 2;
+        const int32_t tk = t[k] == CONV_TAP_DEAD ? 0 : t[k];
+        d[k] = (2 * i + tk / 2) * OW + 2 * j + tk % 2;
     }
     return o;
 }
@@ -310,9 +335,12 @@ static int conv2d_vjp_graph(const tape_node *n, tensor *g, const bool *want, ten
     tensor *x = n->in[0], *w = n->in[1];
     conv2d_params p = {{(int)n->ip[0], (int)n->ip[1]}, {(int)n->ip[2], (int)n->ip[3]},
                        {(int)n->ip[4], (int)n->ip[5]}, (int)n->ip[6]};
-    /* conv2d_max_pool2d: g unpooled to the convolution's output first, to
-     * the argmaxes its forward saved, as max_pool2d's graph vjp does */
-    if (n->op == &tg_ops_conv[CONV2D_MAX_POOL2D]) g = tg_max_pool2d_input_grad(g, tap_offsets(n), n->ip[9], n->ip[10]);
+    /* the relu form: g through relu's vjp first, on the node's output (> 0
+     * exactly where relu's input is); a pooled node: g unpooled to the
+     * convolution's output, to the argmaxes its forward saved, as
+     * max_pool2d's graph vjp does */
+    if (n->ip[11] == CONV_POOLED_RELU) g = tg_relu_input_grad(g, n->out);
+    if (is_pooled(n)) g = tg_max_pool2d_input_grad(g, tap_offsets(n), n->ip[9], n->ip[10]);
     if (want[0]) gin[0] = tensor_conv2d_input_grad(g, w, x->shape[2], x->shape[3], p);
     if (want[1]) gin[1] = tensor_conv2d_weight_grad(x, g, w->shape[2], w->shape[3], p);
     if (n->n_in > 2 && n->in[2] && want[2]) {
@@ -342,6 +370,16 @@ const op_def tg_ops_conv[] = {
      "the same values and gradients, bit for bit, as max_pool2d of conv2d (the same kernels); "
      "not differentiable where a window's maxima tie (the first in window order takes the "
      "gradient). Another pool_params is the two ops, and their nodes",
+     .vjp_graph = conv2d_vjp_graph},
+    [CONV2D_MAX_POOL2D_RELU] = {"conv2d_max_pool2d_relu", 3, 0, conv2d_forward, conv2d_vjp,
+     conv2d_max_pool2d_sample, conv2d_max_pool2d_relu_build,
+     "tensor_conv2d_max_pool2d_relu(x, w, b, conv_params, pool_params)",
+     "y = relu(max_pool2d(conv2d(x, w, b, conv_params), pool_params)) for a 2x2 stride-2 unpadded "
+     "pool: conv2d_max_pool2d with the relu applied to each image's pooled output as it is written",
+     "G = g [y > 0] at each window's argmax, then conv2d's gradients of G",
+     "the same values and gradients, bit for bit, as relu of max_pool2d of conv2d; relu's kink "
+     "at 0 (its gradient there 0, as tensor_relu's) and the pool's at tied maxima. Another "
+     "pool_params is the three ops, and their nodes",
      .vjp_graph = conv2d_vjp_graph},
 };
 const int tg_ops_conv_count = N_CONV_OPS;

@@ -51,9 +51,14 @@ typedef struct {
      * node's out is the pooled output and saved[1] the argmax taps */
     bool pool;
     int64_t POH, POW;
+    /* conv2d_max_pool2d_relu (pool and relu): the pooled output through relu,
+     * y < 0 -> 0, and the tap of each window whose pooled value is not > 0
+     * (relu's gradient 0 there) CONV_TAP_DEAD */
+    bool relu;
 } conv_geom;
 
 enum { CONV_CHUNK = 8 }; /* images per partial dW sum; fixed, not per thread */
+enum { CONV_TAP_DEAD = 4 }; /* a window that takes no gradient (the unpool writes 0) */
 
 /* One variant's kernels. fwd: y of node n on `threads` threads (n->saved[0]
  * holds that many scratch slots; with q->pool, y is pooled and n->saved[1]

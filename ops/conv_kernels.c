@@ -144,7 +144,7 @@ static void conv_geom_of(const tensor *x, const tensor *w, int64_t OH, int64_t O
     q->OCg = q->OC / q->G;
     q->K = (q->C / q->G) * q->KH * q->KW;
     q->P = q->OH * q->OW;
-    q->pool = false, q->POH = q->POW = 0; /* set by conv2d_max_pool2d's nodes */
+    q->pool = q->relu = false, q->POH = q->POW = 0; /* set by the pooled nodes */
     q->Hp = q->H + 2 * q->ph, q->Wp = q->W + 2 * q->pw;
     /* Stride 1: wide columns unless the Wp - OW dropped pixels per row cost
      * the GEMMs more than tight columns cost to build. LeNet's conv2 (OW 10,

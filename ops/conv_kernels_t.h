@@ -810,14 +810,25 @@ static void NAME(pool_lanes)(const conv_geom *q, const T *yt, T *pt, int32_t *ct
         for (int64_t p = 0; p < pp; p++) code[c * pp + p] = ct[p * n + c];
 }
 
-static void NAME(fwd_item)(void *run, int64_t b, int slot) {
-    const NAME(conv_run) *r = run;
+/* conv2d_max_pool2d_relu: one image's pooled output y (n elements, just
+ * written) through relu, tensor_relu's y < 0 ? 0 : y, and the tap of each
+ * window relu's gradient zeroes (its value not > 0: 0, -0, negative, NaN)
+ * made CONV_TAP_DEAD, which the unpool writes as four zeros. */
+static void NAME(relu_taps)(T *y, int32_t *code, int64_t n) {
+    SIMD for (int64_t i = 0; i < n; i++) {
+        const T v = y[i];
+        y[i] = v < 0 ? (T)0 : v;
+        code[i] = v > 0 ? code[i] : CONV_TAP_DEAD;
+    }
+}
+
+/* a pooled node's image b: its pooled output and taps, s its scratch slot */
+static void NAME(fwd_pooled)(const NAME(conv_run) *r, int64_t b, T *s) {
     const conv_geom *q = r->q;
-    T *s = r->scratch + slot * r->slot;
-    if (q->pool && q->fwd == CONV_FWD_LANES) {
-        const conv_slot sl = conv_slot_of(q);
-        const int64_t out = q->OC * q->POH * q->POW, gp = q->OCg * q->POH * q->POW;
-        const int64_t gx = (q->C / q->G) * q->Hp * q->Wp;
+    const conv_slot sl = conv_slot_of(q);
+    const int64_t out = q->OC * q->POH * q->POW;
+    if (q->fwd == CONV_FWD_LANES) {
+        const int64_t gp = q->OCg * q->POH * q->POW, gx = (q->C / q->G) * q->Hp * q->Wp;
         const T *xp = r->x + b * q->C * q->H * q->W;
         if (q->ph || q->pw) NAME(pad)(q, xp, s + sl.xp), xp = s + sl.xp;
         /* pt, then ct, in the image's scratch (OC P elements; they take half) */
@@ -828,17 +839,24 @@ static void NAME(fwd_item)(void *run, int64_t b, int slot) {
                          r->bias ? r->bias + g * q->OCg : NULL, s + sl.gt, NULL);
             NAME(pool_lanes)(q, s + sl.gt, pt, ct, r->y + b * out + g * gp, r->code + b * out + g * gp);
         }
+    } else {
+        T *img = s + sl.img;
+        NAME(conv_fwd_image)(q, r->x + b * q->C * q->H * q->W, r->w, r->wt, r->bias, img, s);
+        NAME(pool_image)(q, img, r->y + b * out, r->code + b * out);
+    }
+    if (q->relu) NAME(relu_taps)(r->y + b * out, r->code + b * out, out);
+}
+
+static void NAME(fwd_item)(void *run, int64_t b, int slot) {
+    const NAME(conv_run) *r = run;
+    const conv_geom *q = r->q;
+    T *s = r->scratch + slot * r->slot;
+    if (q->pool) {
+        NAME(fwd_pooled)(r, b, s);
         return;
     }
-    if (!q->pool) {
-        NAME(conv_fwd_image)(q, r->x + b * q->C * q->H * q->W, r->w, r->wt, r->bias,
-                             r->y + b * q->OC * q->P, s);
-        return;
-    }
-    T *img = s + conv_slot_of(q).img;
-    const int64_t out = q->OC * q->POH * q->POW;
-    NAME(conv_fwd_image)(q, r->x + b * q->C * q->H * q->W, r->w, r->wt, r->bias, img, s);
-    NAME(pool_image)(q, img, r->y + b * out, r->code + b * out);
+    NAME(conv_fwd_image)(q, r->x + b * q->C * q->H * q->W, r->w, r->wt, r->bias,
+                         r->y + b * q->OC * q->P, s);
 }
 static void NAME(conv_fwd)(const tape_node *n, const conv_geom *q, int threads) {
     NAME(conv_run) r = {.q = q, .x = n->in[0]->data, .w = n->in[1]->data,

@@ -31,7 +31,9 @@ typedef struct {
     /* the adjoint into a whole (H, W) plane, H >= 2 OH, W >= 2 OW, its rows
      * ld >= W apart, each element written once: dx = g at each window's
      * tap, 0 elsewhere, and 0 in the ld - W elements after each row but the
-     * last (the plane is (H - 1) ld + W long: a convolution's wide layout) */
+     * last (the plane is (H - 1) ld + W long: a convolution's wide layout).
+     * A tap outside 0-3 (conv.h's CONV_TAP_DEAD) takes no gradient: its
+     * window's four elements get 0. */
     void (*unpool_2x2_code_float)(const float *g, const int32_t *code, int64_t OH, int64_t OW,
                                   int64_t H, int64_t W, int64_t ld, float *dx);
     void (*unpool_2x2_code_double)(const double *g, const int32_t *code, int64_t OH, int64_t OW,

@@ -770,23 +770,27 @@ END_TEST
 static const pool2d_params pool2 = {{2, 2}, {2, 2}, {0, 0}, false};
 
 /* y and the gradients of x, w (and b) for the upstream gradient gy seeded
- * by seed, of the fused node (fused) or of max_pool2d(conv2d(...)), on
+ * by seed, of the fused node (fused) or of max_pool2d(conv2d(...)), with
+ * relu: of conv2d_max_pool2d_relu or relu(max_pool2d(conv2d(...))), on
  * `threads` threads; in[] are cast to dt. */
-static void pool_run(bool fused, int threads, dtype dt, tensor *const *in, int n_in, conv2d_params p,
-                     tensor **res) {
+static void pool_run(bool fused, bool relu, int threads, dtype dt, tensor *const *in, int n_in,
+                     conv2d_params p, tensor **res) {
     tapegrad_set_threads(threads);
     tensor *t[3] = {NULL, NULL, NULL};
     for (int i = 0; i < n_in; i++) {
         t[i] = tensor_to_dtype(in[i], dt);
         tensor_set_requires_grad(t[i], true);
     }
-    tensor *y = fused ? tensor_conv2d_max_pool2d(t[0], t[1], t[2], p, pool2)
+    tensor *y = fused ? (relu ? tensor_conv2d_max_pool2d_relu : tensor_conv2d_max_pool2d)(
+                            t[0], t[1], t[2], p, pool2)
                       : tensor_max_pool2d(tensor_conv2d(t[0], t[1], t[2], p), pool2);
+    if (relu && !fused) y = tensor_relu(y);
     ck_assert_msg(y != NULL, "%s", tapegrad_error());
-    /* the fused form is one node, the two ops two */
-    ck_assert_int_eq(tg_tape_node_count(), fused ? 1 : 2);
+    /* the fused form is one node, the ops one each */
+    ck_assert_int_eq(tg_tape_node_count(), fused ? 1 : relu ? 3 : 2);
     ck_assert_str_eq(tg_tape_node_at(tg_tape_node_count() - 1)->op->name,
-                     fused ? "conv2d_max_pool2d" : "max_pool2d");
+                     fused ? (relu ? "conv2d_max_pool2d_relu" : "conv2d_max_pool2d")
+                           : (relu ? "relu" : "max_pool2d"));
     rng g;
     rng_seed(&g, 5, 2);
     tensor *gy = tensor_rand(&g, dt, 4, y->shape, -1.0, 1.0);
@@ -800,22 +804,25 @@ static void pool_run(bool fused, int threads, dtype dt, tensor *const *in, int n
 }
 
 /* The fused results of the case equal the two ops' bit for bit (one thread),
- * and the fused ones on two threads equal them too. */
-static void expect_pool_bits(const char *what, dtype dt, tensor *const *in, int n_in, conv2d_params p) {
+ * and the fused ones on two threads equal them too; with relu, the relu
+ * form's equal relu of the two ops'. */
+static void expect_pool_bits(const char *what, bool relu, dtype dt, tensor *const *in, int n_in,
+                             conv2d_params p) {
     tensor *two_ops[4], *fused[4], *fused2[4];
-    pool_run(false, 1, dt, in, n_in, p, two_ops);
-    pool_run(true, 1, dt, in, n_in, p, fused);
-    pool_run(true, 2, dt, in, n_in, p, fused2);
+    pool_run(false, relu, 1, dt, in, n_in, p, two_ops);
+    pool_run(true, relu, 1, dt, in, n_in, p, fused);
+    pool_run(true, relu, 2, dt, in, n_in, p, fused2);
     static const char *const names[4] = {"y", "dx", "dw", "db"};
     for (int i = 0; i < 4; i++) {
         ck_assert_msg((two_ops[i] == NULL) == (fused[i] == NULL), "%s: %s", what, names[i]);
         if (!two_ops[i]) continue;
         const size_t bytes = (size_t)two_ops[i]->size * tg_dtype_size(dt);
         ck_assert_int_eq(fused[i]->size, two_ops[i]->size);
-        ck_assert_msg(memcmp(fused[i]->data, two_ops[i]->data, bytes) == 0, "%s %s %s: %s differs from the two ops'",
-                      tapegrad_isa(), tg_dtype_name(dt), what, names[i]);
+        ck_assert_msg(memcmp(fused[i]->data, two_ops[i]->data, bytes) == 0, "%s %s %s%s: %s differs from the ops'",
+                      tapegrad_isa(), tg_dtype_name(dt), what, relu ? " (relu)" : "", names[i]);
         ck_assert_msg(memcmp(fused2[i]->data, two_ops[i]->data, bytes) == 0,
-                      "%s %s %s: %s on two threads differs", tapegrad_isa(), tg_dtype_name(dt), what, names[i]);
+                      "%s %s %s%s: %s on two threads differs", tapegrad_isa(), tg_dtype_name(dt), what,
+                      relu ? " (relu)" : "", names[i]);
         tensor_free(two_ops[i]), tensor_free(fused[i]), tensor_free(fused2[i]);
     }
 }
@@ -823,7 +830,9 @@ static void expect_pool_bits(const char *what, dtype dt, tensor *const *in, int 
 /* Every sample case of conv2d_max_pool2d (conv2d's, reaching each of its
  * paths on some variant; odd outputs among them) and LeNet-5's two layers,
  * on every variant the CPU runs, in float32 and float64: the fused node's
- * output and its three gradients are those of max_pool2d(conv2d(...)). */
+ * output and its three gradients are those of max_pool2d(conv2d(...)), and
+ * the relu form's those of relu(max_pool2d(conv2d(...))) (about half its
+ * windows dead: their gradient 0). */
 START_TEST(test_conv2d_max_pool2d_equals_the_two_ops_every_variant) {
     const op_def *op = op_find("conv2d_max_pool2d");
     ck_assert_ptr_nonnull(op);
@@ -841,8 +850,10 @@ START_TEST(test_conv2d_max_pool2d_equals_the_two_ops_every_variant) {
         ck_assert_int_eq(tg_isa_select(tg_isa_name(v)), 0);
         for (int d = 0; d < 2; d++) {
             dtype dt = d ? DTYPE_F32 : DTYPE_F64;
-            expect_pool_bits("LeNet-5 conv1", dt, lenet[0], 3, params(1, 1, 2, 2, 1, 1, 1));
-            expect_pool_bits("LeNet-5 conv2", dt, lenet[1], 3, CONV2D_DEFAULT);
+            for (int relu = 0; relu < 2; relu++) {
+                expect_pool_bits("LeNet-5 conv1", relu, dt, lenet[0], 3, params(1, 1, 2, 2, 1, 1, 1));
+                expect_pool_bits("LeNet-5 conv2", relu, dt, lenet[1], 3, CONV2D_DEFAULT);
+            }
             for (int k = 0;; k++) {
                 op_sample smp;
                 memset(&smp, 0, sizeof smp);
@@ -852,7 +863,8 @@ START_TEST(test_conv2d_max_pool2d_equals_the_two_ops_every_variant) {
                 ck_assert_int_eq(rc, 0);
                 conv2d_params p = {{(int)smp.ip[0], (int)smp.ip[1]}, {(int)smp.ip[2], (int)smp.ip[3]},
                                    {(int)smp.ip[4], (int)smp.ip[5]}, (int)smp.ip[6]};
-                expect_pool_bits(smp.name, dt, smp.inputs, smp.n_inputs, p);
+                expect_pool_bits(smp.name, false, dt, smp.inputs, smp.n_inputs, p);
+                expect_pool_bits(smp.name, true, dt, smp.inputs, smp.n_inputs, p);
                 for (int i = 0; i < smp.n_inputs; i++) tensor_free(smp.inputs[i]);
                 cases++;
             }
@@ -867,6 +879,7 @@ END_TEST
 
 START_TEST(test_conv2d_max_pool2d_grad_central_differences_all_samples) {
     ck_assert_int_ge(numeric_check_op("conv2d_max_pool2d", 300, 2, CHECK_ALL), 12);
+    ck_assert_int_ge(numeric_check_op("conv2d_max_pool2d_relu", 300, 2, CHECK_ALL), 12);
 }
 END_TEST
 
@@ -884,6 +897,14 @@ START_TEST(test_conv2d_max_pool2d_other_pools_and_errors) {
     tensor *ref = tensor_max_pool2d(tensor_conv2d(x, w, NULL, CONV2D_DEFAULT), p3);
     ck_assert_int_eq(memcmp(y->data, ref->data, (size_t)y->size * sizeof(double)), 0);
     tape_reset();
+    /* the relu form: the three ops */
+    y = tensor_conv2d_max_pool2d_relu(x, w, NULL, CONV2D_DEFAULT, p3);
+    ck_assert_ptr_nonnull(y);
+    ck_assert_int_eq(tg_tape_node_count(), 3);
+    ck_assert_str_eq(tg_tape_node_at(2)->op->name, "relu");
+    ref = tensor_relu(tensor_max_pool2d(tensor_conv2d(x, w, NULL, CONV2D_DEFAULT), p3));
+    ck_assert_int_eq(memcmp(y->data, ref->data, (size_t)y->size * sizeof(double)), 0);
+    tape_reset();
     /* a 1-row output has no 2x2 window: max_pool2d's own refusal */
     tensor *w9 = rand_leaf(&g, DTYPE_F64, SHAPE(4, 3, 9, 3));
     tapegrad_error_clear();
@@ -897,6 +918,10 @@ START_TEST(test_conv2d_max_pool2d_other_pools_and_errors) {
     ck_assert_ptr_null(tensor_conv2d_max_pool2d(x, w6, NULL, CONV2D_DEFAULT, pool2));
     ck_assert_str_eq(tapegrad_error(),
                      "conv2d_max_pool2d: conv2d: input channels 3 do not match weight [16,6,5,5] (groups 1)");
+    tapegrad_error_clear();
+    ck_assert_ptr_null(tensor_conv2d_max_pool2d_relu(x, w6, NULL, CONV2D_DEFAULT, pool2));
+    ck_assert_str_eq(tapegrad_error(), "conv2d_max_pool2d_relu: conv2d: input channels 3 do not match "
+                                       "weight [16,6,5,5] (groups 1)");
     tapegrad_error_clear();
     ck_assert_ptr_null(tensor_conv2d_max_pool2d(NULL, w, NULL, CONV2D_DEFAULT, pool2));
     ck_assert_ptr_nonnull(strstr(tapegrad_error(), "conv2d_max_pool2d: "));

@@ -426,7 +426,8 @@ END_TEST
  * into a plane filled with a NaN sentinel first, writes every element: g at
  * the naive argmax, 0 everywhere else (the odd last row and column too),
  * bit for bit; with rows 3 further apart than W, it writes 0 in each row's
- * gap but the last's, and nothing past the plane's end. */
+ * gap but the last's, and nothing past the plane's end; a dead tap (4) gets
+ * its window four zeros. */
 START_TEST(test_max_pool2d_2x2_taps_and_adjoint_every_variant) {
     rng g;
     rng_seed(&g, 8, 5);
@@ -469,6 +470,9 @@ START_TEST(test_max_pool2d_2x2_taps_and_adjoint_every_variant) {
                         ck_assert(d ? memcmp(&yf[i], &nf[i], sizeof(float)) == 0
                                     : memcmp(&yd[i], &nd[i], sizeof(double)) == 0);
                     }
+                    /* every fifth window dead (conv.h's CONV_TAP_DEAD, 4: the
+                     * relu form's), its four elements 0 */
+                    for (int64_t i = 2; i < OH * OW; i += 5) code[i] = 4;
                     /* rows W apart, and GAP apart (the wide layout: zeros in
                      * each row's gap but the last's; nothing written past) */
                     for (int64_t ld = W; ld <= W + GAP; ld += GAP) {
@@ -482,7 +486,7 @@ START_TEST(test_max_pool2d_2x2_taps_and_adjoint_every_variant) {
                             const int64_t r = e / ld, c = e % ld, i = r * W + c;
                             double want = e >= n ? NAN : 0;
                             for (int64_t o = 0; c < W && e < n && o < OH * OW; o++)
-                                if (nidx[o] == i) want = d ? (double)gf[o] : gd[o];
+                                if (nidx[o] == i && code[o] != 4) want = d ? (double)gf[o] : gd[o];
                             const double got = d ? (double)df[e] : dd[e];
                             ck_assert_msg(e >= n ? isnan(got) : memcmp(&got, &want, sizeof got) == 0,
                                           "%s %s %lldx%lld, rows %lld apart, adjoint element %lld: "
