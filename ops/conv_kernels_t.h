@@ -779,8 +779,7 @@ static void NAME(pool_lanes)(const conv_geom *q, const T *yt, T *pt, int32_t *ct
     enum { V = CONV_TB / sizeof(T) };
     typedef int32_t ivec __attribute__((vector_size(V * sizeof(int32_t))));
     const int64_t n = q->OCg, pp = q->POH * q->POW;
-/* lanes where v replaces best (v > best, or v is NaN and best is not), and the select */
-#define TAKE(best, v) (((v) > (best)) | (((v) != (v)) & ((best) == (best))))
+/* pool_kernels.h's rule for a window's maximum, and the select */
 #define SEL(m, v, best) ((NAME(vec64))(((NAME(vmask))(v) & (m)) | ((NAME(vmask))(best) & ~(m))))
     for (int64_t i = 0; i < q->POH; i++)
         for (int64_t j = 0; j < q->POW; j++) {
@@ -790,20 +789,19 @@ static void NAME(pool_lanes)(const conv_geom *q, const T *yt, T *pt, int32_t *ct
                 NAME(vec64) a, b, c, d;
                 memcpy(&a, top + v, sizeof a), memcpy(&b, top + n + v, sizeof b);
                 memcpy(&c, bot + v, sizeof c), memcpy(&d, bot + n + v, sizeof d);
-                NAME(vmask) m = TAKE(a, b);
+                NAME(vmask) m = TG_POOL_TAKES(a, b);
                 a = SEL(m, b, a);
                 const NAME(vmask) ta = m & 1;
-                m = TAKE(c, d);
+                m = TG_POOL_TAKES(c, d);
                 c = SEL(m, d, c);
                 const NAME(vmask) tc = (m & 1) + 2;
-                m = TAKE(a, c);
+                m = TG_POOL_TAKES(a, c);
                 a = SEL(m, c, a);
                 const ivec t = __builtin_convertvector((tc & m) | (ta & ~m), ivec);
                 memcpy(pt + o + v, &a, sizeof a);
                 memcpy(ct + o + v, &t, sizeof t);
             }
         }
-#undef TAKE
 #undef SEL
     NAME(transpose)(pt, n, pp, n, y, pp);
     for (int64_t c = 0; c < n; c++)

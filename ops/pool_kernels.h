@@ -17,6 +17,13 @@
 
 #include "isa.h"
 
+/* The lanes of vectors (GCC vector extensions) where v replaces best as a
+ * window's maximum: v > best, or v is NaN and best is not. The one rule of
+ * the vector forms of the 2x2 kernel here and of conv2d_max_pool2d's pool on
+ * the channels-in-lanes layout (conv_kernels_t.h), so both give max_pool2d's
+ * values and argmaxes. */
+#define TG_POOL_TAKES(best, v) (((v) > (best)) | (((v) != (v)) & ((best) == (best))))
+
 typedef struct {
     void (*max_2x2_float)(const float *x, int64_t W, int64_t OH, int64_t OW, float *y, int64_t *idx);
     void (*max_2x2_double)(const double *x, int64_t W, int64_t OH, int64_t OW, double *y,

@@ -45,9 +45,8 @@ typedef T POOL(v8) __attribute__((vector_size(8 * sizeof(T))));
 typedef POOL(mask_t) POOL(m8) __attribute__((vector_size(8 * sizeof(T))));
 typedef int32_t POOL(i8) __attribute__((vector_size(32)));
 typedef int64_t POOL(l8) __attribute__((vector_size(64)));
-/* lanes where v replaces best (v > best, or v is NaN and best is not), and
- * the select (macros: a vector argument or result changes the ABI on SSE) */
-#define TAKE8(best, v) (((v) > (best)) | (((v) != (v)) & ((best) == (best))))
+/* the select of v where m, best elsewhere (a macro, as TG_POOL_TAKES: a
+ * vector argument or result changes the ABI on SSE) */
 #define SEL8(m, v, best) ((POOL(v8))(((POOL(m8))(v) & (m)) | ((POOL(m8))(best) & ~(m))))
 static inline __attribute__((always_inline)) void POOL(max_chunk8)(const T *top, const T *bot,
                                                                    int32_t k0, int32_t w, T *yr,
@@ -59,13 +58,13 @@ static inline __attribute__((always_inline)) void POOL(max_chunk8)(const T *top,
     POOL(v8) b = __builtin_shufflevector(t0, t1, 1, 3, 5, 7, 9, 11, 13, 15);
     POOL(v8) c = __builtin_shufflevector(b0, b1, 0, 2, 4, 6, 8, 10, 12, 14);
     POOL(v8) d = __builtin_shufflevector(b0, b1, 1, 3, 5, 7, 9, 11, 13, 15);
-    POOL(m8) m = TAKE8(a, b);
+    POOL(m8) m = TG_POOL_TAKES(a, b);
     a = SEL8(m, b, a);
     const POOL(i8) ta = __builtin_convertvector(m, POOL(i8)) & 1; /* 1 where b was taken */
-    m = TAKE8(c, d);
+    m = TG_POOL_TAKES(c, d);
     c = SEL8(m, d, c);
     const POOL(i8) tc = (__builtin_convertvector(m, POOL(i8)) & 1) + 2;
-    m = TAKE8(a, c);
+    m = TG_POOL_TAKES(a, c);
     a = SEL8(m, c, a);
     const POOL(i8) mi = __builtin_convertvector(m, POOL(i8)), t = (tc & mi) | (ta & ~mi);
     memcpy(yr, &a, sizeof a);
@@ -77,7 +76,6 @@ static inline __attribute__((always_inline)) void POOL(max_chunk8)(const T *top,
         memcpy(cr, &t, sizeof t);
     }
 }
-#undef TAKE8
 #undef SEL8
 #endif
 

@@ -912,6 +912,13 @@ START_TEST(test_conv2d_max_pool2d_other_pools_and_errors) {
     ck_assert_str_eq(tapegrad_error(), "max_pool2d: kernel [2,2] larger than padded input 1x7 "
                                        "(input [2,4,1,7], padding [0,0])");
     tape_reset();
+    /* the relu form's: max_pool2d's refusal passes through its relu unchanged */
+    tapegrad_error_clear();
+    ck_assert_ptr_null(tensor_conv2d_max_pool2d_relu(x, w9, NULL, CONV2D_DEFAULT, pool2));
+    ck_assert_str_eq(tapegrad_error(), "max_pool2d: kernel [2,2] larger than padded input 1x7 "
+                                       "(input [2,4,1,7], padding [0,0])");
+    ck_assert_int_eq(tg_tape_node_count(), 1); /* the conv2d node only */
+    tape_reset();
     /* conv2d's checks, named as the fused op's */
     tensor *w6 = rand_leaf(&g, DTYPE_F64, SHAPE(16, 6, 5, 5));
     tapegrad_error_clear();
