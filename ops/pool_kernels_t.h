@@ -35,16 +35,17 @@ static inline __attribute__((always_inline)) void POOL(max_row_chunks)(
     }
 }
 
+/* Eight outputs' vectors: values, their comparisons' lanes, taps, offsets */
+typedef T POOL(v8) __attribute__((vector_size(8 * sizeof(T))));
+typedef POOL(mask_t) POOL(m8) __attribute__((vector_size(8 * sizeof(T))));
+typedef int32_t POOL(i8) __attribute__((vector_size(32)));
+typedef int64_t POOL(l8) __attribute__((vector_size(64)));
 #if POOL_VECTORS
 /* Eight outputs of a row from k0 = the flat offset of the first one's window
  * (w = W), in explicit vectors: the two rows' 16 inputs each loaded whole
  * and split into even and odd columns by shuffles, the same three selects
  * as max_row_chunks, the taps in int32 lanes, widened or narrowed once to
  * store. */
-typedef T POOL(v8) __attribute__((vector_size(8 * sizeof(T))));
-typedef POOL(mask_t) POOL(m8) __attribute__((vector_size(8 * sizeof(T))));
-typedef int32_t POOL(i8) __attribute__((vector_size(32)));
-typedef int64_t POOL(l8) __attribute__((vector_size(64)));
 /* the select of v where m, best elsewhere (a macro, as TG_POOL_TAKES: a
  * vector argument or result changes the ABI on SSE) */
 #define SEL8(m, v, best) ((POOL(v8))(((POOL(m8))(v) & (m)) | ((POOL(m8))(best) & ~(m))))
@@ -122,12 +123,22 @@ static void POOL(max_2x2_code)(const T *x, int64_t W, int64_t OH, int64_t OW, T 
     POOL(max_2x2_plane)(x, W, OH, OW, y, NULL, code);
 }
 
+/* v where on, else +0: by its bits, as the vector form does (the ternary
+ * branched, and a tap is data the predictor cannot learn) */
+static inline T POOL(keep)(T v, int on) {
+    POOL(mask_t) b;
+    memcpy(&b, &v, sizeof b);
+    b &= -(POOL(mask_t))on;
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
+
 /* The adjoint into a whole (H, W) plane whose rows start ld >= W apart: each
  * window's four elements get g at its tap and 0 at the other three, and the
  * rows and columns no window holds get 0, so dx needs no zeroing first; so do
  * the ld - W elements after each row but the last (a convolution's wide
- * layout, whose row gaps must hold zeros). On v3 and v4 a row of 8+
- * outputs goes 8 outputs at a time: per row of the window, a vector of g
+ * layout, whose row gaps must hold zeros). A row of 8+ outputs goes 8
+ * outputs at a time, on every variant: per row of the window, a vector of g
  * where the tap is left and one where it is right, interleaved by shuffles.
  * A row of 4-7 outputs but the last is one such chunk: its lanes past the
  * row read the next output row (inside the plane, as 8 <= 2 OW), and what
@@ -140,7 +151,6 @@ static void POOL(unpool_2x2_code)(const T *g, const int32_t *code, int64_t OH, i
         const int32_t *cr = code + i * OW;
         T *top = dx + 2 * i * ld, *bot = top + ld;
         int64_t j = 0;
-#if POOL_VECTORS
         if (OW >= 8 || (OW >= 4 && i + 1 < OH)) {
             for (int64_t j0 = 0; j0 < OW; j0 += 8) {
                 const int64_t jb = OW < 8 ? 0 : j0 + 8 <= OW ? j0 : OW - 8;
@@ -163,12 +173,11 @@ static void POOL(unpool_2x2_code)(const T *g, const int32_t *code, int64_t OH, i
             }
             j = OW;
         }
-#endif
-        POOL_SIMD for (int64_t k = j; k < OW; k++) {
+        for (int64_t k = j; k < OW; k++) {
             const T v = gr[k];
             const int t = cr[k];
-            top[2 * k] = t == 0 ? v : 0, top[2 * k + 1] = t == 1 ? v : 0;
-            bot[2 * k] = t == 2 ? v : 0, bot[2 * k + 1] = t == 3 ? v : 0;
+            top[2 * k] = POOL(keep)(v, t == 0), top[2 * k + 1] = POOL(keep)(v, t == 1);
+            bot[2 * k] = POOL(keep)(v, t == 2), bot[2 * k + 1] = POOL(keep)(v, t == 3);
         }
         /* the columns past the windows, and the gaps (bot's is the plane's
          * end when it is the last row) */
