@@ -102,8 +102,17 @@ enum { CONV_DWK = 5, CONV_DWNV = 1, CONV_DWPH = 2, CONV_DWO = 3, CONV_DWT = 5, C
 enum { CONV_TB = 32, CONV_VB = 32, CONV_NV = 4, CONV_OB = 2 };
 enum { CONV_DWK = 5, CONV_DWNV = 2, CONV_DWPH = 1, CONV_DWO = 2, CONV_DWT = 4, CONV_FB = 6, CONV_FNV = 2 };
 #else
+/* SSE: 16 registers of 4 floats, and no FMA. dw_wide takes 3 output channels
+ * x 3 taps (9 sums, 3 + 3 operands: 15 registers); the 2 x 5 block it had
+ * (10 sums and 7 operands, one more than the file) ran conv1 fwd+bwd at
+ * batch 64 in 1.24-1.31 ms, 3 x 3 in 0.94-0.97 (2 x 3, 2 x 4 and 6 x 1 in
+ * 0.97-1.01; the fastest of 7 runs of bench/kernels interleaved with the
+ * old block, TAPEGRAD_ISA=v2, AMD EPYC Zen 5). The other blocks were the
+ * fastest tried: the direct forward's 4 x 2 against 3 x 3, 2 x 3, 4 x 3,
+ * 5 x 2 and 6 x 2; fwd_cl's 6 pixels x 2 vectors against 3-5 pixels and
+ * 4 vectors; dw_direct's 5 taps x 2 vectors against 2 or 4 taps. */
 enum { CONV_TB = 16, CONV_VB = 16, CONV_NV = 4, CONV_OB = 2 };
-enum { CONV_DWK = 5, CONV_DWNV = 2, CONV_DWPH = 1, CONV_DWO = 2, CONV_DWT = 5, CONV_FB = 6, CONV_FNV = 2 };
+enum { CONV_DWK = 5, CONV_DWNV = 2, CONV_DWPH = 1, CONV_DWO = 3, CONV_DWT = 3, CONV_FB = 6, CONV_FNV = 2 };
 #endif
 /* body(ctx, i, slot) for i < n (an image, a chunk of images, each written
  * by its own item alone) on `threads` threads, slot the thread's scratch.
