@@ -427,7 +427,8 @@ END_TEST
  * the naive argmax, 0 everywhere else (the odd last row and column too),
  * bit for bit; with rows 3 further apart than W, it writes 0 in each row's
  * gap but the last's, and nothing past the plane's end; a dead tap (4) gets
- * its window four zeros. */
+ * its window four zeros. g's bits pass unchanged, -0 and NaN among them, in
+ * the vector form and in the scalar one (rows of 1-3 outputs, the last row). */
 START_TEST(test_max_pool2d_2x2_taps_and_adjoint_every_variant) {
     rng g;
     rng_seed(&g, 8, 5);
@@ -451,7 +452,10 @@ START_TEST(test_max_pool2d_2x2_taps_and_adjoint_every_variant) {
                     xd[i] = r < 3 ? NAN : (double)(r % 5) - 2.0 + (r % 7 == 0 ? 0.5 : 0.0);
                     xf[i] = (float)xd[i];
                 }
-                for (int64_t i = 0; i < OH * OW; i++) gd[i] = 1.0 + rng_uniform(&g), gf[i] = (float)gd[i];
+                for (int64_t i = 0; i < OH * OW; i++) {
+                    gd[i] = i % 7 == 3 ? -0.0 : i % 11 == 5 ? -NAN : 1.0 + rng_uniform(&g);
+                    gf[i] = (float)gd[i];
+                }
                 for (int d = 0; d < 2; d++) {
                     for (int64_t i = 0; i < OH * OW; i++) code[i] = -1;
                     if (d) {
