@@ -35,12 +35,13 @@ static inline __attribute__((always_inline)) void POOL(max_row_chunks)(
     }
 }
 
-/* Eight outputs' vectors: values, their comparisons' lanes, taps, offsets */
+/* Eight outputs' vectors (the max pool's on AVX2 and AVX-512, the unpool's on
+ * every variant): values, their comparisons' lanes, taps */
 typedef T POOL(v8) __attribute__((vector_size(8 * sizeof(T))));
 typedef POOL(mask_t) POOL(m8) __attribute__((vector_size(8 * sizeof(T))));
 typedef int32_t POOL(i8) __attribute__((vector_size(32)));
-typedef int64_t POOL(l8) __attribute__((vector_size(64)));
 #if POOL_VECTORS
+typedef int64_t POOL(l8) __attribute__((vector_size(64))); /* the taps' offsets */
 /* Eight outputs of a row from k0 = the flat offset of the first one's window
  * (w = W), in explicit vectors: the two rows' 16 inputs each loaded whole
  * and split into even and odd columns by shuffles, the same three selects
